@@ -1,0 +1,206 @@
+"""The glue: inputs -> conversations -> verdicts -> the audit document (docs/json-schema.md).
+
+Knows only the interfaces of the layers below; opens the inputs it is given (through capture/)
+and the roles file, never an output file.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import ipaddress
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from auditor import __version__
+from auditor.capture import CaptureSet, open_captures
+from auditor.catalog import Catalog, load_catalog
+from auditor.classify import (
+    FlowVerdict,
+    HostView,
+    RuleIndex,
+    RuleResult,
+    StatusContext,
+    classify_flows,
+    rule_status,
+)
+from auditor.conversations import ConversationBuilder, ConversationResult
+from auditor.errors import AuditorError
+from auditor.names import NameEvidence
+from auditor.roles import RoleMap, load_roles, name_matches
+from auditor.report.document import build_document
+
+Progress = Callable[[int, int, int], None]
+"""(bytes read, total bytes, packets read so far)."""
+
+
+@dataclass
+class AuditRequest:
+    """Everything a run needs, as the CLI parsed it."""
+
+    inputs: Sequence[str]
+    roles_path: Path
+    rules_dir: Path | None = None
+    extra_rules: Sequence[Path] = ()
+    vantage: str | None = None
+    """An address or a role name; None = automatic (SPEC §4)."""
+    engine: str = "fast"
+    command_line: str = ""
+    progress: Progress | None = None
+
+
+@dataclass
+class AuditOutcome:
+    """The run's results: the document for renderers and the pieces the CLI summarises."""
+
+    doc: dict[str, Any]
+    verdicts: list[FlowVerdict]
+    rules: list[RuleResult]
+    conversations: ConversationResult
+    capture: CaptureSet
+    names: NameEvidence
+    vantage: frozenset[str] = field(default_factory=frozenset)
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.UTC)
+
+
+def _norm_addr(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return text
+
+
+class HostResolver:
+    """Address -> HostView, from roles.yaml, the capture's names and the catalog's host names."""
+
+    def __init__(self, catalog: Catalog, roles: RoleMap, names: NameEvidence) -> None:
+        self.catalog = catalog
+        self.roles = roles
+        self.names = names
+        vocab = catalog.vocabulary
+        self.name_roles: list[tuple[str, str]] = []
+        """(pattern, role) from the vocabulary's roles and the rules' destination host names."""
+        for role, patterns in vocab.role_hostnames.items():
+            self.name_roles.extend((p, role) for p in patterns)
+        for r in catalog.rules:
+            self.name_roles.extend((p, r.destination) for p in r.hostnames)
+        self._cache: dict[str, HostView] = {}
+
+    def __call__(self, address: str) -> HostView:
+        hit = self._cache.get(address)
+        if hit is not None:
+            return hit
+        if address == "*":
+            view = HostView(address, frozenset(), frozenset())
+        else:
+            names = tuple(dict.fromkeys(o.name for o in self.names.names_for(address)))
+            mapped = set(self.roles.roles_of(address, names))
+            for pattern, role in self.name_roles:
+                if any(name_matches(pattern, n) for n in names):
+                    mapped.add(role)
+            roles = frozenset(mapped)
+            view = HostView(address, roles, self.catalog.vocabulary.expand(roles), names)
+        self._cache[address] = view
+        return view
+
+
+def _resolve_vantage(request: AuditRequest, catalog: Catalog, roles: RoleMap, resolver: HostResolver,
+                     seen: set[str], flows: Sequence[Any]) -> tuple[frozenset[str], str]:
+    if request.vantage:
+        v = request.vantage.strip()
+        try:
+            return frozenset({str(ipaddress.ip_address(v))}), "option"
+        except ValueError:
+            pass
+        role = catalog.vocabulary.lookup(v)
+        if role is None:
+            close = catalog.vocabulary.suggest(v, 3)
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise AuditorError(f"--vantage {v!r} is neither an address nor a known role{hint}")
+        hosts = frozenset(a for a in seen if role in resolver(a).effective)
+        hosts |= frozenset(_norm_addr(e.text) for e in roles.single_hosts(role) if e.kind == "address")
+        return hosts, "option"
+    common: set[str] | None = None
+    for f in flows:
+        if f.summarised:
+            continue
+        pair = {f.key.initiator, f.key.responder}
+        common = pair if common is None else common & pair
+        if not common:
+            return frozenset(), "none"
+    if common and len(common) == 1:
+        return frozenset(common), "auto"
+    return frozenset(), "none"
+
+
+def run_audit(request: AuditRequest) -> AuditOutcome:
+    started = _now()
+    catalog = load_catalog(request.rules_dir, list(request.extra_rules))
+    roles = load_roles(request.roles_path, catalog.vocabulary)
+    progress = None
+    if request.progress is not None:
+        report = request.progress
+        holder: list[CaptureSet] = []
+
+        def progress(done: int, total: int) -> None:
+            report(done, total, holder[0].stats.frames if holder else 0)
+
+    capture = open_captures(list(request.inputs), engine=request.engine, progress=progress)
+    if request.progress is not None:
+        holder.append(capture)
+    builder = ConversationBuilder(server_ports=catalog.server_ports())
+    names = NameEvidence()
+    feed, observe = builder.feed, names.observe
+    for rec in capture:
+        feed(rec)
+        if rec.payload:
+            observe(rec)
+    conv = builder.finish()
+
+    resolver = HostResolver(catalog, roles, names)
+    flows = sorted(conv.flows.values(), key=lambda f: f.key)
+    verdicts = classify_flows(flows, resolver, RuleIndex(catalog.rules))
+
+    seen: set[str] = set()
+    for f in flows:
+        seen.add(f.key.initiator)
+        seen.add(f.key.responder)
+    seen.discard("*")
+    hosts_by_role: dict[str, set[str]] = defaultdict(set)
+    for addr in seen:
+        for role in resolver(addr).effective:
+            hosts_by_role[role].add(addr)
+    # Every roles.yaml entry maps hosts to its role (and to the roles it satisfies), even when the
+    # capture never saw them: a single address stands for itself, a network, range or name for
+    # "some host(s)" (two placeholders when it can hold several, for same-role rules).
+    for e in roles.entries:
+        keys = [_norm_addr(e.text)] if e.kind == "address" else [f"{e.kind}:{e.text}"]
+        if e.kind in ("network", "range") and e.hi > e.lo or "*" in e.text:
+            keys.append(keys[0] + "#2")
+        for r in catalog.vocabulary.expand({e.role}):
+            hosts_by_role[r].update(keys)
+    single_hosts = {role: tuple(_norm_addr(e.text) for e in roles.single_hosts(role) if e.kind == "address")
+                    for role in roles.roles}
+    single_hosts = {k: v for k, v in single_hosts.items() if v}
+    vantage, vantage_source = _resolve_vantage(request, catalog, roles, resolver, seen, flows)
+    external = frozenset(catalog.vocabulary.role_hostnames)
+    ctx = StatusContext(
+        hosts_by_role={k: frozenset(v) for k, v in hosts_by_role.items()},
+        seen=frozenset(seen),
+        external_roles=external,
+        single_hosts=single_hosts,
+        vantage=vantage,
+    )
+    rule_results = rule_status(catalog.rules, verdicts, ctx)
+    doc = build_document(
+        version=__version__, started=started, finished=_now(), request_command=request.command_line,
+        engine=request.engine, catalog=catalog, roles=roles, capture=capture, conv=conv, names=names,
+        verdicts=verdicts, rule_results=rule_results, resolver=resolver, vantage=vantage,
+        vantage_source=vantage_source, extra_rules=[str(p) for p in request.extra_rules],
+    )
+    return AuditOutcome(doc, verdicts, rule_results, conv, capture, names, vantage)

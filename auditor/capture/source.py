@@ -1,0 +1,173 @@
+"""Byte sources: a file or standard input, hashed while streaming, decompressed by magic.
+
+The SHA-256 is of the bytes as stored (the compressed bytes for a compressed file) and is computed
+on the single pass that reads the capture; whatever the reader did not consume is drained into the
+hash when the source is closed, so a capture cut short by corruption still gets its full hash.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import lzma
+import os
+import sys
+import zlib
+from typing import BinaryIO, Protocol
+
+import zstandard
+
+from auditor.errors import CaptureError
+
+# Read size from disk and from decompressors: large blocks keep the per-record cost low.
+CHUNK = 4 << 20
+
+# Errors a decompressor raises on a damaged or cut stream: the capture is then truncated, not fatal.
+DECOMPRESS_ERRORS: tuple[type[BaseException], ...] = (
+    EOFError, OSError, zlib.error, lzma.LZMAError, zstandard.ZstdError, ValueError,
+)
+
+_MAGICS = (
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bz2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+)
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class HashingReader:
+    """Reads the raw stored bytes, feeding them to SHA-256 and a byte counter.
+
+    ``pushback`` lets the caller look at the first bytes (compression magic) without a second read.
+    """
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self._hash = hashlib.sha256()
+        self.nread = 0
+        self._pending = b""
+
+    def peek_start(self, n: int) -> bytes:
+        data = self._read_raw(n)
+        self._pending = data
+        return data
+
+    def _read_raw(self, size: int) -> bytes:
+        data = self._fh.read(size)
+        if data:
+            self._hash.update(data)
+            self.nread += len(data)
+        return data
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self._pending:
+            head = self._pending
+            if 0 <= size < len(head):
+                self._pending = head[size:]
+                return head[:size]
+            self._pending = b""
+            if size < 0:
+                return head + self._read_raw(-1)
+            return head + self._read_raw(size - len(head)) if size > len(head) else head
+        return self._read_raw(size)
+
+    def drain(self) -> None:
+        """Hash the rest of the stored bytes (the reader stopped early)."""
+        while self._read_raw(CHUNK):
+            pass
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class Source:
+    """One input: raw bytes -> (optional) decompressor -> capture bytes."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.is_stdin = path == "-"
+        fh: BinaryIO
+        if self.is_stdin:
+            fh = sys.stdin.buffer
+            self.size = 0
+        else:
+            try:
+                if os.path.isdir(path):
+                    raise CaptureError(f"{path}: is a directory, not a capture file")
+                fh = open(path, "rb")  # noqa: SIM115 - closed by Source.close
+                self.size = os.fstat(fh.fileno()).st_size
+            except OSError as e:
+                raise CaptureError(f"{path}: cannot open: {e.strerror or e}") from e
+        self.raw = HashingReader(fh)
+        try:
+            start = self.raw.peek_start(6)
+        except OSError as e:
+            raise CaptureError(f"{path}: cannot read: {e.strerror or e}") from e
+        self.compression = "none"
+        for magic, name in _MAGICS:
+            if start.startswith(magic):
+                self.compression = name
+        self.stream: Readable
+        if self.compression == "gzip":
+            self.stream = gzip.GzipFile(fileobj=self.raw, mode="rb")  # type: ignore[arg-type]
+        elif self.compression == "bz2":
+            self.stream = bz2.BZ2File(self.raw, mode="rb")  # type: ignore[arg-type]
+        elif self.compression == "xz":
+            self.stream = lzma.LZMAFile(self.raw, mode="rb")  # type: ignore[arg-type]
+        elif self.compression == "zstd":
+            dctx = zstandard.ZstdDecompressor()
+            self.stream = dctx.stream_reader(self.raw, read_size=CHUNK, read_across_frames=True)
+        else:
+            self.stream = self.raw
+
+    def read(self, size: int) -> bytes:
+        """Up to ``size`` capture bytes; b'' at the end. Decompression errors propagate (callers
+        turn them into a truncation warning)."""
+        out = self.stream.read(size)
+        if len(out) >= size or not out:
+            return out
+        # Decompressors may return short reads before the end: fill up for fewer, larger blocks.
+        parts = [out]
+        got = len(out)
+        while got < size:
+            more = self.stream.read(size - got)
+            if not more:
+                break
+            parts.append(more)
+            got += len(more)
+        return b"".join(parts)
+
+    def finish(self) -> str:
+        """Drain the rest of the stored bytes into the hash, close, return the hex digest."""
+        try:
+            self.raw.drain()
+        except OSError:
+            pass
+        if not self.is_stdin:
+            self.raw.close()
+        return self.raw.hexdigest()
+
+    def close_quietly(self) -> None:
+        if not self.is_stdin:
+            self.raw.close()
+
+
+def sniff(path: str) -> tuple[bytes, str]:
+    """First 4 capture bytes of a file (after decompression) and its compression, for early checks."""
+    src = Source(path)
+    try:
+        try:
+            head = src.read(4)
+        except DECOMPRESS_ERRORS as e:
+            raise CaptureError(f"{path}: {src.compression} data cannot be decompressed: {e}") from e
+        return head, src.compression
+    finally:
+        src.close_quietly()

@@ -1,0 +1,191 @@
+"""Flows x catalog x roles -> verdicts, and the status of every catalog rule (SPEC §4).
+
+Pure functions over in-memory values: no I/O. The caller supplies, per address, the roles it holds
+(`HostView`), already resolved from roles.yaml and the capture's name evidence.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from auditor.model import Classification, Flow, FlowRule, Outcome, RuleState
+
+# Reasons an observed flow is unexpected (SPEC §4), most specific first.
+REASON_REVERSE = "reverse-of-rule"
+REASON_OTHER_PORT = "other-port-or-protocol"
+REASON_NO_RULE = "no-rule-between-roles"
+REASON_PEER_UNMAPPED = "peer-not-in-roles"
+
+
+@dataclass(frozen=True, slots=True)
+class HostView:
+    """What the audit knows about one address."""
+
+    address: str
+    roles: frozenset[str]
+    """Roles as mapped: roles.yaml (by address or by a name the capture tied to it) and catalog host names."""
+    effective: frozenset[str]
+    """`roles` plus every role they satisfy (families such as 'Any Citrix Component')."""
+    names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FlowVerdict:
+    flow: Flow
+    initiator: HostView
+    responder: HostView
+    classification: Classification
+    failing: bool
+    rule_ids: tuple[str, ...]
+    reason: str | None
+    reason_text: str | None
+
+
+@dataclass(slots=True)
+class RuleResult:
+    rule: FlowRule
+    state: RuleState
+    flows: int = 0
+    hosts_lacking: list[str] = field(default_factory=list)
+
+
+def _is_loopback(addr: str) -> bool:
+    try:
+        return ipaddress.ip_address(addr).is_loopback
+    except ValueError:
+        return False
+
+
+class RuleIndex:
+    """Catalog rules indexed by (source role, destination role) for per-flow lookups."""
+
+    def __init__(self, rules: Sequence[FlowRule]) -> None:
+        self.rules = list(rules)
+        self.by_pair: dict[tuple[str, str], list[FlowRule]] = defaultdict(list)
+        for r in self.rules:
+            self.by_pair[(r.source, r.destination)].append(r)
+
+    def between(self, src_roles: Iterable[str], dst_roles: Iterable[str]) -> list[FlowRule]:
+        dst = list(dst_roles)
+        out: list[FlowRule] = []
+        for s in src_roles:
+            for d in dst:
+                out.extend(self.by_pair.get((s, d), ()))
+        return out
+
+
+def _port_ok(rule: FlowRule, protocol: str, port: int) -> bool:
+    if protocol not in rule.protocols:
+        return False
+    if protocol == "icmp" or not rule.ports:
+        # ICMP rules have no ports; rules whose port the seed gives as N/A or "random" match any port.
+        return True
+    return rule.matches_port(port)
+
+
+def _one_way_ok(rules: Sequence[FlowRule], flow: Flow) -> bool:
+    """A one-way rule (trap, syslog, heartbeat) is satisfied by traffic with no reply."""
+    return flow.outcome in (Outcome.ONE_WAY, Outcome.UNANSWERED) and any(r.one_way for r in rules) \
+        and flow.key.protocol != "tcp"
+
+
+def classify_flow(flow: Flow, a: HostView, b: HostView, index: RuleIndex) -> FlowVerdict:
+    k = flow.key
+    if not a.roles and not b.roles:
+        return FlowVerdict(flow, a, b, Classification.UNMAPPED, False, (), None, None)
+    forward = [r for r in index.between(a.effective, b.effective) if _port_ok(r, k.protocol, k.port)]
+    backward = [r for r in index.between(b.effective, a.effective)
+                if r.bidirectional and _port_ok(r, k.protocol, k.port)]
+    matched = [r for r in forward + backward
+               if not r.loopback_only or (_is_loopback(k.initiator) and _is_loopback(k.responder))]
+    if matched:
+        ids = tuple(sorted({r.id for r in matched}))
+        failing = flow.outcome in (Outcome.REJECTED, Outcome.UNANSWERED, Outcome.ONE_WAY)
+        if failing and flow.outcome != Outcome.REJECTED and _one_way_ok(matched, flow):
+            failing = False
+        return FlowVerdict(flow, a, b, Classification.EXPECTED, failing, ids, None, None)
+    port_text = f"{k.protocol}/{k.port}" if k.protocol != "icmp" else "icmp"
+    if not a.roles or not b.roles:
+        missing_side = "initiator" if not a.roles else "responder"
+        addr = k.initiator if not a.roles else k.responder
+        who = "a summarised set of sources" if addr == "*" else addr
+        reason, text = REASON_PEER_UNMAPPED, f"{missing_side} {who} holds no role in roles.yaml ({port_text})"
+        return FlowVerdict(flow, a, b, Classification.UNEXPECTED, False, (), reason, text)
+    reverse = [r for r in index.between(b.effective, a.effective) if _port_ok(r, k.protocol, k.port)]
+    if reverse:
+        ids = ", ".join(sorted({r.id for r in reverse})[:3])
+        reason, text = REASON_REVERSE, f"reverse direction of {ids}: the catalog has the responder initiate {port_text}"
+    else:
+        between = index.between(a.effective, b.effective)
+        if between:
+            allowed = sorted({f"{'/'.join(r.protocols)} {r.ports_text or 'any'}" for r in between})[:6]
+            reason = REASON_OTHER_PORT
+            text = f"{port_text} is not a documented port between these roles (documented: {'; '.join(allowed)})"
+        else:
+            reason, text = REASON_NO_RULE, "no catalog rule between " \
+                f"{' / '.join(sorted(a.roles))} and {' / '.join(sorted(b.roles))}"
+    return FlowVerdict(flow, a, b, Classification.UNEXPECTED, False, (), reason, text)
+
+
+def classify_flows(flows: Iterable[Flow], host: Callable[[str], HostView], index: RuleIndex) -> list[FlowVerdict]:
+    return [classify_flow(f, host(f.key.initiator), host(f.key.responder), index) for f in flows]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusContext:
+    """What rule status needs to know about the deployment and the capture."""
+
+    hosts_by_role: Mapping[str, frozenset[str]]
+    """Effective role -> addresses holding it (mapped single addresses plus addresses seen in the capture)."""
+    seen: frozenset[str]
+    """Every address some audited packet touched."""
+    external_roles: frozenset[str]
+    """Roles that are internet services (known by host name): they always exist, even unseen."""
+    single_hosts: Mapping[str, tuple[str, ...]]
+    """Role -> hosts listed one by one in roles.yaml (for 'the one VDA of ten that never registered')."""
+    vantage: frozenset[str] = frozenset()
+    """Addresses at the capture point, when known."""
+
+
+def rule_status(rules: Sequence[FlowRule], verdicts: Sequence[FlowVerdict], ctx: StatusContext) -> list[RuleResult]:
+    matched: dict[str, list[FlowVerdict]] = defaultdict(list)
+    for v in verdicts:
+        for rid in v.rule_ids:
+            matched[rid].append(v)
+    results = []
+    for r in rules:
+        res = RuleResult(r, RuleState.NOT_APPLICABLE)
+        hits = matched.get(r.id, [])
+        res.flows = len(hits)
+        src_hosts = ctx.hosts_by_role.get(r.source, frozenset())
+        dst_hosts = ctx.hosts_by_role.get(r.destination, frozenset())
+        dst_external = r.destination in ctx.external_roles or bool(r.hostnames)
+        if hits:
+            res.state = RuleState.FAILING if all(v.failing for v in hits) else RuleState.OBSERVED
+        elif r.loopback_only:
+            res.state = RuleState.NOT_OBSERVABLE  # 127.0.0.1 never crosses a wire
+        else:
+            distinct = len(src_hosts | dst_hosts) >= 2 if r.source == r.destination else True
+            applicable = bool(src_hosts) and (bool(dst_hosts) or dst_external) and distinct
+            if applicable and ctx.vantage:
+                applicable = bool((src_hosts | dst_hosts) & ctx.vantage) or (dst_external and
+                                                                             bool(src_hosts & ctx.vantage))
+            if applicable:
+                observable = bool(src_hosts & ctx.seen) or bool(dst_hosts & ctx.seen)
+                res.state = RuleState.MISSING if observable else RuleState.NOT_OBSERVABLE
+        if res.state in (RuleState.OBSERVED, RuleState.FAILING, RuleState.MISSING):
+            singles = ctx.single_hosts.get(r.source, ())
+            if len(singles) >= 1:
+                users: set[str] = set()
+                for v in hits:
+                    if not v.failing:
+                        users.add(v.flow.key.initiator)
+                        if r.bidirectional:
+                            users.add(v.flow.key.responder)
+                res.hosts_lacking = [h for h in singles if h not in users
+                                     and (not ctx.vantage or h in ctx.vantage or bool(dst_hosts & ctx.vantage))]
+        results.append(res)
+    return results

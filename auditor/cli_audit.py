@@ -1,0 +1,213 @@
+"""`pcap-audit CAPTURE... --roles roles.yaml`: run an audit, write the outputs, print a summary."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from auditor.errors import AuditorError
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+"""--fail-on named a finding that occurred."""
+EXIT_BAD_INPUT = 2
+"""Bad usage or input (one clear line on stderr)."""
+
+FAIL_ON_KINDS = ("unexpected", "failing", "missing")
+
+
+def fail(message: str) -> NoReturn:
+    click.echo(f"pcap-audit: error: {message}", err=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def write_atomic(outputs: dict[Path, str]) -> None:
+    """Write every output to a temporary file beside it, then rename them all: whole or not at all."""
+    staged: list[tuple[str, Path]] = []
+    try:
+        for path, text in outputs.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            staged.append((tmp, path))
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+                fh.write(text)
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in staged:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+class ProgressBar:
+    """Bytes read of total and packets/s on stderr; drawn only on a terminal."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self.last = 0.0
+        self.drawn = False
+
+    def __call__(self, done: int, total: int, packets: int) -> None:
+        now = time.monotonic()
+        if now - self.last < 0.2:
+            return
+        self.last = now
+        elapsed = max(now - self.start, 1e-6)
+        rate = packets / elapsed
+        if total:
+            frac = min(done / total, 1.0)
+            bar = "#" * int(frac * 30)
+            text = f"\r[{bar:<30}] {frac:4.0%} {done / 1e6:,.0f}/{total / 1e6:,.0f} MB  {rate:,.0f} packets/s"
+        else:
+            text = f"\r{done / 1e6:,.0f} MB  {rate:,.0f} packets/s"
+        click.echo(text, nl=False, err=True)
+        self.drawn = True
+
+    def close(self) -> None:
+        if self.drawn:
+            click.echo("\r" + " " * 78 + "\r", nl=False, err=True)
+
+
+def _summary_lines(doc: dict[str, Any], written: list[Path]) -> list[str]:
+    s = doc["summary"]
+    r = s["rules"]
+    lines = [
+        f"pcap-audit {doc['tool']['version']}: {len(doc['inputs'])} input(s), {s['packets']:,} packets, "
+        f"{s['connections']:,} connections, {s['flows']:,} flows",
+        f"  flows: {s['expected']} expected ({s['expected_failing']} failing), {s['unexpected']} unexpected, "
+        f"{s['unmapped']} unmapped",
+        f"  rules: {r['observed']} observed, {r['failing']} failing, {r['missing']} missing (not seen in this "
+        f"capture), {r['not-observable']} not observable, {r['not-applicable']} not applicable",
+    ]
+    failing = [f for f in doc["flows"] if f["failing"]]
+    unexpected = [f for f in doc["flows"] if f["classification"] == "unexpected"]
+    for title, items in (("failing expected flows", failing), ("unexpected flows", unexpected)):
+        if items:
+            lines.append(f"  {title}:")
+            for f in sorted(items, key=lambda f: -f["packets"])[:5]:
+                lines.append(f"    {f['initiator']} -> {f['responder']} {f['protocol']}/{f['port']} "
+                             f"{f['outcome']} ({', '.join(f['rule_ids']) or f['reason']})")
+            if len(items) > 5:
+                lines.append(f"    ... and {len(items) - 5} more in the report")
+    na = doc["not_audited"]
+    skipped = sum(na["malformed"].values()) + sum(na["unsupported"].values())
+    if skipped or na["summarised_flows"]:
+        lines.append(f"  not audited: {skipped} packets malformed or unsupported, "
+                     f"{na['summarised_connections']} connections summarised")
+    for inp in doc["inputs"]:
+        for w in inp["warnings"]:
+            lines.append(f"  warning: {inp['path']}: {w}")
+    for p in written:
+        lines.append(f"  wrote {p}")
+    return lines
+
+
+def _parse_fail_on(value: str | None) -> set[str]:
+    if not value:
+        return set()
+    kinds = {v.strip() for v in value.split(",") if v.strip()}
+    bad = kinds - set(FAIL_ON_KINDS)
+    if bad:
+        raise click.BadParameter(f"unknown kind(s) {', '.join(sorted(bad))}; choose from "
+                                 f"{', '.join(FAIL_ON_KINDS)}", param_hint="--fail-on")
+    return kinds
+
+
+def findings_hit(doc: dict[str, Any], kinds: set[str]) -> list[str]:
+    s = doc["summary"]
+    hit = []
+    if "unexpected" in kinds and s["unexpected"]:
+        hit.append("unexpected")
+    if "failing" in kinds and (s["expected_failing"] or s["rules"]["failing"]):
+        hit.append("failing")
+    if "missing" in kinds and s["rules"]["missing"]:
+        hit.append("missing")
+    return hit
+
+
+@click.command("audit")
+@click.argument("captures", nargs=-1, required=True)
+@click.option("--roles", "roles_path", required=True, type=click.Path(path_type=Path),
+              help="roles.yaml: which host plays which Citrix role.")
+@click.option("-o", "--output", "html_path", type=click.Path(path_type=Path), default=Path("report.html"),
+              show_default=True, help="HTML report.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write the audit as JSON.")
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Also write one CSV row per flow.")
+@click.option("--no-html", is_flag=True, help="Do not write the HTML report.")
+@click.option("--rules", "extra_rules", multiple=True, type=click.Path(path_type=Path),
+              help="Site rule file (catalog schema); repeatable.")
+@click.option("--rules-dir", type=click.Path(path_type=Path), help="Use another catalog folder.")
+@click.option("--vantage", help="Address or role at the capture point (default: automatic).")
+@click.option("--engine", type=click.Choice(["fast", "tshark"]), default="fast", show_default=True,
+              help="fast: built-in reader (~10x tshark). tshark: decode through tshark -T fields, for link "
+                   "types the fast path does not know; about 20,000 packets/s, so ~1 minute per million.")
+@click.option("--fail-on", "fail_on", metavar="KINDS",
+              help="Exit 1 when any of these findings occur: unexpected,failing,missing.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+@click.option("--debug", is_flag=True, help="Show a traceback on errors.")
+def audit(captures: tuple[str, ...], roles_path: Path, html_path: Path, json_path: Path | None,
+          csv_path: Path | None, no_html: bool, extra_rules: tuple[Path, ...], rules_dir: Path | None,
+          vantage: str | None, engine: str, fail_on: str | None, quiet: bool, debug: bool) -> None:
+    """Audit CAPTURE files (pcap/pcapng, optionally compressed; - for stdin) against the catalog."""
+    from auditor.audit import AuditRequest, run_audit
+    from auditor.report.tabular import render_csv, render_json
+
+    kinds = _parse_fail_on(fail_on)
+    bar = ProgressBar() if (not quiet and sys.stderr.isatty()) else None
+    progress: Callable[[int, int, int], None] | None = bar
+    request = AuditRequest(
+        inputs=list(captures), roles_path=roles_path, rules_dir=rules_dir, extra_rules=list(extra_rules),
+        vantage=vantage, engine=engine, command_line=shlex.join(["pcap-audit", *sys.argv[1:]]),
+        progress=progress,
+    )
+    try:
+        outcome = run_audit(request)
+        doc = outcome.doc
+        outputs: dict[Path, str] = {}
+        if not no_html:
+            from auditor.report.html import render_html
+
+            outputs[html_path] = render_html(doc)
+        if json_path:
+            outputs[json_path] = render_json(doc)
+        if csv_path:
+            outputs[csv_path] = render_csv(doc)
+        write_atomic(outputs)
+    except AuditorError as e:
+        if bar:
+            bar.close()
+        if debug:
+            raise
+        fail(str(e))
+    except KeyboardInterrupt:
+        if bar:
+            bar.close()
+        click.echo("pcap-audit: interrupted; no output written", err=True)
+        sys.exit(130)
+    except OSError as e:
+        if debug:
+            raise
+        fail(f"{e.filename or ''}: {e.strerror or e}".lstrip(": "))
+    except Exception as e:  # a bug, not bad input: still one line unless --debug
+        if debug:
+            raise
+        fail(f"internal error: {type(e).__name__}: {e} (run with --debug for a traceback)")
+    if bar:
+        bar.close()
+    if not quiet:
+        for line in _summary_lines(doc, list(outputs)):
+            click.echo(line)
+    hit = findings_hit(doc, kinds)
+    if hit:
+        if not quiet:
+            click.echo(f"  --fail-on: {', '.join(hit)} found", err=True)
+        sys.exit(EXIT_FINDINGS)
+    sys.exit(EXIT_OK)

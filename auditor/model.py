@@ -1,0 +1,339 @@
+"""Shared data types: what flows between the layers.
+
+capture/ produces PacketRecord; conversations.py turns them into Connection and Flow;
+catalog.py produces FlowRule; classify.py produces FlowVerdict and RuleStatus.
+No I/O here.
+"""
+
+from __future__ import annotations
+
+import enum
+import socket
+from dataclasses import dataclass, field
+
+# IP protocol numbers the core understands.
+IPPROTO_ICMP = 1
+IPPROTO_TCP = 6
+IPPROTO_UDP = 17
+IPPROTO_ICMPV6 = 58
+
+PROTO_NAMES = {IPPROTO_TCP: "tcp", IPPROTO_UDP: "udp", IPPROTO_ICMP: "icmp", IPPROTO_ICMPV6: "icmp"}
+
+# TCP flag bits.
+FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+
+# How many bytes of transport payload a record carries (names and protocol evidence need no more).
+PAYLOAD_SNAP = 2048
+
+
+def addr_str(packed: bytes) -> str:
+    """Packed 4- or 16-byte address -> canonical text (IPv6 compressed)."""
+    if len(packed) == 4:
+        return socket.inet_ntop(socket.AF_INET, packed)
+    return socket.inet_ntop(socket.AF_INET6, packed)
+
+
+@dataclass(slots=True, frozen=True)
+class QuotedPacket:
+    """The packet an ICMP error quotes (its first header bytes), so the error joins that conversation."""
+
+    src: bytes
+    """Packed source address of the quoted (original) packet."""
+    dst: bytes
+    """Packed destination address of the quoted packet."""
+    proto: int
+    """IP protocol of the quoted packet."""
+    sport: int
+    """Source port of the quoted packet (0 if not TCP/UDP)."""
+    dport: int
+    """Destination port of the quoted packet (0 if not TCP/UDP)."""
+
+
+@dataclass(slots=True, frozen=True)
+class TunnelInfo:
+    """The outermost encapsulation an audited (inner) packet arrived in."""
+
+    kind: str
+    """'vxlan', 'geneve', 'gre', 'erspan2', 'erspan3'."""
+    outer_src: bytes
+    """Packed outer source address."""
+    outer_dst: bytes
+    """Packed outer destination address."""
+    vni: int = 0
+    """VXLAN/Geneve VNI, GRE key or ERSPAN session id (0 if none)."""
+
+
+@dataclass(slots=True)
+class PacketRecord:
+    """One decoded IP packet: the unit the conversation core consumes.
+
+    Built by capture/ (or by tests, in memory). Addresses are packed bytes so that the hot path
+    never formats text; the core converts them once per connection.
+    """
+
+    input_index: int
+    """Which input of the run (0-based, in the order given)."""
+    frame: int
+    """1-based frame number inside that input, as tshark and Wireshark number them."""
+    ts: float
+    """Capture timestamp, seconds since the epoch."""
+    src: bytes
+    """Packed source address (4 bytes IPv4, 16 bytes IPv6)."""
+    dst: bytes
+    """Packed destination address."""
+    proto: int
+    """IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6, anything else is counted by the core)."""
+    ip_len: int
+    """Bytes of the IP packet as on the wire (IPv4 total length; IPv6 40 + payload length)."""
+    sport: int = 0
+    """TCP/UDP source port (0 for ICMP and others)."""
+    dport: int = 0
+    """TCP/UDP destination port."""
+    tcp_flags: int = 0
+    """TCP flag byte (FIN 0x01 SYN 0x02 RST 0x04 PSH 0x08 ACK 0x10)."""
+    seq: int = 0
+    """TCP sequence number."""
+    ack: int = 0
+    """TCP acknowledgement number."""
+    payload_len: int = 0
+    """Transport payload length in bytes (as on the wire, not as captured)."""
+    payload: bytes = b""
+    """The first captured bytes of the transport payload, at most PAYLOAD_SNAP."""
+    icmp_type: int = -1
+    """ICMP/ICMPv6 type, -1 when not ICMP."""
+    icmp_code: int = -1
+    """ICMP/ICMPv6 code, -1 when not ICMP."""
+    icmp_id: int = 0
+    """ICMP echo identifier (echo request/reply only)."""
+    quoted: QuotedPacket | None = None
+    """For ICMP errors (unreachable, time exceeded...): the packet quoted in the error."""
+    checksum_bad: bool = False
+    """A transport checksum was verified and found wrong (counted, never dropped: offload)."""
+    tunnel: TunnelInfo | None = None
+    """The encapsulation this packet was found inside, if any."""
+    fragment: bool = False
+    """The packet is an IP fragment (ports come from the first fragment where it was seen)."""
+
+
+class Outcome(enum.StrEnum):
+    """How a flow's connections fared (SPEC §3)."""
+
+    ESTABLISHED = "established"
+    REJECTED = "rejected"
+    UNANSWERED = "unanswered"
+    ONE_WAY = "one-way"
+
+
+class Classification(enum.StrEnum):
+    EXPECTED = "expected"
+    UNEXPECTED = "unexpected"
+    UNMAPPED = "unmapped"
+
+
+class RuleState(enum.StrEnum):
+    OBSERVED = "observed"
+    FAILING = "failing"
+    MISSING = "missing"
+    NOT_OBSERVABLE = "not-observable"
+    NOT_APPLICABLE = "not-applicable"
+
+
+# Strength order of direction evidence (strongest first), SPEC §3.
+DIRECTION_EVIDENCE = ("syn", "synack", "protocol", "catalog_port", "wellknown_port", "first_packet")
+
+
+@dataclass(slots=True)
+class Connection:
+    """One bidirectional transport conversation (TCP/UDP 5-tuple, or ICMP by addresses, type and id)."""
+
+    protocol: str
+    """'tcp', 'udp' or 'icmp'."""
+    orig_h: str
+    """Initiator address (text)."""
+    orig_p: int
+    """Initiator port (ICMP: the echo id, or 0)."""
+    resp_h: str
+    """Responder address (text)."""
+    resp_p: int
+    """Responder port (ICMP: the request type, e.g. 8 for echo)."""
+    first_seen: float
+    last_seen: float
+    first_frame: tuple[int, int]
+    """(input_index, frame) of the connection's first packet."""
+    orig_pkts: int = 0
+    orig_bytes: int = 0
+    """IP bytes sent by the initiator."""
+    resp_pkts: int = 0
+    resp_bytes: int = 0
+    conn_state: str = "OTH"
+    """Zeek conn_state (TCP); for UDP/ICMP: 'SF' answered, 'S0' not answered, 'REJ' ICMP-refused."""
+    history: str = ""
+    """Zeek-style history string."""
+    direction_evidence: str = "first_packet"
+    """One of DIRECTION_EVIDENCE."""
+    bad_checksums: int = 0
+    icmp_refused: bool = False
+    """An ICMP unreachable quoting this connection's traffic was seen."""
+    tunnels: frozenset[str] = frozenset()
+    """Tunnel descriptions ('vxlan 10.0.0.1->10.0.0.2 vni 42') the packets arrived in."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class FlowKey:
+    """The audit unit's identity: (initiator, responder, protocol, responder port)."""
+
+    initiator: str
+    responder: str
+    protocol: str
+    port: int
+
+
+@dataclass(slots=True)
+class Flow:
+    """All connections of one FlowKey, aggregated. Mergeable: two partial audits combine."""
+
+    key: FlowKey
+    connections: int = 0
+    established: int = 0
+    """Connections that completed a handshake or carried data both ways."""
+    rejected: int = 0
+    """Connections answered by RST, or refused by an ICMP unreachable."""
+    unanswered: int = 0
+    """Connections that got no reply at all."""
+    orig_pkts: int = 0
+    orig_bytes: int = 0
+    resp_pkts: int = 0
+    resp_bytes: int = 0
+    first_seen: float = float("inf")
+    last_seen: float = float("-inf")
+    first_frame: tuple[int, int] = (1 << 62, 0)
+    direction_evidence: dict[str, int] = field(default_factory=dict)
+    """How many connections had each kind of evidence."""
+    conn_states: dict[str, int] = field(default_factory=dict)
+    """How many connections ended in each conn_state."""
+    bad_checksums: int = 0
+    tunnels: set[str] = field(default_factory=set)
+    summarised: bool = False
+    """True for an aggregate of a flood beyond the flow table bound (initiator '*')."""
+
+    @property
+    def packets(self) -> int:
+        return self.orig_pkts + self.resp_pkts
+
+    @property
+    def bytes(self) -> int:
+        return self.orig_bytes + self.resp_bytes
+
+    @property
+    def outcome(self) -> Outcome:
+        if self.established:
+            return Outcome.ESTABLISHED
+        if self.rejected:
+            return Outcome.REJECTED
+        if self.key.protocol == "udp" and self.resp_pkts == 0:
+            return Outcome.ONE_WAY
+        return Outcome.UNANSWERED
+
+    @property
+    def strongest_evidence(self) -> str:
+        for kind in DIRECTION_EVIDENCE:
+            if self.direction_evidence.get(kind):
+                return kind
+        return "first_packet"
+
+    @property
+    def inferred(self) -> bool:
+        """Direction not proven by a TCP handshake (SPEC §3: shown as inferred)."""
+        return self.strongest_evidence not in ("syn", "synack")
+
+    def add_connection(self, c: Connection) -> None:
+        self.connections += 1
+        if c.protocol == "tcp":
+            if c.conn_state in ("SF", "S1", "S2", "S3", "RSTO", "RSTR") or (c.orig_pkts and c.resp_pkts
+                                                                               and c.conn_state == "OTH"):
+                self.established += 1
+            elif c.conn_state in ("REJ", "RSTRH") or c.icmp_refused:
+                # RSTOS0 (originator gave up with a RST) and SH fall through to unanswered below.
+                self.rejected += 1
+            elif c.resp_pkts and c.conn_state not in ("S0", "RSTOS0", "SH"):
+                self.established += 1
+            else:
+                self.unanswered += 1
+        else:
+            if c.icmp_refused:
+                self.rejected += 1
+            elif c.resp_pkts:
+                self.established += 1
+            else:
+                self.unanswered += 1
+        self.orig_pkts += c.orig_pkts
+        self.orig_bytes += c.orig_bytes
+        self.resp_pkts += c.resp_pkts
+        self.resp_bytes += c.resp_bytes
+        self.first_seen = min(self.first_seen, c.first_seen)
+        self.last_seen = max(self.last_seen, c.last_seen)
+        self.first_frame = min(self.first_frame, c.first_frame)
+        self.direction_evidence[c.direction_evidence] = self.direction_evidence.get(c.direction_evidence, 0) + 1
+        self.conn_states[c.conn_state] = self.conn_states.get(c.conn_state, 0) + 1
+        self.bad_checksums += c.bad_checksums
+        self.tunnels.update(c.tunnels)
+
+    def merge(self, other: Flow) -> None:
+        """Fold another partial aggregate of the same key into this one."""
+        if other.key != self.key:
+            raise ValueError(f"cannot merge flow {other.key} into {self.key}")
+        for name in ("connections", "established", "rejected", "unanswered", "orig_pkts", "orig_bytes",
+                     "resp_pkts", "resp_bytes", "bad_checksums"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.first_seen = min(self.first_seen, other.first_seen)
+        self.last_seen = max(self.last_seen, other.last_seen)
+        self.first_frame = min(self.first_frame, other.first_frame)
+        for src, dst in ((other.direction_evidence, self.direction_evidence),
+                         (other.conn_states, self.conn_states)):
+            for k, v in src.items():
+                dst[k] = dst.get(k, 0) + v
+        self.tunnels |= other.tunnels
+        self.summarised = self.summarised or other.summarised
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRule:
+    """One documented flow of the Citrix catalog (or a site rule given with --rules)."""
+
+    id: str
+    """Stable identifier, e.g. 'storefront-003'."""
+    product: str
+    """The seed's section heading (or the site file's product name)."""
+    source: str
+    """Canonical source role."""
+    destination: str
+    """Canonical destination role."""
+    protocols: tuple[str, ...]
+    """Subset of ('tcp', 'udp', 'icmp')."""
+    ports: tuple[tuple[int, int], ...]
+    """Inclusive port ranges; a single port p is (p, p). Empty for ICMP, N/A or random."""
+    type: str
+    """The seed's original Type column (TCP, UDP, HTTPS, SNMP, Syslog, RADIUS, TACACS, DCOM...)."""
+    description: str
+    bidirectional: bool = False
+    configurable: bool = False
+    one_way: bool = False
+    """No reply is expected (traps, syslog, NetFlow/IPFIX, heartbeats)."""
+    loopback_only: bool = False
+    """Only ever on 127.0.0.1: never missing, never observable on a wire."""
+    hostnames: tuple[str, ...] = ()
+    """Destination host-name patterns from the seed ('*.digicert.com')."""
+    note: str = ""
+    """Where the seed is garbled, ambiguous or inconsistent: what was repaired and why."""
+    seed_row: str = ""
+    """Where in the seed this rule comes from (table row or prose)."""
+    source_file: str = ""
+    """Catalog file and line, 'rules/storefront.yaml:41'."""
+
+    def matches_port(self, port: int) -> bool:
+        return any(lo <= port <= hi for lo, hi in self.ports)
+
+    @property
+    def ports_text(self) -> str:
+        """'80,443' or '49152-65535' (as the CSV export writes them)."""
+        return ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in self.ports)

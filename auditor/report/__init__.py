@@ -1,0 +1,1 @@
+"""Report renderers: the audit document in, a string out (only the CLI writes files)."""

@@ -1,0 +1,138 @@
+"""Shared fixtures: small catalogs written to tmp_path, and the bundled catalog when it has data."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from auditor.resources import rules_dir
+
+FIXTURE_ROLES = """\
+roles:
+  - name: Delivery Controller
+    aliases: [Controller]
+    citrix: true
+  - name: Virtual Delivery Agent
+    aliases: [VDA]
+    citrix: true
+  - name: StoreFront Server
+    aliases: [StoreFront]
+    citrix: true
+  - name: User Device
+    aliases: [Citrix Workspace app, Citrix Workspace App]
+  - name: NetScaler NSIP
+    citrix: true
+  - name: NetScaler HA Peer
+    citrix: true
+    satisfied_by: [NetScaler NSIP]
+  - name: NetScaler ADM
+    aliases: [Citirx ADM]
+    citrix: true
+  - name: DNS Server
+  - name: Any Citrix Component
+    family: citrix
+"""
+
+FIXTURE_STOREFRONT = """\
+product: StoreFront
+order: 18
+port_data: true
+rules:
+  - id: storefront-002
+    source: User Device
+    destination: StoreFront
+    protocols: [tcp]
+    ports: [80, 443]
+    type: HTTPS
+    description: Connecting to the store
+    seed_row: "table row 1"
+    hostnames: ["*.digicert.com"]
+  - id: storefront-001
+    source: storefront server
+    destination: controller
+    protocols: [tcp, udp]
+    ports: [80, "49152-65535", "1494-1495"]
+    type: TCP
+    description: XML service
+    bidirectional: true
+    note: "repaired"
+"""
+
+FIXTURE_NETSCALER = """\
+product: NetScaler
+order: 2
+rules:
+  - id: netscaler-001
+    source: NetScaler HA Peer
+    destination: NetScaler HA Peer
+    protocols: [udp]
+    ports: [3003]
+    type: UDP
+    description: HA heartbeat
+    one_way: true
+  - id: netscaler-002
+    source: NetScaler ADM
+    destination: NetScaler NSIP
+    protocols: [icmp]
+    ports: []
+    type: ICMP
+    description: Ping
+  - id: netscaler-003
+    source: Any Citrix Component
+    destination: DNS Server
+    protocols: [udp, tcp]
+    ports: [53]
+    type: DNS
+    description: Name resolution
+"""
+
+FIXTURE_LINK = """\
+product: App Layering
+order: 30
+port_data: false
+link: "https://docs.citrix.com/en-us/citrix-app-layering/4/install-appliance/firewall-ports.html"
+rules: []
+"""
+
+
+@pytest.fixture
+def write(tmp_path: Path) -> Callable[[str, str], Path]:
+    """write('name.yaml', text) -> path, text dedented, under tmp_path (folders made as needed)."""
+
+    def _write(name: str, text: str) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+        return path
+
+    return _write
+
+
+@pytest.fixture
+def fixture_rules(tmp_path: Path) -> Path:
+    """A small, valid catalog folder: tmp_path/rules/{roles,storefront,netscaler,app-layering}.yaml."""
+    d = tmp_path / "rules"
+    d.mkdir()
+    for name, text in (("roles.yaml", FIXTURE_ROLES), ("storefront.yaml", FIXTURE_STOREFRONT),
+                       ("netscaler.yaml", FIXTURE_NETSCALER), ("app-layering.yaml", FIXTURE_LINK)):
+        (d / name).write_text(text, encoding="utf-8")
+    return d
+
+
+def real_catalog_present() -> bool:
+    try:
+        d = rules_dir()
+    except FileNotFoundError:
+        return False
+    return (d / "roles.yaml").is_file() and any(p.name != "roles.yaml" for p in d.glob("*.yaml"))
+
+
+@pytest.fixture
+def real_rules() -> Path:
+    """The bundled catalog folder; skips while the data files are not written yet."""
+    if not real_catalog_present():
+        pytest.skip("the bundled catalog (rules/*.yaml) is not there yet")
+    return rules_dir()
