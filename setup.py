@@ -23,7 +23,11 @@ class BuildWithData(build_py):
             dst = Path(self.build_lib) / "auditor" / "_data" / name
             if dst.exists():
                 shutil.rmtree(dst)
-            shutil.copytree(src, dst)
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            if not any(dst.iterdir()):
+                # A wheel cannot hold an empty folder: keep one file so that the installed
+                # package still has the folder auditor.resources looks for.
+                (dst / ".bundled").write_text("Copied from the repository at build time.\n")
 
 
 setup(cmdclass={"build_py": BuildWithData})

@@ -9,8 +9,8 @@ from __future__ import annotations
 import datetime as _dt
 import ipaddress
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from auditor.classify import (
 )
 from auditor.conversations import ConversationBuilder, ConversationResult
 from auditor.errors import AuditorError
+from auditor.model import PacketRecord
 from auditor.names import NameEvidence
 from auditor.roles import RoleMap, load_roles, name_matches
 from auditor.report.document import build_document
@@ -56,12 +57,8 @@ class AuditOutcome:
     """The run's results: the document for renderers and the pieces the CLI summarises."""
 
     doc: dict[str, Any]
-    verdicts: list[FlowVerdict]
-    rules: list[RuleResult]
-    conversations: ConversationResult
+    analysis: Analysis
     capture: CaptureSet
-    names: NameEvidence
-    vantage: frozenset[str] = field(default_factory=frozenset)
 
 
 def _now() -> _dt.datetime:
@@ -109,10 +106,10 @@ class HostResolver:
         return view
 
 
-def _resolve_vantage(request: AuditRequest, catalog: Catalog, roles: RoleMap, resolver: HostResolver,
+def _resolve_vantage(option: str | None, catalog: Catalog, roles: RoleMap, resolver: HostResolver,
                      seen: set[str], flows: Sequence[Any]) -> tuple[frozenset[str], str]:
-    if request.vantage:
-        v = request.vantage.strip()
+    if option:
+        v = option.strip()
         try:
             return frozenset({str(ipaddress.ip_address(v))}), "option"
         except ValueError:
@@ -138,25 +135,26 @@ def _resolve_vantage(request: AuditRequest, catalog: Catalog, roles: RoleMap, re
     return frozenset(), "none"
 
 
-def run_audit(request: AuditRequest) -> AuditOutcome:
-    started = _now()
-    catalog = load_catalog(request.rules_dir, list(request.extra_rules))
-    roles = load_roles(request.roles_path, catalog.vocabulary)
-    progress = None
-    if request.progress is not None:
-        report = request.progress
-        holder: list[CaptureSet] = []
+@dataclass
+class Analysis:
+    """Everything the audit concluded from a stream of packet records."""
 
-        def progress(done: int, total: int) -> None:
-            report(done, total, holder[0].stats.frames if holder else 0)
+    conv: ConversationResult
+    names: NameEvidence
+    resolver: HostResolver
+    verdicts: list[FlowVerdict]
+    rules: list[RuleResult]
+    vantage: frozenset[str]
+    vantage_source: str
 
-    capture = open_captures(list(request.inputs), engine=request.engine, progress=progress)
-    if request.progress is not None:
-        holder.append(capture)
+
+def analyse(records: Iterable[PacketRecord], catalog: Catalog, roles: RoleMap, *,
+            vantage: str | None = None) -> Analysis:
+    """Sans-IO core of an audit: packet records in, verdicts and rule status out."""
     builder = ConversationBuilder(server_ports=catalog.server_ports())
     names = NameEvidence()
     feed, observe = builder.feed, names.observe
-    for rec in capture:
+    for rec in records:
         feed(rec)
         if rec.payload:
             observe(rec)
@@ -187,20 +185,40 @@ def run_audit(request: AuditRequest) -> AuditOutcome:
     single_hosts = {role: tuple(_norm_addr(e.text) for e in roles.single_hosts(role) if e.kind == "address")
                     for role in roles.roles}
     single_hosts = {k: v for k, v in single_hosts.items() if v}
-    vantage, vantage_source = _resolve_vantage(request, catalog, roles, resolver, seen, flows)
+    vantage_set, vantage_source = _resolve_vantage(vantage, catalog, roles, resolver, seen, flows)
     external = frozenset(catalog.vocabulary.role_hostnames)
     ctx = StatusContext(
         hosts_by_role={k: frozenset(v) for k, v in hosts_by_role.items()},
         seen=frozenset(seen),
         external_roles=external,
         single_hosts=single_hosts,
-        vantage=vantage,
+        vantage=vantage_set,
     )
     rule_results = rule_status(catalog.rules, verdicts, ctx)
+    return Analysis(conv, names, resolver, verdicts, rule_results, vantage_set, vantage_source)
+
+
+def run_audit(request: AuditRequest) -> AuditOutcome:
+    started = _now()
+    catalog = load_catalog(request.rules_dir, list(request.extra_rules))
+    roles = load_roles(request.roles_path, catalog.vocabulary)
+    progress = None
+    if request.progress is not None:
+        report = request.progress
+        holder: list[CaptureSet] = []
+
+        def progress(done: int, total: int) -> None:
+            report(done, total, holder[0].stats.frames if holder else 0)
+
+    capture = open_captures(list(request.inputs), engine=request.engine, progress=progress)
+    if request.progress is not None:
+        holder.append(capture)
+    analysis = analyse(capture, catalog, roles, vantage=request.vantage)
     doc = build_document(
         version=__version__, started=started, finished=_now(), request_command=request.command_line,
-        engine=request.engine, catalog=catalog, roles=roles, capture=capture, conv=conv, names=names,
-        verdicts=verdicts, rule_results=rule_results, resolver=resolver, vantage=vantage,
-        vantage_source=vantage_source, extra_rules=[str(p) for p in request.extra_rules],
+        engine=request.engine, catalog=catalog, roles=roles, capture=capture,
+        conv=analysis.conv, names=analysis.names, verdicts=analysis.verdicts, rule_results=analysis.rules,
+        resolver=analysis.resolver, vantage=analysis.vantage, vantage_source=analysis.vantage_source,
+        extra_rules=[str(p) for p in request.extra_rules],
     )
-    return AuditOutcome(doc, verdicts, rule_results, conv, capture, names, vantage)
+    return AuditOutcome(doc, analysis, capture)

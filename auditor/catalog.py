@@ -199,8 +199,9 @@ class Catalog:
                         out.update((proto, p) for p in range(lo, hi + 1))
         return frozenset(out)
 
-    def products_without_port_data(self) -> tuple[str, ...]:
-        return tuple(s.product for s in self.sections if not s.port_data)
+    def products_without_port_data(self) -> tuple[ProductSection, ...]:
+        """Sections that only link elsewhere (the report names them and their link)."""
+        return tuple(s for s in self.sections if not s.port_data)
 
     def products(self) -> tuple[str, ...]:
         return tuple(s.product for s in self.sections)
@@ -301,7 +302,8 @@ def _check_fields(obj: object, path: str, spec: Mapping[str, tuple[Any, bool]], 
 _RANGE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
 
 
-def _parse_ports(value: list[Any], path: str, src: _Source, problems: _Problems) -> tuple[tuple[int, int], ...]:
+def _parse_ports(value: list[Any], path: str, src: _Source,
+                 problems: _Problems) -> tuple[tuple[int, int], ...]:
     out: list[tuple[int, int]] = []
     for i, item in enumerate(value):
         ipath = join_path(path, i)
@@ -342,10 +344,9 @@ def _read(path: Path, name: str, problems: list[str]) -> _Source | None:
 
 def _display_name(path: Path, base_dir: Path | None) -> str:
     if base_dir is not None:
-        try:
-            return path.resolve().relative_to(base_dir.resolve().parent).as_posix()
-        except ValueError:
-            pass
+        resolved, base = path.resolve(), base_dir.resolve()
+        if resolved.is_relative_to(base):
+            return resolved.relative_to(base.parent).as_posix()
     return str(path)
 
 
@@ -374,6 +375,8 @@ class _Builder:
             self.roles.append((role, src, rpath))
 
     def vocabulary(self) -> Vocabulary:
+        # Roles register in file order (roles.yaml first): a later name or alias that clashes is the
+        # later file's problem, never the bundled vocabulary's.
         owner: dict[str, tuple[str, str]] = {}  # normalised name -> (canonical, where)
         kept: list[tuple[Role, _Source, str]] = []
         for role, src, rpath in self.roles:
@@ -381,11 +384,11 @@ class _Builder:
             key = normalise(role.name)
             if key in owner:
                 self.problems.add(src, join_path(rpath, "name"),
-                                  f"role {role.name!r} already defined as {owner[key][0]!r} at {owner[key][1]}")
+                                  f"role {role.name!r} already defined as {owner[key][0]!r} "
+                                  f"at {owner[key][1]}")
                 continue
             owner[key] = (role.name, where)
             kept.append((role, src, rpath))
-        for role, src, rpath in kept:
             for j, alias in enumerate(role.aliases):
                 key = normalise(alias)
                 if key in owner and owner[key][0] != role.name:
@@ -393,7 +396,7 @@ class _Builder:
                                       f"alias {alias!r} already names role {owner[key][0]!r} "
                                       f"(at {owner[key][1]})")
                 elif key not in owner:
-                    owner[key] = (role.name, f"{src.name}:{src.lines.line(rpath)}")
+                    owner[key] = (role.name, where)
         vocab = Vocabulary(r for r, _, _ in kept)
         fixed: list[Role] = []
         for role, src, rpath in kept:
@@ -472,7 +475,8 @@ class _Builder:
             return None
         return FlowRule(
             id=rule_id, product=product, source=ends["source"], destination=ends["destination"],
-            protocols=tuple(protocols), ports=ports, type=f["type"].strip(), description=f["description"].strip(),
+            protocols=tuple(protocols), ports=ports, type=f["type"].strip(),
+            description=f["description"].strip(),
             bidirectional=f.get("bidirectional", False), configurable=f.get("configurable", False),
             one_way=f.get("one_way", False), loopback_only=f.get("loopback_only", False),
             hostnames=tuple(f.get("hostnames", ())), note=f.get("note", "").strip(),
@@ -509,7 +513,8 @@ def _build(core: Sequence[Path], extra: Sequence[Path], base_dir: Path | None) -
     fields: dict[int, dict[str, Any]] = {}
     for k, src in enumerate(parsed):
         spec = _ROLES_FILE_FIELDS if src.is_roles else _FILE_FIELDS
-        f = _check_fields(src.data, "", spec, src, b.problems, "a roles file" if src.is_roles else "a rule file")
+        what = "a roles file" if src.is_roles else "a rule file"
+        f = _check_fields(src.data, "", spec, src, b.problems, what)
         if f is None:
             continue
         fields[k] = f
@@ -526,9 +531,10 @@ def _build(core: Sequence[Path], extra: Sequence[Path], base_dir: Path | None) -
         section = b.section(src, fields[k], vocab, default_order, seen_ids)
         if section is None:
             continue
-        if normalise(section.product) in products:
-            b.problems.add(src, "product", f"product {section.product!r} also in {products[normalise(section.product)]}")
-        products[normalise(section.product)] = src.name
+        key = normalise(section.product)
+        if key in products:
+            b.problems.add(src, "product", f"product {section.product!r} also in {products[key]}")
+        products[key] = src.name
         sections.append(section)
     if b.problems.items:
         raise CatalogError(b.problems.items)
@@ -582,7 +588,8 @@ def validate_files(paths: Sequence[Path], base: Catalog | None) -> list[str]:
                 beside = core[0].parent / ROLES_FILE
                 if beside.is_file():
                     core.insert(0, beside)
-            _build(core, (), None)
+            roles = [p for p in core if p.name == ROLES_FILE]
+            _build(core, (), roles[0].parent if roles else None)
     except CatalogError as e:
         return e.problems
     return []

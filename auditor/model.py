@@ -249,8 +249,12 @@ class Flow:
     def add_connection(self, c: Connection) -> None:
         self.connections += 1
         if c.protocol == "tcp":
+            # Data both ways ('D' and 'd' in the Zeek history) is an established conversation even when
+            # the handshake was not seen: a session captured mid-way and ended by the server's RST is
+            # RSTRH, one whose capture stopped after a single FIN is SH (SPEC §3).
             if c.conn_state in ("SF", "S1", "S2", "S3", "RSTO", "RSTR") or (c.orig_pkts and c.resp_pkts
-                                                                               and c.conn_state == "OTH"):
+                                                                               and c.conn_state == "OTH") \
+                    or ("D" in c.history and "d" in c.history):
                 self.established += 1
             elif c.conn_state in ("REJ", "RSTRH") or c.icmp_refused:
                 # RSTOS0 (originator gave up with a RST) and SH fall through to unanswered below.

@@ -143,7 +143,8 @@ def make_audit_doc(
         conns = rng.randint(1, 20)
         if failing:
             outcome = rng.choice(["rejected", "unanswered"])
-            est, rej, unans = 0, (conns if outcome == "rejected" else 0), (conns if outcome == "unanswered" else 0)
+            rej = conns if outcome == "rejected" else 0
+            est, unans = 0, conns - rej
             states = {"REJ" if outcome == "rejected" else "S0": conns}
         else:
             outcome = "established" if proto == "tcp" else rng.choice(["established", "one-way"])

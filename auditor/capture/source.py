@@ -14,6 +14,7 @@ import lzma
 import os
 import sys
 import zlib
+from collections.abc import Callable
 from typing import BinaryIO, Protocol
 
 import zstandard
@@ -111,11 +112,13 @@ class Source:
             start = self.raw.peek_start(6)
         except OSError as e:
             raise CaptureError(f"{path}: cannot read: {e.strerror or e}") from e
+        self._error: BaseException | None = None
         self.compression = "none"
         for magic, name in _MAGICS:
             if start.startswith(magic):
                 self.compression = name
         self.stream: Readable
+        self._read1: Callable[[int], bytes]
         if self.compression == "gzip":
             self.stream = gzip.GzipFile(fileobj=self.raw, mode="rb")  # type: ignore[arg-type]
         elif self.compression == "bz2":
@@ -127,18 +130,29 @@ class Source:
             self.stream = dctx.stream_reader(self.raw, read_size=CHUNK, read_across_frames=True)
         else:
             self.stream = self.raw
+        # read1: at most one read from the decompressor, so a failure loses nothing already decoded.
+        self._read1 = getattr(self.stream, "read1", self.stream.read)
 
     def read(self, size: int) -> bytes:
-        """Up to ``size`` capture bytes; b'' at the end. Decompression errors propagate (callers
-        turn them into a truncation warning)."""
-        out = self.stream.read(size)
-        if len(out) >= size or not out:
-            return out
-        # Decompressors may return short reads before the end: fill up for fewer, larger blocks.
-        parts = [out]
-        got = len(out)
+        """Up to ``size`` capture bytes; b'' at the end. A decompression error is raised once the
+        bytes decompressed before it have been returned (callers turn it into a truncation)."""
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
+        if self.compression == "none":
+            return self.stream.read(size)
+        # Decompressors lose a partly filled buffer when they fail: read piece by piece so that
+        # everything before the damage reaches the reader.
+        parts: list[bytes] = []
+        got = 0
         while got < size:
-            more = self.stream.read(size - got)
+            try:
+                more = self._read1(min(size - got, 1 << 18))
+            except DECOMPRESS_ERRORS as e:
+                if not parts:
+                    raise
+                self._error = e
+                break
             if not more:
                 break
             parts.append(more)

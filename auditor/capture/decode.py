@@ -1,0 +1,593 @@
+"""Frames -> PacketRecord: link layers, VLAN tags, IPv4/IPv6, TCP/UDP/ICMP, fragments, tunnels.
+
+``Decoder.decode`` is the hot path: Ethernet (+one 802.1Q tag) carrying IPv4 without options or
+IPv6 without extension headers, then TCP or plain UDP, decoded inline with precompiled structs on
+the reader's block buffer (no per-packet objects besides the record). Everything else falls to the
+general decoder below it, which checks every bound explicitly. A frame that cannot be decoded is
+counted by kind in ReadStats and skipped; nothing here raises.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from auditor.capture.info import ReadStats
+from auditor.model import PAYLOAD_SNAP, PacketRecord, QuotedPacket, TunnelInfo
+
+_U16 = struct.Struct("!H").unpack_from
+_U32 = struct.Struct("!I").unpack_from
+_U32LE = struct.Struct("<I").unpack_from
+# IPv4: total length, flags+fragment offset, protocol, src, dst (the fast path reads these only).
+_IP4 = struct.Struct("!2xH2xHxB2x4s4s").unpack_from
+# Ethernet type + IPv4 (as _IP4) + TCP (as _TCP) in one read, untagged and with one 802.1Q tag.
+_E4 = struct.Struct("!12xHBxH2xHxB2x4s4sHHIIBB").unpack_from
+_E4V = struct.Struct("!16xHBxH2xHxB2x4s4sHHIIBB").unpack_from
+_IP4ID = struct.Struct("!4xH").unpack_from
+# IPv6: payload length, next header, src, dst.
+_IP6 = struct.Struct("!4xHBx16s16s").unpack_from
+_TCP = struct.Struct("!HHIIBB").unpack_from
+_UDP = struct.Struct("!HHHH").unpack_from
+_FRAG6 = struct.Struct("!BxHI").unpack_from
+
+VXLAN_PORT = 4789
+GENEVE_PORT = 6081
+MAX_TUNNEL_DEPTH = 4
+# Later fragments find their ports here; bounded so a fragment flood cannot grow memory.
+FRAG_TABLE_SIZE = 4096
+
+ETH_IPV4, ETH_IPV6 = 0x0800, 0x86DD
+_VLAN_TPIDS = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))
+# ICMP types that carry an identifier (echo, timestamp, information, address mask) and errors.
+_ICMP4_ID = frozenset((0, 8, 13, 14, 15, 16, 17, 18))
+_ICMP4_ERR = frozenset((3, 4, 5, 11, 12))
+_ICMP6_ID = frozenset((128, 129))
+_ICMP6_ERR = frozenset((1, 2, 3, 4))
+# IPv6 extension headers walked to find the transport header (RFC 8200 §4; AH is RFC 4302).
+_IP6_EXT = frozenset((0, 43, 60, 51))
+# BSD loopback address families meaning IPv6 (Linux, NetBSD/OpenBSD, FreeBSD, Darwin).
+_AF_INET6 = frozenset((10, 24, 28, 30))
+
+LINKTYPE_NAMES = {
+    0: "NULL", 1: "EN10MB", 6: "IEEE802", 8: "SLIP", 9: "PPP", 10: "FDDI", 12: "RAW", 14: "RAW",
+    50: "PPP_HDLC", 51: "PPP_ETHER", 101: "RAW", 104: "C_HDLC", 105: "IEEE802_11", 107: "FRELAY",
+    108: "LOOP", 113: "LINUX_SLL", 117: "PFLOG", 119: "PRISM_HEADER", 122: "IP_OVER_FC",
+    127: "IEEE802_11_RADIO", 138: "APPLE_IP_OVER_IEEE1394", 140: "MTP2", 141: "MTP3", 143: "DOCSIS",
+    163: "IEEE802_11_RADIO_AVS", 166: "PPP_PPPD", 187: "BLUETOOTH_HCI_H4", 189: "USB_LINUX",
+    192: "PPI", 195: "IEEE802_15_4", 197: "ERF", 201: "BLUETOOTH_HCI_H4_WITH_PHDR",
+    204: "PPP_WITH_DIR", 215: "IEEE802_15_4_NOFCS", 220: "USB_LINUX_MMAPPED", 228: "IPV4",
+    229: "IPV6", 239: "NFLOG", 249: "USBPCAP", 253: "NETLINK", 276: "LINUX_SLL2",
+}
+
+
+def linktype_name(lt: int) -> str:
+    return LINKTYPE_NAMES.get(lt, f"LINKTYPE_{lt}")
+
+
+def checksum_bad(buf: bytes, a: int, b: int, src: bytes, dst: bytes, proto: int) -> bool:
+    """Internet checksum over pseudo-header + segment buf[a:b].
+
+    Since 2**16 == 1 (mod 0xFFFF), the one's-complement sum of 16-bit words is congruent to the
+    whole big-endian integer mod 0xFFFF: one C-level conversion instead of a Python loop. A correct
+    segment sums to 0xFFFF, i.e. 0 mod 0xFFFF.
+    """
+    n = int.from_bytes(buf[a:b], "big")
+    if (b - a) & 1:
+        n <<= 8
+    return (n + int.from_bytes(src, "big") + int.from_bytes(dst, "big") + proto + b - a) % 0xFFFF != 0
+
+
+class Decoder:
+    """Decodes the frames of one input. Counters go to the shared ReadStats."""
+
+    def __init__(self, stats: ReadStats, input_index: int, *, verify_checksums: bool = True) -> None:
+        self.stats = stats
+        self.ii = input_index
+        self.verify = verify_checksums
+        self.frags: dict[tuple[bytes, bytes, int, int], tuple[int, int]] = {}
+
+    # -- counting ---------------------------------------------------------------------------------
+
+    def bad(self, kind: str, frame: int) -> None:
+        m = self.stats.malformed
+        m[kind] = m.get(kind, 0) + 1
+        self.stats.examples.setdefault(kind, (self.ii, frame))
+
+    def unsup(self, kind: str, frame: int) -> None:
+        u = self.stats.unsupported
+        u[kind] = u.get(kind, 0) + 1
+        self.stats.examples.setdefault(kind, (self.ii, frame))
+
+    def non_ip(self, kind: str, frame: int) -> None:
+        self.stats.non_ip += 1
+        self.unsup(kind, frame)
+
+    # -- hot path -----------------------------------------------------------------------------------
+
+    def decode(self, buf: bytes, off: int, caplen: int, ts: float, frame: int, lt: int) -> PacketRecord | None:
+        """Decode the frame buf[off:off+caplen] of link type ``lt``; None if it yields no record."""
+        end = off + caplen
+        if lt == 1 and caplen >= 54:
+            # One unpack reads Ethernet type, the IPv4 fields and the TCP (or UDP) header at once,
+            # assuming the common layout; the checks below decide whether the guess was right.
+            et, vihl, tot, frag, proto, src, dst, sport, dport, seq, ack, offb, flags = _E4(buf, off)
+            p = off + 14
+            if et == 0x8100:
+                et, vihl, tot, frag, proto, src, dst, sport, dport, seq, ack, offb, flags = _E4V(buf, off)
+                p = off + 18
+            if et == 0x0800:
+                if vihl == 0x45 and not frag & 0x3FFF:
+                    l4 = p + 20
+                    ipend = p + tot
+                    if proto == 6 and tot >= 40:
+                        doff = (offb >> 4) << 2
+                        plen = tot - 20 - doff
+                        if doff >= 20 and plen >= 0:
+                            if plen:
+                                a = l4 + doff
+                                b = ipend if ipend < end else end
+                                if b > a + PAYLOAD_SNAP:
+                                    b = a + PAYLOAD_SNAP
+                                payload = buf[a:b]
+                            else:
+                                payload = b""
+                            if self.verify and ipend <= end:
+                                n = int.from_bytes(buf[l4:ipend], "big")
+                                if tot & 1:
+                                    n <<= 8
+                                if (n + int.from_bytes(src, "big") + int.from_bytes(dst, "big")
+                                        + tot - 14) % 0xFFFF:
+                                    return PacketRecord(self.ii, frame, ts, src, dst, 6, tot, sport, dport,
+                                                        flags, seq, ack, plen, payload, -1, -1, 0, None, True, None, False)
+                            return PacketRecord(self.ii, frame, ts, src, dst, 6, tot, sport, dport, flags,
+                                                seq, ack, plen, payload, -1, -1, 0, None, False, None, False)
+                    elif proto == 17 and tot >= 28:
+                        ulen = seq >> 16
+                        if 8 <= ulen <= tot - 20 and dport != VXLAN_PORT and dport != GENEVE_PORT:
+                            plen = ulen - 8
+                            if plen:
+                                a = l4 + 8
+                                b = a + plen
+                                if b > end:
+                                    b = end
+                                if b > a + PAYLOAD_SNAP:
+                                    b = a + PAYLOAD_SNAP
+                                payload = buf[a:b]
+                            else:
+                                payload = b""
+                            if seq & 0xFFFF and self.verify and l4 + ulen <= end:
+                                n = int.from_bytes(buf[l4:l4 + ulen], "big")
+                                if ulen & 1:
+                                    n <<= 8
+                                if (n + int.from_bytes(src, "big") + int.from_bytes(dst, "big")
+                                        + 17 + ulen) % 0xFFFF:
+                                    return PacketRecord(self.ii, frame, ts, src, dst, 17, tot, sport, dport,
+                                                        0, 0, 0, plen, payload, -1, -1, 0, None, True, None, False)
+                            return PacketRecord(self.ii, frame, ts, src, dst, 17, tot, sport, dport, 0,
+                                                0, 0, plen, payload, -1, -1, 0, None, False, None, False)
+            elif et == 0x86DD and end - p >= 48 and buf[p] >> 4 == 6:
+                plen6, nh, src, dst = _IP6(buf, p)
+                l4 = p + 40
+                ipend = l4 + plen6
+                if nh == 6 and plen6 >= 20 and end - l4 >= 20:
+                    sport, dport, seq, ack, offb, flags = _TCP(buf, l4)
+                    doff = (offb >> 4) << 2
+                    plen = plen6 - doff
+                    if doff >= 20 and plen >= 0:
+                        if plen:
+                            a = l4 + doff
+                            b = ipend if ipend < end else end
+                            if b > a + PAYLOAD_SNAP:
+                                b = a + PAYLOAD_SNAP
+                            payload = buf[a:b]
+                        else:
+                            payload = b""
+                        bad = False
+                        if self.verify and ipend <= end:
+                            bad = checksum_bad(buf, l4, ipend, src, dst, 6)
+                        return PacketRecord(self.ii, frame, ts, src, dst, 6, 40 + plen6, sport, dport, flags,
+                                            seq, ack, plen, payload, -1, -1, 0, None, bad, None, False)
+                elif nh == 17 and plen6 >= 8:
+                    sport, dport, ulen, ucs = _UDP(buf, l4)
+                    if 8 <= ulen <= plen6 and dport != VXLAN_PORT and dport != GENEVE_PORT:
+                        plen = ulen - 8
+                        a = l4 + 8
+                        b = a + plen
+                        if b > end:
+                            b = end
+                        if b > a + PAYLOAD_SNAP:
+                            b = a + PAYLOAD_SNAP
+                        payload = buf[a:b] if plen else b""
+                        bad = False
+                        if ucs and self.verify and l4 + ulen <= end:
+                            bad = checksum_bad(buf, l4, l4 + ulen, src, dst, 17)
+                        return PacketRecord(self.ii, frame, ts, src, dst, 17, 40 + plen6, sport, dport, 0,
+                                            0, 0, plen, payload, -1, -1, 0, None, bad, None, False)
+        return self.slow(buf, off, end, ts, frame, lt)
+
+    # -- general path -------------------------------------------------------------------------------
+
+    def slow(self, buf: bytes, off: int, end: int, ts: float, frame: int, lt: int) -> PacketRecord | None:
+        try:
+            ver, p = self._link(buf, off, end, frame, lt)
+            if ver < 0:
+                return None
+            return self._ip(buf, p, end, ver, ts, frame, None, 0)
+        except (struct.error, IndexError, ValueError):
+            # Every bound is checked above; this is a safety net so that a missed check is counted,
+            # not fatal (SPEC §3: nothing in a capture can crash the run).
+            self.bad("decode-error", frame)
+            return None
+
+    def _link(self, buf: bytes, off: int, end: int, frame: int, lt: int) -> tuple[int, int]:
+        """Returns (4 or 6, offset of the IP header), or (-1, 0) when the frame was counted."""
+        n = end - off
+        if lt == 1:
+            if n < 14:
+                self.bad("eth-short", frame)
+                return -1, 0
+            return self._ethertype(buf, off + 14, end, _U16(buf, off + 12)[0], frame)
+        if lt in (101, 12, 14, 228, 229):
+            if n < 1:
+                self.bad("raw-short", frame)
+                return -1, 0
+            v = buf[off] >> 4
+            if v in (4, 6):
+                return v, off
+            self.bad("raw-bad-version", frame)
+            return -1, 0
+        if lt in (0, 108):
+            if n < 4:
+                self.bad("loopback-short", frame)
+                return -1, 0
+            if lt == 108 or (buf[off] == 0 and buf[off + 1] == 0):
+                fam = _U32(buf, off)[0]
+            else:
+                fam = _U32LE(buf, off)[0]
+            if fam == 2:
+                return 4, off + 4
+            if fam in _AF_INET6:
+                return 6, off + 4
+            self.non_ip(f"loopback-family:{fam}", frame)
+            return -1, 0
+        if lt == 113:
+            if n < 16:
+                self.bad("sll-short", frame)
+                return -1, 0
+            return self._ethertype(buf, off + 16, end, _U16(buf, off + 14)[0], frame)
+        if lt == 276:
+            if n < 20:
+                self.bad("sll2-short", frame)
+                return -1, 0
+            return self._ethertype(buf, off + 20, end, _U16(buf, off)[0], frame)
+        if lt in (9, 50, 204, 166):
+            p = off + (1 if lt == 204 else 0)
+            if end - p >= 2 and buf[p] == 0xFF and buf[p + 1] == 0x03:
+                p += 2
+            return self._ppp(buf, p, end, frame)
+        if lt == 104:
+            if n < 4:
+                self.bad("chdlc-short", frame)
+                return -1, 0
+            return self._ethertype(buf, off + 4, end, _U16(buf, off + 2)[0], frame)
+        self.unsup(f"linktype:DLT_{linktype_name(lt)}", frame)
+        return -1, 0
+
+    def _ppp(self, buf: bytes, p: int, end: int, frame: int) -> tuple[int, int]:
+        if end - p < 2:
+            self.bad("ppp-short", frame)
+            return -1, 0
+        proto = _U16(buf, p)[0]
+        if proto == 0x0021:
+            return 4, p + 2
+        if proto == 0x0057:
+            return 6, p + 2
+        self.non_ip(f"ppp:0x{proto:04x}", frame)
+        return -1, 0
+
+    def _ethertype(self, buf: bytes, p: int, end: int, et: int, frame: int) -> tuple[int, int]:
+        for _ in range(8):
+            if et == ETH_IPV4:
+                return 4, p
+            if et == ETH_IPV6:
+                return 6, p
+            if et in _VLAN_TPIDS:
+                if end - p < 4:
+                    self.bad("vlan-short", frame)
+                    return -1, 0
+                et = _U16(buf, p + 2)[0]
+                p += 4
+                continue
+            if et in (0x8847, 0x8848):  # MPLS: labels until bottom-of-stack, then IP by version nibble
+                for _ in range(8):
+                    if end - p < 4:
+                        self.bad("mpls-short", frame)
+                        return -1, 0
+                    label = _U32(buf, p)[0]
+                    p += 4
+                    if label & 0x100:
+                        break
+                if end - p < 1 or buf[p] >> 4 not in (4, 6):
+                    self.non_ip("mpls-payload", frame)
+                    return -1, 0
+                return buf[p] >> 4, p
+            if et == 0x8864:  # PPPoE session
+                return self._ppp(buf, p + 6, end, frame) if end - p >= 8 else self._short("pppoe-short", frame)
+            if et <= 1500:  # 802.3 length: LLC, maybe SNAP carrying an ethertype
+                if end - p >= 8 and buf[p] == 0xAA and buf[p + 1] == 0xAA and buf[p + 2] == 0x03:
+                    et = _U16(buf, p + 6)[0]
+                    p += 8
+                    continue
+                self.non_ip("ethertype:802.3-llc", frame)
+                return -1, 0
+            self.non_ip(f"ethertype:0x{et:04x}", frame)
+            return -1, 0
+        self.bad("vlan-too-many-tags", frame)
+        return -1, 0
+
+    def _short(self, kind: str, frame: int) -> tuple[int, int]:
+        self.bad(kind, frame)
+        return -1, 0
+
+    def _ip(self, buf: bytes, p: int, end: int, ver: int, ts: float, frame: int,
+            tunnel: TunnelInfo | None, depth: int) -> PacketRecord | None:
+        if ver == 4:
+            if end - p < 20:
+                self.bad("ipv4-short", frame)
+                return None
+            vihl = buf[p]
+            if vihl >> 4 != 4:
+                self.bad("ipv4-bad-version", frame)
+                return None
+            ihl = (vihl & 15) << 2
+            if ihl < 20:
+                self.bad("ipv4-bad-header", frame)
+                return None
+            if end - p < ihl:
+                self.bad("ipv4-short", frame)
+                return None
+            tot, fragw, proto, src, dst = _IP4(buf, p)
+            if tot == 0:  # TSO/GSO on the capturing host: the length is what was captured
+                tot = end - p
+            if tot < ihl:
+                self.bad("ipv4-bad-length", frame)
+                return None
+            foff = fragw & 0x1FFF
+            key = (src, dst, _IP4ID(buf, p)[0], proto) if fragw & 0x3FFF else None
+            ipend = min(p + tot, end)
+            return self._transport(buf, p + ihl, ipend, p + tot <= end, proto, src, dst, tot, tot - ihl,
+                                   ts, frame, tunnel, depth, key, foff == 0, False)
+        if end - p < 40:
+            self.bad("ipv6-short", frame)
+            return None
+        if buf[p] >> 4 != 6:
+            self.bad("ipv6-bad-version", frame)
+            return None
+        plen6, nh, src, dst = _IP6(buf, p)
+        full_end = p + 40 + plen6
+        ipend = min(full_end, end)
+        q = p + 40
+        key6: tuple[bytes, bytes, int, int] | None = None
+        first = True
+        for _ in range(8):
+            if nh in _IP6_EXT:
+                if ipend - q < 8:
+                    self.bad("ipv6-ext-short", frame)
+                    return None
+                hl = (buf[q + 1] + 2) * 4 if nh == 51 else (buf[q + 1] + 1) * 8
+                nh = buf[q]
+                q += hl
+                continue
+            if nh == 44:
+                if ipend - q < 8:
+                    self.bad("ipv6-ext-short", frame)
+                    return None
+                nh2, offflags, ident = _FRAG6(buf, q)
+                if offflags & 0xFFF9:
+                    key6 = (src, dst, ident, nh2)
+                    first = offflags >> 3 == 0
+                nh = nh2
+                q += 8
+                continue
+            break
+        else:
+            self.bad("ipv6-ext-chain", frame)
+            return None
+        if q > ipend:
+            self.bad("ipv6-ext-short", frame)
+            return None
+        return self._transport(buf, q, ipend, full_end <= end, nh, src, dst, 40 + plen6, full_end - q,
+                               ts, frame, tunnel, depth, key6, first, True)
+
+    def _transport(self, buf: bytes, q: int, ipend: int, complete: bool, proto: int, src: bytes, dst: bytes,
+                   ip_len: int, l4len: int, ts: float, frame: int, tunnel: TunnelInfo | None, depth: int,
+                   fkey: tuple[bytes, bytes, int, int] | None, first: bool, v6: bool) -> PacketRecord | None:
+        ii = self.ii
+        if fkey is not None and not first:
+            ports = self.frags.get(fkey)
+            if ports is None:
+                self.bad("fragment-orphan", frame)
+                ports = (0, 0)
+            return PacketRecord(ii, frame, ts, src, dst, proto, ip_len, ports[0], ports[1],
+                                payload_len=max(l4len, 0), tunnel=tunnel, fragment=True)
+        frag = fkey is not None
+        avail = ipend - q
+        if proto == 6:
+            if avail < 20:
+                self.bad("tcp-short", frame)
+                return None
+            sport, dport, seq, ack, offb, flags = _TCP(buf, q)
+            doff = (offb >> 4) << 2
+            if doff < 20 or (doff > l4len and not frag):
+                self.bad("tcp-bad-offset", frame)
+                return None
+            plen = max(l4len - doff, 0)
+            a = q + doff
+            payload = buf[a:min(a + PAYLOAD_SNAP, ipend)] if plen and a < ipend else b""
+            bad = (self.verify and complete and not frag
+                   and checksum_bad(buf, q, q + l4len, src, dst, 6))
+            if fkey is not None:
+                self._remember(fkey, sport, dport)
+            return PacketRecord(ii, frame, ts, src, dst, 6, ip_len, sport, dport, flags, seq, ack, plen,
+                                payload, checksum_bad=bad, tunnel=tunnel, fragment=frag)
+        if proto == 17:
+            if avail < 8:
+                self.bad("udp-short", frame)
+                return None
+            sport, dport, ulen, ucs = _UDP(buf, q)
+            if fkey is not None:
+                self._remember(fkey, sport, dport)
+            elif dport == VXLAN_PORT or dport == GENEVE_PORT:
+                done, rec = self._udp_tunnel(buf, q + 8, ipend, dport, src, dst, ts, frame, tunnel, depth)
+                if done:
+                    return rec
+            if ulen >= 8 and (frag or ulen <= l4len):
+                plen = ulen - 8
+            else:
+                self.bad("udp-bad-length", frame)
+                plen = max(l4len - 8, 0)
+            a = q + 8
+            payload = buf[a:min(a + plen, a + PAYLOAD_SNAP, ipend)] if plen else b""
+            bad = bool(ucs and self.verify and complete and not frag and 8 <= ulen <= l4len
+                       and checksum_bad(buf, q, q + ulen, src, dst, 17))
+            return PacketRecord(ii, frame, ts, src, dst, 17, ip_len, sport, dport, 0, 0, 0, plen, payload,
+                                checksum_bad=bad, tunnel=tunnel, fragment=frag)
+        if (proto == 1 and not v6) or (proto == 58 and v6):
+            if frag and not first:
+                return None  # unreachable: handled above
+            if avail < 4:
+                self.bad("icmp-short", frame)
+                return None
+            t, c = buf[q], buf[q + 1]
+            icmp_id = 0
+            quoted = None
+            if (t in _ICMP6_ID) if v6 else (t in _ICMP4_ID):
+                if avail >= 6:
+                    icmp_id = _U16(buf, q + 4)[0]
+            elif (t in _ICMP6_ERR) if v6 else (t in _ICMP4_ERR):
+                quoted = self._quote(buf, q + 8, ipend)
+            return PacketRecord(ii, frame, ts, src, dst, proto, ip_len, 0, 0, 0, 0, 0, max(l4len - 8, 0),
+                                b"", t, c, icmp_id, quoted, tunnel=tunnel, fragment=frag)
+        if proto == 47 and not frag:
+            return self._gre(buf, q, ipend, src, dst, ts, frame, tunnel, depth)
+        return PacketRecord(ii, frame, ts, src, dst, proto, ip_len, payload_len=max(l4len, 0),
+                            tunnel=tunnel, fragment=frag)
+
+    def _remember(self, key: tuple[bytes, bytes, int, int], sport: int, dport: int) -> None:
+        frags = self.frags
+        if len(frags) >= FRAG_TABLE_SIZE and key not in frags:
+            del frags[next(iter(frags))]
+        frags[key] = (sport, dport)
+
+    def _quote(self, buf: bytes, p: int, end: int) -> QuotedPacket | None:
+        """The original packet an ICMP error quotes: its IP header and first 8 bytes (RFC 792/4443)."""
+        if end - p < 20:
+            return None
+        v = buf[p] >> 4
+        if v == 4:
+            ihl = (buf[p] & 15) << 2
+            if ihl < 20:
+                return None
+            proto = buf[p + 9]
+            src, dst = buf[p + 12:p + 16], buf[p + 16:p + 20]
+            q = p + ihl
+        elif v == 6:
+            if end - p < 40:
+                return None
+            _, proto, src, dst = _IP6(buf, p)
+            q = p + 40
+            for _ in range(4):
+                if proto not in _IP6_EXT and proto != 44 or end - q < 8:
+                    break
+                hl = 8 if proto == 44 else (buf[q + 1] + 2) * 4 if proto == 51 else (buf[q + 1] + 1) * 8
+                proto = buf[q]
+                q += hl
+        else:
+            return None
+        sport = dport = 0
+        if proto in (6, 17) and end - q >= 4:
+            sport, dport = _U16(buf, q)[0], _U16(buf, q + 2)[0]
+        return QuotedPacket(src, dst, proto, sport, dport)
+
+    # -- tunnels ------------------------------------------------------------------------------------
+
+    def _udp_tunnel(self, buf: bytes, a: int, end: int, dport: int, src: bytes, dst: bytes, ts: float,
+                    frame: int, tunnel: TunnelInfo | None, depth: int) -> tuple[bool, PacketRecord | None]:
+        """(True, record) when the UDP payload is a VXLAN/Geneve frame; (False, None) to keep it UDP."""
+        if end - a < 8:
+            return False, None
+        if dport == VXLAN_PORT:
+            if not buf[a] & 0x08:  # I flag: a valid VNI (RFC 7348 §5)
+                return False, None
+            vni = _U32(buf, a + 4)[0] >> 8
+            return True, self._decap("vxlan", buf, a + 8, end, 0x6558, src, dst, vni, ts, frame, tunnel, depth)
+        if buf[a] >> 6:  # Geneve version 0 only (RFC 8926 §3.4)
+            return False, None
+        hl = 8 + ((buf[a] & 0x3F) << 2)
+        ptype = _U16(buf, a + 2)[0]
+        vni = _U32(buf, a + 4)[0] >> 8
+        return True, self._decap("geneve", buf, a + hl, end, ptype, src, dst, vni, ts, frame, tunnel, depth)
+
+    def _gre(self, buf: bytes, q: int, end: int, src: bytes, dst: bytes, ts: float, frame: int,
+             tunnel: TunnelInfo | None, depth: int) -> PacketRecord | None:
+        if end - q < 4:
+            self.bad("gre-short", frame)
+            return None
+        flags, ptype = _U16(buf, q)[0], _U16(buf, q + 2)[0]
+        if flags & 0x4007:  # routing present (RFC 1701) or version != 0 (PPTP's enhanced GRE)
+            self.unsup("ipproto:47-unknown-gre", frame)
+            return None
+        p = q + 4
+        if flags & 0x8000:  # checksum + reserved
+            p += 4
+        key = 0
+        if flags & 0x2000:
+            if end - p < 4:
+                self.bad("gre-short", frame)
+                return None
+            key = _U32(buf, p)[0]
+            p += 4
+        seq = bool(flags & 0x1000)
+        if seq:
+            p += 4
+        if ptype in (0x6558, ETH_IPV4, ETH_IPV6):
+            return self._decap("gre", buf, p, end, ptype, src, dst, key, ts, frame, tunnel, depth)
+        if ptype == 0x88BE:
+            if not seq:  # ERSPAN type I: no ERSPAN header, the mirrored frame follows GRE
+                return self._decap("erspan2", buf, p, end, 0x6558, src, dst, 0, ts, frame, tunnel, depth)
+            if end - p < 8:
+                self.bad("erspan-short", frame)
+                return None
+            session = _U16(buf, p + 2)[0] & 0x3FF
+            return self._decap("erspan2", buf, p + 8, end, 0x6558, src, dst, session, ts, frame, tunnel, depth)
+        if ptype == 0x22EB:
+            if end - p < 12:
+                self.bad("erspan-short", frame)
+                return None
+            session = _U16(buf, p + 2)[0] & 0x3FF
+            hl = 20 if buf[p + 11] & 1 else 12  # O flag: platform-specific subheader follows
+            return self._decap("erspan3", buf, p + hl, end, 0x6558, src, dst, session, ts, frame, tunnel,
+                               depth)
+        self.unsup("ipproto:47-unknown-gre", frame)
+        return None
+
+    def _decap(self, kind: str, buf: bytes, p: int, end: int, ptype: int, src: bytes, dst: bytes, vni: int,
+               ts: float, frame: int, tunnel: TunnelInfo | None, depth: int) -> PacketRecord | None:
+        if depth + 1 >= MAX_TUNNEL_DEPTH:
+            self.unsup("tunnel-too-deep", frame)
+            return None
+        if p > end:
+            self.bad(f"{kind}-short", frame)
+            return None
+        t = self.stats.tunnels
+        t[kind] = t.get(kind, 0) + 1
+        outer = tunnel if tunnel is not None else TunnelInfo(kind, src, dst, vni)
+        if ptype == 0x6558:
+            if end - p < 14:
+                self.bad("eth-short", frame)
+                return None
+            ver, p = self._ethertype(buf, p + 14, end, _U16(buf, p + 12)[0], frame)
+        else:
+            ver, p = self._ethertype(buf, p, end, ptype, frame)
+        if ver < 0:
+            return None
+        return self._ip(buf, p, end, ver, ts, frame, outer, depth + 1)

@@ -1,0 +1,288 @@
+"""pcap and pcapng record walking over large blocks of capture bytes.
+
+The walkers keep one bytes buffer of ~4 MiB, read record headers with precompiled structs and hand
+(buffer, offset, length) to the decoder: no per-packet objects but the record itself. A record that
+runs past the end of the data ends the walk with ``truncated`` and a warning naming the last frame
+read; a corrupt record or block header does the same (there is no way to resynchronise safely).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterator
+
+from auditor.capture.decode import Decoder, linktype_name
+from auditor.capture.info import InputInfo
+from auditor.capture.source import CHUNK, DECOMPRESS_ERRORS, Source
+from auditor.errors import CaptureError
+from auditor.model import PacketRecord
+
+PCAP_MAGICS = {
+    # magic as stored -> (byte order, nanosecond, record header length)
+    b"\xd4\xc3\xb2\xa1": ("<", False, 16),
+    b"\xa1\xb2\xc3\xd4": (">", False, 16),
+    b"\x4d\x3c\xb2\xa1": ("<", True, 16),
+    b"\xa1\xb2\x3c\x4d": (">", True, 16),
+    # Alexey Kuznetsov's patched libpcap: 8 more bytes per record header (ifindex, protocol, type).
+    b"\x34\xcd\xb2\xa1": ("<", False, 24),
+    b"\xa1\xb2\xcd\x34": (">", False, 24),
+}
+PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+
+# Largest record we accept: libpcap's 262144-byte maximum snapshot, or the file's snaplen, within a
+# bound that keeps a corrupt length from making us read gigabytes into memory.
+_MAX_RECORD = 1 << 24
+# Progress callback cadence: every this many frames (and no more often than every 0.1 s).
+PROGRESS_EVERY = 1 << 15
+
+Tick = Callable[[], None]
+
+
+class _Reader:
+    """The growing window over the capture bytes; ``ensure`` reads more when a record needs it."""
+
+    def __init__(self, src: Source, first: bytes, info: InputInfo) -> None:
+        self.src = src
+        self.info = info
+        self.buf = first
+        self.eof = False
+
+    def more(self, pos: int) -> bool:
+        """Append a block (dropping what is before ``pos``). False at the end or on a read error."""
+        if self.eof:
+            return False
+        try:
+            chunk = self.src.read(CHUNK)
+        except DECOMPRESS_ERRORS as e:
+            self.eof = True
+            self.info.warnings.append(f"{self.src.compression} data is damaged ({e}); read what came before")
+            self.info.truncated = True
+            return False
+        if not chunk:
+            self.eof = True
+            return False
+        self.buf = self.buf[pos:] + chunk
+        return True
+
+    def stop(self, frame: int, why: str) -> None:
+        self.info.truncated = True
+        self.info.warnings.append(f"{why}: stopped after frame {frame}" if frame else
+                                  f"{why}: stopped before the first frame")
+
+
+def walk_pcap(src: Source, first: bytes, info: InputInfo, dec: Decoder,
+              tick: Tick) -> Iterator[PacketRecord]:
+    r = _Reader(src, first, info)
+    order, nano, hl = PCAP_MAGICS[first[:4]]
+    while len(r.buf) < 24:
+        if not r.more(0):
+            raise CaptureError(f"{info.path}: truncated pcap file header ({len(r.buf)} bytes)")
+    snaplen, network = struct.unpack_from(order + "16xII", r.buf)
+    info.format = "pcap"
+    # The upper bits of the link-type field carry FCS information (pcap draft §4); low 16 bits: type.
+    lt = network & 0xFFFF
+    limit = min(max(snaplen, 262144), _MAX_RECORD)
+    scale = 1e-9 if nano else 1e-6
+    unpack = struct.Struct(order + "IIII").unpack_from
+    decode = dec.decode
+    buf = r.buf
+    blen = len(buf)
+    pos = 24
+    frame = records = 0
+    lo, hi = float("inf"), float("-inf")
+    try:
+        while True:
+            if blen - pos < hl:
+                if r.more(pos):
+                    buf = r.buf
+                    blen = len(buf)
+                    pos = 0
+                    continue
+                if blen - pos:
+                    r.stop(frame, f"file ends inside a record header ({blen - pos} bytes)")
+                break
+            sec, frac, caplen, _origlen = unpack(buf, pos)
+            start = pos + hl
+            nxt = start + caplen
+            if nxt > blen:
+                if caplen > limit:
+                    r.stop(frame, f"corrupt record header (captured length {caplen})")
+                    break
+                if r.more(pos):
+                    buf = r.buf
+                    blen = len(buf)
+                    pos = 0
+                    continue
+                r.stop(frame, f"file ends inside a record ({blen - start} of {caplen} bytes)")
+                break
+            if caplen > limit:
+                r.stop(frame, f"corrupt record header (captured length {caplen})")
+                break
+            frame += 1
+            ts = sec + frac * scale
+            if ts < lo:
+                lo = ts
+            if ts > hi:
+                hi = ts
+            rec = decode(buf, start, caplen, ts, frame, lt)
+            pos = nxt
+            if not frame & (PROGRESS_EVERY - 1):
+                tick()
+            if rec is not None:
+                records += 1
+                yield rec
+    finally:
+        info.packets = frame
+        if frame:
+            info.link_types[linktype_name(lt)] = frame
+            info.first_ts, info.last_ts = lo, hi
+        dec.stats.frames += frame
+        dec.stats.records += records
+
+
+class _Iface:
+    __slots__ = ("div", "lt", "name", "offset", "snaplen")
+
+    def __init__(self, lt: int, snaplen: int, div: int, offset: int) -> None:
+        self.lt = lt
+        self.name = linktype_name(lt)
+        self.snaplen = snaplen
+        self.div = div
+        self.offset = offset
+
+
+def _idb(buf: bytes, body: int, bend: int, order: str) -> _Iface:
+    lt, snaplen = struct.unpack_from(order + "H2xI", buf, body)
+    div, offset = 1_000_000, 0
+    p = body + 8
+    opt = struct.Struct(order + "HH").unpack_from
+    while bend - p >= 4:
+        code, olen = opt(buf, p)
+        p += 4
+        if code == 0 or bend - p < olen:
+            break
+        if code == 9 and olen >= 1:  # if_tsresol: 10^-n, or 2^-n with the high bit set
+            v = buf[p]
+            div = 2 ** (v & 0x7F) if v & 0x80 else 10 ** v
+        elif code == 14 and olen >= 8:  # if_tsoffset, seconds
+            offset = struct.unpack_from(order + "q", buf, p)[0]
+        p += (olen + 3) & ~3
+    return _Iface(lt & 0xFFFF, snaplen, div, offset)
+
+
+_BOMS = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}
+
+
+def walk_pcapng(src: Source, first: bytes, info: InputInfo, dec: Decoder,
+                tick: Tick) -> Iterator[PacketRecord]:
+    r = _Reader(src, first, info)
+    info.format = "pcapng"
+    decode = dec.decode
+    bad = dec.bad
+    buf = r.buf
+    blen = len(buf)
+    pos = 0
+    frame = records = 0
+    order = "<"
+    hdr = struct.Struct("<II").unpack_from
+    epb = struct.Struct("<IIIII").unpack_from
+    opb = struct.Struct("<HHIIII").unpack_from
+    u32 = struct.Struct("<I").unpack_from
+    ifaces: list[_Iface] = []
+    per_lt: dict[str, int] = {}
+    lo, hi = float("inf"), float("-inf")
+    try:
+        while True:
+            if blen - pos < 12:
+                if r.more(pos):
+                    buf, blen, pos = r.buf, len(r.buf), 0
+                    continue
+                if blen - pos:
+                    r.stop(frame, f"file ends inside a block header ({blen - pos} bytes)")
+                break
+            if buf[pos:pos + 4] == PCAPNG_MAGIC:  # Section Header Block: byte order may change
+                bom = _BOMS.get(buf[pos + 8:pos + 12])
+                if bom is None:
+                    bad("pcapng-bad-block", frame + 1)
+                    r.stop(frame, "section header with a bad byte-order magic")
+                    break
+                if bom != order:
+                    order = bom
+                    hdr = struct.Struct(order + "II").unpack_from
+                    epb = struct.Struct(order + "IIIII").unpack_from
+                    opb = struct.Struct(order + "HHIIII").unpack_from
+                    u32 = struct.Struct(order + "I").unpack_from
+                ifaces = []
+            btype, blk = hdr(buf, pos)
+            if blk < 12 or blk & 3 or blk > _MAX_RECORD + 4096:
+                bad("pcapng-bad-block", frame + 1)
+                r.stop(frame, f"corrupt block header (type 0x{btype:08x}, length {blk})")
+                break
+            if blk > blen - pos:
+                if r.more(pos):
+                    buf, blen, pos = r.buf, len(r.buf), 0
+                    continue
+                r.stop(frame, f"file ends inside a block ({blen - pos} of {blk} bytes)")
+                break
+            body = pos + 8
+            bend = pos + blk - 4
+            pos += blk
+            if btype == 6 or btype == 2:  # Enhanced Packet Block / obsolete Packet Block
+                if bend - body < 20:
+                    bad("pcapng-bad-block", frame + 1)
+                    continue
+                if btype == 6:
+                    ifid, tsh, tsl, caplen, _origlen = epb(buf, body)
+                else:
+                    ifid, _drops, tsh, tsl, caplen, _origlen = opb(buf, body)
+                frame += 1
+                if ifid >= len(ifaces):
+                    bad("pcapng-bad-interface", frame)
+                    continue
+                if caplen > bend - body - 20:
+                    bad("pcapng-bad-block", frame)
+                    continue
+                iface = ifaces[ifid]
+                ts = ((tsh << 32) | tsl) / iface.div + iface.offset
+                if ts < lo:
+                    lo = ts
+                if ts > hi:
+                    hi = ts
+                name = iface.name
+                per_lt[name] = per_lt.get(name, 0) + 1
+                rec = decode(buf, body + 20, caplen, ts, frame, iface.lt)
+            elif btype == 3:  # Simple Packet Block: interface 0, no timestamp
+                if bend - body < 4:
+                    bad("pcapng-bad-block", frame + 1)
+                    continue
+                frame += 1
+                if not ifaces:
+                    bad("pcapng-bad-interface", frame)
+                    continue
+                iface = ifaces[0]
+                caplen = min(u32(buf, body)[0], bend - body - 4)
+                if iface.snaplen:
+                    caplen = min(caplen, iface.snaplen)
+                per_lt[iface.name] = per_lt.get(iface.name, 0) + 1
+                rec = decode(buf, body + 4, caplen, 0.0, frame, iface.lt)
+            elif btype == 1:  # Interface Description Block
+                if bend - body < 8:
+                    bad("pcapng-bad-block", frame + 1)
+                    continue
+                ifaces.append(_idb(buf, body, bend, order))
+                continue
+            else:  # SHB (handled above), name resolution, statistics, custom, ...: nothing to audit
+                continue
+            if not frame & (PROGRESS_EVERY - 1):
+                tick()
+            if rec is not None:
+                records += 1
+                yield rec
+    finally:
+        info.packets = frame
+        for k, v in per_lt.items():
+            info.link_types[k] = info.link_types.get(k, 0) + v
+        if hi >= lo:
+            info.first_ts, info.last_ts = lo, hi
+        dec.stats.frames += frame
+        dec.stats.records += records

@@ -1,0 +1,780 @@
+"""Sans-IO conversation core: a PacketRecord stream in, Connection and Flow tables out (SPEC §3).
+
+Nothing here opens a file or prints: tests feed records built in memory (h11's idea).
+
+Design, for speed (the audit targets >= 300k packets/s in one process):
+  * The live table is a plain dict holding every connection under BOTH directions of its key,
+    ``(proto, src, sport, dst, dport) -> (conn, is_orig)``, so a packet costs one tuple and one
+    lookup and its direction comes with the hit. ICMP keys have the same shape with a negative
+    marker in the third slot (-1 echo by id, -2 other by type), so they never meet TCP/UDP keys.
+  * An established TCP packet (no SYN/FIN/RST, its sender already active) and any UDP packet of a
+    known connection take an inline fast path in ``feed_many``; everything else goes to ``_slow``.
+  * Expiry is decided per packet (``ts - last > timeout``), so results do not depend on when the
+    amortised sweeps run; sweeps (every ``SWEEP_EVERY`` packets) only reclaim memory. A deque of
+    (queued_at, key, conn) gives O(1) expiry and second-chance ("clock") eviction when the table
+    holds ``max_live`` connections: an approximation of "close the idlest" without a heap.
+
+Deviations from Zeek (documented because analysts cross-check with it):
+  * Bad-checksum packets are processed like any other and add Zeek's 'C'/'c' (logarithmic: at 1,
+    10, 100... packets); Zeek stops processing them (captures on the host see checksum offload).
+  * No 't' (retransmission), 'g' (gap) or 'w' (zero window) letters: they need reassembly/window
+    fields that PacketRecord does not carry. S/H, F and R repeat when their sequence number
+    differs from the last one of that kind (Zeek's rule); A, D, I, Q are recorded once.
+  * A SYN arriving after its SYN-ACK (two capture interfaces merged) joins the connection and
+    establishes the originator, as if they had come in order.
+  * An initial SYN after mid-stream data starts a new connection (Zeek: "SYN_seq_jump"), as does
+    any SYN on a closed connection or a SYN whose ISN differs from the originator's first SYN.
+  * ICMP connections get the UDP-style conn_state (SF/S0/SHR) and D/d history; Zeek logs OTH.
+  * UDP connections refused by an ICMP unreachable get conn_state REJ (Zeek logs S0 and a separate
+    ICMP connection). The ICMP error itself is NOT counted in the quoted connection's packets or
+    bytes (as in Zeek): it often comes from a router or firewall, not the responder, and counting
+    it would make a refused one-way UDP conversation look answered. It is counted in stats.
+  * Closed TCP connections (FIN both ways, or any RST) linger ``CLOSE_LINGER`` seconds (Zeek's
+    tcp_close_delay/tcp_reset_delay); later packets start a new connection.
+
+Direction evidence ``wellknown_port``: ports rank 0 well-known (1-1023), 1 registered (1024-49151),
+2 dynamic (49152-65535 and 0). When the two ranks differ, the side with the lower rank is the
+server: 443 vs 51000, 443 vs 3000, 3389 vs 50000 decide; 1494 vs 40000 (both registered, as
+Linux's ephemeral range is) and 123 vs 123 do not, and the next kind of evidence decides.
+ICMP flows use the request type as their port: 8 (echo) or 128 (ICMPv6 echo); other ICMP types
+are their own port (an unmatched unreachable is port 3); protocol is "icmp" for v4 and v6.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from auditor.model import (
+    ACK,
+    DIRECTION_EVIDENCE,
+    FIN,
+    IPPROTO_ICMP,
+    IPPROTO_ICMPV6,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    PROTO_NAMES,
+    RST,
+    SYN,
+    Connection,
+    Flow,
+    FlowKey,
+    PacketRecord,
+    TunnelInfo,
+    addr_str,
+)
+
+# Endpoint states, as Zeek's TCP_ENDPOINT_* (zeek/analyzer/protocol/tcp/TCP_Endpoint.h).
+INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
+_CLOSING = (CLOSED, RESET)
+_O_INACTIVE = (INACTIVE, PARTIAL)
+
+# Direction evidence, as indexes into model.DIRECTION_EVIDENCE (lower = stronger).
+EV_SYN, EV_SYNACK, EV_PROTOCOL, EV_CATALOG, EV_WELLKNOWN, EV_FIRST = range(6)
+
+# History "seen" bits: originator in the low half, responder shifted by _RESP.
+_S, _A, _D, _F, _R, _C, _I, _Q = (1 << i for i in range(8))
+_RESP = 16
+_HIST_LETTER = {}
+for _i, _ch in enumerate("SADFRCIQ"):
+    _HIST_LETTER[1 << _i] = _ch
+    _HIST_LETTER[1 << (_i + _RESP)] = _ch.lower()
+_D_BOTH = _D | (_D << _RESP)
+# Any of these means the connection is past its handshake: a later initial SYN is a new one.
+_NOT_HANDSHAKE = (_D | _F | _R | _I | _Q) * (1 | (1 << _RESP))
+# Zeek's conn.zeek: RSTOS0 only when the history is a SYN followed by the originator's RST.
+_RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R.*")
+_POW10 = frozenset(10**i for i in range(19))
+
+SWEEP_EVERY = 8192
+CLOSE_LINGER = 5.0
+DYNAMIC_PORTS = 49152
+_DNS_PORTS = (53,)
+_ICMP_ECHO = {IPPROTO_ICMP: (8, 0), IPPROTO_ICMPV6: (128, 129)}
+
+
+@dataclass
+class ConversationStats:
+    """What the core saw and what it had to bound. All counters add up under ``merge``."""
+
+    packets: int = 0
+    connections: int = 0
+    """Connections closed into flows (including summarised ones)."""
+    other_protocols: dict[str, int] = field(default_factory=dict)
+    """Packets of IP protocols the core does not track, 'ipproto:50' -> n."""
+    bad_checksums: int = 0
+    icmp_errors_matched: int = 0
+    """ICMP errors attributed to the connection they quote."""
+    icmp_refusals: int = 0
+    """Destination-unreachable errors that marked a connection refused."""
+    icmp_errors_unmatched: int = 0
+    """ICMP errors quoting nothing live: accounted as ICMP connections of their own."""
+    port_reuse: int = 0
+    """Connections ended by a new initial SYN on the same 5-tuple."""
+    idle_splits: int = 0
+    """Connections ended because a packet came after the idle timeout."""
+    summarised_flows: int = 0
+    summarised_connections: int = 0
+    summarised_packets: int = 0
+    evicted_live: int = 0
+    """Live connections closed early because the live table was full (max_live)."""
+    peak_live: int = 0
+
+    def merge(self, other: ConversationStats) -> None:
+        for name in ("packets", "connections", "bad_checksums", "icmp_errors_matched", "icmp_refusals",
+                     "icmp_errors_unmatched", "port_reuse", "idle_splits", "summarised_flows",
+                     "summarised_connections", "summarised_packets", "evicted_live"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for k, v in other.other_protocols.items():
+            self.other_protocols[k] = self.other_protocols.get(k, 0) + v
+        self.peak_live = max(self.peak_live, other.peak_live)
+
+
+@dataclass
+class ConversationResult:
+    flows: dict[FlowKey, Flow] = field(default_factory=dict)
+    connections: list[Connection] = field(default_factory=list)
+    """Every closed connection, only when the builder was made with keep_connections=True."""
+    stats: ConversationStats = field(default_factory=ConversationStats)
+
+    def merge(self, other: ConversationResult) -> None:
+        """Combine two partial audits (e.g. two captures, or two halves of one) into this one."""
+        for key, flow in other.flows.items():
+            mine = self.flows.get(key)
+            if mine is None:
+                mine = self.flows[key] = Flow(key)
+            mine.merge(flow)
+        self.connections.extend(other.connections)
+        self.stats.merge(other.stats)
+
+
+class _Conn:
+    """Live per-connection state: plain fields, read and written on the hot path."""
+
+    __slots__ = ("bad_o", "bad_r", "data", "ev", "ff", "first", "hist", "hseen", "isn", "keys", "last",
+                 "marks", "oa", "oby", "op", "opk", "oprev", "os", "proto", "ra", "rby", "refused", "rp",
+                 "rpk", "rprev", "rs", "timeout", "tunnels")
+    proto: int
+    oa: bytes
+    op: int
+    ra: bytes
+    rp: int
+    first: float
+    last: float
+    ff: tuple[int, int]
+    opk: int
+    oby: int
+    rpk: int
+    rby: int
+    hseen: int
+    hist: list[str]
+    os: int
+    rs: int
+    oprev: int
+    rprev: int
+    ev: int
+    isn: int
+    marks: list[int] | None
+    data: bool
+    bad_o: int
+    bad_r: int
+    refused: bool
+    tunnels: set[TunnelInfo] | None
+    timeout: float
+    keys: tuple[tuple[object, ...], tuple[object, ...]]
+
+
+def _port_rank(port: int) -> int:
+    if 0 < port < 1024:
+        return 0
+    if 1024 <= port < DYNAMIC_PORTS:
+        return 1
+    return 2
+
+
+def _udp_protocol_hint(sport: int, dport: int, payload: bytes) -> bool | None:
+    """Does this UDP message show its sender is the initiator (True), the responder (False)?"""
+    if (sport in _DNS_PORTS or dport in _DNS_PORTS) and len(payload) >= 3:
+        response = bool(payload[2] & 0x80)  # DNS header QR bit (RFC 1035 §4.1.1)
+        if response and sport in _DNS_PORTS:
+            return False
+        if not response and dport in _DNS_PORTS:
+            return True
+    if (sport == 123 or dport == 123) and payload:
+        mode = payload[0] & 7  # NTP mode (RFC 5905 §7.3): 3 client, 4 server
+        if mode == 3:
+            return True
+        if mode == 4:
+            return False
+    if sport in (67, 68) and dport in (67, 68) and payload:
+        op = payload[0]  # BOOTP op (RFC 951): 1 request, 2 reply
+        if op in (1, 2):
+            return op == 1
+    if sport in (546, 547) and dport in (546, 547) and payload:
+        msg = payload[0]  # DHCPv6 msg-type (RFC 8415 §7.3): advertise 2, reply 7, reconfigure 10
+        if msg in (2, 7, 10):
+            return False
+        if msg in (1, 3, 4, 5, 6, 8, 9, 11):
+            return True
+    return None
+
+
+def _tunnel_text(t: TunnelInfo) -> str:
+    text = f"{t.kind} {addr_str(t.outer_src)}->{addr_str(t.outer_dst)}"
+    return f"{text} vni {t.vni}" if t.vni else text
+
+
+class ConversationBuilder:
+    """Feed PacketRecords, then ``finish()`` for the flows. Memory follows live connections."""
+
+    def __init__(self, *, server_ports: frozenset[tuple[str, int]] = frozenset(),
+                 tcp_idle_timeout: float = 300.0, udp_idle_timeout: float = 60.0,
+                 icmp_idle_timeout: float = 60.0, max_live: int = 500_000, max_flows: int = 250_000,
+                 keep_connections: bool = False) -> None:
+        self._server_ports = server_ports
+        self._timeouts = {IPPROTO_TCP: tcp_idle_timeout, IPPROTO_UDP: udp_idle_timeout,
+                          IPPROTO_ICMP: icmp_idle_timeout, IPPROTO_ICMPV6: icmp_idle_timeout}
+        self._min_timeout = min(CLOSE_LINGER, tcp_idle_timeout, udp_idle_timeout, icmp_idle_timeout)
+        self._max_live = max(1, max_live)
+        self._max_flows = max(1, max_flows)
+        self._max_summaries = max(16, max_flows // 16)
+        self._keep = keep_connections
+        self._table: dict[tuple[object, ...], tuple[_Conn, bool]] = {}
+        self._queue: deque[tuple[float, tuple[object, ...], _Conn]] = deque()
+        self._live = 0
+        self._countdown = SWEEP_EVERY
+        self._normal_flows = 0
+        self._summaries = 0
+        self.result = ConversationResult()
+        self.stats = self.result.stats
+
+    @property
+    def live_connections(self) -> int:
+        return self._live
+
+    # ---- feeding ------------------------------------------------------------------------------
+
+    def feed(self, rec: PacketRecord) -> None:
+        """One record. The same inline fast path as ``feed_many`` (kept in step with it), because
+        callers that also hand each record to NameEvidence feed one at a time."""
+        self.stats.packets += 1
+        self._countdown -= 1
+        if not self._countdown:
+            self._countdown = SWEEP_EVERY
+            self._sweep(rec.ts)
+        proto = rec.proto
+        if proto == 6 or proto == 17:
+            ent = self._table.get((proto, rec.src, rec.sport, rec.dst, rec.dport))
+            if ent is not None:
+                c, is_orig = ent
+                ts = rec.ts
+                flags = rec.tcp_flags
+                if (ts - c.last <= c.timeout and not flags & 7 and not rec.checksum_bad
+                        and rec.tunnel is None and (c.os if is_orig else c.rs)):
+                    if ts > c.last:
+                        c.last = ts
+                    bit = _D if rec.payload_len or proto == 17 else (_A if flags & ACK else 0)
+                    if is_orig:
+                        c.opk += 1
+                        c.oby += rec.ip_len
+                    else:
+                        c.rpk += 1
+                        c.rby += rec.ip_len
+                        bit <<= _RESP
+                    if bit and not c.hseen & bit:
+                        c.hseen |= bit
+                        c.hist.append(_HIST_LETTER[bit])
+                    return
+        self._slow(rec)
+
+    def feed_many(self, recs: Iterable[PacketRecord]) -> None:
+        """The hot loop: established TCP and known UDP packets are handled inline."""
+        get = self._table.get
+        slow = self._slow
+        letter = _HIST_LETTER
+        countdown = self._countdown
+        n = 0
+        try:
+            for rec in recs:
+                n += 1
+                countdown -= 1
+                if not countdown:
+                    countdown = SWEEP_EVERY
+                    self._sweep(rec.ts)
+                proto = rec.proto
+                if proto == 6 or proto == 17:
+                    ent = get((proto, rec.src, rec.sport, rec.dst, rec.dport))
+                    if ent is not None:
+                        c, is_orig = ent
+                        ts = rec.ts
+                        flags = rec.tcp_flags
+                        if (ts - c.last <= c.timeout and not flags & 7 and not rec.checksum_bad
+                                and rec.tunnel is None):
+                            if is_orig:
+                                if c.os:
+                                    if ts > c.last:
+                                        c.last = ts
+                                    c.opk += 1
+                                    c.oby += rec.ip_len
+                                    bit = _D if rec.payload_len or proto == 17 else (_A if flags & ACK else 0)
+                                    if bit and not c.hseen & bit:
+                                        c.hseen |= bit
+                                        c.hist.append(letter[bit])
+                                    continue
+                            elif c.rs:
+                                if ts > c.last:
+                                    c.last = ts
+                                c.rpk += 1
+                                c.rby += rec.ip_len
+                                bit = _D if rec.payload_len or proto == 17 else (_A if flags & ACK else 0)
+                                bit <<= _RESP
+                                if bit and not c.hseen & bit:
+                                    c.hseen |= bit
+                                    c.hist.append(letter[bit])
+                                continue
+                slow(rec)
+        finally:
+            self._countdown = countdown
+            self.stats.packets += n
+
+    def finish(self) -> ConversationResult:
+        """Close every live connection into its flow and return the result (call once)."""
+        for key, (c, is_orig) in list(self._table.items()):
+            if is_orig and c.keys[0] == key:
+                self._close(c)
+        self._queue.clear()
+        if self._keep:
+            self.result.connections.sort(key=lambda x: (x.first_seen, x.first_frame))
+        return self.result
+
+    # ---- slow path ----------------------------------------------------------------------------
+
+    def _slow(self, rec: PacketRecord) -> None:
+        proto = rec.proto
+        if rec.checksum_bad:
+            self.stats.bad_checksums += 1
+        if proto in (IPPROTO_TCP, IPPROTO_UDP):
+            self._transport(rec)
+        elif proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
+            self._icmp(rec)
+        else:
+            other = self.stats.other_protocols
+            name = f"ipproto:{proto}"
+            other[name] = other.get(name, 0) + 1
+
+    def _lookup(self, key: tuple[object, ...], ts: float) -> tuple[_Conn, bool] | None:
+        ent = self._table.get(key)
+        if ent is not None and ts - ent[0].last > ent[0].timeout:
+            self.stats.idle_splits += 1
+            self._close(ent[0])
+            return None
+        return ent
+
+    def _transport(self, rec: PacketRecord) -> None:
+        proto = rec.proto
+        ent = self._lookup((proto, rec.src, rec.sport, rec.dst, rec.dport), rec.ts)
+        if ent is not None and proto == IPPROTO_TCP and rec.tcp_flags & SYN:
+            ent = self._syn_on_existing(ent[0], ent[1], rec)
+        if ent is None:
+            ent = self._new_transport(rec)
+        c, is_orig = ent
+        self._account(c, is_orig, rec)
+        if proto == IPPROTO_TCP:
+            self._tcp_packet(c, is_orig, rec)
+        else:
+            self._hist_once(c, _D << (0 if is_orig else _RESP))
+
+    def _decide(self, rec: PacketRecord) -> tuple[bool, int]:
+        """(is the sender the initiator?, evidence) for a connection's first packet."""
+        proto, sport, dport = rec.proto, rec.sport, rec.dport
+        if proto == IPPROTO_TCP:
+            flags = rec.tcp_flags
+            if flags & SYN:
+                return (False, EV_SYNACK) if flags & ACK else (True, EV_SYN)
+        else:
+            hint = _udp_protocol_hint(sport, dport, rec.payload)
+            if hint is not None:
+                return hint, EV_PROTOCOL
+        pname = PROTO_NAMES[proto]
+        sp = sport < DYNAMIC_PORTS and (pname, sport) in self._server_ports
+        dp = dport < DYNAMIC_PORTS and (pname, dport) in self._server_ports
+        if sp != dp:
+            return dp, EV_CATALOG
+        rs, rd = _port_rank(sport), _port_rank(dport)
+        if rs != rd:
+            return rd < rs, EV_WELLKNOWN
+        return True, EV_FIRST
+
+    def _new_transport(self, rec: PacketRecord) -> tuple[_Conn, bool]:
+        proto = rec.proto
+        sender_orig, ev = self._decide(rec)
+        if sender_orig:
+            oa, op, ra, rp = rec.src, rec.sport, rec.dst, rec.dport
+        else:
+            oa, op, ra, rp = rec.dst, rec.dport, rec.src, rec.sport
+        keys = ((proto, oa, op, ra, rp), (proto, ra, rp, oa, op))
+        c = self._create(proto, oa, op, ra, rp, keys, ev, rec, sender_orig)
+        if proto == IPPROTO_TCP:
+            c.os = c.rs = c.oprev = c.rprev = INACTIVE
+        return c, sender_orig
+
+    def _create(self, proto: int, oa: bytes, op: int, ra: bytes, rp: int,
+                keys: tuple[tuple[object, ...], tuple[object, ...]], ev: int, rec: PacketRecord,
+                sender_orig: bool) -> _Conn:
+        if self._live >= self._max_live:
+            self._evict(rec.ts)
+        c = _Conn()
+        c.proto, c.oa, c.op, c.ra, c.rp, c.keys, c.ev = proto, oa, op, ra, rp, keys, ev
+        c.first = c.last = rec.ts
+        c.ff = (rec.input_index, rec.frame)
+        c.opk = c.oby = c.rpk = c.rby = c.hseen = c.bad_o = c.bad_r = 0
+        c.hist = [] if sender_orig else ["^"]  # Zeek marks a flipped direction with '^'
+        # UDP/ICMP have no endpoint states: a non-zero state lets them take the fast path.
+        c.os = c.rs = c.oprev = c.rprev = ESTABLISHED
+        c.isn = -1
+        c.marks = None
+        c.data = c.refused = False
+        c.tunnels = None
+        c.timeout = self._timeouts[proto]
+        table = self._table
+        table[keys[0]] = (c, True)
+        table[keys[1]] = (c, False)
+        self._queue.append((rec.ts, keys[0], c))
+        self._live += 1
+        if self._live > self.stats.peak_live:
+            self.stats.peak_live = self._live
+        return c
+
+    def _account(self, c: _Conn, is_orig: bool, rec: PacketRecord) -> None:
+        ts = rec.ts
+        if ts > c.last:
+            c.last = ts
+        elif ts < c.first:
+            c.first = ts
+        if is_orig:
+            c.opk += 1
+            c.oby += rec.ip_len
+        else:
+            c.rpk += 1
+            c.rby += rec.ip_len
+        if rec.checksum_bad:
+            if is_orig:
+                c.bad_o += 1
+                n, bit = c.bad_o, _C
+            else:
+                c.bad_r += 1
+                n, bit = c.bad_r, _C << _RESP
+            if n in _POW10:  # Zeek records 'C' logarithmically: at 1, 10, 100... packets
+                c.hist.append(_HIST_LETTER[bit])
+                c.hseen |= bit
+        if rec.tunnel is not None:
+            if c.tunnels is None:
+                c.tunnels = set()
+            c.tunnels.add(rec.tunnel)
+
+    # ---- TCP ----------------------------------------------------------------------------------
+
+    def _syn_on_existing(self, c: _Conn, is_orig: bool, rec: PacketRecord) -> tuple[_Conn, bool] | None:
+        """A SYN or SYN-ACK on a live key: same connection (maybe flipped), or None for a new one."""
+        handshake_only = not c.hseen & _NOT_HANDSHAKE
+        if rec.tcp_flags & ACK:
+            # SYN-ACK: its receiver is the initiator. Flip only while nothing but handshake was seen.
+            if c.ev > EV_SYNACK and handshake_only:
+                if is_orig:
+                    self._flip(c)
+                    is_orig = False
+                c.ev = EV_SYNACK
+            return c, is_orig
+        if c.os == RESET or c.rs == RESET or (c.os == CLOSED and c.rs == CLOSED):
+            self.stats.port_reuse += 1
+            self._close(c)
+            return None
+        if c.isn >= 0:
+            if is_orig and rec.seq == c.isn:
+                return c, is_orig  # retransmitted SYN
+            self.stats.port_reuse += 1
+            self._close(c)
+            return None
+        if handshake_only:
+            # The SYN came after its SYN-ACK or ACK (reordered capture): it settles the direction.
+            if not is_orig:
+                self._flip(c)
+                is_orig = True
+            c.ev = EV_SYN
+            return c, is_orig
+        self.stats.port_reuse += 1
+        self._close(c)
+        return None
+
+    def _flip(self, c: _Conn) -> None:
+        c.oa, c.ra, c.op, c.rp = c.ra, c.oa, c.rp, c.op
+        c.opk, c.rpk, c.oby, c.rby = c.rpk, c.opk, c.rby, c.oby
+        c.os, c.rs, c.oprev, c.rprev = c.rs, c.os, c.rprev, c.oprev
+        c.bad_o, c.bad_r = c.bad_r, c.bad_o
+        low = (1 << _RESP) - 1
+        c.hseen = ((c.hseen & low) << _RESP) | (c.hseen >> _RESP)
+        if c.marks is not None:
+            c.marks = c.marks[3:] + c.marks[:3]
+        c.keys = (c.keys[1], c.keys[0])
+        self._table[c.keys[0]] = (c, True)
+        self._table[c.keys[1]] = (c, False)
+        c.hist.append("^")
+
+    def _hist_once(self, c: _Conn, bit: int) -> None:
+        if not c.hseen & bit:
+            c.hseen |= bit
+            c.hist.append(_HIST_LETTER[bit])
+
+    def _hist_repeat(self, c: _Conn, bit: int, letter: str, slot: int, value: int) -> None:
+        """S/H, F, R: recorded again when their sequence number differs from the last one."""
+        marks = c.marks
+        if marks is None:
+            marks = c.marks = [-1] * 6
+        if not c.hseen & bit:
+            c.hseen |= bit
+            c.hist.append(letter)
+        elif marks[slot] != value:
+            c.hist.append(letter)
+        marks[slot] = value
+
+    def _tcp_packet(self, c: _Conn, is_orig: bool, rec: PacketRecord) -> None:
+        flags, plen = rec.tcp_flags, rec.payload_len
+        syn, fin, rst, ack = flags & SYN, flags & FIN, flags & RST, flags & ACK
+        shift, base = (0, 0) if is_orig else (_RESP, 3)
+        # History, as Zeek's update_history (TCPSessionAdapter.cc).
+        nflags = (1 if syn else 0) + (1 if fin else 0) + (1 if rst else 0)
+        if nflags > 1:
+            self._hist_once(c, (_I if fin and rst else _Q) << shift)
+        elif syn:
+            letter = "H" if ack else "S"
+            self._hist_repeat(c, _S << shift, letter if is_orig else letter.lower(), base, rec.seq)
+        elif fin:
+            fin_seq = (rec.seq + plen) & 0xFFFFFFFF  # a FIN's number comes after its data
+            self._hist_repeat(c, _F << shift, "F" if is_orig else "f", base + 1, fin_seq)
+        elif rst:
+            self._hist_repeat(c, _R << shift, "R" if is_orig else "r", base + 2, rec.seq)
+        elif plen:
+            self._hist_once(c, _D << shift)
+        elif ack:
+            self._hist_once(c, _A << shift)
+        if plen and not rst:
+            c.data = True
+        if syn and not ack and is_orig and c.isn < 0:
+            c.isn = rec.seq
+        # Endpoint state machine, as Zeek's UpdateStateMachine.
+        if is_orig:
+            es, ep, ps, pp = c.os, c.oprev, c.rs, c.rprev
+        else:
+            es, ep, ps, pp = c.rs, c.rprev, c.os, c.oprev
+        if es == INACTIVE:
+            if syn:
+                if is_orig:
+                    if ack:
+                        es, ep = SYN_ACK_SENT, es
+                    elif ps == ESTABLISHED:
+                        es, ep = ESTABLISHED, es  # SYN seen after its SYN-ACK
+                    else:
+                        es, ep = SYN_SENT, es
+                else:
+                    if ps == SYN_SENT:
+                        ps, pp = ESTABLISHED, ps
+                    es, ep = ESTABLISHED, es
+            if fin:
+                es, ep = CLOSED, es
+            if rst:
+                es, ep = RESET, es
+            if es == INACTIVE:
+                if not is_orig and plen == 0 and c.os == SYN_SENT:
+                    pass  # an ACK of the SYN before the SYN-ACK is no partial connection
+                elif ack and ps == ESTABLISHED:
+                    es, ep = ESTABLISHED, es  # missed the SYN, saw the SYN-ACK and now an ACK
+                else:
+                    es, ep = PARTIAL, es
+        elif es in (SYN_SENT, SYN_ACK_SENT):
+            if fin:
+                es, ep = CLOSED, es
+            if rst:
+                es, ep = RESET, es
+        elif es in (PARTIAL, ESTABLISHED):
+            if syn and es == PARTIAL and ps == INACTIVE and not ack:
+                es, ep = SYN_SENT, es
+            if fin and not rst:
+                es, ep = CLOSED, es
+                if ps == RESET and pp == CLOSED:
+                    ps, pp = CLOSED, ps  # FIN then RST from the peer was a normal close
+            if rst:
+                es, ep = RESET, es
+        elif es == CLOSED and rst and ps != CLOSED:
+            es, ep = RESET, es
+        if is_orig:
+            c.os, c.oprev, c.rs, c.rprev = es, ep, ps, pp
+        else:
+            c.rs, c.rprev, c.os, c.oprev = es, ep, ps, pp
+        if c.os == RESET or c.rs == RESET or (c.os == CLOSED and c.rs == CLOSED):
+            c.timeout = min(c.timeout, CLOSE_LINGER)
+
+    def _tcp_conn_state(self, c: _Conn, history: str) -> str:
+        """Zeek's conn_state() (base/protocols/conn/main.zeek), from the two endpoint states."""
+        os, rs = c.os, c.rs
+        o_inactive, r_inactive = os in _O_INACTIVE, rs in _O_INACTIVE
+        if rs == RESET:
+            size0 = not c.data and not c.hseen & _D_BOTH
+            if os in (SYN_SENT, SYN_ACK_SENT) or (os == RESET and size0):
+                return "REJ"
+            return "RSTRH" if o_inactive else "RSTR"
+        if os == RESET:
+            if r_inactive:
+                return "RSTOS0" if _RSTOS0.fullmatch(history) else "OTH"
+            return "RSTO"
+        if os == CLOSED and rs == CLOSED:
+            return "SF"
+        if os == CLOSED:
+            return "SH" if r_inactive else "S2"
+        if rs == CLOSED:
+            return "SHR" if o_inactive else "S3"
+        if os == SYN_SENT and rs == INACTIVE:
+            return "S0"
+        if os == ESTABLISHED and rs == ESTABLISHED:
+            return "S1"
+        return "OTH"
+
+    # ---- ICMP ---------------------------------------------------------------------------------
+
+    def _icmp(self, rec: PacketRecord) -> None:
+        proto, itype = rec.proto, rec.icmp_type
+        if rec.quoted is not None:
+            if self._icmp_error(rec):
+                return
+            self.stats.icmp_errors_unmatched += 1
+        request, reply = _ICMP_ECHO[proto]
+        if itype in (request, reply):
+            ent = self._lookup((proto, rec.src, -1, rec.dst, rec.icmp_id), rec.ts)
+            if ent is None:
+                sender_orig = itype == request
+                oa, ra = (rec.src, rec.dst) if sender_orig else (rec.dst, rec.src)
+                keys = ((proto, oa, -1, ra, rec.icmp_id), (proto, ra, -1, oa, rec.icmp_id))
+                conn = self._create(proto, oa, rec.icmp_id, ra, request, keys, EV_PROTOCOL, rec, sender_orig)
+                ent = conn, sender_orig
+        else:
+            ent = self._lookup((proto, rec.src, -2, rec.dst, itype), rec.ts)
+            if ent is None:
+                keys = ((proto, rec.src, -2, rec.dst, itype), (proto, rec.dst, -2, rec.src, itype))
+                ent = self._create(proto, rec.src, 0, rec.dst, itype, keys, EV_FIRST, rec, True), True
+        c, is_orig = ent
+        self._account(c, is_orig, rec)
+        self._hist_once(c, _D << (0 if is_orig else _RESP))
+
+    def _icmp_error(self, rec: PacketRecord) -> bool:
+        """Attribute an ICMP error to the live connection whose packet it quotes."""
+        q = rec.quoted
+        if q is None or q.proto not in (IPPROTO_TCP, IPPROTO_UDP):
+            return False  # a quoted echo carries no id here: cannot be matched reliably
+        ent = self._table.get((q.proto, q.src, q.sport, q.dst, q.dport))
+        if ent is None or rec.ts - ent[0].last > ent[0].timeout:
+            return False
+        c, quoted_from_orig = ent
+        self.stats.icmp_errors_matched += 1
+        # Destination unreachable (ICMPv4 type 3, ICMPv6 type 1), except "fragmentation needed"
+        # (v4 code 4, RFC 1191 path-MTU discovery), which is no refusal. Only a refusal of what
+        # the initiator sent refuses the connection; a responder's bounced reply does not.
+        unreach = (rec.icmp_type == 3 and rec.icmp_code != 4) if rec.proto == IPPROTO_ICMP \
+            else rec.icmp_type == 1
+        if unreach and quoted_from_orig:
+            c.refused = True
+            self.stats.icmp_refusals += 1
+        return True
+
+    # ---- closing, flows, memory -----------------------------------------------------------------
+
+    def _close(self, c: _Conn) -> None:
+        table = self._table
+        for i, key in enumerate(c.keys):
+            ent = table.get(key)
+            if ent is not None and ent[0] is c:
+                del table[key]
+            elif i == 0:
+                return  # already closed
+        self._live -= 1
+        history = "".join(c.hist)
+        proto = c.proto
+        if proto == IPPROTO_TCP:
+            state = self._tcp_conn_state(c, history)
+        elif c.refused:
+            state = "REJ"
+        elif c.opk:
+            state = "SF" if c.rpk else "S0"
+        else:
+            state = "SHR" if c.rpk else "OTH"
+        conn = Connection(
+            protocol=PROTO_NAMES[proto], orig_h=addr_str(c.oa), orig_p=c.op, resp_h=addr_str(c.ra),
+            resp_p=c.rp, first_seen=c.first, last_seen=c.last, first_frame=c.ff, orig_pkts=c.opk,
+            orig_bytes=c.oby, resp_pkts=c.rpk, resp_bytes=c.rby, conn_state=state, history=history,
+            direction_evidence=DIRECTION_EVIDENCE[c.ev], bad_checksums=c.bad_o + c.bad_r,
+            icmp_refused=c.refused,
+            tunnels=frozenset(_tunnel_text(t) for t in c.tunnels) if c.tunnels else frozenset())
+        self._fold(conn)
+
+    def _fold(self, conn: Connection) -> None:
+        stats = self.stats
+        stats.connections += 1
+        flows = self.result.flows
+        key = FlowKey(conn.orig_h, conn.resp_h, conn.protocol, conn.resp_p)
+        flow = flows.get(key)
+        if flow is None:
+            if self._normal_flows < self._max_flows:
+                self._normal_flows += 1
+                flow = flows[key] = Flow(key)
+            else:
+                # Flow table full: aggregate per (responder, protocol, port) with initiator '*';
+                # past a second bound, per protocol only, so a spoofed flood stays bounded.
+                key = FlowKey("*", conn.resp_h, conn.protocol, conn.resp_p)
+                flow = flows.get(key)
+                if flow is None and self._summaries >= self._max_summaries:
+                    key = FlowKey("*", "*", conn.protocol, 0)
+                    flow = flows.get(key)
+                if flow is None:
+                    self._summaries += 1
+                    stats.summarised_flows += 1
+                    flow = flows[key] = Flow(key, summarised=True)
+                stats.summarised_connections += 1
+                stats.summarised_packets += conn.orig_pkts + conn.resp_pkts
+        flow.add_connection(conn)
+        if self._keep:
+            self.result.connections.append(conn)
+
+    def _sweep(self, clock: float) -> None:
+        """Close connections idle past their timeout. Amortised O(1): each live connection is
+        looked at about once per CLOSE_LINGER seconds of capture time."""
+        queue, table = self._queue, self._table
+        limit = clock - self._min_timeout
+        while queue and queue[0][0] < limit:
+            _, key, c = queue.popleft()
+            ent = table.get(key)
+            if ent is None or ent[0] is not c:
+                continue  # closed, flipped or replaced since it was queued
+            if clock - c.last > c.timeout:
+                self._close(c)
+            else:
+                queue.append((clock, key, c))
+        if len(queue) > 4 * self._live + 1024:
+            self._queue = deque(e for e in queue if e[1] in table and table[e[1]][0] is e[2])
+
+    def _evict(self, clock: float) -> None:
+        """The live table is full: close one of the idlest connections (second-chance order)."""
+        queue, table = self._queue, self._table
+        chances = 16
+        while self._live >= self._max_live and queue:
+            queued_at, key, c = queue.popleft()
+            ent = table.get(key)
+            if ent is None or ent[0] is not c:
+                continue
+            if clock - c.last > c.timeout:
+                self._close(c)
+            elif c.last > queued_at and chances:
+                chances -= 1
+                queue.append((c.last, key, c))
+            else:
+                self.stats.evicted_live += 1
+                self._close(c)

@@ -1,0 +1,177 @@
+"""Frame decoding: VLAN/QinQ, IPv4 options, IPv6 extension headers, fragments, ICMP, tunnels, checksums."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from auditor.capture import open_captures
+from auditor.capture.info import ReadStats
+from auditor.model import PAYLOAD_SNAP, PacketRecord, QuotedPacket, TunnelInfo
+from tests.capture_factory import (
+    eth,
+    eth_ip,
+    eth_ipv4_tcp,
+    eth_ipv4_udp,
+    eth_ipv6_tcp,
+    eth_ipv6_udp,
+    erspan2,
+    erspan3,
+    ext_header,
+    geneve,
+    gre,
+    icmp,
+    icmp_echo,
+    ipv4,
+    ipv4_fragments,
+    ipv4_tcp,
+    ipv4_udp,
+    ipv6,
+    packed,
+    tcp,
+    udp,
+    vxlan,
+    write_pcap,
+)
+
+A, B = "10.0.0.1", "10.0.0.2"
+
+
+def decode(tmp_path: Path, frames: list[bytes], verify: bool = True) -> tuple[list[PacketRecord], ReadStats]:
+    cs = open_captures([str(write_pcap(tmp_path / "t.pcap", frames))], verify_checksums=verify)
+    return list(cs), cs.stats
+
+
+def test_tcp_fields(tmp_path: Path) -> None:
+    (r,), _ = decode(tmp_path, [eth_ipv4_tcp(A, B, 50000, 1494, "PA", b"ICA\x00" * 10, seq=7, ack=9)])
+    assert (r.src, r.dst, r.proto, r.sport, r.dport, r.tcp_flags, r.seq, r.ack) == (
+        packed(A), packed(B), 6, 50000, 1494, 0x18, 7, 9)
+    assert (r.ip_len, r.payload_len, r.payload, r.checksum_bad) == (80, 40, b"ICA\x00" * 10, False)
+
+
+def test_payload_is_bounded_and_lengths_are_wire_lengths(tmp_path: Path) -> None:
+    big = eth_ipv4_tcp(A, B, 1, 443, "PA", b"x" * 3000)
+    cs = open_captures([str(write_pcap(tmp_path / "s.pcap", [big, big[:100]]))])
+    r1, r2 = list(cs)
+    assert r1.payload_len == 3000 and len(r1.payload) == PAYLOAD_SNAP
+    assert r2.payload_len == 3000 and r2.payload == b"x" * 46 and r2.ip_len == 3040  # snaplen-cut frame
+
+
+@pytest.mark.parametrize("tpid", [0x8100, 0x88A8, 0x9100])
+def test_vlan_and_qinq(tmp_path: Path, tpid: int) -> None:
+    frames = [eth_ipv4_tcp(A, B, 1, 2, vlan=10), eth_ip(ipv4_udp(A, B, 3, 4, b"q"), vlan=[100, 200],
+                                                           outer_tpid=tpid),
+              eth_ipv6_udp("fd00::1", "fd00::2", 5, 6, b"z")]
+    recs, stats = decode(tmp_path, frames)
+    assert [(r.sport, r.dport) for r in recs] == [(1, 2), (3, 4), (5, 6)]
+    assert stats.malformed == {} and stats.unsupported == {}
+
+
+def test_ipv4_options_and_bad_ihl(tmp_path: Path) -> None:
+    seg = tcp(A, B, 7, 8)
+    with_opts = eth_ip(ipv4(A, B, 6, seg, options=b"\x94\x04\x00\x00"))  # router alert
+    bad = bytearray(eth_ip(ipv4(A, B, 6, seg)))
+    bad[14] = 0x43  # IHL 3
+    recs, stats = decode(tmp_path, [with_opts, bytes(bad)])
+    assert [(r.sport, r.ip_len, r.checksum_bad) for r in recs] == [(7, 44, False)]
+    assert stats.malformed == {"ipv4-bad-header": 1} and stats.examples["ipv4-bad-header"] == (0, 2)
+
+
+def test_ipv6_extension_header_chain(tmp_path: Path) -> None:
+    chain = [ext_header(0), ext_header(43), ext_header(60)]
+    recs, stats = decode(tmp_path, [eth_ipv6_tcp("fd00::1", "fd00::2", 1000, 443, "S", ext=chain),
+                                    eth_ipv6_udp("fd00::1", "fd00::2", 53, 53, b"d", ext=chain[:1])])
+    assert [(r.proto, r.sport, r.dport) for r in recs] == [(6, 1000, 443), (17, 53, 53)]
+    assert recs[0].ip_len == 40 + 24 + 20 and not recs[0].checksum_bad and stats.malformed == {}
+
+
+def test_ipv4_fragments_get_first_fragment_ports(tmp_path: Path) -> None:
+    seg = udp(A, B, 5000, 514, b"y" * 40)
+    frags = ipv4_fragments(A, B, 17, seg, size=16, ident=77)
+    orphan = ipv4(A, "10.9.9.9", 17, b"z" * 16, ident=5, flags=0, frag_offset=4)
+    recs, stats = decode(tmp_path, [eth_ip(f) for f in frags] + [eth_ip(orphan)])
+    assert [(r.sport, r.dport, r.fragment) for r in recs] == [(5000, 514, True)] * 3 + [(0, 0, True)]
+    assert recs[0].payload_len == 40
+    assert stats.malformed == {"fragment-orphan": 1}
+
+
+def test_ipv6_fragments(tmp_path: Path) -> None:
+    seg = tcp("fd00::1", "fd00::2", 4000, 80, "PA", b"w" * 40)
+    f1 = ipv6("fd00::1", "fd00::2", 6, seg[:24], [ext_header(44, 0, True, 9)])
+    f2 = ipv6("fd00::1", "fd00::2", 6, seg[24:], [ext_header(44, 3, False, 9)])
+    recs, _ = decode(tmp_path, [eth_ip(f1), eth_ip(f2)])
+    assert [(r.sport, r.dport, r.fragment) for r in recs] == [(4000, 80, True), (4000, 80, True)]
+
+
+def test_icmp_echo_and_errors(tmp_path: Path) -> None:
+    quoted_udp = ipv4_udp(B, "10.0.0.9", 40000, 161, b"snmp")
+    unreach = eth_ip(ipv4("10.0.0.9", B, 1, icmp(3, 3, data=quoted_udp[:28])))
+    quoted6 = ipv6_q = ipv6("fd00::2", "fd00::9", 6, tcp("fd00::2", "fd00::9", 1, 22))
+    unreach6 = eth_ip(ipv6("fd00::9", "fd00::2", 58, icmp(1, 4, data=ipv6_q[:48])))
+    frames = [eth_ip(ipv4(A, B, 1, icmp_echo(0x1234))), eth_ip(ipv4(B, A, 1, icmp_echo(0x1234, reply=True))),
+              unreach, eth_ip(ipv6("fd00::1", "fd00::2", 58, icmp_echo(77, v6=True))), unreach6]
+    recs, _ = decode(tmp_path, frames)
+    assert [(r.proto, r.icmp_type, r.icmp_code, r.icmp_id) for r in recs] == [
+        (1, 8, 0, 0x1234), (1, 0, 0, 0x1234), (1, 3, 3, 0), (58, 128, 0, 77), (58, 1, 4, 0)]
+    assert recs[2].quoted == QuotedPacket(packed(B), packed("10.0.0.9"), 17, 40000, 161)
+    assert recs[4].quoted == QuotedPacket(packed("fd00::2"), packed("fd00::9"), 6, 1, 22)
+    assert quoted6
+
+
+def test_checksums_verified_optional(tmp_path: Path) -> None:
+    frames = [eth_ipv4_tcp(A, B, 1, 2, "PA", b"abc", bad_checksum=True), eth_ipv4_tcp(A, B, 1, 2, "PA", b"abcd"),
+              eth_ipv4_udp(A, B, 3, 4, b"odd", bad_checksum=True), eth_ipv4_udp(A, B, 3, 4, b"even"),
+              eth_ip(ipv4(A, B, 17, udp(A, B, 5, 6, b"nocsum", checksum=False))),
+              eth_ipv6_udp("fd00::1", "fd00::2", 7, 8, b"v6")]
+    recs, _ = decode(tmp_path, frames)
+    assert [r.checksum_bad for r in recs] == [True, False, True, False, False, False]
+    recs, _ = decode(tmp_path, frames, verify=False)
+    assert not any(r.checksum_bad for r in recs)
+
+
+INNER = eth_ipv4_tcp("192.168.1.10", "192.168.1.20", 51000, 2598, "S")
+
+
+@pytest.mark.parametrize(("frame", "kind", "vni"), [
+    (vxlan("172.16.0.1", "172.16.0.2", INNER, vni=4242), "vxlan", 4242),
+    (geneve("172.16.0.1", "172.16.0.2", INNER, vni=99, options=b"\x01\x02\x03\x01" + b"\x00" * 4), "geneve", 99),
+    (geneve("172.16.0.1", "172.16.0.2", INNER[14:], vni=98, protocol=0x0800), "geneve", 98),
+    (gre("172.16.0.1", "172.16.0.2", INNER[14:], key=31, seq=2, checksum=True), "gre", 31),
+    (gre("172.16.0.1", "172.16.0.2", INNER, protocol=0x6558), "gre", 0),
+    (erspan2("172.16.0.1", "172.16.0.2", INNER, session=17), "erspan2", 17),
+    (erspan3("172.16.0.1", "172.16.0.2", INNER, session=18), "erspan3", 18),
+    (erspan3("172.16.0.1", "172.16.0.2", INNER, session=19, subheader=True), "erspan3", 19),
+])
+def test_tunnels_decapsulated(tmp_path: Path, frame: bytes, kind: str, vni: int) -> None:
+    (r,), stats = decode(tmp_path, [frame])
+    assert (r.src, r.dst, r.sport, r.dport, r.tcp_flags) == (
+        packed("192.168.1.10"), packed("192.168.1.20"), 51000, 2598, 2)
+    assert r.tunnel == TunnelInfo(kind, packed("172.16.0.1"), packed("172.16.0.2"), vni)
+    assert stats.tunnels == {kind: 1}
+
+
+def test_nested_tunnels_outermost_noted_and_bounded(tmp_path: Path) -> None:
+    two = vxlan("1.1.1.1", "1.1.1.2", vxlan("2.2.2.1", "2.2.2.2", INNER, vni=2), vni=1)
+    deep = INNER
+    for i in range(6):
+        deep = vxlan(f"3.3.3.{i}", "3.3.3.9", deep, vni=i)
+    recs, stats = decode(tmp_path, [two, deep])
+    assert len(recs) == 1 and recs[0].tunnel == TunnelInfo("vxlan", packed("1.1.1.1"), packed("1.1.1.2"), 1)
+    assert stats.unsupported == {"tunnel-too-deep": 1}
+
+
+def test_non_ip_and_unknown_gre_counted(tmp_path: Path) -> None:
+    arp = eth(b"\x00" * 28, 0x0806)
+    lldp = eth(b"\x00" * 30, 0x88CC)
+    pptp = eth_ip(ipv4(A, B, 47, b"\x30\x01\x88\x0b" + b"\x00" * 12))
+    recs, stats = decode(tmp_path, [arp, lldp, pptp])
+    assert recs == [] and stats.non_ip == 2
+    assert stats.unsupported == {"ethertype:0x0806": 1, "ethertype:0x88cc": 1, "ipproto:47-unknown-gre": 1}
+
+
+def test_short_transport_headers_are_malformed(tmp_path: Path) -> None:
+    t = eth_ip(ipv4(A, B, 6, b"\x00" * 10))
+    u = eth_ip(ipv4(A, B, 17, b"\x00" * 4))
+    recs, stats = decode(tmp_path, [t, u, eth_ip(ipv4_tcp(A, B, 1, 2))])
+    assert len(recs) == 1 and stats.malformed == {"tcp-short": 1, "udp-short": 1}

@@ -1,0 +1,184 @@
+"""Capture files: formats, byte orders, resolutions, compression, several inputs, stdin, damage."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from auditor.capture import open_captures
+from auditor.errors import CaptureError
+from auditor.model import PacketRecord
+from tests.capture_factory import (
+    eth_ipv4_tcp,
+    eth_ipv4_udp,
+    ipv4_tcp,
+    ipv6_udp,
+    null_loopback,
+    pcap_bytes,
+    pcapng_bytes,
+    sll,
+    sll2,
+    write_bytes,
+    write_pcap,
+    write_pcapng,
+)
+
+SYN = eth_ipv4_tcp("10.0.0.1", "10.0.0.2", 50000, 443, "S")
+SYNACK = eth_ipv4_tcp("10.0.0.2", "10.0.0.1", 443, 50000, "SA", seq=5, ack=1001)
+DNS = eth_ipv4_udp("10.0.0.1", "10.0.0.53", 5353, 53, b"\x12\x34" + b"\x00" * 10)
+
+
+def read(*paths: str | Path, **kw: object) -> tuple[list[PacketRecord], object]:
+    cs = open_captures([str(p) for p in paths], **kw)  # type: ignore[arg-type]
+    return list(cs), cs
+
+
+@pytest.mark.parametrize("byteorder", ["<", ">"])
+@pytest.mark.parametrize("nano", [False, True])
+def test_pcap_byte_orders_and_resolutions(tmp_path: Path, byteorder: str, nano: bool) -> None:
+    p = write_pcap(tmp_path / "a.pcap", [(1700000000.123456789, SYN), (1700000001.5, SYNACK)],
+                   nano=nano, byteorder=byteorder)
+    recs, cs = read(p)
+    assert [(r.frame, r.sport, r.dport, r.tcp_flags) for r in recs] == [(1, 50000, 443, 2), (2, 443, 50000, 18)]
+    assert recs[0].ts == pytest.approx(1700000000.123456789, abs=1e-9 if nano else 1e-6)
+    info = cs.inputs[0]
+    assert (info.format, info.packets, info.link_types, info.truncated) == ("pcap", 2, {"EN10MB": 2}, False)
+    assert info.sha256 == hashlib.sha256(p.read_bytes()).hexdigest() and info.size == p.stat().st_size
+    assert info.first_ts == recs[0].ts and info.last_ts == recs[1].ts
+
+
+@pytest.mark.parametrize("byteorder", ["<", ">"])
+@pytest.mark.parametrize("block", ["epb", "opb"])
+def test_pcapng_multi_interface(tmp_path: Path, byteorder: str, block: str) -> None:
+    ip = ipv6_udp("fd00::1", "fd00::2", 1000, 2000, b"x")
+    pk = [(0, 1700000000.5, SYN), (1, 1700000001.25, sll2(ip)), (2, 1700000002.0, sll(ip)),
+          (3, 1700000003.0, ipv4_tcp("10.1.1.1", "10.1.1.2", 1, 2))]
+    p = write_pcapng(tmp_path / "a.pcapng", [1, (276, 9), (113, 0x80 | 20), 101], pk, byteorder=byteorder,
+                     block=block)
+    recs, cs = read(p)
+    assert [r.frame for r in recs] == [1, 2, 3, 4]
+    assert [r.ts for r in recs] == pytest.approx([1700000000.5, 1700000001.25, 1700000002.0, 1700000003.0])
+    assert recs[1].src == recs[2].src and recs[1].dport == 2000
+    assert cs.inputs[0].link_types == {"EN10MB": 1, "LINUX_SLL2": 1, "LINUX_SLL": 1, "RAW": 1}
+    assert cs.inputs[0].format == "pcapng"
+
+
+def test_pcapng_simple_packet_blocks_and_sections(tmp_path: Path) -> None:
+    p = write_pcapng(tmp_path / "spb.pcapng", [1], [SYN, SYNACK], block="spb")
+    recs, _ = read(p)
+    assert [r.tcp_flags for r in recs] == [2, 18]
+    p = write_pcapng(tmp_path / "sections.pcapng", [1], [SYN, SYNACK], byteorder="mixed", sections=3)
+    recs, cs = read(p)
+    assert [r.frame for r in recs] == [1, 2, 3, 4, 5, 6] and cs.stats.frames == 6
+
+
+@pytest.mark.parametrize("compression", ["gzip", "bz2", "xz", "zstd"])
+def test_compressed_detected_by_magic(tmp_path: Path, compression: str) -> None:
+    p = write_pcap(tmp_path / "capture.pcap", [SYN, SYNACK, DNS], compression=compression)  # no telling suffix
+    recs, cs = read(p)
+    assert len(recs) == 3 and cs.inputs[0].compression == compression
+    assert cs.inputs[0].sha256 == hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def test_several_inputs_in_order_frames_restart(tmp_path: Path) -> None:
+    a = write_pcap(tmp_path / "a.pcap", [SYN, SYNACK])
+    b = write_pcapng(tmp_path / "b.pcapng", [1], [DNS])
+    seen = []
+    recs, cs = read(a, b, progress=lambda done, total: seen.append((done, total)))
+    assert [(r.input_index, r.frame) for r in recs] == [(0, 1), (0, 2), (1, 1)]
+    assert [i.path for i in cs.inputs] == [str(a), str(b)]
+    assert cs.total_bytes == a.stat().st_size + b.stat().st_size
+    assert seen and seen[-1] == (cs.total_bytes, cs.total_bytes)
+    assert cs.stats.frames == 3 and cs.stats.records == 3
+
+
+def test_stdin(tmp_path: Path) -> None:
+    data = pcap_bytes([SYN, SYNACK])
+    code = ("import sys; from auditor.capture import open_captures; cs = open_captures(['-']); "
+            "n = sum(1 for _ in cs); i = cs.inputs[0]; print(n, i.size, i.sha256, i.path)")
+    out = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, check=True,
+                         cwd=Path(__file__).parent.parent).stdout.decode().split()
+    assert out == ["2", str(len(data)), hashlib.sha256(data).hexdigest(), "-"]
+
+
+def test_stdin_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = pcapng_bytes([1], [(0, 1.0, SYN)])
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    recs, cs = read("-")
+    assert len(recs) == 1 and cs.inputs[0].size == len(data) and cs.total_bytes == 0
+
+
+def test_other_link_types(tmp_path: Path) -> None:
+    ip4 = ipv4_tcp("10.0.0.1", "10.0.0.2", 1, 2)
+    ip6 = ipv6_udp("fd00::1", "fd00::2", 3, 4)
+    cases = [(0, [null_loopback(ip4), null_loopback(ip6, ">")]), (108, [null_loopback(ip4, ">")]),
+             (12, [ip4]), (14, [ip6]), (228, [ip4]), (229, [ip6]), (113, [sll(ip4)]), (276, [sll2(ip6)])]
+    for lt, frames in cases:
+        recs, _ = read(write_pcap(tmp_path / f"lt{lt}.pcap", frames, linktype=lt))
+        assert [r.sport for r in recs] == [3 if ip6 in f else 1 for f in frames], lt
+        assert {r.proto for r in recs} <= {6, 17} and len(recs) == len(frames), lt
+
+
+def test_unsupported_link_type_counted(tmp_path: Path) -> None:
+    recs, cs = read(write_pcap(tmp_path / "wifi.pcap", [b"\x08\x00" + b"\x00" * 30], linktype=105))
+    assert recs == [] and cs.stats.unsupported == {"linktype:DLT_IEEE802_11": 1}
+    assert cs.stats.examples["linktype:DLT_IEEE802_11"] == (0, 1)
+
+
+def test_truncated_file_yields_what_was_read(tmp_path: Path) -> None:
+    data = pcap_bytes([SYN, SYNACK, DNS])
+    p = write_bytes(tmp_path / "cut.pcap", data[:-10])
+    recs, cs = read(p)
+    info = cs.inputs[0]
+    assert len(recs) == 2 and info.truncated and "stopped after frame 2" in info.warnings[0]
+    assert info.sha256 == hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def test_truncated_compressed_file(tmp_path: Path) -> None:
+    import gzip
+    data = gzip.compress(pcap_bytes([SYN] * 200))
+    recs, cs = read(write_bytes(tmp_path / "cut.pcap.gz", data[: len(data) // 2]))
+    assert cs.inputs[0].truncated and cs.inputs[0].warnings
+
+
+def test_truncated_pcapng(tmp_path: Path) -> None:
+    data = pcapng_bytes([1], [(0, 1.0, SYN), (0, 2.0, SYNACK)])
+    recs, cs = read(write_bytes(tmp_path / "cut.pcapng", data[:-7]))
+    assert len(recs) == 1 and cs.inputs[0].truncated and "after frame 1" in cs.inputs[0].warnings[0]
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"GIF89a....", "not a pcap or pcapng file (magic 0x47494638)"),
+    (b"", "empty file"),
+])
+def test_bad_magic_is_one_line_capture_error(tmp_path: Path, content: bytes, message: str) -> None:
+    p = write_bytes(tmp_path / "capture.pcap", content)
+    with pytest.raises(CaptureError) as e:
+        open_captures([str(p)])
+    assert str(e.value) == f"{p}: {message}" + ("" if content else ", not a pcap or pcapng file")
+    assert "\n" not in str(e.value)
+
+
+def test_missing_file_and_directory(tmp_path: Path) -> None:
+    with pytest.raises(CaptureError, match="nope.pcap: cannot open"):
+        open_captures([str(tmp_path / "nope.pcap")])
+    with pytest.raises(CaptureError, match="is a directory"):
+        open_captures([str(tmp_path)])
+
+
+def test_gzip_of_non_capture_refused(tmp_path: Path) -> None:
+    p = write_bytes(tmp_path / "x.gz", b"hello world" * 10, "gzip")
+    with pytest.raises(CaptureError, match=r"gzip-compressed, magic 0x68656c6c"):
+        open_captures([str(p)])
+
+
+def test_input_file_not_modified(tmp_path: Path) -> None:
+    p = write_pcap(tmp_path / "a.pcap", [SYN])
+    before = (p.read_bytes(), p.stat().st_mtime_ns)
+    read(p)
+    assert (p.read_bytes(), p.stat().st_mtime_ns) == before

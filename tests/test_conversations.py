@@ -1,0 +1,322 @@
+"""Conversation core: Zeek conn_state/history, direction evidence, reuse, timeouts, ICMP, bounds."""
+
+from __future__ import annotations
+
+import pytest
+
+from auditor.conversations import SWEEP_EVERY, ConversationBuilder, ConversationResult
+from auditor.model import Connection, FlowKey, Outcome, PacketRecord
+from tests.records import (
+    handshake,
+    icmp,
+    icmp_echo,
+    icmp_unreach,
+    numbered,
+    other,
+    tcp,
+    udp,
+)
+
+C, S = "10.0.0.1", "10.0.0.2"
+
+
+def run(recs: list[PacketRecord], **kw: object) -> ConversationResult:
+    b = ConversationBuilder(keep_connections=True, **kw)  # type: ignore[arg-type]
+    b.feed_many(numbered(recs))
+    return b.finish()
+
+
+def one(recs: list[PacketRecord], **kw: object) -> Connection:
+    res = run(recs, **kw)
+    assert len(res.connections) == 1, res.connections
+    return res.connections[0]
+
+
+def t(src: str, flags: str, ts: float, *, seq: int = 0, payload: bytes = b"") -> PacketRecord:
+    """A packet of the C:51000 <-> S:443 conversation, from ``src``."""
+    if src == C:
+        return tcp(C, S, 51000, 443, flags, ts, seq=seq, payload=payload)
+    return tcp(S, C, 443, 51000, flags, ts, seq=seq, payload=payload)
+
+
+HS = [t(C, "S", 1.0, seq=100), t(S, "SA", 1.1, seq=900), t(C, "A", 1.2, seq=101)]
+
+# (name, packets, conn_state, history) — each Zeek conn_state from a tiny sequence.
+STATE_CASES = [
+    ("S0", [t(C, "S", 1.0, seq=100)], "S0", "S"),
+    ("S0-retransmit", [t(C, "S", 1.0, seq=100), t(C, "S", 2.0, seq=100)], "S0", "S"),
+    ("REJ", [t(C, "S", 1.0, seq=100), t(S, "RA", 1.1)], "REJ", "Sr"),
+    ("S1", [*HS, t(C, "PA", 1.3, payload=b"x")], "S1", "ShAD"),
+    ("SF", [*HS, t(C, "PA", 1.3, payload=b"x"), t(S, "PA", 1.4, payload=b"y"),
+            t(C, "FA", 1.5, seq=102), t(S, "FA", 1.6, seq=901), t(C, "A", 1.7)], "SF", "ShADdFf"),
+    ("S2", [*HS, t(C, "FA", 1.5, seq=101)], "S2", "ShAF"),
+    ("S3", [*HS, t(S, "FA", 1.5, seq=901)], "S3", "ShAf"),
+    ("RSTO", [*HS, t(C, "RA", 1.5, seq=101)], "RSTO", "ShAR"),
+    ("RSTR", [*HS, t(S, "R", 1.5, seq=901)], "RSTR", "ShAr"),
+    ("RSTOS0", [t(C, "S", 1.0, seq=100), t(C, "R", 1.1, seq=101)], "RSTOS0", "SR"),
+    ("RSTRH", [t(S, "SA", 1.0, seq=900), t(S, "R", 1.1, seq=901)], "RSTRH", "^hr"),
+    ("SH", [t(C, "S", 1.0, seq=100), t(C, "F", 1.1, seq=101)], "SH", "SF"),
+    ("SHR", [t(S, "SA", 1.0, seq=900), t(S, "FA", 1.1, seq=901)], "SHR", "^hf"),
+    ("OTH", [t(C, "PA", 1.0, payload=b"x"), t(S, "PA", 1.1, payload=b"y")], "OTH", "Dd"),
+    ("SF-midstream", [t(C, "PA", 1.0, payload=b"x"), t(C, "FA", 1.1), t(S, "FA", 1.2)], "SF", "DFf"),
+]
+
+
+@pytest.mark.parametrize(("name", "recs", "state", "history"), STATE_CASES, ids=[c[0] for c in STATE_CASES])
+def test_zeek_conn_state_and_history(name: str, recs: list[PacketRecord], state: str, history: str) -> None:
+    c = one(recs)
+    assert (c.conn_state, c.history) == (state, history)
+    assert (c.orig_h, c.orig_p, c.resp_h, c.resp_p) == (C, 51000, S, 443)
+
+
+def test_history_repeats_fin_with_new_sequence_only() -> None:
+    recs = [*HS, t(C, "FA", 1.5, seq=101), t(C, "FA", 1.6, seq=101), t(C, "FA", 1.7, seq=150)]
+    assert one(recs).history == "ShAFF"
+
+
+def test_bad_checksum_counted_and_processed() -> None:
+    recs = [*HS]
+    recs[2] = tcp(C, S, 51000, 443, "A", 1.2, checksum_bad=True)
+    res = run(recs)
+    c = res.connections[0]
+    assert c.bad_checksums == 1 and c.conn_state == "S1" and c.history == "ShCA"
+    assert res.stats.bad_checksums == 1
+
+
+def test_bytes_are_ip_bytes_per_direction() -> None:
+    c = one(handshake(C, S, 51000, 443, 1.0))
+    assert (c.orig_pkts, c.resp_pkts) == (5, 3)
+    assert c.orig_bytes == 4 * 40 + 45 and c.resp_bytes == 2 * 40 + 46
+
+
+# ---- direction evidence -------------------------------------------------------------------------
+
+
+def test_evidence_syn() -> None:
+    c = one([t(C, "S", 1.0)])
+    assert (c.orig_h, c.direction_evidence) == (C, "syn")
+
+
+def test_evidence_synack_first_packet() -> None:
+    c = one([t(S, "SA", 1.0), t(C, "A", 1.1)])
+    assert (c.orig_h, c.resp_p, c.direction_evidence) == (C, 443, "synack")
+    assert c.history == "^hA" and c.conn_state == "S1"
+
+
+def test_late_syn_flips_and_upgrades() -> None:
+    # Two capture interfaces merged: the SYN-ACK shows up first, then the SYN.
+    c = one([t(S, "SA", 1.0, seq=900), t(C, "S", 1.0, seq=100), t(C, "A", 1.1), t(S, "FA", 1.2),
+             t(C, "FA", 1.3)])
+    assert (c.orig_h, c.direction_evidence, c.conn_state) == (C, "syn", "SF")
+
+
+def test_late_syn_flips_first_packet_guess() -> None:
+    # Both ports registered, no catalog: the first packet (an ACK from the server) guesses wrong.
+    recs = [tcp(S, C, 3389, 3390, "A", 1.0), tcp(C, S, 3390, 3389, "S", 1.01, seq=7)]
+    c = one(recs)
+    assert (c.orig_h, c.orig_p, c.direction_evidence) == (C, 3390, "syn")
+    assert c.history.startswith("a^") or "^" in c.history
+
+
+def test_evidence_protocol_dns_reply_first() -> None:
+    reply = b"\x12\x34\x81\x80" + b"\x00" * 8
+    c = one([udp("10.0.0.53", C, 53, 53000, 1.0, payload=reply)])
+    assert (c.orig_h, c.resp_h, c.resp_p, c.direction_evidence) == (C, "10.0.0.53", 53, "protocol")
+    assert c.conn_state == "SHR" and c.history == "^d"
+
+
+def test_evidence_protocol_ntp_server_reply() -> None:
+    c = one([udp(S, C, 123, 123, 1.0, payload=bytes([0x24]) + b"\x00" * 47)])
+    assert (c.orig_h, c.resp_h, c.direction_evidence) == (C, S, "protocol")
+
+
+def test_evidence_protocol_dhcp_reply() -> None:
+    c = one([udp(S, "255.255.255.255", 67, 68, 1.0, payload=b"\x02" + b"\x00" * 240)])
+    assert (c.resp_h, c.resp_p, c.direction_evidence) == (S, 67, "protocol")
+
+
+def test_evidence_catalog_port() -> None:
+    # First packet is from the ICA server (1494) to a client port 50000: catalog says 1494 serves.
+    recs = [tcp(S, C, 1494, 50000, "PA", 1.0, payload=b"x")]
+    c = one(recs, server_ports=frozenset({("tcp", 1494)}))
+    assert (c.orig_h, c.resp_p, c.direction_evidence) == (C, 1494, "catalog_port")
+    # Dynamic-range catalog ports are no evidence, whatever the catalog says.
+    c = one([tcp(S, C, 50000, 1494, "PA", 1.0)], server_ports=frozenset({("tcp", 50000)}))
+    assert c.direction_evidence == "wellknown_port" and c.resp_p == 1494
+
+
+def test_evidence_wellknown_port() -> None:
+    c = one([tcp(S, C, 443, 51000, "PA", 1.0, payload=b"x")])
+    assert (c.orig_h, c.resp_p, c.direction_evidence) == (C, 443, "wellknown_port")
+
+
+def test_evidence_first_packet() -> None:
+    c = one([tcp(S, C, 40000, 41000, "PA", 1.0, payload=b"x"), tcp(C, S, 41000, 40000, "A", 1.1)])
+    assert (c.orig_h, c.orig_p, c.direction_evidence) == (S, 40000, "first_packet")
+
+
+def test_inferred_flag_on_flow() -> None:
+    res = run([tcp(S, C, 443, 51000, "PA", 1.0, payload=b"x"), t(C, "S", 5.0)])
+    flows = {k.port: f for k, f in res.flows.items()}
+    assert flows[443].direction_evidence == {"wellknown_port": 1, "syn": 1}
+    assert not flows[443].inferred
+
+
+# ---- splitting connections ----------------------------------------------------------------------
+
+
+def test_port_reuse_after_close_is_new_connection() -> None:
+    first = handshake(C, S, 51000, 443, 1.0, isn=100)
+    second = handshake(C, S, 51000, 443, 2.0, isn=90000)
+    res = run(first + second)
+    assert [c.conn_state for c in res.connections] == ["SF", "SF"]
+    assert res.flows[FlowKey(C, S, "tcp", 443)].connections == 2
+    assert res.stats.port_reuse == 1
+
+
+def test_syn_with_new_isn_on_s0_is_new_connection() -> None:
+    res = run([t(C, "S", 1.0, seq=100), t(C, "S", 3.0, seq=100), t(C, "S", 40.0, seq=555)])
+    assert [c.orig_pkts for c in res.connections] == [2, 1]
+
+
+def test_rejected_retries_are_separate_connections() -> None:
+    recs = [t(C, "S", 1.0, seq=1), t(S, "RA", 1.0), t(C, "S", 1.5, seq=1), t(S, "RA", 1.5)]
+    res = run(recs)
+    assert [c.conn_state for c in res.connections] == ["REJ", "REJ"]
+
+
+def test_idle_timeout_starts_new_connection() -> None:
+    res = run([udp(C, S, 50000, 514, 1.0), udp(C, S, 50000, 514, 30.0), udp(C, S, 50000, 514, 200.0)])
+    assert [c.orig_pkts for c in res.connections] == [2, 1]
+    assert res.stats.idle_splits == 1
+    res = run([*HS, t(C, "PA", 500.0, payload=b"x")], tcp_idle_timeout=300.0)
+    assert [c.conn_state for c in res.connections] == ["S1", "OTH"]
+
+
+def test_sweep_closes_idle_connections_and_memory_follows_live() -> None:
+    b = ConversationBuilder()
+    for i in range(20_000):
+        b.feed(udp(C, S, 1024 + i % 60000, 514, float(i)))
+    # One packet a second and a 60 s UDP timeout: live = 60 + what arrived since the last sweep.
+    assert b.live_connections <= SWEEP_EVERY + 61
+    res = b.finish()
+    assert res.stats.connections == 20_000
+
+
+# ---- UDP and ICMP -------------------------------------------------------------------------------
+
+
+def test_udp_states() -> None:
+    assert one([udp(C, S, 50000, 514, 1.0, payload=b"x")]).conn_state == "S0"
+    c = one([udp(C, S, 50000, 161, 1.0, payload=b"x"), udp(S, C, 161, 50000, 1.1, payload=b"y")])
+    assert (c.conn_state, c.history) == ("SF", "Dd")
+
+
+def test_icmp_echo_pairing() -> None:
+    res = run([icmp_echo(C, S, 1.0, ident=7), icmp_echo(S, C, 1.1, reply=True, ident=7),
+               icmp_echo(C, S, 2.0, ident=8)])
+    by_id = {c.orig_p: c for c in res.connections}
+    assert by_id[7].resp_pkts == 1 and by_id[7].resp_p == 8 and by_id[7].conn_state == "SF"
+    assert by_id[8].resp_pkts == 0
+    flow = res.flows[FlowKey(C, S, "icmp", 8)]
+    assert flow.connections == 2 and flow.outcome is Outcome.ESTABLISHED
+
+
+def test_icmpv6_echo_reply_first() -> None:
+    c = one([icmp_echo("2001:db8::2", "2001:db8::1", 1.0, reply=True)])
+    assert (c.orig_h, c.resp_h, c.resp_p, c.direction_evidence) == ("2001:db8::1", "2001:db8::2", 128,
+                                                                       "protocol")
+
+
+def test_icmp_unreachable_refuses_udp() -> None:
+    q = udp(C, S, 50000, 1604, 1.0, payload=b"x")
+    res = run([q, icmp_unreach(S, C, 1.01, quoting=q)])
+    assert len(res.connections) == 1
+    c = res.connections[0]
+    assert c.icmp_refused and c.conn_state == "REJ" and c.resp_pkts == 0
+    assert res.flows[FlowKey(C, S, "udp", 1604)].outcome is Outcome.REJECTED
+    assert res.stats.icmp_errors_matched == 1 and res.stats.icmp_refusals == 1
+
+
+def test_icmp_unreachable_refuses_tcp_from_router() -> None:
+    q = t(C, "S", 1.0, seq=5)
+    res = run([q, icmp_unreach("10.9.9.9", C, 1.01, quoting=q, code=13)])
+    c = res.connections[0]
+    assert c.icmp_refused and c.conn_state == "S0"
+    assert res.flows[FlowKey(C, S, "tcp", 443)].outcome is Outcome.REJECTED
+
+
+def test_frag_needed_is_not_refusal() -> None:
+    q = t(C, "S", 1.0)
+    res = run([q, icmp_unreach("10.9.9.9", C, 1.01, quoting=q, code=4)])
+    assert not res.connections[0].icmp_refused
+    assert res.stats.icmp_errors_matched == 1
+
+
+def test_icmp_error_unmatched_is_own_connection() -> None:
+    q = udp(C, S, 50000, 1604, 1.0)
+    res = run([icmp_unreach(S, C, 1.01, quoting=q)])
+    assert res.stats.icmp_errors_unmatched == 1
+    assert FlowKey(S, C, "icmp", 3) in res.flows
+
+
+def test_other_icmp_by_type() -> None:
+    res = run([icmp(C, S, 13, 1.0), icmp(C, S, 13, 1.5), icmp(C, S, 10, 1.6)])
+    assert {(c.resp_p, c.orig_pkts) for c in res.connections} == {(13, 2), (10, 1)}
+
+
+def test_other_protocols_counted() -> None:
+    res = run([other(C, S, 50, 1.0), other(C, S, 50, 1.1), other(C, S, 47, 1.2)])
+    assert res.stats.other_protocols == {"ipproto:50": 2, "ipproto:47": 1}
+    assert not res.flows and res.stats.packets == 3
+
+
+# ---- outcomes -----------------------------------------------------------------------------------
+
+
+def test_outcomes() -> None:
+    res = run([
+        *handshake(C, S, 51000, 443, 1.0),
+        tcp(C, S, 51001, 80, "S", 2.0), tcp(S, C, 80, 51001, "RA", 2.0),
+        tcp(C, S, 51002, 8080, "S", 3.0),
+        udp(C, S, 50000, 514, 4.0, payload=b"<13>hi"),
+    ])
+    outcomes = {k.port: f.outcome for k, f in res.flows.items()}
+    assert outcomes == {443: Outcome.ESTABLISHED, 80: Outcome.REJECTED, 8080: Outcome.UNANSWERED,
+                        514: Outcome.ONE_WAY}
+
+
+def test_midstream_session_reset_by_server_is_established() -> None:
+    # A long ICA session captured mid-way, ended by the server's RST: Zeek says RSTRH.
+    res = run([tcp(C, S, 51000, 1494, "PA", 1.0, payload=b"x"),
+               tcp(S, C, 1494, 51000, "PA", 1.1, payload=b"y"), tcp(S, C, 1494, 51000, "RA", 1.2)])
+    assert res.connections[0].conn_state == "RSTRH"
+    assert res.flows[FlowKey(C, S, "tcp", 1494)].outcome is Outcome.ESTABLISHED
+
+
+# ---- bounds -------------------------------------------------------------------------------------
+
+
+def test_syn_flood_is_bounded_and_summarised() -> None:
+    b = ConversationBuilder(max_flows=1000, max_live=5000)
+    for i in range(50_000):
+        src = f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
+        b.feed(tcp(src, S, 1024 + i % 50000, 80, "S", 1.0 + i * 1e-5, frame=i + 1))
+        assert b.live_connections <= 5000
+    res = b.finish()
+    assert len(res.flows) <= 1001
+    summary = res.flows[FlowKey("*", S, "tcp", 80)]
+    assert summary.summarised and summary.connections == 49_000 and summary.unanswered == 49_000
+    assert res.stats.summarised_flows == 1
+    assert res.stats.summarised_connections == 49_000 and res.stats.summarised_packets == 49_000
+    assert res.stats.evicted_live == 45_000 and res.stats.connections == 50_000
+    assert sum(f.connections for f in res.flows.values()) == 50_000
+
+
+def test_merge_combines_flows_and_stats() -> None:
+    a = run(handshake(C, S, 51000, 443, 1.0))
+    b = run([*handshake(C, S, 51001, 443, 2.0), other(C, S, 50, 3.0)])
+    a.merge(b)
+    f = a.flows[FlowKey(C, S, "tcp", 443)]
+    assert f.connections == 2 and f.first_seen == 1.0
+    assert a.stats.packets == 17 and a.stats.other_protocols == {"ipproto:50": 1}
