@@ -1,0 +1,252 @@
+"""The tshark engine: the same PacketRecords, from `tshark -T fields` (slow, but knows every format).
+
+We feed tshark the capture bytes ourselves (through its standard input), so hashing, compression
+and '-' work exactly as in the fast engine, and read one tab-separated line per frame. Reassembly
+is switched off so that every frame is reported with its own headers (as the fast engine sees it).
+Layers: with every occurrence of a field requested, the frame's protocol path (frame.protocols)
+says which ip/ipv6 occurrence belongs to which layer; the audited packet is the innermost one, or
+the one before the packet an ICMP error quotes. Payload bytes are not extracted (empty).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+
+from auditor.capture.info import InputInfo, ReadStats
+from auditor.capture.pcapfile import PCAP_MAGICS, PCAPNG_MAGIC
+from auditor.capture.source import CHUNK, DECOMPRESS_ERRORS, Source
+from auditor.errors import CaptureError
+from auditor.model import PacketRecord, QuotedPacket, TunnelInfo
+
+FIELDS = (
+    "frame.number", "frame.time_epoch", "frame.protocols",
+    "ip.src", "ip.dst", "ip.proto", "ip.len", "ip.hdr_len", "ip.id", "ip.flags.mf", "ip.frag_offset",
+    "ipv6.src", "ipv6.dst", "ipv6.nxt", "ipv6.plen", "ipv6.fraghdr.offset", "ipv6.fraghdr.more",
+    "ipv6.fraghdr.ident", "ipv6.fraghdr.nxt",
+    "tcp.srcport", "tcp.dstport", "tcp.flags", "tcp.seq_raw", "tcp.ack_raw", "tcp.len", "tcp.checksum.status",
+    "udp.srcport", "udp.dstport", "udp.length", "udp.checksum.status",
+    "icmp.type", "icmp.code", "icmp.ident", "icmpv6.type", "icmpv6.code", "icmpv6.echo.identifier",
+    "vxlan.vni", "geneve.vni", "gre.key", "erspan.spanid",
+)
+_IX = {name: i for i, name in enumerate(FIELDS)}
+
+PREFS = (
+    "ip.defragment:FALSE", "ipv6.defragment:FALSE", "tcp.desegment_tcp_streams:FALSE",
+    "tcp.analyze_sequence_numbers:FALSE", "tcp.relative_sequence_numbers:FALSE",
+    "tcp.check_checksum:TRUE", "udp.check_checksum:TRUE",
+)
+_LINK_NAMES = {"eth": "EN10MB", "sll": "LINUX_SLL", "raw": "RAW", "null": "NULL", "loop": "LOOP"}
+_TUNNELS = (("vxlan", "vxlan.vni"), ("geneve", "geneve.vni"), ("erspan", "erspan.spanid"), ("gre", "gre.key"))
+_ICMP4_ERR = frozenset((3, 4, 5, 11, 12))
+_ICMP6_ERR = frozenset((1, 2, 3, 4))
+
+
+def tshark_command(extra: tuple[str, ...] = ()) -> list[str]:
+    exe = shutil.which("tshark")
+    if exe is None:
+        raise CaptureError("tshark: not found on PATH (needed for --engine tshark)")
+    cmd = [exe, "-r", "-", "-n", "-T", "fields", "-E", "separator=/t", "-E", "occurrence=a",
+           "-E", "aggregator=,", "-E", "quote=n"]
+    for p in PREFS:
+        cmd += ["-o", p]
+    for f in FIELDS:
+        cmd += ["-e", f]
+    return cmd + list(extra)
+
+
+def _ip_bytes(text: str) -> bytes:
+    import ipaddress
+
+    return ipaddress.ip_address(text).packed
+
+
+def _ints(s: str) -> list[int]:
+    return [int(x, 0) for x in s.split(",") if x]
+
+
+def read_tshark(path: str, index: int, info: InputInfo, stats: ReadStats,
+                report: Callable[[int], None]) -> Iterator[PacketRecord]:
+    src = Source(path)
+    info.compression = src.compression
+    try:
+        first = src.read(CHUNK)
+    except DECOMPRESS_ERRORS as e:
+        src.close_quietly()
+        raise CaptureError(f"{path}: {src.compression} data cannot be decompressed: {e}") from e
+    if first[:4] not in PCAP_MAGICS and first[:4] != PCAPNG_MAGIC:
+        src.close_quietly()
+        raise CaptureError(f"{path}: not a pcap or pcapng file (magic 0x{first[:4].hex()})")
+    info.format = "pcapng" if first[:4] == PCAPNG_MAGIC else "pcap"
+    proc = subprocess.Popen(tshark_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    stdin, stderr_pipe = proc.stdin, proc.stderr
+    errors: list[str] = []
+
+    def feed() -> None:
+        data = first
+        try:
+            while data:
+                stdin.write(data)
+                data = src.read(CHUNK)
+        except DECOMPRESS_ERRORS as e:  # includes BrokenPipeError (tshark stopped reading)
+            errors.append(str(e))
+        finally:
+            try:
+                stdin.close()
+            except OSError:
+                pass
+
+    stderr_lines: list[bytes] = []
+    t_err = threading.Thread(target=lambda: stderr_lines.extend(stderr_pipe), daemon=True)
+    t_in = threading.Thread(target=feed, daemon=True)
+    t_err.start()
+    t_in.start()
+    frames = records = 0
+    frags: dict[tuple[bytes, bytes, int, int], tuple[int, int]] = {}
+    complete = False
+    try:
+        for raw in proc.stdout:
+            cols = raw.decode("utf-8", "replace").rstrip("\n").split("\t")
+            if len(cols) < len(FIELDS):
+                continue
+            frames += 1
+            ts = float(cols[1] or 0)
+            if info.first_ts is None or ts < info.first_ts:
+                info.first_ts = ts
+            if info.last_ts is None or ts > info.last_ts:
+                info.last_ts = ts
+            protos = cols[2].split(":")
+            link = _LINK_NAMES.get(protos[0], protos[0].upper())
+            info.link_types[link] = info.link_types.get(link, 0) + 1
+            rec = _record(cols, protos, index, frames, ts, stats, frags)
+            if frames % 4096 == 0:
+                report(src.raw.nread)
+            if rec is not None:
+                records += 1
+                yield rec
+        proc.wait()
+        t_in.join()
+        t_err.join()
+        complete = True
+    finally:
+        if not complete:
+            proc.kill()
+            proc.wait()
+        info.packets = frames
+        stats.frames += frames
+        stats.records += records
+        if complete:
+            info.sha256 = src.finish()
+            info.size = src.raw.nread if src.is_stdin else src.size
+        else:
+            src.close_quietly()
+    msg = b"".join(stderr_lines).decode("utf-8", "replace").strip().replace("\n", " ")
+    msg = " ".join(w for w in msg.split() if w)
+    if "appears to have been cut short" in msg:
+        info.truncated = True
+        info.warnings.append(f"file ends inside a record: stopped after frame {frames}")
+    elif proc.returncode not in (0, None) or errors:
+        info.truncated = True
+        info.warnings.append(f"tshark stopped after frame {frames}: {msg or '; '.join(errors)}"[:300])
+
+
+def _record(cols: list[str], protos: list[str], ii: int, frame: int, ts: float, stats: ReadStats,
+            frags: dict[tuple[bytes, bytes, int, int], tuple[int, int]]) -> PacketRecord | None:
+    def col(name: str) -> list[str]:
+        v = cols[_IX[name]]
+        return v.split(",") if v else []
+
+    layers = [i for i, p in enumerate(protos) if p in ("ip", "ipv6")]
+    if not layers:
+        stats.non_ip += 1
+        return None
+    v4 = {k: col(k) for k in ("ip.src", "ip.dst", "ip.proto", "ip.len", "ip.hdr_len", "ip.id", "ip.flags.mf",
+                                 "ip.frag_offset")}
+    v6 = {k: col(k) for k in ("ipv6.src", "ipv6.dst", "ipv6.nxt", "ipv6.plen")}
+    n4 = n6 = 0
+    found: list[tuple[int, dict[str, str]]] = []  # (position in protos, fields of that IP layer)
+    for pos in layers:
+        if protos[pos] == "ip":
+            d = {k.split(".", 1)[1]: (v[n4] if n4 < len(v) else "") for k, v in v4.items()}
+            n4 += 1
+            d["v"] = "4"
+        else:
+            d = {k.split(".", 1)[1]: (v[n6] if n6 < len(v) else "") for k, v in v6.items()}
+            n6 += 1
+            d["v"] = "6"
+        found.append((pos, d))
+    quoted: QuotedPacket | None = None
+    audited = len(found) - 1
+    if len(found) > 1 and any(p in ("icmp", "icmpv6") for p in protos[found[-2][0]:found[-1][0]]):
+        audited = len(found) - 2  # the last IP header is the one an ICMP error quotes
+    pos, d = found[audited]
+    if not d.get("src"):
+        return None
+    src, dst = _ip_bytes(d["src"]), _ip_bytes(d["dst"])
+    v6p = d["v"] == "6"
+    ip_len = (40 + int(d["plen"] or 0)) if v6p else int(d["len"] or 0)
+    after = protos[pos + 1:]
+    proto_name = next((p for p in after if p in ("tcp", "udp", "icmp", "icmpv6")), "")
+    proto = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}.get(proto_name, 0)
+    if not proto:
+        nxt = d.get("nxt") if v6p else d.get("proto")
+        proto = int(nxt or 0)
+    tunnel = None
+    if audited > 0:
+        kind, key = next(((k, f) for k, f in _TUNNELS if k in protos), ("gre", "gre.key"))
+        o = found[0][1]
+        vals = _ints(cols[_IX[key]])
+        if kind == "erspan":
+            kind = "erspan2" if "gre" in protos else kind
+        tunnel = TunnelInfo(kind, _ip_bytes(o["src"]), _ip_bytes(o["dst"]), vals[0] if vals else 0)
+    fragment = False
+    fkey = None
+    if not v6p and (d.get("flags.mf") in ("1", "True") or d.get("frag_offset") not in ("", "0")):
+        fragment = True
+        fkey = (src, dst, int(d["id"] or "0", 0), proto)
+        if d.get("frag_offset") not in ("", "0"):
+            sport, dport = frags.get(fkey, (0, 0))
+            return PacketRecord(ii, frame, ts, src, dst, proto, ip_len, sport, dport,
+                                payload_len=max(ip_len - int(d["hdr_len"] or 20), 0), fragment=True, tunnel=tunnel)
+    if proto_name == "tcp":
+        sport, dport = _ints(cols[_IX["tcp.srcport"]])[-1], _ints(cols[_IX["tcp.dstport"]])[-1]
+        plen = (_ints(cols[_IX["tcp.len"]]) or [0])[-1]
+        bad = (_ints(cols[_IX["tcp.checksum.status"]]) or [2])[-1] == 0
+        if fkey is not None:
+            frags[fkey] = (sport, dport)
+        return PacketRecord(ii, frame, ts, src, dst, 6, ip_len, sport, dport,
+                            (_ints(cols[_IX["tcp.flags"]]) or [0])[-1] & 0xFF,
+                            (_ints(cols[_IX["tcp.seq_raw"]]) or [0])[-1], (_ints(cols[_IX["tcp.ack_raw"]]) or [0])[-1],
+                            plen, checksum_bad=bad, tunnel=tunnel, fragment=fragment)
+    if proto_name == "udp":
+        sport, dport = _ints(cols[_IX["udp.srcport"]])[-1], _ints(cols[_IX["udp.dstport"]])[-1]
+        ulen = (_ints(cols[_IX["udp.length"]]) or [8])[-1]
+        bad = (_ints(cols[_IX["udp.checksum.status"]]) or [2])[-1] == 0
+        if fkey is not None:
+            frags[fkey] = (sport, dport)
+        return PacketRecord(ii, frame, ts, src, dst, 17, ip_len, sport, dport, payload_len=max(ulen - 8, 0),
+                            checksum_bad=bad, tunnel=tunnel, fragment=fragment)
+    if proto_name in ("icmp", "icmpv6"):
+        pre = "icmpv6" if proto_name == "icmpv6" else "icmp"
+        t = (_ints(cols[_IX[f"{pre}.type"]]) or [-1])[0]
+        c = (_ints(cols[_IX[f"{pre}.code"]]) or [-1])[0]
+        ident = (_ints(cols[_IX["icmpv6.echo.identifier" if pre == "icmpv6" else "icmp.ident"]]) or [0])[0]
+        if audited == len(found) - 2 and t in (_ICMP6_ERR if pre == "icmpv6" else _ICMP4_ERR):
+            q = found[-1][1]
+            qproto = int((q.get("nxt") if q["v"] == "6" else q.get("proto")) or 0)
+            qs = qd = 0
+            qname = {6: "tcp", 17: "udp"}.get(qproto)
+            if qname and f"{qname}" in protos[found[-1][0]:]:
+                qs = (_ints(cols[_IX[f"{qname}.srcport"]]) or [0])[-1]
+                qd = (_ints(cols[_IX[f"{qname}.dstport"]]) or [0])[-1]
+            if q.get("src"):
+                quoted = QuotedPacket(_ip_bytes(q["src"]), _ip_bytes(q["dst"]), qproto, qs, qd)
+            ident = 0
+        return PacketRecord(ii, frame, ts, src, dst, proto, ip_len, payload_len=max(ip_len - (40 if v6p else 20) - 8, 0),
+                            icmp_type=t, icmp_code=c, icmp_id=ident, quoted=quoted, tunnel=tunnel,
+                            fragment=fragment)
+    return PacketRecord(ii, frame, ts, src, dst, proto, ip_len, tunnel=tunnel, fragment=fragment)

@@ -1,0 +1,77 @@
+"""The tshark engine gives the same PacketRecords as the fast engine (payload bytes aside)."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import pytest
+
+from auditor.capture import open_captures
+from tests.capture_factory import (
+    eth_ip,
+    eth_ipv4_tcp,
+    eth_ipv4_udp,
+    eth_ipv6_tcp,
+    eth_ipv6_udp,
+    ext_header,
+    icmp,
+    icmp_echo,
+    ipv4,
+    ipv4_fragments,
+    ipv4_udp,
+    sll2,
+    udp,
+    vxlan,
+    write_pcap,
+    write_pcapng,
+)
+
+pytestmark = [pytest.mark.tshark,
+              pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")]
+
+A, B = "10.0.0.1", "10.0.0.2"
+INNER = eth_ipv4_tcp("192.168.1.10", "192.168.1.20", 51000, 2598, "S")
+
+
+def comparable(path: Path, engine: str) -> list[tuple[object, ...]]:
+    out = []
+    for r in open_captures([str(path)], engine=engine):
+        d = dataclasses.asdict(r)
+        d.pop("payload")
+        d["ts"] = round(r.ts, 6)
+        out.append(tuple(d.values()))
+    return out
+
+
+CAPTURES = {
+    "tcp-udp-vlan": [eth_ipv4_tcp(A, B, 50000, 443, "S"), eth_ipv4_tcp(B, A, 443, 50000, "SA", seq=9, ack=1001),
+                     eth_ipv4_tcp(A, B, 50000, 443, "PA", b"hello", seq=1001, ack=10, vlan=7),
+                     eth_ipv4_udp(A, "10.0.0.53", 5353, 53, b"\x12\x34" + b"\x00" * 10),
+                     eth_ipv4_tcp(A, B, 1, 2, "R", bad_checksum=True)],
+    "ipv6": [eth_ipv6_tcp("fd00::1", "fd00::2", 1000, 443, "S", ext=[ext_header(0)]),
+             eth_ipv6_udp("fd00::1", "fd00::2", 123, 123, b"\x23" + b"\x00" * 47)],
+    "icmp": [eth_ip(ipv4(A, B, 1, icmp_echo(0x1234))), eth_ip(ipv4(B, A, 1, icmp_echo(0x1234, reply=True))),
+             eth_ip(ipv4(B, A, 1, icmp(3, 3, data=ipv4_udp(A, B, 40000, 161, b"x")[:28])))],
+    "vxlan": [vxlan("172.16.0.1", "172.16.0.2", INNER, vni=4242)],
+    "fragments": [eth_ip(f) for f in ipv4_fragments(A, B, 17, udp(A, B, 5000, 514, b"y" * 40))],
+}
+
+
+@pytest.mark.parametrize("name", sorted(CAPTURES))
+def test_engines_agree_pcap(tmp_path: Path, name: str) -> None:
+    p = write_pcap(tmp_path / f"{name}.pcap", CAPTURES[name])
+    fast = comparable(p, "fast")
+    assert len(fast) == len(CAPTURES[name])
+    assert comparable(p, "tshark") == fast
+
+
+def test_engines_agree_pcapng_multi_interface_gzip(tmp_path: Path) -> None:
+    frames = [(0, 1.5, CAPTURES["tcp-udp-vlan"][0]), (1, 2.25, sll2(CAPTURES["ipv6"][1][14:]))]
+    p = write_pcapng(tmp_path / "multi", [1, (276, 9)], frames, compression="gzip")
+    cs = open_captures([str(p)], engine="tshark")
+    recs = list(cs)
+    assert comparable(p, "tshark") == comparable(p, "fast") and len(recs) == 2
+    info = cs.inputs[0]
+    assert info.compression == "gzip" and info.format == "pcapng" and info.packets == 2 and info.sha256
