@@ -10,14 +10,14 @@ from auditor.capture import open_captures
 from auditor.capture.info import ReadStats
 from auditor.model import PAYLOAD_SNAP, PacketRecord, QuotedPacket, TunnelInfo
 from tests.capture_factory import (
+    erspan2,
+    erspan3,
     eth,
     eth_ip,
     eth_ipv4_tcp,
     eth_ipv4_udp,
     eth_ipv6_tcp,
     eth_ipv6_udp,
-    erspan2,
-    erspan3,
     ext_header,
     geneve,
     gre,

@@ -142,7 +142,7 @@ def test_truncated_file_yields_what_was_read(tmp_path: Path) -> None:
 def test_truncated_compressed_file(tmp_path: Path) -> None:
     import gzip
     data = gzip.compress(pcap_bytes([SYN] * 200))
-    recs, cs = read(write_bytes(tmp_path / "cut.pcap.gz", data[: len(data) // 2]))
+    _, cs = read(write_bytes(tmp_path / "cut.pcap.gz", data[: len(data) // 2]))
     assert cs.inputs[0].truncated and cs.inputs[0].warnings
 
 
@@ -165,7 +165,7 @@ def test_bad_magic_is_one_line_capture_error(tmp_path: Path, content: bytes, mes
 
 
 def test_missing_file_and_directory(tmp_path: Path) -> None:
-    with pytest.raises(CaptureError, match="nope.pcap: cannot open"):
+    with pytest.raises(CaptureError, match=r"nope\.pcap: cannot open"):
         open_captures([str(tmp_path / "nope.pcap")])
     with pytest.raises(CaptureError, match="is a directory"):
         open_captures([str(tmp_path)])

@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -24,8 +25,14 @@ import pytest
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "sample_pcaps"
 NAMES = ["cvad-onprem", "daas-cloud", "netscaler-ha", "pvs-boot"]
 TSHARK = shutil.which("tshark") or ("/usr/bin/tshark" if Path("/usr/bin/tshark").exists() else None)
-CHECKSUM_PREFS = ["-o", "ip.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE",
-                  "-o", "udp.check_checksum:TRUE"]
+CHECKSUM_PREFS = [
+    "-o",
+    "ip.check_checksum:TRUE",
+    "-o",
+    "tcp.check_checksum:TRUE",
+    "-o",
+    "udp.check_checksum:TRUE",
+]
 # Warnings a sample is built to contain: RST answers (failing flows, rejected unexpected flows).
 ALLOWED_WARNINGS = {"Connection reset (RST)"}
 
@@ -34,6 +41,7 @@ def _load_generator() -> ModuleType:
     spec = importlib.util.spec_from_file_location("sample_pcaps_generate", SAMPLES_DIR / "generate.py")
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up while the class is built
     spec.loader.exec_module(mod)
     return mod
 
@@ -67,7 +75,8 @@ def test_generator_knows_every_sample() -> None:
 def test_regenerated_byte_identical(name: str, regenerated: Path) -> None:
     committed = (SAMPLES_DIR / f"{name}.pcapng").read_bytes()
     assert (regenerated / f"{name}.pcapng").read_bytes() == committed, (
-        f"{name}.pcapng differs from generate.py's output: run `python sample_pcaps/generate.py`")
+        f"{name}.pcapng differs from generate.py's output: run `python sample_pcaps/generate.py`"
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -111,43 +120,89 @@ def test_tshark_no_malformed_or_unexpected_warnings(name: str) -> None:
 def test_tshark_checksums_good(name: str) -> None:
     tshark = _tshark()
     pcap = str(SAMPLES_DIR / f"{name}.pcapng")
-    bad = ("ip.checksum.status == 0 || tcp.checksum.status == 0 || udp.checksum.status == 0"
-           " || icmp.checksum.status == 0 || icmpv6.checksum.status == 0 || _ws.malformed")
+    bad = (
+        "ip.checksum.status == 0 || tcp.checksum.status == 0 || udp.checksum.status == 0"
+        " || icmp.checksum.status == 0 || icmpv6.checksum.status == 0 || _ws.malformed"
+    )
     out = _run([tshark, "-r", pcap, "-n", *CHECKSUM_PREFS, "-Y", bad, "-T", "fields", "-e", "frame.number"])
     assert out.split() == []
-    good = _run([tshark, "-r", pcap, "-n", *CHECKSUM_PREFS, "-Y", "tcp.checksum.status == 1",
-                 "-T", "fields", "-e", "frame.number"])
+    good = _run(
+        [
+            tshark,
+            "-r",
+            pcap,
+            "-n",
+            *CHECKSUM_PREFS,
+            "-Y",
+            "tcp.checksum.status == 1",
+            "-T",
+            "fields",
+            "-e",
+            "frame.number",
+        ]
+    )
     assert len(good.split()) > 50  # the checks really ran
 
 
 # (initiator, responder, responder port) per sample: the README's key flows, as tshark lists them.
 KEY_FLOWS = {
     "cvad-onprem": {
-        "tcp": [("10.0.30.51", "10.0.1.20", 443), ("10.0.1.20", "10.0.1.10", 80),
-                ("10.0.30.51", "10.0.20.101", 1494), ("10.0.30.52", "10.0.20.102", 2598),
-                ("10.0.20.101", "10.0.1.10", 80), ("10.0.1.10", "10.0.1.31", 27000),
-                ("10.0.20.110", "10.0.1.10", 80), ("10.0.20.103", "10.0.1.30", 1433),
-                ("10.0.30.53", "10.0.20.105", 445), ("10.0.1.11", "10.0.1.20", 443)],
-        "udp": [("10.0.30.51", "10.0.20.101", 1494), ("10.0.30.53", "10.0.20.103", 2598),
-                ("10.0.1.20", "10.0.1.5", 389), ("10.0.30.51", "10.0.1.6", 53)],
+        "tcp": [
+            ("10.0.30.51", "10.0.1.20", 443),
+            ("10.0.1.20", "10.0.1.10", 80),
+            ("10.0.30.51", "10.0.20.101", 1494),
+            ("10.0.30.52", "10.0.20.102", 2598),
+            ("10.0.20.101", "10.0.1.10", 80),
+            ("10.0.1.10", "10.0.1.31", 27000),
+            ("10.0.20.110", "10.0.1.10", 80),
+            ("10.0.20.103", "10.0.1.30", 1433),
+            ("10.0.30.53", "10.0.20.105", 445),
+            ("10.0.1.11", "10.0.1.20", 443),
+        ],
+        "udp": [
+            ("10.0.30.51", "10.0.20.101", 1494),
+            ("10.0.30.53", "10.0.20.103", 2598),
+            ("10.0.1.20", "10.0.1.5", 389),
+            ("10.0.30.51", "10.0.1.6", 53),
+        ],
     },
     "daas-cloud": {
-        "tcp": [("10.10.0.21", "198.51.100.10", 443), ("10.10.0.21", "192.0.2.80", 80),
-                ("10.10.20.31", "10.10.0.21", 80), ("10.10.20.32", "10.10.0.21", 8080),
-                ("10.10.0.21", "10.10.0.22", 9095), ("10.10.0.21", "10.10.20.32", 49752)],
+        "tcp": [
+            ("10.10.0.21", "198.51.100.10", 443),
+            ("10.10.0.21", "192.0.2.80", 80),
+            ("10.10.20.31", "10.10.0.21", 80),
+            ("10.10.20.32", "10.10.0.21", 8080),
+            ("10.10.0.21", "10.10.0.22", 9095),
+            ("10.10.0.21", "10.10.20.32", 49752),
+        ],
         "udp": [("10.10.20.31", "198.51.100.40", 443), ("10.10.20.34", "198.51.100.40", 443)],
     },
     "netscaler-ha": {
-        "tcp": [("10.20.0.11", "10.20.0.12", 3008), ("10.20.0.11", "10.20.0.12", 22),
-                ("10.20.0.30", "10.20.0.11", 443), ("10.20.0.100", "10.20.0.11", 23)],
-        "udp": [("10.20.0.11", "10.20.0.12", 3003), ("10.20.0.11", "10.20.0.30", 162),
-                ("10.20.0.12", "10.20.0.41", 1812), ("10.20.0.11", "10.20.0.30", 4739)],
+        "tcp": [
+            ("10.20.0.11", "10.20.0.12", 3008),
+            ("10.20.0.11", "10.20.0.12", 22),
+            ("10.20.0.30", "10.20.0.11", 443),
+            ("10.20.0.100", "10.20.0.11", 23),
+        ],
+        "udp": [
+            ("10.20.0.11", "10.20.0.12", 3003),
+            ("10.20.0.11", "10.20.0.30", 162),
+            ("10.20.0.12", "10.20.0.41", 1812),
+            ("10.20.0.11", "10.20.0.30", 4739),
+        ],
     },
     "pvs-boot": {
-        "tcp": [("fd00:30::21", "fd00:30::30", 1433), ("10.30.0.100", "10.30.0.21", 54321),
-                ("10.30.0.21", "10.30.0.31", 7279)],
-        "udp": [("0.0.0.0", "255.255.255.255", 67), ("10.30.50.101", "10.30.0.21", 69),
-                ("10.30.50.101", "10.30.0.21", 6911), ("10.30.50.103", "10.30.0.22", 6910)],
+        "tcp": [
+            ("fd00:30::21", "fd00:30::30", 1433),
+            ("10.30.0.100", "10.30.0.21", 54321),
+            ("10.30.0.21", "10.30.0.31", 7279),
+        ],
+        "udp": [
+            ("0.0.0.0", "255.255.255.255", 67),
+            ("10.30.50.101", "10.30.0.21", 69),
+            ("10.30.50.101", "10.30.0.21", 6911),
+            ("10.30.50.103", "10.30.0.22", 6910),
+        ],
     },
 }
 

@@ -436,7 +436,7 @@ class Decoder:
             sport, dport, ulen, ucs = _UDP(buf, q)
             if fkey is not None:
                 self._remember(fkey, sport, dport)
-            elif dport == VXLAN_PORT or dport == GENEVE_PORT:
+            elif dport in (VXLAN_PORT, GENEVE_PORT):
                 done, rec = self._udp_tunnel(buf, q + 8, ipend, dport, src, dst, ts, frame, tunnel, depth)
                 if done:
                     return rec
@@ -496,7 +496,7 @@ class Decoder:
             _, proto, src, dst = _IP6(buf, p)
             q = p + 40
             for _ in range(4):
-                if proto not in _IP6_EXT and proto != 44 or end - q < 8:
+                if (proto not in _IP6_EXT and proto != 44) or end - q < 8:
                     break
                 hl = 8 if proto == 44 else (buf[q + 1] + 2) * 4 if proto == 51 else (buf[q + 1] + 1) * 8
                 proto = buf[q]

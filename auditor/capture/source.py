@@ -8,6 +8,7 @@ hash when the source is closed, so a capture cut short by corruption still gets 
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
 import hashlib
 import lzma
@@ -15,7 +16,7 @@ import os
 import sys
 import zlib
 from collections.abc import Callable
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, cast
 
 import zstandard
 
@@ -119,15 +120,16 @@ class Source:
                 self.compression = name
         self.stream: Readable
         self._read1: Callable[[int], bytes]
+        raw = cast(BinaryIO, self.raw)  # duck-typed: decompressors only call read()
         if self.compression == "gzip":
-            self.stream = gzip.GzipFile(fileobj=self.raw, mode="rb")  # type: ignore[arg-type]
+            self.stream = gzip.GzipFile(fileobj=raw, mode="rb")
         elif self.compression == "bz2":
-            self.stream = bz2.BZ2File(self.raw, mode="rb")  # type: ignore[arg-type]
+            self.stream = bz2.BZ2File(raw, mode="rb")
         elif self.compression == "xz":
-            self.stream = lzma.LZMAFile(self.raw, mode="rb")  # type: ignore[arg-type]
+            self.stream = lzma.LZMAFile(raw, mode="rb")  # noqa: SIM115 - lives as long as Source
         elif self.compression == "zstd":
             dctx = zstandard.ZstdDecompressor()
-            self.stream = dctx.stream_reader(self.raw, read_size=CHUNK, read_across_frames=True)
+            self.stream = dctx.stream_reader(raw, read_size=CHUNK, read_across_frames=True)
         else:
             self.stream = self.raw
         # read1: at most one read from the decompressor, so a failure loses nothing already decoded.
@@ -161,10 +163,8 @@ class Source:
 
     def finish(self) -> str:
         """Drain the rest of the stored bytes into the hash, close, return the hex digest."""
-        try:
+        with contextlib.suppress(OSError):
             self.raw.drain()
-        except OSError:
-            pass
         if not self.is_stdin:
             self.raw.close()
         return self.raw.hexdigest()

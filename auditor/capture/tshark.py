@@ -10,6 +10,7 @@ the one before the packet an ICMP error quotes. Payload bytes are not extracted 
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import threading
@@ -95,10 +96,8 @@ def read_tshark(path: str, index: int, info: InputInfo, stats: ReadStats,
         except DECOMPRESS_ERRORS as e:  # includes BrokenPipeError (tshark stopped reading)
             errors.append(str(e))
         finally:
-            try:
+            with contextlib.suppress(OSError):
                 stdin.close()
-            except OSError:
-                pass
 
     stderr_lines: list[bytes] = []
     t_err = threading.Thread(target=lambda: stderr_lines.extend(stderr_pipe), daemon=True)

@@ -321,7 +321,9 @@ def _flow_cell(key: str, rec: list[Any], ctx: dict[str, Any]) -> Cell:
     if key == "why":
         if rec[F_RULES]:
             lines = [f"{rid} \u2014 {ctx['rules'].get(rid, ['', ''])[0]}" for rid in rec[F_RULES]]
-            notes = [ctx["rules"][rid][1] for rid in rec[F_RULES] if ctx["rules"].get(rid, ["", ""])[1]]
+            # Several matching rules often share one note: show it once.
+            notes = list(dict.fromkeys(ctx["rules"][rid][1] for rid in rec[F_RULES]
+                                       if ctx["rules"].get(rid, ["", ""])[1]))
             full = "; ".join(lines)
             return Cell(short(full), "\n".join([full, *notes]), tuple(short("Note: " + n) for n in notes))
         text = rec[F_RTEXT] or rec[F_REASON]

@@ -49,7 +49,8 @@
     why: function (r) {
       if (r[F.RULES].length) {
         var lines = r[F.RULES].map(function (id) { return id + " \u2014 " + ruleText(id)[0]; });
-        var notes = r[F.RULES].map(function (id) { return ruleText(id)[1]; }).filter(Boolean);
+        var notes = r[F.RULES].map(function (id) { return ruleText(id)[1]; })
+          .filter(function (n, k, all) { return n && all.indexOf(n) === k; });
         var full = lines.join("; ");
         return cell(short(full), [full].concat(notes).join("\n"), notes.map(function (n) { return short("Note: " + n); }));
       }
