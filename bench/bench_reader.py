@@ -121,7 +121,8 @@ def main() -> None:
                        capture_output=True, check=True)
         dt = time.perf_counter() - t
         kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        print(f"{'tshark conv':<18} {args.packets / dt:>12,.0f} {mb / dt:>8.1f} {dt:>8.2f} {kids / 1024:>13.1f}"
+        print(f"{'tshark conv':<18} {args.packets / dt:>12,.0f} {mb / dt:>8.1f} {dt:>8.2f} "
+              f"{kids / 1024:>13.1f}"
               "  (peak RSS: largest child so far)")
 
 

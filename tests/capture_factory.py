@@ -59,7 +59,8 @@ def tcp(src: str, dst: str, sport: int, dport: int, flags: str | int = "S", payl
         seq: int = 1000, ack: int = 0, options: bytes = b"", bad_checksum: bool = False) -> bytes:
     """A TCP segment (header + payload) with a correct checksum for src/dst (or a wrong one)."""
     doff = (20 + len(options)) // 4
-    hdr = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, doff << 4, tcp_flags(flags), 65535, 0, 0) + options
+    hdr = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, doff << 4, tcp_flags(flags), 65535, 0, 0)
+    hdr += options
     seg = hdr + payload
     cs = inet_checksum(_pseudo(src, dst, 6, len(seg)) + seg) ^ (0x5555 if bad_checksum else 0)
     return seg[:16] + struct.pack("!H", cs) + seg[18:]
@@ -206,7 +207,8 @@ def geneve(outer_src: str, outer_dst: str, inner: bytes, vni: int = 7, protocol:
 def gre(outer_src: str, outer_dst: str, inner: bytes, protocol: int = 0x0800, key: int | None = None,
         seq: int | None = None, checksum: bool = False) -> bytes:
     """Outer Ethernet/IPv4 proto 47 with a GRE header (optional checksum, key, sequence)."""
-    flags = (0x8000 if checksum else 0) | (0x2000 if key is not None else 0) | (0x1000 if seq is not None else 0)
+    flags = ((0x8000 if checksum else 0) | (0x2000 if key is not None else 0)
+             | (0x1000 if seq is not None else 0))
     hdr = struct.pack("!HH", flags, protocol)
     if checksum:
         hdr += b"\x00\x00\x00\x00"
@@ -222,7 +224,8 @@ def erspan2(outer_src: str, outer_dst: str, inner_frame: bytes, session: int = 5
     return gre(outer_src, outer_dst, hdr + inner_frame, protocol=0x88BE, seq=1)
 
 
-def erspan3(outer_src: str, outer_dst: str, inner_frame: bytes, session: int = 6, subheader: bool = False) -> bytes:
+def erspan3(outer_src: str, outer_dst: str, inner_frame: bytes, session: int = 6,
+            subheader: bool = False) -> bytes:
     hdr = struct.pack("!HHIHH", 0x2000, session & 0x3FF, 0, 0, 1 if subheader else 0)
     if subheader:
         hdr += b"\x00" * 8
@@ -308,8 +311,8 @@ def pcapng_bytes(interfaces: Sequence[int | tuple[int, int]], packets: Iterable[
 
 
 def write_pcapng(path: str | Path, interfaces: Sequence[int | tuple[int, int]],
-                 packets: Iterable[tuple[int, float, bytes] | bytes], byteorder: str = "<", block: str = "epb",
-                 compression: str = "none", sections: int = 1) -> Path:
+                 packets: Iterable[tuple[int, float, bytes] | bytes], byteorder: str = "<",
+                 block: str = "epb", compression: str = "none", sections: int = 1) -> Path:
     """Write a pcapng file; a bare frame in ``packets`` goes to interface 0. With ``sections`` > 1 the
     packets are repeated in that many sections (alternating byte order when byteorder is 'mixed')."""
     pk = [p if isinstance(p, tuple) else (0, 1_700_000_000.0 + i * 0.001, p) for i, p in enumerate(packets)]

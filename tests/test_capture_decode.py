@@ -120,7 +120,8 @@ def test_icmp_echo_and_errors(tmp_path: Path) -> None:
 
 
 def test_checksums_verified_optional(tmp_path: Path) -> None:
-    frames = [eth_ipv4_tcp(A, B, 1, 2, "PA", b"abc", bad_checksum=True), eth_ipv4_tcp(A, B, 1, 2, "PA", b"abcd"),
+    frames = [eth_ipv4_tcp(A, B, 1, 2, "PA", b"abc", bad_checksum=True),
+              eth_ipv4_tcp(A, B, 1, 2, "PA", b"abcd"),
               eth_ipv4_udp(A, B, 3, 4, b"odd", bad_checksum=True), eth_ipv4_udp(A, B, 3, 4, b"even"),
               eth_ip(ipv4(A, B, 17, udp(A, B, 5, 6, b"nocsum", checksum=False))),
               eth_ipv6_udp("fd00::1", "fd00::2", 7, 8, b"v6")]
@@ -135,7 +136,8 @@ INNER = eth_ipv4_tcp("192.168.1.10", "192.168.1.20", 51000, 2598, "S")
 
 @pytest.mark.parametrize(("frame", "kind", "vni"), [
     (vxlan("172.16.0.1", "172.16.0.2", INNER, vni=4242), "vxlan", 4242),
-    (geneve("172.16.0.1", "172.16.0.2", INNER, vni=99, options=b"\x01\x02\x03\x01" + b"\x00" * 4), "geneve", 99),
+    (geneve("172.16.0.1", "172.16.0.2", INNER, vni=99, options=b"\x01\x02\x03\x01" + b"\x00" * 4),
+     "geneve", 99),
     (geneve("172.16.0.1", "172.16.0.2", INNER[14:], vni=98, protocol=0x0800), "geneve", 98),
     (gre("172.16.0.1", "172.16.0.2", INNER[14:], key=31, seq=2, checksum=True), "gre", 31),
     (gre("172.16.0.1", "172.16.0.2", INNER, protocol=0x6558), "gre", 0),

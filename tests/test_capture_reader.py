@@ -44,7 +44,8 @@ def test_pcap_byte_orders_and_resolutions(tmp_path: Path, byteorder: str, nano: 
     p = write_pcap(tmp_path / "a.pcap", [(1700000000.123456789, SYN), (1700000001.5, SYNACK)],
                    nano=nano, byteorder=byteorder)
     recs, cs = read(p)
-    assert [(r.frame, r.sport, r.dport, r.tcp_flags) for r in recs] == [(1, 50000, 443, 2), (2, 443, 50000, 18)]
+    assert [(r.frame, r.sport, r.dport, r.tcp_flags) for r in recs] == [
+        (1, 50000, 443, 2), (2, 443, 50000, 18)]
     assert recs[0].ts == pytest.approx(1700000000.123456789, abs=1e-9 if nano else 1e-6)
     info = cs.inputs[0]
     assert (info.format, info.packets, info.link_types, info.truncated) == ("pcap", 2, {"EN10MB": 2}, False)
@@ -79,7 +80,7 @@ def test_pcapng_simple_packet_blocks_and_sections(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("compression", ["gzip", "bz2", "xz", "zstd"])
 def test_compressed_detected_by_magic(tmp_path: Path, compression: str) -> None:
-    p = write_pcap(tmp_path / "capture.pcap", [SYN, SYNACK, DNS], compression=compression)  # no telling suffix
+    p = write_pcap(tmp_path / "capture.pcap", [SYN, SYNACK, DNS], compression=compression)
     recs, cs = read(p)
     assert len(recs) == 3 and cs.inputs[0].compression == compression
     assert cs.inputs[0].sha256 == hashlib.sha256(p.read_bytes()).hexdigest()

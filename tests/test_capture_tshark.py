@@ -46,7 +46,8 @@ def comparable(path: Path, engine: str) -> list[tuple[object, ...]]:
 
 
 CAPTURES = {
-    "tcp-udp-vlan": [eth_ipv4_tcp(A, B, 50000, 443, "S"), eth_ipv4_tcp(B, A, 443, 50000, "SA", seq=9, ack=1001),
+    "tcp-udp-vlan": [eth_ipv4_tcp(A, B, 50000, 443, "S"),
+                     eth_ipv4_tcp(B, A, 443, 50000, "SA", seq=9, ack=1001),
                      eth_ipv4_tcp(A, B, 50000, 443, "PA", b"hello", seq=1001, ack=10, vlan=7),
                      eth_ipv4_udp(A, "10.0.0.53", 5353, 53, b"\x12\x34" + b"\x00" * 10),
                      eth_ipv4_tcp(A, B, 1, 2, "R", bad_checksum=True)],

@@ -103,7 +103,8 @@ class Decoder:
 
     # -- hot path -----------------------------------------------------------------------------------
 
-    def decode(self, buf: bytes, off: int, caplen: int, ts: float, frame: int, lt: int) -> PacketRecord | None:
+    def decode(self, buf: bytes, off: int, caplen: int, ts: float, frame: int,
+               lt: int) -> PacketRecord | None:
         """Decode the frame buf[off:off+caplen] of link type ``lt``; None if it yields no record."""
         end = off + caplen
         if lt == 1 and caplen >= 54:
@@ -137,7 +138,8 @@ class Decoder:
                                 if (n + int.from_bytes(src, "big") + int.from_bytes(dst, "big")
                                         + tot - 14) % 0xFFFF:
                                     return PacketRecord(self.ii, frame, ts, src, dst, 6, tot, sport, dport,
-                                                        flags, seq, ack, plen, payload, -1, -1, 0, None, True, None, False)
+                                                        flags, seq, ack, plen, payload, -1, -1, 0, None, True,
+                                                        None, False)
                             return PacketRecord(self.ii, frame, ts, src, dst, 6, tot, sport, dport, flags,
                                                 seq, ack, plen, payload, -1, -1, 0, None, False, None, False)
                     elif proto == 17 and tot >= 28:
@@ -161,7 +163,8 @@ class Decoder:
                                 if (n + int.from_bytes(src, "big") + int.from_bytes(dst, "big")
                                         + 17 + ulen) % 0xFFFF:
                                     return PacketRecord(self.ii, frame, ts, src, dst, 17, tot, sport, dport,
-                                                        0, 0, 0, plen, payload, -1, -1, 0, None, True, None, False)
+                                                        0, 0, 0, plen, payload, -1, -1, 0, None, True,
+                                                        None, False)
                             return PacketRecord(self.ii, frame, ts, src, dst, 17, tot, sport, dport, 0,
                                                 0, 0, plen, payload, -1, -1, 0, None, False, None, False)
             elif et == 0x86DD and end - p >= 48 and buf[p] >> 4 == 6:
@@ -311,7 +314,9 @@ class Decoder:
                     return -1, 0
                 return buf[p] >> 4, p
             if et == 0x8864:  # PPPoE session
-                return self._ppp(buf, p + 6, end, frame) if end - p >= 8 else self._short("pppoe-short", frame)
+                if end - p < 8:
+                    return self._short("pppoe-short", frame)
+                return self._ppp(buf, p + 6, end, frame)
             if et <= 1500:  # 802.3 length: LLC, maybe SNAP carrying an ethertype
                 if end - p >= 8 and buf[p] == 0xAA and buf[p + 1] == 0xAA and buf[p + 2] == 0x03:
                     et = _U16(buf, p + 6)[0]
@@ -519,7 +524,8 @@ class Decoder:
             if not buf[a] & 0x08:  # I flag: a valid VNI (RFC 7348 §5)
                 return False, None
             vni = _U32(buf, a + 4)[0] >> 8
-            return True, self._decap("vxlan", buf, a + 8, end, 0x6558, src, dst, vni, ts, frame, tunnel, depth)
+            return True, self._decap("vxlan", buf, a + 8, end, 0x6558, src, dst, vni, ts, frame, tunnel,
+                                     depth)
         if buf[a] >> 6:  # Geneve version 0 only (RFC 8926 §3.4)
             return False, None
         hl = 8 + ((buf[a] & 0x3F) << 2)
@@ -558,7 +564,8 @@ class Decoder:
                 self.bad("erspan-short", frame)
                 return None
             session = _U16(buf, p + 2)[0] & 0x3FF
-            return self._decap("erspan2", buf, p + 8, end, 0x6558, src, dst, session, ts, frame, tunnel, depth)
+            return self._decap("erspan2", buf, p + 8, end, 0x6558, src, dst, session, ts, frame, tunnel,
+                               depth)
         if ptype == 0x22EB:
             if end - p < 12:
                 self.bad("erspan-short", frame)

@@ -210,7 +210,8 @@ def _record(cols: list[str], protos: list[str], ii: int, frame: int, ts: float, 
         if d.get("frag_offset") not in ("", "0"):
             sport, dport = frags.get(fkey, (0, 0))
             return PacketRecord(ii, frame, ts, src, dst, proto, ip_len, sport, dport,
-                                payload_len=max(ip_len - int(d["hdr_len"] or 20), 0), fragment=True, tunnel=tunnel)
+                                payload_len=max(ip_len - int(d["hdr_len"] or 20), 0), fragment=True,
+                                tunnel=tunnel)
     if proto_name == "tcp":
         sport, dport = _ints(cols[_IX["tcp.srcport"]])[-1], _ints(cols[_IX["tcp.dstport"]])[-1]
         plen = (_ints(cols[_IX["tcp.len"]]) or [0])[-1]
@@ -219,7 +220,8 @@ def _record(cols: list[str], protos: list[str], ii: int, frame: int, ts: float, 
             frags[fkey] = (sport, dport)
         return PacketRecord(ii, frame, ts, src, dst, 6, ip_len, sport, dport,
                             (_ints(cols[_IX["tcp.flags"]]) or [0])[-1] & 0xFF,
-                            (_ints(cols[_IX["tcp.seq_raw"]]) or [0])[-1], (_ints(cols[_IX["tcp.ack_raw"]]) or [0])[-1],
+                            (_ints(cols[_IX["tcp.seq_raw"]]) or [0])[-1],
+                            (_ints(cols[_IX["tcp.ack_raw"]]) or [0])[-1],
                             plen, checksum_bad=bad, tunnel=tunnel, fragment=fragment)
     if proto_name == "udp":
         sport, dport = _ints(cols[_IX["udp.srcport"]])[-1], _ints(cols[_IX["udp.dstport"]])[-1]
@@ -245,7 +247,8 @@ def _record(cols: list[str], protos: list[str], ii: int, frame: int, ts: float, 
             if q.get("src"):
                 quoted = QuotedPacket(_ip_bytes(q["src"]), _ip_bytes(q["dst"]), qproto, qs, qd)
             ident = 0
-        return PacketRecord(ii, frame, ts, src, dst, proto, ip_len, payload_len=max(ip_len - (40 if v6p else 20) - 8, 0),
+        hdr = 40 if v6p else int(d.get("hdr_len") or 20)
+        return PacketRecord(ii, frame, ts, src, dst, proto, ip_len, payload_len=max(ip_len - hdr - 8, 0),
                             icmp_type=t, icmp_code=c, icmp_id=ident, quoted=quoted, tunnel=tunnel,
                             fragment=fragment)
     return PacketRecord(ii, frame, ts, src, dst, proto, ip_len, tunnel=tunnel, fragment=fragment)
