@@ -43,7 +43,8 @@ _ICMP4_ERR = frozenset((3, 4, 5, 11, 12))
 _ICMP6_ID = frozenset((128, 129))
 _ICMP6_ERR = frozenset((1, 2, 3, 4))
 # IPv6 extension headers walked to find the transport header (RFC 8200 §4; AH is RFC 4302).
-_IP6_EXT = frozenset((0, 43, 60, 51))
+# Mobility (135), HIP (139) and Shim6 (140) share the generic extension-header layout (RFC 7045).
+_IP6_EXT = frozenset((0, 43, 60, 51, 135, 139, 140))
 # BSD loopback address families meaning IPv6 (Linux, NetBSD/OpenBSD, FreeBSD, Darwin).
 _AF_INET6 = frozenset((10, 24, 28, 30))
 
@@ -313,6 +314,12 @@ class Decoder:
                     self.non_ip("mpls-payload", frame)
                     return -1, 0
                 return buf[p] >> 4, p
+            if et == 0x88E7:  # 802.1ah provider backbone bridging: I-TAG, then the customer frame
+                if end - p < 18:
+                    return self._short("pbb-short", frame)
+                et = _U16(buf, p + 16)[0]
+                p += 18
+                continue
             if et == 0x8864:  # PPPoE session
                 if end - p < 8:
                     return self._short("pppoe-short", frame)
@@ -474,6 +481,9 @@ class Decoder:
                                 b"", t, c, icmp_id, quoted, tunnel=tunnel, fragment=frag)
         if proto == 47 and not frag:
             return self._gre(buf, q, ipend, src, dst, ts, frame, tunnel, depth)
+        if (proto == 4 or proto == 41) and not frag:  # IP-in-IP, 6in4, 4in6, 6in6 (RFC 2003, 2473)
+            return self._decap("ipip", buf, q, ipend, ETH_IPV4 if proto == 4 else ETH_IPV6, src, dst, 0, ts,
+                               frame, tunnel, depth)
         return PacketRecord(ii, frame, ts, src, dst, proto, ip_len, payload_len=max(l4len, 0),
                             tunnel=tunnel, fragment=frag)
 
