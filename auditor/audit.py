@@ -24,6 +24,7 @@ from auditor.classify import (
     RuleResult,
     StatusContext,
     classify_flows,
+    is_wildcard_address,
     rule_status,
 )
 from auditor.conversations import ConversationBuilder, ConversationResult
@@ -94,6 +95,8 @@ class HostResolver:
             return hit
         if address == "*":
             view = HostView(address, frozenset(), frozenset())
+        elif is_wildcard_address(address) and not self.roles.roles_of(address):
+            view = HostView(address, frozenset(), frozenset(), wildcard=True)
         else:
             names = tuple(dict.fromkeys(o.name for o in self.names.names_for(address)))
             mapped = set(self.roles.roles_of(address, names))
@@ -176,7 +179,10 @@ def analyse(records: Iterable[PacketRecord], catalog: Catalog, roles: RoleMap, *
     # Every roles.yaml entry maps hosts to its role (and to the roles it satisfies), even when the
     # capture never saw them: a single address stands for itself, a network, range or name for
     # "some host(s)" (two placeholders when it can hold several, for same-role rules).
+    named = {n for addr in seen for n in resolver(addr).names}
     for e in roles.entries:
+        if e.kind == "name" and any(name_matches(e.text, n) for n in named):
+            continue  # the capture tied this name to an address: that address already counts
         keys = [_norm_addr(e.text)] if e.kind == "address" else [f"{e.kind}:{e.text}"]
         if e.kind in ("network", "range") and e.hi > e.lo or "*" in e.text:
             keys.append(keys[0] + "#2")

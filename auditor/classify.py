@@ -30,6 +30,19 @@ class HostView:
     effective: frozenset[str]
     """`roles` plus every role they satisfy (families such as 'Any Citrix Component')."""
     names: tuple[str, ...] = ()
+    wildcard: bool = False
+    """A broadcast, multicast or unspecified address (0.0.0.0 of a DHCP client) with no role of its
+    own: it stands for whichever role the rule needs on that side (the seed's "Broadcast/DHCPServer")."""
+
+
+def is_wildcard_address(addr: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    if ip.is_multicast or ip.is_unspecified:
+        return True
+    return ip.version == 4 and addr == "255.255.255.255"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +81,16 @@ class RuleIndex:
         for r in self.rules:
             self.by_pair[(r.source, r.destination)].append(r)
 
+    def candidates(self, a: HostView, b: HostView) -> list[FlowRule]:
+        """Rules from a's roles to b's roles; a wildcard side accepts any role."""
+        if a.wildcard and b.wildcard:
+            return []
+        if a.wildcard:
+            return [r for r in self.rules if r.destination in b.effective]
+        if b.wildcard:
+            return [r for r in self.rules if r.source in a.effective]
+        return self.between(a.effective, b.effective)
+
     def between(self, src_roles: Iterable[str], dst_roles: Iterable[str]) -> list[FlowRule]:
         dst = list(dst_roles)
         out: list[FlowRule] = []
@@ -96,9 +119,8 @@ def classify_flow(flow: Flow, a: HostView, b: HostView, index: RuleIndex) -> Flo
     k = flow.key
     if not a.roles and not b.roles:
         return FlowVerdict(flow, a, b, Classification.UNMAPPED, False, (), None, None)
-    forward = [r for r in index.between(a.effective, b.effective) if _port_ok(r, k.protocol, k.port)]
-    backward = [r for r in index.between(b.effective, a.effective)
-                if r.bidirectional and _port_ok(r, k.protocol, k.port)]
+    forward = [r for r in index.candidates(a, b) if _port_ok(r, k.protocol, k.port)]
+    backward = [r for r in index.candidates(b, a) if r.bidirectional and _port_ok(r, k.protocol, k.port)]
     matched = [r for r in forward + backward
                if not r.loopback_only or (_is_loopback(k.initiator) and _is_loopback(k.responder))]
     if matched:
@@ -112,6 +134,8 @@ def classify_flow(flow: Flow, a: HostView, b: HostView, index: RuleIndex) -> Flo
         missing_side = "initiator" if not a.roles else "responder"
         addr = k.initiator if not a.roles else k.responder
         who = "a summarised set of sources" if addr == "*" else addr
+        if (a.wildcard and not a.roles) or (b.wildcard and not b.roles):
+            who = f"broadcast/multicast {who}"
         reason, text = REASON_PEER_UNMAPPED, f"{missing_side} {who} holds no role in roles.yaml ({port_text})"
         return FlowVerdict(flow, a, b, Classification.UNEXPECTED, False, (), reason, text)
     reverse = [r for r in index.between(b.effective, a.effective) if _port_ok(r, k.protocol, k.port)]
@@ -178,6 +202,8 @@ def rule_status(rules: Sequence[FlowRule], verdicts: Sequence[FlowVerdict], ctx:
                 res.state = RuleState.MISSING if observable else RuleState.NOT_OBSERVABLE
         if res.state in (RuleState.OBSERVED, RuleState.FAILING, RuleState.MISSING):
             singles = ctx.single_hosts.get(r.source, ())
+            if r.bidirectional:  # either side may open it: a destination that never took part lacks it too
+                singles = tuple(dict.fromkeys((*singles, *ctx.single_hosts.get(r.destination, ()))))
             if len(singles) >= 1:
                 users: set[str] = set()
                 for v in hits:

@@ -91,6 +91,8 @@ _POW10 = frozenset(10**i for i in range(19))
 SWEEP_EVERY = 8192
 CLOSE_LINGER = 5.0
 DYNAMIC_PORTS = 49152
+TFTP_PORT = 69
+TFTP_PENDING_MAX = 4096
 _DNS_PORTS = (53,)
 _ICMP_ECHO = {IPPROTO_ICMP: (8, 0), IPPROTO_ICMPV6: (128, 129)}
 
@@ -121,11 +123,13 @@ class ConversationStats:
     evicted_live: int = 0
     """Live connections closed early because the live table was full (max_live)."""
     peak_live: int = 0
+    tftp_transfers: int = 0
+    """TFTP transfers from a server's new port joined to their udp/69 request (RFC 1350)."""
 
     def merge(self, other: ConversationStats) -> None:
         for name in ("packets", "connections", "bad_checksums", "icmp_errors_matched", "icmp_refusals",
                      "icmp_errors_unmatched", "port_reuse", "idle_splits", "summarised_flows",
-                     "summarised_connections", "summarised_packets", "evicted_live"):
+                     "summarised_connections", "summarised_packets", "evicted_live", "tftp_transfers"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for k, v in other.other_protocols.items():
             self.other_protocols[k] = self.other_protocols.get(k, 0) + v
@@ -183,7 +187,8 @@ class _Conn:
     refused: bool
     tunnels: set[TunnelInfo] | None
     timeout: float
-    keys: tuple[tuple[object, ...], tuple[object, ...]]
+    keys: tuple[tuple[object, ...], ...]
+    """Table keys of this connection: both directions, plus TFTP transfer aliases."""
 
 
 def _port_rank(port: int) -> int:
@@ -243,6 +248,8 @@ class ConversationBuilder:
         self._keep = keep_connections
         self._table: dict[tuple[object, ...], tuple[_Conn, bool]] = {}
         self._queue: deque[tuple[float, tuple[object, ...], _Conn]] = deque()
+        self._tftp: dict[tuple[bytes, bytes, int], _Conn] = {}
+        """Pending TFTP requests: (server, client, client port) -> the udp/69 connection."""
         self._live = 0
         self._countdown = SWEEP_EVERY
         self._normal_flows = 0
@@ -377,6 +384,8 @@ class ConversationBuilder:
         ent = self._lookup((proto, rec.src, rec.sport, rec.dst, rec.dport), rec.ts)
         if ent is not None and proto == IPPROTO_TCP and rec.tcp_flags & SYN:
             ent = self._syn_on_existing(ent[0], ent[1], rec)
+        if ent is None and proto == IPPROTO_UDP and self._tftp:
+            ent = self._tftp_transfer(rec)
         if ent is None:
             ent = self._new_transport(rec)
         c, is_orig = ent
@@ -407,6 +416,25 @@ class ConversationBuilder:
             return rd < rs, EV_WELLKNOWN
         return True, EV_FIRST
 
+    def _tftp_transfer(self, rec: PacketRecord) -> tuple[_Conn, bool] | None:
+        """A TFTP server answers a read/write request from a new port (RFC 1350 §4): the transfer
+        belongs to the request's udp/69 connection, as Zeek's TFTP analyzer expects it."""
+        c = self._tftp.get((rec.src, rec.dst, rec.dport))
+        if c is None:
+            return None
+        ent = self._table.get(c.keys[0])
+        if ent is None or ent[0] is not c or rec.ts - c.last > c.timeout:
+            del self._tftp[(rec.src, rec.dst, rec.dport)]
+            return None
+        del self._tftp[(rec.src, rec.dst, rec.dport)]
+        from_server = (IPPROTO_UDP, rec.src, rec.sport, rec.dst, rec.dport)
+        from_client = (IPPROTO_UDP, rec.dst, rec.dport, rec.src, rec.sport)
+        c.keys = (*c.keys, from_server, from_client)
+        self._table[from_server] = (c, False)
+        self._table[from_client] = (c, True)
+        self.stats.tftp_transfers += 1
+        return c, False
+
     def _new_transport(self, rec: PacketRecord) -> tuple[_Conn, bool]:
         proto = rec.proto
         sender_orig, ev = self._decide(rec)
@@ -416,6 +444,10 @@ class ConversationBuilder:
             oa, op, ra, rp = rec.dst, rec.dport, rec.src, rec.sport
         keys = ((proto, oa, op, ra, rp), (proto, ra, rp, oa, op))
         c = self._create(proto, oa, op, ra, rp, keys, ev, rec, sender_orig)
+        if proto == IPPROTO_UDP and rp == TFTP_PORT and sender_orig:
+            if len(self._tftp) >= TFTP_PENDING_MAX:
+                del self._tftp[next(iter(self._tftp))]
+            self._tftp[(ra, oa, op)] = c
         if proto == IPPROTO_TCP:
             c.os = c.rs = c.oprev = c.rprev = INACTIVE
         return c, sender_orig

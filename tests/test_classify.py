@@ -92,6 +92,21 @@ def test_unexpected_reasons() -> None:
     assert unm.classification == Classification.UNMAPPED and unm.reason is None
 
 
+def test_broadcast_side_stands_for_the_role_the_rule_needs() -> None:
+    rules = RuleIndex([FlowRule("pvs-001", "PVS", "Target Device", "DHCP Server", ("udp",), ((67, 67),), "UDP",
+                                "DHCP")])
+    bcast = HostView("255.255.255.255", frozenset(), frozenset(), wildcard=True)
+    v = classify_flow(flow("255.255.255.255", "10.30.0.5", "udp", 67, est=1), bcast,
+                      host("10.30.0.5", "DHCP Server"), rules)
+    assert v.classification == Classification.EXPECTED and v.rule_ids == ("pvs-001",)
+    other = classify_flow(flow("255.255.255.255", "10.30.0.5", "udp", 137, est=1), bcast,
+                          host("10.30.0.5", "DHCP Server"), rules)
+    assert other.reason == REASON_PEER_UNMAPPED and "broadcast" in (other.reason_text or "")
+    both = classify_flow(flow("0.0.0.0", "255.255.255.255", "udp", 67, est=1),
+                         HostView("0.0.0.0", frozenset(), frozenset(), wildcard=True), bcast, rules)
+    assert both.classification == Classification.UNMAPPED
+
+
 def test_loopback_only_rule_needs_loopback_addresses() -> None:
     wire = classify_flow(flow("10.0.20.5", "10.0.20.6", "tcp", 9001, est=1), host("10.0.20.5", VDA),
                          host("10.0.20.6", VDA), INDEX)
@@ -125,7 +140,8 @@ def test_rule_status_kinds_and_hosts_lacking() -> None:
     assert res["cvad-001"].hosts_lacking == ["10.0.0.2"]        # the second controller never used SQL
     assert res["lic-001"].state == RuleState.FAILING
     assert res["cvad-002"].state == RuleState.MISSING
-    assert res["cvad-002"].hosts_lacking == ["10.0.20.5", "10.0.20.6"]
+    # Bidirectional: hosts of either side that never took part lack it.
+    assert res["cvad-002"].hosts_lacking == ["10.0.20.5", "10.0.20.6", "10.0.0.1", "10.0.0.2"]
     assert res["ns-001"].state == RuleState.NOT_APPLICABLE       # no NetScaler mapped
     assert res["hdx-001"].state == RuleState.NOT_OBSERVABLE      # loopback never crosses a wire
 

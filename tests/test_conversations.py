@@ -320,3 +320,24 @@ def test_merge_combines_flows_and_stats() -> None:
     f = a.flows[FlowKey(C, S, "tcp", 443)]
     assert f.connections == 2 and f.first_seen == 1.0
     assert a.stats.packets == 17 and a.stats.other_protocols == {"ipproto:50": 1}
+
+
+def test_tftp_transfer_from_new_server_port_joins_its_request() -> None:
+    """RFC 1350: the server answers a read request from a fresh port; the transfer is the request's."""
+    b = ConversationBuilder(keep_connections=True)
+    rrq = b"\x00\x01ardbp32.bin\x00octet\x00"
+    b.feed(udp("10.30.0.50", "10.30.0.5", 49200, 69, 1.0, 1, rrq))
+    for i in range(3):
+        b.feed(udp("10.30.0.5", "10.30.0.50", 51000, 49200, 1.1 + i, 2 + 2 * i, b"\x00\x03" + bytes(514)))
+        b.feed(udp("10.30.0.50", "10.30.0.5", 49200, 51000, 1.15 + i, 3 + 2 * i, b"\x00\x04\x00\x01"))
+    res = b.finish()
+    assert list(res.flows) == [FlowKey("10.30.0.50", "10.30.0.5", "udp", 69)]
+    flow = res.flows[FlowKey("10.30.0.50", "10.30.0.5", "udp", 69)]
+    assert flow.outcome == Outcome.ESTABLISHED
+    assert (flow.orig_pkts, flow.resp_pkts) == (4, 3)
+    assert res.stats.tftp_transfers == 1
+    # An unrelated datagram from the server to another client port is its own conversation.
+    b2 = ConversationBuilder()
+    b2.feed(udp("10.30.0.50", "10.30.0.5", 49200, 69, 1.0, 1, rrq))
+    b2.feed(udp("10.30.0.5", "10.30.0.50", 51000, 49999, 1.1, 2, b"x"))
+    assert len(b2.finish().flows) == 2

@@ -285,6 +285,8 @@ class Decoder:
             return 4, p + 2
         if proto == 0x0057:
             return 6, p + 2
+        if proto in (0x0281, 0x0283):  # MPLS unicast/multicast over PPP (RFC 3032)
+            return self._ethertype(buf, p + 2, end, 0x8847, frame)
         self.non_ip(f"ppp:0x{proto:04x}", frame)
         return -1, 0
 
@@ -380,7 +382,9 @@ class Decoder:
         q = p + 40
         key6: tuple[bytes, bytes, int, int] | None = None
         first = True
-        for _ in range(8):
+        # Each header is at least 8 bytes, so the walk is bounded by the packet; the cap only stops
+        # a pathological chain early (libpcap's test suite has one of ~90 headers that tshark reads).
+        for _ in range(256):
             if nh in _IP6_EXT:
                 if ipend - q < 8:
                     self.bad("ipv6-ext-short", frame)
