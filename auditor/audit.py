@@ -129,7 +129,9 @@ def _resolve_vantage(option: str | None, catalog: Catalog, roles: RoleMap, resol
     for f in flows:
         if f.summarised:
             continue
-        pair = {f.key.initiator, f.key.responder}
+        pair = {a for a in (f.key.initiator, f.key.responder) if not is_wildcard_address(a)}
+        if not pair:
+            continue  # broadcast between unconfigured hosts (DHCP discover) says nothing of the vantage
         common = pair if common is None else common & pair
         if not common:
             return frozenset(), "none"
@@ -192,11 +194,9 @@ def analyse(records: Iterable[PacketRecord], catalog: Catalog, roles: RoleMap, *
                     for role in roles.roles}
     single_hosts = {k: v for k, v in single_hosts.items() if v}
     vantage_set, vantage_source = _resolve_vantage(vantage, catalog, roles, resolver, seen, flows)
-    external = frozenset(catalog.vocabulary.role_hostnames)
     ctx = StatusContext(
         hosts_by_role={k: frozenset(v) for k, v in hosts_by_role.items()},
         seen=frozenset(seen),
-        external_roles=external,
         single_hosts=single_hosts,
         vantage=vantage_set,
     )

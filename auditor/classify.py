@@ -115,6 +115,12 @@ def _one_way_ok(rules: Sequence[FlowRule], flow: Flow) -> bool:
         and flow.key.protocol != "tcp"
 
 
+def _roles_text(h: HostView) -> str:
+    if not h.roles:
+        return f"broadcast/multicast {h.address}" if h.wildcard else h.address
+    return " / ".join(sorted(h.roles))
+
+
 def classify_flow(flow: Flow, a: HostView, b: HostView, index: RuleIndex) -> FlowVerdict:
     k = flow.key
     if not a.roles and not b.roles:
@@ -130,6 +136,11 @@ def classify_flow(flow: Flow, a: HostView, b: HostView, index: RuleIndex) -> Flo
             failing = False
         return FlowVerdict(flow, a, b, Classification.EXPECTED, failing, ids, None, None)
     port_text = f"{k.protocol}/{k.port}" if k.protocol != "icmp" else "icmp"
+    loopback = [r for r in forward + backward if r.loopback_only]
+    if loopback and a.roles and b.roles:
+        ids = ", ".join(sorted({r.id for r in loopback}))
+        text = f"{port_text} between these roles is documented on 127.0.0.1 only ({ids}), not across a network"
+        return FlowVerdict(flow, a, b, Classification.UNEXPECTED, False, (), REASON_OTHER_PORT, text)
     if not a.roles or not b.roles:
         missing_side = "initiator" if not a.roles else "responder"
         addr = k.initiator if not a.roles else k.responder
@@ -150,7 +161,7 @@ def classify_flow(flow: Flow, a: HostView, b: HostView, index: RuleIndex) -> Flo
             text = f"{port_text} is not a documented port between these roles (documented: {'; '.join(allowed)})"
         else:
             reason, text = REASON_NO_RULE, "no catalog rule between " \
-                f"{' / '.join(sorted(a.roles))} and {' / '.join(sorted(b.roles))}"
+                f"{_roles_text(a)} and {_roles_text(b)}"
     return FlowVerdict(flow, a, b, Classification.UNEXPECTED, False, (), reason, text)
 
 
@@ -166,8 +177,6 @@ class StatusContext:
     """Effective role -> addresses holding it (mapped single addresses plus addresses seen in the capture)."""
     seen: frozenset[str]
     """Every address some audited packet touched."""
-    external_roles: frozenset[str]
-    """Roles that are internet services (known by host name): they always exist, even unseen."""
     single_hosts: Mapping[str, tuple[str, ...]]
     """Role -> hosts listed one by one in roles.yaml (for 'the one VDA of ten that never registered')."""
     vantage: frozenset[str] = frozenset()
@@ -186,17 +195,17 @@ def rule_status(rules: Sequence[FlowRule], verdicts: Sequence[FlowVerdict], ctx:
         res.flows = len(hits)
         src_hosts = ctx.hosts_by_role.get(r.source, frozenset())
         dst_hosts = ctx.hosts_by_role.get(r.destination, frozenset())
-        dst_external = r.destination in ctx.external_roles or bool(r.hostnames)
         if hits:
             res.state = RuleState.FAILING if all(v.failing for v in hits) else RuleState.OBSERVED
         elif r.loopback_only:
             res.state = RuleState.NOT_OBSERVABLE  # 127.0.0.1 never crosses a wire
         else:
             distinct = len(src_hosts | dst_hosts) >= 2 if r.source == r.destination else True
-            applicable = bool(src_hosts) and (bool(dst_hosts) or dst_external) and distinct
+            # SPEC §4: applicable when roles.yaml (or the capture's name evidence) maps hosts to both
+            # roles. A cloud service is no exception: an on-premises site has no Gateway Service.
+            applicable = bool(src_hosts) and bool(dst_hosts) and distinct
             if applicable and ctx.vantage:
-                applicable = bool((src_hosts | dst_hosts) & ctx.vantage) or (dst_external and
-                                                                             bool(src_hosts & ctx.vantage))
+                applicable = bool((src_hosts | dst_hosts) & ctx.vantage)
             if applicable:
                 observable = bool(src_hosts & ctx.seen) or bool(dst_hosts & ctx.seen)
                 res.state = RuleState.MISSING if observable else RuleState.NOT_OBSERVABLE

@@ -92,8 +92,15 @@ SERVER_PORTS_UDP = [53, 123, 1494, 2598, 443, 1812, 161]
 ONEWAY_UDP = [514, 162, 4739, 3003]
 
 
-def generate(path: Path, packets: int, seed: int = 1) -> tuple[int, int]:
+def generate(path: Path, packets: int, seed: int = 1, conversations: int | None = None) -> tuple[int, int]:
+    """Write about `packets` packets; with `conversations`, hold the number of conversations fixed and
+    lengthen the TCP ones instead (so a 10M and a 1M capture have the same conversations)."""
     rnd = random.Random(seed)
+    # Mean packets per conversation without TCP data: 0.62*6 + 0.08*3 + 0.06*2 + 0.18*5 + 0.06*3 = 5.16;
+    # each TCP data packet adds 0.62. Default mean of 16 data packets.
+    mean_data = 16.0
+    if conversations:
+        mean_data = max(0.0, (packets / conversations - 5.16) / 0.62)
     w = Writer(path)
     ts = 1_764_000_000.0
     v4_clients = [bytes([10, 1, i // 250, i % 250 + 1]) for i in range(5000)]
@@ -121,7 +128,7 @@ def generate(path: Path, packets: int, seed: int = 1) -> tuple[int, int]:
             cs += 1
             ss += 1
             t = ts + 0.0004
-            for _ in range(rnd.randint(2, 30)):
+            for _ in range(rnd.randint(int(mean_data * 0.5), int(mean_data * 1.5) + 1)):
                 n = rnd.choice(payload_sizes)
                 if rnd.random() < 0.5:
                     w.packet(t, eth + tcp_seg(cli, srv, sport, dport, cs, ss, 0x18, bytes(n)))
@@ -163,9 +170,10 @@ def main() -> int:
     ap.add_argument("out", type=Path)
     ap.add_argument("--packets", type=int, default=5_000_000)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--conversations", type=int, help="hold the number of conversations fixed")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    n, conns = generate(args.out, args.packets, args.seed)
+    n, conns = generate(args.out, args.packets, args.seed, args.conversations)
     dt = time.perf_counter() - t0
     print(f"wrote {args.out}: {n:,} packets, ~{conns:,} conversations, {args.out.stat().st_size / 1e6:,.0f} MB "
           f"in {dt:.1f} s", file=sys.stderr)

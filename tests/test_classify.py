@@ -121,7 +121,6 @@ def ctx(**kw: object) -> StatusContext:
         "hosts_by_role": {DDC: frozenset({"10.0.0.1", "10.0.0.2"}), SQL: frozenset({"10.0.0.9"}),
                           LIC: frozenset({"10.0.0.5"}), VDA: frozenset({"10.0.20.5", "10.0.20.6"})},
         "seen": frozenset({"10.0.0.1", "10.0.0.2", "10.0.0.9", "10.0.0.5", "10.0.20.5", "10.0.20.6"}),
-        "external_roles": frozenset(),
         "single_hosts": {DDC: ("10.0.0.1", "10.0.0.2"), VDA: ("10.0.20.5", "10.0.20.6")},
     }
     base.update(kw)
