@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import socket
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 # IP protocol numbers the core understands.
 IPPROTO_ICMP = 1
@@ -26,11 +27,20 @@ FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 PAYLOAD_SNAP = 2048
 
 
+_ADDR_CACHE: dict[bytes, str] = {}
+_ADDR_CACHE_MAX = 1 << 16
+
+
 def addr_str(packed: bytes) -> str:
-    """Packed 4- or 16-byte address -> canonical text (IPv6 compressed)."""
-    if len(packed) == 4:
-        return socket.inet_ntop(socket.AF_INET, packed)
-    return socket.inet_ntop(socket.AF_INET6, packed)
+    """Packed 4- or 16-byte address -> canonical text (IPv6 compressed). Cached: the same hosts
+    close thousands of connections."""
+    text = _ADDR_CACHE.get(packed)
+    if text is None:
+        text = socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
+        if len(_ADDR_CACHE) >= _ADDR_CACHE_MAX:
+            _ADDR_CACHE.clear()
+        _ADDR_CACHE[packed] = text
+    return text
 
 
 @dataclass(slots=True, frozen=True)
@@ -178,9 +188,11 @@ class Connection:
     """Tunnel descriptions ('vxlan 10.0.0.1->10.0.0.2 vni 42') the packets arrived in."""
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class FlowKey:
-    """The audit unit's identity: (initiator, responder, protocol, responder port)."""
+class FlowKey(NamedTuple):
+    """The audit unit's identity: (initiator, responder, protocol, responder port).
+
+    A NamedTuple, not a dataclass: it is hashed for every closed connection and sorted for every
+    report, and tuples do both in C."""
 
     initiator: str
     responder: str
