@@ -218,7 +218,10 @@ def rule_status(rules: Sequence[FlowRule], verdicts: Sequence[FlowVerdict], ctx:
                 for v in hits:
                     if not v.failing:
                         users.add(v.flow.key.initiator)
-                        if r.bidirectional:
+                        # The responder used the rule too when either side may open it, or when the two are
+                        # peers of a same-kind rule and it answered (DDC<->DDC, HA heartbeats 3003<->3003).
+                        peers = r.source in v.responder.effective and r.destination in v.initiator.effective
+                        if r.bidirectional or (peers and v.flow.resp_pkts):
                             users.add(v.flow.key.responder)
                 res.hosts_lacking = [h for h in singles if h not in users
                                      and (not ctx.vantage or h in ctx.vantage or bool(dst_hosts & ctx.vantage))]

@@ -93,6 +93,7 @@ CLOSE_LINGER = 5.0
 DYNAMIC_PORTS = 49152
 TFTP_PORT = 69
 TFTP_PENDING_MAX = 4096
+_BROADCASTS = (b"\xff\xff\xff\xff",)
 _DNS_PORTS = (53,)
 _ICMP_ECHO = {IPPROTO_ICMP: (8, 0), IPPROTO_ICMPV6: (128, 129)}
 
@@ -123,13 +124,15 @@ class ConversationStats:
     evicted_live: int = 0
     """Live connections closed early because the live table was full (max_live)."""
     peak_live: int = 0
+    dhcp_replies_joined: int = 0
+    """DHCP server replies joined to the broadcast request with the same xid."""
     tftp_transfers: int = 0
     """TFTP transfers from a server's new port joined to their udp/69 request (RFC 1350)."""
 
     def merge(self, other: ConversationStats) -> None:
         for name in ("packets", "connections", "bad_checksums", "icmp_errors_matched", "icmp_refusals",
                      "icmp_errors_unmatched", "port_reuse", "idle_splits", "summarised_flows",
-                     "summarised_connections", "summarised_packets", "evicted_live", "tftp_transfers"):
+                     "summarised_connections", "summarised_packets", "evicted_live", "tftp_transfers", "dhcp_replies_joined"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for k, v in other.other_protocols.items():
             self.other_protocols[k] = self.other_protocols.get(k, 0) + v
@@ -249,6 +252,8 @@ class ConversationBuilder:
         self._table: dict[tuple[object, ...], tuple[_Conn, bool]] = {}
         self._queue: deque[tuple[float, tuple[object, ...], _Conn]] = deque()
         self._tftp: dict[tuple[bytes, bytes, int], _Conn] = {}
+        self._dhcp: dict[bytes, _Conn] = {}
+        """Pending broadcast DHCP requests: xid -> the connection."""
         """Pending TFTP requests: (server, client, client port) -> the udp/69 connection."""
         self._live = 0
         self._countdown = SWEEP_EVERY
@@ -384,8 +389,11 @@ class ConversationBuilder:
         ent = self._lookup((proto, rec.src, rec.sport, rec.dst, rec.dport), rec.ts)
         if ent is not None and proto == IPPROTO_TCP and rec.tcp_flags & SYN:
             ent = self._syn_on_existing(ent[0], ent[1], rec)
-        if ent is None and proto == IPPROTO_UDP and self._tftp:
-            ent = self._tftp_transfer(rec)
+        if ent is None and proto == IPPROTO_UDP:
+            if self._tftp:
+                ent = self._tftp_transfer(rec)
+            if ent is None and rec.sport == 67 and rec.dport == 68 and self._dhcp:
+                ent = self._dhcp_reply(rec)
         if ent is None:
             ent = self._new_transport(rec)
         c, is_orig = ent
@@ -435,6 +443,30 @@ class ConversationBuilder:
         self.stats.tftp_transfers += 1
         return c, False
 
+    def _dhcp_reply(self, rec: PacketRecord) -> tuple[_Conn, bool] | None:
+        """A DHCP server answers a broadcast request (from 0.0.0.0 to 255.255.255.255) from its own
+        address: the reply joins the request (same xid, RFC 2131 §4.1) and names the server as the
+        responder, so the flow is client -> DHCP server udp/67, as the catalog documents it."""
+        payload = rec.payload
+        if len(payload) < 8 or payload[0] != 2:
+            return None
+        c = self._dhcp.get(payload[4:8])
+        if c is None:
+            return None
+        ent = self._table.get(c.keys[0])
+        if ent is None or ent[0] is not c or rec.ts - c.last > c.timeout:
+            del self._dhcp[payload[4:8]]
+            return None
+        if c.ra in _BROADCASTS:
+            c.ra = rec.src
+        from_server = (IPPROTO_UDP, rec.src, rec.sport, rec.dst, rec.dport)
+        to_server = (IPPROTO_UDP, rec.dst, rec.dport, rec.src, rec.sport)
+        c.keys = (*c.keys, from_server, to_server)
+        self._table[from_server] = (c, False)
+        self._table.setdefault(to_server, (c, True))
+        self.stats.dhcp_replies_joined += 1
+        return c, False
+
     def _new_transport(self, rec: PacketRecord) -> tuple[_Conn, bool]:
         proto = rec.proto
         sender_orig, ev = self._decide(rec)
@@ -448,6 +480,11 @@ class ConversationBuilder:
             if len(self._tftp) >= TFTP_PENDING_MAX:
                 del self._tftp[next(iter(self._tftp))]
             self._tftp[(ra, oa, op)] = c
+        elif (proto == IPPROTO_UDP and rp == 67 and sender_orig and ra in _BROADCASTS
+              and len(rec.payload) >= 8 and rec.payload[0] == 1):
+            if len(self._dhcp) >= TFTP_PENDING_MAX:
+                del self._dhcp[next(iter(self._dhcp))]
+            self._dhcp[rec.payload[4:8]] = c
         if proto == IPPROTO_TCP:
             c.os = c.rs = c.oprev = c.rprev = INACTIVE
         return c, sender_orig

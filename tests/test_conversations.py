@@ -341,3 +341,23 @@ def test_tftp_transfer_from_new_server_port_joins_its_request() -> None:
     b2.feed(udp("10.30.0.50", "10.30.0.5", 49200, 69, 1.0, 1, rrq))
     b2.feed(udp("10.30.0.5", "10.30.0.50", 51000, 49999, 1.1, 2, b"x"))
     assert len(b2.finish().flows) == 2
+
+
+def test_broadcast_dhcp_replies_join_their_request_and_name_the_server() -> None:
+    """RFC 2131 §4.1: DISCOVER from 0.0.0.0 to 255.255.255.255, OFFER from the server to the broadcast
+    address, matched by xid: one conversation, client -> server udp/67."""
+    xid = b"\x5a\x3c\x91\xe7"
+    req = b"\x01\x01\x06\x00" + xid + bytes(232)
+    rep = b"\x02\x01\x06\x00" + xid + bytes(232)
+    other = b"\x02\x01\x06\x00" + b"\x00\x00\x00\x01" + bytes(232)
+    b = ConversationBuilder()
+    b.feed(udp("0.0.0.0", "255.255.255.255", 68, 67, 1.0, 1, req))
+    b.feed(udp("10.30.0.5", "255.255.255.255", 67, 68, 1.1, 2, rep))
+    b.feed(udp("0.0.0.0", "255.255.255.255", 68, 67, 1.2, 3, req))
+    b.feed(udp("10.30.0.5", "255.255.255.255", 67, 68, 1.3, 4, rep))
+    b.feed(udp("10.30.0.6", "255.255.255.255", 67, 68, 1.4, 5, other))  # another transaction: its own
+    res = b.finish()
+    flow = res.flows[FlowKey("0.0.0.0", "10.30.0.5", "udp", 67)]
+    assert (flow.orig_pkts, flow.resp_pkts) == (2, 2) and flow.outcome == Outcome.ESTABLISHED
+    assert res.stats.dhcp_replies_joined == 1
+    assert len(res.flows) == 2
