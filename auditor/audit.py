@@ -31,8 +31,8 @@ from auditor.conversations import ConversationBuilder, ConversationResult
 from auditor.errors import AuditorError
 from auditor.model import PacketRecord
 from auditor.names import NameEvidence
-from auditor.roles import RoleMap, load_roles, name_matches
 from auditor.report.document import build_document
+from auditor.roles import RoleMap, load_roles, name_matches
 
 Progress = Callable[[int, int, int], None]
 """(bytes read, total bytes, packets read so far)."""
@@ -186,7 +186,7 @@ def analyse(records: Iterable[PacketRecord], catalog: Catalog, roles: RoleMap, *
         if e.kind == "name" and any(name_matches(e.text, n) for n in named):
             continue  # the capture tied this name to an address: that address already counts
         keys = [_norm_addr(e.text)] if e.kind == "address" else [f"{e.kind}:{e.text}"]
-        if e.kind in ("network", "range") and e.hi > e.lo or "*" in e.text:
+        if (e.kind in ("network", "range") and e.hi > e.lo) or "*" in e.text:
             keys.append(keys[0] + "#2")
         for r in catalog.vocabulary.expand({e.role}):
             hosts_by_role[r].update(keys)

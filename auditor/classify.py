@@ -138,8 +138,8 @@ def classify_flow(flow: Flow, a: HostView, b: HostView, index: RuleIndex) -> Flo
     port_text = f"{k.protocol}/{k.port}" if k.protocol != "icmp" else "icmp"
     loopback = [r for r in forward + backward if r.loopback_only]
     if loopback and a.roles and b.roles:
-        ids = ", ".join(sorted({r.id for r in loopback}))
-        text = f"{port_text} between these roles is documented on 127.0.0.1 only ({ids}), not across a network"
+        id_text = ", ".join(sorted({r.id for r in loopback}))
+        text = f"{port_text} between these roles is documented on 127.0.0.1 only ({id_text}), not across a network"
         return FlowVerdict(flow, a, b, Classification.UNEXPECTED, False, (), REASON_OTHER_PORT, text)
     if not a.roles or not b.roles:
         missing_side = "initiator" if not a.roles else "responder"
@@ -151,8 +151,9 @@ def classify_flow(flow: Flow, a: HostView, b: HostView, index: RuleIndex) -> Flo
         return FlowVerdict(flow, a, b, Classification.UNEXPECTED, False, (), reason, text)
     reverse = [r for r in index.between(b.effective, a.effective) if _port_ok(r, k.protocol, k.port)]
     if reverse:
-        ids = ", ".join(sorted({r.id for r in reverse})[:3])
-        reason, text = REASON_REVERSE, f"reverse direction of {ids}: the catalog has the responder initiate {port_text}"
+        id_text = ", ".join(sorted({r.id for r in reverse})[:3])
+        reason = REASON_REVERSE
+        text = f"reverse direction of {id_text}: the catalog has the responder initiate {port_text}"
     else:
         between = index.between(a.effective, b.effective)
         if between:

@@ -132,7 +132,8 @@ class ConversationStats:
     def merge(self, other: ConversationStats) -> None:
         for name in ("packets", "connections", "bad_checksums", "icmp_errors_matched", "icmp_refusals",
                      "icmp_errors_unmatched", "port_reuse", "idle_splits", "summarised_flows",
-                     "summarised_connections", "summarised_packets", "evicted_live", "tftp_transfers", "dhcp_replies_joined"):
+                     "summarised_connections", "summarised_packets", "evicted_live", "tftp_transfers",
+                     "dhcp_replies_joined"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for k, v in other.other_protocols.items():
             self.other_protocols[k] = self.other_protocols.get(k, 0) + v

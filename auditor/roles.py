@@ -152,9 +152,9 @@ def parse_roles(text: str, path: str, vocabulary: RoleVocabulary) -> RoleMap:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
+        where = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise RolesError(f"{path}{line}: unreadable YAML: {problem}") from None
+        raise RolesError(f"{path}{where}: unreadable YAML: {problem}") from None
     if root is None:
         raise RolesError(f"{path}: empty roles file (expected a 'roles:' mapping)")
     if not isinstance(root, yaml.MappingNode):

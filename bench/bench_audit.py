@@ -67,7 +67,8 @@ def main() -> int:
             rows.append((n, size, "tshark -z conv,tcp -z conv,udp", wall, rss))
     print(f"{'packets':>11} {'MB':>7}  {'tool':<32} {'seconds':>8} {'packets/s':>11} {'MB/s':>7} {'peak RSS':>9}")
     for n, size, tool, wall, rss in rows:
-        print(f"{n:>11,} {size:>7,.0f}  {tool:<32} {wall:>8.1f} {n / wall:>11,.0f} {size / wall:>7.1f} {rss:>6,.0f} MiB")
+        print(f"{n:>11,} {size:>7,.0f}  {tool:<32} {wall:>8.1f} {n / wall:>11,.0f} {size / wall:>7.1f} "
+              f"{rss:>6,.0f} MiB")
     by = {(r[0], r[2].split()[0]): r for r in rows}
     for n in args.packets:
         a, t = by.get((n, "pcap-audit")), by.get((n, "tshark"))

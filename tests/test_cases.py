@@ -51,7 +51,7 @@ def build_records(traffic: list[dict[str, Any]]) -> list[PacketRecord]:
         hdr = 20 if len(a) == 4 else 40
 
         def add(src: bytes, dst: bytes, ipproto: int, sp: int, dp: int, flags: int = 0, plen: int = 0,
-                payload: bytes = b"", **kw: Any) -> None:
+                payload: bytes = b"", hdr: int = hdr, **kw: Any) -> None:
             nonlocal ts, frame
             frame += 1
             ts += 0.01

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -14,7 +15,8 @@ from auditor.roles import load_roles, name_matches, parse_roles
 class FakeVocabulary:
     """Just enough of the catalog vocabulary for roles.py (the real one is tested with the catalog)."""
 
-    canon = {"delivery controller": "Delivery Controller", "controller": "Delivery Controller",
+    canon: ClassVar[dict[str, str]] = {
+             "delivery controller": "Delivery Controller", "controller": "Delivery Controller",
              "virtual delivery agent": "Virtual Delivery Agent", "vda": "Virtual Delivery Agent",
              "storefront server": "StoreFront Server", "storefront": "StoreFront Server",
              "citrix cloud": "Citrix Cloud"}

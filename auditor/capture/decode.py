@@ -243,10 +243,9 @@ class Decoder:
             if n < 4:
                 self.bad("loopback-short", frame)
                 return -1, 0
-            if lt == 108 or (buf[off] == 0 and buf[off + 1] == 0):
-                fam = _U32(buf, off)[0]
-            else:
-                fam = _U32LE(buf, off)[0]
+            # LOOP (108) is always network order; NULL (0) is host order: guess it from the zero bytes.
+            big = lt == 108 or (buf[off] == 0 and buf[off + 1] == 0)
+            fam = _U32(buf, off)[0] if big else _U32LE(buf, off)[0]
             if fam == 2:
                 return 4, off + 4
             if fam in _AF_INET6:
