@@ -31,6 +31,7 @@ from auditor.conversations import ConversationBuilder, ConversationResult
 from auditor.errors import AuditorError
 from auditor.model import PacketRecord
 from auditor.names import NameEvidence
+from auditor.parallel import auto_jobs, collect_parallel
 from auditor.report.document import build_document
 from auditor.roles import RoleMap, load_roles, name_matches
 
@@ -51,6 +52,9 @@ class AuditRequest:
     engine: str = "fast"
     command_line: str = ""
     progress: Progress | None = None
+    jobs: int = 0
+    """Processes to read with; 0 = automatic (several for large uncompressed inputs)."""
+    verify_checksums: bool = True
 
 
 @dataclass
@@ -153,20 +157,31 @@ class Analysis:
     vantage_source: str
 
 
-def analyse(records: Iterable[PacketRecord], catalog: Catalog, roles: RoleMap, *,
-            vantage: str | None = None) -> Analysis:
-    """Sans-IO core of an audit: packet records in, verdicts and rule status out."""
-    builder = ConversationBuilder(server_ports=catalog.server_ports())
+def collect(records: Iterable[PacketRecord], server_ports: frozenset[tuple[str, int]]
+            ) -> tuple[ConversationResult, NameEvidence]:
+    """Packet records -> conversations and name evidence (both mergeable across partial runs)."""
+    builder = ConversationBuilder(server_ports=server_ports)
     names = NameEvidence()
     feed, observe = builder.feed, names.observe
     for rec in records:
         feed(rec)
         if rec.payload:
             observe(rec)
-    conv = builder.finish()
+    return builder.finish(), names
 
+
+def analyse(records: Iterable[PacketRecord], catalog: Catalog, roles: RoleMap, *,
+            vantage: str | None = None) -> Analysis:
+    """Sans-IO core of an audit: packet records in, verdicts and rule status out."""
+    conv, names = collect(records, catalog.server_ports())
+    return judge(conv, names, catalog, roles, vantage=vantage)
+
+
+def judge(conv: ConversationResult, names: NameEvidence, catalog: Catalog, roles: RoleMap, *,
+          vantage: str | None = None) -> Analysis:
+    """Conversations and names -> verdicts and rule status."""
     resolver = HostResolver(catalog, roles, names)
-    flows = sorted(conv.flows.values(), key=lambda f: f.key)
+    flows = [conv.flows[k] for k in sorted(conv.flows)]
     verdicts = classify_flows(flows, resolver, RuleIndex(catalog.rules))
 
     seen: set[str] = set()
@@ -216,10 +231,16 @@ def run_audit(request: AuditRequest) -> AuditOutcome:
         def progress(done: int, total: int) -> None:
             report(done, total, holder[0].stats.frames if holder else 0)
 
-    capture = open_captures(list(request.inputs), engine=request.engine, progress=progress)
+    capture = open_captures(list(request.inputs), engine=request.engine, progress=progress,
+                            verify_checksums=request.verify_checksums)
     if request.progress is not None:
         holder.append(capture)
-    analysis = analyse(capture, catalog, roles, vantage=request.vantage)
+    jobs = request.jobs if request.jobs > 0 else auto_jobs(capture, request.engine)
+    if jobs > 1:
+        conv, names = collect_parallel(capture, catalog.server_ports(), jobs, request.progress)
+    else:
+        conv, names = collect(capture, catalog.server_ports())
+    analysis = judge(conv, names, catalog, roles, vantage=request.vantage)
     doc = build_document(
         version=__version__, started=started, finished=_now(), request_command=request.command_line,
         engine=request.engine, catalog=catalog, roles=roles, capture=capture,
