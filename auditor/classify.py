@@ -66,10 +66,8 @@ class RuleResult:
 
 
 def _is_loopback(addr: str) -> bool:
-    try:
-        return ipaddress.ip_address(addr).is_loopback
-    except ValueError:
-        return False
+    # Addresses reach here in canonical text form (model.addr_str), so no parsing is needed.
+    return addr.startswith("127.") or addr == "::1"
 
 
 class RuleIndex:
@@ -78,6 +76,7 @@ class RuleIndex:
     def __init__(self, rules: Sequence[FlowRule]) -> None:
         self.rules = list(rules)
         self.by_pair: dict[tuple[str, str], list[FlowRule]] = defaultdict(list)
+        self.cache: dict[tuple[object, ...], _Judgement] = {}
         for r in self.rules:
             self.by_pair[(r.source, r.destination)].append(r)
 
@@ -109,61 +108,82 @@ def _port_ok(rule: FlowRule, protocol: str, port: int) -> bool:
     return rule.matches_port(port)
 
 
-def _one_way_ok(rules: Sequence[FlowRule], flow: Flow) -> bool:
-    """A one-way rule (trap, syslog, heartbeat) is satisfied by traffic with no reply."""
-    return flow.outcome in (Outcome.ONE_WAY, Outcome.UNANSWERED) and any(r.one_way for r in rules) \
-        and flow.key.protocol != "tcp"
-
-
 def _roles_text(h: HostView) -> str:
     if not h.roles:
         return f"broadcast/multicast {h.address}" if h.wildcard else h.address
     return " / ".join(sorted(h.roles))
 
 
+@dataclass(frozen=True, slots=True)
+class _Judgement:
+    """What the catalog says of a (roles, roles, protocol, port): shared by every flow alike."""
+
+    classification: Classification
+    rule_ids: tuple[str, ...] = ()
+    one_way: bool = False
+    reason: str | None = None
+    reason_text: str | None = None
+    """None where the text names the flow's own addresses (built per flow)."""
+
+
+def _judge(a: HostView, b: HostView, protocol: str, port: int, loopback: bool, index: RuleIndex) -> _Judgement:
+    forward = [r for r in index.candidates(a, b) if _port_ok(r, protocol, port)]
+    backward = [r for r in index.candidates(b, a) if r.bidirectional and _port_ok(r, protocol, port)]
+    matched = [r for r in forward + backward if not r.loopback_only or loopback]
+    if matched:
+        return _Judgement(Classification.EXPECTED, tuple(sorted({r.id for r in matched})),
+                          any(r.one_way for r in matched))
+    port_text = f"{protocol}/{port}" if protocol != "icmp" else "icmp"
+    loopback_rules = [r for r in forward + backward if r.loopback_only]
+    if loopback_rules and a.roles and b.roles:
+        id_text = ", ".join(sorted({r.id for r in loopback_rules}))
+        text = f"{port_text} between these roles is documented on 127.0.0.1 only ({id_text}), not across a network"
+        return _Judgement(Classification.UNEXPECTED, reason=REASON_OTHER_PORT, reason_text=text)
+    if not a.roles or not b.roles:
+        return _Judgement(Classification.UNEXPECTED, reason=REASON_PEER_UNMAPPED)
+    reverse = [r for r in index.between(b.effective, a.effective) if _port_ok(r, protocol, port)]
+    if reverse:
+        id_text = ", ".join(sorted({r.id for r in reverse})[:3])
+        return _Judgement(Classification.UNEXPECTED, reason=REASON_REVERSE,
+                          reason_text=f"reverse direction of {id_text}: the catalog has the responder "
+                                      f"initiate {port_text}")
+    between = index.between(a.effective, b.effective)
+    if between:
+        allowed = sorted({f"{'/'.join(r.protocols)} {r.ports_text or 'any'}" for r in between})[:6]
+        return _Judgement(Classification.UNEXPECTED, reason=REASON_OTHER_PORT,
+                          reason_text=f"{port_text} is not a documented port between these roles "
+                                      f"(documented: {'; '.join(allowed)})")
+    return _Judgement(Classification.UNEXPECTED, reason=REASON_NO_RULE,
+                      reason_text=f"no catalog rule between {_roles_text(a)} and {_roles_text(b)}")
+
+
 def classify_flow(flow: Flow, a: HostView, b: HostView, index: RuleIndex) -> FlowVerdict:
     k = flow.key
     if not a.roles and not b.roles:
         return FlowVerdict(flow, a, b, Classification.UNMAPPED, False, (), None, None)
-    forward = [r for r in index.candidates(a, b) if _port_ok(r, k.protocol, k.port)]
-    backward = [r for r in index.candidates(b, a) if r.bidirectional and _port_ok(r, k.protocol, k.port)]
-    matched = [r for r in forward + backward
-               if not r.loopback_only or (_is_loopback(k.initiator) and _is_loopback(k.responder))]
-    if matched:
-        ids = tuple(sorted({r.id for r in matched}))
-        failing = flow.outcome in (Outcome.REJECTED, Outcome.UNANSWERED, Outcome.ONE_WAY)
-        if failing and flow.outcome != Outcome.REJECTED and _one_way_ok(matched, flow):
-            failing = False
-        return FlowVerdict(flow, a, b, Classification.EXPECTED, failing, ids, None, None)
-    port_text = f"{k.protocol}/{k.port}" if k.protocol != "icmp" else "icmp"
-    loopback = [r for r in forward + backward if r.loopback_only]
-    if loopback and a.roles and b.roles:
-        id_text = ", ".join(sorted({r.id for r in loopback}))
-        text = f"{port_text} between these roles is documented on 127.0.0.1 only ({id_text}), not across a network"
-        return FlowVerdict(flow, a, b, Classification.UNEXPECTED, False, (), REASON_OTHER_PORT, text)
-    if not a.roles or not b.roles:
+    loopback = _is_loopback(k.initiator) and _is_loopback(k.responder)
+    # The verdict depends on roles, protocol and port only: thousands of flows share one judgement.
+    ckey = (a.roles, a.effective, a.wildcard, b.roles, b.effective, b.wildcard, k.protocol, k.port, loopback,
+            a.address if a.wildcard and not a.roles else "", b.address if b.wildcard and not b.roles else "")
+    j = index.cache.get(ckey)
+    if j is None:
+        j = index.cache[ckey] = _judge(a, b, k.protocol, k.port, loopback, index)
+    if j.classification == Classification.EXPECTED:
+        outcome = flow.outcome
+        failing = outcome in (Outcome.REJECTED, Outcome.UNANSWERED, Outcome.ONE_WAY)
+        if failing and outcome != Outcome.REJECTED and j.one_way and k.protocol != "tcp":
+            failing = False  # a one-way rule (trap, syslog, heartbeat) needs no reply
+        return FlowVerdict(flow, a, b, Classification.EXPECTED, failing, j.rule_ids, None, None)
+    text = j.reason_text
+    if text is None:
+        port_text = f"{k.protocol}/{k.port}" if k.protocol != "icmp" else "icmp"
         missing_side = "initiator" if not a.roles else "responder"
         addr = k.initiator if not a.roles else k.responder
         who = "a summarised set of sources" if addr == "*" else addr
         if (a.wildcard and not a.roles) or (b.wildcard and not b.roles):
             who = f"broadcast/multicast {who}"
-        reason, text = REASON_PEER_UNMAPPED, f"{missing_side} {who} holds no role in roles.yaml ({port_text})"
-        return FlowVerdict(flow, a, b, Classification.UNEXPECTED, False, (), reason, text)
-    reverse = [r for r in index.between(b.effective, a.effective) if _port_ok(r, k.protocol, k.port)]
-    if reverse:
-        id_text = ", ".join(sorted({r.id for r in reverse})[:3])
-        reason = REASON_REVERSE
-        text = f"reverse direction of {id_text}: the catalog has the responder initiate {port_text}"
-    else:
-        between = index.between(a.effective, b.effective)
-        if between:
-            allowed = sorted({f"{'/'.join(r.protocols)} {r.ports_text or 'any'}" for r in between})[:6]
-            reason = REASON_OTHER_PORT
-            text = f"{port_text} is not a documented port between these roles (documented: {'; '.join(allowed)})"
-        else:
-            reason, text = REASON_NO_RULE, "no catalog rule between " \
-                f"{_roles_text(a)} and {_roles_text(b)}"
-    return FlowVerdict(flow, a, b, Classification.UNEXPECTED, False, (), reason, text)
+        text = f"{missing_side} {who} holds no role in roles.yaml ({port_text})"
+    return FlowVerdict(flow, a, b, Classification.UNEXPECTED, False, (), j.reason, text)
 
 
 def classify_flows(flows: Iterable[Flow], host: Callable[[str], HostView], index: RuleIndex) -> list[FlowVerdict]:

@@ -241,8 +241,11 @@ class ConversationBuilder:
     def __init__(self, *, server_ports: frozenset[tuple[str, int]] = frozenset(),
                  tcp_idle_timeout: float = 300.0, udp_idle_timeout: float = 60.0,
                  icmp_idle_timeout: float = 60.0, max_live: int = 500_000, max_flows: int = 250_000,
-                 keep_connections: bool = False) -> None:
+                 keep_connections: bool = False, join_related: bool = True) -> None:
         self._server_ports = server_ports
+        self._join = join_related
+        """Join TFTP transfers and broadcast DHCP replies to their requests (off: plain 5-tuples, as
+        tshark's conversation table has them)."""
         self._timeouts = {IPPROTO_TCP: tcp_idle_timeout, IPPROTO_UDP: udp_idle_timeout,
                           IPPROTO_ICMP: icmp_idle_timeout, IPPROTO_ICMPV6: icmp_idle_timeout}
         self._min_timeout = min(CLOSE_LINGER, tcp_idle_timeout, udp_idle_timeout, icmp_idle_timeout)
@@ -477,11 +480,13 @@ class ConversationBuilder:
             oa, op, ra, rp = rec.dst, rec.dport, rec.src, rec.sport
         keys = ((proto, oa, op, ra, rp), (proto, ra, rp, oa, op))
         c = self._create(proto, oa, op, ra, rp, keys, ev, rec, sender_orig)
-        if proto == IPPROTO_UDP and rp == TFTP_PORT and sender_orig:
+        if not self._join or proto != IPPROTO_UDP:
+            pass
+        elif rp == TFTP_PORT and sender_orig:
             if len(self._tftp) >= TFTP_PENDING_MAX:
                 del self._tftp[next(iter(self._tftp))]
             self._tftp[(ra, oa, op)] = c
-        elif (proto == IPPROTO_UDP and rp == 67 and sender_orig and ra in _BROADCASTS
+        elif (rp == 67 and sender_orig and ra in _BROADCASTS
               and len(rec.payload) >= 8 and rec.payload[0] == 1):
             if len(self._dhcp) >= TFTP_PENDING_MAX:
                 del self._dhcp[next(iter(self._dhcp))]

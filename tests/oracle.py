@@ -44,7 +44,7 @@ def tshark_conversations(path: Path, timeout: float = 120) -> Counter[tuple[Conv
     assert TSHARK
     proc = subprocess.run([TSHARK, "-n", "-q", "-r", str(path), "-z", "conv,tcp", "-z", "conv,udp"],
                           capture_output=True, text=True, errors="replace", timeout=timeout, check=False)
-    out: Counter[tuple[Conv, tuple[int, int]]] = Counter()
+    per: dict[Conv, list[int]] = {}
     proto = ""
     for line in proc.stdout.splitlines():
         if line.startswith("TCP Conversations"):
@@ -57,11 +57,15 @@ def tshark_conversations(path: Path, timeout: float = 120) -> Counter[tuple[Conv
                 a, b = _split(m.group(1)), _split(m.group(2))
             except ValueError:
                 continue
-            # "<-" frames went from B to A, "->" frames from A to B.
-            out[_canon(proto, a, b, int(m.group(4)), int(m.group(3)))] += 1
-    if proc.returncode != 0 and not out:
+            # "<-" frames went from B to A, "->" frames from A to B. tshark may list one 5-tuple in
+            # several rows (it splits by its own conversation rules): sum them, as we do ours.
+            conv, (n_ab, n_ba) = _canon(proto, a, b, int(m.group(4)), int(m.group(3)))
+            acc = per.setdefault(conv, [0, 0])
+            acc[0] += n_ab
+            acc[1] += n_ba
+    if proc.returncode != 0 and not per:
         return None
-    return out
+    return Counter({(k, (v[0], v[1])): 1 for k, v in per.items()})
 
 
 @dataclass
@@ -78,7 +82,8 @@ class OracleDiff:
 def our_conversations(path: Path) -> Counter[tuple[Conv, tuple[int, int]]] | None:
     try:
         cs = open_captures([str(path)])
-        b = ConversationBuilder(keep_connections=True, tcp_idle_timeout=1e12, udp_idle_timeout=1e12)
+        b = ConversationBuilder(keep_connections=True, tcp_idle_timeout=1e12, udp_idle_timeout=1e12,
+                                join_related=False)
         for rec in cs:
             b.feed(rec)
         res = b.finish()

@@ -177,3 +177,38 @@ def test_short_transport_headers_are_malformed(tmp_path: Path) -> None:
     u = eth_ip(ipv4(A, B, 17, b"\x00" * 4))
     recs, stats = decode(tmp_path, [t, u, eth_ip(ipv4_tcp(A, B, 1, 2))])
     assert len(recs) == 1 and stats.malformed == {"tcp-short": 1, "udp-short": 1}
+
+
+def _link_records(tmp_path: Path, frames: list[bytes], linktype: int) -> tuple[list[PacketRecord], ReadStats]:
+    cs = open_captures([str(write_pcap(tmp_path / "l.pcap", frames, linktype=linktype))])
+    return list(cs), cs.stats
+
+
+def _wlan_data(ip: bytes, *, qos: bool = False, protected: bool = False, four_addr: bool = False) -> bytes:
+    fc = 0x08 | (0x80 if qos else 0)  # type 2 (data), subtype 0 or 8 (QoS data)
+    flags = (0x40 if protected else 0) | (0x03 if four_addr else 0x01)
+    hdr = bytes([fc, flags]) + bytes(22) + (bytes(6) if four_addr else b"") + (bytes(2) if qos else b"")
+    return hdr + b"\xaa\xaa\x03\x00\x00\x00\x08\x00" + ip
+
+
+def test_ieee80211_data_frames_radiotap_and_ppi(tmp_path: Path) -> None:
+    ip = ipv4_tcp(A, B, 50000, 443)
+    recs, stats = _link_records(tmp_path, [_wlan_data(ip), _wlan_data(ip, qos=True, four_addr=True),
+                                           _wlan_data(ip, protected=True), b"\x80\x00" + bytes(30)], 105)
+    assert [(r.sport, r.dport) for r in recs] == [(50000, 443)] * 2
+    assert stats.non_ip == 2
+    radiotap = b"\x00\x00\x08\x00\x00\x00\x00\x00" + _wlan_data(ip)
+    (r,), _ = _link_records(tmp_path, [radiotap], 127)
+    assert r.dport == 443
+    ppi = b"\x00\x00\x08\x00\x69\x00\x00\x00" + _wlan_data(ip)  # PPI header, inner DLT 105
+    (r,), _ = _link_records(tmp_path, [ppi], 192)
+    assert r.dport == 443
+
+
+def test_nflog_payload_tlv(tmp_path: Path) -> None:
+    ip = ipv4_udp(A, B, 5353, 53, b"\x00" * 12)
+    prefix_tlv = b"\x08\x00\x01\x00" + b"\x08\x00\x00\x00"          # NFULA_PACKET_HDR (len 8)
+    payload_tlv = (len(ip) + 4).to_bytes(2, "little") + b"\x09\x00" + ip
+    frame = b"\x02\x00\x00\x00" + prefix_tlv + payload_tlv           # AF_INET, version 0, resource 0
+    (r,), _ = _link_records(tmp_path, [frame], 239)
+    assert (r.sport, r.dport) == (5353, 53)

@@ -17,6 +17,7 @@ from auditor.model import PAYLOAD_SNAP, PacketRecord, QuotedPacket, TunnelInfo
 _U16 = struct.Struct("!H").unpack_from
 _U32 = struct.Struct("!I").unpack_from
 _U32LE = struct.Struct("<I").unpack_from
+_U16LE = struct.Struct("<H").unpack_from
 # IPv4: total length, flags+fragment offset, protocol, src, dst (the fast path reads these only).
 _IP4 = struct.Struct("!2xH2xHxB2x4s4s").unpack_from
 # Ethernet type + IPv4 (as _IP4) + TCP (as _TCP) in one read, untagged and with one 802.1Q tag.
@@ -272,7 +273,76 @@ class Decoder:
                 self.bad("chdlc-short", frame)
                 return -1, 0
             return self._ethertype(buf, off + 4, end, _U16(buf, off + 2)[0], frame)
+        if lt == 192 and n >= 8:
+            # PPI (Per-Packet Information): u8 version, u8 flags, u16 header length, u32 inner DLT,
+            # both little-endian; the inner frame follows the header.
+            hlen, dlt = _U16LE(buf, off + 2)[0], _U32LE(buf, off + 4)[0]
+            if 8 <= hlen <= n and dlt != 192:
+                return self._link(buf, off + hlen, end, frame, dlt)
+            self.bad("ppi-bad-header", frame)
+            return -1, 0
+        if lt == 239 and n >= 4:
+            return self._nflog(buf, off, end, frame)
+        if lt == 105:
+            return self._wlan(buf, off, end, frame)
+        if lt == 127 and n >= 4:
+            # Radiotap: u8 version, u8 pad, u16 length (little-endian), then the 802.11 frame.
+            rlen = _U16LE(buf, off + 2)[0]
+            if 4 <= rlen <= n:
+                return self._wlan(buf, off + rlen, end, frame)
+            self.bad("radiotap-bad-header", frame)
+            return -1, 0
         self.unsup(f"linktype:DLT_{linktype_name(lt)}", frame)
+        return -1, 0
+
+    def _wlan(self, buf: bytes, off: int, end: int, frame: int) -> tuple[int, int]:
+        """IEEE 802.11 data frames (IEEE 802.11-2020 §9.2.4) with an LLC/SNAP header; management,
+        control and encrypted frames carry no IP we can read and are counted."""
+        if end - off < 24:
+            self.bad("wlan-short", frame)
+            return -1, 0
+        fc, flags = buf[off], buf[off + 1]
+        if (fc >> 2) & 3 != 2:
+            self.non_ip("wlan-not-data", frame)
+            return -1, 0
+        if flags & 0x40:
+            self.non_ip("wlan-protected", frame)
+            return -1, 0
+        hlen = 24
+        if flags & 3 == 3:
+            hlen += 6  # four-address frame (to DS and from DS)
+        if fc & 0x80:
+            hlen += 2  # QoS data subtypes carry a QoS control field
+            if flags & 0x80:
+                hlen += 4  # HT control
+        if (fc >> 4) & 4:
+            self.non_ip("wlan-null-data", frame)
+            return -1, 0
+        p = off + hlen
+        if end - p < 8 or buf[p:p + 3] != b"\xaa\xaa\x03":
+            self.non_ip("wlan-not-snap", frame)
+            return -1, 0
+        return self._ethertype(buf, p + 8, end, _U16(buf, p + 6)[0], frame)
+
+    def _nflog(self, buf: bytes, off: int, end: int, frame: int) -> tuple[int, int]:
+        """Linux NFLOG: a 4-byte header (family, version, resource id), then TLVs whose length and
+        type are in the capturing host's byte order (little-endian in practice); type 9 carries the
+        packet (NFULA_PAYLOAD)."""
+        fam = buf[off]
+        p = off + 4
+        while p + 4 <= end:
+            tlen, ttype = _U16LE(buf, p)[0], _U16LE(buf, p + 2)[0]
+            if tlen < 4:
+                break
+            if ttype == 9:
+                if fam == 2:
+                    return 4, p + 4
+                if fam == 10:
+                    return 6, p + 4
+                self.non_ip(f"nflog-family:{fam}", frame)
+                return -1, 0
+            p += (tlen + 3) & ~3
+        self.bad("nflog-no-payload", frame)
         return -1, 0
 
     def _ppp(self, buf: bytes, p: int, end: int, frame: int) -> tuple[int, int]:

@@ -206,6 +206,12 @@ def walk_pcapng(src: Source, first: bytes, info: InputInfo, dec: Decoder,
                     bad("pcapng-bad-block", frame + 1)
                     r.stop(frame, "section header with a bad byte-order magic")
                     break
+                major = struct.unpack_from(bom + "H", buf, pos + 12)[0] if blen - pos >= 14 else 1
+                if major != 1:
+                    # pcapng §4.1: a section of an unknown major version cannot be parsed; like
+                    # tshark, stop here rather than guess.
+                    r.stop(frame, f"section with pcapng version {major}.x, which this reader does not know")
+                    break
                 if bom != order:
                     order = bom
                     hdr = struct.Struct(order + "II").unpack_from

@@ -32,11 +32,23 @@ def bounded(text: str, limit: int = MAX_TEXT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
+_SECOND_TEXT: dict[int, str] = {}
+
+
 def iso(ts: float | None) -> str | None:
+    """ISO 8601 UTC with microseconds. The text of each whole second is cached: a report formats
+    hundreds of thousands of timestamps, most within a few minutes of each other."""
     if ts is None or ts != ts or ts in (float("inf"), float("-inf")):
         return None
     try:
-        return _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        us = round(ts * 1_000_000)
+        sec, frac = divmod(us, 1_000_000)
+        head = _SECOND_TEXT.get(sec)
+        if head is None:
+            if len(_SECOND_TEXT) > 100_000:
+                _SECOND_TEXT.clear()
+            head = _SECOND_TEXT[sec] = _dt.datetime.fromtimestamp(sec, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{head}.{frac:06d}Z"
     except (OverflowError, OSError, ValueError):
         return None
 
@@ -124,19 +136,25 @@ def build_document(*, version: str, started: _dt.datetime, finished: _dt.datetim
                            "frame": o.frame} for o in obs],
             }
 
+    counts_by_role: dict[str, Counter[str]] = {role: Counter() for role in roles.roles}
+    for v in verdicts:
+        if v.classification == Classification.UNMAPPED:
+            continue
+        kind = "unexpected" if v.classification == Classification.UNEXPECTED else (
+            "failing" if v.failing else "expected")
+        for role in v.initiator.roles | v.responder.roles:
+            c = counts_by_role.get(role)
+            if c is not None:
+                c[kind] += 1
+    for rd in rules:
+        if rd["status"] == RuleState.MISSING:
+            for role in {rd["source"], rd["destination"]}:
+                if role in counts_by_role:
+                    counts_by_role[role]["missing"] += 1
     role_rows = []
     for role in roles.roles:
         members = sorted({h for h, d in hosts.items() if role in d["roles"]})
-        counts: Counter[str] = Counter()
-        for fd in flows:
-            if role in fd["initiator_roles"] or role in fd["responder_roles"]:
-                if fd["classification"] == Classification.EXPECTED:
-                    counts["failing" if fd["failing"] else "expected"] += 1
-                elif fd["classification"] == Classification.UNEXPECTED:
-                    counts["unexpected"] += 1
-        for rd in rules:
-            if rd["status"] == RuleState.MISSING and role in (rd["source"], rd["destination"]):
-                counts["missing"] += 1
+        counts = counts_by_role[role]
         role_rows.append({"role": role, "hosts": members,
                           "entries": [e.text for e in roles.entries if e.role == role],
                           "counts": {k: counts.get(k, 0) for k in ("expected", "failing", "unexpected", "missing")}})
