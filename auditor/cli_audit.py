@@ -7,7 +7,7 @@ import shlex
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -29,16 +29,22 @@ def fail(message: str) -> NoReturn:
     sys.exit(EXIT_BAD_INPUT)
 
 
-def write_atomic(outputs: dict[Path, str]) -> None:
-    """Write every output to a temporary file beside it, then rename them all: whole or not at all."""
+def write_atomic(outputs: dict[Path, Callable[[], str | Iterable[str]]]) -> None:
+    """Write every output to a temporary file beside it, then rename them all: whole or not at all.
+    Each output is produced only when its turn comes, as one string or in chunks."""
     staged: list[tuple[str, Path]] = []
     try:
-        for path, text in outputs.items():
+        for path, produce in outputs.items():
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             staged.append((tmp, path))
             with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-                fh.write(text)
+                content = produce()
+                if isinstance(content, str):
+                    fh.write(content)
+                else:
+                    for chunk in content:
+                        fh.write(chunk)
         for tmp, path in staged:
             os.replace(tmp, path)
     finally:
@@ -164,7 +170,7 @@ def audit(captures: tuple[str, ...], roles_path: Path, html_path: Path, json_pat
     """Audit CAPTURE files (pcap/pcapng, optionally compressed; - for stdin) against the catalog."""
     from auditor.audit import AuditRequest, run_audit
     from auditor.parallel import tune_gc
-    from auditor.report.tabular import render_csv, render_json
+    from auditor.report.tabular import iter_csv, iter_json
 
     kinds = _parse_fail_on(fail_on)
     bar = ProgressBar() if (not quiet and sys.stderr.isatty()) else None
@@ -178,15 +184,15 @@ def audit(captures: tuple[str, ...], roles_path: Path, html_path: Path, json_pat
     try:
         outcome = run_audit(request)
         doc = outcome.doc
-        outputs: dict[Path, str] = {}
+        outputs: dict[Path, Callable[[], str | Iterable[str]]] = {}
+        if json_path:
+            outputs[json_path] = lambda: iter_json(doc)
+        if csv_path:
+            outputs[csv_path] = lambda: iter_csv(doc)
         if not no_html:
             from auditor.report.html import render_html
 
-            outputs[html_path] = render_html(doc)
-        if json_path:
-            outputs[json_path] = render_json(doc)
-        if csv_path:
-            outputs[csv_path] = render_csv(doc)
+            outputs[html_path] = lambda: render_html(doc)
         write_atomic(outputs)
     except AuditorError as e:
         if bar:

@@ -514,8 +514,10 @@ class ConversationBuilder:
         c.tunnels = None
         c.timeout = self._timeouts[proto]
         table = self._table
-        table[keys[0]] = (c, True)
+        # keys[1] first: for a host talking to itself on one port both keys are the same, and the
+        # entry must then be the initiator's (finish() closes connections by their orig entry).
         table[keys[1]] = (c, False)
+        table[keys[0]] = (c, True)
         self._queue.append((rec.ts, keys[0], c))
         self._live += 1
         if self._live > self.stats.peak_live:
@@ -593,8 +595,8 @@ class ConversationBuilder:
         if c.marks is not None:
             c.marks = c.marks[3:] + c.marks[:3]
         c.keys = (c.keys[1], c.keys[0])
-        self._table[c.keys[0]] = (c, True)
         self._table[c.keys[1]] = (c, False)
+        self._table[c.keys[0]] = (c, True)
         c.hist.append("^")
 
     def _hist_once(self, c: _Conn, bit: int) -> None:

@@ -46,6 +46,8 @@ def main() -> int:
     ap.add_argument("--packets", type=int, nargs="+", default=[1_000_000, 5_000_000])
     ap.add_argument("--conversations", type=int, default=140_000)
     ap.add_argument("--no-tshark", action="store_true")
+    ap.add_argument("--unique-flows", action="store_true", help="worst case: nearly one flow per conversation")
+    ap.add_argument("--jobs", type=int, default=1, help="pcap-audit --jobs (1: one process)")
     ap.add_argument("--engine", default="fast")
     args = ap.parse_args()
     OUT.mkdir(exist_ok=True)
@@ -53,15 +55,17 @@ def main() -> int:
     roles.write_text(ROLES)
     rows = []
     for n in args.packets:
-        cap = OUT / f"bench-{n}-{args.conversations}.pcap"
+        cap = OUT / f"bench-{n}-{args.conversations}{'-unique' if args.unique_flows else ''}.pcap"
         if not cap.exists():
             subprocess.run([sys.executable, str(HERE / "make_capture.py"), str(cap), "--packets", str(n),
-                            "--conversations", str(args.conversations)], check=True)
+                            "--conversations", str(args.conversations),
+                            *(["--unique-flows"] if args.unique_flows else [])], check=True)
         size = cap.stat().st_size / 1e6
         audit = [sys.executable, "-m", "auditor.cli", str(cap), "--roles", str(roles), "-o",
-                 str(OUT / "report.html"), "--json", str(OUT / "audit.json"), "-q", "--engine", args.engine]
+                 str(OUT / "report.html"), "--json", str(OUT / "audit.json"), "-q", "--engine", args.engine,
+                 "--jobs", str(args.jobs)]
         wall, rss, _ = measure(audit)
-        rows.append((n, size, "pcap-audit (full audit)", wall, rss))
+        rows.append((n, size, f"pcap-audit (full audit, -j {args.jobs})", wall, rss))
         if not args.no_tshark:
             wall, rss, _ = measure(["tshark", "-n", "-q", "-r", str(cap), "-z", "conv,tcp", "-z", "conv,udp"])
             rows.append((n, size, "tshark -z conv,tcp -z conv,udp", wall, rss))

@@ -92,7 +92,8 @@ SERVER_PORTS_UDP = [53, 123, 1494, 2598, 443, 1812, 161]
 ONEWAY_UDP = [514, 162, 4739, 3003]
 
 
-def generate(path: Path, packets: int, seed: int = 1, conversations: int | None = None) -> tuple[int, int]:
+def generate(path: Path, packets: int, seed: int = 1, conversations: int | None = None,
+             unique_flows: bool = False) -> tuple[int, int]:
     """Write about `packets` packets; with `conversations`, hold the number of conversations fixed and
     lengthen the TCP ones instead (so a 10M and a 1M capture have the same conversations)."""
     rnd = random.Random(seed)
@@ -108,19 +109,31 @@ def generate(path: Path, packets: int, seed: int = 1, conversations: int | None 
     v6_clients = [b"\x20\x01\x0d\xb8" + bytes(10) + struct.pack("!H", i + 1) for i in range(500)]
     v6_servers = [b"\x20\x01\x0d\xb8\x00\x01" + bytes(8) + struct.pack("!H", i + 1) for i in range(50)]
     payload_sizes = [0, 40, 120, 512, 1200, 1400]
+    # Clients talk to a handful of servers each (their StoreFront, Controllers, VDAs...), as on a real
+    # estate; with unique_flows every conversation picks any server (the worst case for flow tables).
+    affinity = {c: rnd.sample(v4_servers, 6) for c in v4_clients}
+    affinity.update({c: rnd.sample(v6_servers, 6) for c in v6_clients})
+    # ... and each server offers a couple of services, not every port.
+    tcp_ports = {srv: rnd.sample(SERVER_PORTS_TCP, 2) for srv in v4_servers + v6_servers}
+    udp_ports = {srv: rnd.sample(SERVER_PORTS_UDP, 2) for srv in v4_servers + v6_servers}
+    oneway_ports = {srv: rnd.sample(ONEWAY_UDP, 1) for srv in v4_servers + v6_servers}
+
+    def port(table: dict[bytes, list[int]], every: list[int], srv: bytes) -> int:
+        return rnd.choice(every) if unique_flows else rnd.choice(table[srv])
+
     conns = 0
     while w.count < packets:
         conns += 1
         v6 = rnd.random() < 0.10
         cli = rnd.choice(v6_clients if v6 else v4_clients)
-        srv = rnd.choice(v6_servers if v6 else v4_servers)
+        srv = rnd.choice(v6_servers if v6 else v4_servers) if unique_flows else rnd.choice(affinity[cli])
         vlan = rnd.choice((None, None, None, None, 100, 200))
         eth = _eth(v6, vlan)
         sport = rnd.randint(49152, 65535)
         ts += rnd.random() * 0.0005
         kind = rnd.random()
         if kind < 0.62:  # full TCP conversation
-            dport = rnd.choice(SERVER_PORTS_TCP)
+            dport = port(tcp_ports, SERVER_PORTS_TCP, srv)
             cs, ss = rnd.getrandbits(32), rnd.getrandbits(32)
             w.packet(ts, eth + tcp_seg(cli, srv, sport, dport, cs, 0, 0x02, b""))
             w.packet(ts + 0.0002, eth + tcp_seg(srv, cli, dport, sport, ss, cs + 1, 0x12, b""))
@@ -141,23 +154,23 @@ def generate(path: Path, packets: int, seed: int = 1, conversations: int | None 
             w.packet(t + 0.0001, eth + tcp_seg(srv, cli, dport, sport, ss, cs + 1, 0x11, b""))
             w.packet(t + 0.0002, eth + tcp_seg(cli, srv, sport, dport, cs + 1, ss + 1, 0x10, b""))
         elif kind < 0.70:  # unanswered SYN with two retransmissions
-            dport = rnd.choice(SERVER_PORTS_TCP)
+            dport = port(tcp_ports, SERVER_PORTS_TCP, srv)
             cs = rnd.getrandbits(32)
             for k in range(3):
                 w.packet(ts + k * 1.0, eth + tcp_seg(cli, srv, sport, dport, cs, 0, 0x02, b""))
         elif kind < 0.76:  # rejected by RST
-            dport = rnd.choice(SERVER_PORTS_TCP)
+            dport = port(tcp_ports, SERVER_PORTS_TCP, srv)
             cs = rnd.getrandbits(32)
             w.packet(ts, eth + tcp_seg(cli, srv, sport, dport, cs, 0, 0x02, b""))
             w.packet(ts + 0.0002, eth + tcp_seg(srv, cli, dport, sport, 0, cs + 1, 0x14, b""))
         elif kind < 0.94:  # UDP request/response
-            dport = rnd.choice(SERVER_PORTS_UDP)
+            dport = port(udp_ports, SERVER_PORTS_UDP, srv)
             for _ in range(rnd.randint(1, 4)):
                 w.packet(ts, eth + udp_dgram(cli, srv, sport, dport, bytes(rnd.choice((40, 48, 120)))))
                 w.packet(ts + 0.0003, eth + udp_dgram(srv, cli, dport, sport, bytes(rnd.choice((48, 200, 512)))))
                 ts += 0.0005
         else:  # one-way UDP (syslog, traps, heartbeats)
-            dport = rnd.choice(ONEWAY_UDP)
+            dport = port(oneway_ports, ONEWAY_UDP, srv)
             for _ in range(rnd.randint(1, 5)):
                 w.packet(ts, eth + udp_dgram(cli, srv, sport, dport, bytes(rnd.choice((80, 200)))))
                 ts += 0.001
@@ -171,9 +184,10 @@ def main() -> int:
     ap.add_argument("--packets", type=int, default=5_000_000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--conversations", type=int, help="hold the number of conversations fixed")
+    ap.add_argument("--unique-flows", action="store_true", help="clients pick any server (worst case)")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    n, conns = generate(args.out, args.packets, args.seed, args.conversations)
+    n, conns = generate(args.out, args.packets, args.seed, args.conversations, args.unique_flows)
     dt = time.perf_counter() - t0
     print(f"wrote {args.out}: {n:,} packets, ~{conns:,} conversations, {args.out.stat().st_size / 1e6:,.0f} MB "
           f"in {dt:.1f} s", file=sys.stderr)

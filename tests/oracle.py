@@ -34,6 +34,8 @@ def _split(endpoint: str) -> tuple[str, int]:
 def _canon(proto: str, a: tuple[str, int], b: tuple[str, int], n_ab: int, n_ba: int) -> tuple[Conv, tuple[int, int]]:
     ka = (ipaddress.ip_address(a[0]).packed, a[1])
     kb = (ipaddress.ip_address(b[0]).packed, b[1])
+    if ka == kb:  # a host talking to itself on one port: no direction to tell apart
+        return (proto, a[0], a[1], b[0], b[1]), (n_ab + n_ba, 0)
     if (len(ka[0]), ka) <= (len(kb[0]), kb):
         return (proto, a[0], a[1], b[0], b[1]), (n_ab, n_ba)
     return (proto, b[0], b[1], a[0], a[1]), (n_ba, n_ab)

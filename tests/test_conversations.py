@@ -212,6 +212,20 @@ def test_udp_states() -> None:
     assert (c.conn_state, c.history) == ("SF", "Dd")
 
 
+def test_host_talking_to_itself_on_one_port_is_kept() -> None:
+    """Both direction keys of 127.0.0.1:500 <-> 127.0.0.1:500 are the same key: the connection must
+    still be closed into the result (it used to vanish at finish), with every packet counted once."""
+    recs = [udp("127.0.0.1", "127.0.0.1", 500, 500, 1.0, payload=b"x"),
+            udp("127.0.0.1", "127.0.0.1", 500, 500, 1.1, payload=b"y")]
+    c = one(recs)
+    assert (c.orig_h, c.orig_p, c.resp_h, c.resp_p) == ("127.0.0.1", 500, "127.0.0.1", 500)
+    assert (c.orig_pkts, c.resp_pkts) == (2, 0)
+    b = ConversationBuilder(keep_connections=True)
+    for r in numbered(recs):
+        b.feed(r)
+    assert [(x.orig_pkts, x.resp_pkts) for x in b.finish().connections] == [(2, 0)]
+
+
 def test_icmp_echo_pairing() -> None:
     res = run([icmp_echo(C, S, 1.0, ident=7), icmp_echo(S, C, 1.1, reply=True, ident=7),
                icmp_echo(C, S, 2.0, ident=8)])

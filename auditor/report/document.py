@@ -8,8 +8,8 @@ from __future__ import annotations
 import datetime as _dt
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, overload
 
 from auditor.model import Classification, RuleState
 
@@ -96,6 +96,38 @@ def _flow_dict(v: FlowVerdict) -> dict[str, Any]:
     }
 
 
+class FlowRows(Sequence[dict[str, Any]]):
+    """The document's flows[], built one dict at a time when a renderer walks them.
+
+    An audit can hold hundreds of thousands of flows; as dicts they would cost several times the
+    memory of the verdicts they are made from, and renderers only ever read them in order."""
+
+    def __init__(self, verdicts: Sequence[FlowVerdict]) -> None:
+        self._verdicts = verdicts
+
+    def __len__(self) -> int:
+        return len(self._verdicts)
+
+    @overload
+    def __getitem__(self, i: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, i: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(i, slice):
+            return [_flow_dict(v) for v in self._verdicts[i]]
+        return _flow_dict(self._verdicts[i])
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return (_flow_dict(v) for v in self._verdicts)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 def _rule_dict(r: RuleResult) -> dict[str, Any]:
     rule = r.rule
     return {
@@ -120,7 +152,7 @@ def build_document(*, version: str, started: _dt.datetime, finished: _dt.datetim
                    conv: ConversationResult, names: NameEvidence, verdicts: Sequence[FlowVerdict],
                    rule_results: Sequence[RuleResult], resolver: Callable[[str], HostView],
                    vantage: Iterable[str], vantage_source: str, extra_rules: Sequence[str]) -> dict[str, Any]:
-    flows = [_flow_dict(v) for v in verdicts]
+    flows = FlowRows(verdicts)
     rules = [_rule_dict(r) for r in rule_results]
 
     hosts: dict[str, dict[str, Any]] = {}
@@ -161,7 +193,7 @@ def build_document(*, version: str, started: _dt.datetime, finished: _dt.datetim
 
     rstats = capture.stats
     cstats = conv.stats
-    classes = Counter(fd["classification"] for fd in flows)
+    classes = Counter(str(v.classification) for v in verdicts)
     rule_counts = Counter(rd["status"] for rd in rules)
     inputs = []
     for info in capture.inputs:
@@ -207,10 +239,10 @@ def build_document(*, version: str, started: _dt.datetime, finished: _dt.datetim
         "roles": role_rows,
         "summary": {
             "packets": cstats.packets,
-            "connections": sum(fd["connections"] for fd in flows),
+            "connections": sum(v.flow.connections for v in verdicts),
             "flows": len(flows),
             "expected": classes.get("expected", 0),
-            "expected_failing": sum(1 for fd in flows if fd["failing"]),
+            "expected_failing": sum(1 for v in verdicts if v.failing),
             "unexpected": classes.get("unexpected", 0),
             "unmapped": classes.get("unmapped", 0),
             "rules": {s.value: rule_counts.get(s.value, 0) for s in RuleState},
