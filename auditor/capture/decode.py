@@ -10,6 +10,7 @@ counted by kind in ReadStats and skipped; nothing here raises.
 from __future__ import annotations
 
 import struct
+import zlib
 
 from auditor.capture.info import ReadStats
 from auditor.model import PAYLOAD_SNAP, PacketRecord, QuotedPacket, TunnelInfo
@@ -29,10 +30,14 @@ _IP6 = struct.Struct("!4xHBx16s16s").unpack_from
 _TCP = struct.Struct("!HHIIBB").unpack_from
 _UDP = struct.Struct("!HHHH").unpack_from
 _FRAG6 = struct.Struct("!BxHI").unpack_from
+# Apple PKTAP header (host byte order, little-endian in practice): length, record type, inner DLT.
+_PKTAP = struct.Struct("<III").unpack_from
 
 VXLAN_PORT = 4789
 GENEVE_PORT = 6081
 MAX_TUNNEL_DEPTH = 4
+# An IPComp (RFC 3173) payload inflates to at most one IP datagram; more is not a packet.
+IPCOMP_MAX = 65535
 # Later fragments find their ports here; bounded so a fragment flood cannot grow memory.
 FRAG_TABLE_SIZE = 4096
 
@@ -48,6 +53,8 @@ _ICMP6_ERR = frozenset((1, 2, 3, 4))
 _IP6_EXT = frozenset((0, 43, 60, 51, 135, 139, 140))
 # BSD loopback address families meaning IPv6 (Linux, NetBSD/OpenBSD, FreeBSD, Darwin).
 _AF_INET6 = frozenset((10, 24, 28, 30))
+# Link-layer header types tried in Decoder._link, by LINKTYPE_ value.
+LINKTYPE_PKTAP, LINKTYPE_USER2, LINKTYPE_JUNIPER_ETHER, LINKTYPE_IPOIB = 258, 149, 178, 242
 
 LINKTYPE_NAMES = {
     0: "NULL", 1: "EN10MB", 6: "IEEE802", 8: "SLIP", 9: "PPP", 10: "FDDI", 12: "RAW", 14: "RAW",
@@ -57,7 +64,8 @@ LINKTYPE_NAMES = {
     163: "IEEE802_11_RADIO_AVS", 166: "PPP_PPPD", 187: "BLUETOOTH_HCI_H4", 189: "USB_LINUX",
     192: "PPI", 195: "IEEE802_15_4", 197: "ERF", 201: "BLUETOOTH_HCI_H4_WITH_PHDR",
     204: "PPP_WITH_DIR", 215: "IEEE802_15_4_NOFCS", 220: "USB_LINUX_MMAPPED", 228: "IPV4",
-    229: "IPV6", 239: "NFLOG", 249: "USBPCAP", 253: "NETLINK", 276: "LINUX_SLL2",
+    229: "IPV6", 239: "NFLOG", 242: "IPOIB", 249: "USBPCAP", 253: "NETLINK", 149: "USER2",
+    178: "JUNIPER_ETHER", 258: "PKTAP", 276: "LINUX_SLL2",
 }
 
 
@@ -285,6 +293,31 @@ class Decoder:
             return self._nflog(buf, off, end, frame)
         if lt == 105:
             return self._wlan(buf, off, end, frame)
+        if lt == LINKTYPE_PKTAP or lt == LINKTYPE_USER2:
+            # Apple PKTAP (macOS tcpdump -k; older versions wrote it as USER2, which tshark reads as
+            # PKTAP too): a header naming the inner link type (a DLT value), then the frame.
+            if n >= 12:
+                hlen, rtype, dlt = _PKTAP(buf, off)
+                if 12 <= hlen <= n and rtype == 1 and dlt not in (LINKTYPE_PKTAP, LINKTYPE_USER2):
+                    return self._link(buf, off + hlen, end, frame, dlt)
+            if lt == LINKTYPE_USER2:
+                self.unsup("linktype:DLT_USER2", frame)
+            else:
+                self.bad("pktap-bad-header", frame)
+            return -1, 0
+        if lt == 10:
+            # FDDI: frame control, destination and source addresses (13 bytes), then 802.2 LLC/SNAP.
+            if n < 13:
+                return self._short("fddi-short", frame)
+            return self._ethertype(buf, off + 13, end, 0, frame)
+        if lt == LINKTYPE_IPOIB:
+            # IP over InfiniBand (RFC 4391): 20-byte destination and source hardware addresses, then
+            # the ethertype and two reserved bytes.
+            if n < 44:
+                return self._short("ipoib-short", frame)
+            return self._ethertype(buf, off + 44, end, _U16(buf, off + 40)[0], frame)
+        if lt == LINKTYPE_JUNIPER_ETHER:
+            return self._juniper_ether(buf, off, end, frame)
         if lt == 127 and n >= 4:
             # Radiotap: u8 version, u8 pad, u16 length (little-endian), then the 802.11 frame.
             rlen = _U16LE(buf, off + 2)[0]
@@ -294,6 +327,29 @@ class Decoder:
             return -1, 0
         self.unsup(f"linktype:DLT_{linktype_name(lt)}", frame)
         return -1, 0
+
+    def _juniper_ether(self, buf: bytes, off: int, end: int, frame: int) -> tuple[int, int]:
+        """Juniper's capture header: magic 'MGC', flags, then (flag 0x80) a 2-byte length of TLV
+        extensions; the Ethernet frame follows, or (flag 0x02, no L2 header) 4 bytes and the IP
+        packet."""
+        if end - off < 4 or buf[off:off + 3] != b"MGC":
+            self.bad("juniper-bad-header", frame)
+            return -1, 0
+        flags = buf[off + 3]
+        p = off + 4
+        if flags & 0x80:
+            if end - p < 2:
+                return self._short("juniper-short", frame)
+            p += 2 + _U16(buf, p)[0]
+        if flags & 0x02:
+            p += 4
+            if end - p < 1 or buf[p] >> 4 not in (4, 6):
+                self.non_ip("juniper-no-l2", frame)
+                return -1, 0
+            return buf[p] >> 4, p
+        if end - p < 14:
+            return self._short("juniper-short", frame)
+        return self._ethertype(buf, p + 14, end, _U16(buf, p + 12)[0], frame)
 
     def _wlan(self, buf: bytes, off: int, end: int, frame: int) -> tuple[int, int]:
         """IEEE 802.11 data frames (IEEE 802.11-2020 §9.2.4) with an LLC/SNAP header; management,
@@ -360,7 +416,9 @@ class Decoder:
         return -1, 0
 
     def _ethertype(self, buf: bytes, p: int, end: int, et: int, frame: int) -> tuple[int, int]:
-        for _ in range(8):
+        # Every step consumes at least 4 bytes, so the packet bounds the walk; the cap only ends a
+        # pathological nesting (Zeek's test traces have a frame of 60 nested 802.1ah tags).
+        for _ in range(256):
             if et == ETH_IPV4:
                 return 4, p
             if et == ETH_IPV6:
@@ -390,6 +448,19 @@ class Decoder:
                     return self._short("pbb-short", frame)
                 et = _U16(buf, p + 16)[0]
                 p += 18
+                continue
+            if et == 0x88E5:  # MACsec (IEEE 802.1AE): SecTAG (+ SCI), then the frame's own ethertype
+                if end - p < 8:
+                    return self._short("macsec-short", frame)
+                tci = buf[p]
+                if tci & 0x0C:  # E or C: encrypted or modified user data, nothing we can read
+                    self.non_ip("macsec-encrypted", frame)
+                    return -1, 0
+                hl = 14 if tci & 0x20 else 6
+                if end - p < hl + 2:
+                    return self._short("macsec-short", frame)
+                et = _U16(buf, p + hl)[0]
+                p += hl + 2
                 continue
             if et == 0x8864:  # PPPoE session
                 if end - p < 8:

@@ -1,0 +1,36 @@
+"""Site rules (--rules) make accepted business traffic expected under their own product name."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from auditor.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_pcaps" / "cvad-onprem"
+
+
+def _audit(tmp_path: Path, *extra: str) -> dict:
+    out = tmp_path / "a.json"
+    res = CliRunner().invoke(main, [f"{SAMPLE}.pcapng", "--roles", f"{SAMPLE}.roles.yaml", "--json", str(out),
+                                    "--no-html", "-q", *extra])
+    assert res.exit_code == 0, res.output
+    return json.loads(out.read_text())
+
+
+def test_site_rules_turn_dns_expected_under_their_product(tmp_path: Path) -> None:
+    site = ROOT / "examples" / "site-infrastructure.yaml"
+    before = _audit(tmp_path)
+    after = _audit(tmp_path, "--rules", str(site))
+    dns_before = [f for f in before["flows"] if f["port"] == 53 and f["initiator_roles"]]
+    dns_after = [f for f in after["flows"] if f["port"] == 53 and f["initiator_roles"]]
+    assert dns_before and all(f["classification"] == "unexpected" for f in dns_before)
+    assert all(f["classification"] == "expected" for f in dns_after)
+    assert all(any(r.startswith("site-infra-") for r in f["rule_ids"]) for f in dns_after)
+    products = {r["product"] for r in after["rules"] if r["id"].startswith("site-infra-")}
+    assert products == {"Site: infrastructure"}
+    assert after["catalog"]["site_rule_files"] == [str(site)]
+    assert after["catalog"]["digest"] != before["catalog"]["digest"]
