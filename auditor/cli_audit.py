@@ -29,6 +29,12 @@ def fail(message: str) -> NoReturn:
     sys.exit(EXIT_BAD_INPUT)
 
 
+def _file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_atomic(outputs: dict[Path, Callable[[], str | Iterable[str]]]) -> None:
     """Write every output to a temporary file beside it, then rename them all: whole or not at all.
     Each output is produced only when its turn comes, as one string or in chunks."""
@@ -45,7 +51,9 @@ def write_atomic(outputs: dict[Path, Callable[[], str | Iterable[str]]]) -> None
                 else:
                     for chunk in content:
                         fh.write(chunk)
+        mode = _file_mode()
         for tmp, path in staged:
+            os.chmod(tmp, mode)  # mkstemp makes 0600; a report gets the permissions any new file would
             os.replace(tmp, path)
     finally:
         for tmp, _ in staged:

@@ -45,7 +45,7 @@ TINY_ROLES = f"roles:\n  User Device: [{CLIENT}]\n  StoreFront Server: [{STOREFR
 # --- helpers -----------------------------------------------------------------------------------
 
 
-def invoke(args: Sequence[str]) -> Result:
+def invoke(args: Sequence[str | Path]) -> Result:
     """The CLI in-process; stdout and stderr apart (click >= 8.2)."""
     return CliRunner().invoke(main, [str(a) for a in args])
 
@@ -275,8 +275,9 @@ def test_failed_audit_leaves_an_existing_report_untouched(tiny: tuple[Path, Path
     old = b"<html>yesterday's audit</html>\n"
     (tmp_path / "report.html").write_bytes(old)
     (tmp_path / "a.json").write_bytes(b'{"old": true}\n')
-    for args in ([tmp_path / "gone.pcap", "--roles", tiny[1]],
-                 [tiny[0], "--roles", tmp_path / "gone.yaml"]):
+    attempts: list[list[str | Path]] = [[tmp_path / "gone.pcap", "--roles", tiny[1]],
+                                        [tiny[0], "--roles", tmp_path / "gone.yaml"]]
+    for args in attempts:
         result = invoke([*args, "--json", "a.json"])
         assert result.exit_code == EXIT_BAD_INPUT
         assert (tmp_path / "report.html").read_bytes() == old

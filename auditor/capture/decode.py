@@ -40,6 +40,8 @@ MAX_TUNNEL_DEPTH = 4
 IPCOMP_MAX = 65535
 # Later fragments find their ports here; bounded so a fragment flood cannot grow memory.
 FRAG_TABLE_SIZE = 4096
+# The fragment table's mark for a tunnel packet audited from its first fragment.
+_TUNNELED = (-1, -1)
 
 ETH_IPV4, ETH_IPV6 = 0x0800, 0x86DD
 _VLAN_TPIDS = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))
@@ -293,7 +295,7 @@ class Decoder:
             return self._nflog(buf, off, end, frame)
         if lt == 105:
             return self._wlan(buf, off, end, frame)
-        if lt == LINKTYPE_PKTAP or lt == LINKTYPE_USER2:
+        if lt in (LINKTYPE_PKTAP, LINKTYPE_USER2):
             # Apple PKTAP (macOS tcpdump -k; older versions wrote it as USER2, which tshark reads as
             # PKTAP too): a header naming the inner link type (a DLT value), then the frame.
             if n >= 12:
@@ -505,6 +507,8 @@ class Decoder:
             if tot < ihl:
                 self.bad("ipv4-bad-length", frame)
                 return None
+            if ihl > 20:
+                dst = self._ip4_final_dst(buf, p + 20, p + ihl, dst)
             foff = fragw & 0x1FFF
             key = (src, dst, _IP4ID(buf, p)[0], proto) if fragw & 0x3FFF else None
             ipend = min(p + tot, end)
@@ -517,9 +521,11 @@ class Decoder:
             self.bad("ipv6-bad-version", frame)
             return None
         plen6, nh, src, dst = _IP6(buf, p)
+        q = p + 40
+        if plen6 == 0 and nh == 0:  # a jumbogram (RFC 2675; Linux BIG TCP): the length is an option
+            plen6 = self._ip6_jumbo(buf, q, end)
         full_end = p + 40 + plen6
         ipend = min(full_end, end)
-        q = p + 40
         key6: tuple[bytes, bytes, int, int] | None = None
         first = True
         # Each header is at least 8 bytes, so the walk is bounded by the packet; the cap only stops
@@ -530,6 +536,18 @@ class Decoder:
                     self.bad("ipv6-ext-short", frame)
                     return None
                 hl = (buf[q + 1] + 2) * 4 if nh == 51 else (buf[q + 1] + 1) * 8
+                if q + hl <= ipend:
+                    # Like tshark (and the checksum's pseudo-header, RFC 8200 §8.1, RFC 6275 §6.3),
+                    # the conversation is between the final destination of a routing header and
+                    # the home address of a Mobile IPv6 destination option.
+                    if nh == 43 and buf[q + 3] and hl >= 24:
+                        rtype = buf[q + 2]
+                        if rtype == 0 or rtype == 2:  # the last address listed is the final one
+                            dst = buf[q + hl - 16:q + hl]
+                        elif rtype == 4:  # segment routing (RFC 8754): Segment List[0] is the last
+                            dst = buf[q + 8:q + 24]
+                    elif nh == 60 and hl >= 24:
+                        src = self._ip6_home_address(buf, q + 2, q + hl, src)
                 nh = buf[q]
                 q += hl
                 continue
@@ -563,6 +581,10 @@ class Decoder:
             if ports is None:
                 self.bad("fragment-orphan", frame)
                 ports = (0, 0)
+            elif ports is _TUNNELED:
+                # The rest of a tunnel packet whose inner packet was audited from its first fragment.
+                self.unsup("tunnel-fragment", frame)
+                return None
             return PacketRecord(ii, frame, ts, src, dst, proto, ip_len, ports[0], ports[1],
                                 payload_len=max(l4len, 0), tunnel=tunnel, fragment=True)
         frag = fkey is not None
@@ -592,9 +614,12 @@ class Decoder:
             sport, dport, ulen, ucs = _UDP(buf, q)
             if fkey is not None:
                 self._remember(fkey, sport, dport)
-            elif dport in (VXLAN_PORT, GENEVE_PORT):
+            if dport in (VXLAN_PORT, GENEVE_PORT):
+                # A first fragment holds the inner headers too: audit the inner packet from it.
                 done, rec = self._udp_tunnel(buf, q + 8, ipend, dport, src, dst, ts, frame, tunnel, depth)
                 if done:
+                    if fkey is not None:
+                        self.frags[fkey] = _TUNNELED
                     return rec
             if ulen >= 8 and (frag or ulen <= l4len):
                 plen = ulen - 8
@@ -623,13 +648,97 @@ class Decoder:
                 quoted = self._quote(buf, q + 8, ipend)
             return PacketRecord(ii, frame, ts, src, dst, proto, ip_len, 0, 0, 0, 0, 0, max(l4len - 8, 0),
                                 b"", t, c, icmp_id, quoted, tunnel=tunnel, fragment=frag)
-        if proto == 47 and not frag:
-            return self._gre(buf, q, ipend, src, dst, ts, frame, tunnel, depth)
-        if (proto == 4 or proto == 41) and not frag:  # IP-in-IP, 6in4, 4in6, 6in6 (RFC 2003, 2473)
-            return self._decap("ipip", buf, q, ipend, ETH_IPV4 if proto == 4 else ETH_IPV6, src, dst, 0, ts,
-                               frame, tunnel, depth)
-        return PacketRecord(ii, frame, ts, src, dst, proto, ip_len, payload_len=max(l4len, 0),
-                            tunnel=tunnel, fragment=frag)
+        # Tunnels and IPsec wrappers. A first fragment holds the inner headers too, so the inner
+        # packet is audited from it; its later fragments are then counted as "tunnel-fragment".
+        if proto == 47:
+            rec = self._gre(buf, q, ipend, src, dst, ts, frame, tunnel, depth)
+        elif proto == 4 or proto == 41:  # IP-in-IP, 6in4, 4in6, 6in6 (RFC 2003, 2473)
+            rec = self._decap("ipip", buf, q, ipend, ETH_IPV4 if proto == 4 else ETH_IPV6, src, dst, 0, ts,
+                              frame, tunnel, depth)
+        elif proto == 103 and avail >= 9 and buf[q] == 0x21 and not buf[q + 4] & 0x40 and buf[q + 8] >> 4 in (4, 6):
+            # PIM register (RFC 7761 §4.9.3, not a null-register): the multicast data packet itself.
+            rec = self._decap("pim", buf, q + 8, ipend, ETH_IPV4 if buf[q + 8] >> 4 == 4 else ETH_IPV6, src, dst,
+                              0, ts, frame, tunnel, depth)
+        elif proto == 51 and not v6 and avail >= 12:
+            # IPv4 AH (RFC 4302): skip it (IPv6 walks it as an extension header).
+            hl = (buf[q + 1] + 2) * 4
+            if hl > avail:
+                self.bad("ah-short", frame)
+                return None
+            return self._transport(buf, q + hl, ipend, complete, buf[q], src, dst, ip_len, l4len - hl, ts, frame,
+                                   tunnel, depth, fkey, first, v6)
+        elif proto == 108 and not frag and avail >= 4:
+            return self._ipcomp(buf, q, ipend, src, dst, ip_len, ts, frame, tunnel, depth, v6)
+        else:
+            return PacketRecord(ii, frame, ts, src, dst, proto, ip_len, payload_len=max(l4len, 0),
+                                tunnel=tunnel, fragment=frag)
+        if fkey is not None:
+            self.frags[fkey] = _TUNNELED
+        return rec
+
+    def _ipcomp(self, buf: bytes, q: int, end: int, src: bytes, dst: bytes, ip_len: int, ts: float, frame: int,
+                tunnel: TunnelInfo | None, depth: int, v6: bool) -> PacketRecord | None:
+        """IPComp (RFC 3173) with DEFLATE (CPI 2, RFC 2394), as tshark inflates it: next header,
+        flags, CPI, then the compressed payload (an inner IP packet in tunnel mode)."""
+        if _U16(buf, q + 2)[0] != 2 or depth + 1 >= MAX_TUNNEL_DEPTH:
+            self.unsup("ipcomp", frame)
+            return None
+        try:
+            data = zlib.decompressobj(-15).decompress(buf[q + 4:end], IPCOMP_MAX)
+        except zlib.error:
+            self.bad("ipcomp-bad-data", frame)
+            return None
+        return self._transport(data, 0, len(data), True, buf[q], src, dst, ip_len, len(data), ts, frame, tunnel,
+                               depth + 1, None, True, v6)
+
+    def _ip4_final_dst(self, buf: bytes, o: int, end: int, dst: bytes) -> bytes:
+        """The last address of a loose or strict source route option with hops left (RFC 791), as
+        tshark shows it; ``dst`` otherwise."""
+        while o < end:
+            t = buf[o]
+            if t == 0:
+                break
+            if t == 1:
+                o += 1
+                continue
+            if end - o < 2 or buf[o + 1] < 2:
+                break
+            olen = buf[o + 1]
+            if (t == 131 or t == 137) and 7 <= olen <= end - o and buf[o + 2] <= olen:
+                return buf[o + olen - 4:o + olen]
+            o += olen
+        return dst
+
+    def _ip6_jumbo(self, buf: bytes, q: int, end: int) -> int:
+        """The payload length from a hop-by-hop Jumbo Payload option; else what was captured."""
+        if end - q >= 8:
+            hend = min(q + (buf[q + 1] + 1) * 8, end)
+            o = q + 2
+            while o < hend:
+                t = buf[o]
+                if t == 0:
+                    o += 1
+                    continue
+                if hend - o < 2:
+                    break
+                if t == 0xC2 and buf[o + 1] == 4 and hend - o >= 6:
+                    return int(_U32(buf, o + 2)[0])
+                o += 2 + buf[o + 1]
+        return max(end - q, 0)
+
+    def _ip6_home_address(self, buf: bytes, o: int, end: int, src: bytes) -> bytes:
+        """The Home Address option (type 0xC9) of a destination options header, else ``src``."""
+        while o < end:
+            t = buf[o]
+            if t == 0:
+                o += 1
+                continue
+            if end - o < 2:
+                break
+            if t == 0xC9 and buf[o + 1] == 16 and end - o >= 18:
+                return buf[o + 2:o + 18]
+            o += 2 + buf[o + 1]
+        return src
 
     def _remember(self, key: tuple[bytes, bytes, int, int], sport: int, dport: int) -> None:
         frags = self.frags
@@ -711,6 +820,12 @@ class Decoder:
             p += 4
         if ptype in (0x6558, ETH_IPV4, ETH_IPV6):
             return self._decap("gre", buf, p, end, ptype, src, dst, key, ts, frame, tunnel, depth)
+        if ptype == 0x883E:
+            # WCCP redirection (Citrix SD-WAN/WAN optimisers): the redirected IPv4 packet, after a
+            # 4-byte WCCPv2 redirect header unless it starts right away (WCCPv1).
+            if end - p >= 1 and buf[p] >> 4 != 4:
+                p += 4
+            return self._decap("wccp", buf, p, end, ETH_IPV4, src, dst, 0, ts, frame, tunnel, depth)
         if ptype == 0x88BE:
             if not seq:  # ERSPAN type I: no ERSPAN header, the mirrored frame follows GRE
                 return self._decap("erspan2", buf, p, end, 0x6558, src, dst, 0, ts, frame, tunnel, depth)
