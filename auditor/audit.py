@@ -229,7 +229,7 @@ def run_audit(request: AuditRequest) -> AuditOutcome:
         holder: list[CaptureSet] = []
 
         def progress(done: int, total: int) -> None:
-            report(done, total, holder[0].stats.frames if holder else 0)
+            report(done, total, holder[0].frames_read if holder else 0)
 
     capture = open_captures(list(request.inputs), engine=request.engine, progress=progress,
                             verify_checksums=request.verify_checksums)

@@ -157,8 +157,15 @@ def _judge(a: HostView, b: HostView, protocol: str, port: int, loopback: bool, i
                       reason_text=f"no catalog rule between {_roles_text(a)} and {_roles_text(b)}")
 
 
+def _unspecified(addr: str) -> bool:
+    return addr in ("0.0.0.0", "::")
+
+
 def classify_flow(flow: Flow, a: HostView, b: HostView, index: RuleIndex) -> FlowVerdict:
     k = flow.key
+    if a.wildcard and not _unspecified(k.initiator):
+        # Broadcast and multicast are destinations; as a source they stand for no role (spoofed).
+        a = HostView(a.address, a.roles, a.effective, a.names, wildcard=False)
     if not a.roles and not b.roles:
         return FlowVerdict(flow, a, b, Classification.UNMAPPED, False, (), None, None)
     loopback = _is_loopback(k.initiator) and _is_loopback(k.responder)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -36,13 +38,20 @@ def _file_mode() -> int:
 
 
 def write_atomic(outputs: dict[Path, Callable[[], str | Iterable[str]]]) -> None:
-    """Write every output to a temporary file beside it, then rename them all: whole or not at all.
-    Each output is produced only when its turn comes, as one string or in chunks."""
+    """Write every output to a temporary file beside it, then put them all in place: whole or not at
+    all. Each output is produced only when its turn comes, as one string or in chunks. If one cannot be
+    put in place, those already replaced get their previous content back."""
     staged: list[tuple[str, Path]] = []
+    moved: list[tuple[Path, str | None]] = []  # (output, backup of what it replaced)
     try:
         for path, produce in outputs.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            if path.is_dir():
+                raise AuditorError(f"{path}: is a directory, cannot write the output there")
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            except OSError as e:
+                raise AuditorError(f"{path}: cannot write: {e.strerror or e}") from e
             staged.append((tmp, path))
             with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
                 content = produce()
@@ -53,12 +62,31 @@ def write_atomic(outputs: dict[Path, Callable[[], str | Iterable[str]]]) -> None
                         fh.write(chunk)
         mode = _file_mode()
         for tmp, path in staged:
-            os.chmod(tmp, mode)  # mkstemp makes 0600; a report gets the permissions any new file would
-            os.replace(tmp, path)
+            try:
+                os.chmod(tmp, mode)  # mkstemp makes 0600; a report gets the permissions any new file would
+                backup = None
+                if path.exists():
+                    backup = tempfile.mktemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent)
+                    os.link(path, backup)
+                moved.append((path, backup))
+                os.replace(tmp, path)
+            except OSError as e:
+                raise AuditorError(f"{path}: cannot write: {e.strerror or e}") from e
+    except BaseException:
+        for path, backup in reversed(moved):
+            with contextlib.suppress(OSError):
+                if backup is not None:
+                    os.replace(backup, path)
+                elif path.exists():
+                    path.unlink()
+        raise
     finally:
         for tmp, _ in staged:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+        for _, backup in moved:
+            if backup is not None and os.path.exists(backup):
+                os.unlink(backup)
 
 
 class ProgressBar:
@@ -181,6 +209,10 @@ def audit(captures: tuple[str, ...], roles_path: Path, html_path: Path, json_pat
     from auditor.report.tabular import iter_csv, iter_json
 
     kinds = _parse_fail_on(fail_on)
+    protected = {Path(p).resolve() for p in (*captures, roles_path, *extra_rules) if p != "-"}
+    for out in (None if no_html else html_path, json_path, csv_path):
+        if out is not None and out.resolve() in protected:
+            fail(f"{out}: is one of the inputs; inputs are never overwritten (choose another output name)")
     bar = ProgressBar() if (not quiet and sys.stderr.isatty()) else None
     progress: Callable[[int, int, int], None] | None = bar
     request = AuditRequest(
@@ -206,7 +238,7 @@ def audit(captures: tuple[str, ...], roles_path: Path, html_path: Path, json_pat
         if bar:
             bar.close()
         if debug:
-            raise
+            traceback.print_exc()
         fail(str(e))
     except KeyboardInterrupt:
         if bar:
@@ -215,11 +247,11 @@ def audit(captures: tuple[str, ...], roles_path: Path, html_path: Path, json_pat
         sys.exit(130)
     except OSError as e:
         if debug:
-            raise
+            traceback.print_exc()
         fail(f"{e.filename or ''}: {e.strerror or e}".lstrip(": "))
     except Exception as e:  # a bug, not bad input: still one line unless --debug
         if debug:
-            raise
+            traceback.print_exc()
         fail(f"internal error: {type(e).__name__}: {e} (run with --debug for a traceback)")
     if bar:
         bar.close()

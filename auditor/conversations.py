@@ -240,7 +240,8 @@ class ConversationBuilder:
 
     def __init__(self, *, server_ports: frozenset[tuple[str, int]] = frozenset(),
                  tcp_idle_timeout: float = 300.0, udp_idle_timeout: float = 60.0,
-                 icmp_idle_timeout: float = 60.0, max_live: int = 500_000, max_flows: int = 250_000,
+                 icmp_idle_timeout: float = 60.0, max_live: int = 100_000, max_flows: int = 250_000,
+                 soft_flows: int = 50_000,
                  keep_connections: bool = False, join_related: bool = True) -> None:
         self._server_ports = server_ports
         self._join = join_related
@@ -252,6 +253,7 @@ class ConversationBuilder:
         self._max_live = max(1, max_live)
         self._max_flows = max(1, max_flows)
         self._max_summaries = max(16, max_flows // 16)
+        self._soft_flows = max(1, min(soft_flows, self._max_flows))
         self._keep = keep_connections
         self._table: dict[tuple[object, ...], tuple[_Conn, bool]] = {}
         self._queue: deque[tuple[float, tuple[object, ...], _Conn]] = deque()
@@ -800,7 +802,10 @@ class ConversationBuilder:
         key = FlowKey(conn.orig_h, conn.resp_h, conn.protocol, conn.resp_p)
         flow = flows.get(key)
         if flow is None:
-            if self._normal_flows < self._max_flows:
+            # Past the soft bound, an unanswered attempt no longer earns a flow of its own: a spoofed
+            # flood is millions of them. Answered conversations keep their flows up to max_flows.
+            attempt = conn.resp_pkts == 0 or conn.conn_state in ("REJ", "RSTOS0", "RSTRH", "SH", "SHR")
+            if self._normal_flows < (self._soft_flows if attempt else self._max_flows):
                 self._normal_flows += 1
                 flow = flows[key] = Flow(key)
             else:

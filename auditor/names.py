@@ -93,9 +93,24 @@ class NameEvidence:
             self._http_host(payload, rec)
 
     def merge(self, other: NameEvidence) -> None:
-        for observations in other._by_addr.values():
+        touched = set()
+        for address, observations in other._by_addr.items():
+            touched.add(address)
+            mine = self._by_addr.get(address, [])
             for obs in observations:
-                self._add(obs)
+                if (obs.address, obs.name, obs.source) in self._seen:
+                    # Seen by both parts: keep the earlier frame, as one pass would.
+                    for i, old in enumerate(mine):
+                        if (old.name, old.source) == (obs.name, obs.source) and \
+                                (obs.input_index, obs.frame) < (old.input_index, old.frame):
+                            mine[i] = obs
+                else:
+                    self._add(obs)
+                    mine = self._by_addr.get(address, [])
+        # First-seen order across the merged parts, as one pass over the capture would have it.
+        for address in touched:
+            if address in self._by_addr:
+                self._by_addr[address].sort(key=lambda o: (o.input_index, o.frame))
         for key in ("names_dropped", "names_refused", "parse_errors", "dns_responses", "sni", "http_host"):
             self.stats[key] += other.stats[key]
 

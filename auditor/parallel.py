@@ -76,7 +76,7 @@ def _work(paths: list[str], engine: str, verify: bool, shard: int, jobs: int,
     def progress(done: int, total: int) -> None:
         if counters is not None:
             counters[0] = done
-            counters[1] = cs.stats.frames
+            counters[1] = cs.frames_read
 
     cs = CaptureSet(paths, engine=engine, verify_checksums=verify, progress=progress if shard == 0 else None)
     builder = ConversationBuilder(server_ports=server_ports)

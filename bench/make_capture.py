@@ -178,6 +178,22 @@ def generate(path: Path, packets: int, seed: int = 1, conversations: int | None 
     return w.count, conns
 
 
+def generate_flood(path: Path, packets: int, seed: int = 1) -> int:
+    """A spoofed-source SYN flood: `packets` one-packet conversations from random IPv4 sources to one
+    server port (the case that must not exhaust memory)."""
+    rnd = random.Random(seed)
+    w = Writer(path)
+    eth = _eth(False, None)
+    dst = bytes([10, 0, 0, 1])
+    ts = 1_764_000_000.0
+    for i in range(packets):
+        src = rnd.getrandbits(32).to_bytes(4, "big")
+        w.packet(ts + i * 1e-5, eth + tcp_seg(src, dst, rnd.randint(1024, 65535), 443, rnd.getrandbits(32), 0,
+                                              0x02, b""))
+    w.close()
+    return w.count
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path)
@@ -185,8 +201,13 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--conversations", type=int, help="hold the number of conversations fixed")
     ap.add_argument("--unique-flows", action="store_true", help="clients pick any server (worst case)")
+    ap.add_argument("--flood", action="store_true", help="write a spoofed-source SYN flood instead")
     args = ap.parse_args()
     t0 = time.perf_counter()
+    if args.flood:
+        n = generate_flood(args.out, args.packets, args.seed)
+        print(f"wrote {args.out}: {n:,} spoofed SYNs in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        return 0
     n, conns = generate(args.out, args.packets, args.seed, args.conversations, args.unique_flows)
     dt = time.perf_counter() - t0
     print(f"wrote {args.out}: {n:,} packets, ~{conns:,} conversations, {args.out.stat().st_size / 1e6:,.0f} MB "

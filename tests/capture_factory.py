@@ -14,6 +14,7 @@ import gzip
 import ipaddress
 import lzma
 import struct
+import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -116,6 +117,26 @@ def ext_header(kind: int, frag_offset: int = 0, more: bool = False, ident: int =
     if kind == 43:
         return 43, bytes([0, 0, 0]) + b"\x00" * 4  # hdr ext len 0, routing type 0, segments left 0
     return kind, bytes([0]) + b"\x01\x04\x00\x00\x00\x00"  # length 0, PadN option
+
+
+def routing_header(addresses: Sequence[str], rtype: int = 0, segments_left: int | None = None) -> tuple[int, bytes]:
+    """An IPv6 routing header (without its next-header byte): type 0 or 2 (addresses in order) or
+    4, segment routing (Segment List[0] is the final segment, so ``addresses`` are listed last first)."""
+    left = len(addresses) if segments_left is None else segments_left
+    fixed = bytes([len(addresses) * 2, rtype, left])
+    rest = (struct.pack("!BBH", len(addresses) - 1, 0, 0) if rtype == 4 else b"\x00" * 4)
+    return 43, fixed + rest + b"".join(packed(a) for a in addresses)
+
+
+def home_address_option(home: str) -> tuple[int, bytes]:
+    """A destination options header holding a Mobile IPv6 Home Address option (RFC 6275 §6.3)."""
+    return 60, bytes([2]) + b"\x01\x02\x00\x00" + b"\xc9\x10" + packed(home)
+
+
+def ipv6_jumbo(src: str, dst: str, nh: int, payload: bytes) -> bytes:
+    """An IPv6 jumbogram (RFC 2675): payload length 0, hop-by-hop Jumbo Payload option."""
+    hbh = bytes([nh, 0]) + b"\xc2\x04" + struct.pack("!I", 8 + len(payload))
+    return struct.pack("!IHBB16s16s", 0x60000000, 0, 0, 64, packed(src), packed(dst)) + hbh + payload
 
 
 def eth(payload: bytes, ethertype: int = 0x0800, vlan: int | Sequence[int] | None = None,
@@ -232,7 +253,71 @@ def erspan3(outer_src: str, outer_dst: str, inner_frame: bytes, session: int = 6
     return gre(outer_src, outer_dst, hdr + inner_frame, protocol=0x22EB, seq=1)
 
 
+def ipv4_tunnel(outer_src: str, outer_dst: str, proto: int, body: bytes, **kw: int) -> bytes:
+    """Outer Ethernet/IPv4 carrying ``body`` as IP protocol ``proto`` (PIM 103, AH 51, IPComp 108...)."""
+    return eth_ip(ipv4(outer_src, outer_dst, proto, body, **kw))
+
+
+def pim_register(outer_src: str, outer_dst: str, inner_ip: bytes, null: bool = False) -> bytes:
+    """A PIMv2 Register (RFC 7761 §4.9.3) from a designated router to the RP, carrying ``inner_ip``."""
+    hdr = struct.pack("!BBHI", 0x21, 0, 0, 0x40000000 if null else 0)
+    body = hdr + inner_ip
+    return ipv4_tunnel(outer_src, outer_dst, 103, body[:2] + struct.pack("!H", inet_checksum(hdr)) + body[4:])
+
+
+def ah(next_header: int, payload: bytes, spi: int = 0x1000, icv: bytes = b"\x00" * 12) -> bytes:
+    """An IPsec AH header (RFC 4302) with a 12-byte ICV, followed by ``payload``."""
+    return struct.pack("!BBHII", next_header, (12 + len(icv)) // 4 - 2, 0, spi, 1) + icv + payload
+
+
+def ipcomp(next_header: int, payload: bytes, cpi: int = 2) -> bytes:
+    """IPComp (RFC 3173) with a raw DEFLATE payload (RFC 2394)."""
+    co = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return struct.pack("!BBH", next_header, 0, cpi) + co.compress(payload) + co.flush()
+
+
+def wccp_gre(outer_src: str, outer_dst: str, inner_ip: bytes) -> bytes:
+    """WCCPv2 GRE redirection: GRE protocol 0x883E, a 4-byte redirect header, the IPv4 packet."""
+    return gre(outer_src, outer_dst, struct.pack("!BBBB", 0x05, 0x59, 0x00, 0x48) + inner_ip, protocol=0x883E)
+
+
+def wlan_data(ip: bytes) -> bytes:
+    """An IEEE 802.11 data frame (to DS) with LLC/SNAP carrying ``ip``."""
+    return (struct.pack("<BBH", 0x08, 0x01, 0) + MAC_B + MAC_A + MAC_B + b"\x00\x00"
+            + b"\xaa\xaa\x03\x00\x00\x00" + struct.pack("!H", _ethertype_of(ip)) + ip)
+
+
 # -- other link layers --------------------------------------------------------------------------------
+
+def pktap(frame: bytes, dlt: int = 1) -> bytes:
+    """Apple PKTAP header (108 bytes, little-endian: length, record type 1, inner DLT, 'en0'...)."""
+    hdr = struct.pack("<III24sIIII", 108, 1, dlt, b"en0", 2, 2, 14, 0)
+    return hdr + b"\x00" * (108 - len(hdr)) + frame
+
+
+def macsec(ip: bytes, sci: bool = True, encrypted: bool = False) -> bytes:
+    """Ethernet with an 802.1AE SecTAG (integrity only unless ``encrypted``) and a 16-byte ICV."""
+    tci = (0x20 if sci else 0) | (0x0C if encrypted else 0)
+    tag = struct.pack("!BBI", tci, 0, 66) + (MAC_A + b"\x00\x01" if sci else b"")
+    return MAC_B + MAC_A + b"\x88\xe5" + tag + struct.pack("!H", _ethertype_of(ip)) + ip + b"\x5a" * 16
+
+
+def fddi(ip: bytes) -> bytes:
+    """FDDI frame (LLC frame control, addresses) with 802.2 LLC/SNAP."""
+    return b"\x50" + MAC_B + MAC_A + b"\xaa\xaa\x03\x00\x00\x00" + struct.pack("!H", _ethertype_of(ip)) + ip
+
+
+def ipoib(ip: bytes) -> bytes:
+    """LINKTYPE_IPOIB: 20-byte destination and source hardware addresses, ethertype, reserved."""
+    return b"\x00" * 20 + b"\x80" + b"\x00" * 19 + struct.pack("!HH", _ethertype_of(ip), 0) + ip
+
+
+def juniper_ether(frame: bytes) -> bytes:
+    """LINKTYPE_JUNIPER_ETHER: 'MGC', flags (extensions present), TLV length, TLVs, Ethernet frame."""
+    tlvs = b"\x03\x01\x01\x06\x01\x0e\x01\x02\x00\x8c"
+    return b"MGC\x80" + struct.pack("!H", len(tlvs)) + tlvs + frame
+
+
 
 def sll(ip: bytes, protocol: int | None = None) -> bytes:
     return struct.pack("!HHH8sH", 0, 1, 6, MAC_A + b"\x00\x00", protocol or _ethertype_of(ip)) + ip

@@ -10,6 +10,7 @@ from auditor.capture import open_captures
 from auditor.capture.info import ReadStats
 from auditor.model import PAYLOAD_SNAP, PacketRecord, QuotedPacket, TunnelInfo
 from tests.capture_factory import (
+    ah,
     erspan2,
     erspan3,
     eth,
@@ -19,19 +20,33 @@ from tests.capture_factory import (
     eth_ipv6_tcp,
     eth_ipv6_udp,
     ext_header,
+    fddi,
     geneve,
     gre,
+    home_address_option,
     icmp,
     icmp_echo,
+    ipcomp,
+    ipoib,
     ipv4,
     ipv4_fragments,
     ipv4_tcp,
+    ipv4_tunnel,
     ipv4_udp,
     ipv6,
+    ipv6_jumbo,
+    ipv6_tcp,
+    juniper_ether,
+    macsec,
     packed,
+    pim_register,
+    pktap,
+    routing_header,
     tcp,
     udp,
     vxlan,
+    wccp_gre,
+    wlan_data,
     write_pcap,
 )
 
@@ -212,3 +227,123 @@ def test_nflog_payload_tlv(tmp_path: Path) -> None:
     frame = b"\x02\x00\x00\x00" + prefix_tlv + payload_tlv           # AF_INET, version 0, resource 0
     (r,), _ = _link_records(tmp_path, [frame], 239)
     assert (r.sport, r.dport) == (5353, 53)
+
+
+# -- what tshark reads and the oracle run on the public corpus showed we missed (docs/oracle.md) --------
+
+
+def test_pktap_and_user2_pktap_link_types(tmp_path: Path) -> None:
+    """tcpdump/tests/LINKTYPE_PKTAP.pcap, LINKTYPE_USER2_PKTAP.pcap: macOS `tcpdump -k`."""
+    frame = eth_ipv4_udp(A, B, 63538, 53, b"\x00" * 12)
+    for lt in (258, 149):
+        cs = open_captures([str(write_pcap(tmp_path / f"{lt}.pcap", [pktap(frame), pktap(frame, dlt=99)],
+                                           linktype=lt))])
+        assert [(r.sport, r.dport) for r in cs] == [(63538, 53)], lt
+        assert cs.stats.unsupported == {"linktype:DLT_LINKTYPE_99": 1}
+
+
+def test_fddi_ipoib_and_juniper_link_types(tmp_path: Path) -> None:
+    """zeek/.../llc.pcap (FDDI), tcpdump/tests/ipoib.pcap, tcpdump/tests/bgp-aigp.pcap (Juniper)."""
+    ip = ipv4_tcp(A, B, 2035, 80, "S")
+    for lt, frame in ((10, fddi(ip)), (242, ipoib(ip)), (178, juniper_ether(eth_ip(ip)))):
+        cs = open_captures([str(write_pcap(tmp_path / f"{lt}.pcap", [frame, frame[:3]], linktype=lt))])
+        assert [(r.sport, r.dport, r.checksum_bad) for r in cs] == [(2035, 80, False)], lt
+        assert sum(cs.stats.malformed.values()) == 1, lt  # the cut frame is counted, not fatal
+
+
+def test_macsec_integrity_only_is_read_encrypted_counted(tmp_path: Path) -> None:
+    """tcpdump/tests/macsec-short-*.pcap: an 802.1AE SecTAG without E/C bits carries plain data."""
+    ip = ipv4_udp("192.168.114.1", "192.168.114.2", 37459, 6666, b"123\n")
+    recs, stats = decode(tmp_path, [macsec(ip), macsec(ip, sci=False), macsec(ip, encrypted=True)])
+    assert [(r.sport, r.dport, r.checksum_bad) for r in recs] == [(37459, 6666, False)] * 2
+    assert stats.unsupported == {"macsec-encrypted": 1}
+
+
+def test_deeply_nested_tags_are_walked(tmp_path: Path) -> None:
+    """zeek/.../pbb-recursive-frames.pcapng: 60 nested 802.1ah I-TAGs (tshark walks them all)."""
+    inner = eth_ipv4_udp("192.0.2.1", "198.51.100.1", 12345, 53, b"\x00" * 12)
+    frame = inner
+    for _ in range(60):
+        frame = inner[:12] + b"\x88\xe7" + b"\x00" * 4 + frame
+    (r,), _ = decode(tmp_path, [frame])
+    assert (r.sport, r.dport) == (12345, 53)
+
+
+def test_ipv6_jumbogram(tmp_path: Path) -> None:
+    """tcpdump/tests/bigtcp-ipv6-hbh.pcap: Linux BIG TCP writes payload length 0 and a Jumbo option."""
+    seg = tcp("fd00::b", "fd00::d", 43913, 41851, "A", b"j" * 100)
+    recs, stats = decode(tmp_path, [eth_ip(ipv6_jumbo("fd00::b", "fd00::d", 6, seg))])
+    assert [(r.sport, r.dport, r.payload_len, r.checksum_bad) for r in recs] == [(43913, 41851, 100, False)]
+    assert stats.malformed == {}
+
+
+def test_ipv6_final_destination_and_home_address(tmp_path: Path) -> None:
+    """zeek/.../ip6-route0-*, ipv6-mobile-routing, ip6-hoa-*, tcpdump/tests/ipv6-srh-insert-cksum.pcap:
+    tshark (and the checksum) use the routing header's final destination and the home address."""
+    s, d, fin, home = "fd00::1", "fd00::2", "fd00::99", "fd00::77"
+    frames = []
+    for ext in ([routing_header(["fd00::50", fin])], [routing_header([fin], rtype=2)],
+                [routing_header([fin, "fd00::50", d], rtype=4, segments_left=2)]):
+        frames.append(eth_ip(ipv6(s, d, 17, udp(s, fin, 30000, 13000, b"x"), ext)))
+    frames.append(eth_ip(ipv6(s, d, 6, tcp(home, d, 30000, 80, "S"), [home_address_option(home)])))
+    frames.append(eth_ip(ipv6(s, d, 17, udp(s, d, 1, 2, b"x"), [routing_header([fin], segments_left=0)])))
+    recs, _ = decode(tmp_path, frames)
+    assert [(r.src, r.dst, r.checksum_bad) for r in recs] == (
+        [(packed(s), packed(fin), False)] * 3 + [(packed(home), packed(d), False), (packed(s), packed(d), False)])
+
+
+def test_ipv4_source_route_final_destination(tmp_path: Path) -> None:
+    """pcap4j/.../IpV4PacketTest.pcap: tshark keys a loose source route on its last address."""
+    lsrr = bytes([131, 11, 8]) + packed("192.168.1.1") + packed("192.168.1.2") + b"\x01"
+    done = bytes([131, 7, 8]) + packed("192.168.1.1") + b"\x00"  # pointer past the route: no hops left
+    recs, _ = decode(tmp_path, [eth_ip(ipv4("192.0.2.1", "192.0.2.2", 17, udp("192.0.2.1", "192.168.1.2", 161, 9),
+                                            options=lsrr)),
+                                eth_ip(ipv4("192.0.2.1", "192.0.2.2", 17, udp("192.0.2.1", "192.0.2.2", 161, 9),
+                                            options=done))])
+    assert [r.dst for r in recs] == [packed("192.168.1.2"), packed("192.0.2.2")]
+    assert not any(r.checksum_bad for r in recs)
+
+
+def test_pim_register_wccp_and_aruba_decapsulated(tmp_path: Path) -> None:
+    """tcpdump/tests/pim-packet-assortment.pcap, wccp_redirect_gre.pcap, zeek/.../gre-aruba.pcap."""
+    inner = ipv4_udp("10.0.0.12", "225.0.0.11", 2468, 2468, b"m" * 8)
+    seg = ipv4_tcp("10.254.127.195", "10.254.108.228", 1291, 445, "PA", b"smb")
+    frames = [pim_register("10.0.0.1", "10.0.0.2", inner), pim_register("10.0.0.1", "10.0.0.2", inner, null=True),
+              wccp_gre("10.254.127.194", "10.254.214.82", seg),
+              gre("10.1.1.1", "10.1.1.2", wlan_data(seg), protocol=0x8200)]
+    recs, stats = decode(tmp_path, frames)
+    assert [(r.proto, r.sport, r.dport, r.tunnel.kind if r.tunnel else "") for r in recs] == [
+        (17, 2468, 2468, "pim"), (103, 0, 0, ""), (6, 1291, 445, "wccp"), (6, 1291, 445, "gre")]
+    assert stats.tunnels == {"pim": 1, "wccp": 1, "gre": 1}
+
+
+def test_ipv4_ah_and_ipcomp(tmp_path: Path) -> None:
+    """libpcap/tests/filter/AH-IPcomp-IPv4.pcap, -IPv6.pcap: tunnel-mode AH, DEFLATE IPComp inside."""
+    inner = ipv4_tcp("50.0.1.1", "150.0.1.1", 1026, 80, "PA", b"GET / HTTP/1.0\r\n" * 8)
+    inner6 = ipv6_tcp("4000::1", "2003::8c00:1", 12764, 80, "A")
+    frames = [ipv4_tunnel("40.0.0.2", "30.0.0.1", 51, ah(4, inner)),
+              ipv4_tunnel("40.0.0.2", "30.0.0.1", 51, ah(108, ipcomp(4, inner, cpi=0xEED1))),
+              ipv4_tunnel("40.0.0.2", "30.0.0.1", 108, ipcomp(6, tcp("40.0.0.2", "30.0.0.1", 5, 6, "S"))),
+              eth_ip(ipv6("fd00::1", "fd00::2", 108, ipcomp(41, inner6))),
+              ipv4_tunnel("40.0.0.2", "30.0.0.1", 108, b"\x04\x00\xee\xd1" + b"\xff" * 20),
+              ipv4_tunnel("40.0.0.2", "30.0.0.1", 108, b"\x04\x00\x00\x03" + b"\x00" * 20)]
+    recs, stats = decode(tmp_path, frames)
+    assert [(r.sport, r.dport, r.payload_len, r.checksum_bad) for r in recs] == [
+        (1026, 80, 128, False), (1026, 80, 128, False), (5, 6, 0, False), (12764, 80, 0, False)]
+    assert stats.unsupported == {"ipcomp": 2}
+
+
+def test_first_fragment_of_a_tunnel_packet_is_decapsulated(tmp_path: Path) -> None:
+    """zeek/.../erspan.pcap: mirrored packets whose outer GRE/VXLAN packet was fragmented."""
+    inner = eth_ipv4_tcp("192.168.69.2", "192.168.69.10", 80, 49162, "PA", b"h" * 100)
+    outer = vxlan("172.16.0.1", "172.16.0.2", inner)[14:]
+    l4 = outer[20:]
+    frags = [eth_ip(ipv4("172.16.0.1", "172.16.0.2", 17, l4[off:off + 72], ident=3,
+                         flags=0x2000 if off + 72 < len(l4) else 0, frag_offset=off // 8))
+             for off in range(0, len(l4), 72)]
+    gre_frags = [eth_ip(f) for f in ipv4_fragments("10.0.0.1", "10.0.0.2", 47, b"\x00\x00\x08\x00" + inner[14:],
+                                                   size=64)]
+    recs, stats = decode(tmp_path, frags + gre_frags)
+    assert [(r.sport, r.dport, r.tunnel.kind if r.tunnel else "") for r in recs] == [(80, 49162, "vxlan"),
+                                                                                       (80, 49162, "gre")]
+    assert stats.unsupported == {"tunnel-fragment": len(frags) + len(gre_frags) - 2}

@@ -126,9 +126,9 @@ def test_other_link_types(tmp_path: Path) -> None:
 
 
 def test_unsupported_link_type_counted(tmp_path: Path) -> None:
-    recs, cs = read(write_pcap(tmp_path / "fddi.pcap", [b"\x08\x00" + b"\x00" * 30], linktype=10))
-    assert recs == [] and cs.stats.unsupported == {"linktype:DLT_FDDI": 1}
-    assert cs.stats.examples["linktype:DLT_FDDI"] == (0, 1)
+    recs, cs = read(write_pcap(tmp_path / "tokenring.pcap", [b"\x08\x00" + b"\x00" * 30], linktype=6))
+    assert recs == [] and cs.stats.unsupported == {"linktype:DLT_IEEE802": 1}
+    assert cs.stats.examples["linktype:DLT_IEEE802"] == (0, 1)
 
 
 def test_truncated_file_yields_what_was_read(tmp_path: Path) -> None:

@@ -96,12 +96,20 @@ def test_broadcast_side_stands_for_the_role_the_rule_needs() -> None:
     rules = RuleIndex([FlowRule("pvs-001", "PVS", "Target Device", "DHCP Server", ("udp",), ((67, 67),), "UDP",
                                 "DHCP")])
     bcast = HostView("255.255.255.255", frozenset(), frozenset(), wildcard=True)
-    v = classify_flow(flow("255.255.255.255", "10.30.0.5", "udp", 67, est=1), bcast,
+    unspec = HostView("0.0.0.0", frozenset(), frozenset(), wildcard=True)
+    v = classify_flow(flow("0.0.0.0", "10.30.0.5", "udp", 67, est=1), unspec,
                       host("10.30.0.5", "DHCP Server"), rules)
     assert v.classification == Classification.EXPECTED and v.rule_ids == ("pvs-001",)
-    other = classify_flow(flow("255.255.255.255", "10.30.0.5", "udp", 137, est=1), bcast,
+    other = classify_flow(flow("0.0.0.0", "10.30.0.5", "udp", 137, est=1), unspec,
                           host("10.30.0.5", "DHCP Server"), rules)
     assert other.reason == REASON_PEER_UNMAPPED and "broadcast" in (other.reason_text or "")
+    # A broadcast or multicast *source* is spoofed or bogus: it stands for no role.
+    spoofed = classify_flow(flow("255.255.255.255", "10.30.0.5", "udp", 67, est=1), bcast,
+                            host("10.30.0.5", "DHCP Server"), rules)
+    assert spoofed.classification == Classification.UNEXPECTED and spoofed.reason == REASON_PEER_UNMAPPED
+    to_bcast = classify_flow(flow("10.30.0.9", "255.255.255.255", "udp", 67, est=1), host("10.30.0.9", "Target Device"),
+                             bcast, rules)
+    assert to_bcast.classification == Classification.EXPECTED
     both = classify_flow(flow("0.0.0.0", "255.255.255.255", "udp", 67, est=1),
                          HostView("0.0.0.0", frozenset(), frozenset(), wildcard=True), bcast, rules)
     assert both.classification == Classification.UNMAPPED

@@ -375,3 +375,17 @@ def test_broadcast_dhcp_replies_join_their_request_and_name_the_server() -> None
     assert (flow.orig_pkts, flow.resp_pkts) == (2, 2) and flow.outcome == Outcome.ESTABLISHED
     assert res.stats.dhcp_replies_joined == 1
     assert len(res.flows) == 2
+
+
+def test_past_the_soft_bound_only_answered_conversations_get_flows() -> None:
+    b = ConversationBuilder(max_flows=100, soft_flows=10)
+    for i in range(30):  # a flood of unanswered SYNs from spoofed sources
+        b.feed(tcp(f"198.51.100.{i + 1}", S, 40000 + i, 443, "S", 1.0 + i * 0.01, frame=i + 1))
+    for i in range(20):  # then real clients that complete handshakes
+        for rec in handshake(f"10.9.0.{i + 1}", S, 50000 + i, 443, 2.0 + i * 0.1):
+            b.feed(rec)
+    res = b.finish()
+    real = [k for k in res.flows if k.initiator.startswith("10.9.0.")]
+    spoofed = [k for k in res.flows if k.initiator.startswith("198.51.100.")]
+    assert len(real) == 20 and len(spoofed) == 10
+    assert res.flows[FlowKey("*", S, "tcp", 443)].connections == 20

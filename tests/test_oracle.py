@@ -77,6 +77,18 @@ GENERATED: dict[str, Callable[[Path], Path]] = {
     "gre": lambda d: cf.write_pcap(d / "a.pcap", [cf.gre("192.0.2.1", "192.0.2.2", p,
                                                          protocol=0x86DD if p[0] >> 4 == 6 else 0x0800)
                                                   for p in _mixed_ip()]),
+    # Formats the corpus run showed we missed (docs/oracle.md).
+    "pktap": lambda d: cf.write_pcap(d / "a.pcap", [cf.pktap(cf.eth_ip(p)) for p in _mixed_ip()], linktype=258),
+    "fddi": lambda d: cf.write_pcap(d / "a.pcap", [cf.fddi(p) for p in _mixed_ip()], linktype=10),
+    "ipoib": lambda d: cf.write_pcap(d / "a.pcap", [cf.ipoib(p) for p in _mixed_ip()], linktype=242),
+    "juniper-ether": lambda d: cf.write_pcap(d / "a.pcap", [cf.juniper_ether(cf.eth_ip(p)) for p in _mixed_ip()],
+                                             linktype=178),
+    "macsec": lambda d: cf.write_pcap(d / "a.pcap", [cf.macsec(p, sci=i % 2 == 0) for i, p in enumerate(_mixed_ip())]),
+    "pim-register": lambda d: cf.write_pcap(d / "a.pcap", [cf.pim_register("192.0.2.1", "192.0.2.2", p)
+                                                           for p in _mixed_ip()]),
+    "ah-ipcomp": lambda d: cf.write_pcap(d / "a.pcap", [
+        cf.ipv4_tunnel("192.0.2.1", "192.0.2.2", 51, cf.ah(108, cf.ipcomp(4 if p[0] >> 4 == 4 else 41, p, cpi=0x4000)))
+        for p in _mixed_ip()]),
 }
 
 

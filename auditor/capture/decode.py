@@ -42,6 +42,8 @@ IPCOMP_MAX = 65535
 FRAG_TABLE_SIZE = 4096
 # The fragment table's mark for a tunnel packet audited from its first fragment.
 _TUNNELED = (-1, -1)
+# GRE protocol type of Aruba's 802.11-in-GRE (its range starts here), as _decap's payload kind.
+_ARUBA_WLAN = 0x8200
 
 ETH_IPV4, ETH_IPV6 = 0x0800, 0x86DD
 _VLAN_TPIDS = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))
@@ -581,7 +583,7 @@ class Decoder:
             if ports is None:
                 self.bad("fragment-orphan", frame)
                 ports = (0, 0)
-            elif ports is _TUNNELED:
+            elif ports == _TUNNELED:
                 # The rest of a tunnel packet whose inner packet was audited from its first fragment.
                 self.unsup("tunnel-fragment", frame)
                 return None
@@ -618,8 +620,8 @@ class Decoder:
                 # A first fragment holds the inner headers too: audit the inner packet from it.
                 done, rec = self._udp_tunnel(buf, q + 8, ipend, dport, src, dst, ts, frame, tunnel, depth)
                 if done:
-                    if fkey is not None:
-                        self.frags[fkey] = _TUNNELED
+                    if fkey is not None and rec is not None:
+                        self._remember(fkey, *_TUNNELED)
                     return rec
             if ulen >= 8 and (frag or ulen <= l4len):
                 plen = ulen - 8
@@ -672,21 +674,22 @@ class Decoder:
         else:
             return PacketRecord(ii, frame, ts, src, dst, proto, ip_len, payload_len=max(l4len, 0),
                                 tunnel=tunnel, fragment=frag)
-        if fkey is not None:
-            self.frags[fkey] = _TUNNELED
+        if fkey is not None and rec is not None:
+            self._remember(fkey, *_TUNNELED)
         return rec
 
     def _ipcomp(self, buf: bytes, q: int, end: int, src: bytes, dst: bytes, ip_len: int, ts: float, frame: int,
                 tunnel: TunnelInfo | None, depth: int, v6: bool) -> PacketRecord | None:
-        """IPComp (RFC 3173) with DEFLATE (CPI 2, RFC 2394), as tshark inflates it: next header,
-        flags, CPI, then the compressed payload (an inner IP packet in tunnel mode)."""
-        if _U16(buf, q + 2)[0] != 2 or depth + 1 >= MAX_TUNNEL_DEPTH:
+        """IPComp (RFC 3173): next header, flags, CPI, then the compressed payload (an inner IP
+        packet in tunnel mode). Like tshark, inflate it as DEFLATE (RFC 2394) unless the CPI names
+        another well-known algorithm (OUI 1, LZS 3, LZJH 4; SAs negotiate CPIs above 255)."""
+        if _U16(buf, q + 2)[0] in (1, 3, 4) or depth + 1 >= MAX_TUNNEL_DEPTH:
             self.unsup("ipcomp", frame)
             return None
         try:
             data = zlib.decompressobj(-15).decompress(buf[q + 4:end], IPCOMP_MAX)
         except zlib.error:
-            self.bad("ipcomp-bad-data", frame)
+            self.unsup("ipcomp", frame)
             return None
         return self._transport(data, 0, len(data), True, buf[q], src, dst, ip_len, len(data), ts, frame, tunnel,
                                depth + 1, None, True, v6)
@@ -820,6 +823,9 @@ class Decoder:
             p += 4
         if ptype in (0x6558, ETH_IPV4, ETH_IPV6):
             return self._decap("gre", buf, p, end, ptype, src, dst, key, ts, frame, tunnel, depth)
+        if 0x8200 <= ptype <= 0x820F:
+            # Aruba wireless controllers' GRE from their access points: a bare 802.11 frame.
+            return self._decap("gre", buf, p, end, _ARUBA_WLAN, src, dst, key, ts, frame, tunnel, depth)
         if ptype == 0x883E:
             # WCCP redirection (Citrix SD-WAN/WAN optimisers): the redirected IPv4 packet, after a
             # 4-byte WCCPv2 redirect header unless it starts right away (WCCPv1).
@@ -862,6 +868,8 @@ class Decoder:
                 self.bad("eth-short", frame)
                 return None
             ver, p = self._ethertype(buf, p + 14, end, _U16(buf, p + 12)[0], frame)
+        elif ptype == _ARUBA_WLAN:
+            ver, p = self._wlan(buf, p, end, frame)
         else:
             ver, p = self._ethertype(buf, p, end, ptype, frame)
         if ver < 0:
