@@ -209,7 +209,7 @@ def audit(captures: tuple[str, ...], roles_path: Path, html_path: Path, json_pat
     from auditor.report.tabular import iter_csv, iter_json
 
     kinds = _parse_fail_on(fail_on)
-    protected = {Path(p).resolve() for p in (*captures, roles_path, *extra_rules) if p != "-"}
+    protected = {Path(str(p)).resolve() for p in (*captures, roles_path, *extra_rules) if str(p) != "-"}
     for out in (None if no_html else html_path, json_path, csv_path):
         if out is not None and out.resolve() in protected:
             fail(f"{out}: is one of the inputs; inputs are never overwritten (choose another output name)")
