@@ -231,6 +231,8 @@ def build_document(*, version: str, started: _dt.datetime, finished: _dt.datetim
             "summarised_connections": cstats.summarised_connections,
             "summarised_packets": cstats.summarised_packets,
             "tunnels": dict(sorted(rstats.tunnels.items())),
+            "evicted_live": cstats.evicted_live,
+            "names": {k: names.stats[k] for k in ("names_kept", "names_dropped", "names_refused", "parse_errors")},
             "examples": {k: {"input": v[0], "frame": v[1]} for k, v in sorted(rstats.examples.items())},
         },
         "hosts": sorted(hosts.values(), key=lambda h: h["address"]),
