@@ -93,6 +93,8 @@ CLOSE_LINGER = 5.0
 DYNAMIC_PORTS = 49152
 TFTP_PORT = 69
 TFTP_PENDING_MAX = 4096
+FANIN_TARGETS_MAX = 100_000
+_ATTEMPT_STATES = frozenset(("REJ", "RSTOS0", "RSTRH", "SH", "SHR"))
 _BROADCASTS = (b"\xff\xff\xff\xff",)
 _DNS_PORTS = (53,)
 _ICMP_ECHO = {IPPROTO_ICMP: (8, 0), IPPROTO_ICMPV6: (128, 129)}
@@ -241,7 +243,7 @@ class ConversationBuilder:
     def __init__(self, *, server_ports: frozenset[tuple[str, int]] = frozenset(),
                  tcp_idle_timeout: float = 300.0, udp_idle_timeout: float = 60.0,
                  icmp_idle_timeout: float = 60.0, max_live: int = 100_000, max_flows: int = 250_000,
-                 soft_flows: int = 50_000,
+                 flood_fanin: int = 1_000,
                  keep_connections: bool = False, join_related: bool = True) -> None:
         self._server_ports = server_ports
         self._join = join_related
@@ -253,7 +255,9 @@ class ConversationBuilder:
         self._max_live = max(1, max_live)
         self._max_flows = max(1, max_flows)
         self._max_summaries = max(16, max_flows // 16)
-        self._soft_flows = max(1, min(soft_flows, self._max_flows))
+        self._flood_fanin = max(1, flood_fanin)
+        self._fanin: dict[tuple[str, str, int], int] = {}
+        """Unanswered-attempt flows per (responder, protocol, port), for flood detection."""
         self._keep = keep_connections
         self._table: dict[tuple[object, ...], tuple[_Conn, bool]] = {}
         self._queue: deque[tuple[float, tuple[object, ...], _Conn]] = deque()
@@ -802,10 +806,18 @@ class ConversationBuilder:
         key = FlowKey(conn.orig_h, conn.resp_h, conn.protocol, conn.resp_p)
         flow = flows.get(key)
         if flow is None:
-            # Past the soft bound, an unanswered attempt no longer earns a flow of its own: a spoofed
-            # flood is millions of them. Answered conversations keep their flows up to max_flows.
-            attempt = conn.resp_pkts == 0 or conn.conn_state in ("REJ", "RSTOS0", "RSTRH", "SH", "SHR")
-            if self._normal_flows < (self._soft_flows if attempt else self._max_flows):
+            # A flood is millions of unanswered attempts from different sources to one service: once
+            # a service has had flood_fanin of them, further ones are summarised, while answered
+            # conversations (and the few failing attempts of a real deployment) keep their own flows.
+            allowed = self._normal_flows < self._max_flows
+            if allowed and (conn.resp_pkts == 0 or conn.conn_state in _ATTEMPT_STATES):
+                target = (conn.resp_h, conn.protocol, conn.resp_p)
+                seen = self._fanin.get(target, 0)
+                if seen >= self._flood_fanin:
+                    allowed = False
+                elif len(self._fanin) < FANIN_TARGETS_MAX or seen:
+                    self._fanin[target] = seen + 1
+            if allowed:
                 self._normal_flows += 1
                 flow = flows[key] = Flow(key)
             else:

@@ -79,7 +79,10 @@ def _work(paths: list[str], engine: str, verify: bool, shard: int, jobs: int,
             counters[1] = cs.frames_read
 
     cs = CaptureSet(paths, engine=engine, verify_checksums=verify, progress=progress if shard == 0 else None)
-    builder = ConversationBuilder(server_ports=server_ports)
+    # Each worker sees about 1/jobs of the conversations: scale the bounds so the run's total stays
+    # that of one process (which attempts get summarised in a flood may then differ slightly).
+    builder = ConversationBuilder(server_ports=server_ports, max_flows=max(1, 250_000 // jobs),
+                                  max_live=max(1, 100_000 // jobs), flood_fanin=max(1, 1_000 // jobs))
     names = NameEvidence()
     feed, observe = builder.feed, names.observe
     for rec in cs:

@@ -377,15 +377,18 @@ def test_broadcast_dhcp_replies_join_their_request_and_name_the_server() -> None
     assert len(res.flows) == 2
 
 
-def test_past_the_soft_bound_only_answered_conversations_get_flows() -> None:
-    b = ConversationBuilder(max_flows=100, soft_flows=10)
+def test_a_flood_of_attempts_on_one_service_is_summarised_past_its_fan_in() -> None:
+    b = ConversationBuilder(max_flows=100, flood_fanin=10)
     for i in range(30):  # a flood of unanswered SYNs from spoofed sources
         b.feed(tcp(f"198.51.100.{i + 1}", S, 40000 + i, 443, "S", 1.0 + i * 0.01, frame=i + 1))
     for i in range(20):  # then real clients that complete handshakes
         for rec in handshake(f"10.9.0.{i + 1}", S, 50000 + i, 443, 2.0 + i * 0.1):
             b.feed(rec)
+    for i in range(5):  # a few failing attempts to another service keep their own flows
+        b.feed(tcp(f"10.8.0.{i + 1}", "10.0.0.99", 41000 + i, 1494, "S", 5.0 + i * 0.01, frame=100 + i))
     res = b.finish()
     real = [k for k in res.flows if k.initiator.startswith("10.9.0.")]
     spoofed = [k for k in res.flows if k.initiator.startswith("198.51.100.")]
     assert len(real) == 20 and len(spoofed) == 10
     assert res.flows[FlowKey("*", S, "tcp", 443)].connections == 20
+    assert len([k for k in res.flows if k.responder == "10.0.0.99"]) == 5
