@@ -78,7 +78,8 @@ def _work(paths: list[str], engine: str, verify: bool, shard: int, jobs: int,
             counters[0] = done
             counters[1] = cs.frames_read
 
-    cs = CaptureSet(paths, engine=engine, verify_checksums=verify, progress=progress if shard == 0 else None)
+    cs = CaptureSet(paths, engine=engine, verify_checksums=verify, progress=progress if shard == 0 else None,
+                    shard=(shard, jobs))
     # Each worker sees about 1/jobs of the conversations: scale the bounds so the run's total stays
     # that of one process (which attempts get summarised in a flood may then differ slightly).
     builder = ConversationBuilder(server_ports=server_ports, max_flows=max(1, 250_000 // jobs),
@@ -135,4 +136,7 @@ def collect_parallel(capture: CaptureSet, server_ports: frozenset[tuple[str, int
     assert parts[0].stats is not None and parts[0].inputs is not None
     capture.stats = parts[0].stats
     capture.inputs = parts[0].inputs
+    # Worker 0 built records only for its share of the common packets: every record was fed to
+    # exactly one worker, so the fed count is the run's record count.
+    capture.stats.records = conv.stats.packets
     return conv, names

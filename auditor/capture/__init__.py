@@ -46,7 +46,7 @@ class CaptureSet:
     """The inputs of one run, read in order as one stream of PacketRecords (iterate once)."""
 
     def __init__(self, paths: Sequence[str], *, engine: str = "fast", progress: Progress | None = None,
-                 verify_checksums: bool = True) -> None:
+                 verify_checksums: bool = True, shard: tuple[int, int] = (0, 1)) -> None:
         if engine not in ENGINES:
             raise ValueError(f"unknown capture engine {engine!r} (choose from {', '.join(ENGINES)})")
         if list(paths).count("-") > 1:
@@ -54,6 +54,8 @@ class CaptureSet:
         self.paths = list(paths)
         self.engine = engine
         self.verify_checksums = verify_checksums
+        self.shard = shard
+        """(k, n): decode only worker k's share of n (see auditor.parallel); (0, 1) reads everything."""
         self.inputs: list[InputInfo] = []
         self.stats = ReadStats()
         self._progress = progress
@@ -99,7 +101,7 @@ class CaptureSet:
             except DECOMPRESS_ERRORS as e:
                 raise CaptureError(f"{path}: {src.compression} data cannot be decompressed: {e}") from e
             check_magic(path, first, src.compression)
-            dec = Decoder(self.stats, index, verify_checksums=self.verify_checksums)
+            dec = Decoder(self.stats, index, verify_checksums=self.verify_checksums, shard=self.shard)
             raw = src.raw
 
             def tick() -> None:

@@ -57,6 +57,7 @@ _ICMP6_ERR = frozenset((1, 2, 3, 4))
 _IP6_EXT = frozenset((0, 43, 60, 51, 135, 139, 140))
 # BSD loopback address families meaning IPv6 (Linux, NetBSD/OpenBSD, FreeBSD, Darwin).
 _AF_INET6 = frozenset((10, 24, 28, 30))
+_DHCP_PORTS = (67, 68)
 # Link-layer header types tried in Decoder._link, by LINKTYPE_ value.
 LINKTYPE_PKTAP, LINKTYPE_USER2, LINKTYPE_JUNIPER_ETHER, LINKTYPE_IPOIB = 258, 149, 178, 242
 
@@ -93,10 +94,15 @@ def checksum_bad(buf: bytes, a: int, b: int, src: bytes, dst: bytes, proto: int)
 class Decoder:
     """Decodes the frames of one input. Counters go to the shared ReadStats."""
 
-    def __init__(self, stats: ReadStats, input_index: int, *, verify_checksums: bool = True) -> None:
+    def __init__(self, stats: ReadStats, input_index: int, *, verify_checksums: bool = True,
+                 shard: tuple[int, int] = (0, 1)) -> None:
         self.stats = stats
         self.ii = input_index
         self.verify = verify_checksums
+        self.shard, self.jobs = shard
+        """With jobs > 1, IPv4 TCP/UDP packets of other workers' address pairs are skipped before any
+        record is built (the same symmetric hash as auditor.parallel.shard_of)."""
+        self.skipped = 0
         self.frags: dict[tuple[bytes, bytes, int, int], tuple[int, int]] = {}
 
     # -- counting ---------------------------------------------------------------------------------
@@ -137,6 +143,9 @@ class Decoder:
                         doff = (offb >> 4) << 2
                         plen = tot - 20 - doff
                         if doff >= 20 and plen >= 0:
+                            if self.jobs > 1 and (src[-1] + src[-2] + dst[-1] + dst[-2]) % self.jobs != self.shard:
+                                self.skipped += 1  # another worker's conversation (auditor/parallel.py)
+                                return None
                             if plen:
                                 a = l4 + doff
                                 b = ipend if ipend < end else end
@@ -159,6 +168,10 @@ class Decoder:
                     elif proto == 17 and tot >= 28:
                         ulen = seq >> 16
                         if 8 <= ulen <= tot - 20 and dport != VXLAN_PORT and dport != GENEVE_PORT:
+                            if (self.jobs > 1 and sport not in _DHCP_PORTS and dport not in _DHCP_PORTS
+                                    and (src[-1] + src[-2] + dst[-1] + dst[-2]) % self.jobs != self.shard):
+                                self.skipped += 1
+                                return None
                             plen = ulen - 8
                             if plen:
                                 a = l4 + 8
