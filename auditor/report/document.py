@@ -57,18 +57,33 @@ def _iso_dt(d: _dt.datetime) -> str:
     return d.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _flow_dict(v: FlowVerdict) -> dict[str, Any]:
+HostParts = dict[str, tuple[list[str], list[str]]]
+
+
+def _host_parts(h: HostView, cache: HostParts) -> tuple[list[str], list[str]]:
+    """(sorted roles, bounded names) of a host: computed once per address, shared by its flows."""
+    hit = cache.get(h.address)
+    if hit is None:
+        hit = cache[h.address] = (sorted(h.roles), [bounded(n) for n in h.names[:5]])
+    return hit
+
+
+def _flow_dict(v: FlowVerdict, hosts: HostParts | None = None) -> dict[str, Any]:
     f = v.flow
     k = f.key
+    cache: HostParts = {} if hosts is None else hosts
+    a_roles, a_names = _host_parts(v.initiator, cache)
+    b_roles, b_names = _host_parts(v.responder, cache)
+    evidence = f.strongest_evidence
     return {
         "initiator": k.initiator,
         "responder": k.responder,
         "protocol": k.protocol,
         "port": k.port,
-        "initiator_roles": sorted(v.initiator.roles),
-        "responder_roles": sorted(v.responder.roles),
-        "initiator_names": [bounded(n) for n in v.initiator.names[:5]],
-        "responder_names": [bounded(n) for n in v.responder.names[:5]],
+        "initiator_roles": a_roles,
+        "responder_roles": b_roles,
+        "initiator_names": a_names,
+        "responder_names": b_names,
         "classification": str(v.classification),
         "failing": v.failing,
         "outcome": str(f.outcome),
@@ -88,8 +103,8 @@ def _flow_dict(v: FlowVerdict) -> dict[str, Any]:
         "first_seen": iso(f.first_seen),
         "last_seen": iso(f.last_seen),
         "first_frame": {"input": f.first_frame[0], "frame": f.first_frame[1]},
-        "direction_evidence": f.strongest_evidence,
-        "direction_inferred": f.inferred,
+        "direction_evidence": evidence,
+        "direction_inferred": evidence not in ("syn", "synack"),
         "conn_states": dict(sorted(f.conn_states.items())),
         "tunnels": sorted(bounded(t) for t in f.tunnels)[:10],
         "summarised": f.summarised,
@@ -104,6 +119,8 @@ class FlowRows(Sequence[dict[str, Any]]):
 
     def __init__(self, verdicts: Sequence[FlowVerdict]) -> None:
         self._verdicts = verdicts
+        self._hosts: HostParts = {}
+        """Per-address role and name lists, shared by the rows (rows are read-only)."""
 
     def __len__(self) -> int:
         return len(self._verdicts)
@@ -116,11 +133,12 @@ class FlowRows(Sequence[dict[str, Any]]):
 
     def __getitem__(self, i: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
         if isinstance(i, slice):
-            return [_flow_dict(v) for v in self._verdicts[i]]
-        return _flow_dict(self._verdicts[i])
+            return [_flow_dict(v, self._hosts) for v in self._verdicts[i]]
+        return _flow_dict(self._verdicts[i], self._hosts)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        return (_flow_dict(v) for v in self._verdicts)
+        hosts = self._hosts
+        return (_flow_dict(v, hosts) for v in self._verdicts)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Sequence) and list(self) == list(other)
