@@ -64,7 +64,8 @@ class TunnelInfo:
     """The outermost encapsulation an audited (inner) packet arrived in."""
 
     kind: str
-    """'vxlan', 'geneve', 'gre', 'erspan2', 'erspan3'."""
+    """'vxlan', 'geneve', 'gre', 'erspan2', 'erspan3', 'ipip' (IPv4/IPv6 in IP), 'pim' (PIM Register),
+    'wccp' (WCCP redirection over GRE)."""
     outer_src: bytes
     """Packed outer source address."""
     outer_dst: bytes
