@@ -271,6 +271,8 @@ def make_audit_doc(
             "other_protocols": {"ipproto:50": 1, "ipproto:47": 2},
             "bad_checksums": 17,
             "summarised_flows": 0, "summarised_connections": 0, "summarised_packets": 0,
+            "tunnels": {"vxlan": 12}, "evicted_live": 0,
+            "names": {"names_kept": 9, "names_dropped": 0, "names_refused": 2, "parse_errors": 1},
             "examples": {"tcp-short": {"input": 0, "frame": 77}, "ipv4-bad-ihl": {"input": 0, "frame": 91}},
         },
         "hosts": [
