@@ -269,7 +269,7 @@ def make_audit_doc(
             "malformed": {"tcp-short": 2, "ipv4-bad-ihl": 1},
             "unsupported": {"linktype:IEEE802_11": 3},
             "other_protocols": {"ipproto:50": 1, "ipproto:47": 2},
-            "bad_checksums": 17,
+            "bad_checksums": 17, "checksums_verified": "every packet",
             "summarised_flows": 0, "summarised_connections": 0, "summarised_packets": 0,
             "tunnels": {"vxlan": 12}, "evicted_live": 0,
             "names": {"names_kept": 9, "names_dropped": 0, "names_refused": 2, "parse_errors": 1},

@@ -347,3 +347,16 @@ def test_first_fragment_of_a_tunnel_packet_is_decapsulated(tmp_path: Path) -> No
     assert [(r.sport, r.dport, r.tunnel.kind if r.tunnel else "") for r in recs] == [(80, 49162, "vxlan"),
                                                                                        (80, 49162, "gre")]
     assert stats.unsupported == {"tunnel-fragment": len(frags) + len(gre_frags) - 2}
+
+
+def test_checksums_are_verified_on_every_early_frame_then_sampled() -> None:
+    from auditor.capture.decode import VERIFY_ALL_FRAMES, VERIFY_EVERY, Decoder
+
+    frame = eth_ipv4_udp(A, B, 5000, 514, b"<13>syslog message from a host", bad_checksum=True)
+    dec = Decoder(ReadStats(), 0)
+    early = dec.decode(frame, 0, len(frame), 0.0, VERIFY_ALL_FRAMES, 1)
+    assert early is not None and early.checksum_bad
+    late = [dec.decode(frame, 0, len(frame), 0.0, VERIFY_ALL_FRAMES + i, 1) for i in range(1, 4 * VERIFY_EVERY + 1)]
+    assert sum(1 for r in late if r is not None and r.checksum_bad) == 4
+    off = Decoder(ReadStats(), 0, verify_checksums=False).decode(frame, 0, len(frame), 0.0, 1, 1)
+    assert off is not None and not off.checksum_bad

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
+from auditor.capture.decode import CHECKSUM_POLICY
 from auditor.model import Classification, RuleState
 
 if TYPE_CHECKING:
@@ -245,6 +246,7 @@ def build_document(*, version: str, started: _dt.datetime, finished: _dt.datetim
             "unsupported": dict(sorted(rstats.unsupported.items())),
             "other_protocols": dict(sorted(cstats.other_protocols.items())),
             "bad_checksums": cstats.bad_checksums,
+            "checksums_verified": CHECKSUM_POLICY if capture.verify_checksums else "none",
             "summarised_flows": cstats.summarised_flows,
             "summarised_connections": cstats.summarised_connections,
             "summarised_packets": cstats.summarised_packets,
