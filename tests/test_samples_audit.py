@@ -74,16 +74,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
     out: dict[str, Run] = {}
     for name in NAMES:
         tmp = tmp_path_factory.mktemp(name)
-        args = [
-            str(SAMPLES_DIR / f"{name}.pcapng"),
-            "--roles",
-            str(SAMPLES_DIR / f"{name}.roles.yaml"),
-            "--json",
-            str(tmp / "out.json"),
-            "-o",
-            str(tmp / "out.html"),
-        ]
-        result = CliRunner().invoke(main, args, catch_exceptions=False)
+        result = CliRunner().invoke(main, make_golden.sample_args(name, tmp), catch_exceptions=False)
         assert result.exit_code == 0, f"{name}: exit {result.exit_code}\n{result.output}"
         doc = json.loads((tmp / "out.json").read_text(encoding="utf-8"))
         out[name] = Run(name, doc, tmp / "out.html", result.output)

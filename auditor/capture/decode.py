@@ -57,7 +57,13 @@ _ICMP6_ERR = frozenset((1, 2, 3, 4))
 _IP6_EXT = frozenset((0, 43, 60, 51, 135, 139, 140))
 # BSD loopback address families meaning IPv6 (Linux, NetBSD/OpenBSD, FreeBSD, Darwin).
 _AF_INET6 = frozenset((10, 24, 28, 30))
-_DHCP_PORTS = (67, 68)
+DHCP_PORTS = (67, 68)
+# The TCP fast paths keep only the first payload byte of a segment that can carry no name evidence
+# (auditor/names.py: DNS over TCP on port 53, a TLS handshake record 0x16, an HTTP request line; the
+# conversation core reads TCP payload not at all): the record's payload stays non-empty with the
+# same first byte, without copying up to PAYLOAD_SNAP bytes per data segment. Letters of either case
+# are kept in full (HTTP methods are upper-case; lower case costs nothing to keep).
+_KEEP_FIRST = frozenset(b"\x16ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 # Transport checksums cost about a third of decoding on the fast path. They only tell whether the
 # capture host offloaded checksumming, so after the first VERIFY_ALL_FRAMES frames of an input the
@@ -159,7 +165,9 @@ class Decoder:
                             if plen:
                                 a = l4 + doff
                                 b = ipend if ipend < end else end
-                                if b > a + PAYLOAD_SNAP:
+                                if a < b and buf[a] not in _KEEP_FIRST and sport != 53 and dport != 53:
+                                    b = a + 1
+                                elif b > a + PAYLOAD_SNAP:
                                     b = a + PAYLOAD_SNAP
                                 payload = buf[a:b]
                             else:
@@ -179,7 +187,7 @@ class Decoder:
                     elif proto == 17 and tot >= 28:
                         ulen = seq >> 16
                         if 8 <= ulen <= tot - 20 and dport != VXLAN_PORT and dport != GENEVE_PORT:
-                            if (self.jobs > 1 and sport not in _DHCP_PORTS and dport not in _DHCP_PORTS
+                            if (self.jobs > 1 and sport not in DHCP_PORTS and dport not in DHCP_PORTS
                                     and (src[-1] + src[-2] + dst[-1] + dst[-2]) % self.jobs != self.shard):
                                 self.skipped += 1
                                 return None
@@ -218,7 +226,9 @@ class Decoder:
                         if plen:
                             a = l4 + doff
                             b = ipend if ipend < end else end
-                            if b > a + PAYLOAD_SNAP:
+                            if a < b and buf[a] not in _KEEP_FIRST and sport != 53 and dport != 53:
+                                b = a + 1
+                            elif b > a + PAYLOAD_SNAP:
                                 b = a + PAYLOAD_SNAP
                             payload = buf[a:b]
                         else:
