@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import hashlib
+import os
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from auditor.capture import open_captures
+from auditor.conversations import ConversationBuilder
+from auditor.errors import CaptureError
 from tests.capture_factory import (
     eth_ip,
     eth_ipv4_tcp,
@@ -76,3 +82,53 @@ def test_engines_agree_pcapng_multi_interface_gzip(tmp_path: Path) -> None:
     assert comparable(p, "tshark") == comparable(p, "fast") and len(recs) == 2
     info = cs.inputs[0]
     assert info.compression == "gzip" and info.format == "pcapng" and info.packets == 2 and info.sha256
+
+
+# Corpus captures where the two engines knowingly give different conversations, and why.
+ENGINE_DIFFERENCES = {
+    "zeek/testing/btest/Traces/dns53.pcap": "53<->53: direction comes from the DNS payload, which the tshark "
+                                            "engine does not carry",
+    "gopacket/pcapgo/tests/be/test001.pcapng": "67/68: direction comes from the DHCP payload (op), not carried",
+    "gopacket/pcapgo/tests/be/test016.pcapng": "67/68: direction comes from the DHCP payload (op), not carried",
+    "tcpdump/tests/LINKTYPE_IPV4_invalid.pcap": "an IPv6 packet under the IPv4 link type: tshark refuses it",
+    "tcpdump/tests/arcnet-rfc1051-arp-icmp-http.pcap": "ARCNET: only tshark decodes this link type",
+    "tcpdump/tests/bigtcp-ipv4-geneve-ipv4.pcap": "Geneve over a TSO-sized outer packet: tshark does not open it",
+    "zeek/testing/btest/Traces/tunnels/gtp/gtp4_udp_2152_inside.pcap": "GTP: tshark opens it, the fast path does not",
+    "dpkt/examples/data/nb6-http.pcap": "L2TP: tshark opens it, the fast path does not",
+}
+
+
+def _conversations(path: Path, engine: str) -> Counter[tuple[object, ...]] | None:
+    b = ConversationBuilder(keep_connections=True, join_related=False, tcp_idle_timeout=1e12,
+                            udp_idle_timeout=1e12)
+    try:
+        for rec in open_captures([str(path)], engine=engine):
+            b.feed(rec)
+    except CaptureError:
+        return None
+    return Counter((c.protocol, c.orig_h, c.orig_p, c.resp_h, c.resp_p, c.orig_pkts, c.resp_pkts)
+                   for c in b.finish().connections)
+
+
+def test_engines_agree_on_a_corpus_sample() -> None:
+    """Issue 3: the tshark engine gives the same conversations as the fast path on captures both read."""
+    corpus = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+    manifest = corpus / "MANIFEST.tsv"
+    if not manifest.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"corpus not found at {corpus}")
+        pytest.skip(f"corpus not found at {corpus}")
+    with manifest.open(newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    sample = sorted({r["path"] for r in rows if int(r["bytes"]) < 300_000
+                     and hashlib.sha256(r["path"].encode()).digest()[0] < 6} | set(ENGINE_DIFFERENCES))
+    compared, differ = 0, {}
+    for rel in sample:
+        fast, slow = _conversations(corpus / rel, "fast"), _conversations(corpus / rel, "tshark")
+        if fast is None or slow is None:
+            continue
+        compared += 1
+        if fast != slow and rel not in ENGINE_DIFFERENCES:
+            differ[rel] = (sorted((fast - slow).elements())[:2], sorted((slow - fast).elements())[:2])
+    assert compared >= 30, compared
+    assert not differ, f"engines disagree (fast-only, tshark-only): {differ}"

@@ -184,30 +184,30 @@ def walk_pcap(src: Source, first: bytes, info: InputInfo, dec: Decoder, tick: Ti
                                 # PacketRecord's own __init__ is a Python call through type.__call__
                                 # (~0.2 µs of the ~1 µs per record on 3.11); it has no __post_init__,
                                 # so set every slot here (a test pins the field list).
-                                rec = new(PacketRecord)
-                                rec.input_index = ii
-                                rec.frame = frame
-                                rec.ts = ts
-                                rec.src = s
-                                rec.dst = d
-                                rec.proto = 6
-                                rec.ip_len = tot
-                                rec.sport = sport
-                                rec.dport = dport
-                                rec.tcp_flags = flags
-                                rec.seq = seq
-                                rec.ack = ack
-                                rec.payload_len = plen
-                                rec.payload = payload
-                                rec.icmp_type = -1
-                                rec.icmp_code = -1
-                                rec.icmp_id = 0
-                                rec.quoted = None
-                                rec.checksum_bad = bad
-                                rec.tunnel = None
-                                rec.fragment = False
+                                out = new(PacketRecord)
+                                out.input_index = ii
+                                out.frame = frame
+                                out.ts = ts
+                                out.src = s
+                                out.dst = d
+                                out.proto = 6
+                                out.ip_len = tot
+                                out.sport = sport
+                                out.dport = dport
+                                out.tcp_flags = flags
+                                out.seq = seq
+                                out.ack = ack
+                                out.payload_len = plen
+                                out.payload = payload
+                                out.icmp_type = -1
+                                out.icmp_code = -1
+                                out.icmp_id = 0
+                                out.quoted = None
+                                out.checksum_bad = bad
+                                out.tunnel = None
+                                out.fragment = False
                                 records += 1
-                                yield rec
+                                yield out
                                 continue
                         elif proto == 17 and tot >= 28:
                             ulen = seq >> 16
@@ -235,30 +235,30 @@ def walk_pcap(src: Source, first: bytes, info: InputInfo, dec: Decoder, tick: Ti
                                         n <<= 8
                                     bad = (n + int.from_bytes(s, "big") + int.from_bytes(d, "big")
                                            + 17 + ulen) % 0xFFFF != 0
-                                rec = new(PacketRecord)
-                                rec.input_index = ii
-                                rec.frame = frame
-                                rec.ts = ts
-                                rec.src = s
-                                rec.dst = d
-                                rec.proto = 17
-                                rec.ip_len = tot
-                                rec.sport = sport
-                                rec.dport = dport
-                                rec.tcp_flags = 0
-                                rec.seq = 0
-                                rec.ack = 0
-                                rec.payload_len = plen
-                                rec.payload = payload
-                                rec.icmp_type = -1
-                                rec.icmp_code = -1
-                                rec.icmp_id = 0
-                                rec.quoted = None
-                                rec.checksum_bad = bad
-                                rec.tunnel = None
-                                rec.fragment = False
+                                out = new(PacketRecord)
+                                out.input_index = ii
+                                out.frame = frame
+                                out.ts = ts
+                                out.src = s
+                                out.dst = d
+                                out.proto = 17
+                                out.ip_len = tot
+                                out.sport = sport
+                                out.dport = dport
+                                out.tcp_flags = 0
+                                out.seq = 0
+                                out.ack = 0
+                                out.payload_len = plen
+                                out.payload = payload
+                                out.icmp_type = -1
+                                out.icmp_code = -1
+                                out.icmp_id = 0
+                                out.quoted = None
+                                out.checksum_bad = bad
+                                out.tunnel = None
+                                out.fragment = False
                                 records += 1
-                                yield rec
+                                yield out
                                 continue
                 rec = decode(buf, start, caplen, ts, frame, 1)
                 if rec is not None:

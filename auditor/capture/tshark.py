@@ -121,7 +121,15 @@ def read_tshark(path: str, index: int, info: InputInfo, stats: ReadStats,
             protos = cols[2].split(":")
             link = _LINK_NAMES.get(protos[0], protos[0].upper())
             info.link_types[link] = info.link_types.get(link, 0) + 1
-            rec = _record(cols, protos, index, frames, ts, stats, frags)
+            try:
+                rec = _record(cols, protos, index, frames, ts, stats, frags)
+            except (ValueError, IndexError, KeyError):
+                # tshark printed fields we cannot read as a packet (odd dissections of malformed
+                # frames): counted like any malformed packet, never fatal.
+                kind = "tshark-unreadable-fields"
+                stats.malformed[kind] = stats.malformed.get(kind, 0) + 1
+                stats.examples.setdefault(kind, (index, frames))
+                rec = None
             if frames % 4096 == 0:
                 report(src.raw.nread)
             if rec is not None:
