@@ -160,14 +160,15 @@ def _one(tmp_path: Path, frame: bytes) -> PacketRecord:
     b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\n",
     b"hello world",  # any letter may start a request line
     b"Zz" * 10,
-])
+], ids=["tls", "http", "letter", "upper"])
 def test_payload_kept_for_name_evidence(tmp_path: Path, payload: bytes) -> None:
     for frame in (eth_ipv4_tcp("10.0.0.1", "10.0.0.2", 50000, 443, "PA", payload),
                   eth_ipv6_tcp("fd00::1", "fd00::2", 50000, 443, "PA", payload)):
         assert _one(tmp_path, frame).payload == payload[:PAYLOAD_SNAP]
 
 
-@pytest.mark.parametrize("payload", [b"\x17\x03\x03" + b"\x00" * 1400, b"\x00\x01", b"1234", b"\xff"])
+@pytest.mark.parametrize("payload", [b"\x17\x03\x03" + b"\x00" * 1400, b"\x00\x01", b"1234", b"\xff"],
+                         ids=["tls-data", "zero", "digit", "ff"])
 def test_tcp_payload_snapped_to_first_byte(tmp_path: Path, payload: bytes) -> None:
     for frame in (eth_ipv4_tcp("10.0.0.1", "10.0.0.2", 50000, 443, "PA", payload),
                   eth_ipv6_tcp("fd00::1", "fd00::2", 50000, 443, "PA", payload)):
