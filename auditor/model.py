@@ -225,7 +225,8 @@ class Flow:
     conn_states: dict[str, int] = field(default_factory=dict)
     """How many connections ended in each conn_state."""
     bad_checksums: int = 0
-    tunnels: set[str] = field(default_factory=set)
+    tunnels: frozenset[str] = frozenset()
+    """Tunnels the flow's packets arrived in (shared empty set: most flows have none)."""
     summarised: bool = False
     """True for an aggregate of a flood beyond the flow table bound (initiator '*')."""
 
@@ -293,7 +294,8 @@ class Flow:
         self.direction_evidence[c.direction_evidence] = self.direction_evidence.get(c.direction_evidence, 0) + 1
         self.conn_states[c.conn_state] = self.conn_states.get(c.conn_state, 0) + 1
         self.bad_checksums += c.bad_checksums
-        self.tunnels.update(c.tunnels)
+        if c.tunnels:
+            self.tunnels = self.tunnels | c.tunnels
 
     def merge(self, other: Flow) -> None:
         """Fold another partial aggregate of the same key into this one."""
