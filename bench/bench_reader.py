@@ -5,7 +5,8 @@
 Generates (once, cached by size) an Ethernet pcap of mixed TCP/UDP traffic, ~10% IPv6, some
 802.1Q-tagged, payloads of 0..1400 bytes; then times, each in a fresh subprocess so peak RSS is
 per-mode: the bare record walk, full decode to PacketRecord with and without checksum
-verification, and `tshark -n -q -z conv,tcp -z conv,udp` for the ratio.
+verification (and, without, through Decoder.decode once per frame instead of walk_pcap's fused
+Ethernet path), and `tshark -n -q -z conv,tcp -z conv,udp` for the ratio.
 """
 
 from __future__ import annotations
@@ -76,9 +77,21 @@ def run_mode(mode: str, path: str) -> None:
 
         src = Source(path)
         dec = Count(ReadStats(), 0)
-        for _rec in pcapfile.walk_pcap(src, src.read(CHUNK), InputInfo(path), dec, lambda: None):
+        walk = pcapfile.walk_pcap(src, src.read(CHUNK), InputInfo(path), dec, lambda: None, fused=False)
+        for _rec in walk:
             pass
         n = dec.stats.frames
+    elif mode == "decode unfused":
+        # Decoder.decode once per frame, as for every link type but Ethernet (walk_pcap(fused=False)).
+        from auditor.capture import pcapfile
+        from auditor.capture.decode import Decoder
+        from auditor.capture.info import InputInfo, ReadStats
+        from auditor.capture.source import CHUNK, Source
+
+        src = Source(path)
+        dec = Decoder(ReadStats(), 0, verify_checksums=False)
+        for _rec in pcapfile.walk_pcap(src, src.read(CHUNK), InputInfo(path), dec, lambda: None, fused=False):
+            n += 1
     else:
         from auditor.capture import open_captures
 
@@ -110,7 +123,7 @@ def main() -> None:
     print(f"file {path}: {mb:.1f} MB, {args.packets} packets")
     print("times are CPU seconds of the reading process (this VM's wall clock is noisy)")
     print(f"{'mode':<18} {'packets/s':>12} {'MB/s':>8} {'seconds':>8} {'peak RSS MiB':>13}")
-    for mode in ("walk", "decode", "decode+checksum"):
+    for mode in ("walk", "decode unfused", "decode", "decode+checksum"):
         out = subprocess.run([sys.executable, __file__, "--file", str(path), "--child", mode],
                              capture_output=True, text=True, check=True).stdout.split()
         n, dt, rss = int(out[0]), float(out[1]), int(out[2])

@@ -107,6 +107,42 @@ def checksum_bad(buf: bytes, a: int, b: int, src: bytes, dst: bytes, proto: int)
     return (n + int.from_bytes(src, "big") + int.from_bytes(dst, "big") + proto + b - a) % 0xFFFF != 0
 
 
+_new = object.__new__
+
+
+def fast_record(ii: int, frame: int, ts: float, src: bytes, dst: bytes, proto: int, ip_len: int, sport: int,
+                dport: int, flags: int, seq: int, ack: int, plen: int, payload: bytes, bad: bool) -> PacketRecord:
+    """A TCP/UDP PacketRecord of the fast paths, built without PacketRecord.__init__.
+
+    On Python 3.11 a class call to a Python __init__ goes through type.__call__ and costs about twice
+    a plain Python call plus the slot stores; PacketRecord has no __post_init__, so setting every slot
+    here gives the same object (tests/test_capture_fastpath.py pins the field list).
+    """
+    r: PacketRecord = _new(PacketRecord)
+    r.input_index = ii
+    r.frame = frame
+    r.ts = ts
+    r.src = src
+    r.dst = dst
+    r.proto = proto
+    r.ip_len = ip_len
+    r.sport = sport
+    r.dport = dport
+    r.tcp_flags = flags
+    r.seq = seq
+    r.ack = ack
+    r.payload_len = plen
+    r.payload = payload
+    r.icmp_type = -1
+    r.icmp_code = -1
+    r.icmp_id = 0
+    r.quoted = None
+    r.checksum_bad = bad
+    r.tunnel = None
+    r.fragment = False
+    return r
+
+
 class Decoder:
     """Decodes the frames of one input. Counters go to the shared ReadStats."""
 
@@ -179,11 +215,10 @@ class Decoder:
                                     n <<= 8
                                 if (n + int.from_bytes(src, "big") + int.from_bytes(dst, "big")
                                         + tot - 14) % 0xFFFF:
-                                    return PacketRecord(self.ii, frame, ts, src, dst, 6, tot, sport, dport,
-                                                        flags, seq, ack, plen, payload, -1, -1, 0, None, True,
-                                                        None, False)
-                            return PacketRecord(self.ii, frame, ts, src, dst, 6, tot, sport, dport, flags,
-                                                seq, ack, plen, payload, -1, -1, 0, None, False, None, False)
+                                    return fast_record(self.ii, frame, ts, src, dst, 6, tot, sport, dport,
+                                                       flags, seq, ack, plen, payload, True)
+                            return fast_record(self.ii, frame, ts, src, dst, 6, tot, sport, dport, flags,
+                                               seq, ack, plen, payload, False)
                     elif proto == 17 and tot >= 28:
                         ulen = seq >> 16
                         if 8 <= ulen <= tot - 20 and dport != VXLAN_PORT and dport != GENEVE_PORT:
@@ -209,11 +244,10 @@ class Decoder:
                                     n <<= 8
                                 if (n + int.from_bytes(src, "big") + int.from_bytes(dst, "big")
                                         + 17 + ulen) % 0xFFFF:
-                                    return PacketRecord(self.ii, frame, ts, src, dst, 17, tot, sport, dport,
-                                                        0, 0, 0, plen, payload, -1, -1, 0, None, True,
-                                                        None, False)
-                            return PacketRecord(self.ii, frame, ts, src, dst, 17, tot, sport, dport, 0,
-                                                0, 0, plen, payload, -1, -1, 0, None, False, None, False)
+                                    return fast_record(self.ii, frame, ts, src, dst, 17, tot, sport, dport,
+                                                       0, 0, 0, plen, payload, True)
+                            return fast_record(self.ii, frame, ts, src, dst, 17, tot, sport, dport, 0,
+                                               0, 0, plen, payload, False)
             elif et == 0x86DD and end - p >= 48 and buf[p] >> 4 == 6:
                 plen6, nh, src, dst = _IP6(buf, p)
                 l4 = p + 40
@@ -237,8 +271,8 @@ class Decoder:
                         if (self.verify and ipend <= end
                                 and (frame <= VERIFY_ALL_FRAMES or not frame & VERIFY_EVERY_MASK)):
                             bad = checksum_bad(buf, l4, ipend, src, dst, 6)
-                        return PacketRecord(self.ii, frame, ts, src, dst, 6, 40 + plen6, sport, dport, flags,
-                                            seq, ack, plen, payload, -1, -1, 0, None, bad, None, False)
+                        return fast_record(self.ii, frame, ts, src, dst, 6, 40 + plen6, sport, dport, flags,
+                                           seq, ack, plen, payload, bad)
                 elif nh == 17 and plen6 >= 8:
                     sport, dport, ulen, ucs = _UDP(buf, l4)
                     if 8 <= ulen <= plen6 and dport != VXLAN_PORT and dport != GENEVE_PORT:
@@ -254,8 +288,8 @@ class Decoder:
                         if (ucs and self.verify and l4 + ulen <= end
                                 and (frame <= VERIFY_ALL_FRAMES or not frame & VERIFY_EVERY_MASK)):
                             bad = checksum_bad(buf, l4, l4 + ulen, src, dst, 17)
-                        return PacketRecord(self.ii, frame, ts, src, dst, 17, 40 + plen6, sport, dport, 0,
-                                            0, 0, plen, payload, -1, -1, 0, None, bad, None, False)
+                        return fast_record(self.ii, frame, ts, src, dst, 17, 40 + plen6, sport, dport, 0,
+                                           0, 0, plen, payload, bad)
         return self.slow(buf, off, end, ts, frame, lt)
 
     # -- general path -------------------------------------------------------------------------------
