@@ -8,7 +8,7 @@ Design, for speed (the audit targets >= 300k packets/s in one process):
     lookup and its direction comes with the hit. ICMP keys have the same shape with a negative
     marker in the third slot (-1 echo by id, -2 other by type), so they never meet TCP/UDP keys.
   * An established TCP packet (no SYN/FIN/RST, its sender already active) and any UDP packet of a
-    known connection take an inline fast path in ``feed_many``; everything else goes to ``_slow``.
+    known connection take an inline fast path in ``feed``; everything else goes to ``_slow``.
   * Expiry is decided per packet (``ts - last > timeout``), so results do not depend on when the
     amortised sweeps run; sweeps (every ``SWEEP_EVERY`` packets) only reclaim memory. A deque of
     (queued_at, key, conn) gives O(1) expiry and second-chance ("clock") eviction when the table
@@ -279,8 +279,8 @@ class ConversationBuilder:
     # ---- feeding ------------------------------------------------------------------------------
 
     def feed(self, rec: PacketRecord) -> None:
-        """One record. The same inline fast path as ``feed_many`` (kept in step with it), because
-        callers that also hand each record to NameEvidence feed one at a time."""
+        """One record. Established TCP and known UDP packets are handled inline (the hot loop: one
+        dict lookup and a few integer updates); everything else goes to ``_slow``."""
         self.stats.packets += 1
         self._countdown -= 1
         if not self._countdown:
@@ -312,54 +312,10 @@ class ConversationBuilder:
         self._slow(rec)
 
     def feed_many(self, recs: Iterable[PacketRecord]) -> None:
-        """The hot loop: established TCP and known UDP packets are handled inline."""
-        get = self._table.get
-        slow = self._slow
-        letter = _HIST_LETTER
-        countdown = self._countdown
-        n = 0
-        try:
-            for rec in recs:
-                n += 1
-                countdown -= 1
-                if not countdown:
-                    countdown = SWEEP_EVERY
-                    self._sweep(rec.ts)
-                proto = rec.proto
-                if proto == 6 or proto == 17:
-                    ent = get((proto, rec.src, rec.sport, rec.dst, rec.dport))
-                    if ent is not None:
-                        c, is_orig = ent
-                        ts = rec.ts
-                        flags = rec.tcp_flags
-                        if (ts - c.last <= c.timeout and not flags & 7 and not rec.checksum_bad
-                                and rec.tunnel is None):
-                            if is_orig:
-                                if c.os:
-                                    if ts > c.last:
-                                        c.last = ts
-                                    c.opk += 1
-                                    c.oby += rec.ip_len
-                                    bit = _D if rec.payload_len or proto == 17 else (_A if flags & ACK else 0)
-                                    if bit and not c.hseen & bit:
-                                        c.hseen |= bit
-                                        c.hist.append(letter[bit])
-                                    continue
-                            elif c.rs:
-                                if ts > c.last:
-                                    c.last = ts
-                                c.rpk += 1
-                                c.rby += rec.ip_len
-                                bit = _D if rec.payload_len or proto == 17 else (_A if flags & ACK else 0)
-                                bit <<= _RESP
-                                if bit and not c.hseen & bit:
-                                    c.hseen |= bit
-                                    c.hist.append(letter[bit])
-                                continue
-                slow(rec)
-        finally:
-            self._countdown = countdown
-            self.stats.packets += n
+        """Several records, in order: the same as feeding them one at a time."""
+        feed = self.feed
+        for rec in recs:
+            feed(rec)
 
     def finish(self) -> ConversationResult:
         """Close every live connection into its flow and return the result (call once)."""
