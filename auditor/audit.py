@@ -157,10 +157,11 @@ class Analysis:
     vantage_source: str
 
 
-def collect(records: Iterable[PacketRecord], server_ports: frozenset[tuple[str, int]]
+def collect(records: Iterable[PacketRecord], server_ports: frozenset[tuple[str, int]], *, share: int = 1
             ) -> tuple[ConversationResult, NameEvidence]:
-    """Packet records -> conversations and name evidence (both mergeable across partial runs)."""
-    builder = ConversationBuilder(server_ports=server_ports)
+    """Packet records -> conversations and name evidence (both mergeable across partial runs).
+    ``share``: the records are about 1/share of the run's (one parallel worker's part)."""
+    builder = ConversationBuilder(server_ports=server_ports, share=share)
     names = NameEvidence()
     feed, observe = builder.feed, names.observe
     for rec in records:

@@ -243,8 +243,12 @@ class ConversationBuilder:
     def __init__(self, *, server_ports: frozenset[tuple[str, int]] = frozenset(),
                  tcp_idle_timeout: float = 300.0, udp_idle_timeout: float = 60.0,
                  icmp_idle_timeout: float = 60.0, max_live: int = 100_000, max_flows: int = 250_000,
-                 flood_fanin: int = 1_000,
+                 flood_fanin: int = 1_000, share: int = 1,
                  keep_connections: bool = False, join_related: bool = True) -> None:
+        # share > 1: this builder sees about 1/share of the run's conversations (one worker of
+        # auditor/parallel.py), so its bounds shrink with it and the run's total stays one process's.
+        share = max(1, share)
+        max_live, max_flows, flood_fanin = max_live // share, max_flows // share, flood_fanin // share
         self._server_ports = server_ports
         self._join = join_related
         """Join TFTP transfers and broadcast DHCP replies to their requests (off: plain 5-tuples, as

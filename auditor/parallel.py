@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from auditor.capture import CaptureSet, InputInfo, ReadStats
-from auditor.conversations import ConversationBuilder, ConversationResult
+from auditor.conversations import ConversationResult
 from auditor.model import PacketRecord
 from auditor.names import NameEvidence
 
@@ -80,25 +80,9 @@ def _work(paths: list[str], engine: str, verify: bool, shard: int, jobs: int,
 
     cs = CaptureSet(paths, engine=engine, verify_checksums=verify, progress=progress if shard == 0 else None,
                     shard=(shard, jobs))
-    # Each worker sees about 1/jobs of the conversations: scale the bounds so the run's total stays
-    # that of one process (which attempts get summarised in a flood may then differ slightly).
-    builder = ConversationBuilder(server_ports=server_ports, max_flows=max(1, 250_000 // jobs),
-                                  max_live=max(1, 100_000 // jobs), flood_fanin=max(1, 1_000 // jobs))
-    names = NameEvidence()
-    feed, observe = builder.feed, names.observe
-    for rec in cs:
-        # shard_of, inlined: this loop runs once per packet in every worker.
-        if rec.proto == 17 and (rec.sport in _DHCP_PORTS or rec.dport in _DHCP_PORTS):
-            mine = shard == 0
-        else:
-            q = rec.quoted
-            a, b = (q.src, q.dst) if q is not None else (rec.src, rec.dst)
-            mine = (a[-1] + a[-2] + b[-1] + b[-2]) % jobs == shard
-        if mine:
-            feed(rec)
-            if rec.payload:
-                observe(rec)
-    conv = builder.finish()
+    from auditor.audit import collect  # here: audit imports this module
+
+    conv, names = collect((rec for rec in cs if shard_of(rec, jobs) == shard), server_ports, share=jobs)
     if shard == 0:
         return _Part(conv, names, cs.stats, cs.inputs)
     return _Part(conv, names, None, None)
