@@ -35,6 +35,8 @@ from auditor.parallel import auto_jobs, collect_parallel
 from auditor.report.document import build_document
 from auditor.roles import RoleMap, load_roles, name_matches
 
+_DHCP_PORTS = (67, 68)
+
 Progress = Callable[[int, int, int], None]
 """(bytes read, total bytes, packets read so far)."""
 
@@ -157,14 +159,30 @@ class Analysis:
     vantage_source: str
 
 
-def collect(records: Iterable[PacketRecord], server_ports: frozenset[tuple[str, int]], *, share: int = 1
-            ) -> tuple[ConversationResult, NameEvidence]:
+def collect(records: Iterable[PacketRecord], server_ports: frozenset[tuple[str, int]], *,
+            shard: tuple[int, int] = (0, 1)) -> tuple[ConversationResult, NameEvidence]:
     """Packet records -> conversations and name evidence (both mergeable across partial runs).
-    ``share``: the records are about 1/share of the run's (one parallel worker's part)."""
-    builder = ConversationBuilder(server_ports=server_ports, share=share)
+
+    ``shard=(k, n)``: keep only worker k's share of n (auditor/parallel.py). A packet belongs to a
+    worker by a hash symmetric in its two addresses, so both directions, ICMP errors (by the packet
+    they quote) and TFTP transfers (same two hosts) stay together; DHCP (67/68) goes to worker 0,
+    where broadcast replies join their requests by xid. The decoder applies the same rule to IPv4
+    TCP/UDP before building records (capture/decode.py); the check is inlined: it runs per packet.
+    """
+    k, n = shard
+    builder = ConversationBuilder(server_ports=server_ports, share=n)
     names = NameEvidence()
     feed, observe = builder.feed, names.observe
     for rec in records:
+        if n > 1:
+            if rec.proto == 17 and (rec.sport in _DHCP_PORTS or rec.dport in _DHCP_PORTS):
+                if k:
+                    continue
+            else:
+                q = rec.quoted
+                a, b = (q.src, q.dst) if q is not None else (rec.src, rec.dst)
+                if (a[-1] + a[-2] + b[-1] + b[-2]) % n != k:
+                    continue
         feed(rec)
         if rec.payload:
             observe(rec)

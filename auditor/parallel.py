@@ -20,29 +20,15 @@ from typing import Any
 
 from auditor.capture import CaptureSet, InputInfo, ReadStats
 from auditor.conversations import ConversationResult
-from auditor.model import PacketRecord
 from auditor.names import NameEvidence
 
 PARALLEL_MIN_BYTES = 64 << 20
 """Below this, starting processes costs more than it saves."""
 
-_DHCP_PORTS = (67, 68)
-
-
 def tune_gc() -> None:
     """The audit allocates millions of short-lived objects and keeps a few large tables: collecting
     the young generation less often measured 30-45 % faster (bench/README.md)."""
     gc.set_threshold(200_000, 50, 1000)
-
-
-def shard_of(rec: PacketRecord, jobs: int) -> int:
-    """Which worker owns this packet: symmetric in the two addresses, so both directions, ICMP errors
-    (by the packet they quote) and TFTP transfers (same two hosts) land together."""
-    if rec.proto == 17 and (rec.sport in _DHCP_PORTS or rec.dport in _DHCP_PORTS):
-        return 0  # broadcast DHCP replies join requests of other addresses (by xid)
-    q = rec.quoted
-    a, b = (q.src, q.dst) if q is not None else (rec.src, rec.dst)
-    return (a[-1] + a[-2] + b[-1] + b[-2]) % jobs
 
 
 def auto_jobs(capture: CaptureSet, engine: str) -> int:
@@ -82,7 +68,7 @@ def _work(paths: list[str], engine: str, verify: bool, shard: int, jobs: int,
                     shard=(shard, jobs))
     from auditor.audit import collect  # here: audit imports this module
 
-    conv, names = collect((rec for rec in cs if shard_of(rec, jobs) == shard), server_ports, share=jobs)
+    conv, names = collect(cs, server_ports, shard=(shard, jobs))
     if shard == 0:
         return _Part(conv, names, cs.stats, cs.inputs)
     return _Part(conv, names, None, None)

@@ -153,7 +153,7 @@ class Decoder:
         self.verify = verify_checksums
         self.shard, self.jobs = shard
         """With jobs > 1, IPv4 TCP/UDP packets of other workers' address pairs are skipped before any
-        record is built (the same symmetric hash as auditor.parallel.shard_of)."""
+        record is built (the same symmetric hash as auditor.audit.collect)."""
         self.skipped = 0
         self.frags: dict[tuple[bytes, bytes, int, int], tuple[int, int]] = {}
 
