@@ -168,11 +168,16 @@ def collect(records: Iterable[PacketRecord], server_ports: frozenset[tuple[str, 
     they quote) and TFTP transfers (same two hosts) stay together; DHCP (67/68) goes to worker 0,
     where broadcast replies join their requests by xid. The decoder applies the same rule to IPv4
     TCP/UDP before building records (capture/decode.py); the check is inlined: it runs per packet.
+
+    From a CaptureSet, most packets never become records: the builder's fast lane takes them from
+    the decoder by their fields (ConversationBuilder.lane), in order with the records around them.
     """
     k, n = shard
     builder = ConversationBuilder(server_ports=server_ports, share=n)
     names = NameEvidence()
     feed, observe = builder.feed, names.observe
+    if isinstance(records, CaptureSet):
+        records.lane = builder.lane()
     for rec in records:
         if n > 1:
             if rec.proto == 17 and (rec.sport in _DHCP_PORTS or rec.dport in _DHCP_PORTS):

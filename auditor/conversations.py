@@ -61,6 +61,7 @@ from auditor.model import (
     Connection,
     Flow,
     FlowKey,
+    Lane,
     PacketRecord,
     TunnelInfo,
     addr_str,
@@ -301,6 +302,8 @@ class ConversationBuilder:
                         and rec.tunnel is None and (c.os if is_orig else c.rs)):
                     if ts > c.last:
                         c.last = ts
+                    elif ts < c.first:
+                        c.first = ts
                     bit = _D if rec.payload_len or proto == 17 else (_A if flags & ACK else 0)
                     if is_orig:
                         c.opk += 1
@@ -314,6 +317,50 @@ class ConversationBuilder:
                         c.hist.append(_HIST_LETTER[bit])
                     return
         self._slow(rec)
+
+    def lane(self) -> Lane:
+        """The fast lane for a capture reader: ``lane(proto, src, sport, dst, dport, ts, flags,
+        payload_len, ip_len)`` takes a TCP/UDP packet of an already live connection by its fields
+        alone, so the reader builds no PacketRecord for it, and returns True; it returns False,
+        having changed nothing, when the packet needs ``feed``.
+
+        The reader may offer only packets whose record would have no checksum error, no tunnel, no
+        fragment flag and no payload that names.py reads (see capture/decode.py); for those, a True
+        here is exactly what ``feed`` of the record would have done (tests/test_conversations_lane.py
+        checks this). Every SWEEP_EVERY-th packet is declined, so the sweep stays in ``feed``.
+        """
+        get = self._table.get
+        stats = self.stats
+        letters = _HIST_LETTER
+
+        def lane(proto: int, src: bytes, sport: int, dst: bytes, dport: int, ts: float, flags: int,
+                 plen: int, ip_len: int) -> bool:
+            ent = get((proto, src, sport, dst, dport))
+            if ent is None or flags & 7 or self._countdown == 1:
+                return False
+            c, is_orig = ent
+            if ts - c.last > c.timeout or not (c.os if is_orig else c.rs):
+                return False
+            self._countdown -= 1
+            stats.packets += 1
+            if ts > c.last:
+                c.last = ts
+            elif ts < c.first:
+                c.first = ts
+            bit = _D if plen or proto == 17 else (_A if flags & ACK else 0)
+            if is_orig:
+                c.opk += 1
+                c.oby += ip_len
+            else:
+                c.rpk += 1
+                c.rby += ip_len
+                bit <<= _RESP
+            if bit and not c.hseen & bit:
+                c.hseen |= bit
+                c.hist.append(letters[bit])
+            return True
+
+        return lane
 
     def feed_many(self, recs: Iterable[PacketRecord]) -> None:
         """Several records, in order: the same as feeding them one at a time."""

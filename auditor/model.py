@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -41,6 +42,12 @@ def addr_str(packed: bytes) -> str:
             _ADDR_CACHE.clear()
         _ADDR_CACHE[packed] = text
     return text
+
+
+Lane = Callable[[int, bytes, int, bytes, int, float, int, int, int], bool]
+"""The conversation core's fast lane (ConversationBuilder.lane) as a reader calls it:
+(proto, src, sport, dst, dport, ts, tcp_flags, payload_len, ip_len) -> True when it took the packet
+(no PacketRecord needed), False when the packet must come as a record."""
 
 
 @dataclass(slots=True, frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from auditor.capture import open_captures
+from auditor.capture.source import HashingReader
 from auditor.errors import CaptureError
 from auditor.model import PacketRecord
 from tests.capture_factory import (
@@ -183,3 +185,48 @@ def test_input_file_not_modified(tmp_path: Path) -> None:
     before = (p.read_bytes(), p.stat().st_mtime_ns)
     read(p)
     assert (p.read_bytes(), p.stat().st_mtime_ns) == before
+
+
+class _Flaky(io.RawIOBase):
+    """A file that returns short reads, then fails: what the read-ahead thread must pass on."""
+
+    def __init__(self, data: bytes, fail_after: int | None) -> None:
+        self.data, self.pos, self.fail_after = data, 0, fail_after
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if self.fail_after is not None and self.pos >= self.fail_after:
+            raise OSError(5, "Input/output error")
+        n = min(size if size >= 0 else len(self.data), 1 + (self.pos * 7919) % 70_000)
+        out = self.data[self.pos:self.pos + n]
+        self.pos += len(out)
+        return out
+
+
+def test_read_ahead_hashes_and_returns_every_byte() -> None:
+    data = bytes(random.Random(5).getrandbits(8) for _ in range(300_000))
+    reader = HashingReader(_Flaky(data, None))  # type: ignore[arg-type]
+    assert reader.peek_start(6) == data[:6]
+    got = [reader.read(6)]
+    rnd = random.Random(1)
+    while chunk := reader.read(rnd.choice((1, 100, 5000, 1 << 20))):
+        got.append(chunk)
+    assert b"".join(got) == data
+    assert reader.nread == len(data)
+    assert reader.hexdigest() == hashlib.sha256(data).hexdigest()
+    reader.close()
+
+
+def test_read_ahead_error_reaches_the_reader() -> None:
+    data = b"x" * 200_000
+    reader = HashingReader(_Flaky(data, 50_000))  # type: ignore[arg-type]
+    reader.peek_start(4)
+    got = 0
+    with pytest.raises(OSError, match="Input/output error"):
+        while chunk := reader.read(4096):
+            got += len(chunk)
+    assert 50_000 <= got + 4 <= 200_000
+    assert reader.read(10) == b""  # after the error: the end, not a hang
+    reader.close()

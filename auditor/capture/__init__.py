@@ -21,7 +21,7 @@ from auditor.capture.info import InputInfo, ReadStats
 from auditor.capture.pcapfile import PCAP_MAGICS, PCAPNG_MAGIC, PROGRESS_EVERY, walk_pcap, walk_pcapng
 from auditor.capture.source import CHUNK, DECOMPRESS_ERRORS, Source, sniff
 from auditor.errors import CaptureError
-from auditor.model import PacketRecord
+from auditor.model import Lane, PacketRecord
 
 __all__ = ["ENGINES", "CaptureSet", "InputInfo", "ReadStats", "open_captures"]
 
@@ -56,6 +56,9 @@ class CaptureSet:
         self.verify_checksums = verify_checksums
         self.shard = shard
         """(k, n): decode only worker k's share of n (see auditor.parallel); (0, 1) reads everything."""
+        self.lane: Lane | None = None
+        """The conversation core's fast lane (ConversationBuilder.lane), set by the consumer before
+        iterating: common TCP/UDP packets of live connections go to it, not out as records."""
         self.inputs: list[InputInfo] = []
         self.stats = ReadStats()
         self._progress = progress
@@ -102,6 +105,7 @@ class CaptureSet:
                 raise CaptureError(f"{path}: {src.compression} data cannot be decompressed: {e}") from e
             check_magic(path, first, src.compression)
             dec = Decoder(self.stats, index, verify_checksums=self.verify_checksums, shard=self.shard)
+            dec.lane = self.lane
             raw = src.raw
 
             def tick() -> None:

@@ -13,7 +13,7 @@ import struct
 import zlib
 
 from auditor.capture.info import ReadStats
-from auditor.model import PAYLOAD_SNAP, PacketRecord, QuotedPacket, TunnelInfo
+from auditor.model import PAYLOAD_SNAP, Lane, PacketRecord, QuotedPacket, TunnelInfo
 
 _U16 = struct.Struct("!H").unpack_from
 _U32 = struct.Struct("!I").unpack_from
@@ -155,6 +155,11 @@ class Decoder:
         """With jobs > 1, IPv4 TCP/UDP packets of other workers' address pairs are skipped before any
         record is built (the same symmetric hash as auditor.audit.collect)."""
         self.skipped = 0
+        self.lane: Lane | None = None
+        """The conversation core's fast lane (ConversationBuilder.lane), offered the common TCP/UDP
+        packets that need no record: see ``decode``."""
+        self.laned = 0
+        """Packets the lane took (records in all but object: counted into ReadStats.records)."""
         self.frags: dict[tuple[bytes, bytes, int, int], tuple[int, int]] = {}
 
     # -- counting ---------------------------------------------------------------------------------
@@ -177,7 +182,8 @@ class Decoder:
 
     def decode(self, buf: bytes, off: int, caplen: int, ts: float, frame: int,
                lt: int) -> PacketRecord | None:
-        """Decode the frame buf[off:off+caplen] of link type ``lt``; None if it yields no record."""
+        """Decode the frame buf[off:off+caplen] of link type ``lt``; None if it yields no record
+        (not IP, malformed, another worker's, or taken by the conversation core's fast lane)."""
         end = off + caplen
         if lt == 1 and caplen >= 54:
             # One unpack reads Ethernet type, the IPv4 fields and the TCP (or UDP) header at once,
@@ -198,27 +204,32 @@ class Decoder:
                             if self.jobs > 1 and (src[-1] + src[-2] + dst[-1] + dst[-2]) % self.jobs != self.shard:
                                 self.skipped += 1  # another worker's conversation (auditor/parallel.py)
                                 return None
+                            quiet = True  # no payload that names.py reads
+                            a = b = 0
                             if plen:
                                 a = l4 + doff
                                 b = ipend if ipend < end else end
                                 if a < b and buf[a] not in _KEEP_FIRST and sport != 53 and dport != 53:
                                     b = a + 1
-                                elif b > a + PAYLOAD_SNAP:
-                                    b = a + PAYLOAD_SNAP
-                                payload = buf[a:b]
-                            else:
-                                payload = b""
+                                else:
+                                    quiet = a >= b
+                                    if b > a + PAYLOAD_SNAP:
+                                        b = a + PAYLOAD_SNAP
+                            bad = False
                             if (self.verify and ipend <= end
                                     and (frame <= VERIFY_ALL_FRAMES or not frame & VERIFY_EVERY_MASK)):
                                 n = int.from_bytes(buf[l4:ipend], "big")
                                 if tot & 1:
                                     n <<= 8
-                                if (n + int.from_bytes(src, "big") + int.from_bytes(dst, "big")
-                                        + tot - 14) % 0xFFFF:
-                                    return fast_record(self.ii, frame, ts, src, dst, 6, tot, sport, dport,
-                                                       flags, seq, ack, plen, payload, True)
+                                bad = (n + int.from_bytes(src, "big") + int.from_bytes(dst, "big")
+                                       + tot - 14) % 0xFFFF != 0
+                            lane = self.lane
+                            if (quiet and not bad and lane is not None
+                                    and lane(6, src, sport, dst, dport, ts, flags, plen, tot)):
+                                self.laned += 1
+                                return None
                             return fast_record(self.ii, frame, ts, src, dst, 6, tot, sport, dport, flags,
-                                               seq, ack, plen, payload, False)
+                                               seq, ack, plen, buf[a:b] if plen else b"", bad)
                     elif proto == 17 and tot >= 28:
                         ulen = seq >> 16
                         if 8 <= ulen <= tot - 20 and dport != VXLAN_PORT and dport != GENEVE_PORT:
@@ -227,6 +238,19 @@ class Decoder:
                                 self.skipped += 1
                                 return None
                             plen = ulen - 8
+                            bad = False
+                            if (seq & 0xFFFF and self.verify and l4 + ulen <= end
+                                    and (frame <= VERIFY_ALL_FRAMES or not frame & VERIFY_EVERY_MASK)):
+                                n = int.from_bytes(buf[l4:l4 + ulen], "big")
+                                if ulen & 1:
+                                    n <<= 8
+                                bad = (n + int.from_bytes(src, "big") + int.from_bytes(dst, "big")
+                                       + 17 + ulen) % 0xFFFF != 0
+                            lane = self.lane
+                            if (not bad and lane is not None and sport != 53 and dport != 53
+                                    and lane(17, src, sport, dst, dport, ts, 0, plen, tot)):
+                                self.laned += 1
+                                return None
                             if plen:
                                 a = l4 + 8
                                 b = a + plen
@@ -237,17 +261,8 @@ class Decoder:
                                 payload = buf[a:b]
                             else:
                                 payload = b""
-                            if (seq & 0xFFFF and self.verify and l4 + ulen <= end
-                                    and (frame <= VERIFY_ALL_FRAMES or not frame & VERIFY_EVERY_MASK)):
-                                n = int.from_bytes(buf[l4:l4 + ulen], "big")
-                                if ulen & 1:
-                                    n <<= 8
-                                if (n + int.from_bytes(src, "big") + int.from_bytes(dst, "big")
-                                        + 17 + ulen) % 0xFFFF:
-                                    return fast_record(self.ii, frame, ts, src, dst, 17, tot, sport, dport,
-                                                       0, 0, 0, plen, payload, True)
                             return fast_record(self.ii, frame, ts, src, dst, 17, tot, sport, dport, 0,
-                                               0, 0, plen, payload, False)
+                                               0, 0, plen, payload, bad)
             elif et == 0x86DD and end - p >= 48 and buf[p] >> 4 == 6:
                 plen6, nh, src, dst = _IP6(buf, p)
                 l4 = p + 40
@@ -257,26 +272,41 @@ class Decoder:
                     doff = (offb >> 4) << 2
                     plen = plen6 - doff
                     if doff >= 20 and plen >= 0:
+                        quiet = True
+                        a = b = 0
                         if plen:
                             a = l4 + doff
                             b = ipend if ipend < end else end
                             if a < b and buf[a] not in _KEEP_FIRST and sport != 53 and dport != 53:
                                 b = a + 1
-                            elif b > a + PAYLOAD_SNAP:
-                                b = a + PAYLOAD_SNAP
-                            payload = buf[a:b]
-                        else:
-                            payload = b""
+                            else:
+                                quiet = a >= b
+                                if b > a + PAYLOAD_SNAP:
+                                    b = a + PAYLOAD_SNAP
                         bad = False
                         if (self.verify and ipend <= end
                                 and (frame <= VERIFY_ALL_FRAMES or not frame & VERIFY_EVERY_MASK)):
                             bad = checksum_bad(buf, l4, ipend, src, dst, 6)
+                        lane = self.lane
+                        if (quiet and not bad and lane is not None
+                                and lane(6, src, sport, dst, dport, ts, flags, plen, 40 + plen6)):
+                            self.laned += 1
+                            return None
                         return fast_record(self.ii, frame, ts, src, dst, 6, 40 + plen6, sport, dport, flags,
-                                           seq, ack, plen, payload, bad)
+                                           seq, ack, plen, buf[a:b] if plen else b"", bad)
                 elif nh == 17 and plen6 >= 8:
                     sport, dport, ulen, ucs = _UDP(buf, l4)
                     if 8 <= ulen <= plen6 and dport != VXLAN_PORT and dport != GENEVE_PORT:
                         plen = ulen - 8
+                        bad = False
+                        if (ucs and self.verify and l4 + ulen <= end
+                                and (frame <= VERIFY_ALL_FRAMES or not frame & VERIFY_EVERY_MASK)):
+                            bad = checksum_bad(buf, l4, l4 + ulen, src, dst, 17)
+                        lane = self.lane
+                        if (not bad and lane is not None and sport != 53 and dport != 53
+                                and lane(17, src, sport, dst, dport, ts, 0, plen, 40 + plen6)):
+                            self.laned += 1
+                            return None
                         a = l4 + 8
                         b = a + plen
                         if b > end:
@@ -284,10 +314,6 @@ class Decoder:
                         if b > a + PAYLOAD_SNAP:
                             b = a + PAYLOAD_SNAP
                         payload = buf[a:b] if plen else b""
-                        bad = False
-                        if (ucs and self.verify and l4 + ulen <= end
-                                and (frame <= VERIFY_ALL_FRAMES or not frame & VERIFY_EVERY_MASK)):
-                            bad = checksum_bad(buf, l4, l4 + ulen, src, dst, 17)
                         return fast_record(self.ii, frame, ts, src, dst, 17, 40 + plen6, sport, dport, 0,
                                            0, 0, plen, payload, bad)
         return self.slow(buf, off, end, ts, frame, lt)

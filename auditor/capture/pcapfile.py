@@ -110,7 +110,7 @@ def walk_pcap(src: Source, first: bytes, info: InputInfo, dec: Decoder, tick: Ti
             # frame fewer, and the decoder's attributes bound to locals once. Keep it in step with
             # Decoder.decode (the equivalence tests compare the two on varied captures).
             e4, e4v, keep, new = _E4, _E4V, _KEEP_FIRST, object.__new__
-            ii, verify, jobs, shard = dec.ii, dec.verify, dec.jobs, dec.shard
+            ii, verify, jobs, shard, lane = dec.ii, dec.verify, dec.jobs, dec.shard, dec.lane
             while True:
                 if blen - pos < hl:
                     if r.more(pos):
@@ -163,16 +163,17 @@ def walk_pcap(src: Source, first: bytes, info: InputInfo, dec: Decoder, tick: Ti
                                     dec.skipped += 1
                                     continue
                                 ipend = p + tot
+                                quiet = True  # no payload that names.py reads
+                                a = b = 0
                                 if plen:
                                     a = l4 + doff
                                     b = ipend if ipend < nxt else nxt
                                     if a < b and buf[a] not in keep and sport != 53 and dport != 53:
                                         b = a + 1
-                                    elif b > a + PAYLOAD_SNAP:
-                                        b = a + PAYLOAD_SNAP
-                                    payload = buf[a:b]
-                                else:
-                                    payload = b""
+                                    else:
+                                        quiet = a >= b
+                                        if b > a + PAYLOAD_SNAP:
+                                            b = a + PAYLOAD_SNAP
                                 bad = False
                                 if (verify and ipend <= nxt
                                         and (frame <= VERIFY_ALL_FRAMES or not frame & VERIFY_EVERY_MASK)):
@@ -181,6 +182,10 @@ def walk_pcap(src: Source, first: bytes, info: InputInfo, dec: Decoder, tick: Ti
                                         n <<= 8
                                     bad = (n + int.from_bytes(s, "big") + int.from_bytes(d, "big")
                                            + tot - 14) % 0xFFFF != 0
+                                records += 1
+                                if quiet and not bad and lane is not None and lane(6, s, sport, d, dport, ts,
+                                                                                    flags, plen, tot):
+                                    continue
                                 # PacketRecord's own __init__ is a Python call through type.__call__
                                 # (~0.2 µs of the ~1 µs per record on 3.11); it has no __post_init__,
                                 # so set every slot here (a test pins the field list).
@@ -198,7 +203,7 @@ def walk_pcap(src: Source, first: bytes, info: InputInfo, dec: Decoder, tick: Ti
                                 out.seq = seq
                                 out.ack = ack
                                 out.payload_len = plen
-                                out.payload = payload
+                                out.payload = buf[a:b] if plen else b""
                                 out.icmp_type = -1
                                 out.icmp_code = -1
                                 out.icmp_id = 0
@@ -206,7 +211,6 @@ def walk_pcap(src: Source, first: bytes, info: InputInfo, dec: Decoder, tick: Ti
                                 out.checksum_bad = bad
                                 out.tunnel = None
                                 out.fragment = False
-                                records += 1
                                 yield out
                                 continue
                         elif proto == 17 and tot >= 28:
@@ -217,6 +221,18 @@ def walk_pcap(src: Source, first: bytes, info: InputInfo, dec: Decoder, tick: Ti
                                     dec.skipped += 1
                                     continue
                                 plen = ulen - 8
+                                bad = False
+                                if (seq & 0xFFFF and verify and l4 + ulen <= nxt
+                                        and (frame <= VERIFY_ALL_FRAMES or not frame & VERIFY_EVERY_MASK)):
+                                    n = int.from_bytes(buf[l4:l4 + ulen], "big")
+                                    if ulen & 1:
+                                        n <<= 8
+                                    bad = (n + int.from_bytes(s, "big") + int.from_bytes(d, "big")
+                                           + 17 + ulen) % 0xFFFF != 0
+                                records += 1
+                                if (not bad and lane is not None and sport != 53 and dport != 53
+                                        and lane(17, s, sport, d, dport, ts, 0, plen, tot)):
+                                    continue
                                 if plen:
                                     a = l4 + 8
                                     b = a + plen
@@ -227,14 +243,6 @@ def walk_pcap(src: Source, first: bytes, info: InputInfo, dec: Decoder, tick: Ti
                                     payload = buf[a:b]
                                 else:
                                     payload = b""
-                                bad = False
-                                if (seq & 0xFFFF and verify and l4 + ulen <= nxt
-                                        and (frame <= VERIFY_ALL_FRAMES or not frame & VERIFY_EVERY_MASK)):
-                                    n = int.from_bytes(buf[l4:l4 + ulen], "big")
-                                    if ulen & 1:
-                                        n <<= 8
-                                    bad = (n + int.from_bytes(s, "big") + int.from_bytes(d, "big")
-                                           + 17 + ulen) % 0xFFFF != 0
                                 out = new(PacketRecord)
                                 out.input_index = ii
                                 out.frame = frame
@@ -257,7 +265,6 @@ def walk_pcap(src: Source, first: bytes, info: InputInfo, dec: Decoder, tick: Ti
                                 out.checksum_bad = bad
                                 out.tunnel = None
                                 out.fragment = False
-                                records += 1
                                 yield out
                                 continue
                 rec = decode(buf, start, caplen, ts, frame, 1)
@@ -311,7 +318,8 @@ def walk_pcap(src: Source, first: bytes, info: InputInfo, dec: Decoder, tick: Ti
             info.link_types[linktype_name(lt)] = frame
             info.first_ts, info.last_ts = lo, hi
         dec.stats.frames += frame
-        dec.stats.records += records
+        dec.stats.records += records + dec.laned
+        dec.laned = 0
 
 
 class _Iface:
@@ -465,4 +473,5 @@ def walk_pcapng(src: Source, first: bytes, info: InputInfo, dec: Decoder,
         if hi >= lo:
             info.first_ts, info.last_ts = lo, hi
         dec.stats.frames += frame
-        dec.stats.records += records
+        dec.stats.records += records + dec.laned
+        dec.laned = 0

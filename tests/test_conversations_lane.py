@@ -1,0 +1,181 @@
+"""The conversation core's fast lane (ConversationBuilder.lane) against plain records.
+
+From a CaptureSet, audit.collect lets the decoder hand common TCP/UDP packets of live connections to
+the lane by their fields instead of building records. These tests read the same captures both ways
+(iterating the CaptureSet through a plain iterator turns the lane off) and require identical flows,
+conversation counters, read counters and name evidence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import random
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from auditor.audit import collect
+from auditor.capture import CaptureSet, pcapfile
+from auditor.capture import decode as decode_mod
+from auditor.conversations import SWEEP_EVERY, ConversationBuilder
+from auditor.model import ACK, PSH, SYN
+from tests.capture_factory import eth_ipv4_tcp, eth_ipv4_udp, eth_ipv6_tcp, eth_ipv6_udp, write_pcap, write_pcapng
+from tests.records import tcp as tcp_rec
+from tests.records import udp as udp_rec
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "sample_pcaps"
+PORTS = frozenset({("tcp", 443), ("tcp", 1494), ("udp", 53)})
+
+
+def _make_capture() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("make_capture", ROOT / "bench" / "make_capture.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+TAKEN: list[int] = [0]
+LANE_TAKEN: list[int] = [0]
+
+
+def _counting_lane(self: ConversationBuilder) -> Any:
+    inner = REAL_LANE(self)
+
+    def lane(*fields: Any) -> bool:
+        taken = inner(*fields)
+        TAKEN[0] += taken
+        return taken
+
+    return lane
+
+
+REAL_LANE = ConversationBuilder.lane
+
+
+def _run(paths: list[Path], lane: bool, shard: tuple[int, int] = (0, 1)) -> tuple[Any, ...]:
+    cs = CaptureSet([str(p) for p in paths], shard=shard)
+    TAKEN[0] = 0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ConversationBuilder, "lane", _counting_lane)
+        conv, names = collect(cs if lane else iter(cs), PORTS, shard=shard)
+    # The lane is really used, or not at all.
+    assert TAKEN[0] > 0 if lane else TAKEN[0] == 0
+    if lane:
+        LANE_TAKEN[0] = TAKEN[0]
+    flows = sorted((k, dataclasses.asdict(f)) for k, f in conv.flows.items())
+    found = {a: names.names_for(a) for a in names._by_addr}
+    read = dataclasses.asdict(cs.stats)
+    return flows, dataclasses.asdict(conv.stats), read, names.stats, found
+
+
+def _same(paths: list[Path], shard: tuple[int, int] = (0, 1)) -> tuple[Any, ...]:
+    with_lane = _run(paths, True, shard)
+    assert with_lane == _run(paths, False, shard)
+    return with_lane
+
+
+def _conversations(rnd: random.Random, n: int) -> list[tuple[float, bytes]]:
+    """Interleaved conversations of every kind the lane sees or must decline: handshakes, data both
+    ways, TLS and HTTP first bytes (names), DNS over UDP and TCP, bad checksums, FIN/RST, idle gaps
+    past the timeouts, VLAN tags and IPv6."""
+    out: list[tuple[float, bytes]] = []
+    t = 1_700_000_000.0
+    live: list[tuple[str, str, int, int, bool, int | None]] = []
+    for _ in range(n):
+        if not live or rnd.random() < 0.08:
+            v6 = rnd.random() < 0.2
+            c = (f"fd00::{rnd.randrange(1, 30):x}" if v6 else f"10.0.0.{rnd.randrange(1, 30)}",
+                 f"fd00::1:{rnd.randrange(1, 5):x}" if v6 else f"10.9.0.{rnd.randrange(1, 5)}",
+                 rnd.randrange(40000, 40100), rnd.choice((443, 1494, 53, 8080, 123)), v6,
+                 rnd.choice((None, None, 7)))
+            live.append(c)
+        a, b, sp, dp, v6, vlan = rnd.choice(live)
+        t += rnd.choice((0.001, 0.01, 0.5, 2.0, 70.0 if rnd.random() < 0.02 else 0.001))
+        fwd = rnd.random() < 0.6
+        s, d, ps, pd = (a, b, sp, dp) if fwd else (b, a, dp, sp)
+        payload = rnd.choice((b"", b"", b"\x17\x03\x03" + b"x" * 300, b"\x00" * 40,
+                              b"\x16\x03\x01\x00\x05\x01abc", b"GET / HTTP/1.1\r\nHost: h.example\r\n\r\n",
+                              b"\x12\x34\x81\x80" + b"\x00" * 20))
+        bad = rnd.random() < 0.03
+        if rnd.random() < 0.3:
+            if v6:
+                f = eth_ipv6_udp(s, d, ps, pd, payload)
+            else:
+                f = eth_ipv4_udp(s, d, ps, pd, payload, vlan=vlan, bad_checksum=bad)
+        else:
+            flags = rnd.choice(("A", "PA", "PA", "A", "S", "SA", "FA", "R"))
+            if v6:
+                f = eth_ipv6_tcp(s, d, ps, pd, flags, payload)
+            else:
+                f = eth_ipv4_tcp(s, d, ps, pd, flags, payload, vlan=vlan, seq=rnd.getrandbits(32),
+                                 bad_checksum=bad)
+        out.append((t, f))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_lane_equals_records_on_mixed_conversations(tmp_path: Path, seed: int,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(decode_mod, "VERIFY_ALL_FRAMES", 100)
+    monkeypatch.setattr(pcapfile, "VERIFY_ALL_FRAMES", 100)
+    packets = _conversations(random.Random(seed), 4000)
+    pcap = write_pcap(tmp_path / "mix.pcap", packets)
+    pcapng = write_pcapng(tmp_path / "mix.pcapng", [1], [(0, t, f) for t, f in packets])
+    flows, conv_stats, read, _, names = _same([pcap])
+    assert read["records"] == read["frames"] == len(packets)
+    assert conv_stats["packets"] == len(packets) and len(flows) > 20 and names
+    _same([pcapng])
+    _same([pcap, pcapng])
+    for k in range(2):
+        _same([pcap], shard=(k, 2))
+
+
+def test_lane_equals_records_on_bench_traffic(tmp_path: Path) -> None:
+    cap = tmp_path / "bench.pcap"
+    written, _ = _make_capture().generate(cap, 60_000, conversations=3_000)
+    flows, conv_stats, *_ = _same([cap])
+    assert conv_stats["connections"] > 2_000 and conv_stats["packets"] == written
+    assert LANE_TAKEN[0] > written // 2  # most packets of real traffic are mid-connection
+    assert any(f["established"] for _, f in flows) and any(f["unanswered"] for _, f in flows)
+
+
+def test_lane_equals_records_on_samples() -> None:
+    _same(sorted(SAMPLES.glob("*.pcap*")))
+
+
+def _lane_accepts(builder: ConversationBuilder, r: Any) -> bool:
+    return builder.lane()(r.proto, r.src, r.sport, r.dst, r.dport, r.ts, r.tcp_flags, r.payload_len, r.ip_len)
+
+
+def test_lane_takes_only_live_established_packets() -> None:
+    b = ConversationBuilder()
+    first = tcp_rec("10.0.0.1", "10.0.0.2", 40000, 443, SYN, 1.0)
+    assert not _lane_accepts(b, first)  # no connection yet: the record must create it
+    b.feed(first)
+    synack = tcp_rec("10.0.0.2", "10.0.0.1", 443, 40000, SYN | ACK, 1.1)
+    assert not _lane_accepts(b, synack)  # SYN/FIN/RST always go to feed
+    b.feed(synack)
+    data = tcp_rec("10.0.0.1", "10.0.0.2", 40000, 443, PSH | ACK, 1.2, payload=b"\x17" * 10)
+    assert _lane_accepts(b, data)
+    assert b.stats.packets == 3
+    late = tcp_rec("10.0.0.1", "10.0.0.2", 40000, 443, ACK, 1000.0)
+    assert not _lane_accepts(b, late)  # past the idle timeout: feed splits the connection
+    assert b.stats.packets == 3
+
+
+def test_lane_leaves_the_sweep_to_feed() -> None:
+    b = ConversationBuilder()
+    b.feed(udp_rec("10.0.0.1", "10.0.0.2", 40000, 53, 1.0))
+    declined = 0
+    for i in range(SWEEP_EVERY + 10):
+        r = udp_rec("10.0.0.1", "10.0.0.2", 40000, 53, 1.0 + i * 1e-6)
+        if not _lane_accepts(b, r):
+            declined += 1
+            b.feed(r)
+    assert declined == 1  # the one packet whose turn it is to sweep goes through feed
+    assert b.stats.packets == SWEEP_EVERY + 11
