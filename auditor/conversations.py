@@ -44,8 +44,9 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from auditor.model import (
     ACK,
@@ -61,7 +62,6 @@ from auditor.model import (
     Connection,
     Flow,
     FlowKey,
-    Lane,
     PacketRecord,
     TunnelInfo,
     addr_str,
@@ -238,6 +238,80 @@ def _tunnel_text(t: TunnelInfo) -> str:
     return f"{text} vni {t.vni}" if t.vni else text
 
 
+class FastLane:
+    """A capture reader's way into the core for common packets, without a PacketRecord.
+
+    ``take(proto, src, sport, dst, dport, ts, flags, payload_len, ip_len)`` takes a TCP/UDP packet of
+    an already live connection by its fields alone and returns True; it returns False, having
+    changed nothing, when the packet needs ``ConversationBuilder.feed``.
+
+    A reader may offer only packets whose record would have no checksum error, no tunnel, no fragment
+    flag and no payload that names.py reads (capture/decode.py); for those, True means exactly what
+    ``feed`` of the record would have done (tests/test_conversations_lane.py). Every SWEEP_EVERY-th
+    packet is declined, so the amortised sweep stays in ``feed``.
+
+    The fused pcap walk (capture/pcapfile.py) inlines ``take`` on ``table`` with the history bits
+    below, keeping the sweep countdown and its count of taken packets in locals: it calls ``hold()``
+    before and ``release(countdown, taken)`` after every stretch of inlined packets, i.e. around every
+    record it yields and every other call into the core. Keep the two copies in step.
+    """
+
+    __slots__ = ("_builder", "ack_bit", "data_bit", "letters", "resp_shift", "table", "take")
+    table: dict[tuple[object, ...], tuple[Any, bool]]
+    letters: dict[int, str]
+    data_bit: int
+    ack_bit: int
+    resp_shift: int
+    take: Callable[[int, bytes, int, bytes, int, float, int, int, int], bool]
+
+    def __init__(self, builder: ConversationBuilder) -> None:
+        self._builder = builder
+        self.table = builder._table
+        self.letters = _HIST_LETTER
+        self.data_bit, self.ack_bit, self.resp_shift = _D, _A, _RESP
+        get = self.table.get
+        stats = builder.stats
+        letters = _HIST_LETTER
+
+        def take(proto: int, src: bytes, sport: int, dst: bytes, dport: int, ts: float, flags: int,
+                 plen: int, ip_len: int) -> bool:
+            ent = get((proto, src, sport, dst, dport))
+            if ent is None or flags & 7 or builder._countdown == 1:
+                return False
+            c, is_orig = ent
+            if ts - c.last > c.timeout or not (c.os if is_orig else c.rs):
+                return False
+            builder._countdown -= 1
+            stats.packets += 1
+            if ts > c.last:
+                c.last = ts
+            elif ts < c.first:
+                c.first = ts
+            bit = _D if plen or proto == 17 else (_A if flags & ACK else 0)
+            if is_orig:
+                c.opk += 1
+                c.oby += ip_len
+            else:
+                c.rpk += 1
+                c.rby += ip_len
+                bit <<= _RESP
+            if bit and not c.hseen & bit:
+                c.hseen |= bit
+                c.hist.append(letters[bit])
+            return True
+
+        self.take = take
+
+    def hold(self) -> int:
+        """The sweep countdown, for a reader that counts it down itself (never below 2)."""
+        return self._builder._countdown
+
+    def release(self, countdown: int, taken: int) -> None:
+        """Hand back the countdown and the number of packets taken since ``hold``."""
+        self._builder._countdown = countdown
+        self._builder.stats.packets += taken
+
+
 class ConversationBuilder:
     """Feed PacketRecords, then ``finish()`` for the flows. Memory follows live connections."""
 
@@ -318,49 +392,9 @@ class ConversationBuilder:
                     return
         self._slow(rec)
 
-    def lane(self) -> Lane:
-        """The fast lane for a capture reader: ``lane(proto, src, sport, dst, dport, ts, flags,
-        payload_len, ip_len)`` takes a TCP/UDP packet of an already live connection by its fields
-        alone, so the reader builds no PacketRecord for it, and returns True; it returns False,
-        having changed nothing, when the packet needs ``feed``.
-
-        The reader may offer only packets whose record would have no checksum error, no tunnel, no
-        fragment flag and no payload that names.py reads (see capture/decode.py); for those, a True
-        here is exactly what ``feed`` of the record would have done (tests/test_conversations_lane.py
-        checks this). Every SWEEP_EVERY-th packet is declined, so the sweep stays in ``feed``.
-        """
-        get = self._table.get
-        stats = self.stats
-        letters = _HIST_LETTER
-
-        def lane(proto: int, src: bytes, sport: int, dst: bytes, dport: int, ts: float, flags: int,
-                 plen: int, ip_len: int) -> bool:
-            ent = get((proto, src, sport, dst, dport))
-            if ent is None or flags & 7 or self._countdown == 1:
-                return False
-            c, is_orig = ent
-            if ts - c.last > c.timeout or not (c.os if is_orig else c.rs):
-                return False
-            self._countdown -= 1
-            stats.packets += 1
-            if ts > c.last:
-                c.last = ts
-            elif ts < c.first:
-                c.first = ts
-            bit = _D if plen or proto == 17 else (_A if flags & ACK else 0)
-            if is_orig:
-                c.opk += 1
-                c.oby += ip_len
-            else:
-                c.rpk += 1
-                c.rby += ip_len
-                bit <<= _RESP
-            if bit and not c.hseen & bit:
-                c.hseen |= bit
-                c.hist.append(letters[bit])
-            return True
-
-        return lane
+    def lane(self) -> FastLane:
+        """The fast lane for a capture reader (see FastLane)."""
+        return FastLane(self)
 
     def feed_many(self, recs: Iterable[PacketRecord]) -> None:
         """Several records, in order: the same as feeding them one at a time."""

@@ -11,7 +11,7 @@ import enum
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 # IP protocol numbers the core understands.
 IPPROTO_ICMP = 1
@@ -44,10 +44,27 @@ def addr_str(packed: bytes) -> str:
     return text
 
 
-Lane = Callable[[int, bytes, int, bytes, int, float, int, int, int], bool]
-"""The conversation core's fast lane (ConversationBuilder.lane) as a reader calls it:
-(proto, src, sport, dst, dport, ts, tcp_flags, payload_len, ip_len) -> True when it took the packet
-(no PacketRecord needed), False when the packet must come as a record."""
+class Lane(Protocol):
+    """The conversation core's fast lane (conversations.FastLane), as a capture reader sees it.
+
+    ``take(proto, src, sport, dst, dport, ts, tcp_flags, payload_len, ip_len)`` takes a common TCP/UDP
+    packet of a live connection by its fields (True) or declines it (False: send a PacketRecord).
+    The fused pcap walk inlines ``take`` for Ethernet/IPv4 instead of calling it; it then works on
+    ``table`` and the history bits, counting locally between ``hold()`` (the sweep countdown) and
+    ``release(countdown, taken)``, which it calls around every record it yields and every other
+    call into the core (see capture/pcapfile.py and conversations.FastLane).
+    """
+
+    table: dict[tuple[object, ...], tuple[Any, bool]]
+    letters: dict[int, str]
+    data_bit: int
+    ack_bit: int
+    resp_shift: int
+    take: Callable[[int, bytes, int, bytes, int, float, int, int, int], bool]
+
+    def hold(self) -> int: ...
+
+    def release(self, countdown: int, taken: int) -> None: ...
 
 
 @dataclass(slots=True, frozen=True)

@@ -225,7 +225,7 @@ class Decoder:
                                        + tot - 14) % 0xFFFF != 0
                             lane = self.lane
                             if (quiet and not bad and lane is not None
-                                    and lane(6, src, sport, dst, dport, ts, flags, plen, tot)):
+                                    and lane.take(6, src, sport, dst, dport, ts, flags, plen, tot)):
                                 self.laned += 1
                                 return None
                             return fast_record(self.ii, frame, ts, src, dst, 6, tot, sport, dport, flags,
@@ -248,7 +248,7 @@ class Decoder:
                                        + 17 + ulen) % 0xFFFF != 0
                             lane = self.lane
                             if (not bad and lane is not None and sport != 53 and dport != 53
-                                    and lane(17, src, sport, dst, dport, ts, 0, plen, tot)):
+                                    and lane.take(17, src, sport, dst, dport, ts, 0, plen, tot)):
                                 self.laned += 1
                                 return None
                             if plen:
@@ -289,7 +289,7 @@ class Decoder:
                             bad = checksum_bad(buf, l4, ipend, src, dst, 6)
                         lane = self.lane
                         if (quiet and not bad and lane is not None
-                                and lane(6, src, sport, dst, dport, ts, flags, plen, 40 + plen6)):
+                                and lane.take(6, src, sport, dst, dport, ts, flags, plen, 40 + plen6)):
                             self.laned += 1
                             return None
                         return fast_record(self.ii, frame, ts, src, dst, 6, 40 + plen6, sport, dport, flags,
@@ -304,7 +304,7 @@ class Decoder:
                             bad = checksum_bad(buf, l4, l4 + ulen, src, dst, 17)
                         lane = self.lane
                         if (not bad and lane is not None and sport != 53 and dport != 53
-                                and lane(17, src, sport, dst, dport, ts, 0, plen, 40 + plen6)):
+                                and lane.take(17, src, sport, dst, dport, ts, 0, plen, 40 + plen6)):
                             self.laned += 1
                             return None
                         a = l4 + 8
