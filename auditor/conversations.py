@@ -99,6 +99,7 @@ _ATTEMPT_STATES = frozenset(("REJ", "RSTOS0", "RSTRH", "SH", "SHR"))
 _BROADCASTS = (b"\xff\xff\xff\xff",)
 _DNS_PORTS = (53,)
 _ICMP_ECHO = {IPPROTO_ICMP: (8, 0), IPPROTO_ICMPV6: (128, 129)}
+_NO_TUNNELS: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -831,28 +832,36 @@ class ConversationBuilder:
             state = "SF" if c.rpk else "S0"
         else:
             state = "SHR" if c.rpk else "OTH"
-        conn = Connection(
-            protocol=PROTO_NAMES[proto], orig_h=addr_str(c.oa), orig_p=c.op, resp_h=addr_str(c.ra),
-            resp_p=c.rp, first_seen=c.first, last_seen=c.last, first_frame=c.ff, orig_pkts=c.opk,
-            orig_bytes=c.oby, resp_pkts=c.rpk, resp_bytes=c.rby, conn_state=state, history=history,
-            direction_evidence=DIRECTION_EVIDENCE[c.ev], bad_checksums=c.bad_o + c.bad_r,
-            icmp_refused=c.refused,
-            tunnels=frozenset(_tunnel_text(t) for t in c.tunnels) if c.tunnels else frozenset())
-        self._fold(conn)
+        pname, orig_h, resp_h = PROTO_NAMES[proto], addr_str(c.oa), addr_str(c.ra)
+        tunnels = frozenset(_tunnel_text(t) for t in c.tunnels) if c.tunnels else _NO_TUNNELS
+        evidence = DIRECTION_EVIDENCE[c.ev]
+        flow = self._flow_for(orig_h, resp_h, pname, c.rp, c.rpk, state, c.opk)
+        # Straight into the flow: a Connection object is built only when connections are kept
+        # (it cost ~8 % of the per-connection work).
+        flow.add(pname, state, history, c.opk, c.oby, c.rpk, c.rby, c.first, c.last, c.ff, evidence,
+                 c.bad_o + c.bad_r, c.refused, tunnels)
+        if self._keep:
+            self.result.connections.append(Connection(
+                protocol=pname, orig_h=orig_h, orig_p=c.op, resp_h=resp_h, resp_p=c.rp, first_seen=c.first,
+                last_seen=c.last, first_frame=c.ff, orig_pkts=c.opk, orig_bytes=c.oby, resp_pkts=c.rpk,
+                resp_bytes=c.rby, conn_state=state, history=history, direction_evidence=evidence,
+                bad_checksums=c.bad_o + c.bad_r, icmp_refused=c.refused, tunnels=tunnels))
 
-    def _fold(self, conn: Connection) -> None:
+    def _flow_for(self, orig_h: str, resp_h: str, pname: str, resp_p: int, resp_pkts: int, state: str,
+                  orig_pkts: int) -> Flow:
+        """The flow a closing connection belongs to (made if new), or the flood summary it goes to."""
         stats = self.stats
         stats.connections += 1
         flows = self.result.flows
-        key = FlowKey(conn.orig_h, conn.resp_h, conn.protocol, conn.resp_p)
+        key = FlowKey(orig_h, resp_h, pname, resp_p)
         flow = flows.get(key)
         if flow is None:
             # A flood is millions of unanswered attempts from different sources to one service: once
             # a service has had flood_fanin of them, further ones are summarised, while answered
             # conversations (and the few failing attempts of a real deployment) keep their own flows.
             allowed = self._normal_flows < self._max_flows
-            if allowed and (conn.resp_pkts == 0 or conn.conn_state in _ATTEMPT_STATES):
-                target = (conn.resp_h, conn.protocol, conn.resp_p)
+            if allowed and (resp_pkts == 0 or state in _ATTEMPT_STATES):
+                target = (resp_h, pname, resp_p)
                 seen = self._fanin.get(target, 0)
                 if seen >= self._flood_fanin:
                     allowed = False
@@ -864,20 +873,18 @@ class ConversationBuilder:
             else:
                 # Flow table full: aggregate per (responder, protocol, port) with initiator '*';
                 # past a second bound, per protocol only, so a spoofed flood stays bounded.
-                key = FlowKey("*", conn.resp_h, conn.protocol, conn.resp_p)
+                key = FlowKey("*", resp_h, pname, resp_p)
                 flow = flows.get(key)
                 if flow is None and self._summaries >= self._max_summaries:
-                    key = FlowKey("*", "*", conn.protocol, 0)
+                    key = FlowKey("*", "*", pname, 0)
                     flow = flows.get(key)
                 if flow is None:
                     self._summaries += 1
                     stats.summarised_flows += 1
                     flow = flows[key] = Flow(key, summarised=True)
                 stats.summarised_connections += 1
-                stats.summarised_packets += conn.orig_pkts + conn.resp_pkts
-        flow.add_connection(conn)
-        if self._keep:
-            self.result.connections.append(conn)
+                stats.summarised_packets += orig_pkts + resp_pkts
+        return flow
 
     def _sweep(self, clock: float) -> None:
         """Close connections idle past their timeout. Amortised O(1): each live connection is

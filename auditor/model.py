@@ -225,6 +225,9 @@ class FlowKey(NamedTuple):
     port: int
 
 
+_TCP_ESTABLISHED = frozenset(("SF", "S1", "S2", "S3", "RSTO", "RSTR"))
+
+
 @dataclass(slots=True)
 class Flow:
     """All connections of one FlowKey, aggregated. Mergeable: two partial audits combine."""
@@ -285,41 +288,55 @@ class Flow:
         return self.strongest_evidence not in ("syn", "synack")
 
     def add_connection(self, c: Connection) -> None:
+        self.add(c.protocol, c.conn_state, c.history, c.orig_pkts, c.orig_bytes, c.resp_pkts, c.resp_bytes,
+                 c.first_seen, c.last_seen, c.first_frame, c.direction_evidence, c.bad_checksums,
+                 c.icmp_refused, c.tunnels)
+
+    def add(self, protocol: str, conn_state: str, history: str, orig_pkts: int, orig_bytes: int,
+            resp_pkts: int, resp_bytes: int, first_seen: float, last_seen: float,
+            first_frame: tuple[int, int], direction_evidence: str, bad_checksums: int,
+            icmp_refused: bool, tunnels: frozenset[str]) -> None:
+        """One closed connection, by its Connection fields (the core calls this without building
+        a Connection object)."""
         self.connections += 1
-        if c.protocol == "tcp":
+        if protocol == "tcp":
             # Data both ways ('D' and 'd' in the Zeek history) is an established conversation even when
             # the handshake was not seen: a session captured mid-way and ended by the server's RST is
             # RSTRH, one whose capture stopped after a single FIN is SH (SPEC §3).
-            if c.conn_state in ("SF", "S1", "S2", "S3", "RSTO", "RSTR") or (c.orig_pkts and c.resp_pkts
-                                                                               and c.conn_state == "OTH") \
-                    or ("D" in c.history and "d" in c.history):
+            if conn_state in _TCP_ESTABLISHED or (orig_pkts and resp_pkts and conn_state == "OTH") \
+                    or ("D" in history and "d" in history):
                 self.established += 1
-            elif c.conn_state in ("REJ", "RSTRH") or c.icmp_refused:
+            elif conn_state in ("REJ", "RSTRH") or icmp_refused:
                 # RSTOS0 (originator gave up with a RST) and SH fall through to unanswered below.
                 self.rejected += 1
-            elif c.resp_pkts and c.conn_state not in ("S0", "RSTOS0", "SH"):
+            elif resp_pkts and conn_state not in ("S0", "RSTOS0", "SH"):
                 self.established += 1
             else:
                 self.unanswered += 1
         else:
-            if c.icmp_refused:
+            if icmp_refused:
                 self.rejected += 1
-            elif c.resp_pkts:
+            elif resp_pkts:
                 self.established += 1
             else:
                 self.unanswered += 1
-        self.orig_pkts += c.orig_pkts
-        self.orig_bytes += c.orig_bytes
-        self.resp_pkts += c.resp_pkts
-        self.resp_bytes += c.resp_bytes
-        self.first_seen = min(self.first_seen, c.first_seen)
-        self.last_seen = max(self.last_seen, c.last_seen)
-        self.first_frame = min(self.first_frame, c.first_frame)
-        self.direction_evidence[c.direction_evidence] = self.direction_evidence.get(c.direction_evidence, 0) + 1
-        self.conn_states[c.conn_state] = self.conn_states.get(c.conn_state, 0) + 1
-        self.bad_checksums += c.bad_checksums
-        if c.tunnels:
-            self.tunnels = self.tunnels | c.tunnels
+        self.orig_pkts += orig_pkts
+        self.orig_bytes += orig_bytes
+        self.resp_pkts += resp_pkts
+        self.resp_bytes += resp_bytes
+        if first_seen < self.first_seen:
+            self.first_seen = first_seen
+        if last_seen > self.last_seen:
+            self.last_seen = last_seen
+        if first_frame < self.first_frame:
+            self.first_frame = first_frame
+        ev = self.direction_evidence
+        ev[direction_evidence] = ev.get(direction_evidence, 0) + 1
+        states = self.conn_states
+        states[conn_state] = states.get(conn_state, 0) + 1
+        self.bad_checksums += bad_checksums
+        if tunnels:
+            self.tunnels = self.tunnels | tunnels
 
     def merge(self, other: Flow) -> None:
         """Fold another partial aggregate of the same key into this one."""

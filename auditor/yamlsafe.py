@@ -34,7 +34,12 @@ class YamlError(AuditorError):
         super().__init__(first + more)
 
 
-class StrictSafeLoader(yaml.SafeLoader):
+# libyaml's parser when PyYAML was built with it (Debian's and the wheels are): the catalog's 22 files
+# load in ~0.1 s instead of ~0.5 s, on every run. Same nodes, marks and safe constructors.
+_BaseSafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class StrictSafeLoader(_BaseSafeLoader):  # type: ignore[valid-type,misc]
     """SafeLoader that refuses a mapping with two equal keys instead of keeping the last one."""
 
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Hashable, Any]:
@@ -50,7 +55,8 @@ class StrictSafeLoader(yaml.SafeLoader):
                 )
             if isinstance(key, Hashable):
                 seen[key] = line
-        return super().construct_mapping(node, deep=deep)
+        mapping: dict[Hashable, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
 
 
 class LineMap:

@@ -95,7 +95,8 @@ class CaptureSet:
             self._progress(self._done_bytes + nread, self.total_bytes)
 
     def _read_fast(self, path: str, index: int, info: InputInfo) -> Iterator[PacketRecord]:
-        src = Source(path)
+        # A parallel worker other than the first reads the same bytes as the first: one SHA-256 is enough.
+        src = Source(path, digest=self.shard[0] == 0)
         info.compression = src.compression
         complete = False
         try:

@@ -59,8 +59,10 @@ class HashingReader:
 
     AHEAD = 2
 
-    def __init__(self, fh: BinaryIO) -> None:
+    def __init__(self, fh: BinaryIO, *, digest: bool = True) -> None:
         self._fh = fh
+        self._digest = digest
+        """False: no SHA-256 (a parallel worker whose sibling hashes the same file)."""
         self._hash = hashlib.sha256()
         self.nread = 0
         """Bytes handed to the reader so far."""
@@ -72,12 +74,12 @@ class HashingReader:
         self._done = False
 
     def _run(self) -> None:
-        q, stop, fh, h = self._queue, self._stop, self._fh, self._hash
+        q, stop, fh, h, digest = self._queue, self._stop, self._fh, self._hash, self._digest
         while not stop.is_set():
             item: bytes | BaseException
             try:
                 item = fh.read(CHUNK)
-                if item:
+                if item and digest:
                     h.update(item)
             except Exception as e:  # raised again by the reading thread's read()
                 item = e
@@ -148,7 +150,7 @@ class HashingReader:
             pass
 
     def hexdigest(self) -> str:
-        return self._hash.hexdigest()
+        return self._hash.hexdigest() if self._digest else ""
 
     def stop(self) -> None:
         """Stop reading ahead (standard input stays open)."""
@@ -164,7 +166,7 @@ class HashingReader:
 class Source:
     """One input: raw bytes -> (optional) decompressor -> capture bytes."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, digest: bool = True) -> None:
         self.path = path
         self.is_stdin = path == "-"
         fh: BinaryIO
@@ -179,7 +181,7 @@ class Source:
                 self.size = os.fstat(fh.fileno()).st_size
             except OSError as e:
                 raise CaptureError(f"{path}: cannot open: {e.strerror or e}") from e
-        self.raw = HashingReader(fh)
+        self.raw = HashingReader(fh, digest=digest)
         try:
             start = self.raw.peek_start(6)
         except OSError as e:
