@@ -3,8 +3,9 @@ of its own share of address pairs (a symmetric hash of the two addresses). A con
 errors, its TFTP transfer and its names all stay with one worker, so the merged result is the one a
 single process would give; only reading and decoding are repeated, the conversation work is split.
 
-Workers return mergeable partial results (ConversationResult, NameEvidence); worker 0 also returns
-what it learned of the inputs (hashes, link types, malformed packets), which every worker sees alike.
+The calling process reads share 0 itself and keeps what it learned of the inputs (hashes, link types,
+malformed packets), which every worker sees alike; forked workers return mergeable partial results
+(ConversationResult, NameEvidence).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass
 from typing import Any
 
-from auditor.capture import CaptureSet, InputInfo, ReadStats
+from auditor.capture import CaptureSet
 from auditor.conversations import ConversationResult
 from auditor.names import NameEvidence
 
@@ -42,71 +43,62 @@ def auto_jobs(capture: CaptureSet, engine: str) -> int:
 class _Part:
     conv: ConversationResult
     names: NameEvidence
-    stats: ReadStats | None
-    inputs: list[InputInfo] | None
 
 
-_COUNTERS: Any = None
-
-
-def _init(counters: Any) -> None:
-    global _COUNTERS
-    _COUNTERS = counters
+def _init(_unused: Any = None) -> None:
     tune_gc()
 
 
 def _work(paths: list[str], engine: str, verify: bool, shard: int, jobs: int,
           server_ports: frozenset[tuple[str, int]]) -> _Part:
-    counters = _COUNTERS
-
-    def progress(done: int, total: int) -> None:
-        if counters is not None:
-            counters[0] = done
-            counters[1] = cs.frames_read
-
-    cs = CaptureSet(paths, engine=engine, verify_checksums=verify, progress=progress if shard == 0 else None,
-                    shard=(shard, jobs))
+    """One forked worker: shard k of n of every input (k > 0; the parent reads share 0 and keeps
+    what it learns of the inputs, which every worker sees alike)."""
     from auditor.audit import collect  # here: audit imports this module
 
+    cs = CaptureSet(paths, engine=engine, verify_checksums=verify, shard=(shard, jobs))
     conv, names = collect(cs, server_ports, shard=(shard, jobs))
-    if shard == 0:
-        return _Part(conv, names, cs.stats, cs.inputs)
-    return _Part(conv, names, None, None)
+    return _Part(conv, names)
 
 
 def collect_parallel(capture: CaptureSet, server_ports: frozenset[tuple[str, int]], jobs: int,
                      progress: Callable[[int, int, int], None] | None = None
                      ) -> tuple[ConversationResult, NameEvidence]:
-    """Like audit.collect over `capture`, on `jobs` processes. Fills capture.inputs and capture.stats."""
+    """Like audit.collect over `capture`, on `jobs` processes: this one reads share 0 itself (one
+    process fewer to start, one partial result fewer to pickle), jobs - 1 forked workers the rest.
+    Fills capture.inputs and capture.stats."""
+    from auditor.audit import collect  # here: audit imports this module
+
     method = "fork" if sys.platform.startswith("linux") else "spawn"
     ctx = mp.get_context(method)
-    counters = ctx.Array("q", 2, lock=False)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init,
-                             initargs=(counters,)) as pool:
+    pool = ProcessPoolExecutor(max_workers=jobs - 1, mp_context=ctx, initializer=_init, initargs=(None,))
+    try:
         futures: list[Future[_Part]] = [
             pool.submit(_work, capture.paths, capture.engine, capture.verify_checksums, k, jobs, server_ports)
-            for k in range(jobs)
+            for k in range(1, jobs)
         ]
-        while True:
-            done, pending = wait(futures, timeout=0.2, return_when=FIRST_EXCEPTION)
-            if progress is not None:
-                progress(int(counters[0]), capture.total_bytes, int(counters[1]))
-            if not pending or any(f.exception() is not None for f in done):
-                break
+        tick = None
+        if progress is not None:
+            report = progress
+
+            def tick(done: int, total: int) -> None:
+                report(done, total, own.frames_read)
+
+        own = CaptureSet(capture.paths, engine=capture.engine, verify_checksums=capture.verify_checksums,
+                         shard=(0, jobs), progress=tick)
+        conv, names = collect(own, server_ports, shard=(0, jobs))
+        wait(futures, return_when=FIRST_EXCEPTION)
         for f in futures:
             if f.done() and f.exception() is not None:
-                for other in futures:
-                    other.cancel()
                 raise f.exception()  # type: ignore[misc]
         parts = [f.result() for f in futures]
-    conv, names = parts[0].conv, parts[0].names
-    for part in parts[1:]:
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    for part in parts:
         conv.merge(part.conv)
         names.merge(part.names)
-    assert parts[0].stats is not None and parts[0].inputs is not None
-    capture.stats = parts[0].stats
-    capture.inputs = parts[0].inputs
-    # Worker 0 built records only for its share of the common packets: every record was fed to
-    # exactly one worker, so the fed count is the run's record count.
+    capture.stats = own.stats
+    capture.inputs = own.inputs
+    # This process built records only for its share of the common packets: every record was fed to
+    # exactly one process, so the fed count is the run's record count.
     capture.stats.records = conv.stats.packets
     return conv, names

@@ -428,6 +428,20 @@ def test_jobs_2_gives_the_same_audit_as_jobs_1(sample: str, tmp_path: Path) -> N
     assert [k for k in one if one[k] != two[k]] == []
 
 
+def test_jobs_on_a_larger_pcap_give_the_same_audit(long_run: tuple[Path, Path], tmp_path: Path) -> None:
+    # A pcap takes the fused walk and the fast lane; this process reads share 0, forked workers the rest.
+    cap, roles = long_run
+    docs = []
+    for jobs in ("1", "2", "3"):
+        out = tmp_path / f"jobs{jobs}.json"
+        result = invoke([cap, "--roles", roles, "--json", out, "--no-html", "-q", "--jobs", jobs])
+        assert result.exit_code == EXIT_OK, result.output
+        docs.append(strip_run(json.loads(out.read_text(encoding="utf-8"))))
+    assert docs[0]["summary"]["packets"] > 100_000 and len(docs[0]["flows"]) > 1_000
+    for other in docs[1:]:
+        assert [k for k in docs[0] if docs[0][k] != other[k]] == []
+
+
 # --- the text summary --------------------------------------------------------------------------------
 
 SUMMARY = re.compile(
