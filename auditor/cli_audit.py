@@ -233,9 +233,9 @@ def audit(captures: tuple[str, ...], roles_path: Path, html_path: Path, json_pat
         if csv_path:
             outputs[csv_path] = lambda: iter_csv(doc)
         if not no_html:
-            from auditor.report.html import render_html
+            from auditor.report.html import iter_html
 
-            outputs[html_path] = lambda: render_html(doc)
+            outputs[html_path] = lambda: iter_html(doc)
         write_atomic(outputs)
     except AuditorError as e:
         if bar:

@@ -6,6 +6,7 @@ The JSON, CSV and HTML renderers all start from this one document, so they canno
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -34,16 +35,16 @@ def bounded(text: str, limit: int = MAX_TEXT) -> str:
 
 
 _SECOND_TEXT: dict[int, str] = {}
+_INF = float("inf")
 
 
 def iso(ts: float | None) -> str | None:
     """ISO 8601 UTC with microseconds. The text of each whole second is cached: a report formats
     hundreds of thousands of timestamps, most within a few minutes of each other."""
-    if ts is None or ts != ts or ts in (float("inf"), float("-inf")):
+    if ts is None or not -_INF < ts < _INF:  # None, NaN (every comparison is false) or infinite
         return None
     try:
-        us = round(ts * 1_000_000)
-        sec, frac = divmod(us, 1_000_000)
+        sec, frac = divmod(round(ts * 1_000_000), 1_000_000)
         head = _SECOND_TEXT.get(sec)
         if head is None:
             if len(_SECOND_TEXT) > 100_000:
@@ -59,6 +60,9 @@ def _iso_dt(d: _dt.datetime) -> str:
 
 
 HostParts = dict[str, tuple[list[str], list[str]]]
+_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+"""The JSON export's encoder (report/tabular.py uses the same settings); used here for row text."""
+_MEMO_LIMIT = 1 << 16
 
 
 def _host_parts(h: HostView, cache: HostParts) -> tuple[list[str], list[str]]:
@@ -69,47 +73,142 @@ def _host_parts(h: HostView, cache: HostParts) -> tuple[list[str], list[str]]:
     return hit
 
 
-def _flow_dict(v: FlowVerdict, hosts: HostParts | None = None) -> dict[str, Any]:
+class _Memo(dict[Any, str]):
+    """value -> make(value), computed once: a large audit repeats a few hundred reasons, rule lists
+    and connection-state tallies in every flow. Bounded: past _MEMO_LIMIT values it starts over.
+    Keys are strings, None, enum members and tuples of strings and ints, never bare numbers (as dict
+    keys 1, 1.0 and True are the same key)."""
+
+    __slots__ = ("_make",)
+
+    def __init__(self, make: Callable[[Any], str]) -> None:
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, key: Any) -> str:
+        if len(self) >= _MEMO_LIMIT:
+            self.clear()
+        text = self[key] = self._make(key)
+        return text
+
+
+def _reason_text(text: str) -> str:
+    return bounded(text, 400)
+
+
+def _tunnels(tunnels: frozenset[str]) -> list[str]:
+    return sorted(bounded(t) for t in tunnels)[:10]
+
+
+def _json_list(items: tuple[str, ...]) -> str:
+    return _JSON(list(items))
+
+
+def _json_object(items: tuple[tuple[str, int], ...]) -> str:
+    return _JSON(dict(items))
+
+
+def _json_tunnels(tunnels: frozenset[str]) -> str:
+    return _JSON(_tunnels(tunnels))
+
+
+class _Shared:
+    """What the rows of one audit share (rows are read-only): each address's role and name lists,
+    and the bounded or JSON text of values that many flows repeat."""
+
+    def __init__(self) -> None:
+        self.hosts: HostParts = {}
+        self.host_json: dict[str, tuple[str, str]] = {}
+        """address -> JSON text of (roles, names)."""
+        self.reason_text = _Memo(_reason_text)
+        self.json = _Memo(_JSON)
+        """str, None or str-enum value -> its JSON text."""
+        self.json_list = _Memo(_json_list)
+        self.states = _Memo(_json_object)
+        """sorted (conn_state, count) pairs -> JSON object text."""
+        self.tunnels = _Memo(_json_tunnels)
+
+    def host_text(self, h: HostView) -> tuple[str, str]:
+        hit = self.host_json.get(h.address)
+        if hit is None:
+            roles, names = _host_parts(h, self.hosts)
+            hit = self.host_json[h.address] = (_JSON(roles), _JSON(names))
+        return hit
+
+
+FLOW_KEYS = (
+    "initiator", "responder", "protocol", "port", "initiator_roles", "responder_roles",
+    "initiator_names", "responder_names", "classification", "failing", "outcome", "rule_ids", "reason",
+    "reason_text", "connections", "established", "rejected", "unanswered", "packets", "bytes",
+    "orig_packets", "resp_packets", "orig_bytes", "resp_bytes", "first_seen", "last_seen", "first_frame",
+    "direction_evidence", "direction_inferred", "conn_states", "tunnels", "summarised",
+)
+"""The members of a flows[] entry, in document order (docs/json-schema.md)."""
+
+
+def _flow_values(v: FlowVerdict, shared: _Shared) -> tuple[Any, ...]:
+    """A flows[] entry's values in FLOW_KEYS order: the dict is these zipped with the keys, and the
+    HTML report reads the tuple as it is (a tuple is cheaper to build than a dict)."""
     f = v.flow
     k = f.key
-    cache: HostParts = {} if hosts is None else hosts
-    a_roles, a_names = _host_parts(v.initiator, cache)
-    b_roles, b_names = _host_parts(v.responder, cache)
+    hosts = shared.hosts
+    a_roles, a_names = hosts.get(v.initiator.address) or _host_parts(v.initiator, hosts)
+    b_roles, b_names = hosts.get(v.responder.address) or _host_parts(v.responder, hosts)
     evidence = f.strongest_evidence
-    return {
-        "initiator": k.initiator,
-        "responder": k.responder,
-        "protocol": k.protocol,
-        "port": k.port,
-        "initiator_roles": a_roles,
-        "responder_roles": b_roles,
-        "initiator_names": a_names,
-        "responder_names": b_names,
-        "classification": str(v.classification),
-        "failing": v.failing,
-        "outcome": str(f.outcome),
-        "rule_ids": list(v.rule_ids),
-        "reason": v.reason,
-        "reason_text": bounded(v.reason_text, 400) if v.reason_text else None,
-        "connections": f.connections,
-        "established": f.established,
-        "rejected": f.rejected,
-        "unanswered": f.unanswered,
-        "packets": f.packets,
-        "bytes": f.bytes,
-        "orig_packets": f.orig_pkts,
-        "resp_packets": f.resp_pkts,
-        "orig_bytes": f.orig_bytes,
-        "resp_bytes": f.resp_bytes,
-        "first_seen": iso(f.first_seen),
-        "last_seen": iso(f.last_seen),
-        "first_frame": {"input": f.first_frame[0], "frame": f.first_frame[1]},
-        "direction_evidence": evidence,
-        "direction_inferred": evidence not in ("syn", "synack"),
-        "conn_states": dict(sorted(f.conn_states.items())),
-        "tunnels": sorted(bounded(t) for t in f.tunnels)[:10],
-        "summarised": f.summarised,
-    }
+    states = f.conn_states
+    return (
+        k.initiator, k.responder, k.protocol, k.port, a_roles, b_roles, a_names, b_names,
+        str(v.classification), v.failing, str(f.outcome), list(v.rule_ids), v.reason,
+        shared.reason_text[v.reason_text] if v.reason_text else None,
+        f.connections, f.established, f.rejected, f.unanswered, f.packets, f.bytes,
+        f.orig_pkts, f.resp_pkts, f.orig_bytes, f.resp_bytes, iso(f.first_seen), iso(f.last_seen),
+        {"input": f.first_frame[0], "frame": f.first_frame[1]},
+        evidence, evidence not in ("syn", "synack"),
+        dict(sorted(states.items())) if len(states) > 1 else dict(states),
+        _tunnels(f.tunnels) if f.tunnels else [],
+        f.summarised,
+    )
+
+
+def _flow_dict(v: FlowVerdict, shared: _Shared) -> dict[str, Any]:
+    return dict(zip(FLOW_KEYS, _flow_values(v, shared), strict=True))
+
+
+def _ts_json(text: str | None) -> str:
+    # iso() text is digits, '-', ':', '.', 'T' and 'Z': nothing to escape.
+    return "null" if text is None else f'"{text}"'
+
+
+def _flow_json(v: FlowVerdict, shared: _Shared) -> str:
+    """``_flow_dict(v)`` as JSON text, byte for byte what the JSON export's encoder makes of the dict
+    (tests/test_report_stream.py compares them on every sample). Written directly because building a
+    dict per flow only to encode it was most of the export's time; keep the two in step."""
+    f = v.flow
+    k = f.key
+    a_roles, a_names = shared.host_text(v.initiator)
+    b_roles, b_names = shared.host_text(v.responder)
+    js = shared.json
+    evidence = f.strongest_evidence
+    states = f.conn_states
+    return (
+        f'{{"initiator":{js[k.initiator]},"responder":{js[k.responder]},"protocol":{js[k.protocol]},"port":{k.port:d},'
+        f'"initiator_roles":{a_roles},"responder_roles":{b_roles},'
+        f'"initiator_names":{a_names},"responder_names":{b_names},'
+        f'"classification":{js[v.classification]},"failing":{"true" if v.failing else "false"},'
+        f'"outcome":{js[f.outcome]},"rule_ids":{shared.json_list[v.rule_ids]},"reason":{js[v.reason]},'
+        f'"reason_text":{js[shared.reason_text[v.reason_text]] if v.reason_text else "null"},'
+        f'"connections":{f.connections:d},"established":{f.established:d},"rejected":{f.rejected:d},'
+        f'"unanswered":{f.unanswered:d},"packets":{f.packets:d},"bytes":{f.bytes:d},'
+        f'"orig_packets":{f.orig_pkts:d},"resp_packets":{f.resp_pkts:d},'
+        f'"orig_bytes":{f.orig_bytes:d},"resp_bytes":{f.resp_bytes:d},'
+        f'"first_seen":{_ts_json(iso(f.first_seen))},"last_seen":{_ts_json(iso(f.last_seen))},'
+        f'"first_frame":{{"input":{f.first_frame[0]:d},"frame":{f.first_frame[1]:d}}},'
+        f'"direction_evidence":{js[evidence]},'
+        f'"direction_inferred":{"false" if evidence in ("syn", "synack") else "true"},'
+        f'"conn_states":{shared.states[tuple(sorted(states.items()))]},'
+        f'"tunnels":{shared.tunnels[f.tunnels] if f.tunnels else "[]"},'
+        f'"summarised":{"true" if f.summarised else "false"}}}'
+    )
 
 
 class FlowRows(Sequence[dict[str, Any]]):
@@ -120,8 +219,7 @@ class FlowRows(Sequence[dict[str, Any]]):
 
     def __init__(self, verdicts: Sequence[FlowVerdict]) -> None:
         self._verdicts = verdicts
-        self._hosts: HostParts = {}
-        """Per-address role and name lists, shared by the rows (rows are read-only)."""
+        self._shared = _Shared()
 
     def __len__(self) -> int:
         return len(self._verdicts)
@@ -134,12 +232,25 @@ class FlowRows(Sequence[dict[str, Any]]):
 
     def __getitem__(self, i: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
         if isinstance(i, slice):
-            return [_flow_dict(v, self._hosts) for v in self._verdicts[i]]
-        return _flow_dict(self._verdicts[i], self._hosts)
+            return [_flow_dict(v, self._shared) for v in self._verdicts[i]]
+        return _flow_dict(self._verdicts[i], self._shared)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        hosts = self._hosts
-        return (_flow_dict(v, hosts) for v in self._verdicts)
+        shared = self._shared
+        return (_flow_dict(v, shared) for v in self._verdicts)
+
+    def values(self) -> Iterator[tuple[Any, ...]]:
+        """The rows as tuples of their values in FLOW_KEYS order (what the dicts are made from)."""
+        shared = self._shared
+        return (_flow_values(v, shared) for v in self._verdicts)
+
+    def iter_json(self, batch: int) -> Iterator[str]:
+        """The rows as the items of a JSON array, ``batch`` rows a chunk: chunks joined by ","
+        equal ``json.dumps(list(self), ensure_ascii=False, separators=(",", ":"))[1:-1]``."""
+        shared = self._shared
+        verdicts = self._verdicts
+        for start in range(0, len(verdicts), batch):
+            yield ",".join([_flow_json(v, shared) for v in verdicts[start:start + batch]])
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Sequence) and list(self) == list(other)
@@ -177,7 +288,7 @@ def build_document(*, version: str, started: _dt.datetime, finished: _dt.datetim
     hosts: dict[str, dict[str, Any]] = {}
     for v in verdicts:
         for hv in (v.initiator, v.responder):
-            if hv.address == "*" or hv.address in hosts or not (hv.roles or hv.names):
+            if hv.address in hosts or hv.address == "*" or not (hv.roles or hv.names):
                 continue
             obs = names.names_for(hv.address)[:10]
             hosts[hv.address] = {
@@ -188,15 +299,17 @@ def build_document(*, version: str, started: _dt.datetime, finished: _dt.datetim
             }
 
     counts_by_role: dict[str, Counter[str]] = {role: Counter() for role in roles.roles}
-    for v in verdicts:
-        if v.classification == Classification.UNMAPPED:
-            continue
-        kind = "unexpected" if v.classification == Classification.UNEXPECTED else (
-            "failing" if v.failing else "expected")
-        for role in v.initiator.roles | v.responder.roles:
+    # Flows tallied by (initiator roles, responder roles, kind) first: a few hundred distinct keys.
+    by_roles: Counter[tuple[frozenset[str], frozenset[str], str]] = Counter(
+        (v.initiator.roles, v.responder.roles,
+         "unexpected" if v.classification == Classification.UNEXPECTED else
+         "failing" if v.failing else "expected")
+        for v in verdicts if v.classification != Classification.UNMAPPED)
+    for (a_roles, b_roles, kind), n in by_roles.items():
+        for role in a_roles | b_roles:
             c = counts_by_role.get(role)
             if c is not None:
-                c[kind] += 1
+                c[kind] += n
     for rd in rules:
         if rd["status"] == RuleState.MISSING:
             for role in {rd["source"], rd["destination"]}:

@@ -1,4 +1,4 @@
-"""The audit document (docs/json-schema.md) -> one self-contained HTML report, as a string.
+"""The audit document (docs/json-schema.md) -> one self-contained HTML report, as a string or in chunks.
 
 The page must open offline and stay usable for 50,000 flows, so rows travel as JSON in one
 ``<script type="application/json">`` block and a small inline script pages, sorts and filters them.
@@ -17,9 +17,10 @@ import json
 import math
 import re
 import unicodedata
-from collections import defaultdict
-from collections.abc import Iterable
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import jinja2
 from markupsafe import Markup
 
 from auditor import resources
+from auditor.report.document import FlowRows
 
 PAGE_SIZE = 50
 """Rows per table page, both in the server-rendered first page and in the script's pages."""
@@ -71,9 +73,21 @@ class ReportDataError(ValueError):
 
 
 def render_html(doc: dict[str, Any], *, templates_dir: Path | None = None) -> str:
-    """Render the audit document as one self-contained HTML page.
+    """Render the audit document as one self-contained HTML page (``iter_html``, joined).
 
     Raises ``ReportDataError`` when a required field of the document is missing or of the wrong type.
+    """
+    return "".join(iter_html(doc, templates_dir=templates_dir))
+
+
+def iter_html(doc: dict[str, Any], *, templates_dir: Path | None = None) -> Iterator[str]:
+    """The same page in chunks, for writing a large report without holding it whole.
+
+    The page around the data block (first pages of the tables, CSS, JS: under a megabyte) is rendered
+    as one string with a placeholder where the data goes; the data block, nearly all of a large report,
+    was encoded a batch of flows at a time while the view was built and is yielded in those batches.
+    Everything that can fail runs before this returns: ``ReportDataError`` is raised here, never while
+    the chunks are being written.
     """
     folder = resources.templates_dir() if templates_dir is None else templates_dir
     env = _environment(folder)
@@ -81,9 +95,17 @@ def render_html(doc: dict[str, Any], *, templates_dir: Path | None = None) -> st
         view = build_view(doc)
         # Flows, rules and hosts reach the page only through the view's records (already cleaned).
         head = _clean({k: v for k, v in doc.items() if k not in ("flows", "rules", "hosts")})
-        return env.get_template("report.html.j2").render(doc=head, view=view)
+        page = env.get_template("report.html.j2").render(doc=head, view=view)
     except (KeyError, TypeError, IndexError, jinja2.UndefinedError) as e:
         raise ReportDataError(f"audit document is incomplete for the HTML report: {e!r}") from e
+    return _stitch(page.split(DATA_MARK), view.data_chunks)
+
+
+def _stitch(parts: list[str], data: list[str]) -> Iterator[str]:
+    yield parts[0]
+    for part in parts[1:]:
+        yield from data
+        yield part
 
 
 def _environment(folder: Path) -> jinja2.Environment:
@@ -170,11 +192,15 @@ def _clean(value: Any) -> Any:
 
 def script_json(data: Any) -> Markup:
     """JSON that is safe inside <script type="application/json">: no '<', '>', '&', U+2028/U+2029."""
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return Markup(_script_safe(_DUMP(data)))
+
+
+def _script_safe(text: str) -> str:
+    """Escape JSON text for a script element. Per character, so chunks can be escaped one by one."""
     for raw, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
                      ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
         text = text.replace(raw, esc)
-    return Markup(text)
+    return text
 
 
 # --- the view: records, tables, first pages --------------------------------------------------
@@ -242,8 +268,22 @@ class View:
     matrix: dict[tuple[str, str], MatrixCell]
     talkers: list[dict[str, Any]]
     data: Markup
+    """What the template writes where the data block goes: DATA_MARK, replaced by data_chunks."""
     page_size: int
     summarised_flows: int
+    data_chunks: list[str] = field(default_factory=list)
+    """The data block's JSON, script-safe, in chunks (a batch of flows each for the flows)."""
+
+
+DATA_MARK = "\x00audit-data\x00"
+"""Stands for the data block in the rendered page. Nothing from the document can contain it: every
+string passes safe_text, which shows a NUL as \\u0000."""
+_BATCH = 2000
+_DUMP = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+_DUMP_RECORDS = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"),
+                                 check_circular=False).encode
+"""For flow records, lists this module builds (no cycles to look for): the same text, a little faster."""
+_MEMO_LIMIT = 1 << 16
 
 
 class _Lists:
@@ -262,22 +302,89 @@ class _Lists:
         return found
 
 
-def _flow_record(f: dict[str, Any], lists: _Lists) -> list[Any]:
-    verdict = "failing" if f["classification"] == "expected" and f["failing"] else f["classification"]
-    states = " ".join(f"{safe_text(k, 8)}:{v}" for k, v in sorted(f.get("conn_states", {}).items()))
-    frame = f.get("first_frame") or {}
-    return [
-        verdict, safe_text(f["initiator"], 64), lists(f["initiator_names"]), lists(f["initiator_roles"]),
-        safe_text(f["responder"], 64), lists(f["responder_names"]), lists(f["responder_roles"]),
-        safe_text(f["protocol"], 16), f["port"], safe_text(f["outcome"], 32),
-        [safe_text(r, 64) for r in f["rule_ids"]], safe_text(f["reason"] or "", 64),
-        safe_text(f["reason_text"] or ""),
-        f["connections"], f.get("established", 0), f.get("rejected", 0), f.get("unanswered", 0), states,
-        f["packets"], f["bytes"], f["first_seen"], f["last_seen"],
-        frame.get("input"), frame.get("frame"),
-        safe_text(f["direction_evidence"] or "", 32), 1 if f.get("direction_inferred") else 0,
-        1 if f.get("summarised") else 0,
-    ]
+class _SafeTexts(dict[Any, str]):
+    """``safe_text(value, limit)`` of each distinct string, computed once per report: every flow
+    repeats its addresses, protocol, outcome and reason. Only exact ``str`` keys are kept (as dict keys
+    1, 1.0 and True are one key, and their texts differ); at most _MEMO_LIMIT of them."""
+
+    __slots__ = ("limit",)
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def __missing__(self, key: Any) -> str:
+        text = safe_text(key, self.limit)
+        if type(key) is str and len(self) < _MEMO_LIMIT:
+            self[key] = text
+        return text
+
+    def __call__(self, value: Any) -> str:
+        try:
+            return self[value]
+        except TypeError:  # unhashable, so not a string: shown as its str()
+            return safe_text(value, self.limit)
+
+
+class _Records:
+    """Builds the compact flow records, with the memos the flows of one report share."""
+
+    def __init__(self) -> None:
+        self.lists = _Lists()
+        self.t8, self.t16, self.t32 = _SafeTexts(8), _SafeTexts(16), _SafeTexts(32)
+        self.t64, self.text = _SafeTexts(64), _SafeTexts(MAX_CHARS)
+
+    def states(self, conn_states: dict[str, int]) -> str:
+        if len(conn_states) == 1:  # most flows
+            ((k, v),) = conn_states.items()
+            return f"{self.t8(k)}:{v}"
+        return " ".join(f"{self.t8(k)}:{v}" for k, v in sorted(conn_states.items()))
+
+    def flow(self, values: tuple[Any, ...]) -> list[Any]:
+        """One flow's record (field positions F_*; report.js reads the same layout) from its values
+        in FLOW_KEYS order."""
+        (initiator, responder, protocol, port, init_roles, resp_roles, init_names, resp_names, cls, failing,
+         outcome, rule_ids, reason, reason_text, connections, established, rejected, unanswered, packets,
+         nbytes, _, _, _, _, first_seen, last_seen, frame, evidence, inferred, states, _, summarised) = values
+        if cls == "expected" and failing:
+            if failing is _ABSENT:
+                raise KeyError("failing")
+            cls = "failing"
+        frame = frame or {}
+        lists, t64, t32 = self.lists, self.t64, self.t32
+        try:  # the memos looked up directly (a call each costs more than the lookup)
+            texts = (t64[initiator], t64[responder], self.t16[protocol], t32[outcome],
+                     [t64[r] for r in rule_ids], t64[reason or ""], self.text[reason_text or ""],
+                     t32[evidence or ""])
+        except TypeError:  # an unhashable value, in a malformed document: shown as its str()
+            texts = (t64(initiator), t64(responder), self.t16(protocol), t32(outcome),
+                     [t64(r) for r in rule_ids], t64(reason or ""), self.text(reason_text or ""),
+                     t32(evidence or ""))
+        return [
+            cls, texts[0], lists(init_names), lists(init_roles), texts[1], lists(resp_names), lists(resp_roles),
+            texts[2], port, texts[3], texts[4], texts[5], texts[6],
+            connections, established, rejected, unanswered, self.states(states),
+            packets, nbytes, first_seen, last_seen, frame.get("input"), frame.get("frame"),
+            texts[7], 1 if inferred else 0, 1 if summarised else 0,
+        ]
+
+
+_ABSENT: Any = object()
+"""Stands for a missing "failing", which only an expected flow needs."""
+
+
+def _doc_values(f: dict[str, Any]) -> tuple[Any, ...]:
+    """A flows[] dict's values in FLOW_KEYS order. Members the report needs raise KeyError when
+    missing; the counts, states, frame and flags it can do without default as they always have."""
+    get = f.get
+    return (
+        f["initiator"], f["responder"], f["protocol"], f["port"], f["initiator_roles"], f["responder_roles"],
+        f["initiator_names"], f["responder_names"], f["classification"], get("failing", _ABSENT),
+        f["outcome"], f["rule_ids"], f["reason"], f["reason_text"], f["connections"], get("established", 0),
+        get("rejected", 0), get("unanswered", 0), f["packets"], f["bytes"], None, None, None, None,
+        f["first_seen"], f["last_seen"], get("first_frame"), f["direction_evidence"],
+        get("direction_inferred"), get("conn_states", {}), None, get("summarised"),
+    )
 
 
 def _rule_record(r: dict[str, Any]) -> list[Any]:
@@ -380,13 +487,13 @@ def _host_table_cell(key: str, rec: list[Any]) -> Cell:
     return Cell(short(full), full)
 
 
-def _table(tid: str, kind: str, cols: Iterable[str], rows: list[int], records: list[list[Any]],
+def _table(tid: str, kind: str, cols: Iterable[str], rows: list[int], record: Callable[[int], list[Any]],
            ctx: dict[str, Any]) -> Table:
     labels = FLOW_COLS if kind == "flow" else RULE_COLS if kind == "rule" else HOST_COLS
     columns = [(c, labels[c]) for c in cols]
     page: list[list[Cell]] = []
     for idx in rows[:PAGE_SIZE]:
-        rec = records[idx]
+        rec = record(idx)
         if kind == "flow":
             fctx = ctx | {"hide_roles": ctx["hide"].get(tid, ())}
             page.append([_flow_cell(c, rec, fctx) for c, _ in columns])
@@ -397,12 +504,79 @@ def _table(tid: str, kind: str, cols: Iterable[str], rows: list[int], records: l
     return Table(tid, kind, columns, rows, page)
 
 
+class _FlowPass:
+    """One walk over the document's flows, keeping per flow only what the view needs afterwards.
+
+    The records themselves are encoded for the data block a batch at a time and dropped: as lists
+    they cost several times the memory of their JSON. What stays per flow: its verdict, its roles'
+    list ids and its byte count (for sorting and the role tables); the role matrix, the top talkers
+    and the count of summarised rows are tallied on the way. A table's first page re-reads its few
+    flows from the document (``record``)."""
+
+    def __init__(self, flows: Sequence[dict[str, Any]]) -> None:
+        self.source = flows
+        self.records = _Records()
+        self.verdicts: list[str] = []
+        self.init_roles: list[int] = []
+        self.resp_roles: list[int] = []
+        self.neg_bytes: list[Any] = []
+        self.pairs: dict[tuple[int, int], list[int]] = {}
+        """(initiator roles id, responder roles id) -> [expected, failing, unexpected] flows, in order
+        of first appearance."""
+        self.talkers: dict[str, dict[str, Any]] = {}
+        self.summarised = 0
+        self.chunks: list[str] = []
+        """The records as script-safe JSON array items, a batch per chunk."""
+        self._cache: dict[int, list[Any]] = {}
+
+        values = flows.values() if isinstance(flows, FlowRows) else map(_doc_values, flows)
+        make = self.records.flow
+        while batch := [make(x) for x in islice(values, _BATCH)]:
+            self._take(batch)
+
+    def _take(self, batch: list[list[Any]]) -> None:
+        self.verdicts += [r[F_V] for r in batch]
+        self.init_roles += [r[F_IR] for r in batch]
+        self.resp_roles += [r[F_RR] for r in batch]
+        self.neg_bytes += [-(r[F_B] or 0) for r in batch]
+        self.summarised += sum(1 for r in batch if r[F_SUM])
+        slots = {"expected": 0, "failing": 1, "unexpected": 2}
+        for (verdict, ir, rr), n in Counter((r[F_V], r[F_IR], r[F_RR]) for r in batch).items():
+            slot = slots.get(verdict)
+            if slot is not None:
+                counts = self.pairs.get((ir, rr))
+                if counts is None:
+                    counts = self.pairs[(ir, rr)] = [0, 0, 0]
+                counts[slot] += n
+        lists = self.records.lists.items
+        for r in batch:
+            if r[F_V] != "unmapped":
+                continue
+            for addr, names in ((r[F_I], lists[r[F_IN]]), (r[F_R], lists[r[F_RN]])):
+                t = self.talkers.setdefault(addr, {"address": addr, "names": names, "bytes": 0, "packets": 0,
+                                                   "flows": 0})
+                t["bytes"] += r[F_B] or 0
+                t["packets"] += r[F_PK] or 0
+                t["flows"] += 1
+        self._encode(batch)
+
+    def _encode(self, batch: list[list[Any]]) -> None:
+        text = _script_safe(_DUMP_RECORDS(batch)[1:-1])
+        self.chunks.append(text if not self.chunks else "," + text)
+
+    def record(self, i: int) -> list[Any]:
+        """Flow ``i``'s record, built again from the document (for the few rows of first pages)."""
+        rec = self._cache.get(i)
+        if rec is None:
+            rec = self._cache[i] = self.records.flow(_doc_values(self.source[i]))
+        return rec
+
+
 def build_view(doc: dict[str, Any]) -> View:
     """Everything derived from the document: compact records, tables, the role matrix, top talkers."""
-    interned = _Lists()
-    flows = [_flow_record(f, interned) for f in doc["flows"]]
-    lists = interned.items
-    role_sets = [set(x) for x in lists]
+    walk = _FlowPass(doc["flows"])
+    verdicts = walk.verdicts
+    lists = walk.records.lists.items
     rules = [_rule_record(r) for r in doc["rules"]]
     hosts = [_host_record(h) for h in doc["hosts"]]
     paths = [safe_text(i["path"]) for i in doc["inputs"]]
@@ -411,8 +585,17 @@ def build_view(doc: dict[str, Any]) -> View:
     ctx: dict[str, Any] = {"rules": rule_text, "inputs": len(paths), "paths": paths, "hide": hide,
                            "lists": lists}
 
-    by_severity = sorted(range(len(flows)),
-                         key=lambda i: (SEVERITY.get(flows[i][F_V], 9), -(flows[i][F_B] or 0)))
+    # By severity, then by bytes, largest first; ties keep document order. Two stable sorts with
+    # list lookups as keys give the order one sort on (severity, -bytes) gives, without a key per flow.
+    by_severity = sorted(range(len(verdicts)), key=walk.neg_bytes.__getitem__)
+    by_severity.sort(key=[SEVERITY.get(v, 9) for v in verdicts].__getitem__)
+    # So each verdict's flows are one run of by_severity, in SEVERITY order (unknown verdicts last).
+    runs: dict[str, list[int]] = {}
+    start, counts = 0, Counter(verdicts)
+    for verdict in sorted(SEVERITY, key=SEVERITY.__getitem__):
+        runs[verdict] = by_severity[start:start + counts[verdict]]
+        start += counts[verdict]
+    judged = [i for v, run in runs.items() if v != "unmapped" for i in run] + by_severity[start:]
     rule_order = sorted(range(len(rules)),
                         key=lambda i: (RULE_SEVERITY.get(rules[i][R_STATUS], 9), rules[i][R_ID]))
     # Missing and failing rules, and observed ones that some listed hosts never used.
@@ -426,16 +609,15 @@ def build_view(doc: dict[str, Any]) -> View:
         return t
 
     for verdict in ("failing", "unexpected", "unmapped"):
-        rows = [i for i in by_severity if flows[i][F_V] == verdict]
-        add(_table(verdict, "flow", evidence, rows, flows, ctx))
-    add(_table("missing", "rule", RULE_COLS, flagged, rules, ctx))
-    add(_table("hosts", "host", HOST_COLS, list(range(len(hosts))), hosts, ctx))
+        add(_table(verdict, "flow", evidence, runs[verdict], walk.record, ctx))
+    add(_table("missing", "rule", RULE_COLS, flagged, rules.__getitem__, ctx))
+    add(_table("hosts", "host", HOST_COLS, list(range(len(hosts))), hosts.__getitem__, ctx))
 
-    judged = [i for i in by_severity if flows[i][F_V] != "unmapped"]
+    role_names = [safe_text(entry["role"]) for entry in doc["roles"]]
+    as_src, as_dst = _role_rows(set(role_names), judged, walk, lists)
     role_views: list[RoleView] = []
     used_slugs: set[str] = set()
-    for entry in doc["roles"]:
-        role = safe_text(entry["role"])
+    for role, entry in zip(role_names, doc["roles"], strict=True):
         slug = base = role_slug(role)
         n = 2
         while slug in used_slugs:
@@ -443,43 +625,61 @@ def build_view(doc: dict[str, Any]) -> View:
         used_slugs.add(slug)
         src_id, dst_id, miss_id = f"role-{slug}-src", f"role-{slug}-dst", f"role-{slug}-missing"
         hide[src_id], hide[dst_id] = ("init",), ("resp",)
-        as_src = [i for i in judged if role in role_sets[flows[i][F_IR]]]
-        as_dst = [i for i in judged if role in role_sets[flows[i][F_RR]]]
         role_views.append(RoleView(
             role, slug, [safe_text(h) for h in entry["hosts"]],
             {k: int(v) for k, v in entry["counts"].items()},
-            add(_table(src_id, "flow", ["verdict", *evidence], as_src, flows, ctx)),
-            add(_table(dst_id, "flow", ["verdict", *evidence], as_dst, flows, ctx)),
+            add(_table(src_id, "flow", ["verdict", *evidence], as_src[role], walk.record, ctx)),
+            add(_table(dst_id, "flow", ["verdict", *evidence], as_dst[role], walk.record, ctx)),
             add(_table(miss_id, "rule", RULE_COLS,
-                       [i for i in flagged if role in (rules[i][R_SRC], rules[i][R_DST])], rules, ctx)),
+                       [i for i in flagged if role in (rules[i][R_SRC], rules[i][R_DST])],
+                       rules.__getitem__, ctx)),
         ))
 
-    matrix_roles, matrix = _matrix([r.role for r in role_views], flows, lists)
-    data = {
-        "pageSize": PAGE_SIZE, "displayChars": DISPLAY_CHARS, "inputs": paths, "rules": rule_text,
-        "noRole": NO_ROLE, "lists": lists, "flows": flows, "rule": rules, "host": hosts,
-        "tables": {t.id: {"kind": t.kind, "cols": [c for c, _ in t.columns], "rows": t.rows,
-                          "hide": list(hide.get(t.id, ()))} for t in tables.values()},
-    }
+    matrix_roles, matrix = _matrix([r.role for r in role_views], walk.pairs, lists)
+    # The data block, in the key order of one dict {pageSize, ..., lists, flows, rule, host, tables}
+    # encoded whole: compact JSON of a dict is its members' JSON joined by ",", so it can be cut there.
+    before = {"pageSize": PAGE_SIZE, "displayChars": DISPLAY_CHARS, "inputs": paths, "rules": rule_text,
+              "noRole": NO_ROLE, "lists": lists}
+    after = {"rule": rules, "host": hosts,
+             "tables": {t.id: {"kind": t.kind, "cols": [c for c, _ in t.columns], "rows": t.rows,
+                               "hide": list(hide.get(t.id, ()))} for t in tables.values()}}
+    chunks = [_script_safe(_DUMP(before)[:-1]) + ',"flows":[', *walk.chunks,
+              "]," + _script_safe(_DUMP(after)[1:])]
     return View(
         tables=tables, roles=role_views, matrix_roles=matrix_roles, matrix=matrix,
-        talkers=_top_talkers(flows, lists), data=script_json(data), page_size=PAGE_SIZE,
-        summarised_flows=sum(1 for f in flows if f[F_SUM]),
+        talkers=sorted(walk.talkers.values(), key=lambda t: (-t["bytes"], t["address"]))[:TOP_TALKERS],
+        data=Markup(DATA_MARK), page_size=PAGE_SIZE, summarised_flows=walk.summarised, data_chunks=chunks,
     )
 
 
+def _role_rows(roles: set[str], judged: list[int], walk: _FlowPass, lists: list[list[str]]
+               ) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """Per role, the flows of ``judged`` (in its order) whose initiator, or responder, holds it.
+    One walk for all roles: a flow is appended to the tables of the roles its hosts hold."""
+    src: dict[str, list[int]] = {r: [] for r in roles}
+    dst: dict[str, list[int]] = {r: [] for r in roles}
+    held = [[r for r in set(items) if r in roles] for items in lists]
+    init, resp = walk.init_roles, walk.resp_roles
+    for i in judged:
+        for r in held[init[i]]:
+            src[r].append(i)
+        for r in held[resp[i]]:
+            dst[r].append(i)
+    return src, dst
+
+
 def _matrix(
-    roles: list[str], flows: list[list[Any]], lists: list[list[str]]
+    roles: list[str], pairs: dict[tuple[int, int], list[int]], lists: list[list[str]]
 ) -> tuple[list[str], dict[tuple[str, str], MatrixCell]]:
+    # pairs are in order of first appearance, so role pairs are first counted in the order a walk
+    # over the flows themselves would count them (the axis order of roles outside roles.yaml).
     counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
-    order = {"expected": 0, "failing": 1, "unexpected": 2}
-    for rec in flows:
-        slot = order.get(rec[F_V])
-        if slot is None:
-            continue
-        for a in lists[rec[F_IR]] or [NO_ROLE]:
-            for b in lists[rec[F_RR]] or [NO_ROLE]:
-                counts[(a, b)][slot] += 1
+    for (ir, rr), tally in pairs.items():
+        for a in lists[ir] or [NO_ROLE]:
+            for b in lists[rr] or [NO_ROLE]:
+                cell = counts[(a, b)]
+                for slot in range(3):
+                    cell[slot] += tally[slot]
     axis = list(roles)
     for a, b in counts:
         for r in (a, b):
@@ -493,16 +693,3 @@ def _matrix(
         title = f"{a} \u2192 {b}: {e} expected, {f} expected but failing, {u} unexpected flows"
         cells[(a, b)] = MatrixCell(e, f, u, cls, title)
     return axis, cells
-
-
-def _top_talkers(flows: list[list[Any]], lists: list[list[str]]) -> list[dict[str, Any]]:
-    agg: dict[str, dict[str, Any]] = {}
-    for rec in flows:
-        if rec[F_V] != "unmapped":
-            continue
-        for addr, names in ((rec[F_I], lists[rec[F_IN]]), (rec[F_R], lists[rec[F_RN]])):
-            t = agg.setdefault(addr, {"address": addr, "names": names, "bytes": 0, "packets": 0, "flows": 0})
-            t["bytes"] += rec[F_B] or 0
-            t["packets"] += rec[F_PK] or 0
-            t["flows"] += 1
-    return sorted(agg.values(), key=lambda t: (-t["bytes"], t["address"]))[:TOP_TALKERS]

@@ -8,6 +8,8 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from auditor.report.document import FlowRows
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -29,16 +31,20 @@ _DUMP = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", "
 
 def iter_json(doc: dict[str, Any]) -> Iterator[str]:
     """The document as JSON text, in chunks: flows[] is encoded a batch at a time, so a large audit
-    never holds its whole JSON (nor every flow as a dict) in memory."""
+    never holds its whole JSON (nor every flow as a dict) in memory. An audit's own rows (FlowRows)
+    write their JSON text directly, without a dict per flow; any other sequence of dicts is encoded."""
     sep = "{"
     for key, value in doc.items():
         if key != "flows":
             yield f"{sep}{_DUMP(key)}:{_DUMP(value)}"
         else:
             yield f'{sep}"flows":['
-            for start in range(0, len(value), _BATCH):
-                batch = _DUMP(list(value[start:start + _BATCH]))[1:-1]
-                yield batch if start == 0 else "," + batch
+            if isinstance(value, FlowRows):
+                batches: Iterable[str] = value.iter_json(_BATCH)
+            else:
+                batches = (_DUMP(list(value[i:i + _BATCH]))[1:-1] for i in range(0, len(value), _BATCH))
+            for i, batch in enumerate(batches):
+                yield batch if i == 0 else "," + batch
             yield "]"
         sep = ","
     yield "}\n"

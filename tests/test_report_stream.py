@@ -1,0 +1,169 @@
+"""The fast, streamed renderers write exactly what encoding the whole document would.
+
+The JSON export writes an audit's flows as text without a dict per flow (FlowRows.iter_json), and the
+HTML report reads the flows as value tuples (FlowRows.values) and writes its data block a batch at a
+time (iter_html). Each is checked here against the plain path: the same document with flows[] as a
+list of dicts, encoded whole.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from audit_doc_factory import HOSTILE_NAMES, make_audit_doc
+
+from auditor.audit import AuditRequest, run_audit
+from auditor.classify import FlowVerdict, HostView
+from auditor.model import Classification, Flow, FlowKey
+from auditor.report.document import FLOW_KEYS, FlowRows
+from auditor.report.html import (
+    DATA_MARK,
+    ReportDataError,
+    _doc_values,
+    iter_html,
+    render_html,
+    script_json,
+)
+from auditor.report.tabular import iter_json, render_json
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ["cvad-onprem", "daas-cloud", "netscaler-ha", "pvs-boot"]
+_DUMP = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+_DATA = re.compile(r'<script type="application/json" id="audit-data">(.*?)</script>', re.S)
+
+
+@pytest.fixture(scope="module", params=SAMPLES)
+def sample_doc(request: pytest.FixtureRequest) -> dict[str, Any]:
+    name = request.param
+    out = run_audit(AuditRequest(inputs=[str(ROOT / "sample_pcaps" / f"{name}.pcapng")],
+                                 roles_path=ROOT / "sample_pcaps" / f"{name}.roles.yaml", jobs=1))
+    assert isinstance(out.doc["flows"], FlowRows)
+    return out.doc
+
+
+def _plain(doc: dict[str, Any]) -> dict[str, Any]:
+    """The same document with flows[] as a list of dicts."""
+    return {k: list(v) if k == "flows" else v for k, v in doc.items()}
+
+
+def test_flow_keys_are_the_dict_order(sample_doc: dict[str, Any]) -> None:
+    rows = sample_doc["flows"]
+    assert tuple(rows[0]) == FLOW_KEYS
+    assert _doc_values(dict(zip(FLOW_KEYS, range(len(FLOW_KEYS)), strict=True)))[:20] == tuple(range(20))
+    for values, d in zip(rows.values(), rows, strict=True):
+        assert dict(zip(FLOW_KEYS, values, strict=True)) == d
+
+
+def test_json_rows_equal_encoding_the_dicts(sample_doc: dict[str, Any]) -> None:
+    rows = sample_doc["flows"]
+    for batch in (1, 3, 2000):
+        assert ",".join(rows.iter_json(batch)) == _DUMP(list(rows))[1:-1]
+    assert render_json(sample_doc) == render_json(_plain(sample_doc))
+
+
+def test_html_from_rows_equals_html_from_dicts(sample_doc: dict[str, Any]) -> None:
+    assert "".join(iter_html(sample_doc)) == render_html(_plain(sample_doc))
+
+
+def _verdict(i: int, **flow: Any) -> FlowVerdict:
+    names = (HOSTILE_NAMES[i % len(HOSTILE_NAMES)], "\x00audit-data\x00", "ok.example")
+    a = HostView(f"10.0.0.{i}", frozenset({"Role \u2028 A", "Role B"}), frozenset(), names)
+    b = HostView("*" if flow.get("summarised") else "10.9.9.9", frozenset(), frozenset())
+    f = Flow(FlowKey(a.address, b.address, "udp" if i % 2 else "tcp", 443 + i), **flow)
+    cls = [Classification.EXPECTED, Classification.UNEXPECTED, Classification.UNMAPPED][i % 3]
+    return FlowVerdict(f, a, b, cls, failing=i % 4 == 0, rule_ids=("r-1", "r<2>")[: i % 3],
+                       reason=None if i % 3 == 0 else "no_rule",
+                       reason_text=["", "why \u2029 <b>&", "x" * 600, None][i % 4])
+
+
+EDGE_VERDICTS = [
+    _verdict(0),  # never-seen times: first_seen inf, last_seen -inf
+    _verdict(1, connections=3, established=1, rejected=1, unanswered=1, orig_pkts=5, resp_pkts=2,
+             orig_bytes=10**12, resp_bytes=7, first_seen=1.5e9, last_seen=1.5e9 + 0.0000005,
+             first_frame=(2, 99), direction_evidence={"synack": 1, "first_packet": 2},
+             conn_states={"S0": 1, "REJ": 1, "SF": 1}),
+    _verdict(2, first_seen=float("nan"), last_seen=1e300, direction_evidence={"syn": 4},
+             conn_states={"SF": 4}, tunnels=frozenset({"vxlan 1.1.1.1->2.2.2.2 vni 7", "gre \x01<x>"})),
+    _verdict(3, summarised=True, connections=10**6, conn_states={"S0": 10**6}, first_seen=0.0),
+]
+
+
+def test_json_rows_on_edge_values() -> None:
+    rows = FlowRows(EDGE_VERDICTS)
+    assert ",".join(rows.iter_json(2)) == _DUMP(list(rows))[1:-1]
+    first = json.loads(_DUMP(list(rows)))[0]
+    assert first["first_seen"] is None and first["last_seen"] is None and first["reason_text"] is None
+
+
+def test_html_rows_on_edge_values() -> None:
+    doc = make_audit_doc(flows=5)
+    doc["flows"] = FlowRows(EDGE_VERDICTS)
+    plain = _plain(doc)
+    assert render_html(doc) == render_html(plain)
+
+
+def test_the_data_placeholder_cannot_be_planted() -> None:
+    doc = make_audit_doc(flows=20, unmapped=5)
+    doc["run"]["command_line"] = DATA_MARK
+    for f in doc["flows"]:
+        f["initiator_names"] = [DATA_MARK, *f["initiator_names"]]
+    html = render_html(doc)
+    assert "\\u0000audit-data\\u0000" in html  # shown as text
+    assert len(_DATA.findall(html)) == 1 and DATA_MARK not in html
+
+
+@pytest.mark.parametrize("flows, unmapped, inputs", [(0, 0, 1), (60, 10, 2), (4100, 900, 3)])
+def test_data_block_is_the_whole_encoding(flows: int, unmapped: int, inputs: int) -> None:
+    """The data block, written in chunks, is what encoding its parsed value whole gives."""
+    doc = make_audit_doc(flows=flows, unmapped=unmapped, hostile=True, inputs=inputs)
+    chunks = list(iter_html(copy.deepcopy(doc)))
+    html = "".join(chunks)
+    assert len(chunks) > 2
+    (block,) = _DATA.findall(html)
+    assert str(script_json(json.loads(block))) == block
+
+
+def test_errors_come_before_the_first_chunk() -> None:
+    doc = make_audit_doc(flows=10)
+    del doc["flows"][3]["bytes"]
+    with pytest.raises(ReportDataError):
+        iter_html(doc)  # not iterated: nothing half-written
+
+
+def test_json_export_streams_a_batch_at_a_time(sample_doc: dict[str, Any]) -> None:
+    chunks = list(iter_json(sample_doc))
+    assert "".join(chunks) == render_json(_plain(sample_doc))
+    assert max(len(c) for c in chunks) < 2_000_000
+
+
+def test_table_rows_are_the_plain_filters() -> None:
+    """Tables' rows (computed with two stable sorts, runs of one verdict and one walk for all roles)
+    are what sorting by (severity, -bytes) and filtering each table gives."""
+    from auditor.report.html import SEVERITY
+
+    doc = make_audit_doc(flows=400, unmapped=80, hostile=True, seed=11)
+    doc["flows"][5]["classification"] = "odd"  # an unknown verdict sorts last and counts as judged
+    doc["flows"][9]["bytes"] = None
+    data = json.loads(_DATA.findall(render_html(copy.deepcopy(doc)))[0])
+
+    def verdict(f: dict[str, Any]) -> str:
+        return "failing" if f["classification"] == "expected" and f["failing"] else str(f["classification"])
+
+    flows = doc["flows"]
+    order = sorted(range(len(flows)), key=lambda i: (SEVERITY.get(verdict(flows[i]), 9),
+                                                     -(flows[i]["bytes"] or 0)))
+    tables = data["tables"]
+    for v in ("failing", "unexpected", "unmapped"):
+        assert tables[v]["rows"] == [i for i in order if verdict(flows[i]) == v]
+    judged = [i for i in order if verdict(flows[i]) != "unmapped"]
+    assert 5 in judged
+    for entry, role_id in zip(doc["roles"], [k for k in tables if k.endswith("-src")], strict=True):
+        role = entry["role"]
+        assert tables[role_id]["rows"] == [i for i in judged if role in flows[i]["initiator_roles"]]
+        dst = role_id[:-4] + "-dst"
+        assert tables[dst]["rows"] == [i for i in judged if role in flows[i]["responder_roles"]]
