@@ -24,6 +24,12 @@ _IP4 = struct.Struct("!2xH2xHxB2x4s4s").unpack_from
 # Ethernet type + IPv4 (as _IP4) + TCP (as _TCP) in one read, untagged and with one 802.1Q tag.
 _E4 = struct.Struct("!12xHBxH2xHxB2x4s4sHHIIBB").unpack_from
 _E4V = struct.Struct("!16xHBxH2xHxB2x4s4sHHIIBB").unpack_from
+# The same without TCP seq/ack (UDP length/checksum): the fused pcap walk reads those only when it
+# builds a record, so a packet the fast lane takes allocates two integers fewer.
+_E4L = struct.Struct("!12xHBxH2xHxB2x4s4sHH8xBB").unpack_from
+_E4LV = struct.Struct("!16xHBxH2xHxB2x4s4sHH8xBB").unpack_from
+_SEQACK = struct.Struct("!II").unpack_from
+_ULEN_SUM = struct.Struct("!HH").unpack_from
 _IP4ID = struct.Struct("!4xH").unpack_from
 # IPv6: payload length, next header, src, dst.
 _IP6 = struct.Struct("!4xHBx16s16s").unpack_from

@@ -12,9 +12,11 @@ import struct
 from collections.abc import Callable, Iterator
 
 from auditor.capture.decode import (
-    _E4,
-    _E4V,
+    _E4L,
+    _E4LV,
     _KEEP_FIRST,
+    _SEQACK,
+    _ULEN_SUM,
     DHCP_PORTS,
     GENEVE_PORT,
     VERIFY_ALL_FRAMES,
@@ -114,8 +116,9 @@ def walk_pcap(src: Source, first: bytes, info: InputInfo, dec: Decoder, tick: Ti
             # live connection updates the connection here and never becomes a record. The sweep
             # countdown ``cd`` and the count ``taken`` live in locals and go back to the core
             # (``release``) before anything else reaches it: a yielded record or a decode() call.
-            e4, e4v, keep, new = _E4, _E4V, _KEEP_FIRST, object.__new__
+            e4, e4v, seqack, ulensum, keep, new = _E4L, _E4LV, _SEQACK, _ULEN_SUM, _KEEP_FIRST, object.__new__
             ii, verify, jobs, shard, lane = dec.ii, dec.verify, dec.jobs, dec.shard, dec.lane
+            pmask, verify_all, vmask, snap = PROGRESS_EVERY - 1, VERIFY_ALL_FRAMES, VERIFY_EVERY_MASK, PAYLOAD_SNAP
             if lane is not None:
                 tget = lane.table.get
                 letters = lane.letters
@@ -158,14 +161,15 @@ def walk_pcap(src: Source, first: bytes, info: InputInfo, dec: Decoder, tick: Ti
                 if ts > hi:
                     hi = ts
                 pos = nxt
-                if not frame & (PROGRESS_EVERY - 1):
+                if not frame & pmask:
                     tick()
                 if caplen >= 54:
-                    et, vihl, tot, frag, proto, s, d, sport, dport, seq, ack, offb, flags = e4(buf, start)
-                    p = start + 14
-                    if et == 0x8100:
-                        et, vihl, tot, frag, proto, s, d, sport, dport, seq, ack, offb, flags = e4v(buf, start)
+                    if buf[start + 12] == 0x81 and buf[start + 13] == 0:  # 802.1Q: one unpack, not two
+                        et, vihl, tot, frag, proto, s, d, sport, dport, offb, flags = e4v(buf, start)
                         p = start + 18
+                    else:
+                        et, vihl, tot, frag, proto, s, d, sport, dport, offb, flags = e4(buf, start)
+                        p = start + 14
                     if et == 0x0800 and vihl == 0x45 and not frag & 0x3FFF:
                         l4 = p + 20
                         if proto == 6 and tot >= 40:
@@ -185,11 +189,10 @@ def walk_pcap(src: Source, first: bytes, info: InputInfo, dec: Decoder, tick: Ti
                                         b = a + 1
                                     else:
                                         quiet = a >= b
-                                        if b > a + PAYLOAD_SNAP:
-                                            b = a + PAYLOAD_SNAP
+                                        if b > a + snap:
+                                            b = a + snap
                                 bad = False
-                                if (verify and ipend <= nxt
-                                        and (frame <= VERIFY_ALL_FRAMES or not frame & VERIFY_EVERY_MASK)):
+                                if verify and ipend <= nxt and (frame <= verify_all or not frame & vmask):
                                     n = int.from_bytes(buf[l4:ipend], "big")
                                     if tot & 1:
                                         n <<= 8
@@ -200,11 +203,12 @@ def walk_pcap(src: Source, first: bytes, info: InputInfo, dec: Decoder, tick: Ti
                                     ent = tget((6, s, sport, d, dport))
                                     if ent is not None:
                                         c, is_orig = ent
-                                        if ts - c.last <= c.timeout and (c.os if is_orig else c.rs):
+                                        last = c.last
+                                        if ts - last <= c.timeout and (c.os if is_orig else c.rs):
                                             # FastLane.take, inlined
                                             cd -= 1
                                             taken += 1
-                                            if ts > c.last:
+                                            if ts > last:
                                                 c.last = ts
                                             elif ts < c.first:
                                                 c.first = ts
@@ -234,8 +238,7 @@ def walk_pcap(src: Source, first: bytes, info: InputInfo, dec: Decoder, tick: Ti
                                 out.sport = sport
                                 out.dport = dport
                                 out.tcp_flags = flags
-                                out.seq = seq
-                                out.ack = ack
+                                out.seq, out.ack = seqack(buf, l4 + 4)
                                 out.payload_len = plen
                                 out.payload = buf[a:b] if plen else b""
                                 out.icmp_type = -1
@@ -254,7 +257,7 @@ def walk_pcap(src: Source, first: bytes, info: InputInfo, dec: Decoder, tick: Ti
                                     yield out
                                 continue
                         elif proto == 17 and tot >= 28:
-                            ulen = seq >> 16
+                            ulen, ucs = ulensum(buf, l4 + 4)
                             if 8 <= ulen <= tot - 20 and dport != VXLAN_PORT and dport != GENEVE_PORT:
                                 if (jobs > 1 and sport not in DHCP_PORTS and dport not in DHCP_PORTS
                                         and (s[-1] + s[-2] + d[-1] + d[-2]) % jobs != shard):
@@ -262,8 +265,8 @@ def walk_pcap(src: Source, first: bytes, info: InputInfo, dec: Decoder, tick: Ti
                                     continue
                                 plen = ulen - 8
                                 bad = False
-                                if (seq & 0xFFFF and verify and l4 + ulen <= nxt
-                                        and (frame <= VERIFY_ALL_FRAMES or not frame & VERIFY_EVERY_MASK)):
+                                if (ucs and verify and l4 + ulen <= nxt
+                                        and (frame <= verify_all or not frame & vmask)):
                                     n = int.from_bytes(buf[l4:l4 + ulen], "big")
                                     if ulen & 1:
                                         n <<= 8
@@ -275,11 +278,12 @@ def walk_pcap(src: Source, first: bytes, info: InputInfo, dec: Decoder, tick: Ti
                                     ent = tget((17, s, sport, d, dport))
                                     if ent is not None:
                                         c, is_orig = ent
-                                        if ts - c.last <= c.timeout and (c.os if is_orig else c.rs):
+                                        last = c.last
+                                        if ts - last <= c.timeout and (c.os if is_orig else c.rs):
                                             # FastLane.take, inlined
                                             cd -= 1
                                             taken += 1
-                                            if ts > c.last:
+                                            if ts > last:
                                                 c.last = ts
                                             elif ts < c.first:
                                                 c.first = ts
@@ -300,8 +304,8 @@ def walk_pcap(src: Source, first: bytes, info: InputInfo, dec: Decoder, tick: Ti
                                     b = a + plen
                                     if b > nxt:
                                         b = nxt
-                                    if b > a + PAYLOAD_SNAP:
-                                        b = a + PAYLOAD_SNAP
+                                    if b > a + snap:
+                                        b = a + snap
                                     payload = buf[a:b]
                                 else:
                                     payload = b""
