@@ -409,9 +409,10 @@ def walk_pcap(src: Source, first: bytes, info: InputInfo, dec: Decoder, tick: Ti
 
 
 class _Iface:
-    __slots__ = ("div", "lt", "name", "offset", "snaplen")
+    __slots__ = ("div", "frames", "lt", "name", "offset", "snaplen")
 
     def __init__(self, lt: int, snaplen: int, div: int, offset: int) -> None:
+        self.frames = 0
         self.lt = lt
         self.name = linktype_name(lt)
         self.snaplen = snaplen
@@ -457,7 +458,8 @@ def walk_pcapng(src: Source, first: bytes, info: InputInfo, dec: Decoder,
     opb = struct.Struct("<HHIIII").unpack_from
     u32 = struct.Struct("<I").unpack_from
     ifaces: list[_Iface] = []
-    per_lt: dict[str, int] = {}
+    every_iface: list[_Iface] = []
+    """Of all sections, for the frame count per link type."""
     lo, hi = float("inf"), float("-inf")
     try:
         while True:
@@ -468,7 +470,8 @@ def walk_pcapng(src: Source, first: bytes, info: InputInfo, dec: Decoder,
                 if blen - pos:
                     r.stop(frame, f"file ends inside a block header ({blen - pos} bytes)")
                 break
-            if buf[pos:pos + 4] == PCAPNG_MAGIC:  # Section Header Block: byte order may change
+            btype, blk = hdr(buf, pos)
+            if btype == 0x0A0D0D0A:  # Section Header Block (the same in either byte order): order may change
                 bom = _BOMS.get(buf[pos + 8:pos + 12])
                 if bom is None:
                     bad("pcapng-bad-block", frame + 1)
@@ -486,8 +489,8 @@ def walk_pcapng(src: Source, first: bytes, info: InputInfo, dec: Decoder,
                     epb = struct.Struct(order + "IIIII").unpack_from
                     opb = struct.Struct(order + "HHIIII").unpack_from
                     u32 = struct.Struct(order + "I").unpack_from
+                    btype, blk = hdr(buf, pos)
                 ifaces = []
-            btype, blk = hdr(buf, pos)
             if blk < 12 or blk & 3 or blk > _MAX_RECORD + 4096:
                 bad("pcapng-bad-block", frame + 1)
                 r.stop(frame, f"corrupt block header (type 0x{btype:08x}, length {blk})")
@@ -522,8 +525,7 @@ def walk_pcapng(src: Source, first: bytes, info: InputInfo, dec: Decoder,
                     lo = ts
                 if ts > hi:
                     hi = ts
-                name = iface.name
-                per_lt[name] = per_lt.get(name, 0) + 1
+                iface.frames += 1
                 rec = decode(buf, body + 20, caplen, ts, frame, iface.lt)
             elif btype == 3:  # Simple Packet Block: interface 0, no timestamp
                 if bend - body < 4:
@@ -537,13 +539,15 @@ def walk_pcapng(src: Source, first: bytes, info: InputInfo, dec: Decoder,
                 caplen = min(u32(buf, body)[0], bend - body - 4)
                 if iface.snaplen:
                     caplen = min(caplen, iface.snaplen)
-                per_lt[iface.name] = per_lt.get(iface.name, 0) + 1
+                iface.frames += 1
                 rec = decode(buf, body + 4, caplen, 0.0, frame, iface.lt)
             elif btype == 1:  # Interface Description Block
                 if bend - body < 8:
                     bad("pcapng-bad-block", frame + 1)
                     continue
-                ifaces.append(_idb(buf, body, bend, order))
+                iface = _idb(buf, body, bend, order)
+                ifaces.append(iface)
+                every_iface.append(iface)
                 continue
             else:  # SHB (handled above), name resolution, statistics, custom, ...: nothing to audit
                 continue
@@ -554,8 +558,9 @@ def walk_pcapng(src: Source, first: bytes, info: InputInfo, dec: Decoder,
                 yield rec
     finally:
         info.packets = frame
-        for k, v in per_lt.items():
-            info.link_types[k] = info.link_types.get(k, 0) + v
+        for iface in every_iface:
+            if iface.frames:
+                info.link_types[iface.name] = info.link_types.get(iface.name, 0) + iface.frames
         if hi >= lo:
             info.first_ts, info.last_ts = lo, hi
         dec.stats.frames += frame
