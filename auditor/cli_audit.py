@@ -196,8 +196,9 @@ def findings_hit(doc: dict[str, Any], kinds: set[str]) -> list[str]:
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=0, show_default=True,
               help="Processes to read with (0: automatic, several for inputs over 64 MB).")
 @click.option("--no-checksums", is_flag=True,
-              help="Do not verify TCP/UDP checksums (by default: every packet of the first 100,000 frames of "
-                   "each input, then 1 in 16; bad checksums are counted, never dropped).")
+              help="Do not verify TCP/UDP checksums (by default: every packet of the first 10,000 frames of "
+                   "each input, then every TCP SYN, FIN and RST and 1 in 64 of the rest; bad checksums are "
+                   "counted, never dropped).")
 @click.option("--fail-on", "fail_on", metavar="KINDS",
               help="Exit 1 when any of these findings occur: unexpected,failing,missing.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")

@@ -360,3 +360,8 @@ def test_checksums_are_verified_on_every_early_frame_then_sampled() -> None:
     assert sum(1 for r in late if r is not None and r.checksum_bad) == 4
     off = Decoder(ReadStats(), 0, verify_checksums=False).decode(frame, 0, len(frame), 0.0, 1, 1)
     assert off is not None and not off.checksum_bad
+    # TCP SYN, FIN and RST are always verified: every TCP connection gets its own verdict.
+    for flags, verified in (("S", True), ("FA", True), ("R", True), ("PA", False), ("A", False)):
+        seg = eth_ipv4_tcp(A, B, 40000, 443, flags, b"x" * 10, bad_checksum=True)
+        rec = dec.decode(seg, 0, len(seg), 0.0, VERIFY_ALL_FRAMES + 1, 1)
+        assert rec is not None and rec.checksum_bad == verified, flags

@@ -73,13 +73,15 @@ _KEEP_FIRST = frozenset(b"\x16ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 
 # Transport checksums cost about a third of decoding on the fast path. They only tell whether the
 # capture host offloaded checksumming, so after the first VERIFY_ALL_FRAMES frames of an input the
-# fast path verifies one frame in VERIFY_EVERY (the count stays a count, of a sample; the report says
-# so). Packets on the general path (tunnels, fragments, options) are always verified.
-VERIFY_ALL_FRAMES = 100_000
-VERIFY_EVERY = 16
+# fast path verifies every TCP SYN, FIN and RST (so each TCP connection still gets its own verdict,
+# and its 'C' history letter) and one other frame in VERIFY_EVERY (the count stays a count, of a
+# sample; the report says so). Packets on the general path (tunnels, fragments, options) are always
+# verified.
+VERIFY_ALL_FRAMES = 10_000
+VERIFY_EVERY = 64
 VERIFY_EVERY_MASK = VERIFY_EVERY - 1
-CHECKSUM_POLICY = (f"every packet of the first {VERIFY_ALL_FRAMES:,} frames of each input, then 1 in "
-                   f"{VERIFY_EVERY} on the common path")
+CHECKSUM_POLICY = (f"every packet of the first {VERIFY_ALL_FRAMES:,} frames of each input, then every TCP "
+                   f"SYN, FIN and RST and 1 in {VERIFY_EVERY} of the other packets on the common path")
 # Link-layer header types tried in Decoder._link, by LINKTYPE_ value.
 LINKTYPE_PKTAP, LINKTYPE_USER2, LINKTYPE_JUNIPER_ETHER, LINKTYPE_IPOIB = 258, 149, 178, 242
 
@@ -223,7 +225,7 @@ class Decoder:
                                         b = a + PAYLOAD_SNAP
                             bad = False
                             if (self.verify and ipend <= end
-                                    and (frame <= VERIFY_ALL_FRAMES or not frame & VERIFY_EVERY_MASK)):
+                                    and (frame <= VERIFY_ALL_FRAMES or flags & 7 or not frame & VERIFY_EVERY_MASK)):
                                 n = int.from_bytes(buf[l4:ipend], "big")
                                 if tot & 1:
                                     n <<= 8
@@ -291,7 +293,7 @@ class Decoder:
                                     b = a + PAYLOAD_SNAP
                         bad = False
                         if (self.verify and ipend <= end
-                                and (frame <= VERIFY_ALL_FRAMES or not frame & VERIFY_EVERY_MASK)):
+                                and (frame <= VERIFY_ALL_FRAMES or flags & 7 or not frame & VERIFY_EVERY_MASK)):
                             bad = checksum_bad(buf, l4, ipend, src, dst, 6)
                         lane = self.lane
                         if (quiet and not bad and lane is not None

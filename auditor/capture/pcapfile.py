@@ -192,7 +192,7 @@ def walk_pcap(src: Source, first: bytes, info: InputInfo, dec: Decoder, tick: Ti
                                         if b > a + snap:
                                             b = a + snap
                                 bad = False
-                                if verify and ipend <= nxt and (frame <= verify_all or not frame & vmask):
+                                if verify and ipend <= nxt and (frame <= verify_all or flags & 7 or not frame & vmask):
                                     n = int.from_bytes(buf[l4:ipend], "big")
                                     if tot & 1:
                                         n <<= 8
