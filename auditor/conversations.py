@@ -391,6 +391,10 @@ class ConversationBuilder:
                         c.hseen |= bit
                         c.hist.append(_HIST_LETTER[bit])
                     return
+            if rec.checksum_bad:
+                self.stats.bad_checksums += 1
+            self._transport(rec, ent)
+            return
         self._slow(rec)
 
     def lane(self) -> FastLane:
@@ -420,7 +424,7 @@ class ConversationBuilder:
         if rec.checksum_bad:
             self.stats.bad_checksums += 1
         if proto in (IPPROTO_TCP, IPPROTO_UDP):
-            self._transport(rec)
+            self._transport(rec, self._table.get((proto, rec.src, rec.sport, rec.dst, rec.dport)))
         elif proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
             self._icmp(rec)
         else:
@@ -436,9 +440,13 @@ class ConversationBuilder:
             return None
         return ent
 
-    def _transport(self, rec: PacketRecord) -> None:
+    def _transport(self, rec: PacketRecord, ent: tuple[_Conn, bool] | None) -> None:
+        """A TCP/UDP packet off the fast path; ``ent`` is the live table's entry for its key."""
         proto = rec.proto
-        ent = self._lookup((proto, rec.src, rec.sport, rec.dst, rec.dport), rec.ts)
+        if ent is not None and rec.ts - ent[0].last > ent[0].timeout:
+            self.stats.idle_splits += 1
+            self._close(ent[0])
+            ent = None
         if ent is not None and proto == IPPROTO_TCP and rec.tcp_flags & SYN:
             ent = self._syn_on_existing(ent[0], ent[1], rec)
         if ent is None and proto == IPPROTO_UDP:
