@@ -34,6 +34,7 @@ from tests.capture_factory import (
     udp,
     vxlan,
     write_pcap,
+    write_pcapng,
 )
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_pcaps"
@@ -132,15 +133,25 @@ def test_fused_walk_equals_decoder(tmp_path: Path, seed: int, monkeypatch: pytes
         _same(path, shard=(k, 3))
 
 
-def test_fused_walk_across_buffer_refills(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pcapfile, "CHUNK", 97)  # records straddle every read
+@pytest.mark.parametrize(("chunk", "window"), [(97, 1 << 18), (4000, 50), (3000, 700)])
+def test_fused_walk_across_buffer_refills(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int,
+                                          window: int) -> None:
+    # Records straddle reads; with a window smaller than a read, cut records are joined through the
+    # window (and records longer than the window in full), then the walk goes on in the read block.
+    frames = _frames(99, 300)
+    path = write_pcap(tmp_path / "small.pcap", frames)
+    ng = write_pcapng(tmp_path / "small.pcapng", [1], frames)
+    whole = _walk(path, True)[0]  # one read holds the whole file
+    whole_ng = list(open_captures([str(ng)]))
+    monkeypatch.setattr(pcapfile, "CHUNK", chunk)
+    monkeypatch.setattr(pcapfile._Reader, "WINDOW", window)
     monkeypatch.setattr(pcapfile, "PROGRESS_EVERY", 8)
-    path = write_pcap(tmp_path / "small.pcap", _frames(99, 300))
-    _same(path)
+    assert _same(path) == whole
+    assert list(open_captures([str(ng)])) == whole_ng
     cut = tmp_path / "cut.pcap"
     cut.write_bytes(path.read_bytes()[:-30])  # the file ends inside a record
     assert _walk(cut, True)[2].truncated
-    _same(cut)
+    assert _same(cut) == whole[:-1]
 
 
 def test_fused_records_set_every_field() -> None:

@@ -52,16 +52,38 @@ Tick = Callable[[], None]
 
 
 class _Reader:
-    """The growing window over the capture bytes; ``ensure`` reads more when a record needs it."""
+    """The window over the capture bytes; ``more`` moves it on when a record needs more data.
+
+    A record cut by a block boundary is joined without copying the whole new block: the window
+    becomes the cut record's start plus the first WINDOW bytes of the block, and once the walker is
+    past the joint it continues in the block itself (at ``pos``). Copying every 8 MiB block into a
+    new buffer cost ~3 % of a run.
+    """
+
+    WINDOW = 1 << 18
 
     def __init__(self, src: Source, first: bytes, info: InputInfo) -> None:
         self.src = src
         self.info = info
         self.buf = first
+        self.pos = 0
         self.eof = False
+        self._block: bytes | None = None
+        """While the window is a joint: the block it continues into."""
+        self._joint = 0
+        """While the window is a joint: where the block starts in it."""
 
     def more(self, pos: int) -> bool:
-        """Append a block (dropping what is before ``pos``). False at the end or on a read error."""
+        """Move the window on from ``pos`` (the walker's position in ``buf``); afterwards the
+        walker goes on at ``self.pos`` in ``self.buf``. False at the end or on a read error."""
+        block = self._block
+        if block is not None:
+            self._block = None
+            if pos >= self._joint:  # past the joint: the rest of the window is in the block
+                self.buf, self.pos = block, pos - self._joint
+            else:  # a record longer than the window straddles the joint: join in full
+                self.buf, self.pos = self.buf[pos:] + block[len(self.buf) - self._joint:], 0
+            return True
         if self.eof:
             return False
         try:
@@ -74,7 +96,14 @@ class _Reader:
         if not chunk:
             self.eof = True
             return False
-        self.buf = self.buf[pos:] + chunk
+        tail = self.buf[pos:]
+        if not tail:
+            self.buf = chunk
+        elif len(chunk) <= self.WINDOW:
+            self.buf = tail + chunk
+        else:
+            self.buf, self._block, self._joint = tail + chunk[:self.WINDOW], chunk, len(tail)
+        self.pos = 0
         return True
 
     def stop(self, frame: int, why: str) -> None:
@@ -132,7 +161,7 @@ def walk_pcap(src: Source, first: bytes, info: InputInfo, dec: Decoder, tick: Ti
                     if r.more(pos):
                         buf = r.buf
                         blen = len(buf)
-                        pos = 0
+                        pos = r.pos
                         continue
                     if blen - pos:
                         r.stop(frame, f"file ends inside a record header ({blen - pos} bytes)")
@@ -147,7 +176,7 @@ def walk_pcap(src: Source, first: bytes, info: InputInfo, dec: Decoder, tick: Ti
                     if r.more(pos):
                         buf = r.buf
                         blen = len(buf)
-                        pos = 0
+                        pos = r.pos
                         continue
                     r.stop(frame, f"file ends inside a record ({blen - start} of {caplen} bytes)")
                     break
@@ -361,7 +390,7 @@ def walk_pcap(src: Source, first: bytes, info: InputInfo, dec: Decoder, tick: Ti
                     if r.more(pos):
                         buf = r.buf
                         blen = len(buf)
-                        pos = 0
+                        pos = r.pos
                         continue
                     if blen - pos:
                         r.stop(frame, f"file ends inside a record header ({blen - pos} bytes)")
@@ -376,7 +405,7 @@ def walk_pcap(src: Source, first: bytes, info: InputInfo, dec: Decoder, tick: Ti
                     if r.more(pos):
                         buf = r.buf
                         blen = len(buf)
-                        pos = 0
+                        pos = r.pos
                         continue
                     r.stop(frame, f"file ends inside a record ({blen - start} of {caplen} bytes)")
                     break
@@ -465,7 +494,7 @@ def walk_pcapng(src: Source, first: bytes, info: InputInfo, dec: Decoder,
         while True:
             if blen - pos < 12:
                 if r.more(pos):
-                    buf, blen, pos = r.buf, len(r.buf), 0
+                    buf, blen, pos = r.buf, len(r.buf), r.pos
                     continue
                 if blen - pos:
                     r.stop(frame, f"file ends inside a block header ({blen - pos} bytes)")
@@ -497,7 +526,7 @@ def walk_pcapng(src: Source, first: bytes, info: InputInfo, dec: Decoder,
                 break
             if blk > blen - pos:
                 if r.more(pos):
-                    buf, blen, pos = r.buf, len(r.buf), 0
+                    buf, blen, pos = r.buf, len(r.buf), r.pos
                     continue
                 r.stop(frame, f"file ends inside a block ({blen - pos} of {blk} bytes)")
                 break
