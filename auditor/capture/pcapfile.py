@@ -445,8 +445,33 @@ def walk_pcapng(src: Source, first: bytes, info: InputInfo, dec: Decoder,
     every_iface: list[_Iface] = []
     """Of all sections, for the frame count per link type."""
     lo, hi = float("inf"), float("-inf")
+    epbh = struct.Struct("<IIIIII").unpack_from
+    maxblk = _MAX_RECORD + 4096
     try:
         while True:
+            if blen - pos >= 28:
+                # The common block first, with one unpack: a whole, well-formed Enhanced Packet Block
+                # of a known interface. Anything else goes through the general checks below.
+                btype, blk, ifid, tsh, tsl, caplen = epbh(buf, pos)
+                if (btype == 6 and 32 <= blk <= blen - pos and not blk & 3 and blk <= maxblk
+                        and ifid < len(ifaces) and caplen <= blk - 32):
+                    start = pos + 28
+                    pos += blk
+                    frame += 1
+                    iface = ifaces[ifid]
+                    ts = ((tsh << 32) | tsl) / iface.div + iface.offset
+                    if ts < lo:
+                        lo = ts
+                    if ts > hi:
+                        hi = ts
+                    iface.frames += 1
+                    rec = decode(buf, start, caplen, ts, frame, iface.lt)
+                    if not frame & (PROGRESS_EVERY - 1):
+                        tick()
+                    if rec is not None:
+                        records += 1
+                        yield rec
+                    continue
             if blen - pos < 12:
                 if r.more(pos):
                     buf, blen, pos = r.buf, len(r.buf), r.pos
@@ -473,6 +498,7 @@ def walk_pcapng(src: Source, first: bytes, info: InputInfo, dec: Decoder,
                     epb = struct.Struct(order + "IIIII").unpack_from
                     opb = struct.Struct(order + "HHIIII").unpack_from
                     u32 = struct.Struct(order + "I").unpack_from
+                    epbh = struct.Struct(order + "IIIIII").unpack_from
                     btype, blk = hdr(buf, pos)
                 ifaces = []
             if blk < 12 or blk & 3 or blk > _MAX_RECORD + 4096:
