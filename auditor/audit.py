@@ -55,7 +55,7 @@ class AuditRequest:
     command_line: str = ""
     progress: Progress | None = None
     jobs: int = 0
-    """Processes to read with; 0 = automatic (several for large uncompressed inputs)."""
+    """Processes to read with; 0 = automatic (parallel.auto_jobs: 1)."""
     verify_checksums: bool = True
 
 
