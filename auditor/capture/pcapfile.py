@@ -1,9 +1,12 @@
 """pcap and pcapng record walking over large blocks of capture bytes.
 
-The walkers keep one bytes buffer of ~4 MiB, read record headers with precompiled structs and hand
-(buffer, offset, length) to the decoder: no per-packet objects but the record itself. A record that
-runs past the end of the data ends the walk with ``truncated`` and a warning naming the last frame
-read; a corrupt record or block header does the same (there is no way to resynchronise safely).
+The walkers work on one read block at a time (CHUNK, 8 MiB; a record cut by a read is joined through
+a small window, see _Reader), read record headers with precompiled structs and hand (buffer, offset,
+length) to the decoder: no per-packet objects but the record itself, and none at all for a packet the
+conversation core's fast lane takes (Decoder.lane). For Ethernet pcap the walk, the decoder's
+Ethernet/IPv4 fast path and the lane run fused in one loop. A record that runs past the end of the
+data ends the walk with ``truncated`` and a warning naming the last frame read; a corrupt record or
+block header does the same (there is no way to resynchronise safely).
 """
 
 from __future__ import annotations
@@ -114,9 +117,10 @@ class _Reader:
 
 def walk_pcap(src: Source, first: bytes, info: InputInfo, dec: Decoder, tick: Tick, *,
               fused: bool = True) -> Iterator[PacketRecord]:
-    """Records of a pcap file. For Ethernet captures (link type 1) the walk and the decoder's fast
-    path run fused in one loop (``fused=False``: one ``Decoder.decode`` call per frame instead; both
-    give the same records, see tests/test_capture_fastpath.py)."""
+    """Records of a pcap file. For Ethernet captures (link type 1) the walk, the decoder's fast path
+    and the fast lane (``dec.lane``, inlined) run fused in one loop (``fused=False``: one
+    ``Decoder.decode`` call per frame instead; both give the same records and conversations, see
+    tests/test_capture_fastpath.py and tests/test_conversations_lane.py)."""
     r = _Reader(src, first, info)
     order, nano, hl = PCAP_MAGICS[first[:4]]
     while len(r.buf) < 24:
