@@ -230,3 +230,17 @@ def test_read_ahead_error_reaches_the_reader() -> None:
     assert 50_000 <= got + 4 <= 200_000
     assert reader.read(10) == b""  # after the error: the end, not a hang
     reader.close()
+
+
+def test_read_ahead_thread_ends_when_the_reader_stops_early(tmp_path: Path) -> None:
+    # A run that stops reading (an error, a refused file) must not leave the read-ahead thread behind.
+    p = tmp_path / "big.bin"
+    p.write_bytes(b"\x00" * (40 << 20))  # several read-ahead blocks: the queue fills up
+    with p.open("rb") as fh:
+        reader = HashingReader(fh)
+        reader.peek_start(4)
+        assert reader.read(1024)
+        thread = reader._thread
+        assert thread is not None and thread.is_alive()
+        reader.close()
+        assert not thread.is_alive()
