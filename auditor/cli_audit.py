@@ -196,8 +196,8 @@ def findings_hit(doc: dict[str, Any], kinds: set[str]) -> list[str]:
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=0, show_default=True,
               help="Processes to read with (0: automatic, which is 1). Every process walks every packet "
                    "and keeps its share of the conversations, so more processes pay off only when "
-                   "conversations are short (many connections per packet): 1.15x on the 1M-packet bench "
-                   "capture, 0.93x on the 10M one (bench/README.md).")
+                   "conversations are short (many connections per packet): 1.13x on the 1M-packet bench "
+                   "capture, 0.99x on the 10M one (bench/README.md).")
 @click.option("--no-checksums", is_flag=True,
               help="Do not verify TCP/UDP checksums (by default: every packet of the first 10,000 frames of "
                    "each input, then every TCP SYN, FIN and RST and 1 in 64 of the rest; bad checksums are "

@@ -31,8 +31,8 @@ def tune_gc() -> None:
 
 def auto_jobs(capture: CaptureSet, engine: str) -> int:
     """One process. Each worker walks every packet (only the conversation work is split) and the
-    walk is most of the cost since the fast lane: -j 2 measured 1.15x on the connection-heavy 1M-
-    packet bench capture and 0.93x on the 10M one (bench/README.md), so it stays opt-in."""
+    walk is most of the cost since the fast lane: -j 2 measured 1.13x on the connection-heavy 1M-
+    packet bench capture and 0.99x on the 10M one (bench/README.md), so it stays opt-in."""
     return 1
 
 
