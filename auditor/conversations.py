@@ -8,7 +8,8 @@ Design, for speed (the audit targets >= 300k packets/s in one process):
     lookup and its direction comes with the hit. ICMP keys have the same shape with a negative
     marker in the third slot (-1 echo by id, -2 other by type), so they never meet TCP/UDP keys.
   * An established TCP packet (no SYN/FIN/RST, its sender already active) and any UDP packet of a
-    known connection take an inline fast path in ``feed``; everything else goes to ``_slow``.
+    known connection take the fast lane (``FastLane.take``: from ``feed``, or straight from the
+    capture decoder without a record); everything else goes to ``_slow``.
   * Expiry is decided per packet (``ts - last > timeout``), so results do not depend on when the
     amortised sweeps run; sweeps (every ``SWEEP_EVERY`` packets) only reclaim memory. A deque of
     (queued_at, key, conn) gives O(1) expiry and second-chance ("clock") eviction when the table
@@ -247,9 +248,10 @@ class FastLane:
     changed nothing, when the packet needs ``ConversationBuilder.feed``.
 
     A reader may offer only packets whose record would have no checksum error, no tunnel, no fragment
-    flag and no payload that names.py reads (capture/decode.py); for those, True means exactly what
-    ``feed`` of the record would have done (tests/test_conversations_lane.py). Every SWEEP_EVERY-th
-    packet is declined, so the amortised sweep stays in ``feed``.
+    flag and no payload that names.py reads (capture/decode.py): ``feed`` of such a record would
+    itself go to ``take`` (and to the slow path, which does the same, when ``take`` declines), and
+    names.py would ignore it (tests/test_conversations_lane.py). Every SWEEP_EVERY-th packet is
+    declined, so the amortised sweep stays in ``feed``.
 
     The fused pcap walk (capture/pcapfile.py) inlines ``take`` on ``table`` with the history bits
     below, keeping the sweep countdown and its count of taken packets in locals: it calls ``hold()``
@@ -351,6 +353,8 @@ class ConversationBuilder:
         self._summaries = 0
         self.result = ConversationResult()
         self.stats = self.result.stats
+        self._take = FastLane(self).take
+        """The fast lane, for records too (``feed``)."""
 
     @property
     def live_connections(self) -> int:
@@ -359,42 +363,17 @@ class ConversationBuilder:
     # ---- feeding ------------------------------------------------------------------------------
 
     def feed(self, rec: PacketRecord) -> None:
-        """One record. Established TCP and known UDP packets are handled inline (the hot loop: one
-        dict lookup and a few integer updates); everything else goes to ``_slow``."""
+        """One record. Established TCP and known UDP packets take the fast lane (``FastLane.take``:
+        one dict lookup and a few integer updates); everything else goes to the slow path."""
+        proto = rec.proto
+        if (proto == 6 or proto == 17) and not rec.checksum_bad and rec.tunnel is None and self._take(
+                proto, rec.src, rec.sport, rec.dst, rec.dport, rec.ts, rec.tcp_flags, rec.payload_len, rec.ip_len):
+            return
         self.stats.packets += 1
         self._countdown -= 1
         if not self._countdown:
             self._countdown = SWEEP_EVERY
             self._sweep(rec.ts)
-        proto = rec.proto
-        if proto == 6 or proto == 17:
-            ent = self._table.get((proto, rec.src, rec.sport, rec.dst, rec.dport))
-            if ent is not None:
-                c, is_orig = ent
-                ts = rec.ts
-                flags = rec.tcp_flags
-                if (ts - c.last <= c.timeout and not flags & 7 and not rec.checksum_bad
-                        and rec.tunnel is None and (c.os if is_orig else c.rs)):
-                    if ts > c.last:
-                        c.last = ts
-                    elif ts < c.first:
-                        c.first = ts
-                    bit = _D if rec.payload_len or proto == 17 else (_A if flags & ACK else 0)
-                    if is_orig:
-                        c.opk += 1
-                        c.oby += rec.ip_len
-                    else:
-                        c.rpk += 1
-                        c.rby += rec.ip_len
-                        bit <<= _RESP
-                    if bit and not c.hseen & bit:
-                        c.hseen |= bit
-                        c.hist.append(_HIST_LETTER[bit])
-                    return
-            if rec.checksum_bad:
-                self.stats.bad_checksums += 1
-            self._transport(rec, ent)
-            return
         self._slow(rec)
 
     def lane(self) -> FastLane:
