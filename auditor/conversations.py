@@ -45,9 +45,8 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from auditor.model import (
     ACK,
@@ -63,6 +62,7 @@ from auditor.model import (
     Connection,
     Flow,
     FlowKey,
+    Lane,
     PacketRecord,
     TunnelInfo,
     addr_str,
@@ -240,7 +240,7 @@ def _tunnel_text(t: TunnelInfo) -> str:
     return f"{text} vni {t.vni}" if t.vni else text
 
 
-class FastLane:
+class FastLane(Lane):
     """A capture reader's way into the core for common packets, without a PacketRecord.
 
     ``take(proto, src, sport, dst, dport, ts, flags, payload_len, ip_len)`` takes a TCP/UDP packet of
@@ -260,12 +260,6 @@ class FastLane:
     """
 
     __slots__ = ("_builder", "ack_bit", "data_bit", "letters", "resp_shift", "table", "take")
-    table: dict[tuple[object, ...], tuple[Any, bool]]
-    letters: dict[int, str]
-    data_bit: int
-    ack_bit: int
-    resp_shift: int
-    take: Callable[[int, bytes, int, bytes, int, float, int, int, int], bool]
 
     def __init__(self, builder: ConversationBuilder) -> None:
         self._builder = builder

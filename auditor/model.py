@@ -55,6 +55,8 @@ class Lane(Protocol):
     call into the core (see capture/pcapfile.py and conversations.FastLane).
     """
 
+    __slots__ = ()
+
     table: dict[tuple[object, ...], tuple[Any, bool]]
     letters: dict[int, str]
     data_bit: int
