@@ -141,249 +141,209 @@ def walk_pcap(src: Source, first: bytes, info: InputInfo, dec: Decoder, tick: Ti
     lo, hi = float("inf"), float("-inf")
     taken = cd = 0
     try:
-        if lt == 1 and fused:
-            # Decoder.decode's Ethernet/IPv4 TCP/UDP fast path, inlined here: one Python call per
-            # frame fewer, and the decoder's attributes bound to locals once. Keep it in step with
-            # Decoder.decode (the equivalence tests compare the two on varied captures).
-            # With a fast lane (conversations.FastLane), its ``take`` is inlined too: a packet of a
-            # live connection updates the connection here and never becomes a record. The sweep
-            # countdown ``cd`` and the count ``taken`` live in locals and go back to the core
-            # (``release``) before anything else reaches it: a yielded record or a decode() call.
-            e4, e4v, seqack, ulensum, keep, new = _E4L, _E4LV, _SEQACK, _ULEN_SUM, _KEEP_FIRST, object.__new__
-            ii, verify, jobs, shard, lane = dec.ii, dec.verify, dec.jobs, dec.shard, dec.lane
-            pmask, verify_all, vmask, snap = PROGRESS_EVERY - 1, VERIFY_ALL_FRAMES, VERIFY_EVERY_MASK, PAYLOAD_SNAP
-            if lane is not None:
-                tget = lane.table.get
-                letters = lane.letters
-                o_d, o_a = lane.data_bit, lane.ack_bit
-                r_d, r_a = o_d << lane.resp_shift, o_a << lane.resp_shift
-                cd = lane.hold()
-            else:
-                tget = None
-            while True:
-                if blen - pos < hl:
-                    if r.more(pos):
-                        buf = r.buf
-                        blen = len(buf)
-                        pos = r.pos
-                        continue
-                    if blen - pos:
-                        r.stop(frame, f"file ends inside a record header ({blen - pos} bytes)")
-                    break
-                sec, frac, caplen, _origlen = unpack(buf, pos)
-                start = pos + hl
-                nxt = start + caplen
-                if nxt > blen:
-                    if caplen > limit:
-                        r.stop(frame, f"corrupt record header (captured length {caplen})")
-                        break
-                    if r.more(pos):
-                        buf = r.buf
-                        blen = len(buf)
-                        pos = r.pos
-                        continue
-                    r.stop(frame, f"file ends inside a record ({blen - start} of {caplen} bytes)")
-                    break
+        # For Ethernet (``eth``), Decoder.decode's Ethernet/IPv4 TCP/UDP fast path is inlined here:
+        # one Python call per frame fewer, and the decoder's attributes bound to locals once. Keep it
+        # in step with Decoder.decode (the equivalence tests compare the two on varied captures).
+        # Other link types (and fused=False) call Decoder.decode for every frame.
+        # With a fast lane (conversations.FastLane), its ``take`` is inlined too: a packet of a
+        # live connection updates the connection here and never becomes a record. The sweep
+        # countdown ``cd`` and the count ``taken`` live in locals and go back to the core
+        # (``release``) before anything else reaches it: a yielded record or a decode() call.
+        e4, e4v, seqack, ulensum, keep, new = _E4L, _E4LV, _SEQACK, _ULEN_SUM, _KEEP_FIRST, object.__new__
+        ii, verify, jobs, shard, lane = dec.ii, dec.verify, dec.jobs, dec.shard, dec.lane
+        pmask, verify_all, vmask, snap = PROGRESS_EVERY - 1, VERIFY_ALL_FRAMES, VERIFY_EVERY_MASK, PAYLOAD_SNAP
+        eth = lt == 1 and fused
+        if eth and lane is not None:
+            tget = lane.table.get
+            letters = lane.letters
+            o_d, o_a = lane.data_bit, lane.ack_bit
+            r_d, r_a = o_d << lane.resp_shift, o_a << lane.resp_shift
+            cd = lane.hold()
+        else:
+            tget = None
+        while True:
+            if blen - pos < hl:
+                if r.more(pos):
+                    buf = r.buf
+                    blen = len(buf)
+                    pos = r.pos
+                    continue
+                if blen - pos:
+                    r.stop(frame, f"file ends inside a record header ({blen - pos} bytes)")
+                break
+            sec, frac, caplen, _origlen = unpack(buf, pos)
+            start = pos + hl
+            nxt = start + caplen
+            if nxt > blen:
                 if caplen > limit:
                     r.stop(frame, f"corrupt record header (captured length {caplen})")
                     break
-                frame += 1
-                ts = sec + frac * scale
-                if ts < lo:
-                    lo = ts
-                if ts > hi:
-                    hi = ts
-                pos = nxt
-                if not frame & pmask:
-                    tick()
-                if caplen >= 54:
-                    if buf[start + 12] == 0x81 and buf[start + 13] == 0:  # 802.1Q: one unpack, not two
-                        et, vihl, tot, frag, proto, s, d, sport, dport, offb, flags = e4v(buf, start)
-                        p = start + 18
-                    else:
-                        et, vihl, tot, frag, proto, s, d, sport, dport, offb, flags = e4(buf, start)
-                        p = start + 14
-                    fast = False  # a plain IPv4 TCP/UDP packet: taken by the lane or built here
-                    if et == 0x0800 and vihl == 0x45 and not frag & 0x3FFF:
-                        l4 = p + 20
-                        if proto == 6 and tot >= 40:
-                            doff = (offb >> 4) << 2
-                            plen = tot - 20 - doff
-                            if doff >= 20 and plen >= 0:
-                                if jobs > 1 and (s[-1] + s[-2] + d[-1] + d[-2]) % jobs != shard:
-                                    dec.skipped += 1
-                                    continue
-                                ipend = p + tot
-                                quiet = True  # no payload that names.py reads
-                                a = b = 0
-                                if plen:
-                                    a = l4 + doff
-                                    b = ipend if ipend < nxt else nxt
-                                    if a < b and buf[a] not in keep and sport != 53 and dport != 53:
-                                        b = a + 1
-                                    else:
-                                        quiet = a >= b
-                                        if b > a + snap:
-                                            b = a + snap
-                                bad = False
-                                if verify and ipend <= nxt and (frame <= verify_all or flags & 7 or not frame & vmask):
-                                    n = int.from_bytes(buf[l4:ipend], "big")
-                                    if tot & 1:
-                                        n <<= 8
-                                    bad = (n + int.from_bytes(s, "big") + int.from_bytes(d, "big")
-                                           + tot - 14) % 0xFFFF != 0
-                                fast = True
-                                takeable = quiet and not bad and not flags & 7
-                                data = plen
-                        elif proto == 17 and tot >= 28:
-                            ulen, ucs = ulensum(buf, l4 + 4)
-                            if 8 <= ulen <= tot - 20 and dport != VXLAN_PORT and dport != GENEVE_PORT:
-                                if (jobs > 1 and sport not in DHCP_PORTS and dport not in DHCP_PORTS
-                                        and (s[-1] + s[-2] + d[-1] + d[-2]) % jobs != shard):
-                                    dec.skipped += 1
-                                    continue
-                                plen = ulen - 8
-                                bad = False
-                                if (ucs and verify and l4 + ulen <= nxt
-                                        and (frame <= verify_all or not frame & vmask)):
-                                    n = int.from_bytes(buf[l4:l4 + ulen], "big")
-                                    if ulen & 1:
-                                        n <<= 8
-                                    bad = (n + int.from_bytes(s, "big") + int.from_bytes(d, "big")
-                                           + 17 + ulen) % 0xFFFF != 0
-                                fast = True
-                                takeable = not bad and sport != 53 and dport != 53
-                                data = 1  # every UDP packet counts as data in the history
-                    if fast:
-                        records += 1
-                        if takeable and tget is not None and cd != 1:
-                            ent = tget((proto, s, sport, d, dport))
-                            if ent is not None:
-                                c, is_orig = ent
-                                last = c.last
-                                if ts - last <= c.timeout and (c.os if is_orig else c.rs):
-                                    # FastLane.take, inlined
-                                    cd -= 1
-                                    taken += 1
-                                    if ts > last:
-                                        c.last = ts
-                                    elif ts < c.first:
-                                        c.first = ts
-                                    if is_orig:
-                                        c.opk += 1
-                                        c.oby += tot
-                                        bit = o_d if data else (o_a if flags & 0x10 else 0)
-                                    else:
-                                        c.rpk += 1
-                                        c.rby += tot
-                                        bit = r_d if data else (r_a if flags & 0x10 else 0)
-                                    if bit and not c.hseen & bit:
-                                        c.hseen |= bit
-                                        c.hist.append(letters[bit])
-                                    continue
-                        # PacketRecord's own __init__ is a Python call through type.__call__
-                        # (~0.2 µs of the ~1 µs per record on 3.11); it has no __post_init__,
-                        # so set every slot here (a test pins the field list).
-                        out = new(PacketRecord)
-                        out.input_index = ii
-                        out.frame = frame
-                        out.ts = ts
-                        out.src = s
-                        out.dst = d
-                        out.ip_len = tot
-                        out.sport = sport
-                        out.dport = dport
-                        out.payload_len = plen
-                        if proto == 6:
-                            out.proto = 6
-                            out.tcp_flags = flags
-                            out.seq, out.ack = seqack(buf, l4 + 4)
-                            out.payload = buf[a:b] if plen else b""
-                        else:
-                            out.proto = 17
-                            out.tcp_flags = out.seq = out.ack = 0
-                            if plen:
-                                a = l4 + 8
-                                b = a + plen
-                                if b > nxt:
-                                    b = nxt
-                                if b > a + snap:
-                                    b = a + snap
-                                out.payload = buf[a:b]
-                            else:
-                                out.payload = b""
-                        out.icmp_type = -1
-                        out.icmp_code = -1
-                        out.icmp_id = 0
-                        out.quoted = None
-                        out.checksum_bad = bad
-                        out.tunnel = None
-                        out.fragment = False
-                        if tget is not None:
-                            lane.release(cd, taken)  # type: ignore[union-attr]
-                            taken = 0
-                            yield out
-                            cd = lane.hold()  # type: ignore[union-attr]
-                        else:
-                            yield out
-                        continue
-                if tget is not None:
-                    lane.release(cd, taken)  # type: ignore[union-attr]
-                    taken = 0
-                    rec = decode(buf, start, caplen, ts, frame, 1)
-                    if rec is not None:
-                        records += 1
-                        yield rec
-                    cd = lane.hold()  # type: ignore[union-attr]
+                if r.more(pos):
+                    buf = r.buf
+                    blen = len(buf)
+                    pos = r.pos
+                    continue
+                r.stop(frame, f"file ends inside a record ({blen - start} of {caplen} bytes)")
+                break
+            if caplen > limit:
+                r.stop(frame, f"corrupt record header (captured length {caplen})")
+                break
+            frame += 1
+            ts = sec + frac * scale
+            if ts < lo:
+                lo = ts
+            if ts > hi:
+                hi = ts
+            pos = nxt
+            if not frame & pmask:
+                tick()
+            if eth and caplen >= 54:
+                if buf[start + 12] == 0x81 and buf[start + 13] == 0:  # 802.1Q: one unpack, not two
+                    et, vihl, tot, frag, proto, s, d, sport, dport, offb, flags = e4v(buf, start)
+                    p = start + 18
                 else:
-                    rec = decode(buf, start, caplen, ts, frame, 1)
-                    if rec is not None:
-                        records += 1
-                        yield rec
+                    et, vihl, tot, frag, proto, s, d, sport, dport, offb, flags = e4(buf, start)
+                    p = start + 14
+                fast = False  # a plain IPv4 TCP/UDP packet: taken by the lane or built here
+                if et == 0x0800 and vihl == 0x45 and not frag & 0x3FFF:
+                    l4 = p + 20
+                    if proto == 6 and tot >= 40:
+                        doff = (offb >> 4) << 2
+                        plen = tot - 20 - doff
+                        if doff >= 20 and plen >= 0:
+                            if jobs > 1 and (s[-1] + s[-2] + d[-1] + d[-2]) % jobs != shard:
+                                dec.skipped += 1
+                                continue
+                            ipend = p + tot
+                            quiet = True  # no payload that names.py reads
+                            a = b = 0
+                            if plen:
+                                a = l4 + doff
+                                b = ipend if ipend < nxt else nxt
+                                if a < b and buf[a] not in keep and sport != 53 and dport != 53:
+                                    b = a + 1
+                                else:
+                                    quiet = a >= b
+                                    if b > a + snap:
+                                        b = a + snap
+                            bad = False
+                            if verify and ipend <= nxt and (frame <= verify_all or flags & 7 or not frame & vmask):
+                                n = int.from_bytes(buf[l4:ipend], "big")
+                                if tot & 1:
+                                    n <<= 8
+                                bad = (n + int.from_bytes(s, "big") + int.from_bytes(d, "big")
+                                       + tot - 14) % 0xFFFF != 0
+                            fast = True
+                            takeable = quiet and not bad and not flags & 7
+                            data = plen
+                    elif proto == 17 and tot >= 28:
+                        ulen, ucs = ulensum(buf, l4 + 4)
+                        if 8 <= ulen <= tot - 20 and dport != VXLAN_PORT and dport != GENEVE_PORT:
+                            if (jobs > 1 and sport not in DHCP_PORTS and dport not in DHCP_PORTS
+                                    and (s[-1] + s[-2] + d[-1] + d[-2]) % jobs != shard):
+                                dec.skipped += 1
+                                continue
+                            plen = ulen - 8
+                            bad = False
+                            if (ucs and verify and l4 + ulen <= nxt
+                                    and (frame <= verify_all or not frame & vmask)):
+                                n = int.from_bytes(buf[l4:l4 + ulen], "big")
+                                if ulen & 1:
+                                    n <<= 8
+                                bad = (n + int.from_bytes(s, "big") + int.from_bytes(d, "big")
+                                       + 17 + ulen) % 0xFFFF != 0
+                            fast = True
+                            takeable = not bad and sport != 53 and dport != 53
+                            data = 1  # every UDP packet counts as data in the history
+                if fast:
+                    records += 1
+                    if takeable and tget is not None and cd != 1:
+                        ent = tget((proto, s, sport, d, dport))
+                        if ent is not None:
+                            c, is_orig = ent
+                            last = c.last
+                            if ts - last <= c.timeout and (c.os if is_orig else c.rs):
+                                # FastLane.take, inlined
+                                cd -= 1
+                                taken += 1
+                                if ts > last:
+                                    c.last = ts
+                                elif ts < c.first:
+                                    c.first = ts
+                                if is_orig:
+                                    c.opk += 1
+                                    c.oby += tot
+                                    bit = o_d if data else (o_a if flags & 0x10 else 0)
+                                else:
+                                    c.rpk += 1
+                                    c.rby += tot
+                                    bit = r_d if data else (r_a if flags & 0x10 else 0)
+                                if bit and not c.hseen & bit:
+                                    c.hseen |= bit
+                                    c.hist.append(letters[bit])
+                                continue
+                    # PacketRecord's own __init__ is a Python call through type.__call__
+                    # (~0.2 µs of the ~1 µs per record on 3.11); it has no __post_init__,
+                    # so set every slot here (a test pins the field list).
+                    out = new(PacketRecord)
+                    out.input_index = ii
+                    out.frame = frame
+                    out.ts = ts
+                    out.src = s
+                    out.dst = d
+                    out.ip_len = tot
+                    out.sport = sport
+                    out.dport = dport
+                    out.payload_len = plen
+                    if proto == 6:
+                        out.proto = 6
+                        out.tcp_flags = flags
+                        out.seq, out.ack = seqack(buf, l4 + 4)
+                        out.payload = buf[a:b] if plen else b""
+                    else:
+                        out.proto = 17
+                        out.tcp_flags = out.seq = out.ack = 0
+                        if plen:
+                            a = l4 + 8
+                            b = a + plen
+                            if b > nxt:
+                                b = nxt
+                            if b > a + snap:
+                                b = a + snap
+                            out.payload = buf[a:b]
+                        else:
+                            out.payload = b""
+                    out.icmp_type = -1
+                    out.icmp_code = -1
+                    out.icmp_id = 0
+                    out.quoted = None
+                    out.checksum_bad = bad
+                    out.tunnel = None
+                    out.fragment = False
+                    if tget is not None:
+                        lane.release(cd, taken)  # type: ignore[union-attr]
+                        taken = 0
+                        yield out
+                        cd = lane.hold()  # type: ignore[union-attr]
+                    else:
+                        yield out
+                    continue
             if tget is not None:
                 lane.release(cd, taken)  # type: ignore[union-attr]
                 taken = 0
-        else:
-            while True:
-                if blen - pos < hl:
-                    if r.more(pos):
-                        buf = r.buf
-                        blen = len(buf)
-                        pos = r.pos
-                        continue
-                    if blen - pos:
-                        r.stop(frame, f"file ends inside a record header ({blen - pos} bytes)")
-                    break
-                sec, frac, caplen, _origlen = unpack(buf, pos)
-                start = pos + hl
-                nxt = start + caplen
-                if nxt > blen:
-                    if caplen > limit:
-                        r.stop(frame, f"corrupt record header (captured length {caplen})")
-                        break
-                    if r.more(pos):
-                        buf = r.buf
-                        blen = len(buf)
-                        pos = r.pos
-                        continue
-                    r.stop(frame, f"file ends inside a record ({blen - start} of {caplen} bytes)")
-                    break
-                if caplen > limit:
-                    r.stop(frame, f"corrupt record header (captured length {caplen})")
-                    break
-                frame += 1
-                ts = sec + frac * scale
-                if ts < lo:
-                    lo = ts
-                if ts > hi:
-                    hi = ts
                 rec = decode(buf, start, caplen, ts, frame, lt)
-                pos = nxt
-                if not frame & (PROGRESS_EVERY - 1):
-                    tick()
                 if rec is not None:
                     records += 1
                     yield rec
+                cd = lane.hold()  # type: ignore[union-attr]
+            else:
+                rec = decode(buf, start, caplen, ts, frame, lt)
+                if rec is not None:
+                    records += 1
+                    yield rec
+        if tget is not None:
+            lane.release(cd, taken)  # type: ignore[union-attr]
+            taken = 0
     finally:
         if taken:  # stopped between yields (an exception in the loop): hand back what was taken
             lane.release(cd, taken)  # type: ignore[union-attr]
