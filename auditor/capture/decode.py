@@ -195,135 +195,86 @@ class Decoder:
         end = off + caplen
         if lt == 1 and caplen >= 54:
             # One unpack reads Ethernet type, the IPv4 fields and the TCP (or UDP) header at once,
-            # assuming the common layout; the checks below decide whether the guess was right.
+            # assuming the common layout; the checks below decide whether the guess was right. IPv6
+            # reads its own headers; from there on TCP and UDP are handled alike for both.
             et, vihl, tot, frag, proto, src, dst, sport, dport, seq, ack, offb, flags = _E4(buf, off)
             p = off + 14
             if et == 0x8100:
                 et, vihl, tot, frag, proto, src, dst, sport, dport, seq, ack, offb, flags = _E4V(buf, off)
                 p = off + 18
-            if et == 0x0800:
-                if vihl == 0x45 and not frag & 0x3FFF:
-                    l4 = p + 20
-                    ipend = p + tot
-                    if proto == 6 and tot >= 40:
-                        doff = (offb >> 4) << 2
-                        plen = tot - 20 - doff
-                        if doff >= 20 and plen >= 0:
-                            if self.jobs > 1 and (src[-1] + src[-2] + dst[-1] + dst[-2]) % self.jobs != self.shard:
-                                self.skipped += 1  # another worker's conversation (auditor/parallel.py)
-                                return None
-                            quiet = True  # no payload that names.py reads
-                            a = b = 0
-                            if plen:
-                                a = l4 + doff
-                                b = ipend if ipend < end else end
-                                if a < b and buf[a] not in _KEEP_FIRST and sport != 53 and dport != 53:
-                                    b = a + 1
-                                else:
-                                    quiet = a >= b
-                                    if b > a + PAYLOAD_SNAP:
-                                        b = a + PAYLOAD_SNAP
-                            bad = False
-                            if (self.verify and ipend <= end
-                                    and (frame <= VERIFY_ALL_FRAMES or flags & 7 or not frame & VERIFY_EVERY_MASK)):
-                                n = int.from_bytes(buf[l4:ipend], "big")
-                                if tot & 1:
-                                    n <<= 8
-                                bad = (n + int.from_bytes(src, "big") + int.from_bytes(dst, "big")
-                                       + tot - 14) % 0xFFFF != 0
-                            lane = self.lane
-                            if (quiet and not bad and lane is not None
-                                    and lane.take(6, src, sport, dst, dport, ts, flags, plen, tot)):
-                                self.laned += 1
-                                return None
-                            return fast_record(self.ii, frame, ts, src, dst, 6, tot, sport, dport, flags,
-                                               seq, ack, plen, buf[a:b] if plen else b"", bad)
-                    elif proto == 17 and tot >= 28:
-                        ulen = seq >> 16
-                        if 8 <= ulen <= tot - 20 and dport != VXLAN_PORT and dport != GENEVE_PORT:
-                            if (self.jobs > 1 and sport not in DHCP_PORTS and dport not in DHCP_PORTS
-                                    and (src[-1] + src[-2] + dst[-1] + dst[-2]) % self.jobs != self.shard):
-                                self.skipped += 1
-                                return None
-                            plen = ulen - 8
-                            bad = False
-                            if (seq & 0xFFFF and self.verify and l4 + ulen <= end
-                                    and (frame <= VERIFY_ALL_FRAMES or not frame & VERIFY_EVERY_MASK)):
-                                n = int.from_bytes(buf[l4:l4 + ulen], "big")
-                                if ulen & 1:
-                                    n <<= 8
-                                bad = (n + int.from_bytes(src, "big") + int.from_bytes(dst, "big")
-                                       + 17 + ulen) % 0xFFFF != 0
-                            lane = self.lane
-                            if (not bad and lane is not None and sport != 53 and dport != 53
-                                    and lane.take(17, src, sport, dst, dport, ts, 0, plen, tot)):
-                                self.laned += 1
-                                return None
-                            if plen:
-                                a = l4 + 8
-                                b = a + plen
-                                if b > end:
-                                    b = end
-                                if b > a + PAYLOAD_SNAP:
-                                    b = a + PAYLOAD_SNAP
-                                payload = buf[a:b]
-                            else:
-                                payload = b""
-                            return fast_record(self.ii, frame, ts, src, dst, 17, tot, sport, dport, 0,
-                                               0, 0, plen, payload, bad)
+            v4 = et == 0x0800
+            if v4:
+                if vihl != 0x45 or frag & 0x3FFF:
+                    return self.slow(buf, off, end, ts, frame, lt)
+                l4, l4len = p + 20, tot - 20
+                if proto == 17:
+                    ulen, ucs = seq >> 16, seq & 0xFFFF  # where UDP has its length and checksum
             elif et == 0x86DD and end - p >= 48 and buf[p] >> 4 == 6:
-                plen6, nh, src, dst = _IP6(buf, p)
+                l4len, proto, src, dst = _IP6(buf, p)
                 l4 = p + 40
-                ipend = l4 + plen6
-                if nh == 6 and plen6 >= 20 and end - l4 >= 20:
+                tot = 40 + l4len
+                if proto == 6 and l4len >= 20 and end - l4 >= 20:
                     sport, dport, seq, ack, offb, flags = _TCP(buf, l4)
-                    doff = (offb >> 4) << 2
-                    plen = plen6 - doff
-                    if doff >= 20 and plen >= 0:
-                        quiet = True
-                        a = b = 0
-                        if plen:
-                            a = l4 + doff
-                            b = ipend if ipend < end else end
-                            if a < b and buf[a] not in _KEEP_FIRST and sport != 53 and dport != 53:
-                                b = a + 1
-                            else:
-                                quiet = a >= b
-                                if b > a + PAYLOAD_SNAP:
-                                    b = a + PAYLOAD_SNAP
-                        bad = False
-                        if (self.verify and ipend <= end
-                                and (frame <= VERIFY_ALL_FRAMES or flags & 7 or not frame & VERIFY_EVERY_MASK)):
-                            bad = checksum_bad(buf, l4, ipend, src, dst, 6)
-                        lane = self.lane
-                        if (quiet and not bad and lane is not None
-                                and lane.take(6, src, sport, dst, dport, ts, flags, plen, 40 + plen6)):
-                            self.laned += 1
-                            return None
-                        return fast_record(self.ii, frame, ts, src, dst, 6, 40 + plen6, sport, dport, flags,
-                                           seq, ack, plen, buf[a:b] if plen else b"", bad)
-                elif nh == 17 and plen6 >= 8:
+                elif proto == 17 and l4len >= 8:
                     sport, dport, ulen, ucs = _UDP(buf, l4)
-                    if 8 <= ulen <= plen6 and dport != VXLAN_PORT and dport != GENEVE_PORT:
-                        plen = ulen - 8
-                        bad = False
-                        if (ucs and self.verify and l4 + ulen <= end
-                                and (frame <= VERIFY_ALL_FRAMES or not frame & VERIFY_EVERY_MASK)):
-                            bad = checksum_bad(buf, l4, l4 + ulen, src, dst, 17)
-                        lane = self.lane
-                        if (not bad and lane is not None and sport != 53 and dport != 53
-                                and lane.take(17, src, sport, dst, dport, ts, 0, plen, 40 + plen6)):
-                            self.laned += 1
-                            return None
-                        a = l4 + 8
-                        b = a + plen
-                        if b > end:
-                            b = end
-                        if b > a + PAYLOAD_SNAP:
-                            b = a + PAYLOAD_SNAP
-                        payload = buf[a:b] if plen else b""
-                        return fast_record(self.ii, frame, ts, src, dst, 17, 40 + plen6, sport, dport, 0,
-                                           0, 0, plen, payload, bad)
+                else:
+                    return self.slow(buf, off, end, ts, frame, lt)
+            else:
+                return self.slow(buf, off, end, ts, frame, lt)
+            ipend = l4 + l4len
+            if proto == 6 and l4len >= 20:
+                doff = (offb >> 4) << 2
+                plen = l4len - doff
+                if doff >= 20 and plen >= 0:
+                    if v4 and self.jobs > 1 and (src[-1] + src[-2] + dst[-1] + dst[-2]) % self.jobs != self.shard:
+                        self.skipped += 1  # another worker's conversation (auditor/parallel.py)
+                        return None
+                    quiet = True  # no payload that names.py reads
+                    a = b = 0
+                    if plen:
+                        a = l4 + doff
+                        b = ipend if ipend < end else end
+                        if a < b and buf[a] not in _KEEP_FIRST and sport != 53 and dport != 53:
+                            b = a + 1
+                        else:
+                            quiet = a >= b
+                            if b > a + PAYLOAD_SNAP:
+                                b = a + PAYLOAD_SNAP
+                    bad = bool(self.verify and ipend <= end
+                               and (frame <= VERIFY_ALL_FRAMES or flags & 7 or not frame & VERIFY_EVERY_MASK)
+                               and checksum_bad(buf, l4, ipend, src, dst, 6))
+                    lane = self.lane
+                    if quiet and not bad and lane is not None and lane.take(6, src, sport, dst, dport, ts, flags,
+                                                                            plen, tot):
+                        self.laned += 1
+                        return None
+                    return fast_record(self.ii, frame, ts, src, dst, 6, tot, sport, dport, flags, seq, ack, plen,
+                                       buf[a:b] if plen else b"", bad)
+            elif proto == 17 and 8 <= ulen <= l4len and dport != VXLAN_PORT and dport != GENEVE_PORT:
+                if (v4 and self.jobs > 1 and sport not in DHCP_PORTS and dport not in DHCP_PORTS
+                        and (src[-1] + src[-2] + dst[-1] + dst[-2]) % self.jobs != self.shard):
+                    self.skipped += 1
+                    return None
+                plen = ulen - 8
+                bad = bool(ucs and self.verify and l4 + ulen <= end
+                           and (frame <= VERIFY_ALL_FRAMES or not frame & VERIFY_EVERY_MASK)
+                           and checksum_bad(buf, l4, l4 + ulen, src, dst, 17))
+                lane = self.lane
+                if (not bad and lane is not None and sport != 53 and dport != 53
+                        and lane.take(17, src, sport, dst, dport, ts, 0, plen, tot)):
+                    self.laned += 1
+                    return None
+                payload = b""
+                if plen:
+                    a = l4 + 8
+                    b = a + plen
+                    if b > end:
+                        b = end
+                    if b > a + PAYLOAD_SNAP:
+                        b = a + PAYLOAD_SNAP
+                    payload = buf[a:b]
+                return fast_record(self.ii, frame, ts, src, dst, 17, tot, sport, dport, 0, 0, 0, plen,
+                                   payload, bad)
         return self.slow(buf, off, end, ts, frame, lt)
 
     # -- general path -------------------------------------------------------------------------------
