@@ -289,17 +289,12 @@ class Flow:
         """Direction not proven by a TCP handshake (SPEC §3: shown as inferred)."""
         return self.strongest_evidence not in ("syn", "synack")
 
-    def add_connection(self, c: Connection) -> None:
-        self.add(c.protocol, c.conn_state, c.history, c.orig_pkts, c.orig_bytes, c.resp_pkts, c.resp_bytes,
-                 c.first_seen, c.last_seen, c.first_frame, c.direction_evidence, c.bad_checksums,
-                 c.icmp_refused, c.tunnels)
-
     def add(self, protocol: str, conn_state: str, history: str, orig_pkts: int, orig_bytes: int,
             resp_pkts: int, resp_bytes: int, first_seen: float, last_seen: float,
             first_frame: tuple[int, int], direction_evidence: str, bad_checksums: int,
             icmp_refused: bool, tunnels: frozenset[str]) -> None:
-        """One closed connection, by its Connection fields (the core calls this without building
-        a Connection object)."""
+        """One closed connection, by its Connection fields (the core folds connections in without
+        building Connection objects)."""
         self.connections += 1
         if protocol == "tcp":
             # Data both ways ('D' and 'd' in the Zeek history) is an established conversation even when
