@@ -16,7 +16,6 @@ import sys
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
 
 from auditor.capture import CaptureSet
 from auditor.conversations import ConversationResult
@@ -42,10 +41,6 @@ class _Part:
     names: NameEvidence
 
 
-def _init(_unused: Any = None) -> None:
-    tune_gc()
-
-
 def _work(paths: list[str], engine: str, verify: bool, shard: int, jobs: int,
           server_ports: frozenset[tuple[str, int]]) -> _Part:
     """One forked worker: shard k of n of every input (k > 0; the parent reads share 0 and keeps
@@ -67,7 +62,7 @@ def collect_parallel(capture: CaptureSet, server_ports: frozenset[tuple[str, int
 
     method = "fork" if sys.platform.startswith("linux") else "spawn"
     ctx = mp.get_context(method)
-    pool = ProcessPoolExecutor(max_workers=jobs - 1, mp_context=ctx, initializer=_init, initargs=(None,))
+    pool = ProcessPoolExecutor(max_workers=jobs - 1, mp_context=ctx, initializer=tune_gc)
     try:
         futures: list[Future[_Part]] = [
             pool.submit(_work, capture.paths, capture.engine, capture.verify_checksums, k, jobs, server_ports)
