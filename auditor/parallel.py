@@ -1,5 +1,9 @@
-"""Several processes over one capture: every worker reads every packet, and keeps the conversations
-of its own share of address pairs (a symmetric hash of the two addresses). A conversation, its ICMP
+"""Several processes over one capture.
+
+A large uncompressed Ethernet pcap is split by byte ranges (capture/split.py): one worker walks the
+rest of the file while this process walks the start, with the results of one process. Otherwise
+every worker reads every packet, and keeps the conversations of its own share of address pairs
+(a symmetric hash of the two addresses). A conversation, its ICMP
 errors, its TFTP transfer and its names all stay with one worker, so the merged result is the one a
 single process would give; only reading and decoding are repeated, the conversation work is split.
 
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import gc
 import multiprocessing as mp
+import os
 import sys
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
@@ -28,11 +33,19 @@ def tune_gc() -> None:
     gc.set_threshold(200_000, 50, 1000)
 
 
+def cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def auto_jobs(capture: CaptureSet, engine: str) -> int:
-    """One process. Each worker walks every packet (only the conversation work is split) and the
-    walk is most of the cost since the fast lane: -j 2 measured 1.13x on the connection-heavy 1M-
-    packet bench capture and 0.99x on the 10M one (bench/README.md), so it stays opt-in."""
-    return 1
+    """Two processes when there are two cores and an input can be split by byte ranges (a large
+    uncompressed Ethernet pcap, capture/split.py: the same results, faster); otherwise one. The
+    hash-sharded mode below walks every packet in every process and pays off only on captures of
+    very short conversations, so it is never chosen automatically."""
+    return 2 if engine == "fast" and cpus() >= 2 and capture.split_plan() is not None else 1
 
 
 @dataclass
@@ -60,6 +73,12 @@ def collect_parallel(capture: CaptureSet, server_ports: frozenset[tuple[str, int
     Fills capture.inputs and capture.stats."""
     from auditor.audit import collect  # here: audit imports this module
 
+    if capture.split_plan() is not None:
+        # One input is split by byte ranges: a worker walks its second part while this process
+        # walks the first, and this process applies the rest in order, so the result is exactly
+        # one process's. Only one worker: this process's replay is then the bound, more do not help.
+        capture.split = True
+        return collect(capture, server_ports)
     method = "fork" if sys.platform.startswith("linux") else "spawn"
     ctx = mp.get_context(method)
     pool = ProcessPoolExecutor(max_workers=jobs - 1, mp_context=ctx, initializer=tune_gc)

@@ -16,10 +16,12 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 
+from auditor.capture import split as splitting
 from auditor.capture.decode import Decoder
 from auditor.capture.info import InputInfo, ReadStats
 from auditor.capture.pcapfile import PCAP_MAGICS, PCAPNG_MAGIC, PROGRESS_EVERY, walk_pcap, walk_pcapng
 from auditor.capture.source import CHUNK, DECOMPRESS_ERRORS, Source, sniff
+from auditor.capture.split import Split
 from auditor.errors import CaptureError
 from auditor.model import Lane, PacketRecord
 
@@ -67,6 +69,11 @@ class CaptureSet:
         self.total_bytes = 0
         self.frames_read = 0
         """Frames read so far, to within PROGRESS_EVERY (for progress rates)."""
+        self.split = False
+        """Read the largest input that allows it with a second process (capture/split.py): the same
+        results, faster on a large Ethernet pcap. Set before iterating."""
+        self._planned = False
+        self._plan: tuple[int, int] | None = None
         # Refuse a bad file before an hour of reading the good ones before it.
         for path in self.paths:
             if path == "-":
@@ -75,16 +82,55 @@ class CaptureSet:
             check_magic(path, head, compression)
             self.total_bytes += os.path.getsize(path)
 
-    def __iter__(self) -> Iterator[PacketRecord]:
-        for index, path in enumerate(self.paths):
-            info = InputInfo(path=path)
-            self.inputs.append(info)
-            if self.engine == "tshark":
-                from auditor.capture.tshark import read_tshark
+    def split_plan(self) -> tuple[int, int] | None:
+        """(input index, boundary offset) for a split read, or None: the largest uncompressed
+        Ethernet pcap file of at least split.MIN_SPLIT_BYTES, with a plausible record boundary."""
+        if not self._planned:
+            self._planned = True
+            self._plan = self._find_split()
+        return self._plan
 
-                yield from read_tshark(path, index, info, self.stats, self._report)
-            else:
-                yield from self._read_fast(path, index, info)
+    def _find_split(self) -> tuple[int, int] | None:
+        if self.engine != "fast" or self.shard != (0, 1):
+            return None
+        best: tuple[int, int] | None = None
+        for index, path in enumerate(self.paths):
+            if path == "-" or not os.path.isfile(path):
+                continue
+            size = os.path.getsize(path)
+            if size < splitting.MIN_SPLIT_BYTES or (best is not None and size <= best[1]):
+                continue
+            with open(path, "rb") as fh:
+                header = fh.read(24)
+            if header[:4] not in PCAP_MAGICS or len(header) < 24:
+                continue  # compressed, pcapng or too short
+            order = PCAP_MAGICS[header[:4]][0]
+            if int.from_bytes(header[20:24], "little" if order == "<" else "big") & 0xFFFF != 1:
+                continue  # the walk is only worth moving for Ethernet (its fused path)
+            best = (index, size)
+        if best is None:
+            return None
+        boundary = splitting.split_point(self.paths[best[0]], best[1])
+        return None if boundary is None else (best[0], boundary)
+
+    def __iter__(self) -> Iterator[PacketRecord]:
+        plan = self.split_plan() if self.split else None
+        # The worker is forked now, before any read-ahead thread exists in this process.
+        sp = Split(self.paths[plan[0]], plan[1]) if plan is not None else None
+        try:
+            for index, path in enumerate(self.paths):
+                info = InputInfo(path=path)
+                self.inputs.append(info)
+                if self.engine == "tshark":
+                    from auditor.capture.tshark import read_tshark
+
+                    yield from read_tshark(path, index, info, self.stats, self._report)
+                else:
+                    yield from self._read_fast(path, index, info,
+                                               sp if plan is not None and plan[0] == index else None)
+        finally:
+            if sp is not None:
+                sp.close()
 
     def _report(self, nread: int, final: bool = False) -> None:
         if self._progress is None:
@@ -94,10 +140,12 @@ class CaptureSet:
             self._last_tick = now
             self._progress(self._done_bytes + nread, self.total_bytes)
 
-    def _read_fast(self, path: str, index: int, info: InputInfo) -> Iterator[PacketRecord]:
+    def _read_fast(self, path: str, index: int, info: InputInfo, sp: Split | None) -> Iterator[PacketRecord]:
         # A parallel worker other than the first reads the same bytes as the first: one SHA-256 is enough.
         src = Source(path, digest=self.shard[0] == 0)
         info.compression = src.compression
+        if sp is not None:
+            src.bound(sp.boundary)  # before the first read: the rest is the worker's
         complete = False
         try:
             try:
@@ -113,10 +161,12 @@ class CaptureSet:
                 # The walkers tick every PROGRESS_EVERY frames: a running count for rates, with no
                 # per-packet cost (stats.frames is settled when the input ends).
                 self.frames_read += PROGRESS_EVERY
-                self._report(raw.nread)
+                self._report(sp.position if sp is not None and sp.position else raw.nread)
 
-            walk = walk_pcapng if first[:4] == PCAPNG_MAGIC else walk_pcap
-            yield from walk(src, first, info, dec, tick)
+            if first[:4] == PCAPNG_MAGIC:
+                yield from walk_pcapng(src, first, info, dec, tick)
+            else:
+                yield from walk_pcap(src, first, info, dec, tick, split=sp)
             complete = True
         finally:
             if complete:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Protocol
 
 from auditor.capture.decode import (
     _E4L,
@@ -32,6 +33,9 @@ from auditor.capture.info import InputInfo
 from auditor.capture.source import CHUNK, DECOMPRESS_ERRORS, Source
 from auditor.errors import CaptureError
 from auditor.model import PAYLOAD_SNAP, PacketRecord
+
+if TYPE_CHECKING:
+    from auditor.capture.split import SpillWriter, Split
 
 PCAP_MAGICS = {
     # magic as stored -> (byte order, nanosecond, record header length)
@@ -54,6 +58,18 @@ PROGRESS_EVERY = 1 << 15
 Tick = Callable[[], None]
 
 
+class CaptureBytes(Protocol):
+    """What a walk reads from: a Source (capture/source.py), or a split worker's tail of a file."""
+
+    compression: str
+
+    def read(self, size: int) -> bytes: ...
+
+    def unbound(self) -> None: ...
+
+    def hash_rest(self) -> None: ...
+
+
 class _Reader:
     """The window over the capture bytes; ``more`` moves it on when a record needs more data.
 
@@ -65,7 +81,7 @@ class _Reader:
 
     WINDOW = 1 << 18
 
-    def __init__(self, src: Source, first: bytes, info: InputInfo) -> None:
+    def __init__(self, src: CaptureBytes, first: bytes, info: InputInfo) -> None:
         self.src = src
         self.info = info
         self.buf = first
@@ -75,6 +91,12 @@ class _Reader:
         """While the window is a joint: the block it continues into."""
         self._joint = 0
         """While the window is a joint: where the block starts in it."""
+        self.base = 0
+        """Offset in the capture bytes of ``buf[0]`` (a spill writer records where frames are)."""
+        self.split: Split | None = None
+        """The split this walk reads up to (auditor/capture/split.py): its end is checked here."""
+        self.why = ""
+        """Why the walk stopped early (``stop``), for a spill writer's end message."""
 
     def more(self, pos: int) -> bool:
         """Move the window on from ``pos`` (the walker's position in ``buf``); afterwards the
@@ -84,8 +106,10 @@ class _Reader:
             self._block = None
             if pos >= self._joint:  # past the joint: the rest of the window is in the block
                 self.buf, self.pos = block, pos - self._joint
+                self.base += self._joint
             else:  # a record longer than the window straddles the joint: join in full
                 self.buf, self.pos = self.buf[pos:] + block[len(self.buf) - self._joint:], 0
+                self.base += pos
             return True
         if self.eof:
             return False
@@ -96,9 +120,22 @@ class _Reader:
             self.info.warnings.append(f"{self.src.compression} data is damaged ({e}); read what came before")
             self.info.truncated = True
             return False
+        if not chunk and self.split is not None:
+            # The end of this process's byte range: at a record boundary the other process's spill
+            # takes over from here; inside a record the boundary was a guess gone wrong, and this
+            # walk reads on itself (the split is dropped: slower, never different).
+            split, self.split = self.split, None
+            if pos == len(self.buf):
+                split.verified = True
+                self.src.hash_rest()
+            else:
+                split.abandon()
+                self.src.unbound()
+                return self.more(pos)
         if not chunk:
             self.eof = True
             return False
+        self.base += pos
         tail = self.buf[pos:]
         if not tail:
             self.buf = chunk
@@ -110,18 +147,25 @@ class _Reader:
         return True
 
     def stop(self, frame: int, why: str) -> None:
+        self.why = why
         self.info.truncated = True
         self.info.warnings.append(f"{why}: stopped after frame {frame}" if frame else
                                   f"{why}: stopped before the first frame")
 
 
-def walk_pcap(src: Source, first: bytes, info: InputInfo, dec: Decoder, tick: Tick, *,
-              fused: bool = True) -> Iterator[PacketRecord]:
+def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, tick: Tick, *,
+              fused: bool = True, split: Split | None = None,
+              spill: SpillWriter | None = None) -> Iterator[PacketRecord]:
     """Records of a pcap file. For Ethernet captures (link type 1) the walk, the decoder's fast path
     and the fast lane (``dec.lane``, inlined) run fused in one loop (``fused=False``: one
     ``Decoder.decode`` call per frame instead; both give the same records and conversations, see
-    tests/test_capture_fastpath.py and tests/test_conversations_lane.py)."""
+    tests/test_capture_fastpath.py and tests/test_conversations_lane.py).
+
+    ``split``: ``src`` ends at the split's boundary, past which a worker process spilled the frames
+    (capture/split.py); a walk that ends there replays the spill instead of reading on.
+    ``spill`` (in that worker): every frame goes to the spill writer; nothing is yielded."""
     r = _Reader(src, first, info)
+    r.split = split
     order, nano, hl = PCAP_MAGICS[first[:4]]
     while len(r.buf) < 24:
         if not r.more(0):
@@ -153,7 +197,9 @@ def walk_pcap(src: Source, first: bytes, info: InputInfo, dec: Decoder, tick: Ti
         ii, verify, jobs, shard, lane = dec.ii, dec.verify, dec.jobs, dec.shard, dec.lane
         pmask, verify_all, vmask, snap = PROGRESS_EVERY - 1, VERIFY_ALL_FRAMES, VERIFY_EVERY_MASK, PAYLOAD_SNAP
         eth = lt == 1 and fused
-        if eth and lane is not None:
+        if spill is not None:
+            sput, spack, sshift, sleft = spill.ents.extend, spill.pack, spill.shift, spill.room()
+        if eth and lane is not None and spill is None:
             tget = lane.table.get
             letters = lane.letters
             o_d, o_a = lane.data_bit, lane.ack_bit
@@ -257,6 +303,16 @@ def walk_pcap(src: Source, first: bytes, info: InputInfo, dec: Decoder, tick: Ti
                             data = 1  # every UDP packet counts as data in the history
                 if fast:
                     records += 1
+                    if spill is not None:  # the worker of a split: the fields, or the frame
+                        if takeable:
+                            sput(spack(0, proto, flags, 1 if data else 0, ts, s, d, sport, dport, tot, caplen,
+                                       r.base + start + sshift))
+                        else:
+                            spill.raw(buf, start, caplen, ts, r.base + start)
+                        sleft -= 1
+                        if not sleft:
+                            sleft = spill.flush()
+                        continue
                     if takeable and tget is not None and cd != 1:
                         ent = tget((proto, s, sport, d, dport))
                         if ent is not None:
@@ -336,6 +392,11 @@ def walk_pcap(src: Source, first: bytes, info: InputInfo, dec: Decoder, tick: Ti
                     records += 1
                     yield rec
                 cd = lane.hold()  # type: ignore[union-attr]
+            elif spill is not None:
+                spill.decode(dec, buf, start, caplen, ts, frame, lt, r.base + start)
+                sleft -= 1
+                if not sleft:
+                    sleft = spill.flush()
             else:
                 rec = decode(buf, start, caplen, ts, frame, lt)
                 if rec is not None:
@@ -344,9 +405,18 @@ def walk_pcap(src: Source, first: bytes, info: InputInfo, dec: Decoder, tick: Ti
         if tget is not None:
             lane.release(cd, taken)  # type: ignore[union-attr]
             taken = 0
+        if split is not None and split.verified:
+            frame, more = yield from split.replay(dec, frame, tick, lt)
+            records += more
+            if split.first_ts is not None and split.last_ts is not None:
+                lo, hi = min(lo, split.first_ts), max(hi, split.last_ts)
+            if split.why:
+                r.stop(frame, split.why)
     finally:
         if taken:  # stopped between yields (an exception in the loop): hand back what was taken
             lane.release(cd, taken)  # type: ignore[union-attr]
+        if spill is not None:
+            spill.why = r.why
         info.packets = frame
         if frame:
             info.link_types[linktype_name(lt)] = frame

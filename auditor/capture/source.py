@@ -72,6 +72,10 @@ class HashingReader:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._done = False
+        self._limit: int | None = None
+        """``bound``: hand out no bytes past this offset (the rest is another process's to decode)."""
+        self._discard = False
+        """``hash_rest``: the thread hashes the rest of the file without queueing it."""
 
     def _run(self) -> None:
         q, stop, fh, h, digest = self._queue, self._stop, self._fh, self._hash, self._digest
@@ -83,6 +87,8 @@ class HashingReader:
                     h.update(item)
             except Exception as e:  # raised again by the reading thread's read()
                 item = e
+            if self._discard and isinstance(item, bytes) and item:
+                continue
             while not stop.is_set():
                 try:
                     q.put(item, timeout=0.1)
@@ -106,6 +112,11 @@ class HashingReader:
         return data
 
     def _read_raw(self, size: int) -> bytes:
+        if self._limit is not None:
+            if self.nread >= self._limit:
+                return b""
+            if size < 0 or size > self._limit - self.nread:
+                size = self._limit - self.nread
         if size < 0:
             parts = []
             while chunk := self._read_raw(CHUNK):
@@ -143,6 +154,28 @@ class HashingReader:
                 return head + self._read_raw(-1)
             return head + self._read_raw(size - len(head)) if size > len(head) else head
         return self._read_raw(size)
+
+    def bound(self, limit: int) -> None:
+        """Hand out the stored bytes up to offset ``limit`` only; then read() returns b"" as at the
+        end (auditor/capture/split.py: another process decodes the rest)."""
+        self._limit = limit
+
+    def unbound(self) -> None:
+        """Hand out the bytes past the bound after all (the split was not at a record boundary)."""
+        self._limit = None
+
+    def hash_rest(self) -> None:
+        """The reader needs no more bytes: the thread reads and hashes the rest of the file without
+        handing it out (what it already queued is dropped), so the hash is complete at ``finish``."""
+        self._discard = True
+        self._limit = None
+        self._rest = b""
+        with contextlib.suppress(queue.Empty):
+            while True:
+                item = self._queue.get_nowait()
+                if not isinstance(item, bytes) or not item:  # the end (or an error): keep it
+                    self._queue.put(item)
+                    break
 
     def drain(self) -> None:
         """Hash the rest of the stored bytes (the reader stopped early)."""
@@ -233,6 +266,21 @@ class Source:
             parts.append(more)
             got += len(more)
         return b"".join(parts)
+
+    def bound(self, limit: int) -> None:
+        """Hand out the capture bytes up to ``limit`` only (see HashingReader.bound)."""
+        self.raw.bound(limit)
+
+    def unbound(self) -> None:
+        self.raw.unbound()
+
+    def hash_rest(self) -> None:
+        self.raw.hash_rest()
+
+    @property
+    def splittable(self) -> bool:
+        """A regular uncompressed file: another process can decode a byte range of it."""
+        return self.compression == "none" and not self.is_stdin
 
     def finish(self) -> str:
         """Drain the rest of the stored bytes into the hash, close, return the hex digest."""

@@ -1,0 +1,403 @@
+"""Two processes over one capture, with the result of one: a byte-range split of a large pcap.
+
+The conversation state machine is one sequence (a packet's effect depends on every packet before it),
+so the run stays one pass in this process; what moves to a second process is the walk (record
+headers, Ethernet/IPv4/TCP unpacking), which is most of the per-packet cost:
+
+1. ``find_boundary`` guesses a record boundary about SPLIT_AT of the way into the file (a chain of
+   plausible record headers).
+2. A forked worker walks the file from there to the end with ``walk_pcap(spill=...)`` and writes a
+   *spill*: per frame one fixed-size entry (``ENTRY``) with the fields the fast lane needs, and the
+   frame's bytes (in a side blob) when it needs the full decoder. Batches go to an unlinked temporary
+   file; a pipe says how far the file is written.
+3. Meanwhile this process walks the file up to the boundary as usual (``HashingReader.bound``). If
+   its walk ends exactly there, the guess was a record boundary (the walk from the file header is
+   the only true chain of records) and ``Split.replay`` applies the spill through the same fast lane
+   and decoder, frame by frame, in order. If the walk ends inside a record, the guess was wrong: the
+   worker is stopped and this walk reads on by itself. Either way the conversations, counters and
+   warnings are exactly those of one process (tests/test_capture_split.py compares whole audits).
+
+Replaying an entry costs about half of walking the frame. Where a frame's checksum is sampled (the
+frame numbers are known only here) or the lane declines it, the frame is read back from the file
+(``os.pread``) and decoded as the one-process walk would have. The SHA-256 is still of the whole file:
+the read-ahead thread hashes the rest while the spill is replayed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import multiprocessing as mp
+import os
+import struct
+import tempfile
+from collections.abc import Callable, Generator, Iterator
+from typing import Any
+
+from auditor.capture.decode import VERIFY_ALL_FRAMES, VERIFY_EVERY_MASK, Decoder
+from auditor.capture.info import InputInfo, ReadStats
+from auditor.capture.source import HashingReader
+from auditor.errors import CaptureError
+from auditor.model import Lane, PacketRecord
+
+ENTRY = struct.Struct("<BBBBd4s4sHHHIQ")
+"""kind, proto, tcp flags, data (payload or UDP), ts, src, dst, sport, dport, ip length, caplen, file
+offset of the frame. kind 0: IPv4 packet for the fast lane; 2: the same for IPv6, the two addresses
+(16 + 16 bytes) in the blob; 1: any other frame, its captured bytes in the blob."""
+KIND_LANE, KIND_RAW, KIND_LANE6 = 0, 1, 2
+
+SPLIT_AT = 0.3
+"""Where the worker's range starts, as a share of the file: this process walks the first part at
+full cost and replays the rest at about half of it, while the worker walks the rest (bench/README.md)."""
+MIN_SPLIT_BYTES = 64 << 20
+"""Smaller captures are not worth a second process."""
+FLUSH = 1 << 20
+"""Spill entry bytes per batch."""
+BLOB_MAX = 8 << 20
+"""Frame bytes per batch, about."""
+_NO_ADDR = bytes(4)
+_PROGRESS_MASK = (1 << 15) - 1
+
+
+# -- choosing the boundary --------------------------------------------------------------------------
+
+def find_boundary(path: str, target: int, *, chain: int = 32, window: int = 4 << 20) -> int | None:
+    """A file offset at or after ``target`` where a run of ``chain`` plausible pcap record headers
+    starts (captured length within the snapshot length and the original length, sub-second field in
+    range, timestamps close to the first record's and to each other), or None. A guess: the reading
+    process checks it (module docstring)."""
+    from auditor.capture.pcapfile import _MAX_RECORD, PCAP_MAGICS
+
+    with open(path, "rb") as fh:
+        header = fh.read(24)
+        first = fh.read(24)
+        fh.seek(target)
+        win = fh.read(window)
+    if len(header) < 24 or header[:4] not in PCAP_MAGICS or len(first) < 16:
+        return None
+    order, nano, hl = PCAP_MAGICS[header[:4]]
+    snaplen = struct.unpack_from(order + "16xI", header)[0]
+    limit = min(max(snaplen, 262144), _MAX_RECORD)
+    frac_max = 1_000_000_000 if nano else 1_000_000
+    rec = struct.Struct(order + "IIII").unpack_from
+    sec0 = rec(first)[0]
+    year = 366 * 86400
+
+    def plausible(p: int) -> bool:
+        prev = -1
+        for _ in range(chain):
+            if p + hl > len(win):
+                return False
+            sec, frac, caplen, origlen = rec(win, p)
+            if (caplen > limit or caplen > origlen or frac >= frac_max or abs(sec - sec0) > 10 * year
+                    or (prev >= 0 and abs(sec - prev) > 3600)):
+                return False
+            prev = sec
+            p += hl + caplen
+        return True
+
+    for p in range(0, max(0, len(win) - hl)):
+        if plausible(p):
+            return target + p
+    return None
+
+
+def split_point(path: str, size: int) -> int | None:
+    """Where to split the (uncompressed pcap) file at ``path``, or None: too small, no plausible
+    boundary near SPLIT_AT."""
+    if size < MIN_SPLIT_BYTES:
+        return None
+    return find_boundary(path, int(size * SPLIT_AT))
+
+
+# -- the worker: walk the rest of the file into a spill ---------------------------------------------
+
+class SplitError(Exception):
+    """The worker cannot go on (and says why)."""
+
+
+class _Tail:
+    """The capture bytes from the boundary on (after the file header, which the walk reads first)."""
+
+    compression = "none"
+
+    def __init__(self, path: str, offset: int) -> None:
+        fh = open(path, "rb")  # noqa: SIM115 - closed by close()
+        fh.seek(offset)
+        self.raw = HashingReader(fh, digest=False)
+
+    def read(self, size: int) -> bytes:
+        try:
+            return self.raw.read(size)
+        except OSError as e:  # not a "damaged" capture: the reading process says why it stops
+            raise SplitError(f"cannot read: {e.strerror or e}") from e
+
+    def unbound(self) -> None:  # the worker's walk is never bounded
+        pass
+
+    def hash_rest(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+class SpillWriter(Lane):
+    """The worker's side: ``walk_pcap(spill=...)`` hands it every frame, as fast-lane fields
+    (``lane``) or as bytes (``raw``); Decoder.decode offers it, as the lane it stands in for, the
+    packets it would give the real lane (``take`` always accepts: the replay decides)."""
+
+    def __init__(self, out: int, msg: int, shift: int) -> None:
+        self.table = {}
+        self.letters = {}
+        self.data_bit = self.ack_bit = self.resp_shift = 0
+        self._out = out
+        self._msg = msg
+        self.ents = bytearray()
+        self.blob = bytearray()
+        self.why = ""
+        """Why the walk stopped early (set by walk_pcap), for the end message."""
+        self._hit = False
+        self._cur = (0, 0)
+        pack = ENTRY.pack
+        ents, blob = self.ents, self.blob
+
+        def take(proto: int, src: bytes, sport: int, dst: bytes, dport: int, ts: float, flags: int,
+                 plen: int, ip_len: int) -> bool:
+            if flags & 7:  # SYN, FIN, RST: never the lane's (FastLane.take)
+                return False
+            caplen, off = self._cur
+            data = 1 if plen or proto == 17 else 0
+            if len(src) == 4:
+                ents.extend(pack(KIND_LANE, proto, flags, data, ts, src, dst, sport, dport, ip_len, caplen,
+                                 off + shift))
+            else:
+                ents.extend(pack(KIND_LANE6, proto, flags, data, ts, _NO_ADDR, _NO_ADDR, sport, dport, ip_len,
+                                 caplen, off + shift))
+                blob.extend(src)
+                blob.extend(dst)
+            self._hit = True
+            return True
+
+        self.take = take
+
+        def raw(buf: bytes, start: int, caplen: int, ts: float, off: int) -> None:
+            ents.extend(pack(KIND_RAW, 0, 0, 0, ts, _NO_ADDR, _NO_ADDR, 0, 0, 0, caplen, off + shift))
+            blob.extend(buf[start:start + caplen])
+            if len(blob) > BLOB_MAX:  # large frames: a batch holds at most ~BLOB_MAX of them
+                self.flush()
+
+        self.raw = raw
+        self.pack = pack
+        self.shift = shift
+
+    def hold(self) -> int:  # never inlined by a walk: see walk_pcap
+        return 0
+
+    def release(self, countdown: int, taken: int) -> None:
+        pass
+
+    def decode(self, dec: Decoder, buf: bytes, start: int, caplen: int, ts: float, frame: int, lt: int,
+               off: int) -> None:
+        """A frame the walk does not unpack itself: the decoder decides (its lane is this writer)."""
+        self._cur = (caplen, off)
+        self._hit = False
+        dec.decode(buf, start, caplen, ts, frame, lt)
+        if not self._hit:
+            self.raw(buf, start, caplen, ts, off)
+
+    def room(self) -> int:
+        """Entries the walk may add (``ents``, directly: KIND_LANE) before it calls ``flush``."""
+        return max(1, (FLUSH - len(self.ents)) // ENTRY.size)
+
+    def flush(self) -> int:
+        """Write the batch and say so on the pipe; returns ``room()``."""
+        _write_all(self._out, bytes(self.ents) + bytes(self.blob))
+        _write_all(self._msg, b"B %d %d\n" % (len(self.ents), len(self.blob)))
+        del self.ents[:]
+        del self.blob[:]
+        return self.room()
+
+    def end(self, info: InputInfo | None, error: str = "") -> None:
+        if not error:
+            self.flush()
+        end: dict[str, Any] = {"error": error}
+        if info is not None:
+            end.update(why=self.why, first=info.first_ts, last=info.last_ts, frames=info.packets)
+        _write_all(self._msg, b"E " + json.dumps(end).encode() + b"\n")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _worker(path: str, boundary: int, header: bytes, out: int, msg: int, rmsg: int) -> None:
+    """The forked process: walk [boundary, end) of ``path`` into the spill."""
+    from auditor.capture.pcapfile import walk_pcap
+
+    os.close(rmsg)
+    writer = SpillWriter(out, msg, boundary - len(header))
+    try:
+        tail = _Tail(path, boundary)
+        info = InputInfo(path=path)
+        dec = Decoder(ReadStats(), 0, verify_checksums=False)
+        dec.lane = writer
+        try:
+            for _ in walk_pcap(tail, header, info, dec, lambda: None, spill=writer):
+                pass
+        finally:
+            tail.close()
+        writer.end(info)
+    except SplitError as e:
+        writer.end(None, str(e))
+    except Exception as e:  # reported to the reading process, which names the file
+        writer.end(None, f"{type(e).__name__}: {e}")
+
+
+# -- this process: start the worker, check the boundary, replay the spill ---------------------------
+
+class Split:
+    """One split input: the worker started on [boundary, end) and the spill it writes."""
+
+    def __init__(self, path: str, boundary: int) -> None:
+        self.path = path
+        self.boundary = boundary
+        self.verified = False
+        """Set by the walk (pcapfile._Reader) when it ended exactly at the boundary."""
+        self.position = 0
+        """File offset of the frame being replayed (for progress)."""
+        self.why = ""
+        self.first_ts: float | None = None
+        self.last_ts: float | None = None
+        with open(path, "rb") as fh:
+            header = fh.read(24)
+        self._spill = tempfile.TemporaryFile(prefix="pcap-audit-spill-")  # noqa: SIM115 - close()
+        rmsg, wmsg = os.pipe()
+        with contextlib.suppress(OSError, AttributeError):  # room for a long run's batch notes
+            fcntl.fcntl(wmsg, fcntl.F_SETPIPE_SZ, 1 << 20)
+        ctx = mp.get_context("fork")
+        self._proc: Any = ctx.Process(target=_worker, name="pcap-audit-split", daemon=True,
+                                      args=(path, boundary, header, self._spill.fileno(), wmsg, rmsg))
+        self._proc.start()
+        os.close(wmsg)
+        self._msgs = os.fdopen(rmsg, "rb")
+        self._input = os.open(path, os.O_RDONLY)
+        self._fpos = 0
+
+    def abandon(self) -> None:
+        """The walk did not end at the boundary: stop the worker, drop the spill."""
+        self.close()
+
+    def close(self) -> None:
+        if self._proc is not None:
+            if self._proc.is_alive():
+                self._proc.terminate()
+            self._proc.join(timeout=10)
+            self._proc = None
+            self._msgs.close()
+            self._spill.close()
+            os.close(self._input)
+
+    def _batches(self) -> Iterator[tuple[bytes, bytes]]:
+        while True:
+            line = self._msgs.readline()
+            if line.startswith(b"B "):
+                ne, nb = (int(x) for x in line[2:].split())
+                data = os.pread(self._spill.fileno(), ne + nb, self._fpos)
+                if len(data) != ne + nb:
+                    raise CaptureError(f"{self.path}: the spill of the second reading process is short "
+                                       f"({len(data)} of {ne + nb} bytes); run with -j 1")
+                self._fpos += ne + nb
+                yield data[:ne], data[ne:]
+                continue
+            end: dict[str, Any] = (json.loads(line[2:]) if line.startswith(b"E ")
+                                   else {"error": "it ended without a word"})
+            if end["error"]:
+                raise CaptureError(f"{self.path}: the second reading process failed ({end['error']}); "
+                                   f"run with -j 1")
+            self.why = end["why"]
+            self.first_ts, self.last_ts = end["first"], end["last"]
+            return
+
+    def replay(self, dec: Decoder, frame: int, tick: Callable[[], None],
+               lt: int) -> Generator[PacketRecord, None, tuple[int, int]]:
+        """Apply the spill after frame ``frame`` as walk_pcap would have walked those frames: the
+        same fast-lane updates (inlined as there: keep the three copies in step, see
+        conversations.FastLane), the same records through ``dec``. Returns (last frame, records)."""
+        lane: Lane | None = dec.lane
+        decode = dec.decode
+        verify, verify_all, vmask, pmask = dec.verify, VERIFY_ALL_FRAMES, VERIFY_EVERY_MASK, _PROGRESS_MASK
+        fd, pread = self._input, os.pread
+        records = taken = cd = 0
+        if lane is not None:
+            tget = lane.table.get
+            letters = lane.letters
+            o_d, o_a = lane.data_bit, lane.ack_bit
+            r_d, r_a = o_d << lane.resp_shift, o_a << lane.resp_shift
+        else:
+            tget = None
+        it = ENTRY.iter_unpack
+        try:
+            for ents, blob in self._batches():
+                bp = 0
+                if lane is not None:
+                    cd = lane.hold()
+                for kind, proto, flags, data, ts, s, d, sport, dport, tot, caplen, off in it(ents):
+                    frame += 1
+                    if not frame & pmask:
+                        self.position = off
+                        tick()
+                    if kind == KIND_RAW:
+                        raw = blob[bp:bp + caplen]
+                        bp += caplen
+                    else:
+                        if kind == KIND_LANE6:
+                            s, d = blob[bp:bp + 16], blob[bp + 16:bp + 32]
+                            bp += 32
+                        if (tget is not None and cd != 1
+                                and not (verify and (frame <= verify_all or not frame & vmask))):
+                            ent = tget((proto, s, sport, d, dport))
+                            if ent is not None:
+                                c, is_orig = ent
+                                last = c.last
+                                if ts - last <= c.timeout and (c.os if is_orig else c.rs):
+                                    cd -= 1
+                                    taken += 1
+                                    records += 1
+                                    if ts > last:
+                                        c.last = ts
+                                    elif ts < c.first:
+                                        c.first = ts
+                                    if is_orig:
+                                        c.opk += 1
+                                        c.oby += tot
+                                        bit = o_d if data else (o_a if flags & 0x10 else 0)
+                                    else:
+                                        c.rpk += 1
+                                        c.rby += tot
+                                        bit = r_d if data else (r_a if flags & 0x10 else 0)
+                                    if bit and not c.hseen & bit:
+                                        c.hseen |= bit
+                                        c.hist.append(letters[bit])
+                                    continue
+                        # A sampled checksum or a packet the lane declines: decode it from the file.
+                        raw = pread(fd, caplen, off)
+                    if lane is not None:
+                        lane.release(cd, taken)
+                        taken = 0
+                    rec = decode(raw, 0, caplen, ts, frame, lt)
+                    if rec is not None:
+                        records += 1
+                        yield rec
+                    if lane is not None:
+                        cd = lane.hold()
+                if lane is not None:
+                    lane.release(cd, taken)
+                    taken = 0
+        finally:
+            if taken and lane is not None:
+                lane.release(cd, taken)
+            self.close()
+        return frame, records

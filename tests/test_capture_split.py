@@ -1,0 +1,252 @@
+"""A pcap read by two processes split by byte ranges (capture/split.py) gives exactly the result of
+one process: the same flows, conversation and read counters, names, per-input facts (SHA-256,
+packets, time span, warnings), whatever the split point, and also when the guessed boundary is wrong,
+the file is cut or corrupt in either part, or the worker fails."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+import io
+import json
+import random
+import struct
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from auditor.audit import collect
+from auditor.capture import CaptureSet, pcapfile, split
+from auditor.capture import decode as decode_mod
+from auditor.capture.source import HashingReader
+from auditor.cli import main
+from auditor.errors import CaptureError
+from tests.capture_factory import write_pcap
+from tests.test_cli_audit import strip_run
+from tests.test_conversations_lane import _conversations
+
+ROOT = Path(__file__).resolve().parent.parent
+PORTS = frozenset({("tcp", 443), ("tcp", 1494), ("udp", 53)})
+
+
+def _make_capture() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("make_capture", ROOT / "bench" / "make_capture.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(autouse=True)
+def _small_splits(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Split test-sized files, sample checksums past frame 100 (so the replay samples too), and
+    count what the split did."""
+    monkeypatch.setattr(split, "MIN_SPLIT_BYTES", 0)
+    monkeypatch.setattr(split, "FLUSH", 4096)  # many batches
+    for mod in (decode_mod, pcapfile, split):
+        monkeypatch.setattr(mod, "VERIFY_ALL_FRAMES", 100)
+    seen = {"replayed": 0, "abandoned": 0}
+    replay, abandon = split.Split.replay, split.Split.abandon
+
+    def counting_replay(self: split.Split, *a: Any) -> Any:
+        seen["replayed"] += 1
+        return (yield from replay(self, *a))
+
+    def counting_abandon(self: split.Split) -> None:
+        seen["abandoned"] += 1
+        abandon(self)
+
+    monkeypatch.setattr(split.Split, "replay", counting_replay)
+    monkeypatch.setattr(split.Split, "abandon", counting_abandon)
+    return seen
+
+
+def _run(paths: list[Path], use_split: bool) -> tuple[Any, ...]:
+    cs = CaptureSet([str(p) for p in paths])
+    cs.split = use_split
+    conv, names = collect(cs, PORTS)
+    flows = sorted((k, dataclasses.asdict(f)) for k, f in conv.flows.items())
+    found = {a: names.names_for(a) for a in names._by_addr}
+    inputs = [dataclasses.asdict(i) for i in cs.inputs]
+    return flows, dataclasses.asdict(conv.stats), dataclasses.asdict(cs.stats), names.stats, found, inputs
+
+
+def _same(paths: list[Path]) -> tuple[Any, ...]:
+    one = _run(paths, False)
+    two = _run(paths, True)
+    assert [i for i, (a, b) in enumerate(zip(one, two, strict=True)) if a != b] == []
+    return one
+
+
+def _mixed(tmp_path: Path, seed: int, n: int = 6000, **kw: Any) -> Path:
+    return write_pcap(tmp_path / f"mix{seed}.pcap", _conversations(random.Random(seed), n), **kw)
+
+
+def _offsets(path: Path) -> list[int]:
+    """Where each record of a (little-endian, microsecond) pcap starts."""
+    data = path.read_bytes()
+    out, pos = [], 24
+    while pos + 16 <= len(data):
+        out.append(pos)
+        pos += 16 + struct.unpack_from("<I", data, pos + 8)[0]
+    return out
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("at", [0.05, 0.5, 0.9])
+def test_split_equals_one_process_on_mixed_conversations(tmp_path: Path, seed: int, at: float,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         _small_splits: dict[str, int]) -> None:
+    monkeypatch.setattr(split, "SPLIT_AT", at)
+    cap = _mixed(tmp_path, seed)
+    flows, conv, read, _, names, inputs = _same([cap])
+    assert _small_splits == {"replayed": 1, "abandoned": 0}
+    assert read["frames"] == conv["packets"] == 6000 and len(flows) > 20 and names
+    assert inputs[0]["sha256"] == hashlib.sha256(cap.read_bytes()).hexdigest()
+
+
+def test_split_equals_one_process_on_bench_traffic(tmp_path: Path, _small_splits: dict[str, int]) -> None:
+    cap = tmp_path / "bench.pcap"
+    written, _ = _make_capture().generate(cap, 60_000, conversations=3_000)
+    _, conv, *_ = _same([cap])
+    assert _small_splits["replayed"] == 1
+    assert conv["packets"] == written and conv["connections"] > 2_000
+
+
+def test_split_equals_one_process_on_a_syn_flood(tmp_path: Path, _small_splits: dict[str, int]) -> None:
+    cap = tmp_path / "flood.pcap"
+    _make_capture().generate_flood(cap, 30_000)
+    _same([cap])
+    assert _small_splits["replayed"] == 1
+
+
+@pytest.mark.parametrize(("nano", "order"), [(True, "<"), (False, ">"), (True, ">")])
+def test_split_reads_every_pcap_variant(tmp_path: Path, nano: bool, order: str,
+                                        _small_splits: dict[str, int]) -> None:
+    cap = _mixed(tmp_path, 7, 3000, nano=nano, byteorder=order)
+    _same([cap])
+    assert _small_splits["replayed"] == 1
+
+
+def test_the_split_input_among_others(tmp_path: Path, _small_splits: dict[str, int]) -> None:
+    small = _mixed(tmp_path, 1, 500)
+    big = _mixed(tmp_path, 2, 5000)
+    _same([small, big, small])
+    assert _small_splits["replayed"] == 1  # only the largest input is split
+
+
+def test_a_wrong_boundary_costs_time_not_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 _small_splits: dict[str, int]) -> None:
+    cap = _mixed(tmp_path, 3)
+    offsets = _offsets(cap)
+    for wrong in (offsets[len(offsets) // 2] + 5, offsets[len(offsets) // 3] + 16):
+        monkeypatch.setattr(split, "split_point", lambda path, size, b=wrong: b)
+        _same([cap])
+    assert _small_splits == {"replayed": 0, "abandoned": 2}
+
+
+@pytest.mark.parametrize("where", [0.3, 0.8])
+def test_a_cut_or_corrupt_file_stops_where_one_process_stops(tmp_path: Path, where: float,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(split, "SPLIT_AT", 0.5)
+    cap = _mixed(tmp_path, 4)
+    data = cap.read_bytes()
+    offsets = _offsets(cap)
+    at = offsets[int(len(offsets) * where)]
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(data[:at + 30])  # inside a record
+    corrupt = tmp_path / "corrupt.pcap"
+    corrupt.write_bytes(data[:at + 8] + struct.pack("<I", 1 << 30) + data[at + 12:])
+    for path in (cut, corrupt):
+        *_, inputs = _same([path])
+        assert inputs[0]["truncated"] and len(inputs[0]["warnings"]) == 1
+        assert f"stopped after frame {int(len(offsets) * where)}" in inputs[0]["warnings"][0]
+        assert inputs[0]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_find_boundary_finds_the_next_record(tmp_path: Path) -> None:
+    cap = _mixed(tmp_path, 5, 3000)
+    offsets = _offsets(cap)
+    rnd = random.Random(1)
+    for _ in range(40):
+        target = rnd.randrange(24, offsets[-40])
+        assert split.find_boundary(str(cap), target) == min(o for o in offsets if o >= target)
+    junk = tmp_path / "junk.pcap"
+    junk.write_bytes(cap.read_bytes()[:24] + rnd.randbytes(200_000))
+    assert split.find_boundary(str(junk), 1000) is None
+    assert split.find_boundary(str(cap), offsets[-5]) is None  # too few records left for a chain
+
+
+def test_only_large_uncompressed_ethernet_pcaps_are_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cap = _mixed(tmp_path, 6, 2000)
+    assert CaptureSet([str(cap)]).split_plan() is not None
+    gz = tmp_path / "mix.pcap.gz"
+    import gzip
+
+    gz.write_bytes(gzip.compress(cap.read_bytes()))
+    raw = write_pcap(tmp_path / "raw.pcap", [(1.0 + i, f[14:]) for i, (_, f) in
+                                             enumerate(_conversations(random.Random(6), 2000))], linktype=101)
+    for path in (gz, raw):
+        assert CaptureSet([str(path)]).split_plan() is None
+    monkeypatch.setattr(split, "MIN_SPLIT_BYTES", cap.stat().st_size + 1)
+    assert CaptureSet([str(cap)]).split_plan() is None
+
+
+def test_a_failing_worker_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cap = _mixed(tmp_path, 8, 3000)
+
+    class Broken(HashingReader):
+        def read(self, size: int = -1, /) -> bytes:
+            raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(split, "HashingReader", Broken)  # the worker's reader; the forked worker inherits it
+    cs = CaptureSet([str(cap)])
+    cs.split = True
+    with pytest.raises(CaptureError, match=r"mix8\.pcap: the second reading process failed \(cannot read: "
+                                           r"Input/output error\); run with -j 1$"):
+        collect(cs, PORTS)
+
+
+def test_cli_jobs_2_splits_and_gives_the_same_json(tmp_path: Path, _small_splits: dict[str, int]) -> None:
+    cap = tmp_path / "bench.pcap"
+    _make_capture().generate(cap, 40_000, conversations=2_000)
+    roles = tmp_path / "roles.yaml"
+    roles.write_text("roles:\n  Delivery Controller: [10.0.0.1]\n", encoding="utf-8")
+    docs = []
+    for jobs in ("1", "2"):
+        out = tmp_path / f"j{jobs}.json"
+        result = CliRunner().invoke(main, [str(cap), "--roles", str(roles), "--json", str(out), "--no-html",
+                                           "-q", "-j", jobs])
+        assert result.exit_code == 0, result.output
+        docs.append(strip_run(json.loads(out.read_text(encoding="utf-8"))))
+    assert _small_splits["replayed"] == 1
+    assert [k for k in docs[0] if docs[0][k] != docs[1][k]] == []
+
+
+def test_hashing_reader_bound_and_hash_rest(tmp_path: Path) -> None:
+    data = random.Random(2).randbytes(3 * (8 << 20) + 12345)
+    path = tmp_path / "data.bin"
+    path.write_bytes(data)
+    for limit in (5, 8 << 20, (8 << 20) + 7, len(data)):
+        r = HashingReader(path.open("rb"))
+        r.peek_start(4)
+        r.bound(limit)
+        got = io.BytesIO()
+        while chunk := r.read(1 << 20):
+            got.write(chunk)
+        assert got.getvalue() == data[:limit]
+        r.hash_rest()
+        r.drain()
+        r.close()
+        assert r.hexdigest() == hashlib.sha256(data).hexdigest()
+    r = HashingReader(path.open("rb"))
+    r.bound(1000)
+    assert len(r.read(-1)) == 1000 and r.read(10) == b""
+    r.unbound()
+    rest = r.read(-1)
+    r.close()
+    assert len(rest) == len(data) - 1000 and r.hexdigest() == hashlib.sha256(data).hexdigest()
