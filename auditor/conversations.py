@@ -166,9 +166,9 @@ class ConversationResult:
 class _Conn:
     """Live per-connection state: plain fields, read and written on the hot path."""
 
-    __slots__ = ("bad_o", "bad_r", "data", "ev", "ff", "first", "hist", "hseen", "isn", "keys", "last",
-                 "marks", "oa", "oby", "op", "opk", "oprev", "os", "proto", "ra", "rby", "refused", "rp",
-                 "rpk", "rprev", "rs", "timeout", "tunnels")
+    __slots__ = ("bad_o", "bad_r", "data", "ev", "ff", "first", "gen", "hist", "hseen", "isn", "keys",
+                 "last", "marks", "oa", "oby", "op", "opk", "oprev", "os", "proto", "ra", "rby", "refused",
+                 "rp", "rpk", "rprev", "rs", "timeout", "tunnels")
     proto: int
     oa: bytes
     op: int
@@ -198,6 +198,9 @@ class _Conn:
     timeout: float
     keys: tuple[tuple[object, ...], ...]
     """Table keys of this connection: both directions, plus TFTP transfer aliases."""
+    gen: int
+    """Bumped whenever a table entry of this connection goes or changes (close, flip, a key taken
+    over): a reader that cached an entry (capture/split.py) looks it up again."""
 
 
 def _port_rank(port: int) -> int:
@@ -471,8 +474,8 @@ class ConversationBuilder:
         from_server = (IPPROTO_UDP, rec.src, rec.sport, rec.dst, rec.dport)
         from_client = (IPPROTO_UDP, rec.dst, rec.dport, rec.src, rec.sport)
         c.keys = (*c.keys, from_server, from_client)
-        self._table[from_server] = (c, False)
-        self._table[from_client] = (c, True)
+        self._take_over(from_server, (c, False))
+        self._take_over(from_client, (c, True))
         self.stats.tftp_transfers += 1
         return c, False
 
@@ -495,7 +498,7 @@ class ConversationBuilder:
         from_server = (IPPROTO_UDP, rec.src, rec.sport, rec.dst, rec.dport)
         to_server = (IPPROTO_UDP, rec.dst, rec.dport, rec.src, rec.sport)
         c.keys = (*c.keys, from_server, to_server)
-        self._table[from_server] = (c, False)
+        self._take_over(from_server, (c, False))
         self._table.setdefault(to_server, (c, True))
         self.stats.dhcp_replies_joined += 1
         return c, False
@@ -542,7 +545,12 @@ class ConversationBuilder:
         c.data = c.refused = False
         c.tunnels = None
         c.timeout = self._timeouts[proto]
+        c.gen = 0
         table = self._table
+        for key in keys:
+            old = table.get(key)
+            if old is not None:
+                old[0].gen += 1
         # keys[1] first: for a host talking to itself on one port both keys are the same, and the
         # entry must then be the initiator's (finish() closes connections by their orig entry).
         table[keys[1]] = (c, False)
@@ -614,6 +622,12 @@ class ConversationBuilder:
         self._close(c)
         return None
 
+    def _take_over(self, key: tuple[object, ...], ent: tuple[_Conn, bool]) -> None:
+        old = self._table.get(key)
+        if old is not None:
+            old[0].gen += 1
+        self._table[key] = ent
+
     def _flip(self, c: _Conn) -> None:
         c.oa, c.ra, c.op, c.rp = c.ra, c.oa, c.rp, c.op
         c.opk, c.rpk, c.oby, c.rby = c.rpk, c.opk, c.rby, c.oby
@@ -626,6 +640,7 @@ class ConversationBuilder:
         c.keys = (c.keys[1], c.keys[0])
         self._table[c.keys[1]] = (c, False)
         self._table[c.keys[0]] = (c, True)
+        c.gen += 1
         c.hist.append("^")
 
     def _hist_once(self, c: _Conn, bit: int) -> None:
@@ -803,6 +818,7 @@ class ConversationBuilder:
             elif i == 0:
                 return  # already closed
         self._live -= 1
+        c.gen += 1
         history = "".join(c.hist)
         proto = c.proto
         if proto == IPPROTO_TCP:

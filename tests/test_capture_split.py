@@ -47,6 +47,7 @@ def _small_splits(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     count what the split did."""
     monkeypatch.setattr(split, "MIN_SPLIT_BYTES", 0)
     monkeypatch.setattr(split, "FLUSH", 4096)  # many batches
+    monkeypatch.setattr(split, "MAX_IDS", 64)  # the worker forgets its key ids often
     for mod in (decode_mod, pcapfile, split):
         monkeypatch.setattr(mod, "VERIFY_ALL_FRAMES", 100)
     seen = {"replayed": 0, "abandoned": 0}
@@ -109,7 +110,10 @@ def test_split_equals_one_process_on_mixed_conversations(tmp_path: Path, seed: i
     assert inputs[0]["sha256"] == hashlib.sha256(cap.read_bytes()).hexdigest()
 
 
-def test_split_equals_one_process_on_bench_traffic(tmp_path: Path, _small_splits: dict[str, int]) -> None:
+@pytest.mark.parametrize("max_ids", [64, 1 << 17])
+def test_split_equals_one_process_on_bench_traffic(tmp_path: Path, max_ids: int, monkeypatch: pytest.MonkeyPatch,
+                                                   _small_splits: dict[str, int]) -> None:
+    monkeypatch.setattr(split, "MAX_IDS", max_ids)
     cap = tmp_path / "bench.pcap"
     written, _ = _make_capture().generate(cap, 60_000, conversations=3_000)
     _, conv, *_ = _same([cap])

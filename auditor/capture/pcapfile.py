@@ -199,6 +199,7 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
         eth = lt == 1 and fused
         if spill is not None:
             sput, spack, sshift, sleft = spill.ents.extend, spill.pack, spill.shift, spill.room()
+            sids, snew = spill.ids.get, spill.new_id
         if eth and lane is not None and spill is None:
             tget = lane.table.get
             letters = lane.letters
@@ -305,7 +306,12 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
                     records += 1
                     if spill is not None:  # the worker of a split: the fields, or the frame
                         if takeable:
-                            sput(spack(0, proto, flags, 1 if data else 0, ts, s, d, sport, dport, tot, caplen,
+                            key = (proto, s, sport, d, dport)
+                            kid = sids(key)
+                            kind = 0  # split.KIND_LANE
+                            if kid is None:
+                                kind, kid = snew(key)
+                            sput(spack(kind, 1 if data else (2 if flags & 0x10 else 0), ts, kid, tot, caplen,
                                        r.base + start + sshift))
                         else:
                             spill.raw(buf, start, caplen, ts, r.base + start)

@@ -41,12 +41,17 @@ from auditor.capture.source import HashingReader
 from auditor.errors import CaptureError
 from auditor.model import Lane, PacketRecord
 
-ENTRY = struct.Struct("<BBBBd4s4sHHHIQ")
-"""kind, proto, tcp flags, data (payload or UDP), ts, src, dst, sport, dport, ip length, caplen, file
-offset of the frame. kind 0: IPv4 packet for the fast lane; 2: the same for IPv6, the two addresses
-(16 + 16 bytes) in the blob; 1: any other frame, its captured bytes in the blob."""
-KIND_LANE, KIND_RAW, KIND_LANE6 = 0, 1, 2
-
+ENTRY = struct.Struct("<BBdIHIQ")
+"""kind, history bits (1: data, 2: a pure ACK), ts, key id, IP length, captured length, file offset of
+the frame. KIND_LANE: a TCP/UDP packet for the fast lane, by the id of its (direction's) 5-tuple;
+KIND_NEW4 and KIND_NEW6 the same with a new id, its 5-tuple in the blob (NEW4, NEW6; ids count up from
+0, and an id 0 starts the numbering afresh: the worker forgets its ids every MAX_IDS); KIND_RAW:
+any other frame, its captured bytes in the blob."""
+KIND_LANE, KIND_NEW4, KIND_NEW6, KIND_RAW = 0, 1, 2, 3
+NEW4 = struct.Struct("!B4s4sHH")
+NEW6 = struct.Struct("!B16s16sHH")
+MAX_IDS = 1 << 17
+"""Key ids the worker (and the replay) remember at a time: bounds both when keys never repeat."""
 SPLIT_AT = 0.3
 """Where the worker's range starts, as a share of the file: this process walks the first part at
 full cost and replays the rest at about half of it, while the worker walks the rest (bench/README.md)."""
@@ -56,7 +61,6 @@ FLUSH = 1 << 20
 """Spill entry bytes per batch."""
 BLOB_MAX = 8 << 20
 """Frame bytes per batch, about."""
-_NO_ADDR = bytes(4)
 _PROGRESS_MASK = (1 << 15) - 1
 
 
@@ -144,9 +148,10 @@ class _Tail:
 
 
 class SpillWriter(Lane):
-    """The worker's side: ``walk_pcap(spill=...)`` hands it every frame, as fast-lane fields
-    (``lane``) or as bytes (``raw``); Decoder.decode offers it, as the lane it stands in for, the
-    packets it would give the real lane (``take`` always accepts: the replay decides)."""
+    """The worker's side: ``walk_pcap(spill=...)`` hands it every frame, as a fast-lane entry (the
+    walk packs those itself, with ``ids`` and ``new_id``) or as bytes (``raw``); Decoder.decode
+    offers it, as the lane it stands in for, the packets it would give the real lane (``take``
+    accepts all but SYN/FIN/RST, as FastLane.take does without looking at state: the replay decides)."""
 
     def __init__(self, out: int, msg: int, shift: int) -> None:
         self.table = {}
@@ -158,39 +163,52 @@ class SpillWriter(Lane):
         self.blob = bytearray()
         self.why = ""
         """Why the walk stopped early (set by walk_pcap), for the end message."""
+        self.ids: dict[tuple[object, ...], int] = {}
+        """5-tuple (one direction) -> key id."""
         self._hit = False
         self._cur = (0, 0)
-        pack = ENTRY.pack
-        ents, blob = self.ents, self.blob
+        self.pack = pack = ENTRY.pack
+        self.shift = shift
+        ents, blob, ids = self.ents, self.blob, self.ids
+
+        def new_id(key: tuple[Any, ...]) -> tuple[int, int]:
+            """(kind, id) for a 5-tuple without an id yet; its fields go to the blob."""
+            if len(ids) >= MAX_IDS:
+                ids.clear()
+            kid = ids[key] = len(ids)
+            proto, src, sport, dst, dport = key
+            if len(src) == 4:
+                blob.extend(NEW4.pack(proto, src, dst, sport, dport))
+                return KIND_NEW4, kid
+            blob.extend(NEW6.pack(proto, src, dst, sport, dport))
+            return KIND_NEW6, kid
+
+        self.new_id = new_id
 
         def take(proto: int, src: bytes, sport: int, dst: bytes, dport: int, ts: float, flags: int,
                  plen: int, ip_len: int) -> bool:
             if flags & 7:  # SYN, FIN, RST: never the lane's (FastLane.take)
                 return False
             caplen, off = self._cur
-            data = 1 if plen or proto == 17 else 0
-            if len(src) == 4:
-                ents.extend(pack(KIND_LANE, proto, flags, data, ts, src, dst, sport, dport, ip_len, caplen,
-                                 off + shift))
-            else:
-                ents.extend(pack(KIND_LANE6, proto, flags, data, ts, _NO_ADDR, _NO_ADDR, sport, dport, ip_len,
-                                 caplen, off + shift))
-                blob.extend(src)
-                blob.extend(dst)
+            key = (proto, src, sport, dst, dport)
+            kid = ids.get(key)
+            kind = KIND_LANE
+            if kid is None:
+                kind, kid = new_id(key)
+            bits = 1 if plen or proto == 17 else (2 if flags & 0x10 else 0)
+            ents.extend(pack(kind, bits, ts, kid, ip_len, caplen, off + shift))
             self._hit = True
             return True
 
         self.take = take
 
         def raw(buf: bytes, start: int, caplen: int, ts: float, off: int) -> None:
-            ents.extend(pack(KIND_RAW, 0, 0, 0, ts, _NO_ADDR, _NO_ADDR, 0, 0, 0, caplen, off + shift))
+            ents.extend(pack(KIND_RAW, 0, ts, 0, 0, caplen, off + shift))
             blob.extend(buf[start:start + caplen])
             if len(blob) > BLOB_MAX:  # large frames: a batch holds at most ~BLOB_MAX of them
                 self.flush()
 
         self.raw = raw
-        self.pack = pack
-        self.shift = shift
 
     def hold(self) -> int:  # never inlined by a walk: see walk_pcap
         return 0
@@ -325,17 +343,23 @@ class Split:
                lt: int) -> Generator[PacketRecord, None, tuple[int, int]]:
         """Apply the spill after frame ``frame`` as walk_pcap would have walked those frames: the
         same fast-lane updates (inlined as there: keep the three copies in step, see
-        conversations.FastLane), the same records through ``dec``. Returns (last frame, records)."""
+        conversations.FastLane), the same records through ``dec``. Returns (last frame, records).
+
+        A key id's table entry is cached with its connection's ``gen``, so most packets take no
+        dictionary lookup; a changed ``gen`` (closed, flipped) means: look the 5-tuple up again."""
         lane: Lane | None = dec.lane
         decode = dec.decode
         verify, verify_all, vmask, pmask = dec.verify, VERIFY_ALL_FRAMES, VERIFY_EVERY_MASK, _PROGRESS_MASK
         fd, pread = self._input, os.pread
+        new4, new6 = NEW4.unpack_from, NEW6.unpack_from
+        keys: list[tuple[object, ...]] = []
+        cache: list[Any] = []
         records = taken = cd = 0
         if lane is not None:
             tget = lane.table.get
             letters = lane.letters
-            o_d, o_a = lane.data_bit, lane.ack_bit
-            r_d, r_a = o_d << lane.resp_shift, o_a << lane.resp_shift
+            o_bits = (0, lane.data_bit, lane.ack_bit)
+            r_bits = tuple(b << lane.resp_shift for b in o_bits)
         else:
             tget = None
         it = ENTRY.iter_unpack
@@ -344,7 +368,7 @@ class Split:
                 bp = 0
                 if lane is not None:
                     cd = lane.hold()
-                for kind, proto, flags, data, ts, s, d, sport, dport, tot, caplen, off in it(ents):
+                for kind, bits, ts, kid, tot, caplen, off in it(ents):
                     frame += 1
                     if not frame & pmask:
                         self.position = off
@@ -353,14 +377,26 @@ class Split:
                         raw = blob[bp:bp + caplen]
                         bp += caplen
                     else:
-                        if kind == KIND_LANE6:
-                            s, d = blob[bp:bp + 16], blob[bp + 16:bp + 32]
-                            bp += 32
+                        if kind != KIND_LANE:  # a new key id, its 5-tuple in the blob
+                            if kind == KIND_NEW4:
+                                proto, s, d, sport, dport = new4(blob, bp)
+                                bp += 13
+                            else:
+                                proto, s, d, sport, dport = new6(blob, bp)
+                                bp += 37
+                            if not kid:
+                                keys.clear()
+                                cache.clear()
+                            keys.append((proto, s, sport, d, dport))
+                            cache.append(None)
                         if (tget is not None and cd != 1
                                 and not (verify and (frame <= verify_all or not frame & vmask))):
-                            ent = tget((proto, s, sport, d, dport))
+                            ent = cache[kid]
+                            if ent is None or ent[0].gen != ent[2]:
+                                e = tget(keys[kid])
+                                ent = cache[kid] = None if e is None else (e[0], e[1], e[0].gen)
                             if ent is not None:
-                                c, is_orig = ent
+                                c, is_orig, _ = ent
                                 last = c.last
                                 if ts - last <= c.timeout and (c.os if is_orig else c.rs):
                                     cd -= 1
@@ -373,11 +409,11 @@ class Split:
                                     if is_orig:
                                         c.opk += 1
                                         c.oby += tot
-                                        bit = o_d if data else (o_a if flags & 0x10 else 0)
+                                        bit = o_bits[bits]
                                     else:
                                         c.rpk += 1
                                         c.rby += tot
-                                        bit = r_d if data else (r_a if flags & 0x10 else 0)
+                                        bit = r_bits[bits]
                                     if bit and not c.hseen & bit:
                                         c.hseen |= bit
                                         c.hist.append(letters[bit])
