@@ -198,8 +198,7 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
         pmask, verify_all, vmask, snap = PROGRESS_EVERY - 1, VERIFY_ALL_FRAMES, VERIFY_EVERY_MASK, PAYLOAD_SNAP
         eth = lt == 1 and fused
         if spill is not None:
-            sput, spack, sshift, sleft = spill.ents.extend, spill.pack, spill.shift, spill.room()
-            sids, snew = spill.ids.get, spill.new_id
+            slane = spill.lane
         if eth and lane is not None and spill is None:
             tget = lane.table.get
             letters = lane.letters
@@ -306,18 +305,10 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
                     records += 1
                     if spill is not None:  # the worker of a split: the fields, or the frame
                         if takeable:
-                            key = (proto, s, sport, d, dport)
-                            kid = sids(key)
-                            kind = 0  # split.KIND_LANE
-                            if kid is None:
-                                kind, kid = snew(key)
-                            sput(spack(kind, 1 if data else (2 if flags & 0x10 else 0), ts, kid, tot, caplen,
-                                       r.base + start + sshift))
+                            slane((proto, s, sport, d, dport), ts, 1 if data else (2 if flags & 0x10 else 0),
+                                  tot, r.base + start - hl, r.base + nxt)
                         else:
                             spill.raw(buf, start, caplen, ts, r.base + start)
-                        sleft -= 1
-                        if not sleft:
-                            sleft = spill.flush()
                         continue
                     if takeable and tget is not None and cd != 1:
                         ent = tget((proto, s, sport, d, dport))
@@ -399,10 +390,7 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
                     yield rec
                 cd = lane.hold()  # type: ignore[union-attr]
             elif spill is not None:
-                spill.decode(dec, buf, start, caplen, ts, frame, lt, r.base + start)
-                sleft -= 1
-                if not sleft:
-                    sleft = spill.flush()
+                spill.decode(dec, buf, start, caplen, ts, frame, lt, r.base + start, hl, r.base + nxt)
             else:
                 rec = decode(buf, start, caplen, ts, frame, lt)
                 if rec is not None:
@@ -412,7 +400,7 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
             lane.release(cd, taken)  # type: ignore[union-attr]
             taken = 0
         if split is not None and split.verified:
-            frame, more = yield from split.replay(dec, frame, tick, lt)
+            frame, more = yield from split.replay(dec, frame, tick, lt, struct.Struct(order + "IIII"), scale)
             records += more
             if split.first_ts is not None and split.last_ts is not None:
                 lo, hi = min(lo, split.first_ts), max(hi, split.last_ts)

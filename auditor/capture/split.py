@@ -41,17 +41,24 @@ from auditor.capture.source import HashingReader
 from auditor.errors import CaptureError
 from auditor.model import Lane, PacketRecord
 
-ENTRY = struct.Struct("<BBdIHIQ")
-"""kind, history bits (1: data, 2: a pure ACK), ts, key id, IP length, captured length, file offset of
-the frame. KIND_LANE: a TCP/UDP packet for the fast lane, by the id of its (direction's) 5-tuple;
-KIND_NEW4 and KIND_NEW6 the same with a new id, its 5-tuple in the blob (NEW4, NEW6; ids count up from
-0, and an id 0 starts the numbering afresh: the worker forgets its ids every MAX_IDS); KIND_RAW:
-any other frame, its captured bytes in the blob."""
+ENTRY = struct.Struct("<BBHIQddddQI")
+"""kind, history-bit order, n, key id, IP bytes, ts of the first, largest and smallest ts, largest gap,
+file offset, length. KIND_LANE: a *run* of n consecutive frames, all TCP/UDP packets for the fast lane
+of one direction of one 5-tuple (named by its key id): their IP bytes summed, their timestamps
+summarised (the gap: the largest step of a frame's ts beyond all before it in the run), the history
+bits they set in order of first appearance (two bits each: 1 data, 2 a pure ACK), and the file region
+of their records (offset of the first record header, length to the end of the last). KIND_NEW4 and
+KIND_NEW6: the same with a new key id, its 5-tuple in the blob (NEW4, NEW6; ids count up from 0, and
+an id 0 starts the numbering afresh: the worker forgets its ids every MAX_IDS). KIND_RAW: one other
+frame (n = 1): its ts, file offset and captured length, its bytes in the blob."""
 KIND_LANE, KIND_NEW4, KIND_NEW6, KIND_RAW = 0, 1, 2, 3
 NEW4 = struct.Struct("!B4s4sHH")
 NEW6 = struct.Struct("!B16s16sHH")
-MAX_IDS = 1 << 17
+MAX_IDS = 1 << 15
 """Key ids the worker (and the replay) remember at a time: bounds both when keys never repeat."""
+MAX_RUN = 1024
+"""Frames in one run entry at most (a run the replay cannot apply at once, because the conversation
+core's sweep falls due inside it, is decoded frame by frame: SWEEP_EVERY is 8192)."""
 SPLIT_AT = 0.3
 """Where the worker's range starts, as a share of the file: this process walks the first part at
 full cost and replays the rest at about half of it, while the worker walks the rest (bench/README.md)."""
@@ -148,8 +155,8 @@ class _Tail:
 
 
 class SpillWriter(Lane):
-    """The worker's side: ``walk_pcap(spill=...)`` hands it every frame, as a fast-lane entry (the
-    walk packs those itself, with ``ids`` and ``new_id``) or as bytes (``raw``); Decoder.decode
+    """The worker's side: ``walk_pcap(spill=...)`` hands it every frame, as a fast-lane packet
+    (``lane``: runs of one key id are gathered into one entry) or as bytes (``raw``); Decoder.decode
     offers it, as the lane it stands in for, the packets it would give the real lane (``take``
     accepts all but SYN/FIN/RST, as FastLane.take does without looking at state: the replay decides)."""
 
@@ -167,9 +174,11 @@ class SpillWriter(Lane):
         """5-tuple (one direction) -> key id."""
         self._hit = False
         self._cur = (0, 0)
-        self.pack = pack = ENTRY.pack
-        self.shift = shift
+        pack = ENTRY.pack
         ents, blob, ids = self.ents, self.blob, self.ids
+        # The run being gathered: key id (-1: none), kind, n, order, IP bytes, ts of the first, max,
+        # min, gap, region start and end.
+        run: list[Any] = [-1, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0, 0]
 
         def new_id(key: tuple[Any, ...]) -> tuple[int, int]:
             """(kind, id) for a 5-tuple without an id yet; its fields go to the blob."""
@@ -183,32 +192,65 @@ class SpillWriter(Lane):
             blob.extend(NEW6.pack(proto, src, dst, sport, dport))
             return KIND_NEW6, kid
 
-        self.new_id = new_id
+        def emit() -> None:
+            kid, kind, n, order, tot, first, tmax, tmin, gap, start, end = run
+            ents.extend(pack(kind, order, n, kid, tot, first, tmax, tmin, gap, start + shift, end - start))
+            run[0] = -1
+            if len(ents) >= FLUSH:
+                self.flush()
+
+        self.emit = emit
+
+        def lane(key: tuple[Any, ...], ts: float, bit: int, ip_len: int, start: int, end: int) -> None:
+            """One fast-lane packet whose record spans [start, end) of the walk's bytes."""
+            kid = ids.get(key)
+            if kid is not None and kid == run[0] and run[2] < MAX_RUN:
+                run[2] += 1
+                run[4] += ip_len
+                tmax = run[6]
+                if ts > tmax:
+                    if ts - tmax > run[8]:
+                        run[8] = ts - tmax
+                    run[6] = ts
+                elif ts < run[7]:
+                    run[7] = ts
+                if bit:
+                    order = run[3]
+                    if order & 3 != bit and not order >> 2:
+                        run[3] = order | bit << 2 if order else bit
+                run[10] = end
+                return
+            if run[0] >= 0:
+                emit()
+            kind = KIND_LANE
+            if kid is None:
+                kind, kid = new_id(key)
+            run[:] = [kid, kind, 1, bit, ip_len, ts, ts, ts, 0.0, start, end]
+
+        self.lane = lane
 
         def take(proto: int, src: bytes, sport: int, dst: bytes, dport: int, ts: float, flags: int,
                  plen: int, ip_len: int) -> bool:
             if flags & 7:  # SYN, FIN, RST: never the lane's (FastLane.take)
                 return False
-            caplen, off = self._cur
-            key = (proto, src, sport, dst, dport)
-            kid = ids.get(key)
-            kind = KIND_LANE
-            if kid is None:
-                kind, kid = new_id(key)
-            bits = 1 if plen or proto == 17 else (2 if flags & 0x10 else 0)
-            ents.extend(pack(kind, bits, ts, kid, ip_len, caplen, off + shift))
+            start, end = self._cur
+            lane((proto, src, sport, dst, dport), ts, 1 if plen or proto == 17 else (2 if flags & 0x10 else 0),
+                 ip_len, start, end)
             self._hit = True
             return True
 
         self.take = take
 
         def raw(buf: bytes, start: int, caplen: int, ts: float, off: int) -> None:
-            ents.extend(pack(KIND_RAW, 0, ts, 0, 0, caplen, off + shift))
+            if run[0] >= 0:
+                emit()
+            ents.extend(pack(KIND_RAW, 0, 1, 0, 0, ts, ts, ts, 0.0, off + shift, caplen))
             blob.extend(buf[start:start + caplen])
-            if len(blob) > BLOB_MAX:  # large frames: a batch holds at most ~BLOB_MAX of them
+            if len(ents) >= FLUSH or len(blob) > BLOB_MAX:
                 self.flush()
 
         self.raw = raw
+        self._run = run
 
     def hold(self) -> int:  # never inlined by a walk: see walk_pcap
         return 0
@@ -217,33 +259,49 @@ class SpillWriter(Lane):
         pass
 
     def decode(self, dec: Decoder, buf: bytes, start: int, caplen: int, ts: float, frame: int, lt: int,
-               off: int) -> None:
+               off: int, hl: int, end: int) -> None:
         """A frame the walk does not unpack itself: the decoder decides (its lane is this writer)."""
-        self._cur = (caplen, off)
+        self._cur = (off - hl, end)
         self._hit = False
         dec.decode(buf, start, caplen, ts, frame, lt)
         if not self._hit:
             self.raw(buf, start, caplen, ts, off)
 
-    def room(self) -> int:
-        """Entries the walk may add (``ents``, directly: KIND_LANE) before it calls ``flush``."""
-        return max(1, (FLUSH - len(self.ents)) // ENTRY.size)
-
-    def flush(self) -> int:
-        """Write the batch and say so on the pipe; returns ``room()``."""
+    def flush(self) -> None:
+        """Write the batch (not the run being gathered) and say so on the pipe."""
         _write_all(self._out, bytes(self.ents) + bytes(self.blob))
         _write_all(self._msg, b"B %d %d\n" % (len(self.ents), len(self.blob)))
         del self.ents[:]
         del self.blob[:]
-        return self.room()
 
     def end(self, info: InputInfo | None, error: str = "") -> None:
         if not error:
+            if self._run[0] >= 0:
+                self.emit()
             self.flush()
         end: dict[str, Any] = {"error": error}
         if info is not None:
             end.update(why=self.why, first=info.first_ts, last=info.last_ts, frames=info.packets)
         _write_all(self._msg, b"E " + json.dumps(end).encode() + b"\n")
+
+
+class _TakeAll(Lane):
+    """A lane that takes every packet offered (Split._checksums_good)."""
+
+    def __init__(self) -> None:
+        self.table = {}
+        self.letters = {}
+        self.data_bit = self.ack_bit = self.resp_shift = 0
+        self.take = lambda *packet: True
+
+    def hold(self) -> int:
+        return 0
+
+    def release(self, countdown: int, taken: int) -> None:
+        pass
+
+
+_TAKE_ALL = _TakeAll()
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -339,18 +397,21 @@ class Split:
             self.first_ts, self.last_ts = end["first"], end["last"]
             return
 
-    def replay(self, dec: Decoder, frame: int, tick: Callable[[], None],
-               lt: int) -> Generator[PacketRecord, None, tuple[int, int]]:
+    def replay(self, dec: Decoder, frame: int, tick: Callable[[], None], lt: int,
+               rec_header: struct.Struct, scale: float) -> Generator[PacketRecord, None, tuple[int, int]]:
         """Apply the spill after frame ``frame`` as walk_pcap would have walked those frames: the
-        same fast-lane updates (inlined as there: keep the three copies in step, see
-        conversations.FastLane), the same records through ``dec``. Returns (last frame, records).
+        same fast-lane updates (conversations.FastLane.take, here for a whole run of packets at
+        once), the same records through ``dec``. Returns (last frame, records).
 
-        A key id's table entry is cached with its connection's ``gen``, so most packets take no
-        dictionary lookup; a changed ``gen`` (closed, flipped) means: look the 5-tuple up again."""
+        A run is applied at once when each of its packets would have been taken: its connection is
+        live (the key id's cached table entry, checked by the connection's ``gen``, or a lookup), no
+        gap reaches the idle timeout, the sweep countdown does not run out and no frame of it is
+        due a checksum check. Otherwise its frames are read back from the file and decoded one by
+        one, exactly as the walk would have (``_frames``)."""
         lane: Lane | None = dec.lane
         decode = dec.decode
         verify, verify_all, vmask, pmask = dec.verify, VERIFY_ALL_FRAMES, VERIFY_EVERY_MASK, _PROGRESS_MASK
-        fd, pread = self._input, os.pread
+        vshift = vmask.bit_length()
         new4, new6 = NEW4.unpack_from, NEW6.unpack_from
         keys: list[tuple[object, ...]] = []
         cache: list[Any] = []
@@ -358,7 +419,7 @@ class Split:
         if lane is not None:
             tget = lane.table.get
             letters = lane.letters
-            o_bits = (0, lane.data_bit, lane.ack_bit)
+            o_bits: tuple[int, ...] = (0, lane.data_bit, lane.ack_bit)
             r_bits = tuple(b << lane.resp_shift for b in o_bits)
         else:
             tget = None
@@ -368,65 +429,79 @@ class Split:
                 bp = 0
                 if lane is not None:
                     cd = lane.hold()
-                for kind, bits, ts, kid, tot, caplen, off in it(ents):
-                    frame += 1
-                    if not frame & pmask:
+                for kind, order, n, kid, tot, ts, tmax, tmin, gap, off, length in it(ents):
+                    if (frame ^ (frame + n)) & ~pmask:
                         self.position = off
                         tick()
                     if kind == KIND_RAW:
-                        raw = blob[bp:bp + caplen]
-                        bp += caplen
-                    else:
-                        if kind != KIND_LANE:  # a new key id, its 5-tuple in the blob
-                            if kind == KIND_NEW4:
-                                proto, s, d, sport, dport = new4(blob, bp)
-                                bp += 13
-                            else:
-                                proto, s, d, sport, dport = new6(blob, bp)
-                                bp += 37
-                            if not kid:
-                                keys.clear()
-                                cache.clear()
-                            keys.append((proto, s, sport, d, dport))
-                            cache.append(None)
-                        if (tget is not None and cd != 1
-                                and not (verify and (frame <= verify_all or not frame & vmask))):
-                            ent = cache[kid]
-                            if ent is None or ent[0].gen != ent[2]:
-                                e = tget(keys[kid])
-                                ent = cache[kid] = None if e is None else (e[0], e[1], e[0].gen)
-                            if ent is not None:
-                                c, is_orig, _ = ent
-                                last = c.last
-                                if ts - last <= c.timeout and (c.os if is_orig else c.rs):
-                                    cd -= 1
-                                    taken += 1
-                                    records += 1
-                                    if ts > last:
-                                        c.last = ts
-                                    elif ts < c.first:
-                                        c.first = ts
-                                    if is_orig:
-                                        c.opk += 1
-                                        c.oby += tot
-                                        bit = o_bits[bits]
-                                    else:
-                                        c.rpk += 1
-                                        c.rby += tot
-                                        bit = r_bits[bits]
-                                    if bit and not c.hseen & bit:
+                        frame += 1
+                        if lane is not None:
+                            lane.release(cd, taken)
+                            taken = 0
+                        rec = decode(blob[bp:bp + length], 0, length, ts, frame, lt)
+                        bp += length
+                        if rec is not None:
+                            records += 1
+                            yield rec
+                        if lane is not None:
+                            cd = lane.hold()
+                        continue
+                    if kind != KIND_LANE:  # a new key id, its 5-tuple in the blob
+                        if kind == KIND_NEW4:
+                            proto, s, d, sport, dport = new4(blob, bp)
+                            bp += 13
+                        else:
+                            proto, s, d, sport, dport = new6(blob, bp)
+                            bp += 37
+                        if not kid:
+                            keys.clear()
+                            cache.clear()
+                        keys.append((proto, s, sport, d, dport))
+                        cache.append(None)
+                    if tget is not None and cd > n:
+                        ent = cache[kid]
+                        if ent is None or ent[0].gen != ent[2]:
+                            e = tget(keys[kid])
+                            ent = cache[kid] = None if e is None else (e[0], e[1], e[0].gen)
+                        if ent is not None:
+                            c, is_orig, _ = ent
+                            last = c.last
+                            timeout = c.timeout
+                            if (ts - last <= timeout and gap <= timeout and (c.os if is_orig else c.rs)
+                                    and not (verify and (frame < verify_all or (frame + n) >> vshift != frame >> vshift)
+                                             and not self._checksums_good(dec, off, length, frame, lt, rec_header,
+                                                                          scale))):
+                                frame += n
+                                cd -= n
+                                taken += n
+                                records += n
+                                if tmax > last:
+                                    c.last = tmax
+                                if tmin < c.first:
+                                    c.first = tmin
+                                if is_orig:
+                                    c.opk += n
+                                    c.oby += tot
+                                    bits = o_bits
+                                else:
+                                    c.rpk += n
+                                    c.rby += tot
+                                    bits = r_bits
+                                while order:
+                                    bit = bits[order & 3]
+                                    if not c.hseen & bit:
                                         c.hseen |= bit
                                         c.hist.append(letters[bit])
-                                    continue
-                        # A sampled checksum or a packet the lane declines: decode it from the file.
-                        raw = pread(fd, caplen, off)
+                                    order >>= 2
+                                continue
+                    # Not all of the run would have been taken: decode its frames from the file.
                     if lane is not None:
                         lane.release(cd, taken)
                         taken = 0
-                    rec = decode(raw, 0, caplen, ts, frame, lt)
-                    if rec is not None:
+                    for rec in self._frames(dec, off, length, frame, lt, rec_header, scale):
                         records += 1
                         yield rec
+                    frame += n
                     if lane is not None:
                         cd = lane.hold()
                 if lane is not None:
@@ -437,3 +512,41 @@ class Split:
                 lane.release(cd, taken)
             self.close()
         return frame, records
+
+    def _checksums_good(self, dec: Decoder, off: int, length: int, frame: int, lt: int,
+                        rec_header: struct.Struct, scale: float) -> bool:
+        """Whether the frames of a run (frame + 1, ...) that the checksum policy samples have good
+        checksums, as Decoder.decode judges them (with a lane that takes whatever it is offered, and
+        its count put back): then the run may be applied at once."""
+        buf = os.pread(self._input, length, off)
+        unpack, hl = rec_header.unpack_from, rec_header.size
+        lane, laned, dec.lane = dec.lane, dec.laned, _TAKE_ALL
+        try:
+            pos = 0
+            while pos + hl <= length:
+                sec, frac, caplen, _ = unpack(buf, pos)
+                frame += 1
+                if ((frame <= VERIFY_ALL_FRAMES or not frame & VERIFY_EVERY_MASK)
+                        and dec.decode(buf, pos + hl, caplen, sec + frac * scale, frame, lt) is not None):
+                    return False
+                pos += hl + caplen
+            return pos == length
+        finally:
+            dec.lane, dec.laned = lane, laned
+
+    def _frames(self, dec: Decoder, off: int, length: int, frame: int, lt: int, rec_header: struct.Struct,
+                scale: float) -> Iterator[PacketRecord]:
+        """Decode the records in [off, off + length) of the file, frames frame + 1, ..., as the
+        walk's own decoder would."""
+        buf = os.pread(self._input, length, off)
+        if len(buf) != length:
+            raise CaptureError(f"{self.path}: changed while it was read (frames after {frame}); run with -j 1")
+        unpack, hl, decode = rec_header.unpack_from, rec_header.size, dec.decode
+        pos = 0
+        while pos < length:
+            sec, frac, caplen, _ = unpack(buf, pos)
+            frame += 1
+            rec = decode(buf, pos + hl, caplen, sec + frac * scale, frame, lt)
+            if rec is not None:
+                yield rec
+            pos += hl + caplen
