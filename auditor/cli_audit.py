@@ -44,7 +44,8 @@ def write_atomic(outputs: dict[Path, Callable[[], str | Iterable[str]]]) -> None
     staged: list[tuple[str, Path]] = []
     moved: list[tuple[Path, str | None]] = []  # (output, backup of what it replaced)
     try:
-        for path, produce in outputs.items():
+        fds: list[int] = []
+        for path in outputs:
             if path.is_dir():
                 raise AuditorError(f"{path}: is a directory, cannot write the output there")
             try:
@@ -53,13 +54,8 @@ def write_atomic(outputs: dict[Path, Callable[[], str | Iterable[str]]]) -> None
             except OSError as e:
                 raise AuditorError(f"{path}: cannot write: {e.strerror or e}") from e
             staged.append((tmp, path))
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-                content = produce()
-                if isinstance(content, str):
-                    fh.write(content)
-                else:
-                    for chunk in content:
-                        fh.write(chunk)
+            fds.append(fd)
+        _produce_all(list(zip(fds, outputs.values(), outputs, strict=True)))
         mode = _file_mode()
         for tmp, path in staged:
             try:
@@ -87,6 +83,59 @@ def write_atomic(outputs: dict[Path, Callable[[], str | Iterable[str]]]) -> None
         for _, backup in moved:
             if backup is not None and os.path.exists(backup):
                 os.unlink(backup)
+
+
+def _produce(fd: int, produce: Callable[[], str | Iterable[str]]) -> None:
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+        content = produce()
+        if isinstance(content, str):
+            fh.write(content)
+        else:
+            for chunk in content:
+                fh.write(chunk)
+
+
+def _produce_all(jobs: list[tuple[int, Callable[[], str | Iterable[str]], Path]]) -> None:
+    """Write each output into its staged file. With two cores and more than one output, all but the
+    last are written by forked processes meanwhile (the HTML and the JSON of a large audit take a
+    second or more each); a child's failure comes back as one line."""
+    from auditor.parallel import cpus
+
+    forking = len(jobs) > 1 and hasattr(os, "fork") and sys.platform.startswith("linux") and cpus() > 1
+    children: list[tuple[int, int, Path]] = []
+    try:
+        for fd, produce, path in jobs[:-1] if forking else []:
+            rfd, wfd = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child; its result is checked by the parent
+                code = 0
+                try:
+                    os.close(rfd)
+                    _produce(fd, produce)
+                except BaseException as e:
+                    code = 1
+                    why = f"{path}: cannot write: {e.strerror or e}" if isinstance(e, OSError) else \
+                        f"{path}: internal error: {type(e).__name__}: {e}"
+                    os.write(wfd, why.encode("utf-8", "replace")[:4000])
+                os._exit(code)
+            os.close(wfd)
+            os.close(fd)
+            children.append((pid, rfd, path))
+        for fd, produce, path in jobs[len(children):]:
+            try:
+                _produce(fd, produce)
+            except OSError as e:
+                raise AuditorError(f"{path}: cannot write: {e.strerror or e}") from e
+    finally:
+        errors = []
+        for pid, rfd, path in children:
+            with os.fdopen(rfd, "rb") as fh:
+                why = fh.read().decode("utf-8", "replace")
+            _, status = os.waitpid(pid, 0)
+            if status:
+                errors.append(why or f"{path}: the process writing it ended with status {status}")
+    if errors:
+        raise AuditorError(errors[0])
 
 
 class ProgressBar:

@@ -349,6 +349,32 @@ def test_an_output_that_cannot_be_written_is_named(tiny: tuple[Path, Path], tmp_
     assert "report.html" in message and ".tmp" not in message, message
 
 
+@pytest.mark.parametrize("failing", ["a.json", "report.html"])
+def test_an_output_failing_while_written_leaves_every_output_as_it_was(
+        failing: str, tiny: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # With two cores the JSON and CSV are written by forked processes while this one writes the
+    # HTML: a failure in either kind of writer is one line naming the output, and nothing changes.
+    import auditor.report.html as html
+    import auditor.report.tabular as tabular
+
+    def disk_full(doc: Any) -> Any:
+        yield "{"
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tabular if failing == "a.json" else html,
+                        "iter_json" if failing == "a.json" else "iter_html", disk_full)
+    monkeypatch.chdir(tmp_path)
+    old = {name: f"old {name}\n".encode() for name in ("a.json", "a.csv", "report.html")}
+    for name, data in old.items():
+        (tmp_path / name).write_bytes(data)
+    result = invoke([tiny[0], "--roles", tiny[1], "--json", "a.json", "--csv", "a.csv"])
+    assert result.exit_code == EXIT_BAD_INPUT
+    message = assert_one_error_line(result.stderr)
+    assert failing in message and "No space left on device" in message, message
+    assert {name: (tmp_path / name).read_bytes() for name in old} == old
+    assert leftovers(tmp_path) == []
+
+
 def test_outputs_get_the_usual_file_mode(tiny: tuple[Path, Path], tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """Not mkstemp's 0600: the mode any new file gets, also when replacing an existing report."""
