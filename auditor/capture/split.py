@@ -176,9 +176,9 @@ class SpillWriter(Lane):
         self._cur = (0, 0)
         pack = ENTRY.pack
         ents, blob, ids = self.ents, self.blob, self.ids
-        # The run being gathered: key id (-1: none), kind, n, order, IP bytes, ts of the first, max,
-        # min, gap, region start and end.
-        run: list[Any] = [-1, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0, 0]
+        # The run being gathered (closure cells: the worker's per-packet path): key id (-1: none),
+        # kind, n, history-bit order, IP bytes, ts of the first, max, min, gap, region start and end.
+        rkid, rkind, rn, rorder, rtot, rfirst, rmax, rmin, rgap, rstart, rend = -1, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0, 0
 
         def new_id(key: tuple[Any, ...]) -> tuple[int, int]:
             """(kind, id) for a 5-tuple without an id yet; its fields go to the blob."""
@@ -193,39 +193,41 @@ class SpillWriter(Lane):
             return KIND_NEW6, kid
 
         def emit() -> None:
-            kid, kind, n, order, tot, first, tmax, tmin, gap, start, end = run
-            ents.extend(pack(kind, order, n, kid, tot, first, tmax, tmin, gap, start + shift, end - start))
-            run[0] = -1
-            if len(ents) >= FLUSH:
-                self.flush()
+            """Add the run being gathered (if any) to the batch."""
+            nonlocal rkid
+            if rkid >= 0:
+                ents.extend(pack(rkind, rorder, rn, rkid, rtot, rfirst, rmax, rmin, rgap, rstart + shift,
+                                 rend - rstart))
+                rkid = -1
+                if len(ents) >= FLUSH:
+                    self.flush()
 
         self.emit = emit
 
         def lane(key: tuple[Any, ...], ts: float, bit: int, ip_len: int, start: int, end: int) -> None:
             """One fast-lane packet whose record spans [start, end) of the walk's bytes."""
+            nonlocal rkid, rkind, rn, rorder, rtot, rfirst, rmax, rmin, rgap, rstart, rend
             kid = ids.get(key)
-            if kid is not None and kid == run[0] and run[2] < MAX_RUN:
-                run[2] += 1
-                run[4] += ip_len
-                tmax = run[6]
-                if ts > tmax:
-                    if ts - tmax > run[8]:
-                        run[8] = ts - tmax
-                    run[6] = ts
-                elif ts < run[7]:
-                    run[7] = ts
-                if bit:
-                    order = run[3]
-                    if order & 3 != bit and not order >> 2:
-                        run[3] = order | bit << 2 if order else bit
-                run[10] = end
+            if kid == rkid and rn < MAX_RUN:  # rkid is never None
+                rn += 1
+                rtot += ip_len
+                if ts > rmax:
+                    if ts - rmax > rgap:
+                        rgap = ts - rmax
+                    rmax = ts
+                elif ts < rmin:
+                    rmin = ts
+                if bit and rorder & 3 != bit and not rorder >> 2:
+                    rorder = rorder | bit << 2 if rorder else bit
+                rend = end
                 return
-            if run[0] >= 0:
+            if rkid >= 0:
                 emit()
-            kind = KIND_LANE
             if kid is None:
-                kind, kid = new_id(key)
-            run[:] = [kid, kind, 1, bit, ip_len, ts, ts, ts, 0.0, start, end]
+                rkind, rkid = new_id(key)
+            else:
+                rkind, rkid = KIND_LANE, kid
+            rn, rorder, rtot, rfirst, rmax, rmin, rgap, rstart, rend = 1, bit, ip_len, ts, ts, ts, 0.0, start, end
 
         self.lane = lane
 
@@ -242,15 +244,13 @@ class SpillWriter(Lane):
         self.take = take
 
         def raw(buf: bytes, start: int, caplen: int, ts: float, off: int) -> None:
-            if run[0] >= 0:
-                emit()
+            emit()
             ents.extend(pack(KIND_RAW, 0, 1, 0, 0, ts, ts, ts, 0.0, off + shift, caplen))
             blob.extend(buf[start:start + caplen])
             if len(ents) >= FLUSH or len(blob) > BLOB_MAX:
                 self.flush()
 
         self.raw = raw
-        self._run = run
 
     def hold(self) -> int:  # never inlined by a walk: see walk_pcap
         return 0
@@ -276,8 +276,7 @@ class SpillWriter(Lane):
 
     def end(self, info: InputInfo | None, error: str = "") -> None:
         if not error:
-            if self._run[0] >= 0:
-                self.emit()
+            self.emit()
             self.flush()
         end: dict[str, Any] = {"error": error}
         if info is not None:
