@@ -41,16 +41,19 @@ from auditor.capture.source import HashingReader
 from auditor.errors import CaptureError
 from auditor.model import Lane, PacketRecord
 
-ENTRY = struct.Struct("<BBHIQddddQI")
-"""kind, history-bit order, n, key id, IP bytes, ts of the first, largest and smallest ts, largest gap,
-file offset, length. KIND_LANE: a *run* of n consecutive frames, all TCP/UDP packets for the fast lane
-of one direction of one 5-tuple (named by its key id): their IP bytes summed, their timestamps
-summarised (the gap: the largest step of a frame's ts beyond all before it in the run), the history
-bits they set in order of first appearance (two bits each: 1 data, 2 a pure ACK), and the file region
-of their records (offset of the first record header, length to the end of the last). KIND_NEW4 and
-KIND_NEW6: the same with a new key id, its 5-tuple in the blob (NEW4, NEW6; ids count up from 0, and
-an id 0 starts the numbering afresh: the worker forgets its ids every MAX_IDS). KIND_RAW: one other
-frame (n = 1): its ts, file offset and captured length, its bytes in the blob."""
+ENTRY = struct.Struct("<BHHHIIIddddQI")
+"""kind, history order, n0, n1, key id, IP bytes 0, IP bytes 1, ts of the first frame, largest and
+smallest ts, largest gap, file offset, length.
+
+KIND_LANE: a *run* of consecutive frames, all TCP/UDP packets for the fast lane of one conversation,
+named by its key id: a key id stands for a 5-tuple (its direction 0, as first seen) and its reverse
+(direction 1). Per direction the packets (n0, n1) and their IP bytes; the timestamps summarised (the
+gap: the largest step of a frame's ts beyond all before it in the run); the history letters set, in
+order of first appearance (3 bits each: 1 data and 2 a pure ACK in direction 0, 3 and 4 in direction
+1); the file region of the records (offset of the first record header, length to the end of the
+last). KIND_NEW4 and KIND_NEW6: the same with a new key id, its 5-tuple in the blob (NEW4, NEW6; ids
+count up from 0, and an id 0 starts the numbering afresh: the worker forgets its ids every MAX_IDS).
+KIND_RAW: one other frame: its ts, file offset and captured length, its bytes in the blob."""
 KIND_LANE, KIND_NEW4, KIND_NEW6, KIND_RAW = 0, 1, 2, 3
 NEW4 = struct.Struct("!B4s4sHH")
 NEW6 = struct.Struct("!B16s16sHH")
@@ -171,21 +174,33 @@ class SpillWriter(Lane):
         self.why = ""
         """Why the walk stopped early (set by walk_pcap), for the end message."""
         self.ids: dict[tuple[object, ...], int] = {}
-        """5-tuple (one direction) -> key id."""
+        """5-tuple -> key id << 1 | direction (0 for the 5-tuple first seen, 1 for its reverse)."""
         self._hit = False
         self._cur = (0, 0)
         pack = ENTRY.pack
         ents, blob, ids = self.ents, self.blob, self.ids
         # The run being gathered (closure cells: the worker's per-packet path): key id (-1: none),
-        # kind, n, history-bit order, IP bytes, ts of the first, max, min, gap, region start and end.
-        rkid, rkind, rn, rorder, rtot, rfirst, rmax, rmin, rgap, rstart, rend = -1, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0, 0
+        # kind, packets and IP bytes per direction, letters (order, seen, how many), ts of the first,
+        # max, min, gap, region start and end.
+        rkid, rkind, rn0, rn1, rtot0, rtot1 = -1, 0, 0, 0, 0, 0
+        rorder, rseen, rcount = 0, 0, 0
+        rfirst, rmax, rmin, rgap, rstart, rend = 0.0, 0.0, 0.0, 0.0, 0, 0
+
+        nkids = 0
 
         def new_id(key: tuple[Any, ...]) -> tuple[int, int]:
-            """(kind, id) for a 5-tuple without an id yet; its fields go to the blob."""
-            if len(ids) >= MAX_IDS:
+            """(kind, id) for a 5-tuple without an id yet (nor its reverse); its fields go to the blob."""
+            nonlocal nkids
+            if nkids >= MAX_IDS:
                 ids.clear()
-            kid = ids[key] = len(ids)
+                nkids = 0
+            kid = nkids
+            nkids += 1
             proto, src, sport, dst, dport = key
+            rev = (proto, dst, dport, src, sport)
+            if rev != key:
+                ids[rev] = kid << 1 | 1
+            ids[key] = kid << 1
             if len(src) == 4:
                 blob.extend(NEW4.pack(proto, src, dst, sport, dport))
                 return KIND_NEW4, kid
@@ -196,8 +211,8 @@ class SpillWriter(Lane):
             """Add the run being gathered (if any) to the batch."""
             nonlocal rkid
             if rkid >= 0:
-                ents.extend(pack(rkind, rorder, rn, rkid, rtot, rfirst, rmax, rmin, rgap, rstart + shift,
-                                 rend - rstart))
+                ents.extend(pack(rkind, rorder, rn0, rn1, rkid, rtot0, rtot1, rfirst, rmax, rmin, rgap,
+                                 rstart + shift, rend - rstart))
                 rkid = -1
                 if len(ents) >= FLUSH:
                     self.flush()
@@ -205,29 +220,48 @@ class SpillWriter(Lane):
         self.emit = emit
 
         def lane(key: tuple[Any, ...], ts: float, bit: int, ip_len: int, start: int, end: int) -> None:
-            """One fast-lane packet whose record spans [start, end) of the walk's bytes."""
-            nonlocal rkid, rkind, rn, rorder, rtot, rfirst, rmax, rmin, rgap, rstart, rend
-            kid = ids.get(key)
-            if kid == rkid and rn < MAX_RUN:  # rkid is never None
-                rn += 1
-                rtot += ip_len
+            """One fast-lane packet whose record spans [start, end) of the walk's bytes; ``bit``: 1
+            data, 2 a pure ACK, 0 neither."""
+            nonlocal rkid, rkind, rn0, rn1, rtot0, rtot1, rorder, rseen, rcount
+            nonlocal rfirst, rmax, rmin, rgap, rstart, rend
+            v = ids.get(key)
+            if v is not None and v >> 1 == rkid and rn0 + rn1 < MAX_RUN:
+                if v & 1:
+                    rn1 += 1
+                    rtot1 += ip_len
+                    if bit:
+                        bit += 2
+                else:
+                    rn0 += 1
+                    rtot0 += ip_len
                 if ts > rmax:
                     if ts - rmax > rgap:
                         rgap = ts - rmax
                     rmax = ts
                 elif ts < rmin:
                     rmin = ts
-                if bit and rorder & 3 != bit and not rorder >> 2:
-                    rorder = rorder | bit << 2 if rorder else bit
+                if bit and not rseen >> bit & 1:
+                    rseen |= 1 << bit
+                    rorder |= bit << 3 * rcount
+                    rcount += 1
                 rend = end
                 return
             if rkid >= 0:
                 emit()
-            if kid is None:
+            if v is None:
                 rkind, rkid = new_id(key)
+                v = 0
             else:
-                rkind, rkid = KIND_LANE, kid
-            rn, rorder, rtot, rfirst, rmax, rmin, rgap, rstart, rend = 1, bit, ip_len, ts, ts, ts, 0.0, start, end
+                rkind, rkid = KIND_LANE, v >> 1
+            if v & 1:
+                rn0, rn1, rtot0, rtot1 = 0, 1, 0, ip_len
+                if bit:
+                    bit += 2
+            else:
+                rn0, rn1, rtot0, rtot1 = 1, 0, ip_len, 0
+            rorder, rseen, rcount = bit, (1 << bit if bit else 0), (1 if bit else 0)
+            rfirst = rmax = rmin = ts
+            rgap, rstart, rend = 0.0, start, end
 
         self.lane = lane
 
@@ -245,7 +279,7 @@ class SpillWriter(Lane):
 
         def raw(buf: bytes, start: int, caplen: int, ts: float, off: int) -> None:
             emit()
-            ents.extend(pack(KIND_RAW, 0, 1, 0, 0, ts, ts, ts, 0.0, off + shift, caplen))
+            ents.extend(pack(KIND_RAW, 0, 1, 0, 0, 0, 0, ts, ts, ts, 0.0, off + shift, caplen))
             blob.extend(buf[start:start + caplen])
             if len(ents) >= FLUSH or len(blob) > BLOB_MAX:
                 self.flush()
@@ -403,23 +437,28 @@ class Split:
         once), the same records through ``dec``. Returns (last frame, records).
 
         A run is applied at once when each of its packets would have been taken: its connection is
-        live (the key id's cached table entry, checked by the connection's ``gen``, or a lookup), no
-        gap reaches the idle timeout, the sweep countdown does not run out and no frame of it is
-        due a checksum check. Otherwise its frames are read back from the file and decoded one by
-        one, exactly as the walk would have (``_frames``)."""
+        live (the key id's cached table entries, checked by the connection's ``gen``, or a lookup;
+        both directions on the one connection), no gap reaches the idle timeout, the sweep countdown
+        does not run out, and the frames due a checksum check pass it (``_checksums_good``).
+        Otherwise its frames are read back from the file and decoded one by one, exactly as the
+        walk would have (``_frames``)."""
         lane: Lane | None = dec.lane
         decode = dec.decode
         verify, verify_all, vmask, pmask = dec.verify, VERIFY_ALL_FRAMES, VERIFY_EVERY_MASK, _PROGRESS_MASK
         vshift = vmask.bit_length()
         new4, new6 = NEW4.unpack_from, NEW6.unpack_from
-        keys: list[tuple[object, ...]] = []
+        keys: list[tuple[Any, ...]] = []
         cache: list[Any] = []
+        """Per key id: None, or (connection, is_orig of direction 0, its gen, whether direction 1
+        is the same connection the other way)."""
         records = taken = cd = 0
         if lane is not None:
             tget = lane.table.get
             letters = lane.letters
-            o_bits: tuple[int, ...] = (0, lane.data_bit, lane.ack_bit)
-            r_bits = tuple(b << lane.resp_shift for b in o_bits)
+            o_d, o_a = lane.data_bit, lane.ack_bit
+            r_d, r_a = o_d << lane.resp_shift, o_a << lane.resp_shift
+            bits_orig = (0, o_d, o_a, r_d, r_a)  # history codes (ENTRY) when direction 0 is the orig's
+            bits_resp = (0, r_d, r_a, o_d, o_a)
         else:
             tget = None
         it = ENTRY.iter_unpack
@@ -428,7 +467,8 @@ class Split:
                 bp = 0
                 if lane is not None:
                     cd = lane.hold()
-                for kind, order, n, kid, tot, ts, tmax, tmin, gap, off, length in it(ents):
+                for kind, order, n0, n1, kid, tot0, tot1, ts, tmax, tmin, gap, off, length in it(ents):
+                    n = n0 + n1
                     if (frame ^ (frame + n)) & ~pmask:
                         self.position = off
                         tick()
@@ -460,13 +500,22 @@ class Split:
                     if tget is not None and cd > n:
                         ent = cache[kid]
                         if ent is None or ent[0].gen != ent[2]:
-                            e = tget(keys[kid])
-                            ent = cache[kid] = None if e is None else (e[0], e[1], e[0].gen)
+                            key = keys[kid]
+                            e = tget(key)
+                            if e is None:
+                                ent = None
+                            else:
+                                c = e[0]
+                                back = tget((key[0], key[3], key[4], key[1], key[2]))
+                                ent = (c, e[1], c.gen, back is not None and back[0] is c and back[1] is not e[1])
+                            cache[kid] = ent
                         if ent is not None:
-                            c, is_orig, _ = ent
+                            c, is_orig, _, both = ent
                             last = c.last
                             timeout = c.timeout
-                            if (ts - last <= timeout and gap <= timeout and (c.os if is_orig else c.rs)
+                            if (ts - last <= timeout and gap <= timeout
+                                    and (not n0 or (c.os if is_orig else c.rs))
+                                    and (not n1 or (both and (c.rs if is_orig else c.os)))
                                     and not (verify and (frame < verify_all or (frame + n) >> vshift != frame >> vshift)
                                              and not self._checksums_good(dec, off, length, frame, lt, rec_header,
                                                                           scale))):
@@ -479,19 +528,23 @@ class Split:
                                 if tmin < c.first:
                                     c.first = tmin
                                 if is_orig:
-                                    c.opk += n
-                                    c.oby += tot
-                                    bits = o_bits
+                                    c.opk += n0
+                                    c.oby += tot0
+                                    c.rpk += n1
+                                    c.rby += tot1
+                                    bits = bits_orig
                                 else:
-                                    c.rpk += n
-                                    c.rby += tot
-                                    bits = r_bits
+                                    c.rpk += n0
+                                    c.rby += tot0
+                                    c.opk += n1
+                                    c.oby += tot1
+                                    bits = bits_resp
                                 while order:
-                                    bit = bits[order & 3]
+                                    bit = bits[order & 7]
                                     if not c.hseen & bit:
                                         c.hseen |= bit
                                         c.hist.append(letters[bit])
-                                    order >>= 2
+                                    order >>= 3
                                 continue
                     # Not all of the run would have been taken: decode its frames from the file.
                     if lane is not None:
