@@ -62,7 +62,7 @@ MAX_IDS = 1 << 15
 MAX_RUN = 1024
 """Frames in one run entry at most (a run the replay cannot apply at once, because the conversation
 core's sweep falls due inside it, is decoded frame by frame: SWEEP_EVERY is 8192)."""
-SPLIT_AT = 0.3
+SPLIT_AT = 0.35
 """Where the worker's range starts, as a share of the file: this process walks the first part at
 full cost and replays the rest at about half of it, while the worker walks the rest (bench/README.md)."""
 MIN_SPLIT_BYTES = 64 << 20
