@@ -11,6 +11,7 @@ import importlib.util
 import io
 import json
 import random
+import re
 import struct
 from pathlib import Path
 from types import ModuleType
@@ -254,3 +255,35 @@ def test_hashing_reader_bound_and_hash_rest(tmp_path: Path) -> None:
     rest = r.read(-1)
     r.close()
     assert len(rest) == len(data) - 1000 and r.hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+CORPUS = ROOT.parent / "shared" / "corpus"
+
+
+@pytest.mark.corpus
+def test_split_equals_one_process_on_the_corpus_pcaps(monkeypatch: pytest.MonkeyPatch,
+                                                      _small_splits: dict[str, int]) -> None:
+    # Every uncompressed Ethernet pcap of the public corpus with a plausible boundary in its middle
+    # (real traffic: DHCP, DNS, TFTP, ICMP errors, fragments, bad checksums, odd timestamps, and
+    # files damaged on purpose) gives the one-process result when split there.
+    if not CORPUS.is_dir():
+        pytest.skip(f"public capture corpus not found at {CORPUS}")
+    monkeypatch.setattr(split, "SPLIT_AT", 0.5)
+    split_files = 0
+    for p in sorted(CORPUS.rglob("*")):
+        if not p.is_file() or p.stat().st_size < 4096:
+            continue
+        cs = CaptureSet([str(p)]) if p.read_bytes()[:4] in pcapfile.PCAP_MAGICS else None
+        if cs is None or cs.split_plan() is None:
+            continue
+        split_files += 1
+        before = _small_splits["replayed"] + _small_splits["abandoned"]
+        try:
+            one = _run([p], False)
+        except CaptureError as e:  # refused whole: refused alike when split
+            with pytest.raises(CaptureError, match=re.escape(str(e))):
+                _run([p], True)
+            continue
+        assert _run([p], True) == one, p
+        assert _small_splits["replayed"] + _small_splits["abandoned"] == before + 1, p
+    assert split_files >= 50 and _small_splits["replayed"] >= 40

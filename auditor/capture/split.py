@@ -32,6 +32,7 @@ import multiprocessing as mp
 import os
 import struct
 import tempfile
+from array import array
 from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
@@ -51,8 +52,9 @@ named by its key id: a key id stands for a 5-tuple (its direction 0, as first se
 gap: the largest step of a frame's ts beyond all before it in the run); the history letters set, in
 order of first appearance (3 bits each: 1 data and 2 a pure ACK in direction 0, 3 and 4 in direction
 1); the file region of the records (offset of the first record header, length to the end of the
-last). KIND_NEW4 and KIND_NEW6: the same with a new key id, its 5-tuple in the blob (NEW4, NEW6; ids
-count up from 0, and an id 0 starts the numbering afresh: the worker forgets its ids every MAX_IDS).
+last), and in the blob each record's length (array "I", n0 + n1 of them). KIND_NEW4 and KIND_NEW6:
+the same with a new key id, its 5-tuple in the blob before the lengths (NEW4, NEW6; ids count up from
+0, and an id 0 starts the numbering afresh: the worker forgets its ids every MAX_IDS).
 KIND_RAW: one other frame: its ts, file offset and captured length, its bytes in the blob."""
 KIND_LANE, KIND_NEW4, KIND_NEW6, KIND_RAW = 0, 1, 2, 3
 NEW4 = struct.Struct("!B4s4sHH")
@@ -185,6 +187,8 @@ class SpillWriter(Lane):
         rkid, rkind, rn0, rn1, rtot0, rtot1 = -1, 0, 0, 0, 0, 0
         rorder, rseen, rcount = 0, 0, 0
         rfirst, rmax, rmin, rgap, rstart, rend = 0.0, 0.0, 0.0, 0.0, 0, 0
+        rsizes = array("I")  # the length of each record of the run, header included
+        size = rsizes.append
 
         nkids = 0
 
@@ -213,6 +217,8 @@ class SpillWriter(Lane):
             if rkid >= 0:
                 ents.extend(pack(rkind, rorder, rn0, rn1, rkid, rtot0, rtot1, rfirst, rmax, rmin, rgap,
                                  rstart + shift, rend - rstart))
+                blob.extend(rsizes.tobytes())
+                del rsizes[:]
                 rkid = -1
                 if len(ents) >= FLUSH:
                     self.flush()
@@ -245,6 +251,7 @@ class SpillWriter(Lane):
                     rorder |= bit << 3 * rcount
                     rcount += 1
                 rend = end
+                size(end - start)
                 return
             if rkid >= 0:
                 emit()
@@ -262,6 +269,7 @@ class SpillWriter(Lane):
             rorder, rseen, rcount = bit, (1 << bit if bit else 0), (1 if bit else 0)
             rfirst = rmax = rmin = ts
             rgap, rstart, rend = 0.0, start, end
+            size(end - start)
 
         self.lane = lane
 
@@ -497,6 +505,8 @@ class Split:
                             cache.clear()
                         keys.append((proto, s, sport, d, dport))
                         cache.append(None)
+                    sizes = blob[bp:bp + 4 * n]
+                    bp += 4 * n
                     if tget is not None and cd > n:
                         ent = cache[kid]
                         if ent is None or ent[0].gen != ent[2]:
@@ -517,7 +527,7 @@ class Split:
                                     and (not n0 or (c.os if is_orig else c.rs))
                                     and (not n1 or (both and (c.rs if is_orig else c.os)))
                                     and not (verify and (frame < verify_all or (frame + n) >> vshift != frame >> vshift)
-                                             and not self._checksums_good(dec, off, length, frame, lt, rec_header,
+                                             and not self._checksums_good(dec, off, sizes, frame, lt, rec_header,
                                                                           scale))):
                                 frame += n
                                 cd -= n
@@ -565,24 +575,32 @@ class Split:
             self.close()
         return frame, records
 
-    def _checksums_good(self, dec: Decoder, off: int, length: int, frame: int, lt: int,
+    def _checksums_good(self, dec: Decoder, off: int, sizes: bytes, frame: int, lt: int,
                         rec_header: struct.Struct, scale: float) -> bool:
-        """Whether the frames of a run (frame + 1, ...) that the checksum policy samples have good
-        checksums, as Decoder.decode judges them (with a lane that takes whatever it is offered, and
-        its count put back): then the run may be applied at once."""
-        buf = os.pread(self._input, length, off)
+        """Whether the frames of a run (frame + 1, ...; its records start at ``off``, ``sizes`` their
+        lengths) that the checksum policy samples have good checksums, as Decoder.decode judges them
+        (with a lane that takes whatever it is offered, and its count put back): then the run may be
+        applied at once. Only the sampled records are read back from the file."""
+        lengths = array("I")
+        lengths.frombytes(sizes)
         unpack, hl = rec_header.unpack_from, rec_header.size
         lane, laned, dec.lane = dec.lane, dec.laned, _TAKE_ALL
         try:
-            pos = 0
-            while pos + hl <= length:
-                sec, frac, caplen, _ = unpack(buf, pos)
-                frame += 1
-                if ((frame <= VERIFY_ALL_FRAMES or not frame & VERIFY_EVERY_MASK)
-                        and dec.decode(buf, pos + hl, caplen, sec + frac * scale, frame, lt) is not None):
+            k = frame + 1  # the first frame due a check: every one up to VERIFY_ALL_FRAMES, then 1 in 64
+            if k > VERIFY_ALL_FRAMES:
+                k = (k + VERIFY_EVERY_MASK) & ~VERIFY_EVERY_MASK
+            while k - frame <= len(lengths):
+                j = k - frame - 1
+                size = lengths[j]
+                at = off + sum(lengths[:j])
+                buf = os.pread(self._input, size, at)
+                if len(buf) != size:
                     return False
-                pos += hl + caplen
-            return pos == length
+                sec, frac, caplen, _ = unpack(buf, 0)
+                if dec.decode(buf, hl, caplen, sec + frac * scale, k, lt) is not None:
+                    return False
+                k = k + 1 if k < VERIFY_ALL_FRAMES else (k + 1 + VERIFY_EVERY_MASK) & ~VERIFY_EVERY_MASK
+            return True
         finally:
             dec.lane, dec.laned = lane, laned
 
