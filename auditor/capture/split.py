@@ -64,9 +64,12 @@ MAX_IDS = 1 << 15
 MAX_RUN = 1024
 """Frames in one run entry at most (a run the replay cannot apply at once, because the conversation
 core's sweep falls due inside it, is decoded frame by frame: SWEEP_EVERY is 8192)."""
-SPLIT_AT = 0.35
-"""Where the worker's range starts, as a share of the file: this process walks the first part at
-full cost and replays the rest at about half of it, while the worker walks the rest (bench/README.md)."""
+SPLIT_AT = 0.38
+"""Where the worker's range starts, as a share of the file. This process walks the first part at
+full cost (~2.2 µs a frame on the bench capture, with the other process and the hashing thread
+sharing the two cores) and then replays the rest (~0.8 µs a frame, most of it opening and closing
+connections), while the worker walks the rest (~1.8 µs a frame of CPU): 0.35-0.4 balances the two on
+the 10M-packet bench capture (bench/README.md)."""
 MIN_SPLIT_BYTES = 64 << 20
 """Smaller captures are not worth a second process."""
 FLUSH = 1 << 20
