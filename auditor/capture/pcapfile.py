@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 from auditor.capture.decode import (
     _E4L,
     _E4LV,
+    _I6L,
     _KEEP_FIRST,
     _SEQACK,
     _ULEN_SUM,
@@ -194,6 +195,7 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
         # countdown ``cd`` and the count ``taken`` live in locals and go back to the core
         # (``release``) before anything else reaches it: a yielded record or a decode() call.
         e4, e4v, seqack, ulensum, keep, new = _E4L, _E4LV, _SEQACK, _ULEN_SUM, _KEEP_FIRST, object.__new__
+        i6 = _I6L
         ii, verify, jobs, shard, lane = dec.ii, dec.verify, dec.jobs, dec.shard, dec.lane
         pmask, verify_all, vmask, snap = PROGRESS_EVERY - 1, VERIFY_ALL_FRAMES, VERIFY_EVERY_MASK, PAYLOAD_SNAP
         eth = lt == 1 and fused
@@ -250,14 +252,22 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
                 else:
                     et, vihl, tot, frag, proto, s, d, sport, dport, offb, flags = e4(buf, start)
                     p = start + 14
-                fast = False  # a plain IPv4 TCP/UDP packet: taken by the lane or built here
-                if et == 0x0800 and vihl == 0x45 and not frag & 0x3FFF:
-                    l4 = p + 20
-                    if proto == 6 and tot >= 40:
+                fast = False  # a plain IPv4/IPv6 TCP/UDP packet: taken by the lane or built here
+                ihl = 0  # IP header length: 20 for IPv4 without options, 40 for IPv6 without extensions
+                if et == 0x0800:
+                    if vihl == 0x45 and not frag & 0x3FFF:
+                        ihl = 20
+                elif et == 0x86DD and caplen - (p - start) >= 54 and buf[p] >> 4 == 6:
+                    l4len, proto, s, d, sport, dport, offb, flags = i6(buf, p)
+                    tot = 40 + l4len
+                    ihl = 40
+                if ihl:
+                    l4 = p + ihl
+                    if proto == 6 and tot >= ihl + 20 and nxt - l4 >= 20:
                         doff = (offb >> 4) << 2
-                        plen = tot - 20 - doff
+                        plen = tot - ihl - doff
                         if doff >= 20 and plen >= 0:
-                            if jobs > 1 and (s[-1] + s[-2] + d[-1] + d[-2]) % jobs != shard:
+                            if ihl == 20 and jobs > 1 and (s[-1] + s[-2] + d[-1] + d[-2]) % jobs != shard:
                                 dec.skipped += 1
                                 continue
                             ipend = p + tot
@@ -278,14 +288,14 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
                                 if tot & 1:
                                     n <<= 8
                                 bad = (n + int.from_bytes(s, "big") + int.from_bytes(d, "big")
-                                       + tot - 14) % 0xFFFF != 0
+                                       + 6 + tot - ihl) % 0xFFFF != 0
                             fast = True
                             takeable = quiet and not bad and not flags & 7
                             data = plen
-                    elif proto == 17 and tot >= 28:
+                    elif proto == 17 and tot >= ihl + 8:
                         ulen, ucs = ulensum(buf, l4 + 4)
-                        if 8 <= ulen <= tot - 20 and dport != VXLAN_PORT and dport != GENEVE_PORT:
-                            if (jobs > 1 and sport not in DHCP_PORTS and dport not in DHCP_PORTS
+                        if 8 <= ulen <= tot - ihl and dport != VXLAN_PORT and dport != GENEVE_PORT:
+                            if (ihl == 20 and jobs > 1 and sport not in DHCP_PORTS and dport not in DHCP_PORTS
                                     and (s[-1] + s[-2] + d[-1] + d[-2]) % jobs != shard):
                                 dec.skipped += 1
                                 continue
