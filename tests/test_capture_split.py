@@ -287,3 +287,13 @@ def test_split_equals_one_process_on_the_corpus_pcaps(monkeypatch: pytest.Monkey
         assert _run([p], True) == one, p
         assert _small_splits["replayed"] + _small_splits["abandoned"] == before + 1, p
     assert split_files >= 50 and _small_splits["replayed"] >= 40
+
+
+def test_no_room_for_the_spill_reads_in_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    _small_splits: dict[str, int]) -> None:
+    import tempfile
+
+    cap = _mixed(tmp_path, 9, 3000)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))
+    _same([cap])
+    assert _small_splits == {"replayed": 0, "abandoned": 0}

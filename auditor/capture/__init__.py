@@ -115,8 +115,14 @@ class CaptureSet:
 
     def __iter__(self) -> Iterator[PacketRecord]:
         plan = self.split_plan() if self.split else None
-        # The worker is forked now, before any read-ahead thread exists in this process.
-        sp = Split(self.paths[plan[0]], plan[1]) if plan is not None else None
+        sp = None
+        if plan is not None:
+            # The worker is forked now, before any read-ahead thread exists in this process. Without
+            # room for its spill (no writable temporary folder) one process reads it all.
+            try:
+                sp = Split(self.paths[plan[0]], plan[1])
+            except OSError:
+                plan = None
         try:
             for index, path in enumerate(self.paths):
                 info = InputInfo(path=path)

@@ -30,6 +30,7 @@ import fcntl
 import json
 import multiprocessing as mp
 import os
+import signal
 import struct
 import tempfile
 from array import array
@@ -358,6 +359,7 @@ def _worker(path: str, boundary: int, header: bytes, out: int, msg: int, rmsg: i
     from auditor.capture.pcapfile import walk_pcap
 
     os.close(rmsg)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the reading process's to handle (close())
     writer = SpillWriter(out, msg, boundary - len(header))
     try:
         tail = _Tail(path, boundary)
