@@ -25,8 +25,9 @@ reaches the idle timeout, the sweep is not due, and the frames the checksum poli
 numbers are known only here) have good checksums (those frames are read back with ``os.pread``).
 Otherwise the run's records are read back and decoded one by one, as the walk would have. On the
 bench capture a run holds ~47 frames, and this process replays a frame in ~0.8 µs of CPU against
-~2.1 µs for walking it (most of the 0.8 is opening and closing connections). The SHA-256 is still of the whole file: the read-ahead thread hashes the
-rest (through memory maps) while the spill is replayed.
+~2.1 µs for walking it (most of the 0.8 is opening and closing connections). The SHA-256 is still
+of the whole file: the read-ahead thread hashes the rest (through memory maps) while the spill is
+replayed.
 
 Costs and limits: the spill is ~7 bytes a frame on the bench capture and up to ~67 (plus the bytes of
 frames that need the decoder) on traffic where conversations interleave packet by packet; it lives
