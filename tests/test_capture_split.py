@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
 import io
 import json
 import random
 import re
 import struct
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -28,18 +26,10 @@ from auditor.cli import main
 from auditor.errors import CaptureError
 from tests.capture_factory import write_pcap
 from tests.test_cli_audit import strip_run
-from tests.test_conversations_lane import _conversations
+from tests.test_conversations_lane import _conversations, _make_capture
 
 ROOT = Path(__file__).resolve().parent.parent
 PORTS = frozenset({("tcp", 443), ("tcp", 1494), ("udp", 53)})
-
-
-def _make_capture() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_capture", ROOT / "bench" / "make_capture.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(autouse=True)
