@@ -7,10 +7,12 @@ headers, Ethernet/IP/TCP unpacking), which is most of the per-packet cost:
 1. ``find_boundary`` guesses a record boundary about SPLIT_AT of the way into the file (a chain of
    plausible record headers).
 2. A forked worker walks the file from there to the end with ``walk_pcap(spill=...)`` and writes a
-   *spill* (``ENTRY``): consecutive fast-lane packets of one conversation (both directions) become
-   one *run* entry, with per-direction packet and byte counts, the timestamps summarised, the
-   history letters in order and the record lengths; any other frame is one entry with its bytes in
-   a side blob. Batches go to an unlinked temporary file; a pipe says how far the file is written.
+   *spill* (``ENTRY``). Consecutive fast-lane packets (up to MAX_WINDOW frames of up to MAX_CONVS
+   conversations) form a *window*: one entry for the window (its frames' file region and record
+   lengths) and one per conversation in it, with per-direction packet and byte counts, the
+   timestamps summarised and the history letters in order. Any other frame ends the window and is
+   one entry, its bytes in a side blob. Batches go to an unlinked temporary file; a pipe says how far
+   the file is written.
 3. Meanwhile this process walks the file up to the boundary as usual (``HashingReader.bound``). If
    its walk ends exactly there, the guess was a record boundary (the walk from the file header is
    the only true chain of records) and ``Split.replay`` applies the spill through the same fast lane
@@ -19,13 +21,16 @@ headers, Ethernet/IP/TCP unpacking), which is most of the per-packet cost:
    exactly those of one process (tests/test_capture_split.py compares whole results, also on every
    corpus pcap).
 
-A run is applied at once only when every packet of it would have been taken by the fast lane one by
-one: its connection is live (a key id's table entry is cached with the connection's ``gen``), no gap
-reaches the idle timeout, the sweep is not due, and the frames the checksum policy samples (frame
-numbers are known only here) have good checksums (those frames are read back with ``os.pread``).
-Otherwise the run's records are read back and decoded one by one, as the walk would have. On the
-bench capture a run holds ~47 frames, and this process replays a frame in ~0.8 µs of CPU against
-~2.1 µs for walking it (most of the 0.8 is opening and closing connections). The SHA-256 is still
+Between two frames that need the decoder, the fast lane's packets of different connections commute:
+each changes only its own connection (and the packet counts). So a window is applied at once, one
+update per conversation, when every packet in it would have been taken by the lane one by one:
+each conversation's connection is live (a key id's table entry is cached with the connection's
+``gen``) and is no other conversation's, no gap reaches the idle timeout, the sweep is not due, and
+the frames the checksum policy samples (frame numbers are known only here) have good checksums
+(those frames are read back with ``os.pread``). Otherwise the window's records are read back and
+decoded one by one, as the walk would have. On the bench capture a conversation entry covers ~47
+frames, and this process replays a frame in ~0.8 µs of CPU against ~2.1 µs for walking it (most of
+the 0.8 is opening and closing connections); where conversations interleave packet by packet, ~3.6. The SHA-256 is still
 of the whole file: the read-ahead thread hashes the rest (through memory maps) while the spill is
 replayed.
 
@@ -59,24 +64,28 @@ ENTRY = struct.Struct("<BHHHIIIddddQI")
 """kind, history order, n0, n1, key id, IP bytes 0, IP bytes 1, ts of the first frame, largest and
 smallest ts, largest gap, file offset, length.
 
-KIND_LANE: a *run* of consecutive frames, all TCP/UDP packets for the fast lane of one conversation,
-named by its key id: a key id stands for a 5-tuple (its direction 0, as first seen) and its reverse
-(direction 1). Per direction the packets (n0, n1) and their IP bytes; the timestamps summarised (the
-gap: the largest step of a frame's ts beyond all before it in the run); the history letters set, in
+KIND_WINDOW: n consecutive frames, all TCP/UDP packets for the fast lane (n in n0, the number of
+conversations in the key id field); the file region of their records (offset of the first record
+header, length to the end of the last); in the blob, after the new 5-tuples of its conversations,
+each record's length (array "I"). The window's conversation entries follow it:
+KIND_LANE: the window's packets of one conversation, named by its key id: a key id stands for a
+5-tuple (its direction 0, as first seen) and its reverse (direction 1). Per direction the packets
+(n0, n1) and their IP bytes; the timestamps summarised (ts: the first; the gap: the largest step of
+a frame's ts beyond all its conversation's before it in the window); the history letters set, in
 order of first appearance (3 bits each: 1 data and 2 a pure ACK in direction 0, 3 and 4 in direction
-1); the file region of the records (offset of the first record header, length to the end of the
-last), and in the blob each record's length (array "I", n0 + n1 of them). KIND_NEW4 and KIND_NEW6:
-the same with a new key id, its 5-tuple in the blob before the lengths (NEW4, NEW6; ids count up from
-0, and an id 0 starts the numbering afresh: the worker forgets its ids every MAX_IDS).
+1). KIND_NEW4 and KIND_NEW6: the same with a new key id, its 5-tuple in the blob (NEW4, NEW6; ids
+count up from 0, and an id 0 starts the numbering afresh: the worker forgets its ids every MAX_IDS).
 KIND_RAW: one other frame: its ts, file offset and captured length, its bytes in the blob."""
-KIND_LANE, KIND_NEW4, KIND_NEW6, KIND_RAW = 0, 1, 2, 3
+KIND_LANE, KIND_NEW4, KIND_NEW6, KIND_RAW, KIND_WINDOW = 0, 1, 2, 3, 4
 NEW4 = struct.Struct("!B4s4sHH")
 NEW6 = struct.Struct("!B16s16sHH")
 MAX_IDS = 1 << 15
 """Key ids the worker (and the replay) remember at a time: bounds both when keys never repeat."""
-MAX_RUN = 1024
-"""Frames in one run entry at most (a run the replay cannot apply at once, because the conversation
+MAX_WINDOW = 256
+"""Frames in one window at most (a window the replay cannot apply at once, because the conversation
 core's sweep falls due inside it, is decoded frame by frame: SWEEP_EVERY is 8192)."""
+MAX_CONVS = 64
+"""Conversations in one window at most."""
 SPLIT_AT = 0.38
 """Where the worker's range starts, as a share of the file. This process walks the first part at
 full cost (~2.2 µs a frame on the bench capture, with the other process and the hashing thread
@@ -177,7 +186,7 @@ class _Tail:
 
 class SpillWriter(Lane):
     """The worker's side: ``walk_pcap(spill=...)`` hands it every frame, as a fast-lane packet
-    (``lane``: runs of one key id are gathered into one entry) or as bytes (``raw``); Decoder.decode
+    (``lane``: gathered into windows, per conversation) or as bytes (``raw``); Decoder.decode
     offers it, as the lane it stands in for, the packets it would give the real lane (``take``
     accepts all but SYN/FIN/RST, as FastLane.take does without looking at state: the replay decides)."""
 
@@ -197,15 +206,17 @@ class SpillWriter(Lane):
         self._cur = (0, 0)
         pack = ENTRY.pack
         ents, blob, ids = self.ents, self.blob, self.ids
-        # The run being gathered (closure cells: the worker's per-packet path): key id (-1: none),
-        # kind, packets and IP bytes per direction, letters (order, seen, how many), ts of the first,
-        # max, min, gap, region start and end.
-        rkid, rkind, rn0, rn1, rtot0, rtot1 = -1, 0, 0, 0, 0, 0
-        rorder, rseen, rcount = 0, 0, 0
-        rfirst, rmax, rmin, rgap, rstart, rend = 0.0, 0.0, 0.0, 0.0, 0, 0
-        rsizes = array("I")  # the length of each record of the run, header included
-        size = rsizes.append
-
+        # The window being gathered (closure cells and lists: the worker's per-packet path): its
+        # conversations (key id -> [kid, kind, n0, n1, tot0, tot1, first ts, max ts, min ts, gap,
+        # letter order, letters seen, letters]), frames, region start and end, record lengths; the
+        # conversation of the last packet and its two 5-tuples.
+        win: dict[int, list[Any]] = {}
+        wn = wstart = wend = 0
+        wsizes = array("I")
+        size = wsizes.append
+        cur: list[Any] | None = None
+        ckey0: tuple[Any, ...] | None = None
+        ckey1: tuple[Any, ...] | None = None
         nkids = 0
 
         def new_id(key: tuple[Any, ...]) -> tuple[int, int]:
@@ -228,14 +239,20 @@ class SpillWriter(Lane):
             return KIND_NEW6, kid
 
         def emit() -> None:
-            """Add the run being gathered (if any) to the batch."""
-            nonlocal rkid
-            if rkid >= 0:
-                ents.extend(pack(rkind, rorder, rn0, rn1, rkid, rtot0, rtot1, rfirst, rmax, rmin, rgap,
-                                 rstart + shift, rend - rstart))
-                blob.extend(rsizes.tobytes())
-                del rsizes[:]
-                rkid = -1
+            """Add the window being gathered (if any) to the batch: its entry, one entry per
+            conversation (in order of first appearance, as their new 5-tuples are in the blob), then
+            the record lengths."""
+            nonlocal wn, cur, ckey0, ckey1
+            if wn:
+                ents.extend(pack(KIND_WINDOW, 0, wn, 0, len(win), 0, 0, 0.0, 0.0, 0.0, 0.0, wstart + shift,
+                                 wend - wstart))
+                for kid, kind, n0, n1, tot0, tot1, first, tmax, tmin, gap, order, _, _ in win.values():
+                    ents.extend(pack(kind, order, n0, n1, kid, tot0, tot1, first, tmax, tmin, gap, 0, 0))
+                blob.extend(wsizes.tobytes())
+                del wsizes[:]
+                win.clear()
+                wn = 0
+                cur = ckey0 = ckey1 = None
                 if len(ents) >= FLUSH:
                     self.flush()
 
@@ -244,47 +261,52 @@ class SpillWriter(Lane):
         def lane(key: tuple[Any, ...], ts: float, bit: int, ip_len: int, start: int, end: int) -> None:
             """One fast-lane packet whose record spans [start, end) of the walk's bytes; ``bit``: 1
             data, 2 a pure ACK, 0 neither."""
-            nonlocal rkid, rkind, rn0, rn1, rtot0, rtot1, rorder, rseen, rcount
-            nonlocal rfirst, rmax, rmin, rgap, rstart, rend
-            v = ids.get(key)
-            if v is not None and v >> 1 == rkid and rn0 + rn1 < MAX_RUN:
-                if v & 1:
-                    rn1 += 1
-                    rtot1 += ip_len
-                    if bit:
-                        bit += 2
+            nonlocal wn, wstart, wend, cur, ckey0, ckey1
+            st: Any = cur
+            d = 0 if key == ckey0 else 1 if key == ckey1 else -1
+            if d < 0 or wn >= MAX_WINDOW:
+                if wn >= MAX_WINDOW:
+                    emit()
+                v = ids.get(key)
+                if v is None:
+                    if nkids >= MAX_IDS or len(win) >= MAX_CONVS:  # the id numbering restarts / a full window
+                        emit()
+                    kind, kid = new_id(key)
+                    d = 0
+                    st = None
                 else:
-                    rn0 += 1
-                    rtot0 += ip_len
-                if ts > rmax:
-                    if ts - rmax > rgap:
-                        rgap = ts - rmax
-                    rmax = ts
-                elif ts < rmin:
-                    rmin = ts
-                if bit and not rseen >> bit & 1:
-                    rseen |= 1 << bit
-                    rorder |= bit << 3 * rcount
-                    rcount += 1
-                rend = end
-                size(end - start)
-                return
-            if rkid >= 0:
-                emit()
-            if v is None:
-                rkind, rkid = new_id(key)
-                v = 0
-            else:
-                rkind, rkid = KIND_LANE, v >> 1
-            if v & 1:
-                rn0, rn1, rtot0, rtot1 = 0, 1, 0, ip_len
+                    kid, d = v >> 1, v & 1
+                    st = win.get(kid)
+                    if st is None and len(win) >= MAX_CONVS:
+                        emit()
+                    kind = KIND_LANE
+                if st is None:
+                    st = win[kid] = [kid, kind, 0, 0, 0, 0, ts, ts, ts, 0.0, 0, 0, 0]
+                if not wn:
+                    wstart = start
+                proto, src, sport, dst, dport = key
+                rev = (proto, dst, dport, src, sport)
+                cur, ckey0, ckey1 = st, (key, rev)[d], (rev, key)[d]
+            if d:
+                st[3] += 1
+                st[5] += ip_len
                 if bit:
                     bit += 2
             else:
-                rn0, rn1, rtot0, rtot1 = 1, 0, ip_len, 0
-            rorder, rseen, rcount = bit, (1 << bit if bit else 0), (1 if bit else 0)
-            rfirst = rmax = rmin = ts
-            rgap, rstart, rend = 0.0, start, end
+                st[2] += 1
+                st[4] += ip_len
+            if ts > st[7]:
+                if ts - st[7] > st[9]:
+                    st[9] = ts - st[7]
+                st[7] = ts
+            elif ts < st[8]:
+                st[8] = ts
+            if bit and not st[11] >> bit & 1:
+                st[11] |= 1 << bit
+                st[10] |= bit << 3 * st[12]
+                st[12] += 1
+            wn += 1
+            wend = end
             size(end - start)
 
         self.lane = lane
@@ -326,7 +348,7 @@ class SpillWriter(Lane):
             self.raw(buf, start, caplen, ts, off)
 
     def flush(self) -> None:
-        """Write the batch (not the run being gathered) and say so on the pipe."""
+        """Write the batch (not the window being gathered) and say so on the pipe."""
         _write_all(self._out, bytes(self.ents) + bytes(self.blob))
         _write_all(self._msg, b"B %d %d\n" % (len(self.ents), len(self.blob)))
         del self.ents[:]
@@ -458,12 +480,13 @@ class Split:
     def replay(self, dec: Decoder, frame: int, tick: Callable[[], None], lt: int,
                rec_header: struct.Struct, scale: float) -> Generator[PacketRecord, None, tuple[int, int]]:
         """Apply the spill after frame ``frame`` as walk_pcap would have walked those frames: the
-        same fast-lane updates (conversations.FastLane.take, here for a whole run of packets at
-        once), the same records through ``dec``. Returns (last frame, records).
+        same fast-lane updates (conversations.FastLane.take, here per conversation of a window of
+        packets at once), the same records through ``dec``. Returns (last frame, records).
 
-        A run is applied at once when each of its packets would have been taken: its connection is
-        live (the key id's cached table entries, checked by the connection's ``gen``, or a lookup;
-        both directions on the one connection), no gap reaches the idle timeout, the sweep countdown
+        A window is applied at once when each of its packets would have been taken (module
+        docstring): every conversation's connection is live (the key id's cached table entries,
+        checked by the connection's ``gen``, or a lookup; both directions on the one connection; no
+        two conversations on one connection), no gap reaches the idle timeout, the sweep countdown
         does not run out, and the frames due a checksum check pass it (``_checksums_good``).
         Otherwise its frames are read back from the file and decoded one by one, exactly as the
         walk would have (``_frames``)."""
@@ -492,8 +515,8 @@ class Split:
                 bp = 0
                 if lane is not None:
                     cd = lane.hold()
-                for kind, order, n0, n1, kid, tot0, tot1, ts, tmax, tmin, gap, off, length in it(ents):
-                    n = n0 + n1
+                entries = it(ents)
+                for kind, order, n, n1, kid, tot0, tot1, ts, tmax, tmin, gap, off, length in entries:
                     if (frame ^ (frame + n)) & ~pmask:
                         self.position = off
                         tick()
@@ -510,70 +533,82 @@ class Split:
                         if lane is not None:
                             cd = lane.hold()
                         continue
-                    if kind != KIND_LANE:  # a new key id, its 5-tuple in the blob
-                        if kind == KIND_NEW4:
-                            proto, s, d, sport, dport = new4(blob, bp)
-                            bp += 13
-                        else:
-                            proto, s, d, sport, dport = new6(blob, bp)
-                            bp += 37
-                        if not kid:
-                            keys.clear()
-                            cache.clear()
-                        keys.append((proto, s, sport, d, dport))
-                        cache.append(None)
+                    # A window of n frames: its conversations' entries follow (kid of the window: how many).
+                    convs = [next(entries) for _ in range(kid)]
+                    for ckind, _, _, _, ckid, *_ in convs:
+                        if ckind != KIND_LANE:  # a new key id, its 5-tuple in the blob
+                            if ckind == KIND_NEW4:
+                                proto, s, d, sport, dport = new4(blob, bp)
+                                bp += 13
+                            else:
+                                proto, s, d, sport, dport = new6(blob, bp)
+                                bp += 37
+                            if not ckid:
+                                keys.clear()
+                                cache.clear()
+                            keys.append((proto, s, sport, d, dport))
+                            cache.append(None)
                     sizes = blob[bp:bp + 4 * n]
                     bp += 4 * n
                     if tget is not None and cd > n:
-                        ent = cache[kid]
-                        if ent is None or ent[0].gen != ent[2]:
-                            key = keys[kid]
-                            e = tget(key)
-                            if e is None:
-                                ent = None
-                            else:
+                        # Between two frames that need the decoder the lane's packets of different
+                        # connections commute: each changes only its own connection (and the counts).
+                        # So the window goes at once if every packet of every conversation would
+                        # have been taken, each conversation on a connection of its own.
+                        ready = []
+                        seen: set[int] = set()
+                        for _, order, n0, n1, ckid, tot0, tot1, first, tmax, tmin, gap, _, _ in convs:
+                            ent = cache[ckid]
+                            if ent is None or ent[0].gen != ent[2]:
+                                key = keys[ckid]
+                                e = tget(key)
+                                if e is None:
+                                    break
                                 c = e[0]
                                 back = tget((key[0], key[3], key[4], key[1], key[2]))
-                                ent = (c, e[1], c.gen, back is not None and back[0] is c and back[1] is not e[1])
-                            cache[kid] = ent
-                        if ent is not None:
+                                ent = cache[ckid] = (c, e[1], c.gen,
+                                                     back is not None and back[0] is c and back[1] is not e[1])
                             c, is_orig, _, both = ent
-                            last = c.last
                             timeout = c.timeout
-                            if (ts - last <= timeout and gap <= timeout
+                            if not (first - c.last <= timeout and gap <= timeout
                                     and (not n0 or (c.os if is_orig else c.rs))
                                     and (not n1 or (both and (c.rs if is_orig else c.os)))
-                                    and not (verify and (frame < verify_all or (frame + n) >> vshift != frame >> vshift)
-                                             and not self._checksums_good(dec, off, sizes, frame, lt, rec_header,
-                                                                          scale))):
+                                    and id(c) not in seen):
+                                break
+                            seen.add(id(c))
+                            ready.append((c, is_orig, order, n0, n1, tot0, tot1, tmax, tmin))
+                        else:
+                            if not (verify and (frame < verify_all or (frame + n) >> vshift != frame >> vshift)
+                                    and not self._checksums_good(dec, off, sizes, frame, lt, rec_header, scale)):
                                 frame += n
                                 cd -= n
                                 taken += n
                                 records += n
-                                if tmax > last:
-                                    c.last = tmax
-                                if tmin < c.first:
-                                    c.first = tmin
-                                if is_orig:
-                                    c.opk += n0
-                                    c.oby += tot0
-                                    c.rpk += n1
-                                    c.rby += tot1
-                                    bits = bits_orig
-                                else:
-                                    c.rpk += n0
-                                    c.rby += tot0
-                                    c.opk += n1
-                                    c.oby += tot1
-                                    bits = bits_resp
-                                while order:
-                                    bit = bits[order & 7]
-                                    if not c.hseen & bit:
-                                        c.hseen |= bit
-                                        c.hist.append(letters[bit])
-                                    order >>= 3
+                                for c, is_orig, order, n0, n1, tot0, tot1, tmax, tmin in ready:
+                                    if tmax > c.last:
+                                        c.last = tmax
+                                    if tmin < c.first:
+                                        c.first = tmin
+                                    if is_orig:
+                                        c.opk += n0
+                                        c.oby += tot0
+                                        c.rpk += n1
+                                        c.rby += tot1
+                                        bits = bits_orig
+                                    else:
+                                        c.rpk += n0
+                                        c.rby += tot0
+                                        c.opk += n1
+                                        c.oby += tot1
+                                        bits = bits_resp
+                                    while order:
+                                        bit = bits[order & 7]
+                                        if not c.hseen & bit:
+                                            c.hseen |= bit
+                                            c.hist.append(letters[bit])
+                                        order >>= 3
                                 continue
-                    # Not all of the run would have been taken: decode its frames from the file.
+                    # Not every packet of the window would have been taken: decode its frames from the file.
                     if lane is not None:
                         lane.release(cd, taken)
                         taken = 0
@@ -594,10 +629,10 @@ class Split:
 
     def _checksums_good(self, dec: Decoder, off: int, sizes: bytes, frame: int, lt: int,
                         rec_header: struct.Struct, scale: float) -> bool:
-        """Whether the frames of a run (frame + 1, ...; its records start at ``off``, ``sizes`` their
-        lengths) that the checksum policy samples have good checksums, as Decoder.decode judges them
-        (with a lane that takes whatever it is offered, and its count put back): then the run may be
-        applied at once. Only the sampled records are read back from the file."""
+        """Whether the frames of a window (frame + 1, ...; its records start at ``off``, ``sizes``
+        their lengths) that the checksum policy samples have good checksums, as Decoder.decode judges
+        them (with a lane that takes whatever it is offered, and its count put back): then the window
+        may be applied at once. Only the sampled records are read back from the file."""
         lengths = array("I")
         lengths.frombytes(sizes)
         unpack, hl = rec_header.unpack_from, rec_header.size
