@@ -43,6 +43,20 @@ def _small_splits(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
         monkeypatch.setattr(mod, "VERIFY_ALL_FRAMES", 100)
     seen = {"replayed": 0, "abandoned": 0}
     replay, abandon = split.Split.replay, split.Split.abandon
+    batches, frames = split.Split._batches, split.Split._frames
+    windows = {"windows": 0, "shared": 0, "decoded": 0}  # windows; of several conversations; decoded instead
+
+    def counting_batches(self: split.Split) -> Any:
+        for ents, blob in batches(self):
+            for e in split.ENTRY.iter_unpack(ents):
+                if e[0] == split.KIND_WINDOW:
+                    windows["windows"] += 1
+                    windows["shared"] += e[4] > 1
+            yield ents, blob
+
+    def counting_frames(self: split.Split, *a: Any) -> Any:
+        windows["decoded"] += 1
+        return frames(self, *a)
 
     def counting_replay(self: split.Split, *a: Any) -> Any:
         seen["replayed"] += 1
@@ -54,6 +68,9 @@ def _small_splits(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
 
     monkeypatch.setattr(split.Split, "replay", counting_replay)
     monkeypatch.setattr(split.Split, "abandon", counting_abandon)
+    monkeypatch.setattr(split.Split, "_batches", counting_batches)
+    monkeypatch.setattr(split.Split, "_frames", counting_frames)
+    monkeypatch.setattr(split, "WINDOWS", windows, raising=False)
     return seen
 
 
@@ -97,6 +114,11 @@ def test_split_equals_one_process_on_mixed_conversations(tmp_path: Path, seed: i
     cap = _mixed(tmp_path, seed)
     flows, conv, read, _, names, inputs = _same([cap])
     assert _small_splits == {"replayed": 1, "abandoned": 0}
+    # Windows of interleaved conversations were applied at once, and others decoded instead (this mix
+    # is full of handshakes, resets, idle gaps and bad checksums).
+    w = split.WINDOWS  # type: ignore[attr-defined]
+    if at < 0.9:
+        assert w["shared"] > 10 and 0 < w["decoded"] < 0.9 * w["windows"], w
     assert read["frames"] == conv["packets"] == 6000 and len(flows) > 20 and names
     assert inputs[0]["sha256"] == hashlib.sha256(cap.read_bytes()).hexdigest()
 
@@ -110,6 +132,8 @@ def test_split_equals_one_process_on_bench_traffic(tmp_path: Path, max_ids: int,
     _, conv, *_ = _same([cap])
     assert _small_splits["replayed"] == 1
     assert conv["packets"] == written and conv["connections"] > 2_000
+    w = split.WINDOWS  # type: ignore[attr-defined]
+    assert w["shared"] > 10 and w["decoded"] < w["windows"] // 4, w
 
 
 def test_split_equals_one_process_on_a_syn_flood(tmp_path: Path, _small_splits: dict[str, int]) -> None:
