@@ -311,3 +311,16 @@ def test_no_room_for_the_spill_reads_in_one_process(tmp_path: Path, monkeypatch:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))
     _same([cap])
     assert _small_splits == {"replayed": 0, "abandoned": 0}
+
+
+def test_too_little_room_for_the_spill_reads_in_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            _small_splits: dict[str, int]) -> None:
+    import shutil
+    from types import SimpleNamespace
+
+    cap = _mixed(tmp_path, 10, 3000)
+    assert split.split_point(str(cap), cap.stat().st_size) is not None
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(total=10**9, used=10**9 - 1, free=1))
+    assert split.split_point(str(cap), cap.stat().st_size) is None
+    _same([cap])
+    assert _small_splits == {"replayed": 0, "abandoned": 0}

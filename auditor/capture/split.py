@@ -47,6 +47,7 @@ import fcntl
 import json
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import struct
 import tempfile
@@ -92,6 +93,11 @@ full cost (~2.2 µs a frame on the bench capture, with the other process and the
 sharing the two cores) and then replays the rest (~0.8 µs a frame, most of it opening and closing
 connections), while the worker walks the rest (~1.8 µs a frame of CPU): 0.35-0.4 balances the two on
 the 10M-packet bench capture (bench/README.md)."""
+SPILL_SHARE = 0.2
+"""Room to keep free in the temporary folder, as a share of the worker's part of the file: the spill
+takes ~1 % of it on the bench capture, ~5 % where conversations interleave packet by packet (29
+bytes a frame, bench/README.md), more where many frames need the decoder (their bytes are copied).
+With less room one process reads the file."""
 MIN_SPLIT_BYTES = 64 << 20
 """Smaller captures are not worth a second process."""
 FLUSH = 1 << 20
@@ -145,9 +151,15 @@ def find_boundary(path: str, target: int, *, chain: int = 32, window: int = 4 <<
 
 
 def split_point(path: str, size: int) -> int | None:
-    """Where to split the (uncompressed pcap) file at ``path``, or None: too small, no plausible
-    boundary near SPLIT_AT."""
+    """Where to split the (uncompressed pcap) file at ``path``, or None: too small, too little room
+    in the temporary folder for the spill, or no plausible boundary near SPLIT_AT."""
     if size < MIN_SPLIT_BYTES:
+        return None
+    try:
+        free = shutil.disk_usage(tempfile.gettempdir()).free
+    except OSError:
+        return None
+    if free < SPILL_SHARE * size * (1 - SPLIT_AT):
         return None
     return find_boundary(path, int(size * SPLIT_AT))
 
