@@ -34,10 +34,11 @@ the 0.8 is opening and closing connections); where conversations interleave pack
 of the whole file: the read-ahead thread hashes the rest (through memory maps) while the spill is
 replayed.
 
-Costs and limits: the spill is ~7 bytes a frame on the bench capture and up to ~67 (plus the bytes of
-frames that need the decoder) on traffic where conversations interleave packet by packet; it lives
-in the temporary folder (none writable: one process reads). Only one input (the largest) is split,
-and only an uncompressed Ethernet pcap of at least MIN_SPLIT_BYTES.
+Costs and limits: the spill is ~7 bytes a frame on the bench capture and ~29 where conversations
+interleave packet by packet (plus the bytes of frames that need the decoder); it lives in the
+temporary folder (not writable, or less free room than SPILL_SHARE of the worker's part: one process
+reads). Only one input (the largest) is split, and only an uncompressed Ethernet pcap of at least
+MIN_SPLIT_BYTES.
 """
 
 from __future__ import annotations
