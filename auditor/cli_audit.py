@@ -31,6 +31,11 @@ def fail(message: str) -> NoReturn:
     sys.exit(EXIT_BAD_INPUT)
 
 
+def cannot_write(path: Path, e: OSError) -> str:
+    """The one line for an output that could not be written."""
+    return f"{path}: cannot write: {e.strerror or e}"
+
+
 def _file_mode() -> int:
     umask = os.umask(0)
     os.umask(umask)
@@ -52,7 +57,7 @@ def write_atomic(outputs: dict[Path, Callable[[], str | Iterable[str]]]) -> None
                 path.parent.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             except OSError as e:
-                raise AuditorError(f"{path}: cannot write: {e.strerror or e}") from e
+                raise AuditorError(cannot_write(path, e)) from e
             staged.append((tmp, path))
             fds.append(fd)
         _produce_all(list(zip(fds, outputs.values(), outputs, strict=True)))
@@ -67,7 +72,7 @@ def write_atomic(outputs: dict[Path, Callable[[], str | Iterable[str]]]) -> None
                 moved.append((path, backup))
                 os.replace(tmp, path)
             except OSError as e:
-                raise AuditorError(f"{path}: cannot write: {e.strerror or e}") from e
+                raise AuditorError(cannot_write(path, e)) from e
     except BaseException:
         for path, backup in reversed(moved):
             with contextlib.suppress(OSError):
@@ -114,7 +119,7 @@ def _produce_all(jobs: list[tuple[int, Callable[[], str | Iterable[str]], Path]]
                     _produce(fd, produce)
                 except BaseException as e:
                     code = 1
-                    why = f"{path}: cannot write: {e.strerror or e}" if isinstance(e, OSError) else \
+                    why = cannot_write(path, e) if isinstance(e, OSError) else \
                         f"{path}: internal error: {type(e).__name__}: {e}"
                     os.write(wfd, why.encode("utf-8", "replace")[:4000])
                 os._exit(code)
@@ -125,7 +130,7 @@ def _produce_all(jobs: list[tuple[int, Callable[[], str | Iterable[str]], Path]]
             try:
                 _produce(fd, produce)
             except OSError as e:
-                raise AuditorError(f"{path}: cannot write: {e.strerror or e}") from e
+                raise AuditorError(cannot_write(path, e)) from e
     finally:
         errors = []
         for pid, rfd, path in children:

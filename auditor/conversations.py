@@ -546,15 +546,10 @@ class ConversationBuilder:
         c.tunnels = None
         c.timeout = self._timeouts[proto]
         c.gen = 0
-        table = self._table
-        for key in keys:
-            old = table.get(key)
-            if old is not None:
-                old[0].gen += 1
         # keys[1] first: for a host talking to itself on one port both keys are the same, and the
         # entry must then be the initiator's (finish() closes connections by their orig entry).
-        table[keys[1]] = (c, False)
-        table[keys[0]] = (c, True)
+        self._take_over(keys[1], (c, False))
+        self._take_over(keys[0], (c, True))
         self._queue.append((rec.ts, keys[0], c))
         self._live += 1
         if self._live > self.stats.peak_live:
@@ -623,6 +618,7 @@ class ConversationBuilder:
         return None
 
     def _take_over(self, key: tuple[object, ...], ent: tuple[_Conn, bool]) -> None:
+        """Put ``ent`` in the live table under ``key``; a connection that had the key gets a new gen."""
         old = self._table.get(key)
         if old is not None:
             old[0].gen += 1

@@ -19,7 +19,14 @@ from collections.abc import Callable, Iterator, Sequence
 from auditor.capture import split as splitting
 from auditor.capture.decode import Decoder
 from auditor.capture.info import InputInfo, ReadStats
-from auditor.capture.pcapfile import PCAP_MAGICS, PCAPNG_MAGIC, PROGRESS_EVERY, walk_pcap, walk_pcapng
+from auditor.capture.pcapfile import (
+    PCAP_MAGICS,
+    PCAPNG_MAGIC,
+    PROGRESS_EVERY,
+    pcap_header,
+    walk_pcap,
+    walk_pcapng,
+)
 from auditor.capture.source import CHUNK, DECOMPRESS_ERRORS, Source, sniff
 from auditor.capture.split import Split
 from auditor.errors import CaptureError
@@ -101,12 +108,9 @@ class CaptureSet:
             if size < splitting.MIN_SPLIT_BYTES or (best is not None and size <= best[1]):
                 continue
             with open(path, "rb") as fh:
-                header = fh.read(24)
-            if header[:4] not in PCAP_MAGICS or len(header) < 24:
-                continue  # compressed, pcapng or too short
-            order = PCAP_MAGICS[header[:4]][0]
-            if int.from_bytes(header[20:24], "little" if order == "<" else "big") & 0xFFFF != 1:
-                continue  # the walk is only worth moving for Ethernet (its fused path)
+                header = pcap_header(fh.read(24))
+            if header is None or header.lt != 1:
+                continue  # compressed, pcapng, too short; or not Ethernet (the fused walk is worth moving)
             best = (index, size)
         if best is None:
             return None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from auditor.capture.decode import (
     _E4L,
@@ -57,6 +57,29 @@ _MAX_RECORD = 1 << 24
 PROGRESS_EVERY = 1 << 15
 
 Tick = Callable[[], None]
+
+
+class PcapHeader(NamedTuple):
+    nano: bool
+    """Nanosecond timestamps."""
+    hl: int
+    """Record header length."""
+    lt: int
+    """Link type (the upper bits of the field carry FCS information, pcap draft §4: dropped)."""
+    limit: int
+    """The largest captured length a record may have (larger: a corrupt header)."""
+    record: struct.Struct
+    """The record header: seconds, sub-second, captured length, original length."""
+
+
+def pcap_header(head: bytes) -> PcapHeader | None:
+    """The facts of a pcap file header (its first 24 bytes), or None if ``head`` is not one."""
+    if len(head) < 24 or head[:4] not in PCAP_MAGICS:
+        return None
+    order, nano, hl = PCAP_MAGICS[head[:4]]
+    snaplen, network = struct.unpack_from(order + "16xII", head)
+    return PcapHeader(nano, hl, network & 0xFFFF, min(max(snaplen, 262144), _MAX_RECORD),
+                      struct.Struct(order + "IIII"))
 
 
 class CaptureBytes(Protocol):
@@ -167,17 +190,15 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
     ``spill`` (in that worker): every frame goes to the spill writer; nothing is yielded."""
     r = _Reader(src, first, info)
     r.split = split
-    order, nano, hl = PCAP_MAGICS[first[:4]]
     while len(r.buf) < 24:
         if not r.more(0):
             raise CaptureError(f"{info.path}: truncated pcap file header ({len(r.buf)} bytes)")
-    snaplen, network = struct.unpack_from(order + "16xII", r.buf)
+    header = pcap_header(r.buf)
+    assert header is not None  # the caller checked the magic
     info.format = "pcap"
-    # The upper bits of the link-type field carry FCS information (pcap draft §4); low 16 bits: type.
-    lt = network & 0xFFFF
-    limit = min(max(snaplen, 262144), _MAX_RECORD)
+    nano, hl, lt, limit, record = header.nano, header.hl, header.lt, header.limit, header.record
     scale = 1e-9 if nano else 1e-6
-    unpack = struct.Struct(order + "IIII").unpack_from
+    unpack = record.unpack_from
     decode = dec.decode
     buf = r.buf
     blen = len(buf)
@@ -410,7 +431,7 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
             lane.release(cd, taken)  # type: ignore[union-attr]
             taken = 0
         if split is not None and split.verified:
-            frame, more = yield from split.replay(dec, frame, tick, lt, struct.Struct(order + "IIII"), scale)
+            frame, more = yield from split.replay(dec, frame, tick, lt, record, scale)
             records += more
             if split.first_ts is not None and split.last_ts is not None:
                 lo, hi = min(lo, split.first_ts), max(hi, split.last_ts)

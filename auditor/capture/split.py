@@ -115,20 +115,18 @@ def find_boundary(path: str, target: int, *, chain: int = 32, window: int = 4 <<
     starts (captured length within the snapshot length and the original length, sub-second field in
     range, timestamps close to the first record's and to each other), or None. A guess: the reading
     process checks it (module docstring)."""
-    from auditor.capture.pcapfile import _MAX_RECORD, PCAP_MAGICS
+    from auditor.capture.pcapfile import pcap_header
 
     with open(path, "rb") as fh:
-        header = fh.read(24)
+        header = pcap_header(fh.read(24))
         first = fh.read(24)
         fh.seek(target)
         win = fh.read(window)
-    if len(header) < 24 or header[:4] not in PCAP_MAGICS or len(first) < 16:
+    if header is None or len(first) < 16:
         return None
-    order, nano, hl = PCAP_MAGICS[header[:4]]
-    snaplen = struct.unpack_from(order + "16xI", header)[0]
-    limit = min(max(snaplen, 262144), _MAX_RECORD)
-    frac_max = 1_000_000_000 if nano else 1_000_000
-    rec = struct.Struct(order + "IIII").unpack_from
+    hl, limit = header.hl, header.limit
+    frac_max = 1_000_000_000 if header.nano else 1_000_000
+    rec = header.record.unpack_from
     sec0 = rec(first)[0]
     year = 366 * 86400
 
@@ -197,28 +195,41 @@ class _Tail:
         self.raw.close()
 
 
-class SpillWriter(Lane):
+class _StandIn(Lane):
+    """A lane for the decoder that is not the conversation core's: no table, no countdown."""
+
+    def __init__(self) -> None:
+        self.table = {}
+        self.letters = {}
+        self.data_bit = self.ack_bit = self.resp_shift = 0
+
+    def hold(self) -> int:
+        return 0
+
+    def release(self, countdown: int, taken: int) -> None:
+        pass
+
+
+class SpillWriter(_StandIn):
     """The worker's side: ``walk_pcap(spill=...)`` hands it every frame, as a fast-lane packet
     (``lane``: gathered into windows, per conversation) or as bytes (``raw``); Decoder.decode
     offers it, as the lane it stands in for, the packets it would give the real lane (``take``
     accepts all but SYN/FIN/RST, as FastLane.take does without looking at state: the replay decides)."""
 
     def __init__(self, out: int, msg: int, shift: int) -> None:
-        self.table = {}
-        self.letters = {}
-        self.data_bit = self.ack_bit = self.resp_shift = 0
+        super().__init__()
         self._out = out
         self._msg = msg
         self.ents = bytearray()
         self.blob = bytearray()
         self.why = ""
         """Why the walk stopped early (set by walk_pcap), for the end message."""
-        self.ids: dict[tuple[object, ...], int] = {}
-        """5-tuple -> key id << 1 | direction (0 for the 5-tuple first seen, 1 for its reverse)."""
         self._hit = False
         self._cur = (0, 0)
         pack = ENTRY.pack
-        ents, blob, ids = self.ents, self.blob, self.ids
+        ents, blob = self.ents, self.blob
+        ids: dict[tuple[object, ...], int] = {}
+        """5-tuple -> key id << 1 | direction (0 for the 5-tuple first seen, 1 for its reverse)."""
         # The window being gathered (closure cells and lists: the worker's per-packet path): its
         # conversations (key id -> [kid, kind, n0, n1, tot0, tot1, first ts, max ts, min ts, gap,
         # letter order, letters seen, letters]), frames, region start and end, record lengths; the
@@ -377,20 +388,12 @@ class SpillWriter(Lane):
         _write_all(self._msg, b"E " + json.dumps(end).encode() + b"\n")
 
 
-class _TakeAll(Lane):
+class _TakeAll(_StandIn):
     """A lane that takes every packet offered (Split._checksums_good)."""
 
     def __init__(self) -> None:
-        self.table = {}
-        self.letters = {}
-        self.data_bit = self.ack_bit = self.resp_shift = 0
+        super().__init__()
         self.take = lambda *packet: True
-
-    def hold(self) -> int:
-        return 0
-
-    def release(self, countdown: int, taken: int) -> None:
-        pass
 
 
 _TAKE_ALL = _TakeAll()
