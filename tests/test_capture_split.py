@@ -155,7 +155,123 @@ def test_the_split_input_among_others(tmp_path: Path, _small_splits: dict[str, i
     small = _mixed(tmp_path, 1, 500)
     big = _mixed(tmp_path, 2, 5000)
     _same([small, big, small])
-    assert _small_splits["replayed"] == 1  # only the largest input is split
+    # The three are one chain: the boundary falls in the big one (SPLIT_AT of all the bytes), and
+    # the worker walks the rest of it and the last small one.
+    assert _small_splits == {"replayed": 2, "abandoned": 0}
+
+
+def _pieces(cap: Path, cuts: list[float], name: str = "part") -> list[Path]:
+    """``cap`` cut into consecutive files at these shares of its records (a ring buffer's files:
+    conversations run on from one into the next)."""
+    data = cap.read_bytes()
+    offsets = [*_offsets(cap), len(data)]
+    at = [0] + [int(c * (len(offsets) - 1)) for c in cuts] + [len(offsets) - 1]
+    out = []
+    for i in range(len(at) - 1):
+        piece = cap.parent / f"{name}{i}.pcap"
+        piece.write_bytes(data[:24] + data[offsets[at[i]]:offsets[at[i + 1]]])
+        out.append(piece)
+    return out
+
+
+@pytest.mark.parametrize("at", [0.1, 0.38, 0.5, 0.7])
+def test_several_files_are_one_chain(tmp_path: Path, at: float, monkeypatch: pytest.MonkeyPatch,
+                                     _small_splits: dict[str, int]) -> None:
+    # Four files of one capture: the boundary falls in the first, the second (inside, or at its
+    # start for 0.5 with a boundary search that finds nothing) or the third; the worker walks the
+    # rest of that file and every later one, and this process replays each in turn.
+    monkeypatch.setattr(split, "SPLIT_AT", at)
+    if at == 0.5:
+        monkeypatch.setattr(split, "find_boundary", lambda path, target: None)
+    cap = _mixed(tmp_path, 11, 8000)
+    parts = _pieces(cap, [0.25, 0.5, 0.75])
+    plan = split.plan([str(p) for p in parts])
+    assert plan is not None and plan.last == 3
+    assert plan.first == {0.1: 0, 0.38: 1, 0.5: 2, 0.7: 2}[at]
+    assert (plan.boundary == split.HEADER) == (at == 0.5)
+    flows, _, read, _, _, inputs = _same(parts)
+    assert _small_splits == {"replayed": 4 - plan.first, "abandoned": 0}
+    assert [i["sha256"] for i in inputs] == [hashlib.sha256(p.read_bytes()).hexdigest() for p in parts]
+    assert read["frames"] == 8000 and sum(i["packets"] for i in inputs) == 8000
+    # Conversations span the files: the flows and their packets are the whole capture's (frame
+    # numbers restart with each file, and the checksum sample with them).
+    def packets(fl: list[Any]) -> list[Any]:
+        return [(k, f["connections"], f["orig_pkts"], f["resp_pkts"]) for k, f in fl]
+
+    assert packets(flows) == packets(_run([cap], False)[0])
+
+
+def test_a_chain_stops_at_an_input_the_worker_cannot_walk(tmp_path: Path, _small_splits: dict[str, int]) -> None:
+    import gzip
+
+    cap = _mixed(tmp_path, 12, 8000)
+    a, b, c, d = _pieces(cap, [0.45, 0.9, 0.95])
+    gz = tmp_path / "part2.pcap.gz"
+    gz.write_bytes(gzip.compress(c.read_bytes()))
+    paths = [a, b, gz, d]
+    plan = split.plan([str(p) for p in paths])
+    # The first two files are one chain, the last is another; the larger gain is the first chain.
+    assert plan is not None and (plan.first, plan.last) == (0, 1)
+    _same(paths)
+    assert _small_splits == {"replayed": 2, "abandoned": 0}
+
+
+@pytest.mark.parametrize("where", ["own", "worker"])
+def test_a_damaged_file_in_a_chain(tmp_path: Path, where: str, monkeypatch: pytest.MonkeyPatch,
+                                   _small_splits: dict[str, int]) -> None:
+    # Damage before the boundary: this process's walk of that input stops there, as one process's
+    # would, and it reads the later inputs itself. Damage in a later file: the worker's walk of it
+    # stops there, and the chain goes on with the next file.
+    monkeypatch.setattr(split, "SPLIT_AT", 0.3)
+    cap = _mixed(tmp_path, 13, 8000)
+    parts = _pieces(cap, [0.25, 0.5, 0.75])
+    victim = parts[1] if where == "own" else parts[2]
+    data = victim.read_bytes()
+    at = _offsets(victim)[100 if where == "own" else 1500]
+    victim.write_bytes(data[:at + 8] + struct.pack("<I", 1 << 30) + data[at + 12:])
+    *_, inputs = _same(parts)
+    damaged = [i for i in inputs if i["warnings"]]
+    assert [d["path"] for d in damaged] == [str(victim)] and damaged[0]["truncated"]
+    expect = {"own": {"replayed": 0, "abandoned": 1}, "worker": {"replayed": 3, "abandoned": 0}}
+    assert _small_splits == expect[where]
+
+
+def test_a_worker_failing_in_a_later_file_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cap = _mixed(tmp_path, 14, 4000)
+    parts = _pieces(cap, [0.5])
+    real = split._Tail
+
+    class Broken(real):  # type: ignore[misc,valid-type]
+        def __init__(self, path: str, offset: int) -> None:
+            if path == str(parts[1]):
+                raise OSError(5, "Input/output error")
+            super().__init__(path, offset)
+
+    monkeypatch.setattr(split, "SPLIT_AT", 0.2)
+    monkeypatch.setattr(split, "_Tail", Broken)
+    cs = CaptureSet([str(p) for p in parts])
+    cs.split = True
+    with pytest.raises(CaptureError, match=r"part1\.pcap: the second reading process failed \(cannot read: "
+                                           r"Input/output error\); run with -j 1$"):
+        collect(cs, PORTS)
+
+
+def test_choose_balances_the_two_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    mb = 1 << 20
+    monkeypatch.setattr(split, "MIN_SPLIT_BYTES", 64 * mb)
+    yes, no = True, False
+    # One file: the boundary at SPLIT_AT of it.
+    assert split.choose([1000 * mb], [yes]) == (0, int(split.SPLIT_AT * 1000 * mb), 0)
+    # Four equal files: SPLIT_AT of the whole, so in the second, and the worker walks to the end.
+    assert split.choose([100 * mb] * 4, [yes] * 4) == (1, int(split.SPLIT_AT * 400 * mb) - 100 * mb, 3)
+    # An input only this process can read (compressed, pcapng) before the chain is walked by it
+    # while the worker starts: the chain starts at the first pcap's first record.
+    assert split.choose([300 * mb, 100 * mb, 100 * mb], [no, yes, yes]) == (1, split.HEADER, 2)
+    # Of two chains the one that saves more time.
+    assert split.choose([50 * mb, 50 * mb, 10 * mb, 500 * mb], [yes, yes, no, yes])[0] == 3
+    # Too little for the worker.
+    assert split.choose([10 * mb, 10 * mb], [yes, yes]) is None
+    assert split.choose([1000 * mb], [no]) is None
 
 
 def test_a_wrong_boundary_costs_time_not_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -163,7 +279,7 @@ def test_a_wrong_boundary_costs_time_not_results(tmp_path: Path, monkeypatch: py
     cap = _mixed(tmp_path, 3)
     offsets = _offsets(cap)
     for wrong in (offsets[len(offsets) // 2] + 5, offsets[len(offsets) // 3] + 16):
-        monkeypatch.setattr(split, "split_point", lambda path, size, b=wrong: b)
+        monkeypatch.setattr(split, "find_boundary", lambda path, target, b=wrong: b)
         _same([cap])
     assert _small_splits == {"replayed": 0, "abandoned": 2}
 
@@ -319,8 +435,8 @@ def test_too_little_room_for_the_spill_reads_in_one_process(tmp_path: Path, monk
     from types import SimpleNamespace
 
     cap = _mixed(tmp_path, 10, 3000)
-    assert split.split_point(str(cap), cap.stat().st_size) is not None
+    assert split.plan([str(cap)]) is not None
     monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(total=10**9, used=10**9 - 1, free=1))
-    assert split.split_point(str(cap), cap.stat().st_size) is None
+    assert split.plan([str(cap)]) is None
     _same([cap])
     assert _small_splits == {"replayed": 0, "abandoned": 0}

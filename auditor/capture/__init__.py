@@ -12,6 +12,7 @@ Two engines share this interface: "fast" (our own pcap/pcapng walker and decoder
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -23,12 +24,11 @@ from auditor.capture.pcapfile import (
     PCAP_MAGICS,
     PCAPNG_MAGIC,
     PROGRESS_EVERY,
-    pcap_header,
     walk_pcap,
     walk_pcapng,
 )
 from auditor.capture.source import CHUNK, DECOMPRESS_ERRORS, Source, sniff
-from auditor.capture.split import Split
+from auditor.capture.split import Split, SplitPlan
 from auditor.errors import CaptureError
 from auditor.model import Lane, PacketRecord
 
@@ -80,7 +80,7 @@ class CaptureSet:
         """Read the largest input that allows it with a second process (capture/split.py): the same
         results, faster on a large Ethernet pcap. Set before iterating."""
         self._planned = False
-        self._plan: tuple[int, int] | None = None
+        self._plan: SplitPlan | None = None
         # Refuse a bad file before an hour of reading the good ones before it.
         for path in self.paths:
             if path == "-":
@@ -89,33 +89,14 @@ class CaptureSet:
             check_magic(path, head, compression)
             self.total_bytes += os.path.getsize(path)
 
-    def split_plan(self) -> tuple[int, int] | None:
-        """(input index, boundary offset) for a split read, or None: the largest uncompressed
-        Ethernet pcap file of at least split.MIN_SPLIT_BYTES, with a plausible record boundary."""
+    def split_plan(self) -> SplitPlan | None:
+        """The inputs a second process walks for a split read (capture/split.py), or None: a chain
+        of uncompressed Ethernet pcap files, worth it (split.choose), with room for the spill."""
         if not self._planned:
             self._planned = True
-            self._plan = self._find_split()
+            if self.engine == "fast" and self.shard == (0, 1):
+                self._plan = splitting.plan(self.paths)
         return self._plan
-
-    def _find_split(self) -> tuple[int, int] | None:
-        if self.engine != "fast" or self.shard != (0, 1):
-            return None
-        best: tuple[int, int] | None = None
-        for index, path in enumerate(self.paths):
-            if path == "-" or not os.path.isfile(path):
-                continue
-            size = os.path.getsize(path)
-            if size < splitting.MIN_SPLIT_BYTES or (best is not None and size <= best[1]):
-                continue
-            with open(path, "rb") as fh:
-                header = pcap_header(fh.read(24))
-            if header is None or header.lt != 1:
-                continue  # compressed, pcapng, too short; or not Ethernet (the fused walk is worth moving)
-            best = (index, size)
-        if best is None:
-            return None
-        boundary = splitting.split_point(self.paths[best[0]], best[1])
-        return None if boundary is None else (best[0], boundary)
 
     def __iter__(self) -> Iterator[PacketRecord]:
         plan = self.split_plan() if self.split else None
@@ -123,10 +104,8 @@ class CaptureSet:
         if plan is not None:
             # The worker is forked now, before any read-ahead thread exists in this process. Without
             # room for its spill (no writable temporary folder) one process reads it all.
-            try:
-                sp = Split(self.paths[plan[0]], plan[1])
-            except OSError:
-                plan = None
+            with contextlib.suppress(OSError):
+                sp = Split(self.paths, plan)
         try:
             for index, path in enumerate(self.paths):
                 info = InputInfo(path=path)
@@ -137,7 +116,7 @@ class CaptureSet:
                     yield from read_tshark(path, index, info, self.stats, self._report)
                 else:
                     yield from self._read_fast(path, index, info,
-                                               sp if plan is not None and plan[0] == index else None)
+                                               sp if sp is not None and sp.next_input == index else None)
         finally:
             if sp is not None:
                 sp.close()
@@ -177,6 +156,10 @@ class CaptureSet:
                 yield from walk_pcapng(src, first, info, dec, tick)
             else:
                 yield from walk_pcap(src, first, info, dec, tick, split=sp)
+            if sp is not None and sp.next_input == index:
+                # This walk stopped before the boundary (a damaged record): the worker's part of
+                # this input is never replayed, so neither is the rest; this process reads on.
+                sp.abandon()
             complete = True
         finally:
             if complete:

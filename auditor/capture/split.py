@@ -53,8 +53,8 @@ import signal
 import struct
 import tempfile
 from array import array
-from collections.abc import Callable, Generator, Iterator
-from typing import Any
+from collections.abc import Callable, Generator, Iterator, Sequence
+from typing import Any, NamedTuple
 
 from auditor.capture.decode import VERIFY_ALL_FRAMES, VERIFY_EVERY_MASK, Decoder
 from auditor.capture.info import InputInfo, ReadStats
@@ -149,18 +149,91 @@ def find_boundary(path: str, target: int, *, chain: int = 32, window: int = 4 <<
     return None
 
 
-def split_point(path: str, size: int) -> int | None:
-    """Where to split the (uncompressed pcap) file at ``path``, or None: too small, too little room
-    in the temporary folder for the spill, or no plausible boundary near SPLIT_AT."""
-    if size < MIN_SPLIT_BYTES:
+class SplitPlan(NamedTuple):
+    """Inputs ``first`` to ``last`` (indexes into the run's inputs) form the worker's chain: it walks
+    ``first`` from offset ``boundary`` on (HEADER: from its first record), and every later one of the
+    chain whole; this process walks everything before the boundary and replays the spill."""
+
+    first: int
+    boundary: int
+    last: int
+
+
+HEADER = 24
+"""A pcap file header's length: a boundary there is a record boundary by definition."""
+
+
+def _splittable(path: str) -> int:
+    """The size of ``path`` if the worker can walk it (an uncompressed Ethernet pcap file: the fused
+    walk is what is worth moving), else 0."""
+    from auditor.capture.pcapfile import pcap_header
+
+    if path == "-" or not os.path.isfile(path):
+        return 0
+    with open(path, "rb") as fh:
+        header = pcap_header(fh.read(HEADER))
+    return os.path.getsize(path) if header is not None and header.lt == 1 else 0
+
+
+def choose(sizes: Sequence[int], ok: Sequence[bool]) -> tuple[int, int, int] | None:
+    """(first, offset in first, last) of the chain that saves the most time, by the cost model of
+    SPLIT_AT: with this process walking P bytes (the inputs before the boundary, the boundary's own
+    input up to it) while the worker walks the W bytes of the chain after it, then replaying those
+    at ``r`` of the cost of walking them, the chain takes max(P + r W, W); the inputs after the chain
+    follow in this process alone. The offset is HEADER where the boundary is an input's start. A
+    worker part under (1 - SPLIT_AT) MIN_SPLIT_BYTES is not worth a process: None."""
+    r = (1 - 2 * SPLIT_AT) / (1 - SPLIT_AT)
+    total = sum(sizes)
+    best: tuple[int, int, int] | None = None
+    best_time = float(total)
+    start = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+    i = 0
+    while i < len(sizes):
+        if not ok[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < len(sizes) and ok[j + 1]:
+            j += 1
+        end = start[j + 1]
+        target = max(start[i], int(SPLIT_AT * end))
+        k = i
+        while start[k + 1] <= target and k < j:
+            k += 1
+        off = max(HEADER, target - start[k])
+        work = end - start[k] - off
+        time = max(start[k] + off + r * work, work) + total - end
+        if work >= (1 - SPLIT_AT) * MIN_SPLIT_BYTES and time < best_time:
+            best, best_time = (k, off, j), time
+        i = j + 1
+    return best
+
+
+def plan(paths: Sequence[str]) -> SplitPlan | None:
+    """The split for these inputs (``choose``), or None: no input the worker can walk, too little
+    to gain, too little room in the temporary folder for the spill (SPILL_SHARE of the worker's
+    part), or no plausible record boundary near the chosen offset (then the next input's start is
+    the boundary, if the chain goes on)."""
+    sizes = [_splittable(p) for p in paths]
+    chosen = choose(sizes, [s > 0 for s in sizes])
+    if chosen is None:
         return None
+    first, off, last = chosen
+    work = sum(sizes[first:last + 1]) - off
     try:
         free = shutil.disk_usage(tempfile.gettempdir()).free
     except OSError:
         return None
-    if free < SPILL_SHARE * size * (1 - SPLIT_AT):
+    if free < SPILL_SHARE * work:
         return None
-    return find_boundary(path, int(size * SPLIT_AT))
+    if off > HEADER:
+        found = find_boundary(paths[first], off)
+        if found is not None:
+            return SplitPlan(first, found, last)
+        if first == last:
+            return None
+        first, off = first + 1, HEADER
+    return SplitPlan(first, off, last)
 
 
 # -- the worker: walk the rest of the file into a spill ---------------------------------------------
@@ -216,7 +289,7 @@ class SpillWriter(_StandIn):
     offers it, as the lane it stands in for, the packets it would give the real lane (``take``
     accepts all but SYN/FIN/RST, as FastLane.take does without looking at state: the replay decides)."""
 
-    def __init__(self, out: int, msg: int, shift: int) -> None:
+    def __init__(self, out: int, msg: int) -> None:
         super().__init__()
         self._out = out
         self._msg = msg
@@ -242,6 +315,19 @@ class SpillWriter(_StandIn):
         ckey0: tuple[Any, ...] | None = None
         ckey1: tuple[Any, ...] | None = None
         nkids = 0
+        shift = 0
+        """File offset of the walk's byte 0 in the input being walked."""
+
+        def restart(offset: int) -> None:
+            """A new input of the chain, walked from file offset ``offset``: its file offsets are
+            its own, and its key ids count from 0 (the replay of each input starts afresh)."""
+            nonlocal nkids, shift
+            ids.clear()
+            nkids = 0
+            shift = offset - HEADER  # the walk is handed the file header first
+            self.why = ""
+
+        self.restart = restart
 
         def new_id(key: tuple[Any, ...]) -> tuple[int, int]:
             """(kind, id) for a 5-tuple without an id yet (nor its reverse); its fields go to the blob."""
@@ -379,6 +465,8 @@ class SpillWriter(_StandIn):
         del self.blob[:]
 
     def end(self, info: InputInfo | None, error: str = "") -> None:
+        """The end of one input of the chain (``info``: what the walk learned of it), or of all of
+        them with an ``error``."""
         if not error:
             self.emit()
             self.flush()
@@ -404,26 +492,31 @@ def _write_all(fd: int, data: bytes) -> None:
         data = data[os.write(fd, data):]
 
 
-def _worker(path: str, boundary: int, header: bytes, out: int, msg: int, rmsg: int) -> None:
-    """The forked process: walk [boundary, end) of ``path`` into the spill."""
+def _worker(parts: list[tuple[str, int]], out: int, msg: int, rmsg: int) -> None:
+    """The forked process: walk each (path, offset) of the chain, from that offset to the end of
+    the file, into the spill, with an end message after each."""
     from auditor.capture.pcapfile import walk_pcap
 
     os.close(rmsg)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the reading process's to handle (close())
-    writer = SpillWriter(out, msg, boundary - len(header))
+    writer = SpillWriter(out, msg)
     try:
-        tail = _Tail(path, boundary)
-        info = InputInfo(path=path)
-        dec = Decoder(ReadStats(), 0, verify_checksums=False)
-        dec.lane = writer
-        try:
-            for _ in walk_pcap(tail, header, info, dec, lambda: None, spill=writer):
-                pass
-        finally:
-            tail.close()
-        writer.end(info)
-    except SplitError as e:
-        writer.end(None, str(e))
+        for path, offset in parts:
+            with open(path, "rb") as fh:
+                header = fh.read(HEADER)
+            writer.restart(offset)
+            tail = _Tail(path, offset)
+            info = InputInfo(path=path)
+            dec = Decoder(ReadStats(), 0, verify_checksums=False)
+            dec.lane = writer
+            try:
+                for _ in walk_pcap(tail, header, info, dec, lambda: None, spill=writer):
+                    pass
+            finally:
+                tail.close()
+            writer.end(info)
+    except (SplitError, OSError) as e:
+        writer.end(None, str(e) if isinstance(e, SplitError) else f"cannot read: {e.strerror or e}")
     except Exception as e:  # reported to the reading process, which names the file
         writer.end(None, f"{type(e).__name__}: {e}")
 
@@ -431,11 +524,16 @@ def _worker(path: str, boundary: int, header: bytes, out: int, msg: int, rmsg: i
 # -- this process: start the worker, check the boundary, replay the spill ---------------------------
 
 class Split:
-    """One split input: the worker started on [boundary, end) and the spill it writes."""
+    """The worker started on a chain of inputs (SplitPlan) and the spill it writes, which this
+    process replays input by input (``replay``, called by the walk of each)."""
 
-    def __init__(self, path: str, boundary: int) -> None:
-        self.path = path
-        self.boundary = boundary
+    def __init__(self, paths: Sequence[str], plan: SplitPlan) -> None:
+        self.parts = [(paths[i], plan.boundary if i == plan.first else HEADER)
+                      for i in range(plan.first, plan.last + 1)]
+        self._first = plan.first
+        self._part = 0
+        self.path, self.boundary = self.parts[0]
+        """The input whose part is replayed next, and where this process's walk of it ends."""
         self.verified = False
         """Set by the walk (pcapfile._Reader) when it ended exactly at the boundary."""
         self.position = 0
@@ -443,23 +541,40 @@ class Split:
         self.why = ""
         self.first_ts: float | None = None
         self.last_ts: float | None = None
-        with open(path, "rb") as fh:
-            header = fh.read(24)
         self._spill = tempfile.TemporaryFile(prefix="pcap-audit-spill-")  # noqa: SIM115 - close()
         rmsg, wmsg = os.pipe()
         with contextlib.suppress(OSError, AttributeError):  # room for a long run's batch notes
             fcntl.fcntl(wmsg, fcntl.F_SETPIPE_SZ, 1 << 20)
         ctx = mp.get_context("fork")
         self._proc: Any = ctx.Process(target=_worker, name="pcap-audit-split", daemon=True,
-                                      args=(path, boundary, header, self._spill.fileno(), wmsg, rmsg))
+                                      args=(self.parts, self._spill.fileno(), wmsg, rmsg))
         self._proc.start()
         os.close(wmsg)
         self._msgs = os.fdopen(rmsg, "rb")
-        self._input = os.open(path, os.O_RDONLY)
+        self._input = os.open(self.path, os.O_RDONLY)
         self._fpos = 0
 
+    @property
+    def next_input(self) -> int:
+        """The index (among the run's inputs) of the input replayed next; -1 once it is all
+        replayed or the split is dropped."""
+        return -1 if self._proc is None else self._first + self._part
+
+    def _advance(self) -> None:
+        """One input's part is replayed: on to the next one, or the end."""
+        self._part += 1
+        if self._part == len(self.parts):
+            self.close()
+            return
+        os.close(self._input)
+        self.path, self.boundary = self.parts[self._part]
+        self._input = os.open(self.path, os.O_RDONLY)
+        self.verified = False
+        self.position = 0
+
     def abandon(self) -> None:
-        """The walk did not end at the boundary: stop the worker, drop the spill."""
+        """The walk did not end at the boundary: stop the worker, drop the spill (this process
+        reads every input that is left)."""
         self.close()
 
     def close(self) -> None:
@@ -516,6 +631,7 @@ class Split:
         """Per key id: None, or (connection, is_orig of direction 0, its gen, whether direction 1
         is the same connection the other way)."""
         records = taken = cd = 0
+        done = False
         if lane is not None:
             tget = lane.table.get
             letters = lane.letters
@@ -637,10 +753,14 @@ class Split:
                 if lane is not None:
                     lane.release(cd, taken)
                     taken = 0
+            done = True
         finally:
             if taken and lane is not None:
                 lane.release(cd, taken)
-            self.close()
+            if done:
+                self._advance()
+            else:
+                self.close()
         return frame, records
 
     def _checksums_good(self, dec: Decoder, off: int, sizes: bytes, frame: int, lt: int,
