@@ -1,7 +1,8 @@
 """Several processes over one capture.
 
-A large uncompressed Ethernet pcap is split by byte ranges (capture/split.py): one worker walks the
-rest of the file while this process walks the start, with the results of one process. Otherwise
+Large uncompressed Ethernet pcaps are split by byte ranges (capture/split.py): one worker walks the
+later part while this process walks the start, and large compressed files are decompressed by a
+second process (capture/source.py, Inflater), with the results of one process. Otherwise
 every worker reads every packet, and keeps the conversations of its own share of address pairs
 (a symmetric hash of the two addresses). A conversation, its ICMP
 errors, its TFTP transfer and its names all stay with one worker, so the merged result is the one a
@@ -41,11 +42,14 @@ def cpus() -> int:
 
 
 def auto_jobs(capture: CaptureSet, engine: str) -> int:
-    """Two processes when there are two cores and an input can be split by byte ranges (a large
-    uncompressed Ethernet pcap, capture/split.py: the same results, faster); otherwise one. The
-    hash-sharded mode below walks every packet in every process and pays off only on captures of
-    very short conversations, so it is never chosen automatically."""
-    return 2 if engine == "fast" and cpus() >= 2 and capture.split_plan() is not None else 1
+    """Two processes when there are two cores and the second has work that keeps the results
+    those of one process: walking a byte range of large uncompressed Ethernet pcaps
+    (capture/split.py) or decompressing a large compressed file (source.Inflater). Otherwise one.
+    The hash-sharded mode below walks every packet in every process and pays off only on captures
+    of very short conversations, so it is never chosen automatically."""
+    if engine != "fast" or cpus() < 2:
+        return 1
+    return 2 if capture.split_plan() is not None or capture.inflatable() else 1
 
 
 @dataclass
@@ -73,11 +77,13 @@ def collect_parallel(capture: CaptureSet, server_ports: frozenset[tuple[str, int
     Fills capture.inputs and capture.stats."""
     from auditor.audit import collect  # here: audit imports this module
 
-    if capture.split_plan() is not None:
-        # One input is split by byte ranges: a worker walks its second part while this process
-        # walks the first, and this process applies the rest in order, so the result is exactly
-        # one process's. Only one worker: this process's replay is then the bound, more do not help.
+    if capture.split_plan() is not None or capture.inflatable():
+        # Inputs are split by byte ranges: a worker walks the later part while this process walks
+        # the first, and this process applies the rest in order; compressed files are decompressed
+        # by a second process. Either way the result is exactly one process's. Only one worker: this
+        # process's replay (or walk) is then the bound, more do not help.
         capture.split = True
+        capture.inflate = True
         return collect(capture, server_ports)
     method = "fork" if sys.platform.startswith("linux") else "spawn"
     ctx = mp.get_context(method)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from auditor.capture import open_captures
+from auditor import capture as capture_mod
+from auditor.capture import CaptureSet, open_captures
 from auditor.capture.source import HashingReader
 from auditor.errors import CaptureError
 from auditor.model import PacketRecord
@@ -244,3 +245,104 @@ def test_read_ahead_thread_ends_when_the_reader_stops_early(tmp_path: Path) -> N
         assert thread is not None and thread.is_alive()
         reader.close()
         assert not thread.is_alive()
+
+
+
+def _big_frames(n: int) -> list[bytes]:
+    rnd = random.Random(5)
+    return [eth_ipv4_udp("10.0.0.1", "10.0.0.2", 40000 + i % 7, 53, rnd.randbytes(100) * 11) for i in range(n)]
+
+
+def _complete_records(data: bytes) -> int:
+    pos, n = 24, 0
+    while pos + 16 <= len(data):
+        caplen = int.from_bytes(data[pos + 8:pos + 12], "little")
+        if pos + 16 + caplen > len(data):
+            break
+        pos += 16 + caplen
+        n += 1
+    return n
+
+
+def _read_inflating(path: Path, inflate: bool) -> tuple[list[PacketRecord], CaptureSet]:
+    cs = open_captures([str(path)])
+    cs.inflate = inflate
+    return list(cs), cs
+
+
+@pytest.fixture
+def _inflate_all(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(capture_mod, "INFLATE_MIN", 0)
+
+
+@pytest.mark.usefixtures("_inflate_all")
+@pytest.mark.parametrize("compression", ["gzip", "bz2", "xz", "zstd"])
+def test_a_decompressing_process_reads_the_same(tmp_path: Path, compression: str) -> None:
+    # Whole and cut: the same records, warnings, hash and size as decompressing in line.
+    p = write_pcap(tmp_path / f"big.pcap.{compression}", _big_frames(9_000), compression=compression)
+    data = p.read_bytes()
+    q = write_bytes(tmp_path / f"cut.pcap.{compression}", data[:int(len(data) * 0.6)])
+    for path in (p, q):
+        recs, cs = _read_inflating(path, False)
+        recs2, cs2 = _read_inflating(path, True)
+        assert recs2 == recs and cs2.inputs == cs.inputs and cs2.stats == cs.stats
+        assert cs2.inputs[0].sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert len(recs) == 9_000 if path is p else (1_000 < len(recs) < 9_000 and cs.inputs[0].truncated)
+
+
+@pytest.mark.usefixtures("_inflate_all")
+@pytest.mark.parametrize("compression", ["gzip", "zstd"])
+def test_a_cut_compressed_input_yields_every_record_before_the_cut(tmp_path: Path, compression: str) -> None:
+    # Several CHUNKs of capture bytes through the decompressing process; the stream cut: every record
+    # decompressible before the cut, then the warnings: of the damage (gzip; zstandard's reader ends
+    # a cut stream quietly) and of the record it cut.
+    import zlib
+
+    import zstandard
+
+    p = write_pcap(tmp_path / f"big.pcap.{compression}", _big_frames(25_000), compression=compression)
+    data = p.read_bytes()
+    cut = data[:int(len(data) * 0.6)]
+    if compression == "gzip":
+        prefix = zlib.decompressobj(31).decompress(cut)
+    else:
+        prefix = zstandard.ZstdDecompressor().decompressobj().decompress(cut)
+    recs, cs = _read_inflating(write_bytes(tmp_path / f"cut.pcap.{compression}", cut), True)
+    expect = _complete_records(prefix)
+    assert expect > 10_000 and len(recs) == expect
+    warnings = cs.inputs[0].warnings
+    assert cs.inputs[0].truncated and f"after frame {expect}" in warnings[-1]
+    assert [w for w in warnings if "damaged" in w] == (
+        [f"{compression} data is damaged (Compressed file ended before the end-of-stream marker was reached); "
+         "read what came before"] if compression == "gzip" else [])
+
+
+@pytest.mark.usefixtures("_inflate_all")
+def test_stopping_early_ends_the_decompressing_process(tmp_path: Path) -> None:
+    import multiprocessing
+
+    p = write_pcap(tmp_path / "big.pcap.gz", _big_frames(25_000), compression="gzip")
+    cs = open_captures([str(p)])
+    cs.inflate = True
+    it = iter(cs)
+    assert [next(it) for _ in range(5)]
+    assert [c.name for c in multiprocessing.active_children()] == ["pcap-audit-inflate"]
+    it.close()  # type: ignore[attr-defined]
+    assert multiprocessing.active_children() == []
+
+
+@pytest.mark.usefixtures("_inflate_all")
+def test_a_failing_decompressing_process_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from auditor.capture import source
+
+    p = write_pcap(tmp_path / "big.pcap.gz", _big_frames(2_000), compression="gzip")
+
+    def broken(self: source.Source, size: int) -> bytes:
+        raise RuntimeError("boom")
+
+    cs = open_captures([str(p)])  # sniffed in line, before the break
+    monkeypatch.setattr(source.Source, "_decompress", broken)  # in the forked process too
+    cs.inflate = True
+    with pytest.raises(CaptureError, match=r"big\.pcap\.gz: the decompressing process failed \(RuntimeError: "
+                                           r"boom\); run with -j 1$"):
+        list(cs)

@@ -468,6 +468,39 @@ def test_jobs_on_a_larger_pcap_give_the_same_audit(long_run: tuple[Path, Path], 
         assert [k for k in docs[0] if docs[0][k] != other[k]] == []
 
 
+def test_a_large_compressed_capture_is_decompressed_by_a_second_process(long_run: tuple[Path, Path], tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # -j 0 on two cores picks the decompressing process for a large compressed file (the threshold
+    # lowered here); -j 1 decompresses in line. The audits are the same.
+    import gzip
+
+    from auditor import capture, parallel
+    from auditor.capture import source
+
+    cap, roles = long_run
+    gz = tmp_path / "long.pcap.gz"
+    gz.write_bytes(gzip.compress(cap.read_bytes(), compresslevel=1))
+    monkeypatch.setattr(capture, "INFLATE_MIN", 1 << 20)
+    monkeypatch.setattr(parallel, "cpus", lambda: 2)
+    started: list[str] = []
+    real = source.Inflater.__init__
+
+    def counting(self: source.Inflater, path: str, compression: str) -> None:
+        started.append(path)
+        real(self, path, compression)
+
+    monkeypatch.setattr(source.Inflater, "__init__", counting)
+    docs = []
+    for jobs in ("1", "0"):
+        out = tmp_path / f"jobs{jobs}.json"
+        result = invoke([gz, "--roles", roles, "--json", out, "--no-html", "-q", "--jobs", jobs])
+        assert result.exit_code == EXIT_OK, result.output
+        docs.append(strip_run(json.loads(out.read_text(encoding="utf-8"))))
+        assert started == ([] if jobs == "1" else [str(gz)])
+    assert docs[0]["summary"]["packets"] > 100_000
+    assert [k for k in docs[0] if docs[0][k] != docs[1][k]] == []
+
+
 # --- the text summary --------------------------------------------------------------------------------
 
 SUMMARY = re.compile(

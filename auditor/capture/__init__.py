@@ -35,6 +35,8 @@ from auditor.model import Lane, PacketRecord
 __all__ = ["ENGINES", "CaptureSet", "InputInfo", "ReadStats", "open_captures"]
 
 ENGINES = ("fast", "tshark")
+INFLATE_MIN = 16 << 20
+"""Compressed files smaller than this are not worth a decompressing process."""
 Progress = Callable[[int, int], None]
 
 
@@ -77,8 +79,12 @@ class CaptureSet:
         self.frames_read = 0
         """Frames read so far, to within PROGRESS_EVERY (for progress rates)."""
         self.split = False
-        """Read the largest input that allows it with a second process (capture/split.py): the same
-        results, faster on a large Ethernet pcap. Set before iterating."""
+        """Walk the inputs of split_plan() with a second process (capture/split.py): the same
+        results, faster on large Ethernet pcaps. Set before iterating."""
+        self._inflatable = False
+        self.inflate = False
+        """Decompress each compressed file of at least INFLATE_MIN bytes in a second process
+        (source.Inflater). Set before iterating."""
         self._planned = False
         self._plan: SplitPlan | None = None
         # Refuse a bad file before an hour of reading the good ones before it.
@@ -87,7 +93,10 @@ class CaptureSet:
                 continue
             head, compression = sniff(path)
             check_magic(path, head, compression)
-            self.total_bytes += os.path.getsize(path)
+            size = os.path.getsize(path)
+            self.total_bytes += size
+            if compression != "none" and size >= INFLATE_MIN and os.path.isfile(path):
+                self._inflatable = True
 
     def split_plan(self) -> SplitPlan | None:
         """The inputs a second process walks for a split read (capture/split.py), or None: a chain
@@ -97,6 +106,10 @@ class CaptureSet:
             if self.engine == "fast" and self.shard == (0, 1):
                 self._plan = splitting.plan(self.paths)
         return self._plan
+
+    def inflatable(self) -> bool:
+        """Whether an input is a compressed regular file worth a decompressing process."""
+        return self._inflatable and self.engine == "fast" and self.shard == (0, 1)
 
     def __iter__(self) -> Iterator[PacketRecord]:
         plan = self.split_plan() if self.split else None
@@ -133,6 +146,8 @@ class CaptureSet:
         # A parallel worker other than the first reads the same bytes as the first: one SHA-256 is enough.
         src = Source(path, digest=self.shard[0] == 0)
         info.compression = src.compression
+        if self.inflate and src.size >= INFLATE_MIN:
+            src.inflate_apart()
         if sp is not None:
             src.bound(sp.boundary)  # before the first read: the rest is the worker's
         complete = False
@@ -144,13 +159,12 @@ class CaptureSet:
             check_magic(path, first, src.compression)
             dec = Decoder(self.stats, index, verify_checksums=self.verify_checksums, shard=self.shard)
             dec.lane = self.lane
-            raw = src.raw
 
             def tick() -> None:
                 # The walkers tick every PROGRESS_EVERY frames: a running count for rates, with no
                 # per-packet cost (stats.frames is settled when the input ends).
                 self.frames_read += PROGRESS_EVERY
-                self._report(sp.position if sp is not None and sp.position else raw.nread)
+                self._report(sp.position if sp is not None and sp.position else src.nread)
 
             if first[:4] == PCAPNG_MAGIC:
                 yield from walk_pcapng(src, first, info, dec, tick)
@@ -165,7 +179,7 @@ class CaptureSet:
             if complete:
                 info.sha256 = src.finish()
                 info.size = src.raw.nread if src.is_stdin else src.size
-                self._done_bytes += src.raw.nread if not src.is_stdin else 0
+                self._done_bytes += src.size
                 self._report(0, final=True)
             else:
                 src.close_quietly()
