@@ -248,12 +248,13 @@ def findings_hit(doc: dict[str, Any], kinds: set[str]) -> list[str]:
                    "path does not know; about 16,000 packets/s here, so a minute or more per million packets, "
                    "and no payloads (no names from DNS/SNI/Host).")
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Processes to read with (0: automatic). A large uncompressed Ethernet pcap (64 MB or "
-                   "more) is split by byte ranges: a second process walks the later part of the file while "
-                   "this one walks the start, with exactly the results of one process (about 1.25x on the "
-                   "10M-packet bench capture; automatic with two or more cores). Other inputs with -j N: N "
-                   "processes each walk every packet and keep their share of the conversations, which pays "
-                   "off only when conversations are very short.")
+              help="Processes to read with (0: automatic: two on two or more cores when one of the following "
+                   "applies, else one). Uncompressed Ethernet pcaps (64 MB or more, one file or several "
+                   "in a row) are split by byte ranges: a second process walks the later part while this "
+                   "one walks the start; a compressed file of 16 MB or more is decompressed by a second "
+                   "process. Both give exactly the results of one process (1.2-1.4x on the bench "
+                   "captures). Other inputs with -j N: N processes each walk every packet and keep their "
+                   "share of the conversations, which pays off only when conversations are very short.")
 @click.option("--no-checksums", is_flag=True,
               help="Do not verify TCP/UDP checksums (by default: every packet of the first 10,000 frames of "
                    "each input, then every TCP SYN, FIN and RST and 1 in 64 of the rest; bad checksums are "
