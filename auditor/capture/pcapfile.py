@@ -339,7 +339,7 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
                             slane((proto, s, sport, d, dport), ts, 1 if data else (2 if flags & 0x10 else 0),
                                   tot, r.base + start - hl, r.base + nxt)
                         else:
-                            spill.raw(buf, start, caplen, ts, r.base + start)
+                            spill.raw(buf, start, caplen, ts, r.base + start, lt)
                         continue
                     if takeable and tget is not None and cd != 1:
                         ent = tget((proto, s, sport, d, dport))
@@ -431,7 +431,11 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
             lane.release(cd, taken)  # type: ignore[union-attr]
             taken = 0
         if split is not None and split.verified:
-            frame, more = yield from split.replay(dec, frame, tick, lt, record, scale)
+            def parse(b: bytes, p: int) -> tuple[int, int, float, int, int]:
+                sec, frac, caplen, _ = unpack(b, p)
+                return p + hl, caplen, sec + frac * scale, lt, p + hl + caplen
+
+            frame, more = yield from split.replay(dec, frame, tick, parse)
             records += more
             if split.first_ts is not None and split.last_ts is not None:
                 lo, hi = min(lo, split.first_ts), max(hi, split.last_ts)

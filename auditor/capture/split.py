@@ -77,7 +77,8 @@ a frame's ts beyond all its conversation's before it in the window); the history
 order of first appearance (3 bits each: 1 data and 2 a pure ACK in direction 0, 3 and 4 in direction
 1). KIND_NEW4 and KIND_NEW6: the same with a new key id, its 5-tuple in the blob (NEW4, NEW6; ids
 count up from 0, and an id 0 starts the numbering afresh: the worker forgets its ids every MAX_IDS).
-KIND_RAW: one other frame: its ts, file offset and captured length, its bytes in the blob."""
+KIND_RAW: one other frame: its link type (in the history order field), ts, file offset and captured
+length, its bytes in the blob."""
 KIND_LANE, KIND_NEW4, KIND_NEW6, KIND_RAW, KIND_WINDOW = 0, 1, 2, 3, 4
 NEW4 = struct.Struct("!B4s4sHH")
 NEW6 = struct.Struct("!B16s16sHH")
@@ -106,6 +107,9 @@ FLUSH = 1 << 20
 BLOB_MAX = 8 << 20
 """Frame bytes per batch, about."""
 _PROGRESS_MASK = (1 << 15) - 1
+Parse = Callable[[bytes, int], tuple[int, int, float, int, int]]
+"""A walk's reading of the record at an offset of a buffer: (start of the frame, captured length,
+ts, link type, offset of the next record)."""
 
 
 # -- choosing the boundary --------------------------------------------------------------------------
@@ -433,9 +437,9 @@ class SpillWriter(_StandIn):
 
         self.take = take
 
-        def raw(buf: bytes, start: int, caplen: int, ts: float, off: int) -> None:
+        def raw(buf: bytes, start: int, caplen: int, ts: float, off: int, lt: int) -> None:
             emit()
-            ents.extend(pack(KIND_RAW, 0, 1, 0, 0, 0, 0, ts, ts, ts, 0.0, off + shift, caplen))
+            ents.extend(pack(KIND_RAW, lt, 1, 0, 0, 0, 0, ts, ts, ts, 0.0, off + shift, caplen))
             blob.extend(buf[start:start + caplen])
             if len(ents) >= FLUSH or len(blob) > BLOB_MAX:
                 self.flush()
@@ -455,7 +459,7 @@ class SpillWriter(_StandIn):
         self._hit = False
         dec.decode(buf, start, caplen, ts, frame, lt)
         if not self._hit:
-            self.raw(buf, start, caplen, ts, off)
+            self.raw(buf, start, caplen, ts, off, lt)
 
     def flush(self) -> None:
         """Write the batch (not the window being gathered) and say so on the pipe."""
@@ -608,9 +612,9 @@ class Split:
             self.first_ts, self.last_ts = end["first"], end["last"]
             return
 
-    def replay(self, dec: Decoder, frame: int, tick: Callable[[], None], lt: int,
-               rec_header: struct.Struct, scale: float) -> Generator[PacketRecord, None, tuple[int, int]]:
-        """Apply the spill after frame ``frame`` as walk_pcap would have walked those frames: the
+    def replay(self, dec: Decoder, frame: int, tick: Callable[[], None],
+               parse: Parse) -> Generator[PacketRecord, None, tuple[int, int]]:
+        """Apply the spill after frame ``frame`` as the walk would have walked those frames: the
         same fast-lane updates (conversations.FastLane.take, here per conversation of a window of
         packets at once), the same records through ``dec``. Returns (last frame, records).
 
@@ -620,7 +624,7 @@ class Split:
         two conversations on one connection), no gap reaches the idle timeout, the sweep countdown
         does not run out, and the frames due a checksum check pass it (``_checksums_good``).
         Otherwise its frames are read back from the file and decoded one by one, exactly as the
-        walk would have (``_frames``)."""
+        walk would have (``_frames``; ``parse`` reads a record of the walk's format)."""
         lane: Lane | None = dec.lane
         decode = dec.decode
         verify, verify_all, vmask, pmask = dec.verify, VERIFY_ALL_FRAMES, VERIFY_EVERY_MASK, _PROGRESS_MASK
@@ -657,7 +661,7 @@ class Split:
                         if lane is not None:
                             lane.release(cd, taken)
                             taken = 0
-                        rec = decode(blob[bp:bp + length], 0, length, ts, frame, lt)
+                        rec = decode(blob[bp:bp + length], 0, length, ts, frame, order)  # order: the link type
                         bp += length
                         if rec is not None:
                             records += 1
@@ -711,7 +715,7 @@ class Split:
                             ready.append((c, is_orig, order, n0, n1, tot0, tot1, tmax, tmin))
                         else:
                             if not (verify and (frame < verify_all or (frame + n) >> vshift != frame >> vshift)
-                                    and not self._checksums_good(dec, off, sizes, frame, lt, rec_header, scale)):
+                                    and not self._checksums_good(dec, off, sizes, frame, parse)):
                                 frame += n
                                 cd -= n
                                 taken += n
@@ -744,7 +748,7 @@ class Split:
                     if lane is not None:
                         lane.release(cd, taken)
                         taken = 0
-                    for rec in self._frames(dec, off, length, frame, lt, rec_header, scale):
+                    for rec in self._frames(dec, off, length, frame, parse):
                         records += 1
                         yield rec
                     frame += n
@@ -763,15 +767,13 @@ class Split:
                 self.close()
         return frame, records
 
-    def _checksums_good(self, dec: Decoder, off: int, sizes: bytes, frame: int, lt: int,
-                        rec_header: struct.Struct, scale: float) -> bool:
+    def _checksums_good(self, dec: Decoder, off: int, sizes: bytes, frame: int, parse: Parse) -> bool:
         """Whether the frames of a window (frame + 1, ...; its records start at ``off``, ``sizes``
         their lengths) that the checksum policy samples have good checksums, as Decoder.decode judges
         them (with a lane that takes whatever it is offered, and its count put back): then the window
         may be applied at once. Only the sampled records are read back from the file."""
         lengths = array("I")
         lengths.frombytes(sizes)
-        unpack, hl = rec_header.unpack_from, rec_header.size
         lane, laned, dec.lane = dec.lane, dec.laned, _TAKE_ALL
         try:
             k = frame + 1  # the first frame due a check: every one up to VERIFY_ALL_FRAMES, then 1 in 64
@@ -784,27 +786,25 @@ class Split:
                 buf = os.pread(self._input, size, at)
                 if len(buf) != size:
                     return False
-                sec, frac, caplen, _ = unpack(buf, 0)
-                if dec.decode(buf, hl, caplen, sec + frac * scale, k, lt) is not None:
+                start, caplen, ts, lt, _ = parse(buf, 0)
+                if dec.decode(buf, start, caplen, ts, k, lt) is not None:
                     return False
                 k = k + 1 if k < VERIFY_ALL_FRAMES else (k + 1 + VERIFY_EVERY_MASK) & ~VERIFY_EVERY_MASK
             return True
         finally:
             dec.lane, dec.laned = lane, laned
 
-    def _frames(self, dec: Decoder, off: int, length: int, frame: int, lt: int, rec_header: struct.Struct,
-                scale: float) -> Iterator[PacketRecord]:
+    def _frames(self, dec: Decoder, off: int, length: int, frame: int, parse: Parse) -> Iterator[PacketRecord]:
         """Decode the records in [off, off + length) of the file, frames frame + 1, ..., as the
         walk's own decoder would."""
         buf = os.pread(self._input, length, off)
         if len(buf) != length:
             raise CaptureError(f"{self.path}: changed while it was read (frames after {frame}); run with -j 1")
-        unpack, hl, decode = rec_header.unpack_from, rec_header.size, dec.decode
+        decode = dec.decode
         pos = 0
         while pos < length:
-            sec, frac, caplen, _ = unpack(buf, pos)
+            start, caplen, ts, lt, pos = parse(buf, pos)
             frame += 1
-            rec = decode(buf, pos + hl, caplen, sec + frac * scale, frame, lt)
+            rec = decode(buf, start, caplen, ts, frame, lt)
             if rec is not None:
                 yield rec
-            pos += hl + caplen
