@@ -25,8 +25,8 @@ from auditor.capture.pcapfile import (
     PCAPNG_MAGIC,
     PROGRESS_EVERY,
     walk_pcap,
-    walk_pcapng,
 )
+from auditor.capture.pcapng import walk_pcapng
 from auditor.capture.source import CHUNK, DECOMPRESS_ERRORS, Source, sniff
 from auditor.capture.split import Split, SplitPlan
 from auditor.errors import CaptureError
