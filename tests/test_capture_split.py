@@ -34,8 +34,12 @@ PORTS = frozenset({("tcp", 443), ("tcp", 1494), ("udp", 53)})
 
 @pytest.fixture(autouse=True)
 def _small_splits(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    return small_splits(monkeypatch)
+
+
+def small_splits(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """Split test-sized files, sample checksums past frame 100 (so the replay samples too), and
-    count what the split did."""
+    count what the split did (replays and abandoned splits; in split.WINDOWS, the windows)."""
     monkeypatch.setattr(split, "MIN_SPLIT_BYTES", 0)
     monkeypatch.setattr(split, "FLUSH", 4096)  # many batches
     monkeypatch.setattr(split, "MAX_IDS", 64)  # the worker forgets its key ids often

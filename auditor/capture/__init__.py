@@ -167,7 +167,7 @@ class CaptureSet:
                 self._report(sp.position if sp is not None and sp.position else src.nread)
 
             if first[:4] == PCAPNG_MAGIC:
-                yield from walk_pcapng(src, first, info, dec, tick)
+                yield from walk_pcapng(src, first, info, dec, tick, split=sp)
             else:
                 yield from walk_pcap(src, first, info, dec, tick, split=sp)
             if sp is not None and sp.next_input == index:

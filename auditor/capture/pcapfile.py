@@ -170,6 +170,17 @@ class _Reader:
         self.pos = 0
         return True
 
+    def restart(self, src: CaptureBytes, base: int) -> None:
+        """Read on from ``src``, which starts at offset ``base`` of the capture bytes (a split's
+        worker handed the rest back, capture/pcapng.py)."""
+        self.src = src
+        self.buf = b""
+        self.pos = 0
+        self.base = base
+        self.eof = False
+        self._block = None
+        self.split = None
+
     def stop(self, frame: int, why: str) -> None:
         self.why = why
         self.info.truncated = True

@@ -1,25 +1,34 @@
-"""Two processes over one capture, with the result of one: a byte-range split of a large pcap.
+"""Two processes over one capture, with the result of one: a byte-range split of large captures.
 
 The conversation state machine is one sequence (a packet's effect depends on every packet before it),
 so the run stays one pass in this process; what moves to a second process is the walk (record
 headers, Ethernet/IP/TCP unpacking), which is most of the per-packet cost:
 
-1. ``find_boundary`` guesses a record boundary about SPLIT_AT of the way into the file (a chain of
-   plausible record headers).
-2. A forked worker walks the file from there to the end with ``walk_pcap(spill=...)`` and writes a
-   *spill* (``ENTRY``). Consecutive fast-lane packets (up to MAX_WINDOW frames of up to MAX_CONVS
-   conversations) form a *window*: one entry for the window (its frames' file region and record
-   lengths) and one per conversation in it, with per-direction packet and byte counts, the
-   timestamps summarised and the history letters in order. Any other frame ends the window and is
-   one entry, its bytes in a side blob. Batches go to an unlinked temporary file; a pipe says how far
-   the file is written.
-3. Meanwhile this process walks the file up to the boundary as usual (``HashingReader.bound``). If
-   its walk ends exactly there, the guess was a record boundary (the walk from the file header is
-   the only true chain of records) and ``Split.replay`` applies the spill through the same fast lane
-   and decoder, in order. If the walk ends inside a record, the guess was wrong: the worker is
-   stopped and this walk reads on by itself. Either way the conversations, counters and warnings are
-   exactly those of one process (tests/test_capture_split.py compares whole results, also on every
-   corpus pcap).
+1. ``plan`` picks a *chain* of consecutive uncompressed inputs the worker can walk (Ethernet pcap;
+   pcapng whose interfaces are described before its first packet) and a boundary about SPLIT_AT of
+   the way into the bytes (``choose``: inputs before the chain are this process's share too). Inside
+   a file the boundary is a guess: ``find_boundary`` (a chain of plausible pcap record headers) or
+   pcapng.find_block_boundary (block lengths repeated at their ends); at an input's first record it
+   is certain.
+2. A forked worker walks the chain from the boundary to the end of its last input (``_worker``, with
+   ``walk_pcap``/``walk_pcapng(spill=...)``; a pcapng walk is first handed the file's blocks before
+   its first packet) and writes a *spill* (``ENTRY``). Consecutive fast-lane packets (up to
+   MAX_WINDOW frames of up to MAX_CONVS conversations) form a *window*: one entry for the window (its
+   frames' file region and record lengths) and one per conversation in it, with per-direction packet
+   and byte counts, the timestamps summarised and the history letters in order. Any other frame ends
+   the window and is one entry, its bytes in a side blob. Batches go to an unlinked temporary file; a
+   pipe says how far the file is written, and where each input ends (with what the walk learned of
+   it: why it stopped early, its time span, frames per pcapng interface).
+3. Meanwhile this process walks up to the boundary as usual (``HashingReader.bound``). If its walk
+   ends exactly there, the guess was a record boundary (the walk from the file's start is the only
+   true chain of records) and ``Split.replay`` applies the spill through the same fast lane and
+   decoder, in order, input by input. If the walk ends inside a record (or, in pcapng, meets an
+   interface or section described after the first packet, which the worker would not know), the
+   split is dropped: the worker is stopped and this process reads on by itself. A pcapng worker
+   hands back at any block it would not walk as this process does (a new section or interface, a
+   damaged block): this process reads on from there. Either way the conversations, counters and
+   warnings are exactly those of one process (tests/test_capture_split.py and
+   test_capture_split_ng.py compare whole results, also on every corpus pcap and pcapng).
 
 Between two frames that need the decoder, the fast lane's packets of different connections commute:
 each changes only its own connection (and the packet counts). So a window is applied at once, one
@@ -30,15 +39,15 @@ the frames the checksum policy samples (frame numbers are known only here) have 
 (those frames are read back with ``os.pread``). Otherwise the window's records are read back and
 decoded one by one, as the walk would have. On the bench capture a conversation entry covers ~47
 frames, and this process replays a frame in ~0.8 µs of CPU against ~2.1 µs for walking it (most of
-the 0.8 is opening and closing connections); where conversations interleave packet by packet, ~3.6. The SHA-256 is still
-of the whole file: the read-ahead thread hashes the rest (through memory maps) while the spill is
-replayed.
+the 0.8 is opening and closing connections); where conversations interleave packet by packet, ~3.6.
+The SHA-256 is still of each whole file: the read-ahead thread hashes the rest (through memory maps)
+while the spill is replayed.
 
 Costs and limits: the spill is ~7 bytes a frame on the bench capture and ~29 where conversations
 interleave packet by packet (plus the bytes of frames that need the decoder); it lives in the
 temporary folder (not writable, or less free room than SPILL_SHARE of the worker's part: one process
-reads). Only one input (the largest) is split, and only an uncompressed Ethernet pcap of at least
-MIN_SPLIT_BYTES.
+reads). A worker's part under (1 - SPLIT_AT) MIN_SPLIT_BYTES is not worth it. Compressed inputs are
+never split (source.Inflater decompresses them in a second process instead).
 """
 
 from __future__ import annotations
@@ -155,28 +164,36 @@ def find_boundary(path: str, target: int, *, chain: int = 32, window: int = 4 <<
 
 class SplitPlan(NamedTuple):
     """Inputs ``first`` to ``last`` (indexes into the run's inputs) form the worker's chain: it walks
-    ``first`` from offset ``boundary`` on (HEADER: from its first record), and every later one of the
-    chain whole; this process walks everything before the boundary and replays the spill."""
+    ``first`` from offset ``boundary`` on, and every later one of the chain from its first record
+    (``starts``: where each input's records start); this process walks everything before the
+    boundary and replays the spill."""
 
     first: int
     boundary: int
     last: int
+    starts: tuple[int, ...] = ()
 
 
 HEADER = 24
 """A pcap file header's length: a boundary there is a record boundary by definition."""
 
 
-def _splittable(path: str) -> int:
-    """The size of ``path`` if the worker can walk it (an uncompressed Ethernet pcap file: the fused
-    walk is what is worth moving), else 0."""
-    from auditor.capture.pcapfile import pcap_header
+def _splittable(path: str) -> tuple[int, int]:
+    """(size, where its first record starts) if the worker can walk ``path``, else (0, 0): an
+    uncompressed Ethernet pcap file (the fused walk is what is worth moving), or an uncompressed
+    pcapng file whose interfaces are described before its first packet."""
+    from auditor.capture.pcapfile import PCAPNG_MAGIC, pcap_header
+    from auditor.capture.pcapng import first_packet_offset
 
     if path == "-" or not os.path.isfile(path):
-        return 0
+        return 0, 0
     with open(path, "rb") as fh:
-        header = pcap_header(fh.read(HEADER))
-    return os.path.getsize(path) if header is not None and header.lt == 1 else 0
+        head = fh.read(HEADER)
+    if head[:4] == PCAPNG_MAGIC:
+        start = first_packet_offset(path)
+        return (0, 0) if start is None else (os.path.getsize(path), start)
+    header = pcap_header(head)
+    return (os.path.getsize(path), HEADER) if header is not None and header.lt == 1 else (0, 0)
 
 
 def choose(sizes: Sequence[int], ok: Sequence[bool]) -> tuple[int, int, int] | None:
@@ -218,7 +235,10 @@ def plan(paths: Sequence[str]) -> SplitPlan | None:
     to gain, too little room in the temporary folder for the spill (SPILL_SHARE of the worker's
     part), or no plausible record boundary near the chosen offset (then the next input's start is
     the boundary, if the chain goes on)."""
-    sizes = [_splittable(p) for p in paths]
+    from auditor.capture.pcapng import find_block_boundary
+
+    found = [_splittable(p) for p in paths]
+    sizes = [size for size, _ in found]
     chosen = choose(sizes, [s > 0 for s in sizes])
     if chosen is None:
         return None
@@ -230,14 +250,16 @@ def plan(paths: Sequence[str]) -> SplitPlan | None:
         return None
     if free < SPILL_SHARE * work:
         return None
-    if off > HEADER:
-        found = find_boundary(paths[first], off)
-        if found is not None:
-            return SplitPlan(first, found, last)
+    starts = tuple(start for _, start in found[first:last + 1])
+    if off > starts[0]:
+        seek = find_block_boundary if starts[0] != HEADER else find_boundary
+        boundary = seek(paths[first], off)
+        if boundary is not None:
+            return SplitPlan(first, boundary, last, starts)
         if first == last:
             return None
-        first, off = first + 1, HEADER
-    return SplitPlan(first, off, last)
+        first, starts = first + 1, starts[1:]
+    return SplitPlan(first, starts[0], last, starts)
 
 
 # -- the worker: walk the rest of the file into a spill ---------------------------------------------
@@ -247,16 +269,20 @@ class SplitError(Exception):
 
 
 class _Tail:
-    """The capture bytes from the boundary on (after the file header, which the walk reads first)."""
+    """The capture bytes from the boundary on (after the file's first blocks, which the walk reads
+    first), in the worker; ``reader_at`` in the reading process."""
 
     compression = "none"
 
-    def __init__(self, path: str, offset: int) -> None:
+    def __init__(self, path: str, offset: int, *, worker: bool = True) -> None:
         fh = open(path, "rb")  # noqa: SIM115 - closed by close()
         fh.seek(offset)
         self.raw = HashingReader(fh, digest=False)
+        self._worker = worker
 
     def read(self, size: int) -> bytes:
+        if not self._worker:
+            return self.raw.read(size)
         try:
             return self.raw.read(size)
         except OSError as e:  # not a "damaged" capture: the reading process says why it stops
@@ -270,6 +296,12 @@ class _Tail:
 
     def close(self) -> None:
         self.raw.close()
+
+
+def reader_at(path: str, offset: int) -> _Tail:
+    """The bytes of ``path`` from ``offset`` on, for a walk that reads on where a worker handed
+    back (not hashed: the input's own reader hashes the whole file)."""
+    return _Tail(path, offset, worker=False)
 
 
 class _StandIn(Lane):
@@ -300,7 +332,15 @@ class SpillWriter(_StandIn):
         self.ents = bytearray()
         self.blob = bytearray()
         self.why = ""
-        """Why the walk stopped early (set by walk_pcap), for the end message."""
+        """Why the walk stopped early (set by the walk), for the end message."""
+        self.shift = 0
+        self.tail_at = 0
+        """Where the bytes from the boundary start in the walk (pcapng: the hand-back applies there)."""
+        self.resume: int | None = None
+        """Set by the pcapng walk: where it handed back, in walk offsets (the end message says
+        the file offset)."""
+        self.iface_frames: list[int] = []
+        """Set by the pcapng walk: frames per interface of the section."""
         self._hit = False
         self._cur = (0, 0)
         pack = ENTRY.pack
@@ -322,14 +362,20 @@ class SpillWriter(_StandIn):
         shift = 0
         """File offset of the walk's byte 0 in the input being walked."""
 
-        def restart(offset: int) -> None:
-            """A new input of the chain, walked from file offset ``offset``: its file offsets are
-            its own, and its key ids count from 0 (the replay of each input starts afresh)."""
+        def restart(offset: int, prelude: int) -> None:
+            """A new input of the chain, walked from file offset ``offset`` after its first
+            ``prelude`` bytes (the pcap file header; pcapng blocks before the first packet): its
+            file offsets are its own, and its key ids count from 0 (each input's replay starts
+            afresh)."""
             nonlocal nkids, shift
             ids.clear()
             nkids = 0
-            shift = offset - HEADER  # the walk is handed the file header first
+            shift = offset - prelude
+            self.shift = shift
+            self.tail_at = prelude
             self.why = ""
+            self.resume = None
+            self.iface_frames = []
 
         self.restart = restart
 
@@ -476,7 +522,8 @@ class SpillWriter(_StandIn):
             self.flush()
         end: dict[str, Any] = {"error": error}
         if info is not None:
-            end.update(why=self.why, first=info.first_ts, last=info.last_ts, frames=info.packets)
+            end.update(why=self.why, first=info.first_ts, last=info.last_ts, frames=info.packets,
+                       ifaces=self.iface_frames, resume=None if self.resume is None else self.resume + self.shift)
         _write_all(self._msg, b"E " + json.dumps(end).encode() + b"\n")
 
 
@@ -499,7 +546,8 @@ def _write_all(fd: int, data: bytes) -> None:
 def _worker(parts: list[tuple[str, int]], out: int, msg: int, rmsg: int) -> None:
     """The forked process: walk each (path, offset) of the chain, from that offset to the end of
     the file, into the spill, with an end message after each."""
-    from auditor.capture.pcapfile import walk_pcap
+    from auditor.capture.pcapfile import PCAPNG_MAGIC, walk_pcap
+    from auditor.capture.pcapng import first_packet_offset, walk_pcapng
 
     os.close(rmsg)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the reading process's to handle (close())
@@ -507,14 +555,22 @@ def _worker(parts: list[tuple[str, int]], out: int, msg: int, rmsg: int) -> None
     try:
         for path, offset in parts:
             with open(path, "rb") as fh:
-                header = fh.read(HEADER)
-            writer.restart(offset)
+                prelude = fh.read(HEADER)
+                ng = prelude[:4] == PCAPNG_MAGIC
+                if ng:  # the section header and interfaces before the first packet
+                    start = first_packet_offset(path)
+                    if start is None:
+                        raise SplitError("the file's first blocks changed")
+                    fh.seek(0)
+                    prelude = fh.read(start)
+            writer.restart(offset, len(prelude))
             tail = _Tail(path, offset)
             info = InputInfo(path=path)
             dec = Decoder(ReadStats(), 0, verify_checksums=False)
             dec.lane = writer
+            walk = walk_pcapng if ng else walk_pcap
             try:
-                for _ in walk_pcap(tail, header, info, dec, lambda: None, spill=writer):
+                for _ in walk(tail, prelude, info, dec, lambda: None, spill=writer):
                     pass
             finally:
                 tail.close()
@@ -532,7 +588,7 @@ class Split:
     process replays input by input (``replay``, called by the walk of each)."""
 
     def __init__(self, paths: Sequence[str], plan: SplitPlan) -> None:
-        self.parts = [(paths[i], plan.boundary if i == plan.first else HEADER)
+        self.parts = [(paths[i], plan.boundary if i == plan.first else plan.starts[i - plan.first])
                       for i in range(plan.first, plan.last + 1)]
         self._first = plan.first
         self._part = 0
@@ -545,6 +601,10 @@ class Split:
         self.why = ""
         self.first_ts: float | None = None
         self.last_ts: float | None = None
+        self.iface_frames: list[int] = []
+        """pcapng: the replayed frames per interface of the section."""
+        self.resume: int | None = None
+        """pcapng: where the worker handed back (the reading process reads on from there)."""
         self._spill = tempfile.TemporaryFile(prefix="pcap-audit-spill-")  # noqa: SIM115 - close()
         rmsg, wmsg = os.pipe()
         with contextlib.suppress(OSError, AttributeError):  # room for a long run's batch notes
@@ -610,6 +670,7 @@ class Split:
                                    f"run with -j 1")
             self.why = end["why"]
             self.first_ts, self.last_ts = end["first"], end["last"]
+            self.iface_frames, self.resume = end["ifaces"], end["resume"]
             return
 
     def replay(self, dec: Decoder, frame: int, tick: Callable[[], None],
