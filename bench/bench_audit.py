@@ -2,15 +2,21 @@
 
 For each size it writes (once, cached in bench/out/) a realistic capture with bench/make_capture.py,
 holding the number of conversations fixed (--conversations), then measures in fresh processes:
-  - pcap-audit: the full audit, capture -> verdicts -> report.html + audit.json (the product command)
+  - pcap-audit: the full audit, capture -> verdicts -> report.html + audit.json (the product command),
+    once per --jobs value, the values alternating within each repeat (these VMs drift)
   - tshark -n -q -z conv,tcp -z conv,udp on the same file
 and prints packets/s, MB/s, wall seconds and peak RSS (from wait4's rusage of that process alone).
+--form gives pcap-audit the same packets as pcapng, gzip, or a ring of four pcap files (cached too;
+tshark always reads the pcap).
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import os
+import shutil
+import struct
 import subprocess
 import sys
 import time
@@ -45,9 +51,68 @@ def measure(cmd: list[str]) -> tuple[float, float, int, float]:
 
 def best_of(cmd: list[str], repeat: int) -> tuple[float, float, int, float, list[float]]:
     """Run ``repeat`` times: the fastest run's numbers, and every run's wall time (shared VMs vary)."""
-    runs = [measure(cmd) for _ in range(repeat)]
-    best = min(runs, key=lambda r: r[0])
-    return (*best, [r[0] for r in runs])
+    return best([measure(cmd) for _ in range(repeat)])
+
+
+def best(runs: list[tuple[float, float, int, float]]) -> tuple[float, float, int, float, list[float]]:
+    fastest = min(runs, key=lambda r: r[0])
+    return (*fastest, [r[0] for r in runs])
+
+
+def _records(cap: Path) -> tuple[bytes, object]:
+    """The pcap file header of ``cap`` (little-endian microsecond, as make_capture writes) and an
+    iterator of its records (ts seconds, ts microseconds, frame)."""
+    fh = cap.open("rb")
+    header = fh.read(24)
+
+    def it() -> object:
+        with fh:
+            while len(head := fh.read(16)) == 16:
+                sec, usec, caplen, _ = struct.unpack("<IIII", head)
+                yield sec, usec, fh.read(caplen)
+    return header, it()
+
+
+def derive(cap: Path, form: str) -> list[Path]:
+    """The inputs for --form, written from the pcap once and cached beside it."""
+    if form == "pcap":
+        return [cap]
+    if form == "ring":
+        parts = [cap.with_name(f"{cap.stem}-ring{i}.pcap") for i in range(4)]
+        if not all(p.exists() for p in parts):
+            header, records = _records(cap)
+            per = (cap.stat().st_size + 3) // 4
+            outs = [p.open("wb") for p in parts]
+            for o in outs:
+                o.write(header)
+            i = written = 0
+            for sec, usec, frame in records:  # type: ignore[attr-defined]
+                if written >= per * (i + 1) and i < 3:
+                    i += 1
+                outs[i].write(struct.pack("<IIII", sec, usec, len(frame), len(frame)) + frame)
+                written += 16 + len(frame)
+            for o in outs:
+                o.close()
+        return parts
+    out = cap.with_suffix({"pcapng": ".pcapng", "gzip": ".pcap.gz"}[form])
+    if not out.exists():
+        tmp = out.with_name(out.name + ".part")
+        if form == "gzip":
+            with cap.open("rb") as src, gzip.open(tmp, "wb", compresslevel=1) as dst:
+                shutil.copyfileobj(src, dst, 8 << 20)
+        else:  # one Ethernet interface in microseconds, Enhanced Packet Blocks
+            _, records = _records(cap)
+            with tmp.open("wb") as dst:
+                dst.write(struct.pack("<IIIHHq", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1) + struct.pack("<I", 28))
+                dst.write(struct.pack("<IIHHII", 1, 20, 1, 0, 0, 20))
+                for sec, usec, frame in records:  # type: ignore[attr-defined]
+                    ticks = sec * 1_000_000 + usec
+                    pad = b"\0" * (-len(frame) % 4)
+                    blk = 32 + len(frame) + len(pad)
+                    dst.write(struct.pack("<IIIIIII", 6, blk, 0, ticks >> 32, ticks & 0xFFFFFFFF, len(frame),
+                                          len(frame)) + frame + pad + struct.pack("<I", blk))
+        tmp.rename(out)
+    return [out]
 
 
 def main() -> int:
@@ -56,7 +121,10 @@ def main() -> int:
     ap.add_argument("--conversations", type=int, default=140_000)
     ap.add_argument("--no-tshark", action="store_true")
     ap.add_argument("--unique-flows", action="store_true", help="worst case: nearly one flow per conversation")
-    ap.add_argument("--jobs", type=int, default=1, help="pcap-audit --jobs (1: one process)")
+    ap.add_argument("--jobs", type=int, nargs="+", default=[1],
+                    help="pcap-audit --jobs values (1: one process), measured alternately")
+    ap.add_argument("--form", choices=("pcap", "pcapng", "gzip", "ring"), default="pcap",
+                    help="the packets as one pcap, one pcapng, one gzip-compressed pcap, or four pcap files")
     ap.add_argument("--engine", default="fast")
     ap.add_argument("--repeat", type=int, default=1,
                     help="runs per measurement; the fastest is shown, with the spread of all")
@@ -71,27 +139,32 @@ def main() -> int:
             subprocess.run([sys.executable, str(HERE / "make_capture.py"), str(cap), "--packets", str(n),
                             "--conversations", str(args.conversations),
                             *(["--unique-flows"] if args.unique_flows else [])], check=True)
-        size = cap.stat().st_size / 1e6
-        audit = [sys.executable, "-m", "auditor.cli", str(cap), "--roles", str(roles), "-o",
-                 str(OUT / "report.html"), "--json", str(OUT / "audit.json"), "-q", "--engine", args.engine,
-                 "--jobs", str(args.jobs)]
-        wall, rss, _, cpu, walls = best_of(audit, args.repeat)
-        rows.append((n, size, f"pcap-audit (full audit, -j {args.jobs})", wall, rss, cpu, walls))
+        inputs = derive(cap, args.form)
+        size = sum(p.stat().st_size for p in inputs) / 1e6
+        runs: dict[int, list[tuple[float, float, int, float]]] = {j: [] for j in args.jobs}
+        for _ in range(args.repeat):
+            for j in args.jobs:
+                runs[j].append(measure([sys.executable, "-m", "auditor.cli", *map(str, inputs), "--roles",
+                                        str(roles), "-o", str(OUT / "report.html"), "--json",
+                                        str(OUT / "audit.json"), "-q", "--engine", args.engine, "--jobs", str(j)]))
+        for j in args.jobs:
+            wall, rss, _, cpu, walls = best(runs[j])
+            form = "" if args.form == "pcap" else f", {args.form}"
+            rows.append((n, size, f"pcap-audit (full audit, -j {j}{form})", wall, rss, cpu, walls))
         if not args.no_tshark:
             tshark = ["tshark", "-n", "-q", "-r", str(cap), "-z", "conv,tcp", "-z", "conv,udp"]
             wall, rss, _, cpu, walls = best_of(tshark, args.repeat)
-            rows.append((n, size, "tshark -z conv,tcp -z conv,udp", wall, rss, cpu, walls))
-    print(f"{'packets':>11} {'MB':>7}  {'tool':<32} {'seconds':>8} {'packets/s':>11} {'MB/s':>7} {'peak RSS':>9} "
+            rows.append((n, cap.stat().st_size / 1e6, "tshark -z conv,tcp -z conv,udp", wall, rss, cpu, walls))
+    print(f"{'packets':>11} {'MB':>7}  {'tool':<40} {'seconds':>8} {'packets/s':>11} {'MB/s':>7} {'peak RSS':>9} "
           f"{'CPU s':>7}  all runs (s)")
     for n, size, tool, wall, rss, cpu, walls in rows:
-        print(f"{n:>11,} {size:>7,.0f}  {tool:<32} {wall:>8.1f} {n / wall:>11,.0f} {size / wall:>7.1f} "
+        print(f"{n:>11,} {size:>7,.0f}  {tool:<40} {wall:>8.1f} {n / wall:>11,.0f} {size / wall:>7.1f} "
               f"{rss:>6,.0f} MiB {cpu:>7.1f}  {' '.join(f'{w:.1f}' for w in walls)}")
-    by = {(r[0], r[2].split()[0]): r for r in rows}
     for n in args.packets:
-        a, t = by.get((n, "pcap-audit")), by.get((n, "tshark"))
-        if a and t:
-            print(f"{n:>11,} packets: pcap-audit is {t[3] / a[3]:.2f}x tshark's speed, "
-                  f"{a[4] / t[4]:.2f}x its memory")
+        t = next((r for r in rows if r[0] == n and r[2].startswith("tshark")), None)
+        for a in (r for r in rows if r[0] == n and r[2].startswith("pcap-audit")):
+            if t:
+                print(f"{n:>11,} packets, {a[2]}: {t[3] / a[3]:.2f}x tshark's speed, {a[4] / t[4]:.2f}x its memory")
     return 0
 
 
