@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import random
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -294,8 +295,7 @@ def test_a_decompressing_process_reads_the_same(tmp_path: Path, compression: str
 @pytest.mark.parametrize("compression", ["gzip", "zstd"])
 def test_a_cut_compressed_input_yields_every_record_before_the_cut(tmp_path: Path, compression: str) -> None:
     # Several CHUNKs of capture bytes through the decompressing process; the stream cut: every record
-    # decompressible before the cut, then the warnings: of the damage (gzip; zstandard's reader ends
-    # a cut stream quietly) and of the record it cut.
+    # decompressible before the cut, then the warnings: of the damage and of the record it cut.
     import zlib
 
     import zstandard
@@ -312,9 +312,9 @@ def test_a_cut_compressed_input_yields_every_record_before_the_cut(tmp_path: Pat
     assert expect > 10_000 and len(recs) == expect
     warnings = cs.inputs[0].warnings
     assert cs.inputs[0].truncated and f"after frame {expect}" in warnings[-1]
-    assert [w for w in warnings if "damaged" in w] == (
-        [f"{compression} data is damaged (Compressed file ended before the end-of-stream marker was reached); "
-         "read what came before"] if compression == "gzip" else [])
+    assert [w for w in warnings if "damaged" in w] == [
+        f"{compression} data is damaged (Compressed file ended before the end-of-stream marker was reached); "
+        "read what came before"]
 
 
 @pytest.mark.usefixtures("_inflate_all")
@@ -346,3 +346,53 @@ def test_a_failing_decompressing_process_is_one_clear_error(tmp_path: Path, monk
     with pytest.raises(CaptureError, match=r"big\.pcap\.gz: the decompressing process failed \(RuntimeError: "
                                            r"boom\); run with -j 1$"):
         list(cs)
+
+
+def test_zstd_frames_followed_to_tell_a_cut_stream() -> None:
+    # Frames with and without checksums and content sizes, raw / RLE / compressed blocks, a skippable
+    # frame: whole, the stream ends outside a frame; cut anywhere inside one, it does not.
+    import zstandard
+
+    from auditor.capture.source import _ZstdFrames
+
+    rnd = random.Random(3)
+    payload = rnd.randbytes(300_000) + b"\x00" * 400_000 + b"abc" * 50_000
+    frames = [
+        zstandard.ZstdCompressor(write_checksum=True).compress(payload),
+        zstandard.ZstdCompressor(write_content_size=False, level=1).compress(payload[:1000]),
+        struct.pack("<II", 0x184D2A53, 7) + b"skipped",
+        zstandard.ZstdCompressor(level=19).compress(b""),
+        zstandard.ZstdCompressor().compress(rnd.randbytes(200_000)),
+    ]
+    data = b"".join(frames)
+    ends = {sum(len(f) for f in frames[:i]) for i in range(len(frames) + 1)}
+
+    def inside(prefix: bytes, piece: int) -> bool:
+        z = _ZstdFrames(io.BytesIO(prefix))
+        while z.read(piece):
+            pass
+        return z.inside
+
+    cuts = sorted(ends | {rnd.randrange(1, len(data)) for _ in range(150)} | {1, 3, 5, 9, len(data) - 1})
+    for cut in cuts:
+        assert inside(data[:cut], rnd.choice((1, 7, 4096, 1 << 20))) == (cut not in ends), cut
+
+
+@pytest.mark.parametrize("inflate", [False, True])
+def test_a_zstd_capture_cut_between_records_is_reported(tmp_path: Path, inflate: bool,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Cut inside the frame where the decompressed bytes end exactly at a record boundary: nothing but
+    # the decompressor can tell, and it must say so.
+    import zstandard
+
+    monkeypatch.setattr(capture_mod, "INFLATE_MIN", 0)
+    raw = pcap_bytes([SYN, SYNACK, DNS] * 50)
+    frame = zstandard.ZstdCompressor(level=1, write_checksum=True).compress(raw)
+    p = write_bytes(tmp_path / "cut.pcap.zst", frame[:-4])  # the checksum cut off: every byte decodes
+    recs, cs = _read_inflating(p, inflate)
+    assert len(recs) == 150
+    assert cs.inputs[0].truncated and cs.inputs[0].warnings == [
+        "zstd data is damaged (Compressed file ended before the end-of-stream marker was reached); "
+        "read what came before"]
+    recs, cs = _read_inflating(write_bytes(tmp_path / "whole.pcap.zst", frame), inflate)
+    assert len(recs) == 150 and not cs.inputs[0].warnings

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from auditor.audit import collect
-from auditor.capture import CaptureSet, pcapfile, split
+from auditor.capture import CaptureSet, pcapfile, spill, split
 from auditor.capture import decode as decode_mod
 from auditor.capture.source import HashingReader
 from auditor.cli import main
@@ -41,8 +41,8 @@ def small_splits(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """Split test-sized files, sample checksums past frame 100 (so the replay samples too), and
     count what the split did (replays and abandoned splits; in split.WINDOWS, the windows)."""
     monkeypatch.setattr(split, "MIN_SPLIT_BYTES", 0)
-    monkeypatch.setattr(split, "FLUSH", 4096)  # many batches
-    monkeypatch.setattr(split, "MAX_IDS", 64)  # the worker forgets its key ids often
+    monkeypatch.setattr(spill, "FLUSH", 4096)  # many batches
+    monkeypatch.setattr(spill, "MAX_IDS", 64)  # the worker forgets its key ids often
     for mod in (decode_mod, pcapfile, split):
         monkeypatch.setattr(mod, "VERIFY_ALL_FRAMES", 100)
     seen = {"replayed": 0, "abandoned": 0}
@@ -130,7 +130,7 @@ def test_split_equals_one_process_on_mixed_conversations(tmp_path: Path, seed: i
 @pytest.mark.parametrize("max_ids", [64, 1 << 17])
 def test_split_equals_one_process_on_bench_traffic(tmp_path: Path, max_ids: int, monkeypatch: pytest.MonkeyPatch,
                                                    _small_splits: dict[str, int]) -> None:
-    monkeypatch.setattr(split, "MAX_IDS", max_ids)
+    monkeypatch.setattr(spill, "MAX_IDS", max_ids)
     cap = tmp_path / "bench.pcap"
     written, _ = _make_capture().generate(cap, 60_000, conversations=3_000)
     _, conv, *_ = _same([cap])
@@ -243,7 +243,7 @@ def test_a_damaged_file_in_a_chain(tmp_path: Path, where: str, monkeypatch: pyte
 def test_a_worker_failing_in_a_later_file_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cap = _mixed(tmp_path, 14, 4000)
     parts = _pieces(cap, [0.5])
-    real = split._Tail
+    real = spill._Tail
 
     class Broken(real):  # type: ignore[misc,valid-type]
         def __init__(self, path: str, offset: int) -> None:
@@ -252,7 +252,7 @@ def test_a_worker_failing_in_a_later_file_names_it(tmp_path: Path, monkeypatch: 
             super().__init__(path, offset)
 
     monkeypatch.setattr(split, "SPLIT_AT", 0.2)
-    monkeypatch.setattr(split, "_Tail", Broken)
+    monkeypatch.setattr(spill, "_Tail", Broken)
     cs = CaptureSet([str(p) for p in parts])
     cs.split = True
     with pytest.raises(CaptureError, match=r"part1\.pcap: the second reading process failed \(cannot read: "
@@ -342,7 +342,7 @@ def test_a_failing_worker_is_one_clear_error(tmp_path: Path, monkeypatch: pytest
         def read(self, size: int = -1, /) -> bytes:
             raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(split, "HashingReader", Broken)  # the worker's reader; the forked worker inherits it
+    monkeypatch.setattr(spill, "HashingReader", Broken)  # the worker's reader; the forked worker inherits it
     cs = CaptureSet([str(cap)])
     cs.split = True
     with pytest.raises(CaptureError, match=r"mix8\.pcap: the second reading process failed \(cannot read: "

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from auditor.capture import CaptureSet, pcapng, split
+from auditor.capture import CaptureSet, pcapng, spill, split
 from auditor.errors import CaptureError
 from tests.capture_factory import _block, pcapng_bytes, write_pcap
 from tests.test_capture_split import _run, _same, small_splits
@@ -32,13 +32,13 @@ def _small_splits(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
 def handbacks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Where the worker handed back (this process read on from there)."""
     seen: list[int] = []
-    real = split.reader_at
+    real = spill.reader_at
 
     def counting(path: str, offset: int) -> Any:
         seen.append(offset)
         return real(path, offset)
 
-    monkeypatch.setattr(split, "reader_at", counting)
+    monkeypatch.setattr(spill, "reader_at", counting)
     return seen
 
 

@@ -8,6 +8,12 @@ Only CaptureError escapes, and only for a whole file that cannot be read (missin
 capture). Everything wrong inside a capture is counted in ReadStats or noted in InputInfo.warnings.
 Two engines share this interface: "fast" (our own pcap/pcapng walker and decoder, the default) and
 "tshark" (tshark -T fields, for cross-checking and for whatever our decoder does not know).
+
+The modules: source.py (bytes: files, stdin, decompression by magic, SHA-256; Inflater decompresses
+in a second process), pcapfile.py and pcapng.py (the record walks), decode.py (link layers, IP,
+tunnels, TCP/UDP -> PacketRecord or the fast lane), split.py and spill.py (a second process walks
+the later part of uncompressed files), tshark.py (the tshark engine), info.py (per-input facts and
+read counters).
 """
 
 from __future__ import annotations

@@ -36,7 +36,8 @@ from auditor.errors import CaptureError
 from auditor.model import PAYLOAD_SNAP, PacketRecord
 
 if TYPE_CHECKING:
-    from auditor.capture.split import SpillWriter, Split
+    from auditor.capture.spill import SpillWriter
+    from auditor.capture.split import Split
 
 PCAP_MAGICS = {
     # magic as stored -> (byte order, nanosecond, record header length)

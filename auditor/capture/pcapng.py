@@ -14,7 +14,8 @@ from auditor.capture.pcapfile import _MAX_RECORD, PROGRESS_EVERY, CaptureBytes, 
 from auditor.model import PacketRecord
 
 if TYPE_CHECKING:
-    from auditor.capture.split import Parse, SpillWriter, Split, _Tail
+    from auditor.capture.spill import SpillWriter, _Tail
+    from auditor.capture.split import Parse, Split
 
 
 class _Iface:
@@ -236,7 +237,7 @@ def walk_pcapng(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, 
             if split.resume is None:
                 break
             # The worker handed back at a block it does not walk alike: read on from there.
-            from auditor.capture.split import reader_at
+            from auditor.capture.spill import reader_at
 
             resumed = reader_at(info.path, split.resume)
             r.restart(resumed, split.resume)

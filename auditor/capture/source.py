@@ -257,6 +257,7 @@ class Source:
             raise CaptureError(f"{path}: cannot read: {e.strerror or e}") from e
         self._error: BaseException | None = None
         self._inflater: Inflater | None = None
+        self._frames: _ZstdFrames | None = None
         self.compression = "none"
         for magic, name in _MAGICS:
             if start.startswith(magic):
@@ -272,7 +273,8 @@ class Source:
             self.stream = lzma.LZMAFile(raw, mode="rb")  # noqa: SIM115 - lives as long as Source
         elif self.compression == "zstd":
             dctx = zstandard.ZstdDecompressor()
-            self.stream = dctx.stream_reader(raw, read_size=CHUNK, read_across_frames=True)
+            self._frames = _ZstdFrames(raw)
+            self.stream = dctx.stream_reader(cast(BinaryIO, self._frames), read_size=CHUNK, read_across_frames=True)
         else:
             self.stream = self.raw
         # read1: at most one read from the decompressor, so a failure loses nothing already decoded.
@@ -304,6 +306,13 @@ class Source:
                 self._error = e
                 break
             if not more:
+                if self._frames is not None and self._frames.inside:
+                    # zstandard's reader ends a stream cut inside a frame quietly: say so, as gzip does.
+                    self._frames = None
+                    cut = EOFError("Compressed file ended before the end-of-stream marker was reached")
+                    if not parts:
+                        raise cut
+                    self._error = cut
                 break
             parts.append(more)
             got += len(more)
@@ -354,6 +363,78 @@ class Source:
             self.raw.stop()
         else:
             self.raw.close()
+
+
+class _ZstdFrames:
+    """The compressed bytes of a zstd stream on their way to the decompressor, with its frame
+    structure followed (RFC 8878 §3.1: frame headers, block headers, checksums, skippable frames;
+    block contents are skipped unread), so that ``inside`` tells whether the input ended inside a
+    frame. Bytes that are not a frame stop the following: the decompressor reports them."""
+
+    def __init__(self, raw: Readable) -> None:
+        self._raw = raw
+        self._skip = 0
+        """Bytes to pass over before the next field."""
+        self._field = b""
+        self._need = 4
+        self._state = "magic"
+        self._checksum = 0
+        self._inside = False
+
+    @property
+    def inside(self) -> bool:
+        """Whether the bytes so far end inside a frame (its magic number included)."""
+        return self._state != "lost" and (self._inside or bool(self._field))
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._raw.read(size)
+        pos = 0
+        while pos < len(data) and self._state != "lost":
+            if self._skip:
+                step = min(self._skip, len(data) - pos)
+                self._skip -= step
+                pos += step
+                if not self._skip and self._state == "end":
+                    self._state, self._need, self._inside = "magic", 4, False
+                continue
+            take = min(self._need - len(self._field), len(data) - pos)
+            self._field += data[pos:pos + take]
+            pos += take
+            if len(self._field) == self._need:
+                field, self._field = self._field, b""
+                self._parsed(field)
+        return data
+
+    def _parsed(self, field: bytes) -> None:
+        state = self._state
+        if state == "magic":
+            magic = int.from_bytes(field, "little")
+            if magic == 0xFD2FB528:
+                self._state, self._need, self._inside = "descriptor", 1, True
+            elif magic & 0xFFFFFFF0 == 0x184D2A50:
+                self._state, self._need, self._inside = "skippable", 4, True
+            else:
+                self._state = "lost"
+        elif state == "skippable":
+            self._state, self._skip, self._need = "end", int.from_bytes(field, "little"), 4
+            if not self._skip:
+                self._state, self._inside = "magic", False
+        elif state == "descriptor":
+            fhd = field[0]
+            single = fhd >> 5 & 1
+            self._checksum = 4 if fhd >> 2 & 1 else 0
+            fcs = (1 if single else 0, 2, 4, 8)[fhd >> 6]
+            self._skip = (0 if single else 1) + (0, 1, 2, 4)[fhd & 3] + fcs
+            self._state, self._need = "block", 3
+        elif state == "block":
+            head = int.from_bytes(field, "little")
+            kind, size = head >> 1 & 3, head >> 3
+            self._skip = 1 if kind == 1 else size
+            if head & 1:  # the last block: then the checksum, if any, and the frame is whole
+                self._skip += self._checksum
+                self._state = "end"
+                if not self._skip:
+                    self._state, self._need, self._inside = "magic", 4, False
 
 
 _MSG = struct.Struct("<BQQ")
