@@ -52,8 +52,8 @@ def small_splits(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
 
     def counting_batches(self: split.Split) -> Any:
         for ents, blob in batches(self):
-            for e in split.ENTRY.iter_unpack(ents):
-                if e[0] == split.KIND_WINDOW:
+            for e in spill.ENTRY.iter_unpack(ents):
+                if e[0] == spill.KIND_WINDOW:
                     windows["windows"] += 1
                     windows["shared"] += e[4] > 1
             yield ents, blob
