@@ -449,24 +449,14 @@ class Inflater:
     waited for it at every step: in a second process decompression runs beside the walk (a gzip
     capture took ~40 % longer than the same pcap uncompressed, bench/README.md)."""
 
-    PIPE = 1 << 20
-
     def __init__(self, path: str, compression: str) -> None:
-        import multiprocessing as mp
-
         self.path = path
         self.compression = compression
         self.nread = 0
         self._left = b""
         self._ended = False
-        rfd, wfd = os.pipe()
-        with contextlib.suppress(OSError, AttributeError):
-            fcntl.fcntl(wfd, fcntl.F_SETPIPE_SZ, self.PIPE)
-        self._proc: Any = mp.get_context("fork").Process(
-            target=_inflate, name="pcap-audit-inflate", daemon=True, args=(path, wfd, rfd))
-        self._proc.start()
-        os.close(wfd)
-        self._fd = rfd
+        self._proc: Any
+        self._proc, self._fd = start_child(_inflate, "pcap-audit-inflate", path)
 
     def _exact(self, n: int) -> bytes:
         parts = []
@@ -499,11 +489,30 @@ class Inflater:
 
     def close(self) -> None:
         if self._proc is not None:
-            if self._proc.is_alive():
-                self._proc.terminate()
-            self._proc.join(timeout=10)
+            stop_child(self._proc)
             self._proc = None
             os.close(self._fd)
+
+
+def start_child(target: Callable[..., None], name: str, *args: Any) -> tuple[Any, int]:
+    """Fork a process running ``target(*args, wfd, rfd)`` that writes to a pipe (it closes ``rfd``,
+    its copy of this end): the process and the pipe's end to read."""
+    import multiprocessing as mp
+
+    rfd, wfd = os.pipe()
+    with contextlib.suppress(OSError, AttributeError):  # room for a fast writer (Linux)
+        fcntl.fcntl(wfd, fcntl.F_SETPIPE_SZ, 1 << 20)
+    proc = mp.get_context("fork").Process(target=target, name=name, daemon=True, args=(*args, wfd, rfd))
+    proc.start()
+    os.close(wfd)
+    return proc, rfd
+
+
+def stop_child(proc: Any) -> None:
+    """End a process of start_child's (done or not) and reap it."""
+    if proc.is_alive():
+        proc.terminate()
+    proc.join(timeout=10)
 
 
 class _Damaged(OSError):

@@ -52,10 +52,7 @@ never split (source.Inflater decompresses them in a second process instead).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import multiprocessing as mp
 import os
 import shutil
 import tempfile
@@ -64,6 +61,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any, NamedTuple
 
 from auditor.capture.decode import VERIFY_ALL_FRAMES, VERIFY_EVERY_MASK, Decoder
+from auditor.capture.source import start_child, stop_child
 from auditor.capture.spill import (
     _TAKE_ALL,
     ENTRY,
@@ -261,14 +259,8 @@ class Split:
         self.resume: int | None = None
         """pcapng: where the worker handed back (the reading process reads on from there)."""
         self._spill = tempfile.TemporaryFile(prefix="pcap-audit-spill-")  # noqa: SIM115 - close()
-        rmsg, wmsg = os.pipe()
-        with contextlib.suppress(OSError, AttributeError):  # room for a long run's batch notes
-            fcntl.fcntl(wmsg, fcntl.F_SETPIPE_SZ, 1 << 20)
-        ctx = mp.get_context("fork")
-        self._proc: Any = ctx.Process(target=_worker, name="pcap-audit-split", daemon=True,
-                                      args=(self.parts, self._spill.fileno(), wmsg, rmsg))
-        self._proc.start()
-        os.close(wmsg)
+        self._proc: Any
+        self._proc, rmsg = start_child(_worker, "pcap-audit-split", self.parts, self._spill.fileno())
         self._msgs = os.fdopen(rmsg, "rb")
         self._input = os.open(self.path, os.O_RDONLY)
         self._fpos = 0
@@ -298,9 +290,7 @@ class Split:
 
     def close(self) -> None:
         if self._proc is not None:
-            if self._proc.is_alive():
-                self._proc.terminate()
-            self._proc.join(timeout=10)
+            stop_child(self._proc)
             self._proc = None
             self._msgs.close()
             self._spill.close()
