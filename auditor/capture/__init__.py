@@ -86,7 +86,7 @@ class CaptureSet:
         """Frames read so far, to within PROGRESS_EVERY (for progress rates)."""
         self.split = False
         """Walk the inputs of split_plan() with a second process (capture/split.py): the same
-        results, faster on large Ethernet pcaps. Set before iterating."""
+        results, faster on large uncompressed captures. Set before iterating."""
         self._inflatable = False
         self.inflate = False
         """Decompress each compressed file of at least INFLATE_MIN bytes in a second process
@@ -106,7 +106,8 @@ class CaptureSet:
 
     def split_plan(self) -> SplitPlan | None:
         """The inputs a second process walks for a split read (capture/split.py), or None: a chain
-        of uncompressed Ethernet pcap files, worth it (split.choose), with room for the spill."""
+        of uncompressed Ethernet pcap and pcapng files, worth it (split.choose), with room for the
+        spill."""
         if not self._planned:
             self._planned = True
             if self.engine == "fast" and self.shard == (0, 1):
