@@ -191,3 +191,15 @@ def test_pcapng_split_equals_one_process_on_the_corpus(monkeypatch: pytest.Monke
     # (several interfaces and link types, comments, name resolution, statistics, damage on purpose).
     assert split_the_corpus({pcapfile.PCAPNG_MAGIC}, _small_splits, monkeypatch) >= 10
     assert _small_splits["replayed"] >= 10, _small_splits
+
+
+def test_first_packet_offset_past_large_first_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Name resolution and custom blocks before the first packet, larger than the first read.
+    data = pcapng_bytes([1], _packets(10, 50, two=False), "<")
+    offsets = [o for o, t in _blocks(data) if t == 6]
+    big = _block(4, b"\x00" * 20_000, "<") + _block(0x40000BAD, b"\x01" * 9_000, "<")
+    cap = tmp_path / "big-prelude.pcapng"
+    cap.write_bytes(data[:offsets[0]] + big + data[offsets[0]:])
+    assert pcapng.first_packet_offset(str(cap)) == offsets[0] + len(big)
+    monkeypatch.setattr(pcapng, "PRELUDE_MAX", 16_384)
+    assert pcapng.first_packet_offset(str(cap)) is None

@@ -297,20 +297,25 @@ def first_packet_offset(path: str) -> int | None:
     interface (and other) blocks, or None: not a well-formed start of a pcapng file, or more than
     PRELUDE_MAX bytes of blocks before a packet."""
     with open(path, "rb") as fh:
-        data = fh.read(PRELUDE_MAX)
-    order = _BOMS.get(data[8:12])
-    if data[:4] != b"\x0a\x0d\x0d\x0a" or order is None:
-        return None
-    hdr = struct.Struct(order + "II").unpack_from
-    pos = 0
-    while pos + 12 <= len(data):
-        btype, blk = hdr(data, pos)
-        if btype in (6, 3, 2):
-            return pos
-        if blk < 12 or blk & 3 or pos + blk > len(data) or (pos and btype == 0x0A0D0D0A):
+        data = fh.read(4096)  # a file's first blocks are small: more only where they are not
+        order = _BOMS.get(data[8:12])
+        if data[:4] != b"\x0a\x0d\x0d\x0a" or order is None:
             return None
-        pos += blk
-    return None
+        hdr = struct.Struct(order + "II").unpack_from
+        pos = 0
+        while True:
+            if pos + 12 > len(data):
+                more = fh.read(min(len(data), PRELUDE_MAX - len(data)))
+                if not more:
+                    return None
+                data += more
+                continue
+            btype, blk = hdr(data, pos)
+            if btype in (6, 3, 2):
+                return pos
+            if blk < 12 or blk & 3 or pos + blk > PRELUDE_MAX or (pos and btype == 0x0A0D0D0A):
+                return None
+            pos += blk
 
 
 def find_block_boundary(path: str, target: int, *, chain: int = 32, window: int = 4 << 20) -> int | None:

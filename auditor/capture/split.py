@@ -52,6 +52,7 @@ never split (source.Inflater decompresses them in a second process instead).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -179,7 +180,7 @@ def choose(sizes: Sequence[int], ok: Sequence[bool]) -> tuple[int, int, int] | N
     total = sum(sizes)
     best: tuple[int, int, int] | None = None
     best_time = float(total)
-    start = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+    start = [0, *itertools.accumulate(sizes)]
     i = 0
     while i < len(sizes):
         if not ok[i]:
