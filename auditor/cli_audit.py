@@ -249,8 +249,8 @@ def findings_hit(doc: dict[str, Any], kinds: set[str]) -> list[str]:
                    "and no payloads (no names from DNS/SNI/Host).")
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=0, show_default=True,
               help="Processes to read with (0: automatic: two on two or more cores when one of the following "
-                   "applies, else one). Uncompressed Ethernet pcaps (64 MB or more, one file or several "
-                   "in a row) are split by byte ranges: a second process walks the later part while this "
+                   "applies, else one). Uncompressed pcap (Ethernet) and pcapng files (64 MB or more, one or "
+                   "several in a row) are split by byte ranges: a second process walks the later part while this "
                    "one walks the start; a compressed file of 16 MB or more is decompressed by a second "
                    "process. Both give exactly the results of one process (1.2-1.4x on the bench "
                    "captures). Other inputs with -j N: N processes each walk every packet and keep their "
