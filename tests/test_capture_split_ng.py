@@ -6,6 +6,7 @@ always exactly one process's."""
 from __future__ import annotations
 
 import random
+import re
 import struct
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,9 @@ from typing import Any
 import pytest
 
 from auditor.capture import pcapfile, pcapng, spill, split
+from auditor.errors import CaptureError
 from tests.capture_factory import _block, pcapng_bytes, write_pcap
-from tests.test_capture_split import _same, small_splits, split_the_corpus
+from tests.test_capture_split import _run, _same, small_splits, split_the_corpus
 from tests.test_conversations_lane import _conversations
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -203,3 +205,39 @@ def test_first_packet_offset_past_large_first_blocks(tmp_path: Path, monkeypatch
     assert pcapng.first_packet_offset(str(cap)) == offsets[0] + len(big)
     monkeypatch.setattr(pcapng, "PRELUDE_MAX", 16_384)
     assert pcapng.first_packet_offset(str(cap)) is None
+
+
+@pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
+def test_mutated_files_split_as_one_process_reads_them(tmp_path: Path, fmt: str, monkeypatch: pytest.MonkeyPatch,
+                                                       handbacks: list[int], _small_splits: dict[str, int]) -> None:
+    # Random bytes overwritten anywhere (record and block headers, lengths, interface ids, payloads)
+    # on either side of the boundary: whatever one process makes of the file, the split makes too,
+    # whether it replays, hands back or drops the split.
+    monkeypatch.setattr(split, "SPLIT_AT", 0.4)
+    rnd = random.Random(fmt)
+    packets = _packets(11, 1500, two=fmt == "pcapng")
+    if fmt == "pcap":
+        clean = write_pcap(tmp_path / "clean.pcap", [(ts, f) for _, ts, f in packets]).read_bytes()
+    else:
+        clean = pcapng_bytes(IFACES, packets, "<")
+    outcomes = set()
+    for i in range(24):
+        data = bytearray(clean)
+        for _ in range(rnd.choice((1, 2, 5))):
+            at = rnd.randrange(200, len(data) - 8)
+            data[at:at + 4] = rnd.choice((rnd.randbytes(4), b"\xff\xff\xff\xff", b"\x00\x00\x00\x00",
+                                          struct.pack("<I", rnd.randrange(0, 70_000))))
+        cap = tmp_path / f"m{i}.{fmt}"
+        cap.write_bytes(bytes(data))
+        before = dict(_small_splits)
+        try:
+            one = _run([cap], False)
+        except CaptureError as e:  # refused whole: refused alike when split
+            with pytest.raises(CaptureError, match=re.escape(str(e))):
+                _run([cap], True)
+            continue
+        assert _run([cap], True) == one, i
+        outcomes.add("replayed" if _small_splits["replayed"] > before["replayed"] else
+                      "dropped" if _small_splits["abandoned"] > before["abandoned"] else "none")
+    assert "replayed" in outcomes, outcomes
+    assert fmt == "pcap" or handbacks, "no mutation made the pcapng worker hand back"
