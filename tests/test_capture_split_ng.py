@@ -241,3 +241,18 @@ def test_mutated_files_split_as_one_process_reads_them(tmp_path: Path, fmt: str,
                       "dropped" if _small_splits["abandoned"] > before["abandoned"] else "none")
     assert "replayed" in outcomes, outcomes
     assert fmt == "pcap" or handbacks, "no mutation made the pcapng worker hand back"
+
+
+def test_a_section_after_a_damaged_first_packet_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      _small_splits: dict[str, int]) -> None:
+    # The worker's first blocks end at the first packet block, even a damaged one: a section or an
+    # interface described after it (here a new section with other interfaces, before the boundary)
+    # must drop the split, or the worker would read the second section with the first's interfaces.
+    monkeypatch.setattr(split, "SPLIT_AT", 0.5)
+    first = pcapng_bytes([1], [], "<") + _block(6, b"\x00" * 12, "<")  # an EPB too short to hold a packet
+    second = pcapng_bytes([(1, 9), 101], _packets(12, 3000), "<")
+    cap = tmp_path / "sections.pcapng"
+    cap.write_bytes(first + second)
+    *_, inputs = _same([cap])
+    assert _small_splits == {"replayed": 0, "abandoned": 1}
+    assert inputs[0]["packets"] == 3000

@@ -59,9 +59,10 @@ def walk_pcapng(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, 
     ``split``: ``src`` ends at the split's boundary (a block boundary past the file's interface
     blocks), past which a worker process spilled the frames (capture/split.py); a walk that ends
     there replays the spill instead of reading on. An interface or section header between the first
-    packet and the boundary would leave the worker with the wrong interfaces: the split is dropped
-    there and this walk reads on. The worker hands back (``resume``) at any block it does not walk as
-    this walk would (a new section or interface, a damaged block): this walk reads on from there.
+    packet block (where the blocks the worker is handed end) and the boundary would leave the worker
+    with the wrong interfaces: the split is dropped there and this walk reads on. The worker hands
+    back (``resume``) at any block it does not walk as this walk would (a new section or interface,
+    a damaged block): this walk reads on from there.
     ``spill`` (in that worker): ``first`` is the file's blocks before its first packet, then the
     bytes from the boundary; the frames go to the spill writer, nothing is yielded."""
     r = _Reader(src, first, info)
@@ -84,7 +85,6 @@ def walk_pcapng(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, 
     lo, hi = float("inf"), float("-inf")
     epbh = struct.Struct("<IIIIII").unpack_from
     maxblk = _MAX_RECORD + 4096
-    packets_seen = False
     tail_at = spill.tail_at if spill is not None else 0
     """In the worker: where the bytes from the boundary start (before: the file's first blocks)."""
     resumed: _Tail | None = None
@@ -117,8 +117,9 @@ def walk_pcapng(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, 
                             btype in _HAND_BACK or blk < 12 or blk & 3 or blk > maxblk):
                         spill.resume = r.base + pos  # a block this walk would not walk alike
                         break
-                    if (btype == 0x0A0D0D0A or btype == 1) and packets_seen and r.split is not None:
-                        r.split.abandon()
+                    pending = r.split  # an interface the worker would not know of: drop the split
+                    if (btype == 0x0A0D0D0A or btype == 1) and pending and r.base + pos >= pending.records_at:
+                        pending.abandon()
                         r.split = None
                         r.src.unbound()
                     if btype == 0x0A0D0D0A:  # Section Header Block (the same in either byte order)
@@ -201,7 +202,6 @@ def walk_pcapng(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, 
                         continue
                     else:  # SHB (handled above), name resolution, statistics, custom, ...: nothing to audit
                         continue
-                packets_seen = True
                 iface = ifaces[ifid]
                 if stamped:
                     ts = ((tsh << 32) | tsl) / iface.div + iface.offset

@@ -248,6 +248,9 @@ class Split:
         self._part = 0
         self.path, self.boundary = self.parts[0]
         """The input whose part is replayed next, and where this process's walk of it ends."""
+        self._starts = plan.starts
+        self.records_at = plan.starts[0]
+        """Where that input's records start: the worker knows the blocks before (pcapng), no others."""
         self.verified = False
         """Set by the walk (pcapfile._Reader) when it ended exactly at the boundary."""
         self.position = 0
@@ -280,6 +283,7 @@ class Split:
             return
         os.close(self._input)
         self.path, self.boundary = self.parts[self._part]
+        self.records_at = self._starts[self._part]
         self._input = os.open(self.path, os.O_RDONLY)
         self.verified = False
         self.position = 0
