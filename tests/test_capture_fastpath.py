@@ -16,7 +16,7 @@ import pytest
 
 from auditor.audit import collect
 from auditor.capture import decode as decode_mod
-from auditor.capture import open_captures, pcapfile
+from auditor.capture import open_captures, pcapfile, pcapng
 from auditor.capture.decode import Decoder
 from auditor.capture.info import InputInfo, ReadStats
 from auditor.capture.source import CHUNK, Source
@@ -100,7 +100,8 @@ def _walk(path: Path, fused: bool, *, verify: bool = True, shard: tuple[int, int
     info = InputInfo(path=str(path))
     dec = Decoder(ReadStats(), 0, verify_checksums=verify, shard=shard)
     ticks = []
-    recs = list(pcapfile.walk_pcap(src, src.read(CHUNK), info, dec, lambda: ticks.append(1), fused=fused))
+    walk = pcapng.walk_pcapng if path.suffix == ".pcapng" else pcapfile.walk_pcap
+    recs = list(walk(src, src.read(CHUNK), info, dec, lambda: ticks.append(1), fused=fused))
     src.finish()
     return recs, dec.stats, info, dec.skipped * 1000 + len(ticks)
 
@@ -133,6 +134,28 @@ def test_fused_walk_equals_decoder(tmp_path: Path, seed: int, monkeypatch: pytes
         _same(path, shard=(k, 3))
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_fused_pcapng_walk_equals_decoder(tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # pcapng takes the same fused loop for Enhanced Packet Blocks on Ethernet interfaces: two Ethernet
+    # interfaces (micro- and nanoseconds) and a raw-IP one, Simple Packet Blocks, both byte orders.
+    from tests.capture_factory import pcapng_bytes, write_bytes
+
+    monkeypatch.setattr(decode_mod, "VERIFY_ALL_FRAMES", 50)
+    monkeypatch.setattr(pcapfile, "VERIFY_ALL_FRAMES", 50)
+    frames = _frames(seed, 600)
+    packets = [(2 if i % 7 == 0 and f[12:14] == b"\x08\x00" else i % 2, 1_700_000_000 + i * 0.001,
+                f[14:] if i % 7 == 0 and f[12:14] == b"\x08\x00" else f) for i, f in enumerate(frames)]
+    bo = "<" if seed < 2 else ">"
+    data = pcapng_bytes([1, (1, 9), 101], packets, bo)
+    if seed & 1:
+        data += pcapng_bytes([1], [(0, 0.0, f) for f in frames[:100]], bo, block="spb")
+    path = write_bytes(tmp_path / "mix.pcapng", data)
+    recs = _same(path)
+    assert len(recs) > 300 and any(r.checksum_bad for r in recs) and any(r.tunnel for r in recs)
+    _same(path, verify=False)
+    _same(path, shard=(1, 3))
+
+
 @pytest.mark.parametrize(("chunk", "window"), [(97, 1 << 18), (4000, 50), (3000, 700)])
 def test_fused_walk_across_buffer_refills(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int,
                                           window: int) -> None:
@@ -147,6 +170,7 @@ def test_fused_walk_across_buffer_refills(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(pcapfile._Reader, "WINDOW", window)
     monkeypatch.setattr(pcapfile, "PROGRESS_EVERY", 8)
     assert _same(path) == whole
+    assert _same(ng) == whole_ng
     assert list(open_captures([str(ng)])) == whole_ng
     cut = tmp_path / "cut.pcap"
     cut.write_bytes(path.read_bytes()[:-30])  # the file ends inside a record

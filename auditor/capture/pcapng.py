@@ -6,15 +6,26 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from auditor.capture.decode import Decoder, linktype_name
 from auditor.capture.info import InputInfo
-from auditor.capture.pcapfile import _MAX_RECORD, PROGRESS_EVERY, CaptureBytes, Tick, _Reader
+from auditor.capture.pcapfile import (
+    _MAX_RECORD,
+    NG_END,
+    NG_FRAME,
+    NG_MORE,
+    NG_SKIP,
+    NG_STOP,
+    CaptureBytes,
+    Tick,
+    _Reader,
+    walk_pcap,
+)
 from auditor.model import PacketRecord
 
 if TYPE_CHECKING:
-    from auditor.capture.spill import SpillWriter, _Tail
+    from auditor.capture.spill import SpillWriter
     from auditor.capture.split import Parse, Split
 
 
@@ -53,8 +64,11 @@ _BOMS = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}
 
 
 def walk_pcapng(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, tick: Tick, *,
-                split: Split | None = None, spill: SpillWriter | None = None) -> Iterator[PacketRecord]:
-    """Records of a pcapng file.
+                fused: bool = True, split: Split | None = None,
+                spill: SpillWriter | None = None) -> Iterator[PacketRecord]:
+    """Records of a pcapng file: the pcap record walk (pcapfile.walk_pcap, fused for Ethernet) reads
+    whole, well-formed Enhanced Packet Blocks of known interfaces itself and hands every other block
+    to ``Blocks``.
 
     ``split``: ``src`` ends at the split's boundary (a block boundary past the file's interface
     blocks), past which a worker process spilled the frames (capture/split.py); a walk that ends
@@ -65,199 +79,123 @@ def walk_pcapng(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, 
     a damaged block): this walk reads on from there.
     ``spill`` (in that worker): ``first`` is the file's blocks before its first packet, then the
     bytes from the boundary; the frames go to the spill writer, nothing is yielded."""
-    r = _Reader(src, first, info)
-    r.split = split
-    info.format = "pcapng"
-    decode = dec.decode
-    bad = dec.bad
-    buf = r.buf
-    blen = len(buf)
-    pos = 0
-    frame = records = 0
-    order = "<"
-    hdr = struct.Struct("<II").unpack_from
-    epb = struct.Struct("<IIIII").unpack_from
-    opb = struct.Struct("<HHIIII").unpack_from
-    u32 = struct.Struct("<I").unpack_from
-    ifaces: list[_Iface] = []
-    every_iface: list[_Iface] = []
-    """Of all sections, for the frame count per link type."""
-    lo, hi = float("inf"), float("-inf")
-    epbh = struct.Struct("<IIIIII").unpack_from
-    maxblk = _MAX_RECORD + 4096
-    tail_at = spill.tail_at if spill is not None else 0
-    """In the worker: where the bytes from the boundary start (before: the file's first blocks)."""
-    resumed: _Tail | None = None
-    try:
-        while True:  # once more after the worker hands back
-            while True:
-                # The common block first, with one unpack: a whole, well-formed Enhanced Packet Block
-                # of a known interface. Anything else goes through the general checks below; both
-                # end in the same per-packet tail.
-                fast = False
-                if blen - pos >= 28:
-                    btype, blk, ifid, tsh, tsl, caplen = epbh(buf, pos)
-                    fast = (btype == 6 and 32 <= blk <= blen - pos and not blk & 3 and blk <= maxblk
-                            and ifid < len(ifaces) and caplen <= blk - 32)
-                if fast:
-                    start = pos + 28
-                    pos += blk
-                    frame += 1
-                    stamped = True
-                else:
-                    if blen - pos < 12:
-                        if r.more(pos):
-                            buf, blen, pos = r.buf, len(r.buf), r.pos
-                            continue
-                        if blen - pos:
-                            r.stop(frame, f"file ends inside a block header ({blen - pos} bytes)")
-                        break
-                    btype, blk = hdr(buf, pos)
-                    if spill is not None and r.base + pos >= tail_at and (
-                            btype in _HAND_BACK or blk < 12 or blk & 3 or blk > maxblk):
-                        spill.resume = r.base + pos  # a block this walk would not walk alike
-                        break
-                    pending = r.split  # an interface the worker would not know of: drop the split
-                    if (btype == 0x0A0D0D0A or btype == 1) and pending and r.base + pos >= pending.records_at:
-                        pending.abandon()
-                        r.split = None
-                        r.src.unbound()
-                    if btype == 0x0A0D0D0A:  # Section Header Block (the same in either byte order)
-                        bom = _BOMS.get(buf[pos + 8:pos + 12])
-                        if bom is None:
-                            bad("pcapng-bad-block", frame + 1)
-                            r.stop(frame, "section header with a bad byte-order magic")
-                            break
-                        major = struct.unpack_from(bom + "H", buf, pos + 12)[0] if blen - pos >= 14 else 1
-                        if major != 1:
-                            # pcapng §4.1: a section of an unknown major version cannot be parsed;
-                            # like tshark, stop here rather than guess.
-                            r.stop(frame, f"section with pcapng version {major}.x, which this reader "
-                                          "does not know")
-                            break
-                        if bom != order:
-                            order = bom
-                            hdr = struct.Struct(order + "II").unpack_from
-                            epb = struct.Struct(order + "IIIII").unpack_from
-                            opb = struct.Struct(order + "HHIIII").unpack_from
-                            u32 = struct.Struct(order + "I").unpack_from
-                            epbh = struct.Struct(order + "IIIIII").unpack_from
-                            btype, blk = hdr(buf, pos)
-                        ifaces = []
-                    if blk < 12 or blk & 3 or blk > maxblk:
-                        bad("pcapng-bad-block", frame + 1)
-                        r.stop(frame, f"corrupt block header (type 0x{btype:08x}, length {blk})")
-                        break
-                    if blk > blen - pos:
-                        if r.more(pos):
-                            buf, blen, pos = r.buf, len(r.buf), r.pos
-                            continue
-                        r.stop(frame, f"file ends inside a block ({blen - pos} of {blk} bytes)")
-                        break
-                    body = pos + 8
-                    bend = pos + blk - 4
-                    if spill is not None and r.base + pos >= tail_at and (
-                            btype == 6 or (btype == 3 and (bend - body < 4 or not ifaces))):
-                        spill.resume = r.base + pos  # a damaged packet block: counted by this walk
-                        break
-                    pos += blk
-                    if btype == 6 or btype == 2:  # Enhanced Packet Block / obsolete Packet Block
-                        if bend - body < 20:
-                            bad("pcapng-bad-block", frame + 1)
-                            continue
-                        if btype == 6:
-                            ifid, tsh, tsl, caplen, _origlen = epb(buf, body)
-                        else:
-                            ifid, _drops, tsh, tsl, caplen, _origlen = opb(buf, body)
-                        frame += 1
-                        if ifid >= len(ifaces):
-                            bad("pcapng-bad-interface", frame)
-                            continue
-                        if caplen > bend - body - 20:
-                            bad("pcapng-bad-block", frame)
-                            continue
-                        start = body + 20
-                        stamped = True
-                    elif btype == 3:  # Simple Packet Block: interface 0, no timestamp
-                        if bend - body < 4:
-                            bad("pcapng-bad-block", frame + 1)
-                            continue
-                        frame += 1
-                        if not ifaces:
-                            bad("pcapng-bad-interface", frame)
-                            continue
-                        ifid = 0
-                        caplen = min(u32(buf, body)[0], bend - body - 4)
-                        if ifaces[0].snaplen:
-                            caplen = min(caplen, ifaces[0].snaplen)
-                        start = body + 4
-                        stamped = False
-                    elif btype == 1:  # Interface Description Block
-                        if bend - body < 8:
-                            bad("pcapng-bad-block", frame + 1)
-                            continue
-                        iface = _idb(buf, body, bend, order)
-                        ifaces.append(iface)
-                        every_iface.append(iface)
-                        continue
-                    else:  # SHB (handled above), name resolution, statistics, custom, ...: nothing to audit
-                        continue
-                iface = ifaces[ifid]
-                if stamped:
-                    ts = ((tsh << 32) | tsl) / iface.div + iface.offset
-                    if ts < lo:
-                        lo = ts
-                    if ts > hi:
-                        hi = ts
-                else:
-                    ts = 0.0
-                iface.frames += 1
-                if not frame & (PROGRESS_EVERY - 1):
-                    tick()
-                if spill is not None:  # the worker of a split: the record spans [start - (28|12), pos)
-                    spill.decode(dec, buf, start, caplen, ts, frame, iface.lt, r.base + start,
-                                 start - (pos - blk) if fast else start - (body - 8), r.base + pos)
-                    continue
-                rec = decode(buf, start, caplen, ts, frame, iface.lt)
-                if rec is not None:
-                    records += 1
-                    yield rec
-            if split is None or not split.verified:
-                break
-            # This walk ended at the boundary: the worker's spill holds the rest.
-            frame, more = yield from split.replay(dec, frame, tick, _packet_parser(ifaces, order))
-            records += more
-            if split.first_ts is not None and split.last_ts is not None:
-                lo, hi = min(lo, split.first_ts), max(hi, split.last_ts)
-            for iface, n in zip(ifaces, split.iface_frames, strict=False):
-                iface.frames += n
-            if split.why:
-                r.stop(frame, split.why)
-                break
-            if split.resume is None:
-                break
-            # The worker handed back at a block it does not walk alike: read on from there.
-            from auditor.capture.spill import reader_at
+    ng = Blocks(dec, spill.tail_at if spill is not None else 0)
+    return walk_pcap(src, first, info, dec, tick, fused=fused, split=split, spill=spill, ng=ng)
 
-            resumed = reader_at(info.path, split.resume)
-            r.restart(resumed, split.resume)
-            buf, blen, pos = r.buf, 0, 0
-            split = None
-    finally:
-        if resumed is not None:
-            resumed.close()
-        if spill is not None:
-            spill.why = r.why
-            spill.iface_frames = [iface.frames for iface in ifaces]
-        info.packets = frame
-        for iface in every_iface:
-            if iface.frames:
-                info.link_types[iface.name] = info.link_types.get(iface.name, 0) + iface.frames
-        if hi >= lo:
-            info.first_ts, info.last_ts = lo, hi
-        dec.stats.frames += frame
-        dec.stats.records += records + dec.laned
-        dec.laned = 0
+
+class Blocks:
+    """A pcapng file's section state (byte order, interfaces) and its blocks other than a whole,
+    well-formed Enhanced Packet Block of a known interface, which the record walk reads itself:
+    section headers, interfaces, Simple and obsolete Packet Blocks, damaged blocks, and blocks with
+    nothing to audit (statistics, name resolution, custom)."""
+
+    def __init__(self, dec: Decoder, tail_at: int) -> None:
+        self._bad = dec.bad
+        self.tail_at = tail_at
+        """In a split's worker: where the bytes from the boundary start (before: the file's first
+        blocks, walked as they are)."""
+        self.ifaces: list[_Iface] = []
+        """The section's interfaces."""
+        self.every: list[_Iface] = []
+        """Of all sections, for the frame count per link type."""
+        self._set_order("<")
+
+    def _set_order(self, order: str) -> None:
+        self.order = order
+        self.hdr = struct.Struct(order + "II").unpack_from
+        self.epb = struct.Struct(order + "IIIII").unpack_from
+        self.opb = struct.Struct(order + "HHIIII").unpack_from
+        self.u32 = struct.Struct(order + "I").unpack_from
+        self.epbh = struct.Struct(order + "IIIIII").unpack_from
+        """Block type and length, then an EPB's interface, timestamp and captured length."""
+
+    def parser(self) -> Parse:
+        return _packet_parser(self.ifaces, self.order)
+
+    def block(self, r: _Reader, buf: bytes, pos: int, blen: int, frame: int,
+              spill: SpillWriter | None) -> tuple[Any, ...]:
+        """What the walk does with the block at ``pos`` (``frame`` frames so far):
+        (NG_MORE, why): it needs more bytes; ``why`` says why it stops if there are none ("" at a
+        clean end). (NG_SKIP, next, frames): nothing to audit, or a damaged packet (counted here,
+        and ``frames`` of them). (NG_FRAME, next, start, caplen, ts or None, interface, block
+        start): a packet. (NG_STOP, why): the walk stops. (NG_END,): a split's worker hands back
+        here (``spill.resume``)."""
+        if blen - pos < 12:
+            return NG_MORE, f"file ends inside a block header ({blen - pos} bytes)" if blen - pos else ""
+        bad = self._bad
+        btype, blk = self.hdr(buf, pos)
+        maxblk = _MAX_RECORD + 4096
+        if spill is not None and r.base + pos >= self.tail_at and (
+                btype in _HAND_BACK or blk < 12 or blk & 3 or blk > maxblk):
+            spill.resume = r.base + pos  # a block this walk would not walk alike
+            return (NG_END,)
+        pending = r.split  # an interface the worker would not know of: drop the split
+        if (btype == 0x0A0D0D0A or btype == 1) and pending and r.base + pos >= pending.records_at:
+            pending.abandon()
+            r.split = None
+            r.src.unbound()
+        if btype == 0x0A0D0D0A:  # Section Header Block (the same in either byte order)
+            bom = _BOMS.get(buf[pos + 8:pos + 12])
+            if bom is None:
+                bad("pcapng-bad-block", frame + 1)
+                return NG_STOP, "section header with a bad byte-order magic"
+            major = struct.unpack_from(bom + "H", buf, pos + 12)[0] if blen - pos >= 14 else 1
+            if major != 1:
+                # pcapng §4.1: a section of an unknown major version cannot be parsed; like tshark,
+                # stop here rather than guess.
+                return NG_STOP, f"section with pcapng version {major}.x, which this reader does not know"
+            if bom != self.order:
+                self._set_order(bom)
+                btype, blk = self.hdr(buf, pos)
+            self.ifaces = []
+        if blk < 12 or blk & 3 or blk > maxblk:
+            bad("pcapng-bad-block", frame + 1)
+            return NG_STOP, f"corrupt block header (type 0x{btype:08x}, length {blk})"
+        if blk > blen - pos:
+            return NG_MORE, f"file ends inside a block ({blen - pos} of {blk} bytes)"
+        body = pos + 8
+        bend = pos + blk - 4
+        ifaces = self.ifaces
+        if spill is not None and r.base + pos >= self.tail_at and (
+                btype == 6 or (btype == 3 and (bend - body < 4 or not ifaces))):
+            spill.resume = r.base + pos  # a damaged packet block: counted by the reading process
+            return (NG_END,)
+        nxt = pos + blk
+        if btype == 6 or btype == 2:  # Enhanced Packet Block / obsolete Packet Block
+            if bend - body < 20:
+                bad("pcapng-bad-block", frame + 1)
+                return NG_SKIP, nxt, 0
+            if btype == 6:
+                ifid, tsh, tsl, caplen, _origlen = self.epb(buf, body)
+            else:
+                ifid, _drops, tsh, tsl, caplen, _origlen = self.opb(buf, body)
+            if ifid >= len(ifaces):
+                bad("pcapng-bad-interface", frame + 1)
+                return NG_SKIP, nxt, 1
+            if caplen > bend - body - 20:
+                bad("pcapng-bad-block", frame + 1)
+                return NG_SKIP, nxt, 1
+            iface = ifaces[ifid]
+            return NG_FRAME, nxt, body + 20, caplen, ((tsh << 32) | tsl) / iface.div + iface.offset, iface, pos
+        if btype == 3:  # Simple Packet Block: interface 0, no timestamp
+            if bend - body < 4:
+                bad("pcapng-bad-block", frame + 1)
+                return NG_SKIP, nxt, 0
+            if not ifaces:
+                bad("pcapng-bad-interface", frame + 1)
+                return NG_SKIP, nxt, 1
+            caplen = min(self.u32(buf, body)[0], bend - body - 4)
+            if ifaces[0].snaplen:
+                caplen = min(caplen, ifaces[0].snaplen)
+            return NG_FRAME, nxt, body + 4, caplen, None, ifaces[0], pos
+        if btype == 1:  # Interface Description Block
+            if bend - body < 8:
+                bad("pcapng-bad-block", frame + 1)
+                return NG_SKIP, nxt, 0
+            iface = _idb(buf, body, bend, self.order)
+            ifaces.append(iface)
+            self.every.append(iface)
+        return NG_SKIP, nxt, 0  # name resolution, statistics, custom, ...: nothing to audit
 
 
 def _packet_parser(ifaces: list[_Iface], order: str) -> Parse:
