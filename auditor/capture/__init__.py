@@ -10,7 +10,8 @@ Two engines share this interface: "fast" (our own pcap/pcapng walker and decoder
 "tshark" (tshark -T fields, for cross-checking and for whatever our decoder does not know).
 
 The modules: source.py (bytes: files, stdin, decompression by magic, SHA-256; Inflater decompresses
-in a second process), pcapfile.py and pcapng.py (the record walks), decode.py (link layers, IP,
+in a second process), pcapfile.py (the record walk, pcap and pcapng) and pcapng.py (pcapng's
+sections, interfaces and other blocks), decode.py (link layers, IP,
 tunnels, TCP/UDP -> PacketRecord or the fast lane), split.py and spill.py (a second process walks
 the later part of uncompressed files), tshark.py (the tshark engine), info.py (per-input facts and
 read counters).

@@ -1,9 +1,10 @@
-"""pcap record walking over large blocks of capture bytes (pcapng: capture/pcapng.py, on the same read window).
+"""The record walk over large blocks of capture bytes: pcap records, and pcapng Enhanced Packet Blocks
+(pcapng's other blocks and its section state: capture/pcapng.py).
 
 The walkers work on one read block at a time (CHUNK, 8 MiB; a record cut by a read is joined through
 a small window, see _Reader), read record headers with precompiled structs and hand (buffer, offset,
 length) to the decoder: no per-packet objects but the record itself, and none at all for a packet the
-conversation core's fast lane takes (Decoder.lane). For Ethernet pcap the walk, the decoder's
+conversation core's fast lane takes (Decoder.lane). For Ethernet (pcap, and pcapng interfaces) the walk, the decoder's
 Ethernet/IPv4 fast path and the lane run fused in one loop. A record that runs past the end of the
 data ends the walk with ``truncated`` and a warning naming the last frame read; a corrupt record or
 block header does the same (there is no way to resynchronise safely).
