@@ -313,19 +313,19 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
                 else:
                     # The common block first, with one unpack: a whole, well-formed Enhanced Packet
                     # Block of a known interface. Anything else is Blocks.block's to judge.
+                    whole = False
                     if blen - pos >= 28:
                         btype, blk, ifid, tsh, tsl, caplen = epbh(buf, pos)
-                        if (btype == 6 and 32 <= blk <= blen - pos and not blk & 3 and blk <= maxblk
-                                and ifid < len(ifaces) and caplen <= blk - 32):
-                            iface = ifaces[ifid]
-                            start = pos + 28
-                            pos += blk
-                            ts = ((tsh << 32) | tsl) / iface.div + iface.offset
-                            btype = -1
+                        whole = (btype == 6 and 32 <= blk <= blen - pos and not blk & 3 and blk <= maxblk
+                                 and ifid < len(ifaces) and caplen <= blk - 32)
+                    if whole:
+                        iface = ifaces[ifid]
+                        start = pos + 28
+                        pos += blk
+                        stamp = ts = ((tsh << 32) | tsl) / iface.div + iface.offset
                     else:
-                        btype = 0
-                    if btype != -1:
                         act = block(r, buf, pos, blen, frame, spill)
+                        epbh, ifaces = ng.epbh, ng.ifaces  # a new section or interface
                         kind = act[0]
                         if kind == NG_MORE:
                             if r.more(pos):
@@ -339,7 +339,6 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
                         if kind == NG_SKIP:
                             pos = act[1]
                             frame += act[2]
-                            epbh, ifaces = ng.epbh, ng.ifaces  # a new section or interface
                             continue
                         if kind != NG_FRAME:  # the walk stops (or, in a split's worker, hands back)
                             if kind == NG_STOP:
@@ -347,8 +346,6 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
                             break
                         _, pos, start, caplen, stamp, iface, rstart = act
                         ts = 0.0 if stamp is None else stamp
-                    else:
-                        stamp = ts
                     frame += 1
                     if stamp is not None:
                         if ts < lo:
