@@ -24,6 +24,8 @@ _IP4 = struct.Struct("!2xH2xHxB2x4s4s").unpack_from
 # Ethernet type + IPv4 (as _IP4) + TCP (as _TCP) in one read, untagged and with one 802.1Q tag.
 _E4 = struct.Struct("!12xHBxH2xHxB2x4s4sHHIIBB").unpack_from
 _E4V = struct.Struct("!16xHBxH2xHxB2x4s4sHHIIBB").unpack_from
+# The same from the IPv4 header on (other link layers).
+_I4 = struct.Struct("!BxH2xHxB2x4s4sHHIIBB").unpack_from
 # The same without TCP seq/ack (UDP length/checksum): the fused pcap walk reads those only when it
 # builds a record, so a packet the fast lane takes allocates two integers fewer.
 _E4L = struct.Struct("!12xHBxH2xHxB2x4s4sHH8xBB").unpack_from
@@ -66,6 +68,37 @@ _ICMP6_ERR = frozenset((1, 2, 3, 4))
 _IP6_EXT = frozenset((0, 43, 60, 51, 135, 139, 140))
 # BSD loopback address families meaning IPv6 (Linux, NetBSD/OpenBSD, FreeBSD, Darwin).
 _AF_INET6 = frozenset((10, 24, 28, 30))
+
+
+def _net_sll(buf: bytes, off: int, end: int) -> tuple[int, int]:
+    return (off + 16, _U16(buf, off + 14)[0]) if end - off >= 16 else (0, 0)
+
+
+def _net_sll2(buf: bytes, off: int, end: int) -> tuple[int, int]:
+    return (off + 20, _U16(buf, off)[0]) if end - off >= 20 else (0, 0)
+
+
+def _net_raw(buf: bytes, off: int, end: int) -> tuple[int, int]:
+    v = buf[off] >> 4 if end > off else 0
+    return off, 0x0800 if v == 4 else 0x86DD if v == 6 else 0
+
+
+def _net_null(buf: bytes, off: int, end: int, big: bool = False) -> tuple[int, int]:
+    if end - off < 4:
+        return 0, 0
+    # NULL (0) is in host byte order: guessed from the zero bytes, as Decoder._link does.
+    fam = _U32(buf, off)[0] if big or (buf[off] == 0 and buf[off + 1] == 0) else _U32LE(buf, off)[0]
+    return off + 4, 0x0800 if fam == 2 else 0x86DD if fam in _AF_INET6 else 0
+
+
+def _net_loop(buf: bytes, off: int, end: int) -> tuple[int, int]:
+    return _net_null(buf, off, end, True)
+
+
+_NET = {113: _net_sll, 276: _net_sll2, 0: _net_null, 108: _net_loop,
+        **dict.fromkeys((101, 12, 14, 228, 229), _net_raw)}
+"""Link types the fast path reads besides Ethernet: (offset of the IP header, its ethertype; 0 for
+anything the general path must judge), as Decoder._link finds them."""
 DHCP_PORTS = (67, 68)
 # The TCP fast paths keep only the first payload byte of a segment that can carry no name evidence
 # (auditor/names.py: DNS over TCP on port 53, a TLS handshake record 0x16, an HTTP request line; the
@@ -196,7 +229,9 @@ class Decoder:
         """Decode the frame buf[off:off+caplen] of link type ``lt``; None if it yields no record
         (not IP, malformed, another worker's, or taken by the conversation core's fast lane)."""
         end = off + caplen
-        if lt == 1 and caplen >= 54:
+        if lt == 1:
+            if caplen < 54:
+                return self.slow(buf, off, end, ts, frame, lt)
             # One unpack reads Ethernet type, the IPv4 fields and the TCP (or UDP) header at once,
             # assuming the common layout; the checks below decide whether the guess was right. IPv6
             # reads its own headers; from there on TCP and UDP are handled alike for both.
@@ -205,79 +240,90 @@ class Decoder:
             if et == 0x8100:
                 et, vihl, tot, frag, proto, src, dst, sport, dport, seq, ack, offb, flags = _E4V(buf, off)
                 p = off + 18
-            v4 = et == 0x0800
-            if v4:
-                if vihl != 0x45 or frag & 0x3FFF:
+        else:
+            # Other link layers (Linux cooked, raw IP, loopback): find the IP header, then the same
+            # path. Anything else, and any doubt, is the general path's (``slow``).
+            link = _NET.get(lt)
+            if link is None:
+                return self.slow(buf, off, end, ts, frame, lt)
+            p, et = link(buf, off, end)
+            if et == 0x0800:
+                if end - p < 40:
                     return self.slow(buf, off, end, ts, frame, lt)
-                l4, l4len = p + 20, tot - 20
-                if proto == 17:
-                    ulen, ucs = seq >> 16, seq & 0xFFFF  # where UDP has its length and checksum
-            elif et == 0x86DD and end - p >= 48 and buf[p] >> 4 == 6:
-                l4len, proto, src, dst = _IP6(buf, p)
-                l4 = p + 40
-                tot = 40 + l4len
-                if proto == 6 and l4len >= 20 and end - l4 >= 20:
-                    sport, dport, seq, ack, offb, flags = _TCP(buf, l4)
-                elif proto == 17 and l4len >= 8:
-                    sport, dport, ulen, ucs = _UDP(buf, l4)
-                else:
-                    return self.slow(buf, off, end, ts, frame, lt)
+                vihl, tot, frag, proto, src, dst, sport, dport, seq, ack, offb, flags = _I4(buf, p)
+        v4 = et == 0x0800
+        if v4:
+            if vihl != 0x45 or frag & 0x3FFF:
+                return self.slow(buf, off, end, ts, frame, lt)
+            l4, l4len = p + 20, tot - 20
+            if proto == 17:
+                ulen, ucs = seq >> 16, seq & 0xFFFF  # where UDP has its length and checksum
+        elif et == 0x86DD and end - p >= 48 and buf[p] >> 4 == 6:
+            l4len, proto, src, dst = _IP6(buf, p)
+            l4 = p + 40
+            tot = 40 + l4len
+            if proto == 6 and l4len >= 20 and end - l4 >= 20:
+                sport, dport, seq, ack, offb, flags = _TCP(buf, l4)
+            elif proto == 17 and l4len >= 8:
+                sport, dport, ulen, ucs = _UDP(buf, l4)
             else:
                 return self.slow(buf, off, end, ts, frame, lt)
-            ipend = l4 + l4len
-            if proto == 6 and l4len >= 20:
-                doff = (offb >> 4) << 2
-                plen = l4len - doff
-                if doff >= 20 and plen >= 0:
-                    if v4 and self.jobs > 1 and (src[-1] + src[-2] + dst[-1] + dst[-2]) % self.jobs != self.shard:
-                        self.skipped += 1  # another worker's conversation (auditor/parallel.py)
-                        return None
-                    quiet = True  # no payload that names.py reads
-                    a = b = 0
-                    if plen:
-                        a = l4 + doff
-                        b = ipend if ipend < end else end
-                        if a < b and buf[a] not in _KEEP_FIRST and sport != 53 and dport != 53:
-                            b = a + 1
-                        else:
-                            quiet = a >= b
-                            if b > a + PAYLOAD_SNAP:
-                                b = a + PAYLOAD_SNAP
-                    bad = bool(self.verify and ipend <= end
-                               and (frame <= VERIFY_ALL_FRAMES or flags & 7 or not frame & VERIFY_EVERY_MASK)
-                               and checksum_bad(buf, l4, ipend, src, dst, 6))
-                    lane = self.lane
-                    if quiet and not bad and lane is not None and lane.take(6, src, sport, dst, dport, ts, flags,
-                                                                            plen, tot):
-                        self.laned += 1
-                        return None
-                    return fast_record(self.ii, frame, ts, src, dst, 6, tot, sport, dport, flags, seq, ack, plen,
-                                       buf[a:b] if plen else b"", bad)
-            elif proto == 17 and 8 <= ulen <= l4len and dport != VXLAN_PORT and dport != GENEVE_PORT:
-                if (v4 and self.jobs > 1 and sport not in DHCP_PORTS and dport not in DHCP_PORTS
-                        and (src[-1] + src[-2] + dst[-1] + dst[-2]) % self.jobs != self.shard):
-                    self.skipped += 1
+        else:
+            return self.slow(buf, off, end, ts, frame, lt)
+        ipend = l4 + l4len
+        if proto == 6 and l4len >= 20:
+            doff = (offb >> 4) << 2
+            plen = l4len - doff
+            if doff >= 20 and plen >= 0:
+                if v4 and self.jobs > 1 and (src[-1] + src[-2] + dst[-1] + dst[-2]) % self.jobs != self.shard:
+                    self.skipped += 1  # another worker's conversation (auditor/parallel.py)
                     return None
-                plen = ulen - 8
-                bad = bool(ucs and self.verify and l4 + ulen <= end
-                           and (frame <= VERIFY_ALL_FRAMES or not frame & VERIFY_EVERY_MASK)
-                           and checksum_bad(buf, l4, l4 + ulen, src, dst, 17))
+                quiet = True  # no payload that names.py reads
+                a = b = 0
+                if plen:
+                    a = l4 + doff
+                    b = ipend if ipend < end else end
+                    if a < b and buf[a] not in _KEEP_FIRST and sport != 53 and dport != 53:
+                        b = a + 1
+                    else:
+                        quiet = a >= b
+                        if b > a + PAYLOAD_SNAP:
+                            b = a + PAYLOAD_SNAP
+                bad = bool(self.verify and ipend <= end
+                           and (frame <= VERIFY_ALL_FRAMES or flags & 7 or not frame & VERIFY_EVERY_MASK)
+                           and checksum_bad(buf, l4, ipend, src, dst, 6))
                 lane = self.lane
-                if (not bad and lane is not None and sport != 53 and dport != 53
-                        and lane.take(17, src, sport, dst, dport, ts, 0, plen, tot)):
+                if quiet and not bad and lane is not None and lane.take(6, src, sport, dst, dport, ts, flags,
+                                                                        plen, tot):
                     self.laned += 1
                     return None
-                payload = b""
-                if plen:
-                    a = l4 + 8
-                    b = a + plen
-                    if b > end:
-                        b = end
-                    if b > a + PAYLOAD_SNAP:
-                        b = a + PAYLOAD_SNAP
-                    payload = buf[a:b]
-                return fast_record(self.ii, frame, ts, src, dst, 17, tot, sport, dport, 0, 0, 0, plen,
-                                   payload, bad)
+                return fast_record(self.ii, frame, ts, src, dst, 6, tot, sport, dport, flags, seq, ack, plen,
+                                   buf[a:b] if plen else b"", bad)
+        elif proto == 17 and 8 <= ulen <= l4len and dport != VXLAN_PORT and dport != GENEVE_PORT:
+            if (v4 and self.jobs > 1 and sport not in DHCP_PORTS and dport not in DHCP_PORTS
+                    and (src[-1] + src[-2] + dst[-1] + dst[-2]) % self.jobs != self.shard):
+                self.skipped += 1
+                return None
+            plen = ulen - 8
+            bad = bool(ucs and self.verify and l4 + ulen <= end
+                       and (frame <= VERIFY_ALL_FRAMES or not frame & VERIFY_EVERY_MASK)
+                       and checksum_bad(buf, l4, l4 + ulen, src, dst, 17))
+            lane = self.lane
+            if (not bad and lane is not None and sport != 53 and dport != 53
+                    and lane.take(17, src, sport, dst, dport, ts, 0, plen, tot)):
+                self.laned += 1
+                return None
+            payload = b""
+            if plen:
+                a = l4 + 8
+                b = a + plen
+                if b > end:
+                    b = end
+                if b > a + PAYLOAD_SNAP:
+                    b = a + PAYLOAD_SNAP
+                payload = buf[a:b]
+            return fast_record(self.ii, frame, ts, src, dst, 17, tot, sport, dport, 0, 0, 0, plen,
+                               payload, bad)
         return self.slow(buf, off, end, ts, frame, lt)
 
     # -- general path -------------------------------------------------------------------------------
