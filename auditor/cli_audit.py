@@ -320,8 +320,14 @@ def audit(captures: tuple[str, ...], roles_path: Path, html_path: Path, json_pat
     if bar:
         bar.close()
     if not quiet:
-        for line in _summary_lines(doc, list(outputs)):
-            click.echo(line)
+        try:
+            for line in _summary_lines(doc, list(outputs)):
+                click.echo(line)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # Whoever reads the summary stopped early (`| head`): the outputs are written, and the
+            # exit status stays the audit's (click would exit 1, which means findings here).
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     hit = findings_hit(doc, kinds)
     if hit:
         if not quiet:

@@ -638,3 +638,23 @@ def test_no_progress_bar_when_quiet(long_run: tuple[Path, Path], tmp_path: Path)
     assert code == EXIT_OK
     assert terminal == ""
     assert out == b""
+
+
+@pytest.mark.parametrize(("fail_on", "status"), [([], EXIT_OK), (["--fail-on", "unexpected"], EXIT_FINDINGS)])
+def test_a_reader_that_stops_early_does_not_change_the_exit_status(tmp_path: Path, fail_on: list[str],
+                                                                   status: int) -> None:
+    # `pcap-audit ... | head`: the summary's reader is gone before it is written. The outputs are
+    # written all the same, and the exit status is the audit's (click alone would exit 1, which
+    # here means findings).
+    out = tmp_path / "a.json"
+    proc = subprocess.Popen([sys.executable, "-m", "auditor.cli", str(SAMPLES / "cvad-onprem.pcapng"), "--roles",
+                             str(SAMPLES / "cvad-onprem.roles.yaml"), "--json", str(out), "-o",
+                             str(tmp_path / "r.html"), *fail_on],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=Path(__file__).parent.parent)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # no reader: every write to standard output fails with EPIPE
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == status, err
+    assert "Traceback" not in err and "BrokenPipe" not in err
+    assert json.loads(out.read_text(encoding="utf-8"))["summary"]["packets"] == 781
+    assert (tmp_path / "r.html").stat().st_size > 10_000
