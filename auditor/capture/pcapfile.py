@@ -62,7 +62,6 @@ PROGRESS_EVERY = 1 << 15
 Tick = Callable[[], None]
 
 
-_PCAP_LE = struct.Struct("<IIII")
 NG_MORE, NG_SKIP, NG_FRAME, NG_STOP, NG_END = range(5)
 """What pcapng.Blocks.block tells the walk to do with a block (see there)."""
 
@@ -231,14 +230,15 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
         header = pcap_header(r.buf)
         assert header is not None  # the caller checked the magic
         info.format = "pcap"
-        nano, hl, lt, limit, record = header.nano, header.hl, header.lt, header.limit, header.record
+        # The record format: read only where ``ng`` is None (pcapng blocks carry their own).
+        hl, lt, limit, record = header.hl, header.lt, header.limit, header.record
+        scale = 1e-9 if header.nano else 1e-6
+        unpack = record.unpack_from
         pos = 24
     else:
         info.format = "pcapng"
-        nano, hl, lt, limit, record = False, 16, 0, 0, _PCAP_LE
+        lt = 0  # each frame's link type is its interface's
         pos = 0
-    scale = 1e-9 if nano else 1e-6
-    unpack = record.unpack_from
     decode = dec.decode
     buf = r.buf
     blen = len(buf)

@@ -146,7 +146,7 @@ class SplitPlan(NamedTuple):
     first: int
     boundary: int
     last: int
-    starts: tuple[int, ...] = ()
+    starts: tuple[int, ...]
 
 
 
