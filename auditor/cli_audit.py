@@ -267,7 +267,10 @@ def audit(captures: tuple[str, ...], roles_path: Path, html_path: Path, json_pat
           csv_path: Path | None, no_html: bool, extra_rules: tuple[Path, ...], rules_dir: Path | None,
           vantage: str | None, engine: str, jobs: int, no_checksums: bool, fail_on: str | None, quiet: bool,
           debug: bool) -> None:
-    """Audit CAPTURE files (pcap/pcapng, optionally compressed; - for stdin) against the catalog."""
+    """Audit CAPTURE files (pcap/pcapng, optionally compressed; - for stdin) against the catalog.
+
+    A file in another capture format that Wireshark reads (Microsoft Network Monitor, NetScaler
+    nstrace, snoop, Sniffer, CommView...) is read through tshark when it is installed."""
     from auditor.audit import AuditRequest, run_audit
     from auditor.parallel import tune_gc
     from auditor.report.tabular import iter_csv, iter_json

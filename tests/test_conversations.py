@@ -203,6 +203,43 @@ def test_sweep_closes_idle_connections_and_memory_follows_live() -> None:
     assert res.stats.connections == 20_000
 
 
+
+def test_closed_connections_leave_the_table_after_their_linger() -> None:
+    # Each connection ends with FIN both ways, so it lingers CLOSE_LINGER (5 s), not its 300 s TCP
+    # timeout: at one connection a second, about 5 (plus a sweep's worth) stay live.
+    b = ConversationBuilder()
+    for i in range(3 * SWEEP_EVERY):
+        sp, ts = 1024 + i % 60000, float(i)
+        for rec in (tcp(C, S, sp, 443, "S", ts), tcp(S, C, 443, sp, "SA", ts + 0.01),
+                    tcp(C, S, sp, 443, "FA", ts + 0.02), tcp(S, C, 443, sp, "FA", ts + 0.03)):
+            b.feed(rec)
+    assert b.live_connections <= SWEEP_EVERY // 4 + 6
+    assert b.finish().stats.connections == 3 * SWEEP_EVERY
+
+
+def test_sweep_looks_at_a_busy_connection_about_once_per_timeout() -> None:
+    # The expiry heap holds one entry per live connection (and a few of closed ones): a connection
+    # busy for an hour is pushed again about once per timeout, never once per sweep.
+    b = ConversationBuilder()
+    for i in range(40 * SWEEP_EVERY):
+        b.feed(udp(C, S, 50000, 514, i * 0.01))  # 3,277 s of one UDP conversation
+    assert b.live_connections == 1
+    assert len(b._due) == 1
+    assert b.finish().stats.idle_splits == 0
+
+
+def test_eviction_closes_the_idlest_connection() -> None:
+    b = ConversationBuilder(max_live=3, keep_connections=True)
+    for port, ts in ((1001, 1.0), (1002, 2.0), (1003, 3.0)):
+        b.feed(udp(C, S, port, 514, ts))
+    b.feed(udp(C, S, 1001, 514, 4.0))  # 1001 is busy again: 1002 is now the idlest
+    b.feed(udp(C, S, 1004, 514, 5.0))
+    res = b.finish()
+    assert res.stats.evicted_live == 1
+    evicted = min(res.connections, key=lambda c: c.last_seen)
+    assert (evicted.orig_p, evicted.last_seen) == (1002, 2.0)
+    assert sorted(c.orig_p for c in res.connections) == [1001, 1002, 1003, 1004]
+
 # ---- UDP and ICMP -------------------------------------------------------------------------------
 
 

@@ -13,8 +13,9 @@ The modules: source.py (bytes: files, stdin, decompression by magic, SHA-256; In
 in a second process), pcapfile.py (the record walk, pcap and pcapng) and pcapng.py (pcapng's
 sections, interfaces and other blocks), decode.py (link layers, IP,
 tunnels, TCP/UDP -> PacketRecord or the fast lane), split.py and spill.py (a second process walks
-the later part of uncompressed files), tshark.py (the tshark engine), info.py (per-input facts and
-read counters).
+the later part of uncompressed files), tshark.py (the tshark engine), foreign.py (files in other
+capture formats, named by Wireshark's captype and read by the tshark engine), info.py (per-input
+facts and read counters).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 
+from auditor.capture import foreign
 from auditor.capture import split as splitting
 from auditor.capture.decode import Decoder
 from auditor.capture.info import InputInfo, ReadStats
@@ -47,12 +49,12 @@ INFLATE_MIN = 16 << 20
 Progress = Callable[[int, int], None]
 
 
-def _magic_error(path: str, head: bytes, compression: str) -> CaptureError:
+def _magic_error(path: str, head: bytes, compression: str, *, hint: str = "") -> CaptureError:
     if not head:
         what = "empty file" if compression == "none" else f"empty after {compression} decompression"
         return CaptureError(f"{path}: {what}, not a pcap or pcapng file")
     inside = "" if compression == "none" else f"{compression}-compressed, "
-    return CaptureError(f"{path}: not a pcap or pcapng file ({inside}magic 0x{head[:4].hex()})")
+    return CaptureError(f"{path}: not a pcap or pcapng file ({inside}magic 0x{head[:4].hex()}){hint}")
 
 
 def check_magic(path: str, head: bytes, compression: str) -> None:
@@ -94,15 +96,22 @@ class CaptureSet:
         (source.Inflater). Set before iterating."""
         self._planned = False
         self._plan: SplitPlan | None = None
+        self.foreign: dict[str, str] = {}
+        """Inputs in another format that Wireshark's library reads (capture/foreign.py): path ->
+        captype's name of the format. They are read by the tshark engine."""
         # Refuse a bad file before an hour of reading the good ones before it.
         for path in self.paths:
             if path == "-":
                 continue
             head, compression = sniff(path)
-            check_magic(path, head, compression)
+            if head[:4] not in PCAP_MAGICS and head[:4] != PCAPNG_MAGIC:
+                fmt = foreign.identify(path) if head and os.path.isfile(path) else None
+                if fmt is None:
+                    raise _magic_error(path, head, compression, hint=foreign.hint() if head else "")
+                self.foreign[path] = fmt
             size = os.path.getsize(path)
             self.total_bytes += size
-            if compression != "none" and size >= INFLATE_MIN and os.path.isfile(path):
+            if compression != "none" and size >= INFLATE_MIN and os.path.isfile(path) and path not in self.foreign:
                 self._inflatable = True
 
     def split_plan(self) -> SplitPlan | None:
@@ -131,10 +140,11 @@ class CaptureSet:
             for index, path in enumerate(self.paths):
                 info = InputInfo(path=path)
                 self.inputs.append(info)
-                if self.engine == "tshark":
+                if self.engine == "tshark" or path in self.foreign:
                     from auditor.capture.tshark import read_tshark
 
-                    yield from read_tshark(path, index, info, self.stats, self._report)
+                    yield from read_tshark(path, index, info, self.stats, self._report,
+                                           foreign=self.foreign.get(path))
                 else:
                     yield from self._read_fast(path, index, info,
                                                sp if sp is not None and sp.next_input == index else None)

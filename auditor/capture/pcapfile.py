@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from auditor.capture.decode import (
     _E4L,
@@ -273,6 +273,11 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
         if ng is not None:
             epbh, ifaces, block = ng.epbh, ng.ifaces, ng.block
             maxblk = _MAX_RECORD + 4096
+            nif = len(ifaces)
+            # The interface of the last whole EPB and what the loop needs of it, so that a run of
+            # packets from one interface (the common case) costs no lookups.
+            cur_if, div, toff = -1, 1, 0
+            iface: Any = None
         while True:  # once more where a split's worker handed back (pcapng)
             while True:
                 rstart = pos  # where the record (pcapng: the block) starts
@@ -317,15 +322,24 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
                     if blen - pos >= 28:
                         btype, blk, ifid, tsh, tsl, caplen = epbh(buf, pos)
                         whole = (btype == 6 and 32 <= blk <= blen - pos and not blk & 3 and blk <= maxblk
-                                 and ifid < len(ifaces) and caplen <= blk - 32)
+                                 and ifid < nif and caplen <= blk - 32)
                     if whole:
-                        iface = ifaces[ifid]
+                        if ifid != cur_if:
+                            cur_if, iface = ifid, ifaces[ifid]
+                            div, toff, lt = iface.div, iface.offset, iface.lt
+                            eth = lt == 1 and fused
                         start = pos + 28
                         pos += blk
-                        stamp = ts = ((tsh << 32) | tsl) / iface.div + iface.offset
+                        frame += 1
+                        ts = ((tsh << 32) | tsl) / div + toff
+                        if ts < lo:
+                            lo = ts
+                        if ts > hi:
+                            hi = ts
                     else:
                         act = block(r, buf, pos, blen, frame, spill)
                         epbh, ifaces = ng.epbh, ng.ifaces  # a new section or interface
+                        nif, cur_if = len(ifaces), -1
                         kind = act[0]
                         if kind == NG_MORE:
                             if r.more(pos):
@@ -346,16 +360,16 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
                             break
                         _, pos, start, caplen, stamp, iface, rstart = act
                         ts = 0.0 if stamp is None else stamp
-                    frame += 1
-                    if stamp is not None:
-                        if ts < lo:
-                            lo = ts
-                        if ts > hi:
-                            hi = ts
+                        frame += 1
+                        if stamp is not None:
+                            if ts < lo:
+                                lo = ts
+                            if ts > hi:
+                                hi = ts
+                        lt = iface.lt
+                        eth = lt == 1 and fused
                     iface.frames += 1
                     nxt = start + caplen
-                    lt = iface.lt
-                    eth = lt == 1 and fused
                 if not frame & pmask:
                     tick()
                 if eth and caplen >= 54:

@@ -235,7 +235,9 @@ class HashingReader:
 class Source:
     """One input: raw bytes -> (optional) decompressor -> capture bytes."""
 
-    def __init__(self, path: str, *, digest: bool = True) -> None:
+    def __init__(self, path: str, *, digest: bool = True, stored: bool = False) -> None:
+        """``stored``: the stored bytes as they are, never decompressed (a file that tshark reads
+        itself, which this process only hashes: capture/foreign.py)."""
         self.path = path
         self.is_stdin = path == "-"
         fh: BinaryIO
@@ -260,7 +262,7 @@ class Source:
         self._frames: _ZstdFrames | None = None
         self.compression = "none"
         for magic, name in _MAGICS:
-            if start.startswith(magic):
+            if start.startswith(magic) and not stored:
                 self.compression = name
         self.stream: Readable
         self._read1: Callable[[int], bytes]

@@ -16,9 +16,10 @@ import subprocess
 import threading
 from collections.abc import Callable, Iterator
 
+from auditor.capture.foreign import describe
 from auditor.capture.info import InputInfo, ReadStats
 from auditor.capture.pcapfile import PCAP_MAGICS, PCAPNG_MAGIC
-from auditor.capture.source import CHUNK, DECOMPRESS_ERRORS, Source
+from auditor.capture.source import CHUNK, DECOMPRESS_ERRORS, Source, sniff
 from auditor.errors import CaptureError
 from auditor.model import PacketRecord, QuotedPacket, TunnelInfo
 
@@ -45,11 +46,12 @@ _ICMP4_ERR = frozenset((3, 4, 5, 11, 12))
 _ICMP6_ERR = frozenset((1, 2, 3, 4))
 
 
-def tshark_command(extra: tuple[str, ...] = ()) -> list[str]:
+def tshark_command(extra: tuple[str, ...] = (), *, source: str = "-") -> list[str]:
+    """The tshark command line that prints FIELDS of every frame of ``source`` (- for its standard input)."""
     exe = shutil.which("tshark")
     if exe is None:
         raise CaptureError("tshark: not found on PATH (needed for --engine tshark)")
-    cmd = [exe, "-r", "-", "-n", "-T", "fields", "-E", "separator=/t", "-E", "occurrence=a",
+    cmd = [exe, "-r", source, "-n", "-T", "fields", "-E", "separator=/t", "-E", "occurrence=a",
            "-E", "aggregator=,", "-E", "quote=n"]
     for p in PREFS:
         cmd += ["-o", p]
@@ -69,21 +71,33 @@ def _ints(s: str) -> list[int]:
 
 
 def read_tshark(path: str, index: int, info: InputInfo, stats: ReadStats,
-                report: Callable[[int], None]) -> Iterator[PacketRecord]:
-    src = Source(path)
-    info.compression = src.compression
-    try:
-        first = src.read(CHUNK)
-    except DECOMPRESS_ERRORS as e:
-        src.close_quietly()
-        raise CaptureError(f"{path}: {src.compression} data cannot be decompressed: {e}") from e
-    if first[:4] not in PCAP_MAGICS and first[:4] != PCAPNG_MAGIC:
-        src.close_quietly()
-        raise CaptureError(f"{path}: not a pcap or pcapng file (magic 0x{first[:4].hex()})")
-    info.format = "pcapng" if first[:4] == PCAPNG_MAGIC else "pcap"
-    proc = subprocess.Popen(tshark_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+                report: Callable[[int], None], *, foreign: str | None = None) -> Iterator[PacketRecord]:
+    """The PacketRecords of one input, from tshark. ``foreign``: the input is a file in that format
+    (capture/foreign.py), which tshark reads itself while this process hashes the stored bytes;
+    otherwise tshark reads the pcap/pcapng bytes this process feeds it (decompressed, hashed)."""
+    if foreign is not None:
+        src = Source(path, stored=True)
+        first = b""
+        info.format = foreign
+        info.compression = sniff(path)[1]
+        info.warnings.append(f"read through tshark: a {describe(foreign)} capture; the fast reader reads pcap "
+                             f"and pcapng only, so this input was read at tshark's speed")
+    else:
+        src = Source(path)
+        info.compression = src.compression
+        try:
+            first = src.read(CHUNK)
+        except DECOMPRESS_ERRORS as e:
+            src.close_quietly()
+            raise CaptureError(f"{path}: {src.compression} data cannot be decompressed: {e}") from e
+        if first[:4] not in PCAP_MAGICS and first[:4] != PCAPNG_MAGIC:
+            src.close_quietly()
+            raise CaptureError(f"{path}: not a pcap or pcapng file (magic 0x{first[:4].hex()})")
+        info.format = "pcapng" if first[:4] == PCAPNG_MAGIC else "pcap"
+    proc = subprocess.Popen(tshark_command(source="-" if foreign is None else path),
+                            stdin=subprocess.PIPE if foreign is None else subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
     stdin, stderr_pipe = proc.stdin, proc.stderr
     errors: list[str] = []
 
@@ -91,13 +105,15 @@ def read_tshark(path: str, index: int, info: InputInfo, stats: ReadStats,
         data = first
         try:
             while data:
-                stdin.write(data)
+                if stdin is not None:
+                    stdin.write(data)
                 data = src.read(CHUNK)
         except DECOMPRESS_ERRORS as e:  # includes BrokenPipeError (tshark stopped reading)
             errors.append(str(e))
         finally:
-            with contextlib.suppress(OSError):
-                stdin.close()
+            if stdin is not None:
+                with contextlib.suppress(OSError):
+                    stdin.close()
 
     stderr_lines: list[bytes] = []
     t_err = threading.Thread(target=lambda: stderr_lines.extend(stderr_pipe), daemon=True)

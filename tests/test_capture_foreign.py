@@ -1,0 +1,163 @@
+"""Captures in other formats (Network Monitor, snoop, Sniffer, CommView...) are named by captype and
+read by tshark from the file (capture/foreign.py): the same conversations as the pcap they were
+converted from, the stored file's hash and size, and a word in the report on how it was read.
+
+The files are written by Wireshark's own editcap from a pcap of ours, so their wire formats are real."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from auditor.capture import CaptureSet, open_captures
+from auditor.capture.foreign import describe, identify
+from auditor.cli import main
+from auditor.errors import CaptureError
+from tests.capture_factory import eth_ipv4_tcp, eth_ipv4_udp, eth_ipv6_udp, write_pcap
+
+pytestmark = [pytest.mark.tshark,
+              pytest.mark.skipif(None in (shutil.which("tshark"), shutil.which("editcap"), shutil.which("captype")),
+                                 reason="tshark, editcap and captype (Wireshark) are not installed")]
+
+C, S, DNS = "10.0.30.5", "10.0.1.20", "10.0.1.53"
+ROLES = f"roles:\n  User Device: [{C}]\n  StoreFront Server: [{S}]\n"
+# editcap writes each of these from an Ethernet pcap (its list: editcap -F); the names are captype's.
+FORMATS = ["netmon2", "netmon1", "snoop", "nettl", "ngsniffer", "ngwsniffer_2_0", "commview-ncf", "5views",
+           "lanalyzer", "visual"]
+
+
+def _frames() -> list[tuple[float, bytes]]:
+    t = 1_700_000_000.0
+    frames = [eth_ipv4_tcp(C, S, 51000, 443, "S", seq=100), eth_ipv4_tcp(S, C, 443, 51000, "SA", seq=7, ack=101),
+              eth_ipv4_tcp(C, S, 51000, 443, "A", seq=101, ack=8),
+              eth_ipv4_tcp(C, S, 51000, 443, "PA", b"GET / HTTP/1.1\r\n\r\n", seq=101, ack=8),
+              eth_ipv4_tcp(S, C, 443, 51000, "PA", b"HTTP/1.1 200 OK\r\n\r\n", seq=8, ack=119),
+              eth_ipv4_tcp(C, S, 51000, 443, "FA", seq=119, ack=27),
+              eth_ipv4_tcp(S, C, 443, 51000, "FA", seq=27, ack=120),
+              eth_ipv4_tcp(C, S, 51001, 1494, "S"), eth_ipv4_tcp(S, C, 1494, 51001, "RA"),
+              eth_ipv4_udp(C, DNS, 5353, 53, b"\x12\x34\x01\x00" + b"\x00" * 8),
+              eth_ipv6_udp("fd00::5", "fd00::53", 40000, 514, b"<13>hello")]
+    return [(t + i * 0.25, f) for i, f in enumerate(frames)]
+
+
+@pytest.fixture(scope="module")
+def original(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_pcap(tmp_path_factory.mktemp("foreign") / "original.pcap", _frames())
+
+
+def _convert(original: Path, fmt: str, folder: Path) -> Path:
+    out = folder / f"capture.{fmt}"
+    subprocess.run(["editcap", "-F", fmt, str(original), str(out)], check=True, capture_output=True)
+    return out
+
+
+def _audit(tmp: Path, *captures: Path, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    roles = tmp / "roles.yaml"
+    roles.write_text(ROLES)
+    out = tmp / "audit.json"
+    result = CliRunner().invoke(main, [*map(str, captures), "--roles", str(roles), "--json", str(out), "--no-html",
+                                       "-q", *extra])
+    assert result.exit_code == 0, result.output
+    doc: dict[str, Any] = json.loads(out.read_text())
+    return doc
+
+
+def _flows(doc: dict[str, Any]) -> list[tuple[Any, ...]]:
+    return sorted((f["initiator"], f["responder"], f["protocol"], f["port"], f["outcome"], f["connections"],
+                   f["packets"], f["bytes"], f["direction_evidence"]) for f in doc["flows"])
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_other_formats_are_read_through_tshark(tmp_path: Path, original: Path, fmt: str) -> None:
+    capture = _convert(original, fmt, tmp_path)
+    assert identify(str(capture)) == fmt
+    mine = _audit(tmp_path, capture)
+    expected = _audit(tmp_path, original, extra=("--engine", "tshark"))
+    assert _flows(mine) == _flows(expected) and len(mine["flows"]) == 4
+    (inp,) = mine["inputs"]
+    data = capture.read_bytes()
+    assert inp["format"] == fmt and inp["packets"] == len(_frames())
+    assert inp["sha256"] == hashlib.sha256(data).hexdigest() and inp["size"] == len(data)
+    assert inp["warnings"] == [f"read through tshark: a {describe(fmt)} capture; the fast reader reads pcap "
+                               f"and pcapng only, so this input was read at tshark's speed"]
+    assert capture.read_bytes() == data  # never modified
+
+
+def test_a_gzipped_network_monitor_capture(tmp_path: Path, original: Path) -> None:
+    # Network Monitor keeps a frame table at the end of the file, so tshark reads it from the file
+    # (it cannot from a pipe); Wireshark reads gzip itself.
+    plain = _convert(original, "netmon2", tmp_path)
+    packed = tmp_path / "capture.cap.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    doc = _audit(tmp_path, packed)
+    (inp,) = doc["inputs"]
+    assert (inp["format"], inp["compression"], inp["packets"]) == ("netmon2", "gzip", len(_frames()))
+    assert inp["sha256"] == hashlib.sha256(packed.read_bytes()).hexdigest()
+    assert _flows(doc) == _flows(_audit(tmp_path, original, extra=("--engine", "tshark")))
+
+
+def test_mixed_with_pcap_and_several_processes(tmp_path: Path, original: Path) -> None:
+    # Frame numbers and input indexes stay per input; -j 2 (each process reads every packet and
+    # keeps its share of the conversations) gives the one-process result.
+    netmon = _convert(original, "netmon2", tmp_path)
+    one = _audit(tmp_path, original, netmon, extra=("-j", "1"))
+    two = _audit(tmp_path, original, netmon, extra=("-j", "2"))
+    assert _flows(one) == _flows(two)
+    assert [i["format"] for i in one["inputs"]] == ["pcap", "netmon2"]
+    assert [i["packets"] for i in one["inputs"]] == [len(_frames())] * 2
+    https = next(f for f in one["flows"] if f["port"] == 443)
+    assert https["connections"] == 2 and https["first_frame"] == {"input": 0, "frame": 1}
+
+
+def test_records_carry_the_input_and_frame(original: Path, tmp_path: Path) -> None:
+    snoop = _convert(original, "snoop", tmp_path)
+    recs = list(open_captures([str(original), str(snoop)]))
+    assert [(r.input_index, r.frame) for r in recs if r.input_index == 1] == [(1, i) for i in range(1, 12)]
+    assert [r.src for r in recs if r.input_index == 0] == [r.src for r in recs if r.input_index == 1]
+
+
+def test_a_file_no_tool_knows_is_refused_as_before(tmp_path: Path) -> None:
+    junk = tmp_path / "notes.cap"
+    junk.write_bytes(b"this is not a capture at all\n" * 10)
+    assert identify(str(junk)) is None
+    with pytest.raises(CaptureError, match=r"^.*notes\.cap: not a pcap or pcapng file \(magic 0x74686973\)$"):
+        CaptureSet([str(junk)])
+
+
+PICTURES = [b"\x89PNG\r\n\x1a\n" + b"\x00" * 100, b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 200]
+
+
+@pytest.mark.parametrize("head", PICTURES)
+def test_files_wireshark_opens_that_are_no_capture_stay_refused(tmp_path: Path, head: bytes) -> None:
+    # Wireshark reads images and programs as "mime" files: an audit of one is a mistake, said as before.
+    picture = tmp_path / "screenshot.cap"
+    picture.write_bytes(head)
+    out = subprocess.run(["captype", str(picture)], capture_output=True, text=True, check=False).stdout
+    assert out.strip().endswith(": mime")
+    assert identify(str(picture)) is None
+    refusal = rf"screenshot\.cap: not a pcap or pcapng file \(magic 0x{head[:4].hex()}\)$"
+    with pytest.raises(CaptureError, match=refusal):
+        CaptureSet([str(picture)])
+
+
+def test_without_wireshark_the_refusal_says_what_would_read_it(tmp_path: Path, original: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    netmon = _convert(original, "netmon2", tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert identify(str(netmon)) is None
+    roles = tmp_path / "roles.yaml"
+    roles.write_text(ROLES)
+    result = CliRunner().invoke(main, [str(netmon), "--roles", str(roles), "--no-html", "-q"])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert lines == [f"pcap-audit: error: {netmon}: not a pcap or pcapng file (magic 0x474d4255); a capture in "
+                     "another format (Network Monitor, NetScaler trace, snoop...) is read through tshark, which "
+                     "is not installed"]
