@@ -11,12 +11,9 @@ Design, for speed (the audit targets >= 300k packets/s in one process):
     known connection take the fast lane (``FastLane.take``: from ``feed``, or straight from the
     capture decoder without a record); everything else goes to ``_slow``.
   * Expiry is decided per packet (``ts - last > timeout``), so results do not depend on when the
-    amortised sweeps run; sweeps (every ``SWEEP_EVERY`` packets) only reclaim memory. A heap of
-    (due, seq, key, conn), due = last + timeout when pushed, tells the sweep which connections may
-    have expired: one that had packets since is pushed again with its new due, so a connection is
-    looked at about once per timeout of its life (a deque looked at every live one every
-    CLOSE_LINGER seconds, ~20 % of the core's time on captures of short conversations). Eviction,
-    when the table holds ``max_live`` connections, closes the one due first.
+    amortised sweeps run; sweeps (every ``SWEEP_EVERY`` packets) only reclaim memory. A deque of
+    (queued_at, key, conn) gives O(1) expiry and second-chance ("clock") eviction when the table
+    holds ``max_live`` connections: an approximation of "close the idlest" without a heap.
 
 Deviations from Zeek (documented because analysts cross-check with it):
   * Bad-checksum packets are processed like any other and add Zeek's 'C'/'c' (logarithmic: at 1,
@@ -47,9 +44,9 @@ are their own port (an unmatched unreachable is port 3); protocol is "icmp" for 
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from heapq import heapify, heappop, heappush
 
 from auditor.model import (
     ACK,
@@ -333,6 +330,7 @@ class ConversationBuilder:
         tshark's conversation table has them)."""
         self._timeouts = {IPPROTO_TCP: tcp_idle_timeout, IPPROTO_UDP: udp_idle_timeout,
                           IPPROTO_ICMP: icmp_idle_timeout, IPPROTO_ICMPV6: icmp_idle_timeout}
+        self._min_timeout = min(CLOSE_LINGER, tcp_idle_timeout, udp_idle_timeout, icmp_idle_timeout)
         self._max_live = max(1, max_live)
         self._max_flows = max(1, max_flows)
         self._max_summaries = max(16, max_flows // 16)
@@ -341,9 +339,7 @@ class ConversationBuilder:
         """Unanswered-attempt flows per (responder, protocol, port), for flood detection."""
         self._keep = keep_connections
         self._table: dict[tuple[object, ...], tuple[_Conn, bool]] = {}
-        self._due: list[tuple[float, int, tuple[object, ...], _Conn]] = []
-        """Heap of (due, seq, key, conn): when the connection may have expired (_sweep)."""
-        self._seq = 0
+        self._queue: deque[tuple[float, tuple[object, ...], _Conn]] = deque()
         self._tftp: dict[tuple[bytes, bytes, int], _Conn] = {}
         self._dhcp: dict[bytes, _Conn] = {}
         """Pending broadcast DHCP requests: xid -> the connection."""
@@ -392,7 +388,7 @@ class ConversationBuilder:
         for key, (c, is_orig) in list(self._table.items()):
             if is_orig and c.keys[0] == key:
                 self._close(c)
-        self._due.clear()
+        self._queue.clear()
         if self._keep:
             self.result.connections.sort(key=lambda x: (x.first_seen, x.first_frame))
         return self.result
@@ -554,8 +550,7 @@ class ConversationBuilder:
         # entry must then be the initiator's (finish() closes connections by their orig entry).
         self._take_over(keys[1], (c, False))
         self._take_over(keys[0], (c, True))
-        self._seq += 1
-        heappush(self._due, (rec.ts + c.timeout, self._seq, keys[0], c))
+        self._queue.append((rec.ts, keys[0], c))
         self._live += 1
         if self._live > self.stats.peak_live:
             self.stats.peak_live = self._live
@@ -734,10 +729,8 @@ class ConversationBuilder:
             c.os, c.oprev, c.rs, c.rprev = es, ep, ps, pp
         else:
             c.rs, c.rprev, c.os, c.oprev = es, ep, ps, pp
-        if (c.os == RESET or c.rs == RESET or (c.os == CLOSED and c.rs == CLOSED)) and c.timeout > CLOSE_LINGER:
-            c.timeout = CLOSE_LINGER  # it lingers, then goes: due sooner
-            self._seq += 1
-            heappush(self._due, (c.last + CLOSE_LINGER, self._seq, c.keys[0], c))
+        if c.os == RESET or c.rs == RESET or (c.os == CLOSED and c.rs == CLOSED):
+            c.timeout = min(c.timeout, CLOSE_LINGER)
 
     def _tcp_conn_state(self, c: _Conn, history: str) -> str:
         """Zeek's conn_state() (base/protocols/conn/main.zeek), from the two endpoint states."""
@@ -887,37 +880,36 @@ class ConversationBuilder:
         return flow
 
     def _sweep(self, clock: float) -> None:
-        """Close connections idle past their timeout. Amortised O(log n) a connection and timeout
-        of its life: one with packets since it was pushed goes back with its new due."""
-        due, table = self._due, self._table
-        while due and due[0][0] < clock:
-            _, _, key, c = heappop(due)
+        """Close connections idle past their timeout. Amortised O(1): each live connection is
+        looked at about once per CLOSE_LINGER seconds of capture time."""
+        queue, table = self._queue, self._table
+        limit = clock - self._min_timeout
+        while queue and queue[0][0] < limit:
+            _, key, c = queue.popleft()
             ent = table.get(key)
             if ent is None or ent[0] is not c:
-                continue  # closed or replaced since it was pushed
+                continue  # closed, flipped or replaced since it was queued
             if clock - c.last > c.timeout:
                 self._close(c)
             else:
-                self._seq += 1
-                heappush(due, (c.last + c.timeout, self._seq, key, c))
-        if len(due) > 4 * self._live + 1024:  # entries of connections closed before they were due
-            due = self._due = [e for e in due if (ent := table.get(e[2])) is not None and ent[0] is e[3]]
-            heapify(due)
+                queue.append((clock, key, c))
+        if len(queue) > 4 * self._live + 1024:
+            self._queue = deque(e for e in queue if e[1] in table and table[e[1]][0] is e[2])
 
     def _evict(self, clock: float) -> None:
-        """The live table is full: close the connection due first (the idlest for its timeout),
-        after taking back the due of those that had packets since they were pushed."""
-        due, table = self._due, self._table
-        while self._live >= self._max_live and due:
-            when, _, key, c = heappop(due)
+        """The live table is full: close one of the idlest connections (second-chance order)."""
+        queue, table = self._queue, self._table
+        chances = 16
+        while self._live >= self._max_live and queue:
+            queued_at, key, c = queue.popleft()
             ent = table.get(key)
             if ent is None or ent[0] is not c:
                 continue
             if clock - c.last > c.timeout:
                 self._close(c)
-            elif c.last + c.timeout > when:
-                self._seq += 1
-                heappush(due, (c.last + c.timeout, self._seq, key, c))
+            elif c.last > queued_at and chances:
+                chances -= 1
+                queue.append((c.last, key, c))
             else:
                 self.stats.evicted_live += 1
                 self._close(c)
