@@ -251,7 +251,9 @@ def findings_hit(doc: dict[str, Any], kinds: set[str]) -> list[str]:
               help="Processes to read with (0: automatic: two on two or more cores when one of the following "
                    "applies, else one). Uncompressed pcap (Ethernet) and pcapng files (64 MB or more, one or "
                    "several in a row) are split by byte ranges: a second process walks the later part while this "
-                   "one walks the start; a compressed file of 16 MB or more is decompressed by a second "
+                   "one walks the start (not when a third or more of the frames at their start are handshakes, "
+                   "DNS and other packets that need the slow path: there a second process only adds work); "
+                   "a compressed file of 16 MB or more is decompressed by a second "
                    "process. Both give exactly the results of one process (1.2-1.4x on the bench "
                    "captures). Other inputs with -j N: N processes each walk every packet and keep their "
                    "share of the conversations, which pays off only when conversations are very short.")

@@ -25,7 +25,7 @@ from auditor.capture import decode as decode_mod
 from auditor.capture.source import HashingReader
 from auditor.cli import main
 from auditor.errors import CaptureError
-from tests.capture_factory import write_pcap
+from tests.capture_factory import eth_ipv4_tcp, eth_ipv4_udp, write_pcap, write_pcapng
 from tests.test_cli_audit import strip_run
 from tests.test_conversations_lane import _conversations, _make_capture
 
@@ -42,6 +42,7 @@ def small_splits(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """Split test-sized files, sample checksums past frame 100 (so the replay samples too), and
     count what the split did (replays and abandoned splits; in split.WINDOWS, the windows)."""
     monkeypatch.setattr(split, "MIN_SPLIT_BYTES", 0)
+    monkeypatch.setattr(split, "DENSE", 2.0)  # test captures are all handshakes: split them anyway
     monkeypatch.setattr(spill, "FLUSH", 4096)  # many batches
     monkeypatch.setattr(spill, "MAX_IDS", 64)  # the worker forgets its key ids often
     for mod in (decode_mod, pcapfile, split):
@@ -458,3 +459,50 @@ def test_too_little_room_for_the_spill_reads_in_one_process(tmp_path: Path, monk
     assert split.plan([str(cap)]) is None
     _same([cap])
     assert _small_splits == {"replayed": 0, "abandoned": 0}
+
+
+# --- captures of short conversations are not split ---------------------------------------------
+
+
+def _short_and_long(tmp_path: Path, conversations: int, data: int, *, ng: bool = False) -> Path:
+    """``conversations`` TCP conversations one after another, each a handshake, ``data`` data
+    packets and a FIN exchange: 3 + 3 frames of the slow path (SYN, SYN-ACK, FIN, FIN, and the
+    DNS query and answer before each) and ``data`` + 1 of the lane (the handshake's ACK and data)."""
+    c, s, dns = "10.0.0.1", "10.0.0.2", "10.0.0.53"
+    frames = []
+    for i in range(conversations):
+        sp = 10000 + i
+        frames += [eth_ipv4_udp(c, dns, sp, 53, b"\x00\x01\x01\x00" + b"\x00" * 8),
+                   eth_ipv4_udp(dns, c, 53, sp, b"\x00\x01\x81\x80" + b"\x00" * 8),
+                   eth_ipv4_tcp(c, s, sp, 443, "S", seq=1), eth_ipv4_tcp(s, c, 443, sp, "SA", seq=5, ack=2),
+                   eth_ipv4_tcp(c, s, sp, 443, "A", seq=2, ack=6)]
+        record = b"\x17\x03\x03" + b"\x00" * 97
+        frames += [eth_ipv4_tcp(c, s, sp, 443, "PA", record, seq=2 + 100 * k, ack=6) for k in range(data)]
+        frames += [eth_ipv4_tcp(c, s, sp, 443, "FA", seq=2 + 100 * data, ack=6),
+                   eth_ipv4_tcp(s, c, 443, sp, "FA", seq=6, ack=3 + 100 * data)]
+    if ng:
+        return write_pcapng(tmp_path / f"conv{data}.pcapng", [1],
+                            [(0, 1.0 + i * 0.001, f) for i, f in enumerate(frames)])
+    return write_pcap(tmp_path / f"conv{data}.pcap", [(1.0 + i * 0.001, f) for i, f in enumerate(frames)])
+
+
+@pytest.mark.parametrize("data", [0, 4, 60])
+def test_slow_share_counts_what_the_slow_path_would_take(tmp_path: Path, data: int) -> None:
+    cap = _short_and_long(tmp_path, 20, data)
+    assert split.slow_share(str(cap)) == pytest.approx(6 / (data + 7))
+    ng = _short_and_long(tmp_path, 20, data, ng=True)
+    assert split.slow_share(str(ng)) == pytest.approx(6 / (data + 7))
+
+
+def test_captures_of_short_conversations_are_not_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every frame the replay would decode costs it what walking it costs: where a third of the frames
+    # or more need the slow path, a second process only adds its own work (split.DENSE).
+    monkeypatch.setattr(split, "DENSE", 0.3)
+    short, long = _short_and_long(tmp_path, 200, 4), _short_and_long(tmp_path, 20, 60)
+    assert split.slow_share(str(short)) > 0.3 > split.slow_share(str(long))
+    assert CaptureSet([str(short)]).split_plan() is None
+    assert CaptureSet([str(long)]).split_plan() is not None
+    # The sample is the start of the input where the boundary falls.
+    assert CaptureSet([str(long), str(short)]).split_plan() is not None
+    monkeypatch.setattr(split, "SPLIT_AT", 0.9)
+    assert CaptureSet([str(long), str(short)]).split_plan() is None
