@@ -30,7 +30,7 @@ from auditor.classify import (
 from auditor.conversations import ConversationBuilder, ConversationResult
 from auditor.errors import AuditorError
 from auditor.model import PacketRecord
-from auditor.names import NameEvidence
+from auditor.names import MAX_NAMES, NameEvidence
 from auditor.parallel import auto_jobs, collect_parallel
 from auditor.report.document import build_document
 from auditor.roles import RoleMap, load_roles, name_matches
@@ -174,7 +174,7 @@ def collect(records: Iterable[PacketRecord], server_ports: frozenset[tuple[str, 
     """
     k, n = shard
     builder = ConversationBuilder(server_ports=server_ports, share=n)
-    names = NameEvidence()
+    names = NameEvidence(max_names=MAX_NAMES // n)  # a share's bounds shrink with it (parallel.py)
     feed, observe = builder.feed, names.observe
     if isinstance(records, CaptureSet):
         records.lane = builder.lane()
@@ -260,6 +260,8 @@ def run_audit(request: AuditRequest) -> AuditOutcome:
     if request.progress is not None:
         holder.append(capture)
     jobs = request.jobs if request.jobs > 0 else auto_jobs(capture, request.engine)
+    if "-" in capture.paths:
+        jobs = 1  # standard input can be read once, by one process
     if jobs > 1:
         conv, names = collect_parallel(capture, catalog.server_ports(), jobs, request.progress)
     else:

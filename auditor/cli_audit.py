@@ -251,12 +251,13 @@ def findings_hit(doc: dict[str, Any], kinds: set[str]) -> list[str]:
               help="Processes to read with (0: automatic: two on two or more cores when one of the following "
                    "applies, else one). Uncompressed pcap (Ethernet) and pcapng files (64 MB or more, one or "
                    "several in a row) are split by byte ranges: a second process walks the later part while this "
-                   "one walks the start (not when a third or more of the frames at their start are handshakes, "
-                   "DNS and other packets that need the slow path: there a second process only adds work); "
-                   "a compressed file of 16 MB or more is decompressed by a second "
-                   "process. Both give exactly the results of one process (1.2-1.4x on the bench "
-                   "captures). Other inputs with -j N: N processes each walk every packet and keep their "
-                   "share of the conversations, which pays off only when conversations are very short.")
+                   "one walks the start; a compressed file of 16 MB or more is decompressed by a second "
+                   "process. Files of short conversations (a third or more of the frames at their start are "
+                   "handshakes, DNS and others that need the slow path) are instead read by two processes "
+                   "that each keep half of the conversations. All give exactly the results of one process "
+                   "(1.1-1.4x on the bench captures; a flood or scan that reaches the bounds is read again "
+                   "by one). Other inputs with -j N: N processes each walk every packet and keep their "
+                   "share of the conversations.")
 @click.option("--no-checksums", is_flag=True,
               help="Do not verify TCP/UDP checksums (by default: every packet of the first 10,000 frames of "
                    "each input, then every TCP SYN, FIN and RST and 1 in 64 of the rest; bad checksums are "

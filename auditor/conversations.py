@@ -151,9 +151,15 @@ class ConversationResult:
     connections: list[Connection] = field(default_factory=list)
     """Every closed connection, only when the builder was made with keep_connections=True."""
     stats: ConversationStats = field(default_factory=ConversationStats)
+    overflowed: bool = False
+    """A bound of the builder was reached: the live table (evicted_live), the flow table or a flood's
+    fan-in (summarised flows), or the tables of pending TFTP and DHCP requests and of fan-in targets.
+    The result is then a bounded summary whose details depend on the order packets came in, so a
+    share of a parallel run (auditor/parallel.py) is no longer part of one process's result."""
 
     def merge(self, other: ConversationResult) -> None:
         """Combine two partial audits (e.g. two captures, or two halves of one) into this one."""
+        self.overflowed = self.overflowed or other.overflowed
         for key, flow in other.flows.items():
             mine = self.flows.get(key)
             if mine is None:
@@ -324,6 +330,8 @@ class ConversationBuilder:
         # auditor/parallel.py), so its bounds shrink with it and the run's total stays one process's.
         share = max(1, share)
         max_live, max_flows, flood_fanin = max_live // share, max_flows // share, flood_fanin // share
+        self._pending_max = max(1, TFTP_PENDING_MAX // share)
+        self._targets_max = max(1, FANIN_TARGETS_MAX // share)
         self._server_ports = server_ports
         self._join = join_related
         """Join TFTP transfers and broadcast DHCP replies to their requests (off: plain 5-tuples, as
@@ -515,12 +523,14 @@ class ConversationBuilder:
         if not self._join or proto != IPPROTO_UDP:
             pass
         elif rp == TFTP_PORT and sender_orig:
-            if len(self._tftp) >= TFTP_PENDING_MAX:
+            if len(self._tftp) >= self._pending_max:
+                self.result.overflowed = True
                 del self._tftp[next(iter(self._tftp))]
             self._tftp[(ra, oa, op)] = c
         elif (rp == 67 and sender_orig and ra in _BROADCASTS
               and len(rec.payload) >= 8 and rec.payload[0] == 1):
-            if len(self._dhcp) >= TFTP_PENDING_MAX:
+            if len(self._dhcp) >= self._pending_max:
+                self.result.overflowed = True
                 del self._dhcp[next(iter(self._dhcp))]
             self._dhcp[rec.payload[4:8]] = c
         if proto == IPPROTO_TCP:
@@ -858,14 +868,17 @@ class ConversationBuilder:
                 seen = self._fanin.get(target, 0)
                 if seen >= self._flood_fanin:
                     allowed = False
-                elif len(self._fanin) < FANIN_TARGETS_MAX or seen:
+                elif len(self._fanin) < self._targets_max or seen:
                     self._fanin[target] = seen + 1
+                else:
+                    self.result.overflowed = True  # a target past the table's bound is not counted
             if allowed:
                 self._normal_flows += 1
                 flow = flows[key] = Flow(key)
             else:
                 # Flow table full: aggregate per (responder, protocol, port) with initiator '*';
                 # past a second bound, per protocol only, so a spoofed flood stays bounded.
+                self.result.overflowed = True
                 key = FlowKey("*", resp_h, pname, resp_p)
                 flow = flows.get(key)
                 if flow is None and self._summaries >= self._max_summaries:
@@ -911,5 +924,6 @@ class ConversationBuilder:
                 chances -= 1
                 queue.append((c.last, key, c))
             else:
+                self.result.overflowed = True
                 self.stats.evicted_live += 1
                 self._close(c)

@@ -25,6 +25,8 @@ SOURCES = ("dns", "dns-cname", "sni", "http-host")
 _HTTP_METHODS = (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"OPTIONS ", b"PATCH ")
 _HTTP_FIRST = frozenset(m[0] for m in _HTTP_METHODS)
 _MAX_CNAME_DEPTH = 16
+MAX_NAMES = 100_000
+"""Names kept at most (more are counted in stats['names_dropped'])."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +55,7 @@ def _ip_literal(text: str) -> bool:
 class NameEvidence:
     """Collects names per address, bounded in memory. ``stats`` says what was refused or dropped."""
 
-    def __init__(self, *, max_names: int = 100_000, max_name_len: int = 253) -> None:
+    def __init__(self, *, max_names: int = MAX_NAMES, max_name_len: int = 253) -> None:
         self._max_names = max_names
         self._max_len = max_name_len
         self._by_addr: dict[str, list[NameObservation]] = {}

@@ -7,6 +7,10 @@ every worker reads every packet, and keeps the conversations of its own share of
 (a symmetric hash of the two addresses). A conversation, its ICMP
 errors, its TFTP transfer and its names all stay with one worker, so the merged result is the one a
 single process would give; only reading and decoding are repeated, the conversation work is split.
+That holds while no bound is reached: each share has 1/n of every bound of the conversation core
+and of the names, so a share that reaches none (ConversationResult.overflowed, names dropped) is
+part of a result where one process reaches none either. When one does (a flood, a scan), the
+inputs are read again by one process.
 
 The calling process reads share 0 itself and keeps what it learned of the inputs (hashes, link types,
 malformed packets), which every worker sees alike; forked workers return mergeable partial results
@@ -24,6 +28,7 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass
 
 from auditor.capture import CaptureSet
+from auditor.capture import split as splitting
 from auditor.conversations import ConversationResult
 from auditor.names import NameEvidence
 
@@ -41,15 +46,33 @@ def cpus() -> int:
         return os.cpu_count() or 1
 
 
+DENSE_MIN_BYTES = 64 << 20
+"""Smaller captures of short conversations are read by one process (``dense``)."""
+FLOOD_SYNS = 0.4
+"""A capture whose first frames are this share of initial SYNs or more is taken for a flood or a
+scan: its conversations would reach the core's bounds, and a sharded read would be read again."""
+
+
+def dense(capture: CaptureSet) -> bool:
+    """Whether the inputs are large regular pcap/pcapng files of short conversations (split.DENSE of
+    their frames or more need the slow path), which the hash-sharded mode reads faster than one
+    process: reading and decoding every packet twice costs less there than the conversation work it
+    splits (bench/README.md). Not for what looks like a flood (FLOOD_SYNS)."""
+    if capture.foreign or "-" in capture.paths or capture.total_bytes < DENSE_MIN_BYTES:
+        return False
+    share = splitting.sample(max(capture.paths, key=os.path.getsize))
+    return share.slow >= splitting.DENSE and share.syn < FLOOD_SYNS
+
+
 def auto_jobs(capture: CaptureSet, engine: str) -> int:
     """Two processes when there are two cores and the second has work that keeps the results
     those of one process: walking a byte range of large uncompressed Ethernet pcaps
-    (capture/split.py) or decompressing a large compressed file (source.Inflater). Otherwise one.
-    The hash-sharded mode below walks every packet in every process and pays off only on captures
-    of very short conversations, so it is never chosen automatically."""
+    (capture/split.py), decompressing a large compressed file (source.Inflater), or, for large
+    captures of short conversations (``dense``), half of the conversations in the hash-sharded
+    mode below. Otherwise one."""
     if engine != "fast" or cpus() < 2:
         return 1
-    return 2 if capture.split_plan() is not None or capture.inflatable() else 1
+    return 2 if capture.split_plan() is not None or capture.inflatable() or dense(capture) else 1
 
 
 @dataclass
@@ -110,6 +133,17 @@ def collect_parallel(capture: CaptureSet, server_ports: frozenset[tuple[str, int
         parts = [f.result() for f in futures]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+    if any(p.conv.overflowed or p.names.stats["names_dropped"] for p in [_Part(conv, names), *parts]):
+        # A share reached a bound: its summary is not part of one process's. Read again, as one.
+        def tick_again(done: int, total: int) -> None:
+            if progress is not None:
+                progress(done, total, again.frames_read)
+
+        again = CaptureSet(capture.paths, engine=capture.engine, verify_checksums=capture.verify_checksums,
+                           progress=tick_again)
+        conv, names = collect(again, server_ports)
+        capture.stats, capture.inputs = again.stats, again.inputs
+        return conv, names
     for part in parts:
         conv.merge(part.conv)
         names.merge(part.names)

@@ -265,16 +265,18 @@ class _Sample:
 class _Counter(_StandIn):
     """A lane that takes what the conversation core's fast lane could take of a live connection
     (FastLane.take: all but SYN, FIN and RST; the decoder offers no packet that needs more), and
-    counts it. It knows no connections: a first packet counts as the lane's, so the share is that
-    of frames that need the slow path whatever came before them."""
+    counts it, and the SYNs it is offered. It knows no connections: a first packet counts as the
+    lane's, so the share is that of frames that need the slow path whatever came before them."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.taken = 0
+        self.taken = self.syns = 0
 
         def take(proto: int, src: bytes, sport: int, dst: bytes, dport: int, ts: float, flags: int,
                  plen: int, ip_len: int) -> bool:
             if flags & 7:
+                if flags & 0x12 == 0x02:
+                    self.syns += 1
                 return False
             self.taken += 1
             return True
@@ -282,10 +284,24 @@ class _Counter(_StandIn):
         self.take = take
 
 
+class Share(NamedTuple):
+    """What a capture's first SAMPLE bytes say of its frames (``sample``)."""
+
+    slow: float
+    """Share of frames that need the decoder and the conversation core's slow path."""
+    syn: float
+    """Share of frames that are initial SYNs (a flood of attempts when high)."""
+
+
 def slow_share(path: str) -> float:
-    """The share of the frames in the first SAMPLE bytes of a pcap or pcapng file that need the
-    decoder and the slow path (SYN, FIN, RST, DNS, name evidence, non-TCP/UDP, damage...), by the
-    walk and decoder themselves (0.0 for a file with no whole frame there)."""
+    """``sample(path).slow``."""
+    return sample(path).slow
+
+
+def sample(path: str) -> Share:
+    """The shares of the frames in the first SAMPLE bytes of a pcap or pcapng file that need the
+    decoder and the slow path (SYN, FIN, RST, DNS, name evidence, non-TCP/UDP, damage...), and that
+    are initial SYNs, by the walk and decoder themselves (0.0 for a file with no whole frame there)."""
     from auditor.capture.info import InputInfo, ReadStats
     from auditor.capture.pcapfile import PCAPNG_MAGIC, walk_pcap
     from auditor.capture.pcapng import walk_pcapng
@@ -294,7 +310,7 @@ def slow_share(path: str) -> float:
         with open(path, "rb") as fh:
             data = fh.read(SAMPLE)
     except OSError:
-        return 0.0
+        return Share(0.0, 0.0)
     info = InputInfo(path=path)
     dec = Decoder(ReadStats(), 0, verify_checksums=True)
     counter = dec.lane = _Counter()
@@ -302,7 +318,9 @@ def slow_share(path: str) -> float:
     for _ in walk(_Sample(), data, info, dec, lambda: None, fused=False):
         pass
     frames = info.packets - (1 if info.truncated else 0)  # a frame cut by the sample's end is not one
-    return (frames - counter.taken) / frames if frames > 0 else 0.0
+    if frames <= 0:
+        return Share(0.0, 0.0)
+    return Share((frames - counter.taken) / frames, counter.syns / frames)
 
 
 # -- this process: start the worker, check the boundary, replay the spill ---------------------------

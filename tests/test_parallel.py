@@ -1,0 +1,151 @@
+"""Captures of short conversations are read by two processes that each keep half of the
+conversations (auditor/parallel.py): chosen automatically for large, dense, non-flood captures,
+exactly one process's result, and read again by one process when a share reaches a bound."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from auditor import parallel
+from auditor.audit import collect
+from auditor.capture import CaptureSet, split
+from auditor.cli import main
+from auditor.conversations import ConversationResult
+from auditor.names import NameEvidence
+from tests.capture_factory import eth_ipv4_tcp, eth_ipv4_udp, write_pcap
+from tests.test_cli_audit import run_cli, strip_run
+
+PORTS = frozenset({("tcp", 443), ("udp", 53)})
+ROLES = "roles:\n  User Device: [10.1.0.0/16]\n  StoreFront Server: [10.0.1.20]\n"
+
+
+def _short(n: int, seed: int = 1) -> list[tuple[float, bytes]]:
+    """n short conversations: a DNS query and answer, a handshake, one TLS record, a FIN exchange;
+    some rejected, some never answered."""
+    rnd = random.Random(seed)
+    frames: list[bytes] = []
+    for i in range(n):
+        c, s = f"10.1.{i // 250}.{i % 250 + 1}", rnd.choice(["10.0.1.20", "10.0.1.21", "192.0.2.7"])
+        sp = 20000 + i % 40000
+        frames += [eth_ipv4_udp(c, "10.0.0.53", sp, 53, b"\x00\x01\x01\x00" + b"\x00" * 8),
+                   eth_ipv4_udp("10.0.0.53", c, 53, sp, b"\x00\x01\x81\x80" + b"\x00" * 8),
+                   eth_ipv4_tcp(c, s, sp, 443, "S", seq=1)]
+        kind = rnd.random()
+        if kind < 0.1:
+            frames.append(eth_ipv4_tcp(s, c, 443, sp, "RA", ack=2))
+        elif kind < 0.2:
+            frames.append(eth_ipv4_tcp(c, s, sp, 443, "S", seq=1))
+        else:
+            frames += [eth_ipv4_tcp(s, c, 443, sp, "SA", seq=5, ack=2),
+                       eth_ipv4_tcp(c, s, sp, 443, "A", seq=2, ack=6),
+                       eth_ipv4_tcp(c, s, sp, 443, "PA", b"\x17\x03\x03" + b"\x00" * 40, seq=2, ack=6),
+                       eth_ipv4_tcp(c, s, sp, 443, "FA", seq=45, ack=6),
+                       eth_ipv4_tcp(s, c, 443, sp, "FA", seq=6, ack=46)]
+    return [(1_700_000_000.0 + i * 0.0005, f) for i, f in enumerate(frames)]
+
+
+def _long(n: int) -> list[tuple[float, bytes]]:
+    c, s = "10.1.0.1", "10.0.1.20"
+    frames = [eth_ipv4_tcp(c, s, 50000, 443, "S", seq=1), eth_ipv4_tcp(s, c, 443, 50000, "SA", seq=5, ack=2)]
+    frames += [eth_ipv4_tcp(c, s, 50000, 443, "PA", b"\x17\x03\x03" + b"\x00" * 40, seq=2 + 43 * k, ack=6)
+               for k in range(n)]
+    return [(1_700_000_000.0 + i * 0.0005, f) for i, f in enumerate(frames)]
+
+
+def _flood(n: int, *, by_share: bool = False) -> list[tuple[float, bytes]]:
+    """n initial SYNs from n sources to one service; ``by_share``: first the sources of one share
+    of two (parallel: a hash of the addresses' last two bytes), then those of the other."""
+    sources = list(range(n))
+    if by_share:
+        sources.sort(key=lambda i: ((i >> 8 & 255) + (i & 255) + 1 + 20) % 2)
+    return [(1_700_000_000.0 + k * 0.0001, eth_ipv4_tcp(f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", "10.0.1.20",
+                                                         1024 + i % 60000, 443, "S")) for k, i in enumerate(sources)]
+
+
+@pytest.fixture
+def two_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parallel, "cpus", lambda: 2)
+    monkeypatch.setattr(parallel, "DENSE_MIN_BYTES", 0)
+    monkeypatch.setattr(split, "MIN_SPLIT_BYTES", 0)
+
+
+def _audit(tmp_path: Path, cap: Path, jobs: str) -> dict[str, Any]:
+    roles = tmp_path / "roles.yaml"
+    roles.write_text(ROLES)
+    out = tmp_path / f"j{jobs}.json"
+    result = CliRunner().invoke(main, [str(cap), "--roles", str(roles), "--json", str(out), "--no-html", "-q",
+                                       "-j", jobs])
+    assert result.exit_code == 0, result.output
+    return strip_run(json.loads(out.read_text()))
+
+
+def test_dense_captures_are_sharded_and_others_are_not(tmp_path: Path, two_cores: None) -> None:
+    short = write_pcap(tmp_path / "short.pcap", _short(400))
+    long = write_pcap(tmp_path / "long.pcap", _long(2000))
+    flood = write_pcap(tmp_path / "flood.pcap", _flood(3000))
+    assert split.sample(str(short)).slow >= split.DENSE and split.sample(str(short)).syn < parallel.FLOOD_SYNS
+    assert split.sample(str(flood)).syn >= parallel.FLOOD_SYNS
+    assert parallel.dense(CaptureSet([str(short)]))
+    assert not parallel.dense(CaptureSet([str(long)])) and not parallel.dense(CaptureSet([str(flood)]))
+    # Short conversations: no split (the replay would cost what walking costs), two shares instead.
+    assert CaptureSet([str(short)]).split_plan() is None
+    assert parallel.auto_jobs(CaptureSet([str(short)]), "fast") == 2
+    assert CaptureSet([str(long)]).split_plan() is not None
+    assert parallel.auto_jobs(CaptureSet([str(flood)]), "fast") == 1
+
+
+def test_a_sharded_read_is_one_process_read(tmp_path: Path, two_cores: None,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    cap = write_pcap(tmp_path / "short.pcap", _short(1500, seed=4))
+    shares: list[tuple[int, int]] = []
+
+    class Recording(CaptureSet):
+        def __init__(self, *args: Any, **kw: Any) -> None:
+            super().__init__(*args, **kw)
+            shares.append(self.shard)
+
+    monkeypatch.setattr(parallel, "CaptureSet", Recording)
+    auto, one = _audit(tmp_path, cap, "0"), _audit(tmp_path, cap, "1")
+    assert shares == [(0, 2)]  # -j 0 chose the sharded read: this process read share 0 of 2
+    assert [k for k in one if one[k] != auto[k]] == []
+    assert len(one["flows"]) > 500 and one["summary"]["packets"] == len(_short(1500, seed=4))
+
+
+def test_a_share_that_reaches_a_bound_is_read_again_by_one_process(tmp_path: Path) -> None:
+    # 1,500 unanswered attempts on one service, first the 750 of one share: one process keeps the
+    # first 1,000 as flows and summarises the rest (its flood fan-in); each share would keep its first
+    # 500, so the merged shares would summarise other attempts than one process does.
+    cap = write_pcap(tmp_path / "attempts.pcap", _flood(1500, by_share=True))
+    one, _ = collect(CaptureSet([str(cap)]), PORTS)
+    merged = ConversationResult()
+    for k in (0, 1):
+        part, _ = collect(CaptureSet([str(cap)], shard=(k, 2)), PORTS, shard=(k, 2))
+        assert part.overflowed
+        merged.merge(part)
+    assert one.overflowed and one.stats.summarised_connections == 500
+    assert merged.flows.keys() != one.flows.keys()  # other attempts kept as flows of their own
+    conv, names = parallel.collect_parallel(CaptureSet([str(cap)]), PORTS, 2)
+    assert isinstance(names, NameEvidence)
+    assert conv.stats == one.stats and conv.flows.keys() == one.flows.keys()
+    assert all(conv.flows[k].connections == f.connections for k, f in one.flows.items())
+
+
+def test_standard_input_is_read_by_one_process(tmp_path: Path) -> None:
+    cap = write_pcap(tmp_path / "short.pcap", _short(300))
+    (tmp_path / "roles.yaml").write_text(ROLES)
+    docs = []
+    for args, stdin in ((["-", "-j", "2"], cap.read_bytes()), ([str(cap), "-j", "1"], b"")):
+        out = tmp_path / "out.json"
+        done = run_cli([*args, "--roles", "roles.yaml", "--json", out, "--no-html", "-q"], tmp_path,
+                       input=stdin)
+        assert done.returncode == 0, done.stderr
+        docs.append(json.loads(out.read_text()))
+    piped, filed = docs
+    assert piped["flows"] == filed["flows"] and piped["summary"] == filed["summary"]
+
