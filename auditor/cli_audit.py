@@ -273,7 +273,8 @@ def audit(captures: tuple[str, ...], roles_path: Path, html_path: Path, json_pat
     """Audit CAPTURE files (pcap/pcapng, optionally compressed; - for stdin) against the catalog.
 
     A file in another capture format that Wireshark reads (Microsoft Network Monitor, NetScaler
-    nstrace, snoop, Sniffer, CommView...) is read through tshark when it is installed."""
+    nstrace, snoop, Sniffer, CommView...) is read when Wireshark's tools are installed: from a pcapng
+    copy that editcap makes of it, or else through tshark."""
     from auditor.audit import AuditRequest, run_audit
     from auditor.parallel import tune_gc
     from auditor.report.tabular import iter_csv, iter_json

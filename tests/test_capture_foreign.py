@@ -1,6 +1,7 @@
-"""Captures in other formats (Network Monitor, snoop, Sniffer, CommView...) are named by captype and
-read by tshark from the file (capture/foreign.py): the same conversations as the pcap they were
-converted from, the stored file's hash and size, and a word in the report on how it was read.
+"""Captures in other formats (Network Monitor, snoop, Sniffer, CommView...) are named by captype,
+copied into pcapng by editcap and read by the fast reader, or read by tshark where editcap cannot
+copy them (capture/foreign.py): the same audit as the pcap they were converted from, the stored
+file's hash and size, a word in the report on how it was read, and no copy left behind.
 
 The files are written by Wireshark's own editcap from a pcap of ours, so their wire formats are real."""
 
@@ -11,13 +12,15 @@ import hashlib
 import json
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
-from auditor.capture import CaptureSet, open_captures
+from auditor.capture import CaptureSet, foreign, open_captures
 from auditor.capture.foreign import describe, identify
 from auditor.cli import main
 from auditor.errors import CaptureError
@@ -30,18 +33,19 @@ pytestmark = [pytest.mark.tshark,
 C, S, DNS = "10.0.30.5", "10.0.1.20", "10.0.1.53"
 ROLES = f"roles:\n  User Device: [{C}]\n  StoreFront Server: [{S}]\n"
 # editcap writes each of these from an Ethernet pcap (its list: editcap -F); the names are captype's.
-FORMATS = ["netmon2", "netmon1", "snoop", "nettl", "ngsniffer", "ngwsniffer_2_0", "commview-ncf", "5views",
-           "lanalyzer", "visual"]
+COPIED = ["netmon2", "netmon1", "snoop", "ngsniffer", "ngwsniffer_2_0", "5views", "lanalyzer", "visual"]
+THROUGH_TSHARK = ["nettl", "commview-ncf"]  # editcap cannot write their encapsulations as pcapng
 
 
 def _frames() -> list[tuple[float, bytes]]:
     t = 1_700_000_000.0
     frames = [eth_ipv4_tcp(C, S, 51000, 443, "S", seq=100), eth_ipv4_tcp(S, C, 443, 51000, "SA", seq=7, ack=101),
               eth_ipv4_tcp(C, S, 51000, 443, "A", seq=101, ack=8),
-              eth_ipv4_tcp(C, S, 51000, 443, "PA", b"GET / HTTP/1.1\r\n\r\n", seq=101, ack=8),
-              eth_ipv4_tcp(S, C, 443, 51000, "PA", b"HTTP/1.1 200 OK\r\n\r\n", seq=8, ack=119),
-              eth_ipv4_tcp(C, S, 51000, 443, "FA", seq=119, ack=27),
-              eth_ipv4_tcp(S, C, 443, 51000, "FA", seq=27, ack=120),
+              eth_ipv4_tcp(C, S, 51000, 443, "PA", b"GET / HTTP/1.1\r\nHost: sf.corp.example\r\n\r\n", seq=101,
+                           ack=8),
+              eth_ipv4_tcp(S, C, 443, 51000, "PA", b"HTTP/1.1 200 OK\r\n\r\n", seq=8, ack=142),
+              eth_ipv4_tcp(C, S, 51000, 443, "FA", seq=142, ack=27),
+              eth_ipv4_tcp(S, C, 443, 51000, "FA", seq=27, ack=143),
               eth_ipv4_tcp(C, S, 51001, 1494, "S"), eth_ipv4_tcp(S, C, 1494, 51001, "RA"),
               eth_ipv4_udp(C, DNS, 5353, 53, b"\x12\x34\x01\x00" + b"\x00" * 8),
               eth_ipv6_udp("fd00::5", "fd00::53", 40000, 514, b"<13>hello")]
@@ -75,25 +79,59 @@ def _flows(doc: dict[str, Any]) -> list[tuple[Any, ...]]:
                    f["packets"], f["bytes"], f["direction_evidence"]) for f in doc["flows"])
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_other_formats_are_read_through_tshark(tmp_path: Path, original: Path, fmt: str) -> None:
+def _names(doc: dict[str, Any]) -> list[tuple[str, str, str, int]]:
+    return sorted((h["address"], n["name"], n["source"], n["frame"]) for h in doc["hosts"] for n in h["names"])
+
+
+@pytest.fixture
+def copies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The temporary folder the copies go to, checked empty afterwards."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    yield folder
+    assert list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt", COPIED + THROUGH_TSHARK)
+def test_other_formats_are_read(tmp_path: Path, original: Path, fmt: str, copies: Path) -> None:
     capture = _convert(original, fmt, tmp_path)
     assert identify(str(capture)) == fmt
+    data = capture.read_bytes()
     mine = _audit(tmp_path, capture)
-    expected = _audit(tmp_path, original, extra=("--engine", "tshark"))
+    if fmt in COPIED:  # the fast reader, payloads included: the pcap's own audit
+        expected = _audit(tmp_path, original)
+        note = (f"{describe(fmt)} capture: read from a pcapng copy that Wireshark's editcap made of it, "
+                "frame for frame")
+        assert _names(mine) == _names(expected) == [(S, "sf.corp.example", "http-host", 4)]
+    else:
+        expected = _audit(tmp_path, original, extra=("--engine", "tshark"))
+        note = (f"{describe(fmt)} capture: read through tshark (the fast reader reads pcap and pcapng, and "
+                "editcap could not copy this one into pcapng), at tshark's speed and without names from payloads")
     assert _flows(mine) == _flows(expected) and len(mine["flows"]) == 4
     (inp,) = mine["inputs"]
-    data = capture.read_bytes()
     assert inp["format"] == fmt and inp["packets"] == len(_frames())
     assert inp["sha256"] == hashlib.sha256(data).hexdigest() and inp["size"] == len(data)
-    assert inp["warnings"] == [f"read through tshark: a {describe(fmt)} capture; the fast reader reads pcap "
-                               f"and pcapng only, so this input was read at tshark's speed"]
+    assert inp["warnings"] == [note]
     assert capture.read_bytes() == data  # never modified
 
 
+def test_without_editcap_or_room_tshark_reads_it(tmp_path: Path, original: Path, copies: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    netmon = _convert(original, "netmon2", tmp_path)
+    expected = _flows(_audit(tmp_path, original, extra=("--engine", "tshark")))
+    monkeypatch.setattr(foreign, "ROOM", 1e12)  # no temporary folder has that much room
+    doc = _audit(tmp_path, netmon)
+    assert _flows(doc) == expected and doc["inputs"][0]["warnings"][0].endswith("without names from payloads")
+    monkeypatch.setattr(foreign, "ROOM", 1.5)
+    which = shutil.which
+    monkeypatch.setattr(foreign.shutil, "which", lambda name: None if name == "editcap" else which(name))
+    doc = _audit(tmp_path, netmon)
+    assert _flows(doc) == expected and "read through tshark" in doc["inputs"][0]["warnings"][0]
+
+
 def test_a_gzipped_network_monitor_capture(tmp_path: Path, original: Path) -> None:
-    # Network Monitor keeps a frame table at the end of the file, so tshark reads it from the file
-    # (it cannot from a pipe); Wireshark reads gzip itself.
+    # Wireshark's tools read gzip themselves; the hash is of the stored (compressed) bytes.
     plain = _convert(original, "netmon2", tmp_path)
     packed = tmp_path / "capture.cap.gz"
     packed.write_bytes(gzip.compress(plain.read_bytes()))
@@ -101,7 +139,7 @@ def test_a_gzipped_network_monitor_capture(tmp_path: Path, original: Path) -> No
     (inp,) = doc["inputs"]
     assert (inp["format"], inp["compression"], inp["packets"]) == ("netmon2", "gzip", len(_frames()))
     assert inp["sha256"] == hashlib.sha256(packed.read_bytes()).hexdigest()
-    assert _flows(doc) == _flows(_audit(tmp_path, original, extra=("--engine", "tshark")))
+    assert _flows(doc) == _flows(_audit(tmp_path, original))
 
 
 def test_mixed_with_pcap_and_several_processes(tmp_path: Path, original: Path) -> None:
@@ -159,5 +197,5 @@ def test_without_wireshark_the_refusal_says_what_would_read_it(tmp_path: Path, o
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert lines == [f"pcap-audit: error: {netmon}: not a pcap or pcapng file (magic 0x474d4255); a capture in "
-                     "another format (Network Monitor, NetScaler trace, snoop...) is read through tshark, which "
-                     "is not installed"]
+                     "another format (Network Monitor, NetScaler trace, snoop...) is read with Wireshark's tools "
+                     "(captype, editcap, tshark), which are not installed"]

@@ -140,7 +140,9 @@ class CaptureSet:
             for index, path in enumerate(self.paths):
                 info = InputInfo(path=path)
                 self.inputs.append(info)
-                if self.engine == "tshark" or path in self.foreign:
+                if path in self.foreign and self.engine == "fast":
+                    yield from self._read_converted(path, index, info)
+                elif self.engine == "tshark" or path in self.foreign:
                     from auditor.capture.tshark import read_tshark
 
                     yield from read_tshark(path, index, info, self.stats, self._report,
@@ -159,6 +161,27 @@ class CaptureSet:
         if final or now - self._last_tick >= 0.1:
             self._last_tick = now
             self._progress(self._done_bytes + nread, self.total_bytes)
+
+    def _read_converted(self, path: str, index: int, info: InputInfo) -> Iterator[PacketRecord]:
+        """An input in another capture format (foreign.py): editcap's pcapng copy of it, read by
+        the fast reader and described as the original; the tshark engine when it cannot be copied."""
+        fmt = self.foreign[path]
+        converted = foreign.convert(path)
+        if converted is None:
+            from auditor.capture.tshark import read_tshark
+
+            yield from read_tshark(path, index, info, self.stats, self._report, foreign=fmt)
+            return
+        copy, digest = converted
+        try:
+            yield from self._read_fast(copy, index, info, None)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(copy)
+        info.sha256, info.size = digest, os.path.getsize(path)
+        info.format, info.compression = fmt, sniff(path)[1]
+        info.warnings.insert(0, f"{foreign.describe(fmt)} capture: read from a pcapng copy that Wireshark's "
+                                f"editcap made of it, frame for frame")
 
     def _read_fast(self, path: str, index: int, info: InputInfo, sp: Split | None) -> Iterator[PacketRecord]:
         # A parallel worker other than the first reads the same bytes as the first: one SHA-256 is enough.

@@ -80,8 +80,9 @@ def read_tshark(path: str, index: int, info: InputInfo, stats: ReadStats,
         first = b""
         info.format = foreign
         info.compression = sniff(path)[1]
-        info.warnings.append(f"read through tshark: a {describe(foreign)} capture; the fast reader reads pcap "
-                             f"and pcapng only, so this input was read at tshark's speed")
+        info.warnings.append(f"{describe(foreign)} capture: read through tshark (the fast reader reads pcap "
+                             f"and pcapng, and editcap could not copy this one into pcapng), at tshark's speed "
+                             f"and without names from payloads")
     else:
         src = Source(path)
         info.compression = src.compression
