@@ -186,6 +186,16 @@ def test_files_wireshark_opens_that_are_no_capture_stay_refused(tmp_path: Path, 
         CaptureSet([str(picture)])
 
 
+def test_a_windows_event_trace_is_refused_with_how_to_convert_it(tmp_path: Path) -> None:
+    etl = tmp_path / "NetTrace.etl"
+    etl.write_bytes(b"\x00\x00\x01\x00" + bytes(range(256)) * 16)  # ETL files have no fixed first bytes
+    with pytest.raises(CaptureError) as err:
+        CaptureSet([str(etl)])
+    assert str(err.value) == (f"{etl}: not a pcap or pcapng file (magic 0x00000100); a Windows event trace "
+                              "(netsh trace, pktmon) holds packets in ETW events: convert it on Windows with: "
+                              "pktmon etl2pcap FILE.etl --out FILE.pcapng")
+
+
 def test_without_wireshark_the_refusal_says_what_would_read_it(tmp_path: Path, original: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     netmon = _convert(original, "netmon2", tmp_path)

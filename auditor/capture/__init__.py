@@ -107,7 +107,7 @@ class CaptureSet:
             if head[:4] not in PCAP_MAGICS and head[:4] != PCAPNG_MAGIC:
                 fmt = foreign.identify(path) if head and os.path.isfile(path) else None
                 if fmt is None:
-                    raise _magic_error(path, head, compression, hint=foreign.hint() if head else "")
+                    raise _magic_error(path, head, compression, hint=foreign.hint(path) if head else "")
                 self.foreign[path] = fmt
             size = os.path.getsize(path)
             self.total_bytes += size

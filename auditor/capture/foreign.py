@@ -90,8 +90,13 @@ def identify(path: str) -> str | None:
     return None
 
 
-def hint() -> str:
-    """What the refusal of an unknown file says about other formats."""
+def hint(path: str) -> str:
+    """What the refusal of a file in no format we read says about it: how to convert a Windows event
+    trace (named by its extension: ETL files have no fixed first bytes), or that other capture
+    formats need Wireshark's tools."""
+    if path.lower().endswith(".etl"):
+        return ("; a Windows event trace (netsh trace, pktmon) holds packets in ETW events: convert it on "
+                "Windows with: pktmon etl2pcap FILE.etl --out FILE.pcapng")
     if shutil.which("captype") is None or shutil.which("tshark") is None:
         return ("; a capture in another format (Network Monitor, NetScaler trace, snoop...) is read with "
                 "Wireshark's tools (captype, editcap, tshark), which are not installed")
