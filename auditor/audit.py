@@ -31,7 +31,7 @@ from auditor.conversations import ConversationBuilder, ConversationResult
 from auditor.errors import AuditorError
 from auditor.model import PacketRecord
 from auditor.names import MAX_NAMES, NameEvidence
-from auditor.parallel import auto_jobs, collect_parallel
+from auditor.parallel import auto_jobs, collect_parallel, paused_gc
 from auditor.report.document import build_document
 from auditor.roles import RoleMap, load_roles, name_matches
 
@@ -178,20 +178,21 @@ def collect(records: Iterable[PacketRecord], server_ports: frozenset[tuple[str, 
     feed, observe = builder.feed, names.observe
     if isinstance(records, CaptureSet):
         records.lane = builder.lane()
-    for rec in records:
-        if n > 1:
-            if rec.proto == 17 and (rec.sport in _DHCP_PORTS or rec.dport in _DHCP_PORTS):
-                if k:
-                    continue
-            else:
-                q = rec.quoted
-                a, b = (q.src, q.dst) if q is not None else (rec.src, rec.dst)
-                if (a[-1] + a[-2] + b[-1] + b[-2]) % n != k:
-                    continue
-        feed(rec)
-        if rec.payload:
-            observe(rec)
-    return builder.finish(), names
+    with paused_gc():
+        for rec in records:
+            if n > 1:
+                if rec.proto == 17 and (rec.sport in _DHCP_PORTS or rec.dport in _DHCP_PORTS):
+                    if k:
+                        continue
+                else:
+                    q = rec.quoted
+                    a, b = (q.src, q.dst) if q is not None else (rec.src, rec.dst)
+                    if (a[-1] + a[-2] + b[-1] + b[-2]) % n != k:
+                        continue
+            feed(rec)
+            if rec.payload:
+                observe(rec)
+        return builder.finish(), names
 
 
 def analyse(records: Iterable[PacketRecord], catalog: Catalog, roles: RoleMap, *,

@@ -399,6 +399,7 @@ class ConversationBuilder:
         self._queue.clear()
         if self._keep:
             self.result.connections.sort(key=lambda x: (x.first_seen, x.first_frame))
+        del self._take  # its closure holds this builder: no cycle left (audit.collect pauses the collector)
         return self.result
 
     # ---- slow path ----------------------------------------------------------------------------

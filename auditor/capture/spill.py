@@ -3,6 +3,7 @@ it from a walk, and the forked process that walks its chain of inputs into it.""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -337,6 +338,7 @@ def _worker(parts: list[tuple[str, int]], out: int, msg: int, rmsg: int) -> None
 
     os.close(rmsg)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the reading process's to handle (close())
+    gc.disable()  # a walk makes no reference cycles: the collector's passes are pure cost (parallel.paused_gc)
     writer = SpillWriter(out, msg)
     try:
         for path, offset in parts:
