@@ -172,7 +172,7 @@ class ConversationResult:
 class _Conn:
     """Live per-connection state: plain fields, read and written on the hot path."""
 
-    __slots__ = ("bad_o", "bad_r", "data", "ev", "ff", "first", "gen", "hist", "hseen", "isn", "keys",
+    __slots__ = ("bad_o", "bad_r", "data", "dead", "ev", "ff", "first", "gen", "hist", "hseen", "isn", "keys",
                  "last", "marks", "oa", "oby", "op", "opk", "oprev", "os", "proto", "ra", "rby", "refused",
                  "rp", "rpk", "rprev", "rs", "timeout", "tunnels")
     proto: int
@@ -204,6 +204,8 @@ class _Conn:
     timeout: float
     keys: tuple[tuple[object, ...], ...]
     """Table keys of this connection: both directions, plus TFTP transfer aliases."""
+    dead: bool
+    """Closed (``_close``): the sweep's queue skips it without looking its key up."""
     gen: int
     """Bumped whenever a table entry of this connection goes or changes (close, flip, a key taken
     over): a reader that cached an entry (capture/split.py) looks it up again."""
@@ -557,6 +559,7 @@ class ConversationBuilder:
         c.tunnels = None
         c.timeout = self._timeouts[proto]
         c.gen = 0
+        c.dead = False
         # keys[1] first: for a host talking to itself on one port both keys are the same, and the
         # entry must then be the initiator's (finish() closes connections by their orig entry).
         self._take_over(keys[1], (c, False))
@@ -823,7 +826,9 @@ class ConversationBuilder:
             if ent is not None and ent[0] is c:
                 del table[key]
             elif i == 0:
+                c.dead = True
                 return  # already closed
+        c.dead = True
         self._live -= 1
         c.gen += 1
         history = "".join(c.hist)
@@ -896,28 +901,26 @@ class ConversationBuilder:
     def _sweep(self, clock: float) -> None:
         """Close connections idle past their timeout. Amortised O(1): each live connection is
         looked at about once per CLOSE_LINGER seconds of capture time."""
-        queue, table = self._queue, self._table
+        queue = self._queue
         limit = clock - self._min_timeout
         while queue and queue[0][0] < limit:
             _, key, c = queue.popleft()
-            ent = table.get(key)
-            if ent is None or ent[0] is not c:
-                continue  # closed, flipped or replaced since it was queued
+            if c.dead:
+                continue  # closed since it was queued
             if clock - c.last > c.timeout:
                 self._close(c)
             else:
                 queue.append((clock, key, c))
         if len(queue) > 4 * self._live + 1024:
-            self._queue = deque(e for e in queue if e[1] in table and table[e[1]][0] is e[2])
+            self._queue = deque(e for e in queue if not e[2].dead)
 
     def _evict(self, clock: float) -> None:
         """The live table is full: close one of the idlest connections (second-chance order)."""
-        queue, table = self._queue, self._table
+        queue = self._queue
         chances = 16
         while self._live >= self._max_live and queue:
             queued_at, key, c = queue.popleft()
-            ent = table.get(key)
-            if ent is None or ent[0] is not c:
+            if c.dead:
                 continue
             if clock - c.last > c.timeout:
                 self._close(c)
