@@ -162,6 +162,18 @@ def test_records_carry_the_input_and_frame(original: Path, tmp_path: Path) -> No
     assert [r.src for r in recs if r.input_index == 0] == [r.src for r in recs if r.input_index == 1]
 
 
+def test_a_name_that_looks_like_an_option(tmp_path: Path, original: Path, copies: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # captype and editcap would read "-r.cap" as options (captype even takes "--" for a file).
+    netmon = _convert(original, "netmon2", tmp_path)
+    (tmp_path / "-r.cap").write_bytes(netmon.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    cs = CaptureSet(["-r.cap"])
+    assert cs.foreign == {"-r.cap": "netmon2"}
+    assert [r.frame for r in cs] == list(range(1, len(_frames()) + 1))
+    assert cs.inputs[0].warnings[0].startswith("Microsoft Network Monitor 2.x capture: read from a pcapng copy")
+
+
 def test_a_file_no_tool_knows_is_refused_as_before(tmp_path: Path) -> None:
     junk = tmp_path / "notes.cap"
     junk.write_bytes(b"this is not a capture at all\n" * 10)

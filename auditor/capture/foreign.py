@@ -64,6 +64,11 @@ NAMES = {
 (and pcap/pcapng variants) are read: Wireshark also opens files that are no packet capture at all
 (images and programs as "mime", MPEG streams, Android logs...), which stay refused."""
 
+def _arg(path: str) -> str:
+    """A path as an argument no tool takes for an option ("-r.cap"; captype reads "--" as a file)."""
+    return "./" + path if path.startswith("-") else path
+
+
 def describe(fmt: str) -> str:
     """A short name as a person calls it (captype's own name when we have no better one)."""
     return NAMES.get(fmt, fmt)
@@ -77,7 +82,7 @@ def identify(path: str) -> str | None:
     if exe is None:
         return None
     try:
-        out = subprocess.run([exe, path], capture_output=True, timeout=60, check=False)
+        out = subprocess.run([exe, _arg(path)], capture_output=True, timeout=60, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     line = out.stdout.decode("utf-8", "replace").strip().splitlines()
@@ -126,7 +131,7 @@ def convert(path: str) -> tuple[str, str] | None:
         return None
     proc = None
     try:
-        proc = subprocess.Popen([exe, "-F", "pcapng", path, copy], stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen([exe, "-F", "pcapng", _arg(path), copy], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         digest = hashlib.sha256()  # while editcap copies (both read the file; hashlib frees the GIL)
         with open(path, "rb") as fh:
