@@ -14,8 +14,8 @@ in a second process), pcapfile.py (the record walk, pcap and pcapng) and pcapng.
 sections, interfaces and other blocks), decode.py (link layers, IP,
 tunnels, TCP/UDP -> PacketRecord or the fast lane), split.py and spill.py (a second process walks
 the later part of uncompressed files), tshark.py (the tshark engine), foreign.py (files in other
-capture formats, named by Wireshark's captype and read by the tshark engine), info.py (per-input
-facts and read counters).
+capture formats: named by Wireshark's captype, read from editcap's pcapng copy or by the tshark
+engine), info.py (per-input facts and read counters).
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ class CaptureSet:
         self._plan: SplitPlan | None = None
         self.foreign: dict[str, str] = {}
         """Inputs in another format that Wireshark's library reads (capture/foreign.py): path ->
-        captype's name of the format. They are read by the tshark engine."""
+        captype's name of the format. They are read from editcap's pcapng copy, or by the tshark engine."""
         # Refuse a bad file before an hour of reading the good ones before it.
         for path in self.paths:
             if path == "-":

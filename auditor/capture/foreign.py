@@ -64,6 +64,7 @@ NAMES = {
 (and pcap/pcapng variants) are read: Wireshark also opens files that are no packet capture at all
 (images and programs as "mime", MPEG streams, Android logs...), which stay refused."""
 
+
 def _arg(path: str) -> str:
     """A path as an argument no tool takes for an option ("-r.cap"; captype reads "--" as a file)."""
     return "./" + path if path.startswith("-") else path
@@ -106,7 +107,6 @@ def hint(path: str) -> str:
         return ("; a capture in another format (Network Monitor, NetScaler trace, snoop...) is read with "
                 "Wireshark's tools (captype, editcap, tshark), which are not installed")
     return ""
-
 
 
 ROOM = 1.5
