@@ -99,15 +99,15 @@ def test_other_formats_are_read(tmp_path: Path, original: Path, fmt: str, copies
     assert identify(str(capture)) == fmt
     data = capture.read_bytes()
     mine = _audit(tmp_path, capture)
-    if fmt in COPIED:  # the fast reader, payloads included: the pcap's own audit
-        expected = _audit(tmp_path, original)
+    if fmt in COPIED:  # the fast reader
         note = (f"{describe(fmt)} capture: read from a pcapng copy that Wireshark's editcap made of it, "
                 "frame for frame")
-        assert _names(mine) == _names(expected) == [(S, "sf.corp.example", "http-host", 4)]
     else:
-        expected = _audit(tmp_path, original, extra=("--engine", "tshark"))
         note = (f"{describe(fmt)} capture: read through tshark (the fast reader reads pcap and pcapng, and "
-                "editcap could not copy this one into pcapng), at tshark's speed and without names from payloads")
+                "editcap could not copy this one into pcapng), at tshark's speed")
+    # Either way, payloads included: the pcap's own audit.
+    expected = _audit(tmp_path, original)
+    assert _names(mine) == _names(expected) == [(S, "sf.corp.example", "http-host", 4)]
     assert _flows(mine) == _flows(expected) and len(mine["flows"]) == 4
     (inp,) = mine["inputs"]
     assert inp["format"] == fmt and inp["packets"] == len(_frames())
@@ -122,7 +122,7 @@ def test_without_editcap_or_room_tshark_reads_it(tmp_path: Path, original: Path,
     expected = _flows(_audit(tmp_path, original, extra=("--engine", "tshark")))
     monkeypatch.setattr(foreign, "ROOM", 1e12)  # no temporary folder has that much room
     doc = _audit(tmp_path, netmon)
-    assert _flows(doc) == expected and doc["inputs"][0]["warnings"][0].endswith("without names from payloads")
+    assert _flows(doc) == expected and doc["inputs"][0]["warnings"][0].endswith("at tshark's speed")
     monkeypatch.setattr(foreign, "ROOM", 1.5)
     which = shutil.which
     monkeypatch.setattr(foreign.shutil, "which", lambda name: None if name == "editcap" else which(name))

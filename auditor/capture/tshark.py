@@ -5,7 +5,9 @@ and '-' work exactly as in the fast engine, and read one tab-separated line per 
 is switched off so that every frame is reported with its own headers (as the fast engine sees it).
 Layers: with every occurrence of a field requested, the frame's protocol path (frame.protocols)
 says which ip/ipv6 occurrence belongs to which layer; the audited packet is the innermost one, or
-the one before the packet an ICMP error quotes. Payload bytes are not extracted (empty).
+the one before the packet an ICMP error quotes. Payload bytes come from tcp.payload and udp.payload,
+kept as the fast path keeps them (``_payload``), so names from DNS, SNI and Host and the direction
+evidence of DNS, NTP and DHCP payloads are the fast path's.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ import subprocess
 import threading
 from collections.abc import Callable, Iterator
 
+from auditor.capture.decode import _KEEP_FIRST
 from auditor.capture.foreign import describe
 from auditor.capture.info import InputInfo, ReadStats
 from auditor.capture.pcapfile import PCAP_MAGICS, PCAPNG_MAGIC
 from auditor.capture.source import CHUNK, DECOMPRESS_ERRORS, Source, sniff
 from auditor.errors import CaptureError
-from auditor.model import PacketRecord, QuotedPacket, TunnelInfo
+from auditor.model import PAYLOAD_SNAP, PacketRecord, QuotedPacket, TunnelInfo
 
 FIELDS = (
     "frame.number", "frame.time_epoch", "frame.protocols",
@@ -32,6 +35,7 @@ FIELDS = (
     "udp.srcport", "udp.dstport", "udp.length", "udp.checksum.status",
     "icmp.type", "icmp.code", "icmp.ident", "icmpv6.type", "icmpv6.code", "icmpv6.echo.identifier",
     "vxlan.vni", "geneve.vni", "gre.key", "erspan.spanid",
+    "tcp.payload", "udp.payload",
 )
 _IX = {name: i for i, name in enumerate(FIELDS)}
 
@@ -81,8 +85,7 @@ def read_tshark(path: str, index: int, info: InputInfo, stats: ReadStats,
         info.format = foreign
         info.compression = sniff(path)[1]
         info.warnings.append(f"{describe(foreign)} capture: read through tshark (the fast reader reads pcap "
-                             f"and pcapng, and editcap could not copy this one into pcapng), at tshark's speed "
-                             f"and without names from payloads")
+                             f"and pcapng, and editcap could not copy this one into pcapng), at tshark's speed")
     else:
         src = Source(path)
         info.compression = src.compression
@@ -178,6 +181,21 @@ def read_tshark(path: str, index: int, info: InputInfo, stats: ReadStats,
         info.warnings.append(f"tshark stopped after frame {frames}: {msg or '; '.join(errors)}"[:300])
 
 
+def _payload(column: str, length: int, whole: bool, tcp: bool) -> bytes:
+    """The record's payload bytes from tshark's hex of them, as the fast path keeps them
+    (decode.py): at most PAYLOAD_SNAP bytes, and of a TCP segment that is neither DNS (``whole``)
+    nor starts like a TLS handshake or an HTTP request (_KEEP_FIRST), the first byte only. The
+    audited layer is the innermost: its payload, when it has one, is the last occurrence."""
+    if length <= 0 or not column:
+        return b""
+    text = column.rpartition(",")[2]
+    if tcp and not whole:
+        first = bytes.fromhex(text[:2])
+        if first and first[0] not in _KEEP_FIRST:
+            return first
+    return bytes.fromhex(text[:2 * PAYLOAD_SNAP])
+
+
 def _record(cols: list[str], protos: list[str], ii: int, frame: int, ts: float, stats: ReadStats,
             frags: dict[tuple[bytes, bytes, int, int], tuple[int, int]]) -> PacketRecord | None:
     def col(name: str) -> list[str]:
@@ -247,7 +265,8 @@ def _record(cols: list[str], protos: list[str], ii: int, frame: int, ts: float, 
                             (_ints(cols[_IX["tcp.flags"]]) or [0])[-1] & 0xFF,
                             (_ints(cols[_IX["tcp.seq_raw"]]) or [0])[-1],
                             (_ints(cols[_IX["tcp.ack_raw"]]) or [0])[-1],
-                            plen, checksum_bad=bad, tunnel=tunnel, fragment=fragment)
+                            plen, _payload(cols[_IX["tcp.payload"]], plen, 53 in (sport, dport), True),
+                            checksum_bad=bad, tunnel=tunnel, fragment=fragment)
     if proto_name == "udp":
         sport, dport = _ints(cols[_IX["udp.srcport"]])[-1], _ints(cols[_IX["udp.dstport"]])[-1]
         ulen = (_ints(cols[_IX["udp.length"]]) or [8])[-1]
@@ -255,6 +274,7 @@ def _record(cols: list[str], protos: list[str], ii: int, frame: int, ts: float, 
         if fkey is not None:
             frags[fkey] = (sport, dport)
         return PacketRecord(ii, frame, ts, src, dst, 17, ip_len, sport, dport, payload_len=max(ulen - 8, 0),
+                            payload=_payload(cols[_IX["udp.payload"]], ulen - 8, True, False),
                             checksum_bad=bad, tunnel=tunnel, fragment=fragment)
     if proto_name in ("icmp", "icmpv6"):
         pre = "icmpv6" if proto_name == "icmpv6" else "icmp"
