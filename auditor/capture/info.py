@@ -22,7 +22,8 @@ class InputInfo:
     link_types: dict[str, int] = field(default_factory=dict)
     """Link type name -> frames, e.g. {'EN10MB': 1200, 'LINUX_SLL2': 3}."""
     format: str = ""
-    """'pcap' or 'pcapng'."""
+    """'pcap' or 'pcapng', or captype's name of another capture format ('netmon2', 'snoop'...:
+    capture/foreign.py)."""
     compression: str = "none"
     """'none', 'gzip', 'bz2', 'xz' or 'zstd' (detected by magic, not by name)."""
     truncated: bool = False
