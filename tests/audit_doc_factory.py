@@ -247,7 +247,7 @@ def make_audit_doc(
         else [],
     } for k in range(inputs)]
     return {
-        "schema_version": "1.0",
+        "schema_version": "1.1",
         "tool": {"name": "pcap-audit", "version": "0.1.0"},
         "run": {
             "started": _ts(t + 100), "finished": _ts(t + 112.5),

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from auditor.names import NameEvidence
     from auditor.roles import RoleMap
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 MAX_TEXT = 253
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
