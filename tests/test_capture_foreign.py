@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import random
 import shutil
 import subprocess
 import tempfile
@@ -221,3 +222,31 @@ def test_without_wireshark_the_refusal_says_what_would_read_it(tmp_path: Path, o
     assert lines == [f"pcap-audit: error: {netmon}: not a pcap or pcapng file (magic 0x474d4255); a capture in "
                      "another format (Network Monitor, NetScaler trace, snoop...) is read with Wireshark's tools "
                      "(captype, editcap, tshark), which are not installed"]
+
+
+@pytest.mark.parametrize("fmt", ["netmon2", "snoop", "nettl"])
+def test_damaged_files_in_other_formats_never_crash(tmp_path: Path, original: Path, fmt: str, copies: Path) -> None:
+    # Cut and corrupted copies: whatever Wireshark's tools make of them (a shorter copy, a failed
+    # copy and tshark's reading, a refusal), the result is records and warnings, or one CaptureError.
+    data = _convert(original, fmt, tmp_path).read_bytes()
+    rnd = random.Random(fmt)
+    damaged = [data[:n] for n in (len(data) // 3, len(data) // 2, len(data) - 7)]
+    for _ in range(4):
+        b = bytearray(data)
+        for _ in range(8):
+            b[rnd.randrange(len(b))] = rnd.randrange(256)
+        damaged.append(bytes(b))
+    outcomes = set()
+    for i, blob in enumerate(damaged):
+        path = tmp_path / f"damaged{i}.{fmt}"
+        path.write_bytes(blob)
+        try:
+            cs = CaptureSet([str(path)])
+            recs = list(cs)
+        except CaptureError as e:
+            assert str(e).startswith(str(path)) and "\n" not in str(e)
+            outcomes.add("refused")
+            continue
+        assert len(recs) <= len(_frames()) + 1 and cs.inputs[0].format == fmt
+        outcomes.add("read")
+    assert "read" in outcomes
