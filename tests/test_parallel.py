@@ -168,3 +168,20 @@ def test_reading_a_capture_leaves_no_cyclic_garbage(tmp_path: Path) -> None:
         assert conv.flows
         del conv, names
     assert gc.collect() == 0
+
+
+def test_the_sample_of_what_is_no_uncompressed_capture_is_empty(tmp_path: Path, two_cores: None) -> None:
+    # auto_jobs samples the largest input whatever it is: a compressed capture, another format or
+    # damage must give "nothing to say", never an exception (several small gzip files once crashed
+    # -j 0 with an internal error).
+    short = write_pcap(tmp_path / "short.pcap", _short(300))
+    gz = [write_pcap(tmp_path / f"part{i}.pcap.gz", _short(300, seed=i), compression="gzip") for i in range(3)]
+    text = tmp_path / "notes.txt"
+    text.write_text("not a capture\n" * 100)
+    for path in (*gz, text):
+        assert split.sample(str(path)) == split.Share(0.0, 0.0)
+    assert split.sample(str(short)).slow > 0
+    cs = CaptureSet([str(p) for p in gz])
+    assert not cs.inflatable() and parallel.auto_jobs(cs, "fast") == 1
+    doc = _audit(tmp_path, gz[0], "0")
+    assert doc["summary"]["packets"] == len(_short(300, seed=0))

@@ -301,9 +301,10 @@ def slow_share(path: str) -> float:
 def sample(path: str) -> Share:
     """The shares of the frames in the first SAMPLE bytes of a pcap or pcapng file that need the
     decoder and the slow path (SYN, FIN, RST, DNS, name evidence, non-TCP/UDP, damage...), and that
-    are initial SYNs, by the walk and decoder themselves (0.0 for a file with no whole frame there)."""
+    are initial SYNs, by the walk and decoder themselves. (0.0, 0.0) for anything else: a compressed
+    file, another format, a damaged header, no whole frame in the sample."""
     from auditor.capture.info import InputInfo, ReadStats
-    from auditor.capture.pcapfile import PCAPNG_MAGIC, walk_pcap
+    from auditor.capture.pcapfile import PCAP_MAGICS, PCAPNG_MAGIC, walk_pcap
     from auditor.capture.pcapng import walk_pcapng
 
     try:
@@ -311,12 +312,17 @@ def sample(path: str) -> Share:
             data = fh.read(SAMPLE)
     except OSError:
         return Share(0.0, 0.0)
+    if data[:4] not in PCAP_MAGICS and data[:4] != PCAPNG_MAGIC:
+        return Share(0.0, 0.0)
     info = InputInfo(path=path)
     dec = Decoder(ReadStats(), 0, verify_checksums=True)
     counter = dec.lane = _Counter()
     walk = walk_pcapng if data[:4] == PCAPNG_MAGIC else walk_pcap
-    for _ in walk(_Sample(), data, info, dec, lambda: None, fused=False):
-        pass
+    try:
+        for _ in walk(_Sample(), data, info, dec, lambda: None, fused=False):
+            pass
+    except CaptureError:  # a header the reading itself will refuse, saying why
+        return Share(0.0, 0.0)
     frames = info.packets - (1 if info.truncated else 0)  # a frame cut by the sample's end is not one
     if frames <= 0:
         return Share(0.0, 0.0)
