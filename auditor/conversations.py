@@ -12,7 +12,7 @@ Design, for speed (the audit targets >= 300k packets/s in one process):
     capture decoder without a record); everything else goes to ``_slow``.
   * Expiry is decided per packet (``ts - last > timeout``), so results do not depend on when the
     amortised sweeps run; sweeps (every ``SWEEP_EVERY`` packets) only reclaim memory. A deque of
-    (queued_at, key, conn) gives O(1) expiry and second-chance ("clock") eviction when the table
+    (queued_at, conn) gives O(1) expiry and second-chance ("clock") eviction when the table
     holds ``max_live`` connections: an approximation of "close the idlest" without a heap.
 
 Deviations from Zeek (documented because analysts cross-check with it):
@@ -349,7 +349,7 @@ class ConversationBuilder:
         """Unanswered-attempt flows per (responder, protocol, port), for flood detection."""
         self._keep = keep_connections
         self._table: dict[tuple[object, ...], tuple[_Conn, bool]] = {}
-        self._queue: deque[tuple[float, tuple[object, ...], _Conn]] = deque()
+        self._queue: deque[tuple[float, _Conn]] = deque()
         self._tftp: dict[tuple[bytes, bytes, int], _Conn] = {}
         self._dhcp: dict[bytes, _Conn] = {}
         """Pending broadcast DHCP requests: xid -> the connection."""
@@ -564,7 +564,7 @@ class ConversationBuilder:
         # entry must then be the initiator's (finish() closes connections by their orig entry).
         self._take_over(keys[1], (c, False))
         self._take_over(keys[0], (c, True))
-        self._queue.append((rec.ts, keys[0], c))
+        self._queue.append((rec.ts, c))
         self._live += 1
         if self._live > self.stats.peak_live:
             self.stats.peak_live = self._live
@@ -821,14 +821,13 @@ class ConversationBuilder:
 
     def _close(self, c: _Conn) -> None:
         table = self._table
+        c.dead = True
         for i, key in enumerate(c.keys):
             ent = table.get(key)
             if ent is not None and ent[0] is c:
                 del table[key]
             elif i == 0:
-                c.dead = True
                 return  # already closed
-        c.dead = True
         self._live -= 1
         c.gen += 1
         history = "".join(c.hist)
@@ -904,29 +903,29 @@ class ConversationBuilder:
         queue = self._queue
         limit = clock - self._min_timeout
         while queue and queue[0][0] < limit:
-            _, key, c = queue.popleft()
+            _, c = queue.popleft()
             if c.dead:
                 continue  # closed since it was queued
             if clock - c.last > c.timeout:
                 self._close(c)
             else:
-                queue.append((clock, key, c))
+                queue.append((clock, c))
         if len(queue) > 4 * self._live + 1024:
-            self._queue = deque(e for e in queue if not e[2].dead)
+            self._queue = deque(e for e in queue if not e[1].dead)
 
     def _evict(self, clock: float) -> None:
         """The live table is full: close one of the idlest connections (second-chance order)."""
         queue = self._queue
         chances = 16
         while self._live >= self._max_live and queue:
-            queued_at, key, c = queue.popleft()
+            queued_at, c = queue.popleft()
             if c.dead:
                 continue
             if clock - c.last > c.timeout:
                 self._close(c)
             elif c.last > queued_at and chances:
                 chances -= 1
-                queue.append((c.last, key, c))
+                queue.append((c.last, c))
             else:
                 self.result.overflowed = True
                 self.stats.evicted_live += 1
