@@ -172,14 +172,14 @@ class CaptureSet:
 
             yield from read_tshark(path, index, info, self.stats, self._report, foreign=fmt)
             return
-        copy, digest = converted
+        copy, digest, compression = converted
         try:
             yield from self._read_fast(copy, index, info, None)
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(copy)
         info.sha256, info.size = digest, os.path.getsize(path)
-        info.format, info.compression = fmt, sniff(path)[1]
+        info.format, info.compression = fmt, compression
         info.warnings.insert(0, f"{foreign.describe(fmt)} capture: read from a pcapng copy that Wireshark's "
                                 f"editcap made of it, frame for frame")
 

@@ -19,11 +19,12 @@ Standard input is not probed: it cannot be read twice.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 import subprocess
 import tempfile
+
+from auditor.capture.source import CHUNK, Source
 
 NAMES = {
     "netmon1": "Microsoft Network Monitor 1.x",
@@ -113,11 +114,11 @@ ROOM = 1.5
 """Free room the temporary folder needs for a converted copy, as a multiple of the file's size."""
 
 
-def convert(path: str) -> tuple[str, str] | None:
-    """(a temporary pcapng holding the frames of ``path``, the SHA-256 of ``path`` as stored), or None
-    when editcap is not installed, there is no room, or editcap fails (it cannot write every
-    encapsulation as pcapng, or the file is damaged: the tshark engine then reads it, and says how
-    far it got). The caller deletes the copy."""
+def convert(path: str) -> tuple[str, str, str] | None:
+    """(a temporary pcapng holding the frames of ``path``, the SHA-256 of ``path`` as stored, what it
+    is compressed with), or None when editcap is not installed, there is no room, or editcap fails
+    (it cannot write every encapsulation as pcapng, or the file is damaged: the tshark engine then
+    reads it, and says how far it got). The caller deletes the copy."""
     exe = shutil.which("editcap")
     if exe is None:
         return None
@@ -129,22 +130,24 @@ def convert(path: str) -> tuple[str, str] | None:
         os.close(fd)
     except OSError:
         return None
-    proc = None
+    proc = src = None
     try:
         proc = subprocess.Popen([exe, "-F", "pcapng", _arg(path), copy], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        digest = hashlib.sha256()  # while editcap copies (both read the file; hashlib frees the GIL)
-        with open(path, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
+        src = Source(path, stored=True)  # hashed while editcap copies (hashing frees the GIL)
+        while src.read(CHUNK):  # a read error is raised here, not swallowed
+            pass
+        digest, compression = src.finish(), src.compression
         _, err = proc.communicate()
         if proc.returncode != 0 or err.strip():
             raise OSError(err.decode("utf-8", "replace").strip() or f"editcap ended with {proc.returncode}")
-        return copy, digest.hexdigest()
+        return copy, digest, compression
     except BaseException as e:
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
+        if src is not None:
+            src.close_quietly()
         with contextlib.suppress(OSError):
             os.unlink(copy)
         if isinstance(e, OSError):

@@ -236,8 +236,9 @@ class Source:
     """One input: raw bytes -> (optional) decompressor -> capture bytes."""
 
     def __init__(self, path: str, *, digest: bool = True, stored: bool = False) -> None:
-        """``stored``: the stored bytes as they are, never decompressed (a file that tshark reads
-        itself, which this process only hashes: capture/foreign.py)."""
+        """``stored``: the stored bytes as they are, never decompressed (a file that Wireshark's tools
+        read themselves, which this process only hashes: capture/foreign.py); ``compression`` still
+        names what they are compressed with."""
         self.path = path
         self.is_stdin = path == "-"
         fh: BinaryIO
@@ -262,12 +263,14 @@ class Source:
         self._frames: _ZstdFrames | None = None
         self.compression = "none"
         for magic, name in _MAGICS:
-            if start.startswith(magic) and not stored:
+            if start.startswith(magic):
                 self.compression = name
         self.stream: Readable
         self._read1: Callable[[int], bytes]
         raw = cast(BinaryIO, self.raw)  # duck-typed: decompressors only call read()
-        if self.compression == "gzip":
+        if stored:
+            self.stream = self.raw
+        elif self.compression == "gzip":
             self.stream = gzip.GzipFile(fileobj=raw, mode="rb")
         elif self.compression == "bz2":
             self.stream = bz2.BZ2File(raw, mode="rb")
@@ -293,7 +296,7 @@ class Source:
         if self._error is not None:
             err, self._error = self._error, None
             raise err
-        if self.compression == "none":
+        if self.stream is self.raw:  # not compressed, or ``stored``
             return self.stream.read(size)
         # Decompressors lose a partly filled buffer when they fail: read piece by piece so that
         # everything before the damage reaches the reader.

@@ -22,7 +22,7 @@ from auditor.capture.decode import _KEEP_FIRST
 from auditor.capture.foreign import describe
 from auditor.capture.info import InputInfo, ReadStats
 from auditor.capture.pcapfile import PCAP_MAGICS, PCAPNG_MAGIC
-from auditor.capture.source import CHUNK, DECOMPRESS_ERRORS, Source, sniff
+from auditor.capture.source import CHUNK, DECOMPRESS_ERRORS, Source
 from auditor.errors import CaptureError
 from auditor.model import PAYLOAD_SNAP, PacketRecord, QuotedPacket, TunnelInfo
 
@@ -83,7 +83,7 @@ def read_tshark(path: str, index: int, info: InputInfo, stats: ReadStats,
         src = Source(path, stored=True)
         first = b""
         info.format = foreign
-        info.compression = sniff(path)[1]
+        info.compression = src.compression
         info.warnings.append(f"{describe(foreign)} capture: read through tshark (the fast reader reads pcap "
                              f"and pcapng, and editcap could not copy this one into pcapng), at tshark's speed")
     else:
