@@ -88,6 +88,8 @@ _D_BOTH = _D | (_D << _RESP)
 _NOT_HANDSHAKE = (_D | _F | _R | _I | _Q) * (1 | (1 << _RESP))
 # Zeek's conn.zeek: RSTOS0 only when the history is a SYN followed by the originator's RST.
 _RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R.*")
+_SYN_LETTERS = {True: ("S", "H"), False: ("s", "h")}
+"""History letter of a SYN (without, with ACK) by whether the originator sent it."""
 _POW10 = frozenset(10**i for i in range(19))
 
 SWEEP_EVERY = 8192
@@ -373,8 +375,10 @@ class ConversationBuilder:
         """One record. Established TCP and known UDP packets take the fast lane (``FastLane.take``:
         one dict lookup and a few integer updates); everything else goes to the slow path."""
         proto = rec.proto
-        if (proto == 6 or proto == 17) and not rec.checksum_bad and rec.tunnel is None and self._take(
-                proto, rec.src, rec.sport, rec.dst, rec.dport, rec.ts, rec.tcp_flags, rec.payload_len, rec.ip_len):
+        # SYN, FIN and RST never take the lane (FastLane.take declines them): straight to the slow path.
+        if (proto == 6 or proto == 17) and not rec.tcp_flags & 7 and not rec.checksum_bad and rec.tunnel is None \
+                and self._take(proto, rec.src, rec.sport, rec.dst, rec.dport, rec.ts, rec.tcp_flags, rec.payload_len,
+                               rec.ip_len):
             return
         self.stats.packets += 1
         self._countdown -= 1
@@ -444,7 +448,20 @@ class ConversationBuilder:
         if ent is None:
             ent = self._new_transport(rec)
         c, is_orig = ent
-        self._account(c, is_orig, rec)
+        if rec.checksum_bad or rec.tunnel is not None:
+            self._account(c, is_orig, rec)
+        else:  # _account, inlined for the common packet
+            ts = rec.ts
+            if ts > c.last:
+                c.last = ts
+            elif ts < c.first:
+                c.first = ts
+            if is_orig:
+                c.opk += 1
+                c.oby += rec.ip_len
+            else:
+                c.rpk += 1
+                c.rby += rec.ip_len
         if proto == IPPROTO_TCP:
             self._tcp_packet(c, is_orig, rec)
         else:
@@ -562,8 +579,13 @@ class ConversationBuilder:
         c.dead = False
         # keys[1] first: for a host talking to itself on one port both keys are the same, and the
         # entry must then be the initiator's (finish() closes connections by their orig entry).
-        self._take_over(keys[1], (c, False))
-        self._take_over(keys[0], (c, True))
+        table = self._table
+        if keys[0] in table or keys[1] in table:
+            self._take_over(keys[1], (c, False))
+            self._take_over(keys[0], (c, True))
+        else:  # new keys, the common case: nobody's entry to take over
+            table[keys[1]] = (c, False)
+            table[keys[0]] = (c, True)
         self._queue.append((rec.ts, c))
         self._live += 1
         if self._live > self.stats.peak_live:
@@ -658,34 +680,34 @@ class ConversationBuilder:
             c.hseen |= bit
             c.hist.append(_HIST_LETTER[bit])
 
-    def _hist_repeat(self, c: _Conn, bit: int, letter: str, slot: int, value: int) -> None:
-        """S/H, F, R: recorded again when their sequence number differs from the last one."""
-        marks = c.marks
-        if marks is None:
-            marks = c.marks = [-1] * 6
-        if not c.hseen & bit:
-            c.hseen |= bit
-            c.hist.append(letter)
-        elif marks[slot] != value:
-            c.hist.append(letter)
-        marks[slot] = value
-
     def _tcp_packet(self, c: _Conn, is_orig: bool, rec: PacketRecord) -> None:
         flags, plen = rec.tcp_flags, rec.payload_len
         syn, fin, rst, ack = flags & SYN, flags & FIN, flags & RST, flags & ACK
         shift, base = (0, 0) if is_orig else (_RESP, 3)
         # History, as Zeek's update_history (TCPSessionAdapter.cc).
         nflags = (1 if syn else 0) + (1 if fin else 0) + (1 if rst else 0)
-        if nflags > 1:
+        if nflags == 1:
+            # S/H, F, R: recorded again when their sequence number differs from the last one.
+            if syn:
+                bit, slot, value = _S << shift, base, rec.seq
+                letter = _SYN_LETTERS[is_orig][1 if ack else 0]
+            elif fin:
+                bit, slot, value = _F << shift, base + 1, (rec.seq + plen) & 0xFFFFFFFF  # after its data
+                letter = "F" if is_orig else "f"
+            else:
+                bit, slot, value = _R << shift, base + 2, rec.seq
+                letter = "R" if is_orig else "r"
+            marks = c.marks
+            if marks is None:
+                marks = c.marks = [-1] * 6
+            if not c.hseen & bit:
+                c.hseen |= bit
+                c.hist.append(letter)
+            elif marks[slot] != value:
+                c.hist.append(letter)
+            marks[slot] = value
+        elif nflags:
             self._hist_once(c, (_I if fin and rst else _Q) << shift)
-        elif syn:
-            letter = "H" if ack else "S"
-            self._hist_repeat(c, _S << shift, letter if is_orig else letter.lower(), base, rec.seq)
-        elif fin:
-            fin_seq = (rec.seq + plen) & 0xFFFFFFFF  # a FIN's number comes after its data
-            self._hist_repeat(c, _F << shift, "F" if is_orig else "f", base + 1, fin_seq)
-        elif rst:
-            self._hist_repeat(c, _R << shift, "R" if is_orig else "r", base + 2, rec.seq)
         elif plen:
             self._hist_once(c, _D << shift)
         elif ack:
@@ -822,12 +844,15 @@ class ConversationBuilder:
     def _close(self, c: _Conn) -> None:
         table = self._table
         c.dead = True
-        for i, key in enumerate(c.keys):
+        keys = c.keys
+        ent = table.get(keys[0])
+        if ent is None or ent[0] is not c:
+            return  # already closed
+        del table[keys[0]]
+        for key in keys[1:]:
             ent = table.get(key)
             if ent is not None and ent[0] is c:
                 del table[key]
-            elif i == 0:
-                return  # already closed
         self._live -= 1
         c.gen += 1
         history = "".join(c.hist)
