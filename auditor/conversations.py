@@ -160,13 +160,17 @@ class ConversationResult:
     share of a parallel run (auditor/parallel.py) is no longer part of one process's result."""
 
     def merge(self, other: ConversationResult) -> None:
-        """Combine two partial audits (e.g. two captures, or two halves of one) into this one."""
+        """Combine two partial audits (e.g. two captures, or two halves of one) into this one. The
+        other's flows are taken over, not copied (the shares of a parallel run mostly hold different
+        flows): it is not to be used afterwards."""
         self.overflowed = self.overflowed or other.overflowed
+        flows = self.flows
         for key, flow in other.flows.items():
-            mine = self.flows.get(key)
+            mine = flows.get(key)
             if mine is None:
-                mine = self.flows[key] = Flow(key)
-            mine.merge(flow)
+                flows[key] = flow
+            else:
+                mine.merge(flow)
         self.connections.extend(other.connections)
         self.stats.merge(other.stats)
 

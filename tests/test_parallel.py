@@ -4,8 +4,10 @@ exactly one process's result, and read again by one process when a share reaches
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from auditor.audit import collect
 from auditor.capture import CaptureSet, split
 from auditor.cli import main
 from auditor.conversations import ConversationResult
+from auditor.model import Flow, FlowKey
 from auditor.names import NameEvidence
 from tests.capture_factory import eth_ipv4_tcp, eth_ipv4_udp, write_pcap
 from tests.test_cli_audit import run_cli, strip_run
@@ -185,3 +188,16 @@ def test_the_sample_of_what_is_no_uncompressed_capture_is_empty(tmp_path: Path, 
     assert not cs.inflatable() and parallel.auto_jobs(cs, "fast") == 1
     doc = _audit(tmp_path, gz[0], "0")
     assert doc["summary"]["packets"] == len(_short(300, seed=0))
+
+
+def test_a_flow_crosses_processes_whole() -> None:
+    """A share's flows come back pickled (Flow.__reduce__): every field, in its place."""
+    flow = Flow(FlowKey("10.0.0.1", "fd00::2", "udp", 2598), connections=9, established=2, rejected=3,
+                unanswered=4, orig_pkts=5, orig_bytes=6, resp_pkts=7, resp_bytes=8, first_seen=1.5,
+                last_seen=2.5, first_frame=(1, 10), direction_evidence={"protocol": 2, "first_packet": 7},
+                conn_states={"SF": 2, "S0": 7}, bad_checksums=11, tunnels=frozenset({"vxlan a->b vni 7"}),
+                summarised=True)
+    assert len(flow.__reduce__()[1]) == len(dataclasses.fields(Flow))
+    for protocol in range(2, pickle.HIGHEST_PROTOCOL + 1):
+        again = pickle.loads(pickle.dumps(flow, protocol=protocol))
+        assert again == flow and again is not flow
