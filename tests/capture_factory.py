@@ -424,3 +424,25 @@ def write_bytes(path: str | Path, data: bytes, compression: str = "none") -> Pat
     p = Path(path)
     p.write_bytes(compress(data, compression))
     return p
+
+
+WEB_CLIENT, WEB_SERVER, WEB_DNS = "10.0.30.5", "10.0.1.20", "10.0.1.53"
+
+
+def web_session(t: float = 1_700_000_000.0) -> list[tuple[float, bytes]]:
+    """Eleven frames a quarter of a second apart: an HTTP request to WEB_SERVER naming it
+    sf.corp.example (Host) with handshake and close, a refused ICA attempt, a DNS query, IPv6 syslog.
+    For readers of other formats to show the same audit as the pcap (tests/test_capture_foreign.py,
+    tests/test_audit_nstrace.py)."""
+    c, s, dns = WEB_CLIENT, WEB_SERVER, WEB_DNS
+    frames = [eth_ipv4_tcp(c, s, 51000, 443, "S", seq=100), eth_ipv4_tcp(s, c, 443, 51000, "SA", seq=7, ack=101),
+              eth_ipv4_tcp(c, s, 51000, 443, "A", seq=101, ack=8),
+              eth_ipv4_tcp(c, s, 51000, 443, "PA", b"GET / HTTP/1.1\r\nHost: sf.corp.example\r\n\r\n", seq=101,
+                           ack=8),
+              eth_ipv4_tcp(s, c, 443, 51000, "PA", b"HTTP/1.1 200 OK\r\n\r\n", seq=8, ack=142),
+              eth_ipv4_tcp(c, s, 51000, 443, "FA", seq=142, ack=27),
+              eth_ipv4_tcp(s, c, 443, 51000, "FA", seq=27, ack=143),
+              eth_ipv4_tcp(c, s, 51001, 1494, "S"), eth_ipv4_tcp(s, c, 1494, 51001, "RA"),
+              eth_ipv4_udp(c, dns, 5353, 53, b"\x12\x34\x01\x00" + b"\x00" * 8),
+              eth_ipv6_udp("fd00::5", "fd00::53", 40000, 514, b"<13>hello")]
+    return [(t + i * 0.25, f) for i, f in enumerate(frames)]

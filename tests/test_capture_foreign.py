@@ -25,13 +25,13 @@ from auditor.capture import CaptureSet, foreign, open_captures
 from auditor.capture.foreign import describe, identify
 from auditor.cli import main
 from auditor.errors import CaptureError
-from tests.capture_factory import eth_ipv4_tcp, eth_ipv4_udp, eth_ipv6_udp, write_pcap
+from tests.capture_factory import WEB_CLIENT, WEB_DNS, WEB_SERVER, web_session, write_pcap
 
 pytestmark = [pytest.mark.tshark,
               pytest.mark.skipif(None in (shutil.which("tshark"), shutil.which("editcap"), shutil.which("captype")),
                                  reason="tshark, editcap and captype (Wireshark) are not installed")]
 
-C, S, DNS = "10.0.30.5", "10.0.1.20", "10.0.1.53"
+C, S, DNS = WEB_CLIENT, WEB_SERVER, WEB_DNS
 ROLES = f"roles:\n  User Device: [{C}]\n  StoreFront Server: [{S}]\n"
 # editcap writes each of these from an Ethernet pcap (its list: editcap -F); the names are captype's.
 COPIED = ["netmon2", "netmon1", "snoop", "ngsniffer", "ngwsniffer_2_0", "5views", "lanalyzer", "visual"]
@@ -39,18 +39,7 @@ THROUGH_TSHARK = ["nettl", "commview-ncf"]  # editcap cannot write their encapsu
 
 
 def _frames() -> list[tuple[float, bytes]]:
-    t = 1_700_000_000.0
-    frames = [eth_ipv4_tcp(C, S, 51000, 443, "S", seq=100), eth_ipv4_tcp(S, C, 443, 51000, "SA", seq=7, ack=101),
-              eth_ipv4_tcp(C, S, 51000, 443, "A", seq=101, ack=8),
-              eth_ipv4_tcp(C, S, 51000, 443, "PA", b"GET / HTTP/1.1\r\nHost: sf.corp.example\r\n\r\n", seq=101,
-                           ack=8),
-              eth_ipv4_tcp(S, C, 443, 51000, "PA", b"HTTP/1.1 200 OK\r\n\r\n", seq=8, ack=142),
-              eth_ipv4_tcp(C, S, 51000, 443, "FA", seq=142, ack=27),
-              eth_ipv4_tcp(S, C, 443, 51000, "FA", seq=27, ack=143),
-              eth_ipv4_tcp(C, S, 51001, 1494, "S"), eth_ipv4_tcp(S, C, 1494, 51001, "RA"),
-              eth_ipv4_udp(C, DNS, 5353, 53, b"\x12\x34\x01\x00" + b"\x00" * 8),
-              eth_ipv6_udp("fd00::5", "fd00::53", 40000, 514, b"<13>hello")]
-    return [(t + i * 0.25, f) for i, f in enumerate(frames)]
+    return web_session()
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +209,7 @@ def test_without_wireshark_the_refusal_says_what_would_read_it(tmp_path: Path, o
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert lines == [f"pcap-audit: error: {netmon}: not a pcap or pcapng file (magic 0x474d4255); a capture in "
-                     "another format (Network Monitor, NetScaler trace, snoop...) is read with Wireshark's tools "
+                     "another format (Network Monitor, snoop, Sniffer...) is read with Wireshark's tools "
                      "(captype, editcap, tshark), which are not installed"]
 
 

@@ -15,7 +15,8 @@ sections, interfaces and other blocks), decode.py (link layers, IP,
 tunnels, TCP/UDP -> PacketRecord or the fast lane), split.py and spill.py (a second process walks
 the later part of uncompressed files), tshark.py (the tshark engine), foreign.py (files in other
 capture formats: named by Wireshark's captype, read from editcap's pcapng copy or by the tshark
-engine), info.py (per-input facts and read counters).
+engine), nstrace.py (NetScaler traces: named and copied into a pcap without Wireshark), info.py
+(per-input facts and read counters).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 
-from auditor.capture import foreign
+from auditor.capture import foreign, nstrace
 from auditor.capture import split as splitting
 from auditor.capture.decode import Decoder
 from auditor.capture.info import InputInfo, ReadStats
@@ -97,15 +98,18 @@ class CaptureSet:
         self._planned = False
         self._plan: SplitPlan | None = None
         self.foreign: dict[str, str] = {}
-        """Inputs in another format that Wireshark's library reads (capture/foreign.py): path ->
-        captype's name of the format. They are read from editcap's pcapng copy, or by the tshark engine."""
+        """Inputs in another format (capture/foreign.py): path -> captype's name of the format. They
+        are read from a pcap copy (NetScaler traces, nstrace.py) or editcap's pcapng copy, or by the
+        tshark engine."""
         # Refuse a bad file before an hour of reading the good ones before it.
         for path in self.paths:
             if path == "-":
                 continue
             head, compression = sniff(path)
             if head[:4] not in PCAP_MAGICS and head[:4] != PCAPNG_MAGIC:
-                fmt = foreign.identify(path) if head and os.path.isfile(path) else None
+                fmt = None
+                if head and os.path.isfile(path):  # read twice: never a pipe
+                    fmt = nstrace.identify(sniff(path, nstrace.HEAD)[0]) or foreign.identify(path)
                 if fmt is None:
                     raise _magic_error(path, head, compression, hint=foreign.hint(path) if head else "")
                 self.foreign[path] = fmt
@@ -164,24 +168,24 @@ class CaptureSet:
 
     def _read_converted(self, path: str, index: int, info: InputInfo) -> Iterator[PacketRecord]:
         """An input in another capture format (foreign.py): editcap's pcapng copy of it, read by
-        the fast reader and described as the original; the tshark engine when it cannot be copied."""
+        the fast reader and described as the original; the tshark engine when it cannot be copied.
+        A NetScaler trace is copied by nstrace.py instead (no Wireshark needed)."""
         fmt = self.foreign[path]
-        converted = foreign.convert(path)
+        converted = foreign.copy_nstrace(path) if fmt in nstrace.SIGNATURES else foreign.convert(path)
         if converted is None:
             from auditor.capture.tshark import read_tshark
 
             yield from read_tshark(path, index, info, self.stats, self._report, foreign=fmt)
             return
-        copy, digest, compression = converted
         try:
-            yield from self._read_fast(copy, index, info, None)
+            yield from self._read_fast(converted.copy, index, info, None)
         finally:
             with contextlib.suppress(OSError):
-                os.unlink(copy)
-        info.sha256, info.size = digest, os.path.getsize(path)
-        info.format, info.compression = fmt, compression
-        info.warnings.insert(0, f"{foreign.describe(fmt)} capture: read from a pcapng copy that Wireshark's "
-                                f"editcap made of it, frame for frame")
+                os.unlink(converted.copy)
+        info.sha256, info.size = converted.sha256, os.path.getsize(path)
+        info.format, info.compression = fmt, converted.compression
+        info.warnings[:0] = [f"{foreign.describe(fmt)} capture: {converted.how}, frame for frame",
+                             *converted.warnings]
 
     def _read_fast(self, path: str, index: int, info: InputInfo, sp: Split | None) -> Iterator[PacketRecord]:
         # A parallel worker other than the first reads the same bytes as the first: one SHA-256 is enough.

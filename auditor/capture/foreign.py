@@ -13,6 +13,10 @@ editcap cannot write a format's frames as pcapng, or the temporary folder has no
 engine reads the file itself (capture/tshark.py; some of these formats, Network Monitor and
 CommView, keep a frame table that a pipe cannot seek to).
 
+NetScaler traces need none of this: nstrace.py names them by their signature record and copies their
+Ethernet frames into a temporary pcap itself (about 1M records/s), so they are read without Wireshark
+and at the fast reader's speed (``copy_nstrace``).
+
 Standard input is not probed: it cannot be read twice.
 """
 
@@ -23,8 +27,11 @@ import os
 import shutil
 import subprocess
 import tempfile
+from typing import NamedTuple
 
-from auditor.capture.source import CHUNK, Source
+from auditor.capture import nstrace
+from auditor.capture.source import CHUNK, DECOMPRESS_ERRORS, Source
+from auditor.errors import CaptureError
 
 NAMES = {
     "netmon1": "Microsoft Network Monitor 1.x",
@@ -105,7 +112,7 @@ def hint(path: str) -> str:
         return ("; a Windows event trace (netsh trace, pktmon) holds packets in ETW events: convert it on "
                 "Windows with: pktmon etl2pcap FILE.etl --out FILE.pcapng")
     if shutil.which("captype") is None or shutil.which("tshark") is None:
-        return ("; a capture in another format (Network Monitor, NetScaler trace, snoop...) is read with "
+        return ("; a capture in another format (Network Monitor, snoop, Sniffer...) is read with "
                 "Wireshark's tools (captype, editcap, tshark), which are not installed")
     return ""
 
@@ -114,11 +121,24 @@ ROOM = 1.5
 """Free room the temporary folder needs for a converted copy, as a multiple of the file's size."""
 
 
-def convert(path: str) -> tuple[str, str, str] | None:
-    """(a temporary pcapng holding the frames of ``path``, the SHA-256 of ``path`` as stored, what it
-    is compressed with), or None when editcap is not installed, there is no room, or editcap fails
-    (it cannot write every encapsulation as pcapng, or the file is damaged: the tshark engine then
-    reads it, and says how far it got). The caller deletes the copy."""
+class Copy(NamedTuple):
+    """A temporary pcap or pcapng holding the frames of an input in another format (the caller
+    deletes it), and what the input's evidence says of the stored file."""
+
+    copy: str
+    sha256: str
+    """Of the input as stored."""
+    compression: str
+    how: str
+    """How the copy was made, for the input's first warning."""
+    warnings: list[str]
+    """What the copying met (a damaged record, compressed data that ends early)."""
+
+
+def convert(path: str) -> Copy | None:
+    """A temporary pcapng holding the frames of ``path`` (``Copy``), or None when editcap is not
+    installed, there is no room, or editcap fails (it cannot write every encapsulation as pcapng,
+    or the file is damaged: the tshark engine then reads it, and says how far it got)."""
     exe = shutil.which("editcap")
     if exe is None:
         return None
@@ -141,7 +161,7 @@ def convert(path: str) -> tuple[str, str, str] | None:
         _, err = proc.communicate()
         if proc.returncode != 0 or err.strip():
             raise OSError(err.decode("utf-8", "replace").strip() or f"editcap ended with {proc.returncode}")
-        return copy, digest, compression
+        return Copy(copy, digest, compression, "read from a pcapng copy that Wireshark's editcap made of it", [])
     except BaseException as e:
         if proc is not None and proc.poll() is None:
             proc.kill()
@@ -153,3 +173,60 @@ def convert(path: str) -> tuple[str, str, str] | None:
         if isinstance(e, OSError):
             return None
         raise
+
+
+def copy_nstrace(path: str) -> Copy | None:
+    """A temporary pcap of the Ethernet frames of a NetScaler trace (nstrace.to_pcap; a compressed
+    trace is decompressed into a second temporary file first, as the walk seeks), or None when the
+    temporary folder has no room for it and tshark can read the trace instead. Raises CaptureError
+    for a trace damaged before its first time record, or without room and without tshark."""
+    made: list[str] = []
+    src: Source | None = Source(path)  # decompresses by magic; hashes the stored bytes
+    try:
+        assert src is not None
+        compression, trace, warnings = src.compression, path, []
+        need = ROOM * os.path.getsize(path) * (1 if compression == "none" else 2)
+        if shutil.disk_usage(tempfile.gettempdir()).free < need:
+            raise OSError(f"less than {need / 1e6:.0f} MB free in the temporary folder for a copy")
+        if compression != "none":
+            fd, trace = tempfile.mkstemp(prefix="pcap-audit-", suffix=".nstrace")
+            made.append(trace)
+            with os.fdopen(fd, "wb") as out:
+                while True:
+                    try:
+                        data = src.read(CHUNK)
+                    except DECOMPRESS_ERRORS as e:
+                        warnings.append(f"{compression} data is damaged ({e}); read what came before")
+                        break
+                    if not data:
+                        break
+                    out.write(data)
+        else:
+            while src.read(CHUNK):  # the hash (a read error is raised here)
+                pass
+        digest = src.finish()
+        src = None
+        fd, copy = tempfile.mkstemp(prefix="pcap-audit-", suffix=".pcap")
+        made.append(copy)
+        with os.fdopen(fd, "wb") as out:
+            info = nstrace.to_pcap(trace, out)
+        if trace != path:
+            os.unlink(trace)
+            made.remove(trace)
+        return Copy(copy, digest, compression, "read from a pcap copy that pcap-audit made of it",
+                    [*warnings, *info.warnings])
+    except OSError as e:
+        for tmp in made:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if shutil.which("tshark") is not None:
+            return None
+        raise CaptureError(f"{path}: cannot copy this NetScaler trace to read it: {e.strerror or e}") from e
+    except BaseException:
+        for tmp in made:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise
+    finally:
+        if src is not None:
+            src.close_quietly()

@@ -562,12 +562,13 @@ def _inflate(path: str, wfd: int, rfd: int) -> None:
             src.close_quietly()
 
 
-def sniff(path: str) -> tuple[bytes, str]:
-    """First 4 capture bytes of a file (after decompression) and its compression, for early checks."""
+def sniff(path: str, size: int = 4) -> tuple[bytes, str]:
+    """First ``size`` capture bytes of a file (after decompression) and its compression, for early
+    checks."""
     src = Source(path)
     try:
         try:
-            head = src.read(4)
+            head = src.read(size)
         except DECOMPRESS_ERRORS as e:
             raise CaptureError(f"{path}: {src.compression} data cannot be decompressed: {e}") from e
         return head, src.compression
