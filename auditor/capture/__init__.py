@@ -105,11 +105,12 @@ class CaptureSet:
         for path in self.paths:
             if path == "-":
                 continue
-            head, compression = sniff(path)
+            regular = os.path.isfile(path)  # a pipe cannot be read twice: only its magic is sniffed
+            head, compression = sniff(path, nstrace.HEAD if regular else 4)
             if head[:4] not in PCAP_MAGICS and head[:4] != PCAPNG_MAGIC:
                 fmt = None
-                if head and os.path.isfile(path):  # read twice: never a pipe
-                    fmt = nstrace.identify(sniff(path, nstrace.HEAD)[0]) or foreign.identify(path)
+                if head and regular:
+                    fmt = nstrace.identify(head) or foreign.identify(path)
                 if fmt is None:
                     raise _magic_error(path, head, compression, hint=foreign.hint(path) if head else "")
                 self.foreign[path] = fmt

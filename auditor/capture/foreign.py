@@ -181,9 +181,8 @@ def copy_nstrace(path: str) -> Copy | None:
     temporary folder has no room for it and tshark can read the trace instead. Raises CaptureError
     for a trace damaged before its first time record, or without room and without tshark."""
     made: list[str] = []
-    src: Source | None = Source(path)  # decompresses by magic; hashes the stored bytes
+    src = Source(path)  # decompresses by magic; hashes the stored bytes
     try:
-        assert src is not None
         compression, trace, warnings = src.compression, path, []
         need = ROOM * os.path.getsize(path) * (1 if compression == "none" else 2)
         if shutil.disk_usage(tempfile.gettempdir()).free < need:
@@ -205,28 +204,21 @@ def copy_nstrace(path: str) -> Copy | None:
             while src.read(CHUNK):  # the hash (a read error is raised here)
                 pass
         digest = src.finish()
-        src = None
         fd, copy = tempfile.mkstemp(prefix="pcap-audit-", suffix=".pcap")
         made.append(copy)
         with os.fdopen(fd, "wb") as out:
             info = nstrace.to_pcap(trace, out)
         if trace != path:
             os.unlink(trace)
-            made.remove(trace)
         return Copy(copy, digest, compression, "read from a pcap copy that pcap-audit made of it",
                     [*warnings, *info.warnings])
-    except OSError as e:
+    except BaseException as e:  # as in convert: nothing left behind
+        src.close_quietly()
         for tmp in made:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+        if not isinstance(e, OSError):
+            raise
         if shutil.which("tshark") is not None:
             return None
         raise CaptureError(f"{path}: cannot copy this NetScaler trace to read it: {e.strerror or e}") from e
-    except BaseException:
-        for tmp in made:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        raise
-    finally:
-        if src is not None:
-            src.close_quietly()
