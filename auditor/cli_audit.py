@@ -274,7 +274,7 @@ def audit(captures: tuple[str, ...], roles_path: Path, html_path: Path, json_pat
           debug: bool) -> None:
     """Audit CAPTURE files (pcap/pcapng, optionally compressed; - for stdin) against the catalog.
 
-    NetScaler traces (nstrace 1.0 to 3.5) are read from a pcap copy of their frames. A file in another
+    NetScaler traces (nstrace 1.0 to 3.5) are read as a second process converts their frames to pcap. A file in another
     capture format that Wireshark reads (Microsoft Network Monitor, snoop, Sniffer, CommView...) is
     read when Wireshark's tools are installed: from a pcapng copy that editcap makes of it, or else
     through tshark."""

@@ -7,7 +7,9 @@ holding the number of conversations fixed (--conversations), then measures in fr
   - tshark -n -q -z conv,tcp -z conv,udp on the same file
 and prints packets/s, MB/s, wall seconds and peak RSS (from wait4's rusage of that process alone).
 --form gives pcap-audit the same packets as pcapng, gzip, or a ring of four pcap files (cached too;
-tshark always reads the pcap).
+tshark always reads the pcap). --one-core adds `-j 1` pinned to one core (sched_setaffinity: the
+hashing thread then shares it), alternating with the others, and prints how much faster each run is
+than that: the speed-up from one core to all of them.
 """
 
 from __future__ import annotations
@@ -34,12 +36,13 @@ ROLES = """roles:
 """
 
 
-def measure(cmd: list[str]) -> tuple[float, float, int, float]:
-    """(wall seconds, peak RSS MiB, exit status, CPU seconds) of one command in a fresh process.
-    wait4 reports the process together with the children it reaped (the forked -j workers): CPU is
-    their user + system time, peak RSS the largest of them."""
+def measure(cmd: list[str], *, cores: set[int] | None = None) -> tuple[float, float, int, float]:
+    """(wall seconds, peak RSS MiB, exit status, CPU seconds) of one command in a fresh process,
+    on ``cores`` only if given. wait4 reports the process together with the children it reaped (the
+    forked -j workers): CPU is their user + system time, peak RSS the largest of them."""
+    pin = None if cores is None else (lambda: os.sched_setaffinity(0, cores))
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=pin)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -126,6 +129,8 @@ def main() -> int:
     ap.add_argument("--form", choices=("pcap", "pcapng", "gzip", "ring"), default="pcap",
                     help="the packets as one pcap, one pcapng, one gzip-compressed pcap, or four pcap files")
     ap.add_argument("--engine", default="fast")
+    ap.add_argument("--one-core", action="store_true",
+                    help="also -j 1 pinned to one core, for the speed-up from one core to all")
     ap.add_argument("--repeat", type=int, default=1,
                     help="runs per measurement; the fastest is shown, with the spread of all")
     args = ap.parse_args()
@@ -141,16 +146,26 @@ def main() -> int:
                             *(["--unique-flows"] if args.unique_flows else [])], check=True)
         inputs = derive(cap, args.form)
         size = sum(p.stat().st_size for p in inputs) / 1e6
-        runs: dict[int, list[tuple[float, float, int, float]]] = {j: [] for j in args.jobs}
+        # -1 stands for -j 1 on one core (--one-core)
+        variants = [*args.jobs, *([-1] if args.one_core else [])]
+        runs: dict[int, list[tuple[float, float, int, float]]] = {j: [] for j in variants}
+        one = {min(os.sched_getaffinity(0))}
         for _ in range(args.repeat):
-            for j in args.jobs:
+            for j in variants:
                 runs[j].append(measure([sys.executable, "-m", "auditor.cli", *map(str, inputs), "--roles",
                                         str(roles), "-o", str(OUT / "report.html"), "--json",
-                                        str(OUT / "audit.json"), "-q", "--engine", args.engine, "--jobs", str(j)]))
-        for j in args.jobs:
+                                        str(OUT / "audit.json"), "-q", "--engine", args.engine,
+                                        "--jobs", str(1 if j < 0 else j)], cores=one if j < 0 else None))
+        form = "" if args.form == "pcap" else f", {args.form}"
+        for j in variants:
             wall, rss, _, cpu, walls = best(runs[j])
-            form = "" if args.form == "pcap" else f", {args.form}"
-            rows.append((n, size, f"pcap-audit (full audit, -j {j}{form})", wall, rss, cpu, walls))
+            how = "-j 1, one core" if j < 0 else f"-j {j}"
+            rows.append((n, size, f"pcap-audit (full audit, {how}{form})", wall, rss, cpu, walls))
+        if args.one_core:
+            base = best(runs[-1])[0]
+            for j in args.jobs:
+                print(f"{n:>11,} packets{form}: -j {j} on {len(os.sched_getaffinity(0))} cores is "
+                      f"{base / best(runs[j])[0]:.2f}x -j 1 on one core")
         if not args.no_tshark:
             tshark = ["tshark", "-n", "-q", "-r", str(cap), "-z", "conv,tcp", "-z", "conv,udp"]
             wall, rss, _, cpu, walls = best_of(tshark, args.repeat)

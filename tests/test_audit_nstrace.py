@@ -1,8 +1,9 @@
 """A NetScaler trace goes through the whole product like the pcap of its frames, without Wireshark.
 
-capture/__init__.py names the trace by its signature record (nstrace.identify), foreign.copy_nstrace
-copies its frames into a temporary pcap (decompressing it first when compressed), and the fast reader
-reads the copy; the input keeps its own path, SHA-256, size, compression and format. Wireshark's
+capture/__init__.py names the trace by its signature record (nstrace.identify), a second process
+converts its frames to pcap into a pipe (foreign.NstraceStream; decompressing it into a temporary file
+first when compressed), and the fast reader reads the pipe; the input keeps its own path, SHA-256,
+size, compression and format. Wireshark's
 tools are hidden from the product here (shutil.which answers None), to show none is needed."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import lzma
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -78,8 +80,8 @@ def test_a_netscaler_trace_is_audited_like_the_pcap_of_its_frames(tmp_path: Path
     (inp,) = mine["inputs"]
     assert inp["format"] == version and inp["packets"] == len(_frames()) and inp["compression"] == "none"
     assert inp["sha256"] == hashlib.sha256(data).hexdigest() and inp["size"] == len(data)
-    assert inp["warnings"] == [f"NetScaler trace {version[7]}.{version[8]} capture: read from a pcap copy that "
-                               "pcap-audit made of it, frame for frame"]
+    assert inp["warnings"] == [f"NetScaler trace {version[7]}.{version[8]} capture: read as pcap-audit "
+                               "converted it, frame for frame"]
     assert trace.read_bytes() == data  # never modified
 
 
@@ -127,3 +129,46 @@ def test_a_trace_damaged_before_its_first_time_record_is_one_line(tmp_path: Path
     result = CliRunner().invoke(main, [str(trace), "--roles", str(roles), "--no-html", "-q"])
     assert result.exit_code == 2
     assert result.output.count("\n") == 1 and str(trace) in result.output and "NetScaler" in result.output
+
+
+def test_an_uncompressed_trace_needs_no_temporary_room(tmp_path: Path, no_wireshark: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its frames go through a pipe (foreign.NstraceStream): a temporary folder that cannot be written
+    to changes nothing, and the converting process is gone afterwards."""
+    import multiprocessing
+
+    trace = write_nstrace(tmp_path / "t.cap", _frames(), "nstrace35")
+    expected = _flows(_audit(tmp_path, trace))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing" / "folder"))
+    doc = _audit(tmp_path, trace)
+    assert _flows(doc) == expected and doc["inputs"][0]["packets"] == len(_frames())
+    assert multiprocessing.active_children() == []
+
+
+def test_a_compressed_trace_without_room_is_one_line(tmp_path: Path, no_wireshark: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A compressed trace is decompressed into a temporary file (the walk seeks): without room for
+    it and without tshark, one line and exit status 2."""
+    trace = write_nstrace(tmp_path / "t.cap", _frames(), "nstrace30")
+    packed = tmp_path / "t.cap.xz"
+    packed.write_bytes(lzma.compress(trace.read_bytes()))
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=10))
+    roles = tmp_path / "roles.yaml"
+    roles.write_text(ROLES)
+    result = CliRunner().invoke(main, [str(packed), "--roles", str(roles), "--no-html", "-q"])
+    assert result.exit_code == 2, result.output
+    assert result.output.count("\n") == 1 and str(packed) in result.output and "temporary folder" in result.output
+
+
+def test_the_converting_process_stops_when_reading_stops(tmp_path: Path, no_wireshark: Path) -> None:
+    """A reader that stops early (an error further on, Ctrl-C) leaves no converting process behind."""
+    import multiprocessing
+
+    frames = [*_frames()] * 40  # more than the pipe holds
+    trace = write_nstrace(tmp_path / "t.cap", frames, "nstrace35")
+    records = iter(CaptureSet([str(trace)]))
+    next(records)
+    assert len(multiprocessing.active_children()) == 1
+    records.close()  # type: ignore[attr-defined]
+    assert multiprocessing.active_children() == []

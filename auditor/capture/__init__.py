@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 
@@ -99,8 +100,8 @@ class CaptureSet:
         self._plan: SplitPlan | None = None
         self.foreign: dict[str, str] = {}
         """Inputs in another format (capture/foreign.py): path -> captype's name of the format. They
-        are read from a pcap copy (NetScaler traces, nstrace.py) or editcap's pcapng copy, or by the
-        tshark engine."""
+        are read as nstrace.py converts them (NetScaler traces), from editcap's pcapng copy, or by
+        the tshark engine."""
         # Refuse a bad file before an hour of reading the good ones before it.
         for path in self.paths:
             if path == "-":
@@ -168,11 +169,15 @@ class CaptureSet:
             self._progress(self._done_bytes + nread, self.total_bytes)
 
     def _read_converted(self, path: str, index: int, info: InputInfo) -> Iterator[PacketRecord]:
-        """An input in another capture format (foreign.py): editcap's pcapng copy of it, read by
-        the fast reader and described as the original; the tshark engine when it cannot be copied.
-        A NetScaler trace is copied by nstrace.py instead (no Wireshark needed)."""
+        """An input in another capture format (foreign.py): a NetScaler trace as nstrace.py converts
+        it in a second process (``foreign.NstraceStream``), anything else from editcap's pcapng copy
+        of it; read by the fast reader and described as the original. The tshark engine reads it
+        when it cannot be converted (no room in the temporary folder)."""
         fmt = self.foreign[path]
-        converted = foreign.copy_nstrace(path) if fmt in nstrace.SIGNATURES else foreign.convert(path)
+        if fmt in nstrace.SIGNATURES:
+            yield from self._read_nstrace(path, index, info, fmt)
+            return
+        converted = foreign.convert(path)
         if converted is None:
             from auditor.capture.tshark import read_tshark
 
@@ -183,14 +188,42 @@ class CaptureSet:
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(converted.copy)
+        self._describe(path, info, fmt, converted)
+
+    def _read_nstrace(self, path: str, index: int, info: InputInfo, fmt: str) -> Iterator[PacketRecord]:
+        try:
+            stream = foreign.NstraceStream(path)
+        except OSError as e:  # no room to decompress it
+            if shutil.which("tshark") is None:
+                raise CaptureError(f"{path}: cannot convert this NetScaler trace to read it: {e.strerror or e}") from e
+            from auditor.capture.tshark import read_tshark
+
+            yield from read_tshark(path, index, info, self.stats, self._report, foreign=fmt)
+            return
+        try:
+            try:
+                yield from self._read_fast(stream.path, index, info, None, digest=False)
+            except CaptureError:
+                stream.result()  # the converter's own error, if it had one (nothing came through)
+                raise
+            converted = stream.result()
+        finally:
+            stream.close()
+        self._done_bytes += os.path.getsize(path)
+        self._describe(path, info, fmt, converted)
+
+    @staticmethod
+    def _describe(path: str, info: InputInfo, fmt: str, converted: foreign.Copy) -> None:
         info.sha256, info.size = converted.sha256, os.path.getsize(path)
         info.format, info.compression = fmt, converted.compression
         info.warnings[:0] = [f"{foreign.describe(fmt)} capture: {converted.how}, frame for frame",
                              *converted.warnings]
 
-    def _read_fast(self, path: str, index: int, info: InputInfo, sp: Split | None) -> Iterator[PacketRecord]:
-        # A parallel worker other than the first reads the same bytes as the first: one SHA-256 is enough.
-        src = Source(path, digest=self.shard[0] == 0)
+    def _read_fast(self, path: str, index: int, info: InputInfo, sp: Split | None, *,
+                   digest: bool = True) -> Iterator[PacketRecord]:
+        # A parallel worker other than the first reads the same bytes as the first: one SHA-256 is
+        # enough (and a converted input's is that of the file it came from).
+        src = Source(path, digest=digest and self.shard[0] == 0)
         info.compression = src.compression
         if self.inflate and src.size >= INFLATE_MIN:
             src.inflate_apart()

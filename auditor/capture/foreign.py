@@ -13,9 +13,10 @@ editcap cannot write a format's frames as pcapng, or the temporary folder has no
 engine reads the file itself (capture/tshark.py; some of these formats, Network Monitor and
 CommView, keep a frame table that a pipe cannot seek to).
 
-NetScaler traces need none of this: nstrace.py names them by their signature record and copies their
-Ethernet frames into a temporary pcap itself (about 1M records/s), so they are read without Wireshark
-and at the fast reader's speed (``copy_nstrace``).
+NetScaler traces need none of this: nstrace.py names them by their signature record and converts
+their Ethernet frames to pcap itself (about 1M records/s) in a second process, into a pipe that the
+fast reader reads as it goes, so they are read without Wireshark, without a temporary copy, and at
+the fast reader's speed (``NstraceStream``).
 
 Standard input is not probed: it cannot be read twice.
 """
@@ -23,14 +24,15 @@ Standard input is not probed: it cannot be read twice.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
 import tempfile
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from auditor.capture import nstrace
-from auditor.capture.source import CHUNK, DECOMPRESS_ERRORS, Source
+from auditor.capture.source import CHUNK, DECOMPRESS_ERRORS, Source, sniff, start_child, stop_child
 from auditor.errors import CaptureError
 
 NAMES = {
@@ -175,50 +177,97 @@ def convert(path: str) -> Copy | None:
         raise
 
 
-def copy_nstrace(path: str) -> Copy | None:
-    """A temporary pcap of the Ethernet frames of a NetScaler trace (nstrace.to_pcap; a compressed
-    trace is decompressed into a second temporary file first, as the walk seeks), or None when the
-    temporary folder has no room for it and tshark can read the trace instead. Raises CaptureError
-    for a trace damaged before its first time record, or without room and without tshark."""
-    made: list[str] = []
-    src = Source(path)  # decompresses by magic; hashes the stored bytes
+class NstraceStream:
+    """A NetScaler trace converted to pcap (nstrace.to_pcap) by a second process into a pipe, which
+    this process reads as the conversion goes (``path``: the pipe, for the fast reader): no temporary
+    copy of the packets, and the conversion (~1 µs a record) runs beside the reading instead of
+    before it. That process then hashes the stored file (in the page cache by then) and says what
+    it found (``result``). A compressed trace is first decompressed into a temporary file there,
+    hashing the stored bytes on the way, because the walk seeks: OSError here when the temporary
+    folder has no room for it."""
+
+    def __init__(self, path: str) -> None:
+        self.trace = path
+        if sniff(path, 4)[1] != "none":
+            need = ROOM * os.path.getsize(path)
+            if shutil.disk_usage(tempfile.gettempdir()).free < need:
+                raise OSError(f"less than {need / 1e6:.0f} MB free in the temporary folder to decompress it")
+        rmsg, wmsg = os.pipe()
+        try:
+            self._proc, self._data = start_child(_convert_nstrace, "pcap-audit-nstrace", path, wmsg)
+        finally:
+            os.close(wmsg)
+        self._msg = rmsg
+        self.path = f"/dev/fd/{self._data}"
+        self._said: dict[str, Any] | None = None
+
+    def result(self) -> Copy:
+        """What the converting process said once its pcap ended: the stored file's SHA-256, its
+        compression and the warnings. Raises its CaptureError (a trace damaged before its first time
+        record, a file that cannot be read)."""
+        if self._said is None:
+            with os.fdopen(os.dup(self._msg), "rb") as f:
+                text = f.read()
+            stop_child(self._proc)
+            try:
+                self._said = json.loads(text)
+            except ValueError:
+                self._said = {"error": f"{self.trace}: the NetScaler trace's converting process failed"}
+        said = self._said
+        assert said is not None
+        if said["error"]:
+            raise CaptureError(said["error"])
+        return Copy(self.path, said["sha256"], said["compression"], "read as pcap-audit converted it",
+                    said["warnings"])
+
+    def close(self) -> None:
+        stop_child(self._proc)
+        for fd in (self._data, self._msg):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _convert_nstrace(path: str, wmsg: int, wfd: int, rfd: int) -> None:
+    """NstraceStream's process: the trace as pcap into ``wfd``, then a JSON line into ``wmsg``."""
+    import signal
+
+    os.close(rfd)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the reading process's to handle
+    said: dict[str, Any] = {"error": "", "sha256": "", "compression": "none", "warnings": []}
+    made = ""
     try:
-        compression, trace, warnings = src.compression, path, []
-        need = ROOM * os.path.getsize(path) * (1 if compression == "none" else 2)
-        if shutil.disk_usage(tempfile.gettempdir()).free < need:
-            raise OSError(f"less than {need / 1e6:.0f} MB free in the temporary folder for a copy")
-        if compression != "none":
-            fd, trace = tempfile.mkstemp(prefix="pcap-audit-", suffix=".nstrace")
-            made.append(trace)
+        src = Source(path)  # decompresses by magic; hashes the stored bytes
+        said["compression"] = src.compression
+        trace = path
+        if src.compression != "none":
+            fd, made = tempfile.mkstemp(prefix="pcap-audit-", suffix=".nstrace")
             with os.fdopen(fd, "wb") as out:
                 while True:
                     try:
                         data = src.read(CHUNK)
                     except DECOMPRESS_ERRORS as e:
-                        warnings.append(f"{compression} data is damaged ({e}); read what came before")
+                        said["warnings"].append(f"{src.compression} data is damaged ({e}); read what came before")
                         break
                     if not data:
                         break
                     out.write(data)
-        else:
-            while src.read(CHUNK):  # the hash (a read error is raised here)
-                pass
-        digest = src.finish()
-        fd, copy = tempfile.mkstemp(prefix="pcap-audit-", suffix=".pcap")
-        made.append(copy)
-        with os.fdopen(fd, "wb") as out:
+            trace = made
+            said["sha256"] = src.finish()
+        with os.fdopen(wfd, "wb", buffering=CHUNK) as out:
             info = nstrace.to_pcap(trace, out)
-        if trace != path:
-            os.unlink(trace)
-        return Copy(copy, digest, compression, "read from a pcap copy that pcap-audit made of it",
-                    [*warnings, *info.warnings])
-    except BaseException as e:  # as in convert: nothing left behind
-        src.close_quietly()
-        for tmp in made:
+        said["warnings"] += info.warnings
+        if not made:
+            src.hash_rest()
+            said["sha256"] = src.finish()
+    except CaptureError as e:
+        said["error"] = str(e)
+    except BrokenPipeError:
+        said["error"] = f"{path}: the reading process stopped"
+    except OSError as e:
+        said["error"] = f"{path}: cannot read: {e.strerror or e}"
+    finally:
+        if made:
             with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        if not isinstance(e, OSError):
-            raise
-        if shutil.which("tshark") is not None:
-            return None
-        raise CaptureError(f"{path}: cannot copy this NetScaler trace to read it: {e.strerror or e}") from e
+                os.unlink(made)
+        with contextlib.suppress(OSError):
+            os.write(wmsg, json.dumps(said).encode())
