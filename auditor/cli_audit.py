@@ -274,10 +274,10 @@ def audit(captures: tuple[str, ...], roles_path: Path, html_path: Path, json_pat
           debug: bool) -> None:
     """Audit CAPTURE files (pcap/pcapng, optionally compressed; - for stdin) against the catalog.
 
-    NetScaler traces (nstrace 1.0 to 3.5) are read as a second process converts their frames to pcap. A file in another
-    capture format that Wireshark reads (Microsoft Network Monitor, snoop, Sniffer, CommView...) is
-    read when Wireshark's tools are installed: from a pcapng copy that editcap makes of it, or else
-    through tshark."""
+    NetScaler traces (nstrace 1.0 to 3.5) are read as a second process converts their frames to pcap.
+    A file in another capture format that Wireshark reads (Microsoft Network Monitor, snoop, Sniffer,
+    CommView...) is read when Wireshark's tools are installed: from a pcapng copy that editcap makes
+    of it, or else through tshark."""
     from auditor.audit import AuditRequest, run_audit
     from auditor.parallel import tune_gc
     from auditor.report.tabular import iter_csv, iter_json

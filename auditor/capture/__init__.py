@@ -15,7 +15,8 @@ sections, interfaces and other blocks), decode.py (link layers, IP,
 tunnels, TCP/UDP -> PacketRecord or the fast lane), split.py and spill.py (a second process walks
 the later part of uncompressed files), tshark.py (the tshark engine), foreign.py (files in other
 capture formats: named by Wireshark's captype, read from editcap's pcapng copy or by the tshark
-engine), nstrace.py (NetScaler traces: named and copied into a pcap without Wireshark), info.py
+engine; NetScaler traces converted by a second process into a pipe), nstrace.py (NetScaler traces:
+named and converted to pcap without Wireshark), info.py
 (per-input facts and read counters).
 """
 
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 
@@ -170,36 +170,32 @@ class CaptureSet:
 
     def _read_converted(self, path: str, index: int, info: InputInfo) -> Iterator[PacketRecord]:
         """An input in another capture format (foreign.py): a NetScaler trace as nstrace.py converts
-        it in a second process (``foreign.NstraceStream``), anything else from editcap's pcapng copy
-        of it; read by the fast reader and described as the original. The tshark engine reads it
-        when it cannot be converted (no room in the temporary folder)."""
+        it in a second process (``foreign.stream_nstrace``), anything else from editcap's pcapng copy
+        of it; read by the fast reader (which hashes neither: the stored file is hashed as it is
+        converted) and described as the original. The tshark engine reads it when it cannot be
+        converted (foreign.py says when)."""
         fmt = self.foreign[path]
         if fmt in nstrace.SIGNATURES:
-            yield from self._read_nstrace(path, index, info, fmt)
-            return
-        converted = foreign.convert(path)
-        if converted is None:
-            from auditor.capture.tshark import read_tshark
+            stream = foreign.stream_nstrace(path)
+            if stream is not None:
+                yield from self._read_stream(path, stream, index, info, fmt)
+                return
+        else:
+            copied = foreign.convert(path)
+            if copied is not None:
+                try:
+                    yield from self._read_fast(copied.copy, index, info, None, digest=False)
+                finally:
+                    with contextlib.suppress(OSError):
+                        os.unlink(copied.copy)
+                self._describe(path, info, fmt, copied)
+                return
+        from auditor.capture.tshark import read_tshark
 
-            yield from read_tshark(path, index, info, self.stats, self._report, foreign=fmt)
-            return
-        try:
-            yield from self._read_fast(converted.copy, index, info, None)
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(converted.copy)
-        self._describe(path, info, fmt, converted)
+        yield from read_tshark(path, index, info, self.stats, self._report, foreign=fmt)
 
-    def _read_nstrace(self, path: str, index: int, info: InputInfo, fmt: str) -> Iterator[PacketRecord]:
-        try:
-            stream = foreign.NstraceStream(path)
-        except OSError as e:  # no room to decompress it
-            if shutil.which("tshark") is None:
-                raise CaptureError(f"{path}: cannot convert this NetScaler trace to read it: {e.strerror or e}") from e
-            from auditor.capture.tshark import read_tshark
-
-            yield from read_tshark(path, index, info, self.stats, self._report, foreign=fmt)
-            return
+    def _read_stream(self, path: str, stream: foreign.NstraceStream, index: int, info: InputInfo,
+                     fmt: str) -> Iterator[PacketRecord]:
         try:
             try:
                 yield from self._read_fast(stream.path, index, info, None, digest=False)

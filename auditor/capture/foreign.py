@@ -124,8 +124,9 @@ ROOM = 1.5
 
 
 class Copy(NamedTuple):
-    """A temporary pcap or pcapng holding the frames of an input in another format (the caller
-    deletes it), and what the input's evidence says of the stored file."""
+    """Where the fast reader finds the frames of an input in another format (a temporary pcapng that
+    the caller deletes, or NstraceStream's pipe), and what the input's evidence says of the stored
+    file."""
 
     copy: str
     sha256: str
@@ -175,6 +176,18 @@ def convert(path: str) -> Copy | None:
         if isinstance(e, OSError):
             return None
         raise
+
+
+def stream_nstrace(path: str) -> NstraceStream | None:
+    """``NstraceStream(path)``, or None when the temporary folder has no room to decompress a
+    compressed trace and tshark can read it instead. Raises CaptureError without room and without
+    tshark."""
+    try:
+        return NstraceStream(path)
+    except OSError as e:
+        if shutil.which("tshark") is not None:
+            return None
+        raise CaptureError(f"{path}: cannot convert this NetScaler trace to read it: {e.strerror or e}") from e
 
 
 class NstraceStream:
