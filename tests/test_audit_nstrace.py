@@ -172,3 +172,21 @@ def test_the_converting_process_stops_when_reading_stops(tmp_path: Path, no_wire
     assert len(multiprocessing.active_children()) == 1
     records.close()  # type: ignore[attr-defined]
     assert multiprocessing.active_children() == []
+
+
+def test_a_converter_that_fails_unexpectedly_is_one_line(tmp_path: Path, no_wireshark: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error no handler names (a bug in the conversion) is no silent success with what came
+    through: one line and exit status 2, as the converter's own errors."""
+    from auditor.capture import nstrace
+
+    def broken(path: str, out: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(nstrace, "to_pcap", broken)  # the converting process is forked: it has it too
+    trace = write_nstrace(tmp_path / "t.cap", _frames(), "nstrace35")
+    roles = tmp_path / "roles.yaml"
+    roles.write_text(ROLES)
+    result = CliRunner().invoke(main, [str(trace), "--roles", str(roles), "--no-html", "-q"])
+    assert result.exit_code == 2, result.output
+    assert result.output.count("\n") == 1 and str(trace) in result.output and "failed" in result.output

@@ -246,7 +246,9 @@ def _convert_nstrace(path: str, wmsg: int, wfd: int, rfd: int) -> None:
 
     os.close(rfd)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the reading process's to handle
-    said: dict[str, Any] = {"error": "", "sha256": "", "compression": "none", "warnings": []}
+    # Until the end is reached, what it says is that it failed (an error no handler below names).
+    said: dict[str, Any] = {"error": f"{path}: the NetScaler trace's converting process failed",
+                            "sha256": "", "compression": "none", "warnings": []}
     made = ""
     try:
         src = Source(path)  # decompresses by magic; hashes the stored bytes
@@ -273,6 +275,7 @@ def _convert_nstrace(path: str, wmsg: int, wfd: int, rfd: int) -> None:
         said["warnings"] += info.warnings
         if not made:
             said["sha256"] = src.finish()
+        said["error"] = ""
     except CaptureError as e:
         said["error"] = str(e)
     except BrokenPipeError:
