@@ -19,19 +19,21 @@ from pathlib import Path
 from typing import Any
 
 from auditor.errors import CatalogError
-from auditor.model import FlowRule
+from auditor.model import LAYER_DOCUMENT, LAYER_SITE, LAYER_SUPPLEMENT, Citation, FlowRule
 from auditor.yamlsafe import LineMap, YamlError, join_path, load_yaml_text
 
 PROTOCOLS = ("tcp", "udp", "icmp")
 FAMILIES = ("citrix",)
 ROLES_FILE = "roles.yaml"
+ALTERNATIVES_FILE = "alternatives.yaml"
+SUPPLEMENT_DIR = "supplement"
 # Ranges wider than this are client (ephemeral) ranges, not a server's listening port: no evidence
 # of direction (SPEC §3: the dynamic range 49152-65535 is no evidence).
 SERVER_RANGE_MAX = 64
 DYNAMIC_RANGE = (49152, 65535)
 EXPORT_FIELDS = ("id", "product", "source", "destination", "protocol", "ports", "type", "description",
                  "bidirectional", "configurable", "one_way", "loopback_only", "hostnames", "note",
-                 "seed_row", "source_file")
+                 "seed_row", "source_file", "layer", "feature", "citation")
 _FLAGS = ("bidirectional", "configurable", "one_way", "loopback_only")
 
 
@@ -72,23 +74,50 @@ class Role:
     hostnames: tuple[str, ...] = ()
     """Host-name patterns that identify this role."""
     description: str = ""
+    feature: str | None = None
+    """A feature-implied role (SPEC §4): the hosts of ``satisfied_by`` play it only while this
+    deployment feature is in use (an NSIP is an HA peer only in an HA pair). None = always implied."""
+
+
+@dataclass(frozen=True, slots=True)
+class Feature:
+    """A deployment feature (rules/roles.yaml ``features:``): some roles and rules exist only with it."""
+
+    id: str
+    title: str
+    description: str = ""
+    detected_by: tuple[str, ...] = ()
+    """Rules whose flow between two hosts of one product is itself the feature's proof (HA heartbeats
+    between two NSIPs): such a flow is expected and the feature is reported as detected."""
+
+
+@dataclass(frozen=True, slots=True)
+class AlternativeGroup:
+    """Rules that are alternatives of one another (rules/alternatives.yaml): one of them is enough."""
+
+    id: str
+    title: str
+    members: tuple[str, ...]
+    """Rule ids, the most secure (or preferred) first: an unobserved group is reported by it."""
+    note: str = ""
 
 
 class Vocabulary:
-    """Role names, aliases and the 'satisfies' relation between roles."""
+    """Role names, aliases, features and the 'satisfies' relation between roles."""
 
-    def __init__(self, roles: Iterable[Role]) -> None:
+    def __init__(self, roles: Iterable[Role], features: Iterable[Feature] = ()) -> None:
         self.roles: dict[str, Role] = {r.name: r for r in roles}
+        self.features: dict[str, Feature] = {f.id: f for f in features}
         self._index: dict[str, str] = {}
         for r in self.roles.values():
             for n in (r.name, *r.aliases):
                 self._index.setdefault(normalise(n), r.name)
-        # Who satisfies whom: role -> roles it satisfies directly.
-        self._satisfies: dict[str, set[str]] = {n: set() for n in self.roles}
+        # Who satisfies whom: role -> (role it satisfies directly, the feature that edge needs or None).
+        self._satisfies: dict[str, set[tuple[str, str | None]]] = {n: set() for n in self.roles}
         for r in self.roles.values():
             for other in r.satisfied_by:
                 if other in self._satisfies:
-                    self._satisfies[other].add(r.name)
+                    self._satisfies[other].add((r.name, r.feature))
         self._citrix_families = frozenset(r.name for r in self.roles.values() if r.family == "citrix")
 
     @property
@@ -104,6 +133,20 @@ class Vocabulary:
     def lookup(self, name: str) -> str | None:
         """Canonical name for a name or alias (case-insensitive), or None."""
         return self._index.get(normalise(name))
+
+    def lookup_feature(self, name: str) -> str | None:
+        """The feature id for a name (case-insensitive), or None."""
+        key = normalise(name)
+        return next((f for f in self.features if f.casefold() == key), None)
+
+    def feature_names(self) -> Sequence[str]:
+        """Every feature id, in vocabulary order."""
+        return tuple(self.features)
+
+    def role_feature(self, role: str) -> str | None:
+        """The feature that mapping this role explicitly declares, if it is a feature role."""
+        r = self.roles.get(role)
+        return r.feature if r is not None else None
 
     def resolve(self, name: str) -> str:
         """Canonical name for a name or alias; UnknownRoleError (a ValueError) with suggestions."""
@@ -122,11 +165,14 @@ class Vocabulary:
                 out.append(canon)
         return out[:n]
 
-    def expand(self, roles: Iterable[str]) -> frozenset[str]:
+    def expand(self, roles: Iterable[str], features: Iterable[str] | None = None) -> frozenset[str]:
         """The roles given plus every role they satisfy, transitively (families included).
 
+        ``features``: the deployment features in use; a feature-implied role is reached only through
+        them. None means every feature (what a role *can* play, as ``catalog roles`` lists it).
         Names are resolved through aliases; a name that is not in the vocabulary is kept as given.
         """
+        allowed = None if features is None else frozenset(features)
         todo = [self.lookup(r) or r for r in roles]
         out: set[str] = set()
         while todo:
@@ -134,7 +180,8 @@ class Vocabulary:
             if r in out:
                 continue
             out.add(r)
-            todo.extend(self._satisfies.get(r, ()))
+            todo.extend(name for name, feature in self._satisfies.get(r, ())
+                        if feature is None or allowed is None or feature in allowed)
             role = self.roles.get(r)
             if role is not None and role.citrix:
                 todo.extend(self._citrix_families)
@@ -153,6 +200,7 @@ class ProductSection:
     """False for sections that only link elsewhere (the report says so)."""
     link: str = ""
     rules: tuple[FlowRule, ...] = ()
+    layer: str = LAYER_DOCUMENT
 
 
 @dataclass(frozen=True)
@@ -169,10 +217,22 @@ class Catalog:
     """Every file read, in load order (roles file, rule files by name, then site files)."""
     extra: tuple[Path, ...] = ()
     """The site files among ``files`` (given with --rules)."""
+    alternatives: tuple[AlternativeGroup, ...] = ()
+    """Groups of rules that stand for one another (members present in ``rules`` only)."""
+    layers: tuple[str, ...] = (LAYER_DOCUMENT, LAYER_SUPPLEMENT, LAYER_SITE)
+    """The layers whose rules are in ``rules`` (``--catalog document`` leaves the supplement out)."""
     _by_id: dict[str, FlowRule] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._by_id.update({r.id: r for r in self.rules})
+
+    @property
+    def features(self) -> dict[str, Feature]:
+        """The deployment features of the vocabulary, by id."""
+        return self.vocabulary.features
+
+    def group_of(self, rule_id: str) -> AlternativeGroup | None:
+        return next((g for g in self.alternatives if rule_id in g.members), None)
 
     def by_id(self, rule_id: str) -> FlowRule | None:
         return self._by_id.get(rule_id)
@@ -220,6 +280,8 @@ class _Source:
     lines: LineMap = field(default_factory=LineMap)
     is_roles: bool = False
     is_extra: bool = False
+    is_alternatives: bool = False
+    layer: str = LAYER_DOCUMENT
 
 
 class _Problems:
@@ -244,17 +306,26 @@ _FILE_FIELDS: dict[str, tuple[Any, bool]] = {
     "product": (str, True), "order": (int, False), "port_data": (bool, False), "link": (str, False),
     "rules": (list, True), "roles": (list, False), "description": (str, False),
 }
-_ROLES_FILE_FIELDS: dict[str, tuple[Any, bool]] = {"roles": (list, True)}
+_ROLES_FILE_FIELDS: dict[str, tuple[Any, bool]] = {"roles": (list, True), "features": (list, False)}
 _ROLE_FIELDS: dict[str, tuple[Any, bool]] = {
     "name": (str, True), "aliases": ("strlist", False), "citrix": (bool, False),
     "satisfied_by": ("strlist", False), "family": (str, False), "hostnames": ("strlist", False),
-    "description": (str, False),
+    "description": (str, False), "feature": (str, False),
 }
+_FEATURE_FIELDS: dict[str, tuple[Any, bool]] = {
+    "id": (str, True), "title": (str, True), "description": (str, False), "detected_by": ("strlist", False),
+}
+_ALTERNATIVES_FILE_FIELDS: dict[str, tuple[Any, bool]] = {"alternatives": (list, True)}
+_ALTERNATIVE_FIELDS: dict[str, tuple[Any, bool]] = {
+    "id": (str, True), "title": (str, True), "members": ("strlist", True), "note": (str, False),
+}
+_CITATION_FIELDS: dict[str, tuple[Any, bool]] = {"title": (str, True), "url": (str, True), "section": (str, False)}
 _RULE_FIELDS: dict[str, tuple[Any, bool]] = {
     "id": (str, True), "source": (str, True), "destination": (str, True), "protocols": ("strlist", True),
     "ports": (list, True), "type": (str, True), "description": (str, True), "seed_row": (str, False),
     "bidirectional": (bool, False), "configurable": (bool, False), "one_way": (bool, False),
     "loopback_only": (bool, False), "hostnames": ("strlist", False), "note": (str, False),
+    "feature": (str, False), "citation": (dict, False), "uncited": (str, False),
 }
 
 
@@ -356,6 +427,58 @@ class _Builder:
     def __init__(self) -> None:
         self.problems = _Problems()
         self.roles: list[tuple[Role, _Source, str]] = []
+        self.features: list[tuple[Feature, _Source, str]] = []
+
+    def collect_features(self, src: _Source, entries: list[Any], path: str) -> None:
+        seen = {f.id for f, _, _ in self.features}
+        for i, entry in enumerate(entries):
+            fpath = join_path(path, i)
+            f = _check_fields(entry, fpath, _FEATURE_FIELDS, src, self.problems, "a feature")
+            if f is None or "id" not in f or "title" not in f:
+                continue
+            fid = f["id"].strip()
+            if not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", fid):
+                self.problems.add(src, join_path(fpath, "id"), f"feature id {fid!r}: use lower-case words and '-'")
+                continue
+            if fid in seen:
+                self.problems.add(src, join_path(fpath, "id"), f"duplicate feature {fid!r}")
+                continue
+            seen.add(fid)
+            self.features.append((Feature(fid, " ".join(f["title"].split()), f.get("description", "").strip(),
+                                          tuple(f.get("detected_by", ()))), src, fpath))
+
+    def check_detections(self, rule_ids: Iterable[str]) -> None:
+        known = set(rule_ids)
+        for feature, src, fpath in self.features:
+            for j, rid in enumerate(feature.detected_by):
+                if rid not in known:
+                    self.problems.add(src, join_path(join_path(fpath, "detected_by"), j), f"no rule {rid!r}")
+
+    def alternatives(self, src: _Source, entries: list[Any], rules: Mapping[str, FlowRule],
+                     taken: dict[str, str]) -> list[AlternativeGroup]:
+        out: list[AlternativeGroup] = []
+        for i, entry in enumerate(entries):
+            gpath = join_path("alternatives", i)
+            f = _check_fields(entry, gpath, _ALTERNATIVE_FIELDS, src, self.problems, "an alternative group")
+            if f is None or not all(k in f for k in ("id", "title", "members")):
+                continue
+            ok = True
+            for j, rid in enumerate(f["members"]):
+                mpath = join_path(join_path(gpath, "members"), j)
+                if rid not in rules:
+                    self.problems.add(src, mpath, f"no rule {rid!r}")
+                    ok = False
+                elif rid in taken:
+                    self.problems.add(src, mpath, f"rule {rid!r} is already in group {taken[rid]!r}")
+                    ok = False
+            if len(set(f["members"])) < 2:
+                self.problems.add(src, join_path(gpath, "members"), "a group needs two rules or more")
+                ok = False
+            if ok:
+                taken.update((rid, f["id"]) for rid in f["members"])
+                out.append(AlternativeGroup(f["id"].strip(), " ".join(f["title"].split()),
+                                            tuple(f["members"]), f.get("note", "").strip()))
+        return out
 
     def collect_roles(self, src: _Source, entries: list[Any], path: str) -> None:
         for i, entry in enumerate(entries):
@@ -371,7 +494,7 @@ class _Builder:
             role = Role(name=" ".join(f["name"].split()), aliases=tuple(f.get("aliases", ())),
                         citrix=f.get("citrix", False), satisfied_by=tuple(f.get("satisfied_by", ())),
                         family=family, hostnames=tuple(f.get("hostnames", ())),
-                        description=f.get("description", ""))
+                        description=f.get("description", ""), feature=f.get("feature"))
             self.roles.append((role, src, rpath))
 
     def vocabulary(self) -> Vocabulary:
@@ -397,7 +520,8 @@ class _Builder:
                                       f"(at {owner[key][1]})")
                 elif key not in owner:
                     owner[key] = (role.name, where)
-        vocab = Vocabulary(r for r, _, _ in kept)
+        features = [f for f, _, _ in self.features]
+        vocab = Vocabulary((r for r, _, _ in kept), features)
         fixed: list[Role] = []
         for role, src, rpath in kept:
             canon: list[str] = []
@@ -406,9 +530,13 @@ class _Builder:
                     canon.append(vocab.resolve(other))
                 except UnknownRoleError as e:
                     self.problems.add(src, join_path(join_path(rpath, "satisfied_by"), j), str(e))
+            feature = role.feature
+            if feature is not None and feature not in vocab.features:
+                self.problems.add(src, join_path(rpath, "feature"), _unknown_feature(feature, vocab))
+                feature = None
             fixed.append(Role(role.name, role.aliases, role.citrix, tuple(canon), role.family,
-                              role.hostnames, role.description))
-        return Vocabulary(fixed)
+                              role.hostnames, role.description, feature))
+        return Vocabulary(fixed, features)
 
     def section(self, src: _Source, f: dict[str, Any], vocab: Vocabulary, default_order: int,
                 seen_ids: dict[str, str]) -> ProductSection | None:
@@ -428,7 +556,7 @@ class _Builder:
             return None
         rules.sort(key=lambda r: _natural_key(r.id))
         return ProductSection(product=product, file=src.name, order=f.get("order", default_order),
-                              port_data=port_data, link=f.get("link", ""), rules=tuple(rules))
+                              port_data=port_data, link=f.get("link", ""), rules=tuple(rules), layer=src.layer)
 
     def rule(self, src: _Source, entry: object, path: str, product: str, vocab: Vocabulary,
              seen_ids: dict[str, str]) -> FlowRule | None:
@@ -471,6 +599,18 @@ class _Builder:
         if protocols == ["icmp"] and f.get("ports"):
             self.problems.add(src, join_path(path, "ports"), "ports given for an icmp-only rule")
             ok = False
+        feature = f.get("feature", "").strip()
+        if feature and feature not in vocab.features:
+            self.problems.add(src, join_path(path, "feature"), _unknown_feature(feature, vocab))
+            ok = False
+        citation = self.citation(src, f, path)
+        if src.layer == LAYER_SUPPLEMENT and citation is None and not f.get("uncited", "").strip():
+            self.problems.add(src, path, "a supplement rule needs a 'citation' (title, url) or 'uncited' (why none)")
+            ok = False
+        if citation is not None and f.get("uncited"):
+            self.problems.add(src, join_path(path, "uncited"), "a rule has a citation or says why it has none, "
+                                                               "not both")
+            ok = False
         if not ok:
             return None
         return FlowRule(
@@ -480,8 +620,27 @@ class _Builder:
             bidirectional=f.get("bidirectional", False), configurable=f.get("configurable", False),
             one_way=f.get("one_way", False), loopback_only=f.get("loopback_only", False),
             hostnames=tuple(f.get("hostnames", ())), note=f.get("note", "").strip(),
-            seed_row=f.get("seed_row", "").strip(), source_file=where,
+            seed_row=f.get("seed_row", "").strip(), source_file=where, layer=src.layer, feature=feature,
+            citation=citation, uncited=f.get("uncited", "").strip(),
         )
+
+    def citation(self, src: _Source, f: Mapping[str, Any], path: str) -> Citation | None:
+        if "citation" not in f:
+            return None
+        cpath = join_path(path, "citation")
+        c = _check_fields(f["citation"], cpath, _CITATION_FIELDS, src, self.problems, "a citation")
+        if c is None or "title" not in c or "url" not in c:
+            return None
+        url = c["url"].strip()
+        if not url.startswith("https://"):
+            self.problems.add(src, join_path(cpath, "url"), f"expected an https:// address, got {url!r}")
+            return None
+        return Citation(" ".join(c["title"].split()), url, " ".join(c.get("section", "").split()))
+
+
+def _unknown_feature(name: str, vocab: Vocabulary) -> str:
+    close = difflib.get_close_matches(name, list(vocab.features), n=2)
+    return f"unknown feature {name!r}{did_you_mean(close)} (see `pcap-audit catalog features`)"
 
 
 def _is_roles_file(data: object, path: Path) -> bool:
@@ -489,8 +648,23 @@ def _is_roles_file(data: object, path: Path) -> bool:
                                        and "product" not in data and "rules" not in data)
 
 
-def _build(core: Sequence[Path], extra: Sequence[Path], base_dir: Path | None) -> Catalog:
-    """Load core files (a rules dir's) then site files; raise one CatalogError listing everything."""
+def _is_alternatives_file(data: object, path: Path) -> bool:
+    return path.name == ALTERNATIVES_FILE or (isinstance(data, dict) and "alternatives" in data
+                                              and "product" not in data and "rules" not in data)
+
+
+def _layer(path: Path, is_extra: bool) -> str:
+    if is_extra:
+        return LAYER_SITE
+    return LAYER_SUPPLEMENT if path.parent.name == SUPPLEMENT_DIR else LAYER_DOCUMENT
+
+
+def _build(core: Sequence[Path], extra: Sequence[Path], base_dir: Path | None,
+           document_only: bool = False) -> Catalog:
+    """Load core files (a rules dir's) then site files; raise one CatalogError listing everything.
+
+    ``document_only``: leave the supplement's rules out (its roles stay in the vocabulary, so a
+    roles.yaml that names them still reads)."""
     raw_problems: list[str] = []
     sources: list[_Source] = []
     for path, is_extra in [*((p, False) for p in core), *((p, True) for p in extra)]:
@@ -498,6 +672,7 @@ def _build(core: Sequence[Path], extra: Sequence[Path], base_dir: Path | None) -
         if src is None:
             continue
         src.is_extra = is_extra
+        src.layer = _layer(path, is_extra)
         sources.append(src)
     b = _Builder()
     b.problems.items.extend(raw_problems)
@@ -509,25 +684,30 @@ def _build(core: Sequence[Path], extra: Sequence[Path], base_dir: Path | None) -
             b.problems.items.extend(e.problems)
             continue
         src.is_roles = _is_roles_file(src.data, src.path)
+        src.is_alternatives = not src.is_roles and _is_alternatives_file(src.data, src.path)
         parsed.append(src)
     fields: dict[int, dict[str, Any]] = {}
     for k, src in enumerate(parsed):
-        spec = _ROLES_FILE_FIELDS if src.is_roles else _FILE_FIELDS
-        what = "a roles file" if src.is_roles else "a rule file"
+        spec, what = ((_ROLES_FILE_FIELDS, "a roles file") if src.is_roles else
+                      (_ALTERNATIVES_FILE_FIELDS, "an alternatives file") if src.is_alternatives else
+                      (_FILE_FIELDS, "a rule file"))
         f = _check_fields(src.data, "", spec, src, b.problems, what)
         if f is None:
             continue
         fields[k] = f
-        if "roles" in f:
-            b.collect_roles(src, f["roles"], "roles")
+        if "features" in f:
+            b.collect_features(src, f["features"], "features")
+    for k, src in enumerate(parsed):
+        if k in fields and "roles" in fields[k]:
+            b.collect_roles(src, fields[k]["roles"], "roles")
     vocab = b.vocabulary()
     sections: list[ProductSection] = []
     seen_ids: dict[str, str] = {}
     products: dict[str, str] = {}
     for k, src in enumerate(parsed):
-        if src.is_roles or k not in fields:
+        if src.is_roles or src.is_alternatives or k not in fields:
             continue
-        default_order = 10_000 + k if src.is_extra else 1_000 + k
+        default_order = (10_000 if src.is_extra else 5_000 if src.layer == LAYER_SUPPLEMENT else 1_000) + k
         section = b.section(src, fields[k], vocab, default_order, seen_ids)
         if section is None:
             continue
@@ -536,13 +716,27 @@ def _build(core: Sequence[Path], extra: Sequence[Path], base_dir: Path | None) -
             b.problems.add(src, "product", f"product {section.product!r} also in {products[key]}")
         products[key] = src.name
         sections.append(section)
+    by_id = {r.id: r for s in sections for r in s.rules}
+    b.check_detections(by_id)
+    groups: list[AlternativeGroup] = []
+    taken: dict[str, str] = {}
+    for k, src in enumerate(parsed):
+        if src.is_alternatives and k in fields:
+            groups.extend(b.alternatives(src, fields[k]["alternatives"], by_id, taken))
     if b.problems.items:
         raise CatalogError(b.problems.items)
+    layers = (LAYER_DOCUMENT, LAYER_SITE) if document_only else (LAYER_DOCUMENT, LAYER_SUPPLEMENT, LAYER_SITE)
+    if document_only:
+        sections = [s for s in sections if s.layer != LAYER_SUPPLEMENT]
+        kept_ids = {r.id for s in sections for r in s.rules}
+        groups = [AlternativeGroup(g.id, g.title, kept, g.note) for g in groups
+                  if len(kept := tuple(m for m in g.members if m in kept_ids)) >= 2]
     sections.sort(key=lambda s: (s.order, s.product))
     digest = hashlib.sha256(b"".join(s.raw for s in sources)).hexdigest()
     return Catalog(rules=tuple(r for s in sections for r in s.rules), sections=tuple(sections),
                    vocabulary=vocab, digest=f"sha256:{digest}", files=tuple(s.path for s in sources),
-                   extra=tuple(s.path for s in sources if s.is_extra))
+                   extra=tuple(s.path for s in sources if s.is_extra), alternatives=tuple(groups),
+                   layers=layers)
 
 
 def catalog_files(rules_dir: Path) -> list[Path]:
@@ -553,19 +747,24 @@ def catalog_files(rules_dir: Path) -> list[Path]:
     roles = [p for p in files if p.name == ROLES_FILE]
     if not roles:
         raise CatalogError([f"{rules_dir}: no {ROLES_FILE} (the role vocabulary) in the catalog folder"])
-    return roles + [p for p in files if p.name != ROLES_FILE]
+    supplement = rules_dir / SUPPLEMENT_DIR
+    extra = sorted(p for p in supplement.iterdir() if p.is_file() and p.suffix in (".yaml", ".yml")) \
+        if supplement.is_dir() else []
+    return roles + [p for p in files if p.name != ROLES_FILE] + extra
 
 
-def load_catalog(rules_dir: Path | None = None, extra: Sequence[Path] = ()) -> Catalog:
-    """Load a catalog folder (default: the bundled rules/) plus site rule files.
+def load_catalog(rules_dir: Path | None = None, extra: Sequence[Path] = (), *,
+                 document_only: bool = False) -> Catalog:
+    """Load a catalog folder (default: the bundled rules/, with its supplement/) plus site rule files.
 
-    Raises CatalogError listing every problem of every file.
+    ``document_only`` (``--catalog document``): the seed document's rules and the site's, without
+    the supplement. Raises CatalogError listing every problem of every file.
     """
     if rules_dir is None:
         from auditor.resources import rules_dir as bundled
 
         rules_dir = bundled()
-    return _build(catalog_files(rules_dir), extra, rules_dir)
+    return _build(catalog_files(rules_dir), extra, rules_dir, document_only)
 
 
 def validate_files(paths: Sequence[Path], base: Catalog | None) -> list[str]:
@@ -609,7 +808,22 @@ def rule_record(rule: FlowRule) -> dict[str, Any]:
             "protocols": list(rule.protocols), "ports": _port_items(rule), "type": rule.type,
             "description": rule.description, **{k: getattr(rule, k) for k in _FLAGS},
             "hostnames": list(rule.hostnames), "note": rule.note, "seed_row": rule.seed_row,
-            "source_file": rule.source_file}
+            "source_file": rule.source_file, "layer": rule.layer, "feature": rule.feature,
+            "citation": citation_record(rule.citation), "uncited": rule.uncited}
+
+
+def citation_record(c: Citation | None) -> dict[str, str] | None:
+    return None if c is None else {"title": c.title, "section": c.section, "url": c.url}
+
+
+def citation_text(rule: FlowRule) -> str:
+    """One line: where the rule comes from ('title, section <url>'), or why nothing is cited."""
+    c = rule.citation
+    if c is not None:
+        return f"{c.title}{', ' + c.section if c.section else ''} <{c.url}>"
+    if rule.uncited:
+        return f"no public Citrix page found: {rule.uncited}"
+    return ""
 
 
 def export_json(rules: Iterable[FlowRule]) -> str:
@@ -625,7 +839,7 @@ def export_csv(rules: Iterable[FlowRule]) -> str:
         rec = rule_record(r)
         for proto in r.protocols:
             row = {k: rec.get(k, "") for k in EXPORT_FIELDS}
-            row.update(protocol=proto, ports=r.ports_text, hostnames=" ".join(r.hostnames),
+            row.update(protocol=proto, ports=r.ports_text, hostnames=" ".join(r.hostnames), citation=citation_text(r),
                        **{k: str(getattr(r, k)).lower() for k in _FLAGS})
             w.writerow(row)
     return buf.getvalue()

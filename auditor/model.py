@@ -362,6 +362,24 @@ class Flow:
 
 
 @dataclass(frozen=True, slots=True)
+class Citation:
+    """The public Citrix page a supplement rule comes from (SPEC §4: never invented)."""
+
+    title: str
+    """The page's title, as published."""
+    url: str
+    section: str = ""
+    """The section of the page that states the flow ("" when the whole page does)."""
+
+
+# The catalog's layers (SPEC §4): the seed document, Citrix's other public documentation, the site's own.
+LAYER_DOCUMENT = "document"
+LAYER_SUPPLEMENT = "supplement"
+LAYER_SITE = "site"
+LAYERS = (LAYER_DOCUMENT, LAYER_SUPPLEMENT, LAYER_SITE)
+
+
+@dataclass(frozen=True, slots=True)
 class FlowRule:
     """One documented flow of the Citrix catalog (or a site rule given with --rules)."""
 
@@ -394,6 +412,14 @@ class FlowRule:
     """Where in the seed this rule comes from (table row or prose)."""
     source_file: str = ""
     """Catalog file and line, 'rules/storefront.yaml:41'."""
+    layer: str = LAYER_DOCUMENT
+    """Where the rule comes from: 'document' (the seed), 'supplement' (rules/supplement/), 'site' (--rules)."""
+    feature: str = ""
+    """A deployment feature the flow exists only with ('udp-audio', 'rendezvous'...); '' = always."""
+    citation: Citation | None = None
+    """The public Citrix page the rule comes from (supplement rules; optional elsewhere)."""
+    uncited: str = ""
+    """Why a supplement rule has no citation: what was searched and not found."""
 
     def matches_port(self, port: int) -> bool:
         return any(lo <= port <= hi for lo, hi in self.ports)
