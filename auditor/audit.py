@@ -6,11 +6,12 @@ and the roles file, never an output file.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import ipaddress
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,8 @@ from auditor.model import PacketRecord
 from auditor.names import MAX_NAMES, NameEvidence
 from auditor.parallel import auto_jobs, collect_parallel, paused_gc
 from auditor.report.document import build_document
-from auditor.roles import RoleMap, load_roles, name_matches
+from auditor.roles import RoleEntry, RoleMap, VantageEntry, load_roles, name_matches, parse_vantage
+from auditor.roles_lint import RoleWarning, lint_roles
 
 _DHCP_PORTS = (67, 68)
 
@@ -49,8 +51,12 @@ class AuditRequest:
     roles_path: Path
     rules_dir: Path | None = None
     extra_rules: Sequence[Path] = ()
-    vantage: str | None = None
-    """An address or a role name; None = automatic (SPEC §4)."""
+    vantage: Sequence[str] = ()
+    """Addresses, CIDRs, ranges or role names (--vantage), added to roles.yaml's vantage: list."""
+    document_only: bool = False
+    """--catalog document: the ports document without the supplement."""
+    strict_roles: bool = False
+    """--strict-roles: roles.yaml warnings are errors."""
     engine: str = "fast"
     command_line: str = ""
     progress: Progress | None = None
@@ -80,12 +86,16 @@ def _norm_addr(text: str) -> str:
 
 
 class HostResolver:
-    """Address -> HostView, from roles.yaml, the capture's names and the catalog's host names."""
+    """Address -> HostView, from roles.yaml, the capture's names and the catalog's host names.
 
-    def __init__(self, catalog: Catalog, roles: RoleMap, names: NameEvidence) -> None:
+    ``features``: the deployment features in use (feature-implied roles are held only with them)."""
+
+    def __init__(self, catalog: Catalog, roles: RoleMap, names: NameEvidence,
+                 features: frozenset[str] = frozenset()) -> None:
         self.catalog = catalog
         self.roles = roles
         self.names = names
+        self.features = features
         vocab = catalog.vocabulary
         self.name_roles: list[tuple[str, str]] = []
         """(pattern, role) from the vocabulary's roles and the rules' destination host names."""
@@ -110,27 +120,35 @@ class HostResolver:
                 if any(name_matches(pattern, n) for n in names):
                     mapped.add(role)
             roles = frozenset(mapped)
-            view = HostView(address, roles, self.catalog.vocabulary.expand(roles), names)
+            vocab = self.catalog.vocabulary
+            view = HostView(address, roles, vocab.expand(roles, self.features), names,
+                            potential=vocab.expand(roles))
         self._cache[address] = view
         return view
 
 
-def _resolve_vantage(option: str | None, catalog: Catalog, roles: RoleMap, resolver: HostResolver,
-                     seen: set[str], flows: Sequence[Any]) -> tuple[frozenset[str], str]:
-    if option:
-        v = option.strip()
-        try:
-            return frozenset({str(ipaddress.ip_address(v))}), "option"
-        except ValueError:
-            pass
-        role = catalog.vocabulary.lookup(v)
-        if role is None:
-            close = catalog.vocabulary.suggest(v, 3)
-            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-            raise AuditorError(f"--vantage {v!r} is neither an address nor a known role{hint}")
-        hosts = frozenset(a for a in seen if role in resolver(a).effective)
-        hosts |= frozenset(_norm_addr(e.text) for e in roles.single_hosts(role) if e.kind == "address")
-        return hosts, "option"
+def _entry_in_vantage(e: RoleEntry, vantage: Sequence[VantageEntry], vantage_roles: frozenset[str],
+                      catalog: Catalog, features: frozenset[str]) -> bool:
+    """Does a roles.yaml entry the capture never showed stand at the capture point?"""
+    if catalog.vocabulary.expand({e.role}, features) & vantage_roles:
+        return True
+    return e.kind != "name" and any(v.kind != "role" and v.version == e.version and v.lo <= e.hi and e.lo <= v.hi
+                                    for v in vantage)
+
+
+def resolve_vantage(entries: Sequence[VantageEntry], source: str, resolver: HostResolver, seen: set[str],
+                    placeholders: Mapping[str, RoleEntry], flows: Sequence[Any], catalog: Catalog,
+                    features: frozenset[str]) -> tuple[frozenset[str], str]:
+    """The hosts at the capture point (SPEC §4): roles.yaml's vantage: and every --vantage, as seen
+    addresses and the placeholder keys of roles.yaml entries the capture never showed; without
+    either, detected when every audited packet touches one host."""
+    if entries:
+        vantage_roles = frozenset(e.role for e in entries if e.kind == "role" and e.role)
+        hosts = {a for a in seen
+                 if any(e.contains(a) for e in entries if e.kind != "role")
+                 or (vantage_roles and resolver(a).effective & vantage_roles)}
+        hosts |= {k for k, e in placeholders.items() if _entry_in_vantage(e, entries, vantage_roles, catalog, features)}
+        return frozenset(hosts), source
     common: set[str] | None = None
     for f in flows:
         if f.summarised:
@@ -157,6 +175,10 @@ class Analysis:
     rules: list[RuleResult]
     vantage: frozenset[str]
     vantage_source: str
+    features: dict[str, str]
+    """Deployment features in use -> how the audit knows (declared, mapped role, detected flow)."""
+    warnings: list[RoleWarning] = field(default_factory=list)
+    """roles.yaml lint (roles.lint_roles): mistakes that make a report wrong."""
 
 
 def collect(records: Iterable[PacketRecord], server_ports: frozenset[tuple[str, int]], *,
@@ -196,18 +218,69 @@ def collect(records: Iterable[PacketRecord], server_ports: frozenset[tuple[str, 
 
 
 def analyse(records: Iterable[PacketRecord], catalog: Catalog, roles: RoleMap, *,
-            vantage: str | None = None) -> Analysis:
+            vantage: Sequence[VantageEntry] = ()) -> Analysis:
     """Sans-IO core of an audit: packet records in, verdicts and rule status out."""
     conv, names = collect(records, catalog.server_ports())
     return judge(conv, names, catalog, roles, vantage=vantage)
 
 
+def declared_features(catalog: Catalog, roles: RoleMap) -> dict[str, str]:
+    """Features roles.yaml says are in use: listed under ``features:``, or implied by mapping one of
+    the feature's roles explicitly (a Gateway VIP under Citrix Gateway). Feature id -> how we know."""
+    vocab = catalog.vocabulary
+    out: dict[str, str] = {}
+    for decl in roles.features:
+        out.setdefault(decl.id, f"declared in roles.yaml (line {decl.line})")
+    for e in roles.entries:
+        f = vocab.role_feature(e.role)
+        if f is not None:
+            out.setdefault(f, f"{e.role} mapped in roles.yaml (line {e.line})")
+    return out
+
+
+def _rule_index(catalog: Catalog, features: frozenset[str], rules: Sequence[Any] | None = None) -> RuleIndex:
+    vocab = catalog.vocabulary
+    role_features = {name: r.feature for name, r in vocab.roles.items() if r.feature}
+    titles = {f.id: f.title for f in vocab.features.values()}
+    return RuleIndex(catalog.rules if rules is None else rules, features, role_features, titles)
+
+
+def detect_features(flows: Sequence[Any], catalog: Catalog, roles: RoleMap, names: NameEvidence,
+                    in_use: frozenset[str]) -> dict[str, str]:
+    """Features not declared that the capture proves (SPEC §4): a flow between two hosts of one
+    product that matches one of the feature's ``detected_by`` rules (HA heartbeats between NSIPs)."""
+    out: dict[str, str] = {}
+    for feature in catalog.features.values():
+        if feature.id in in_use or not feature.detected_by:
+            continue
+        rules = [r for r in (catalog.by_id(i) for i in feature.detected_by) if r is not None]
+        ports = {(p, port) for r in rules for p in r.protocols for lo, hi in (r.ports or ((0, 0),))
+                 for port in range(lo, hi + 1)}
+        trial = in_use | {feature.id}
+        resolver = HostResolver(catalog, roles, names, trial)
+        index = _rule_index(catalog, trial, rules)
+        for f in flows:
+            if (f.key.protocol, f.key.port) not in ports or f.summarised:
+                continue
+            v = classify_flows([f], resolver, index)[0]
+            if v.rule_ids:
+                out[feature.id] = (f"detected: {f.key.initiator} -> {f.key.responder} "
+                                   f"{f.key.protocol}/{f.key.port} ({', '.join(v.rule_ids)})")
+                break
+    return out
+
+
 def judge(conv: ConversationResult, names: NameEvidence, catalog: Catalog, roles: RoleMap, *,
-          vantage: str | None = None) -> Analysis:
-    """Conversations and names -> verdicts and rule status."""
-    resolver = HostResolver(catalog, roles, names)
+          vantage: Sequence[VantageEntry] = (), vantage_source: str = "option") -> Analysis:
+    """Conversations and names -> verdicts and rule status.
+
+    ``vantage``: where the capture was taken, besides roles.yaml's own ``vantage:`` list."""
     flows = [conv.flows[k] for k in sorted(conv.flows)]
-    verdicts = classify_flows(flows, resolver, RuleIndex(catalog.rules))
+    features_in_use = declared_features(catalog, roles)
+    features_in_use.update(detect_features(flows, catalog, roles, names, frozenset(features_in_use)))
+    features = frozenset(features_in_use)
+    resolver = HostResolver(catalog, roles, names, features)
+    verdicts = classify_flows(flows, resolver, _rule_index(catalog, features))
 
     seen: set[str] = set()
     for f in flows:
@@ -222,31 +295,43 @@ def judge(conv: ConversationResult, names: NameEvidence, catalog: Catalog, roles
     # capture never saw them: a single address stands for itself, a network, range or name for
     # "some host(s)" (two placeholders when it can hold several, for same-role rules).
     named = {n for addr in seen for n in resolver(addr).names}
+    placeholders: dict[str, RoleEntry] = {}
     for e in roles.entries:
         if e.kind == "name" and any(name_matches(e.text, n) for n in named):
             continue  # the capture tied this name to an address: that address already counts
         keys = [_norm_addr(e.text)] if e.kind == "address" else [f"{e.kind}:{e.text}"]
         if (e.kind in ("network", "range") and e.hi > e.lo) or "*" in e.text:
             keys.append(keys[0] + "#2")
-        for r in catalog.vocabulary.expand({e.role}):
+        for r in catalog.vocabulary.expand({e.role}, features):
             hosts_by_role[r].update(keys)
+        placeholders.update((k, e) for k in keys if k not in seen)
     single_hosts = {role: tuple(_norm_addr(e.text) for e in roles.single_hosts(role) if e.kind == "address")
                     for role in roles.roles}
     single_hosts = {k: v for k, v in single_hosts.items() if v}
-    vantage_set, vantage_source = _resolve_vantage(vantage, catalog, roles, resolver, seen, flows)
+    entries = [*roles.vantage, *vantage]
+    source = ("roles.yaml and option" if roles.vantage and vantage else "roles.yaml" if roles.vantage
+              else vantage_source)
+    vantage_set, vantage_source = resolve_vantage(entries, source, resolver, seen, placeholders, flows,
+                                                  catalog, features)
+    linted = dataclasses.replace(roles, vantage=tuple(entries)) if vantage else roles
+    warnings = lint_roles(linted, seen, {a: resolver(a).names for a in seen if resolver(a).names},
+                          {role: hosts & seen for role, hosts in hosts_by_role.items()})
     ctx = StatusContext(
         hosts_by_role={k: frozenset(v) for k, v in hosts_by_role.items()},
         seen=frozenset(seen),
         single_hosts=single_hosts,
         vantage=vantage_set,
+        features=features,
+        groups=catalog.alternatives,
     )
     rule_results = rule_status(catalog.rules, verdicts, ctx)
-    return Analysis(conv, names, resolver, verdicts, rule_results, vantage_set, vantage_source)
+    return Analysis(conv, names, resolver, verdicts, rule_results, vantage_set, vantage_source,
+                    features_in_use, warnings)
 
 
 def run_audit(request: AuditRequest) -> AuditOutcome:
     started = _now()
-    catalog = load_catalog(request.rules_dir, list(request.extra_rules))
+    catalog = load_catalog(request.rules_dir, list(request.extra_rules), document_only=request.document_only)
     roles = load_roles(request.roles_path, catalog.vocabulary)
     progress = None
     if request.progress is not None:
@@ -267,12 +352,20 @@ def run_audit(request: AuditRequest) -> AuditOutcome:
         conv, names = collect_parallel(capture, catalog.server_ports(), jobs, request.progress)
     else:
         conv, names = collect(capture, catalog.server_ports())
-    analysis = judge(conv, names, catalog, roles, vantage=request.vantage)
+    vantage = [parse_vantage(v, "--vantage", catalog.vocabulary) for v in request.vantage]
+    analysis = judge(conv, names, catalog, roles, vantage=vantage)
+    if request.strict_roles and analysis.warnings:
+        w = analysis.warnings[0]
+        more = f" (and {len(analysis.warnings) - 1} more)" if len(analysis.warnings) > 1 else ""
+        where = f"{roles.path}:{w.line}" if w.line else "--vantage"
+        raise AuditorError(f"{where}: {w.message}{more} [--strict-roles]")
     doc = build_document(
         version=__version__, started=started, finished=_now(), request_command=request.command_line,
         engine=request.engine, catalog=catalog, roles=roles, capture=capture,
         conv=analysis.conv, names=analysis.names, verdicts=analysis.verdicts, rule_results=analysis.rules,
         resolver=analysis.resolver, vantage=analysis.vantage, vantage_source=analysis.vantage_source,
-        extra_rules=[str(p) for p in request.extra_rules],
+        extra_rules=[str(p) for p in request.extra_rules], features=analysis.features,
+        warnings=[{"code": w.code, "line": w.line, "entry": w.entry, "message": w.message}
+                  for w in analysis.warnings],
     )
     return AuditOutcome(doc, analysis, capture)

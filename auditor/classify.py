@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from auditor.catalog import AlternativeGroup
 from auditor.model import Classification, Flow, FlowRule, Outcome, RuleState
 
 # Reasons an observed flow is unexpected (SPEC §4), most specific first.
@@ -18,6 +19,7 @@ REASON_REVERSE = "reverse-of-rule"
 REASON_OTHER_PORT = "other-port-or-protocol"
 REASON_NO_RULE = "no-rule-between-roles"
 REASON_PEER_UNMAPPED = "peer-not-in-roles"
+REASON_FEATURE = "feature-not-in-use"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +35,9 @@ class HostView:
     wildcard: bool = False
     """A broadcast, multicast or unspecified address (0.0.0.0 of a DHCP client) with no role of its
     own: it stands for whichever role the rule needs on that side (the seed's "Broadcast/DHCPServer")."""
+    potential: frozenset[str] = frozenset()
+    """`roles` expanded with every feature on: what the host would play if the deployment used every
+    feature (only to tell a user which undeclared feature a flow belongs to)."""
 
 
 def is_wildcard_address(addr: str) -> bool:
@@ -55,6 +60,11 @@ class FlowVerdict:
     rule_ids: tuple[str, ...]
     reason: str | None
     reason_text: str | None
+    reverse_rule_ids: tuple[str, ...] = ()
+    """The rule_ids matched only because the rule is bidirectional (the responder's side opened it in
+    the rule's own wording): the report captions the flow by the others."""
+    layers: tuple[str, ...] = ()
+    """The catalog layers of the matching rules ('document', 'supplement', 'site')."""
 
 
 @dataclass(slots=True)
@@ -63,6 +73,13 @@ class RuleResult:
     state: RuleState
     flows: int = 0
     hosts_lacking: list[str] = field(default_factory=list)
+    group: str | None = None
+    """The alternative group the rule belongs to (rules/alternatives.yaml), if any."""
+    covered_by: tuple[str, ...] = ()
+    """For a covered rule: the members of its group that were observed, or, when none was, the
+    member reported missing for the whole group."""
+    users: set[str] = field(default_factory=set)
+    """Hosts that used the rule in a flow that did not fail."""
 
 
 def _is_loopback(addr: str) -> bool:
@@ -71,14 +88,47 @@ def _is_loopback(addr: str) -> bool:
 
 
 class RuleIndex:
-    """Catalog rules indexed by (source role, destination role) for per-flow lookups."""
+    """Catalog rules indexed by (source role, destination role) for per-flow lookups.
 
-    def __init__(self, rules: Sequence[FlowRule]) -> None:
-        self.rules = list(rules)
+    ``features``: the deployment features in use; a rule of another feature never matches, but is
+    kept to tell the user which feature a flow would need (None: every feature is in use).
+    ``role_features`` and ``feature_titles`` (catalog data) name those features in reasons."""
+
+    def __init__(self, rules: Sequence[FlowRule], features: Iterable[str] | None = None,
+                 role_features: Mapping[str, str] | None = None,
+                 feature_titles: Mapping[str, str] | None = None) -> None:
+        in_use = None if features is None else frozenset(features)
+        self.rules = [r for r in rules if not r.feature or in_use is None or r.feature in in_use]
+        self.all_rules = list(rules)
+        self.features = in_use
+        self.role_features = dict(role_features or {})
+        self.feature_titles = dict(feature_titles or {})
         self.by_pair: dict[tuple[str, str], list[FlowRule]] = defaultdict(list)
+        self.all_by_pair: dict[tuple[str, str], list[FlowRule]] = defaultdict(list)
         self.cache: dict[tuple[object, ...], _Judgement] = {}
         for r in self.rules:
             self.by_pair[(r.source, r.destination)].append(r)
+        for r in self.all_rules:
+            self.all_by_pair[(r.source, r.destination)].append(r)
+
+    def potential(self, a: HostView, b: HostView) -> list[FlowRule]:
+        """Rules from a's to b's roles were every feature in use (the feature hint)."""
+        out: list[FlowRule] = []
+        for s in a.potential or a.effective:
+            for d in b.potential or b.effective:
+                out.extend(self.all_by_pair.get((s, d), ()))
+        return out
+
+    def features_needed(self, rule: FlowRule, a: HostView, b: HostView) -> list[str]:
+        """The features (not in use) that would make ``rule`` apply between a and b."""
+        need = []
+        if rule.feature and (self.features is not None and rule.feature not in self.features):
+            need.append(rule.feature)
+        for role, host in ((rule.source, a), (rule.destination, b)):
+            f = self.role_features.get(role)
+            if role not in host.effective and f and f not in need:
+                need.append(f)
+        return need
 
     def candidates(self, a: HostView, b: HostView) -> list[FlowRule]:
         """Rules from a's roles to b's roles; a wildcard side accepts any role."""
@@ -121,6 +171,8 @@ class _Judgement:
     classification: Classification
     rule_ids: tuple[str, ...] = ()
     one_way: bool = False
+    reverse_ids: tuple[str, ...] = ()
+    layers: tuple[str, ...] = ()
     reason: str | None = None
     reason_text: str | None = None
     """None where the text names the flow's own addresses (built per flow)."""
@@ -131,8 +183,10 @@ def _judge(a: HostView, b: HostView, protocol: str, port: int, loopback: bool, i
     backward = [r for r in index.candidates(b, a) if r.bidirectional and _port_ok(r, protocol, port)]
     matched = [r for r in forward + backward if not r.loopback_only or loopback]
     if matched:
-        return _Judgement(Classification.EXPECTED, tuple(sorted({r.id for r in matched})),
-                          any(r.one_way for r in matched))
+        fwd = sorted({r.id for r in matched if r in forward})
+        rev = sorted({r.id for r in matched} - set(fwd))
+        return _Judgement(Classification.EXPECTED, tuple(fwd + rev), any(r.one_way for r in matched),
+                          tuple(rev), tuple(sorted({r.layer for r in matched})))
     port_text = f"{protocol}/{port}" if protocol != "icmp" else "icmp"
     loopback_rules = [r for r in forward + backward if r.loopback_only]
     if loopback_rules and a.roles and b.roles:
@@ -141,6 +195,9 @@ def _judge(a: HostView, b: HostView, protocol: str, port: int, loopback: bool, i
         return _Judgement(Classification.UNEXPECTED, reason=REASON_OTHER_PORT, reason_text=text)
     if not a.roles or not b.roles:
         return _Judgement(Classification.UNEXPECTED, reason=REASON_PEER_UNMAPPED)
+    hint = _feature_hint(a, b, protocol, port, loopback, index)
+    if hint is not None:
+        return hint
     reverse = [r for r in index.between(b.effective, a.effective) if _port_ok(r, protocol, port)]
     if reverse:
         id_text = ", ".join(sorted({r.id for r in reverse})[:3])
@@ -155,6 +212,30 @@ def _judge(a: HostView, b: HostView, protocol: str, port: int, loopback: bool, i
                                       f"(documented: {'; '.join(allowed)})")
     return _Judgement(Classification.UNEXPECTED, reason=REASON_NO_RULE,
                       reason_text=f"no catalog rule between {_roles_text(a)} and {_roles_text(b)}")
+
+
+def _feature_hint(a: HostView, b: HostView, protocol: str, port: int, loopback: bool,
+                  index: RuleIndex) -> _Judgement | None:
+    """A flow that a rule would match if a feature the deployment does not use were in use."""
+    if a.wildcard or b.wildcard or (not a.potential and not b.potential):
+        return None
+    found = [r for r in index.potential(a, b) if _port_ok(r, protocol, port)]
+    found += [r for r in index.potential(b, a) if r.bidirectional and _port_ok(r, protocol, port)]
+    found = [r for r in found if not r.loopback_only or loopback]
+    needs: dict[str, set[str]] = defaultdict(set)
+    for r in found:
+        fwd = r.source in (a.potential or a.effective) and r.destination in (b.potential or b.effective)
+        for f in (index.features_needed(r, a, b) if fwd else index.features_needed(r, b, a)):
+            needs[f].add(r.id)
+    if not needs:
+        return None
+    port_text = f"{protocol}/{port}" if protocol != "icmp" else "icmp"
+    parts = [f"{f} ({index.feature_titles.get(f, f)}: {', '.join(sorted(ids)[:3])})"
+             for f, ids in sorted(needs.items())]
+    return _Judgement(Classification.UNEXPECTED, reason=REASON_FEATURE,
+                      reason_text=f"{port_text} is documented between these hosts only with a feature the "
+                                  f"deployment does not declare: {'; '.join(parts)}; if it is in use, list it "
+                                  f"under features: in roles.yaml")
 
 
 def _unspecified(addr: str) -> bool:
@@ -180,7 +261,8 @@ def classify_flow(flow: Flow, a: HostView, b: HostView, index: RuleIndex) -> Flo
         failing = outcome in (Outcome.REJECTED, Outcome.UNANSWERED, Outcome.ONE_WAY)
         if failing and outcome != Outcome.REJECTED and j.one_way and k.protocol != "tcp":
             failing = False  # a one-way rule (trap, syslog, heartbeat) needs no reply
-        return FlowVerdict(flow, a, b, Classification.EXPECTED, failing, j.rule_ids, None, None)
+        return FlowVerdict(flow, a, b, Classification.EXPECTED, failing, j.rule_ids, None, None,
+                           j.reverse_ids, j.layers)
     text = j.reason_text
     if text is None:
         port_text = f"{k.protocol}/{k.port}" if k.protocol != "icmp" else "icmp"
@@ -208,10 +290,55 @@ class StatusContext:
     single_hosts: Mapping[str, tuple[str, ...]]
     """Role -> hosts listed one by one in roles.yaml (for 'the one VDA of ten that never registered')."""
     vantage: frozenset[str] = frozenset()
-    """Addresses at the capture point, when known."""
+    """Hosts at the capture point, when known: addresses, and the keys ``hosts_by_role`` gives
+    roles.yaml entries the capture never showed."""
+    features: frozenset[str] | None = None
+    """Deployment features in use; a rule of another feature is not applicable (None: every one)."""
+    groups: Sequence[AlternativeGroup] = ()
+    """Alternative groups: one member observed covers the others."""
 
 
 def rule_status(rules: Sequence[FlowRule], verdicts: Sequence[FlowVerdict], ctx: StatusContext) -> list[RuleResult]:
+    results = _rule_states(rules, verdicts, ctx)
+    _apply_alternatives(results, ctx)
+    return results
+
+
+_SEEN_STATES = (RuleState.OBSERVED, RuleState.FAILING)
+
+
+def _apply_alternatives(results: list[RuleResult], ctx: StatusContext) -> None:
+    """SPEC §4: a group is observed when any member is; a member not observed while another is, is
+    covered; a group none of whose members is observed is one missing finding, named by its first
+    (most secure) applicable member. Hosts lacking a member are those that used no member at all."""
+    by_id = {r.rule.id: r for r in results}
+    for g in ctx.groups:
+        members = [by_id[m] for m in g.members if m in by_id]
+        for m in members:
+            m.group = g.id
+        live = [m for m in members if m.state in (*_SEEN_STATES, RuleState.MISSING)]
+        seen = [m for m in live if m.state in _SEEN_STATES]
+        if seen:
+            for m in live:
+                if m.state == RuleState.MISSING:
+                    m.state = RuleState.COVERED
+                    m.covered_by = tuple(x.rule.id for x in seen)
+        else:
+            for m in live[1:]:
+                m.state = RuleState.COVERED
+                m.covered_by = (live[0].rule.id,)
+        users: set[str] = set()
+        for m in live:
+            if m.state in _SEEN_STATES:
+                users |= m.users
+        for m in live:
+            if m.hosts_lacking:
+                m.hosts_lacking = [h for h in m.hosts_lacking if h not in users]
+            if m.state == RuleState.COVERED:
+                m.hosts_lacking = []
+
+
+def _rule_states(rules: Sequence[FlowRule], verdicts: Sequence[FlowVerdict], ctx: StatusContext) -> list[RuleResult]:
     matched: dict[str, list[FlowVerdict]] = defaultdict(list)
     for v in verdicts:
         for rid in v.rule_ids:
@@ -223,8 +350,11 @@ def rule_status(rules: Sequence[FlowRule], verdicts: Sequence[FlowVerdict], ctx:
         res.flows = len(hits)
         src_hosts = ctx.hosts_by_role.get(r.source, frozenset())
         dst_hosts = ctx.hosts_by_role.get(r.destination, frozenset())
+        feature_ok = not r.feature or ctx.features is None or r.feature in ctx.features
         if hits:
             res.state = RuleState.FAILING if all(v.failing for v in hits) else RuleState.OBSERVED
+        elif not feature_ok:
+            pass  # SPEC §4: a rule of a feature the deployment does not use is not applicable
         elif r.loopback_only:
             res.state = RuleState.NOT_OBSERVABLE  # 127.0.0.1 never crosses a wire
         else:
@@ -232,25 +362,27 @@ def rule_status(rules: Sequence[FlowRule], verdicts: Sequence[FlowVerdict], ctx:
             # SPEC §4: applicable when roles.yaml (or the capture's name evidence) maps hosts to both
             # roles. A cloud service is no exception: an on-premises site has no Gateway Service.
             applicable = bool(src_hosts) and bool(dst_hosts) and distinct
-            if applicable and ctx.vantage:
-                applicable = bool((src_hosts | dst_hosts) & ctx.vantage)
             if applicable:
-                observable = bool(src_hosts & ctx.seen) or bool(dst_hosts & ctx.seen)
+                if ctx.vantage:  # a rule with neither side at the capture point cannot be seen there
+                    observable = bool((src_hosts | dst_hosts) & ctx.vantage)
+                else:
+                    observable = bool(src_hosts & ctx.seen) or bool(dst_hosts & ctx.seen)
                 res.state = RuleState.MISSING if observable else RuleState.NOT_OBSERVABLE
         if res.state in (RuleState.OBSERVED, RuleState.FAILING, RuleState.MISSING):
             singles = ctx.single_hosts.get(r.source, ())
             if r.bidirectional:  # either side may open it: a destination that never took part lacks it too
                 singles = tuple(dict.fromkeys((*singles, *ctx.single_hosts.get(r.destination, ()))))
+            users: set[str] = set()
+            for v in hits:
+                if not v.failing:
+                    users.add(v.flow.key.initiator)
+                    # The responder used the rule too when either side may open it, or when the two are
+                    # peers of a same-kind rule and it answered (DDC<->DDC, HA heartbeats 3003<->3003).
+                    peers = r.source in v.responder.effective and r.destination in v.initiator.effective
+                    if r.bidirectional or (peers and v.flow.resp_pkts):
+                        users.add(v.flow.key.responder)
+            res.users = users
             if len(singles) >= 1:
-                users: set[str] = set()
-                for v in hits:
-                    if not v.failing:
-                        users.add(v.flow.key.initiator)
-                        # The responder used the rule too when either side may open it, or when the two are
-                        # peers of a same-kind rule and it answered (DDC<->DDC, HA heartbeats 3003<->3003).
-                        peers = r.source in v.responder.effective and r.destination in v.initiator.effective
-                        if r.bidirectional or (peers and v.flow.resp_pkts):
-                            users.add(v.flow.key.responder)
                 res.hosts_lacking = [h for h in singles if h not in users
                                      and (not ctx.vantage or h in ctx.vantage or bool(dst_hosts & ctx.vantage))]
         results.append(res)

@@ -181,8 +181,16 @@ def _summary_lines(doc: dict[str, Any], written: list[Path]) -> list[str]:
         f"  flows: {s['expected']} expected ({s['expected_failing']} failing), {s['unexpected']} unexpected, "
         f"{s['unmapped']} unmapped",
         f"  rules: {r['observed']} observed, {r['failing']} failing, {r['missing']} missing (not seen in this "
-        f"capture), {r['not-observable']} not observable, {r['not-applicable']} not applicable",
+        f"capture), {r.get('covered', 0)} covered by an alternative, {r['not-observable']} not observable, "
+        f"{r['not-applicable']} not applicable",
     ]
+    features = doc.get("features", [])
+    if features:
+        lines.append("  features in use: " + ", ".join(f"{f['id']} ({f['how'].split(':')[0]})" for f in features))
+    for w in doc.get("warnings", [])[:10]:
+        lines.append(f"  roles warning: {w['message']}")
+    if len(doc.get("warnings", [])) > 10:
+        lines.append(f"  ... and {len(doc['warnings']) - 10} more roles warnings in the report")
     failing = [f for f in doc["flows"] if f["failing"]]
     unexpected = [f for f in doc["flows"] if f["classification"] == "unexpected"]
     for title, items in (("failing expected flows", failing), ("unexpected flows", unexpected)):
@@ -241,7 +249,18 @@ def findings_hit(doc: dict[str, Any], kinds: set[str]) -> list[str]:
 @click.option("--rules", "extra_rules", multiple=True, type=click.Path(path_type=Path),
               help="Site rule file (catalog schema); repeatable.")
 @click.option("--rules-dir", type=click.Path(path_type=Path), help="Use another catalog folder.")
-@click.option("--vantage", help="Address or role at the capture point (default: automatic).")
+@click.option("--vantage", multiple=True,
+              help="Where the capture was taken: an address, CIDR, range or role; repeatable, and added to "
+                   "roles.yaml's vantage: list. Rules with neither side there are not observable. Default: "
+                   "roles.yaml's list, else detected when every packet touches one host.")
+@click.option("--catalog", "catalog_layers", type=click.Choice(["full", "document"]), default="full",
+              show_default=True,
+              help="full: Citrix's ports document and the supplement of flows Citrix documents elsewhere "
+                   "(each rule cites its page); document: the ports document alone. --rules files count "
+                   "under either.")
+@click.option("--strict-roles", is_flag=True,
+              help="Treat roles.yaml warnings (entries that matched nothing, names the capture never "
+                   "resolved, overlaps, CIDRs with host bits) as errors: exit 2.")
 @click.option("--engine", type=click.Choice(["fast", "tshark"]), default="fast", show_default=True,
               help="fast: the built-in reader (a full audit of the 10M-packet bench capture takes a fifth of "
                    "the time of tshark's conversation table alone and 0.04x its memory; about its time on "
@@ -270,8 +289,8 @@ def findings_hit(doc: dict[str, Any], kinds: set[str]) -> list[str]:
 @click.option("--debug", is_flag=True, help="Show a traceback on errors.")
 def audit(captures: tuple[str, ...], roles_path: Path, html_path: Path, json_path: Path | None,
           csv_path: Path | None, no_html: bool, extra_rules: tuple[Path, ...], rules_dir: Path | None,
-          vantage: str | None, engine: str, jobs: int, no_checksums: bool, fail_on: str | None, quiet: bool,
-          debug: bool) -> None:
+          vantage: tuple[str, ...], catalog_layers: str, strict_roles: bool, engine: str, jobs: int,
+          no_checksums: bool, fail_on: str | None, quiet: bool, debug: bool) -> None:
     """Audit CAPTURE files (pcap/pcapng, optionally compressed; - for stdin) against the catalog.
 
     NetScaler traces (nstrace 1.0 to 3.5) are read as a second process converts their frames to pcap.
@@ -291,7 +310,8 @@ def audit(captures: tuple[str, ...], roles_path: Path, html_path: Path, json_pat
     progress: Callable[[int, int, int], None] | None = bar
     request = AuditRequest(
         inputs=list(captures), roles_path=roles_path, rules_dir=rules_dir, extra_rules=list(extra_rules),
-        vantage=vantage, engine=engine, command_line=shlex.join(["pcap-audit", *sys.argv[1:]]),
+        vantage=list(vantage), document_only=catalog_layers == "document", strict_roles=strict_roles,
+        engine=engine, command_line=shlex.join(["pcap-audit", *sys.argv[1:]]),
         progress=progress, jobs=jobs, verify_checksums=not no_checksums,
     )
     tune_gc()

@@ -198,7 +198,32 @@ def roles(ctx: click.Context, extra: tuple[Path, ...]) -> None:
     vocab = cat.vocabulary
     rows = []
     for role in vocab.roles.values():
-        plays = sorted(vocab.expand([role.name]) - {role.name})
+        always = vocab.expand([role.name], features=())
+        plays = sorted(always - {role.name})
+        plays += sorted(f"{r} (with {vocab.role_feature(r)})" for r in vocab.expand([role.name]) - always)
         kind = f"family:{role.family}" if role.family else ("citrix" if role.citrix else "")
+        if role.feature:
+            kind = (kind + " " if kind else "") + f"feature:{role.feature}"
         rows.append((role.name, kind, ", ".join(role.aliases) or "-", ", ".join(plays) or "-"))
     click.echo(_table(rows, ("ROLE", "KIND", "ALIASES", "ALSO SATISFIES")))
+
+
+@catalog.command("features")
+@_RULES_OPTION
+@click.pass_context
+def features(ctx: click.Context, extra: tuple[Path, ...]) -> None:
+    """List the deployment features (roles.yaml ``features:``): the roles and rules each one brings."""
+    cat = _load(ctx, extra)
+    vocab = cat.vocabulary
+    for f in cat.features.values():
+        roles = sorted(r.name for r in vocab.roles.values() if r.feature == f.id)
+        rules = [r.id for r in cat.rules if r.feature == f.id]
+        click.echo(f"{f.id}: {f.title}")
+        if f.description:
+            click.echo(f"  {f.description}")
+        if roles:
+            click.echo(f"  roles: {', '.join(roles)} (mapping one of them declares the feature)")
+        if rules:
+            click.echo(f"  rules: {', '.join(rules)}")
+        if f.detected_by:
+            click.echo(f"  detected from the capture by: {', '.join(f.detected_by)}")

@@ -171,6 +171,8 @@ class RuleState(enum.StrEnum):
     OBSERVED = "observed"
     FAILING = "failing"
     MISSING = "missing"
+    COVERED = "covered"
+    """Not observed, but another member of its alternative group stands for it (SPEC §4)."""
     NOT_OBSERVABLE = "not-observable"
     NOT_APPLICABLE = "not-applicable"
 

@@ -13,6 +13,8 @@ A case:
         reason: other-port-or-protocol             # for unexpected
       rules:                                       # optional: rule statuses
         storefront-002: missing
+      features: [netscaler-ha]                     # optional: roles.yaml features: (schema 2)
+      vantage: [10.0.1.0/24, VDA]                  # optional: roles.yaml vantage: (schema 2)
 kinds: handshake (SYN, SYN-ACK, ACK, data both ways, FIN), rejected (SYN answered by RST),
 unanswered (SYN and two retransmissions), udp (request and reply), udp-oneway, icmp-echo,
 icmp-refused (UDP answered by ICMP port unreachable).
@@ -111,10 +113,13 @@ def catalog() -> Catalog:
 
 @pytest.mark.parametrize(("product", "case"), list(_cases()))
 def test_case(product: str, case: dict[str, Any], catalog: Catalog) -> None:
-    roles_text = yaml.safe_dump({"roles": case["roles"]})
-    roles = parse_roles(roles_text, f"case {case['name']}", catalog.vocabulary)
+    doc: dict[str, Any] = {"roles": case["roles"]}
+    for key in ("features", "vantage"):  # roles.yaml schema 2 keys
+        if key in case:
+            doc[key] = case[key] if isinstance(case[key], list) else [case[key]]
+    roles = parse_roles(yaml.safe_dump(doc), f"case {case['name']}", catalog.vocabulary)
     traffic = case.get("traffic", [])
-    analysis = analyse(build_records(traffic), catalog, roles, vantage=case.get("vantage"))
+    analysis = analyse(build_records(traffic), catalog, roles)
     if "expect" in case:
         first = traffic[0]
         key = (str(ipaddress.ip_address(first["from"])), str(ipaddress.ip_address(first["to"])),

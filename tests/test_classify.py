@@ -160,8 +160,9 @@ def test_not_observable_when_no_packet_touches_the_hosts() -> None:
     assert res["cvad-002"].state == RuleState.MISSING
 
 
-def test_vantage_limits_applicability() -> None:
+def test_vantage_limits_observability() -> None:
+    # SPEC §4: with a vantage, a rule with neither side in it is not observable (it stays applicable).
     c = ctx(vantage=frozenset({"10.0.0.9"}))                    # captured on the SQL server
     res = {r.rule.id: r for r in rule_status(RULES, [], c)}
     assert res["cvad-001"].state == RuleState.MISSING
-    assert res["lic-001"].state == RuleState.NOT_APPLICABLE
+    assert res["lic-001"].state == RuleState.NOT_OBSERVABLE

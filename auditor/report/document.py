@@ -9,10 +9,11 @@ import datetime as _dt
 import json
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
 from auditor.capture.decode import CHECKSUM_POLICY
+from auditor.catalog import citation_record
 from auditor.model import Classification, RuleState
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from auditor.names import NameEvidence
     from auditor.roles import RoleMap
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "2.0"
 MAX_TEXT = 253
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -138,7 +139,8 @@ class _Shared:
 
 FLOW_KEYS = (
     "initiator", "responder", "protocol", "port", "initiator_roles", "responder_roles",
-    "initiator_names", "responder_names", "classification", "failing", "outcome", "rule_ids", "reason",
+    "initiator_names", "responder_names", "classification", "failing", "outcome", "rule_ids",
+    "reverse_rule_ids", "layers", "reason",
     "reason_text", "connections", "established", "rejected", "unanswered", "packets", "bytes",
     "orig_packets", "resp_packets", "orig_bytes", "resp_bytes", "first_seen", "last_seen", "first_frame",
     "direction_evidence", "direction_inferred", "conn_states", "tunnels", "summarised",
@@ -158,7 +160,8 @@ def _flow_values(v: FlowVerdict, shared: _Shared) -> tuple[Any, ...]:
     states = f.conn_states
     return (
         k.initiator, k.responder, k.protocol, k.port, a_roles, b_roles, a_names, b_names,
-        str(v.classification), v.failing, str(f.outcome), list(v.rule_ids), v.reason,
+        str(v.classification), v.failing, str(f.outcome), list(v.rule_ids), list(v.reverse_rule_ids),
+        list(v.layers), v.reason,
         shared.reason_text[v.reason_text] if v.reason_text else None,
         f.connections, f.established, f.rejected, f.unanswered, f.packets, f.bytes,
         f.orig_pkts, f.resp_pkts, f.orig_bytes, f.resp_bytes, iso(f.first_seen), iso(f.last_seen),
@@ -195,7 +198,9 @@ def _flow_json(v: FlowVerdict, shared: _Shared) -> str:
         f'"initiator_roles":{a_roles},"responder_roles":{b_roles},'
         f'"initiator_names":{a_names},"responder_names":{b_names},'
         f'"classification":{js[v.classification]},"failing":{"true" if v.failing else "false"},'
-        f'"outcome":{js[f.outcome]},"rule_ids":{shared.json_list[v.rule_ids]},"reason":{js[v.reason]},'
+        f'"outcome":{js[f.outcome]},"rule_ids":{shared.json_list[v.rule_ids]},'
+        f'"reverse_rule_ids":{shared.json_list[v.reverse_rule_ids]},"layers":{shared.json_list[v.layers]},'
+        f'"reason":{js[v.reason]},'
         f'"reason_text":{js[shared.reason_text[v.reason_text]] if v.reason_text else "null"},'
         f'"connections":{f.connections:d},"established":{f.established:d},"rejected":{f.rejected:d},'
         f'"unanswered":{f.unanswered:d},"packets":{f.packets:d},"bytes":{f.bytes:d},'
@@ -271,7 +276,13 @@ def _rule_dict(r: RuleResult) -> dict[str, Any]:
         "note": rule.note,
         "one_way": rule.one_way,
         "bidirectional": rule.bidirectional,
+        "layer": rule.layer,
+        "feature": rule.feature or None,
+        "citation": citation_record(rule.citation),
+        "uncited": rule.uncited or None,
+        "group": r.group,
         "status": str(r.state),
+        "covered_by": list(r.covered_by),
         "flows": r.flows,
         "hosts_lacking": list(r.hosts_lacking),
     }
@@ -281,7 +292,9 @@ def build_document(*, version: str, started: _dt.datetime, finished: _dt.datetim
                    engine: str, catalog: Catalog, roles: RoleMap, capture: CaptureSet,
                    conv: ConversationResult, names: NameEvidence, verdicts: Sequence[FlowVerdict],
                    rule_results: Sequence[RuleResult], resolver: Callable[[str], HostView],
-                   vantage: Iterable[str], vantage_source: str, extra_rules: Sequence[str]) -> dict[str, Any]:
+                   vantage: Iterable[str], vantage_source: str, extra_rules: Sequence[str],
+                   features: Mapping[str, str] | None = None,
+                   warnings: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     flows = FlowRows(verdicts)
     rules = [_rule_dict(r) for r in rule_results]
 
@@ -344,12 +357,18 @@ def build_document(*, version: str, started: _dt.datetime, finished: _dt.datetim
             "digest": catalog.digest,
             "rules": len(catalog.rules),
             "site_rule_files": list(extra_rules),
+            "layers": list(catalog.layers),
+            "rules_by_layer": dict(Counter(r.layer for r in catalog.rules)),
+            "alternatives": [{"id": g.id, "title": g.title, "members": list(g.members)} for g in catalog.alternatives],
             "products_without_port_data": [
                 {"product": s.product, "link": s.link} for s in catalog.products_without_port_data()
             ],
         },
         "roles_file": {"path": roles.path, "digest": roles.digest},
         "vantage": {"hosts": sorted(vantage), "source": vantage_source},
+        "features": [{"id": fid, "title": catalog.features[fid].title if fid in catalog.features else fid,
+                      "how": bounded(how, 200)} for fid, how in sorted((features or {}).items())],
+        "warnings": [dict(w) for w in warnings],
         "inputs": inputs,
         "not_audited": {
             "frames": rstats.frames,

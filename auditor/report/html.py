@@ -39,14 +39,15 @@ MAX_CHARS = 1024
 TOP_TALKERS = 10
 
 SEVERITY = {"failing": 0, "unexpected": 1, "expected": 2, "unmapped": 3}
-RULE_SEVERITY = {"failing": 0, "missing": 1, "observed": 2, "not-observable": 3, "not-applicable": 4}
+RULE_SEVERITY = {"failing": 0, "missing": 1, "observed": 2, "covered": 3, "not-observable": 4, "not-applicable": 5}
 NO_ROLE = "(not in roles.yaml)"
 
 # Compact row layouts shared with report.js (field positions; keep both in step).
 F_V, F_I, F_IN, F_IR, F_R, F_RN, F_RR, F_PROTO, F_PORT, F_OUT = range(10)
 F_RULES, F_REASON, F_RTEXT, F_CONN, F_EST, F_REJ, F_UNANS, F_STATES, F_PK, F_B = range(10, 20)
-F_FS, F_LS, F_FIN, F_FFR, F_DIR, F_INF, F_SUM = range(20, 27)
+F_FS, F_LS, F_FIN, F_FFR, F_DIR, F_INF, F_SUM, F_REV = range(20, 28)
 R_STATUS, R_ID, R_PRODUCT, R_SRC, R_DST, R_PROTOS, R_PORTS, R_DESC, R_NOTE, R_FLOWS, R_LACK = range(11)
+R_LAYER, R_COVERED, R_CITE = range(11, 14)
 H_ADDR, H_ROLES, H_NAMES = range(3)
 
 FLOW_COLS = {
@@ -344,8 +345,8 @@ class _Records:
         """One flow's record (field positions F_*; report.js reads the same layout) from its values
         in FLOW_KEYS order."""
         (initiator, responder, protocol, port, init_roles, resp_roles, init_names, resp_names, cls, failing,
-         outcome, rule_ids, reason, reason_text, connections, established, rejected, unanswered, packets,
-         nbytes, _, _, _, _, first_seen, last_seen, frame, evidence, inferred, states, _, summarised) = values
+         outcome, rule_ids, reverse_ids, _, reason, reason_text, connections, established, rejected, unanswered,
+         packets, nbytes, _, _, _, _, first_seen, last_seen, frame, evidence, inferred, states, _, summarised) = values
         if cls == "expected" and failing:
             if failing is _ABSENT:
                 raise KeyError("failing")
@@ -365,7 +366,7 @@ class _Records:
             texts[2], port, texts[3], texts[4], texts[5], texts[6],
             connections, established, rejected, unanswered, self.states(states),
             packets, nbytes, first_seen, last_seen, frame.get("input"), frame.get("frame"),
-            texts[7], 1 if inferred else 0, 1 if summarised else 0,
+            texts[7], 1 if inferred else 0, 1 if summarised else 0, [t64(r) for r in reverse_ids],
         ]
 
 
@@ -380,7 +381,8 @@ def _doc_values(f: dict[str, Any]) -> tuple[Any, ...]:
     return (
         f["initiator"], f["responder"], f["protocol"], f["port"], f["initiator_roles"], f["responder_roles"],
         f["initiator_names"], f["responder_names"], f["classification"], get("failing", _ABSENT),
-        f["outcome"], f["rule_ids"], f["reason"], f["reason_text"], f["connections"], get("established", 0),
+        f["outcome"], f["rule_ids"], get("reverse_rule_ids", []), get("layers", []), f["reason"], f["reason_text"],
+        f["connections"], get("established", 0),
         get("rejected", 0), get("unanswered", 0), f["packets"], f["bytes"], None, None, None, None,
         f["first_seen"], f["last_seen"], get("first_frame"), f["direction_evidence"],
         get("direction_inferred"), get("conn_states", {}), None, get("summarised"),
@@ -393,7 +395,27 @@ def _rule_record(r: dict[str, Any]) -> list[Any]:
         safe_text(r["source"]), safe_text(r["destination"]), [safe_text(p, 16) for p in r["protocols"]],
         safe_text(r.get("ports") or ""), safe_text(r.get("description") or ""),
         safe_text(r.get("note") or ""), r.get("flows", 0), [safe_text(h) for h in r.get("hosts_lacking", [])],
+        safe_text(r.get("layer") or "document", 16), [safe_text(c, 64) for c in r.get("covered_by", [])],
+        safe_text(_citation_line(r)),
     ]
+
+
+def _citation_line(r: dict[str, Any]) -> str:
+    c = r.get("citation")
+    if isinstance(c, dict):
+        return f"{c.get('title', '')}{', ' + c['section'] if c.get('section') else ''} <{c.get('url', '')}>"
+    return f"no public Citrix page found: {r['uncited']}" if r.get("uncited") else ""
+
+
+def rule_caption(rule_id: str, rules: dict[str, list[str]], reverse: bool) -> str:
+    """How a flow's matching rule is captioned: by its description where the flow goes the rule's own
+    way; as the same service opened from the other side where it matched only as a bidirectional
+    rule (a VDA's registration is not captioned "Delivery Controller initiates...")."""
+    text = rules.get(rule_id, ["", "", "document"])
+    layer = f" [{text[2]}]" if len(text) > 2 and text[2] != "document" else ""
+    if reverse:
+        return f"{rule_id}{layer} \u2014 the same service, opened from the other side (bidirectional rule)"
+    return f"{rule_id}{layer} \u2014 {text[0]}"
 
 
 def _host_record(h: dict[str, Any]) -> list[Any]:
@@ -427,7 +449,7 @@ def _flow_cell(key: str, rec: list[Any], ctx: dict[str, Any]) -> Cell:
         return Cell(rec[F_OUT], cls="o-" + rec[F_OUT])
     if key == "why":
         if rec[F_RULES]:
-            lines = [f"{rid} \u2014 {ctx['rules'].get(rid, ['', ''])[0]}" for rid in rec[F_RULES]]
+            lines = [rule_caption(rid, ctx["rules"], rid in rec[F_REV]) for rid in rec[F_RULES]]
             # Several matching rules often share one note: show it once.
             notes = list(dict.fromkeys(ctx["rules"][rid][1] for rid in rec[F_RULES]
                                        if ctx["rules"].get(rid, ["", ""])[1]))
@@ -464,7 +486,9 @@ def _rule_cell(key: str, rec: list[Any]) -> Cell:
     if key == "status":
         return Cell(rec[R_STATUS], cls="s-" + rec[R_STATUS])
     if key == "rule":
-        return Cell(rec[R_ID], sub=(short(rec[R_PRODUCT]),) if rec[R_PRODUCT] else ())
+        sub = ((short(rec[R_PRODUCT]),) if rec[R_PRODUCT] else ()) + \
+            ((rec[R_LAYER],) if rec[R_LAYER] != "document" else ())
+        return Cell(rec[R_ID], rec[R_CITE], sub)
     if key == "pair":
         return Cell(short(f"{rec[R_SRC]} \u2192 {rec[R_DST]}"), f"{rec[R_SRC]} \u2192 {rec[R_DST]}")
     if key == "rsvc":
@@ -473,6 +497,9 @@ def _rule_cell(key: str, rec: list[Any]) -> Cell:
         note = (short("Note: " + rec[R_NOTE]),) if rec[R_NOTE] else ()
         return Cell(short(rec[R_DESC]), "\n".join(x for x in (rec[R_DESC], rec[R_NOTE]) if x), note)
     if key == "lacking":
+        if rec[R_STATUS] == "covered" and rec[R_COVERED]:
+            full = "covered by " + ", ".join(rec[R_COVERED])
+            return Cell(short(full), full)
         full = ", ".join(rec[R_LACK])
         return Cell(short(full), full)
     if key == "rflows":
@@ -580,7 +607,7 @@ def build_view(doc: dict[str, Any]) -> View:
     rules = [_rule_record(r) for r in doc["rules"]]
     hosts = [_host_record(h) for h in doc["hosts"]]
     paths = [safe_text(i["path"]) for i in doc["inputs"]]
-    rule_text = {r[R_ID]: [r[R_DESC], r[R_NOTE]] for r in rules}
+    rule_text = {r[R_ID]: [r[R_DESC], r[R_NOTE], r[R_LAYER]] for r in rules}
     hide: dict[str, tuple[str, ...]] = {}
     ctx: dict[str, Any] = {"rules": rule_text, "inputs": len(paths), "paths": paths, "hide": hide,
                            "lists": lists}

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 # CSV columns, in order: one row per flow (SPEC §5).
 FLOW_COLUMNS = [
     "classification", "failing", "outcome", "initiator", "responder", "protocol", "port",
-    "initiator_roles", "responder_roles", "initiator_names", "responder_names", "rule_ids", "reason",
+    "initiator_roles", "responder_roles", "initiator_names", "responder_names", "rule_ids", "layers", "reason",
     "reason_text", "connections", "established", "rejected", "unanswered", "packets", "bytes",
     "orig_packets", "resp_packets", "orig_bytes", "resp_bytes", "first_seen", "last_seen",
     "first_input", "first_frame", "direction_evidence", "direction_inferred", "tunnels", "summarised",

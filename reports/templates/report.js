@@ -9,11 +9,12 @@
   // Field positions of the compact records (html.py: F_*, R_*, H_*).
   var F = {V: 0, I: 1, IN: 2, IR: 3, R: 4, RN: 5, RR: 6, PROTO: 7, PORT: 8, OUT: 9, RULES: 10, REASON: 11,
     RTEXT: 12, CONN: 13, EST: 14, REJ: 15, UNANS: 16, STATES: 17, PK: 18, B: 19, FS: 20, LS: 21, FIN: 22,
-    FFR: 23, DIR: 24, INF: 25, SUM: 26};
-  var R = {STATUS: 0, ID: 1, PRODUCT: 2, SRC: 3, DST: 4, PROTOS: 5, PORTS: 6, DESC: 7, NOTE: 8, FLOWS: 9, LACK: 10};
+    FFR: 23, DIR: 24, INF: 25, SUM: 26, REV: 27};
+  var R = {STATUS: 0, ID: 1, PRODUCT: 2, SRC: 3, DST: 4, PROTOS: 5, PORTS: 6, DESC: 7, NOTE: 8, FLOWS: 9, LACK: 10,
+    LAYER: 11, COVERED: 12, CITE: 13};
   var NOT_TEXT = [F.IN, F.IR, F.RN, F.RR, F.FIN, F.INF, F.SUM];
   var SEV = {failing: 0, unexpected: 1, expected: 2, unmapped: 3};
-  var RSEV = {failing: 0, missing: 1, observed: 2, "not-observable": 3, "not-applicable": 4};
+  var RSEV = {failing: 0, missing: 1, observed: 2, covered: 3, "not-observable": 4, "not-applicable": 5};
   var collator = new Intl.Collator("en", {numeric: true, sensitivity: "base"});
 
   function short(s) {
@@ -38,7 +39,13 @@
     if (names.length) { sub.push(short(names[0]) + (names.length > 1 ? " (+" + (names.length - 1) + " more)" : "")); }
     return cell(short(addr), names.join("\n"), sub, "host");
   }
-  function ruleText(id) { return data.rules[id] || ["", ""]; }
+  function ruleText(id) { return data.rules[id] || ["", "", "document"]; }
+  // As html.py's rule_caption: a rule matched only as bidirectional is not captioned by its wording.
+  function ruleCaption(id, reverse) {
+    var t = ruleText(id), layer = t[2] && t[2] !== "document" ? " [" + t[2] + "]" : "";
+    if (reverse) { return id + layer + " \u2014 the same service, opened from the other side (bidirectional rule)"; }
+    return id + layer + " \u2014 " + t[0];
+  }
 
   var flowCell = {
     verdict: function (r) { return cell(r[F.V], "", [], "v-" + r[F.V]); },
@@ -48,7 +55,7 @@
     outcome: function (r) { return cell(r[F.OUT], "", [], "o-" + r[F.OUT]); },
     why: function (r) {
       if (r[F.RULES].length) {
-        var lines = r[F.RULES].map(function (id) { return id + " \u2014 " + ruleText(id)[0]; });
+        var lines = r[F.RULES].map(function (id) { return ruleCaption(id, (r[F.REV] || []).indexOf(id) >= 0); });
         var notes = r[F.RULES].map(function (id) { return ruleText(id)[1]; })
           .filter(function (n, k, all) { return n && all.indexOf(n) === k; });
         var full = lines.join("; ");
@@ -76,14 +83,24 @@
   };
   var ruleCell = {
     status: function (r) { return cell(r[R.STATUS], "", [], "s-" + r[R.STATUS]); },
-    rule: function (r) { return cell(r[R.ID], "", r[R.PRODUCT] ? [short(r[R.PRODUCT])] : []); },
+    rule: function (r) {
+      var sub = r[R.PRODUCT] ? [short(r[R.PRODUCT])] : [];
+      if (r[R.LAYER] && r[R.LAYER] !== "document") { sub.push(r[R.LAYER]); }
+      return cell(r[R.ID], r[R.CITE] || "", sub);
+    },
     pair: function (r) { var p = r[R.SRC] + " \u2192 " + r[R.DST]; return cell(short(p), p); },
     rsvc: function (r) { return cell(short((r[R.PROTOS].join(", ") + " " + r[R.PORTS]).trim())); },
     desc: function (r) {
       return cell(short(r[R.DESC]), [r[R.DESC], r[R.NOTE]].filter(Boolean).join("\n"),
         r[R.NOTE] ? [short("Note: " + r[R.NOTE])] : []);
     },
-    lacking: function (r) { var f = r[R.LACK].join(", "); return cell(short(f), f); },
+    lacking: function (r) {
+      if (r[R.STATUS] === "covered" && r[R.COVERED] && r[R.COVERED].length) {
+        var c = "covered by " + r[R.COVERED].join(", ");
+        return cell(short(c), c);
+      }
+      var f = r[R.LACK].join(", "); return cell(short(f), f);
+    },
     rflows: function (r) { return cell(num(r[R.FLOWS]), "", [], "n"); }
   };
   var hostTableCell = {
