@@ -91,6 +91,10 @@ PORT_EXCEPTIONS = {
     # "UDP 66, 67 Only DHCP options: ... 66-TFTP Server Name ... 67-Boot file name": 66 and 67 are DHCP
     # option numbers. The flow is DHCP (server port UDP 67, which is catalogued); 66 is no port at all.
     ("Provisioning Services", 66),
+    # ADM row 14 "NetScaler SNIP TCP 161 To send SNMP events": the events are traps, sent to ADM's
+    # UDP 162 (netscaler-adm-018); 161 is the NetScaler's own agent port, polled by ADM in the NetScaler
+    # table's split (netscaler-023), not a port of this row's flow.
+    ("NetScaler ADM", 161),
 }
 
 # Rows whose seed text is machine-translation debris: each rule from them carries a note saying so.
