@@ -170,8 +170,10 @@ def _overlaps(role_map: RoleMap, names: Mapping[str, Iterable[str]]) -> list[Rol
         if a.role == b.role:
             continue
         if a.size == b.size:
-            first, other = (a, b) if order[id(a)] < order[id(b)] else (b, a)
             partial = (a.lo, a.hi) != (b.lo, b.hi)
+            if not partial and a.size == 1:
+                continue  # one host listed under several roles: a deliberate union (SPEC §2's DDC + License Server)
+            first, other = (a, b) if order[id(a)] < order[id(b)] else (b, a)
             found[id(first)].add(_item(other, partial=partial), equal=True, partial=partial)
         else:
             wide, narrow = (a, b) if a.size > b.size else (b, a)
