@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate the sample captures in sample_pcaps/: four Citrix deployments as real pcapng files.
+"""Generate the sample captures in sample_pcaps/: five Citrix deployments as real pcapng files.
 
     python sample_pcaps/generate.py [OUTDIR]        # default: the folder this script is in
 
@@ -9,8 +9,8 @@ base, so re-running writes byte-identical files (tests/test_samples_wire.py chec
 
 The wire formats are real (Ethernet II, optional 802.1Q, IPv4/IPv6 with correct lengths and
 checksums, full TCP handshakes with consistent seq/ack, DNS, TLS ClientHello with SNI, HTTP, NTP,
-DHCP, TFTP, RADIUS, SNMP, LDAP, Kerberos, TDS, RDP, SMB2, SSH, IPFIX) so that tshark decodes every
-frame without a malformed-packet or bad-checksum expert info.
+DHCP, TFTP, RADIUS, SNMP, LDAP, Kerberos, TDS, RDP, SMB2, SSH, SMTP, IPFIX, DTLS) so that tshark decodes
+every frame without a malformed-packet or bad-checksum expert info.
 """
 
 from __future__ import annotations
@@ -1885,6 +1885,458 @@ def pvs_boot() -> Capture:
 
     # Unmapped: WinRM between two management hosts not in roles.yaml.
     cap.tcp(T + 90.0, w1, w2, 5985, opaque(cap, [(900, 1400), (700, 600)], 0.05))
+    return cap
+
+
+# ---- Citrix Gateway in the DMZ: DTLS, STA, SNMP polling, SMTP ----
+def _u24(n: int) -> bytes:
+    return struct.pack(">I", n)[1:]
+
+
+def dtls_record(ctype: int, epoch: int, seq: int, body: bytes, ver: int = 0xFEFD) -> bytes:
+    """One DTLS record (RFC 6347 section 4.1): type, version, epoch, 48-bit sequence, length."""
+    return (
+        struct.pack(">BHH", ctype, ver, epoch)
+        + struct.pack(">Q", seq)[2:]
+        + struct.pack(">H", len(body))
+        + body
+    )
+
+
+def dtls_handshake(msg_type: int, msg_seq: int, body: bytes) -> bytes:
+    """A DTLS handshake message, unfragmented (fragment_offset 0, fragment_length = length)."""
+    return bytes([msg_type]) + _u24(len(body)) + struct.pack(">H", msg_seq) + _u24(0) + _u24(len(body)) + body
+
+
+def dtls_client_hello(sni: str, session_id: bytes, cookie: bytes, rnd: bytes) -> bytes:
+    """DTLS 1.2 ClientHello (RFC 6347 section 4.2.1) offering to resume session_id, with SNI."""
+    name = sni.encode()
+    exts = b"".join(
+        [
+            _ext(0, struct.pack(">HBH", len(name) + 3, 0, len(name)) + name),  # server_name
+            _ext(23, b""),  # extended_master_secret
+            _ext(65281, b"\x00"),  # renegotiation_info
+            _ext(10, b"\x00\x04\x00\x1d\x00\x17"),  # supported_groups
+            _ext(11, b"\x01\x00"),  # ec_point_formats
+            _ext(13, b"\x00\x08\x04\x03\x08\x04\x04\x01\x05\x01"),  # signature_algorithms
+        ]
+    )
+    suites = [0xC02B, 0xC02F, 0xC02C, 0xC030]
+    return (
+        b"\xfe\xfd"
+        + rnd
+        + bytes([len(session_id)])
+        + session_id
+        + bytes([len(cookie)])
+        + cookie
+        + struct.pack(">H", 2 * len(suites))
+        + b"".join(struct.pack(">H", s) for s in suites)
+        + b"\x01\x00"
+        + struct.pack(">H", len(exts))
+        + exts
+    )
+
+
+def dtls_session(
+    cap: Capture, sni: str, rounds: int, *, answered: bool = True
+) -> list[tuple[str, bytes, float]]:
+    """EDT over DTLS to a Gateway virtual server: cookie exchange, abbreviated (resumed) handshake,
+    then application data both ways, mostly server -> client. answered=False: the first ClientHello,
+    sent again after 1 s (nobody answers it)."""
+    sid, rnd = cap.rand(32), cap.rand(32)
+    hello = dtls_handshake(1, 0, dtls_client_hello(sni, sid, b"", rnd))
+    if not answered:
+        return [
+            ("c", dtls_record(22, 0, 0, hello, 0xFEFF), 0.0),
+            ("c", dtls_record(22, 0, 1, hello, 0xFEFF), 1.0),
+        ]
+    cookie = cap.rand(32)
+    hvr = dtls_handshake(3, 0, b"\xfe\xff" + bytes([len(cookie)]) + cookie)
+    hello2 = dtls_handshake(1, 1, dtls_client_hello(sni, sid, cookie, rnd))
+    sh_exts = _ext(65281, b"\x00") + _ext(23, b"")
+    sh = dtls_handshake(
+        2,
+        1,
+        b"\xfe\xfd"
+        + cap.rand(32)
+        + b"\x20"
+        + sid
+        + b"\xc0\x2f\x00"
+        + struct.pack(">H", len(sh_exts))
+        + sh_exts,
+    )
+    ex: list[tuple[str, bytes, float]] = [
+        ("c", dtls_record(22, 0, 0, hello, 0xFEFF), 0.0),
+        ("s", dtls_record(22, 0, 0, hvr, 0xFEFF), 0.002),
+        ("c", dtls_record(22, 0, 1, hello2), 0.001),
+        (
+            "s",
+            dtls_record(22, 0, 1, sh) + dtls_record(20, 0, 2, b"\x01") + dtls_record(22, 1, 0, cap.rand(40)),
+            0.003,
+        ),
+        ("c", dtls_record(20, 0, 2, b"\x01") + dtls_record(22, 1, 0, cap.rand(40)), 0.001),
+    ]
+    seq = {"c": 1, "s": 1}
+    for _ in range(rounds):
+        for who, n, gap in (
+            ("c", 48, cap.rng.uniform(0.05, 0.4)),
+            ("s", cap.rng.choice([120, 600, 1100]), 0.012),
+        ):
+            ex.append((who, dtls_record(23, 1, seq[who], cap.rand(n)), gap))
+            seq[who] += 1
+    return ex
+
+
+def sta_query(ticket: str) -> bytes:
+    """The Gateway redeeming a ticket at the STA (CtxSTAProtocol over HTTP, /scripts/ctxsta.dll)."""
+    return (
+        '<?xml version="1.0"?><!DOCTYPE CtxSTAProtocol SYSTEM "CtxSTA.dtd">'
+        '<CtxSTAProtocol version="4.0"><RequestData><ValueQuery>'
+        f"<Ticket>{ticket}</Ticket><TicketVersion>4.0</TicketVersion>"
+        "</ValueQuery></RequestData></CtxSTAProtocol>"
+    ).encode()
+
+
+def sta_reply(vda: str, port: int) -> bytes:
+    """The STA's answer: the address the Gateway connects to for HDX (CGP on 2598, else ICA)."""
+    kind = "CGPAddress" if port == 2598 else "ICAAddress"
+    return (
+        '<?xml version="1.0"?><!DOCTYPE CtxSTAProtocol SYSTEM "CtxSTA.dtd">'
+        f'<CtxSTAProtocol version="4.0"><ResponseData><Value name="{kind}">{vda}:{port}</Value>'
+        '<Value name="UserName">acme\\user</Value></ResponseData></CtxSTAProtocol>'
+    ).encode()
+
+
+def snmp_get(community: str, req_id: int, oids: Sequence[str], reply: Sequence[int] | None = None) -> bytes:
+    """SNMPv2c GetRequest (0xA0) or, with reply values, its GetResponse (0xA2)."""
+    if reply is None:
+        vbs = [ber_seq(ber_oid(o), b"\x05\x00") for o in oids]
+        tag = 0xA0
+    else:
+        vbs = [ber_seq(ber_oid(o), ber_int(v, 0x41)) for o, v in zip(oids, reply, strict=True)]
+        tag = 0xA2
+    pdu = ber_seq(ber_int(req_id), ber_int(0), ber_int(0), ber_seq(*vbs), tag=tag)
+    return ber_seq(ber_int(1), ber_str(community), pdu)
+
+
+def edt_gateway(cap: Capture, n: int) -> list[tuple[str, bytes, float]]:
+    """EDT between the Gateway and a VDA: edt_stream's datagrams with the two top bits of the first byte
+    clear, so that no opaque datagram reads as RTP/RTCP version 2 to a heuristic dissector."""
+    return [(who, bytes([d[0] & 0x3F]) + d[1:], gap) for who, d, gap in edt_stream(cap, n)]
+
+
+@sample
+def gateway_dmz() -> Capture:
+    cap = Capture(seed=2598)
+    h = cap.host
+    # The DMZ segment 172.16.10.0/24, tapped: the two firewalls' DMZ interfaces, the NetScaler (one
+    # interface: NSIP, SNIP and both Gateway VIPs share its MAC) and a mail relay.
+    fw_ext = h("fw-ext", "172.16.10.1", ttl=255)
+    fw_int = h("fw-int", "172.16.10.2", ttl=255)
+    nsip = h("ns-dmz01", "172.16.10.11", ttl=64)
+    snip = h("ns-dmz01-snip", "172.16.10.20", ttl=64)
+    vip = h("gateway-vip", "172.16.10.50", ttl=64)  # gateway.acme.example
+    vip2 = h("partners-vip", "172.16.10.51", ttl=64)  # partners.acme.example: DTLS not enabled
+    for ip in (snip, vip, vip2):
+        ip.mac = nsip.mac
+    relay = h("smtp-relay", "172.16.10.25", ttl=64)
+    # Inside, behind the internal firewall: seen on the DMZ with its MAC and one hop less TTL.
+    adm = h("adm01", "10.50.0.30", ttl=63)
+    radius_srv = h("radius01", "10.50.0.41", ttl=63)
+    siem = h("siem01", "10.50.0.60", ttl=63)
+    admin = h("admin-ws", "10.50.0.100", ttl=127)
+    dc1, dc2 = h("dc01", "10.50.1.5", ttl=127), h("dc02", "10.50.1.6", ttl=127)
+    ddc1, ddc2 = h("ddc01", "10.50.1.10", ttl=127), h("ddc02", "10.50.1.11", ttl=127)
+    sf = h("sf01", "10.50.1.20", ttl=127)
+    vdas = [h(f"vda{i:02d}", f"10.50.20.{100 + i}", ttl=127) for i in range(1, 5)]
+    for inside in (adm, radius_srv, siem, admin, dc1, dc2, ddc1, ddc2, sf, *vdas):
+        inside.mac = fw_int.mac
+    # The internet, behind the external firewall (which forwards to the VIPs without source NAT).
+    anna = h("anna-home", "198.51.100.23", ttl=114)
+    ben = h("ben-mac", "198.51.100.57", ttl=52)
+    carla = h("carla-hotel", "203.0.113.14", ttl=113)
+    dave = h("dave-partner", "203.0.113.88", ttl=110)
+    scan = h("scanner", "203.0.113.201", ttl=47)
+    ntp = h("ntp-pool", "192.0.2.123", ttl=52)  # time.example
+    mx = h("mail-sender", "192.0.2.25", ttl=50)
+    for outside in (anna, ben, carla, dave, scan, ntp, mx):
+        outside.mac = fw_ext.mac
+    T = BASE_TS + 13.0
+    dom = "acme.example"
+    gw, partners = f"gateway.{dom}", f"partners.{dom}"
+
+    def http_call(path: str, host: str, body: bytes, reply: bytes) -> list[tuple[str, bytes, float]]:
+        return [
+            ("c", http_req("POST", path, host, body, "text/xml"), 0.0003),
+            ("s", http_resp(reply, "text/xml", server="Microsoft-IIS/10.0"), 0.015),
+        ]
+
+    def ldaps(t: float, src: Host, dc: Host) -> float:
+        return cap.tcp(t, src, dc, 636, tls_session(cap, f"{dc.name}.{dom}", [(180, 90), (260, 1400)], 0.002))
+
+    def radius_otp(t: float, ident: int, user: bytes) -> None:
+        req = radius(
+            1,
+            ident,
+            cap.rand(16),
+            [(1, user), (2, cap.rand(16)), (4, socket.inet_aton(snip.ip)), (80, cap.rand(16))],
+        )
+        ok = radius(2, ident, cap.rand(16), [(18, b"OTP accepted"), (80, cap.rand(16))])
+        cap.udp(t, snip, radius_srv, 1812, [("c", req, 0.0), ("s", ok, 0.006)])
+
+    def radius_acct(t: float, ident: int, user: bytes) -> None:
+        # Accounting-Request (Acct-Status-Type Start), retransmitted after 3 s and 6 s: never answered.
+        req = radius(
+            4,
+            ident,
+            cap.rand(16),
+            [
+                (40, b"\x00\x00\x00\x01"),
+                (1, user),
+                (4, socket.inet_aton(snip.ip)),
+                (44, cap.rand(8).hex().encode()),
+            ],
+        )
+        cap.udp(t, snip, radius_srv, 1813, [("c", req, 0.0), ("c", req, 3.0), ("c", req, 3.0)])
+
+    def ica_over_tls(sni: str, rtt: float, rounds: int) -> list[tuple[str, bytes, float]]:
+        # HDX in TLS: a client to the virtual server, or the Gateway to an SSL-enabled VDA.
+        ex = [
+            ("c", tls_client_hello(cap, sni), 0.0002),
+            ("s", tls_server_flight(cap), rtt),
+            ("c", tls_client_finish(cap), 0.001),
+        ]
+        for _ in range(rounds):
+            ex.append(("c", tls_app(cap, cap.rng.choice([60, 90, 130])), cap.rng.uniform(0.1, 0.4)))
+            ex.append(("s", tls_app(cap, cap.rng.choice([900, 1400, 2900])), 0.04))
+        return ex
+
+    def storefront(t: float, rounds: Sequence[tuple[int, int]]) -> float:
+        return cap.tcp(t, snip, sf, 443, tls_session(cap, f"storefront.{dom}", rounds, 0.01))
+
+    def sta(t: float, ticket: str, vda: Host, port: int) -> float:
+        return cap.tcp(
+            t,
+            snip,
+            ddc1,
+            80,
+            http_call("/scripts/ctxsta.dll", f"ddc01.{dom}", sta_query(ticket), sta_reply(vda.ip, port)),
+        )
+
+    # NetScaler housekeeping from the NSIP: name resolution at the DC, time from an internet pool.
+    t = dns_lookup(cap, T, nsip, dc1, "time.example", ["pool.time.example"], [ntp.ip])
+    for k in range(2):
+        tq = t + 0.01 + 64.0 * k
+        cap.udp(
+            tq, nsip, ntp, 123, [("c", ntp_msg(3, tq), 0.0), ("s", ntp_msg(4, tq + 0.02), 0.021)], sport=123
+        )
+    dns_lookup(cap, T + 0.3, nsip, dc1, f"adm01.{dom}", [], [adm.ip])
+    # The SNIP resolves the back-end servers named in the Gateway configuration.
+    t = dns_lookup(cap, T + 0.6, snip, dc1, f"dc01.{dom}", [], [dc1.ip])
+    t = dns_lookup(cap, t + 0.01, snip, dc1, f"storefront.{dom}", [f"sf01.{dom}"], [sf.ip])
+    t = dns_lookup(cap, t + 0.01, snip, dc1, f"ddc01.{dom}", [], [ddc1.ip])
+    dns_lookup(cap, t + 0.01, snip, dc1, f"ddc02.{dom}", [], [ddc2.ip])
+    # STA monitoring: ddc01 answers; ddc02 resets every SYN on 80 (its XML service is not listening).
+    sta(T + 1.5, "4A1F0C9E2B7D33A8E0F15C6B9D2E7A01", vdas[0], 2598)
+    cap.tcp_rejected(T + 1.8, snip, ddc2, 80, attempts=2)
+    cap.tcp_rejected(T + 91.8, snip, ddc2, 80, attempts=2)
+
+    # anna: logon at gateway.acme.example (LDAPS + RADIUS OTP), StoreFront through the Gateway,
+    # StoreFront's callback, launch: STA, then HDX as EDT: DTLS to the VIP, EDT to vda01:2598.
+    tl = T + 3.0
+    cap.tcp(tl, anna, vip, 443, tls_session(cap, gw, [(620, 3200), (540, 4100)], 0.3), rtt=0.021)
+    ldaps(tl + 0.4, snip, dc1)
+    radius_otp(tl + 0.6, 31, b"anna")
+    radius_acct(tl + 0.7, 41, b"anna")
+    storefront(tl + 0.8, [(1100, 5200)])
+    cap.tcp(tl + 0.9, sf, vip, 443, tls_session(cap, gw, [(480, 900)], 0.01))  # callback
+    sta(tl + 2.0, "7C2D91E04B3A5F6E8D1C0B2A3948576F", vdas[0], 2598)
+    cap.udp(tl + 2.4, anna, vip, 443, dtls_session(cap, gw, 10), sport=cap.eph(anna))
+    cap.udp(tl + 2.5, snip, vdas[0], 2598, edt_gateway(cap, 10))
+
+    # ben: types http://gateway.acme.example (redirected to https), logs on, ICA over TLS to the VIP;
+    # the Gateway reaches vda02 on TCP 1494 (the VDA sends the ICA banner first).
+    tb = T + 20.0
+    redirect = (
+        f"HTTP/1.1 302 Object Moved\r\nLocation: https://{gw}/\r\nContent-Length: 0\r\n"
+        "Cache-Control: no-cache\r\nConnection: close\r\n\r\n"
+    ).encode()
+    cap.tcp(tb, ben, vip, 80, [("c", http_req("GET", "/", gw), 0.0003), ("s", redirect, 0.002)], rtt=0.034)
+    cap.tcp(tb + 0.2, ben, vip, 443, tls_session(cap, gw, [(600, 3100), (880, 2500)], 0.3), rtt=0.034)
+    ldaps(tb + 0.6, snip, dc1)
+    radius_otp(tb + 0.8, 32, b"ben")
+    storefront(tb + 1.0, [(1050, 5100)])
+    sta(tb + 2.0, "0B9E8D7C6A5F4E3D2C1B0A9988776655", vdas[1], 2598)
+    cap.tcp(tb + 2.3, ben, vip, 443, ica_over_tls(gw, 0.035, 3), rtt=0.034)
+    cap.tcp(tb + 2.4, snip, vdas[1], 1494, ica_session(cap, cgp=False, rounds=3))
+    # ben's second app is published on vda04, the one VDA with SSL enabled: HDX over TLS on 443
+    # (vda-ssl, a feature this deployment does not declare).
+    sta(tb + 9.0, "66D1A3F09B8C7E2D4F5A6B7C8D9E0F12", vdas[3], 443)
+    cap.tcp(tb + 9.3, ben, vip, 443, ica_over_tls(gw, 0.035, 2), rtt=0.034)
+    cap.tcp(tb + 9.4, snip, vdas[3], 443, ica_over_tls(f"vda04.{dom}", 0.002, 2))
+
+    # carla: DTLS to the VIP works, but the internal firewall refuses the Gateway's EDT to vda03:1494
+    # (ICMP administratively prohibited, from the firewall, not the VDA); HDX falls back to TCP: ICA
+    # over TLS to the VIP, TCP 1494 to the VDA.
+    tc = T + 40.0
+    cap.tcp(tc, carla, vip, 443, tls_session(cap, gw, [(610, 3150), (870, 2550)], 0.3), rtt=0.048)
+    ldaps(tc + 0.6, snip, dc1)
+    radius_otp(tc + 0.8, 33, b"carla")
+    radius_acct(tc + 0.9, 43, b"carla")
+    storefront(tc + 1.0, [(1080, 5150)])
+    sta(tc + 2.0, "A1B2C3D4E5F60718293A4B5C6D7E8F90", vdas[2], 1494)
+    cap.udp(tc + 2.4, carla, vip, 443, dtls_session(cap, gw, 4), sport=cap.eph(carla))
+    sp = cap.eph(snip)
+    for k in range(2):
+        edt = bytes([cap.rng.randrange(0x40)]) + cap.rand(55)
+        tq, sent = cap.udp(tc + 2.5 + k * 1.0, snip, vdas[2], 1494, [("c", edt, 0.0)], sport=sp)
+        cap.icmp_unreachable(tq + 0.0003, fw_int, snip, sent[0], code=13)
+    cap.tcp(tc + 4.5, carla, vip, 443, ica_over_tls(gw, 0.049, 3), rtt=0.048)
+    cap.tcp(tc + 4.6, snip, vdas[2], 1494, ica_session(cap, cgp=False, rounds=3))
+
+    # dave (partner) at partners.acme.example: that virtual server's LDAP policy binds in clear to
+    # dc02:389, and DTLS is not enabled on it: the NetScaler answers UDP 443 with port unreachable;
+    # the session runs as CGP over TLS, the Gateway to vda02:2598.
+    td = T + 60.0
+    cap.tcp(td, dave, vip2, 443, tls_session(cap, partners, [(590, 3000), (860, 2400)], 0.3), rtt=0.041)
+    cap.tcp(
+        td + 0.5,
+        snip,
+        dc2,
+        389,
+        [
+            ("c", ldap_bind(1, "CN=svc-gw-partners,OU=Service,DC=acme,DC=example", "Partner2019!"), 0.0003),
+            ("s", ldap_bind_ok(1), 0.002),
+            ("c", ldap_search(2, "OU=Partners,DC=acme,DC=example", "sAMAccountName", "dave"), 0.001),
+            (
+                "s",
+                ldap_search_result(
+                    2,
+                    "CN=Dave Ek,OU=Partners,DC=acme,DC=example",
+                    {"displayName": "Dave Ek", "mail": "dave@partner.example"},
+                ),
+                0.002,
+            ),
+            ("c", ldap_bind(3, "CN=Dave Ek,OU=Partners,DC=acme,DC=example", "Summer2024"), 0.001),
+            ("s", ldap_bind_ok(3), 0.002),
+        ],
+    )
+    storefront(td + 1.0, [(1000, 3900)])
+    sta(td + 2.0, "5F4E3D2C1B0A99887766554433221100", vdas[1], 2598)
+    sp = cap.eph(dave)
+    tq, sent = cap.udp(td + 2.4, dave, vip2, 443, dtls_session(cap, partners, 0, answered=False), sport=sp)
+    cap.icmp_unreachable(td + 2.4 + 0.0004, vip2, dave, sent[0])
+    cap.icmp_unreachable(tq + 0.0004, vip2, dave, sent[1])
+    cap.tcp(td + 5.0, dave, vip2, 443, ica_over_tls(partners, 0.042, 3), rtt=0.041)
+    cap.tcp(td + 5.1, snip, vdas[1], 2598, ica_session(cap, cgp=True, rounds=3))
+
+    # Unexpected: an internet host probes the VIP's SSH port (the NetScaler resets it), and an RDP
+    # bookmark makes the Gateway (RDP proxy) open RDP to vda04.
+    cap.tcp_rejected(T + 80.0, scan, vip, 22, attempts=2)
+    cap.tcp(T + 85.0, snip, vdas[3], 3389, [("c", rdp_cr(), 0.0003), ("s", rdp_cc(), 0.002)])
+
+    # NetScaler ADM: pings, NITRO and SSH to the NSIP, SNMP polling; the NSIP sends traps, syslog,
+    # AppFlow (IPFIX), metrics on 5563 and checks out pooled licences (27000, 7279).
+    for k in range(2):
+        te = T + 1.0 + 60.0 * k
+        for n, (a, b, typ) in enumerate(((adm, nsip, 8), (nsip, adm, 0))):
+            icmp = dpkt.icmp.ICMP(
+                type=typ, code=0, data=dpkt.icmp.ICMP.Echo(id=0x6A1, seq=k + 1, data=bytes(range(48)))
+            )
+            cap.emit(te + n * 0.0009, a, b, icmp, 1)
+    cap.tcp(T + 10.0, adm, nsip, 443, tls_session(cap, f"ns-dmz01.{dom}", [(420, 2800), (380, 5600)]))
+    cap.tcp(T + 12.0, adm, nsip, 22, ssh_session(cap, "OpenSSH_8.8", "OpenSSH_8.4", rounds=2))
+    oids = ["1.3.6.1.4.1.5951.4.1.1.41.1.0", "1.3.6.1.4.1.5951.4.1.1.41.2.0"]
+    for k in range(2):
+        tq = T + 15.0 + 60.0 * k
+        sp = cap.eph(adm)
+        cap.udp(
+            tq,
+            adm,
+            nsip,
+            161,
+            [
+                ("c", snmp_get("acme-ro", 700 + k, oids), 0.0),
+                ("s", snmp_get("acme-ro", 700 + k, oids, [23 + k, 41]), 0.002),
+            ],
+            sport=sp,
+        )
+    for k in range(3):
+        cap.udp(
+            T + 18.0 + k * 40,
+            nsip,
+            adm,
+            162,
+            [
+                (
+                    "c",
+                    snmp_trap(
+                        "acme-traps",
+                        2000 + k,
+                        8812300 + k * 4000,
+                        "1.3.6.1.4.1.5951.1.1.0.95",
+                        [("1.3.6.1.4.1.5951.4.1.1.26.0", f"CPU usage {68 + k}%")],
+                    ),
+                    0.0,
+                )
+            ],
+        )
+    for k in range(6):
+        msg = (
+            f"<134> 03/12/2024:09:0{k // 2}:{12 + k * 7} GMT ns-dmz01 0-PPE-0 : default SSLVPN LOGIN "
+            f"{5200 + k} 0 : Context {['anna', 'ben', 'carla', 'dave', 'anna', 'ben'][k]}@{dom} - SessionId: {40 + k}"
+        ).encode()
+        cap.udp(T + 5.0 + k * 19, nsip, adm, 514, [("c", msg, 0.0)], sport=514)
+    for k in range(3):
+        tq = T + 25.0 + k * 35
+        cap.udp(
+            tq,
+            nsip,
+            adm,
+            4739,
+            [
+                (
+                    "c",
+                    ipfix(
+                        2 * k,
+                        int(tq),
+                        [
+                            (anna.ip, vip.ip, 50000 + k, 443, 40 + k),
+                            (snip.ip, vdas[0].ip, 51000 + k, 2598, 90),
+                        ],
+                    ),
+                    0.0,
+                )
+            ],
+            sport=4739,
+        )
+    cap.tcp(T + 30.0, nsip, adm, 5563, opaque(cap, [(1460, 64), (900, 64), (1200, 64)], 1.5))
+    cap.tcp(T + 6.0, nsip, adm, 27000, opaque(cap, [(148, 212), (96, 64)], 0.01))
+    cap.tcp(T + 6.5, nsip, adm, 7279, opaque(cap, [(320, 188), (160, 92)], 0.02))
+
+    # An administrator on the GUI (the NSIP authenticates them against dc01 over LDAPS).
+    cap.tcp(T + 95.0, admin, nsip, 443, tls_session(cap, f"ns-dmz01.{dom}", [(600, 5200), (500, 3100)]))
+    ldaps(T + 95.2, nsip, dc1)
+
+    # Unexpected: syslog to the SIEM (no rule between a NetScaler and a syslog server), and the admin
+    # copying a techsupport bundle from the NetScaler shell to ADM over SSH (reverse of ADM -> NSIP 22).
+    for k in range(4):
+        msg = (
+            f"<134> 03/12/2024:09:0{k // 2}:{12 + k * 7} GMT ns-dmz01 0-PPE-0 : default SSLVPN LOGIN "
+            f"{5200 + k} 0 : Context {['anna', 'ben', 'carla', 'dave'][k]}@{dom} - SessionId: {40 + k}"
+        ).encode()
+        cap.udp(T + 8.0 + k * 30, nsip, siem, 514, [("c", msg, 0.0)], sport=514)
+    cap.tcp(T + 100.0, nsip, adm, 22, ssh_session(cap, "OpenSSH_8.4", "OpenSSH_8.8", rounds=3))
+
+    # Unmapped: mail to the DMZ relay, neither end in roles.yaml.
+    smtp = [
+        ("s", b"220 relay.acme.example ESMTP\r\n", 0.002),
+        ("c", b"EHLO mail.sender.example\r\n", 0.04),
+        ("s", b"250-relay.acme.example\r\n250-SIZE 52428800\r\n250 STARTTLS\r\n", 0.001),
+        ("c", b"QUIT\r\n", 0.04),
+        ("s", b"221 2.0.0 Bye\r\n", 0.001),
+    ]
+    cap.tcp(T + 110.0, mx, relay, 25, smtp, rtt=0.03)
     return cap
 
 

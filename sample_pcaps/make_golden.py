@@ -21,7 +21,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES_DIR = ROOT / "sample_pcaps"
 GOLDEN_DIR = ROOT / "tests" / "golden"
-NAMES = ["cvad-onprem", "daas-cloud", "netscaler-ha", "pvs-boot"]
+NAMES = ["cvad-onprem", "daas-cloud", "gateway-dmz", "netscaler-ha", "pvs-boot"]
 RUN_SPECIFIC = ("started", "finished", "command_line")
 
 
