@@ -336,8 +336,6 @@ def test_ambiguous_bare_names_are_not_aliases() -> None:
     ("XenServer Resource Pool Master", "XenServer"),
     ("Clustering", "Citrix Hypervisor"),
     ("Citrix Gateway SNIP", "NetScaler SNIP"),
-    ("Citrix Gateway", "NetScaler NSIP"),
-    ("Citrix Gateway", "NetScaler SNIP"),
     ("Citrix SD-WAN Instance", "SD-WAN WANOP Edition"),
     ("Secure Ticketing Authority", "Delivery Controller"),
     ("Secure Ticketing Authority", "Cloud Connector"),
