@@ -32,7 +32,7 @@ from auditor.report.html import (
 from auditor.report.tabular import iter_json, render_json
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ["cvad-onprem", "daas-cloud", "netscaler-ha", "pvs-boot"]
+SAMPLES = ["cvad-onprem", "daas-cloud", "gateway-dmz", "netscaler-ha", "pvs-boot"]
 _DUMP = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 _DATA = re.compile(r'<script type="application/json" id="audit-data">(.*?)</script>', re.S)
 

@@ -35,10 +35,10 @@ from auditor.cli import main
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES_DIR = ROOT / "sample_pcaps"
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
-NAMES = ["cvad-onprem", "daas-cloud", "netscaler-ha", "pvs-boot"]
+NAMES = ["cvad-onprem", "daas-cloud", "gateway-dmz", "netscaler-ha", "pvs-boot"]
 FLOW_KINDS = ("expected", "failing", "unexpected", "unmapped")
 RULE_KINDS = ("observed", "failing", "missing", "not-observable")
-LISTED_STATUSES = set(RULE_KINDS)  # statuses whose rules the expect file must list in full
+LISTED_STATUSES = {*RULE_KINDS, "covered"}  # statuses whose rules the expect file must list in full
 
 Key = tuple[str, str, str, int | None]
 
@@ -116,7 +116,7 @@ def test_cli_exit_and_outputs(runs: dict[str, Run], name: str) -> None:
     run = runs[name]
     assert run.html.is_file() and run.html.stat().st_size > 0, f"{name}: no HTML report"
     assert "<html" in run.html.read_text(encoding="utf-8").lower()
-    assert run.doc["schema_version"].startswith("1.")
+    assert run.doc["schema_version"].startswith("2.")
 
 
 @pytest.mark.parametrize("name", NAMES)
