@@ -41,11 +41,7 @@ rules:
 def rules_copy(tmp_path: Path) -> Path:
     d = tmp_path / "rules"
     shutil.copytree(rules_dir(), d)
-    sup = d / "supplement"
-    if sup.exists():
-        shutil.rmtree(sup)
-    sup.mkdir()
-    (sup / "test.yaml").write_text(SUPPLEMENT, encoding="utf-8")
+    (d / "supplement" / "test.yaml").write_text(SUPPLEMENT, encoding="utf-8")
     return d
 
 

@@ -509,6 +509,7 @@ SUMMARY = re.compile(
     r"  flows: (?P<expected>\d+) expected \((?P<expected_failing>\d+) failing\), (?P<unexpected>\d+) "
     r"unexpected, (?P<unmapped>\d+) unmapped\n"
     r"  rules: (?P<observed>\d+) observed, (?P<failing>\d+) failing, (?P<missing>\d+) missing [^,]*, "
+    r"(?P<covered>\d+) covered by an alternative, "
     r"(?P<not_observable>\d+) not observable, (?P<not_applicable>\d+) not applicable\n"
 )
 
@@ -528,7 +529,8 @@ def test_text_summary_counts_equal_the_json_summary(sample: str, tmp_path: Path)
         "inputs": len(doc["inputs"]), "packets": s["packets"], "connections": s["connections"],
         "flows": s["flows"], "expected": s["expected"], "expected_failing": s["expected_failing"],
         "unexpected": s["unexpected"], "unmapped": s["unmapped"], "observed": r["observed"],
-        "failing": r["failing"], "missing": r["missing"], "not_observable": r["not-observable"],
+        "failing": r["failing"], "missing": r["missing"], "covered": r["covered"],
+        "not_observable": r["not-observable"],
         "not_applicable": r["not-applicable"],
     }
     # The listed failing / unexpected flows are among the JSON's.

@@ -22,9 +22,10 @@ def _audit(tmp_path: Path, *extra: str) -> dict:
 
 
 def test_site_rules_turn_dns_expected_under_their_product(tmp_path: Path) -> None:
+    # Against the ports document alone: the supplement already makes the Windows roles' DNS expected.
     site = ROOT / "examples" / "site-infrastructure.yaml"
-    before = _audit(tmp_path)
-    after = _audit(tmp_path, "--rules", str(site))
+    before = _audit(tmp_path, "--catalog", "document")
+    after = _audit(tmp_path, "--catalog", "document", "--rules", str(site))
     dns_before = [f for f in before["flows"] if f["port"] == 53 and f["initiator_roles"]]
     dns_after = [f for f in after["flows"] if f["port"] == 53 and f["initiator_roles"]]
     assert dns_before and all(f["classification"] == "unexpected" for f in dns_before)
@@ -34,6 +35,16 @@ def test_site_rules_turn_dns_expected_under_their_product(tmp_path: Path) -> Non
     assert products == {"Site: infrastructure"}
     assert after["catalog"]["site_rule_files"] == [str(site)]
     assert after["catalog"]["digest"] != before["catalog"]["digest"]
+    assert after["catalog"]["layers"] == ["document", "site"]
+
+
+def test_supplement_makes_windows_dns_expected_and_keeps_site_policy_for_the_rest(tmp_path: Path) -> None:
+    full = _audit(tmp_path)
+    dns = {f["initiator"]: f for f in full["flows"] if f["port"] == 53 and f["initiator_roles"]}
+    # Delivery Controllers and StoreFront are Windows domain members: their lookups are documented.
+    assert dns["10.0.1.10"]["classification"] == "expected" and dns["10.0.1.10"]["layers"] == ["supplement"]
+    # A user device's lookup is no Citrix flow: site policy (examples/site-infrastructure.yaml) decides.
+    assert dns["10.0.30.51"]["classification"] == "unexpected"
 
 
 def test_csv_export_is_the_flows_table(tmp_path: Path) -> None:
