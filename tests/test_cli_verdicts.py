@@ -138,3 +138,16 @@ def test_registration_is_captioned_in_its_own_direction(tmp_path: Path) -> None:
     html = render_html(doc)
     assert "cvad-006 \u2014 the same service, opened from the other side" in html
     assert "cvad-006 \u2014 Delivery Controller initiates" not in html
+
+
+def test_reason_lists_only_ports_of_rules_in_use(tmp_path: Path) -> None:
+    # Without Gateway VPN, the VPN ports 3108/3148/3149 between a user device and a VDA are not
+    # "documented ports" of this deployment: the reason must not suggest them.
+    roles = f"roles:\n  User Device: [{USER}]\n  VDA: [{VDA}]\n"
+    _, doc, _, _ = audit(tmp_path, roles, handshake(USER, VDA, 50000, 3150))
+    f = flow(doc, USER, VDA, 3150)
+    assert f["reason"] == "other-port-or-protocol"
+    assert "1494" in f["reason_text"] and "2598" in f["reason_text"]
+    assert "3149" not in f["reason_text"] and "3108" not in f["reason_text"]
+    _, doc, _, _ = audit(tmp_path, roles + "features: [gateway-vpn]\n", handshake(USER, VDA, 50000, 3150))
+    assert "3149" in flow(doc, USER, VDA, 3150)["reason_text"]
