@@ -293,3 +293,25 @@ def test_autoescape_applies_to_custom_templates(tmp_path: Path) -> None:
     doc = make_audit_doc(flows=1)
     doc["run"]["command_line"] = "pcap-audit '<b>x</b>'"
     assert render_html(doc, templates_dir=tmp_path) == "pcap-audit &#39;&lt;b&gt;x&lt;/b&gt;&#39;"
+
+
+def test_features_warnings_and_covered_rules_shown() -> None:
+    doc = make_audit_doc(flows=5)
+    doc["features"] = [{"id": "netscaler-ha", "title": "NetScaler high availability pair",
+                        "how": "detected: 10.0.2.10 -> 10.0.2.11 udp/3003 (netscaler-002)"}]
+    doc["warnings"] = [{"code": "overlap", "line": 4, "entry": "10.0.0.0/8",
+                        "message": "10.0.0.0/8 (User Device) also covers <b>10.0.1.10</b> (Delivery Controller)"}]
+    doc["catalog"]["layers"] = ["document", "supplement", "site"]
+    doc["catalog"]["rules_by_layer"] = {"document": 250, "supplement": 27}
+    rule = doc["rules"][0]
+    rule.update(status="covered", covered_by=["netscaler-003"], layer="supplement",
+                citation={"title": "A page", "section": "", "url": "https://docs.citrix.com/x"})
+    doc["summary"]["rules"]["covered"] = 1
+    html = render_html(doc)
+    page = parse(html)
+    page.by_id("features")
+    page.by_id("roles-warnings")
+    assert "netscaler-ha" in html and "detected: 10.0.2.10" in html
+    assert "&lt;b&gt;10.0.1.10&lt;/b&gt;" in html and "<b>10.0.1.10</b>" not in html  # escaped
+    assert "1 covered by an alternative" in " ".join(html.split())
+    assert "document, supplement, site" in html and "supplement 27" in html
