@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
 from auditor.capture.decode import CHECKSUM_POLICY
-from auditor.model import Classification, RuleState
+from auditor.model import Classification, Flow, RuleState
+from auditor.refusal import refused_by
 
 if TYPE_CHECKING:
     from auditor.capture import CaptureSet
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from auditor.names import NameEvidence
     from auditor.roles import RoleMap
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 MAX_TEXT = 253
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -127,6 +128,8 @@ class _Shared:
         self.states = _Memo(_json_object)
         """sorted (conn_state, count) pairs -> JSON object text."""
         self.tunnels = _Memo(_json_tunnels)
+        self.host_ttls: dict[str, int] = {}
+        """The run's responder TTLs (ConversationResult.host_ttls), which refused_by judges RSTs by."""
 
     def host_text(self, h: HostView) -> tuple[str, str]:
         hit = self.host_json.get(h.address)
@@ -138,12 +141,19 @@ class _Shared:
 
 FLOW_KEYS = (
     "initiator", "responder", "protocol", "port", "initiator_roles", "responder_roles",
-    "initiator_names", "responder_names", "classification", "failing", "outcome", "rule_ids", "reason",
+    "initiator_names", "responder_names", "classification", "failing", "outcome", "refused_by", "rule_ids", "reason",
     "reason_text", "connections", "established", "rejected", "unanswered", "packets", "bytes",
     "orig_packets", "resp_packets", "orig_bytes", "resp_bytes", "first_seen", "last_seen", "first_frame",
     "direction_evidence", "direction_inferred", "conn_states", "tunnels", "summarised",
 )
 """The members of a flows[] entry, in document order (docs/json-schema.md)."""
+
+
+def _refused_by(f: Flow, shared: _Shared) -> list[dict[str, Any]]:
+    """flows[].refused_by: who refused the flow's rejected connections (auditor/refusal.py)."""
+    return [{"kind": e.kind, "address": e.address, "party": e.party, "icmp_type": e.icmp_type,
+             "icmp_code": e.icmp_code, "ttl": e.ttl, "ttl_check": e.ttl_check, "text": e.text,
+             "connections": e.connections} for e in refused_by(f, shared.host_ttls)]
 
 
 def _flow_values(v: FlowVerdict, shared: _Shared) -> tuple[Any, ...]:
@@ -158,7 +168,8 @@ def _flow_values(v: FlowVerdict, shared: _Shared) -> tuple[Any, ...]:
     states = f.conn_states
     return (
         k.initiator, k.responder, k.protocol, k.port, a_roles, b_roles, a_names, b_names,
-        str(v.classification), v.failing, str(f.outcome), list(v.rule_ids), v.reason,
+        str(v.classification), v.failing, str(f.outcome), _refused_by(f, shared) if f.refusals else [],
+        list(v.rule_ids), v.reason,
         shared.reason_text[v.reason_text] if v.reason_text else None,
         f.connections, f.established, f.rejected, f.unanswered, f.packets, f.bytes,
         f.orig_pkts, f.resp_pkts, f.orig_bytes, f.resp_bytes, iso(f.first_seen), iso(f.last_seen),
@@ -195,7 +206,8 @@ def _flow_json(v: FlowVerdict, shared: _Shared) -> str:
         f'"initiator_roles":{a_roles},"responder_roles":{b_roles},'
         f'"initiator_names":{a_names},"responder_names":{b_names},'
         f'"classification":{js[v.classification]},"failing":{"true" if v.failing else "false"},'
-        f'"outcome":{js[f.outcome]},"rule_ids":{shared.json_list[v.rule_ids]},"reason":{js[v.reason]},'
+        f'"outcome":{js[f.outcome]},"refused_by":{_JSON(_refused_by(f, shared)) if f.refusals else "[]"},'
+        f'"rule_ids":{shared.json_list[v.rule_ids]},"reason":{js[v.reason]},'
         f'"reason_text":{js[shared.reason_text[v.reason_text]] if v.reason_text else "null"},'
         f'"connections":{f.connections:d},"established":{f.established:d},"rejected":{f.rejected:d},'
         f'"unanswered":{f.unanswered:d},"packets":{f.packets:d},"bytes":{f.bytes:d},'
@@ -217,9 +229,11 @@ class FlowRows(Sequence[dict[str, Any]]):
     An audit can hold hundreds of thousands of flows; as dicts they would cost several times the
     memory of the verdicts they are made from, and renderers only ever read them in order."""
 
-    def __init__(self, verdicts: Sequence[FlowVerdict]) -> None:
+    def __init__(self, verdicts: Sequence[FlowVerdict], host_ttls: dict[str, int] | None = None) -> None:
         self._verdicts = verdicts
         self._shared = _Shared()
+        if host_ttls is not None:
+            self._shared.host_ttls = host_ttls
 
     def __len__(self) -> int:
         return len(self._verdicts)
@@ -282,7 +296,7 @@ def build_document(*, version: str, started: _dt.datetime, finished: _dt.datetim
                    conv: ConversationResult, names: NameEvidence, verdicts: Sequence[FlowVerdict],
                    rule_results: Sequence[RuleResult], resolver: Callable[[str], HostView],
                    vantage: Iterable[str], vantage_source: str, extra_rules: Sequence[str]) -> dict[str, Any]:
-    flows = FlowRows(verdicts)
+    flows = FlowRows(verdicts, conv.host_ttls)
     rules = [_rule_dict(r) for r in rule_results]
 
     hosts: dict[str, dict[str, Any]] = {}
