@@ -33,6 +33,13 @@ Deviations from Zeek (documented because analysts cross-check with it):
   * Closed TCP connections (FIN both ways, or any RST) linger ``CLOSE_LINGER`` seconds (Zeek's
     tcp_close_delay/tcp_reset_delay); later packets start a new connection.
 
+Refusals (SPEC §4, "who refused it"): a connection counted rejected records what refused it in its
+flow (Flow.refusals): the responder's RST with the RST's TTL, or the first ICMP unreachable quoting
+it with its sender, type and code. The responders' TTLs on SYN-ACKs and FINs (packets that never
+take the fast lane, so one process and the shares of a parallel run see the same ones) are kept per
+host, bounded (HOST_TTLS_MAX), in ConversationResult.host_ttls; auditor/refusal.py compares a RST's
+TTL with them once the partial results are merged.
+
 Direction evidence ``wellknown_port``: ports rank 0 well-known (1-1023), 1 registered (1024-49151),
 2 dynamic (49152-65535 and 0). When the two ranks differ, the side with the lower rank is the
 server: 443 vs 51000, 443 vs 3000, 3389 vs 50000 decide; 1494 vs 40000 (both registered, as
@@ -64,6 +71,7 @@ from auditor.model import (
     FlowKey,
     Lane,
     PacketRecord,
+    Refusal,
     TunnelInfo,
     addr_str,
 )
@@ -98,7 +106,11 @@ DYNAMIC_PORTS = 49152
 TFTP_PORT = 69
 TFTP_PENDING_MAX = 4096
 FANIN_TARGETS_MAX = 100_000
+HOST_TTLS_MAX = 65_536
+"""Responders whose TTLs the core keeps (ConversationResult.host_ttls)."""
 _ATTEMPT_STATES = frozenset(("REJ", "RSTOS0", "RSTRH", "SH", "SHR"))
+_RESET_STATES = ("REJ", "RSTRH")
+"""TCP states of a connection the responder's RST refused (when Flow.add counts it rejected)."""
 _BROADCASTS = (b"\xff\xff\xff\xff",)
 _DNS_PORTS = (53,)
 _ICMP_ECHO = {IPPROTO_ICMP: (8, 0), IPPROTO_ICMPV6: (128, 129)}
@@ -153,6 +165,9 @@ class ConversationResult:
     connections: list[Connection] = field(default_factory=list)
     """Every closed connection, only when the builder was made with keep_connections=True."""
     stats: ConversationStats = field(default_factory=ConversationStats)
+    host_ttls: dict[str, int] = field(default_factory=dict)
+    """Responder address -> the IP TTLs (IPv6 hop limits) of its SYN-ACKs and FINs, as a bit set
+    (bit t: TTL t seen): what a RST bearing its address is compared with (auditor/refusal.py)."""
     overflowed: bool = False
     """A bound of the builder was reached: the live table (evicted_live), the flow table or a flood's
     fan-in (summarised flows), or the tables of pending TFTP and DHCP requests and of fan-in targets.
@@ -173,6 +188,9 @@ class ConversationResult:
                 mine.merge(flow)
         self.connections.extend(other.connections)
         self.stats.merge(other.stats)
+        ttls = self.host_ttls
+        for addr, seen in other.host_ttls.items():
+            ttls[addr] = ttls.get(addr, 0) | seen
 
 
 class _Conn:
@@ -180,7 +198,7 @@ class _Conn:
 
     __slots__ = ("bad_o", "bad_r", "data", "dead", "ev", "ff", "first", "gen", "hist", "hseen", "isn", "keys",
                  "last", "marks", "oa", "oby", "op", "opk", "oprev", "os", "proto", "ra", "rby", "refused",
-                 "rp", "rpk", "rprev", "rs", "timeout", "tunnels")
+                 "rp", "rpk", "rprev", "rs", "rst_ttl", "timeout", "tunnels")
     proto: int
     oa: bytes
     op: int
@@ -205,7 +223,10 @@ class _Conn:
     data: bool
     bad_o: int
     bad_r: int
-    refused: bool
+    refused: tuple[bytes, int, int] | None
+    """The first destination unreachable refusing what the initiator sent: (sender, type, code)."""
+    rst_ttl: int
+    """TTL of the responder's first RST (-1: none, or unknown)."""
     tunnels: set[TunnelInfo] | None
     timeout: float
     keys: tuple[tuple[object, ...], ...]
@@ -352,6 +373,9 @@ class ConversationBuilder:
         self._max_summaries = max(16, max_flows // 16)
         self._flood_fanin = max(1, flood_fanin)
         self._fanin: dict[tuple[str, str, int], int] = {}
+        self._ttls: dict[bytes, int] = {}
+        """Responder (packed) -> bit set of its SYN-ACK and FIN TTLs (ConversationResult.host_ttls)."""
+        self._ttls_max = max(1, HOST_TTLS_MAX // share)
         """Unanswered-attempt flows per (responder, protocol, port), for flood detection."""
         self._keep = keep_connections
         self._table: dict[tuple[object, ...], tuple[_Conn, bool]] = {}
@@ -407,6 +431,7 @@ class ConversationBuilder:
             if is_orig and c.keys[0] == key:
                 self._close(c)
         self._queue.clear()
+        self.result.host_ttls = {addr_str(a): seen for a, seen in self._ttls.items()}
         if self._keep:
             self.result.connections.sort(key=lambda x: (x.first_seen, x.first_frame))
         del self._take  # its closure holds this builder: no cycle left (audit.collect pauses the collector)
@@ -574,9 +599,10 @@ class ConversationBuilder:
         c.hist = [] if sender_orig else ["^"]  # Zeek marks a flipped direction with '^'
         # UDP/ICMP have no endpoint states: a non-zero state lets them take the fast path.
         c.os = c.rs = c.oprev = c.rprev = ESTABLISHED
-        c.isn = -1
+        c.isn = c.rst_ttl = -1
         c.marks = None
-        c.data = c.refused = False
+        c.data = False
+        c.refused = None
         c.tunnels = None
         c.timeout = self._timeouts[proto]
         c.gen = 0
@@ -720,6 +746,14 @@ class ConversationBuilder:
             c.data = True
         if syn and not ack and is_orig and c.isn < 0:
             c.isn = rec.seq
+        if not is_orig and rec.ttl >= 0:
+            # The responder's TTL: of its first RST, and of its SYN-ACKs and FINs (never laned, so
+            # seen alike by one process and by the shares of a parallel run) for comparison.
+            if rst:
+                if c.rst_ttl < 0:
+                    c.rst_ttl = rec.ttl
+            elif syn or fin:
+                self._ttl_seen(rec.src, rec.ttl)
         # Endpoint state machine, as Zeek's UpdateStateMachine.
         if is_orig:
             es, ep, ps, pp = c.os, c.oprev, c.rs, c.rprev
@@ -771,6 +805,17 @@ class ConversationBuilder:
             c.rs, c.rprev, c.os, c.oprev = es, ep, ps, pp
         if c.os == RESET or c.rs == RESET or (c.os == CLOSED and c.rs == CLOSED):
             c.timeout = min(c.timeout, CLOSE_LINGER)
+
+    def _ttl_seen(self, addr: bytes, ttl: int) -> None:
+        ttls = self._ttls
+        seen = ttls.get(addr)
+        if seen is None:
+            if len(ttls) >= self._ttls_max:
+                self.result.overflowed = True  # a host past the bound: its RSTs' TTL check says unknown
+                return
+            ttls[addr] = 1 << ttl
+        elif not seen >> ttl & 1:
+            ttls[addr] = seen | 1 << ttl
 
     def _tcp_conn_state(self, c: _Conn, history: str) -> str:
         """Zeek's conn_state() (base/protocols/conn/main.zeek), from the two endpoint states."""
@@ -839,7 +884,8 @@ class ConversationBuilder:
         unreach = (rec.icmp_type == 3 and rec.icmp_code != 4) if rec.proto == IPPROTO_ICMP \
             else rec.icmp_type == 1
         if unreach and quoted_from_orig:
-            c.refused = True
+            if c.refused is None:
+                c.refused = (rec.src, rec.icmp_type, rec.icmp_code)
             self.stats.icmp_refusals += 1
         return True
 
@@ -861,9 +907,10 @@ class ConversationBuilder:
         c.gen += 1
         history = "".join(c.hist)
         proto = c.proto
+        refused = c.refused
         if proto == IPPROTO_TCP:
             state = self._tcp_conn_state(c, history)
-        elif c.refused:
+        elif refused is not None:
             state = "REJ"
         elif c.opk:
             state = "SF" if c.rpk else "S0"
@@ -873,16 +920,25 @@ class ConversationBuilder:
         tunnels = frozenset(_tunnel_text(t) for t in c.tunnels) if c.tunnels else _NO_TUNNELS
         evidence = DIRECTION_EVIDENCE[c.ev]
         flow = self._flow_for(orig_h, resp_h, pname, c.rp, c.rpk, state, c.opk)
+        # Who refused it (Flow.add keeps it when the connection counts as rejected): the responder's
+        # RST, else the ICMP error. A RST always bears the responder's address; its TTL is judged
+        # later, against the responder's TTLs of the whole run (auditor/refusal.py).
+        refusal = None
+        if proto == IPPROTO_TCP and state in _RESET_STATES:
+            refusal = Refusal("rst", resp_h, -1, -1, c.rst_ttl, True)
+        elif refused is not None:
+            refusal = Refusal("icmp", addr_str(refused[0]), refused[1], refused[2], -1, refused[0] == c.ra)
         # Straight into the flow: a Connection object is built only when connections are kept
         # (it cost ~8 % of the per-connection work).
         flow.add(pname, state, history, c.opk, c.oby, c.rpk, c.rby, c.first, c.last, c.ff, evidence,
-                 c.bad_o + c.bad_r, c.refused, tunnels)
+                 c.bad_o + c.bad_r, refused is not None, tunnels, refusal)
         if self._keep:
             self.result.connections.append(Connection(
                 protocol=pname, orig_h=orig_h, orig_p=c.op, resp_h=resp_h, resp_p=c.rp, first_seen=c.first,
                 last_seen=c.last, first_frame=c.ff, orig_pkts=c.opk, orig_bytes=c.oby, resp_pkts=c.rpk,
                 resp_bytes=c.rby, conn_state=state, history=history, direction_evidence=evidence,
-                bad_checksums=c.bad_o + c.bad_r, icmp_refused=c.refused, tunnels=tunnels))
+                bad_checksums=c.bad_o + c.bad_r, icmp_refused=refused is not None, tunnels=tunnels,
+                refusal=refusal))
 
     def _flow_for(self, orig_h: str, resp_h: str, pname: str, resp_p: int, resp_pkts: int, state: str,
                   orig_pkts: int) -> Flow:

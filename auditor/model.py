@@ -150,6 +150,10 @@ class PacketRecord:
     """The encapsulation this packet was found inside, if any."""
     fragment: bool = False
     """The packet is an IP fragment (ports come from the first fragment where it was seen)."""
+    ttl: int = -1
+    """The audited IP header's TTL (IPv6: hop limit) as captured, -1 when unknown. Only records carry
+    it (the fast lane's packets never need it): the core compares a RST's with its sender's SYN-ACKs
+    and FINs to tell a middlebox's injected RST from the responder's own."""
 
 
 class Outcome(enum.StrEnum):
@@ -179,6 +183,33 @@ class RuleState(enum.StrEnum):
 
 # Strength order of direction evidence (strongest first), SPEC §3.
 DIRECTION_EVIDENCE = ("syn", "synack", "protocol", "catalog_port", "wellknown_port", "first_packet")
+
+
+class Refusal(NamedTuple):
+    """What refused one connection, as the core saw it; judged for the reports by auditor/refusal.py,
+    against the run's TTLs of the responder (ConversationResult.host_ttls).
+
+    A NamedTuple: it is a dict key of Flow.refusals, and tuples order, hash and pickle in C."""
+
+    kind: str
+    """'icmp' (a destination unreachable quoting the connection) or 'rst' (the responder's address
+    reset it); 'other' only in Flow.refusals' overflow entry."""
+    sender: str
+    """Address of the ICMP error's sender, or the responder's (a RST always bears it)."""
+    icmp_type: int = -1
+    """ICMP type: 3 (IPv4) or 1 (ICMPv6) destination unreachable; -1 for a RST."""
+    icmp_code: int = -1
+    """ICMP code; -1 for a RST."""
+    ttl: int = -1
+    """The RST's IP TTL (IPv6: hop limit) as captured; -1 for ICMP, or unknown."""
+    from_responder: bool = False
+    """The sender is the connection's responder (always, for a RST)."""
+
+
+REFUSALS_MAX = 8
+"""Distinct refusals kept per flow; the rest are counted under REFUSAL_OTHER."""
+REFUSAL_OTHER = Refusal("other", "")
+"""Flow.refusals' entry for connections refused in ways beyond the REFUSALS_MAX kept."""
 
 
 @dataclass(slots=True)
@@ -215,6 +246,8 @@ class Connection:
     """An ICMP unreachable quoting this connection's traffic was seen."""
     tunnels: frozenset[str] = frozenset()
     """Tunnel descriptions ('vxlan 10.0.0.1->10.0.0.2 vni 42') the packets arrived in."""
+    refusal: Refusal | None = None
+    """Who refused the connection, when it counts as rejected (see Flow.refusals)."""
 
 
 class FlowKey(NamedTuple):
@@ -260,6 +293,10 @@ class Flow:
     """Tunnels the flow's packets arrived in (shared empty set: most flows have none)."""
     summarised: bool = False
     """True for an aggregate of a flood beyond the flow table bound (initiator '*')."""
+    refusals: dict[Refusal, int] | None = None
+    """Rejected connections by who refused them (None: none recorded). Bounded: the REFUSALS_MAX
+    smallest refusals are kept and the others counted under REFUSAL_OTHER, which is exactly the
+    same whatever the order connections came in or partial flows were merged."""
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled as the constructor's arguments (a share of a parallel run sends its flows back):
@@ -267,7 +304,7 @@ class Flow:
         return Flow, (self.key, self.connections, self.established, self.rejected, self.unanswered,
                       self.orig_pkts, self.orig_bytes, self.resp_pkts, self.resp_bytes, self.first_seen,
                       self.last_seen, self.first_frame, self.direction_evidence, self.conn_states,
-                      self.bad_checksums, self.tunnels, self.summarised)
+                      self.bad_checksums, self.tunnels, self.summarised, self.refusals)
 
     @property
     def packets(self) -> int:
@@ -302,9 +339,9 @@ class Flow:
     def add(self, protocol: str, conn_state: str, history: str, orig_pkts: int, orig_bytes: int,
             resp_pkts: int, resp_bytes: int, first_seen: float, last_seen: float,
             first_frame: tuple[int, int], direction_evidence: str, bad_checksums: int,
-            icmp_refused: bool, tunnels: frozenset[str]) -> None:
+            icmp_refused: bool, tunnels: frozenset[str], refusal: Refusal | None = None) -> None:
         """One closed connection, by its Connection fields (the core folds connections in without
-        building Connection objects)."""
+        building Connection objects). ``refusal`` is recorded when the connection counts as rejected."""
         self.connections += 1
         if protocol == "tcp":
             # Data both ways ('D' and 'd' in the Zeek history) is an established conversation even when
@@ -316,6 +353,8 @@ class Flow:
             elif conn_state in ("REJ", "RSTRH") or icmp_refused:
                 # RSTOS0 (originator gave up with a RST) and SH fall through to unanswered below.
                 self.rejected += 1
+                if refusal is not None:
+                    self._refused({refusal: 1})
             elif resp_pkts and conn_state not in ("S0", "RSTOS0", "SH"):
                 self.established += 1
             else:
@@ -323,6 +362,8 @@ class Flow:
         else:
             if icmp_refused:
                 self.rejected += 1
+                if refusal is not None:
+                    self._refused({refusal: 1})
             elif resp_pkts:
                 self.established += 1
             else:
@@ -361,6 +402,21 @@ class Flow:
                 dst[k] = dst.get(k, 0) + v
         self.tunnels |= other.tunnels
         self.summarised = self.summarised or other.summarised
+        if other.refusals:
+            self._refused(other.refusals)
+
+    def _refused(self, counts: dict[Refusal, int]) -> None:
+        """Add refusal counts, keeping the REFUSALS_MAX smallest refusals: a refusal beyond them was
+        beyond them in any order or grouping of the connections, so merging stays exact."""
+        mine = self.refusals
+        if mine is None:
+            mine = self.refusals = {}
+        for r, n in counts.items():
+            mine[r] = mine.get(r, 0) + n
+        if len(mine) > REFUSALS_MAX + (REFUSAL_OTHER in mine):
+            kept = sorted(r for r in mine if r != REFUSAL_OTHER)
+            for r in kept[REFUSALS_MAX:]:
+                mine[REFUSAL_OTHER] = mine.get(REFUSAL_OTHER, 0) + mine.pop(r)
 
 
 @dataclass(frozen=True, slots=True)

@@ -247,7 +247,7 @@ def make_audit_doc(
         else [],
     } for k in range(inputs)]
     return {
-        "schema_version": "1.1",
+        "schema_version": "1.2",
         "tool": {"name": "pcap-audit", "version": "0.1.0"},
         "run": {
             "started": _ts(t + 100), "finished": _ts(t + 112.5),
@@ -288,6 +288,20 @@ def make_audit_doc(
     }
 
 
+def _refused_by(resp: str, rejected: int, frame: int) -> list[dict[str, Any]]:
+    """Who refused a rejected flow: the responder's RST, or (every third) a firewall's ICMP error."""
+    if not rejected:
+        return []
+    if frame % 3:
+        return [{"kind": "rst", "address": resp, "party": "responder", "icmp_type": None, "icmp_code": None,
+                 "ttl": 128, "ttl_check": "same", "text": f"RST from the responder {resp} (TTL 128, as its other "
+                 "packets)", "connections": rejected}]
+    return [{"kind": "icmp", "address": "10.0.0.1", "party": "other host", "icmp_type": 3, "icmp_code": 13,
+             "ttl": None, "ttl_check": None,
+             "text": "ICMP communication administratively prohibited from 10.0.0.1 (not the responder)",
+             "connections": rejected}]
+
+
 def _flow(
     init: str, resp: str, proto: str, port: int, host_roles: dict[str, list[str]],
     names: dict[str, list[str]], classification: str, failing: bool, outcome: str, rule_ids: list[str],
@@ -299,7 +313,8 @@ def _flow(
         "initiator": init, "responder": resp, "protocol": proto, "port": port,
         "initiator_roles": list(host_roles.get(init, [])), "responder_roles": list(host_roles.get(resp, [])),
         "initiator_names": list(names.get(init, [])), "responder_names": list(names.get(resp, [])),
-        "classification": classification, "failing": failing, "outcome": outcome, "rule_ids": rule_ids,
+        "classification": classification, "failing": failing, "outcome": outcome,
+        "refused_by": _refused_by(resp, rej, frame), "rule_ids": rule_ids,
         "reason": reason, "reason_text": reason_text,
         "connections": conns, "established": est, "rejected": rej, "unanswered": unans,
         "packets": opk + rpk, "bytes": ob + rb,

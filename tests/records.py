@@ -51,13 +51,13 @@ def _ip_header(addr: str) -> int:
 def tcp(src: str, dst: str, sport: int, dport: int, flags: str | int, ts: float, frame: int = 1,
         payload: bytes = b"", *, seq: int = 0, ack: int = 0, payload_len: int | None = None,
         input_index: int = 0, ip_len: int | None = None, checksum_bad: bool = False,
-        tunnel: TunnelInfo | None = None) -> PacketRecord:
+        tunnel: TunnelInfo | None = None, ttl: int = -1) -> PacketRecord:
     plen = len(payload) if payload_len is None else payload_len
     return PacketRecord(
         input_index=input_index, frame=frame, ts=ts, src=pack(src), dst=pack(dst), proto=IPPROTO_TCP,
         ip_len=ip_len if ip_len is not None else _ip_header(src) + 20 + plen, sport=sport, dport=dport,
         tcp_flags=flags_of(flags), seq=seq, ack=ack, payload_len=plen, payload=payload[:2048],
-        checksum_bad=checksum_bad, tunnel=tunnel)
+        checksum_bad=checksum_bad, tunnel=tunnel, ttl=ttl)
 
 
 def udp(src: str, dst: str, sport: int, dport: int, ts: float, frame: int = 1, payload: bytes = b"", *,

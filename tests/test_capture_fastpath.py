@@ -41,7 +41,7 @@ SAMPLES = Path(__file__).resolve().parent.parent / "sample_pcaps"
 
 FIELDS = ("input_index", "frame", "ts", "src", "dst", "proto", "ip_len", "sport", "dport", "tcp_flags", "seq",
           "ack", "payload_len", "payload", "icmp_type", "icmp_code", "icmp_id", "quoted", "checksum_bad",
-          "tunnel", "fragment")
+          "tunnel", "fragment", "ttl")
 
 FIRST_BYTES = (b"\x16\x03\x01\x00\x05\x01", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"\x17\x03\x03", b"\x00",
                b"0123", b"post", b"\xff" * 3, b"Z", b"\x15")

@@ -155,7 +155,8 @@ _new = object.__new__
 
 
 def fast_record(ii: int, frame: int, ts: float, src: bytes, dst: bytes, proto: int, ip_len: int, sport: int,
-                dport: int, flags: int, seq: int, ack: int, plen: int, payload: bytes, bad: bool) -> PacketRecord:
+                dport: int, flags: int, seq: int, ack: int, plen: int, payload: bytes, bad: bool,
+                ttl: int) -> PacketRecord:
     """A TCP/UDP PacketRecord of the fast paths, built without PacketRecord.__init__.
 
     On Python 3.11 a class call to a Python __init__ goes through type.__call__ and costs about twice
@@ -184,6 +185,7 @@ def fast_record(ii: int, frame: int, ts: float, src: bytes, dst: bytes, proto: i
     r.checksum_bad = bad
     r.tunnel = None
     r.fragment = False
+    r.ttl = ttl
     return r
 
 
@@ -298,7 +300,7 @@ class Decoder:
                     self.laned += 1
                     return None
                 return fast_record(self.ii, frame, ts, src, dst, 6, tot, sport, dport, flags, seq, ack, plen,
-                                   buf[a:b] if plen else b"", bad)
+                                   buf[a:b] if plen else b"", bad, buf[p + 8] if v4 else buf[p + 7])
         elif proto == 17 and 8 <= ulen <= l4len and dport != VXLAN_PORT and dport != GENEVE_PORT:
             if (v4 and self.jobs > 1 and sport not in DHCP_PORTS and dport not in DHCP_PORTS
                     and (src[-1] + src[-2] + dst[-1] + dst[-2]) % self.jobs != self.shard):
@@ -323,7 +325,7 @@ class Decoder:
                     b = a + PAYLOAD_SNAP
                 payload = buf[a:b]
             return fast_record(self.ii, frame, ts, src, dst, 17, tot, sport, dport, 0, 0, 0, plen,
-                               payload, bad)
+                               payload, bad, buf[p + 8] if v4 else buf[p + 7])
         return self.slow(buf, off, end, ts, frame, lt)
 
     # -- general path -------------------------------------------------------------------------------
@@ -619,8 +621,11 @@ class Decoder:
             foff = fragw & 0x1FFF
             key = (src, dst, _IP4ID(buf, p)[0], proto) if fragw & 0x3FFF else None
             ipend = min(p + tot, end)
-            return self._transport(buf, p + ihl, ipend, p + tot <= end, proto, src, dst, tot, tot - ihl,
-                                   ts, frame, tunnel, depth, key, foff == 0, False)
+            rec = self._transport(buf, p + ihl, ipend, p + tot <= end, proto, src, dst, tot, tot - ihl,
+                                  ts, frame, tunnel, depth, key, foff == 0, False)
+            if rec is not None and rec.ttl < 0:  # an inner packet of a tunnel keeps its own
+                rec.ttl = buf[p + 8]
+            return rec
         if end - p < 40:
             self.bad("ipv6-short", frame)
             return None
@@ -676,8 +681,11 @@ class Decoder:
         if q > ipend:
             self.bad("ipv6-ext-short", frame)
             return None
-        return self._transport(buf, q, ipend, full_end <= end, nh, src, dst, 40 + plen6, full_end - q,
-                               ts, frame, tunnel, depth, key6, first, True)
+        rec = self._transport(buf, q, ipend, full_end <= end, nh, src, dst, 40 + plen6, full_end - q,
+                              ts, frame, tunnel, depth, key6, first, True)
+        if rec is not None and rec.ttl < 0:
+            rec.ttl = buf[p + 7]  # the hop limit
+        return rec
 
     def _transport(self, buf: bytes, q: int, ipend: int, complete: bool, proto: int, src: bytes, dst: bytes,
                    ip_len: int, l4len: int, ts: float, frame: int, tunnel: TunnelInfo | None, depth: int,

@@ -510,6 +510,7 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
                         out.checksum_bad = bad
                         out.tunnel = None
                         out.fragment = False
+                        out.ttl = buf[p + 8] if ihl == 20 else buf[p + 7]  # TTL, IPv6 hop limit
                         if tget is not None:
                             lane.release(cd, taken)  # type: ignore[union-attr]
                             taken = 0

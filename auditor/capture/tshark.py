@@ -28,8 +28,8 @@ from auditor.model import PAYLOAD_SNAP, PacketRecord, QuotedPacket, TunnelInfo
 
 FIELDS = (
     "frame.number", "frame.time_epoch", "frame.protocols",
-    "ip.src", "ip.dst", "ip.proto", "ip.len", "ip.hdr_len", "ip.id", "ip.flags.mf", "ip.frag_offset",
-    "ipv6.src", "ipv6.dst", "ipv6.nxt", "ipv6.plen", "ipv6.fraghdr.offset", "ipv6.fraghdr.more",
+    "ip.src", "ip.dst", "ip.proto", "ip.len", "ip.hdr_len", "ip.id", "ip.flags.mf", "ip.frag_offset", "ip.ttl",
+    "ipv6.src", "ipv6.dst", "ipv6.nxt", "ipv6.plen", "ipv6.hlim", "ipv6.fraghdr.offset", "ipv6.fraghdr.more",
     "ipv6.fraghdr.ident", "ipv6.fraghdr.nxt",
     "tcp.srcport", "tcp.dstport", "tcp.flags", "tcp.seq_raw", "tcp.ack_raw", "tcp.len", "tcp.checksum.status",
     "udp.srcport", "udp.dstport", "udp.length", "udp.checksum.status",
@@ -207,8 +207,8 @@ def _record(cols: list[str], protos: list[str], ii: int, frame: int, ts: float, 
         stats.non_ip += 1
         return None
     v4 = {k: col(k) for k in ("ip.src", "ip.dst", "ip.proto", "ip.len", "ip.hdr_len", "ip.id", "ip.flags.mf",
-                                 "ip.frag_offset")}
-    v6 = {k: col(k) for k in ("ipv6.src", "ipv6.dst", "ipv6.nxt", "ipv6.plen")}
+                                 "ip.frag_offset", "ip.ttl")}
+    v6 = {k: col(k) for k in ("ipv6.src", "ipv6.dst", "ipv6.nxt", "ipv6.plen", "ipv6.hlim")}
     n4 = n6 = 0
     found: list[tuple[int, dict[str, str]]] = []  # (position in protos, fields of that IP layer)
     for pos in layers:
@@ -231,6 +231,7 @@ def _record(cols: list[str], protos: list[str], ii: int, frame: int, ts: float, 
     src, dst = _ip_bytes(d["src"]), _ip_bytes(d["dst"])
     v6p = d["v"] == "6"
     ip_len = (40 + int(d["plen"] or 0)) if v6p else int(d["len"] or 0)
+    ttl = int((d.get("hlim") if v6p else d.get("ttl")) or -1)
     after = protos[pos + 1:]
     proto_name = next((p for p in after if p in ("tcp", "udp", "icmp", "icmpv6")), "")
     proto = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}.get(proto_name, 0)
@@ -254,7 +255,7 @@ def _record(cols: list[str], protos: list[str], ii: int, frame: int, ts: float, 
             sport, dport = frags.get(fkey, (0, 0))
             return PacketRecord(ii, frame, ts, src, dst, proto, ip_len, sport, dport,
                                 payload_len=max(ip_len - int(d["hdr_len"] or 20), 0), fragment=True,
-                                tunnel=tunnel)
+                                tunnel=tunnel, ttl=ttl)
     if proto_name == "tcp":
         sport, dport = _ints(cols[_IX["tcp.srcport"]])[-1], _ints(cols[_IX["tcp.dstport"]])[-1]
         plen = (_ints(cols[_IX["tcp.len"]]) or [0])[-1]
@@ -266,7 +267,7 @@ def _record(cols: list[str], protos: list[str], ii: int, frame: int, ts: float, 
                             (_ints(cols[_IX["tcp.seq_raw"]]) or [0])[-1],
                             (_ints(cols[_IX["tcp.ack_raw"]]) or [0])[-1],
                             plen, _payload(cols[_IX["tcp.payload"]], plen, 53 in (sport, dport), True),
-                            checksum_bad=bad, tunnel=tunnel, fragment=fragment)
+                            checksum_bad=bad, tunnel=tunnel, fragment=fragment, ttl=ttl)
     if proto_name == "udp":
         sport, dport = _ints(cols[_IX["udp.srcport"]])[-1], _ints(cols[_IX["udp.dstport"]])[-1]
         ulen = (_ints(cols[_IX["udp.length"]]) or [8])[-1]
@@ -275,7 +276,7 @@ def _record(cols: list[str], protos: list[str], ii: int, frame: int, ts: float, 
             frags[fkey] = (sport, dport)
         return PacketRecord(ii, frame, ts, src, dst, 17, ip_len, sport, dport, payload_len=max(ulen - 8, 0),
                             payload=_payload(cols[_IX["udp.payload"]], ulen - 8, True, False),
-                            checksum_bad=bad, tunnel=tunnel, fragment=fragment)
+                            checksum_bad=bad, tunnel=tunnel, fragment=fragment, ttl=ttl)
     if proto_name in ("icmp", "icmpv6"):
         pre = "icmpv6" if proto_name == "icmpv6" else "icmp"
         t = (_ints(cols[_IX[f"{pre}.type"]]) or [-1])[0]
@@ -295,5 +296,5 @@ def _record(cols: list[str], protos: list[str], ii: int, frame: int, ts: float, 
         hdr = 40 if v6p else int(d.get("hdr_len") or 20)
         return PacketRecord(ii, frame, ts, src, dst, proto, ip_len, payload_len=max(ip_len - hdr - 8, 0),
                             icmp_type=t, icmp_code=c, icmp_id=ident, quoted=quoted, tunnel=tunnel,
-                            fragment=fragment)
-    return PacketRecord(ii, frame, ts, src, dst, proto, ip_len, tunnel=tunnel, fragment=fragment)
+                            fragment=fragment, ttl=ttl)
+    return PacketRecord(ii, frame, ts, src, dst, proto, ip_len, tunnel=tunnel, fragment=fragment, ttl=ttl)

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, overload
 
 from auditor.capture.decode import CHECKSUM_POLICY
 from auditor.catalog import citation_record
-from auditor.model import Classification, RuleState
+from auditor.model import Classification, Flow, RuleState
+from auditor.refusal import refused_by
 
 if TYPE_CHECKING:
     from auditor.capture import CaptureSet
@@ -128,6 +129,8 @@ class _Shared:
         self.states = _Memo(_json_object)
         """sorted (conn_state, count) pairs -> JSON object text."""
         self.tunnels = _Memo(_json_tunnels)
+        self.host_ttls: dict[str, int] = {}
+        """The run's responder TTLs (ConversationResult.host_ttls), which refused_by judges RSTs by."""
 
     def host_text(self, h: HostView) -> tuple[str, str]:
         hit = self.host_json.get(h.address)
@@ -139,13 +142,20 @@ class _Shared:
 
 FLOW_KEYS = (
     "initiator", "responder", "protocol", "port", "initiator_roles", "responder_roles",
-    "initiator_names", "responder_names", "classification", "failing", "outcome", "rule_ids",
+    "initiator_names", "responder_names", "classification", "failing", "outcome", "refused_by", "rule_ids",
     "reverse_rule_ids", "layers", "reason",
     "reason_text", "connections", "established", "rejected", "unanswered", "packets", "bytes",
     "orig_packets", "resp_packets", "orig_bytes", "resp_bytes", "first_seen", "last_seen", "first_frame",
     "direction_evidence", "direction_inferred", "conn_states", "tunnels", "summarised",
 )
 """The members of a flows[] entry, in document order (docs/json-schema.md)."""
+
+
+def _refused_by(f: Flow, shared: _Shared) -> list[dict[str, Any]]:
+    """flows[].refused_by: who refused the flow's rejected connections (auditor/refusal.py)."""
+    return [{"kind": e.kind, "address": e.address, "party": e.party, "icmp_type": e.icmp_type,
+             "icmp_code": e.icmp_code, "ttl": e.ttl, "ttl_check": e.ttl_check, "text": e.text,
+             "connections": e.connections} for e in refused_by(f, shared.host_ttls)]
 
 
 def _flow_values(v: FlowVerdict, shared: _Shared) -> tuple[Any, ...]:
@@ -160,8 +170,8 @@ def _flow_values(v: FlowVerdict, shared: _Shared) -> tuple[Any, ...]:
     states = f.conn_states
     return (
         k.initiator, k.responder, k.protocol, k.port, a_roles, b_roles, a_names, b_names,
-        str(v.classification), v.failing, str(f.outcome), list(v.rule_ids), list(v.reverse_rule_ids),
-        list(v.layers), v.reason,
+        str(v.classification), v.failing, str(f.outcome), _refused_by(f, shared) if f.refusals else [],
+        list(v.rule_ids), list(v.reverse_rule_ids), list(v.layers), v.reason,
         shared.reason_text[v.reason_text] if v.reason_text else None,
         f.connections, f.established, f.rejected, f.unanswered, f.packets, f.bytes,
         f.orig_pkts, f.resp_pkts, f.orig_bytes, f.resp_bytes, iso(f.first_seen), iso(f.last_seen),
@@ -198,7 +208,8 @@ def _flow_json(v: FlowVerdict, shared: _Shared) -> str:
         f'"initiator_roles":{a_roles},"responder_roles":{b_roles},'
         f'"initiator_names":{a_names},"responder_names":{b_names},'
         f'"classification":{js[v.classification]},"failing":{"true" if v.failing else "false"},'
-        f'"outcome":{js[f.outcome]},"rule_ids":{shared.json_list[v.rule_ids]},'
+        f'"outcome":{js[f.outcome]},"refused_by":{_JSON(_refused_by(f, shared)) if f.refusals else "[]"},'
+        f'"rule_ids":{shared.json_list[v.rule_ids]},'
         f'"reverse_rule_ids":{shared.json_list[v.reverse_rule_ids]},"layers":{shared.json_list[v.layers]},'
         f'"reason":{js[v.reason]},'
         f'"reason_text":{js[shared.reason_text[v.reason_text]] if v.reason_text else "null"},'
@@ -222,9 +233,11 @@ class FlowRows(Sequence[dict[str, Any]]):
     An audit can hold hundreds of thousands of flows; as dicts they would cost several times the
     memory of the verdicts they are made from, and renderers only ever read them in order."""
 
-    def __init__(self, verdicts: Sequence[FlowVerdict]) -> None:
+    def __init__(self, verdicts: Sequence[FlowVerdict], host_ttls: dict[str, int] | None = None) -> None:
         self._verdicts = verdicts
         self._shared = _Shared()
+        if host_ttls is not None:
+            self._shared.host_ttls = host_ttls
 
     def __len__(self) -> int:
         return len(self._verdicts)
@@ -295,7 +308,7 @@ def build_document(*, version: str, started: _dt.datetime, finished: _dt.datetim
                    vantage: Iterable[str], vantage_source: str, extra_rules: Sequence[str],
                    features: Mapping[str, str] | None = None,
                    warnings: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
-    flows = FlowRows(verdicts)
+    flows = FlowRows(verdicts, conv.host_ttls)
     rules = [_rule_dict(r) for r in rule_results]
 
     hosts: dict[str, dict[str, Any]] = {}

@@ -28,6 +28,7 @@ import jinja2
 from markupsafe import Markup
 
 from auditor import resources
+from auditor.refusal import summary_text
 from auditor.report.document import FlowRows
 
 PAGE_SIZE = 50
@@ -46,6 +47,7 @@ NO_ROLE = "(not in roles.yaml)"
 F_V, F_I, F_IN, F_IR, F_R, F_RN, F_RR, F_PROTO, F_PORT, F_OUT = range(10)
 F_RULES, F_REASON, F_RTEXT, F_CONN, F_EST, F_REJ, F_UNANS, F_STATES, F_PK, F_B = range(10, 20)
 F_FS, F_LS, F_FIN, F_FFR, F_DIR, F_INF, F_SUM, F_REV = range(20, 28)
+F_REF = 28  # who refused it (flows[].refused_by as one line), "" when nobody did
 R_STATUS, R_ID, R_PRODUCT, R_SRC, R_DST, R_PROTOS, R_PORTS, R_DESC, R_NOTE, R_FLOWS, R_LACK = range(11)
 R_LAYER, R_COVERED, R_CITE = range(11, 14)
 H_ADDR, H_ROLES, H_NAMES = range(3)
@@ -345,8 +347,9 @@ class _Records:
         """One flow's record (field positions F_*; report.js reads the same layout) from its values
         in FLOW_KEYS order."""
         (initiator, responder, protocol, port, init_roles, resp_roles, init_names, resp_names, cls, failing,
-         outcome, rule_ids, reverse_ids, _, reason, reason_text, connections, established, rejected, unanswered,
-         packets, nbytes, _, _, _, _, first_seen, last_seen, frame, evidence, inferred, states, _, summarised) = values
+         outcome, refused, rule_ids, reverse_ids, _, reason, reason_text, connections, established, rejected,
+         unanswered, packets, nbytes, _, _, _, _, first_seen, last_seen, frame, evidence, inferred, states, _,
+         summarised) = values
         if cls == "expected" and failing:
             if failing is _ABSENT:
                 raise KeyError("failing")
@@ -367,6 +370,7 @@ class _Records:
             connections, established, rejected, unanswered, self.states(states),
             packets, nbytes, first_seen, last_seen, frame.get("input"), frame.get("frame"),
             texts[7], 1 if inferred else 0, 1 if summarised else 0, [t64(r) for r in reverse_ids],
+            self.text(summary_text(refused)) if refused else "",
         ]
 
 
@@ -381,8 +385,8 @@ def _doc_values(f: dict[str, Any]) -> tuple[Any, ...]:
     return (
         f["initiator"], f["responder"], f["protocol"], f["port"], f["initiator_roles"], f["responder_roles"],
         f["initiator_names"], f["responder_names"], f["classification"], get("failing", _ABSENT),
-        f["outcome"], f["rule_ids"], get("reverse_rule_ids", []), get("layers", []), f["reason"], f["reason_text"],
-        f["connections"], get("established", 0),
+        f["outcome"], get("refused_by") or [], f["rule_ids"], get("reverse_rule_ids", []), get("layers", []),
+        f["reason"], f["reason_text"], f["connections"], get("established", 0),
         get("rejected", 0), get("unanswered", 0), f["packets"], f["bytes"], None, None, None, None,
         f["first_seen"], f["last_seen"], get("first_frame"), f["direction_evidence"],
         get("direction_inferred"), get("conn_states", {}), None, get("summarised"),
@@ -446,7 +450,7 @@ def _flow_cell(key: str, rec: list[Any], ctx: dict[str, Any]) -> Cell:
     if key == "svc":
         return Cell(rec[F_PROTO] + ("" if rec[F_PORT] is None else f"/{rec[F_PORT]}"), cls="svc")
     if key == "outcome":
-        return Cell(rec[F_OUT], cls="o-" + rec[F_OUT])
+        return Cell(rec[F_OUT], rec[F_REF], (short(rec[F_REF]),) if rec[F_REF] else (), "o-" + rec[F_OUT])
     if key == "why":
         if rec[F_RULES]:
             lines = [rule_caption(rid, ctx["rules"], rid in rec[F_REV]) for rid in rec[F_RULES]]

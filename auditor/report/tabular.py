@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from auditor.refusal import summary_text
 from auditor.report.document import FlowRows
 
 if TYPE_CHECKING:
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 
 # CSV columns, in order: one row per flow (SPEC §5).
 FLOW_COLUMNS = [
-    "classification", "failing", "outcome", "initiator", "responder", "protocol", "port",
+    "classification", "failing", "outcome", "refused_by", "initiator", "responder", "protocol", "port",
     "initiator_roles", "responder_roles", "initiator_names", "responder_names", "rule_ids", "layers", "reason",
     "reason_text", "connections", "established", "rejected", "unanswered", "packets", "bytes",
     "orig_packets", "resp_packets", "orig_bytes", "resp_bytes", "first_seen", "last_seen",
@@ -83,6 +84,8 @@ def _csv_row(f: dict[str, Any]) -> list[Any]:
             value: Any = f["first_frame"]["input"]
         elif col == "first_frame":
             value = f["first_frame"]["frame"]
+        elif col == "refused_by":
+            value = summary_text(f.get("refused_by") or [])
         else:
             value = f[col]
         if isinstance(value, list):

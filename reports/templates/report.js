@@ -9,7 +9,7 @@
   // Field positions of the compact records (html.py: F_*, R_*, H_*).
   var F = {V: 0, I: 1, IN: 2, IR: 3, R: 4, RN: 5, RR: 6, PROTO: 7, PORT: 8, OUT: 9, RULES: 10, REASON: 11,
     RTEXT: 12, CONN: 13, EST: 14, REJ: 15, UNANS: 16, STATES: 17, PK: 18, B: 19, FS: 20, LS: 21, FIN: 22,
-    FFR: 23, DIR: 24, INF: 25, SUM: 26, REV: 27};
+    FFR: 23, DIR: 24, INF: 25, SUM: 26, REV: 27, REF: 28};
   var R = {STATUS: 0, ID: 1, PRODUCT: 2, SRC: 3, DST: 4, PROTOS: 5, PORTS: 6, DESC: 7, NOTE: 8, FLOWS: 9, LACK: 10,
     LAYER: 11, COVERED: 12, CITE: 13};
   var NOT_TEXT = [F.IN, F.IR, F.RN, F.RR, F.FIN, F.INF, F.SUM];
@@ -52,7 +52,7 @@
     init: function (r, hide) { return hostCell(r[F.I], L[r[F.IN]], L[r[F.IR]], hide.indexOf("init") < 0); },
     resp: function (r, hide) { return hostCell(r[F.R], L[r[F.RN]], L[r[F.RR]], hide.indexOf("resp") < 0); },
     svc: function (r) { return cell(r[F.PROTO] + (r[F.PORT] === null ? "" : "/" + r[F.PORT]), "", [], "svc"); },
-    outcome: function (r) { return cell(r[F.OUT], "", [], "o-" + r[F.OUT]); },
+    outcome: function (r) { return cell(r[F.OUT], r[F.REF], r[F.REF] ? [short(r[F.REF])] : [], "o-" + r[F.OUT]); },
     why: function (r) {
       if (r[F.RULES].length) {
         var lines = r[F.RULES].map(function (id) { return ruleCaption(id, (r[F.REV] || []).indexOf(id) >= 0); });
