@@ -50,7 +50,7 @@ def run() -> None:
     """The console command (and ``python -m auditor.cli``): ``main``, then an immediate exit.
 
     A large audit holds millions of objects, and freeing them one by one as the interpreter exits
-    took 0.2 s after an audit of 80,000 flows (bench/README.md, session 11). Every output is written
+    took 0.2 s after an audit of 80,000 flows (bench/README.md). Every output is written
     and closed by then, so once standard output and error are flushed (and any worker process left
     by an error is stopped) the process ends with os._exit, as mypy's command does."""
     try:
