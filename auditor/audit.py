@@ -30,7 +30,7 @@ from auditor.classify import (
 )
 from auditor.conversations import ConversationBuilder, ConversationResult
 from auditor.errors import AuditorError
-from auditor.model import PacketRecord
+from auditor.model import Connection, PacketRecord
 from auditor.names import MAX_NAMES, NameEvidence
 from auditor.parallel import auto_jobs, collect_parallel, paused_gc
 from auditor.report.document import build_document
@@ -63,6 +63,9 @@ class AuditRequest:
     jobs: int = 0
     """Processes to read with; 0 = automatic (parallel.auto_jobs: 1)."""
     verify_checksums: bool = True
+    connection_sink: Callable[[Connection], None] | None = None
+    """Called with every connection as it closes (--conn-log). The conversations are then read by one
+    process, so that the sink sees every connection once, in the order they close."""
 
 
 @dataclass
@@ -182,7 +185,8 @@ class Analysis:
 
 
 def collect(records: Iterable[PacketRecord], server_ports: frozenset[tuple[str, int]], *,
-            shard: tuple[int, int] = (0, 1)) -> tuple[ConversationResult, NameEvidence]:
+            shard: tuple[int, int] = (0, 1),
+            connection_sink: Callable[[Connection], None] | None = None) -> tuple[ConversationResult, NameEvidence]:
     """Packet records -> conversations and name evidence (both mergeable across partial runs).
 
     ``shard=(k, n)``: keep only worker k's share of n (auditor/parallel.py). A packet belongs to a
@@ -195,7 +199,7 @@ def collect(records: Iterable[PacketRecord], server_ports: frozenset[tuple[str, 
     the decoder by their fields (ConversationBuilder.lane), in order with the records around them.
     """
     k, n = shard
-    builder = ConversationBuilder(server_ports=server_ports, share=n)
+    builder = ConversationBuilder(server_ports=server_ports, share=n, connection_sink=connection_sink)
     names = NameEvidence(max_names=MAX_NAMES // n)  # a share's bounds shrink with it (parallel.py)
     feed, observe = builder.feed, names.observe
     if isinstance(records, CaptureSet):
@@ -346,12 +350,12 @@ def run_audit(request: AuditRequest) -> AuditOutcome:
     if request.progress is not None:
         holder.append(capture)
     jobs = request.jobs if request.jobs > 0 else auto_jobs(capture, request.engine)
-    if "-" in capture.paths:
-        jobs = 1  # standard input can be read once, by one process
+    if "-" in capture.paths or request.connection_sink is not None:
+        jobs = 1  # standard input can be read once; a connection sink sees one process's connections
     if jobs > 1:
         conv, names = collect_parallel(capture, catalog.server_ports(), jobs, request.progress)
     else:
-        conv, names = collect(capture, catalog.server_ports())
+        conv, names = collect(capture, catalog.server_ports(), connection_sink=request.connection_sink)
     vantage = [parse_vantage(v, "--vantage", catalog.vocabulary) for v in request.vantage]
     analysis = judge(conv, names, catalog, roles, vantage=vantage)
     if request.strict_roles and analysis.warnings:

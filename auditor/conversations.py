@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from auditor.model import (
@@ -354,7 +354,8 @@ class ConversationBuilder:
                  tcp_idle_timeout: float = 300.0, udp_idle_timeout: float = 60.0,
                  icmp_idle_timeout: float = 60.0, max_live: int = 100_000, max_flows: int = 250_000,
                  flood_fanin: int = 1_000, share: int = 1,
-                 keep_connections: bool = False, join_related: bool = True) -> None:
+                 keep_connections: bool = False, join_related: bool = True,
+                 connection_sink: Callable[[Connection], None] | None = None) -> None:
         # share > 1: this builder sees about 1/share of the run's conversations (one worker of
         # auditor/parallel.py), so its bounds shrink with it and the run's total stays one process's.
         share = max(1, share)
@@ -378,6 +379,9 @@ class ConversationBuilder:
         self._ttls_max = max(1, HOST_TTLS_MAX // share)
         """Unanswered-attempt flows per (responder, protocol, port), for flood detection."""
         self._keep = keep_connections
+        self._sink = connection_sink
+        """Called with every connection as it closes (a Zeek conn.log streams them: memory stays that
+        of the live connections)."""
         self._table: dict[tuple[object, ...], tuple[_Conn, bool]] = {}
         self._queue: deque[tuple[float, _Conn]] = deque()
         self._tftp: dict[tuple[bytes, bytes, int], _Conn] = {}
@@ -932,13 +936,17 @@ class ConversationBuilder:
         # (it cost ~8 % of the per-connection work).
         flow.add(pname, state, history, c.opk, c.oby, c.rpk, c.rby, c.first, c.last, c.ff, evidence,
                  c.bad_o + c.bad_r, refused is not None, tunnels, refusal)
-        if self._keep:
-            self.result.connections.append(Connection(
+        if self._keep or self._sink is not None:
+            conn = Connection(
                 protocol=pname, orig_h=orig_h, orig_p=c.op, resp_h=resp_h, resp_p=c.rp, first_seen=c.first,
                 last_seen=c.last, first_frame=c.ff, orig_pkts=c.opk, orig_bytes=c.oby, resp_pkts=c.rpk,
                 resp_bytes=c.rby, conn_state=state, history=history, direction_evidence=evidence,
                 bad_checksums=c.bad_o + c.bad_r, icmp_refused=refused is not None, tunnels=tunnels,
-                refusal=refusal))
+                refusal=refusal)
+            if self._keep:
+                self.result.connections.append(conn)
+            if self._sink is not None:
+                self._sink(conn)
 
     def _flow_for(self, orig_h: str, resp_h: str, pname: str, resp_p: int, resp_pkts: int, state: str,
                   orig_pkts: int) -> Flow:
