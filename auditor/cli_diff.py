@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import sys
@@ -40,7 +41,10 @@ def _read(path: Path) -> bytes:
 
 def _check_outputs(outputs: list[Path], inputs: list[Path]) -> None:
     """Refuse, in one line, an output that is an input, named twice, or not a regular file."""
-    given = [os.stat(p) for p in inputs if p.exists()]
+    given = []
+    for p in inputs:
+        with contextlib.suppress(OSError):  # an unreadable input: reading it says so
+            given.append(os.stat(p))
     seen: set[Path] = set()
     for out in outputs:
         resolved = out.resolve()

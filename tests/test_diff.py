@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from html.parser import HTMLParser
 from pathlib import Path
@@ -337,6 +338,22 @@ def test_unreadable_inputs_are_one_line(baseline_path: Path, tmp_path: Path) -> 
         shutil.copyfile(baseline_path, locked)
         locked.chmod(0)
         one_error_line(invoke([baseline_path, locked]), "locked.json", "cannot read")
+
+
+def test_an_input_may_be_a_pipe(baseline_path: Path, tmp_path: Path) -> None:
+    """`pcap-audit diff <(zcat old.json.gz) new.json`: the shell passes a FIFO."""
+    fifo = tmp_path / "old.fifo"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with open(fifo, "wb") as fh:
+            fh.write(baseline_path.read_bytes())
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    result = invoke([fifo, baseline_path, "--fail-on", "missing"])
+    writer.join(10)
+    assert result.exit_code == EXIT_OK and "no change" in result.stdout, result.stderr
 
 
 def test_bad_usage_is_exit_2(baseline_path: Path) -> None:
