@@ -38,9 +38,11 @@ def main() -> None:
 def _register() -> None:
     from auditor.cli_audit import audit
     from auditor.cli_catalog import catalog
+    from auditor.cli_diff import diff
 
     main.add_command(audit)
     main.add_command(catalog)
+    main.add_command(diff)
 
 
 _register()
