@@ -63,6 +63,8 @@ class AuditRequest:
     jobs: int = 0
     """Processes to read with; 0 = automatic (parallel.auto_jobs: 1)."""
     verify_checksums: bool = True
+    fail_on: Sequence[str] = ()
+    """--fail-on kinds (criteria.FAIL_ON_KINDS): the document records them and the result against them."""
 
 
 @dataclass
@@ -367,5 +369,6 @@ def run_audit(request: AuditRequest) -> AuditOutcome:
         extra_rules=[str(p) for p in request.extra_rules], features=analysis.features,
         warnings=[{"code": w.code, "line": w.line, "entry": w.entry, "message": w.message}
                   for w in analysis.warnings],
+        fail_on=request.fail_on,
     )
     return AuditOutcome(doc, analysis, capture)
