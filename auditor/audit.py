@@ -66,6 +66,8 @@ class AuditRequest:
     connection_sink: Callable[[Connection], None] | None = None
     """Called with every connection as it closes (--conn-log). The conversations are then read by one
     process, so that the sink sees every connection once, in the order they close."""
+    fail_on: Sequence[str] = ()
+    """--fail-on kinds (criteria.FAIL_ON_KINDS): the document records them and the result against them."""
 
 
 @dataclass
@@ -371,5 +373,6 @@ def run_audit(request: AuditRequest) -> AuditOutcome:
         extra_rules=[str(p) for p in request.extra_rules], features=analysis.features,
         warnings=[{"code": w.code, "line": w.line, "entry": w.entry, "message": w.message}
                   for w in analysis.warnings],
+        fail_on=request.fail_on,
     )
     return AuditOutcome(doc, analysis, capture)

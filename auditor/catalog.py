@@ -8,6 +8,7 @@ Site files given with ``--rules`` use the same schema and may add roles of their
 from __future__ import annotations
 
 import csv
+import datetime as _dt
 import difflib
 import hashlib
 import io
@@ -203,6 +204,19 @@ class ProductSection:
     layer: str = LAYER_DOCUMENT
 
 
+@dataclass(frozen=True, slots=True)
+class SourceDocument:
+    """The document the catalog transcribes (rules/roles.yaml ``source:``): every report names it."""
+
+    title: str
+    publisher: str
+    reviewed: str
+    """ISO date (YYYY-MM-DD) the catalog was last reviewed against the document."""
+    revision: str | None = None
+    """The document's own revision or date; None when the copy carries none."""
+    url: str = ""
+
+
 @dataclass(frozen=True)
 class Catalog:
     """Every rule of the catalog and its site files, with the role vocabulary they use."""
@@ -221,6 +235,8 @@ class Catalog:
     """Groups of rules that stand for one another (members present in ``rules`` only)."""
     layers: tuple[str, ...] = (LAYER_DOCUMENT, LAYER_SUPPLEMENT, LAYER_SITE)
     """The layers whose rules are in ``rules`` (``--catalog document`` leaves the supplement out)."""
+    source: SourceDocument | None = None
+    """The document of the document layer, when the catalog's roles.yaml names it (``source:``)."""
     _by_id: dict[str, FlowRule] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -306,7 +322,13 @@ _FILE_FIELDS: dict[str, tuple[Any, bool]] = {
     "product": (str, True), "order": (int, False), "port_data": (bool, False), "link": (str, False),
     "rules": (list, True), "roles": (list, False), "description": (str, False),
 }
-_ROLES_FILE_FIELDS: dict[str, tuple[Any, bool]] = {"roles": (list, True), "features": (list, False)}
+_ROLES_FILE_FIELDS: dict[str, tuple[Any, bool]] = {
+    "roles": (list, True), "features": (list, False), "source": (dict, False),
+}
+_SOURCE_FIELDS: dict[str, tuple[Any, bool]] = {
+    "title": (str, True), "publisher": (str, True), "url": (str, False), "revision": (str, False),
+    "reviewed": (str, True),
+}
 _ROLE_FIELDS: dict[str, tuple[Any, bool]] = {
     "name": (str, True), "aliases": ("strlist", False), "citrix": (bool, False),
     "satisfied_by": ("strlist", False), "family": (str, False), "hostnames": ("strlist", False),
@@ -638,6 +660,40 @@ class _Builder:
         return Citation(" ".join(c["title"].split()), url, " ".join(c.get("section", "").split()))
 
 
+def _source_document(src: _Source, value: dict[str, Any], problems: _Problems) -> SourceDocument | None:
+    """roles.yaml ``source:``. ``revision`` must be stated, null when the copy carries none: a
+    forgotten revision must not read as a document without one."""
+    if src.is_extra:
+        problems.add(src, "source", "only the catalog's own roles.yaml names the catalog's source document")
+        return None
+    reviewed = value.get("reviewed")
+    if isinstance(reviewed, _dt.date):  # an unquoted YAML date
+        value = {**value, "reviewed": reviewed.isoformat()}
+    f = _check_fields(value, "source", _SOURCE_FIELDS, src, problems, "a source document")
+    if f is None or not all(k in f for k in ("title", "publisher", "reviewed")):
+        return None
+    ok = True
+    if "revision" not in value:
+        problems.add(src, "source", "state the document's 'revision' (null when the copy carries none)")
+        ok = False
+    try:
+        _dt.date.fromisoformat(f["reviewed"])
+        dated = re.fullmatch(r"\d{4}-\d{2}-\d{2}", f["reviewed"]) is not None
+    except ValueError:
+        dated = False
+    if not dated:
+        problems.add(src, "source.reviewed", f"expected a date YYYY-MM-DD, got {f['reviewed']!r}")
+        ok = False
+    url = f.get("url", "").strip()
+    if url and not url.startswith("https://"):
+        problems.add(src, "source.url", f"expected an https:// address, got {url!r}")
+        ok = False
+    if not ok:
+        return None
+    return SourceDocument(" ".join(f["title"].split()), " ".join(f["publisher"].split()), f["reviewed"],
+                          f["revision"].strip() if f.get("revision") else None, url)
+
+
 def _unknown_feature(name: str, vocab: Vocabulary) -> str:
     close = difflib.get_close_matches(name, list(vocab.features), n=2)
     return f"unknown feature {name!r}{did_you_mean(close)} (see `pcap-audit catalog features`)"
@@ -687,6 +743,7 @@ def _build(core: Sequence[Path], extra: Sequence[Path], base_dir: Path | None,
         src.is_alternatives = not src.is_roles and _is_alternatives_file(src.data, src.path)
         parsed.append(src)
     fields: dict[int, dict[str, Any]] = {}
+    source: SourceDocument | None = None
     for k, src in enumerate(parsed):
         spec, what = ((_ROLES_FILE_FIELDS, "a roles file") if src.is_roles else
                       (_ALTERNATIVES_FILE_FIELDS, "an alternatives file") if src.is_alternatives else
@@ -697,6 +754,8 @@ def _build(core: Sequence[Path], extra: Sequence[Path], base_dir: Path | None,
         fields[k] = f
         if "features" in f:
             b.collect_features(src, f["features"], "features")
+        if "source" in f:
+            source = _source_document(src, f["source"], b.problems) or source
     for k, src in enumerate(parsed):
         if k in fields and "roles" in fields[k]:
             b.collect_roles(src, fields[k]["roles"], "roles")
@@ -736,7 +795,7 @@ def _build(core: Sequence[Path], extra: Sequence[Path], base_dir: Path | None,
     return Catalog(rules=tuple(r for s in sections for r in s.rules), sections=tuple(sections),
                    vocabulary=vocab, digest=f"sha256:{digest}", files=tuple(s.path for s in sources),
                    extra=tuple(s.path for s in sources if s.is_extra), alternatives=tuple(groups),
-                   layers=layers)
+                   layers=layers, source=source)
 
 
 def catalog_files(rules_dir: Path) -> list[Path]:

@@ -313,6 +313,7 @@ def audit(captures: tuple[str, ...], roles_path: Path, html_path: Path, json_pat
         vantage=list(vantage), document_only=catalog_layers == "document", strict_roles=strict_roles,
         engine=engine, command_line=shlex.join(["pcap-audit", *sys.argv[1:]]),
         progress=progress, jobs=jobs, verify_checksums=not no_checksums,
+        fail_on=tuple(kinds),
     )
     tune_gc()
     try:

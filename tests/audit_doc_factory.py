@@ -11,6 +11,8 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from auditor.criteria import criteria_record
+
 # Strings an attacker could put in a capture (DNS answers, SNI, HTTP Host). Each must show as text.
 HOSTILE_DNS = "<script>alert(1)</script>.evil.example"
 HOSTILE_SNI = '"><img src=x onerror=alert(1)>'
@@ -254,7 +256,11 @@ def make_audit_doc(
             "command_line": "pcap-audit cap0.pcapng.zst --roles roles.yaml -o report.html",
             "engine": "fast",
         },
+        "criteria": criteria_record(summary, ("unexpected", "failing")),
         "catalog": {
+            "source": {"title": "Communication Ports Used by Citrix Technologies", "publisher": "Citrix",
+                       "url": "https://docs.citrix.com/en-us/tech-zone/build/tech-papers/citrix-communication-ports.html",
+                       "revision": None, "reviewed": "2026-12-06"},
             "digest": "sha256:" + "ab" * 32, "rules": len(rules), "site_rule_files": ["site.yaml"],
             "products_without_port_data": [
                 {"product": "Citrix App Layering", "link": "Firewall Ports"},

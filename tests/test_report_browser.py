@@ -27,7 +27,7 @@ import pytest
 from audit_doc_factory import HOSTILE_DNS, HOSTILE_SNI, make_audit_doc
 from test_report_html import Page, count_text, parse
 
-from auditor.report.html import PAGE_SIZE, render_html
+from auditor.report.html import PAGE_SIZE, PRINT_ROWS, render_html
 
 pytestmark = pytest.mark.browser
 
@@ -315,14 +315,41 @@ def test_pages(loaded: DevTools) -> None:
     assert loaded.eval("document.querySelector('[data-table=\"unmapped\"] .next').disabled") is True
 
 
-def test_print_expands_everything(loaded: DevTools) -> None:
-    before = loaded.eval("document.querySelectorAll('#t-unmapped tbody tr').length")
+def test_print_shows_first_rows_and_counts_the_rest(loaded: DevTools) -> None:
+    rows = "document.querySelectorAll('#t-unmapped tbody tr').length"
+    more = "document.querySelector('[data-table=\"unmapped\"] .print-more').textContent"
+    display = "getComputedStyle(document.querySelector({})).display"
+    before = loaded.eval(rows)
     loaded.eval("window.dispatchEvent(new Event('beforeprint'))")
     assert loaded.eval("document.querySelectorAll('details:not([open])').length") == 0
-    assert loaded.eval("document.querySelectorAll('#t-unmapped tbody tr').length") == 120
+    assert loaded.eval(rows) == PRINT_ROWS
+    assert loaded.eval(more) == f"… and {120 - PRINT_ROWS} more rows (see the JSON, or this report on screen)"
     loaded.send("Emulation.setEmulatedMedia", {"media": "print"})
-    assert loaded.eval("getComputedStyle(document.querySelector('.controls')).display") == "none"
+    assert loaded.eval(display.format("'.controls'")) == "none"
+    assert loaded.eval(display.format("'[data-table=\"unmapped\"] .print-more'")) == "block"
+    assert loaded.eval(display.format("'[data-table^=\"role-\"]'")) == "none"  # roles print their counts
+    assert loaded.eval(display.format("'#evidence-first'")) != "none"
     loaded.send("Emulation.setEmulatedMedia", {"media": ""})
+    assert loaded.eval(display.format("'[data-table=\"unmapped\"] .print-more'")) == "none"
     loaded.eval("window.dispatchEvent(new Event('afterprint'))")
-    assert loaded.eval("document.querySelectorAll('#t-unmapped tbody tr').length") == before
+    assert loaded.eval(rows) == before
     assert loaded.eval("document.querySelectorAll('details[open]').length") == 0
+
+
+def test_print_of_a_filtered_table_says_so(loaded: DevTools) -> None:
+    box = "document.querySelector('[data-table=\"unmapped\"] .filter')"
+    more = "document.querySelector('[data-table=\"unmapped\"] .print-more').textContent"
+    loaded.eval(f"{box}.value = 'udp/123'; {box}.dispatchEvent(new Event('input'))")
+    time.sleep(0.2)
+    shown = int(loaded.eval("document.getElementById('t-unmapped').dataset.visible"))
+    assert 0 < shown < 120
+    loaded.eval("window.dispatchEvent(new Event('beforeprint'))")
+    try:
+        assert loaded.eval("document.querySelectorAll('#t-unmapped tbody tr').length") == min(shown, PRINT_ROWS)
+        rest = f", {shown - PRINT_ROWS} of them not printed" if shown > PRINT_ROWS else ""
+        assert loaded.eval(more) == (f"Filter \u201cudp/123\u201d: {shown} of 120 rows match{rest} "
+                                     "(see the JSON, or this report on screen)")
+    finally:
+        loaded.eval("window.dispatchEvent(new Event('afterprint'))")
+        loaded.eval(f"{box}.value = ''; {box}.dispatchEvent(new Event('input'))")
+        time.sleep(0.2)

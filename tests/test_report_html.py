@@ -94,13 +94,14 @@ def hostile_html(hostile_doc: dict[str, Any]) -> str:
 
 def test_sections_have_stable_ids(hostile_doc: dict[str, Any], hostile_html: str) -> None:
     page = parse(hostile_html)
-    for ident in ("summary", "failing", "unexpected", "missing", "matrix", "unmapped", "hosts",
-                  "not-audited", "products-without-port-data", "evidence"):
+    for ident in ("evidence-first", "result", "summary", "failing", "unexpected", "missing", "matrix", "unmapped",
+                  "hosts", "not-audited", "products-without-port-data", "evidence"):
         page.by_id(ident)
     for role in hostile_doc["roles"]:
         page.by_id(f"role-{role_slug(role['role'])}")
-    # Summary comes first, then failing, unexpected, missing, matrix (what matters most, first).
-    ids = ("summary", "failing", "unexpected", "missing", "matrix")
+    # The evidence and result come first, then the summary, failing, unexpected, missing, matrix (what
+    # matters most, first).
+    ids = ("evidence-first", "result", "summary", "failing", "unexpected", "missing", "matrix")
     order = [hostile_html.index(f'id="{i}"') for i in ids]
     assert order == sorted(order)
 
@@ -223,7 +224,8 @@ def test_print_stylesheet(hostile_html: str) -> None:
     css = hostile_html[hostile_html.index("<style>"):hostile_html.index("</style>")]
     printing = css[css.index("@media print"):]
     assert ".controls" in printing and "display: none" in printing
-    assert "beforeprint" in hostile_html  # the script expands details and pages for printing
+    assert "@page" in printing and "A4" in printing
+    assert "beforeprint" in hostile_html  # the script prints the first rows of each table
 
 
 def test_evidence_block(hostile_doc: dict[str, Any], hostile_html: str) -> None:

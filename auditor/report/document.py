@@ -14,18 +14,19 @@ from typing import TYPE_CHECKING, Any, overload
 
 from auditor.capture.decode import CHECKSUM_POLICY
 from auditor.catalog import citation_record
+from auditor.criteria import criteria_record
 from auditor.model import Classification, Flow, RuleState
 from auditor.refusal import refused_by
 
 if TYPE_CHECKING:
     from auditor.capture import CaptureSet
-    from auditor.catalog import Catalog
+    from auditor.catalog import Catalog, SourceDocument
     from auditor.classify import FlowVerdict, HostView, RuleResult
     from auditor.conversations import ConversationResult
     from auditor.names import NameEvidence
     from auditor.roles import RoleMap
 
-SCHEMA_VERSION = "2.0"
+SCHEMA_VERSION = "2.1"
 MAX_TEXT = 253
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -301,13 +302,23 @@ def _rule_dict(r: RuleResult) -> dict[str, Any]:
     }
 
 
+def source_record(s: SourceDocument | None) -> dict[str, Any] | None:
+    """``catalog.source``: the document the catalog transcribes; ``revision`` null when the copy
+    carries none."""
+    if s is None:
+        return None
+    return {"title": s.title, "publisher": s.publisher, "url": s.url or None, "revision": s.revision,
+            "reviewed": s.reviewed}
+
+
 def build_document(*, version: str, started: _dt.datetime, finished: _dt.datetime, request_command: str,
                    engine: str, catalog: Catalog, roles: RoleMap, capture: CaptureSet,
                    conv: ConversationResult, names: NameEvidence, verdicts: Sequence[FlowVerdict],
                    rule_results: Sequence[RuleResult], resolver: Callable[[str], HostView],
                    vantage: Iterable[str], vantage_source: str, extra_rules: Sequence[str],
                    features: Mapping[str, str] | None = None,
-                   warnings: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+                   warnings: Sequence[Mapping[str, Any]] = (), fail_on: Iterable[str] = ()) -> dict[str, Any]:
+    """The audit document. ``fail_on``: the --fail-on kinds, judged into ``criteria``."""
     flows = FlowRows(verdicts, conv.host_ttls)
     rules = [_rule_dict(r) for r in rule_results]
 
@@ -361,12 +372,24 @@ def build_document(*, version: str, started: _dt.datetime, finished: _dt.datetim
             "link_types": dict(info.link_types), "format": info.format, "compression": info.compression,
             "truncated": info.truncated, "warnings": [bounded(w, 400) for w in info.warnings],
         })
+    summary = {
+        "packets": cstats.packets,
+        "connections": sum(v.flow.connections for v in verdicts),
+        "flows": len(flows),
+        "expected": classes.get("expected", 0),
+        "expected_failing": sum(1 for v in verdicts if v.failing),
+        "unexpected": classes.get("unexpected", 0),
+        "unmapped": classes.get("unmapped", 0),
+        "rules": {s.value: rule_counts.get(s.value, 0) for s in RuleState},
+    }
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "pcap-audit", "version": version},
         "run": {"started": _iso_dt(started), "finished": _iso_dt(finished),
                 "command_line": request_command, "engine": engine},
+        "criteria": criteria_record(summary, fail_on),
         "catalog": {
+            "source": source_record(catalog.source),
             "digest": catalog.digest,
             "rules": len(catalog.rules),
             "site_rule_files": list(extra_rules),
@@ -404,14 +427,5 @@ def build_document(*, version: str, started: _dt.datetime, finished: _dt.datetim
         "flows": flows,
         "rules": rules,
         "roles": role_rows,
-        "summary": {
-            "packets": cstats.packets,
-            "connections": sum(v.flow.connections for v in verdicts),
-            "flows": len(flows),
-            "expected": classes.get("expected", 0),
-            "expected_failing": sum(1 for v in verdicts if v.failing),
-            "unexpected": classes.get("unexpected", 0),
-            "unmapped": classes.get("unmapped", 0),
-            "rules": {s.value: rule_counts.get(s.value, 0) for s in RuleState},
-        },
+        "summary": summary,
     }

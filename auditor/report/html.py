@@ -38,6 +38,11 @@ DISPLAY_CHARS = 120
 MAX_CHARS = 1024
 """Every string from the document is bounded to this many characters before it reaches the page."""
 TOP_TALKERS = 10
+PRINT_ROWS = 10
+"""Rows a table prints (the evidence pack); a line under it counts the rest, which the JSON holds."""
+PRINT_ROLE_ROWS = 0
+"""Rows each per-role table prints: none, the role prints its counts. Its failing and unexpected flows
+and missing rules are the findings tables' rows, printed above; the rest are expected flows."""
 
 SEVERITY = {"failing": 0, "unexpected": 1, "expected": 2, "unmapped": 3}
 RULE_SEVERITY = {"failing": 0, "missing": 1, "observed": 2, "covered": 3, "not-observable": 4, "not-applicable": 5}
@@ -237,6 +242,8 @@ class Table:
     """Record indexes, in default order."""
     first_page: list[list[Cell]] = field(default_factory=list)
     """Cells of the first PAGE_SIZE rows."""
+    print_rows: int = PRINT_ROWS
+    """Rows printed (``data-print-rows``); report.js prints the same number of the rows in view."""
 
 
 @dataclass(frozen=True)
@@ -519,7 +526,7 @@ def _host_table_cell(key: str, rec: list[Any]) -> Cell:
 
 
 def _table(tid: str, kind: str, cols: Iterable[str], rows: list[int], record: Callable[[int], list[Any]],
-           ctx: dict[str, Any]) -> Table:
+           ctx: dict[str, Any], print_rows: int = PRINT_ROWS) -> Table:
     labels = FLOW_COLS if kind == "flow" else RULE_COLS if kind == "rule" else HOST_COLS
     columns = [(c, labels[c]) for c in cols]
     page: list[list[Cell]] = []
@@ -532,7 +539,7 @@ def _table(tid: str, kind: str, cols: Iterable[str], rows: list[int], record: Ca
             page.append([_rule_cell(c, rec) for c, _ in columns])
         else:
             page.append([_host_table_cell(c, rec) for c, _ in columns])
-    return Table(tid, kind, columns, rows, page)
+    return Table(tid, kind, columns, rows, page, print_rows)
 
 
 class _FlowPass:
@@ -659,11 +666,11 @@ def build_view(doc: dict[str, Any]) -> View:
         role_views.append(RoleView(
             role, slug, [safe_text(h) for h in entry["hosts"]],
             {k: int(v) for k, v in entry["counts"].items()},
-            add(_table(src_id, "flow", ["verdict", *evidence], as_src[role], walk.record, ctx)),
-            add(_table(dst_id, "flow", ["verdict", *evidence], as_dst[role], walk.record, ctx)),
+            add(_table(src_id, "flow", ["verdict", *evidence], as_src[role], walk.record, ctx, PRINT_ROLE_ROWS)),
+            add(_table(dst_id, "flow", ["verdict", *evidence], as_dst[role], walk.record, ctx, PRINT_ROLE_ROWS)),
             add(_table(miss_id, "rule", RULE_COLS,
                        [i for i in flagged if role in (rules[i][R_SRC], rules[i][R_DST])],
-                       rules.__getitem__, ctx)),
+                       rules.__getitem__, ctx, PRINT_ROLE_ROWS)),
         ))
 
     matrix_roles, matrix = _matrix([r.role for r in role_views], walk.pairs, lists)

@@ -5,7 +5,7 @@
   "use strict";
   var data = JSON.parse(document.getElementById("audit-data").textContent);
   var L = data.lists;  // interned name and role lists; flow records hold their indexes
-  var PAGE = data.pageSize, MAXC = data.displayChars, PRINT_MAX = 2000;
+  var PAGE = data.pageSize, MAXC = data.displayChars;
   // Field positions of the compact records (html.py: F_*, R_*, H_*).
   var F = {V: 0, I: 1, IN: 2, IR: 3, R: 4, RN: 5, RR: 6, PROTO: 7, PORT: 8, OUT: 9, RULES: 10, REASON: 11,
     RTEXT: 12, CONN: 13, EST: 14, REJ: 15, UNANS: 16, STATES: 17, PK: 18, B: 19, FS: 20, LS: 21, FIN: 22,
@@ -178,6 +178,8 @@
     this.prev = root.querySelector(".prev");
     this.next = root.querySelector(".next");
     this.filterBox = root.querySelector(".filter");
+    this.more = root.querySelector(".print-more");
+    this.printRows = Number(root.getAttribute("data-print-rows")) || 0;
     this.view = this.spec.rows.slice();
     this.page = 0;
     this.sortCol = null;
@@ -227,8 +229,9 @@
   Table.prototype.render = function () {
     var pages = Math.max(1, Math.ceil(this.view.length / PAGE));
     this.page = Math.min(Math.max(this.page, 0), pages - 1);
+    // Printed: the first rows in view (sorted and filtered as on screen), the rest counted below.
     var start = this.printing ? 0 : this.page * PAGE;
-    var end = this.printing ? Math.min(this.view.length, PRINT_MAX) : Math.min(this.view.length, start + PAGE);
+    var end = Math.min(this.view.length, this.printing ? this.printRows : start + PAGE);
     var cols = this.spec.cols, build = cells[this.spec.kind], hide = this.spec.hide, frag = document.createDocumentFragment();
     for (var n = start; n < end; n++) {
       var rec = this.recs[this.view[n]], tr = document.createElement("tr");
@@ -247,7 +250,7 @@
       }
       frag.appendChild(tr);
     }
-    if (end <= start) {
+    if (end <= start && !(this.printing && this.view.length)) {
       var empty = document.createElement("tr"), etd = document.createElement("td");
       empty.className = "empty";
       etd.colSpan = cols.length;
@@ -259,8 +262,15 @@
     var total = this.spec.rows.length, shown = this.view.length;
     var text = shown ? "Rows " + num(start + 1) + "\u2013" + num(end) + " of " + num(shown) : "0 rows";
     if (shown !== total) { text += " (filtered from " + num(total) + ")"; }
-    if (this.printing && shown > end) { text += "; printed up to " + num(PRINT_MAX) + ", the JSON report has every row"; }
     this.info.textContent = text;
+    var rest = shown - Math.min(shown, this.printRows), note = "";
+    if (shown !== total) {
+      note = "Filter \u201c" + this.filterBox.value + "\u201d: " + num(shown) + " of " + num(total) + " rows match" +
+        (rest ? ", " + num(rest) + " of them not printed" : "");
+    } else if (rest) {
+      note = "\u2026 and " + num(rest) + " more rows";
+    }
+    this.more.textContent = note ? note + " (see the JSON, or this report on screen)" : "";
     this.prev.disabled = this.page === 0;
     this.next.disabled = this.page >= pages - 1;
     this.table.setAttribute("data-visible", String(shown));
