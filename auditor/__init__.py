@@ -5,16 +5,21 @@ Where things live (one responsibility per module; docs/architecture.md draws the
   errors.py         the error classes the CLI turns into one line and exit status 2
   resources.py      where rules/ and reports/templates/ are (source tree or installed wheel)
   yamlsafe.py       YAML loading with line numbers and duplicate-key rejection
-  catalog.py        rules/*.yaml -> Catalog of FlowRule, role vocabulary, aliases and families
+  catalog.py        rules/ -> Catalog of FlowRule: layers (document, supplement/, site), role vocabulary,
+                    feature-implied roles, features, alternative groups, the source document
   capture/          readers: files -> frames -> PacketRecord (our dpkt-free fast path; tshark engine)
   conversations.py  sans-IO core: PacketRecord stream -> connections and flows (Zeek semantics)
   names.py          address-to-name evidence (DNS answers, TLS SNI, HTTP Host)
-  roles.py          roles.yaml -> address/name -> roles resolver
-  classify.py       flows x catalog x roles -> verdicts and rule status
+  roles.py          roles.yaml -> RoleMap: most-specific lookup in O(log n), features, vantage
+  roles_lint.py     roles.yaml warnings from what the capture showed (--strict-roles makes them errors)
+  classify.py       flows x catalog x roles -> verdicts and rule status (features, alternatives, vantage)
+  refusal.py        who refused a failing flow (RST TTLs against the responder's, ICMP senders and codes)
+  criteria.py       --fail-on kinds and the PASS/FAIL result the document records
   audit.py          the glue: collect (records -> conversations) and judge (-> verdicts); run_audit
   parallel.py       collect on several processes, each owning a share of the address pairs
-  report/           document.py builds the audit document; tabular.py (JSON, CSV) and html.py render it
-  cli.py            click group; cli_audit.py and cli_catalog.py are its commands: the only modules
+  report/           document.py builds the audit document; tabular.py (JSON, CSV), html.py and
+                    connlog.py (Zeek conn.log) render it; diff.py / diff_render.py compare two audits
+  cli.py            click group; cli_audit.py, cli_catalog.py and cli_diff.py are its commands: the only modules
                     that print, exit or write output files
 """
 
