@@ -55,7 +55,7 @@ roles:
 
 ALLOWED_TAGS = {
     "html", "head", "meta", "title", "style", "script", "body", "header", "nav", "main", "footer", "section",
-    "h1", "h2", "h3", "h4", "p", "a", "ul", "li", "dl", "dt", "dd", "div", "span", "code", "details",
+    "h1", "h2", "h3", "h4", "p", "a", "ul", "li", "dl", "dt", "dd", "div", "span", "code", "cite", "details",
     "summary", "table", "thead", "tbody", "tr", "th", "td", "button", "input",
 }
 
