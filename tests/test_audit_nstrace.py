@@ -161,20 +161,33 @@ def test_a_compressed_trace_without_room_is_one_line(tmp_path: Path, no_wireshar
     assert result.output.count("\n") == 1 and str(packed) in result.output and "temporary folder" in result.output
 
 
-def test_the_converting_process_stops_when_reading_stops(tmp_path: Path, no_wireshark: Path) -> None:
+def test_the_converting_process_stops_when_reading_stops(tmp_path: Path, no_wireshark: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """A reader that stops early (an error further on, Ctrl-C) leaves no converting process behind."""
-    import multiprocessing
+    from auditor.capture import foreign, source
 
-    frames = [*_frames()] * 40  # more than the pipe holds
+    started: list[Any] = []
+    real = source.start_child
+
+    def spy(*args: Any) -> Any:
+        proc, fd = real(*args)
+        started.append(proc)
+        return proc, fd
+
+    monkeypatch.setattr(source, "start_child", spy)
+    monkeypatch.setattr(foreign, "start_child", spy, raising=False)
+    # More than the pipe and the reader's read-ahead (source.HashingReader: AHEAD chunks of CHUNK)
+    # hold together, so that the converter is still writing when reading stops.
+    need = (source.HashingReader.AHEAD + 2) * source.CHUNK
+    one = _frames()
+    frames = one * (need // sum(len(f[-1]) if isinstance(f, tuple) else len(f) for f in one) + 1)
     trace = write_nstrace(tmp_path / "t.cap", frames, "nstrace35")
-    # Children of earlier tests may still be exiting on a loaded machine: count this reader's own.
-    before = set(multiprocessing.active_children())
     records = iter(CaptureSet([str(trace)]))
     next(records)
-    mine = set(multiprocessing.active_children()) - before
-    assert len(mine) == 1
+    assert [p.name for p in started] == ["pcap-audit-nstrace"]
+    assert started[0].is_alive()
     records.close()  # type: ignore[attr-defined]
-    assert not mine & set(multiprocessing.active_children())
+    assert not started[0].is_alive()
 
 
 def test_a_converter_that_fails_unexpectedly_is_one_line(tmp_path: Path, no_wireshark: Path,
