@@ -346,8 +346,8 @@ def run_audit(request: AuditRequest) -> AuditOutcome:
     if request.progress is not None:
         holder.append(capture)
     jobs = request.jobs if request.jobs > 0 else auto_jobs(capture, request.engine)
-    if "-" in capture.paths:
-        jobs = 1  # standard input can be read once, by one process
+    if capture.streams:
+        jobs = 1  # standard input or a pipe can be read once, by one process
     if jobs > 1:
         conv, names = collect_parallel(capture, catalog.server_ports(), jobs, request.progress)
     else:
