@@ -352,8 +352,8 @@ def run_audit(request: AuditRequest) -> AuditOutcome:
     if request.progress is not None:
         holder.append(capture)
     jobs = request.jobs if request.jobs > 0 else auto_jobs(capture, request.engine)
-    if "-" in capture.paths or request.connection_sink is not None:
-        jobs = 1  # standard input can be read once; a connection sink sees one process's connections
+    if capture.streams or request.connection_sink is not None:
+        jobs = 1  # a pipe can be read once; a connection sink sees one process's connections
     if jobs > 1:
         conv, names = collect_parallel(capture, catalog.server_ports(), jobs, request.progress)
     else:

@@ -74,7 +74,7 @@ def dense(capture: CaptureSet) -> bool:
     their frames or more need the slow path), which the hash-sharded mode reads faster than one
     process: reading and decoding every packet twice costs less there than the conversation work it
     splits (bench/README.md). Not for what looks like a flood (FLOOD_SYNS)."""
-    if capture.foreign or "-" in capture.paths or capture.total_bytes < DENSE_MIN_BYTES:
+    if capture.foreign or capture.streams or capture.total_bytes < DENSE_MIN_BYTES:
         return False
     share = splitting.sample(max(capture.paths, key=os.path.getsize))
     return share.slow >= splitting.DENSE and share.syn < FLOOD_SYNS

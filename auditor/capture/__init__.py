@@ -5,7 +5,9 @@
     cs.inputs, cs.stats           # per-input facts and counters (complete after iteration)
 
 Only CaptureError escapes, and only for a whole file that cannot be read (missing, unreadable, not a
-capture). Everything wrong inside a capture is counted in ReadStats or noted in InputInfo.warnings.
+capture). Inputs that are no regular file (standard input, pipes: ``streams``) are read once, by this
+process, when their turn comes. Everything wrong inside a capture is counted in ReadStats or noted in
+InputInfo.warnings.
 Two engines share this interface: "fast" (our own pcap/pcapng walker and decoder, the default) and
 "tshark" (tshark -T fields, for cross-checking and for whatever our decoder does not know).
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 
@@ -64,6 +67,34 @@ def check_magic(path: str, head: bytes, compression: str) -> None:
         raise _magic_error(path, head, compression)
 
 
+def _streamed(path: str) -> bool:
+    """Whether ``path`` is read as a stream: standard input, or no regular file (a pipe, a device)."""
+    if path == "-":
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        raise CaptureError(f"{path}: cannot open: {e.strerror or e}") from e
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def _once_each(paths: Sequence[str]) -> None:
+    """Refuse a pipe given twice (also as "-" and /dev/stdin): the second reading would wait for a
+    writer that has finished, or read what the first left."""
+    seen: dict[tuple[int, int], str] = {}
+    for path in paths:
+        try:
+            st = os.fstat(0) if path == "-" else os.stat(path)
+        except OSError:
+            continue
+        if not (stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode)):
+            continue
+        first = seen.setdefault((st.st_dev, st.st_ino), path)
+        if first != path or paths.count(path) > 1:
+            raise CaptureError(f"{path}: a pipe can be read only once, and it is given twice"
+                               + (f" (as {first})" if first != path else ""))
+
+
 class CaptureSet:
     """The inputs of one run, read in order as one stream of PacketRecords (iterate once)."""
 
@@ -74,6 +105,11 @@ class CaptureSet:
         if list(paths).count("-") > 1:
             raise CaptureError("-: standard input can be given only once")
         self.paths = list(paths)
+        self.streams: frozenset[str] = frozenset()
+        """Inputs that are no regular file: standard input, a named pipe, ``<(zcat x.pcap.gz)``,
+        /dev/stdin from a pipe, a device. Each can be read only once: it is opened when its turn
+        comes, looked at through a buffer that the reader continues from (source.Source.head), and
+        read by this process alone (no byte-range split, no sharding: the run has one process)."""
         self.engine = engine
         self.verify_checksums = verify_checksums
         self.shard = shard
@@ -102,22 +138,27 @@ class CaptureSet:
         """Inputs in another format (capture/foreign.py): path -> captype's name of the format. They
         are read as nstrace.py converts them (NetScaler traces), from editcap's pcapng copy, or by
         the tshark engine."""
-        # Refuse a bad file before an hour of reading the good ones before it.
+        self.streams = frozenset(p for p in self.paths if _streamed(p))
+        if self.streams and shard != (0, 1):
+            raise CaptureError(f"{min(self.streams)}: a pipe or standard input can be read only once, "
+                               "by one process: run with -j 1")
+        _once_each([p for p in self.paths if p in self.streams])
+        # Refuse a bad file before an hour of reading the good ones before it. (Not a stream: it
+        # cannot be read twice, and its writer may wait for the inputs before it to be read.)
         for path in self.paths:
-            if path == "-":
+            if path in self.streams:
                 continue
-            regular = os.path.isfile(path)  # a pipe cannot be read twice: only its magic is sniffed
-            head, compression = sniff(path, nstrace.HEAD if regular else 4)
+            head, compression = sniff(path, nstrace.HEAD)
             if head[:4] not in PCAP_MAGICS and head[:4] != PCAPNG_MAGIC:
                 fmt = None
-                if head and regular:
+                if head:
                     fmt = nstrace.identify(head) or foreign.identify(path)
                 if fmt is None:
                     raise _magic_error(path, head, compression, hint=foreign.hint(path) if head else "")
                 self.foreign[path] = fmt
             size = os.path.getsize(path)
             self.total_bytes += size
-            if compression != "none" and size >= INFLATE_MIN and os.path.isfile(path) and path not in self.foreign:
+            if compression != "none" and size >= INFLATE_MIN and path not in self.foreign:
                 self._inflatable = True
 
     def split_plan(self) -> SplitPlan | None:
@@ -146,7 +187,9 @@ class CaptureSet:
             for index, path in enumerate(self.paths):
                 info = InputInfo(path=path)
                 self.inputs.append(info)
-                if path in self.foreign and self.engine == "fast":
+                if path in self.streams:
+                    yield from self._read_once(path, index, info)
+                elif path in self.foreign and self.engine == "fast":
                     yield from self._read_converted(path, index, info)
                 elif self.engine == "tshark" or path in self.foreign:
                     from auditor.capture.tshark import read_tshark
@@ -167,6 +210,39 @@ class CaptureSet:
         if final or now - self._last_tick >= 0.1:
             self._last_tick = now
             self._progress(self._done_bytes + nread, self.total_bytes)
+
+    def _read_once(self, path: str, index: int, info: InputInfo) -> Iterator[PacketRecord]:
+        """An input that can be read once (``streams``): opened now, named by its first capture
+        bytes (Source.head: the reader continues from them), read by this process from there on,
+        hashed as it is read. A pcap or pcapng stream only: a NetScaler trace is converted by
+        seeking in it (nstrace.to_pcap), and other formats are named and converted by Wireshark's
+        tools from a file."""
+        src = Source(path)
+        try:
+            try:
+                head = src.head(4)
+                if head[:4] not in PCAP_MAGICS and head[:4] != PCAPNG_MAGIC:
+                    head = src.head(nstrace.HEAD)
+            except DECOMPRESS_ERRORS as e:
+                raise CaptureError(f"{path}: {src.compression} data cannot be decompressed: {e}") from e
+            except OSError as e:
+                raise CaptureError(f"{path}: cannot read: {e.strerror or e}") from e
+            if head[:4] not in PCAP_MAGICS and head[:4] != PCAPNG_MAGIC:
+                fmt = nstrace.identify(head)
+                if fmt is not None:
+                    raise CaptureError(f"{path}: cannot read a {foreign.describe(fmt)} from a pipe (it is "
+                                       "converted by seeking in it): give the trace as a file")
+                hint = "; from a pipe only pcap and pcapng are read: give other formats as a file" if head else ""
+                raise _magic_error(path, head, src.compression, hint=hint)
+        except BaseException:
+            src.close_quietly()
+            raise
+        if self.engine == "tshark":
+            from auditor.capture.tshark import read_tshark
+
+            yield from read_tshark(path, index, info, self.stats, self._report, src=src)
+        else:
+            yield from self._read_fast(path, index, info, None, src=src)
 
     def _read_converted(self, path: str, index: int, info: InputInfo) -> Iterator[PacketRecord]:
         """An input in another capture format (foreign.py): a NetScaler trace as nstrace.py converts
@@ -216,10 +292,12 @@ class CaptureSet:
                              *converted.warnings]
 
     def _read_fast(self, path: str, index: int, info: InputInfo, sp: Split | None, *,
-                   digest: bool = True) -> Iterator[PacketRecord]:
-        # A parallel worker other than the first reads the same bytes as the first: one SHA-256 is
-        # enough (and a converted input's is that of the file it came from).
-        src = Source(path, digest=digest and self.shard[0] == 0)
+                   digest: bool = True, src: Source | None = None) -> Iterator[PacketRecord]:
+        """``src``: the input already opened (``_read_once``)."""
+        if src is None:
+            # A parallel worker other than the first reads the same bytes as the first: one SHA-256
+            # is enough (and a converted input's is that of the file it came from).
+            src = Source(path, digest=digest and self.shard[0] == 0)
         info.compression = src.compression
         if self.inflate and src.size >= INFLATE_MIN:
             src.inflate_apart()
@@ -253,7 +331,7 @@ class CaptureSet:
         finally:
             if complete:
                 info.sha256 = src.finish()
-                info.size = src.raw.nread if src.is_stdin else src.size
+                info.size = src.raw.stored if src.once else src.size
                 self._done_bytes += src.size
                 self._report(0, final=True)
             else:

@@ -4,7 +4,8 @@
 IPv6 without extension headers, then TCP or plain UDP, decoded inline with precompiled structs on
 the reader's block buffer (no per-packet objects besides the record). Everything else falls to the
 general decoder below it, which checks every bound explicitly. A frame that cannot be decoded is
-counted by kind in ReadStats and skipped; nothing here raises.
+counted by kind in ReadStats and skipped; nothing here raises but ``BadRun`` (BAD_RUN_MAX malformed
+frames in a row: the walk gives up on the rest of the input).
 """
 
 from __future__ import annotations
@@ -189,6 +190,35 @@ def fast_record(ii: int, frame: int, ts: float, src: bytes, dst: bytes, proto: i
     return r
 
 
+BAD_RUN_MAX = 100_000
+"""Consecutive malformed frames after which the rest of an input is taken for junk and not read: a
+valid file header followed by zeros (a preallocated or sparse file, a tail the file system zeroed
+after a crash) is a run of empty records, each counted as malformed at about half a million a
+second. Real captures have their malformed frames scattered; a run this long has nothing to audit."""
+_EMITTED = frozenset({"fragment-orphan", "udp-bad-length"})
+"""Malformed kinds whose frames still give a record: they do not count towards a run."""
+
+
+class BadRun(Exception):
+    """Raised by ``Decoder.bad`` at the BAD_RUN_MAX-th malformed frame in a row (after counting it).
+    The walk that meets it stops there, with a warning (capture/pcapfile.py)."""
+
+    def __init__(self, frame: int, run: int) -> None:
+        super().__init__(frame, run)
+        self.frame = frame
+        """The frame that made the run."""
+        self.run = run
+        self.offset = -1
+        """Where that frame's record ends in the capture bytes (set by the walk that knows)."""
+
+
+def bad_run_why(e: BadRun, compression: str) -> str:
+    """The warning of a walk that gave up at a run of malformed frames (before "stopped after frame")."""
+    data = "" if compression == "none" else f" of the {compression}-decompressed data"
+    return (f"gave up after {e.run} malformed records in a row, at byte offset {e.offset}{data} "
+            f"(junk such as zeros after the last good record?); the rest is not read")
+
+
 class Decoder:
     """Decodes the frames of one input. Counters go to the shared ReadStats."""
 
@@ -207,6 +237,9 @@ class Decoder:
         self.laned = 0
         """Packets the lane took (records in all but object: counted into ReadStats.records)."""
         self.frags: dict[tuple[bytes, bytes, int, int], tuple[int, int]] = {}
+        self._bad_last = 0
+        """The last malformed frame (``bad``), and how many malformed frames in a row end there."""
+        self._bad_run = 0
 
     # -- counting ---------------------------------------------------------------------------------
 
@@ -214,6 +247,17 @@ class Decoder:
         m = self.stats.malformed
         m[kind] = m.get(kind, 0) + 1
         self.stats.examples.setdefault(kind, (self.ii, frame))
+        # Runs are counted here, on malformed frames only, so good frames cost nothing; frame numbers
+        # say whether two are consecutive (a frame may be counted more than once: tunnels).
+        if frame != self._bad_last and kind not in _EMITTED:
+            self._bad_run = self._bad_run + 1 if frame == self._bad_last + 1 else 1
+            self._bad_last = frame
+            if self._bad_run >= BAD_RUN_MAX:
+                raise BadRun(frame, self._bad_run)
+
+    def in_bad_run(self, frame: int) -> bool:
+        """Whether ``frame`` (the last frame walked) ends a run of malformed frames."""
+        return self._bad_last == frame and self._bad_run > 0
 
     def unsup(self, kind: str, frame: int) -> None:
         u = self.stats.unsupported

@@ -18,18 +18,24 @@ their Ethernet frames to pcap itself (about 1M records/s) in a second process, i
 fast reader reads as it goes, so they are read without Wireshark, without a temporary copy, and at
 the fast reader's speed (``NstraceStream``).
 
-Standard input is not probed: it cannot be read twice.
+Standard input and pipes are not probed: they cannot be read twice (capture/__init__.py reads a pcap
+or pcapng stream and refuses the others in one line).
+
+Whatever is decompressed or copied into the temporary folder (a compressed NetScaler trace, editcap's
+copy) is watched as it grows (``Growth``): it stops before the folder has less than RESERVE left,
+and at a decompression bomb (RATIO_CAP).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
 import subprocess
 import tempfile
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 from auditor.capture import nstrace
 from auditor.capture.source import CHUNK, DECOMPRESS_ERRORS, Source, sniff, start_child, stop_child
@@ -120,7 +126,77 @@ def hint(path: str) -> str:
 
 
 ROOM = 1.5
-"""Free room the temporary folder needs for a converted copy, as a multiple of the file's size."""
+"""Free room the temporary folder needs for a converted copy, as a multiple of the file's size, before
+it is begun (how much it needs is known only as it grows: ``Growth``)."""
+RESERVE = 32 << 20
+"""Room a copy growing in the temporary folder leaves free for everything else: it stops before."""
+RATIO_CAP = 100
+RATIO_FLOOR = 1 << 30
+"""A copy in the temporary folder larger than RATIO_CAP times the stored file and than RATIO_FLOOR
+bytes is taken for a decompression bomb (an 18.7 MB compressed trace made 4 GB of zeros): the input is
+refused. Real captures compress 2 to 20 times; a copy of a GB or less is never refused."""
+
+
+def free_room(folder: str) -> int:
+    """Bytes free in ``folder``'s file system."""
+    return shutil.disk_usage(folder).free
+
+
+class NoRoom(OSError):
+    """The temporary folder has no room left for a copy (``Growth``)."""
+
+
+class Growth:
+    """Watches a copy growing in the temporary folder ``folder`` for the input ``path`` (``stored``
+    bytes as stored): ``check`` raises NoRoom when the next ``more`` bytes would leave the folder
+    less than RESERVE, and CaptureError past the bomb cap (RATIO_CAP, RATIO_FLOOR)."""
+
+    def __init__(self, path: str, folder: str, stored: int) -> None:
+        self.path = path
+        self.folder = folder
+        self.stored = stored
+        self.cap = max(RATIO_CAP * stored, RATIO_FLOOR)
+
+    def check(self, size: int, more: int = 0) -> None:
+        """The copy holds ``size`` bytes and is about to take ``more``."""
+        if size + more > self.cap:
+            raise CaptureError(
+                f"{self.path}: decompresses to more than {_size(self.cap)}, over {RATIO_CAP} times its "
+                f"{_size(self.stored)}: taken for a decompression bomb, not read")
+        free = free_room(self.folder)
+        if free - more < RESERVE:
+            raise NoRoom(errno.ENOSPC, self.no_room(size, free))
+
+    def no_room(self, size: int, free: int | None = None) -> str:
+        left = "" if free is None else f", {_size(free)} left"
+        return (f"the temporary folder {self.folder} ran out of room for it ({_size(size)} written{left}); "
+                f"point TMPDIR at a folder with more room")
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
+
+
+def decompress_into(src: Source, out: BinaryIO, growth: Growth, warnings: list[str]) -> None:
+    """The capture bytes of ``src`` into ``out`` (a file in ``growth.folder``), watched by ``growth``
+    (NoRoom: the folder is full, or would be); damaged compressed data ends it with a warning."""
+    written = 0
+    while True:
+        try:
+            data = src.read(CHUNK)
+        except DECOMPRESS_ERRORS as e:
+            warnings.append(f"{src.compression} data is damaged ({e}); read what came before")
+            return
+        if not data:
+            return
+        growth.check(written, len(data))
+        try:
+            out.write(data)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise NoRoom(e.errno, growth.no_room(written)) from e
+            raise
+        written += len(data)
 
 
 class Copy(NamedTuple):
@@ -140,28 +216,37 @@ class Copy(NamedTuple):
 
 def convert(path: str) -> Copy | None:
     """A temporary pcapng holding the frames of ``path`` (``Copy``), or None when editcap is not
-    installed, there is no room, or editcap fails (it cannot write every encapsulation as pcapng,
-    or the file is damaged: the tshark engine then reads it, and says how far it got)."""
+    installed, there is no room (before it begins, or as the copy grows: ``Growth``), or editcap
+    fails (it cannot write every encapsulation as pcapng, or the file is damaged: the tshark engine
+    then reads it, and says how far it got). CaptureError for a copy past the bomb cap."""
     exe = shutil.which("editcap")
     if exe is None:
         return None
     try:
         size = os.path.getsize(path)
-        if shutil.disk_usage(tempfile.gettempdir()).free < ROOM * size:
+        folder = tempfile.gettempdir()
+        if free_room(folder) < ROOM * size:
             return None
         fd, copy = tempfile.mkstemp(prefix="pcap-audit-", suffix=".pcapng")
         os.close(fd)
     except OSError:
         return None
+    growth = Growth(path, folder, size)
     proc = src = None
     try:
         proc = subprocess.Popen([exe, "-F", "pcapng", _arg(path), copy], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         src = Source(path, stored=True)  # hashed while editcap copies (hashing frees the GIL)
         while src.read(CHUNK):  # a read error is raised here, not swallowed
-            pass
+            growth.check(os.path.getsize(copy))
         digest, compression = src.finish(), src.compression
-        _, err = proc.communicate()
+        while True:  # editcap (which decompresses what it reads) may still be writing: watch the copy
+            try:
+                _, err = proc.communicate(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                growth.check(os.path.getsize(copy))
+        growth.check(os.path.getsize(copy))  # what it wrote last (or all of it, quickly)
         if proc.returncode != 0 or err.strip():
             raise OSError(err.decode("utf-8", "replace").strip() or f"editcap ended with {proc.returncode}")
         return Copy(copy, digest, compression, "read from a pcapng copy that Wireshark's editcap made of it", [])
@@ -195,15 +280,16 @@ class NstraceStream:
     this process reads as the conversion goes (``path``: the pipe, for the fast reader): no temporary
     copy of the packets, and the conversion (~1 µs a record) runs beside the reading instead of
     before it. A thread of that process hashes the stored file meanwhile; it says what it found
-    once its pcap has ended (``result``). A compressed trace is first decompressed into a temporary file there,
-    hashing the stored bytes on the way, because the walk seeks: OSError here when the temporary
-    folder has no room for it."""
+    once its pcap has ended (``result``). A compressed trace is first decompressed into a temporary
+    file there, hashing the stored bytes on the way, because the walk seeks: OSError here when the
+    temporary folder has not even ROOM times the stored size free; ``result`` raises CaptureError
+    when it ran out of room as the file grew, or the file grew past the bomb cap (``Growth``)."""
 
     def __init__(self, path: str) -> None:
         self.trace = path
         if sniff(path, 4)[1] != "none":
             need = ROOM * os.path.getsize(path)
-            if shutil.disk_usage(tempfile.gettempdir()).free < need:
+            if free_room(tempfile.gettempdir()) < need:
                 raise OSError(f"less than {need / 1e6:.0f} MB free in the temporary folder to decompress it")
         rmsg, wmsg = os.pipe()
         try:
@@ -256,16 +342,18 @@ def _convert_nstrace(path: str, wmsg: int, wfd: int, rfd: int) -> None:
         trace = path
         if src.compression != "none":
             fd, made = tempfile.mkstemp(prefix="pcap-audit-", suffix=".nstrace")
-            with os.fdopen(fd, "wb") as out:
-                while True:
-                    try:
-                        data = src.read(CHUNK)
-                    except DECOMPRESS_ERRORS as e:
-                        said["warnings"].append(f"{src.compression} data is damaged ({e}); read what came before")
-                        break
-                    if not data:
-                        break
-                    out.write(data)
+            growth = Growth(path, tempfile.gettempdir(), src.size)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    decompress_into(src, out, growth, said["warnings"])
+            except NoRoom as e:
+                raise CaptureError(f"{path}: cannot decompress this NetScaler trace to read it: {e.strerror}") from e
+            except OSError as e:  # the last of it written as the file closes
+                if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                size = os.path.getsize(made)
+                raise CaptureError(f"{path}: cannot decompress this NetScaler trace to read it: "
+                                   f"{growth.no_room(size)}") from e
             trace = made
             said["sha256"] = src.finish()
         else:

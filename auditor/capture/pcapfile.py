@@ -7,7 +7,8 @@ length) to the decoder: no per-packet objects but the record itself, and none at
 conversation core's fast lane takes (Decoder.lane). For Ethernet (pcap, and pcapng interfaces) the walk, the decoder's
 Ethernet/IPv4 fast path and the lane run fused in one loop. A record that runs past the end of the
 data ends the walk with ``truncated`` and a warning naming the last frame read; a corrupt record or
-block header does the same (there is no way to resynchronise safely).
+block header does the same (there is no way to resynchronise safely), and so does a run of
+decode.BAD_RUN_MAX malformed frames in a row (junk after a valid header: the rest is not read).
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from auditor.capture.decode import (
     VERIFY_ALL_FRAMES,
     VERIFY_EVERY_MASK,
     VXLAN_PORT,
+    BadRun,
     Decoder,
+    bad_run_why,
     linktype_name,
 )
 from auditor.capture.info import InputInfo
@@ -140,10 +143,13 @@ class _Reader:
         """The split this walk reads up to (auditor/capture/split.py): its end is checked here."""
         self.why = ""
         """Why the walk stopped early (``stop``), for a spill writer's end message."""
+        self.dec: Decoder | None = None
+        """The walk's decoder (whether a run of malformed frames goes on at a split's boundary)."""
 
-    def more(self, pos: int) -> bool:
-        """Move the window on from ``pos`` (the walker's position in ``buf``); afterwards the
-        walker goes on at ``self.pos`` in ``self.buf``. False at the end or on a read error."""
+    def more(self, pos: int, frame: int = 0) -> bool:
+        """Move the window on from ``pos`` (the walker's position in ``buf``, after ``frame``
+        frames); afterwards the walker goes on at ``self.pos`` in ``self.buf``. False at the end or
+        on a read error."""
         block = self._block
         if block is not None:
             self._block = None
@@ -168,13 +174,15 @@ class _Reader:
             # takes over from here; inside a record the boundary was a guess gone wrong, and this
             # walk reads on itself (the split is dropped: slower, never different).
             split, self.split = self.split, None
-            if pos == len(self.buf):
+            # A run of malformed frames going on at the boundary would go on in the worker's part,
+            # where the worker's count of it starts at 0: the split is dropped (decode.BadRun).
+            if pos == len(self.buf) and not (self.dec is not None and self.dec.in_bad_run(frame)):
                 split.verified = True
                 self.src.hash_rest()
             else:
                 split.abandon()
                 self.src.unbound()
-                return self.more(pos)
+                return self.more(pos, frame)
         if not chunk:
             self.eof = True
             return False
@@ -200,6 +208,12 @@ class _Reader:
         self._block = None
         self.split = None
 
+    def give_up(self, frame: int, e: BadRun) -> None:
+        """Stop at a run of malformed frames (decode.BadRun) that ends at ``e.offset``: the rest of
+        the input is hashed, not read."""
+        self.stop(frame, bad_run_why(e, self.src.compression))
+        self.src.hash_rest()
+
     def stop(self, frame: int, why: str) -> None:
         self.why = why
         self.info.truncated = True
@@ -223,6 +237,7 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
     ``spill`` (in that worker): every frame goes to the spill writer; nothing is yielded."""
     r = _Reader(src, first, info)
     r.split = split
+    r.dec = dec
     if ng is None:
         while len(r.buf) < 24:
             if not r.more(0):
@@ -283,7 +298,7 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
                 rstart = pos  # where the record (pcapng: the block) starts
                 if ng is None:
                     if blen - pos < hl:
-                        if r.more(pos):
+                        if r.more(pos, frame):
                             buf = r.buf
                             blen = len(buf)
                             pos = r.pos
@@ -298,7 +313,7 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
                         if caplen > limit:
                             r.stop(frame, f"corrupt record header (captured length {caplen})")
                             break
-                        if r.more(pos):
+                        if r.more(pos, frame):
                             buf = r.buf
                             blen = len(buf)
                             pos = r.pos
@@ -342,7 +357,7 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
                         nif, cur_if = len(ifaces), -1
                         kind = act[0]
                         if kind == NG_MORE:
-                            if r.more(pos):
+                            if r.more(pos, frame):
                                 buf = r.buf
                                 blen = len(buf)
                                 pos = r.pos
@@ -445,7 +460,7 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
                                 slane((proto, s, sport, d, dport), ts, 1 if data else (2 if flags & 0x10 else 0),
                                       tot, r.base + rstart, r.base + pos)
                             else:
-                                spill.raw(buf, start, caplen, ts, r.base + start, lt)
+                                spill.raw(buf, start, caplen, ts, r.base + start, lt, r.base + pos)
                             continue
                         if takeable and tget is not None and cd != 1:
                             ent = tget((proto, s, sport, d, dport))
@@ -562,6 +577,12 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
             split = None
             if tget is not None:
                 cd = lane.hold()  # type: ignore[union-attr]
+    except BadRun as e:
+        # The decoder (or Blocks.block, for a packet block it cannot place) counted the frame that
+        # made the run; ``pos`` is past its record (a block's start, from Blocks.block).
+        frame = max(frame, e.frame)
+        e.offset = r.base + pos + (spill.shift if spill is not None else 0)
+        r.give_up(frame, e)
     finally:
         if taken:  # stopped between yields (an exception in the loop): hand back what was taken
             lane.release(cd, taken)  # type: ignore[union-attr]

@@ -1,8 +1,12 @@
-"""Byte sources: a file or standard input, hashed while streaming, decompressed by magic.
+"""Byte sources: a file, a pipe or standard input, hashed while streaming, decompressed by magic.
 
 The SHA-256 is of the bytes as stored (the compressed bytes for a compressed file) and is computed
 on the single pass that reads the capture; whatever the reader did not consume is drained into the
 hash when the source is closed, so a capture cut short by corruption still gets its full hash.
+
+An input that is no regular file (standard input, a named pipe, ``<(zcat x.pcap.gz)``, /dev/stdin,
+a device: ``Source.once``) can be read only once, so it is never reopened: its first capture bytes
+are looked at through ``Source.head``, which the reads after it return again.
 """
 
 from __future__ import annotations
@@ -72,6 +76,9 @@ class HashingReader:
         self._hash = hashlib.sha256()
         self.nread = 0
         """Bytes handed to the reader so far."""
+        self.stored = 0
+        """Bytes read from the file so far, the read-ahead thread's included (not those hashed
+        through memory maps): the size of a stream once it is drained."""
         self._pending = b""
         self._rest = b""
         self._queue: queue.Queue[bytes | BaseException] = queue.Queue(self.AHEAD)
@@ -82,6 +89,8 @@ class HashingReader:
         """``bound``: hand out no bytes past this offset (the rest is another process's to decode)."""
         self._discard = False
         """``hash_rest``: the thread hashes the rest of the file without queueing it."""
+        self.inline = False
+        """Read in this thread, as much as is there (``Source.head``): no read-ahead yet."""
 
     def _run(self) -> None:
         q, stop, fh, h, digest = self._queue, self._stop, self._fh, self._hash, self._digest
@@ -89,6 +98,7 @@ class HashingReader:
             item: bytes | BaseException
             try:
                 item = fh.read(CHUNK)
+                self.stored += len(item)
                 if item and digest:
                     h.update(item)
             except Exception as e:  # raised again by the reading thread's read()
@@ -143,6 +153,7 @@ class HashingReader:
             data += more
         self._hash.update(data)
         self.nread += len(data)
+        self.stored += len(data)
         self._pending = data
         return data
 
@@ -162,6 +173,8 @@ class HashingReader:
         else:
             if self._done:
                 return b""
+            if self.inline and self._thread is None:
+                return self._read_inline(size)
             if self._thread is None:
                 self._start()
             got = self._queue.get()
@@ -175,6 +188,19 @@ class HashingReader:
         if len(item) > size:
             item, self._rest = item[:size], item[size:]
         self.nread += len(item)
+        return item
+
+    def _read_inline(self, size: int) -> bytes:
+        # read1: what one read of the pipe gives, not a wait until ``size`` bytes have come.
+        fh = self._fh
+        item = fh.read1(size) if hasattr(fh, "read1") else fh.read(size)
+        if not item:
+            self._done = True
+            return b""
+        if self._digest:
+            self._hash.update(item)
+        self.nread += len(item)
+        self.stored += len(item)
         return item
 
     def read(self, size: int = -1, /) -> bytes:
@@ -229,6 +255,8 @@ class HashingReader:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+            if self._thread.is_alive():  # still waiting for a pipe's writer: the file is its to keep
+                return
         self._fh.close()
 
 
@@ -241,24 +269,31 @@ class Source:
         names what they are compressed with."""
         self.path = path
         self.is_stdin = path == "-"
+        self.once = True
+        """Not a regular file (standard input, a pipe, a device): its bytes can be read once, in
+        order, by this process alone; ``size`` is 0 (``raw.stored`` says how many there were)."""
+        self.size = 0
         fh: BinaryIO
         if self.is_stdin:
             fh = sys.stdin.buffer
-            self.size = 0
         else:
             try:
                 if os.path.isdir(path):
                     raise CaptureError(f"{path}: is a directory, not a capture file")
                 fh = open(path, "rb")  # noqa: SIM115 - closed by Source.close
-                self.size = os.fstat(fh.fileno()).st_size
+                st = os.fstat(fh.fileno())
             except OSError as e:
                 raise CaptureError(f"{path}: cannot open: {e.strerror or e}") from e
+            if stat.S_ISREG(st.st_mode):
+                self.once, self.size = False, st.st_size
         self.raw = HashingReader(fh, digest=digest)
         try:
             start = self.raw.peek_start(6)
         except OSError as e:
             raise CaptureError(f"{path}: cannot read: {e.strerror or e}") from e
         self._error: BaseException | None = None
+        self._head = b""
+        """Capture bytes ``head`` read that ``read`` returns first."""
         self._inflater: Inflater | None = None
         self._frames: _ZstdFrames | None = None
         self.compression = "none"
@@ -285,9 +320,35 @@ class Source:
         # read1: at most one read from the decompressor, so a failure loses nothing already decoded.
         self._read1 = getattr(self.stream, "read1", self.stream.read)
 
+    def head(self, n: int) -> bytes:
+        """The first ``n`` capture bytes (fewer only at the end), which ``read`` then returns again:
+        how an input that can be read once is looked at before it is read. The stored bytes are
+        read in this thread, only as many as the decompressor asks for (no read-ahead thread yet, so
+        a process may still be forked). Call before any ``read``. A decompression error is raised
+        when nothing came before it."""
+        self.raw.inline = True
+        try:
+            while len(self._head) < n:
+                try:
+                    more = self._decompress(n - len(self._head))
+                except DECOMPRESS_ERRORS as e:
+                    if not self._head:
+                        raise
+                    self._error = e  # raised by the read after the head
+                    break
+                if not more:
+                    break
+                self._head += more
+        finally:
+            self.raw.inline = False
+        return self._head[:n]
+
     def read(self, size: int) -> bytes:
         """Up to ``size`` capture bytes; b'' at the end. A decompression error is raised once the
         bytes decompressed before it have been returned (callers turn it into a truncation)."""
+        if self._head:
+            out, self._head = self._head[:size], self._head[size:]
+            return out
         if self._inflater is not None:
             return self._inflater.read(size)
         return self._decompress(size)
@@ -332,7 +393,7 @@ class Source:
         """Decompress in a second process (``Inflater``) from here on, a regular file only; this
         process's reader then only hashes the stored bytes (through memory maps). Call before the
         first read."""
-        if self.compression != "none" and not self.is_stdin and self._inflater is None:
+        if self.compression != "none" and not self.once and self._inflater is None and not self._head:
             self._inflater = Inflater(self.path, self.compression)
             self.raw.hash_rest()
 
@@ -349,7 +410,7 @@ class Source:
     @property
     def splittable(self) -> bool:
         """A regular uncompressed file: another process can decode a byte range of it."""
-        return self.compression == "none" and not self.is_stdin
+        return self.compression == "none" and not self.once
 
     def finish(self) -> str:
         """Drain the rest of the stored bytes into the hash, close, return the hex digest."""

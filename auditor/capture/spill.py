@@ -11,7 +11,7 @@ import struct
 from array import array
 from typing import Any
 
-from auditor.capture.decode import Decoder
+from auditor.capture.decode import BadRun, Decoder
 from auditor.capture.info import InputInfo, ReadStats
 from auditor.capture.source import HashingReader
 from auditor.model import Lane
@@ -32,7 +32,8 @@ order of first appearance (3 bits each: 1 data and 2 a pure ACK in direction 0, 
 1). KIND_NEW4 and KIND_NEW6: the same with a new key id, its 5-tuple in the blob (NEW4, NEW6; ids
 count up from 0, and an id 0 starts the numbering afresh: the worker forgets its ids every MAX_IDS).
 KIND_RAW: one other frame: its link type (in the history order field), ts, file offset and captured
-length, its bytes in the blob."""
+length, its bytes in the blob; in the IP bytes 0 field, how far its record goes on after the frame
+(pcapng: padding, options, the repeated length), so that the record's end is known."""
 KIND_LANE, KIND_NEW4, KIND_NEW6, KIND_RAW, KIND_WINDOW = 0, 1, 2, 3, 4
 NEW4 = struct.Struct("!B4s4sHH")
 NEW6 = struct.Struct("!B16s16sHH")
@@ -270,9 +271,9 @@ class SpillWriter(_StandIn):
 
         self.take = take
 
-        def raw(buf: bytes, start: int, caplen: int, ts: float, off: int, lt: int) -> None:
+        def raw(buf: bytes, start: int, caplen: int, ts: float, off: int, lt: int, end: int) -> None:
             emit()
-            ents.extend(pack(KIND_RAW, lt, 1, 0, 0, 0, 0, ts, ts, ts, 0.0, off + shift, caplen))
+            ents.extend(pack(KIND_RAW, lt, 1, 0, 0, end - off - caplen, 0, ts, ts, ts, 0.0, off + shift, caplen))
             blob.extend(buf[start:start + caplen])
             if len(ents) >= FLUSH or len(blob) > BLOB_MAX:
                 self.flush()
@@ -290,9 +291,15 @@ class SpillWriter(_StandIn):
         """A frame the walk does not unpack itself: the decoder decides (its lane is this writer)."""
         self._cur = (off - hl, end)
         self._hit = False
-        dec.decode(buf, start, caplen, ts, frame, lt)
+        try:
+            dec.decode(buf, start, caplen, ts, frame, lt)
+        except BadRun:
+            # The frame that made a run of malformed frames: the reading process decodes it too,
+            # and gives up at it (its walk reached the boundary outside any run, or dropped the split).
+            self.raw(buf, start, caplen, ts, off, lt, end)
+            raise
         if not self._hit:
-            self.raw(buf, start, caplen, ts, off, lt)
+            self.raw(buf, start, caplen, ts, off, lt, end)
 
     def flush(self) -> None:
         """Write the batch (not the window being gathered) and say so on the pipe."""

@@ -61,7 +61,7 @@ from array import array
 from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any, NamedTuple
 
-from auditor.capture.decode import VERIFY_ALL_FRAMES, VERIFY_EVERY_MASK, Decoder
+from auditor.capture.decode import VERIFY_ALL_FRAMES, VERIFY_EVERY_MASK, BadRun, Decoder, bad_run_why
 from auditor.capture.source import start_child, stop_child
 from auditor.capture.spill import (
     _TAKE_ALL,
@@ -439,7 +439,7 @@ class Split:
         cache: list[Any] = []
         """Per key id: None, or (connection, is_orig of direction 0, its gen, whether direction 1
         is the same connection the other way)."""
-        records = taken = cd = 0
+        records = taken = cd = end = 0
         done = False
         if lane is not None:
             tget = lane.table.get
@@ -452,7 +452,8 @@ class Split:
             tget = None
         it = ENTRY.iter_unpack
         try:
-            for ents, blob in self._batches():
+            batches = self._batches()
+            for ents, blob in batches:
                 bp = 0
                 if lane is not None:
                     cd = lane.hold()
@@ -466,6 +467,7 @@ class Split:
                         if lane is not None:
                             lane.release(cd, taken)
                             taken = 0
+                        end = off + length + tot0  # where the frame's record ends (tot0: what follows the frame)
                         rec = decode(blob[bp:bp + length], 0, length, ts, frame, order)  # order: the link type
                         bp += length
                         if rec is not None:
@@ -563,6 +565,19 @@ class Split:
                     lane.release(cd, taken)
                     taken = 0
             done = True
+        except BadRun as e:
+            # A run of malformed frames ends here. The worker's run began at the boundary too (a
+            # walk that reaches the boundary inside a run drops the split, pcapfile._Reader.more), so
+            # it gave up at this same frame, the last it spilled of this input: what is left is its
+            # end message, which says how the input ends (why, time span, frames per interface).
+            frame = e.frame
+            for _ in batches:
+                pass
+            if not self.why:
+                if e.offset < 0:
+                    e.offset = end
+                self.why = bad_run_why(e, "none")
+            done = True
         finally:
             if taken and lane is not None:
                 lane.release(cd, taken)
@@ -610,6 +625,10 @@ class Split:
         while pos < length:
             start, caplen, ts, lt, pos = parse(buf, pos)
             frame += 1
-            rec = decode(buf, start, caplen, ts, frame, lt)
+            try:
+                rec = decode(buf, start, caplen, ts, frame, lt)
+            except BadRun as e:
+                e.offset = off + pos
+                raise
             if rec is not None:
                 yield rec

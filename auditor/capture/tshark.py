@@ -75,10 +75,12 @@ def _ints(s: str) -> list[int]:
 
 
 def read_tshark(path: str, index: int, info: InputInfo, stats: ReadStats,
-                report: Callable[[int], None], *, foreign: str | None = None) -> Iterator[PacketRecord]:
+                report: Callable[[int], None], *, foreign: str | None = None,
+                src: Source | None = None) -> Iterator[PacketRecord]:
     """The PacketRecords of one input, from tshark. ``foreign``: the input is a file in that format
     (capture/foreign.py), which tshark reads itself while this process hashes the stored bytes;
-    otherwise tshark reads the pcap/pcapng bytes this process feeds it (decompressed, hashed)."""
+    otherwise tshark reads the pcap/pcapng bytes this process feeds it (decompressed, hashed).
+    ``src``: the input already opened (a pipe, whose first bytes were looked at)."""
     if foreign is not None:
         src = Source(path, stored=True)
         first = b""
@@ -87,7 +89,8 @@ def read_tshark(path: str, index: int, info: InputInfo, stats: ReadStats,
         info.warnings.append(f"{describe(foreign)} capture: read through tshark (the fast reader reads pcap "
                              f"and pcapng, and editcap could not copy this one into pcapng), at tshark's speed")
     else:
-        src = Source(path)
+        if src is None:
+            src = Source(path)
         info.compression = src.compression
         try:
             first = src.read(CHUNK)
@@ -168,7 +171,7 @@ def read_tshark(path: str, index: int, info: InputInfo, stats: ReadStats,
         stats.records += records
         if complete:
             info.sha256 = src.finish()
-            info.size = src.raw.nread if src.is_stdin else src.size
+            info.size = src.raw.stored if src.once else src.size
         else:
             src.close_quietly()
     msg = b"".join(stderr_lines).decode("utf-8", "replace").strip().replace("\n", " ")

@@ -1,0 +1,162 @@
+"""Junk after a valid header (decode.BAD_RUN_MAX): a run of that many malformed frames in a row ends
+the walk of that input with a warning naming the byte offset, what was read is counted and hashed,
+and the next input is read as usual; scattered malformed frames change nothing. Two processes (a
+split read) give exactly one process's result wherever the run lies against the boundary."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+from auditor.capture import CaptureSet, open_captures, split
+from auditor.capture import decode as decode_mod
+from auditor.capture.info import InputInfo
+from tests.capture_factory import compress, eth_ipv4_tcp, pcap_bytes, web_session, write_pcap, write_pcapng
+from tests.test_capture_pipes import fed
+from tests.test_capture_split import _offsets, _same, small_splits
+from tests.test_conversations_lane import _conversations
+
+GOOD = [eth_ipv4_tcp("10.0.0.1", "10.0.0.2", 40000 + i, 443, "S") for i in range(10)]
+WARNING = re.compile(r"gave up after (\d+) malformed records in a row, at byte offset (\d+)( of the \w+-decompressed "
+                     r"data)? \(junk such as zeros after the last good record\?\); the rest is not read: "
+                     r"stopped after frame (\d+)$")
+
+
+def _zeros_after(good: list[bytes], zeros: int) -> bytes:
+    return pcap_bytes(good) + bytes(zeros)
+
+
+def _gave_up(info: InputInfo) -> tuple[int, int, int]:
+    """(run, byte offset, last frame) of the input's give-up warning."""
+    [m] = [m for w in info.warnings if (m := WARNING.match(w))]
+    return int(m[1]), int(m[2]), int(m[4])
+
+
+def test_a_valid_header_and_50_mb_of_zeros(tmp_path: Path) -> None:
+    data = _zeros_after(GOOD, 50 << 20)
+    cap = tmp_path / "zeros.pcap"
+    cap.write_bytes(data)
+    cs = open_captures([str(cap)])
+    records = sum(1 for _ in cs)
+    [info] = cs.inputs
+    run = decode_mod.BAD_RUN_MAX
+    good_end = len(pcap_bytes(GOOD))
+    # A zero record is a 16-byte header of an empty frame: the run ends at its last one.
+    assert _gave_up(info) == (run, good_end + 16 * run, len(GOOD) + run)
+    assert records == len(GOOD) and info.packets == len(GOOD) + run and info.truncated
+    assert cs.stats.malformed == {"eth-short": run} and cs.stats.frames == len(GOOD) + run
+    assert info.sha256 == hashlib.sha256(data).hexdigest() and info.size == len(data)
+
+
+def test_the_next_input_is_read_on(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pcap.gz"
+    junk.write_bytes(compress(_zeros_after(GOOD, 20 << 20), "gzip"))
+    after = write_pcap(tmp_path / "after.pcap", web_session())
+    cs = CaptureSet([str(junk), str(after)])
+    frames = [(r.input_index, r.frame) for r in cs]
+    first, second = cs.inputs
+    run, offset, last = _gave_up(first)
+    assert "of the gzip-decompressed data" in first.warnings[0]
+    assert (run, last) == (decode_mod.BAD_RUN_MAX, len(GOOD) + decode_mod.BAD_RUN_MAX)
+    assert offset == len(pcap_bytes(GOOD)) + 16 * run  # in the decompressed bytes
+    assert second.packets == len(web_session()) and not second.truncated and second.warnings == []
+    assert frames[-1] == (1, len(web_session()))
+    assert first.sha256 == hashlib.sha256(junk.read_bytes()).hexdigest()
+
+
+def test_junk_through_a_pipe_is_hashed_to_its_end(tmp_path: Path) -> None:
+    data = _zeros_after(GOOD, 10 << 20)
+    with fed(tmp_path, data) as path:
+        cs = open_captures([str(path)])
+        assert sum(1 for _ in cs) == len(GOOD)
+    [info] = cs.inputs
+    assert _gave_up(info)[0] == decode_mod.BAD_RUN_MAX
+    assert info.sha256 == hashlib.sha256(data).hexdigest() and info.size == len(data)
+
+
+def test_runs_shorter_than_the_bound_change_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Malformed frames in runs one shorter than the bound, between good ones: every frame is read,
+    as the capture robustness and oracle tests show on the corpus with the real bound."""
+    monkeypatch.setattr(decode_mod, "BAD_RUN_MAX", 20)
+    short = b"\x02" * 10  # an Ethernet frame cut before its type: eth-short
+    frames = [f for good in GOOD for f in (good, *[short] * 19)]
+    cs = open_captures([str(write_pcap(tmp_path / "scattered.pcap", frames))])
+    assert sum(1 for _ in cs) == len(GOOD)
+    assert cs.inputs[0].packets == len(frames) and cs.inputs[0].warnings == []
+    assert cs.stats.malformed == {"eth-short": 19 * len(GOOD)}
+    # One more in a run: the walk gives up at the first run of 20.
+    frames = [*GOOD[:3], *[short] * 20, *GOOD]
+    cs = open_captures([str(write_pcap(tmp_path / "run.pcap", frames))])
+    assert sum(1 for _ in cs) == 3
+    assert _gave_up(cs.inputs[0])[::2] == (20, 23)
+
+
+def test_frames_that_still_give_records_are_no_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Orphan fragments are counted as malformed but audited: a capture of them is read to its end."""
+    from tests.capture_factory import eth_ip, ipv4_fragments, tcp
+
+    monkeypatch.setattr(decode_mod, "BAD_RUN_MAX", 5)
+    frags = [eth_ip(f) for i in range(20)
+             for f in ipv4_fragments("10.0.0.1", "10.0.0.2", 6, tcp("10.0.0.1", "10.0.0.2", 1, 2, "PA", b"x" * 40),
+                                     ident=i)[1:]]
+    cs = open_captures([str(write_pcap(tmp_path / "orphans.pcap", frags))])
+    assert sum(1 for _ in cs) == len(frags)
+    assert cs.inputs[0].warnings == [] and cs.stats.malformed == {"fragment-orphan": len(frags)}
+
+
+# -- two processes -----------------------------------------------------------------------------------
+
+RUN = 300
+SHORT = 10  # bytes of a junk frame: a record of 26 bytes that a boundary search takes for a real one
+
+
+def _with_run(tmp_path: Path, ng: bool = False) -> tuple[Path, int]:
+    """Mixed conversations with RUN junk frames (of good time stamps) in the middle: the capture and
+    where the run starts."""
+    rnd = random.Random(5)
+    before, after = _conversations(rnd, 4000), _conversations(rnd, 2000)
+    t = before[-1][0]
+    junk = [(t + i * 0.001, bytes([2]) * SHORT) for i in range(RUN)]
+    after = [(ts - after[0][0] + t + 1, f) for ts, f in after]
+    frames = [*before, *junk, *after]
+    if ng:
+        cap = write_pcapng(tmp_path / "run.pcapng", [1], [(0, ts, f) for ts, f in frames])
+        return cap, 0
+    cap = write_pcap(tmp_path / "run.pcap", frames)
+    return cap, _offsets(cap)[len(before)]
+
+
+@pytest.mark.parametrize("where", ["before", "inside", "after"])
+def test_a_split_read_gives_up_as_one_process(tmp_path: Path, where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The boundary before the run (the worker's decoder gives up at the frame this process's replay
+    does), inside it (this process's walk reaches the boundary inside a run: it drops the split and
+    reads on itself), or past where one process gives up (this process's walk gives up first)."""
+    seen = small_splits(monkeypatch)
+    monkeypatch.setattr(decode_mod, "BAD_RUN_MAX", RUN // 2)
+    cap, run_at = _with_run(tmp_path)
+    size = cap.stat().st_size
+    at = {"before": run_at - 5000, "inside": run_at + 26 * 50, "after": run_at + 26 * (RUN // 2 + 20)}[where]
+    monkeypatch.setattr(split, "SPLIT_AT", at / size)
+    plan = split.plan([str(cap)])
+    assert plan is not None
+    assert {"before": plan.boundary < run_at,
+            "inside": run_at < plan.boundary < run_at + 26 * RUN // 2,
+            "after": run_at + 26 * RUN // 2 < plan.boundary}[where], (plan.boundary, run_at)
+    *_, inputs = _same([cap])
+    assert seen == {"before": {"replayed": 1, "abandoned": 0}, "inside": {"replayed": 0, "abandoned": 1},
+                    "after": {"replayed": 0, "abandoned": 1}}[where]
+    assert WARNING.match(inputs[0]["warnings"][0]) and inputs[0]["packets"] == 4000 + RUN // 2
+
+
+def test_a_split_pcapng_read_gives_up_as_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = small_splits(monkeypatch)
+    monkeypatch.setattr(decode_mod, "BAD_RUN_MAX", RUN // 2)
+    monkeypatch.setattr(split, "SPLIT_AT", 0.3)
+    cap, _ = _with_run(tmp_path, ng=True)
+    *_, inputs = _same([cap])
+    assert seen == {"replayed": 1, "abandoned": 0}
+    assert WARNING.match(inputs[0]["warnings"][0]) and inputs[0]["link_types"] == {"EN10MB": 4000 + RUN // 2}
