@@ -21,7 +21,7 @@ from typing import Any
 
 from auditor.errors import CatalogError
 from auditor.model import LAYER_DOCUMENT, LAYER_SITE, LAYER_SUPPLEMENT, Citation, FlowRule
-from auditor.yamlsafe import LineMap, YamlError, join_path, load_yaml_text
+from auditor.yamlsafe import LineMap, YamlError, join_path, load_yaml_text, read_config
 
 PROTOCOLS = ("tcp", "udp", "icmp")
 FAMILIES = ("citrix",)
@@ -428,9 +428,9 @@ def _natural_key(text: str) -> tuple[Any, ...]:
 
 def _read(path: Path, name: str, problems: list[str]) -> _Source | None:
     try:
-        raw = path.read_bytes()
-    except OSError as e:
-        problems.append(f"{name}:0: cannot read file: {e.strerror or e}")
+        raw = read_config(path, name)  # bounded: /dev/zero or a FIFO stops at the size limit
+    except YamlError as e:
+        problems.extend(e.problems)
         return None
     return _Source(path=path, name=name, raw=raw)
 

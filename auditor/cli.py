@@ -9,19 +9,66 @@ import contextlib
 import multiprocessing
 import os
 import sys
+from typing import IO, Any
 
 import click
 
 from auditor import __version__
 
+PROG = "pcap-audit"
+
+
+class UsageLine(click.ClickException):
+    """A usage error (unknown option, missing argument, bad value) shown as the one line every other
+    error gets, instead of click's block of usage, hint, blank line and error."""
+
+    exit_code = 2  # EXIT_BAD_INPUT (cli_audit.py)
+
+    def __init__(self, error: click.UsageError) -> None:
+        super().__init__(" ".join(error.format_message().split()))
+        self.command = _command_path(error.ctx)
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"{PROG}: error: {self.message} (see {self.command} --help)", file=file, err=file is None)
+
+
+def _command_path(ctx: click.Context | None) -> str:
+    """`pcap-audit catalog list`, however the program was started (`python -m auditor.cli`). Click
+    raises an option lacking its value without a context: the hint then names the program."""
+    names: list[str] = []
+    while ctx is not None and ctx.parent is not None:
+        names.append(ctx.info_name or "")
+        ctx = ctx.parent
+    return " ".join([PROG, *reversed(names)])
+
 
 class AuditGroup(click.Group):
-    """A group whose default command is `audit`: `pcap-audit cap.pcapng --roles r.yaml` works."""
+    """A group whose default command is `audit`: `pcap-audit cap.pcapng --roles r.yaml` works.
+
+    Usage errors of the group and of every command under it leave as UsageLine: one line, status 2
+    (a group called without arguments still shows its help)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
             args = ["audit", *args]
         return super().parse_args(ctx, args)
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as e:
+            raise UsageLine(e) from e
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as e:
+            raise UsageLine(e) from e
 
 
 @click.group(cls=AuditGroup, context_settings={"help_option_names": ["-h", "--help"]})

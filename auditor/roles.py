@@ -28,6 +28,7 @@ from typing import Literal, Protocol
 import yaml
 
 from auditor.errors import RolesError
+from auditor.yamlsafe import YamlError, compose_yaml, read_config
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -496,7 +497,9 @@ def parse_roles(text: str, path: str, vocabulary: RoleVocabulary) -> RoleMap:
     Errors name the file and line (RolesError)."""
     digest = "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = compose_yaml(text, path)  # no aliases, bounded nesting (auditor/yamlsafe.py)
+    except YamlError as e:
+        raise RolesError(e.problems[0]) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
@@ -521,15 +524,19 @@ def parse_roles(text: str, path: str, vocabulary: RoleVocabulary) -> RoleMap:
     entries = _parse_role_entries(sections["roles"], path, vocabulary)
     features = _parse_features(sections["features"], path, vocabulary) if "features" in sections else ()
     vantage = _parse_vantage_list(sections["vantage"], path, vocabulary) if "vantage" in sections else ()
+    del root, sections  # the nodes go before the index is built: the peak of a file of millions of entries
     return RoleMap(path=path, digest=digest, entries=tuple(entries), features=features, vantage=vantage)
 
 
 def load_roles(path: Path, vocabulary: RoleVocabulary) -> RoleMap:
-    """Read and parse a roles file (read-only)."""
+    """Read and parse a roles file (read-only), at most ``max_config_bytes()`` of it."""
     try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise RolesError(f"{path}: cannot read roles file: {e.strerror or e}") from None
+        raw = read_config(path, str(path))
+    except YamlError as e:
+        cause = e.__cause__
+        if isinstance(cause, OSError):
+            raise RolesError(f"{path}: cannot read roles file: {cause.strerror or cause}") from None
+        raise RolesError(e.problems[0]) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, overload
@@ -29,11 +30,23 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = "2.1"
 MAX_TEXT = 253
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_HIDDEN = frozenset({"Cf", "Cs", "Co", "Cn"})
+"""Unicode categories shown as ``\\uXXXX`` text, as the HTML report's safe_text shows them: format
+characters (bidi overrides and isolates such as U+202E, zero-width spaces and joiners, U+FEFF) hide
+or reorder text in a spreadsheet or a JSON viewer; surrogates, private-use and unassigned code points
+show as nothing dependable."""
+
+
+def _show_hidden(ch: str) -> str:
+    return f"\\u{ord(ch):04x}" if unicodedata.category(ch) in _HIDDEN else ch
 
 
 def bounded(text: str, limit: int = MAX_TEXT) -> str:
-    """Capture-derived text: no control characters, at most `limit` characters."""
+    """Capture-derived text: control characters as U+FFFD, characters that hide or reorder text as
+    ``\\u202e``-style escapes (what the HTML report shows too), at most `limit` characters."""
     text = _CONTROL.sub("\ufffd", text)
+    if not text.isascii():
+        text = "".join(ch if ch < "\xa0" else _show_hidden(ch) for ch in text)
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
