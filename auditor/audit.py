@@ -121,9 +121,10 @@ class HostResolver:
         else:
             names = tuple(dict.fromkeys(o.name for o in self.names.names_for(address)))
             mapped = set(self.roles.roles_of(address, names))
-            for pattern, role in self.name_roles:
-                if any(name_matches(pattern, n) for n in names):
-                    mapped.add(role)
+            if names:  # most addresses have no name: the catalog's patterns cannot match them
+                for pattern, role in self.name_roles:
+                    if any(name_matches(pattern, n) for n in names):
+                        mapped.add(role)
             roles = frozenset(mapped)
             vocab = self.catalog.vocabulary
             view = HostView(address, roles, vocab.expand(roles, self.features), names,
