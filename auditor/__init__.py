@@ -15,7 +15,8 @@ Where things live (one responsibility per module; docs/architecture.md draws the
   parallel.py       collect on several processes, each owning a share of the address pairs
   report/           document.py builds the audit document; tabular.py (JSON, CSV) and html.py render it
   cli.py            click group; cli_audit.py and cli_catalog.py are its commands: the only modules
-                    that print, exit or write output files
+                    that print, exit or write output files (through cli_outputs.py: regular files
+                    only, whole or not at all; cli_signals.py: SIGTERM and SIGHUP stop like Ctrl-C)
 """
 
 __version__ = "0.1.0"
