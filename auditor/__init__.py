@@ -17,10 +17,11 @@ Where things live (one responsibility per module; docs/architecture.md draws the
   criteria.py       --fail-on kinds and the PASS/FAIL result the document records
   audit.py          the glue: collect (records -> conversations) and judge (-> verdicts); run_audit
   parallel.py       collect on several processes, each owning a share of the address pairs
-  report/           document.py builds the audit document; tabular.py (JSON, CSV), html.py and
+  report/           document.py builds the audit document; tabular.py (JSON, CSV), html.py, parquet.py and
                     connlog.py (Zeek conn.log) render it; diff.py / diff_render.py compare two audits
   cli.py            click group; cli_audit.py, cli_catalog.py and cli_diff.py are its commands: the only modules
-                    that print, exit or write output files
+                    that print, exit or write output files (through cli_outputs.py: regular files
+                    only, whole or not at all; cli_signals.py: SIGTERM and SIGHUP stop like Ctrl-C)
 """
 
 __version__ = "0.1.0"

@@ -100,8 +100,8 @@ def run() -> None:
 
     A large audit holds millions of objects, and freeing them one by one as the interpreter exits
     took 0.2 s after an audit of 80,000 flows (bench/README.md). Every output is written
-    and closed by then, so once standard output and error are flushed (and any worker process left
-    by an error is stopped) the process ends with os._exit, as mypy's command does."""
+    and closed by then, so once standard output and error are flushed (and any process left by an
+    error or a stop signal is stopped) the process ends with os._exit, as mypy's command does."""
     try:
         main()  # click's standalone mode ends every run with SystemExit
         status = 0
@@ -111,6 +111,10 @@ def run() -> None:
         else:
             print(e.code, file=sys.stderr)
             status = 1
+    if status not in (0, 1):  # stopped or failed: nothing this process started may outlive it
+        from auditor.cli_signals import KILL, stop_children
+
+        stop_children(KILL)
     for child in multiprocessing.active_children():  # pragma: no cover - only after an error
         child.terminate()
         child.join(5)

@@ -6,15 +6,16 @@ import contextlib
 import os
 import shlex
 import sys
-import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
+from auditor import cli_signals
+from auditor.cli_outputs import Output, Producer, Protected, check_outputs, write_atomic
 from auditor.errors import AuditorError
 
 EXIT_OK = 0
@@ -29,118 +30,6 @@ FAIL_ON_KINDS = ("unexpected", "failing", "missing")
 def fail(message: str) -> NoReturn:
     click.echo(f"pcap-audit: error: {message}", err=True)
     sys.exit(EXIT_BAD_INPUT)
-
-
-def cannot_write(path: Path, e: OSError) -> str:
-    """The one line for an output that could not be written."""
-    return f"{path}: cannot write: {e.strerror or e}"
-
-
-def _file_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def write_atomic(outputs: dict[Path, Callable[[], str | Iterable[str]]]) -> None:
-    """Write every output to a temporary file beside it, then put them all in place: whole or not at
-    all. Each output is produced only when its turn comes, as one string or in chunks. If one cannot be
-    put in place, those already replaced get their previous content back."""
-    staged: list[tuple[str, Path]] = []
-    moved: list[tuple[Path, str | None]] = []  # (output, backup of what it replaced)
-    try:
-        fds: list[int] = []
-        for path in outputs:
-            if path.is_dir():
-                raise AuditorError(f"{path}: is a directory, cannot write the output there")
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            except OSError as e:
-                raise AuditorError(cannot_write(path, e)) from e
-            staged.append((tmp, path))
-            fds.append(fd)
-        _produce_all(list(zip(fds, outputs.values(), outputs, strict=True)))
-        mode = _file_mode()
-        for tmp, path in staged:
-            try:
-                os.chmod(tmp, mode)  # mkstemp makes 0600; a report gets the permissions any new file would
-                backup = None
-                if path.exists():
-                    backup = tempfile.mktemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent)
-                    os.link(path, backup)
-                moved.append((path, backup))
-                os.replace(tmp, path)
-            except OSError as e:
-                raise AuditorError(cannot_write(path, e)) from e
-    except BaseException:
-        for path, backup in reversed(moved):
-            with contextlib.suppress(OSError):
-                if backup is not None:
-                    os.replace(backup, path)
-                elif path.exists():
-                    path.unlink()
-        raise
-    finally:
-        for tmp, _ in staged:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        for _, backup in moved:
-            if backup is not None and os.path.exists(backup):
-                os.unlink(backup)
-
-
-def _produce(fd: int, produce: Callable[[], str | Iterable[str]]) -> None:
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-        content = produce()
-        if isinstance(content, str):
-            fh.write(content)
-        else:
-            for chunk in content:
-                fh.write(chunk)
-
-
-def _produce_all(jobs: list[tuple[int, Callable[[], str | Iterable[str]], Path]]) -> None:
-    """Write each output into its staged file. With two cores and more than one output, all but the
-    last are written by forked processes meanwhile (the HTML and the JSON of a large audit take a
-    second or more each); a child's failure comes back as one line."""
-    from auditor.parallel import cpus
-
-    forking = len(jobs) > 1 and hasattr(os, "fork") and sys.platform.startswith("linux") and cpus() > 1
-    children: list[tuple[int, int, Path]] = []
-    try:
-        for fd, produce, path in jobs[:-1] if forking else []:
-            rfd, wfd = os.pipe()
-            pid = os.fork()
-            if pid == 0:  # pragma: no cover - the child; its result is checked by the parent
-                code = 0
-                try:
-                    os.close(rfd)
-                    _produce(fd, produce)
-                except BaseException as e:
-                    code = 1
-                    why = cannot_write(path, e) if isinstance(e, OSError) else \
-                        f"{path}: internal error: {type(e).__name__}: {e}"
-                    os.write(wfd, why.encode("utf-8", "replace")[:4000])
-                os._exit(code)
-            os.close(wfd)
-            os.close(fd)
-            children.append((pid, rfd, path))
-        for fd, produce, path in jobs[len(children):]:
-            try:
-                _produce(fd, produce)
-            except OSError as e:
-                raise AuditorError(cannot_write(path, e)) from e
-    finally:
-        errors = []
-        for pid, rfd, path in children:
-            with os.fdopen(rfd, "rb") as fh:
-                why = fh.read().decode("utf-8", "replace")
-            _, status = os.waitpid(pid, 0)
-            if status:
-                errors.append(why or f"{path}: the process writing it ended with status {status}")
-    if errors:
-        raise AuditorError(errors[0])
 
 
 class ProgressBar:
@@ -172,7 +61,7 @@ class ProgressBar:
             click.echo("\r" + " " * 78 + "\r", nl=False, err=True)
 
 
-def _summary_lines(doc: dict[str, Any], written: list[Path]) -> list[str]:
+def _summary_lines(doc: dict[str, Any], written: list[str]) -> list[str]:
     s = doc["summary"]
     r = s["rules"]
     lines = [
@@ -237,14 +126,41 @@ def findings_hit(doc: dict[str, Any], kinds: set[str]) -> list[str]:
     return hit
 
 
+def _inputs(captures: tuple[str, ...], roles_path: Path, extra_rules: tuple[Path, ...],
+            rules_dir: Path | None) -> Protected:
+    """What the audit reads, which no output may replace: the captures, the roles file, the rule
+    files, and every file of the catalog folder and of the report templates."""
+    from auditor import resources
+
+    protected = Protected()
+    for capture in captures:
+        if capture != "-":
+            protected.add("the capture", capture)
+    protected.add("the roles file", roles_path)
+    for path in extra_rules:
+        protected.add("the rule file", path)
+    protected.add_catalog(rules_dir)
+    with contextlib.suppress(FileNotFoundError):
+        protected.add_folder("the report templates folder", resources.templates_dir())
+    return protected
+
+
+def _write_order(outputs: list[Output]) -> list[Output]:
+    """The order outputs are written in: JSON, CSV, HTML, then standard output (cli_outputs writes
+    the last one in this process, the others in forked processes meanwhile)."""
+    order = {"--json": 0, "--csv": 1, "-o": 2}
+    return sorted(outputs, key=lambda out: (out.path is None, order[out.option]))
+
+
 @click.command("audit")
 @click.argument("captures", nargs=-1, required=True)
 @click.option("--roles", "roles_path", required=True, type=click.Path(path_type=Path),
               help="roles.yaml: which host plays which Citrix role.")
-@click.option("-o", "--output", "html_path", type=click.Path(path_type=Path), default=Path("report.html"),
-              show_default=True, help="HTML report.")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write the audit as JSON.")
-@click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Also write one CSV row per flow.")
+@click.option("-o", "--output", "html_path", default="report.html", show_default=True,
+              help="HTML report (- for standard output). Outputs are regular files, new or replaced whole; "
+                   "never a device, folder, FIFO or socket, nor an input.")
+@click.option("--json", "json_path", help="Also write the audit as JSON (- for standard output).")
+@click.option("--csv", "csv_path", help="Also write one CSV row per flow (- for standard output).")
 @click.option("--no-html", is_flag=True, help="Do not write the HTML report.")
 @click.option("--rules", "extra_rules", multiple=True, type=click.Path(path_type=Path),
               help="Site rule file (catalog schema); repeatable.")
@@ -287,8 +203,8 @@ def findings_hit(doc: dict[str, Any], kinds: set[str]) -> list[str]:
               help="Exit 1 when any of these findings occur: unexpected,failing,missing.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 @click.option("--debug", is_flag=True, help="Show a traceback on errors.")
-def audit(captures: tuple[str, ...], roles_path: Path, html_path: Path, json_path: Path | None,
-          csv_path: Path | None, no_html: bool, extra_rules: tuple[Path, ...], rules_dir: Path | None,
+def audit(captures: tuple[str, ...], roles_path: Path, html_path: str, json_path: str | None,
+          csv_path: str | None, no_html: bool, extra_rules: tuple[Path, ...], rules_dir: Path | None,
           vantage: tuple[str, ...], catalog_layers: str, strict_roles: bool, engine: str, jobs: int,
           no_checksums: bool, fail_on: str | None, quiet: bool, debug: bool) -> None:
     """Audit CAPTURE files (pcap/pcapng, optionally compressed; - for stdin) against the catalog.
@@ -297,71 +213,74 @@ def audit(captures: tuple[str, ...], roles_path: Path, html_path: Path, json_pat
     A file in another capture format that Wireshark reads (Microsoft Network Monitor, snoop, Sniffer,
     CommView...) is read when Wireshark's tools are installed: from a pcapng copy that editcap makes
     of it, or else through tshark."""
-    from auditor.audit import AuditRequest, run_audit
-    from auditor.parallel import tune_gc
-    from auditor.report.tabular import iter_csv, iter_json
-
     kinds = _parse_fail_on(fail_on)
-    protected = {Path(str(p)).resolve() for p in (*captures, roles_path, *extra_rules) if str(p) != "-"}
-    for out in (None if no_html else html_path, json_path, csv_path):
-        if out is not None and out.resolve() in protected:
-            fail(f"{out}: is one of the inputs; inputs are never overwritten (choose another output name)")
+    named = [(option, value) for option, value in (("-o", None if no_html else html_path), ("--json", json_path),
+                                                   ("--csv", csv_path)) if value is not None]
     bar = ProgressBar() if (not quiet and sys.stderr.isatty()) else None
     progress: Callable[[int, int, int], None] | None = bar
-    request = AuditRequest(
-        inputs=list(captures), roles_path=roles_path, rules_dir=rules_dir, extra_rules=list(extra_rules),
-        vantage=list(vantage), document_only=catalog_layers == "document", strict_roles=strict_roles,
-        engine=engine, command_line=shlex.join(["pcap-audit", *sys.argv[1:]]),
-        progress=progress, jobs=jobs, verify_checksums=not no_checksums,
-        fail_on=tuple(kinds),
-    )
-    tune_gc()
-    try:
-        outcome = run_audit(request)
-        doc = outcome.doc
-        outputs: dict[Path, Callable[[], str | Iterable[str]]] = {}
-        if json_path:
-            outputs[json_path] = lambda: iter_json(doc)
-        if csv_path:
-            outputs[csv_path] = lambda: iter_csv(doc)
-        if not no_html:
-            from auditor.report.html import iter_html
-
-            outputs[html_path] = lambda: iter_html(doc)
-        write_atomic(outputs)
-    except AuditorError as e:
-        if bar:
-            bar.close()
-        if debug:
-            traceback.print_exc()
-        fail(str(e))
-    except KeyboardInterrupt:
-        if bar:
-            bar.close()
-        click.echo("pcap-audit: interrupted; no output written", err=True)
-        sys.exit(130)
-    except OSError as e:
-        if debug:
-            traceback.print_exc()
-        fail(f"{e.filename or ''}: {e.strerror or e}".lstrip(": "))
-    except Exception as e:  # a bug, not bad input: still one line unless --debug
-        if debug:
-            traceback.print_exc()
-        fail(f"internal error: {type(e).__name__}: {e} (run with --debug for a traceback)")
-    if bar:
-        bar.close()
-    if not quiet:
+    written = False
+    with cli_signals.stopping():
         try:
-            for line in _summary_lines(doc, list(outputs)):
-                click.echo(line)
-            sys.stdout.flush()
-        except BrokenPipeError:
-            # Whoever reads the summary stopped early (`| head`): the outputs are written, and the
-            # exit status stays the audit's (click would exit 1, which means findings here).
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            from auditor.audit import AuditRequest, run_audit
+            from auditor.parallel import tune_gc
+            from auditor.report.tabular import iter_csv, iter_json
+
+            # Every output is checked before any work: an hour of reading must not end in "is a directory".
+            checked = check_outputs(named, _inputs(captures, roles_path, extra_rules, rules_dir))
+            request = AuditRequest(
+                inputs=list(captures), roles_path=roles_path, rules_dir=rules_dir, extra_rules=list(extra_rules),
+                vantage=list(vantage), document_only=catalog_layers == "document", strict_roles=strict_roles,
+                engine=engine, command_line=shlex.join(["pcap-audit", *sys.argv[1:]]),
+                progress=progress, jobs=jobs, verify_checksums=not no_checksums, fail_on=tuple(kinds),
+            )
+            tune_gc()
+            outcome = run_audit(request)
+            doc = outcome.doc
+            renderers: dict[str, Producer] = {"--json": lambda: iter_json(doc), "--csv": lambda: iter_csv(doc)}
+            if not no_html:
+                from auditor.report.html import iter_html
+
+                renderers["-o"] = lambda: iter_html(doc)
+            write_atomic([(out, renderers[out.option]) for out in _write_order(checked)])
+            written = True
+            if bar:
+                bar.close()
+            if not quiet:
+                _print_summary(doc, checked)
+        except AuditorError as e:
+            if bar:
+                bar.close()
+            if debug:
+                traceback.print_exc()
+            fail(str(e))
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM or SIGHUP (cli_signals.Stopped)
+            if bar:
+                bar.close()
+            sys.exit(cli_signals.report_stop(e, "the outputs are written" if written else "no output written"))
+        except OSError as e:
+            if debug:
+                traceback.print_exc()
+            fail(f"{e.filename or ''}: {e.strerror or e}".lstrip(": "))
+        except Exception as e:  # a bug, not bad input: still one line unless --debug
+            if debug:
+                traceback.print_exc()
+            fail(f"internal error: {type(e).__name__}: {e} (run with --debug for a traceback)")
     hit = findings_hit(doc, kinds)
     if hit:
         if not quiet:
             click.echo(f"  --fail-on: {', '.join(hit)} found", err=True)
         sys.exit(EXIT_FINDINGS)
     sys.exit(EXIT_OK)
+
+
+def _print_summary(doc: dict[str, Any], outputs: list[Output]) -> None:
+    # With an output on standard output, the summary goes to standard error.
+    to_stderr = any(out.path is None for out in outputs)
+    try:
+        for line in _summary_lines(doc, [out.shown for out in outputs]):
+            click.echo(line, err=to_stderr)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Whoever reads the summary stopped early (`| head`): the outputs are written, and the
+        # exit status stays the audit's (click would exit 1, which means findings here).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import click
 
+from auditor import cli_outputs as outputs
+from auditor import cli_signals
 from auditor.catalog import (
     PROTOCOLS,
     Catalog,
@@ -19,6 +20,7 @@ from auditor.catalog import (
     normalise,
     validate_files,
 )
+from auditor.cli_outputs import Output, Protected
 from auditor.errors import AuditorError, CatalogError
 from auditor.model import FlowRule
 
@@ -47,17 +49,13 @@ def _load(ctx: click.Context, extra: Sequence[Path] = ()) -> Catalog:
         raise CatalogCliError(str(e)) from e
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write beside the target then rename, so that a reader never sees half a file."""
-    path = path.absolute()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def write_atomic(output: Output, text: str) -> None:
+    """Write beside the target then rename, so that a reader never sees half a file (cli_outputs)."""
+    with cli_signals.stopping():
+        try:
+            outputs.write_atomic([(output, lambda: text)])
+        except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM, SIGHUP: the temporary file is gone
+            sys.exit(cli_signals.report_stop(e, "nothing written"))
 
 
 def _table(rows: Sequence[tuple[str, ...]], header: tuple[str, ...]) -> str:
@@ -171,21 +169,32 @@ def validate(ctx: click.Context, files: tuple[Path, ...]) -> None:
 
 @catalog.command("export")
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write here (atomically) instead of standard output.")
+@click.option("-o", "--output",
+              help="Write here instead of standard output: a regular file, new or replaced whole (never a "
+                   "device, folder, FIFO or socket, nor a file of the catalog).")
 @_RULES_OPTION
 @click.pass_context
-def export(ctx: click.Context, fmt: str, output: Path | None, extra: tuple[Path, ...]) -> None:
+def export(ctx: click.Context, fmt: str, output: str | None, extra: tuple[Path, ...]) -> None:
     """Export every rule as CSV (one row per rule and protocol) or JSON."""
+    target = None
+    if output is not None:
+        protected = Protected()
+        for path in extra:
+            protected.add("the rule file", path)
+        protected.add_catalog(ctx.obj.get("rules_dir") if ctx.obj else None)
+        try:
+            target = outputs.check_outputs([("-o", output)], protected, make_folders=False)[0]
+        except AuditorError as e:
+            raise CatalogCliError(str(e)) from e
     cat = _load(ctx, extra)
     text = export_csv(cat.rules) if fmt == "csv" else export_json(cat.rules)
-    if output is None:
+    if target is None or target.path is None:
         click.echo(text, nl=False)
         return
     try:
-        write_atomic(output, text)
-    except OSError as e:
-        raise CatalogCliError(f"{output}: cannot write: {e.strerror or e}") from e
+        write_atomic(target, text)
+    except AuditorError as e:
+        raise CatalogCliError(str(e)) from e
     click.echo(f"{len(cat.rules)} rules written to {output}", err=True)
 
 

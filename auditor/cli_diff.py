@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 import sys
 import traceback
-from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import click
 
-from auditor.cli_audit import EXIT_FINDINGS, EXIT_OK, FAIL_ON_KINDS, fail, write_atomic
+from auditor.cli_audit import EXIT_FINDINGS, EXIT_OK, fail
+from auditor.cli_outputs import Producer, Protected, check_outputs, write_atomic
+from auditor.criteria import FAIL_ON_KINDS
 from auditor.errors import AuditorError
 
 
@@ -37,34 +37,6 @@ def _read(path: Path) -> bytes:
             return fh.read()
     except OSError as e:
         raise AuditorError(f"{path}: cannot read: {e.strerror or e}") from e
-
-
-def _check_outputs(outputs: list[Path], inputs: list[Path]) -> None:
-    """Refuse, in one line, an output that is an input, named twice, or not a regular file."""
-    given = []
-    for p in inputs:
-        with contextlib.suppress(OSError):  # an unreadable input: reading it says so
-            given.append(os.stat(p))
-    seen: set[Path] = set()
-    for out in outputs:
-        resolved = out.resolve()
-        if resolved in seen:
-            raise AuditorError(f"{out}: named for two outputs")
-        seen.add(resolved)
-        if resolved in {p.resolve() for p in inputs}:
-            raise AuditorError(f"{out}: is one of the inputs; inputs are never overwritten (choose another name)")
-        try:
-            st = os.stat(out)
-        except FileNotFoundError:
-            continue
-        except OSError as e:
-            raise AuditorError(f"{out}: cannot write: {e.strerror or e}") from e
-        if any(os.path.samestat(st, g) for g in given):
-            raise AuditorError(f"{out}: is one of the inputs; inputs are never overwritten (choose another name)")
-        if stat.S_ISDIR(st.st_mode):
-            raise AuditorError(f"{out}: is a directory, cannot write the output there")
-        if not stat.S_ISREG(st.st_mode):
-            raise AuditorError(f"{out}: not a regular file (a device, pipe or socket); refusing to replace it")
 
 
 @click.command("diff")
@@ -95,18 +67,19 @@ def diff(old: Path, new: Path, html_path: Path | None, json_path: Path | None, f
         # No reference cycles are made here, and the collector's passes over a large index while the
         # next document is parsed measured several times the cost of the parse itself.
         with paused_gc():
-            _check_outputs([p for p in (html_path, json_path) if p is not None], [old, new])
+            protected = Protected()
+            protected.add("the old audit", old)
+            protected.add("the new audit", new)
+            named = [(option, str(p)) for option, p in (("--json", json_path), ("-o", html_path)) if p is not None]
+            checked = check_outputs(named, protected)
             # One document at a time: each is reduced to its index before the next is read.
             old_index = index_audit(load_audit(_read(old), str(old)), str(old))
             new_index = index_audit(load_audit(_read(new), str(new)), str(new))
             result = compare(old_index, new_index)
             del old_index, new_index
-            outputs: dict[Path, Callable[[], str | Iterable[str]]] = {}
-            if json_path is not None:
-                outputs[json_path] = lambda: iter_json(result, kinds)
-            if html_path is not None:
-                outputs[html_path] = lambda: render_html(result, kinds)
-            write_atomic(outputs)
+            producers: dict[str, Producer] = {"--json": lambda: iter_json(result, kinds),
+                                              "-o": lambda: render_html(result, kinds)}
+            write_atomic([(out, producers[out.option]) for out in checked])
     except AuditorError as e:
         if debug:
             traceback.print_exc()
@@ -121,8 +94,8 @@ def diff(old: Path, new: Path, html_path: Path | None, json_path: Path | None, f
     if not quiet:
         try:
             click.echo(render_text(result, kinds), nl=False)
-            for p in outputs:
-                click.echo(f"  wrote {p}")
+            for out in checked:
+                click.echo(f"  wrote {out.shown}")
             sys.stdout.flush()
         except BrokenPipeError:
             # A reader that stopped early (`| head`): the exit status stays the diff's.

@@ -386,25 +386,25 @@ def test_real_exit_statuses(baseline: dict[str, Any], baseline_path: Path, tmp_p
 def test_outputs_never_overwrite_an_input(baseline: dict[str, Any], baseline_path: Path, tmp_path: Path) -> None:
     new = write(tmp_path / "new.json", changed(baseline, "missing")[0])
     before = new.read_bytes()
-    one_error_line(invoke([baseline_path, new, "--json", new]), "is one of the inputs")
+    one_error_line(invoke([baseline_path, new, "--json", new]), "inputs are never overwritten")
     link = tmp_path / "link.json"
     link.symlink_to(new)
-    one_error_line(invoke([baseline_path, new, "-o", link]), "is one of the inputs")
+    one_error_line(invoke([baseline_path, new, "-o", link]), "inputs are never overwritten")
     hard = tmp_path / "hard.json"
     os.link(new, hard)
-    one_error_line(invoke([baseline_path, new, "-o", hard]), "is one of the inputs")
+    one_error_line(invoke([baseline_path, new, "-o", hard]), "inputs are never overwritten")
     assert new.read_bytes() == before
 
 
 def test_outputs_refuse_devices_and_fifos(baseline_path: Path, tmp_path: Path) -> None:
     one_error_line(invoke([baseline_path, baseline_path, "--json", "/dev/null"]), "/dev/null",
-                   "not a regular file")
+                   "only to a regular file")
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    one_error_line(invoke([baseline_path, baseline_path, "-o", fifo]), "not a regular file")
+    one_error_line(invoke([baseline_path, baseline_path, "-o", fifo]), "only to a regular file")
     one_error_line(invoke([baseline_path, baseline_path, "-o", tmp_path]), "is a directory")
     one_error_line(invoke([baseline_path, baseline_path, "-o", tmp_path / "x", "--json", tmp_path / "x"]),
-                   "named for two outputs")
+                   "each output needs a file of its own")
 
 
 def test_outputs_whole_or_not_at_all(baseline: dict[str, Any], baseline_path: Path, tmp_path: Path) -> None:
