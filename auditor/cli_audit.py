@@ -8,7 +8,7 @@ import shlex
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -145,10 +145,41 @@ def _inputs(captures: tuple[str, ...], roles_path: Path, extra_rules: tuple[Path
     return protected
 
 
+class _ConnLog:
+    """Connections as they close, spooled to a temporary file (memory stays that of the live
+    connections), then written out whole with Zeek's header when the outputs are put in place."""
+
+    def __init__(self) -> None:
+        import tempfile
+        import time
+
+        from auditor.report import connlog
+
+        self._connlog = connlog
+        self.opened = time.time()
+        # Closed by text() once written out, or with the process: it outlives this call on purpose.
+        self._spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115
+            max_size=8 << 20, mode="w+", encoding="utf-8", newline="")
+        self._row = connlog.row
+
+    def add(self, conn: Any) -> None:
+        self._spool.write(self._row(conn))
+
+    def text(self) -> Iterable[str]:
+        import time
+
+        yield self._connlog.header(self.opened)
+        self._spool.seek(0)
+        while chunk := self._spool.read(1 << 20):
+            yield chunk
+        yield self._connlog.footer(time.time())
+        self._spool.close()
+
+
 def _write_order(outputs: list[Output]) -> list[Output]:
     """The order outputs are written in: JSON, CSV, HTML, then standard output (cli_outputs writes
     the last one in this process, the others in forked processes meanwhile)."""
-    order = {"--json": 0, "--csv": 1, "-o": 2}
+    order = {"--json": 0, "--csv": 1, "--conn-log": 2, "--parquet": 3, "-o": 4}
     return sorted(outputs, key=lambda out: (out.path is None, order[out.option]))
 
 
@@ -161,6 +192,12 @@ def _write_order(outputs: list[Output]) -> list[Output]:
                    "never a device, folder, FIFO or socket, nor an input.")
 @click.option("--json", "json_path", help="Also write the audit as JSON (- for standard output).")
 @click.option("--csv", "csv_path", help="Also write one CSV row per flow (- for standard output).")
+@click.option("--conn-log", "conn_log_path",
+              help="Also write the connections as a Zeek conn.log (TSV with Zeek's header; zeek-cut reads it), "
+                   "streamed as they close. The conversations are then read by one process.")
+@click.option("--parquet", "parquet_path",
+              help="Also write the flows as Parquet (the CSV's columns, typed); needs pyarrow: "
+                   "pip install 'pcap-audit[parquet]'.")
 @click.option("--no-html", is_flag=True, help="Do not write the HTML report.")
 @click.option("--rules", "extra_rules", multiple=True, type=click.Path(path_type=Path),
               help="Site rule file (catalog schema); repeatable.")
@@ -204,7 +241,8 @@ def _write_order(outputs: list[Output]) -> list[Output]:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 @click.option("--debug", is_flag=True, help="Show a traceback on errors.")
 def audit(captures: tuple[str, ...], roles_path: Path, html_path: str, json_path: str | None,
-          csv_path: str | None, no_html: bool, extra_rules: tuple[Path, ...], rules_dir: Path | None,
+          csv_path: str | None, conn_log_path: str | None, parquet_path: str | None, no_html: bool,
+          extra_rules: tuple[Path, ...], rules_dir: Path | None,
           vantage: tuple[str, ...], catalog_layers: str, strict_roles: bool, engine: str, jobs: int,
           no_checksums: bool, fail_on: str | None, quiet: bool, debug: bool) -> None:
     """Audit CAPTURE files (pcap/pcapng, optionally compressed; - for stdin) against the catalog.
@@ -215,7 +253,8 @@ def audit(captures: tuple[str, ...], roles_path: Path, html_path: str, json_path
     of it, or else through tshark."""
     kinds = _parse_fail_on(fail_on)
     named = [(option, value) for option, value in (("-o", None if no_html else html_path), ("--json", json_path),
-                                                   ("--csv", csv_path)) if value is not None]
+                                                   ("--csv", csv_path), ("--conn-log", conn_log_path),
+                                                   ("--parquet", parquet_path)) if value is not None]
     bar = ProgressBar() if (not quiet and sys.stderr.isatty()) else None
     progress: Callable[[int, int, int], None] | None = bar
     written = False
@@ -227,11 +266,19 @@ def audit(captures: tuple[str, ...], roles_path: Path, html_path: str, json_path
 
             # Every output is checked before any work: an hour of reading must not end in "is a directory".
             checked = check_outputs(named, _inputs(captures, roles_path, extra_rules, rules_dir))
+            if parquet_path is not None:
+                from auditor.report import parquet
+
+                if not parquet.available():
+                    raise AuditorError("--parquet needs pyarrow: pip install 'pcap-audit[parquet]' "
+                                       "(or pip install pyarrow)")
+            conn_log = _ConnLog() if conn_log_path is not None else None
             request = AuditRequest(
                 inputs=list(captures), roles_path=roles_path, rules_dir=rules_dir, extra_rules=list(extra_rules),
                 vantage=list(vantage), document_only=catalog_layers == "document", strict_roles=strict_roles,
                 engine=engine, command_line=shlex.join(["pcap-audit", *sys.argv[1:]]),
                 progress=progress, jobs=jobs, verify_checksums=not no_checksums, fail_on=tuple(kinds),
+                connection_sink=conn_log.add if conn_log is not None else None,
             )
             tune_gc()
             outcome = run_audit(request)
@@ -241,6 +288,12 @@ def audit(captures: tuple[str, ...], roles_path: Path, html_path: str, json_path
                 from auditor.report.html import iter_html
 
                 renderers["-o"] = lambda: iter_html(doc)
+            if conn_log is not None:
+                renderers["--conn-log"] = conn_log.text
+            if parquet_path is not None:
+                from auditor.report.parquet import render_parquet
+
+                renderers["--parquet"] = lambda: render_parquet(doc)
             write_atomic([(out, renderers[out.option]) for out in _write_order(checked)])
             written = True
             if bar:

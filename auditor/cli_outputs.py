@@ -34,7 +34,8 @@ FOLDER_FILES_MAX = 10_000
 """Files of an input folder protected at most (a catalog has a few dozen; this bounds a mistaken
 ``--rules-dir /``)."""
 
-Producer = Callable[[], str | Iterable[str]]
+Producer = Callable[[], str | bytes | Iterable[str]]
+"""An output's content: text (one string or chunks, written as UTF-8) or bytes (Parquet)."""
 Identity = tuple[int, int]
 
 
@@ -350,19 +351,27 @@ def _produce(fd: int | None, produce: Producer) -> None:
     if fd is None:
         _to_stdout(produce)
         return
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+    with os.fdopen(fd, "wb") as fh:
         content = produce()
-        if isinstance(content, str):
+        if isinstance(content, bytes):
             fh.write(content)
+        elif isinstance(content, str):
+            fh.write(content.encode("utf-8"))
         else:
             for chunk in content:
-                fh.write(chunk)
+                fh.write(chunk.encode("utf-8"))
 
 
 def _to_stdout(produce: Producer) -> None:
     sys.stdout.flush()
     stream = getattr(sys.stdout, "buffer", None)
     content = produce()
+    if isinstance(content, bytes):
+        if stream is None:
+            raise OutputError("-: binary output needs a byte stream on standard output")
+        stream.write(content)
+        stream.flush()
+        return
     chunks = [content] if isinstance(content, str) else content
     for chunk in chunks:
         if stream is not None:

@@ -59,3 +59,27 @@ def test_header_names_zeek_fields() -> None:
     types = next(line for line in text.splitlines() if line.startswith("#types")).split("\t")[1:]
     assert fields[:6] == ["ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p"]
     assert len(fields) == len(types) and "conn_state" in fields and "history" in fields
+
+
+def test_cli_writes_conn_log_and_parquet(tmp_path: Path) -> None:
+    import io
+    import json
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    name = SAMPLES / "gateway-dmz"
+    log, pq, js = tmp_path / "conn.log", tmp_path / "flows.parquet", tmp_path / "a.json"
+    proc = subprocess.run([sys.executable, "-m", "auditor.cli", f"{name}.pcapng", "--roles", f"{name}.roles.yaml",
+                           "--no-html", "-q", "--json", str(js), "--conn-log", str(log), "--parquet", str(pq)],
+                          capture_output=True, timeout=120, check=False,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(js.read_text(encoding="utf-8"))
+    rows = list(parsezeeklogs.read_zeek(str(log)))
+    assert len(rows) == sum(f["connections"] for f in doc["flows"])
+    assert log.read_text(encoding="utf-8").splitlines()[-1].startswith("#close")
+    frame = pd.read_parquet(io.BytesIO(pq.read_bytes()))
+    assert len(frame) == len(doc["flows"])
+    assert not list(tmp_path.glob(".pa-*"))  # nothing staged left behind
