@@ -207,21 +207,30 @@ def collect(records: Iterable[PacketRecord], server_ports: frozenset[tuple[str, 
     feed, observe = builder.feed, names.observe
     if isinstance(records, CaptureSet):
         records.lane = builder.lane()
-    with paused_gc():
-        for rec in records:
-            if n > 1:
-                if rec.proto == 17 and (rec.sport in _DHCP_PORTS or rec.dport in _DHCP_PORTS):
-                    if k:
-                        continue
-                else:
-                    q = rec.quoted
-                    a, b = (q.src, q.dst) if q is not None else (rec.src, rec.dst)
-                    if (a[-1] + a[-2] + b[-1] + b[-2]) % n != k:
-                        continue
-            feed(rec)
-            if rec.payload:
-                observe(rec)
-        return builder.finish(), names
+    stream = iter(records)
+    try:
+        with paused_gc():
+            for rec in stream:
+                if n > 1:
+                    if rec.proto == 17 and (rec.sport in _DHCP_PORTS or rec.dport in _DHCP_PORTS):
+                        if k:
+                            continue
+                    else:
+                        q = rec.quoted
+                        a, b = (q.src, q.dst) if q is not None else (rec.src, rec.dst)
+                        if (a[-1] + a[-2] + b[-1] + b[-2]) % n != k:
+                            continue
+                feed(rec)
+                if rec.payload:
+                    observe(rec)
+            return builder.finish(), names
+    finally:
+        # A stop (Ctrl-C, SIGTERM) or an error leaves the reader suspended: close it now, so that its
+        # clean-up runs (temporary copies of other formats, converting processes) before the process
+        # exits, not whenever the traceback that holds it is released.
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
 
 
 def analyse(records: Iterable[PacketRecord], catalog: Catalog, roles: RoleMap, *,
