@@ -86,8 +86,10 @@ def _summary_lines(doc: dict[str, Any], written: list[str]) -> list[str]:
         if items:
             lines.append(f"  {title}:")
             for f in sorted(items, key=lambda f: -f["packets"])[:5]:
+                refused = f.get("refused_by") or []
+                who = f"; {refused[0]['text']}" if refused and f["failing"] else ""
                 lines.append(f"    {f['initiator']} -> {f['responder']} {f['protocol']}/{f['port']} "
-                             f"{f['outcome']} ({', '.join(f['rule_ids']) or f['reason']})")
+                             f"{f['outcome']} ({', '.join(f['rule_ids']) or f['reason']}){who}")
             if len(items) > 5:
                 lines.append(f"    ... and {len(items) - 5} more in the report")
     na = doc["not_audited"]
