@@ -321,13 +321,13 @@ def audit(captures: tuple[str, ...], roles_path: Path, html_path: Path, json_pat
         doc = outcome.doc
         outputs: dict[Path, Callable[[], str | Iterable[str]]] = {}
         if json_path:
-            outputs[json_path] = lambda: iter_json(doc)
+            outputs[json_path] = lambda: iter_json(outcome.document)
         if csv_path:
-            outputs[csv_path] = lambda: iter_csv(doc)
+            outputs[csv_path] = lambda: iter_csv(outcome.document)
         if not no_html:
             from auditor.report.html import iter_html
 
-            outputs[html_path] = lambda: iter_html(doc)
+            outputs[html_path] = lambda: iter_html(outcome.document)
         write_atomic(outputs)
     except AuditorError as e:
         if bar:

@@ -29,7 +29,7 @@ from markupsafe import Markup
 
 from auditor import resources
 from auditor.refusal import summary_text
-from auditor.report.document import FlowRows
+from auditor.report.model import AuditDocument, DocumentError
 
 PAGE_SIZE = 50
 """Rows per table page, both in the server-rendered first page and in the script's pages."""
@@ -76,11 +76,11 @@ _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
 _MAYBE_UNSAFE = re.compile(r"[^\x20-\x7e]")
 
 
-class ReportDataError(ValueError):
-    """The audit document lacks a field the report needs (a bug in the producer, not user input)."""
+ReportDataError = DocumentError
+"""An audit document that does not have the schema's shape (raised while loading one)."""
 
 
-def render_html(doc: dict[str, Any], *, templates_dir: Path | None = None) -> str:
+def render_html(doc: AuditDocument, *, templates_dir: Path | None = None) -> str:
     """Render the audit document as one self-contained HTML page (``iter_html``, joined).
 
     Raises ``ReportDataError`` when a required field of the document is missing or of the wrong type.
@@ -88,7 +88,7 @@ def render_html(doc: dict[str, Any], *, templates_dir: Path | None = None) -> st
     return "".join(iter_html(doc, templates_dir=templates_dir))
 
 
-def iter_html(doc: dict[str, Any], *, templates_dir: Path | None = None) -> Iterator[str]:
+def iter_html(document: AuditDocument, *, templates_dir: Path | None = None) -> Iterator[str]:
     """The same page in chunks, for writing a large report without holding it whole.
 
     The page around the data block (first pages of the tables, CSS, JS: under a megabyte) is rendered
@@ -97,6 +97,7 @@ def iter_html(doc: dict[str, Any], *, templates_dir: Path | None = None) -> Iter
     Everything that can fail runs before this returns: ``ReportDataError`` is raised here, never while
     the chunks are being written.
     """
+    doc = document.to_json_dict()
     folder = resources.templates_dir() if templates_dir is None else templates_dir
     env = _environment(folder)
     try:
@@ -567,7 +568,7 @@ class _FlowPass:
         """The records as script-safe JSON array items, a batch per chunk."""
         self._cache: dict[int, list[Any]] = {}
 
-        values = flows.values() if isinstance(flows, FlowRows) else map(_doc_values, flows)
+        values = map(_doc_values, flows)
         make = self.records.flow
         while batch := [make(x) for x in islice(values, _BATCH)]:
             self._take(batch)
