@@ -34,6 +34,7 @@ from auditor.model import Connection, PacketRecord
 from auditor.names import MAX_NAMES, NameEvidence
 from auditor.parallel import auto_jobs, collect_parallel, paused_gc
 from auditor.report.document import build_document
+from auditor.report.model import AuditDocument
 from auditor.roles import RoleEntry, RoleMap, VantageEntry, load_roles, name_matches, parse_vantage
 from auditor.roles_lint import RoleWarning, lint_roles
 
@@ -74,9 +75,15 @@ class AuditRequest:
 class AuditOutcome:
     """The run's results: the document for renderers and the pieces the CLI summarises."""
 
-    doc: dict[str, Any]
+    document: AuditDocument
+    """What the renderers take."""
     analysis: Analysis
     capture: CaptureSet
+
+    @property
+    def doc(self) -> dict[str, Any]:
+        """The document as its JSON data (flows[] made as read), for the CLI's summary lines."""
+        return self.document.to_json_dict()
 
 
 def _now() -> _dt.datetime:
@@ -381,8 +388,6 @@ def run_audit(request: AuditRequest) -> AuditOutcome:
         conv=analysis.conv, names=analysis.names, verdicts=analysis.verdicts, rule_results=analysis.rules,
         resolver=analysis.resolver, vantage=analysis.vantage, vantage_source=analysis.vantage_source,
         extra_rules=[str(p) for p in request.extra_rules], features=analysis.features,
-        warnings=[{"code": w.code, "line": w.line, "entry": w.entry, "message": w.message}
-                  for w in analysis.warnings],
-        fail_on=request.fail_on,
+        warnings=analysis.warnings, fail_on=request.fail_on,
     )
     return AuditOutcome(doc, analysis, capture)

@@ -284,23 +284,25 @@ def audit(captures: tuple[str, ...], roles_path: Path, html_path: str, json_path
             )
             tune_gc()
             outcome = run_audit(request)
-            doc = outcome.doc
-            renderers: dict[str, Producer] = {"--json": lambda: iter_json(doc), "--csv": lambda: iter_csv(doc)}
+            document = outcome.document
+            renderers: dict[str, Producer] = {"--json": lambda: iter_json(document),
+                                              "--csv": lambda: iter_csv(document)}
             if not no_html:
                 from auditor.report.html import iter_html
 
-                renderers["-o"] = lambda: iter_html(doc)
+                renderers["-o"] = lambda: iter_html(document)
             if conn_log is not None:
                 renderers["--conn-log"] = conn_log.text
             if parquet_path is not None:
                 from auditor.report.parquet import render_parquet
 
-                renderers["--parquet"] = lambda: render_parquet(doc)
+                renderers["--parquet"] = lambda: render_parquet(document)
             write_atomic([(out, renderers[out.option]) for out in _write_order(checked)])
             written = True
             if bar:
                 bar.close()
             if not quiet:
+                doc = _summary_doc(document)
                 _print_summary(doc, checked)
         except AuditorError as e:
             if bar:
@@ -320,12 +322,23 @@ def audit(captures: tuple[str, ...], roles_path: Path, html_path: str, json_path
             if debug:
                 traceback.print_exc()
             fail(f"internal error: {type(e).__name__}: {e} (run with --debug for a traceback)")
-    hit = findings_hit(doc, kinds)
+    hit = list(document.criteria.hits) if document.criteria is not None else []
     if hit:
         if not quiet:
             click.echo(f"  --fail-on: {', '.join(hit)} found", err=True)
         sys.exit(EXIT_FINDINGS)
     sys.exit(EXIT_OK)
+
+
+def _summary_doc(document: Any) -> dict[str, Any]:
+    """What the text summary reads, as plain data: the document's head and only the flows it lists
+    (failing and unexpected), not every flow of a large audit."""
+    from auditor.report.model import plain
+
+    doc = {name: plain(getattr(document, name))
+           for name in ("tool", "summary", "features", "warnings", "not_audited", "inputs")}
+    doc["flows"] = [plain(f) for f in document.flows if f.failing or f.classification == "unexpected"]
+    return doc
 
 
 def _print_summary(doc: dict[str, Any], outputs: list[Output]) -> None:

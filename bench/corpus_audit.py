@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from auditor.audit import AuditRequest, run_audit
 from auditor.errors import AuditorError
 from auditor.report.html import render_html
+from auditor.report.model import load_document
 from auditor.report.tabular import render_csv, render_json
 
 
@@ -33,9 +34,9 @@ def main() -> int:
         for path in files:
             try:
                 doc = run_audit(AuditRequest([str(path)], roles, jobs=1)).doc
-                render_html(doc)
-                render_json(doc)
-                render_csv(doc)
+                render_html(load_document(doc))
+                render_json(load_document(doc))
+                render_csv(load_document(doc))
             except AuditorError:
                 refused += 1
             except Exception:  # the point of this script: report any crash and go on

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from auditor.criteria import criteria_record
+from auditor.report.model import AuditDocument, load_document
 
 # Strings an attacker could put in a capture (DNS answers, SNI, HTTP Host). Each must show as text.
 HOSTILE_DNS = "<script>alert(1)</script>.evil.example"
@@ -67,6 +68,11 @@ def _ts(seconds: float) -> str:
 
 def _hosts_of(roles: list[tuple[str, str, int]]) -> dict[str, list[str]]:
     return {role: [f"{prefix}{10 + i}" for i in range(n)] for role, prefix, n in roles}
+
+
+def make_audit_document(**kwargs: Any) -> AuditDocument:
+    """``make_audit_doc(...)`` loaded as the typed document the renderers take."""
+    return load_document(make_audit_doc(**kwargs))
 
 
 def make_audit_doc(
@@ -194,6 +200,7 @@ def make_audit_doc(
             "protocols": [proto], "ports": ports, "description": desc, "note": note,
             "status": status, "flows": n, "hosts_lacking": lacking,
         })
+
     # A missing rule is guaranteed, and two not-applicable / not-observable ones.
     rules.append({
         "id": "cvad-099", "product": "Citrix Virtual Apps and Desktops", "source": role_names[0],
@@ -213,13 +220,17 @@ def make_audit_doc(
         "hosts_lacking": [],
     })
 
+    for r in rules:
+        for k, v in (("one_way", False), ("bidirectional", False), ("layer", "document"), ("feature", None),
+                     ("citation", None), ("uncited", None), ("group", None), ("covered_by", [])):
+            r.setdefault(k, v)
     role_entries = []
     for role in role_names:
         members = role_hosts[role] + ([role_hosts["Delivery Controller"][0]] if role == "Director"
                                       and "Delivery Controller" in role_hosts else [])
         as_any = [f for f in flow_list if role in f["initiator_roles"] or role in f["responder_roles"]]
         role_entries.append({
-            "role": role, "hosts": members,
+            "role": role, "hosts": members, "entries": members,
             "counts": {
                 "expected": sum(1 for f in as_any if f["classification"] == "expected"),
                 "failing": sum(1 for f in as_any if f["failing"]),
@@ -249,7 +260,7 @@ def make_audit_doc(
         else [],
     } for k in range(inputs)]
     return {
-        "schema_version": "1.2",
+        "schema_version": "2.1",
         "tool": {"name": "pcap-audit", "version": "0.1.0"},
         "run": {
             "started": _ts(t + 100), "finished": _ts(t + 112.5),

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from auditor.cli_audit import EXIT_BAD_INPUT, EXIT_OK
+from auditor.report.model import load_document
 from tests.capture_factory import write_pcap
 from tests.test_cli_audit import assert_one_error_line, handshake, run_cli
 
@@ -135,7 +136,7 @@ def test_registration_is_captioned_in_its_own_direction(tmp_path: Path) -> None:
     assert f["rule_ids"] == ["cvad-018", "cvad-006"] and f["reverse_rule_ids"] == ["cvad-006"]
     from auditor.report.html import render_html
 
-    html = render_html(doc)
+    html = render_html(load_document(doc))
     assert "cvad-006 \u2014 the same service, opened from the other side" in html
     assert "cvad-006 \u2014 Delivery Controller initiates" not in html
 

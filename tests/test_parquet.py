@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from auditor.cli import main
 from auditor.errors import AuditorError
+from auditor.report.model import load_document
 from auditor.report.parquet import render_parquet
 from auditor.report.tabular import FLOW_COLUMNS
 
@@ -29,7 +30,7 @@ def doc(tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[type-
 
 
 def test_parquet_round_trips_through_pandas(doc: dict) -> None:  # type: ignore[type-arg]
-    frame = pd.read_parquet(io.BytesIO(render_parquet(doc)))
+    frame = pd.read_parquet(io.BytesIO(render_parquet(load_document(doc))))
     assert list(frame.columns) == FLOW_COLUMNS
     assert len(frame) == len(doc["flows"]) > 0
     for row, flow in zip(frame.itertuples(index=False), doc["flows"], strict=True):
@@ -45,4 +46,4 @@ def test_parquet_round_trips_through_pandas(doc: dict) -> None:  # type: ignore[
 def test_without_pyarrow_is_one_clear_error(doc: dict, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[type-arg]
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow now raises ImportError
     with pytest.raises(AuditorError, match="pip install 'pcap-audit\\[parquet\\]'"):
-        render_parquet(doc)
+        render_parquet(load_document(doc))

@@ -28,6 +28,7 @@ from audit_doc_factory import HOSTILE_DNS, HOSTILE_SNI, make_audit_doc
 from test_report_html import Page, count_text, parse
 
 from auditor.report.html import PAGE_SIZE, PRINT_ROWS, render_html
+from auditor.report.model import load_document
 
 pytestmark = pytest.mark.browser
 
@@ -58,7 +59,7 @@ def doc() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def report(doc: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("report") / "report.html"
-    path.write_text(render_html(doc), encoding="utf-8")
+    path.write_text(render_html(load_document(doc)), encoding="utf-8")
     return path
 
 

@@ -14,6 +14,7 @@ from test_report_html import parse
 
 from auditor.criteria import criteria_record
 from auditor.report.html import PAGE_SIZE, PRINT_ROLE_ROWS, PRINT_ROWS, render_html
+from auditor.report.model import load_document
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,7 @@ def doc() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def html(doc: dict[str, Any]) -> str:
-    return render_html(copy.deepcopy(doc))
+    return render_html(load_document(copy.deepcopy(doc)))
 
 
 def first_block(html: str) -> str:
@@ -68,7 +69,7 @@ def test_evidence_first_names_inputs_tool_catalog_roles(doc: dict[str, Any], htm
 def test_result_badge(doc: dict[str, Any], kinds: tuple[str, ...], result: str, badge: str, why: str) -> None:
     d = copy.deepcopy(doc)
     d["criteria"] = criteria_record(d["summary"], kinds)
-    html = render_html(d)
+    html = render_html(load_document(d))
     page = parse(html)
     assert page.by_id("result")["data-result"] == result
     start = html.index('<div id="result"')
@@ -80,7 +81,7 @@ def test_pass_badge() -> None:
     d = make_audit_doc(flows=40)
     d["summary"]["unexpected"] = 0
     d["criteria"] = criteria_record(d["summary"], ["unexpected"])
-    html = render_html(d)
+    html = render_html(load_document(d))
     assert parse(html).by_id("result")["data-result"] == "PASS"
     assert 'class="result r-pass"' in html
     assert "--fail-on unexpected: none of them found" in text_of(first_block(html))
@@ -91,18 +92,18 @@ def test_a_document_without_criteria_or_source_still_renders(doc: dict[str, Any]
     d = copy.deepcopy(doc)
     del d["criteria"]
     del d["catalog"]["source"]
-    html = render_html(d)
+    html = render_html(load_document(d))
     assert parse(html).by_id("result")["data-result"] == "not recorded"
     text = text_of(first_block(html))
     assert "Not recorded" in text and "source document not named by this catalog" in text
     d["catalog"]["source"] = None
-    assert "source document not named" in render_html(d)
+    assert "source document not named" in render_html(load_document(d))
 
 
 def test_many_inputs_are_counted_not_listed(doc: dict[str, Any]) -> None:
     d = copy.deepcopy(doc)
     d["inputs"] = [dict(d["inputs"][0], sha256=f"{k:064x}") for k in range(9)]
-    text = text_of(first_block(render_html(d)))
+    text = text_of(first_block(render_html(load_document(d))))
     assert f"{3:064x}" in text and f"{4:064x}" not in text
     assert "… and 5 more (see Evidence, below)" in text
 

@@ -29,6 +29,7 @@ from auditor.report.html import (
     safe_text,
     script_json,
 )
+from auditor.report.model import load_document
 
 
 class Page(HTMLParser):
@@ -89,7 +90,7 @@ def hostile_doc() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def hostile_html(hostile_doc: dict[str, Any]) -> str:
-    return render_html(copy.deepcopy(hostile_doc))
+    return render_html(load_document(copy.deepcopy(hostile_doc)))
 
 
 def test_sections_have_stable_ids(hostile_doc: dict[str, Any], hostile_html: str) -> None:
@@ -173,7 +174,8 @@ def test_json_block_cannot_close_the_script(hostile_html: str) -> None:
     for ch in ("<", ">", "&", "\u2028", "\u2029"):
         assert ch not in body
     data = json.loads(body)
-    names = {n for rec in data["flows"] for k in (2, 5) for n in data["lists"][rec[k]]}
+    # The host cells' titles list the names (the flow records' cells 1 and 2: initiator, responder).
+    names = {n for rec in data["flows"] for k in (1, 2) for n in data["cells"][rec[k]][3].split("\n")}
     assert HOSTILE_SCRIPT_CLOSE in names and HOSTILE_SNI in names
     # U+2028 is shown as an escape, not as an invisible line break.
     assert "line\\u2028sep\\u2029para.example" in names
@@ -261,12 +263,12 @@ def test_missing_keys_raise(path: tuple[Any, ...]) -> None:
         target = target[key]
     del target[path[-1]]
     with pytest.raises(ReportDataError):
-        render_html(doc)
+        render_html(load_document(doc))
 
 
 def test_large_audit_keeps_the_dom_small() -> None:
     doc = make_audit_doc(flows=5000, unmapped=2000)
-    html = render_html(doc)
+    html = render_html(load_document(doc))
     rows = html.count("<tr")
     tables = html.count('class="tbl"')
     assert rows < tables * (PAGE_SIZE + 1) + 200
@@ -278,7 +280,7 @@ def test_large_audit_keeps_the_dom_small() -> None:
 
 def test_empty_audit_renders() -> None:
     doc = make_audit_doc(flows=0, unmapped=0)
-    html = render_html(doc)
+    html = render_html(load_document(doc))
     assert count_text(html, "expected") == 0
     assert "None." in html
 
@@ -286,7 +288,7 @@ def test_empty_audit_renders() -> None:
 def test_other_templates_dir(tmp_path: Path) -> None:
     template = "<p>{{ doc.tool.name }} {{ view.tables.failing.rows|length }}</p>"
     (tmp_path / "report.html.j2").write_text(template)
-    out = render_html(make_audit_doc(flows=5), templates_dir=tmp_path)
+    out = render_html(load_document(make_audit_doc(flows=5)), templates_dir=tmp_path)
     assert out.startswith("<p>pcap-audit ")
 
 
@@ -294,7 +296,7 @@ def test_autoescape_applies_to_custom_templates(tmp_path: Path) -> None:
     (tmp_path / "report.html.j2").write_text("{{ doc.run.command_line }}")
     doc = make_audit_doc(flows=1)
     doc["run"]["command_line"] = "pcap-audit '<b>x</b>'"
-    assert render_html(doc, templates_dir=tmp_path) == "pcap-audit &#39;&lt;b&gt;x&lt;/b&gt;&#39;"
+    assert render_html(load_document(doc), templates_dir=tmp_path) == "pcap-audit &#39;&lt;b&gt;x&lt;/b&gt;&#39;"
 
 
 def test_features_warnings_and_covered_rules_shown() -> None:
@@ -309,7 +311,7 @@ def test_features_warnings_and_covered_rules_shown() -> None:
     rule.update(status="covered", covered_by=["netscaler-003"], layer="supplement",
                 citation={"title": "A page", "section": "", "url": "https://docs.citrix.com/x"})
     doc["summary"]["rules"]["covered"] = 1
-    html = render_html(doc)
+    html = render_html(load_document(doc))
     page = parse(html)
     page.by_id("features")
     page.by_id("roles-warnings")

@@ -1,14 +1,15 @@
-"""The fast, streamed renderers write exactly what encoding the whole document would.
+"""The streamed renderers write exactly what the plain paths give.
 
-The JSON export writes an audit's flows as text without a dict per flow (FlowRows.iter_json), and the
-HTML report reads the flows as value tuples (FlowRows.values) and writes its data block a batch at a
-time (iter_html). Each is checked here against the plain path: the same document with flows[] as a
-list of dicts, encoded whole.
+The JSON export writes each flow's text by hand (model.FlowJson) and reads the flows from verdicts as
+it goes (document.FlowRows); the HTML report writes its data block a batch at a time (iter_html).
+Each is checked here against the plain path: the typed document as JSON data (model.plain), encoded
+whole; and a saved JSON loaded back (model.load_document) renders the same.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -20,16 +21,16 @@ from audit_doc_factory import HOSTILE_NAMES, make_audit_doc
 from auditor.audit import AuditRequest, run_audit
 from auditor.classify import FlowVerdict, HostView
 from auditor.model import Classification, Flow, FlowKey
-from auditor.report.document import FLOW_KEYS, FlowRows
+from auditor.report.document import FlowRows
 from auditor.report.html import (
     DATA_MARK,
     ReportDataError,
-    _doc_values,
     iter_html,
     render_html,
     script_json,
 )
-from auditor.report.tabular import iter_json, render_json
+from auditor.report.model import AuditDocument, FlowJson, FlowRow, load_document, plain
+from auditor.report.tabular import iter_json, render_csv, render_json
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ["cvad-onprem", "daas-cloud", "gateway-dmz", "netscaler-ha", "pvs-boot"]
@@ -38,36 +39,38 @@ _DATA = re.compile(r'<script type="application/json" id="audit-data">(.*?)</scri
 
 
 @pytest.fixture(scope="module", params=SAMPLES)
-def sample_doc(request: pytest.FixtureRequest) -> dict[str, Any]:
+def sample_doc(request: pytest.FixtureRequest) -> AuditDocument:
     name = request.param
     out = run_audit(AuditRequest(inputs=[str(ROOT / "sample_pcaps" / f"{name}.pcapng")],
                                  roles_path=ROOT / "sample_pcaps" / f"{name}.roles.yaml", jobs=1))
-    assert isinstance(out.doc["flows"], FlowRows)
-    return out.doc
+    assert isinstance(out.document.flows, FlowRows)
+    return out.document
 
 
-def _plain(doc: dict[str, Any]) -> dict[str, Any]:
-    """The same document with flows[] as a list of dicts."""
-    return {k: list(v) if k == "flows" else v for k, v in doc.items()}
+def _whole(doc: AuditDocument) -> str:
+    """The document's JSON the plain way: every member as data, encoded at once."""
+    return _DUMP({k: list(v) if k == "flows" else v for k, v in doc.to_json_dict().items()}) + "\n"
 
 
-def test_flow_keys_are_the_dict_order(sample_doc: dict[str, Any]) -> None:
-    rows = sample_doc["flows"]
-    assert tuple(rows[0]) == FLOW_KEYS
-    assert _doc_values(dict(zip(FLOW_KEYS, range(len(FLOW_KEYS)), strict=True)))[:20] == tuple(range(20))
-    for values, d in zip(rows.values(), rows, strict=True):
-        assert dict(zip(FLOW_KEYS, values, strict=True)) == d
+def test_flow_text_is_the_rows_fields_encoded(sample_doc: AuditDocument) -> None:
+    text = FlowJson()
+    names = [f.name for f in dataclasses.fields(FlowRow)]
+    for row in sample_doc.flows:
+        assert text(row) == _DUMP(plain(row))
+        assert list(json.loads(text(row))) == names
 
 
-def test_json_rows_equal_encoding_the_dicts(sample_doc: dict[str, Any]) -> None:
-    rows = sample_doc["flows"]
-    for batch in (1, 3, 2000):
-        assert ",".join(rows.iter_json(batch)) == _DUMP(list(rows))[1:-1]
-    assert render_json(sample_doc) == render_json(_plain(sample_doc))
+def test_json_export_is_the_whole_encoding(sample_doc: AuditDocument) -> None:
+    assert render_json(sample_doc) == _whole(sample_doc)
 
 
-def test_html_from_rows_equals_html_from_dicts(sample_doc: dict[str, Any]) -> None:
-    assert "".join(iter_html(sample_doc)) == render_html(_plain(sample_doc))
+def test_a_saved_audit_loads_into_the_same_document(sample_doc: AuditDocument) -> None:
+    loaded = load_document(json.loads(render_json(sample_doc)))
+    assert list(loaded.flows) == list(sample_doc.flows)
+    assert dataclasses.replace(loaded, flows=()) == dataclasses.replace(sample_doc, flows=())
+    assert render_json(loaded) == render_json(sample_doc)
+    assert render_csv(loaded) == render_csv(sample_doc)
+    assert "".join(iter_html(sample_doc)) == render_html(loaded)
 
 
 def _verdict(i: int, **flow: Any) -> FlowVerdict:
@@ -95,16 +98,15 @@ EDGE_VERDICTS = [
 
 def test_json_rows_on_edge_values() -> None:
     rows = FlowRows(EDGE_VERDICTS)
-    assert ",".join(rows.iter_json(2)) == _DUMP(list(rows))[1:-1]
-    first = json.loads(_DUMP(list(rows)))[0]
+    text = FlowJson()
+    assert [text(r) for r in rows] == [_DUMP(plain(r)) for r in rows]
+    first = json.loads(text(rows[0]))
     assert first["first_seen"] is None and first["last_seen"] is None and first["reason_text"] is None
 
 
 def test_html_rows_on_edge_values() -> None:
-    doc = make_audit_doc(flows=5)
-    doc["flows"] = FlowRows(EDGE_VERDICTS)
-    plain = _plain(doc)
-    assert render_html(doc) == render_html(plain)
+    doc = dataclasses.replace(load_document(make_audit_doc(flows=5)), flows=FlowRows(EDGE_VERDICTS))
+    assert render_html(doc) == render_html(load_document(json.loads(render_json(doc))))
 
 
 def test_the_data_placeholder_cannot_be_planted() -> None:
@@ -112,7 +114,7 @@ def test_the_data_placeholder_cannot_be_planted() -> None:
     doc["run"]["command_line"] = DATA_MARK
     for f in doc["flows"]:
         f["initiator_names"] = [DATA_MARK, *f["initiator_names"]]
-    html = render_html(doc)
+    html = render_html(load_document(doc))
     assert "\\u0000audit-data\\u0000" in html  # shown as text
     assert len(_DATA.findall(html)) == 1 and DATA_MARK not in html
 
@@ -121,23 +123,27 @@ def test_the_data_placeholder_cannot_be_planted() -> None:
 def test_data_block_is_the_whole_encoding(flows: int, unmapped: int, inputs: int) -> None:
     """The data block, written in chunks, is what encoding its parsed value whole gives."""
     doc = make_audit_doc(flows=flows, unmapped=unmapped, hostile=True, inputs=inputs)
-    chunks = list(iter_html(copy.deepcopy(doc)))
+    chunks = list(iter_html(load_document(doc)))
     html = "".join(chunks)
     assert len(chunks) > 2
     (block,) = _DATA.findall(html)
     assert str(script_json(json.loads(block))) == block
 
 
-def test_errors_come_before_the_first_chunk() -> None:
+def test_a_malformed_document_is_refused_where_it_is_wrong() -> None:
     doc = make_audit_doc(flows=10)
     del doc["flows"][3]["bytes"]
-    with pytest.raises(ReportDataError):
-        iter_html(doc)  # not iterated: nothing half-written
+    with pytest.raises(ReportDataError, match=r"flows\[3\]\.bytes: missing"):
+        load_document(doc)
+    doc = make_audit_doc(flows=10)
+    doc["flows"][2]["port"] = "80"
+    with pytest.raises(ReportDataError, match=r"flows\[2\]\.port: not an integer"):
+        load_document(doc)
 
 
-def test_json_export_streams_a_batch_at_a_time(sample_doc: dict[str, Any]) -> None:
+def test_json_export_streams_a_batch_at_a_time(sample_doc: AuditDocument) -> None:
     chunks = list(iter_json(sample_doc))
-    assert "".join(chunks) == render_json(_plain(sample_doc))
+    assert "".join(chunks) == _whole(sample_doc)
     assert max(len(c) for c in chunks) < 2_000_000
 
 
@@ -148,8 +154,8 @@ def test_table_rows_are_the_plain_filters() -> None:
 
     doc = make_audit_doc(flows=400, unmapped=80, hostile=True, seed=11)
     doc["flows"][5]["classification"] = "odd"  # an unknown verdict sorts last and counts as judged
-    doc["flows"][9]["bytes"] = None
-    data = json.loads(_DATA.findall(render_html(copy.deepcopy(doc)))[0])
+    doc["flows"][9]["bytes"] = 0
+    data = json.loads(_DATA.findall(render_html(load_document(copy.deepcopy(doc))))[0])
 
     def verdict(f: dict[str, Any]) -> str:
         return "failing" if f["classification"] == "expected" and f["failing"] else str(f["classification"])

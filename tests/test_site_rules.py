@@ -8,6 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from auditor.cli import main
+from auditor.report.model import load_document
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_pcaps" / "cvad-onprem"
@@ -56,8 +57,8 @@ def test_csv_export_is_the_flows_table(tmp_path: Path) -> None:
     from auditor.report.tabular import flows_frame, render_csv
 
     doc = _audit(tmp_path)
-    parsed = pd.read_csv(io.StringIO(render_csv(doc)), keep_default_na=False, dtype=str)
-    table = flows_frame(doc).astype(str)
+    parsed = pd.read_csv(io.StringIO(render_csv(load_document(doc))), keep_default_na=False, dtype=str)
+    table = flows_frame(load_document(doc)).astype(str)
     assert len(parsed) == len(doc["flows"]) > 0
     assert list(parsed.columns) == list(table.columns)
     assert parsed.values.tolist() == table.values.tolist()

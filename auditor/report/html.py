@@ -1,9 +1,10 @@
-"""The audit document (docs/json-schema.md) -> one self-contained HTML report, as a string or in chunks.
+"""The typed audit document (report/model.py) -> one self-contained HTML report, as a string or in chunks.
 
 The page must open offline and stay usable for 50,000 flows, so rows travel as JSON in one
 ``<script type="application/json">`` block and a small inline script pages, sorts and filters them.
-The first page of every table is also rendered here, so the report still reads (and its tests can
-check it) without JavaScript. ``reports/templates/report.js`` builds cells exactly as ``_cell`` does.
+Every row's cells are made once, in Python (``report/cells.py``): the page embeds them and the script
+only pages, sorts (by keys made there) and filters them; the first page of every table is rendered
+here from the same cells, so the report still reads (and its tests can check it) without JavaScript.
 
 Everything taken from the document is treated as hostile (names, SNI and Host come from captures):
 control, format and separator characters are shown as ``\\uXXXX``, strings are bounded, the template
@@ -13,10 +14,9 @@ the script element.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import math
 import re
-import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,59 +28,63 @@ import jinja2
 from markupsafe import Markup
 
 from auditor import resources
-from auditor.refusal import summary_text
-from auditor.report.document import FlowRows
+from auditor.report.cells import (
+    DISPLAY_CHARS,
+    FLOW_COLS,
+    HOST_COLS,
+    MAX_CHARS,
+    NO_ROLE,
+    RULE_COLS,
+    RULE_SEVERITY,
+    SEVERITY,
+    Cell,
+    FlowCells,
+    fmt_bytes,
+    fmt_num,
+    fmt_ts,
+    host_cells,
+    rule_cells,
+    safe_text,
+    short,
+)
+from auditor.report.model import AuditDocument, DocumentError, FlowRow, plain
+
+__all__ = [
+    "DISPLAY_CHARS",
+    "MAX_CHARS",
+    "NO_ROLE",
+    "PAGE_SIZE",
+    "PRINT_ROLE_ROWS",
+    "PRINT_ROWS",
+    "Cell",
+    "ReportDataError",
+    "fmt_bytes",
+    "fmt_num",
+    "fmt_ts",
+    "iter_html",
+    "render_html",
+    "role_slug",
+    "safe_text",
+    "script_json",
+    "short",
+]
 
 PAGE_SIZE = 50
 """Rows per table page, both in the server-rendered first page and in the script's pages."""
-DISPLAY_CHARS = 120
-"""Longer strings are cut for display; the cell's title attribute holds the bounded full text."""
-MAX_CHARS = 1024
-"""Every string from the document is bounded to this many characters before it reaches the page."""
 TOP_TALKERS = 10
 PRINT_ROWS = 10
 """Rows a table prints (the evidence pack); a line under it counts the rest, which the JSON holds."""
 PRINT_ROLE_ROWS = 0
 """Rows each per-role table prints: none, the role prints its counts. Its failing and unexpected flows
 and missing rules are the findings tables' rows, printed above; the rest are expected flows."""
-
-SEVERITY = {"failing": 0, "unexpected": 1, "expected": 2, "unmapped": 3}
-RULE_SEVERITY = {"failing": 0, "missing": 1, "observed": 2, "covered": 3, "not-observable": 4, "not-applicable": 5}
-NO_ROLE = "(not in roles.yaml)"
-
-# Compact row layouts shared with report.js (field positions; keep both in step).
-F_V, F_I, F_IN, F_IR, F_R, F_RN, F_RR, F_PROTO, F_PORT, F_OUT = range(10)
-F_RULES, F_REASON, F_RTEXT, F_CONN, F_EST, F_REJ, F_UNANS, F_STATES, F_PK, F_B = range(10, 20)
-F_FS, F_LS, F_FIN, F_FFR, F_DIR, F_INF, F_SUM, F_REV = range(20, 28)
-F_REF = 28  # who refused it (flows[].refused_by as one line), "" when nobody did
-R_STATUS, R_ID, R_PRODUCT, R_SRC, R_DST, R_PROTOS, R_PORTS, R_DESC, R_NOTE, R_FLOWS, R_LACK = range(11)
-R_LAYER, R_COVERED, R_CITE = range(11, 14)
-H_ADDR, H_ROLES, H_NAMES = range(3)
-
-FLOW_COLS = {
-    "verdict": "Verdict", "init": "Initiator", "resp": "Responder", "svc": "Service",
-    "outcome": "Outcome", "why": "Rule / reason", "conns": "Conns", "packets": "Packets",
-    "bytes": "Bytes", "first": "First seen", "last": "Last seen", "frame": "First frame",
-    "dir": "Direction",
-}
-RULE_COLS = {
-    "status": "Status", "rule": "Rule", "pair": "Source \u2192 destination", "rsvc": "Protocol / ports",
-    "desc": "Description", "lacking": "Hosts lacking it", "rflows": "Flows",
-}
-HOST_COLS = {"addr": "Address", "roles": "Roles", "names": "Names (evidence)"}
 _EVIDENCE_COLS = ["outcome", "why", "conns", "packets", "bytes", "first", "last", "frame", "dir"]
 
-# C0/C1 controls, bidi and other format characters, line/paragraph separators, surrogates,
-# private use and unassigned code points are shown escaped: they can hide or reorder text.
-_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
-_MAYBE_UNSAFE = re.compile(r"[^\x20-\x7e]")
+
+ReportDataError = DocumentError
+"""An audit document that does not have the schema's shape (raised while loading one)."""
 
 
-class ReportDataError(ValueError):
-    """The audit document lacks a field the report needs (a bug in the producer, not user input)."""
-
-
-def render_html(doc: dict[str, Any], *, templates_dir: Path | None = None) -> str:
+def render_html(doc: AuditDocument, *, templates_dir: Path | None = None) -> str:
     """Render the audit document as one self-contained HTML page (``iter_html``, joined).
 
     Raises ``ReportDataError`` when a required field of the document is missing or of the wrong type.
@@ -88,7 +92,7 @@ def render_html(doc: dict[str, Any], *, templates_dir: Path | None = None) -> st
     return "".join(iter_html(doc, templates_dir=templates_dir))
 
 
-def iter_html(doc: dict[str, Any], *, templates_dir: Path | None = None) -> Iterator[str]:
+def iter_html(document: AuditDocument, *, templates_dir: Path | None = None) -> Iterator[str]:
     """The same page in chunks, for writing a large report without holding it whole.
 
     The page around the data block (first pages of the tables, CSS, JS: under a megabyte) is rendered
@@ -100,9 +104,10 @@ def iter_html(doc: dict[str, Any], *, templates_dir: Path | None = None) -> Iter
     folder = resources.templates_dir() if templates_dir is None else templates_dir
     env = _environment(folder)
     try:
-        view = build_view(doc)
-        # Flows, rules and hosts reach the page only through the view's records (already cleaned).
-        head = _clean({k: v for k, v in doc.items() if k not in ("flows", "rules", "hosts")})
+        view = build_view(document)
+        # Flows, rules and hosts reach the page only through the view's cells (already cleaned).
+        head = _clean({f.name: plain(getattr(document, f.name)) for f in dataclasses.fields(document)
+                       if f.name not in ("flows", "rules", "hosts")})
         page = env.get_template("report.html.j2").render(doc=head, view=view)
     except (KeyError, TypeError, IndexError, jinja2.UndefinedError) as e:
         raise ReportDataError(f"audit document is incomplete for the HTML report: {e!r}") from e
@@ -142,44 +147,7 @@ def _environment(folder: Path) -> jinja2.Environment:
     return env
 
 
-# --- text hygiene and formatting (report.js mirrors these) -----------------------------------
-
-
-def safe_text(value: object, limit: int = MAX_CHARS) -> str:
-    """Any value -> printable text without hidden characters, at most ``limit`` characters."""
-    text = "" if value is None else str(value)
-    if _MAYBE_UNSAFE.search(text):
-        text = "".join(
-            f"\\u{ord(ch):04x}" if unicodedata.category(ch) in _UNSAFE_CATEGORIES else ch for ch in text
-        )
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
-
-
-def short(text: str) -> str:
-    """Display form: at most DISPLAY_CHARS characters."""
-    return text if len(text) <= DISPLAY_CHARS else text[: DISPLAY_CHARS - 1] + "\u2026"
-
-
-def fmt_num(n: int | float | None) -> str:
-    return "" if n is None else f"{int(n):,}"
-
-
-def fmt_bytes(n: int | None) -> str:
-    if n is None:
-        return ""
-    value, unit = float(n), "B"
-    for nxt in ("KiB", "MiB", "GiB", "TiB"):
-        if value < 1024:
-            break
-        value, unit = value / 1024, nxt
-    if unit == "B":
-        return f"{int(n)} B"
-    return f"{math.floor(value * 10 + 0.5) / 10:.1f} {unit}"
-
-
-def fmt_ts(ts: str | None) -> str:
-    """'2026-11-26T13:05:00.123456Z' -> '2026-11-26 13:05:00' (the title keeps the full value)."""
-    return "" if not ts else ts[:19].replace("T", " ")
+# --- text hygiene ------------------------------------------------------------------------
 
 
 def role_slug(role: str) -> str:
@@ -215,20 +183,6 @@ def _script_safe(text: str) -> str:
 
 
 @dataclass(frozen=True)
-class Cell:
-    """One rendered table cell (report.js builds the same shape)."""
-
-    text: str
-    """What the cell shows (already cut to DISPLAY_CHARS)."""
-    title: str = ""
-    """Full (bounded) text for the hover tooltip, when the display is shortened or abbreviated."""
-    sub: tuple[str, ...] = ()
-    """Secondary lines shown smaller under the main text."""
-    cls: str = ""
-    """CSS class (verdict or status colour)."""
-
-
-@dataclass(frozen=True)
 class Table:
     """A sortable, filterable table: its columns, row count and server-rendered first page."""
 
@@ -244,6 +198,8 @@ class Table:
     """Cells of the first PAGE_SIZE rows."""
     print_rows: int = PRINT_ROWS
     """Rows printed (``data-print-rows``); report.js prints the same number of the rows in view."""
+    hide: tuple[str, ...] = ()
+    """Host columns shown without their roles line (the table lists flows of one of those roles)."""
 
 
 @dataclass(frozen=True)
@@ -292,272 +248,57 @@ _BATCH = 2000
 _DUMP = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 _DUMP_RECORDS = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"),
                                  check_circular=False).encode
-"""For flow records, lists this module builds (no cycles to look for): the same text, a little faster."""
-_MEMO_LIMIT = 1 << 16
+"""For records, lists this module builds (no cycles to look for): the same text, a little faster."""
 
 
 class _Lists:
-    """Interned, cleaned string lists: 50,000 flows share a few hundred name and role lists."""
+    """Interned, cleaned role lists: 50,000 flows share a few dozen (the role tables and matrix)."""
 
     def __init__(self) -> None:
         self.items: list[list[str]] = []
         self._index: dict[tuple[str, ...], int] = {}
 
-    def __call__(self, raw: list[str]) -> int:
-        key = tuple(raw)
-        found = self._index.get(key)
+    def __call__(self, raw: tuple[str, ...]) -> int:
+        found = self._index.get(raw)
         if found is None:
-            found = self._index[key] = len(self.items)
+            found = self._index[raw] = len(self.items)
             self.items.append([safe_text(x) for x in raw])
         return found
 
 
-class _SafeTexts(dict[Any, str]):
-    """``safe_text(value, limit)`` of each distinct string, computed once per report: every flow
-    repeats its addresses, protocol, outcome and reason. Only exact ``str`` keys are kept (as dict keys
-    1, 1.0 and True are one key, and their texts differ); at most _MEMO_LIMIT of them."""
-
-    __slots__ = ("limit",)
-
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self.limit = limit
-
-    def __missing__(self, key: Any) -> str:
-        text = safe_text(key, self.limit)
-        if type(key) is str and len(self) < _MEMO_LIMIT:
-            self[key] = text
-        return text
-
-    def __call__(self, value: Any) -> str:
-        try:
-            return self[value]
-        except TypeError:  # unhashable, so not a string: shown as its str()
-            return safe_text(value, self.limit)
+def _encode_row(row: list[int | Cell]) -> list[Any]:
+    return [c if isinstance(c, int) else c.encode() for c in row]
 
 
-class _Records:
-    """Builds the compact flow records, with the memos the flows of one report share."""
-
-    def __init__(self) -> None:
-        self.lists = _Lists()
-        self.t8, self.t16, self.t32 = _SafeTexts(8), _SafeTexts(16), _SafeTexts(32)
-        self.t64, self.text = _SafeTexts(64), _SafeTexts(MAX_CHARS)
-
-    def states(self, conn_states: dict[str, int]) -> str:
-        if len(conn_states) == 1:  # most flows
-            ((k, v),) = conn_states.items()
-            return f"{self.t8(k)}:{v}"
-        return " ".join(f"{self.t8(k)}:{v}" for k, v in sorted(conn_states.items()))
-
-    def flow(self, values: tuple[Any, ...]) -> list[Any]:
-        """One flow's record (field positions F_*; report.js reads the same layout) from its values
-        in FLOW_KEYS order."""
-        (initiator, responder, protocol, port, init_roles, resp_roles, init_names, resp_names, cls, failing,
-         outcome, refused, rule_ids, reverse_ids, _, reason, reason_text, connections, established, rejected,
-         unanswered, packets, nbytes, _, _, _, _, first_seen, last_seen, frame, evidence, inferred, states, _,
-         summarised) = values
-        if cls == "expected" and failing:
-            if failing is _ABSENT:
-                raise KeyError("failing")
-            cls = "failing"
-        frame = frame or {}
-        lists, t64, t32 = self.lists, self.t64, self.t32
-        try:  # the memos looked up directly (a call each costs more than the lookup)
-            texts = (t64[initiator], t64[responder], self.t16[protocol], t32[outcome],
-                     [t64[r] for r in rule_ids], t64[reason or ""], self.text[reason_text or ""],
-                     t32[evidence or ""])
-        except TypeError:  # an unhashable value, in a malformed document: shown as its str()
-            texts = (t64(initiator), t64(responder), self.t16(protocol), t32(outcome),
-                     [t64(r) for r in rule_ids], t64(reason or ""), self.text(reason_text or ""),
-                     t32(evidence or ""))
-        return [
-            cls, texts[0], lists(init_names), lists(init_roles), texts[1], lists(resp_names), lists(resp_roles),
-            texts[2], port, texts[3], texts[4], texts[5], texts[6],
-            connections, established, rejected, unanswered, self.states(states),
-            packets, nbytes, first_seen, last_seen, frame.get("input"), frame.get("frame"),
-            texts[7], 1 if inferred else 0, 1 if summarised else 0, [t64(r) for r in reverse_ids],
-            self.text(summary_text(refused)) if refused else "",
-        ]
-
-
-_ABSENT: Any = object()
-"""Stands for a missing "failing", which only an expected flow needs."""
-
-
-def _doc_values(f: dict[str, Any]) -> tuple[Any, ...]:
-    """A flows[] dict's values in FLOW_KEYS order. Members the report needs raise KeyError when
-    missing; the counts, states, frame and flags it can do without default as they always have."""
-    get = f.get
-    return (
-        f["initiator"], f["responder"], f["protocol"], f["port"], f["initiator_roles"], f["responder_roles"],
-        f["initiator_names"], f["responder_names"], f["classification"], get("failing", _ABSENT),
-        f["outcome"], get("refused_by") or [], f["rule_ids"], get("reverse_rule_ids", []), get("layers", []),
-        f["reason"], f["reason_text"], f["connections"], get("established", 0),
-        get("rejected", 0), get("unanswered", 0), f["packets"], f["bytes"], None, None, None, None,
-        f["first_seen"], f["last_seen"], get("first_frame"), f["direction_evidence"],
-        get("direction_inferred"), get("conn_states", {}), None, get("summarised"),
-    )
-
-
-def _rule_record(r: dict[str, Any]) -> list[Any]:
-    return [
-        safe_text(r["status"], 32), safe_text(r["id"], 64), safe_text(r.get("product", "")),
-        safe_text(r["source"]), safe_text(r["destination"]), [safe_text(p, 16) for p in r["protocols"]],
-        safe_text(r.get("ports") or ""), safe_text(r.get("description") or ""),
-        safe_text(r.get("note") or ""), r.get("flows", 0), [safe_text(h) for h in r.get("hosts_lacking", [])],
-        safe_text(r.get("layer") or "document", 16), [safe_text(c, 64) for c in r.get("covered_by", [])],
-        safe_text(_citation_line(r)),
-    ]
-
-
-def _citation_line(r: dict[str, Any]) -> str:
-    c = r.get("citation")
-    if isinstance(c, dict):
-        return f"{c.get('title', '')}{', ' + c['section'] if c.get('section') else ''} <{c.get('url', '')}>"
-    return f"no public Citrix page found: {r['uncited']}" if r.get("uncited") else ""
-
-
-def rule_caption(rule_id: str, rules: dict[str, list[str]], reverse: bool) -> str:
-    """How a flow's matching rule is captioned: by its description where the flow goes the rule's own
-    way; as the same service opened from the other side where it matched only as a bidirectional
-    rule (a VDA's registration is not captioned "Delivery Controller initiates...")."""
-    text = rules.get(rule_id, ["", "", "document"])
-    layer = f" [{text[2]}]" if len(text) > 2 and text[2] != "document" else ""
-    if reverse:
-        return f"{rule_id}{layer} \u2014 the same service, opened from the other side (bidirectional rule)"
-    return f"{rule_id}{layer} \u2014 {text[0]}"
-
-
-def _host_record(h: dict[str, Any]) -> list[Any]:
-    names = [
-        safe_text(f"{n['name']} ({n.get('source', '?')}, input {n.get('input', '?')} "
-                  f"frame {n.get('frame', '?')})")
-        for n in h.get("names", [])
-    ]
-    return [safe_text(h["address"], 64), [safe_text(r) for r in h.get("roles", [])], names]
-
-
-def _host_cell(addr: str, names: list[str], roles: list[str], show_roles: bool) -> Cell:
-    sub: list[str] = []
-    if show_roles:
-        sub.append(short(", ".join(roles)) if roles else NO_ROLE)
-    if names:
-        sub.append(short(names[0]) + (f" (+{len(names) - 1} more)" if len(names) > 1 else ""))
-    return Cell(short(addr), "\n".join(names), tuple(sub), "host")
-
-
-def _flow_cell(key: str, rec: list[Any], ctx: dict[str, Any]) -> Cell:
-    if key == "verdict":
-        return Cell(rec[F_V], cls="v-" + rec[F_V])
-    if key in ("init", "resp"):
-        a, n, r = (F_I, F_IN, F_IR) if key == "init" else (F_R, F_RN, F_RR)
-        lists = ctx["lists"]
-        return _host_cell(rec[a], lists[rec[n]], lists[rec[r]], show_roles=key not in ctx["hide_roles"])
-    if key == "svc":
-        return Cell(rec[F_PROTO] + ("" if rec[F_PORT] is None else f"/{rec[F_PORT]}"), cls="svc")
-    if key == "outcome":
-        return Cell(rec[F_OUT], rec[F_REF], (short(rec[F_REF]),) if rec[F_REF] else (), "o-" + rec[F_OUT])
-    if key == "why":
-        if rec[F_RULES]:
-            lines = [rule_caption(rid, ctx["rules"], rid in rec[F_REV]) for rid in rec[F_RULES]]
-            # Several matching rules often share one note: show it once.
-            notes = list(dict.fromkeys(ctx["rules"][rid][1] for rid in rec[F_RULES]
-                                       if ctx["rules"].get(rid, ["", ""])[1]))
-            full = "; ".join(lines)
-            return Cell(short(full), "\n".join([full, *notes]), tuple(short("Note: " + n) for n in notes))
-        text = rec[F_RTEXT] or rec[F_REASON]
-        return Cell(short(text), text, (rec[F_REASON],) if rec[F_RTEXT] and rec[F_REASON] else ())
-    if key == "conns":
-        title = (f"established {rec[F_EST]}, rejected {rec[F_REJ]}, unanswered {rec[F_UNANS]}"
-                 + (f"; states {rec[F_STATES]}" if rec[F_STATES] else ""))
-        return Cell(fmt_num(rec[F_CONN]), title, cls="n")
-    if key == "packets":
-        return Cell(fmt_num(rec[F_PK]), cls="n")
-    if key == "bytes":
-        return Cell(fmt_bytes(rec[F_B]), f"{fmt_num(rec[F_B])} bytes", cls="n")
-    if key in ("first", "last"):
-        ts = rec[F_FS] if key == "first" else rec[F_LS]
-        return Cell(fmt_ts(ts), ts or "")
-    if key == "frame":
-        if rec[F_FFR] is None:
-            return Cell("")
-        prefix = f"{rec[F_FIN]}:" if ctx["inputs"] > 1 else ""
-        paths = ctx["paths"]
-        path = paths[rec[F_FIN]] if isinstance(rec[F_FIN], int) and 0 <= rec[F_FIN] < len(paths) else "?"
-        return Cell(f"{prefix}#{rec[F_FFR]}", f"input {rec[F_FIN]} ({path}), frame {rec[F_FFR]}", cls="n")
-    if key == "dir":
-        if rec[F_INF]:
-            return Cell(rec[F_DIR], sub=("inferred",), cls="dir inferred")
-        return Cell(rec[F_DIR], cls="dir")
-    raise KeyError(key)
-
-
-def _rule_cell(key: str, rec: list[Any]) -> Cell:
-    if key == "status":
-        return Cell(rec[R_STATUS], cls="s-" + rec[R_STATUS])
-    if key == "rule":
-        sub = ((short(rec[R_PRODUCT]),) if rec[R_PRODUCT] else ()) + \
-            ((rec[R_LAYER],) if rec[R_LAYER] != "document" else ())
-        return Cell(rec[R_ID], rec[R_CITE], sub)
-    if key == "pair":
-        return Cell(short(f"{rec[R_SRC]} \u2192 {rec[R_DST]}"), f"{rec[R_SRC]} \u2192 {rec[R_DST]}")
-    if key == "rsvc":
-        return Cell(short(" ".join([", ".join(rec[R_PROTOS]), rec[R_PORTS]]).strip()))
-    if key == "desc":
-        note = (short("Note: " + rec[R_NOTE]),) if rec[R_NOTE] else ()
-        return Cell(short(rec[R_DESC]), "\n".join(x for x in (rec[R_DESC], rec[R_NOTE]) if x), note)
-    if key == "lacking":
-        if rec[R_STATUS] == "covered" and rec[R_COVERED]:
-            full = "covered by " + ", ".join(rec[R_COVERED])
-            return Cell(short(full), full)
-        full = ", ".join(rec[R_LACK])
-        return Cell(short(full), full)
-    if key == "rflows":
-        return Cell(fmt_num(rec[R_FLOWS]), cls="n")
-    raise KeyError(key)
-
-
-def _host_table_cell(key: str, rec: list[Any]) -> Cell:
-    if key == "addr":
-        return Cell(rec[H_ADDR])
-    full = ", ".join(rec[H_ROLES] if key == "roles" else rec[H_NAMES])
-    return Cell(short(full), full)
-
-
-def _table(tid: str, kind: str, cols: Iterable[str], rows: list[int], record: Callable[[int], list[Any]],
-           ctx: dict[str, Any], print_rows: int = PRINT_ROWS) -> Table:
+def _table(tid: str, kind: str, cols: Iterable[str], rows: list[int], cells: Callable[[int], list[Cell]],
+           hide: tuple[str, ...] = (), print_rows: int = PRINT_ROWS) -> Table:
     labels = FLOW_COLS if kind == "flow" else RULE_COLS if kind == "rule" else HOST_COLS
+    order = list(labels)
     columns = [(c, labels[c]) for c in cols]
     page: list[list[Cell]] = []
     for idx in rows[:PAGE_SIZE]:
-        rec = record(idx)
-        if kind == "flow":
-            fctx = ctx | {"hide_roles": ctx["hide"].get(tid, ())}
-            page.append([_flow_cell(c, rec, fctx) for c, _ in columns])
-        elif kind == "rule":
-            page.append([_rule_cell(c, rec) for c, _ in columns])
-        else:
-            page.append([_host_table_cell(c, rec) for c, _ in columns])
-    return Table(tid, kind, columns, rows, page, print_rows)
+        row = cells(idx)
+        page.append([row[order.index(c)].without_role_line() if c in hide else row[order.index(c)]
+                     for c, _ in columns])
+    return Table(tid, kind, columns, rows, page, print_rows, hide)
 
 
 class _FlowPass:
     """One walk over the document's flows, keeping per flow only what the view needs afterwards.
 
-    The records themselves are encoded for the data block a batch at a time and dropped: as lists
-    they cost several times the memory of their JSON. What stays per flow: its verdict, its roles'
-    list ids and its byte count (for sorting and the role tables); the role matrix, the top talkers
-    and the count of summarised rows are tallied on the way. A table's first page re-reads its few
-    flows from the document (``record``)."""
+    Each flow's cells are encoded for the data block a batch at a time and dropped (shared cells
+    stay interned in ``cells``). What stays per flow: its verdict, its roles' list ids and its byte
+    count (for sorting and the role tables); the role matrix, the top talkers and the count of
+    summarised rows are tallied on the way. A table's first page reads its few flows again."""
 
-    def __init__(self, flows: Sequence[dict[str, Any]]) -> None:
+    def __init__(self, flows: Sequence[FlowRow], cells: FlowCells) -> None:
         self.source = flows
-        self.records = _Records()
+        self.cells = cells
+        self.lists = _Lists()
         self.verdicts: list[str] = []
         self.init_roles: list[int] = []
         self.resp_roles: list[int] = []
-        self.neg_bytes: list[Any] = []
+        self.neg_bytes: list[int] = []
         self.pairs: dict[tuple[int, int], list[int]] = {}
         """(initiator roles id, responder roles id) -> [expected, failing, unexpected] flows, in order
         of first appearance."""
@@ -565,63 +306,62 @@ class _FlowPass:
         self.summarised = 0
         self.chunks: list[str] = []
         """The records as script-safe JSON array items, a batch per chunk."""
-        self._cache: dict[int, list[Any]] = {}
-
-        values = flows.values() if isinstance(flows, FlowRows) else map(_doc_values, flows)
-        make = self.records.flow
-        while batch := [make(x) for x in islice(values, _BATCH)]:
+        self._cache: dict[int, list[Cell]] = {}
+        rows = iter(flows)
+        while batch := list(islice(rows, _BATCH)):
             self._take(batch)
 
-    def _take(self, batch: list[list[Any]]) -> None:
-        self.verdicts += [r[F_V] for r in batch]
-        self.init_roles += [r[F_IR] for r in batch]
-        self.resp_roles += [r[F_RR] for r in batch]
-        self.neg_bytes += [-(r[F_B] or 0) for r in batch]
-        self.summarised += sum(1 for r in batch if r[F_SUM])
+    def _take(self, batch: list[FlowRow]) -> None:
+        verdict, lists = self.cells.verdict, self.lists
+        verdicts = [verdict(r) for r in batch]
+        init = [lists(r.initiator_roles) for r in batch]
+        resp = [lists(r.responder_roles) for r in batch]
+        self.verdicts += verdicts
+        self.init_roles += init
+        self.resp_roles += resp
+        self.neg_bytes += [-r.bytes for r in batch]
+        self.summarised += sum(1 for r in batch if r.summarised)
         slots = {"expected": 0, "failing": 1, "unexpected": 2}
-        for (verdict, ir, rr), n in Counter((r[F_V], r[F_IR], r[F_RR]) for r in batch).items():
-            slot = slots.get(verdict)
+        for (v, ir, rr), n in Counter(zip(verdicts, init, resp, strict=True)).items():
+            slot = slots.get(v)
             if slot is not None:
                 counts = self.pairs.get((ir, rr))
                 if counts is None:
                     counts = self.pairs[(ir, rr)] = [0, 0, 0]
                 counts[slot] += n
-        lists = self.records.lists.items
-        for r in batch:
-            if r[F_V] != "unmapped":
+        for r, v in zip(batch, verdicts, strict=True):
+            if v != "unmapped":
                 continue
-            for addr, names in ((r[F_I], lists[r[F_IN]]), (r[F_R], lists[r[F_RN]])):
-                t = self.talkers.setdefault(addr, {"address": addr, "names": names, "bytes": 0, "packets": 0,
-                                                   "flows": 0})
-                t["bytes"] += r[F_B] or 0
-                t["packets"] += r[F_PK] or 0
+            for addr, names in ((r.initiator, r.initiator_names), (r.responder, r.responder_names)):
+                a = safe_text(addr, 64)
+                t = self.talkers.setdefault(a, {"address": a, "names": [safe_text(n) for n in names],
+                                                "bytes": 0, "packets": 0, "flows": 0})
+                t["bytes"] += r.bytes
+                t["packets"] += r.packets
                 t["flows"] += 1
-        self._encode(batch)
-
-    def _encode(self, batch: list[list[Any]]) -> None:
-        text = _script_safe(_DUMP_RECORDS(batch)[1:-1])
+        row = self.cells.row
+        text = _script_safe(_DUMP_RECORDS([_encode_row(row(r)) for r in batch])[1:-1])
         self.chunks.append(text if not self.chunks else "," + text)
 
-    def record(self, i: int) -> list[Any]:
-        """Flow ``i``'s record, built again from the document (for the few rows of first pages)."""
-        rec = self._cache.get(i)
-        if rec is None:
-            rec = self._cache[i] = self.records.flow(_doc_values(self.source[i]))
-        return rec
+    def record(self, i: int) -> list[Cell]:
+        """Flow ``i``'s cells (for the few rows of first pages)."""
+        hit = self._cache.get(i)
+        if hit is None:
+            cell = self.cells.cell
+            hit = self._cache[i] = [cell(c) for c in self.cells.row(self.source[i])]
+        return hit
 
 
-def build_view(doc: dict[str, Any]) -> View:
-    """Everything derived from the document: compact records, tables, the role matrix, top talkers."""
-    walk = _FlowPass(doc["flows"])
+def build_view(doc: AuditDocument) -> View:
+    """Everything derived from the document: every row's cells, tables, the role matrix, top talkers."""
+    paths = [safe_text(i.path) for i in doc.inputs]
+    flow_cells = FlowCells({r.id: r for r in doc.rules}, paths)
+    walk = _FlowPass(doc.flows, flow_cells)
     verdicts = walk.verdicts
-    lists = walk.records.lists.items
-    rules = [_rule_record(r) for r in doc["rules"]]
-    hosts = [_host_record(h) for h in doc["hosts"]]
-    paths = [safe_text(i["path"]) for i in doc["inputs"]]
-    rule_text = {r[R_ID]: [r[R_DESC], r[R_NOTE], r[R_LAYER]] for r in rules}
-    hide: dict[str, tuple[str, ...]] = {}
-    ctx: dict[str, Any] = {"rules": rule_text, "inputs": len(paths), "paths": paths, "hide": hide,
-                           "lists": lists}
+    lists = walk.lists.items
+    rules = [rule_cells(r) for r in doc.rules]
+    hosts = [host_cells(h) for h in doc.hosts]
+    statuses = [r.status for r in doc.rules]
 
     # By severity, then by bytes, largest first; ties keep document order. Two stable sorts with
     # list lookups as keys give the order one sort on (severity, -bytes) gives, without a key per flow.
@@ -634,11 +374,10 @@ def build_view(doc: dict[str, Any]) -> View:
         runs[verdict] = by_severity[start:start + counts[verdict]]
         start += counts[verdict]
     judged = [i for v, run in runs.items() if v != "unmapped" for i in run] + by_severity[start:]
-    rule_order = sorted(range(len(rules)),
-                        key=lambda i: (RULE_SEVERITY.get(rules[i][R_STATUS], 9), rules[i][R_ID]))
+    rule_order = sorted(range(len(rules)), key=lambda i: (RULE_SEVERITY.get(statuses[i], 9), doc.rules[i].id))
     # Missing and failing rules, and observed ones that some listed hosts never used.
-    flagged = [i for i in rule_order if rules[i][R_STATUS] in ("missing", "failing")
-               or (rules[i][R_STATUS] == "observed" and rules[i][R_LACK])]
+    flagged = [i for i in rule_order if statuses[i] in ("missing", "failing")
+               or (statuses[i] == "observed" and doc.rules[i].hosts_lacking)]
     evidence = ["init", "resp", "svc", *_EVIDENCE_COLS]
     tables: dict[str, Table] = {}
 
@@ -647,40 +386,43 @@ def build_view(doc: dict[str, Any]) -> View:
         return t
 
     for verdict in ("failing", "unexpected", "unmapped"):
-        add(_table(verdict, "flow", evidence, runs[verdict], walk.record, ctx))
-    add(_table("missing", "rule", RULE_COLS, flagged, rules.__getitem__, ctx))
-    add(_table("hosts", "host", HOST_COLS, list(range(len(hosts))), hosts.__getitem__, ctx))
+        add(_table(verdict, "flow", evidence, runs[verdict], walk.record))
+    add(_table("missing", "rule", RULE_COLS, flagged, rules.__getitem__))
+    add(_table("hosts", "host", HOST_COLS, list(range(len(hosts))), hosts.__getitem__))
 
-    role_names = [safe_text(entry["role"]) for entry in doc["roles"]]
+    role_names = [safe_text(entry.role) for entry in doc.roles]
     as_src, as_dst = _role_rows(set(role_names), judged, walk, lists)
     role_views: list[RoleView] = []
     used_slugs: set[str] = set()
-    for role, entry in zip(role_names, doc["roles"], strict=True):
+    for role, entry in zip(role_names, doc.roles, strict=True):
         slug = base = role_slug(role)
         n = 2
         while slug in used_slugs:
             slug, n = f"{base}-{n}", n + 1
         used_slugs.add(slug)
         src_id, dst_id, miss_id = f"role-{slug}-src", f"role-{slug}-dst", f"role-{slug}-missing"
-        hide[src_id], hide[dst_id] = ("init",), ("resp",)
+        c = entry.counts
         role_views.append(RoleView(
-            role, slug, [safe_text(h) for h in entry["hosts"]],
-            {k: int(v) for k, v in entry["counts"].items()},
-            add(_table(src_id, "flow", ["verdict", *evidence], as_src[role], walk.record, ctx, PRINT_ROLE_ROWS)),
-            add(_table(dst_id, "flow", ["verdict", *evidence], as_dst[role], walk.record, ctx, PRINT_ROLE_ROWS)),
+            role, slug, [safe_text(h) for h in entry.hosts],
+            {"expected": c.expected, "failing": c.failing, "unexpected": c.unexpected, "missing": c.missing},
+            add(_table(src_id, "flow", ["verdict", *evidence], as_src[role], walk.record, ("init",),
+                       PRINT_ROLE_ROWS)),
+            add(_table(dst_id, "flow", ["verdict", *evidence], as_dst[role], walk.record, ("resp",),
+                       PRINT_ROLE_ROWS)),
             add(_table(miss_id, "rule", RULE_COLS,
-                       [i for i in flagged if role in (rules[i][R_SRC], rules[i][R_DST])],
-                       rules.__getitem__, ctx, PRINT_ROLE_ROWS)),
+                       [i for i in flagged if entry.role in (doc.rules[i].source, doc.rules[i].destination)],
+                       rules.__getitem__, (), PRINT_ROLE_ROWS)),
         ))
 
     matrix_roles, matrix = _matrix([r.role for r in role_views], walk.pairs, lists)
-    # The data block, in the key order of one dict {pageSize, ..., lists, flows, rule, host, tables}
+    # The data block, in the key order of one dict {pageSize, cols, cells, flows, rule, host, tables}
     # encoded whole: compact JSON of a dict is its members' JSON joined by ",", so it can be cut there.
-    before = {"pageSize": PAGE_SIZE, "displayChars": DISPLAY_CHARS, "inputs": paths, "rules": rule_text,
-              "noRole": NO_ROLE, "lists": lists}
-    after = {"rule": rules, "host": hosts,
+    before = {"pageSize": PAGE_SIZE, "cols": {"flow": list(FLOW_COLS), "rule": list(RULE_COLS),
+                                               "host": list(HOST_COLS)},
+              "cells": [c.encode() for c in flow_cells.cells]}
+    after = {"rule": [[c.encode() for c in r] for r in rules], "host": [[c.encode() for c in h] for h in hosts],
              "tables": {t.id: {"kind": t.kind, "cols": [c for c, _ in t.columns], "rows": t.rows,
-                               "hide": list(hide.get(t.id, ()))} for t in tables.values()}}
+                               "hide": list(t.hide)} for t in tables.values()}}
     chunks = [_script_safe(_DUMP(before)[:-1]) + ',"flows":[', *walk.chunks,
               "]," + _script_safe(_DUMP(after)[1:])]
     return View(

@@ -8,6 +8,7 @@ import io
 from typing import Any
 
 from auditor.errors import AuditorError
+from auditor.report.model import AuditDocument
 
 _INTS = ("port", "connections", "established", "rejected", "unanswered", "packets", "bytes", "orig_packets",
          "resp_packets", "orig_bytes", "resp_bytes", "first_input", "first_frame")
@@ -21,7 +22,7 @@ def available() -> bool:
     return True
 
 
-def render_parquet(doc: dict[str, Any]) -> bytes:
+def render_parquet(doc: AuditDocument) -> bytes:
     """The flows table (one row per flow, the CSV's columns) as Parquet bytes. List columns (roles,
     names, rule ids) stay lists; counts are integers; times are UTC timestamps."""
     if not available():
@@ -31,17 +32,18 @@ def render_parquet(doc: dict[str, Any]) -> bytes:
     from auditor.report.tabular import FLOW_COLUMNS
 
     rows = []
-    for f in doc["flows"]:
+    for f in doc.flows:
         row: dict[str, Any] = {}
         for col in FLOW_COLUMNS:
             if col == "first_input":
-                row[col] = f["first_frame"]["input"]
+                row[col] = f.first_frame.input
             elif col == "first_frame":
-                row[col] = f["first_frame"]["frame"]
+                row[col] = f.first_frame.frame
             elif col == "refused_by":
-                row[col] = [r.get("text", "") for r in f.get("refused_by") or []]
+                row[col] = [r.text for r in f.refused_by]
             else:
-                row[col] = f.get(col)
+                value = getattr(f, col)
+                row[col] = list(value) if isinstance(value, tuple) else value
         rows.append(row)
     frame = pd.DataFrame(rows, columns=FLOW_COLUMNS)
     for col in _INTS:

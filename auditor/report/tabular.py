@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from auditor.refusal import summary_text
-from auditor.report.document import FlowRows
+from auditor.report.model import AuditDocument, FlowJson, FlowRow, plain
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,32 +31,26 @@ _DUMP = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", "
 # Compact: only the compact form uses the C encoder (pretty-printing is ~5x slower and far larger).
 
 
-def iter_json(doc: dict[str, Any]) -> Iterator[str]:
-    """The document as JSON text, in chunks: flows[] is encoded a batch at a time, so a large audit
-    never holds its whole JSON (nor every flow as a dict) in memory. An audit's own rows (FlowRows)
-    write their JSON text directly, without a dict per flow; any other sequence of dicts is encoded."""
+def iter_json(doc: AuditDocument) -> Iterator[str]:
+    """The document as JSON text, in chunks: flows[] is written a batch at a time (model.FlowJson),
+    so a large audit never holds its whole JSON (nor every flow) in memory."""
     sep = "{"
-    for key, value in doc.items():
-        if key != "flows":
-            yield f"{sep}{_DUMP(key)}:{_DUMP(value)}"
+    for f in dataclasses.fields(doc):
+        if f.name != "flows":
+            yield f"{sep}{_DUMP(f.name)}:{_DUMP(plain(getattr(doc, f.name)))}"
         else:
             yield f'{sep}"flows":['
-            if isinstance(value, FlowRows):
-                batches: Iterable[str] = value.iter_json(_BATCH)
-            else:
-                batches = (_DUMP(list(value[i:i + _BATCH]))[1:-1] for i in range(0, len(value), _BATCH))
-            for i, batch in enumerate(batches):
-                yield batch if i == 0 else "," + batch
+            rows, text = doc.flows, FlowJson()
+            for start in range(0, len(rows), _BATCH):
+                batch = ",".join([text(r) for r in rows[start:start + _BATCH]])
+                yield batch if start == 0 else "," + batch
             yield "]"
         sep = ","
     yield "}\n"
 
 
-def render_json(doc: dict[str, Any]) -> str:
+def render_json(doc: AuditDocument) -> str:
     return "".join(iter_json(doc))
-
-
-_CAPTURE_TEXT = frozenset(("initiator_names", "responder_names", "reason_text", "tunnels"))
 
 
 def _csv_safe(value: str) -> str:
@@ -65,45 +60,42 @@ def _csv_safe(value: str) -> str:
     return value
 
 
-def flows_frame(doc: dict[str, Any]) -> pd.DataFrame:
+def flows_frame(doc: AuditDocument) -> pd.DataFrame:
     """The flows as a pandas table (for analysis in Python; the CSV export streams without pandas,
     whose import alone costs ~50 MB of memory a command-line run does not need)."""
-    return _frame(doc["flows"])
-
-
-def _frame(flows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     import pandas as pd
 
-    return pd.DataFrame([_csv_row(f) for f in flows], columns=FLOW_COLUMNS)
+    return pd.DataFrame([csv_row(f) for f in doc.flows], columns=FLOW_COLUMNS)
 
 
-def _csv_row(f: dict[str, Any]) -> list[Any]:
-    row = []
-    for col in FLOW_COLUMNS:
-        if col == "first_input":
-            value: Any = f["first_frame"]["input"]
-        elif col == "first_frame":
-            value = f["first_frame"]["frame"]
-        elif col == "refused_by":
-            value = summary_text(f.get("refused_by") or [])
-        else:
-            value = f[col]
-        if isinstance(value, list):
-            value = ";".join(value)
-        if isinstance(value, str) and col in _CAPTURE_TEXT:
-            value = _csv_safe(value)
-        row.append("" if value is None else value)
-    return row
+def _join(items: tuple[str, ...]) -> str:
+    return ";".join(items)
 
 
-def iter_csv(doc: dict[str, Any]) -> Iterator[str]:
+def csv_row(f: FlowRow) -> list[Any]:
+    """A flow as the CSV's cells (FLOW_COLUMNS); text from a capture cannot start a formula."""
+    return [
+        f.classification, f.failing, f.outcome, summary_text(plain(e) for e in f.refused_by),
+        f.initiator, f.responder, f.protocol, f.port, _join(f.initiator_roles), _join(f.responder_roles),
+        _csv_safe(_join(f.initiator_names)), _csv_safe(_join(f.responder_names)), _join(f.rule_ids),
+        _join(f.layers), "" if f.reason is None else f.reason,
+        "" if f.reason_text is None else _csv_safe(f.reason_text),
+        f.connections, f.established, f.rejected, f.unanswered, f.packets, f.bytes,
+        f.orig_packets, f.resp_packets, f.orig_bytes, f.resp_bytes,
+        "" if f.first_seen is None else f.first_seen, "" if f.last_seen is None else f.last_seen,
+        f.first_frame.input, f.first_frame.frame, f.direction_evidence, f.direction_inferred,
+        _csv_safe(_join(f.tunnels)), f.summarised,
+    ]
+
+
+def iter_csv(doc: AuditDocument) -> Iterator[str]:
     """One row per flow, written a batch at a time (the csv module: building a DataFrame per batch
-    measured ten times slower); both are built from the same rows, _csv_row."""
+    measured ten times slower); both are built from the same rows, csv_row."""
     buf = io.StringIO()
     out = csv.writer(buf, lineterminator="\n")
     out.writerow(FLOW_COLUMNS)
-    for i, f in enumerate(doc["flows"], 1):
-        out.writerow(_csv_row(f))
+    for i, f in enumerate(doc.flows, 1):
+        out.writerow(csv_row(f))
         if not i % _BATCH:
             yield buf.getvalue()
             buf.seek(0)
@@ -111,5 +103,5 @@ def iter_csv(doc: dict[str, Any]) -> Iterator[str]:
     yield buf.getvalue()
 
 
-def render_csv(doc: dict[str, Any]) -> str:
+def render_csv(doc: AuditDocument) -> str:
     return "".join(iter_csv(doc))

@@ -1,0 +1,283 @@
+"""The HTML report's table cells: every cell's text, tooltip, sub-lines, class and sort key, made
+once here for every row. The page embeds them; reports/templates/report.js only pages, sorts (by
+the keys made here) and filters them, and html.py renders the first page from the same cells.
+
+Everything shown passes ``safe_text``: control, format and separator characters are shown as
+``\\uXXXX`` and strings are bounded.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from auditor.report.model import FlowRow, HostRow, RuleRow
+
+DISPLAY_CHARS = 120
+"""Longer strings are cut for display; the cell's title attribute holds the bounded full text."""
+MAX_CHARS = 1024
+"""Every string from the document is bounded to this many characters before it reaches the page."""
+NO_ROLE = "(not in roles.yaml)"
+SEVERITY = {"failing": 0, "unexpected": 1, "expected": 2, "unmapped": 3}
+RULE_SEVERITY = {"failing": 0, "missing": 1, "observed": 2, "covered": 3, "not-observable": 4, "not-applicable": 5}
+_PROTO_ORDER = {"tcp": 0, "udp": 1, "icmp": 2}
+
+FLOW_COLS = {
+    "verdict": "Verdict", "init": "Initiator", "resp": "Responder", "svc": "Service",
+    "outcome": "Outcome", "why": "Rule / reason", "conns": "Conns", "packets": "Packets",
+    "bytes": "Bytes", "first": "First seen", "last": "Last seen", "frame": "First frame",
+    "dir": "Direction",
+}
+"""A flow record's cells, in this order (the page's ``cols.flow``)."""
+RULE_COLS = {
+    "status": "Status", "rule": "Rule", "pair": "Source \u2192 destination", "rsvc": "Protocol / ports",
+    "desc": "Description", "lacking": "Hosts lacking it", "rflows": "Flows",
+}
+HOST_COLS = {"addr": "Address", "roles": "Roles", "names": "Names (evidence)"}
+ROLE_LINE_COLS = ("init", "resp")
+"""Host cells whose first sub-line is the host's roles, left out in tables of one of its roles."""
+
+# C0/C1 controls, bidi and other format characters, line/paragraph separators, surrogates,
+# private use and unassigned code points are shown escaped: they can hide or reorder text.
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
+_MAYBE_UNSAFE = re.compile(r"[^\x20-\x7e]")
+
+
+def safe_text(value: object, limit: int = MAX_CHARS) -> str:
+    """Any value -> printable text without hidden characters, at most ``limit`` characters."""
+    text = "" if value is None else str(value)
+    if _MAYBE_UNSAFE.search(text):
+        text = "".join(
+            f"\\u{ord(ch):04x}" if unicodedata.category(ch) in _UNSAFE_CATEGORIES else ch for ch in text
+        )
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def short(text: str) -> str:
+    """Display form: at most DISPLAY_CHARS characters."""
+    return text if len(text) <= DISPLAY_CHARS else text[: DISPLAY_CHARS - 1] + "\u2026"
+
+
+def fmt_num(n: int | float | None) -> str:
+    return "" if n is None else f"{int(n):,}"
+
+
+def fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return ""
+    value, unit = float(n), "B"
+    for nxt in ("KiB", "MiB", "GiB", "TiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, nxt
+    if unit == "B":
+        return f"{int(n)} B"
+    return f"{math.floor(value * 10 + 0.5) / 10:.1f} {unit}"
+
+
+def fmt_ts(ts: str | None) -> str:
+    """'2026-11-26T13:05:00.123456Z' -> '2026-11-26 13:05:00' (the title keeps the full value)."""
+    return "" if not ts else ts[:19].replace("T", " ")
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One table cell, as the first page renders it and the page's script shows it."""
+
+    text: str
+    """What the cell shows (already cut to DISPLAY_CHARS)."""
+    title: str = ""
+    """Full (bounded) text for the hover tooltip, when the display is shortened or abbreviated."""
+    sub: tuple[str, ...] = ()
+    """Secondary lines shown smaller under the main text."""
+    cls: str = ""
+    """CSS class (verdict or status colour)."""
+    key: str | int | None = None
+    """What the column sorts by; None: the text."""
+
+    def encode(self) -> list[Any]:
+        """The page's form: [text, key, cls, title, sub], trailing empty members left out."""
+        out: list[Any] = [self.text, self.key, self.cls, self.title, list(self.sub)]
+        while len(out) > 1 and not out[-1] and out[-1] != 0:
+            out.pop()
+        return out
+
+    def without_role_line(self) -> Cell:
+        return Cell(self.text, self.title, self.sub[1:], self.cls, self.key)
+
+
+class _Texts(dict[str, str]):
+    """``safe_text(value, limit)`` of each distinct string, once per report (flows repeat their
+    addresses, outcomes and reasons). At most 1 << 16 of them."""
+
+    __slots__ = ("limit",)
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def __missing__(self, key: str) -> str:
+        text = safe_text(key, self.limit)
+        if len(self) < 1 << 16:
+            self[key] = text
+        return text
+
+
+def citation_line(r: RuleRow) -> str:
+    c = r.citation
+    if c is not None:
+        return f"{c.title}{', ' + c.section if c.section else ''} <{c.url}>"
+    return f"no public Citrix page found: {r.uncited}" if r.uncited else ""
+
+
+def rule_caption(rule_id: str, rules: Mapping[str, RuleRow], reverse: bool) -> str:
+    """How a flow's matching rule is captioned: by its description where the flow goes the rule's own
+    way; as the same service opened from the other side where it matched only as a bidirectional
+    rule (a VDA's registration is not captioned "Delivery Controller initiates...")."""
+    rule = rules.get(rule_id)
+    layer = f" [{rule.layer}]" if rule is not None and rule.layer != "document" else ""
+    if reverse:
+        return f"{rule_id}{layer} \u2014 the same service, opened from the other side (bidirectional rule)"
+    return f"{rule_id}{layer} \u2014 {rule.description if rule is not None else ''}"
+
+
+class FlowCells:
+    """Builds flows' cells for one report. Cells that many flows share (verdict, hosts, service,
+    outcome, rule or reason, direction) are made once and interned: the page holds them once, in
+    ``cells``, and a record refers to them by index."""
+
+    def __init__(self, rules: Mapping[str, RuleRow], paths: list[str]) -> None:
+        self.rules = rules
+        self.paths = paths
+        self.cells: list[Cell] = []
+        """The interned cells, by index."""
+        self._index: dict[Any, int] = {}
+        self.t16, self.t32, self.t64, self.text = _Texts(16), _Texts(32), _Texts(64), _Texts(MAX_CHARS)
+
+    def cell(self, i: int | Cell) -> Cell:
+        return self.cells[i] if isinstance(i, int) else i
+
+    def _intern(self, key: Any, make: Any, *args: Any) -> int:
+        found = self._index.get(key)
+        if found is None:
+            if len(self._index) >= 1 << 16:
+                self._index.clear()  # a new copy of a cell is only a larger page
+            found = self._index[key] = len(self.cells)
+            self.cells.append(make(*args))
+        return found
+
+    def verdict(self, r: FlowRow) -> str:
+        return "failing" if r.classification == "expected" and r.failing else self.t32[r.classification]
+
+    def row(self, r: FlowRow) -> list[int | Cell]:
+        """A flow's cells in FLOW_COLS order: interned ones as their index."""
+        v = self.verdict(r)
+        intern = self._intern
+        conns = (f"established {r.established}, rejected {r.rejected}, unanswered {r.unanswered}"
+                 + (f"; states {self._states(r.conn_states)}" if r.conn_states else ""))
+        frame = r.first_frame
+        path = self.paths[frame.input] if 0 <= frame.input < len(self.paths) else "?"
+        return [
+            intern(("v", v), _verdict_cell, v),
+            intern(("h", r.initiator, r.initiator_names, r.initiator_roles), self._host,
+                   r.initiator, r.initiator_names, r.initiator_roles),
+            intern(("h", r.responder, r.responder_names, r.responder_roles), self._host,
+                   r.responder, r.responder_names, r.responder_roles),
+            intern(("s", r.protocol, r.port), self._svc, r.protocol, r.port),
+            intern(("o", r.outcome, r.refused_by), self._outcome, r),
+            intern(("w", r.rule_ids, r.reverse_rule_ids, r.reason, r.reason_text), self._why, r),
+            Cell(fmt_num(r.connections), conns, cls="n", key=r.connections),
+            Cell(fmt_num(r.packets), cls="n", key=r.packets),
+            Cell(fmt_bytes(r.bytes), f"{fmt_num(r.bytes)} bytes", cls="n", key=r.bytes),
+            Cell(fmt_ts(r.first_seen), r.first_seen or "", key=r.first_seen or ""),
+            Cell(fmt_ts(r.last_seen), r.last_seen or "", key=r.last_seen or ""),
+            Cell(f"{frame.input}:#{frame.frame}" if len(self.paths) > 1 else f"#{frame.frame}",
+                 f"input {frame.input} ({path}), frame {frame.frame}", cls="n",
+                 key=frame.input * 10**12 + frame.frame),
+            intern(("d", r.direction_evidence, r.direction_inferred), _dir_cell,
+                   self.t32[r.direction_evidence], r.direction_inferred),
+        ]
+
+    def _states(self, states: Mapping[str, int]) -> str:
+        return " ".join(f"{safe_text(k, 8)}:{v}" for k, v in sorted(states.items()))
+
+    def _host(self, addr: str, names: tuple[str, ...], roles: tuple[str, ...]) -> Cell:
+        names_t = [self.text[n] for n in names]
+        roles_t = [self.text[x] for x in roles]
+        sub = [short(", ".join(roles_t)) if roles_t else NO_ROLE]
+        if names_t:
+            sub.append(short(names_t[0]) + (f" (+{len(names_t) - 1} more)" if len(names_t) > 1 else ""))
+        a = self.t64[addr]
+        return Cell(short(a), "\n".join(names_t), tuple(sub), "host", a)
+
+    def _svc(self, protocol: str, port: int) -> Cell:
+        p = self.t16[protocol]
+        return Cell(f"{p}/{port}", cls="svc", key=port * 4 + _PROTO_ORDER.get(protocol, 3))
+
+    def _outcome(self, r: FlowRow) -> Cell:
+        o = self.t32[r.outcome]
+        refused = self.text["; ".join(e.text + (f", {e.connections} connections" if e.connections != 1 else "")
+                                      for e in r.refused_by)]
+        return Cell(o, refused, (short(refused),) if refused else (), "o-" + o, o)
+
+    def _why(self, r: FlowRow) -> Cell:
+        if r.rule_ids:
+            ids = [self.t64[i] for i in r.rule_ids]
+            lines = [rule_caption(i, self.rules, i in r.reverse_rule_ids) for i in r.rule_ids]
+            # Several matching rules often share one note: show it once.
+            notes = list(dict.fromkeys(self.rules[i].note for i in r.rule_ids
+                                       if i in self.rules and self.rules[i].note))
+            full = safe_text("; ".join(lines))
+            notes = [safe_text(n) for n in notes]
+            return Cell(short(full), "\n".join([full, *notes]), tuple(short("Note: " + n) for n in notes),
+                        key=" ".join(ids))
+        reason = self.t64[r.reason or ""]
+        text = self.text[r.reason_text or ""] or reason
+        return Cell(short(text), text, (reason,) if r.reason_text and reason else (), key=text)
+
+
+def _verdict_cell(v: str) -> Cell:
+    return Cell(v, cls="v-" + v, key=SEVERITY.get(v, 9))
+
+
+def _dir_cell(evidence: str, inferred: bool) -> Cell:
+    if inferred:
+        return Cell(evidence, sub=("inferred",), cls="dir inferred", key=evidence + " inferred")
+    return Cell(evidence, cls="dir", key=evidence)
+
+
+def rule_cells(r: RuleRow) -> list[Cell]:
+    """A rule's cells in RULE_COLS order."""
+    status, rid = safe_text(r.status, 32), safe_text(r.id, 64)
+    product, layer = safe_text(r.product), safe_text(r.layer, 16)
+    src, dst = safe_text(r.source), safe_text(r.destination)
+    protos = [safe_text(p, 16) for p in r.protocols]
+    ports, desc, note = safe_text(r.ports), safe_text(r.description), safe_text(r.note)
+    pair = f"{src} \u2192 {dst}"
+    if r.status == "covered" and r.covered_by:
+        lacking = "covered by " + ", ".join(safe_text(c, 64) for c in r.covered_by)
+    else:
+        lacking = ", ".join(safe_text(h) for h in r.hosts_lacking)
+    return [
+        Cell(status, cls="s-" + status, key=RULE_SEVERITY.get(r.status, 9)),
+        Cell(rid, safe_text(citation_line(r)),
+             ((short(product),) if product else ()) + ((layer,) if layer != "document" else ())),
+        Cell(short(pair), pair, key=f"{src} {dst}"),
+        Cell(short(" ".join([", ".join(protos), ports]).strip()), key=",".join(protos) + " " + ports),
+        Cell(short(desc), "\n".join(x for x in (desc, note) if x), (short("Note: " + note),) if note else (),
+             key=desc),
+        Cell(short(lacking), lacking, key=len(r.hosts_lacking)),
+        Cell(fmt_num(r.flows), cls="n", key=r.flows),
+    ]
+
+
+def host_cells(h: HostRow) -> list[Cell]:
+    """A host's cells in HOST_COLS order."""
+    roles = ", ".join(safe_text(r) for r in h.roles)
+    names = ", ".join(safe_text(f"{n.name} ({n.source}, input {n.input} frame {n.frame})") for n in h.names)
+    return [Cell(safe_text(h.address, 64)), Cell(short(roles), roles, key=roles),
+            Cell(short(names), names, key=names)]

@@ -1,0 +1,648 @@
+"""The typed audit document (docs/json-schema.md): what every renderer takes.
+
+Frozen dataclasses, one per object of the JSON; a field's name is its JSON member's name and the
+fields are in the JSON's member order, so ``to_json_dict`` is one generic walk and ``load_document``
+its inverse (saved audits, and documents built in memory by tests). The one hand-written piece is
+``flow_json``, the JSON text of a ``FlowRow``: the export writes hundreds of thousands of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+from auditor.errors import AuditorError
+from auditor.refusal import RefusedBy
+
+SCHEMA_VERSION = "2.1"
+
+
+class DocumentError(AuditorError, ValueError):
+    """An audit document (a saved JSON, or a dict built in memory) that does not have the schema's
+    shape; the message names the member (``flows[3].bytes: missing``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    name: str
+    """Always "pcap-audit"."""
+    version: str
+    """The version that wrote the document."""
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    started: str
+    """When the audit started, ISO 8601 UTC."""
+    finished: str
+    """When the document was built, ISO 8601 UTC."""
+    command_line: str
+    """The command as typed (shell-quoted)."""
+    engine: str
+    """fast | tshark."""
+
+
+@dataclass(frozen=True, slots=True)
+class Criteria:
+    fail_on: tuple[str, ...]
+    """The --fail-on kinds named (unexpected, failing, missing, in that order); () without --fail-on."""
+    result: str
+    """PASS | FAIL | "no criteria given"."""
+    hits: tuple[str, ...]
+    """The named kinds that occurred."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceInfo:
+    title: str
+    """The document the catalog transcribes."""
+    publisher: str
+    """Who publishes it."""
+    url: str | None
+    """Where it is, if the catalog says."""
+    revision: str | None
+    """The document's own revision or date; None when the copy carries none."""
+    reviewed: str
+    """When the catalog was last reviewed against it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Alternative:
+    id: str
+    """The group's id (rules/alternatives.yaml)."""
+    title: str
+    """What the members are alternatives for."""
+    members: tuple[str, ...]
+    """Rule ids; one observed member covers the others."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProductLink:
+    product: str
+    """A product the seed document has no port table for."""
+    link: str
+    """The seed's link text instead."""
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogInfo:
+    source: SourceInfo | None
+    """The document the document layer transcribes; None when a catalog folder does not name it."""
+    digest: str
+    """sha256 over every catalog file read, in order."""
+    rules: int
+    """Rules in the catalog."""
+    site_rule_files: tuple[str, ...]
+    """--rules files added as the site layer."""
+    layers: tuple[str, ...]
+    """document, supplement, site: the layers loaded."""
+    rules_by_layer: Mapping[str, int]
+    """Layer -> rules."""
+    alternatives: tuple[Alternative, ...]
+    """Groups of rules of which one observed member is enough."""
+    products_without_port_data: tuple[ProductLink, ...]
+    """Products whose flows cannot be checked."""
+
+
+@dataclass(frozen=True, slots=True)
+class RolesFile:
+    path: str
+    """roles.yaml as given."""
+    digest: str
+    """sha256 of its bytes."""
+
+
+@dataclass(frozen=True, slots=True)
+class Vantage:
+    hosts: tuple[str, ...]
+    """Addresses at the capture point, and network:/range: keys of roles.yaml entries never seen."""
+    source: str
+    """roles.yaml | option | roles.yaml and option | auto | none."""
+
+
+@dataclass(frozen=True, slots=True)
+class Feature:
+    id: str
+    """The deployment feature's id."""
+    title: str
+    """Its title in the catalog."""
+    how: str
+    """How it was found: declared, mapped (with the line) or detected (with the flow)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RolesWarning:
+    code: str
+    """unmatched-entry | name-not-resolved | host-bits | overlap | vantage-unmatched."""
+    line: int
+    """1-based line in roles.yaml (0 for a command-line vantage)."""
+    entry: str
+    """The entry as written."""
+    message: str
+    """A sentence for people."""
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRef:
+    input: int
+    """Index into inputs[]."""
+    frame: int
+    """1-based frame number in that input."""
+
+
+@dataclass(frozen=True, slots=True)
+class InputInfo:
+    path: str
+    """As given on the command line ("-" for standard input)."""
+    sha256: str
+    """Of the bytes as stored (before decompression)."""
+    size: int
+    """Bytes read."""
+    packets: int
+    """Frames read."""
+    first_ts: str | None
+    """First frame's time, ISO 8601 UTC; None without frames."""
+    last_ts: str | None
+    """Last frame's time."""
+    link_types: Mapping[str, int]
+    """Link type name -> frames."""
+    format: str
+    """pcap, pcapng, or Wireshark's captype name of another format."""
+    compression: str
+    """none, gzip, bzip2, xz, zstd."""
+    truncated: bool
+    """The file ends inside a record."""
+    warnings: tuple[str, ...]
+    """How it was read, what was abandoned (bounded text)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NotAudited:
+    frames: int
+    """Frames read."""
+    records: int
+    """IP packets decoded."""
+    non_ip: int
+    """Frames that carried no IP."""
+    malformed: Mapping[str, int]
+    """Kind -> packets that could not be decoded."""
+    unsupported: Mapping[str, int]
+    """Link types and encapsulations not read -> packets."""
+    other_protocols: Mapping[str, int]
+    """IP protocols other than TCP, UDP, ICMP -> packets."""
+    bad_checksums: int
+    """Packets with a bad checksum (counted, still audited)."""
+    checksums_verified: str
+    """Which packets had their checksums verified."""
+    summarised_flows: int
+    """Flows beyond the flow bound, kept as aggregates."""
+    summarised_connections: int
+    """Their connections."""
+    summarised_packets: int
+    """Their packets."""
+    tunnels: Mapping[str, int]
+    """Tunnel kind -> inner packets (audited inside)."""
+    evicted_live: int
+    """Connections closed early because the live table was full."""
+    names: Mapping[str, int]
+    """names_kept, names_dropped, names_refused, parse_errors."""
+    examples: Mapping[str, FrameRef]
+    """Kind of damage -> its first frame."""
+
+
+@dataclass(frozen=True, slots=True)
+class HostName:
+    name: str
+    """A name the capture gave the address (bounded, still hostile)."""
+    source: str
+    """dns | sni | host."""
+    input: int
+    """Index into inputs[]."""
+    frame: int
+    """The frame that named it."""
+
+
+@dataclass(frozen=True, slots=True)
+class HostRow:
+    address: str
+    """An address that holds a role or was named."""
+    roles: tuple[str, ...]
+    """Its roles (canonical names), sorted."""
+    names: tuple[HostName, ...]
+    """Up to 10 names, with their evidence."""
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRow:
+    """One flows[] entry: the conversations of one (initiator, responder, protocol, port)."""
+
+    initiator: str
+    """The address that opened the flow ("*" for a flood aggregate)."""
+    responder: str
+    """The address that answered."""
+    protocol: str
+    """tcp | udp | icmp."""
+    port: int
+    """The responder's port (ICMP: the type)."""
+    initiator_roles: tuple[str, ...]
+    """The initiator's roles, sorted."""
+    responder_roles: tuple[str, ...]
+    """The responder's roles, sorted."""
+    initiator_names: tuple[str, ...]
+    """Up to 5 names the capture gave the initiator (bounded)."""
+    responder_names: tuple[str, ...]
+    """Up to 5 names of the responder."""
+    classification: str
+    """expected | unexpected | unmapped."""
+    failing: bool
+    """Expected, but every connection was rejected or unanswered."""
+    outcome: str
+    """established | rejected | unanswered | one-way."""
+    refused_by: tuple[RefusedBy, ...]
+    """Who refused its rejected connections; () when none was."""
+    rule_ids: tuple[str, ...]
+    """Rules matched, in the flow's direction first."""
+    reverse_rule_ids: tuple[str, ...]
+    """Rules matched only as bidirectional rules opened by the other side."""
+    layers: tuple[str, ...]
+    """Catalog layers of the matching rules."""
+    reason: str | None
+    """Unexpected only: why (a stable code)."""
+    reason_text: str | None
+    """Unexpected only: a sentence naming the closest rules."""
+    connections: int
+    """Connections in the flow."""
+    established: int
+    """Of them, established."""
+    rejected: int
+    """Rejected (RST, ICMP unreachable)."""
+    unanswered: int
+    """Never answered."""
+    packets: int
+    """Both directions."""
+    bytes: int
+    """IP bytes, both directions."""
+    orig_packets: int
+    """Sent by the initiator."""
+    resp_packets: int
+    """Sent by the responder."""
+    orig_bytes: int
+    """IP bytes sent by the initiator."""
+    resp_bytes: int
+    """IP bytes sent by the responder."""
+    first_seen: str | None
+    """First packet, ISO 8601 UTC."""
+    last_seen: str | None
+    """Last packet."""
+    first_frame: FrameRef
+    """Where its first packet is."""
+    direction_evidence: str
+    """The strongest kind of evidence for who initiated, among its connections."""
+    direction_inferred: bool
+    """True unless the evidence is a SYN or SYN-ACK."""
+    conn_states: Mapping[str, int]
+    """Zeek conn_state -> connections, by state."""
+    tunnels: tuple[str, ...]
+    """Tunnels its packets came through."""
+    summarised: bool
+    """A flood aggregate beyond the flow bound (initiator "*")."""
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    title: str
+    """The Citrix page a supplement rule comes from."""
+    section: str
+    """Its section."""
+    url: str
+    """Its address."""
+
+
+@dataclass(frozen=True, slots=True)
+class RuleRow:
+    id: str
+    """Stable rule id."""
+    product: str
+    """The Citrix product."""
+    source: str
+    """Role that opens the flow."""
+    destination: str
+    """Role that answers."""
+    protocols: tuple[str, ...]
+    """tcp, udp, icmp."""
+    ports: str
+    """As the catalog writes them ("80,443", "49152-65535")."""
+    description: str
+    """The catalog's wording."""
+    note: str
+    """A note on the rule, or ""."""
+    one_way: bool
+    """No answer is expected (syslog, SNMP traps)."""
+    bidirectional: bool
+    """Either side may open it."""
+    layer: str
+    """document | supplement | site."""
+    feature: str | None
+    """The deployment feature it belongs to."""
+    citation: Citation | None
+    """A supplement rule's public Citrix page."""
+    uncited: str | None
+    """Why no public page was found."""
+    group: str | None
+    """Its alternative group."""
+    status: str
+    """observed | failing | missing | covered | not-observable | not-applicable."""
+    covered_by: tuple[str, ...]
+    """covered: the group's observed members."""
+    flows: int
+    """Matching flows."""
+    hosts_lacking: tuple[str, ...]
+    """Single-host source/destination entries that never used it."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoleCounts:
+    expected: int
+    """Expected flows involving the role."""
+    failing: int
+    """Expected but failing."""
+    unexpected: int
+    """Unexpected."""
+    missing: int
+    """Missing rules of the role."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoleRow:
+    role: str
+    """A role mapped in roles.yaml."""
+    hosts: tuple[str, ...]
+    """Seen addresses that hold it."""
+    entries: tuple[str, ...]
+    """Its roles.yaml entries as written."""
+    counts: RoleCounts
+    """Its flows and missing rules."""
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    packets: int
+    """Packets audited."""
+    connections: int
+    """Connections in the flows."""
+    flows: int
+    """flows[] entries."""
+    expected: int
+    """Expected flows (failing included)."""
+    expected_failing: int
+    """Expected flows that failed."""
+    unexpected: int
+    """Unexpected flows."""
+    unmapped: int
+    """Flows between hosts outside roles.yaml."""
+    rules: Mapping[str, int]
+    """Rule status -> rules."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditDocument:
+    """The whole audit: the JSON export is this, member for member."""
+
+    schema_version: str
+    """docs/json-schema.md's version."""
+    tool: Tool
+    """What wrote it."""
+    run: Run
+    """When and how."""
+    criteria: Criteria | None
+    """--fail-on and the result; None in documents older than 2.1."""
+    catalog: CatalogInfo
+    """The catalog judged against."""
+    roles_file: RolesFile
+    """roles.yaml."""
+    vantage: Vantage
+    """Where the capture was taken."""
+    features: tuple[Feature, ...]
+    """Deployment features in use."""
+    warnings: tuple[RolesWarning, ...]
+    """roles.yaml lint."""
+    inputs: tuple[InputInfo, ...]
+    """The captures read."""
+    not_audited: NotAudited
+    """What could not be audited, as values."""
+    hosts: tuple[HostRow, ...]
+    """Addresses with roles or names, by address."""
+    flows: Sequence[FlowRow]
+    """Every flow (built from the verdicts as they are read: see document.FlowRows)."""
+    rules: tuple[RuleRow, ...]
+    """Every catalog rule and its status."""
+    roles: tuple[RoleRow, ...]
+    """Per role mapped in roles.yaml."""
+    summary: Summary
+    """The counts."""
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The document as JSON-ready dicts and lists (flows[] built one dict at a time as read)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = JsonFlows(value) if f.name == "flows" else plain(value)
+        return out
+
+
+def plain(value: Any) -> Any:
+    """A document value as JSON-ready data: dataclasses as dicts (members in field order), tuples as
+    lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, str | int | float) or value is None:
+        return value
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence):
+        return [plain(v) for v in value]
+    raise TypeError(f"not a document value: {value!r}")
+
+
+class JsonFlows(Sequence[dict[str, Any]]):
+    """flows[] as dicts, made as they are read (an audit holds hundreds of thousands)."""
+
+    def __init__(self, rows: Sequence[FlowRow]) -> None:
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @overload
+    def __getitem__(self, i: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, i: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(i, slice):
+            return [plain(r) for r in self.rows[i]]
+        result: dict[str, Any] = plain(self.rows[i])
+        return result
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return (plain(r) for r in self.rows)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+# --- the JSON text of a flow ---------------------------------------------------------------
+
+_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+"""The export's encoder settings (compact; only the compact form uses the C encoder)."""
+_MEMO_LIMIT = 1 << 16
+
+
+class _Memo(dict[Any, str]):
+    """value -> its JSON text, computed once: a large audit repeats a few hundred addresses, role and
+    name lists, reasons and state tallies in every flow. Bounded: past _MEMO_LIMIT it starts over.
+    Keys are strings, None and tuples (never bare numbers: as dict keys 1, 1.0 and True are one)."""
+
+    __slots__ = ("_make",)
+
+    def __init__(self, make: Callable[[Any], str]) -> None:
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, key: Any) -> str:
+        if len(self) >= _MEMO_LIMIT:
+            self.clear()
+        text = self[key] = self._make(key)
+        return text
+
+
+def _json_list(items: tuple[str, ...]) -> str:
+    return _JSON(list(items))
+
+
+def _json_states(items: tuple[tuple[str, int], ...]) -> str:
+    return _JSON(dict(items))
+
+
+def _ts_json(text: str | None) -> str:
+    return "null" if text is None else _JSON(text)
+
+
+class FlowJson:
+    """``flow_json(row)``: a FlowRow as JSON text, exactly what encoding ``plain(row)`` with the
+    export's encoder gives (tests/test_report_stream.py checks it on every sample). Written out
+    because encoding a dict per flow was most of the export's time; the memos are per document."""
+
+    def __init__(self) -> None:
+        self.text = _Memo(_JSON)
+        self.lists = _Memo(_json_list)
+        self.states = _Memo(_json_states)
+
+    def __call__(self, r: FlowRow) -> str:
+        js, lists = self.text, self.lists
+        refused = _JSON([plain(e) for e in r.refused_by]) if r.refused_by else "[]"
+        return (
+            f'{{"initiator":{js[r.initiator]},"responder":{js[r.responder]},"protocol":{js[r.protocol]},'
+            f'"port":{r.port:d},'
+            f'"initiator_roles":{lists[r.initiator_roles]},"responder_roles":{lists[r.responder_roles]},'
+            f'"initiator_names":{lists[r.initiator_names]},"responder_names":{lists[r.responder_names]},'
+            f'"classification":{js[r.classification]},"failing":{"true" if r.failing else "false"},'
+            f'"outcome":{js[r.outcome]},"refused_by":{refused},'
+            f'"rule_ids":{lists[r.rule_ids]},"reverse_rule_ids":{lists[r.reverse_rule_ids]},'
+            f'"layers":{lists[r.layers]},"reason":{js[r.reason]},"reason_text":{js[r.reason_text]},'
+            f'"connections":{r.connections:d},"established":{r.established:d},"rejected":{r.rejected:d},'
+            f'"unanswered":{r.unanswered:d},"packets":{r.packets:d},"bytes":{r.bytes:d},'
+            f'"orig_packets":{r.orig_packets:d},"resp_packets":{r.resp_packets:d},'
+            f'"orig_bytes":{r.orig_bytes:d},"resp_bytes":{r.resp_bytes:d},'
+            f'"first_seen":{_ts_json(r.first_seen)},"last_seen":{_ts_json(r.last_seen)},'
+            f'"first_frame":{{"input":{r.first_frame.input:d},"frame":{r.first_frame.frame:d}}},'
+            f'"direction_evidence":{js[r.direction_evidence]},'
+            f'"direction_inferred":{"true" if r.direction_inferred else "false"},'
+            f'"conn_states":{self.states[tuple(r.conn_states.items())]},'
+            f'"tunnels":{lists[r.tunnels]},'
+            f'"summarised":{"true" if r.summarised else "false"}}}'
+        )
+
+
+# --- loading a document from JSON data -----------------------------------------------------
+
+T = TypeVar("T")
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def load_document(data: Mapping[str, Any]) -> AuditDocument:
+    """An audit document from its JSON data (a saved ``--json`` file, parsed). Members missing from
+    an older document load as None (optional values) or empty (lists and maps); a missing or
+    mistyped scalar raises DocumentError naming it."""
+    doc: AuditDocument = _load(AuditDocument, data, "")
+    return doc
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    hit = _HINTS.get(cls)
+    if hit is None:
+        hit = _HINTS[cls] = typing.get_type_hints(cls)
+    return hit
+
+
+def _load(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return None if value is None else _load(args[0], value, where)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise DocumentError(f"{where or 'document'}: not an object")
+        hints = _hints(make_type := typing.cast(type, tp))
+        kwargs = {}
+        for f in dataclasses.fields(make_type):
+            at = f"{where}.{f.name}" if where else f.name
+            ftype = hints[f.name]
+            if f.name in value:
+                kwargs[f.name] = _load(ftype, value[f.name], at)
+            else:
+                kwargs[f.name] = _absent(ftype, at)
+        make: Any = tp
+        return make(**kwargs)
+    if origin is tuple or origin in (Sequence, typing.Sequence):
+        if not isinstance(value, list | tuple):
+            raise DocumentError(f"{where}: not a list")
+        (item,) = typing.get_args(tp)[:1]
+        return tuple(_load(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin in (Mapping, typing.Mapping, dict):
+        if not isinstance(value, Mapping):
+            raise DocumentError(f"{where}: not an object")
+        _, item = typing.get_args(tp)
+        return {str(k): _load(item, v, f"{where}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise DocumentError(f"{where}: not true or false")
+        return value
+    if tp is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise DocumentError(f"{where}: not an integer")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise DocumentError(f"{where}: not a string")
+        return value
+    raise TypeError(f"{where}: no loader for {tp!r}")
+
+
+def _absent(tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(tp):
+        return None
+    if origin is tuple or origin in (Sequence, typing.Sequence):
+        return ()
+    if origin in (Mapping, typing.Mapping, dict):
+        return {}
+    raise DocumentError(f"{where}: missing")
