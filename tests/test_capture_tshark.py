@@ -112,7 +112,7 @@ def _conversations(path: Path, engine: str) -> Counter[tuple[object, ...]] | Non
 
 
 def test_engines_agree_on_a_corpus_sample() -> None:
-    """Issue 3: the tshark engine gives the same conversations as the fast path on captures both read."""
+    """The tshark engine gives the same conversations as the fast path on captures both read."""
     corpus = Path(__file__).resolve().parents[2] / "shared" / "corpus"
     manifest = corpus / "MANIFEST.tsv"
     if not manifest.exists():

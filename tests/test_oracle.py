@@ -1,4 +1,4 @@
-"""tshark as the oracle (issue 3): every TCP/UDP conversation in `tshark -z conv,tcp -z conv,udp` is one of
+"""tshark as the oracle (SPEC §3): every TCP/UDP conversation in `tshark -z conv,tcp -z conv,udp` is one of
 ours, with the same packet counts per direction, on generated captures of every format we read and on a
 deterministic sample of the public corpus. The whole corpus: `python bench/oracle_corpus.py`.
 """

@@ -1,4 +1,4 @@
-"""Verdicts do not depend on how the packets reached the capture (issue 4, "captures you did not
+"""Verdicts do not depend on how the packets reached the capture ("captures you did not
 design for"): the same deployment inside VXLAN (cloud traffic mirroring), behind QinQ VLAN tags, or
 captured from the middle of its sessions gets the same findings."""
 
