@@ -62,6 +62,11 @@ def short(text: str) -> str:
     return text if len(text) <= DISPLAY_CHARS else text[: DISPLAY_CHARS - 1] + "\u2026"
 
 
+def _beyond(text: str, title: str) -> str:
+    """A tooltip only where it shows more than the text."""
+    return "" if title == text else title
+
+
 def fmt_num(n: int | float | None) -> str:
     return "" if n is None else f"{int(n):,}"
 
@@ -98,16 +103,33 @@ class Cell:
     """CSS class (verdict or status colour)."""
     key: str | int | None = None
     """What the column sorts by; None: the text."""
+    title_cell: int | None = None
+    """Where the page holds the title once: the index of a shared cell whose text it is (a title
+    that many rows repeat, such as an input's path)."""
 
     def encode(self) -> list[Any]:
-        """The page's form: [text, key, cls, title, sub], trailing empty members left out."""
-        out: list[Any] = [self.text, self.key, self.cls, self.title, list(self.sub)]
-        while len(out) > 1 and not out[-1] and out[-1] != 0:
-            out.pop()
-        return out
+        """The page's form: [text, key, cls, title, sub], trailing empty members left out. A key equal
+        to the text is left out (null); a title is written ``true`` where it is the key, and as a
+        number where it is that shared cell's text."""
+        text, key, title = self.text, self.key, self.title
+        if key == text:
+            key = None
+        encoded_title: str | int | bool = title
+        if self.title_cell is not None:
+            encoded_title = self.title_cell
+        elif title and title == key:
+            encoded_title = True
+        # Written out rather than trimmed in a loop: this runs for every cell of every flow.
+        if self.sub:
+            return [text, key, self.cls, encoded_title, list(self.sub)]
+        if encoded_title != "":
+            return [text, key, self.cls, encoded_title]
+        if self.cls:
+            return [text, key, self.cls]
+        return [text] if key is None else [text, key]
 
     def without_role_line(self) -> Cell:
-        return Cell(self.text, self.title, self.sub[1:], self.cls, self.key)
+        return Cell(self.text, self.title, self.sub[1:], self.cls, self.key, self.title_cell)
 
 
 class _Texts(dict[str, str]):
@@ -177,10 +199,8 @@ class FlowCells:
         """A flow's cells in FLOW_COLS order: interned ones as their index."""
         v = self.verdict(r)
         intern = self._intern
-        conns = (f"established {r.established}, rejected {r.rejected}, unanswered {r.unanswered}"
-                 + (f"; states {self._states(r.conn_states)}" if r.conn_states else ""))
         frame = r.first_frame
-        path = self.paths[frame.input] if 0 <= frame.input < len(self.paths) else "?"
+        source = intern(("i", frame.input), self._input, frame.input)
         return [
             intern(("v", v), _verdict_cell, v),
             intern(("h", r.initiator, r.initiator_names, r.initiator_roles), self._host,
@@ -190,20 +210,30 @@ class FlowCells:
             intern(("s", r.protocol, r.port), self._svc, r.protocol, r.port),
             intern(("o", r.outcome, r.refused_by), self._outcome, r),
             intern(("w", r.rule_ids, r.reverse_rule_ids, r.reason, r.reason_text), self._why, r),
-            Cell(fmt_num(r.connections), conns, cls="n", key=r.connections),
+            intern(("c", r.connections, r.established, r.rejected, r.unanswered, tuple(r.conn_states.items())),
+                   self._conns, r),
             Cell(fmt_num(r.packets), cls="n", key=r.packets),
-            Cell(fmt_bytes(r.bytes), f"{fmt_num(r.bytes)} bytes", cls="n", key=r.bytes),
+            # Under 1 KiB the text is the exact count already.
+            Cell(fmt_bytes(r.bytes), f"{fmt_num(r.bytes)} bytes" if r.bytes >= 1024 else "", cls="n", key=r.bytes),
             Cell(fmt_ts(r.first_seen), r.first_seen or "", key=r.first_seen or ""),
             Cell(fmt_ts(r.last_seen), r.last_seen or "", key=r.last_seen or ""),
+            # The frame's input (its path) is the title many rows share: the page holds it once.
             Cell(f"{frame.input}:#{frame.frame}" if len(self.paths) > 1 else f"#{frame.frame}",
-                 f"input {frame.input} ({path}), frame {frame.frame}", cls="n",
-                 key=frame.input * 10**12 + frame.frame),
+                 self.cells[source].text, cls="n", key=frame.input * 10**12 + frame.frame, title_cell=source),
             intern(("d", r.direction_evidence, r.direction_inferred), _dir_cell,
                    self.t32[r.direction_evidence], r.direction_inferred),
         ]
 
-    def _states(self, states: Mapping[str, int]) -> str:
-        return " ".join(f"{safe_text(k, 8)}:{v}" for k, v in sorted(states.items()))
+    def _conns(self, r: FlowRow) -> Cell:
+        states = " ".join(f"{safe_text(k, 8)}:{v}" for k, v in sorted(r.conn_states.items()))
+        return Cell(fmt_num(r.connections),
+                    f"established {r.established}, rejected {r.rejected}, unanswered {r.unanswered}"
+                    + (f"; states {states}" if states else ""), cls="n", key=r.connections)
+
+    def _input(self, index: int) -> Cell:
+        """Not a column's cell: the title of the frame cells of one input."""
+        path = self.paths[index] if 0 <= index < len(self.paths) else "?"
+        return Cell(f"input {index} ({path})")
 
     def _host(self, addr: str, names: tuple[str, ...], roles: tuple[str, ...]) -> Cell:
         names_t = [self.text[n] for n in names]
@@ -233,11 +263,11 @@ class FlowCells:
                                        if i in self.rules and self.rules[i].note))
             full = safe_text("; ".join(lines))
             notes = [safe_text(n) for n in notes]
-            return Cell(short(full), "\n".join([full, *notes]), tuple(short("Note: " + n) for n in notes),
-                        key=" ".join(ids))
+            return Cell(short(full), _beyond(short(full), "\n".join([full, *notes])),
+                        tuple(short("Note: " + n) for n in notes), key=" ".join(ids))
         reason = self.t64[r.reason or ""]
         text = self.text[r.reason_text or ""] or reason
-        return Cell(short(text), text, (reason,) if r.reason_text and reason else (), key=text)
+        return Cell(short(text), _beyond(short(text), text), (reason,) if r.reason_text and reason else (), key=text)
 
 
 def _verdict_cell(v: str) -> Cell:
@@ -266,11 +296,11 @@ def rule_cells(r: RuleRow) -> list[Cell]:
         Cell(status, cls="s-" + status, key=RULE_SEVERITY.get(r.status, 9)),
         Cell(rid, safe_text(citation_line(r)),
              ((short(product),) if product else ()) + ((layer,) if layer != "document" else ())),
-        Cell(short(pair), pair, key=f"{src} {dst}"),
+        Cell(short(pair), _beyond(short(pair), pair), key=f"{src} {dst}"),
         Cell(short(" ".join([", ".join(protos), ports]).strip()), key=",".join(protos) + " " + ports),
-        Cell(short(desc), "\n".join(x for x in (desc, note) if x), (short("Note: " + note),) if note else (),
-             key=desc),
-        Cell(short(lacking), lacking, key=len(r.hosts_lacking)),
+        Cell(short(desc), _beyond(short(desc), "\n".join(x for x in (desc, note) if x)),
+             (short("Note: " + note),) if note else (), key=desc),
+        Cell(short(lacking), _beyond(short(lacking), lacking), key=len(r.hosts_lacking)),
         Cell(fmt_num(r.flows), cls="n", key=r.flows),
     ]
 
@@ -279,5 +309,5 @@ def host_cells(h: HostRow) -> list[Cell]:
     """A host's cells in HOST_COLS order."""
     roles = ", ".join(safe_text(r) for r in h.roles)
     names = ", ".join(safe_text(f"{n.name} ({n.source}, input {n.input} frame {n.frame})") for n in h.names)
-    return [Cell(safe_text(h.address, 64)), Cell(short(roles), roles, key=roles),
-            Cell(short(names), names, key=names)]
+    return [Cell(safe_text(h.address, 64)), Cell(short(roles), _beyond(short(roles), roles), key=roles),
+            Cell(short(names), _beyond(short(names), names), key=names)]
