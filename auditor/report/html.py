@@ -245,6 +245,7 @@ DATA_MARK = "\x00audit-data\x00"
 """Stands for the data block in the rendered page. Nothing from the document can contain it: every
 string passes safe_text, which shows a NUL as \\u0000."""
 _BATCH = 2000
+_ENCODE = 50
 _DUMP = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 _DUMP_RECORDS = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"),
                                  check_circular=False).encode
@@ -340,7 +341,11 @@ class _FlowPass:
                 t["packets"] += r.packets
                 t["flows"] += 1
         row = self.cells.row
-        text = _script_safe(_DUMP_RECORDS([_encode_row(row(r)) for r in batch])[1:-1])
+        # Encoded a few rows at a time: their lists die young, so the collector never promotes them
+        # and does not run full collections over a large heap while the page is built.
+        text = ",".join(_DUMP_RECORDS([_encode_row(row(r)) for r in batch[i:i + _ENCODE]])[1:-1]
+                        for i in range(0, len(batch), _ENCODE))
+        text = _script_safe(text)
         self.chunks.append(text if not self.chunks else "," + text)
 
     def record(self, i: int) -> list[Cell]:
