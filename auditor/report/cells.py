@@ -33,6 +33,9 @@ FLOW_COLS = {
     "dir": "Direction",
 }
 """A flow record's cells, in this order (the page's ``cols.flow``)."""
+FLOW_CLASSES = {c: "n" if c in ("conns", "packets", "bytes", "frame") else "" for c in FLOW_COLS}
+"""Each flow column's class (the page's ``classes.flow``): a record's own cell of its column's class
+leaves the class out (numbers, right-aligned, are most of a large page's cells)."""
 RULE_COLS = {
     "status": "Status", "rule": "Rule", "pair": "Source \u2192 destination", "rsvc": "Protocol / ports",
     "desc": "Description", "lacking": "Hosts lacking it", "rflows": "Flows",
@@ -107,10 +110,11 @@ class Cell:
     """Where the page holds the title once: the index of a shared cell whose text it is (a title
     that many rows repeat, such as an input's path)."""
 
-    def encode(self) -> list[Any]:
-        """The page's form: [text, key, cls, title, sub], trailing empty members left out. A key equal
-        to the text is left out (null); a title is written ``true`` where it is the key, and as a
-        number where it is that shared cell's text."""
+    def encode(self, column_class: str = "") -> list[Any]:
+        """The page's form: [text, key, cls, title, sub], trailing empty members left out; without
+        cls, a record's own cell has ``column_class``. A key equal to the text is left out (null); a
+        title is written ``true`` where it is the key, and as a number where it is that shared cell's
+        text."""
         text, key, title = self.text, self.key, self.title
         if key == text:
             key = None
@@ -124,7 +128,7 @@ class Cell:
             return [text, key, self.cls, encoded_title, list(self.sub)]
         if encoded_title != "":
             return [text, key, self.cls, encoded_title]
-        if self.cls:
+        if self.cls != column_class:
             return [text, key, self.cls]
         return [text] if key is None else [text, key]
 

@@ -30,6 +30,7 @@ from markupsafe import Markup
 from auditor import resources
 from auditor.report.cells import (
     DISPLAY_CHARS,
+    FLOW_CLASSES,
     FLOW_COLS,
     HOST_COLS,
     MAX_CHARS,
@@ -267,8 +268,11 @@ class _Lists:
         return found
 
 
+_CLASSES = list(FLOW_CLASSES.values())
+
+
 def _encode_row(row: list[int | Cell]) -> list[Any]:
-    return [c if isinstance(c, int) else c.encode() for c in row]
+    return [c if isinstance(c, int) else c.encode(k) for c, k in zip(row, _CLASSES, strict=True)]
 
 
 def _table(tid: str, kind: str, cols: Iterable[str], rows: list[int], cells: Callable[[int], list[Cell]],
@@ -420,10 +424,12 @@ def build_view(doc: AuditDocument) -> View:
         ))
 
     matrix_roles, matrix = _matrix([r.role for r in role_views], walk.pairs, lists)
-    # The data block, in the key order of one dict {pageSize, cols, cells, flows, rule, host, tables}
-    # encoded whole: compact JSON of a dict is its members' JSON joined by ",", so it can be cut there.
+    # The data block, in the key order of one dict {pageSize, cols, classes, cells, flows, rule, host,
+    # tables} encoded whole: compact JSON of a dict is its members' JSON joined by ",", so it can be
+    # cut there.
     before = {"pageSize": PAGE_SIZE, "cols": {"flow": list(FLOW_COLS), "rule": list(RULE_COLS),
                                                "host": list(HOST_COLS)},
+              "classes": {"flow": _CLASSES, "rule": [""] * len(RULE_COLS), "host": [""] * len(HOST_COLS)},
               "cells": [c.encode() for c in flow_cells.cells]}
     after = {"rule": [[c.encode() for c in r] for r in rules], "host": [[c.encode() for c in h] for h in hosts],
              "tables": {t.id: {"kind": t.kind, "cols": [c for c, _ in t.columns], "rows": t.rows,

@@ -1,7 +1,8 @@
 /* pcap-audit report: pages, sorts and filters the tables from the JSON block.
    Every cell arrives made (auditor/report/cells.py: [text, sort key, class, title, sub-lines], or the
    index of a shared one in data.cells); this script formats nothing, it only shows cells. A null or
-   missing key is the text; a title true is the key, a number the text of that shared cell.
+   missing key is the text; a title true is the key, a number the text of that shared cell; a record's
+   own cell without a class has its column's (data.classes).
    Data is only ever inserted with textContent / setAttribute: never as markup. */
 (function () {
   "use strict";
@@ -104,13 +105,15 @@
     var end = Math.min(this.view.length, this.printing ? this.printRows : start + PAGE);
     var cols = this.spec.cols, order = data.cols[this.spec.kind], hide = this.spec.hide;
     var at = cols.map(function (k) { return order.indexOf(k); }), frag = document.createDocumentFragment();
+    var classes = data.classes[this.spec.kind];
     for (var n = start; n < end; n++) {
       var rec = this.recs[this.view[n]], tr = document.createElement("tr");
       for (var c = 0; c < cols.length; c++) {
-        var v = cellOf(rec[at[c]]), td = document.createElement("td"), sub = v[4] || [];
+        var raw = rec[at[c]], v = cellOf(raw), td = document.createElement("td"), sub = v[4] || [];
+        var cls = v.length > 2 ? v[2] : typeof raw === "number" ? "" : classes[at[c]];
         // A table of one role's flows leaves out the roles line of that side's host cell.
         if (hide.indexOf(cols[c]) >= 0) { sub = sub.slice(1); }
-        if (v[2]) { td.className = v[2]; }
+        if (cls) { td.className = cls; }
         var title = titleOf(v);
         if (title) { td.setAttribute("title", title); }
         td.appendChild(document.createTextNode(v[0]));
