@@ -111,7 +111,7 @@ class Cell:
     that many rows repeat, such as an input's path)."""
 
     def encode(self, column_class: str = "") -> list[Any]:
-        """The page's form: [text, key, cls, title, sub], trailing empty members left out; without
+        """The page's form: [text, key, title, cls, sub], trailing empty members left out; without
         cls, a record's own cell has ``column_class``. A key equal to the text is left out (null); a
         title is written ``true`` where it is the key, and as a number where it is that shared cell's
         text."""
@@ -125,11 +125,11 @@ class Cell:
             encoded_title = True
         # Written out rather than trimmed in a loop: this runs for every cell of every flow.
         if self.sub:
-            return [text, key, self.cls, encoded_title, list(self.sub)]
-        if encoded_title != "":
-            return [text, key, self.cls, encoded_title]
+            return [text, key, encoded_title, self.cls, list(self.sub)]
         if self.cls != column_class:
-            return [text, key, self.cls]
+            return [text, key, encoded_title, self.cls]
+        if encoded_title != "":
+            return [text, key, encoded_title]
         return [text] if key is None else [text, key]
 
     def without_role_line(self) -> Cell:

@@ -1,5 +1,5 @@
 /* pcap-audit report: pages, sorts and filters the tables from the JSON block.
-   Every cell arrives made (auditor/report/cells.py: [text, sort key, class, title, sub-lines], or the
+   Every cell arrives made (auditor/report/cells.py: [text, sort key, title, class, sub-lines], or the
    index of a shared one in data.cells); this script formats nothing, it only shows cells. A null or
    missing key is the text; a title true is the key, a number the text of that shared cell; a record's
    own cell without a class has its column's (data.classes).
@@ -14,7 +14,7 @@
   function cellOf(c) { return typeof c === "number" ? SHARED[c] : c; }
   function sortKey(c) { return c.length > 1 && c[1] !== null ? c[1] : c[0]; }
   function titleOf(c) {
-    var t = c[3];
+    var t = c[2];
     return t === true ? c[1] : typeof t === "number" ? SHARED[t][0] : t || "";
   }
   function compare(a, b) {
@@ -110,7 +110,7 @@
       var rec = this.recs[this.view[n]], tr = document.createElement("tr");
       for (var c = 0; c < cols.length; c++) {
         var raw = rec[at[c]], v = cellOf(raw), td = document.createElement("td"), sub = v[4] || [];
-        var cls = v.length > 2 ? v[2] : typeof raw === "number" ? "" : classes[at[c]];
+        var cls = v.length > 3 ? v[3] : typeof raw === "number" ? "" : classes[at[c]];
         // A table of one role's flows leaves out the roles line of that side's host cell.
         if (hide.indexOf(cols[c]) >= 0) { sub = sub.slice(1); }
         if (cls) { td.className = cls; }
