@@ -202,30 +202,37 @@ class FlowCells:
     def row(self, r: FlowRow) -> list[int | Cell]:
         """A flow's cells in FLOW_COLS order: interned ones as their index."""
         v = self.verdict(r)
-        intern = self._intern
+        # A found cell is looked up here, not in _intern (a call per cell of every flow); index 0
+        # reads as not found and is looked up again there.
+        get, intern = self._index.get, self._intern
         frame = r.first_frame
-        source = intern(("i", frame.input), self._input, frame.input)
+        k_in = ("i", frame.input)
+        source = get(k_in) or intern(k_in, self._input, frame.input)
+        k_v = ("v", v)
+        k_init = ("h", r.initiator, r.initiator_names, r.initiator_roles)
+        k_resp = ("h", r.responder, r.responder_names, r.responder_roles)
+        k_svc = ("s", r.protocol, r.port)
+        k_out = ("o", r.outcome, r.refused_by)
+        k_why = ("w", r.rule_ids, r.reverse_rule_ids, r.reason, r.reason_text)
+        k_conns = ("c", r.connections, r.established, r.rejected, r.unanswered, tuple(r.conn_states.items()))
+        k_dir = ("d", r.direction_evidence, r.direction_inferred)
         return [
-            intern(("v", v), _verdict_cell, v),
-            intern(("h", r.initiator, r.initiator_names, r.initiator_roles), self._host,
-                   r.initiator, r.initiator_names, r.initiator_roles),
-            intern(("h", r.responder, r.responder_names, r.responder_roles), self._host,
-                   r.responder, r.responder_names, r.responder_roles),
-            intern(("s", r.protocol, r.port), self._svc, r.protocol, r.port),
-            intern(("o", r.outcome, r.refused_by), self._outcome, r),
-            intern(("w", r.rule_ids, r.reverse_rule_ids, r.reason, r.reason_text), self._why, r),
-            intern(("c", r.connections, r.established, r.rejected, r.unanswered, tuple(r.conn_states.items())),
-                   self._conns, r),
-            Cell(fmt_num(r.packets), cls="n", key=r.packets),
+            get(k_v) or intern(k_v, _verdict_cell, v),
+            get(k_init) or intern(k_init, self._host, r.initiator, r.initiator_names, r.initiator_roles),
+            get(k_resp) or intern(k_resp, self._host, r.responder, r.responder_names, r.responder_roles),
+            get(k_svc) or intern(k_svc, self._svc, r.protocol, r.port),
+            get(k_out) or intern(k_out, self._outcome, r),
+            get(k_why) or intern(k_why, self._why, r),
+            get(k_conns) or intern(k_conns, self._conns, r),
+            Cell(fmt_num(r.packets), "", (), "n", r.packets),
             # Under 1 KiB the text is the exact count already.
-            Cell(fmt_bytes(r.bytes), f"{fmt_num(r.bytes)} bytes" if r.bytes >= 1024 else "", cls="n", key=r.bytes),
-            Cell(fmt_ts(r.first_seen), r.first_seen or "", key=r.first_seen or ""),
-            Cell(fmt_ts(r.last_seen), r.last_seen or "", key=r.last_seen or ""),
+            Cell(fmt_bytes(r.bytes), f"{fmt_num(r.bytes)} bytes" if r.bytes >= 1024 else "", (), "n", r.bytes),
+            Cell(fmt_ts(r.first_seen), r.first_seen or "", (), "", r.first_seen or ""),
+            Cell(fmt_ts(r.last_seen), r.last_seen or "", (), "", r.last_seen or ""),
             # The frame's input (its path) is the title many rows share: the page holds it once.
             Cell(f"{frame.input}:#{frame.frame}" if len(self.paths) > 1 else f"#{frame.frame}",
-                 self.cells[source].text, cls="n", key=frame.input * 10**12 + frame.frame, title_cell=source),
-            intern(("d", r.direction_evidence, r.direction_inferred), _dir_cell,
-                   self.t32[r.direction_evidence], r.direction_inferred),
+                 self.cells[source].text, (), "n", frame.input * 10**12 + frame.frame, source),
+            get(k_dir) or intern(k_dir, _dir_cell, self.t32[r.direction_evidence], r.direction_inferred),
         ]
 
     def _conns(self, r: FlowRow) -> Cell:
