@@ -175,7 +175,7 @@ def test_json_block_cannot_close_the_script(hostile_html: str) -> None:
         assert ch not in body
     data = json.loads(body)
     # The host cells' titles list the names (the flow records' cells 1 and 2: initiator, responder).
-    names = {n for rec in data["flows"] for k in (1, 2) for n in data["cells"][rec[k]][3].split("\n")}
+    names = {n for rec in data["flows"] for k in (1, 2) for n in data["cells"][rec[k]][2].split("\n")}
     assert HOSTILE_SCRIPT_CLOSE in names and HOSTILE_SNI in names
     # U+2028 is shown as an escape, not as an invisible line break.
     assert "line\\u2028sep\\u2029para.example" in names

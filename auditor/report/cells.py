@@ -33,6 +33,9 @@ FLOW_COLS = {
     "dir": "Direction",
 }
 """A flow record's cells, in this order (the page's ``cols.flow``)."""
+FLOW_CLASSES = {c: "n" if c in ("conns", "packets", "bytes", "frame") else "" for c in FLOW_COLS}
+"""Each flow column's class (the page's ``classes.flow``): a record's own cell of its column's class
+leaves the class out (numbers, right-aligned, are most of a large page's cells)."""
 RULE_COLS = {
     "status": "Status", "rule": "Rule", "pair": "Source \u2192 destination", "rsvc": "Protocol / ports",
     "desc": "Description", "lacking": "Hosts lacking it", "rflows": "Flows",
@@ -60,6 +63,11 @@ def safe_text(value: object, limit: int = MAX_CHARS) -> str:
 def short(text: str) -> str:
     """Display form: at most DISPLAY_CHARS characters."""
     return text if len(text) <= DISPLAY_CHARS else text[: DISPLAY_CHARS - 1] + "\u2026"
+
+
+def _beyond(text: str, title: str) -> str:
+    """A tooltip only where it shows more than the text."""
+    return "" if title == text else title
 
 
 def fmt_num(n: int | float | None) -> str:
@@ -98,16 +106,34 @@ class Cell:
     """CSS class (verdict or status colour)."""
     key: str | int | None = None
     """What the column sorts by; None: the text."""
+    title_cell: int | None = None
+    """Where the page holds the title once: the index of a shared cell whose text it is (a title
+    that many rows repeat, such as an input's path)."""
 
-    def encode(self) -> list[Any]:
-        """The page's form: [text, key, cls, title, sub], trailing empty members left out."""
-        out: list[Any] = [self.text, self.key, self.cls, self.title, list(self.sub)]
-        while len(out) > 1 and not out[-1] and out[-1] != 0:
-            out.pop()
-        return out
+    def encode(self, column_class: str = "") -> list[Any]:
+        """The page's form: [text, key, title, cls, sub], trailing empty members left out; without
+        cls, a record's own cell has ``column_class``. A key equal to the text is left out (null); a
+        title is written ``true`` where it is the key, and as a number where it is that shared cell's
+        text."""
+        text, key, title = self.text, self.key, self.title
+        if key == text:
+            key = None
+        encoded_title: str | int | bool = title
+        if self.title_cell is not None:
+            encoded_title = self.title_cell
+        elif title and title == key:
+            encoded_title = True
+        # Written out rather than trimmed in a loop: this runs for every cell of every flow.
+        if self.sub:
+            return [text, key, encoded_title, self.cls, list(self.sub)]
+        if self.cls != column_class:
+            return [text, key, encoded_title, self.cls]
+        if encoded_title != "":
+            return [text, key, encoded_title]
+        return [text] if key is None else [text, key]
 
     def without_role_line(self) -> Cell:
-        return Cell(self.text, self.title, self.sub[1:], self.cls, self.key)
+        return Cell(self.text, self.title, self.sub[1:], self.cls, self.key, self.title_cell)
 
 
 class _Texts(dict[str, str]):
@@ -176,34 +202,49 @@ class FlowCells:
     def row(self, r: FlowRow) -> list[int | Cell]:
         """A flow's cells in FLOW_COLS order: interned ones as their index."""
         v = self.verdict(r)
-        intern = self._intern
-        conns = (f"established {r.established}, rejected {r.rejected}, unanswered {r.unanswered}"
-                 + (f"; states {self._states(r.conn_states)}" if r.conn_states else ""))
+        # A found cell is looked up here, not in _intern (a call per cell of every flow); index 0
+        # reads as not found and is looked up again there.
+        get, intern = self._index.get, self._intern
         frame = r.first_frame
-        path = self.paths[frame.input] if 0 <= frame.input < len(self.paths) else "?"
+        k_in = ("i", frame.input)
+        source = get(k_in) or intern(k_in, self._input, frame.input)
+        k_v = ("v", v)
+        k_init = ("h", r.initiator, r.initiator_names, r.initiator_roles)
+        k_resp = ("h", r.responder, r.responder_names, r.responder_roles)
+        k_svc = ("s", r.protocol, r.port)
+        k_out = ("o", r.outcome, r.refused_by)
+        k_why = ("w", r.rule_ids, r.reverse_rule_ids, r.reason, r.reason_text)
+        k_conns = ("c", r.connections, r.established, r.rejected, r.unanswered, tuple(r.conn_states.items()))
+        k_dir = ("d", r.direction_evidence, r.direction_inferred)
         return [
-            intern(("v", v), _verdict_cell, v),
-            intern(("h", r.initiator, r.initiator_names, r.initiator_roles), self._host,
-                   r.initiator, r.initiator_names, r.initiator_roles),
-            intern(("h", r.responder, r.responder_names, r.responder_roles), self._host,
-                   r.responder, r.responder_names, r.responder_roles),
-            intern(("s", r.protocol, r.port), self._svc, r.protocol, r.port),
-            intern(("o", r.outcome, r.refused_by), self._outcome, r),
-            intern(("w", r.rule_ids, r.reverse_rule_ids, r.reason, r.reason_text), self._why, r),
-            Cell(fmt_num(r.connections), conns, cls="n", key=r.connections),
-            Cell(fmt_num(r.packets), cls="n", key=r.packets),
-            Cell(fmt_bytes(r.bytes), f"{fmt_num(r.bytes)} bytes", cls="n", key=r.bytes),
-            Cell(fmt_ts(r.first_seen), r.first_seen or "", key=r.first_seen or ""),
-            Cell(fmt_ts(r.last_seen), r.last_seen or "", key=r.last_seen or ""),
+            get(k_v) or intern(k_v, _verdict_cell, v),
+            get(k_init) or intern(k_init, self._host, r.initiator, r.initiator_names, r.initiator_roles),
+            get(k_resp) or intern(k_resp, self._host, r.responder, r.responder_names, r.responder_roles),
+            get(k_svc) or intern(k_svc, self._svc, r.protocol, r.port),
+            get(k_out) or intern(k_out, self._outcome, r),
+            get(k_why) or intern(k_why, self._why, r),
+            get(k_conns) or intern(k_conns, self._conns, r),
+            Cell(fmt_num(r.packets), "", (), "n", r.packets),
+            # Under 1 KiB the text is the exact count already.
+            Cell(fmt_bytes(r.bytes), f"{fmt_num(r.bytes)} bytes" if r.bytes >= 1024 else "", (), "n", r.bytes),
+            Cell(fmt_ts(r.first_seen), r.first_seen or "", (), "", r.first_seen or ""),
+            Cell(fmt_ts(r.last_seen), r.last_seen or "", (), "", r.last_seen or ""),
+            # The frame's input (its path) is the title many rows share: the page holds it once.
             Cell(f"{frame.input}:#{frame.frame}" if len(self.paths) > 1 else f"#{frame.frame}",
-                 f"input {frame.input} ({path}), frame {frame.frame}", cls="n",
-                 key=frame.input * 10**12 + frame.frame),
-            intern(("d", r.direction_evidence, r.direction_inferred), _dir_cell,
-                   self.t32[r.direction_evidence], r.direction_inferred),
+                 self.cells[source].text, (), "n", frame.input * 10**12 + frame.frame, source),
+            get(k_dir) or intern(k_dir, _dir_cell, self.t32[r.direction_evidence], r.direction_inferred),
         ]
 
-    def _states(self, states: Mapping[str, int]) -> str:
-        return " ".join(f"{safe_text(k, 8)}:{v}" for k, v in sorted(states.items()))
+    def _conns(self, r: FlowRow) -> Cell:
+        states = " ".join(f"{safe_text(k, 8)}:{v}" for k, v in sorted(r.conn_states.items()))
+        return Cell(fmt_num(r.connections),
+                    f"established {r.established}, rejected {r.rejected}, unanswered {r.unanswered}"
+                    + (f"; states {states}" if states else ""), cls="n", key=r.connections)
+
+    def _input(self, index: int) -> Cell:
+        """Not a column's cell: the title of the frame cells of one input."""
+        path = self.paths[index] if 0 <= index < len(self.paths) else "?"
+        return Cell(f"input {index} ({path})")
 
     def _host(self, addr: str, names: tuple[str, ...], roles: tuple[str, ...]) -> Cell:
         names_t = [self.text[n] for n in names]
@@ -233,11 +274,11 @@ class FlowCells:
                                        if i in self.rules and self.rules[i].note))
             full = safe_text("; ".join(lines))
             notes = [safe_text(n) for n in notes]
-            return Cell(short(full), "\n".join([full, *notes]), tuple(short("Note: " + n) for n in notes),
-                        key=" ".join(ids))
+            return Cell(short(full), _beyond(short(full), "\n".join([full, *notes])),
+                        tuple(short("Note: " + n) for n in notes), key=" ".join(ids))
         reason = self.t64[r.reason or ""]
         text = self.text[r.reason_text or ""] or reason
-        return Cell(short(text), text, (reason,) if r.reason_text and reason else (), key=text)
+        return Cell(short(text), _beyond(short(text), text), (reason,) if r.reason_text and reason else (), key=text)
 
 
 def _verdict_cell(v: str) -> Cell:
@@ -266,11 +307,11 @@ def rule_cells(r: RuleRow) -> list[Cell]:
         Cell(status, cls="s-" + status, key=RULE_SEVERITY.get(r.status, 9)),
         Cell(rid, safe_text(citation_line(r)),
              ((short(product),) if product else ()) + ((layer,) if layer != "document" else ())),
-        Cell(short(pair), pair, key=f"{src} {dst}"),
+        Cell(short(pair), _beyond(short(pair), pair), key=f"{src} {dst}"),
         Cell(short(" ".join([", ".join(protos), ports]).strip()), key=",".join(protos) + " " + ports),
-        Cell(short(desc), "\n".join(x for x in (desc, note) if x), (short("Note: " + note),) if note else (),
-             key=desc),
-        Cell(short(lacking), lacking, key=len(r.hosts_lacking)),
+        Cell(short(desc), _beyond(short(desc), "\n".join(x for x in (desc, note) if x)),
+             (short("Note: " + note),) if note else (), key=desc),
+        Cell(short(lacking), _beyond(short(lacking), lacking), key=len(r.hosts_lacking)),
         Cell(fmt_num(r.flows), cls="n", key=r.flows),
     ]
 
@@ -279,5 +320,5 @@ def host_cells(h: HostRow) -> list[Cell]:
     """A host's cells in HOST_COLS order."""
     roles = ", ".join(safe_text(r) for r in h.roles)
     names = ", ".join(safe_text(f"{n.name} ({n.source}, input {n.input} frame {n.frame})") for n in h.names)
-    return [Cell(safe_text(h.address, 64)), Cell(short(roles), roles, key=roles),
-            Cell(short(names), names, key=names)]
+    return [Cell(safe_text(h.address, 64)), Cell(short(roles), _beyond(short(roles), roles), key=roles),
+            Cell(short(names), _beyond(short(names), names), key=names)]

@@ -30,6 +30,7 @@ from markupsafe import Markup
 from auditor import resources
 from auditor.report.cells import (
     DISPLAY_CHARS,
+    FLOW_CLASSES,
     FLOW_COLS,
     HOST_COLS,
     MAX_CHARS,
@@ -245,6 +246,7 @@ DATA_MARK = "\x00audit-data\x00"
 """Stands for the data block in the rendered page. Nothing from the document can contain it: every
 string passes safe_text, which shows a NUL as \\u0000."""
 _BATCH = 2000
+_ENCODE = 50
 _DUMP = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 _DUMP_RECORDS = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"),
                                  check_circular=False).encode
@@ -266,8 +268,11 @@ class _Lists:
         return found
 
 
+_CLASSES = list(FLOW_CLASSES.values())
+
+
 def _encode_row(row: list[int | Cell]) -> list[Any]:
-    return [c if isinstance(c, int) else c.encode() for c in row]
+    return [c if isinstance(c, int) else c.encode(k) for c, k in zip(row, _CLASSES, strict=True)]
 
 
 def _table(tid: str, kind: str, cols: Iterable[str], rows: list[int], cells: Callable[[int], list[Cell]],
@@ -340,7 +345,11 @@ class _FlowPass:
                 t["packets"] += r.packets
                 t["flows"] += 1
         row = self.cells.row
-        text = _script_safe(_DUMP_RECORDS([_encode_row(row(r)) for r in batch])[1:-1])
+        # Encoded a few rows at a time: their lists die young, so the collector never promotes them
+        # and does not run full collections over a large heap while the page is built.
+        text = ",".join(_DUMP_RECORDS([_encode_row(row(r)) for r in batch[i:i + _ENCODE]])[1:-1]
+                        for i in range(0, len(batch), _ENCODE))
+        text = _script_safe(text)
         self.chunks.append(text if not self.chunks else "," + text)
 
     def record(self, i: int) -> list[Cell]:
@@ -415,10 +424,12 @@ def build_view(doc: AuditDocument) -> View:
         ))
 
     matrix_roles, matrix = _matrix([r.role for r in role_views], walk.pairs, lists)
-    # The data block, in the key order of one dict {pageSize, cols, cells, flows, rule, host, tables}
-    # encoded whole: compact JSON of a dict is its members' JSON joined by ",", so it can be cut there.
+    # The data block, in the key order of one dict {pageSize, cols, classes, cells, flows, rule, host,
+    # tables} encoded whole: compact JSON of a dict is its members' JSON joined by ",", so it can be
+    # cut there.
     before = {"pageSize": PAGE_SIZE, "cols": {"flow": list(FLOW_COLS), "rule": list(RULE_COLS),
                                                "host": list(HOST_COLS)},
+              "classes": {"flow": _CLASSES, "rule": [""] * len(RULE_COLS), "host": [""] * len(HOST_COLS)},
               "cells": [c.encode() for c in flow_cells.cells]}
     after = {"rule": [[c.encode() for c in r] for r in rules], "host": [[c.encode() for c in h] for h in hosts],
              "tables": {t.id: {"kind": t.kind, "cols": [c for c, _ in t.columns], "rows": t.rows,

@@ -1,6 +1,8 @@
 /* pcap-audit report: pages, sorts and filters the tables from the JSON block.
-   Every cell arrives made (auditor/report/cells.py: [text, sort key, class, title, sub-lines], or the
-   index of a shared one in data.cells); this script formats nothing, it only shows cells.
+   Every cell arrives made (auditor/report/cells.py: [text, sort key, title, class, sub-lines], or the
+   index of a shared one in data.cells); this script formats nothing, it only shows cells. A null or
+   missing key is the text; a title true is the key, a number the text of that shared cell; a record's
+   own cell without a class has its column's (data.classes).
    Data is only ever inserted with textContent / setAttribute: never as markup. */
 (function () {
   "use strict";
@@ -11,6 +13,10 @@
   function num(n) { return String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ","); }  // the pager's counts
   function cellOf(c) { return typeof c === "number" ? SHARED[c] : c; }
   function sortKey(c) { return c.length > 1 && c[1] !== null ? c[1] : c[0]; }
+  function titleOf(c) {
+    var t = c[2];
+    return t === true ? c[1] : typeof t === "number" ? SHARED[t][0] : t || "";
+  }
   function compare(a, b) {
     if (typeof a === "number" && typeof b === "number") { return a - b; }
     return collator.compare(String(a), String(b));
@@ -24,7 +30,7 @@
       var parts = [];
       records(kind)[i].forEach(function (raw) {
         var cell = cellOf(raw);
-        parts.push(cell[0], cell[3] || "");
+        parts.push(cell[0], titleOf(cell));
         (cell[4] || []).forEach(function (line) { parts.push(line); });
       });
       c[i] = parts.join("\u0001").toLowerCase();
@@ -99,14 +105,17 @@
     var end = Math.min(this.view.length, this.printing ? this.printRows : start + PAGE);
     var cols = this.spec.cols, order = data.cols[this.spec.kind], hide = this.spec.hide;
     var at = cols.map(function (k) { return order.indexOf(k); }), frag = document.createDocumentFragment();
+    var classes = data.classes[this.spec.kind];
     for (var n = start; n < end; n++) {
       var rec = this.recs[this.view[n]], tr = document.createElement("tr");
       for (var c = 0; c < cols.length; c++) {
-        var v = cellOf(rec[at[c]]), td = document.createElement("td"), sub = v[4] || [];
+        var raw = rec[at[c]], v = cellOf(raw), td = document.createElement("td"), sub = v[4] || [];
+        var cls = v.length > 3 ? v[3] : typeof raw === "number" ? "" : classes[at[c]];
         // A table of one role's flows leaves out the roles line of that side's host cell.
         if (hide.indexOf(cols[c]) >= 0) { sub = sub.slice(1); }
-        if (v[2]) { td.className = v[2]; }
-        if (v[3]) { td.setAttribute("title", v[3]); }
+        if (cls) { td.className = cls; }
+        var title = titleOf(v);
+        if (title) { td.setAttribute("title", title); }
         td.appendChild(document.createTextNode(v[0]));
         for (var s = 0; s < sub.length; s++) {
           var span = document.createElement("span");
