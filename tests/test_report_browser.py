@@ -193,6 +193,15 @@ class DevTools:
                     return ev
             self._pump(deadline)
 
+    def open_page(self, domains: tuple[str, ...]) -> None:
+        """Attach to a new blank page and enable the given CDP domains on it."""
+        target = self.send("Target.createTarget", {"url": "about:blank"}, browser=True)
+        attached = self.send("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True},
+                             browser=True)
+        self.session = attached["sessionId"]
+        for domain in domains:
+            self.send(f"{domain}.enable")
+
     def eval(self, expression: str) -> Any:
         res = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True})
         if "exceptionDetails" in res:
@@ -214,12 +223,7 @@ class DevTools:
 def loaded(report: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevTools]:
     cdp = DevTools(tmp_path_factory.mktemp("cdp"))
     try:
-        target = cdp.send("Target.createTarget", {"url": "about:blank"}, browser=True)
-        attached = cdp.send("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True},
-                            browser=True)
-        cdp.session = attached["sessionId"]
-        for domain in ("Runtime", "Log", "Network", "Page"):
-            cdp.send(f"{domain}.enable")
+        cdp.open_page(("Runtime", "Log", "Network", "Page"))
         cdp.send("Page.navigate", {"url": report.as_uri()})
         cdp.wait_event("Page.loadEventFired", timeout=60)
         deadline = time.monotonic() + 30

@@ -61,12 +61,7 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevTools]:
     cdp = DevTools(tmp_path_factory.mktemp("cdp"))
     try:
-        target = cdp.send("Target.createTarget", {"url": "about:blank"}, browser=True)
-        attached = cdp.send("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True},
-                            browser=True)
-        cdp.session = attached["sessionId"]
-        for domain in ("Runtime", "Page"):
-            cdp.send(f"{domain}.enable")
+        cdp.open_page(("Runtime", "Page"))
         yield cdp
     finally:
         cdp.close()
