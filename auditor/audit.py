@@ -109,6 +109,18 @@ class HostResolver:
         for r in catalog.rules:
             self.name_roles.extend((p, r.destination) for p in r.hostnames)
         self._cache: dict[str, HostView] = {}
+        self._roles: dict[frozenset[str], tuple[frozenset[str], frozenset[str], frozenset[str]]] = {}
+        """Mapped roles -> (the same set, expanded with the features in use, with every feature): one
+        copy of each of a few role sets, shared by every address that holds it (a frozenset is 216
+        bytes or more, three per address of a many-host audit)."""
+
+    def _role_sets(self, mapped: set[str]) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+        roles = frozenset(mapped)
+        hit = self._roles.get(roles)
+        if hit is None:
+            vocab = self.catalog.vocabulary
+            hit = self._roles[roles] = (roles, vocab.expand(roles, self.features), vocab.expand(roles))
+        return hit
 
     def __call__(self, address: str) -> HostView:
         hit = self._cache.get(address)
@@ -125,10 +137,8 @@ class HostResolver:
                 for pattern, role in self.name_roles:
                     if any(name_matches(pattern, n) for n in names):
                         mapped.add(role)
-            roles = frozenset(mapped)
-            vocab = self.catalog.vocabulary
-            view = HostView(address, roles, vocab.expand(roles, self.features), names,
-                            potential=vocab.expand(roles))
+            roles, effective, potential = self._role_sets(mapped)
+            view = HostView(address, roles, effective, names, potential=potential)
         self._cache[address] = view
         return view
 
