@@ -30,7 +30,7 @@ from auditor.classify import (
 )
 from auditor.conversations import ConversationBuilder, ConversationResult
 from auditor.errors import AuditorError
-from auditor.model import Connection, PacketRecord
+from auditor.model import Connection, PacketRecord, share_counts
 from auditor.names import MAX_NAMES, NameEvidence
 from auditor.parallel import auto_jobs, collect_parallel, paused_gc
 from auditor.report.document import build_document
@@ -369,6 +369,7 @@ def run_audit(request: AuditRequest) -> AuditOutcome:
         conv, names = collect_parallel(capture, catalog.server_ports(), jobs, request.progress)
     else:
         conv, names = collect(capture, catalog.server_ports(), connection_sink=request.connection_sink)
+    share_counts(conv.flows.values())  # the flows are final: one copy of each tally
     vantage = [parse_vantage(v, "--vantage", catalog.vocabulary) for v in request.vantage]
     analysis = judge(conv, names, catalog, roles, vantage=vantage)
     if request.strict_roles and analysis.warnings:
