@@ -30,7 +30,7 @@ from auditor.classify import (
 )
 from auditor.conversations import ConversationBuilder, ConversationResult
 from auditor.errors import AuditorError
-from auditor.model import Connection, PacketRecord
+from auditor.model import Connection, PacketRecord, share_counts
 from auditor.names import MAX_NAMES, NameEvidence
 from auditor.parallel import auto_jobs, collect_parallel, paused_gc
 from auditor.report.document import build_document
@@ -116,6 +116,18 @@ class HostResolver:
         for r in catalog.rules:
             self.name_roles.extend((p, r.destination) for p in r.hostnames)
         self._cache: dict[str, HostView] = {}
+        self._roles: dict[frozenset[str], tuple[frozenset[str], frozenset[str], frozenset[str]]] = {}
+        """Mapped roles -> (the same set, expanded with the features in use, with every feature): one
+        copy of each of a few role sets, shared by every address that holds it (a frozenset is 216
+        bytes or more, three per address of a many-host audit)."""
+
+    def _role_sets(self, mapped: set[str]) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+        roles = frozenset(mapped)
+        hit = self._roles.get(roles)
+        if hit is None:
+            vocab = self.catalog.vocabulary
+            hit = self._roles[roles] = (roles, vocab.expand(roles, self.features), vocab.expand(roles))
+        return hit
 
     def __call__(self, address: str) -> HostView:
         hit = self._cache.get(address)
@@ -132,10 +144,8 @@ class HostResolver:
                 for pattern, role in self.name_roles:
                     if any(name_matches(pattern, n) for n in names):
                         mapped.add(role)
-            roles = frozenset(mapped)
-            vocab = self.catalog.vocabulary
-            view = HostView(address, roles, vocab.expand(roles, self.features), names,
-                            potential=vocab.expand(roles))
+            roles, effective, potential = self._role_sets(mapped)
+            view = HostView(address, roles, effective, names, potential=potential)
         self._cache[address] = view
         return view
 
@@ -375,6 +385,7 @@ def run_audit(request: AuditRequest) -> AuditOutcome:
         conv, names = collect_parallel(capture, catalog.server_ports(), jobs, request.progress)
     else:
         conv, names = collect(capture, catalog.server_ports(), connection_sink=request.connection_sink)
+    share_counts(conv.flows.values())  # the flows are final: one copy of each tally
     vantage = [parse_vantage(v, "--vantage", catalog.vocabulary) for v in request.vantage]
     analysis = judge(conv, names, catalog, roles, vantage=vantage)
     if request.strict_roles and analysis.warnings:

@@ -12,6 +12,7 @@ hard link or another spelling is caught; and no two outputs may be the same file
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import secrets
 import signal
@@ -381,16 +382,38 @@ def _to_stdout(produce: Producer) -> None:
     (stream or sys.stdout).flush()
 
 
+FORK_RSS_MAX = 256 << 20
+"""Outputs are written by forked processes only while this process holds less than this. A writer
+reads every flow, and every object it reads has its reference count changed: the pages they sit on
+are copied into the writer, so a large audit would be held once more by each writer
+(bench/bench_hosts.py). Past it, the outputs are written one after the other."""
+
+
+def _resident_bytes() -> int:
+    """This process's resident memory (0 where /proc does not say)."""
+    try:
+        with open("/proc/self/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def _produce_all(jobs: list[tuple[int | None, Producer, Output]]) -> None:
     """Write each output into its staged file. With two cores and more than one output, all but the
     last are written by forked processes meanwhile (the HTML and the JSON of a large audit take a
-    second or more each); a child's failure comes back as one line. Standard output, if named, is
-    the last and written by this process."""
+    second or more each), unless this process is large (FORK_RSS_MAX); a child's failure comes back
+    as one line. Standard output, if named, is the last and written by this process."""
     from auditor.parallel import cpus
 
-    forking = len(jobs) > 1 and hasattr(os, "fork") and sys.platform.startswith("linux") and cpus() > 1
+    forking = len(jobs) > 1 and hasattr(os, "fork") and sys.platform.startswith("linux") and cpus() > 1 \
+        and _resident_bytes() < FORK_RSS_MAX
     children: list[tuple[int, int, Output]] = []
     errors: list[str] = []
+    if forking:
+        # The collector of a writer would walk every object this process holds, writing to each one's
+        # header and so copying every page of them: frozen, they are left alone (the writer's own
+        # garbage is still collected). Unfrozen here once the writers are started.
+        gc.freeze()
     try:
         for fd, produce, out in jobs[:-1] if forking else []:
             assert fd is not None
@@ -411,12 +434,16 @@ def _produce_all(jobs: list[tuple[int | None, Producer, Output]]) -> None:
             os.close(wfd)
             os.close(fd)
             children.append((pid, rfd, out))
+        if forking:
+            gc.unfreeze()
         for fd, produce, out in jobs[len(children):]:
             try:
                 _produce(fd, produce)
             except OSError as e:
                 raise OutputError(cannot_write(out.shown, e)) from e
     except BaseException:
+        if forking:
+            gc.unfreeze()  # a failed fork: never unfrozen above (twice does no harm)
         for pid, _, _ in children:  # their outputs are dropped: stop them now rather than wait
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGTERM)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -265,6 +265,33 @@ class FlowKey(NamedTuple):
 _TCP_ESTABLISHED = frozenset(("SF", "S1", "S2", "S3", "RSTO", "RSTR"))
 
 
+class SharedCounts(dict[str, int]):
+    """A tally of Flow.direction_evidence or Flow.conn_states that flows with the same tally share
+    once they are final (``share_counts``). Read as any dict; Flow.add and Flow.merge give their flow
+    a copy of its own before they change it."""
+
+    __slots__ = ()
+
+
+def share_counts(flows: Iterable[Flow]) -> None:
+    """Make final flows with equal tallies share one copy of each (insertion order kept): two dicts
+    of ~184 bytes a flow, where an audit of many hosts holds hundreds of thousands of flows whose
+    tallies are a few dozen distinct ones ({"syn": 1}, {"SF": 1}...)."""
+    seen: dict[tuple[tuple[str, int], ...], SharedCounts] = {}
+    for f in flows:
+        ev, states = f.direction_evidence, f.conn_states
+        key = tuple(ev.items())
+        one = seen.get(key)
+        if one is None:
+            one = seen[key] = SharedCounts(ev)
+        f.direction_evidence = one
+        key = (("", -1), *states.items())  # never equal to an evidence tally
+        one = seen.get(key)
+        if one is None:
+            one = seen[key] = SharedCounts(states)
+        f.conn_states = one
+
+
 @dataclass(slots=True)
 class Flow:
     """All connections of one FlowKey, aggregated. Mergeable: two partial audits combine."""
@@ -379,8 +406,12 @@ class Flow:
         if first_frame < self.first_frame:
             self.first_frame = first_frame
         ev = self.direction_evidence
+        if type(ev) is not dict:
+            ev = self.direction_evidence = dict(ev)  # shared (share_counts): a copy of its own
         ev[direction_evidence] = ev.get(direction_evidence, 0) + 1
         states = self.conn_states
+        if type(states) is not dict:
+            states = self.conn_states = dict(states)
         states[conn_state] = states.get(conn_state, 0) + 1
         self.bad_checksums += bad_checksums
         if tunnels:
@@ -396,6 +427,10 @@ class Flow:
         self.first_seen = min(self.first_seen, other.first_seen)
         self.last_seen = max(self.last_seen, other.last_seen)
         self.first_frame = min(self.first_frame, other.first_frame)
+        if type(self.direction_evidence) is not dict:  # shared (share_counts): a copy of its own
+            self.direction_evidence = dict(self.direction_evidence)
+        if type(self.conn_states) is not dict:
+            self.conn_states = dict(self.conn_states)
         for src, dst in ((other.direction_evidence, self.direction_evidence),
                          (other.conn_states, self.conn_states)):
             for k, v in src.items():

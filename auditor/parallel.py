@@ -150,7 +150,11 @@ def collect_parallel(capture: CaptureSet, server_ports: frozenset[tuple[str, int
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     if any(p.conv.overflowed or p.names.stats["names_dropped"] for p in [_Part(conv, names), *parts]):
-        # A share reached a bound: its summary is not part of one process's. Read again, as one.
+        # A share reached a bound: its summary is not part of one process's. Read again, as one,
+        # without the shares' results: they are as large as the bounds allow, and kept alive they
+        # would sit under the second read's own tables (bench/bench_hosts.py).
+        del parts, futures, conv, names, own
+
         def tick_again(done: int, total: int) -> None:
             if progress is not None:
                 progress(done, total, again.frames_read)

@@ -39,6 +39,8 @@ SpanKind = Literal["address", "network", "range"]
 
 _NAME_RE = re.compile(r"^(\*\.)?([a-z0-9_]([a-z0-9_-]{0,62})?)(\.[a-z0-9_]([a-z0-9_-]{0,62})?)*\.?$")
 _TOP_KEYS = ("roles", "features", "vantage")
+_CACHE_MAX = 1 << 16
+"""Addresses RoleMap remembers the decision of (a lookup is a bisection: the cache only saves repeats)."""
 
 
 class RoleVocabulary(Protocol):
@@ -279,6 +281,11 @@ class RoleMap:
     _index: _Index = field(init=False, repr=False)
     _cache: dict[tuple[str, tuple[str, ...]], tuple[tuple[RoleEntry, ...], frozenset[str]]] = field(
         init=False, repr=False, default_factory=dict)
+    """(address, names) -> its deciding entries and roles; bounded (_CACHE_MAX), as an audit may look
+    up millions of distinct addresses once each."""
+    _decisions: dict[tuple[RoleEntry, ...], tuple[tuple[RoleEntry, ...], frozenset[str]]] = field(
+        init=False, repr=False, default_factory=dict)
+    """Deciding entries -> the one copy of their result that every address they decide shares."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "entries", tuple(self.entries))
@@ -305,7 +312,11 @@ class RoleMap:
             ak = address_key(address)
             if ak is not None:
                 found = self._index.by_address(*ak)
-        result = (found, frozenset(e.role for e in found))
+        result = self._decisions.get(found)
+        if result is None:
+            result = self._decisions[found] = (found, frozenset(e.role for e in found))
+        if len(self._cache) >= _CACHE_MAX:
+            self._cache.clear()
         self._cache[key] = result
         return result
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from auditor.conversations import SWEEP_EVERY, ConversationBuilder, ConversationResult
-from auditor.model import Connection, FlowKey, Outcome, PacketRecord
+from auditor.model import Connection, Flow, FlowKey, Outcome, PacketRecord, SharedCounts, share_counts
 from tests.records import (
     handshake,
     icmp,
@@ -418,3 +418,24 @@ def test_a_flood_of_attempts_on_one_service_is_summarised_past_its_fan_in() -> N
     assert len(real) == 20 and len(spoofed) == 10
     assert res.flows[FlowKey("*", S, "tcp", 443)].connections == 20
     assert len([k for k in res.flows if k.responder == "10.0.0.99"]) == 5
+
+
+def test_shared_counts_are_copied_before_a_flow_changes_them() -> None:
+    """share_counts makes final flows with equal tallies share one dict; a later add or merge gives
+    the flow its own copy and leaves the others alone."""
+    flows = [Flow(FlowKey(f"10.0.0.{i}", "10.0.1.1", "tcp", 443)) for i in range(3)]
+    for f in flows:
+        f.add("tcp", "SF", "ShADadFf", 5, 300, 4, 900, 1.0, 2.0, (0, 1), "syn", 0, False, frozenset())
+    share_counts(flows)
+    assert flows[0].conn_states is flows[1].conn_states is flows[2].conn_states
+    assert flows[0].direction_evidence is flows[2].direction_evidence
+    assert isinstance(flows[0].conn_states, SharedCounts)
+    flows[0].add("tcp", "REJ", "Sr", 1, 40, 1, 40, 3.0, 3.0, (0, 9), "syn", 0, False, frozenset())
+    other = Flow(flows[1].key)
+    other.add("udp", "S0", "D", 1, 60, 0, 0, 4.0, 4.0, (0, 12), "first_packet", 0, False, frozenset())
+    flows[1].merge(other)
+    assert flows[0].conn_states == {"SF": 1, "REJ": 1}
+    assert flows[1].conn_states == {"SF": 1, "S0": 1}
+    assert flows[1].direction_evidence == {"syn": 1, "first_packet": 1}
+    assert flows[2].conn_states == {"SF": 1} and flows[2].direction_evidence == {"syn": 1}
+    assert type(flows[0].conn_states) is dict
