@@ -35,3 +35,19 @@ def test_reader_is_closed_after_a_normal_end() -> None:
     records = build_records([{"from": "10.0.0.1", "to": "10.0.0.2", "proto": "udp", "port": 53, "kind": "udp"}])
     conv, _ = collect(iter(records), frozenset())
     assert sum(f.connections for f in conv.flows.values()) == 1
+
+
+def test_a_reader_stopped_before_its_thread_started_closes(tmp_path: Any) -> None:
+    # A stop (SIGTERM) can land inside Thread.start(): closing must not join a thread that never ran
+    # (that raised RuntimeError, and a clean stop became "internal error", exit 2).
+    import threading
+
+    from auditor.capture.source import HashingReader
+
+    path = tmp_path / "x.bin"
+    path.write_bytes(b"x" * 100)
+    with open(path, "rb") as fh:
+        reader = HashingReader(fh)
+        reader._thread = threading.Thread(target=lambda: None)  # created, never started
+        reader.close()
+        assert fh.closed

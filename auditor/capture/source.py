@@ -253,7 +253,9 @@ class HashingReader:
 
     def close(self) -> None:
         self._stop.set()
-        if self._thread is not None:
+        # A stop (SIGTERM) can land inside Thread.start(): a thread that never started has nothing
+        # to join (join would raise RuntimeError and turn a clean stop into an internal error).
+        if self._thread is not None and self._thread.ident is not None:
             self._thread.join(timeout=10)
             if self._thread.is_alive():  # still waiting for a pipe's writer: the file is its to keep
                 return
