@@ -119,9 +119,15 @@ def _fire(st: _State, signum: int) -> NoReturn:
     raise Stopped(signum)
 
 
+def _silent(unraisable: Any) -> None:
+    """sys.unraisablehook once a stop is reported: what it interrupted is of no further interest."""
+
+
 def _unraisable(unraisable: Any) -> None:
     """sys.unraisablehook inside ``stopping()``: a Stopped that a callback swallowed is raised again."""
     st = _state
+    if st is not None and st.owner == os.getpid() and st.fired and not isinstance(unraisable.exc_value, Stopped):
+        return  # the debris of what the stop interrupted (a finalizer cut in two): not a second line
     if (st is not None and st.owner == os.getpid() and isinstance(unraisable.exc_value, Stopped)
             and not st.reported):
         st.fired = 0
@@ -168,6 +174,10 @@ def stopping() -> Iterator[None]:
         if st.reported:  # the command ends because of a stop: another signal changes nothing
             for signum in st.previous:
                 signal.signal(signum, signal.SIG_IGN)
+            # Nor does the debris of what the stop interrupted: a finalizer cut in two (a
+            # multiprocessing Finalize half made) fails later as "Exception ignored in ...", which
+            # would be a second line after the one that says the command stopped.
+            sys.unraisablehook = _silent
         else:
             _restore(st)
 

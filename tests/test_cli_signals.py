@@ -103,6 +103,33 @@ def test_a_stop_swallowed_by_a_callback_is_raised_again(handlers: None) -> None:
     assert ref() is None
 
 
+def test_debris_of_an_interrupted_finalizer_is_not_a_second_line(handlers: None) -> None:
+    # A stop that cuts a finalizer in two (multiprocessing's Finalize half made) makes it fail later
+    # with "Exception ignored in ...": once the stop is reported, that must not print a second line.
+    seen: list[object] = []
+
+    class Broken:
+        def __del__(self) -> None:
+            raise AttributeError("'Finalize' object has no attribute '_key'")
+
+    saved = sys.unraisablehook
+    sys.unraisablehook = seen.append
+    try:
+        with stopping():
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                spin()
+            except Stopped as e:
+                assert cli_signals.report_stop(e, "no output written") == 143
+        assert sys.unraisablehook is not seen.append  # replaced: the command ends because of a stop
+        broken = Broken()
+        del broken
+        gc.collect()
+        assert seen == []
+    finally:
+        sys.unraisablehook = saved
+
+
 def test_an_ignored_signal_stays_ignored(handlers: None) -> None:
     # `nohup pcap-audit ...`: SIGHUP ignored from the start.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
