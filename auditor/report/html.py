@@ -454,16 +454,21 @@ def build_view(doc: AuditDocument) -> View:
     # cut there.
     before = {"pageSize": PAGE_SIZE, "cols": {"flow": list(FLOW_COLS), "rule": list(RULE_COLS),
                                                "host": list(HOST_COLS)},
-              "classes": {"flow": _CLASSES, "rule": [""] * len(RULE_COLS), "host": [""] * len(HOST_COLS)},
-              "cells": [c.encode() for c in flow_cells.cells]}
+              "classes": {"flow": _CLASSES, "rule": [""] * len(RULE_COLS), "host": [""] * len(HOST_COLS)}}
     after = {"rule": [[c.encode() for c in r] for r in rules], "host": [[c.encode() for c in h] for h in hosts],
              "tables": {t.id: {"kind": t.kind, "cols": [c for c, _ in t.columns], "rows": t.rows,
                                "hide": list(t.hide)} for t in tables.values()}}
-    head = _script_safe(_DUMP(before)[:-1]) + ',"flows":['
+    head = _script_safe(_DUMP(before)[:-1]) + ',"cells":['
     tail = "]," + _script_safe(_DUMP(after)[1:])
+    shared = flow_cells.cells  # complete: the first pages were the last to add to it
 
     def chunks() -> Iterator[str]:
         yield head
+        # The shared cells (a host's each, for many distinct hosts) are encoded a batch at a time too.
+        for i in range(0, len(shared), _BATCH):
+            text = _script_safe(_DUMP_RECORDS([c.encode() for c in shared[i:i + _BATCH]])[1:-1])
+            yield text if not i else "," + text
+        yield '],"flows":['
         yield from walk.chunks()
         yield tail
 
