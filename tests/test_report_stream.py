@@ -130,6 +130,31 @@ def test_data_block_is_the_whole_encoding(flows: int, unmapped: int, inputs: int
     assert str(script_json(json.loads(block))) == block
 
 
+class _CountedReads(list[FlowRow]):
+    """Flows that count how often they are read through."""
+
+    reads = 0
+
+    def __iter__(self) -> Any:
+        self.reads += 1
+        return super().__iter__()
+
+
+def test_data_block_is_encoded_while_it_is_written() -> None:
+    """The view reads the flows once; the data block reads them again as it is written, a batch at a
+    time, and gives the same page as rendering at once."""
+    doc = load_document(make_audit_doc(flows=4100, unmapped=900, hostile=True))
+    flows = _CountedReads(doc.flows)
+    chunks = iter_html(dataclasses.replace(doc, flows=flows))
+    assert flows.reads == 1
+    first = next(chunks)
+    assert flows.reads == 1 and DATA_MARK not in first
+    rest = list(chunks)
+    assert flows.reads == 2
+    assert first + "".join(rest) == render_html(doc)
+    assert max(len(c) for c in rest) < 2_000_000
+
+
 def test_a_malformed_document_is_refused_where_it_is_wrong() -> None:
     doc = make_audit_doc(flows=10)
     del doc["flows"][3]["bytes"]

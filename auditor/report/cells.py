@@ -33,6 +33,9 @@ FLOW_COLS = {
     "dir": "Direction",
 }
 """A flow record's cells, in this order (the page's ``cols.flow``)."""
+SHARED_FIRST = list(FLOW_COLS).index("packets")
+"""A flow's cells before this column are interned (FlowCells.shared), as is its last; those between
+are its own (FlowCells.own)."""
 FLOW_CLASSES = {c: "n" if c in ("conns", "packets", "bytes", "frame") else "" for c in FLOW_COLS}
 """Each flow column's class (the page's ``classes.flow``): a record's own cell of its column's class
 leaves the class out (numbers, right-aligned, are most of a large page's cells)."""
@@ -201,6 +204,14 @@ class FlowCells:
 
     def row(self, r: FlowRow) -> list[int | Cell]:
         """A flow's cells in FLOW_COLS order: interned ones as their index."""
+        ix = self.shared(r)
+        return [*ix[:SHARED_FIRST], *self.own(r, ix[-1]), ix[SHARED_FIRST]]
+
+    def shared(self, r: FlowRow) -> list[int]:
+        """The indexes of a flow's interned cells: those of its first SHARED_FIRST columns, of its last
+        column, then of its frame's input (the title of its frame cell, for ``own``). Interns what is
+        new, so a flow's cells are made here but for its own ones (which cannot fail: they only format
+        the row's numbers and strings)."""
         v = self.verdict(r)
         # A found cell is looked up here, not in _intern (a call per cell of every flow); index 0
         # reads as not found and is looked up again there.
@@ -224,6 +235,15 @@ class FlowCells:
             get(k_out) or intern(k_out, self._outcome, r),
             get(k_why) or intern(k_why, self._why, r),
             get(k_conns) or intern(k_conns, self._conns, r),
+            get(k_dir) or intern(k_dir, _dir_cell, self.t32[r.direction_evidence], r.direction_inferred),
+            source,
+        ]
+
+    def own(self, r: FlowRow, source: int) -> list[Cell]:
+        """The flow's own cells (packets, bytes, first, last, frame), made the same way every time:
+        ``source`` is the interned index of its frame's input (the frame cell's title)."""
+        frame = r.first_frame
+        return [
             Cell(fmt_num(r.packets), "", (), "n", r.packets),
             # Under 1 KiB the text is the exact count already.
             Cell(fmt_bytes(r.bytes), f"{fmt_num(r.bytes)} bytes" if r.bytes >= 1024 else "", (), "n", r.bytes),
@@ -232,7 +252,6 @@ class FlowCells:
             # The frame's input (its path) is the title many rows share: the page holds it once.
             Cell(f"{frame.input}:#{frame.frame}" if len(self.paths) > 1 else f"#{frame.frame}",
                  self.cells[source].text, (), "n", frame.input * 10**12 + frame.frame, source),
-            get(k_dir) or intern(k_dir, _dir_cell, self.t32[r.direction_evidence], r.direction_inferred),
         ]
 
     def _conns(self, r: FlowRow) -> Cell:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from array import array
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from auditor.report.cells import (
     RULE_COLS,
     RULE_SEVERITY,
     SEVERITY,
+    SHARED_FIRST,
     Cell,
     FlowCells,
     fmt_bytes,
@@ -98,7 +100,10 @@ def iter_html(document: AuditDocument, *, templates_dir: Path | None = None) -> 
 
     The page around the data block (first pages of the tables, CSS, JS: under a megabyte) is rendered
     as one string with a placeholder where the data goes; the data block, nearly all of a large report,
-    was encoded a batch of flows at a time while the view was built and is yielded in those batches.
+    is encoded as it is written: a second walk over the flows encodes and yields a batch at a time, so
+    only one batch is held. The first walk (building the view) made every flow's interned cells, so
+    what can fail has failed; the second makes the flows' own cells (which only format their typed
+    numbers and strings) and encodes them.
     Everything that can fail runs before this returns: ``ReportDataError`` is raised here, never while
     the chunks are being written.
     """
@@ -115,10 +120,10 @@ def iter_html(document: AuditDocument, *, templates_dir: Path | None = None) -> 
     return _stitch(page.split(DATA_MARK), view.data_chunks)
 
 
-def _stitch(parts: list[str], data: list[str]) -> Iterator[str]:
+def _stitch(parts: list[str], data: Callable[[], Iterator[str]]) -> Iterator[str]:
     yield parts[0]
     for part in parts[1:]:
-        yield from data
+        yield from data()
         yield part
 
 
@@ -238,8 +243,9 @@ class View:
     """What the template writes where the data block goes: DATA_MARK, replaced by data_chunks."""
     page_size: int
     summarised_flows: int
-    data_chunks: list[str] = field(default_factory=list)
-    """The data block's JSON, script-safe, in chunks (a batch of flows each for the flows)."""
+    data_chunks: Callable[[], Iterator[str]] = field(default=lambda: iter(()))
+    """The data block's JSON, script-safe, in chunks (a batch of flows each for the flows), encoded
+    as they are read; each call starts again."""
 
 
 DATA_MARK = "\x00audit-data\x00"
@@ -269,6 +275,8 @@ class _Lists:
 
 
 _CLASSES = list(FLOW_CLASSES.values())
+_WIDTH = SHARED_FIRST + 2
+"""What FlowCells.shared gives per flow."""
 
 
 def _encode_row(row: list[int | Cell]) -> list[Any]:
@@ -291,10 +299,12 @@ def _table(tid: str, kind: str, cols: Iterable[str], rows: list[int], cells: Cal
 class _FlowPass:
     """One walk over the document's flows, keeping per flow only what the view needs afterwards.
 
-    Each flow's cells are encoded for the data block a batch at a time and dropped (shared cells
-    stay interned in ``cells``). What stays per flow: its verdict, its roles' list ids and its byte
-    count (for sorting and the role tables); the role matrix, the top talkers and the count of
-    summarised rows are tallied on the way. A table's first page reads its few flows again."""
+    Each flow's interned cells are made here (so a bad flow fails here) and only their indexes are
+    kept (the cells stay interned in ``cells``); its own cells are made only to encode it. What stays
+    per flow: those indexes, its verdict, its roles' list ids and its byte count (for sorting and the
+    role tables); the role matrix, the top talkers and the count of summarised rows are tallied on the
+    way. A table's first page reads its few flows again; ``chunks`` reads them all again to encode
+    the data block a batch at a time."""
 
     def __init__(self, flows: Sequence[FlowRow], cells: FlowCells) -> None:
         self.source = flows
@@ -309,8 +319,8 @@ class _FlowPass:
         of first appearance."""
         self.talkers: dict[str, dict[str, Any]] = {}
         self.summarised = 0
-        self.chunks: list[str] = []
-        """The records as script-safe JSON array items, a batch per chunk."""
+        self.shared = array("I")
+        """Per flow, _WIDTH indexes: its interned cells' and its frame input's (FlowCells.shared)."""
         self._cache: dict[int, list[Cell]] = {}
         rows = iter(flows)
         while batch := list(islice(rows, _BATCH)):
@@ -344,13 +354,28 @@ class _FlowPass:
                 t["bytes"] += r.bytes
                 t["packets"] += r.packets
                 t["flows"] += 1
-        row = self.cells.row
-        # Encoded a few rows at a time: their lists die young, so the collector never promotes them
-        # and does not run full collections over a large heap while the page is built.
-        text = ",".join(_DUMP_RECORDS([_encode_row(row(r)) for r in batch[i:i + _ENCODE]])[1:-1]
-                        for i in range(0, len(batch), _ENCODE))
-        text = _script_safe(text)
-        self.chunks.append(text if not self.chunks else "," + text)
+        indexes, shared = self.cells.shared, self.shared
+        for r in batch:
+            shared.extend(indexes(r))
+
+    def chunks(self) -> Iterator[str]:
+        """The records as script-safe JSON array items, a batch per chunk: the flows read again, their
+        own cells made again (as the first walk made them) and their interned cells by index."""
+        own, shared, rows = self.cells.own, self.shared, iter(self.source)
+        start = 0
+        while batch := list(islice(rows, _BATCH)):
+            # Encoded a few rows at a time: their lists die young, so the collector never promotes
+            # them and does not run full collections over a large heap.
+            parts = []
+            for i in range(0, len(batch), _ENCODE):
+                records = []
+                for k, r in enumerate(batch[i:i + _ENCODE], start + i):
+                    ix = shared[k * _WIDTH:(k + 1) * _WIDTH]
+                    records.append(_encode_row([*ix[:SHARED_FIRST], *own(r, ix[-1]), ix[SHARED_FIRST]]))
+                parts.append(_DUMP_RECORDS(records)[1:-1])
+            text = _script_safe(",".join(parts))
+            yield text if not start else "," + text
+            start += len(batch)
 
     def record(self, i: int) -> list[Cell]:
         """Flow ``i``'s cells (for the few rows of first pages)."""
@@ -429,13 +454,24 @@ def build_view(doc: AuditDocument) -> View:
     # cut there.
     before = {"pageSize": PAGE_SIZE, "cols": {"flow": list(FLOW_COLS), "rule": list(RULE_COLS),
                                                "host": list(HOST_COLS)},
-              "classes": {"flow": _CLASSES, "rule": [""] * len(RULE_COLS), "host": [""] * len(HOST_COLS)},
-              "cells": [c.encode() for c in flow_cells.cells]}
+              "classes": {"flow": _CLASSES, "rule": [""] * len(RULE_COLS), "host": [""] * len(HOST_COLS)}}
     after = {"rule": [[c.encode() for c in r] for r in rules], "host": [[c.encode() for c in h] for h in hosts],
              "tables": {t.id: {"kind": t.kind, "cols": [c for c, _ in t.columns], "rows": t.rows,
                                "hide": list(t.hide)} for t in tables.values()}}
-    chunks = [_script_safe(_DUMP(before)[:-1]) + ',"flows":[', *walk.chunks,
-              "]," + _script_safe(_DUMP(after)[1:])]
+    head = _script_safe(_DUMP(before)[:-1]) + ',"cells":['
+    tail = "]," + _script_safe(_DUMP(after)[1:])
+    shared = flow_cells.cells  # complete: the first pages were the last to add to it
+
+    def chunks() -> Iterator[str]:
+        yield head
+        # The shared cells (a host's each, for many distinct hosts) are encoded a batch at a time too.
+        for i in range(0, len(shared), _BATCH):
+            text = _script_safe(_DUMP_RECORDS([c.encode() for c in shared[i:i + _BATCH]])[1:-1])
+            yield text if not i else "," + text
+        yield '],"flows":['
+        yield from walk.chunks()
+        yield tail
+
     return View(
         tables=tables, roles=role_views, matrix_roles=matrix_roles, matrix=matrix,
         talkers=sorted(walk.talkers.values(), key=lambda t: (-t["bytes"], t["address"]))[:TOP_TALKERS],
