@@ -347,7 +347,7 @@ def judge(conv: ConversationResult, names: NameEvidence, catalog: Catalog, roles
     vantage_set, vantage_source = resolve_vantage(entries, source, resolver, seen, placeholders, flows,
                                                   catalog, features)
     linted = dataclasses.replace(roles, vantage=tuple(entries)) if vantage else roles
-    warnings = lint_roles(linted, seen, {a: resolver(a).names for a in seen if resolver(a).names},
+    warnings = lint_roles(linted, seen, {a: tied for a in seen if (tied := resolver(a).names)},
                           {role: hosts & seen for role, hosts in hosts_by_role.items()})
     ctx = StatusContext(
         hosts_by_role={k: frozenset(v) for k, v in hosts_by_role.items()},
@@ -366,6 +366,8 @@ def run_audit(request: AuditRequest) -> AuditOutcome:
     started = _now()
     catalog = load_catalog(request.rules_dir, list(request.extra_rules), document_only=request.document_only)
     roles = load_roles(request.roles_path, catalog.vocabulary)
+    # Bad --vantage values are bad input: said before the capture is read, not after.
+    vantage = [parse_vantage(v, "--vantage", catalog.vocabulary) for v in request.vantage]
     progress = None
     if request.progress is not None:
         report = request.progress
@@ -386,7 +388,6 @@ def run_audit(request: AuditRequest) -> AuditOutcome:
     else:
         conv, names = collect(capture, catalog.server_ports(), connection_sink=request.connection_sink)
     share_counts(conv.flows.values())  # the flows are final: one copy of each tally
-    vantage = [parse_vantage(v, "--vantage", catalog.vocabulary) for v in request.vantage]
     analysis = judge(conv, names, catalog, roles, vantage=vantage)
     if request.strict_roles and analysis.warnings:
         w = analysis.warnings[0]

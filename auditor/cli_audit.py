@@ -16,6 +16,7 @@ import click
 
 from auditor import cli_signals
 from auditor.cli_outputs import Output, Producer, Protected, check_outputs, write_atomic
+from auditor.criteria import FAIL_ON_KINDS, normalise_kinds
 from auditor.errors import AuditorError
 
 EXIT_OK = 0
@@ -24,7 +25,6 @@ EXIT_FINDINGS = 1
 EXIT_BAD_INPUT = 2
 """Bad usage or input (one clear line on stderr)."""
 
-FAIL_ON_KINDS = ("unexpected", "failing", "missing")
 
 
 def fail(message: str) -> NoReturn:
@@ -105,27 +105,15 @@ def _summary_lines(doc: dict[str, Any], written: list[str]) -> list[str]:
     return lines
 
 
-def _parse_fail_on(value: str | None) -> set[str]:
-    if not value:
-        return set()
-    kinds = {v.strip() for v in value.split(",") if v.strip()}
+def parse_fail_on(value: str | None) -> tuple[str, ...]:
+    """--fail-on's comma-separated kinds, in criteria.FAIL_ON_KINDS order (the audit's and the
+    diff's); a usage error names any other."""
+    kinds = {v.strip() for v in (value or "").split(",") if v.strip()}
     bad = kinds - set(FAIL_ON_KINDS)
     if bad:
         raise click.BadParameter(f"unknown kind(s) {', '.join(sorted(bad))}; choose from "
                                  f"{', '.join(FAIL_ON_KINDS)}", param_hint="--fail-on")
-    return kinds
-
-
-def findings_hit(doc: dict[str, Any], kinds: set[str]) -> list[str]:
-    s = doc["summary"]
-    hit = []
-    if "unexpected" in kinds and s["unexpected"]:
-        hit.append("unexpected")
-    if "failing" in kinds and (s["expected_failing"] or s["rules"]["failing"]):
-        hit.append("failing")
-    if "missing" in kinds and s["rules"]["missing"]:
-        hit.append("missing")
-    return hit
+    return normalise_kinds(kinds)
 
 
 def _inputs(captures: tuple[str, ...], roles_path: Path, extra_rules: tuple[Path, ...],
@@ -253,7 +241,7 @@ def audit(captures: tuple[str, ...], roles_path: Path, html_path: str, json_path
     A file in another capture format that Wireshark reads (Microsoft Network Monitor, snoop, Sniffer,
     CommView...) is read when Wireshark's tools are installed: from a pcapng copy that editcap makes
     of it, or else through tshark."""
-    kinds = _parse_fail_on(fail_on)
+    kinds = parse_fail_on(fail_on)
     named = [(option, value) for option, value in (("-o", None if no_html else html_path), ("--json", json_path),
                                                    ("--csv", csv_path), ("--conn-log", conn_log_path),
                                                    ("--parquet", parquet_path)) if value is not None]
@@ -279,7 +267,7 @@ def audit(captures: tuple[str, ...], roles_path: Path, html_path: str, json_path
                 inputs=list(captures), roles_path=roles_path, rules_dir=rules_dir, extra_rules=list(extra_rules),
                 vantage=list(vantage), document_only=catalog_layers == "document", strict_roles=strict_roles,
                 engine=engine, command_line=shlex.join(["pcap-audit", *sys.argv[1:]]),
-                progress=progress, jobs=jobs, verify_checksums=not no_checksums, fail_on=tuple(kinds),
+                progress=progress, jobs=jobs, verify_checksums=not no_checksums, fail_on=kinds,
                 connection_sink=conn_log.add if conn_log is not None else None,
             )
             tune_gc()

@@ -10,19 +10,9 @@ from pathlib import Path
 
 import click
 
-from auditor.cli_audit import EXIT_FINDINGS, EXIT_OK, fail
+from auditor.cli_audit import EXIT_FINDINGS, EXIT_OK, fail, parse_fail_on
 from auditor.cli_outputs import Producer, Protected, check_outputs, write_atomic
-from auditor.criteria import FAIL_ON_KINDS
 from auditor.errors import AuditorError
-
-
-def _parse_fail_on(value: str | None) -> list[str]:
-    kinds = [v.strip() for v in (value or "").split(",") if v.strip()]
-    bad = sorted(set(kinds) - set(FAIL_ON_KINDS))
-    if bad:
-        raise click.BadParameter(f"unknown kind(s) {', '.join(bad)}; choose from {', '.join(FAIL_ON_KINDS)}",
-                                 param_hint="--fail-on")
-    return kinds
 
 
 def _read(path: Path) -> bytes:
@@ -62,7 +52,7 @@ def diff(old: Path, new: Path, html_path: Path | None, json_path: Path | None, f
     from auditor.report.diff import compare, index_audit, load_audit
     from auditor.report.diff_render import iter_json, render_html, render_text
 
-    kinds = _parse_fail_on(fail_on)
+    kinds = parse_fail_on(fail_on)
     try:
         # No reference cycles are made here, and the collector's passes over a large index while the
         # next document is parsed measured several times the cost of the parse itself.

@@ -25,7 +25,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from auditor.cli import main
-from auditor.cli_audit import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, FAIL_ON_KINDS
+from auditor.cli_audit import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK
+from auditor.criteria import FAIL_ON_KINDS
 from auditor.report.diff import (
     FINDING_KINDS,
     AuditDocumentError,

@@ -24,14 +24,15 @@ from enum import StrEnum
 from typing import Any
 
 from auditor import __version__
+from auditor.criteria import FAIL_ON_KINDS
 from auditor.errors import AuditorError
 
 DIFF_SCHEMA_VERSION = "1.0"
 """Of the diff's own JSON (docs/diff.md); major changes when a field is removed or changes meaning."""
 READ_MAJORS = (1, 2)
 """Major versions of the audit JSON a diff reads."""
-FINDING_KINDS = ("unexpected", "failing", "missing")
-"""What --fail-on can name: the audit's own words (cli_audit.FAIL_ON_KINDS)."""
+FINDING_KINDS = FAIL_ON_KINDS
+"""What --fail-on can name: the audit's own words."""
 MAX_TEXT = 1024
 """Strings taken from an audit are cut to this many characters (an audit bounds them to 253)."""
 _AMBIGUOUS_STATUSES = frozenset({"not-applicable", "not-observable"})
