@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from auditor.errors import CatalogError
-from auditor.model import LAYER_DOCUMENT, LAYER_SITE, LAYER_SUPPLEMENT, Citation, FlowRule
+from auditor.model import LAYER_DOCUMENT, LAYER_SITE, LAYER_SUPPLEMENT, LAYERS, Citation, FlowRule
 from auditor.yamlsafe import LineMap, YamlError, join_path, load_yaml_text, read_config
 
 PROTOCOLS = ("tcp", "udp", "icmp")
@@ -233,7 +233,7 @@ class Catalog:
     """The site files among ``files`` (given with --rules)."""
     alternatives: tuple[AlternativeGroup, ...] = ()
     """Groups of rules that stand for one another (members present in ``rules`` only)."""
-    layers: tuple[str, ...] = (LAYER_DOCUMENT, LAYER_SUPPLEMENT, LAYER_SITE)
+    layers: tuple[str, ...] = LAYERS
     """The layers whose rules are in ``rules`` (``--catalog document`` leaves the supplement out)."""
     source: SourceDocument | None = None
     """The document of the document layer, when the catalog's roles.yaml names it (``source:``)."""
@@ -246,9 +246,6 @@ class Catalog:
     def features(self) -> dict[str, Feature]:
         """The deployment features of the vocabulary, by id."""
         return self.vocabulary.features
-
-    def group_of(self, rule_id: str) -> AlternativeGroup | None:
-        return next((g for g in self.alternatives if rule_id in g.members), None)
 
     def by_id(self, rule_id: str) -> FlowRule | None:
         return self._by_id.get(rule_id)
@@ -784,7 +781,7 @@ def _build(core: Sequence[Path], extra: Sequence[Path], base_dir: Path | None,
             groups.extend(b.alternatives(src, fields[k]["alternatives"], by_id, taken))
     if b.problems.items:
         raise CatalogError(b.problems.items)
-    layers = (LAYER_DOCUMENT, LAYER_SITE) if document_only else (LAYER_DOCUMENT, LAYER_SUPPLEMENT, LAYER_SITE)
+    layers = tuple(layer for layer in LAYERS if not (document_only and layer == LAYER_SUPPLEMENT))
     if document_only:
         sections = [s for s in sections if s.layer != LAYER_SUPPLEMENT]
         kept_ids = {r.id for s in sections for r in s.rules}

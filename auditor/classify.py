@@ -87,6 +87,11 @@ def _is_loopback(addr: str) -> bool:
     return addr.startswith("127.") or addr == "::1"
 
 
+def in_use(rule: FlowRule, features: frozenset[str] | None) -> bool:
+    """A rule applies only while its feature, if it has one, is in use (None: every feature is)."""
+    return not rule.feature or features is None or rule.feature in features
+
+
 class RuleIndex:
     """Catalog rules indexed by (source role, destination role) for per-flow lookups.
 
@@ -97,10 +102,10 @@ class RuleIndex:
     def __init__(self, rules: Sequence[FlowRule], features: Iterable[str] | None = None,
                  role_features: Mapping[str, str] | None = None,
                  feature_titles: Mapping[str, str] | None = None) -> None:
-        in_use = None if features is None else frozenset(features)
-        self.rules = [r for r in rules if not r.feature or in_use is None or r.feature in in_use]
+        features_in_use = None if features is None else frozenset(features)
+        self.rules = [r for r in rules if in_use(r, features_in_use)]
         self.all_rules = list(rules)
-        self.features = in_use
+        self.features = features_in_use
         self.role_features = dict(role_features or {})
         self.feature_titles = dict(feature_titles or {})
         self.by_pair: dict[tuple[str, str], list[FlowRule]] = defaultdict(list)
@@ -350,7 +355,7 @@ def _rule_states(rules: Sequence[FlowRule], verdicts: Sequence[FlowVerdict], ctx
         res.flows = len(hits)
         src_hosts = ctx.hosts_by_role.get(r.source, frozenset())
         dst_hosts = ctx.hosts_by_role.get(r.destination, frozenset())
-        feature_ok = not r.feature or ctx.features is None or r.feature in ctx.features
+        feature_ok = in_use(r, ctx.features)
         if hits:
             res.state = RuleState.FAILING if all(v.failing for v in hits) else RuleState.OBSERVED
         elif not feature_ok:

@@ -44,8 +44,6 @@ RULE_COLS = {
     "desc": "Description", "lacking": "Hosts lacking it", "rflows": "Flows",
 }
 HOST_COLS = {"addr": "Address", "roles": "Roles", "names": "Names (evidence)"}
-ROLE_LINE_COLS = ("init", "resp")
-"""Host cells whose first sub-line is the host's roles, left out in tables of one of its roles."""
 
 # C0/C1 controls, bidi and other format characters, line/paragraph separators, surrogates,
 # private use and unassigned code points are shown escaped: they can hide or reorder text.
