@@ -321,11 +321,15 @@ def audit(captures: tuple[str, ...], roles_path: Path, html_path: str, json_path
 def _summary_doc(document: Any) -> dict[str, Any]:
     """What the text summary reads, as plain data: the document's head and only the flows it lists
     (failing and unexpected), not every flow of a large audit."""
+    from auditor.report.document import FlowRows
     from auditor.report.model import plain
 
     doc = {name: plain(getattr(document, name))
            for name in ("tool", "summary", "features", "warnings", "not_audited", "inputs")}
-    doc["flows"] = [plain(f) for f in document.flows if f.failing or f.classification == "unexpected"]
+    flows = document.flows
+    listed = flows.findings() if isinstance(flows, FlowRows) else \
+        (f for f in flows if f.failing or f.classification == "unexpected")
+    doc["flows"] = [plain(f) for f in listed]
     return doc
 
 

@@ -206,6 +206,13 @@ class FlowRows(Sequence[FlowRow]):
         shared = self._shared
         return (flow_row(v, shared) for v in self._verdicts)
 
+    def findings(self) -> Iterator[FlowRow]:
+        """The failing and unexpected flows only (what a summary lists), without building the rows
+        of every other flow."""
+        shared = self._shared
+        return (flow_row(v, shared) for v in self._verdicts
+                if v.failing or v.classification == Classification.UNEXPECTED)
+
 
 def _rule_row(r: RuleResult) -> RuleRow:
     rule = r.rule
