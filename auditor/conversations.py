@@ -55,6 +55,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from auditor.apps import APP_SNAP, UNKNOWN, AppEvidence, identify_connection
 from auditor.model import (
     ACK,
     DIRECTION_EVIDENCE,
@@ -196,7 +197,8 @@ class ConversationResult:
 class _Conn:
     """Live per-connection state: plain fields, read and written on the hot path."""
 
-    __slots__ = ("bad_o", "bad_r", "data", "dead", "ev", "ff", "first", "gen", "hist", "hseen", "isn", "keys",
+    __slots__ = ("bad_o", "bad_r", "data", "dead", "ev", "ff", "first", "fo", "fr", "gen", "hist", "ho", "hr", "hseen",
+                 "isn", "keys",
                  "last", "marks", "oa", "oby", "op", "opk", "oprev", "os", "proto", "ra", "rby", "refused",
                  "rp", "rpk", "rprev", "rs", "rst_ttl", "timeout", "tunnels")
     proto: int
@@ -223,6 +225,14 @@ class _Conn:
     data: bool
     bad_o: int
     bad_r: int
+    ho: bytes | None
+    """The initiator's first payload bytes (at most apps.APP_SNAP; b"" when none were captured), None
+    before its first segment with payload: what auditor/apps.py identifies the protocol from."""
+    hr: bytes | None
+    """The responder's, alike."""
+    fo: tuple[int, int]
+    """(input_index, frame) of ``ho``'s packet."""
+    fr: tuple[int, int]
     refused: tuple[bytes, int, int] | None
     """The first destination unreachable refusing what the initiator sent: (sender, type, code)."""
     rst_ttl: int
@@ -316,6 +326,8 @@ class FastLane(Lane):
             c, is_orig = ent
             if ts - c.last > c.timeout or not (c.os if is_orig else c.rs):
                 return False
+            if plen and (c.ho if is_orig else c.hr) is None:
+                return False  # a direction's first payload: the slow path keeps its first bytes
             builder._countdown -= 1
             stats.packets += 1
             if ts > c.last:
@@ -481,20 +493,7 @@ class ConversationBuilder:
         if ent is None:
             ent = self._new_transport(rec)
         c, is_orig = ent
-        if rec.checksum_bad or rec.tunnel is not None:
-            self._account(c, is_orig, rec)
-        else:  # _account, inlined for the common packet
-            ts = rec.ts
-            if ts > c.last:
-                c.last = ts
-            elif ts < c.first:
-                c.first = ts
-            if is_orig:
-                c.opk += 1
-                c.oby += rec.ip_len
-            else:
-                c.rpk += 1
-                c.rby += rec.ip_len
+        self._account(c, is_orig, rec)
         if proto == IPPROTO_TCP:
             self._tcp_packet(c, is_orig, rec)
         else:
@@ -607,6 +606,8 @@ class ConversationBuilder:
         c.marks = None
         c.data = False
         c.refused = None
+        c.ho = c.hr = None
+        c.fo = c.fr = c.ff
         c.tunnels = None
         c.timeout = self._timeouts[proto]
         c.gen = 0
@@ -635,9 +636,13 @@ class ConversationBuilder:
         if is_orig:
             c.opk += 1
             c.oby += rec.ip_len
+            if rec.payload_len and c.ho is None:
+                c.ho, c.fo = rec.payload[:APP_SNAP], (rec.input_index, rec.frame)
         else:
             c.rpk += 1
             c.rby += rec.ip_len
+            if rec.payload_len and c.hr is None:
+                c.hr, c.fr = rec.payload[:APP_SNAP], (rec.input_index, rec.frame)
         if rec.checksum_bad:
             if is_orig:
                 c.bad_o += 1
@@ -699,6 +704,7 @@ class ConversationBuilder:
         c.opk, c.rpk, c.oby, c.rby = c.rpk, c.opk, c.rby, c.oby
         c.os, c.rs, c.oprev, c.rprev = c.rs, c.os, c.rprev, c.oprev
         c.bad_o, c.bad_r = c.bad_r, c.bad_o
+        c.ho, c.hr, c.fo, c.fr = c.hr, c.ho, c.fr, c.fo
         low = (1 << _RESP) - 1
         c.hseen = ((c.hseen & low) << _RESP) | (c.hseen >> _RESP)
         if c.marks is not None:
@@ -932,17 +938,20 @@ class ConversationBuilder:
             refusal = Refusal("rst", resp_h, -1, -1, c.rst_ttl, True)
         elif refused is not None:
             refusal = Refusal("icmp", addr_str(refused[0]), refused[1], refused[2], -1, refused[0] == c.ra)
+        app: AppEvidence | None = None
+        if (c.ho or c.hr) and proto != IPPROTO_ICMP and proto != IPPROTO_ICMPV6:
+            app = identify_connection(proto, c.op, c.rp, c.ho, c.fo, c.hr, c.fr)
         # Straight into the flow: a Connection object is built only when connections are kept
         # (it cost ~8 % of the per-connection work).
         flow.add(pname, state, history, c.opk, c.oby, c.rpk, c.rby, c.first, c.last, c.ff, evidence,
-                 c.bad_o + c.bad_r, refused is not None, tunnels, refusal)
+                 c.bad_o + c.bad_r, refused is not None, tunnels, refusal, app)
         if self._keep or self._sink is not None:
             conn = Connection(
                 protocol=pname, orig_h=orig_h, orig_p=c.op, resp_h=resp_h, resp_p=c.rp, first_seen=c.first,
                 last_seen=c.last, first_frame=c.ff, orig_pkts=c.opk, orig_bytes=c.oby, resp_pkts=c.rpk,
                 resp_bytes=c.rby, conn_state=state, history=history, direction_evidence=evidence,
                 bad_checksums=c.bad_o + c.bad_r, icmp_refused=refused is not None, tunnels=tunnels,
-                refusal=refusal)
+                refusal=refusal, app_protocol=app.protocol if app is not None else UNKNOWN, app_evidence=app)
             if self._keep:
                 self.result.connections.append(conn)
             if self._sink is not None:

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
+from auditor.apps import UNKNOWN, AppEvidence
+
 # IP protocol numbers the core understands.
 IPPROTO_ICMP = 1
 IPPROTO_TCP = 6
@@ -248,6 +250,10 @@ class Connection:
     """Tunnel descriptions ('vxlan 10.0.0.1->10.0.0.2 vni 42') the packets arrived in."""
     refusal: Refusal | None = None
     """Who refused the connection, when it counts as rejected (see Flow.refusals)."""
+    app_protocol: str = UNKNOWN
+    """The application protocol its first payload bytes showed (auditor/apps.py), or 'unknown'."""
+    app_evidence: AppEvidence | None = None
+    """Which bytes showed it (None: no payload, or none recognised)."""
 
 
 class FlowKey(NamedTuple):
@@ -324,6 +330,12 @@ class Flow:
     """Rejected connections by who refused them (None: none recorded). Bounded: the REFUSALS_MAX
     smallest refusals are kept and the others counted under REFUSAL_OTHER, which is exactly the
     same whatever the order connections came in or partial flows were merged."""
+    apps: dict[str, int] | None = None
+    """Connections per recognised application protocol (auditor/apps.py); the others are unverified
+    (``unverified``). None: no connection was recognised."""
+    app_evidence: dict[str, AppEvidence] | None = None
+    """Per recognised protocol, the evidence of its earliest connection (the smallest frame): exact
+    whatever the order connections came in or partial flows were merged."""
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled as the constructor's arguments (a share of a parallel run sends its flows back):
@@ -331,7 +343,7 @@ class Flow:
         return Flow, (self.key, self.connections, self.established, self.rejected, self.unanswered,
                       self.orig_pkts, self.orig_bytes, self.resp_pkts, self.resp_bytes, self.first_seen,
                       self.last_seen, self.first_frame, self.direction_evidence, self.conn_states,
-                      self.bad_checksums, self.tunnels, self.summarised, self.refusals)
+                      self.bad_checksums, self.tunnels, self.summarised, self.refusals, self.apps, self.app_evidence)
 
     @property
     def packets(self) -> int:
@@ -352,6 +364,20 @@ class Flow:
         return Outcome.UNANSWERED
 
     @property
+    def app_protocol(self) -> str:
+        """What the flow's connections carried: the most frequent recognised protocol (ties by name),
+        or 'unknown' when none was recognised (SPEC §6)."""
+        apps = self.apps
+        if not apps:
+            return UNKNOWN
+        return min(apps, key=lambda name: (-apps[name], name))
+
+    @property
+    def unverified(self) -> int:
+        """Connections whose payload was absent or not recognised."""
+        return self.connections - (sum(self.apps.values()) if self.apps else 0)
+
+    @property
     def strongest_evidence(self) -> str:
         for kind in DIRECTION_EVIDENCE:
             if self.direction_evidence.get(kind):
@@ -366,10 +392,14 @@ class Flow:
     def add(self, protocol: str, conn_state: str, history: str, orig_pkts: int, orig_bytes: int,
             resp_pkts: int, resp_bytes: int, first_seen: float, last_seen: float,
             first_frame: tuple[int, int], direction_evidence: str, bad_checksums: int,
-            icmp_refused: bool, tunnels: frozenset[str], refusal: Refusal | None = None) -> None:
+            icmp_refused: bool, tunnels: frozenset[str], refusal: Refusal | None = None,
+            app: AppEvidence | None = None) -> None:
         """One closed connection, by its Connection fields (the core folds connections in without
-        building Connection objects). ``refusal`` is recorded when the connection counts as rejected."""
+        building Connection objects). ``refusal`` is recorded when the connection counts as rejected;
+        ``app`` is its application-protocol evidence, if any."""
         self.connections += 1
+        if app is not None:
+            self._apps({app.protocol: 1}, {app.protocol: app})
         if protocol == "tcp":
             # Data both ways ('D' and 'd' in the Zeek history) is an established conversation even when
             # the handshake was not seen: a session captured mid-way and ended by the server's RST is
@@ -439,6 +469,22 @@ class Flow:
         self.summarised = self.summarised or other.summarised
         if other.refusals:
             self._refused(other.refusals)
+        if other.apps:
+            self._apps(other.apps, other.app_evidence or {})
+
+    def _apps(self, counts: dict[str, int], evidence: dict[str, AppEvidence]) -> None:
+        apps = self.apps
+        if apps is None:
+            apps = self.apps = {}
+        for name, n in counts.items():
+            apps[name] = apps.get(name, 0) + n
+        mine = self.app_evidence
+        if mine is None:
+            mine = self.app_evidence = {}
+        for name, ev in evidence.items():
+            kept = mine.get(name)
+            if kept is None or ev.frame < kept.frame:
+                mine[name] = ev
 
     def _refused(self, counts: dict[Refusal, int]) -> None:
         """Add refusal counts, keeping the REFUSALS_MAX smallest refusals: a refusal beyond them was

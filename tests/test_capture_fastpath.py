@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from auditor.apps import APP_SNAP
 from auditor.audit import collect
 from auditor.capture import decode as decode_mod
 from auditor.capture import open_captures, pcapfile, pcapng
@@ -204,11 +205,12 @@ def test_payload_kept_for_name_evidence(tmp_path: Path, payload: bytes) -> None:
 
 @pytest.mark.parametrize("payload", [b"\x17\x03\x03" + b"\x00" * 1400, b"\x00\x01", b"1234", b"\xff"],
                          ids=["tls-data", "zero", "digit", "ff"])
-def test_tcp_payload_snapped_to_first_byte(tmp_path: Path, payload: bytes) -> None:
+def test_tcp_payload_snapped_for_identification(tmp_path: Path, payload: bytes) -> None:
+    # A segment names.py does not read keeps apps.APP_SNAP bytes, what protocol identification needs.
     for frame in (eth_ipv4_tcp("10.0.0.1", "10.0.0.2", 50000, 443, "PA", payload),
                   eth_ipv6_tcp("fd00::1", "fd00::2", 50000, 443, "PA", payload)):
         rec = _one(tmp_path, frame)
-        assert rec.payload == payload[:1] and rec.payload_len == len(payload)
+        assert rec.payload == payload[:APP_SNAP] and rec.payload_len == len(payload)
     # DNS over TCP (either direction) and UDP keep their payload whatever it starts with.
     for frame in (eth_ipv4_tcp("10.0.0.1", "10.0.0.2", 53, 50000, "PA", payload),
                   eth_ipv4_tcp("10.0.0.2", "10.0.0.1", 50000, 53, "PA", payload),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import struct
 import zlib
 
+from auditor.apps import APP_SNAP
 from auditor.capture.info import ReadStats
 from auditor.model import PAYLOAD_SNAP, Lane, PacketRecord, QuotedPacket, TunnelInfo
 
@@ -330,7 +331,8 @@ class Decoder:
                     a = l4 + doff
                     b = ipend if ipend < end else end
                     if a < b and buf[a] not in _KEEP_FIRST and sport != 53 and dport != 53:
-                        b = a + 1
+                        if b > a + APP_SNAP:
+                            b = a + APP_SNAP
                     else:
                         quiet = a >= b
                         if b > a + PAYLOAD_SNAP:

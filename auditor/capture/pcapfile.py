@@ -17,6 +17,7 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+from auditor.apps import APP_SNAP
 from auditor.capture.decode import (
     _E4L,
     _E4LV,
@@ -274,6 +275,7 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
         i6 = _I6L
         ii, verify, jobs, shard, lane = dec.ii, dec.verify, dec.jobs, dec.shard, dec.lane
         pmask, verify_all, vmask, snap = PROGRESS_EVERY - 1, VERIFY_ALL_FRAMES, VERIFY_EVERY_MASK, PAYLOAD_SNAP
+        appsnap = APP_SNAP
         eth = lt == 1 and fused
         if spill is not None:
             slane = spill.lane
@@ -419,7 +421,8 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
                                     a = l4 + doff
                                     b = ipend if ipend < nxt else nxt
                                     if a < b and buf[a] not in keep and sport != 53 and dport != 53:
-                                        b = a + 1
+                                        if b > a + appsnap:
+                                            b = a + appsnap
                                     else:
                                         quiet = a >= b
                                         if b > a + snap:
@@ -467,7 +470,8 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
                             if ent is not None:
                                 c, is_orig = ent
                                 last = c.last
-                                if ts - last <= c.timeout and (c.os if is_orig else c.rs):
+                                if ts - last <= c.timeout and (c.os if is_orig else c.rs) and not (
+                                        plen and (c.ho if is_orig else c.hr) is None):
                                     # FastLane.take, inlined
                                     cd -= 1
                                     taken += 1
