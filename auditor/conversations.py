@@ -50,10 +50,12 @@ are their own port (an unmatched unreachable is port 3); protocol is "icmp" for 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from auditor.apps import APP_SNAP, UNKNOWN, AppEvidence, identify_connection
 from auditor.model import (
@@ -116,6 +118,9 @@ _BROADCASTS = (b"\xff\xff\xff\xff",)
 _DNS_PORTS = (53,)
 _ICMP_ECHO = {IPPROTO_ICMP: (8, 0), IPPROTO_ICMPV6: (128, 129)}
 _NO_TUNNELS: frozenset[str] = frozenset()
+_REPLAYED_COUNTERS = ("port_reuse", "idle_splits", "icmp_errors_matched", "icmp_refusals", "icmp_errors_unmatched",
+                      "tftp_transfers", "dhcp_replies_joined", "bad_checksums")
+"""What the slow path counts: a chain replayed in a merge takes back what its own chunk counted."""
 
 
 @dataclass
@@ -197,8 +202,8 @@ class ConversationResult:
 class _Conn:
     """Live per-connection state: plain fields, read and written on the hot path."""
 
-    __slots__ = ("bad_o", "bad_r", "data", "dead", "ev", "ff", "first", "fo", "fr", "gen", "hist", "ho", "hr", "hseen",
-                 "isn", "keys",
+    __slots__ = ("bad_o", "bad_r", "chain", "data", "dead", "ev", "ff", "first", "fo", "fr", "gen", "hist", "ho", "hr",
+                 "hseen", "isn", "keys",
                  "last", "marks", "oa", "oby", "op", "opk", "oprev", "os", "proto", "ra", "rby", "refused",
                  "rp", "rpk", "rprev", "rs", "rst_ttl", "timeout", "tunnels")
     proto: int
@@ -243,9 +248,65 @@ class _Conn:
     """Table keys of this connection: both directions, plus TFTP transfer aliases."""
     dead: bool
     """Closed (``_close``): the sweep's queue skips it without looking its key up."""
+    chain: _Chain | None
+    """In a chunk that does not start the run (``ConversationBuilder(chunk=True)``): the head chain this
+    connection belongs to, whose packets are logged for a merge to replay (see _Chain)."""
     gen: int
     """Bumped whenever a table entry of this connection goes or changes (close, flip, a key taken
     over): a reader that cached an entry (capture/split.py) looks it up again."""
+
+
+class _Run:
+    """Fast-lane packets of a head chain between two logged records: per table key (one direction
+    of a connection, or of a TFTP transfer or DHCP reply joined to it) the packets, IP bytes, first
+    and last time and the history letters (D, A) in the order they first appeared. Their effect on
+    any connection state is the same (see ConversationBuilder._apply_run): the lane takes only plain
+    packets of active senders, at most CLOSE_LINGER after the connection's last one."""
+
+    __slots__ = ("entries", "letters")
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[object, ...], list[Any]] = {}
+        """Table key -> [packets, IP bytes, letter bits seen, first time, last time]."""
+        self.letters: list[tuple[tuple[object, ...], int]] = []
+
+    def add(self, key: tuple[object, ...], ts: float, ip_len: int, bit: int) -> None:
+        e = self.entries.get(key)
+        if e is None:
+            e = self.entries[key] = [0, 0, 0, ts, ts]
+        e[0] += 1
+        e[1] += ip_len
+        if bit and not e[2] & bit:
+            e[2] |= bit
+            self.letters.append((key, bit))
+        if ts > e[4]:
+            e[4] = ts
+        elif ts < e[3]:
+            e[3] = ts
+
+
+class _Chain:
+    """The connections of one 5-tuple from its first packet in a chunk until a full idle timeout
+    passes without one (then any earlier state would have expired: what follows is the same whatever
+    came before the chunk). A chunk that does not start the run cannot know whether a connection of
+    the previous chunk continues into it, so it keeps, per chain, what a merge needs either way: the
+    connections as this chunk closed them (``closed``, folded into flows when the previous chunk
+    had no such connection), and the log of the chain's packets (records, and _Run aggregates of the
+    fast lane's) to replay on the previous chunk's connection when it had one (SPEC §8)."""
+
+    __slots__ = ("ck", "closed", "first_ts", "last_ts", "log", "proto", "run", "ttls")
+
+    def __init__(self, ck: tuple[object, ...], proto: int, ts: float) -> None:
+        self.ck = ck
+        self.proto = proto
+        self.first_ts = self.last_ts = ts
+        self.log: list[PacketRecord | _Run] = []
+        self.run: _Run | None = None
+        self.closed: list[tuple[tuple[Any, ...], tuple[Any, ...], Connection | None]] = []
+        """Per closed connection: ConversationBuilder._flow_for's and Flow.add's arguments, and the
+        Connection when connections are kept."""
+        self.ttls: dict[bytes, int] = {}
+        """The responders' SYN-ACK and FIN TTLs seen on the chain (ConversationResult.host_ttls)."""
 
 
 def _port_rank(port: int) -> int:
@@ -320,7 +381,8 @@ class FastLane(Lane):
 
         def take(proto: int, src: bytes, sport: int, dst: bytes, dport: int, ts: float, flags: int,
                  plen: int, ip_len: int) -> bool:
-            ent = get((proto, src, sport, dst, dport))
+            key = (proto, src, sport, dst, dport)
+            ent = get(key)
             if ent is None or flags & 7 or builder._countdown == 1:
                 return False
             c, is_orig = ent
@@ -328,13 +390,24 @@ class FastLane(Lane):
                 return False
             if plen and (c.ho if is_orig else c.hr) is None:
                 return False  # a direction's first payload: the slow path keeps its first bytes
+            bit = _D if plen or proto == 17 else (_A if flags & ACK else 0)
+            chain = c.chain
+            if chain is not None:  # a head chain of a chunk: logged (_Run) for a merge to replay
+                if ts - c.last > CLOSE_LINGER:
+                    return False  # a record: a run never spans a gap that may end a connection
+                if ts > chain.last_ts:
+                    chain.last_ts = ts
+                run = chain.run
+                if run is None:
+                    run = chain.run = _Run()
+                    chain.log.append(run)
+                run.add(key, ts, ip_len, bit)
             builder._countdown -= 1
             stats.packets += 1
             if ts > c.last:
                 c.last = ts
             elif ts < c.first:
                 c.first = ts
-            bit = _D if plen or proto == 17 else (_A if flags & ACK else 0)
             if is_orig:
                 c.opk += 1
                 c.oby += ip_len
@@ -367,7 +440,7 @@ class ConversationBuilder:
                  icmp_idle_timeout: float = 60.0, max_live: int = 100_000, max_flows: int = 250_000,
                  flood_fanin: int = 1_000, share: int = 1,
                  keep_connections: bool = False, join_related: bool = True,
-                 connection_sink: Callable[[Connection], None] | None = None) -> None:
+                 connection_sink: Callable[[Connection], None] | None = None, chunk: bool = False) -> None:
         # share > 1: this builder sees about 1/share of the run's conversations (one worker of
         # auditor/parallel.py), so its bounds shrink with it and the run's total stays one process's.
         share = max(1, share)
@@ -408,6 +481,29 @@ class ConversationBuilder:
         self.stats = self.result.stats
         self._take = FastLane(self).take
         """The fast lane, for records too (``feed``)."""
+        self._params = dict(server_ports=server_ports, tcp_idle_timeout=tcp_idle_timeout,
+                            udp_idle_timeout=udp_idle_timeout, icmp_idle_timeout=icmp_idle_timeout,
+                            max_live=max_live, max_flows=max_flows, flood_fanin=flood_fanin,
+                            keep_connections=keep_connections, join_related=join_related)
+        self._chunk = chunk
+        """This builder reads a chunk that may not start the run: it keeps head chains (_Chain) for a
+        merge (``absorb``) and ``end_chunk`` leaves its live connections open."""
+        self._anchor: float | None = None
+        """Time of the chunk's first connection: 5-tuples first seen within ``_window`` of it start
+        head chains (later ones cannot continue a connection of an earlier chunk)."""
+        self._window = max(tcp_idle_timeout, udp_idle_timeout, icmp_idle_timeout)
+        self._seen: set[tuple[object, ...]] = set()
+        """5-tuples (both directions as one, the smaller key) seen within the window."""
+        self._chains: dict[tuple[object, ...], _Chain] = {}
+        """Head chains still taking connections, by 5-tuple."""
+        self.chains: list[_Chain] = []
+        """Every head chain of this chunk whose results are not yet folded into flows, in order."""
+        self.replays: dict[int, int] = {}
+        """Chains of later chunks replayed here, by IP protocol of their first packet (what a merge
+        found continuing across a chunk boundary)."""
+        self.first_ts = float("inf")
+        self.last_ts = float("-inf")
+        """Time span of the connections (first and last packets), for the merge's order check."""
 
     @property
     def live_connections(self) -> int:
@@ -442,7 +538,12 @@ class ConversationBuilder:
             feed(rec)
 
     def finish(self) -> ConversationResult:
-        """Close every live connection into its flow and return the result (call once)."""
+        """Close every live connection into its flow and return the result (call once). A chunk's
+        builder (or the merge of chunks) folds its head chains in: nothing comes before it any more."""
+        self._chunk = False
+        for chain in self.chains:
+            self._fold(chain)
+        self.chains, self._chains, self._seen = [], {}, set()
         for key, (c, is_orig) in list(self._table.items()):
             if is_orig and c.keys[0] == key:
                 self._close(c)
@@ -450,8 +551,273 @@ class ConversationBuilder:
         self.result.host_ttls = {addr_str(a): seen for a, seen in self._ttls.items()}
         if self._keep:
             self.result.connections.sort(key=lambda x: (x.first_seen, x.first_frame))
-        del self._take  # its closure holds this builder: no cycle left (audit.collect pauses the collector)
+        # The lane's closure holds this builder: no cycle left (audit.collect pauses the collector).
+        vars(self).pop("_take", None)
         return self.result
+
+    # ---- chunks and their merge (SPEC §8) -------------------------------------------------------
+
+    def end_chunk(self) -> ConversationBuilder:
+        """End a chunk: its live connections stay open, for the next chunk's merge (``absorb``) or
+        ``finish``. The builder is then a value (picklable: a worker process sends it back)."""
+        for c, _ in self._table.values():
+            if c.last > self.last_ts:
+                self.last_ts = c.last
+        vars(self).pop("_take", None)
+        return self
+
+    def absorb(self, right: ConversationBuilder) -> ConversationBuilder:
+        """Merge the chunk that comes next (``right``, ended with ``end_chunk``) into this one, exactly
+        as one builder would have read both in order, and return this builder (``right`` is consumed).
+
+        For each head chain of ``right`` (a 5-tuple seen in the first idle timeout of its chunk), its
+        first packet is looked up here, as a sequential read would: when it continues a connection of
+        this builder (or a TFTP/DHCP request waiting for its answer, or the connection an ICMP error
+        quotes), the chain's log is replayed on that connection and the chain's own results are
+        dropped; otherwise this builder's stale connection on the 5-tuple is closed as a sequential
+        read would close it, and the chain's results stand. Then ``right``'s flows, counters and live
+        connections are taken over. Below the table bounds the result is exactly one builder's.
+
+        The merge is associative: chains this builder would still have to check against an earlier
+        chunk stay chains (logs joined), so (a+b)+c and a+(b+c) give the same result."""
+        if right._anchor is None:  # no connection at all: its counters only
+            self._take_counts(right, set())
+            return self
+        if self._anchor is None:
+            self._anchor, self._seen = right._anchor, right._seen
+        dropped: set[int] = set()
+        for chain in right.chains:
+            first = chain.log[0]
+            assert isinstance(first, PacketRecord)  # a chain starts with the record that made it
+            if self._probe(first):
+                self._replay_instead(chain)
+                dropped.add(id(chain))
+                self.replays[first.proto] = self.replays.get(first.proto, 0) + 1
+            else:
+                self._adopt(chain, right)
+        self._take_counts(right, dropped)
+        return self
+
+    def _probe(self, rec: PacketRecord) -> bool:
+        """Whether ``rec`` continues something live here (a connection, a pending TFTP or DHCP
+        request, the connection an ICMP error quotes). When it does not, what a sequential read does
+        before making a new connection is done: a stale connection on its 5-tuple is closed (idle
+        split, or port reuse)."""
+        proto = rec.proto
+        if proto in (IPPROTO_TCP, IPPROTO_UDP):
+            ent = self._table.get((proto, rec.src, rec.sport, rec.dst, rec.dport))
+            if ent is not None and rec.ts - ent[0].last > ent[0].timeout:
+                self.stats.idle_splits += 1
+                self._close(ent[0])
+                ent = None
+            if ent is not None:
+                if proto == IPPROTO_TCP and rec.tcp_flags & SYN and not self._syn_joins(ent[0], ent[1], rec):
+                    self.stats.port_reuse += 1
+                    self._close(ent[0])
+                    return False
+                return True
+            if proto == IPPROTO_UDP and self._join:
+                if self._tftp and self._tftp_pending(rec) is not None:
+                    return True
+                if rec.sport == 67 and rec.dport == 68 and self._dhcp and self._dhcp_pending(rec) is not None:
+                    return True
+            return False
+        if proto not in _ICMP_ECHO:
+            return False
+        q = rec.quoted
+        if q is not None and q.proto in (IPPROTO_TCP, IPPROTO_UDP):
+            ent = self._table.get((q.proto, q.src, q.sport, q.dst, q.dport))
+            if ent is not None and rec.ts - ent[0].last <= ent[0].timeout:
+                return True
+        request, reply = _ICMP_ECHO[proto]
+        if rec.icmp_type in (request, reply):
+            return self._lookup((proto, rec.src, -1, rec.dst, rec.icmp_id), rec.ts) is not None
+        return self._lookup((proto, rec.src, -2, rec.dst, rec.icmp_type), rec.ts) is not None
+
+    def _replay_instead(self, chain: _Chain) -> None:
+        """Replay a chain of the next chunk here, in place of its own results. Its packets were
+        counted there; the counters its own reading added are taken back (what a fresh builder
+        replaying it counts), those of this replay added."""
+        fresh = ConversationBuilder(**self._params)  # type: ignore[arg-type]
+        fresh._replay(chain.log)
+        mine, theirs = self.stats, fresh.stats
+        for name in _REPLAYED_COUNTERS:
+            setattr(mine, name, getattr(mine, name) - getattr(theirs, name))
+        self._replay(chain.log)
+
+    def _replay(self, log: list[PacketRecord | _Run]) -> None:
+        for item in log:
+            if type(item) is _Run:
+                self._apply_run(item)
+            else:
+                self._slow(item)  # type: ignore[arg-type]
+
+    def _apply_run(self, run: _Run) -> None:
+        """The effect of a run of fast-lane packets: counters, times and history letters, on the
+        connection each table key leads to here. The lane took them as plain packets of active
+        senders within CLOSE_LINGER of the connection's last packet, so no connection ends inside the
+        run and no endpoint state moves; a sender still inactive here (a responder's ACKs to a SYN it
+        has not answered) would have sent only pure ACKs, whose effect on the slow path is the same.
+        Chains of this builder log the part of the run that went to their connections."""
+        table = self._table
+        parts: dict[int, tuple[_Chain, _Run]] = {}
+        for key, e in run.entries.items():
+            ent = table.get(key)
+            if ent is None:  # only when a bound evicted the connection in between
+                self.result.overflowed = True
+                continue
+            c, is_orig = ent
+            if is_orig:
+                c.opk += e[0]
+                c.oby += e[1]
+            else:
+                c.rpk += e[0]
+                c.rby += e[1]
+            if e[3] < c.first:
+                c.first = e[3]
+            if e[4] > c.last:
+                c.last = e[4]
+            chain = c.chain if self._chunk else None
+            if chain is not None:
+                part = parts.get(id(chain))
+                if part is None:
+                    part = parts[id(chain)] = (chain, _Run())
+                part[1].entries[key] = e
+                if e[4] > chain.last_ts:
+                    chain.last_ts = e[4]
+        for key, bit in run.letters:
+            ent = table.get(key)
+            if ent is None:
+                continue
+            c, is_orig = ent
+            b = bit if is_orig else bit << _RESP
+            if not c.hseen & b:
+                c.hseen |= b
+                c.hist.append(_HIST_LETTER[b])
+            if c.chain is not None and id(c.chain) in parts:
+                parts[id(c.chain)][1].letters.append((key, bit))
+        for chain, sub in parts.values():
+            chain.log.append(sub)
+            chain.run = None
+
+    def _adopt(self, chain: _Chain, right: ConversationBuilder) -> None:
+        """A chain of the next chunk that starts afresh here too: its results stand. It stays a chain
+        when this builder would still have to check it against an earlier chunk."""
+        ck = chain.ck
+        mine = self._chains.get(ck)
+        if mine is not None and chain.first_ts - mine.last_ts > self._timeouts[chain.proto]:
+            del self._chains[ck]  # this builder's chain ended with a full idle timeout
+            mine = None
+        if not self._chunk:
+            self._fold(chain)
+            keep: _Chain | None = None
+        elif mine is not None:  # this builder's chain goes on: one log, one set of results
+            mine.log.extend(chain.log)
+            mine.closed.extend(chain.closed)
+            for addr, bits in chain.ttls.items():
+                mine.ttls[addr] = mine.ttls.get(addr, 0) | bits
+            mine.last_ts = max(mine.last_ts, chain.last_ts)
+            mine.run = None
+            keep = mine
+            if ck not in right._chains:
+                del self._chains[ck]
+        elif ck in self._seen or chain.first_ts - self._anchor > self._window:  # type: ignore[operator]
+            self._fold(chain)
+            keep = None
+        else:
+            keep = chain
+            self.chains.append(chain)
+            if ck in right._chains:
+                self._chains[ck] = chain
+        if keep is not chain:
+            for c, _ in right._table.values():
+                if c.chain is chain:
+                    c.chain = keep
+
+    def _fold(self, chain: _Chain) -> None:
+        """A chain's results into the flows: nothing before it continues it."""
+        for flow_args, args, conn in chain.closed:
+            self._flow_for(*flow_args).add(*args)
+            if conn is not None and self._keep:
+                self.result.connections.append(conn)
+        for addr, bits in chain.ttls.items():
+            for ttl in range(bits.bit_length()):
+                if bits >> ttl & 1:
+                    self._ttl_seen(addr, ttl)
+        chain.closed, chain.ttls = [], {}
+
+    def _take_counts(self, right: ConversationBuilder, dropped: set[int]) -> None:
+        """Take over the next chunk's flows, counters and live connections (but those of dropped
+        chains, replayed here instead)."""
+        result = self.result
+        right.result.host_ttls = {}
+        result.merge(right.result)
+        for addr, bits in right._ttls.items():
+            for ttl in range(bits.bit_length()):
+                if bits >> ttl & 1:
+                    self._ttl_seen(addr, ttl)
+        self._normal_flows += right._normal_flows
+        self._summaries += right._summaries
+        for target, n in right._fanin.items():
+            self._fanin[target] = self._fanin.get(target, 0) + n
+        if right._seen is not self._seen and right._anchor is not None and self._anchor is not None \
+                and right._anchor - self._anchor <= self._window:
+            self._seen |= right._seen
+        self.first_ts = min(self.first_ts, right.first_ts)
+        self.last_ts = max(self.last_ts, right.last_ts)
+        table = self._table
+        moved: set[int] = set()
+        for key, (c, is_orig) in right._table.items():
+            if c.chain is not None and id(c.chain) in dropped:
+                continue
+            old = table.get(key)
+            if old is not None and old[0] is not c:
+                self._close(old[0])  # idle since long before: a sequential read's sweep closed it
+            table[key] = (c, is_orig)
+            if id(c) not in moved:
+                moved.add(id(c))
+                self._live += 1
+                self._queue.append((c.last, c))
+        for xid, c in right._dhcp.items():
+            if id(c) in moved:
+                self._dhcp[xid] = c
+        for tkey, c in right._tftp.items():
+            if id(c) in moved:
+                self._tftp[tkey] = c
+        if self._live > self.stats.peak_live:
+            self.stats.peak_live = self._live
+
+    def _chain_for(self, c: _Conn, proto: int, keys: tuple[tuple[object, ...], tuple[object, ...]],
+                   ts: float) -> None:
+        """A new connection in a chunk: part of its 5-tuple's head chain, if it has one."""
+        if ts < self.first_ts:
+            self.first_ts = ts
+        if self._anchor is None:
+            self._anchor = ts
+        k0, k1 = keys
+        ck = k0 if k0 <= k1 else k1
+        chain = self._chains.get(ck)
+        inside = ts - self._anchor <= self._window
+        if chain is not None:
+            if ts - chain.last_ts <= self._timeouts[proto]:
+                c.chain = chain
+                return
+            del self._chains[ck]  # a full idle timeout since the chain's last packet: it ends
+        elif inside and ck not in self._seen:
+            chain = c.chain = _Chain(ck, proto, ts)
+            self._chains[ck] = chain
+            self.chains.append(chain)
+        if inside:
+            self._seen.add(ck)
+
+    @staticmethod
+    def _log(chain: _Chain, rec: PacketRecord) -> None:
+        if len(rec.payload) > APP_SNAP:  # all that a replay reads of it
+            rec = dataclasses.replace(rec, payload=rec.payload[:APP_SNAP])
+        chain.log.append(rec)
+        chain.run = None
+        if rec.ts > chain.last_ts:
+            chain.last_ts = rec.ts
 
     # ---- slow path ----------------------------------------------------------------------------
 
@@ -523,12 +889,8 @@ class ConversationBuilder:
     def _tftp_transfer(self, rec: PacketRecord) -> tuple[_Conn, bool] | None:
         """A TFTP server answers a read/write request from a new port (RFC 1350 §4): the transfer
         belongs to the request's udp/69 connection, as Zeek's TFTP analyzer expects it."""
-        c = self._tftp.get((rec.src, rec.dst, rec.dport))
+        c = self._tftp_pending(rec)
         if c is None:
-            return None
-        ent = self._table.get(c.keys[0])
-        if ent is None or ent[0] is not c or rec.ts - c.last > c.timeout:
-            del self._tftp[(rec.src, rec.dst, rec.dport)]
             return None
         del self._tftp[(rec.src, rec.dst, rec.dport)]
         from_server = (IPPROTO_UDP, rec.src, rec.sport, rec.dst, rec.dport)
@@ -539,10 +901,19 @@ class ConversationBuilder:
         self.stats.tftp_transfers += 1
         return c, False
 
-    def _dhcp_reply(self, rec: PacketRecord) -> tuple[_Conn, bool] | None:
-        """A DHCP server answers a broadcast request (from 0.0.0.0 to 255.255.255.255) from its own
-        address: the reply joins the request (same xid, RFC 2131 §4.1) and names the server as the
-        responder, so the flow is client -> DHCP server udp/67, as the catalog documents it."""
+    def _tftp_pending(self, rec: PacketRecord) -> _Conn | None:
+        """The live udp/69 request this packet would be the transfer of (an expired one is dropped)."""
+        c = self._tftp.get((rec.src, rec.dst, rec.dport))
+        if c is None:
+            return None
+        ent = self._table.get(c.keys[0])
+        if ent is None or ent[0] is not c or rec.ts - c.last > c.timeout:
+            del self._tftp[(rec.src, rec.dst, rec.dport)]
+            return None
+        return c
+
+    def _dhcp_pending(self, rec: PacketRecord) -> _Conn | None:
+        """The live broadcast request this DHCP reply answers (an expired one is dropped)."""
         payload = rec.payload
         if len(payload) < 8 or payload[0] != 2:
             return None
@@ -552,6 +923,15 @@ class ConversationBuilder:
         ent = self._table.get(c.keys[0])
         if ent is None or ent[0] is not c or rec.ts - c.last > c.timeout:
             del self._dhcp[payload[4:8]]
+            return None
+        return c
+
+    def _dhcp_reply(self, rec: PacketRecord) -> tuple[_Conn, bool] | None:
+        """A DHCP server answers a broadcast request (from 0.0.0.0 to 255.255.255.255) from its own
+        address: the reply joins the request (same xid, RFC 2131 §4.1) and names the server as the
+        responder, so the flow is client -> DHCP server udp/67, as the catalog documents it."""
+        c = self._dhcp_pending(rec)
+        if c is None:
             return None
         if c.ra in _BROADCASTS:
             c.ra = rec.src
@@ -612,6 +992,9 @@ class ConversationBuilder:
         c.timeout = self._timeouts[proto]
         c.gen = 0
         c.dead = False
+        c.chain = None
+        if self._chunk:
+            self._chain_for(c, proto, keys, rec.ts)
         # keys[1] first: for a host talking to itself on one port both keys are the same, and the
         # entry must then be the initiator's (finish() closes connections by their orig entry).
         table = self._table
@@ -629,6 +1012,8 @@ class ConversationBuilder:
 
     def _account(self, c: _Conn, is_orig: bool, rec: PacketRecord) -> None:
         ts = rec.ts
+        if c.chain is not None:
+            self._log(c.chain, rec)
         if ts > c.last:
             c.last = ts
         elif ts < c.first:
@@ -660,8 +1045,23 @@ class ConversationBuilder:
 
     # ---- TCP ----------------------------------------------------------------------------------
 
+    @staticmethod
+    def _syn_joins(c: _Conn, is_orig: bool, rec: PacketRecord) -> bool:
+        """Whether a SYN or SYN-ACK on a live key belongs to its connection (else: port reuse)."""
+        if rec.tcp_flags & ACK:
+            return True
+        if c.os == RESET or c.rs == RESET or (c.os == CLOSED and c.rs == CLOSED):
+            return False
+        if c.isn >= 0:
+            return is_orig and rec.seq == c.isn  # a retransmitted SYN
+        return not c.hseen & _NOT_HANDSHAKE  # the SYN came after its SYN-ACK or ACK (reordered)
+
     def _syn_on_existing(self, c: _Conn, is_orig: bool, rec: PacketRecord) -> tuple[_Conn, bool] | None:
         """A SYN or SYN-ACK on a live key: same connection (maybe flipped), or None for a new one."""
+        if not self._syn_joins(c, is_orig, rec):
+            self.stats.port_reuse += 1
+            self._close(c)
+            return None
         handshake_only = not c.hseen & _NOT_HANDSHAKE
         if rec.tcp_flags & ACK:
             # SYN-ACK: its receiver is the initiator. Flip only while nothing but handshake was seen.
@@ -671,26 +1071,14 @@ class ConversationBuilder:
                     is_orig = False
                 c.ev = EV_SYNACK
             return c, is_orig
-        if c.os == RESET or c.rs == RESET or (c.os == CLOSED and c.rs == CLOSED):
-            self.stats.port_reuse += 1
-            self._close(c)
-            return None
         if c.isn >= 0:
-            if is_orig and rec.seq == c.isn:
-                return c, is_orig  # retransmitted SYN
-            self.stats.port_reuse += 1
-            self._close(c)
-            return None
-        if handshake_only:
-            # The SYN came after its SYN-ACK or ACK (reordered capture): it settles the direction.
-            if not is_orig:
-                self._flip(c)
-                is_orig = True
-            c.ev = EV_SYN
-            return c, is_orig
-        self.stats.port_reuse += 1
-        self._close(c)
-        return None
+            return c, is_orig  # retransmitted SYN
+        # The SYN came after its SYN-ACK or ACK (reordered capture): it settles the direction.
+        if not is_orig:
+            self._flip(c)
+            is_orig = True
+        c.ev = EV_SYN
+        return c, is_orig
 
     def _take_over(self, key: tuple[object, ...], ent: tuple[_Conn, bool]) -> None:
         """Put ``ent`` in the live table under ``key``; a connection that had the key gets a new gen."""
@@ -763,7 +1151,11 @@ class ConversationBuilder:
                 if c.rst_ttl < 0:
                     c.rst_ttl = rec.ttl
             elif syn or fin:
-                self._ttl_seen(rec.src, rec.ttl)
+                if c.chain is not None:
+                    ttls = c.chain.ttls
+                    ttls[rec.src] = ttls.get(rec.src, 0) | 1 << rec.ttl
+                else:
+                    self._ttl_seen(rec.src, rec.ttl)
         # Endpoint state machine, as Zeek's UpdateStateMachine.
         if is_orig:
             es, ep, ps, pp = c.os, c.oprev, c.rs, c.rprev
@@ -887,6 +1279,8 @@ class ConversationBuilder:
         if ent is None or rec.ts - ent[0].last > ent[0].timeout:
             return False
         c, quoted_from_orig = ent
+        if c.chain is not None:
+            self._log(c.chain, rec)
         self.stats.icmp_errors_matched += 1
         # Destination unreachable (ICMPv4 type 3, ICMPv6 type 1), except "fragmentation needed"
         # (v4 code 4, RFC 1191 path-MTU discovery), which is no refusal. Only a refusal of what
@@ -929,7 +1323,6 @@ class ConversationBuilder:
         pname, orig_h, resp_h = PROTO_NAMES[proto], addr_str(c.oa), addr_str(c.ra)
         tunnels = frozenset(_tunnel_text(t) for t in c.tunnels) if c.tunnels else _NO_TUNNELS
         evidence = DIRECTION_EVIDENCE[c.ev]
-        flow = self._flow_for(orig_h, resp_h, pname, c.rp, c.rpk, state, c.opk)
         # Who refused it (Flow.add keeps it when the connection counts as rejected): the responder's
         # RST, else the ICMP error. A RST always bears the responder's address; its TTL is judged
         # later, against the responder's TTLs of the whole run (auditor/refusal.py).
@@ -941,10 +1334,14 @@ class ConversationBuilder:
         app: AppEvidence | None = None
         if (c.ho or c.hr) and proto != IPPROTO_ICMP and proto != IPPROTO_ICMPV6:
             app = identify_connection(proto, c.op, c.rp, c.ho, c.fo, c.hr, c.fr)
-        # Straight into the flow: a Connection object is built only when connections are kept
-        # (it cost ~8 % of the per-connection work).
-        flow.add(pname, state, history, c.opk, c.oby, c.rpk, c.rby, c.first, c.last, c.ff, evidence,
-                 c.bad_o + c.bad_r, refused is not None, tunnels, refusal, app)
+        args = (pname, state, history, c.opk, c.oby, c.rpk, c.rby, c.first, c.last, c.ff, evidence,
+                c.bad_o + c.bad_r, refused is not None, tunnels, refusal, app)
+        chain = c.chain if self._chunk else None
+        if chain is None:
+            # Straight into the flow: a Connection object is built only when connections are kept
+            # (it cost ~8 % of the per-connection work).
+            self._flow_for(orig_h, resp_h, pname, c.rp, c.rpk, state, c.opk).add(*args)
+        conn = None
         if self._keep or self._sink is not None:
             conn = Connection(
                 protocol=pname, orig_h=orig_h, orig_p=c.op, resp_h=resp_h, resp_p=c.rp, first_seen=c.first,
@@ -952,10 +1349,12 @@ class ConversationBuilder:
                 resp_bytes=c.rby, conn_state=state, history=history, direction_evidence=evidence,
                 bad_checksums=c.bad_o + c.bad_r, icmp_refused=refused is not None, tunnels=tunnels,
                 refusal=refusal, app_protocol=app.protocol if app is not None else UNKNOWN, app_evidence=app)
-            if self._keep:
+            if self._keep and chain is None:
                 self.result.connections.append(conn)
             if self._sink is not None:
                 self._sink(conn)
+        if chain is not None:
+            chain.closed.append(((orig_h, resp_h, pname, c.rp, c.rpk, state, c.opk), args, conn))
 
     def _flow_for(self, orig_h: str, resp_h: str, pname: str, resp_p: int, resp_pkts: int, state: str,
                   orig_pkts: int) -> Flow:

@@ -1,0 +1,219 @@
+"""Chunks and their merge (SPEC §8): any cut of a record stream into chunks, each read by its own
+builder and merged in any grouping, gives exactly the conversations of one sequential read: flows,
+connections with their conn_state, history, direction and frames, counters, TTLs.
+
+The traffic is made to cross chunk boundaries in every way that matters: handshakes cut in two, a
+FIN and its ACK apart, long sessions whose fast-lane packets run through several chunks, idle gaps
+shorter and longer than the timeouts and the close linger, port reuse, mid-stream starts, SYN
+retransmissions, TFTP transfers and DHCP replies joined to requests of an earlier chunk, ICMP errors
+quoting connections of an earlier chunk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import pickle
+import random
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from auditor.conversations import ConversationBuilder, ConversationResult
+from auditor.model import PacketRecord
+from tests.records import handshake, icmp_echo, icmp_unreach, numbered, tcp, udp
+from tests.test_invariance import capture
+
+PORTS = frozenset({("tcp", 1494), ("tcp", 2598), ("tcp", 443)})
+NOT_EXACT = ("idle_splits", "peak_live")
+"""Counters that depend on when the amortised sweep ran, in a sequential read too."""
+
+
+def _long_sessions(rnd: random.Random, span: float) -> list[PacketRecord]:
+    recs: list[PacketRecord] = []
+    clients = [f"10.9.1.{i}" for i in range(1, 12)]
+    servers = [f"10.9.2.{i}" for i in range(1, 4)]
+    for n in range(60):
+        c, s = rnd.choice(clients), rnd.choice(servers)
+        cport = rnd.randrange(50000, 50012)  # few ports: reuse across sessions
+        sport = rnd.choice((1494, 2598, 443))
+        ts = rnd.uniform(0, span)
+        isn = rnd.randrange(1 << 32)
+        kind = n % 7
+        if kind in (0, 1, 2):  # a handshake, then data both ways for a while, with gaps
+            recs.append(tcp(c, s, cport, sport, "S", ts, seq=isn, ttl=64))
+            if rnd.random() < 0.2:
+                recs.append(tcp(c, s, cport, sport, "S", ts + 1.0, seq=isn, ttl=64))  # retransmitted
+            recs.append(tcp(s, c, sport, cport, "SA", ts + 1.01, seq=7, ack=isn + 1, ttl=rnd.choice((64, 128))))
+            t = ts + 1.02
+            recs.append(tcp(c, s, cport, sport, "A", t))
+            for _ in range(rnd.randrange(5, 80)):
+                t += rnd.choice((0.01, 0.2, 1.0, 3.0, 6.0, 40.0)) if rnd.random() < 0.9 else rnd.uniform(100, 400)
+                if rnd.random() < 0.5:
+                    recs.append(tcp(c, s, cport, sport, "PA", t, payload=b"\x16\x03\x01" + bytes(rnd.randrange(1, 60))))
+                else:
+                    recs.append(tcp(s, c, sport, cport, "PA", t, payload=b"\x7f\x7fICA\x00" + bytes(8)))
+                if rnd.random() < 0.3:
+                    recs.append(tcp(c if rnd.random() < 0.5 else s, s, cport, sport, "A", t + 0.001))
+            end = rnd.randrange(4)
+            if end == 0:
+                recs.append(tcp(c, s, cport, sport, "FA", t + 0.5))
+                recs.append(tcp(s, c, sport, cport, "FA", t + 0.6, ttl=64))
+                recs.append(tcp(c, s, cport, sport, "A", t + rnd.choice((0.7, 8.0))))  # its ACK, maybe late
+            elif end == 1:
+                recs.append(tcp(s, c, sport, cport, "RA", t + 0.5, ttl=rnd.choice((64, 250))))
+            elif end == 2:
+                recs.append(tcp(c, s, cport, sport, "PA", t + rnd.choice((2.0, 6.0)), payload=b"x"))
+        elif kind == 3:  # mid-stream: data without a handshake, both ways
+            t = ts
+            for _ in range(rnd.randrange(3, 30)):
+                t += rnd.choice((0.1, 2.0, 7.0))
+                if rnd.random() < 0.5:
+                    recs.append(tcp(s, c, sport, cport, "PA", t, payload=b"data"))
+                else:
+                    recs.append(tcp(c, s, cport, sport, "A", t))
+        elif kind == 4:  # TFTP: request to 69, transfer from a new server port, an ICMP refusal later
+            req = udp(c, s, cport, 69, ts, payload=b"\x00\x01boot.bin\x00octet\x00")
+            recs.append(req)
+            t = ts + rnd.choice((0.01, 2.0, 30.0))
+            sp = rnd.randrange(30000, 30010)
+            for k in range(rnd.randrange(1, 20)):
+                recs.append(udp(s, c, sp, cport, t, payload=b"\x00\x03" + k.to_bytes(2, "big") + b"x" * 20))
+                recs.append(udp(c, s, cport, sp, t + 0.001, payload=b"\x00\x04" + k.to_bytes(2, "big")))
+                t += rnd.choice((0.01, 1.0, 10.0))
+            if rnd.random() < 0.5:
+                recs.append(icmp_unreach(c, s, t + 1, quoting=udp(s, c, sp, cport, t, payload=b"x")))
+        elif kind == 6:  # a long ping, and port-unreachables for a session of an earlier minute
+            ident, t = rnd.randrange(1 << 16), ts
+            for _ in range(rnd.randrange(5, 40)):
+                recs.append(icmp_echo(c, s, t, ident=ident))
+                recs.append(icmp_echo(s, c, t + 0.002, reply=True, ident=ident))
+                t += rnd.choice((1.0, 10.0, 30.0))
+            probe = udp(c, s, cport, 1604, ts, payload=b"probe")
+            recs += [probe, icmp_unreach(s, c, ts + rnd.choice((0.5, 20.0)), quoting=probe)]
+        else:  # DHCP broadcast request, the server's reply joins it
+            xid = rnd.randrange(1 << 32).to_bytes(4, "big")
+            recs.append(udp("0.0.0.0", "255.255.255.255", 68, 67, ts, payload=b"\x01\x01\x06\x00" + xid + bytes(40)))
+            recs.append(udp(s, "255.255.255.255", 67, 68, ts + rnd.choice((0.01, 3.0)),
+                            payload=b"\x02\x01\x06\x00" + xid + bytes(40)))
+    return recs
+
+
+def traffic(seed: int) -> list[PacketRecord]:
+    rnd = random.Random(seed)
+    recs = capture(seed, "10.1", conversations=3000, span=900.0)
+    recs += _long_sessions(rnd, 900.0)
+    recs.sort(key=lambda r: r.ts)
+    return numbered(recs)
+
+
+def _builder(chunk: bool) -> ConversationBuilder:
+    return ConversationBuilder(server_ports=PORTS, keep_connections=True, chunk=chunk)
+
+
+def sequential(recs: list[PacketRecord]) -> ConversationResult:
+    b = _builder(False)
+    b.feed_many(recs)
+    return b.finish()
+
+
+def chunks(recs: list[PacketRecord], cuts: list[int], first_chunked: bool = True) -> list[ConversationBuilder]:
+    out = []
+    bounds = [0, *sorted(set(cuts)), len(recs)]
+    for i, (a, b) in enumerate(itertools.pairwise(bounds)):
+        builder = _builder(first_chunked or i > 0)
+        builder.feed_many(recs[a:b])
+        out.append(builder.end_chunk())
+    return out
+
+
+def merged(parts: list[ConversationBuilder], tree: random.Random | None = None) -> ConversationResult:
+    """Merge neighbouring parts in a random order (any grouping), or left to right."""
+    parts = list(parts)
+    while len(parts) > 1:
+        i = tree.randrange(len(parts) - 1) if tree is not None else 0
+        parts[i:i + 2] = [parts[i].absorb(parts[i + 1])]
+    return parts[0].finish()
+
+
+def facts(res: ConversationResult) -> dict[str, Any]:
+    stats = dataclasses.asdict(res.stats)
+    for name in NOT_EXACT:
+        stats.pop(name)
+    return {
+        "flows": sorted((k, dataclasses.asdict(f)) for k, f in res.flows.items()),
+        "connections": sorted((dataclasses.astuple(c) for c in res.connections), key=repr),
+        "stats": stats,
+        "host_ttls": res.host_ttls,
+    }
+
+
+@pytest.fixture(scope="module")
+def recs() -> list[PacketRecord]:
+    return traffic(7)
+
+
+@pytest.fixture(scope="module")
+def whole(recs: list[PacketRecord]) -> dict[str, Any]:
+    return facts(sequential(recs))
+
+
+def test_traffic_crosses_boundaries_in_every_way(recs: list[PacketRecord], whole: dict[str, Any]) -> None:
+    res = sequential(recs)
+    states = {c.conn_state for c in res.connections}
+    assert {"SF", "S1", "REJ", "OTH", "RSTR"} <= states
+    assert res.stats.port_reuse and res.stats.tftp_transfers and res.stats.dhcp_replies_joined
+    assert res.stats.icmp_errors_matched and any("^" in c.history for c in res.connections)
+    assert any(c.last_seen - c.first_seen > 300 for c in res.connections)  # spans many chunks
+
+
+@pytest.mark.parametrize("n", [2, 3, 7, 25])
+def test_even_chunks_left_to_right(recs: list[PacketRecord], whole: dict[str, Any], n: int) -> None:
+    cuts = [len(recs) * k // n for k in range(1, n)]
+    parts = chunks(recs, cuts)
+    first = parts[0]
+    assert facts(merged(parts)) == whole
+    # The merges did continue conversations across the boundaries, of every kind.
+    if n >= 7:
+        assert {6, 17, 1} <= set(first.replays), first.replays
+
+
+def test_first_chunk_may_be_a_plain_builder(recs: list[PacketRecord], whole: dict[str, Any]) -> None:
+    cuts = [len(recs) // 3, 2 * len(recs) // 3]
+    assert facts(merged(chunks(recs, cuts, first_chunked=False))) == whole
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cuts=st.lists(st.integers(min_value=1, max_value=10_000), min_size=1, max_size=12),
+       grouping=st.integers(0, 1 << 30))
+def test_any_cut_any_grouping(recs: list[PacketRecord], whole: dict[str, Any], cuts: list[int],
+                              grouping: int) -> None:
+    cuts = [c % len(recs) or 1 for c in cuts]
+    assert facts(merged(chunks(recs, cuts), random.Random(grouping))) == whole
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_other_traffic_cut_everywhere_near_handshakes(seed: int) -> None:
+    # Cuts right inside handshakes and between a FIN and its ACK.
+    recs = traffic(seed)
+    want = facts(sequential(recs))
+    cuts = [i for i, r in enumerate(recs) if r.proto == 6 and r.tcp_flags & 0x03][:: max(1, len(recs) // 400)]
+    assert len(cuts) > 5
+    assert facts(merged(chunks(recs, cuts), random.Random(seed))) == want
+
+
+def test_a_chunk_result_travels_between_processes(recs: list[PacketRecord], whole: dict[str, Any]) -> None:
+    parts = [pickle.loads(pickle.dumps(p)) for p in chunks(recs, [len(recs) // 2])]
+    assert facts(merged(parts)) == whole
+
+
+def test_handshake_cut_in_two() -> None:
+    recs = numbered(handshake("10.0.0.1", "10.0.0.2", 40000, 1494, 1.0))
+    want = sequential(recs)
+    for cut in range(1, len(recs)):
+        got = merged(chunks(recs, [cut]))
+        assert facts(got) == facts(want), cut
+        (conn,) = got.connections
+        assert conn.conn_state == "SF" and conn.history == "ShADdFf" and conn.direction_evidence == "syn"
