@@ -32,7 +32,7 @@ from auditor.conversations import ConversationBuilder, ConversationResult
 from auditor.errors import AuditorError
 from auditor.model import Connection, PacketRecord, share_counts
 from auditor.names import MAX_NAMES, NameEvidence
-from auditor.parallel import auto_jobs, collect_parallel, paused_gc
+from auditor.parallel import auto_jobs, collect_parallel, cpus, paused_gc
 from auditor.report.document import build_document
 from auditor.report.model import AuditDocument
 from auditor.roles import RoleEntry, RoleMap, VantageEntry, load_roles, name_matches, parse_vantage
@@ -69,6 +69,8 @@ class AuditRequest:
     process, so that the sink sees every connection once, in the order they close."""
     fail_on: Sequence[str] = ()
     """--fail-on kinds (criteria.FAIL_ON_KINDS): the document records them and the result against them."""
+    scheduler: str | None = None
+    """--scheduler: the address of a Dask distributed scheduler whose workers read the inputs."""
 
 
 @dataclass
@@ -362,6 +364,53 @@ def judge(conv: ConversationResult, names: NameEvidence, catalog: Catalog, roles
                     features_in_use, warnings)
 
 
+CHUNKED_MIN_BYTES = 64 << 20
+"""Inputs of several files at least this large in all are read as chunks on several processes."""
+
+
+def _read(request: AuditRequest, capture: CaptureSet,
+          server_ports: frozenset[tuple[str, int]]) -> tuple[ConversationResult, NameEvidence]:
+    """Read the inputs: as chunks merged in order (auditor/engine.py) on a Dask cluster or on local
+    processes, or by this process."""
+    from auditor import engine
+
+    if request.scheduler is not None:
+        if capture.streams:
+            raise AuditorError(f"{min(capture.streams)}: a pipe or standard input cannot be read by a cluster's "
+                               "workers: give files they can read")
+        if request.connection_sink is not None:
+            raise AuditorError("--conn-log is written by one process: it cannot be combined with --scheduler")
+    jobs = request.jobs
+    files = len(capture.paths)
+    if jobs == 0:
+        jobs = min(cpus(), files) if files > 1 and capture.total_bytes >= CHUNKED_MIN_BYTES else 0
+    chunked = request.scheduler is not None or (jobs > 1 and files > 1 and request.engine == "fast")
+    if capture.streams or request.connection_sink is not None:
+        chunked, jobs = False, 1  # a pipe can be read once; a connection sink sees one process's connections
+    if chunked:
+        chunks = engine.plan(capture.paths)
+        if request.scheduler is not None:
+            got, exact = engine.run_dask(chunks, server_ports, request.engine, request.verify_checksums,
+                                         request.scheduler, request.progress)
+        else:
+            got, exact = engine.run_local(chunks, server_ports, request.engine, request.verify_checksums, jobs,
+                                          request.progress)
+        if exact:
+            capture.inputs, capture.stats = got.inputs, got.stats
+            return got.conv, got.names
+        del got  # inputs overlapping in time: one process reads them in order (engine.py)
+        again = CaptureSet(capture.paths, engine=request.engine, verify_checksums=request.verify_checksums)
+        conv, names = collect(again, server_ports)
+        capture.inputs, capture.stats = again.inputs, again.stats
+        capture.inputs[0].warnings.append("the inputs overlap in time: read in the order given by one process")
+        return conv, names
+    if jobs == 0:
+        jobs = auto_jobs(capture, request.engine)
+    if jobs > 1:
+        return collect_parallel(capture, server_ports, jobs, request.progress)
+    return collect(capture, server_ports, connection_sink=request.connection_sink)
+
+
 def run_audit(request: AuditRequest) -> AuditOutcome:
     started = _now()
     catalog = load_catalog(request.rules_dir, list(request.extra_rules), document_only=request.document_only)
@@ -380,13 +429,7 @@ def run_audit(request: AuditRequest) -> AuditOutcome:
                             verify_checksums=request.verify_checksums)
     if request.progress is not None:
         holder.append(capture)
-    jobs = request.jobs if request.jobs > 0 else auto_jobs(capture, request.engine)
-    if capture.streams or request.connection_sink is not None:
-        jobs = 1  # a pipe can be read once; a connection sink sees one process's connections
-    if jobs > 1:
-        conv, names = collect_parallel(capture, catalog.server_ports(), jobs, request.progress)
-    else:
-        conv, names = collect(capture, catalog.server_ports(), connection_sink=request.connection_sink)
+    conv, names = _read(request, capture, catalog.server_ports())
     share_counts(conv.flows.values())  # the flows are final: one copy of each tally
     analysis = judge(conv, names, catalog, roles, vantage=vantage)
     if request.strict_roles and analysis.warnings:

@@ -226,6 +226,11 @@ def _write_order(outputs: list[Output]) -> list[Output]:
               help="Do not verify TCP/UDP checksums (by default: every packet of the first 10,000 frames of "
                    "each input, then every TCP SYN, FIN and RST and 1 in 64 of the rest; bad checksums are "
                    "counted, never dropped).")
+@click.option("--scheduler", metavar="ADDRESS", envvar="DASK_SCHEDULER_ADDRESS",
+              help="Read the inputs on an existing Dask distributed cluster (tcp://host:8786; also from "
+                   "DASK_SCHEDULER_ADDRESS): each file is a chunk a worker reads, the results are merged here "
+                   "exactly as one process would read them. The workers must read the same paths (a shared "
+                   "filesystem) and have pcap-audit installed (pip install 'pcap-audit[dask]').")
 @click.option("--fail-on", "fail_on", metavar="KINDS",
               help="Exit 1 when any of these findings occur: unexpected,failing,missing.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
@@ -234,7 +239,7 @@ def audit(captures: tuple[str, ...], roles_path: Path, html_path: str, json_path
           csv_path: str | None, conn_log_path: str | None, parquet_path: str | None, no_html: bool,
           extra_rules: tuple[Path, ...], rules_dir: Path | None,
           vantage: tuple[str, ...], catalog_layers: str, strict_roles: bool, engine: str, jobs: int,
-          no_checksums: bool, fail_on: str | None, quiet: bool, debug: bool) -> None:
+          no_checksums: bool, scheduler: str | None, fail_on: str | None, quiet: bool, debug: bool) -> None:
     """Audit CAPTURE files (pcap/pcapng, optionally compressed; - for stdin) against the catalog.
 
     NetScaler traces (nstrace 1.0 to 3.5) are read as a second process converts their frames to pcap.
@@ -268,7 +273,7 @@ def audit(captures: tuple[str, ...], roles_path: Path, html_path: str, json_path
                 vantage=list(vantage), document_only=catalog_layers == "document", strict_roles=strict_roles,
                 engine=engine, command_line=shlex.join(["pcap-audit", *sys.argv[1:]]),
                 progress=progress, jobs=jobs, verify_checksums=not no_checksums, fail_on=kinds,
-                connection_sink=conn_log.add if conn_log is not None else None,
+                connection_sink=conn_log.add if conn_log is not None else None, scheduler=scheduler or None,
             )
             tune_gc()
             outcome = run_audit(request)

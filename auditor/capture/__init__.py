@@ -99,12 +99,14 @@ class CaptureSet:
     """The inputs of one run, read in order as one stream of PacketRecords (iterate once)."""
 
     def __init__(self, paths: Sequence[str], *, engine: str = "fast", progress: Progress | None = None,
-                 verify_checksums: bool = True, shard: tuple[int, int] = (0, 1)) -> None:
+                 verify_checksums: bool = True, shard: tuple[int, int] = (0, 1), index_base: int = 0) -> None:
         if engine not in ENGINES:
             raise ValueError(f"unknown capture engine {engine!r} (choose from {', '.join(ENGINES)})")
         if list(paths).count("-") > 1:
             raise CaptureError("-: standard input can be given only once")
         self.paths = list(paths)
+        self.index_base = index_base
+        """The input index of the first path (a chunk of a longer list of inputs, auditor/engine.py)."""
         self.streams: frozenset[str] = frozenset()
         """Inputs that are no regular file: standard input, a named pipe, ``<(zcat x.pcap.gz)``,
         /dev/stdin from a pipe, a device. Each can be read only once: it is opened when its turn
@@ -184,7 +186,7 @@ class CaptureSet:
             with contextlib.suppress(OSError):
                 sp = Split(self.paths, plan)
         try:
-            for index, path in enumerate(self.paths):
+            for index, path in enumerate(self.paths, self.index_base):
                 info = InputInfo(path=path)
                 self.inputs.append(info)
                 if path in self.streams:

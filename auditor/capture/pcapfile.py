@@ -471,7 +471,7 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
                                 c, is_orig = ent
                                 last = c.last
                                 if ts - last <= c.timeout and (c.os if is_orig else c.rs) and not (
-                                        plen and (c.ho if is_orig else c.hr) is None):
+                                        plen and (c.ho if is_orig else c.hr) is None) and c.chain is None:
                                     # FastLane.take, inlined
                                     cd -= 1
                                     taken += 1
