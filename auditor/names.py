@@ -163,7 +163,13 @@ def read_answers(msg: bytes) -> tuple[list[tuple[int, str, str]], bool]:
     answers: list[tuple[int, str, str]] = []
     short = False
     for _ in range(ancount):
-        owner, _octets, _hops, off = _read_name(msg, off, cache)
+        # Most owners are a pointer to a name read already (the question's): a cache lookup.
+        got = cache.get(((msg[off] & 0x3F) << 8) | msg[off + 1]) if off + 1 < size and msg[off] >= 0xC0 else None
+        if got is not None and got[2] < _MAX_POINTER_HOPS and ((msg[off] & 0x3F) << 8) | msg[off + 1] < off:
+            owner = got[0]
+            off += 2
+        else:
+            owner, _octets, _hops, off = _read_name(msg, off, cache)
         if off + 10 > size:
             raise MalformedDNS("record header cut")
         rtype = (msg[off] << 8) | msg[off + 1]
@@ -291,7 +297,7 @@ class NameEvidence:
 
     def _tie(self, raw: str, address: str, source: str, rec: PacketRecord) -> None:
         name = self._clean(raw)
-        if name is not None:
+        if name is not None and (address, name, source) not in self._seen:  # most are: no object then
             self._add(NameObservation(name, address, source, rec.input_index, rec.frame))
 
     def _dns(self, message: bytes, rec: PacketRecord) -> None:
