@@ -301,7 +301,16 @@ class NameEvidence:
             self._add(NameObservation(name, address, source, rec.input_index, rec.frame))
 
     def _dns(self, message: bytes, rec: PacketRecord) -> None:
-        """A and AAAA answers, and the CNAME chains that lead to them, from one DNS response."""
+        """A and AAAA answers, and the CNAME chains that lead to them, from one DNS response.
+
+        The same names and counters as when dpkt parsed the whole message, on every well-formed one
+        (tests/test_names_lean.py). Where they differ, on purpose: a record type dpkt did not know
+        (RRSIG, HTTPS, SVCB...), damaged RDATA of other types, and damage after the answer section no
+        longer void the answers; a query is not read (dpkt counted a malformed one as a parse error);
+        an A or AAAA record whose RDLENGTH is not 4 or 16 is not tied (dpkt tied its first octets
+        when the message ended there); a name with octets that are not UTF-8 is refused alone (dpkt
+        refused the message); a dot inside a label is escaped; a name needing more than 127
+        compression pointers is a parse error (see ``_read_name``)."""
         if len(message) < 12:
             self.stats["parse_errors"] += 1
             return
