@@ -163,27 +163,23 @@ def run_dask(chunks: list[Chunk], server_ports: frozenset[tuple[str, int]], engi
         distributed: Any = importlib.import_module("distributed")
     except ImportError as e:  # the optional extra
         raise AuditorError("--scheduler needs Dask's distributed scheduler: pip install 'pcap-audit[dask]'") from e
-    Client, as_completed = distributed.Client, distributed.as_completed
     total = sum(c.size for c in chunks)
     try:
-        client = Client(address, set_as_default=False)
+        client = distributed.Client(address, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as e:
         raise AuditorError(f"--scheduler {address}: cannot reach the Dask scheduler ({e})") from e
     with client:
         futures = [client.submit(read_chunk, c, server_ports, engine, verify, i == 0, pure=False)
                    for i, c in enumerate(chunks)]
-        order = {f.key: i for i, f in enumerate(futures)}
-        done: dict[int, Part] = {}
-        stream = as_completed(futures)
         finished = [0, 0]
 
-        def ready() -> None:
-            f: Any = next(stream)
-            part = f.result()
-            done[order[f.key]] = part
-            finished[0] += part.chunk.size
-            finished[1] += part.stats.frames
-            if progress is not None:
-                progress(finished[0], total, finished[1])
+        def parts() -> Iterator[Part]:
+            for f in futures:  # in input order: the merge takes them so
+                part: Part = f.result()
+                finished[0] += part.chunk.size
+                finished[1] += part.stats.frames
+                if progress is not None:
+                    progress(finished[0], total, finished[1])
+                yield part
 
-        return merge(_in_order(done, len(chunks), ready))
+        return merge(parts())
