@@ -8,7 +8,11 @@ Where things live (one responsibility per module; docs/architecture.md draws the
   catalog.py        rules/ -> Catalog of FlowRule: layers (document, supplement/, site), role vocabulary,
                     feature-implied roles, features, alternative groups, the source document
   capture/          readers: files -> frames -> PacketRecord (our dpkt-free fast path; tshark engine)
-  conversations.py  sans-IO core: PacketRecord stream -> connections and flows (Zeek semantics)
+  apps.py           application protocol from a connection's first payload bytes (ICA, CGP, TLS, HTTP...)
+  conversations/    sans-IO core: PacketRecord stream -> connections and flows (Zeek semantics):
+                    builder.py (the table, feeding, closing, flows), tcp.py (history, state machine),
+                    chunks.py (a chunk's head chains and the exact merge), state.py, results.py
+  engine.py         the inputs as chunks on local processes or a Dask cluster, merged in order
   names.py          address-to-name evidence (DNS answers, TLS SNI, HTTP Host)
   roles.py          roles.yaml -> RoleMap: most-specific lookup in O(log n), features, vantage
   roles_lint.py     roles.yaml warnings from what the capture showed (--strict-roles makes them errors)

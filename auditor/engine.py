@@ -6,7 +6,7 @@ exactly in input order (SPEC §8).
     whole = merge(parts)                        # in input order: ConversationBuilder.absorb
 
 A chunk's result (``Part``) is a value: its ended conversation builder (closed flows, the connections
-open at its edges, its head chains: auditor/conversations.py), its name evidence and what reading
+open at its edges, its head chains: auditor/conversations/chunks.py), its name evidence and what reading
 found (InputInfo, ReadStats). Merging parts in input order gives the result of one sequential read,
 whatever ran them: ``run_local`` (processes of this machine, ``-j N``) or ``run_dask`` (an existing
 Dask distributed cluster, ``--scheduler ADDRESS``, whose workers can read the same paths).

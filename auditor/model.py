@@ -1,6 +1,6 @@
 """Shared data types: what flows between the layers.
 
-capture/ produces PacketRecord; conversations.py turns them into Connection and Flow;
+capture/ produces PacketRecord; conversations/ turns them into Connection and Flow;
 catalog.py produces FlowRule; classify.py produces FlowVerdict and RuleStatus.
 No I/O here.
 """

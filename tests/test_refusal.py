@@ -282,9 +282,9 @@ def test_the_shares_of_a_parallel_run_give_one_process_result() -> None:
 
 
 def test_the_hosts_table_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    from auditor import conversations
+    from auditor.conversations import builder
 
-    monkeypatch.setattr(conversations, "HOST_TTLS_MAX", 2)
+    monkeypatch.setattr(builder, "HOST_TTLS_MAX", 2)
     recs = [p for i in range(4) for p in accepted(f"10.0.1.{i}", 443, 1.0 + i, 120)]
     res = run(recs)
     assert len(res.host_ttls) == 2 and res.overflowed

@@ -1,0 +1,58 @@
+"""Sans-IO conversation core: a PacketRecord stream in, Connection and Flow tables out (SPEC §3).
+
+Nothing here opens a file or prints: tests feed records built in memory (h11's idea).
+
+Design, for speed (the audit targets >= 300k packets/s in one process):
+  * The live table is a plain dict holding every connection under BOTH directions of its key,
+    ``(proto, src, sport, dst, dport) -> (conn, is_orig)``, so a packet costs one tuple and one
+    lookup and its direction comes with the hit. ICMP keys have the same shape with a negative
+    marker in the third slot (-1 echo by id, -2 other by type), so they never meet TCP/UDP keys.
+  * An established TCP packet (no SYN/FIN/RST, its sender already active) and any UDP packet of a
+    known connection take the fast lane (``FastLane.take``: from ``feed``, or straight from the
+    capture decoder without a record); everything else goes to ``_slow``.
+  * Expiry is decided per packet (``ts - last > timeout``), so results do not depend on when the
+    amortised sweeps run; sweeps (every ``SWEEP_EVERY`` packets) only reclaim memory. A deque of
+    (queued_at, conn) gives O(1) expiry and second-chance ("clock") eviction when the table
+    holds ``max_live`` connections: an approximation of "close the idlest" without a heap.
+
+Deviations from Zeek (documented because analysts cross-check with it):
+  * Bad-checksum packets are processed like any other and add Zeek's 'C'/'c' (logarithmic: at 1,
+    10, 100... packets); Zeek stops processing them (captures on the host see checksum offload).
+  * No 't' (retransmission), 'g' (gap) or 'w' (zero window) letters: they need reassembly/window
+    fields that PacketRecord does not carry. S/H, F and R repeat when their sequence number
+    differs from the last one of that kind (Zeek's rule); A, D, I, Q are recorded once.
+  * A SYN arriving after its SYN-ACK (two capture interfaces merged) joins the connection and
+    establishes the originator, as if they had come in order.
+  * An initial SYN after mid-stream data starts a new connection (Zeek: "SYN_seq_jump"), as does
+    any SYN on a closed connection or a SYN whose ISN differs from the originator's first SYN.
+  * ICMP connections get the UDP-style conn_state (SF/S0/SHR) and D/d history; Zeek logs OTH.
+  * UDP connections refused by an ICMP unreachable get conn_state REJ (Zeek logs S0 and a separate
+    ICMP connection). The ICMP error itself is NOT counted in the quoted connection's packets or
+    bytes (as in Zeek): it often comes from a router or firewall, not the responder, and counting
+    it would make a refused one-way UDP conversation look answered. It is counted in stats.
+  * Closed TCP connections (FIN both ways, or any RST) linger ``CLOSE_LINGER`` seconds (Zeek's
+    tcp_close_delay/tcp_reset_delay); later packets start a new connection.
+
+Refusals (SPEC §4, "who refused it"): a connection counted rejected records what refused it in its
+flow (Flow.refusals): the responder's RST with the RST's TTL, or the first ICMP unreachable quoting
+it with its sender, type and code. The responders' TTLs on SYN-ACKs and FINs (packets that never
+take the fast lane, so one process and the shares of a parallel run see the same ones) are kept per
+host, bounded (HOST_TTLS_MAX), in ConversationResult.host_ttls; auditor/refusal.py compares a RST's
+TTL with them once the partial results are merged.
+
+Direction evidence ``wellknown_port``: ports rank 0 well-known (1-1023), 1 registered (1024-49151),
+2 dynamic (49152-65535 and 0). When the two ranks differ, the side with the lower rank is the
+server: 443 vs 51000, 443 vs 3000, 3389 vs 50000 decide; 1494 vs 40000 (both registered, as
+Linux's ephemeral range is) and 123 vs 123 do not, and the next kind of evidence decides.
+ICMP flows use the request type as their port: 8 (echo) or 128 (ICMPv6 echo); other ICMP types
+are their own port (an unmatched unreachable is port 3); protocol is "icmp" for v4 and v6.
+"""
+
+from __future__ import annotations
+
+from auditor.conversations.builder import ConversationBuilder, FastLane
+from auditor.conversations.results import ConversationResult, ConversationStats
+from auditor.conversations.state import CLOSE_LINGER, HOST_TTLS_MAX, SWEEP_EVERY
+
+__all__ = ["CLOSE_LINGER", "HOST_TTLS_MAX", "SWEEP_EVERY", "ConversationBuilder", "ConversationResult",
+           "ConversationStats", "FastLane"]

@@ -1,0 +1,703 @@
+"""The conversation core's builder: records (and the fast lane's packets) in, connections and flows
+out. See the package's docstring for the design."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+
+from auditor.apps import APP_SNAP, UNKNOWN, AppEvidence, identify_connection
+from auditor.conversations import chunks, tcp
+from auditor.conversations.results import ConversationResult
+from auditor.conversations.state import (
+    _A,
+    _ATTEMPT_STATES,
+    _BROADCASTS,
+    _C,
+    _D,
+    _HIST_LETTER,
+    _ICMP_ECHO,
+    _NO_TUNNELS,
+    _POW10,
+    _RESET_STATES,
+    _RESP,
+    CLOSE_LINGER,
+    DYNAMIC_PORTS,
+    ESTABLISHED,
+    EV_CATALOG,
+    EV_FIRST,
+    EV_PROTOCOL,
+    EV_SYN,
+    EV_SYNACK,
+    EV_WELLKNOWN,
+    FANIN_TARGETS_MAX,
+    HOST_TTLS_MAX,
+    INACTIVE,
+    SWEEP_EVERY,
+    TFTP_PENDING_MAX,
+    TFTP_PORT,
+    _Chain,
+    _Conn,
+    _port_rank,
+    _Run,
+    _tunnel_text,
+    _udp_protocol_hint,
+)
+from auditor.model import (
+    ACK,
+    DIRECTION_EVIDENCE,
+    IPPROTO_ICMP,
+    IPPROTO_ICMPV6,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    PROTO_NAMES,
+    SYN,
+    Connection,
+    Flow,
+    FlowKey,
+    Lane,
+    PacketRecord,
+    Refusal,
+    addr_str,
+)
+
+
+class FastLane(Lane):
+    """A capture reader's way into the core for common packets, without a PacketRecord.
+
+    ``take(proto, src, sport, dst, dport, ts, flags, payload_len, ip_len)`` takes a TCP/UDP packet of
+    an already live connection by its fields alone and returns True; it returns False, having
+    changed nothing, when the packet needs ``ConversationBuilder.feed``.
+
+    A reader may offer only packets whose record would have no checksum error, no tunnel, no fragment
+    flag and no payload that names.py reads (capture/decode.py): ``feed`` of such a record would
+    itself go to ``take`` (and to the slow path, which does the same, when ``take`` declines), and
+    names.py would ignore it (tests/test_conversations_lane.py). Every SWEEP_EVERY-th packet is
+    declined, so the amortised sweep stays in ``feed``.
+
+    The fused pcap walk (capture/pcapfile.py) inlines ``take`` on ``table`` with the history bits
+    below, keeping the sweep countdown and its count of taken packets in locals: it calls ``hold()``
+    before and ``release(countdown, taken)`` after every stretch of inlined packets, i.e. around every
+    record it yields and every other call into the core. Keep the two copies in step.
+    """
+
+    __slots__ = ("_builder", "ack_bit", "data_bit", "letters", "resp_shift", "table", "take")
+
+    def __init__(self, builder: ConversationBuilder) -> None:
+        self._builder = builder
+        self.table = builder._table
+        self.letters = _HIST_LETTER
+        self.data_bit, self.ack_bit, self.resp_shift = _D, _A, _RESP
+        get = self.table.get
+        stats = builder.stats
+        letters = _HIST_LETTER
+
+        def take(proto: int, src: bytes, sport: int, dst: bytes, dport: int, ts: float, flags: int,
+                 plen: int, ip_len: int) -> bool:
+            key = (proto, src, sport, dst, dport)
+            ent = get(key)
+            if ent is None or flags & 7 or builder._countdown == 1:
+                return False
+            c, is_orig = ent
+            if ts - c.last > c.timeout or not (c.os if is_orig else c.rs):
+                return False
+            if plen and (c.ho if is_orig else c.hr) is None:
+                return False  # a direction's first payload: the slow path keeps its first bytes
+            bit = _D if plen or proto == 17 else (_A if flags & ACK else 0)
+            chain = c.chain
+            if chain is not None:  # a head chain of a chunk: logged (_Run) for a merge to replay
+                if ts - c.last > CLOSE_LINGER:
+                    return False  # a record: a run never spans a gap that may end a connection
+                if ts > chain.last_ts:
+                    chain.last_ts = ts
+                run = chain.run
+                if run is None:
+                    run = chain.run = _Run()
+                    chain.log.append(run)
+                run.add(key, ts, ip_len, bit)
+            builder._countdown -= 1
+            stats.packets += 1
+            if ts > c.last:
+                c.last = ts
+            elif ts < c.first:
+                c.first = ts
+            if is_orig:
+                c.opk += 1
+                c.oby += ip_len
+            else:
+                c.rpk += 1
+                c.rby += ip_len
+                bit <<= _RESP
+            if bit and not c.hseen & bit:
+                c.hseen |= bit
+                c.hist.append(letters[bit])
+            return True
+
+        self.take = take
+
+    def hold(self) -> int:
+        """The sweep countdown, for a reader that counts it down itself (never below 2)."""
+        return self._builder._countdown
+
+    def release(self, countdown: int, taken: int) -> None:
+        """Hand back the countdown and the number of packets taken since ``hold``."""
+        self._builder._countdown = countdown
+        self._builder.stats.packets += taken
+
+
+class ConversationBuilder:
+    """Feed PacketRecords, then ``finish()`` for the flows. Memory follows live connections."""
+
+    def __init__(self, *, server_ports: frozenset[tuple[str, int]] = frozenset(),
+                 tcp_idle_timeout: float = 300.0, udp_idle_timeout: float = 60.0,
+                 icmp_idle_timeout: float = 60.0, max_live: int = 100_000, max_flows: int = 250_000,
+                 flood_fanin: int = 1_000, share: int = 1,
+                 keep_connections: bool = False, join_related: bool = True,
+                 connection_sink: Callable[[Connection], None] | None = None, chunk: bool = False) -> None:
+        # share > 1: this builder sees about 1/share of the run's conversations (one worker of
+        # auditor/parallel.py), so its bounds shrink with it and the run's total stays one process's.
+        share = max(1, share)
+        max_live, max_flows, flood_fanin = max_live // share, max_flows // share, flood_fanin // share
+        self._pending_max = max(1, TFTP_PENDING_MAX // share)
+        self._targets_max = max(1, FANIN_TARGETS_MAX // share)
+        self._server_ports = server_ports
+        self._join = join_related
+        """Join TFTP transfers and broadcast DHCP replies to their requests (off: plain 5-tuples, as
+        tshark's conversation table has them)."""
+        self._timeouts = {IPPROTO_TCP: tcp_idle_timeout, IPPROTO_UDP: udp_idle_timeout,
+                          IPPROTO_ICMP: icmp_idle_timeout, IPPROTO_ICMPV6: icmp_idle_timeout}
+        self._min_timeout = min(CLOSE_LINGER, tcp_idle_timeout, udp_idle_timeout, icmp_idle_timeout)
+        self._max_live = max(1, max_live)
+        self._max_flows = max(1, max_flows)
+        self._max_summaries = max(16, max_flows // 16)
+        self._flood_fanin = max(1, flood_fanin)
+        self._fanin: dict[tuple[str, str, int], int] = {}
+        self._ttls: dict[bytes, int] = {}
+        """Responder (packed) -> bit set of its SYN-ACK and FIN TTLs (ConversationResult.host_ttls)."""
+        self._ttls_max = max(1, HOST_TTLS_MAX // share)
+        """Unanswered-attempt flows per (responder, protocol, port), for flood detection."""
+        self._keep = keep_connections
+        self._sink = connection_sink
+        """Called with every connection as it closes (a Zeek conn.log streams them: memory stays that
+        of the live connections)."""
+        self._table: dict[tuple[object, ...], tuple[_Conn, bool]] = {}
+        self._queue: deque[tuple[float, _Conn]] = deque()
+        self._tftp: dict[tuple[bytes, bytes, int], _Conn] = {}
+        self._dhcp: dict[bytes, _Conn] = {}
+        """Pending broadcast DHCP requests: xid -> the connection."""
+        """Pending TFTP requests: (server, client, client port) -> the udp/69 connection."""
+        self._live = 0
+        self._countdown = SWEEP_EVERY
+        self._normal_flows = 0
+        self._summaries = 0
+        self.result = ConversationResult()
+        self.stats = self.result.stats
+        self._take = FastLane(self).take
+        """The fast lane, for records too (``feed``)."""
+        self._params = dict(server_ports=server_ports, tcp_idle_timeout=tcp_idle_timeout,
+                            udp_idle_timeout=udp_idle_timeout, icmp_idle_timeout=icmp_idle_timeout,
+                            max_live=max_live, max_flows=max_flows, flood_fanin=flood_fanin,
+                            keep_connections=keep_connections, join_related=join_related)
+        self._chunk = chunk
+        """This builder reads a chunk that may not start the run: it keeps head chains (_Chain) for a
+        merge (``absorb``) and ``end_chunk`` leaves its live connections open."""
+        self._anchor: float | None = None
+        """Time of the chunk's first connection: 5-tuples first seen within ``_window`` of it start
+        head chains (later ones cannot continue a connection of an earlier chunk)."""
+        self._window = max(tcp_idle_timeout, udp_idle_timeout, icmp_idle_timeout)
+        self._seen: set[tuple[object, ...]] = set()
+        """5-tuples (both directions as one, the smaller key) seen within the window."""
+        self._chains: dict[tuple[object, ...], _Chain] = {}
+        """Head chains still taking connections, by 5-tuple."""
+        self.chains: list[_Chain] = []
+        """Every head chain of this chunk whose results are not yet folded into flows, in order."""
+        self.replays: dict[int, int] = {}
+        """Chains of later chunks replayed here, by IP protocol of their first packet (what a merge
+        found continuing across a chunk boundary)."""
+        self.first_ts = float("inf")
+        self.last_ts = float("-inf")
+        """Time span of the connections (first and last packets), for the merge's order check."""
+
+    @property
+    def live_connections(self) -> int:
+        return self._live
+
+    # ---- feeding ------------------------------------------------------------------------------
+
+    def feed(self, rec: PacketRecord) -> None:
+        """One record. Established TCP and known UDP packets take the fast lane (``FastLane.take``:
+        one dict lookup and a few integer updates); everything else goes to the slow path."""
+        proto = rec.proto
+        # SYN, FIN and RST never take the lane (FastLane.take declines them): straight to the slow path.
+        if (proto == 6 or proto == 17) and not rec.tcp_flags & 7 and not rec.checksum_bad and rec.tunnel is None \
+                and self._take(proto, rec.src, rec.sport, rec.dst, rec.dport, rec.ts, rec.tcp_flags, rec.payload_len,
+                               rec.ip_len):
+            return
+        self.stats.packets += 1
+        self._countdown -= 1
+        if not self._countdown:
+            self._countdown = SWEEP_EVERY
+            self._sweep(rec.ts)
+        self._slow(rec)
+
+    def lane(self) -> FastLane:
+        """The fast lane for a capture reader (see FastLane)."""
+        return FastLane(self)
+
+    def feed_many(self, recs: Iterable[PacketRecord]) -> None:
+        """Several records, in order: the same as feeding them one at a time."""
+        feed = self.feed
+        for rec in recs:
+            feed(rec)
+
+    def finish(self) -> ConversationResult:
+        """Close every live connection into its flow and return the result (call once). A chunk's
+        builder (or the merge of chunks) folds its head chains in: nothing comes before it any more."""
+        self._chunk = False
+        for chain in self.chains:
+            chunks.fold(self, chain)
+        self.chains, self._chains, self._seen = [], {}, set()
+        for key, (c, is_orig) in list(self._table.items()):
+            if is_orig and c.keys[0] == key:
+                self._close(c)
+        self._queue.clear()
+        self.result.host_ttls = {addr_str(a): seen for a, seen in self._ttls.items()}
+        if self._keep:
+            self.result.connections.sort(key=lambda x: (x.first_seen, x.first_frame))
+        # The lane's closure holds this builder: no cycle left (audit.collect pauses the collector).
+        vars(self).pop("_take", None)
+        return self.result
+
+    # ---- chunks and their merge (SPEC §8) -------------------------------------------------------
+
+    def end_chunk(self) -> ConversationBuilder:
+        """End a chunk: its live connections stay open, for the next chunk's merge (``absorb``) or
+        ``finish``. The builder is then a value (picklable: a worker process sends it back)."""
+        return chunks.end_chunk(self)
+
+    def absorb(self, right: ConversationBuilder) -> ConversationBuilder:
+        """Merge the chunk that comes next (``right``, ended with ``end_chunk``) into this one, exactly
+        as one builder would have read both in order, and return this builder (auditor/conversations/
+        chunks.py says how)."""
+        return chunks.absorb(self, right)
+
+    # ---- slow path ----------------------------------------------------------------------------
+
+    def _slow(self, rec: PacketRecord) -> None:
+        proto = rec.proto
+        if rec.checksum_bad:
+            self.stats.bad_checksums += 1
+        if proto in (IPPROTO_TCP, IPPROTO_UDP):
+            self._transport(rec, self._table.get((proto, rec.src, rec.sport, rec.dst, rec.dport)))
+        elif proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
+            self._icmp(rec)
+        else:
+            other = self.stats.other_protocols
+            name = f"ipproto:{proto}"
+            other[name] = other.get(name, 0) + 1
+
+    def _lookup(self, key: tuple[object, ...], ts: float) -> tuple[_Conn, bool] | None:
+        ent = self._table.get(key)
+        if ent is not None and ts - ent[0].last > ent[0].timeout:
+            self.stats.idle_splits += 1
+            self._close(ent[0])
+            return None
+        return ent
+
+    def _transport(self, rec: PacketRecord, ent: tuple[_Conn, bool] | None) -> None:
+        """A TCP/UDP packet off the fast path; ``ent`` is the live table's entry for its key."""
+        proto = rec.proto
+        if ent is not None and rec.ts - ent[0].last > ent[0].timeout:
+            self.stats.idle_splits += 1
+            self._close(ent[0])
+            ent = None
+        if ent is not None and proto == IPPROTO_TCP and rec.tcp_flags & SYN:
+            ent = tcp.syn_on_existing(self, ent[0], ent[1], rec)
+        if ent is None and proto == IPPROTO_UDP:
+            if self._tftp:
+                ent = self._tftp_transfer(rec)
+            if ent is None and rec.sport == 67 and rec.dport == 68 and self._dhcp:
+                ent = self._dhcp_reply(rec)
+        if ent is None:
+            ent = self._new_transport(rec)
+        c, is_orig = ent
+        self._account(c, is_orig, rec)
+        if proto == IPPROTO_TCP:
+            tcp.packet(self, c, is_orig, rec)
+        else:
+            tcp.hist_once(self, c, _D << (0 if is_orig else _RESP))
+
+    def _decide(self, rec: PacketRecord) -> tuple[bool, int]:
+        """(is the sender the initiator?, evidence) for a connection's first packet."""
+        proto, sport, dport = rec.proto, rec.sport, rec.dport
+        if proto == IPPROTO_TCP:
+            flags = rec.tcp_flags
+            if flags & SYN:
+                return (False, EV_SYNACK) if flags & ACK else (True, EV_SYN)
+        else:
+            hint = _udp_protocol_hint(sport, dport, rec.payload)
+            if hint is not None:
+                return hint, EV_PROTOCOL
+        pname = PROTO_NAMES[proto]
+        sp = sport < DYNAMIC_PORTS and (pname, sport) in self._server_ports
+        dp = dport < DYNAMIC_PORTS and (pname, dport) in self._server_ports
+        if sp != dp:
+            return dp, EV_CATALOG
+        rs, rd = _port_rank(sport), _port_rank(dport)
+        if rs != rd:
+            return rd < rs, EV_WELLKNOWN
+        return True, EV_FIRST
+
+    def _tftp_transfer(self, rec: PacketRecord) -> tuple[_Conn, bool] | None:
+        """A TFTP server answers a read/write request from a new port (RFC 1350 §4): the transfer
+        belongs to the request's udp/69 connection, as Zeek's TFTP analyzer expects it."""
+        c = self._tftp_pending(rec)
+        if c is None:
+            return None
+        del self._tftp[(rec.src, rec.dst, rec.dport)]
+        from_server = (IPPROTO_UDP, rec.src, rec.sport, rec.dst, rec.dport)
+        from_client = (IPPROTO_UDP, rec.dst, rec.dport, rec.src, rec.sport)
+        c.keys = (*c.keys, from_server, from_client)
+        self._take_over(from_server, (c, False))
+        self._take_over(from_client, (c, True))
+        self.stats.tftp_transfers += 1
+        return c, False
+
+    def _tftp_pending(self, rec: PacketRecord) -> _Conn | None:
+        """The live udp/69 request this packet would be the transfer of (an expired one is dropped)."""
+        c = self._tftp.get((rec.src, rec.dst, rec.dport))
+        if c is None:
+            return None
+        ent = self._table.get(c.keys[0])
+        if ent is None or ent[0] is not c or rec.ts - c.last > c.timeout:
+            del self._tftp[(rec.src, rec.dst, rec.dport)]
+            return None
+        return c
+
+    def _dhcp_pending(self, rec: PacketRecord) -> _Conn | None:
+        """The live broadcast request this DHCP reply answers (an expired one is dropped)."""
+        payload = rec.payload
+        if len(payload) < 8 or payload[0] != 2:
+            return None
+        c = self._dhcp.get(payload[4:8])
+        if c is None:
+            return None
+        ent = self._table.get(c.keys[0])
+        if ent is None or ent[0] is not c or rec.ts - c.last > c.timeout:
+            del self._dhcp[payload[4:8]]
+            return None
+        return c
+
+    def _dhcp_reply(self, rec: PacketRecord) -> tuple[_Conn, bool] | None:
+        """A DHCP server answers a broadcast request (from 0.0.0.0 to 255.255.255.255) from its own
+        address: the reply joins the request (same xid, RFC 2131 §4.1) and names the server as the
+        responder, so the flow is client -> DHCP server udp/67, as the catalog documents it."""
+        c = self._dhcp_pending(rec)
+        if c is None:
+            return None
+        if c.ra in _BROADCASTS:
+            c.ra = rec.src
+        from_server = (IPPROTO_UDP, rec.src, rec.sport, rec.dst, rec.dport)
+        to_server = (IPPROTO_UDP, rec.dst, rec.dport, rec.src, rec.sport)
+        c.keys = (*c.keys, from_server, to_server)
+        self._take_over(from_server, (c, False))
+        self._table.setdefault(to_server, (c, True))
+        self.stats.dhcp_replies_joined += 1
+        return c, False
+
+    def _new_transport(self, rec: PacketRecord) -> tuple[_Conn, bool]:
+        proto = rec.proto
+        sender_orig, ev = self._decide(rec)
+        if sender_orig:
+            oa, op, ra, rp = rec.src, rec.sport, rec.dst, rec.dport
+        else:
+            oa, op, ra, rp = rec.dst, rec.dport, rec.src, rec.sport
+        keys = ((proto, oa, op, ra, rp), (proto, ra, rp, oa, op))
+        c = self._create(proto, oa, op, ra, rp, keys, ev, rec, sender_orig)
+        if not self._join or proto != IPPROTO_UDP:
+            pass
+        elif rp == TFTP_PORT and sender_orig:
+            if len(self._tftp) >= self._pending_max:
+                self.result.overflowed = True
+                del self._tftp[next(iter(self._tftp))]
+            self._tftp[(ra, oa, op)] = c
+        elif (rp == 67 and sender_orig and ra in _BROADCASTS
+              and len(rec.payload) >= 8 and rec.payload[0] == 1):
+            if len(self._dhcp) >= self._pending_max:
+                self.result.overflowed = True
+                del self._dhcp[next(iter(self._dhcp))]
+            self._dhcp[rec.payload[4:8]] = c
+        if proto == IPPROTO_TCP:
+            c.os = c.rs = c.oprev = c.rprev = INACTIVE
+        return c, sender_orig
+
+    def _create(self, proto: int, oa: bytes, op: int, ra: bytes, rp: int,
+                keys: tuple[tuple[object, ...], tuple[object, ...]], ev: int, rec: PacketRecord,
+                sender_orig: bool) -> _Conn:
+        if self._live >= self._max_live:
+            self._evict(rec.ts)
+        c = _Conn()
+        c.proto, c.oa, c.op, c.ra, c.rp, c.keys, c.ev = proto, oa, op, ra, rp, keys, ev
+        c.first = c.last = rec.ts
+        c.ff = (rec.input_index, rec.frame)
+        c.opk = c.oby = c.rpk = c.rby = c.hseen = c.bad_o = c.bad_r = 0
+        c.hist = [] if sender_orig else ["^"]  # Zeek marks a flipped direction with '^'
+        # UDP/ICMP have no endpoint states: a non-zero state lets them take the fast path.
+        c.os = c.rs = c.oprev = c.rprev = ESTABLISHED
+        c.isn = c.rst_ttl = -1
+        c.marks = None
+        c.data = False
+        c.refused = None
+        c.ho = c.hr = None
+        c.fo = c.fr = c.ff
+        c.tunnels = None
+        c.timeout = self._timeouts[proto]
+        c.gen = 0
+        c.dead = False
+        c.chain = None
+        if self._chunk:
+            chunks.chain_for(self, c, proto, keys, rec.ts)
+        # keys[1] first: for a host talking to itself on one port both keys are the same, and the
+        # entry must then be the initiator's (finish() closes connections by their orig entry).
+        table = self._table
+        if keys[0] in table or keys[1] in table:
+            self._take_over(keys[1], (c, False))
+            self._take_over(keys[0], (c, True))
+        else:  # new keys, the common case: nobody's entry to take over
+            table[keys[1]] = (c, False)
+            table[keys[0]] = (c, True)
+        self._queue.append((rec.ts, c))
+        self._live += 1
+        if self._live > self.stats.peak_live:
+            self.stats.peak_live = self._live
+        return c
+
+    def _account(self, c: _Conn, is_orig: bool, rec: PacketRecord) -> None:
+        ts = rec.ts
+        if c.chain is not None:
+            chunks.log(c.chain, rec)
+        if ts > c.last:
+            c.last = ts
+        elif ts < c.first:
+            c.first = ts
+        if is_orig:
+            c.opk += 1
+            c.oby += rec.ip_len
+            if rec.payload_len and c.ho is None:
+                c.ho, c.fo = rec.payload[:APP_SNAP], (rec.input_index, rec.frame)
+        else:
+            c.rpk += 1
+            c.rby += rec.ip_len
+            if rec.payload_len and c.hr is None:
+                c.hr, c.fr = rec.payload[:APP_SNAP], (rec.input_index, rec.frame)
+        if rec.checksum_bad:
+            if is_orig:
+                c.bad_o += 1
+                n, bit = c.bad_o, _C
+            else:
+                c.bad_r += 1
+                n, bit = c.bad_r, _C << _RESP
+            if n in _POW10:  # Zeek records 'C' logarithmically: at 1, 10, 100... packets
+                c.hist.append(_HIST_LETTER[bit])
+                c.hseen |= bit
+        if rec.tunnel is not None:
+            if c.tunnels is None:
+                c.tunnels = set()
+            c.tunnels.add(rec.tunnel)
+
+    # ---- TCP ----------------------------------------------------------------------------------
+
+    def _take_over(self, key: tuple[object, ...], ent: tuple[_Conn, bool]) -> None:
+        """Put ``ent`` in the live table under ``key``; a connection that had the key gets a new gen."""
+        old = self._table.get(key)
+        if old is not None:
+            old[0].gen += 1
+        self._table[key] = ent
+
+    # ---- ICMP ---------------------------------------------------------------------------------
+
+    def _icmp(self, rec: PacketRecord) -> None:
+        proto, itype = rec.proto, rec.icmp_type
+        if rec.quoted is not None:
+            if self._icmp_error(rec):
+                return
+            self.stats.icmp_errors_unmatched += 1
+        request, reply = _ICMP_ECHO[proto]
+        if itype in (request, reply):
+            ent = self._lookup((proto, rec.src, -1, rec.dst, rec.icmp_id), rec.ts)
+            if ent is None:
+                sender_orig = itype == request
+                oa, ra = (rec.src, rec.dst) if sender_orig else (rec.dst, rec.src)
+                keys = ((proto, oa, -1, ra, rec.icmp_id), (proto, ra, -1, oa, rec.icmp_id))
+                conn = self._create(proto, oa, rec.icmp_id, ra, request, keys, EV_PROTOCOL, rec, sender_orig)
+                ent = conn, sender_orig
+        else:
+            ent = self._lookup((proto, rec.src, -2, rec.dst, itype), rec.ts)
+            if ent is None:
+                keys = ((proto, rec.src, -2, rec.dst, itype), (proto, rec.dst, -2, rec.src, itype))
+                ent = self._create(proto, rec.src, 0, rec.dst, itype, keys, EV_FIRST, rec, True), True
+        c, is_orig = ent
+        self._account(c, is_orig, rec)
+        tcp.hist_once(self, c, _D << (0 if is_orig else _RESP))
+
+    def _icmp_error(self, rec: PacketRecord) -> bool:
+        """Attribute an ICMP error to the live connection whose packet it quotes."""
+        q = rec.quoted
+        if q is None or q.proto not in (IPPROTO_TCP, IPPROTO_UDP):
+            return False  # a quoted echo carries no id here: cannot be matched reliably
+        ent = self._table.get((q.proto, q.src, q.sport, q.dst, q.dport))
+        if ent is None or rec.ts - ent[0].last > ent[0].timeout:
+            return False
+        c, quoted_from_orig = ent
+        if c.chain is not None:
+            chunks.log(c.chain, rec)
+        self.stats.icmp_errors_matched += 1
+        # Destination unreachable (ICMPv4 type 3, ICMPv6 type 1), except "fragmentation needed"
+        # (v4 code 4, RFC 1191 path-MTU discovery), which is no refusal. Only a refusal of what
+        # the initiator sent refuses the connection; a responder's bounced reply does not.
+        unreach = (rec.icmp_type == 3 and rec.icmp_code != 4) if rec.proto == IPPROTO_ICMP \
+            else rec.icmp_type == 1
+        if unreach and quoted_from_orig:
+            if c.refused is None:
+                c.refused = (rec.src, rec.icmp_type, rec.icmp_code)
+            self.stats.icmp_refusals += 1
+        return True
+
+    # ---- closing, flows, memory -----------------------------------------------------------------
+
+    def _close(self, c: _Conn) -> None:
+        table = self._table
+        c.dead = True
+        keys = c.keys
+        ent = table.get(keys[0])
+        if ent is None or ent[0] is not c:
+            return  # already closed
+        del table[keys[0]]
+        for key in keys[1:]:
+            ent = table.get(key)
+            if ent is not None and ent[0] is c:
+                del table[key]
+        self._live -= 1
+        c.gen += 1
+        history = "".join(c.hist)
+        proto = c.proto
+        refused = c.refused
+        if proto == IPPROTO_TCP:
+            state = tcp.conn_state(self, c, history)
+        elif refused is not None:
+            state = "REJ"
+        elif c.opk:
+            state = "SF" if c.rpk else "S0"
+        else:
+            state = "SHR" if c.rpk else "OTH"
+        pname, orig_h, resp_h = PROTO_NAMES[proto], addr_str(c.oa), addr_str(c.ra)
+        tunnels = frozenset(_tunnel_text(t) for t in c.tunnels) if c.tunnels else _NO_TUNNELS
+        evidence = DIRECTION_EVIDENCE[c.ev]
+        # Who refused it (Flow.add keeps it when the connection counts as rejected): the responder's
+        # RST, else the ICMP error. A RST always bears the responder's address; its TTL is judged
+        # later, against the responder's TTLs of the whole run (auditor/refusal.py).
+        refusal = None
+        if proto == IPPROTO_TCP and state in _RESET_STATES:
+            refusal = Refusal("rst", resp_h, -1, -1, c.rst_ttl, True)
+        elif refused is not None:
+            refusal = Refusal("icmp", addr_str(refused[0]), refused[1], refused[2], -1, refused[0] == c.ra)
+        app: AppEvidence | None = None
+        if (c.ho or c.hr) and proto != IPPROTO_ICMP and proto != IPPROTO_ICMPV6:
+            app = identify_connection(proto, c.op, c.rp, c.ho, c.fo, c.hr, c.fr)
+        args = (pname, state, history, c.opk, c.oby, c.rpk, c.rby, c.first, c.last, c.ff, evidence,
+                c.bad_o + c.bad_r, refused is not None, tunnels, refusal, app)
+        chain = c.chain if self._chunk else None
+        if chain is None:
+            # Straight into the flow: a Connection object is built only when connections are kept
+            # (it cost ~8 % of the per-connection work).
+            self._flow_for(orig_h, resp_h, pname, c.rp, c.rpk, state, c.opk).add(*args)
+        conn = None
+        if self._keep or self._sink is not None:
+            conn = Connection(
+                protocol=pname, orig_h=orig_h, orig_p=c.op, resp_h=resp_h, resp_p=c.rp, first_seen=c.first,
+                last_seen=c.last, first_frame=c.ff, orig_pkts=c.opk, orig_bytes=c.oby, resp_pkts=c.rpk,
+                resp_bytes=c.rby, conn_state=state, history=history, direction_evidence=evidence,
+                bad_checksums=c.bad_o + c.bad_r, icmp_refused=refused is not None, tunnels=tunnels,
+                refusal=refusal, app_protocol=app.protocol if app is not None else UNKNOWN, app_evidence=app)
+            if self._keep and chain is None:
+                self.result.connections.append(conn)
+            if self._sink is not None:
+                self._sink(conn)
+        if chain is not None:
+            chain.closed.append(((orig_h, resp_h, pname, c.rp, c.rpk, state, c.opk), args, conn))
+
+    def _flow_for(self, orig_h: str, resp_h: str, pname: str, resp_p: int, resp_pkts: int, state: str,
+                  orig_pkts: int) -> Flow:
+        """The flow a closing connection belongs to (made if new), or the flood summary it goes to."""
+        stats = self.stats
+        stats.connections += 1
+        flows = self.result.flows
+        key = FlowKey(orig_h, resp_h, pname, resp_p)
+        flow = flows.get(key)
+        if flow is None:
+            # A flood is millions of unanswered attempts from different sources to one service: once
+            # a service has had flood_fanin of them, further ones are summarised, while answered
+            # conversations (and the few failing attempts of a real deployment) keep their own flows.
+            allowed = self._normal_flows < self._max_flows
+            if allowed and (resp_pkts == 0 or state in _ATTEMPT_STATES):
+                target = (resp_h, pname, resp_p)
+                seen = self._fanin.get(target, 0)
+                if seen >= self._flood_fanin:
+                    allowed = False
+                elif len(self._fanin) < self._targets_max or seen:
+                    self._fanin[target] = seen + 1
+                else:
+                    self.result.overflowed = True  # a target past the table's bound is not counted
+            if allowed:
+                self._normal_flows += 1
+                flow = flows[key] = Flow(key)
+            else:
+                # Flow table full: aggregate per (responder, protocol, port) with initiator '*';
+                # past a second bound, per protocol only, so a spoofed flood stays bounded.
+                self.result.overflowed = True
+                key = FlowKey("*", resp_h, pname, resp_p)
+                flow = flows.get(key)
+                if flow is None and self._summaries >= self._max_summaries:
+                    key = FlowKey("*", "*", pname, 0)
+                    flow = flows.get(key)
+                if flow is None:
+                    self._summaries += 1
+                    stats.summarised_flows += 1
+                    flow = flows[key] = Flow(key, summarised=True)
+                stats.summarised_connections += 1
+                stats.summarised_packets += orig_pkts + resp_pkts
+        return flow
+
+    def _sweep(self, clock: float) -> None:
+        """Close connections idle past their timeout. Amortised O(1): each live connection is
+        looked at about once per CLOSE_LINGER seconds of capture time."""
+        queue = self._queue
+        limit = clock - self._min_timeout
+        while queue and queue[0][0] < limit:
+            _, c = queue.popleft()
+            if c.dead:
+                continue  # closed since it was queued
+            if clock - c.last > c.timeout:
+                self._close(c)
+            else:
+                queue.append((clock, c))
+        if len(queue) > 4 * self._live + 1024:
+            self._queue = deque(e for e in queue if not e[1].dead)
+
+    def _evict(self, clock: float) -> None:
+        """The live table is full: close one of the idlest connections (second-chance order)."""
+        queue = self._queue
+        chances = 16
+        while self._live >= self._max_live and queue:
+            queued_at, c = queue.popleft()
+            if c.dead:
+                continue
+            if clock - c.last > c.timeout:
+                self._close(c)
+            elif c.last > queued_at and chances:
+                chances -= 1
+                queue.append((c.last, c))
+            else:
+                self.result.overflowed = True
+                self.stats.evicted_live += 1
+                self._close(c)

@@ -1,0 +1,299 @@
+"""Chunks and their exact merge (SPEC §8): a chunk's head chains, ``absorb`` and the replay."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+from auditor.apps import APP_SNAP
+from auditor.conversations import tcp
+from auditor.conversations.state import (
+    _HIST_LETTER,
+    _ICMP_ECHO,
+    _REPLAYED_COUNTERS,
+    _RESP,
+    _Chain,
+    _Conn,
+    _Run,
+)
+from auditor.model import (
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    SYN,
+    PacketRecord,
+)
+
+if TYPE_CHECKING:
+    from auditor.conversations.builder import ConversationBuilder
+
+def end_chunk(b: ConversationBuilder) -> ConversationBuilder:
+    """End a chunk: its live connections stay open, for the next chunk's merge (``absorb``) or
+    ``finish``. The builder is then a value (picklable: a worker process sends it back)."""
+    for c, _ in b._table.values():
+        if c.last > b.last_ts:
+            b.last_ts = c.last
+    vars(b).pop("_take", None)
+    return b
+
+
+def absorb(b: ConversationBuilder, right: ConversationBuilder) -> ConversationBuilder:
+    """Merge the chunk that comes next (``right``, ended with ``end_chunk``) into this one, exactly
+    as one builder would have read both in order, and return this builder (``right`` is consumed).
+
+    For each head chain of ``right`` (a 5-tuple seen in the first idle timeout of its chunk), its
+    first packet is looked up here, as a sequential read would: when it continues a connection of
+    this builder (or a TFTP/DHCP request waiting for its answer, or the connection an ICMP error
+    quotes), the chain's log is replayed on that connection and the chain's own results are
+    dropped; otherwise this builder's stale connection on the 5-tuple is closed as a sequential
+    read would close it, and the chain's results stand. Then ``right``'s flows, counters and live
+    connections are taken over. Below the table bounds the result is exactly one builder's.
+
+    The merge is associative: chains this builder would still have to check against an earlier
+    chunk stay chains (logs joined), so (a+b)+c and a+(b+c) give the same result."""
+    if right._anchor is None:  # no connection at all: its counters only
+        take_counts(b, right, set())
+        return b
+    if b._anchor is None:
+        b._anchor, b._seen = right._anchor, right._seen
+    dropped: set[int] = set()
+    for chain in right.chains:
+        first = chain.log[0]
+        assert isinstance(first, PacketRecord)  # a chain starts with the record that made it
+        if probe(b, first):
+            replay_instead(b, chain)
+            dropped.add(id(chain))
+            b.replays[first.proto] = b.replays.get(first.proto, 0) + 1
+        else:
+            adopt(b, chain, right)
+    take_counts(b, right, dropped)
+    return b
+
+
+def probe(b: ConversationBuilder, rec: PacketRecord) -> bool:
+    """Whether ``rec`` continues something live here (a connection, a pending TFTP or DHCP
+    request, the connection an ICMP error quotes). When it does not, what a sequential read does
+    before making a new connection is done: a stale connection on its 5-tuple is closed (idle
+    split, or port reuse)."""
+    proto = rec.proto
+    if proto in (IPPROTO_TCP, IPPROTO_UDP):
+        ent = b._table.get((proto, rec.src, rec.sport, rec.dst, rec.dport))
+        if ent is not None and rec.ts - ent[0].last > ent[0].timeout:
+            b.stats.idle_splits += 1
+            b._close(ent[0])
+            ent = None
+        if ent is not None:
+            if proto == IPPROTO_TCP and rec.tcp_flags & SYN and not tcp.syn_joins(ent[0], ent[1], rec):
+                b.stats.port_reuse += 1
+                b._close(ent[0])
+                return False
+            return True
+        if proto == IPPROTO_UDP and b._join:
+            if b._tftp and b._tftp_pending(rec) is not None:
+                return True
+            if rec.sport == 67 and rec.dport == 68 and b._dhcp and b._dhcp_pending(rec) is not None:
+                return True
+        return False
+    if proto not in _ICMP_ECHO:
+        return False
+    q = rec.quoted
+    if q is not None and q.proto in (IPPROTO_TCP, IPPROTO_UDP):
+        ent = b._table.get((q.proto, q.src, q.sport, q.dst, q.dport))
+        if ent is not None and rec.ts - ent[0].last <= ent[0].timeout:
+            return True
+    request, reply = _ICMP_ECHO[proto]
+    if rec.icmp_type in (request, reply):
+        return b._lookup((proto, rec.src, -1, rec.dst, rec.icmp_id), rec.ts) is not None
+    return b._lookup((proto, rec.src, -2, rec.dst, rec.icmp_type), rec.ts) is not None
+
+
+def replay_instead(b: ConversationBuilder, chain: _Chain) -> None:
+    """Replay a chain of the next chunk here, in place of its own results. Its packets were
+    counted there; the counters its own reading added are taken back (what a fresh builder
+    replaying it counts), those of this replay added."""
+    fresh = type(b)(**b._params)  # type: ignore[arg-type]
+    replay(fresh, chain.log)
+    mine, theirs = b.stats, fresh.stats
+    for name in _REPLAYED_COUNTERS:
+        setattr(mine, name, getattr(mine, name) - getattr(theirs, name))
+    replay(b, chain.log)
+
+
+def replay(b: ConversationBuilder, log: list[PacketRecord | _Run]) -> None:
+    for item in log:
+        if type(item) is _Run:
+            apply_run(b, item)
+        else:
+            b._slow(item)  # type: ignore[arg-type]
+
+
+def apply_run(b: ConversationBuilder, run: _Run) -> None:
+    """The effect of a run of fast-lane packets: counters, times and history letters, on the
+    connection each table key leads to here. The lane took them as plain packets of active
+    senders within CLOSE_LINGER of the connection's last packet, so no connection ends inside the
+    run and no endpoint state moves; a sender still inactive here (a responder's ACKs to a SYN it
+    has not answered) would have sent only pure ACKs, whose effect on the slow path is the same.
+    Chains of this builder log the part of the run that went to their connections."""
+    table = b._table
+    parts: dict[int, tuple[_Chain, _Run]] = {}
+    for key, e in run.entries.items():
+        ent = table.get(key)
+        if ent is None:  # only when a bound evicted the connection in between
+            b.result.overflowed = True
+            continue
+        c, is_orig = ent
+        if is_orig:
+            c.opk += e[0]
+            c.oby += e[1]
+        else:
+            c.rpk += e[0]
+            c.rby += e[1]
+        if e[3] < c.first:
+            c.first = e[3]
+        if e[4] > c.last:
+            c.last = e[4]
+        chain = c.chain if b._chunk else None
+        if chain is not None:
+            part = parts.get(id(chain))
+            if part is None:
+                part = parts[id(chain)] = (chain, _Run())
+            part[1].entries[key] = e
+            if e[4] > chain.last_ts:
+                chain.last_ts = e[4]
+    for key, bit in run.letters:
+        ent = table.get(key)
+        if ent is None:
+            continue
+        c, is_orig = ent
+        mask = bit if is_orig else bit << _RESP
+        if not c.hseen & mask:
+            c.hseen |= mask
+            c.hist.append(_HIST_LETTER[mask])
+        if c.chain is not None and id(c.chain) in parts:
+            parts[id(c.chain)][1].letters.append((key, bit))
+    for chain, sub in parts.values():
+        chain.log.append(sub)
+        chain.run = None
+
+
+def adopt(b: ConversationBuilder, chain: _Chain, right: ConversationBuilder) -> None:
+    """A chain of the next chunk that starts afresh here too: its results stand. It stays a chain
+    when this builder would still have to check it against an earlier chunk."""
+    ck = chain.ck
+    mine = b._chains.get(ck)
+    if mine is not None and chain.first_ts - mine.last_ts > b._timeouts[chain.proto]:
+        del b._chains[ck]  # this builder's chain ended with a full idle timeout
+        mine = None
+    if not b._chunk:
+        fold(b, chain)
+        keep: _Chain | None = None
+    elif mine is not None:  # this builder's chain goes on: one log, one set of results
+        mine.log.extend(chain.log)
+        mine.closed.extend(chain.closed)
+        for addr, bits in chain.ttls.items():
+            mine.ttls[addr] = mine.ttls.get(addr, 0) | bits
+        mine.last_ts = max(mine.last_ts, chain.last_ts)
+        mine.run = None
+        keep = mine
+        if ck not in right._chains:
+            del b._chains[ck]
+    elif ck in b._seen or chain.first_ts - b._anchor > b._window:  # type: ignore[operator]
+        fold(b, chain)
+        keep = None
+    else:
+        keep = chain
+        b.chains.append(chain)
+        if ck in right._chains:
+            b._chains[ck] = chain
+    if keep is not chain:
+        for c, _ in right._table.values():
+            if c.chain is chain:
+                c.chain = keep
+
+
+def fold(b: ConversationBuilder, chain: _Chain) -> None:
+    """A chain's results into the flows: nothing before it continues it."""
+    for flow_args, args, conn in chain.closed:
+        b._flow_for(*flow_args).add(*args)
+        if conn is not None and b._keep:
+            b.result.connections.append(conn)
+    for addr, bits in chain.ttls.items():
+        for ttl in range(bits.bit_length()):
+            if bits >> ttl & 1:
+                tcp.ttl_seen(b, addr, ttl)
+    chain.closed, chain.ttls = [], {}
+
+
+def take_counts(b: ConversationBuilder, right: ConversationBuilder, dropped: set[int]) -> None:
+    """Take over the next chunk's flows, counters and live connections (but those of dropped
+    chains, replayed here instead)."""
+    result = b.result
+    right.result.host_ttls = {}
+    result.merge(right.result)
+    for addr, bits in right._ttls.items():
+        for ttl in range(bits.bit_length()):
+            if bits >> ttl & 1:
+                tcp.ttl_seen(b, addr, ttl)
+    b._normal_flows += right._normal_flows
+    b._summaries += right._summaries
+    for target, n in right._fanin.items():
+        b._fanin[target] = b._fanin.get(target, 0) + n
+    if right._seen is not b._seen and right._anchor is not None and b._anchor is not None \
+            and right._anchor - b._anchor <= b._window:
+        b._seen |= right._seen
+    b.first_ts = min(b.first_ts, right.first_ts)
+    b.last_ts = max(b.last_ts, right.last_ts)
+    table = b._table
+    moved: set[int] = set()
+    for key, (c, is_orig) in right._table.items():
+        if c.chain is not None and id(c.chain) in dropped:
+            continue
+        old = table.get(key)
+        if old is not None and old[0] is not c:
+            b._close(old[0])  # idle since long before: a sequential read's sweep closed it
+        table[key] = (c, is_orig)
+        if id(c) not in moved:
+            moved.add(id(c))
+            b._live += 1
+            b._queue.append((c.last, c))
+    for xid, c in right._dhcp.items():
+        if id(c) in moved:
+            b._dhcp[xid] = c
+    for tkey, c in right._tftp.items():
+        if id(c) in moved:
+            b._tftp[tkey] = c
+    if b._live > b.stats.peak_live:
+        b.stats.peak_live = b._live
+
+
+def chain_for(b: ConversationBuilder, c: _Conn, proto: int, keys: tuple[tuple[object, ...], tuple[object, ...]],
+               ts: float) -> None:
+    """A new connection in a chunk: part of its 5-tuple's head chain, if it has one."""
+    if ts < b.first_ts:
+        b.first_ts = ts
+    if b._anchor is None:
+        b._anchor = ts
+    k0, k1 = keys
+    ck = k0 if k0 <= k1 else k1
+    chain = b._chains.get(ck)
+    inside = ts - b._anchor <= b._window
+    if chain is not None:
+        if ts - chain.last_ts <= b._timeouts[proto]:
+            c.chain = chain
+            return
+        del b._chains[ck]  # a full idle timeout since the chain's last packet: it ends
+    elif inside and ck not in b._seen:
+        chain = c.chain = _Chain(ck, proto, ts)
+        b._chains[ck] = chain
+        b.chains.append(chain)
+    if inside:
+        b._seen.add(ck)
+
+
+def log(chain: _Chain, rec: PacketRecord) -> None:
+    if len(rec.payload) > APP_SNAP:  # all that a replay reads of it
+        rec = dataclasses.replace(rec, payload=rec.payload[:APP_SNAP])
+    chain.log.append(rec)
+    chain.run = None
+    if rec.ts > chain.last_ts:
+        chain.last_ts = rec.ts
+

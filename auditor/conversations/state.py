@@ -1,0 +1,211 @@
+"""Per-connection state of the conversation core: the live connection (_Conn), head chains of a
+chunk (_Chain, _Run), history bits, endpoint states and the constants they use."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from auditor.model import (
+    IPPROTO_ICMP,
+    IPPROTO_ICMPV6,
+    Connection,
+    PacketRecord,
+    TunnelInfo,
+    addr_str,
+)
+
+# Endpoint states, as Zeek's TCP_ENDPOINT_* (zeek/analyzer/protocol/tcp/TCP_Endpoint.h).
+INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
+_CLOSING = (CLOSED, RESET)
+_O_INACTIVE = (INACTIVE, PARTIAL)
+
+# Direction evidence, as indexes into model.DIRECTION_EVIDENCE (lower = stronger).
+EV_SYN, EV_SYNACK, EV_PROTOCOL, EV_CATALOG, EV_WELLKNOWN, EV_FIRST = range(6)
+
+# History "seen" bits: originator in the low half, responder shifted by _RESP.
+_S, _A, _D, _F, _R, _C, _I, _Q = (1 << i for i in range(8))
+_RESP = 16
+_HIST_LETTER = {}
+for _i, _ch in enumerate("SADFRCIQ"):
+    _HIST_LETTER[1 << _i] = _ch
+    _HIST_LETTER[1 << (_i + _RESP)] = _ch.lower()
+_D_BOTH = _D | (_D << _RESP)
+# Any of these means the connection is past its handshake: a later initial SYN is a new one.
+_NOT_HANDSHAKE = (_D | _F | _R | _I | _Q) * (1 | (1 << _RESP))
+# Zeek's conn.zeek: RSTOS0 only when the history is a SYN followed by the originator's RST.
+_RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R.*")
+_SYN_LETTERS = {True: ("S", "H"), False: ("s", "h")}
+"""History letter of a SYN (without, with ACK) by whether the originator sent it."""
+_POW10 = frozenset(10**i for i in range(19))
+
+SWEEP_EVERY = 8192
+CLOSE_LINGER = 5.0
+DYNAMIC_PORTS = 49152
+TFTP_PORT = 69
+TFTP_PENDING_MAX = 4096
+FANIN_TARGETS_MAX = 100_000
+HOST_TTLS_MAX = 65_536
+"""Responders whose TTLs the core keeps (ConversationResult.host_ttls)."""
+_ATTEMPT_STATES = frozenset(("REJ", "RSTOS0", "RSTRH", "SH", "SHR"))
+_RESET_STATES = ("REJ", "RSTRH")
+"""TCP states of a connection the responder's RST refused (when Flow.add counts it rejected)."""
+_BROADCASTS = (b"\xff\xff\xff\xff",)
+_DNS_PORTS = (53,)
+_ICMP_ECHO = {IPPROTO_ICMP: (8, 0), IPPROTO_ICMPV6: (128, 129)}
+_NO_TUNNELS: frozenset[str] = frozenset()
+_REPLAYED_COUNTERS = ("port_reuse", "idle_splits", "icmp_errors_matched", "icmp_refusals", "icmp_errors_unmatched",
+                      "tftp_transfers", "dhcp_replies_joined", "bad_checksums")
+"""What the slow path counts: a chain replayed in a merge takes back what its own chunk counted."""
+
+
+
+class _Conn:
+    """Live per-connection state: plain fields, read and written on the hot path."""
+
+    __slots__ = ("bad_o", "bad_r", "chain", "data", "dead", "ev", "ff", "first", "fo", "fr", "gen", "hist", "ho", "hr",
+                 "hseen", "isn", "keys",
+                 "last", "marks", "oa", "oby", "op", "opk", "oprev", "os", "proto", "ra", "rby", "refused",
+                 "rp", "rpk", "rprev", "rs", "rst_ttl", "timeout", "tunnels")
+    proto: int
+    oa: bytes
+    op: int
+    ra: bytes
+    rp: int
+    first: float
+    last: float
+    ff: tuple[int, int]
+    opk: int
+    oby: int
+    rpk: int
+    rby: int
+    hseen: int
+    hist: list[str]
+    os: int
+    rs: int
+    oprev: int
+    rprev: int
+    ev: int
+    isn: int
+    marks: list[int] | None
+    data: bool
+    bad_o: int
+    bad_r: int
+    ho: bytes | None
+    """The initiator's first payload bytes (at most apps.APP_SNAP; b"" when none were captured), None
+    before its first segment with payload: what auditor/apps.py identifies the protocol from."""
+    hr: bytes | None
+    """The responder's, alike."""
+    fo: tuple[int, int]
+    """(input_index, frame) of ``ho``'s packet."""
+    fr: tuple[int, int]
+    refused: tuple[bytes, int, int] | None
+    """The first destination unreachable refusing what the initiator sent: (sender, type, code)."""
+    rst_ttl: int
+    """TTL of the responder's first RST (-1: none, or unknown)."""
+    tunnels: set[TunnelInfo] | None
+    timeout: float
+    keys: tuple[tuple[object, ...], ...]
+    """Table keys of this connection: both directions, plus TFTP transfer aliases."""
+    dead: bool
+    """Closed (``_close``): the sweep's queue skips it without looking its key up."""
+    chain: _Chain | None
+    """In a chunk that does not start the run (``ConversationBuilder(chunk=True)``): the head chain this
+    connection belongs to, whose packets are logged for a merge to replay (see _Chain)."""
+    gen: int
+    """Bumped whenever a table entry of this connection goes or changes (close, flip, a key taken
+    over): a reader that cached an entry (capture/split.py) looks it up again."""
+
+
+class _Run:
+    """Fast-lane packets of a head chain between two logged records: per table key (one direction
+    of a connection, or of a TFTP transfer or DHCP reply joined to it) the packets, IP bytes, first
+    and last time and the history letters (D, A) in the order they first appeared. Their effect on
+    any connection state is the same (see ConversationBuilder._apply_run): the lane takes only plain
+    packets of active senders, at most CLOSE_LINGER after the connection's last one."""
+
+    __slots__ = ("entries", "letters")
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[object, ...], list[Any]] = {}
+        """Table key -> [packets, IP bytes, letter bits seen, first time, last time]."""
+        self.letters: list[tuple[tuple[object, ...], int]] = []
+
+    def add(self, key: tuple[object, ...], ts: float, ip_len: int, bit: int) -> None:
+        e = self.entries.get(key)
+        if e is None:
+            e = self.entries[key] = [0, 0, 0, ts, ts]
+        e[0] += 1
+        e[1] += ip_len
+        if bit and not e[2] & bit:
+            e[2] |= bit
+            self.letters.append((key, bit))
+        if ts > e[4]:
+            e[4] = ts
+        elif ts < e[3]:
+            e[3] = ts
+
+
+class _Chain:
+    """The connections of one 5-tuple from its first packet in a chunk until a full idle timeout
+    passes without one (then any earlier state would have expired: what follows is the same whatever
+    came before the chunk). A chunk that does not start the run cannot know whether a connection of
+    the previous chunk continues into it, so it keeps, per chain, what a merge needs either way: the
+    connections as this chunk closed them (``closed``, folded into flows when the previous chunk
+    had no such connection), and the log of the chain's packets (records, and _Run aggregates of the
+    fast lane's) to replay on the previous chunk's connection when it had one (SPEC §8)."""
+
+    __slots__ = ("ck", "closed", "first_ts", "last_ts", "log", "proto", "run", "ttls")
+
+    def __init__(self, ck: tuple[object, ...], proto: int, ts: float) -> None:
+        self.ck = ck
+        self.proto = proto
+        self.first_ts = self.last_ts = ts
+        self.log: list[PacketRecord | _Run] = []
+        self.run: _Run | None = None
+        self.closed: list[tuple[tuple[Any, ...], tuple[Any, ...], Connection | None]] = []
+        """Per closed connection: ConversationBuilder._flow_for's and Flow.add's arguments, and the
+        Connection when connections are kept."""
+        self.ttls: dict[bytes, int] = {}
+        """The responders' SYN-ACK and FIN TTLs seen on the chain (ConversationResult.host_ttls)."""
+
+
+def _port_rank(port: int) -> int:
+    if 0 < port < 1024:
+        return 0
+    if 1024 <= port < DYNAMIC_PORTS:
+        return 1
+    return 2
+
+
+def _udp_protocol_hint(sport: int, dport: int, payload: bytes) -> bool | None:
+    """Does this UDP message show its sender is the initiator (True), the responder (False)?"""
+    if (sport in _DNS_PORTS or dport in _DNS_PORTS) and len(payload) >= 3:
+        response = bool(payload[2] & 0x80)  # DNS header QR bit (RFC 1035 §4.1.1)
+        if response and sport in _DNS_PORTS:
+            return False
+        if not response and dport in _DNS_PORTS:
+            return True
+    if (sport == 123 or dport == 123) and payload:
+        mode = payload[0] & 7  # NTP mode (RFC 5905 §7.3): 3 client, 4 server
+        if mode == 3:
+            return True
+        if mode == 4:
+            return False
+    if sport in (67, 68) and dport in (67, 68) and payload:
+        op = payload[0]  # BOOTP op (RFC 951): 1 request, 2 reply
+        if op in (1, 2):
+            return op == 1
+    if sport in (546, 547) and dport in (546, 547) and payload:
+        msg = payload[0]  # DHCPv6 msg-type (RFC 8415 §7.3): advertise 2, reply 7, reconfigure 10
+        if msg in (2, 7, 10):
+            return False
+        if msg in (1, 3, 4, 5, 6, 8, 9, 11):
+            return True
+    return None
+
+
+def _tunnel_text(t: TunnelInfo) -> str:
+    text = f"{t.kind} {addr_str(t.outer_src)}->{addr_str(t.outer_dst)}"
+    return f"{text} vni {t.vni}" if t.vni else text
+
