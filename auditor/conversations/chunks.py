@@ -204,10 +204,11 @@ def adopt(b: ConversationBuilder, chain: _Chain, right: ConversationBuilder) -> 
         b.chains.append(chain)
         if ck in right._chains:
             b._chains[ck] = chain
-    if keep is not chain:
-        for c, _ in right._table.values():
-            if c.chain is chain:
-                c.chain = keep
+    c = chain.conn
+    if keep is not chain and c is not None and c.chain is chain:
+        c.chain = keep
+        if keep is not None:
+            keep.conn = c
 
 
 def fold(b: ConversationBuilder, chain: _Chain) -> None:
@@ -279,10 +280,12 @@ def chain_for(b: ConversationBuilder, c: _Conn, proto: int, keys: tuple[tuple[ob
     if chain is not None:
         if ts - chain.last_ts <= b._timeouts[proto]:
             c.chain = chain
+            chain.conn = c
             return
         del b._chains[ck]  # a full idle timeout since the chain's last packet: it ends
     elif inside and ck not in b._seen:
         chain = c.chain = _Chain(ck, proto, ts)
+        chain.conn = c
         b._chains[ck] = chain
         b.chains.append(chain)
     if inside:

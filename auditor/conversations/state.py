@@ -155,7 +155,7 @@ class _Chain:
     had no such connection), and the log of the chain's packets (records, and _Run aggregates of the
     fast lane's) to replay on the previous chunk's connection when it had one (SPEC §8)."""
 
-    __slots__ = ("ck", "closed", "first_ts", "last_ts", "log", "proto", "run", "ttls")
+    __slots__ = ("ck", "closed", "conn", "first_ts", "last_ts", "log", "proto", "run", "ttls")
 
     def __init__(self, ck: tuple[object, ...], proto: int, ts: float) -> None:
         self.ck = ck
@@ -166,6 +166,8 @@ class _Chain:
         self.closed: list[tuple[tuple[Any, ...], tuple[Any, ...], Connection | None]] = []
         """Per closed connection: ConversationBuilder._flow_for's and Flow.add's arguments, and the
         Connection when connections are kept."""
+        self.conn: _Conn | None = None
+        """The chain's latest connection (the one live at the chunk's end, if any)."""
         self.ttls: dict[bytes, int] = {}
         """The responders' SYN-ACK and FIN TTLs seen on the chain (ConversationResult.host_ttls)."""
 

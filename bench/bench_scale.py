@@ -1,0 +1,99 @@
+"""What a worker reads per second, and what merging chunks costs (docs/scale.md):
+`python bench/bench_scale.py CAPTURE [--parts 2 4 8 16]`.
+
+CAPTURE (e.g. the shared realistic capture: python3 ../shared/bench/gen_realistic_pcap.py --packets
+1000000 --seed 1 --out p1m.pcap) is cut at record boundaries into N files, as a ring buffer would
+write them. Each file is read as one chunk (auditor.engine.read_chunk) in this process, one after the
+other, and the parts are merged in order (ConversationBuilder.absorb, then finish). Printed per N:
+
+  read     CPU seconds of all chunks together, packets/s and MB/s per worker (one chunk at a time)
+  pickle   size of the parts as a worker sends them back, and the CPU to pickle and unpickle them
+  merge    CPU seconds of merging N parts (and per part), the chains replayed, and how the merged
+           flows compare with one sequential read (they must be equal)
+
+Times are CPU time of this process (time.process_time), so other load on the machine does not
+inflate them; wall time on an idle machine is about the same for this single-threaded work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import pickle
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import dpkt
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from auditor import engine
+from auditor.audit import collect
+from auditor.capture import CaptureSet
+from auditor.catalog import load_catalog
+
+
+def split(src: Path, parts: int, out: Path) -> list[Path]:
+    with src.open("rb") as f:
+        reader = dpkt.pcap.Reader(f)
+        lt = reader.datalink()
+        frames = list(reader)
+    paths = []
+    for k in range(parts):
+        p = out / f"part{parts:03d}-{k:03d}.pcap"
+        with p.open("wb") as f:
+            w = dpkt.pcap.Writer(f, linktype=lt)
+            for ts, buf in frames[len(frames) * k // parts:len(frames) * (k + 1) // parts]:
+                w.writepkt(buf, ts)
+        paths.append(p)
+    return paths
+
+
+def flows_of(conv: object) -> list[object]:
+    return sorted((k, dataclasses.astuple(f)) for k, f in conv.flows.items())  # type: ignore[attr-defined]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("capture", type=Path)
+    ap.add_argument("--parts", type=int, nargs="+", default=[2, 4, 8, 16])
+    a = ap.parse_args()
+    ports = load_catalog(None, []).server_ports()
+    size = a.capture.stat().st_size
+    t = time.process_time()
+    cs = CaptureSet([str(a.capture)])
+    collect(cs, ports)
+    one = time.process_time() - t
+    frames = cs.stats.frames
+    print(f"one sequential read: {frames:,} packets, {size / 1e6:.0f} MB, {one:.2f} s CPU "
+          f"({frames / one:,.0f} packets/s, {size / one / 1e6:.1f} MB/s)")
+    with tempfile.TemporaryDirectory() as d:
+        for n in a.parts:
+            paths = split(a.capture, n, Path(d))
+            chunks = engine.plan([str(p) for p in paths])
+            t = time.process_time()
+            parts = [engine.read_chunk(c, ports, "fast", True, c.index == 0) for c in chunks]
+            read = time.process_time() - t
+            t = time.process_time()
+            blobs = [pickle.dumps(p, protocol=pickle.HIGHEST_PROTOCOL) for p in parts]
+            parts = [pickle.loads(b) for b in blobs]
+            pick = time.process_time() - t
+            first = parts[0].conv
+            t = time.process_time()
+            got, exact = engine.merge(iter(parts))
+            merge = time.process_time() - t
+            seq = CaptureSet([str(p) for p in paths])  # frames count per file: the same files in one read
+            same = flows_of(got.conv) == flows_of(collect(seq, ports)[0])
+            print(f"{n:3d} parts: read {read:6.2f} s CPU ({frames / read:,.0f} packets/s, "
+                  f"{size / read / 1e6:.1f} MB/s per worker); pickle {sum(map(len, blobs)) / 1e6:6.1f} MB, "
+                  f"{pick:.2f} s; merge {merge:.2f} s ({merge / max(1, n - 1) * 1000:.0f} ms per part, "
+                  f"{sum(first.replays.values())} chains replayed); exact={exact} same flows={same}")
+            for p in paths:
+                os.unlink(p)
+
+
+if __name__ == "__main__":
+    main()
