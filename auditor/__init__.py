@@ -20,7 +20,7 @@ Where things live (one responsibility per module; docs/architecture.md draws the
   refusal.py        who refused a failing flow (RST TTLs against the responder's, ICMP senders and codes)
   criteria.py       --fail-on kinds and the PASS/FAIL result the document records
   audit.py          the glue: collect (records -> conversations) and judge (-> verdicts); run_audit
-  parallel.py       collect on several processes, each owning a share of the address pairs
+  parallel.py       process helpers: gc settings, cores, the job count (one reading process for now)
   report/           document.py builds the audit document; tabular.py (JSON, CSV), html.py, parquet.py and
                     connlog.py (Zeek conn.log) render it; diff.py / diff_render.py compare two audits
   cli.py            click group; cli_audit.py, cli_catalog.py and cli_diff.py are its commands: the only modules

@@ -32,13 +32,11 @@ from auditor.conversations import ConversationBuilder, ConversationResult
 from auditor.errors import AuditorError
 from auditor.model import Connection, PacketRecord, share_counts
 from auditor.names import MAX_NAMES, NameEvidence
-from auditor.parallel import auto_jobs, collect_parallel, cpus, paused_gc
+from auditor.parallel import auto_jobs, cpus, paused_gc
 from auditor.report.document import build_document
 from auditor.report.model import AuditDocument
 from auditor.roles import RoleEntry, RoleMap, VantageEntry, load_roles, name_matches, parse_vantage
 from auditor.roles_lint import RoleWarning, lint_roles
-
-_DHCP_PORTS = (67, 68)
 
 Progress = Callable[[int, int, int], None]
 """(bytes read, total bytes, packets read so far)."""
@@ -207,22 +205,14 @@ class Analysis:
 
 
 def collect(records: Iterable[PacketRecord], server_ports: frozenset[tuple[str, int]], *,
-            shard: tuple[int, int] = (0, 1),
             connection_sink: Callable[[Connection], None] | None = None) -> tuple[ConversationResult, NameEvidence]:
     """Packet records -> conversations and name evidence (both mergeable across partial runs).
-
-    ``shard=(k, n)``: keep only worker k's share of n (auditor/parallel.py). A packet belongs to a
-    worker by a hash symmetric in its two addresses, so both directions, ICMP errors (by the packet
-    they quote) and TFTP transfers (same two hosts) stay together; DHCP (67/68) goes to worker 0,
-    where broadcast replies join their requests by xid. The decoder applies the same rule to IPv4
-    TCP/UDP before building records (capture/decode.py); the check is inlined: it runs per packet.
 
     From a CaptureSet, most packets never become records: the builder's fast lane takes them from
     the decoder by their fields (ConversationBuilder.lane), in order with the records around them.
     """
-    k, n = shard
-    builder = ConversationBuilder(server_ports=server_ports, share=n, connection_sink=connection_sink)
-    names = NameEvidence(max_names=MAX_NAMES // n)  # a share's bounds shrink with it (parallel.py)
+    builder = ConversationBuilder(server_ports=server_ports, connection_sink=connection_sink)
+    names = NameEvidence(max_names=MAX_NAMES)
     feed, observe = builder.feed, names.observe
     if isinstance(records, CaptureSet):
         records.lane = builder.lane()
@@ -230,15 +220,6 @@ def collect(records: Iterable[PacketRecord], server_ports: frozenset[tuple[str, 
     try:
         with paused_gc():
             for rec in stream:
-                if n > 1:
-                    if rec.proto == 17 and (rec.sport in _DHCP_PORTS or rec.dport in _DHCP_PORTS):
-                        if k:
-                            continue
-                    else:
-                        q = rec.quoted
-                        a, b = (q.src, q.dst) if q is not None else (rec.src, rec.dst)
-                        if (a[-1] + a[-2] + b[-1] + b[-2]) % n != k:
-                            continue
                 feed(rec)
                 if rec.payload:
                     observe(rec)
@@ -381,14 +362,16 @@ def _read(request: AuditRequest, capture: CaptureSet,
         if request.connection_sink is not None:
             raise AuditorError("--conn-log is written by one process: it cannot be combined with --scheduler")
     jobs = request.jobs
-    files = len(capture.paths)
-    if jobs == 0:
-        jobs = min(cpus(), files) if files > 1 and capture.total_bytes >= CHUNKED_MIN_BYTES else 0
-    chunked = request.scheduler is not None or (jobs > 1 and files > 1 and request.engine == "fast")
-    if capture.streams or request.connection_sink is not None:
-        chunked, jobs = False, 1  # a pipe can be read once; a connection sink sees one process's connections
+    if jobs == 0:  # automatic: the cores, for large inputs (a chunk is worth its merge from ~64 MiB)
+        jobs = cpus() if capture.total_bytes >= CHUNKED_MIN_BYTES else 1
+    if capture.streams or request.connection_sink is not None or request.engine != "fast":
+        jobs = 1  # a pipe can be read once; a connection sink sees one process's connections
+    if request.scheduler is not None:  # the cluster's size is its own: cut large files finely
+        chunks = engine.plan(capture.paths, request.jobs or 16)
+    else:
+        chunks = engine.plan(capture.paths, jobs) if jobs > 1 else []
+    chunked = request.scheduler is not None or len(chunks) > 1
     if chunked:
-        chunks = engine.plan(capture.paths)
         if request.scheduler is not None:
             got, exact = engine.run_dask(chunks, server_ports, request.engine, request.verify_checksums,
                                          request.scheduler, request.progress)
@@ -404,10 +387,8 @@ def _read(request: AuditRequest, capture: CaptureSet,
         capture.inputs, capture.stats = again.inputs, again.stats
         capture.inputs[0].warnings.append("the inputs overlap in time: read in the order given by one process")
         return conv, names
-    if jobs == 0:
-        jobs = auto_jobs(capture, request.engine)
-    if jobs > 1:
-        return collect_parallel(capture, server_ports, jobs, request.progress)
+    # One process reads; a second one decompresses a large compressed input.
+    capture.inflate = auto_jobs(capture, request.engine) > 1 if request.jobs == 0 else jobs > 1
     return collect(capture, server_ports, connection_sink=request.connection_sink)
 
 

@@ -212,16 +212,10 @@ def _write_order(outputs: list[Output]) -> list[Output]:
                    "payloads included; about 25,000 packets/s here (7.8 s for 200,000 packets of the bench "
                    "capture), so 40 s or more per million packets.")
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Processes to read with (0: automatic: two on two or more cores when one of the following "
-                   "applies, else one). Uncompressed pcap (Ethernet) and pcapng files (64 MB or more, one or "
-                   "several in a row) are split by byte ranges: a second process walks the later part while this "
-                   "one walks the start; a compressed file of 16 MB or more is decompressed by a second "
-                   "process. Files of short conversations (a third or more of the frames at their start are "
-                   "handshakes, DNS and others that need the slow path) are instead read by two processes "
-                   "that each keep half of the conversations. All give exactly the results of one process "
-                   "(1.1-1.4x on the bench captures; a flood or scan that reaches the bounds is read again "
-                   "by one). Other inputs with -j N: N processes each walk every packet and keep their "
-                   "share of the conversations.")
+              help="Processes to use (0: automatic). Accepted for every count, but for now the inputs are "
+                   "always read by one process: with 2 or more (and, automatically, on two or more cores) a "
+                   "compressed file of 16 MB or more is decompressed by a second process while this one "
+                   "reads. Reading byte ranges of large files on several processes is coming.")
 @click.option("--no-checksums", is_flag=True,
               help="Do not verify TCP/UDP checksums (by default: every packet of the first 10,000 frames of "
                    "each input, then every TCP SYN, FIN and RST and 1 in 64 of the rest; bad checksums are "

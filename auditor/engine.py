@@ -1,7 +1,7 @@
 """The audit's engine: the inputs as chunks, each read by a conversation builder of its own, merged
 exactly in input order (SPEC §8).
 
-    chunks = plan(paths, jobs)                  # one per input file (a regular file)
+    chunks = plan(paths, parts)                 # input files, large ones cut in byte ranges
     part = read_chunk(chunk, ports, ...)        # anywhere: this process, a local worker, a Dask worker
     whole = merge(parts)                        # in input order: ConversationBuilder.absorb
 
@@ -10,6 +10,10 @@ open at its edges, its head chains: auditor/conversations/chunks.py), its name e
 found (InputInfo, ReadStats). Merging parts in input order gives the result of one sequential read,
 whatever ran them: ``run_local`` (processes of this machine, ``-j N``) or ``run_dask`` (an existing
 Dask distributed cluster, ``--scheduler ADDRESS``, whose workers can read the same paths).
+
+A byte range of a file counts its frames from 1 at its first record: its records carry a virtual
+input index (``_virtual``), so that frame numbers still order the whole run, and the merged result is
+renumbered once at the end, when the frames of every chunk are known (capture/ranges.py ``join``).
 
 One condition: a chunk's head chains cover the 5-tuples first seen within one idle timeout of its
 first packet, which holds when the inputs follow each other in time (a ring buffer, an archive).
@@ -28,9 +32,9 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field
 from typing import Any
 
-from auditor.capture import CaptureSet
+from auditor.capture import CaptureSet, ranges
 from auditor.capture.info import InputInfo, ReadStats
-from auditor.conversations import ConversationBuilder, ConversationResult
+from auditor.conversations import DISORDER_SLACK, ConversationBuilder, ConversationResult
 from auditor.errors import AuditorError
 from auditor.names import NameEvidence
 from auditor.parallel import paused_gc, tune_gc
@@ -39,20 +43,13 @@ Progress = Callable[[int, int, int], None]
 """(bytes done, bytes in all, frames read)."""
 
 
-@dataclass(frozen=True)
-class Chunk:
-    """A unit of work: one input file (its position among the inputs: ``index``)."""
-
-    path: str
-    index: int
-    size: int = 0
-
-
 @dataclass
 class Part:
     """What reading one chunk gave: mergeable with the parts before and after it."""
 
-    chunk: Chunk
+    chunk: ranges.Chunk
+    size: int
+    """Bytes of the chunk."""
     conv: ConversationBuilder
     names: NameEvidence
     stats: ReadStats
@@ -71,16 +68,32 @@ class Collected:
     """The inputs overlapped in time: read again by one process (see the module's docstring)."""
 
 
-def plan(paths: Sequence[str]) -> list[Chunk]:
-    """The chunks of these inputs, in order: one per input."""
-    return [Chunk(p, i, os.path.getsize(p)) for i, p in enumerate(paths)]
+def plan(paths: Sequence[str], parts: int, *, min_bytes: int = ranges.MIN_BYTES) -> list[ranges.Chunk]:
+    """The chunks of these inputs, in order: every input, uncompressed pcap and pcapng files of at
+    least ``min_bytes`` cut into ``parts`` byte ranges at record boundaries (capture/ranges.py)."""
+    return ranges.plan(paths, parts, min_bytes=min_bytes)
 
 
-def read_chunk(chunk: Chunk, server_ports: frozenset[tuple[str, int]], engine: str, verify: bool,
+_PARTS = 1 << 20
+"""Virtual input index of chunk ``part`` of input ``i``: ``i * _PARTS + part``."""
+
+
+def _virtual(chunk: ranges.Chunk) -> int:
+    return chunk.input_index * _PARTS + chunk.part
+
+
+def _size(chunk: ranges.Chunk) -> int:
+    end = os.path.getsize(chunk.path) if chunk.end < 0 else chunk.end
+    return max(0, end - chunk.start)
+
+
+def read_chunk(chunk: ranges.Chunk, server_ports: frozenset[tuple[str, int]], engine: str, verify: bool,
                first: bool) -> Part:
-    """Read one chunk (``first``: it starts the run, so nothing can continue into it)."""
+    """Read one chunk (``first``: it starts the run, so nothing can continue into it). Its records
+    carry the chunk's virtual input index (``_virtual``)."""
     tune_gc()
-    cs = CaptureSet([chunk.path], engine=engine, verify_checksums=verify, index_base=chunk.index)
+    cs = CaptureSet.from_chunks([chunk._replace(input_index=_virtual(chunk))], engine=engine,
+                                verify_checksums=verify)
     builder = ConversationBuilder(server_ports=server_ports, chunk=not first)
     names = NameEvidence()
     feed, observe = builder.feed, names.observe
@@ -90,27 +103,66 @@ def read_chunk(chunk: Chunk, server_ports: frozenset[tuple[str, int]], engine: s
             feed(rec)
             if rec.payload:
                 observe(rec)
-    return Part(chunk, builder.end_chunk(), names, cs.stats, cs.inputs)
+    return Part(chunk, _size(chunk), builder.end_chunk(), names, cs.stats, cs.inputs)
 
 
 def merge(parts: Iterator[Part]) -> tuple[Collected, bool]:
     """Merge parts given in input order. Returns the result and whether it is exact: False when a
-    part began before the parts ahead of it ended (inputs overlapping in time)."""
+    part began before the parts ahead of it ended (inputs overlapping in time). The chunks of an input
+    after one whose walk did not end at its boundary are dropped: that walk read on to the input's end
+    (ranges.join)."""
     acc: Part | None = None
     exact = True
-    inputs: list[InputInfo] = []
+    infos: dict[int, list[tuple[int, InputInfo]]] = {}
+    ended: set[int] = set()
     for part in parts:
-        inputs.extend(part.inputs)
+        i = part.chunk.input_index
+        if i in ended:
+            continue
+        (info,) = part.inputs
+        infos.setdefault(i, []).append((_virtual(part.chunk), info))
+        if part.chunk.end >= 0 and not info.end_verified:
+            ended.add(i)
         if acc is None:
             acc = part
             continue
-        if part.conv.first_ts < acc.conv.last_ts:
+        if acc.conv.last_ts > part.conv.first_ts + DISORDER_SLACK:
             exact = False
         acc.conv.absorb(part.conv)
         acc.names.merge(part.names)
         acc.stats.merge(part.stats)
     assert acc is not None
-    return Collected(acc.conv.finish(), acc.names, inputs, acc.stats), exact
+    conv = acc.conv.finish()
+    inputs: list[InputInfo] = []
+    where: dict[int, tuple[int, int]] = {}
+    for i in sorted(infos):
+        joined, offsets = ranges.join([info for _, info in infos[i]])
+        joined.path = infos[i][0][1].path
+        inputs.append(joined)
+        for (vi, _), by in zip(infos[i], offsets, strict=False):
+            where[vi] = (i, by)
+    _renumber(conv, acc.names, acc.stats, where)
+    return Collected(conv, acc.names, inputs, acc.stats), exact
+
+
+def _renumber(conv: ConversationResult, names: NameEvidence, stats: ReadStats,
+              where: dict[int, tuple[int, int]]) -> None:
+    """(virtual input, frame in its chunk) -> (input, frame in the input), everywhere a frame is kept."""
+
+    def frame(at: tuple[int, int]) -> tuple[int, int]:
+        i, by = where.get(at[0], (at[0] // _PARTS, 0))
+        return i, at[1] + by
+
+    for f in conv.flows.values():
+        f.first_frame = frame(f.first_frame)
+        if f.app_evidence:
+            f.app_evidence = {k: ev._replace(frame=frame(ev.frame)) for k, ev in f.app_evidence.items()}
+    for c in conv.connections:
+        c.first_frame = frame(c.first_frame)
+        if c.app_evidence is not None:
+            c.app_evidence = c.app_evidence._replace(frame=frame(c.app_evidence.frame))
+    stats.examples = {k: frame(v) for k, v in stats.examples.items()}
+    names.renumber(frame)
 
 
 def _in_order(done: dict[int, Part], n: int, ready: Callable[[], None]) -> Iterator[Part]:
@@ -121,15 +173,15 @@ def _in_order(done: dict[int, Part], n: int, ready: Callable[[], None]) -> Itera
         yield done.pop(i)
 
 
-def run_local(chunks: list[Chunk], server_ports: frozenset[tuple[str, int]], engine: str, verify: bool,
+def run_local(chunks: list[ranges.Chunk], server_ports: frozenset[tuple[str, int]], engine: str, verify: bool,
               jobs: int, progress: Progress | None = None) -> tuple[Collected, bool]:
     """Read the chunks on ``jobs`` local processes and merge them in order as they come in."""
     method = "fork" if sys.platform.startswith("linux") else "spawn"
     pool = ProcessPoolExecutor(max_workers=min(jobs, len(chunks)), mp_context=mp.get_context(method))
-    total = sum(c.size for c in chunks)
+    total = sum(_size(c) for c in chunks)
     try:
         futures: dict[Future[Part], int] = {
-            pool.submit(read_chunk, c, server_ports, engine, verify, c.index == chunks[0].index): i
+            pool.submit(read_chunk, c, server_ports, engine, verify, i == 0): i
             for i, c in enumerate(chunks)}
         pending = set(futures)
         done: dict[int, Part] = {}
@@ -145,7 +197,7 @@ def run_local(chunks: list[Chunk], server_ports: frozenset[tuple[str, int]], eng
             for f in complete:
                 part = f.result()
                 done[futures[f]] = part
-                finished[0] += part.chunk.size
+                finished[0] += part.size
                 finished[1] += part.stats.frames
                 if progress is not None:
                     progress(finished[0], total, finished[1])
@@ -155,7 +207,7 @@ def run_local(chunks: list[Chunk], server_ports: frozenset[tuple[str, int]], eng
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def run_dask(chunks: list[Chunk], server_ports: frozenset[tuple[str, int]], engine: str, verify: bool,
+def run_dask(chunks: list[ranges.Chunk], server_ports: frozenset[tuple[str, int]], engine: str, verify: bool,
              address: str, progress: Progress | None = None) -> tuple[Collected, bool]:
     """Submit the chunks to the Dask distributed scheduler at ``address`` and merge the parts here,
     in order, as they come back. The workers read the same paths (a shared filesystem)."""
@@ -163,7 +215,7 @@ def run_dask(chunks: list[Chunk], server_ports: frozenset[tuple[str, int]], engi
         distributed: Any = importlib.import_module("distributed")
     except ImportError as e:  # the optional extra
         raise AuditorError("--scheduler needs Dask's distributed scheduler: pip install 'pcap-audit[dask]'") from e
-    total = sum(c.size for c in chunks)
+    total = sum(_size(c) for c in chunks)
     try:
         client = distributed.Client(address, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as e:
@@ -176,7 +228,7 @@ def run_dask(chunks: list[Chunk], server_ports: frozenset[tuple[str, int]], engi
         def parts() -> Iterator[Part]:
             for f in futures:  # in input order: the merge takes them so
                 part: Part = f.result()
-                finished[0] += part.chunk.size
+                finished[0] += part.size
                 finished[1] += part.stats.frames
                 if progress is not None:
                     progress(finished[0], total, finished[1])

@@ -51,24 +51,12 @@ class Lane(Protocol):
 
     ``take(proto, src, sport, dst, dport, ts, tcp_flags, payload_len, ip_len)`` takes a common TCP/UDP
     packet of a live connection by its fields (True) or declines it (False: send a PacketRecord).
-    The fused pcap walk inlines ``take`` for Ethernet/IPv4 instead of calling it; it then works on
-    ``table`` and the history bits, counting locally between ``hold()`` (the sweep countdown) and
-    ``release(countdown, taken)``, which it calls around every record it yields and every other
-    call into the core (see capture/pcapfile.py and conversations.FastLane).
+    UDP packets are offered with ``tcp_flags`` 0.
     """
 
     __slots__ = ()
 
-    table: dict[tuple[object, ...], tuple[Any, bool]]
-    letters: dict[int, str]
-    data_bit: int
-    ack_bit: int
-    resp_shift: int
     take: Callable[[int, bytes, int, bytes, int, float, int, int, int], bool]
-
-    def hold(self) -> int: ...
-
-    def release(self, countdown: int, taken: int) -> None: ...
 
 
 @dataclass(slots=True, frozen=True)

@@ -14,8 +14,10 @@ Limits, by design:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from auditor.model import IPPROTO_TCP, IPPROTO_UDP, PacketRecord, addr_str
@@ -250,6 +252,13 @@ class NameEvidence:
                 self._by_addr[address].sort(key=lambda o: (o.input_index, o.frame))
         for key in ("names_dropped", "names_refused", "parse_errors", "dns_responses", "sni", "http_host"):
             self.stats[key] += other.stats[key]
+
+    def renumber(self, frame: Callable[[tuple[int, int]], tuple[int, int]]) -> None:
+        """Map every observation's (input_index, frame) (a chunk's frames, auditor/engine.py)."""
+        for address, observations in self._by_addr.items():
+            self._by_addr[address] = [
+                dataclasses.replace(o, input_index=i, frame=f)
+                for o in observations for i, f in (frame((o.input_index, o.frame)),)]
 
     # ---- queries ------------------------------------------------------------------------------
 

@@ -73,9 +73,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         for n in a.parts:
             paths = split(a.capture, n, Path(d))
-            chunks = engine.plan([str(p) for p in paths])
+            chunks = engine.plan([str(p) for p in paths], 1)
             t = time.process_time()
-            parts = [engine.read_chunk(c, ports, "fast", True, c.index == 0) for c in chunks]
+            parts = [engine.read_chunk(c, ports, "fast", True, i == 0) for i, c in enumerate(chunks)]
             read = time.process_time() - t
             t = time.process_time()
             blobs = [pickle.dumps(p, protocol=pickle.HIGHEST_PROTOCOL) for p in parts]

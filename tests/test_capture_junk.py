@@ -1,24 +1,21 @@
 """Junk after a valid header (decode.BAD_RUN_MAX): a run of that many malformed frames in a row ends
 the walk of that input with a warning naming the byte offset, what was read is counted and hashed,
-and the next input is read as usual; scattered malformed frames change nothing. Two processes (a
-split read) give exactly one process's result wherever the run lies against the boundary."""
+and the next input is read as usual; scattered malformed frames change nothing. (Read as chunks,
+wherever the run lies against a boundary: tests/test_capture_ranges.py.)"""
 
 from __future__ import annotations
 
 import hashlib
-import random
 import re
 from pathlib import Path
 
 import pytest
 
-from auditor.capture import CaptureSet, open_captures, split
+from auditor.capture import CaptureSet, open_captures
 from auditor.capture import decode as decode_mod
 from auditor.capture.info import InputInfo
-from tests.capture_factory import compress, eth_ipv4_tcp, pcap_bytes, web_session, write_pcap, write_pcapng
+from tests.capture_factory import compress, eth_ipv4_tcp, pcap_bytes, web_session, write_pcap
 from tests.test_capture_pipes import fed
-from tests.test_capture_split import _offsets, _same, small_splits
-from tests.test_conversations_lane import _conversations
 
 GOOD = [eth_ipv4_tcp("10.0.0.1", "10.0.0.2", 40000 + i, 443, "S") for i in range(10)]
 WARNING = re.compile(r"gave up after (\d+) malformed records in a row, at byte offset (\d+)( of the \w+-decompressed "
@@ -106,57 +103,3 @@ def test_frames_that_still_give_records_are_no_run(tmp_path: Path, monkeypatch: 
     cs = open_captures([str(write_pcap(tmp_path / "orphans.pcap", frags))])
     assert sum(1 for _ in cs) == len(frags)
     assert cs.inputs[0].warnings == [] and cs.stats.malformed == {"fragment-orphan": len(frags)}
-
-
-# -- two processes -----------------------------------------------------------------------------------
-
-RUN = 300
-SHORT = 10  # bytes of a junk frame: a record of 26 bytes that a boundary search takes for a real one
-
-
-def _with_run(tmp_path: Path, ng: bool = False) -> tuple[Path, int]:
-    """Mixed conversations with RUN junk frames (of good time stamps) in the middle: the capture and
-    where the run starts."""
-    rnd = random.Random(5)
-    before, after = _conversations(rnd, 4000), _conversations(rnd, 2000)
-    t = before[-1][0]
-    junk = [(t + i * 0.001, bytes([2]) * SHORT) for i in range(RUN)]
-    after = [(ts - after[0][0] + t + 1, f) for ts, f in after]
-    frames = [*before, *junk, *after]
-    if ng:
-        cap = write_pcapng(tmp_path / "run.pcapng", [1], [(0, ts, f) for ts, f in frames])
-        return cap, 0
-    cap = write_pcap(tmp_path / "run.pcap", frames)
-    return cap, _offsets(cap)[len(before)]
-
-
-@pytest.mark.parametrize("where", ["before", "inside", "after"])
-def test_a_split_read_gives_up_as_one_process(tmp_path: Path, where: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The boundary before the run (the worker's decoder gives up at the frame this process's replay
-    does), inside it (this process's walk reaches the boundary inside a run: it drops the split and
-    reads on itself), or past where one process gives up (this process's walk gives up first)."""
-    seen = small_splits(monkeypatch)
-    monkeypatch.setattr(decode_mod, "BAD_RUN_MAX", RUN // 2)
-    cap, run_at = _with_run(tmp_path)
-    size = cap.stat().st_size
-    at = {"before": run_at - 5000, "inside": run_at + 26 * 50, "after": run_at + 26 * (RUN // 2 + 20)}[where]
-    monkeypatch.setattr(split, "SPLIT_AT", at / size)
-    plan = split.plan([str(cap)])
-    assert plan is not None
-    assert {"before": plan.boundary < run_at,
-            "inside": run_at < plan.boundary < run_at + 26 * RUN // 2,
-            "after": run_at + 26 * RUN // 2 < plan.boundary}[where], (plan.boundary, run_at)
-    *_, inputs = _same([cap])
-    assert seen == {"before": {"replayed": 1, "abandoned": 0}, "inside": {"replayed": 0, "abandoned": 1},
-                    "after": {"replayed": 0, "abandoned": 1}}[where]
-    assert WARNING.match(inputs[0]["warnings"][0]) and inputs[0]["packets"] == 4000 + RUN // 2
-
-
-def test_a_split_pcapng_read_gives_up_as_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    seen = small_splits(monkeypatch)
-    monkeypatch.setattr(decode_mod, "BAD_RUN_MAX", RUN // 2)
-    monkeypatch.setattr(split, "SPLIT_AT", 0.3)
-    cap, _ = _with_run(tmp_path, ng=True)
-    *_, inputs = _same([cap])
-    assert seen == {"replayed": 1, "abandoned": 0}
-    assert WARNING.match(inputs[0]["warnings"][0]) and inputs[0]["link_types"] == {"EN10MB": 4000 + RUN // 2}

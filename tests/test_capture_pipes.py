@@ -231,14 +231,6 @@ def test_a_pipe_given_twice_is_refused_before_it_is_opened(tmp_path: Path) -> No
         CaptureSet([str(path), str(link)])
 
 
-def test_a_sharded_reader_refuses_a_pipe(tmp_path: Path) -> None:
-    """A worker of the sharded mode would read the pipe a second time (auditor/audit.py runs one
-    process when an input is a stream; this is the capture layer's own guard)."""
-    path = fifo(tmp_path)
-    with pytest.raises(CaptureError, match="can be read only once, by one process: run with -j 1"):
-        CaptureSet([str(path)], shard=(1, 2))
-
-
 @pytest.mark.tshark
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
 def test_the_tshark_engine_reads_a_pipe(tmp_path: Path) -> None:

@@ -51,12 +51,12 @@ def _counting_feed(self: ConversationBuilder, rec: Any) -> None:
     REAL_FEED(self, rec)
 
 
-def _run(paths: list[Path], lane: bool, shard: tuple[int, int] = (0, 1)) -> tuple[Any, ...]:
-    cs = CaptureSet([str(p) for p in paths], shard=shard)
+def _run(paths: list[Path], lane: bool) -> tuple[Any, ...]:
+    cs = CaptureSet([str(p) for p in paths])
     FED[0] = 0
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(ConversationBuilder, "feed", _counting_feed)
-        conv, names = collect(cs if lane else iter(cs), PORTS, shard=shard)
+        conv, names = collect(cs if lane else iter(cs), PORTS)
     taken = conv.stats.packets - FED[0]
     # The lane is really used, or not at all.
     assert taken > 0 if lane else taken == 0
@@ -68,9 +68,9 @@ def _run(paths: list[Path], lane: bool, shard: tuple[int, int] = (0, 1)) -> tupl
     return flows, dataclasses.asdict(conv.stats), read, names.stats, found
 
 
-def _same(paths: list[Path], shard: tuple[int, int] = (0, 1)) -> tuple[Any, ...]:
-    with_lane = _run(paths, True, shard)
-    assert with_lane == _run(paths, False, shard)
+def _same(paths: list[Path]) -> tuple[Any, ...]:
+    with_lane = _run(paths, True)
+    assert with_lane == _run(paths, False)
     return with_lane
 
 
@@ -126,8 +126,6 @@ def test_lane_equals_records_on_mixed_conversations(tmp_path: Path, seed: int,
     assert conv_stats["packets"] == len(packets) and len(flows) > 20 and names
     _same([pcapng])
     _same([pcap, pcapng])
-    for k in range(2):
-        _same([pcap], shard=(k, 2))
 
 
 def test_lane_equals_records_on_bench_traffic(tmp_path: Path) -> None:

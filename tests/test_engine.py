@@ -67,6 +67,26 @@ def _facts(conv: Any, names: Any, inputs: Any, stats: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
+def whole(ring: list[Path]) -> Path:
+    return ring[0].parent / "whole.pcap"
+
+
+@pytest.mark.parametrize("parts", [2, 5])
+def test_byte_ranges_of_one_file_give_one_process_result(whole: Path, parts: int) -> None:
+    # One large file cut at record boundaries into byte ranges: frames still count from the file's
+    # start, the input is described once, its hash is the whole file's.
+    cs = CaptureSet([str(whole)])
+    conv, names = collect(cs, PORTS)
+    want = _facts(conv, names, cs.inputs, cs.stats)
+    chunks = engine.plan([str(whole)], parts, min_bytes=1)
+    assert len(chunks) == parts and chunks[1].start > 0
+    got, exact = engine.run_local(chunks, PORTS, "fast", True, 2)
+    assert exact
+    assert _got(got) == want
+    assert got.inputs[0].sha256 == cs.inputs[0].sha256 and got.inputs[0].packets == cs.inputs[0].packets
+
+
+@pytest.fixture(scope="module")
 def sequential(ring: list[Path]) -> dict[str, Any]:
     cs = CaptureSet([str(p) for p in ring])
     conv, names = collect(cs, PORTS)
@@ -80,7 +100,7 @@ def _got(c: Collected) -> dict[str, Any]:
 
 def test_local_processes_give_one_process_result(ring: list[Path], sequential: dict[str, Any]) -> None:
     seen: list[tuple[int, int, int]] = []
-    got, exact = engine.run_local(engine.plan([str(p) for p in ring]), PORTS, "fast", True, 2,
+    got, exact = engine.run_local(engine.plan([str(p) for p in ring], 1), PORTS, "fast", True, 2,
                                   lambda *a: seen.append(a))
     assert exact
     assert _got(got) == sequential
@@ -90,7 +110,8 @@ def test_local_processes_give_one_process_result(ring: list[Path], sequential: d
 
 
 def test_merge_continues_conversations_across_files(ring: list[Path]) -> None:
-    parts = [engine.read_chunk(c, PORTS, "fast", True, c.index == 0) for c in engine.plan([str(p) for p in ring])]
+    chunks = engine.plan([str(p) for p in ring], 1)
+    parts = [engine.read_chunk(c, PORTS, "fast", True, i == 0) for i, c in enumerate(chunks)]
     first = parts[0].conv
     engine.merge(iter(parts))
     assert first.replays.get(6, 0) > 0  # TCP conversations cut by the files were joined
@@ -100,16 +121,23 @@ def test_dask_cluster_gives_one_process_result(ring: list[Path], sequential: dic
     from distributed import LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        got, exact = engine.run_dask(engine.plan([str(p) for p in ring]), PORTS, "fast", True,
+        got, exact = engine.run_dask(engine.plan([str(p) for p in ring], 1), PORTS, "fast", True,
                                      cluster.scheduler_address)
     assert exact
     assert _got(got) == sequential
 
 
 def test_inputs_overlapping_in_time_are_read_again(ring: list[Path], tmp_path: Path) -> None:
-    # The same minute twice: the second file begins before the first ends.
-    paths = [str(ring[1]), str(ring[0])]
-    _, exact = engine.run_local(engine.plan(paths), PORTS, "fast", True, 2)
+    # Two interfaces' captures of the same time, given one after the other: the second begins long
+    # before the first ends (here: the first is ring[0] moved 1,000 s later).
+    later = tmp_path / "later.pcap"
+    with ring[0].open("rb") as f, later.open("wb") as out:
+        reader = dpkt.pcap.Reader(f)
+        w = dpkt.pcap.Writer(out, linktype=reader.datalink())
+        for ts, buf in reader:
+            w.writepkt(buf, ts + 1000)
+    paths = [str(later), str(ring[1])]
+    _, exact = engine.run_local(engine.plan(paths, 1), PORTS, "fast", True, 2)
     assert not exact
     out = tmp_path / "r.json"
     p = _cli(["-j", "2", *paths, "--roles", str(ROLES), "--no-html", "--json", str(out), "-q"])

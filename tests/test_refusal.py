@@ -8,7 +8,6 @@ import random
 
 import pytest
 
-from auditor.audit import collect
 from auditor.conversations import ConversationBuilder, ConversationResult
 from auditor.model import REFUSAL_OTHER, REFUSALS_MAX, Flow, FlowKey, PacketRecord, QuotedPacket, Refusal
 from auditor.refusal import (
@@ -261,24 +260,6 @@ def test_results_merge_associatively() -> None:
     key = FlowKey(C, S, "tcp", 8080)
     assert [(e.ttl, e.ttl_check, e.connections) for e in refused_by(a.flows[key], a.host_ttls)] == [
         (120, "same", 1), (250, "differs", 1)]
-
-
-def test_the_shares_of_a_parallel_run_give_one_process_result() -> None:
-    # C-S and C2-S fall in different shares (audit.collect's address hash): the SYN-ACK that tells
-    # the RST's TTL apart is in the other share than the RST.
-    assert (1 + 2) % 2 != (4 + 2) % 2
-    recs = numbered([*accepted(S, 443, 1.0, 120, client=C2), *reset(S, 8080, 2.0, 250),
-                     *reset(S, 8081, 3.0, 120, cport=50003)])
-    one, _ = collect(recs, frozenset())
-    merged, _ = collect(recs, frozenset(), shard=(0, 2))
-    other, _ = collect(recs, frozenset(), shard=(1, 2))
-    assert merged.flows.keys().isdisjoint(other.flows.keys())
-    merged.merge(other)
-    assert merged.host_ttls == one.host_ttls == {S: 1 << 120}
-    assert {k: _state(f) for k, f in merged.flows.items()} == {k: _state(f) for k, f in one.flows.items()}
-    for key in (FlowKey(C, S, "tcp", 8080), FlowKey(C, S, "tcp", 8081)):
-        assert refused_by(merged.flows[key], merged.host_ttls) == refused_by(one.flows[key], one.host_ttls)
-    assert refused_by(one.flows[FlowKey(C, S, "tcp", 8080)], one.host_ttls)[0].party == PARTY_MIDDLEBOX
 
 
 def test_the_hosts_table_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,6 +4,8 @@
     for rec in cs: ...            # all inputs in order; frame numbers restart at 1 per input
     cs.inputs, cs.stats           # per-input facts and counters (complete after iteration)
 
+    cs = CaptureSet.from_chunks(ranges.plan(paths, 4)[2:3])   # a byte range of a file (ranges.py)
+
 Only CaptureError escapes, and only for a whole file that cannot be read (missing, unreadable, not a
 capture). Inputs that are no regular file (standard input, pipes: ``streams``) are read once, by this
 process, when their turn comes. Everything wrong inside a capture is counted in ReadStats or noted in
@@ -14,8 +16,8 @@ Two engines share this interface: "fast" (our own pcap/pcapng walker and decoder
 The modules: source.py (bytes: files, stdin, decompression by magic, SHA-256; Inflater decompresses
 in a second process), pcapfile.py (the record walk, pcap and pcapng) and pcapng.py (pcapng's
 sections, interfaces and other blocks), decode.py (link layers, IP,
-tunnels, TCP/UDP -> PacketRecord or the fast lane), split.py and spill.py (a second process walks
-the later part of uncompressed files), tshark.py (the tshark engine), foreign.py (files in other
+tunnels, TCP/UDP -> PacketRecord or the fast lane), ranges.py (files cut into byte ranges at record
+boundaries, read as chunks), tshark.py (the tshark engine), foreign.py (files in other
 capture formats: named by Wireshark's captype, read from editcap's pcapng copy or by the tshark
 engine; NetScaler traces converted by a second process into a pipe), nstrace.py (NetScaler traces:
 named and converted to pcap without Wireshark), info.py
@@ -31,7 +33,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 
 from auditor.capture import foreign, nstrace
-from auditor.capture import split as splitting
 from auditor.capture.decode import Decoder
 from auditor.capture.info import InputInfo, ReadStats
 from auditor.capture.pcapfile import (
@@ -41,12 +42,12 @@ from auditor.capture.pcapfile import (
     walk_pcap,
 )
 from auditor.capture.pcapng import walk_pcapng
+from auditor.capture.ranges import Chunk, ChunkBytes
 from auditor.capture.source import CHUNK, DECOMPRESS_ERRORS, Source, sniff
-from auditor.capture.split import Split, SplitPlan
 from auditor.errors import CaptureError
 from auditor.model import Lane, PacketRecord
 
-__all__ = ["ENGINES", "CaptureSet", "InputInfo", "ReadStats", "open_captures"]
+__all__ = ["ENGINES", "CaptureSet", "Chunk", "InputInfo", "ReadStats", "open_captures"]
 
 ENGINES = ("fast", "tshark")
 INFLATE_MIN = 16 << 20
@@ -99,23 +100,21 @@ class CaptureSet:
     """The inputs of one run, read in order as one stream of PacketRecords (iterate once)."""
 
     def __init__(self, paths: Sequence[str], *, engine: str = "fast", progress: Progress | None = None,
-                 verify_checksums: bool = True, shard: tuple[int, int] = (0, 1), index_base: int = 0) -> None:
+                 verify_checksums: bool = True) -> None:
         if engine not in ENGINES:
             raise ValueError(f"unknown capture engine {engine!r} (choose from {', '.join(ENGINES)})")
         if list(paths).count("-") > 1:
             raise CaptureError("-: standard input can be given only once")
         self.paths = list(paths)
-        self.index_base = index_base
-        """The input index of the first path (a chunk of a longer list of inputs, auditor/engine.py)."""
         self.streams: frozenset[str] = frozenset()
         """Inputs that are no regular file: standard input, a named pipe, ``<(zcat x.pcap.gz)``,
         /dev/stdin from a pipe, a device. Each can be read only once: it is opened when its turn
         comes, looked at through a buffer that the reader continues from (source.Source.head), and
-        read by this process alone (no byte-range split, no sharding: the run has one process)."""
+        read by this process alone (always one chunk: ranges.plan)."""
         self.engine = engine
         self.verify_checksums = verify_checksums
-        self.shard = shard
-        """(k, n): decode only worker k's share of n (see auditor.parallel); (0, 1) reads everything."""
+        self.chunks = [Chunk(path, index, 0, -1, 0) for index, path in enumerate(self.paths)]
+        """What is read, in order: each input whole, or (``from_chunks``) byte ranges of inputs."""
         self.lane: Lane | None = None
         """The conversation core's fast lane (ConversationBuilder.lane), set by the consumer before
         iterating: common TCP/UDP packets of live connections go to it, not out as records."""
@@ -127,23 +126,15 @@ class CaptureSet:
         self.total_bytes = 0
         self.frames_read = 0
         """Frames read so far, to within PROGRESS_EVERY (for progress rates)."""
-        self.split = False
-        """Walk the inputs of split_plan() with a second process (capture/split.py): the same
-        results, faster on large uncompressed captures. Set before iterating."""
         self._inflatable = False
         self.inflate = False
         """Decompress each compressed file of at least INFLATE_MIN bytes in a second process
         (source.Inflater). Set before iterating."""
-        self._planned = False
-        self._plan: SplitPlan | None = None
         self.foreign: dict[str, str] = {}
         """Inputs in another format (capture/foreign.py): path -> captype's name of the format. They
         are read as nstrace.py converts them (NetScaler traces), from editcap's pcapng copy, or by
         the tshark engine."""
         self.streams = frozenset(p for p in self.paths if _streamed(p))
-        if self.streams and shard != (0, 1):
-            raise CaptureError(f"{min(self.streams)}: a pipe or standard input can be read only once, "
-                               "by one process: run with -j 1")
         _once_each([p for p in self.paths if p in self.streams])
         # Refuse a bad file before an hour of reading the good ones before it. (Not a stream: it
         # cannot be read twice, and its writer may wait for the inputs before it to be read.)
@@ -163,47 +154,45 @@ class CaptureSet:
             if compression != "none" and size >= INFLATE_MIN and path not in self.foreign:
                 self._inflatable = True
 
-    def split_plan(self) -> SplitPlan | None:
-        """The inputs a second process walks for a split read (capture/split.py), or None: a chain
-        of uncompressed Ethernet pcap and pcapng files, worth it (split.choose), with room for the
-        spill."""
-        if not self._planned:
-            self._planned = True
-            if self.engine == "fast" and self.shard == (0, 1):
-                self._plan = splitting.plan(self.paths)
-        return self._plan
+    @classmethod
+    def from_chunks(cls, chunks: Sequence[Chunk], *, engine: str = "fast", progress: Progress | None = None,
+                    verify_checksums: bool = True) -> CaptureSet:
+        """A set that reads these chunks (capture/ranges.py), in order: ``inputs`` has one InputInfo
+        per chunk (ranges.join makes one per input of them), and each record's ``input_index`` is its
+        chunk's. A byte range of an input is read by the fast engine, whatever ``engine`` says."""
+        paths = list(dict.fromkeys(c.path for c in chunks))
+        cs = cls(paths, engine=engine, progress=progress, verify_checksums=verify_checksums)
+        cs.chunks = list(chunks)
+        for c in cs.chunks:
+            if not c.whole and (c.path in cs.streams or c.path in cs.foreign):
+                raise CaptureError(f"{c.path}: a byte range of a stream or of a file in another format "
+                                   "cannot be read by itself")
+        cs.total_bytes = sum(os.path.getsize(c.path) - c.start if c.end < 0 else c.end - c.start
+                             for c in cs.chunks if c.path not in cs.streams)
+        return cs
 
     def inflatable(self) -> bool:
         """Whether an input is a compressed regular file worth a decompressing process."""
-        return self._inflatable and self.engine == "fast" and self.shard == (0, 1)
+        return self._inflatable and self.engine == "fast"
 
     def __iter__(self) -> Iterator[PacketRecord]:
-        plan = self.split_plan() if self.split else None
-        sp = None
-        if plan is not None:
-            # The worker is forked now, before any read-ahead thread exists in this process. Without
-            # room for its spill (no writable temporary folder) one process reads it all.
-            with contextlib.suppress(OSError):
-                sp = Split(self.paths, plan)
-        try:
-            for index, path in enumerate(self.paths, self.index_base):
-                info = InputInfo(path=path)
-                self.inputs.append(info)
-                if path in self.streams:
-                    yield from self._read_once(path, index, info)
-                elif path in self.foreign and self.engine == "fast":
-                    yield from self._read_converted(path, index, info)
-                elif self.engine == "tshark" or path in self.foreign:
-                    from auditor.capture.tshark import read_tshark
+        for chunk in self.chunks:
+            path, index = chunk.path, chunk.input_index
+            info = InputInfo(path=path)
+            self.inputs.append(info)
+            if not chunk.whole:
+                yield from self._read_fast(path, index, info, chunk=chunk)
+            elif path in self.streams:
+                yield from self._read_once(path, index, info)
+            elif path in self.foreign and self.engine == "fast":
+                yield from self._read_converted(path, index, info)
+            elif self.engine == "tshark" or path in self.foreign:
+                from auditor.capture.tshark import read_tshark
 
-                    yield from read_tshark(path, index, info, self.stats, self._report,
-                                           foreign=self.foreign.get(path))
-                else:
-                    yield from self._read_fast(path, index, info,
-                                               sp if sp is not None and sp.next_input == index else None)
-        finally:
-            if sp is not None:
-                sp.close()
+                yield from read_tshark(path, index, info, self.stats, self._report,
+                                       foreign=self.foreign.get(path))
+            else:
+                yield from self._read_fast(path, index, info)
 
     def _report(self, nread: int, final: bool = False) -> None:
         if self._progress is None:
@@ -244,7 +233,7 @@ class CaptureSet:
 
             yield from read_tshark(path, index, info, self.stats, self._report, src=src)
         else:
-            yield from self._read_fast(path, index, info, None, src=src)
+            yield from self._read_fast(path, index, info, src=src)
 
     def _read_converted(self, path: str, index: int, info: InputInfo) -> Iterator[PacketRecord]:
         """An input in another capture format (foreign.py): a NetScaler trace as nstrace.py converts
@@ -262,7 +251,7 @@ class CaptureSet:
             copied = foreign.convert(path)
             if copied is not None:
                 try:
-                    yield from self._read_fast(copied.copy, index, info, None, digest=False)
+                    yield from self._read_fast(copied.copy, index, info, digest=False)
                 finally:
                     with contextlib.suppress(OSError):
                         os.unlink(copied.copy)
@@ -276,7 +265,7 @@ class CaptureSet:
                      fmt: str) -> Iterator[PacketRecord]:
         try:
             try:
-                yield from self._read_fast(stream.path, index, info, None, digest=False)
+                yield from self._read_fast(stream.path, index, info, digest=False)
             except CaptureError:
                 stream.result()  # the converter's own error, if it had one (nothing came through)
                 raise
@@ -293,51 +282,60 @@ class CaptureSet:
         info.warnings[:0] = [f"{foreign.describe(fmt)} capture: {converted.how}, frame for frame",
                              *converted.warnings]
 
-    def _read_fast(self, path: str, index: int, info: InputInfo, sp: Split | None, *,
-                   digest: bool = True, src: Source | None = None) -> Iterator[PacketRecord]:
-        """``src``: the input already opened (``_read_once``)."""
-        if src is None:
-            # A parallel worker other than the first reads the same bytes as the first: one SHA-256
-            # is enough (and a converted input's is that of the file it came from).
-            src = Source(path, digest=digest and self.shard[0] == 0)
-        info.compression = src.compression
-        if self.inflate and src.size >= INFLATE_MIN:
-            src.inflate_apart()
-        if sp is not None:
-            src.bound(sp.boundary)  # before the first read: the rest is the worker's
+    def _read_fast(self, path: str, index: int, info: InputInfo, *, digest: bool = True,
+                   src: Source | None = None, chunk: Chunk | None = None) -> Iterator[PacketRecord]:
+        """``src``: the input already opened (``_read_once``); ``chunk``: a byte range of it."""
+        data: Source | ChunkBytes
+        if chunk is not None:
+            data = ChunkBytes(chunk)
+            info.first_frame_unknown = chunk.start > 0
+        else:
+            if src is None:
+                src = Source(path, digest=digest)
+            data = src
+            if self.inflate and src.size >= INFLATE_MIN:
+                src.inflate_apart()
+        info.compression = data.compression
         complete = False
         try:
             try:
-                first = src.read(CHUNK)
+                first = data.read(CHUNK)
             except DECOMPRESS_ERRORS as e:
-                raise CaptureError(f"{path}: {src.compression} data cannot be decompressed: {e}") from e
-            check_magic(path, first, src.compression)
-            dec = Decoder(self.stats, index, verify_checksums=self.verify_checksums, shard=self.shard)
+                raise CaptureError(f"{path}: {data.compression} data cannot be decompressed: {e}") from e
+            check_magic(path, first, data.compression)
+            dec = Decoder(self.stats, index, verify_checksums=self.verify_checksums)
             dec.lane = self.lane
 
             def tick() -> None:
                 # The walkers tick every PROGRESS_EVERY frames: a running count for rates, with no
                 # per-packet cost (stats.frames is settled when the input ends).
                 self.frames_read += PROGRESS_EVERY
-                self._report(sp.position if sp is not None and sp.position else src.nread)
+                self._report(data.nread)
 
-            if first[:4] == PCAPNG_MAGIC:
-                yield from walk_pcapng(src, first, info, dec, tick, split=sp)
+            if isinstance(data, ChunkBytes):
+                bounded = data if chunk is not None and chunk.end >= 0 else None
+                if first[:4] == PCAPNG_MAGIC:
+                    yield from walk_pcapng(data, first, info, dec, tick, bounded=bounded, base=data.base,
+                                           records_at=data.records_at)
+                else:
+                    yield from walk_pcap(data, first, info, dec, tick, bounded=bounded, base=data.base)
+            elif first[:4] == PCAPNG_MAGIC:
+                yield from walk_pcapng(data, first, info, dec, tick)
             else:
-                yield from walk_pcap(src, first, info, dec, tick, split=sp)
-            if sp is not None and sp.next_input == index:
-                # This walk stopped before the boundary (a damaged record): the worker's part of
-                # this input is never replayed, so neither is the rest; this process reads on.
-                sp.abandon()
+                yield from walk_pcap(data, first, info, dec, tick)
             complete = True
         finally:
             if complete:
-                info.sha256 = src.finish()
-                info.size = src.raw.stored if src.once else src.size
-                self._done_bytes += src.size
+                info.sha256 = data.finish()
+                if isinstance(data, ChunkBytes):
+                    info.size = os.path.getsize(path)
+                    self._done_bytes += data.nread
+                else:
+                    info.size = data.raw.stored if data.once else data.size
+                    self._done_bytes += data.size
                 self._report(0, final=True)
             else:
-                src.close_quietly()
+                data.close_quietly()
 
 
 def open_captures(paths: Sequence[str], *, engine: str = "fast", progress: Progress | None = None,

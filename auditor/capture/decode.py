@@ -101,7 +101,6 @@ _NET = {113: _net_sll, 276: _net_sll2, 0: _net_null, 108: _net_loop,
         **dict.fromkeys((101, 12, 14, 228, 229), _net_raw)}
 """Link types the fast path reads besides Ethernet: (offset of the IP header, its ethertype; 0 for
 anything the general path must judge), as Decoder._link finds them."""
-DHCP_PORTS = (67, 68)
 # The TCP fast paths keep only the first payload byte of a segment that can carry no name evidence
 # (auditor/names.py: DNS over TCP on port 53, a TLS handshake record 0x16, an HTTP request line; the
 # conversation core reads TCP payload not at all): the record's payload stays non-empty with the
@@ -223,15 +222,10 @@ def bad_run_why(e: BadRun, compression: str) -> str:
 class Decoder:
     """Decodes the frames of one input. Counters go to the shared ReadStats."""
 
-    def __init__(self, stats: ReadStats, input_index: int, *, verify_checksums: bool = True,
-                 shard: tuple[int, int] = (0, 1)) -> None:
+    def __init__(self, stats: ReadStats, input_index: int, *, verify_checksums: bool = True) -> None:
         self.stats = stats
         self.ii = input_index
         self.verify = verify_checksums
-        self.shard, self.jobs = shard
-        """With jobs > 1, IPv4 TCP/UDP packets of other workers' address pairs are skipped before any
-        record is built (the same symmetric hash as auditor.audit.collect)."""
-        self.skipped = 0
         self.lane: Lane | None = None
         """The conversation core's fast lane (ConversationBuilder.lane), offered the common TCP/UDP
         packets that need no record: see ``decode``."""
@@ -274,7 +268,7 @@ class Decoder:
     def decode(self, buf: bytes, off: int, caplen: int, ts: float, frame: int,
                lt: int) -> PacketRecord | None:
         """Decode the frame buf[off:off+caplen] of link type ``lt``; None if it yields no record
-        (not IP, malformed, another worker's, or taken by the conversation core's fast lane)."""
+        (not IP, malformed, or taken by the conversation core's fast lane)."""
         end = off + caplen
         if lt == 1:
             if caplen < 54:
@@ -322,9 +316,6 @@ class Decoder:
             doff = (offb >> 4) << 2
             plen = l4len - doff
             if doff >= 20 and plen >= 0:
-                if v4 and self.jobs > 1 and (src[-1] + src[-2] + dst[-1] + dst[-2]) % self.jobs != self.shard:
-                    self.skipped += 1  # another worker's conversation (auditor/parallel.py)
-                    return None
                 quiet = True  # no payload that names.py reads
                 a = b = 0
                 if plen:
@@ -348,10 +339,6 @@ class Decoder:
                 return fast_record(self.ii, frame, ts, src, dst, 6, tot, sport, dport, flags, seq, ack, plen,
                                    buf[a:b] if plen else b"", bad, buf[p + 8] if v4 else buf[p + 7])
         elif proto == 17 and 8 <= ulen <= l4len and dport != VXLAN_PORT and dport != GENEVE_PORT:
-            if (v4 and self.jobs > 1 and sport not in DHCP_PORTS and dport not in DHCP_PORTS
-                    and (src[-1] + src[-2] + dst[-1] + dst[-2]) % self.jobs != self.shard):
-                self.skipped += 1
-                return None
             plen = ulen - 8
             bad = bool(ucs and self.verify and l4 + ulen <= end
                        and (frame <= VERIFY_ALL_FRAMES or not frame & VERIFY_EVERY_MASK)

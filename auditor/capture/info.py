@@ -30,6 +30,37 @@ class InputInfo:
     """The capture ended (or became unreadable) inside a record: what came before was read."""
     warnings: list[str] = field(default_factory=list)
     """Human-readable notes for the report, e.g. where a truncated file stopped."""
+    stopped: tuple[int, str] | None = None
+    """Where the walk stopped early (after this many frames) and why; its warning is in ``warnings``."""
+    first_frame_unknown: bool = False
+    """A chunk that starts inside its input (capture/ranges.py): its frame numbers (``packets``, its
+    records, ``stopped``, ReadStats.examples) count from 1 at the chunk's first record, and the merge
+    adds the frames of the input's earlier chunks (``renumber``). ``sha256`` is then empty: the
+    input's chunk that starts at offset 0 hashes the whole file."""
+    end_verified: bool = False
+    """A chunk that ends inside its input: its walk ended exactly at the chunk's end, at a record
+    boundary, not in a run of malformed frames, after no section header or interface block past the
+    file's first blocks (pcapng), and did not stop early; so the next chunk, which starts there, reads
+    as one walk of the input would. False: this chunk read on to the end of the input (or stopped
+    early) and the input's later chunks are not part of its reading (ranges.join)."""
+
+    def stop(self, frame: int, why: str) -> None:
+        """The walk stops early, after ``frame`` frames."""
+        self.stopped = (frame, why)
+        self.warnings.append(stop_warning(frame, why))
+
+    def renumber(self, by: int) -> None:
+        """Frame numbers of a chunk: count them from the input's start (``by`` frames before it)."""
+        if self.stopped is not None:
+            frame, why = self.stopped
+            old = stop_warning(frame, why)
+            self.stopped = (frame + by, why)
+            self.warnings = [stop_warning(frame + by, why) if w == old else w for w in self.warnings]
+        self.first_frame_unknown = False
+
+
+def stop_warning(frame: int, why: str) -> str:
+    return f"{why}: stopped after frame {frame}" if frame else f"{why}: stopped before the first frame"
 
 
 def _add(dst: dict[str, int], src: dict[str, int]) -> None:
@@ -67,3 +98,10 @@ class ReadStats:
         for k, v in other.examples.items():
             if k not in self.examples or v < self.examples[k]:
                 self.examples[k] = v
+
+    def renumber(self, input_index: int, by: int) -> None:
+        """The examples of a chunk of input ``input_index`` (InputInfo.first_frame_unknown): count
+        their frames from the input's start (``by`` frames before the chunk)."""
+        for k, (ii, frame) in self.examples.items():
+            if ii == input_index:
+                self.examples[k] = (ii, frame + by)

@@ -72,7 +72,7 @@ class HashingReader:
     def __init__(self, fh: BinaryIO, *, digest: bool = True) -> None:
         self._fh = fh
         self._digest = digest
-        """False: no SHA-256 (a parallel worker whose sibling hashes the same file)."""
+        """False: no SHA-256 (a converted copy: the stored file is hashed as it is converted)."""
         self._hash = hashlib.sha256()
         self.nread = 0
         """Bytes handed to the reader so far."""
@@ -86,7 +86,7 @@ class HashingReader:
         self._thread: threading.Thread | None = None
         self._done = False
         self._limit: int | None = None
-        """``bound``: hand out no bytes past this offset (the rest is another process's to decode)."""
+        """``bound``: hand out no bytes past this offset (the end of a chunk: capture/ranges.py)."""
         self._discard = False
         """``hash_rest``: the thread hashes the rest of the file without queueing it."""
         self.inline = False
@@ -217,11 +217,11 @@ class HashingReader:
 
     def bound(self, limit: int) -> None:
         """Hand out the stored bytes up to offset ``limit`` only; then read() returns b"" as at the
-        end (auditor/capture/split.py: another process decodes the rest)."""
+        end (a chunk's end: capture/ranges.py)."""
         self._limit = limit
 
     def unbound(self) -> None:
-        """Hand out the bytes past the bound after all (the split was not at a record boundary)."""
+        """Hand out the bytes past the bound after all (the chunk's end was not where its walk ended)."""
         self._limit = None
 
     def hash_rest(self) -> None:
@@ -399,20 +399,8 @@ class Source:
             self._inflater = Inflater(self.path, self.compression)
             self.raw.hash_rest()
 
-    def bound(self, limit: int) -> None:
-        """Hand out the capture bytes up to ``limit`` only (see HashingReader.bound)."""
-        self.raw.bound(limit)
-
-    def unbound(self) -> None:
-        self.raw.unbound()
-
     def hash_rest(self) -> None:
         self.raw.hash_rest()
-
-    @property
-    def splittable(self) -> bool:
-        """A regular uncompressed file: another process can decode a byte range of it."""
-        return self.compression == "none" and not self.once
 
     def finish(self) -> str:
         """Drain the rest of the stored bytes into the hash, close, return the hex digest."""

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 from auditor.conversations.builder import ConversationBuilder, FastLane
 from auditor.conversations.results import ConversationResult, ConversationStats
-from auditor.conversations.state import CLOSE_LINGER, HOST_TTLS_MAX, SWEEP_EVERY
+from auditor.conversations.state import CLOSE_LINGER, DISORDER_SLACK, HOST_TTLS_MAX, SWEEP_EVERY
 
-__all__ = ["CLOSE_LINGER", "HOST_TTLS_MAX", "SWEEP_EVERY", "ConversationBuilder", "ConversationResult",
-           "ConversationStats", "FastLane"]
+__all__ = ["CLOSE_LINGER", "DISORDER_SLACK", "HOST_TTLS_MAX", "SWEEP_EVERY", "ConversationBuilder",
+           "ConversationResult", "ConversationStats", "FastLane"]

@@ -22,6 +22,7 @@ from auditor.conversations.state import (
     _RESET_STATES,
     _RESP,
     CLOSE_LINGER,
+    DISORDER_SLACK,
     DYNAMIC_PORTS,
     ESTABLISHED,
     EV_CATALOG,
@@ -204,7 +205,7 @@ class ConversationBuilder:
         self._anchor: float | None = None
         """Time of the chunk's first connection: 5-tuples first seen within ``_window`` of it start
         head chains (later ones cannot continue a connection of an earlier chunk)."""
-        self._window = max(tcp_idle_timeout, udp_idle_timeout, icmp_idle_timeout)
+        self._window = max(tcp_idle_timeout, udp_idle_timeout, icmp_idle_timeout) + DISORDER_SLACK
         self._seen: set[tuple[object, ...]] = set()
         """5-tuples (both directions as one, the smaller key) seen within the window."""
         self._chains: dict[tuple[object, ...], _Chain] = {}

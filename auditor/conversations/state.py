@@ -39,6 +39,9 @@ _SYN_LETTERS = {True: ("S", "H"), False: ("s", "h")}
 """History letter of a SYN (without, with ACK) by whether the originator sent it."""
 _POW10 = frozenset(10**i for i in range(19))
 
+DISORDER_SLACK = 60.0
+"""Seconds a chunk may begin before the chunks ahead of it end (timestamps a little out of order)
+and still be merged exactly: its head chains cover one idle timeout and this much more."""
 SWEEP_EVERY = 8192
 CLOSE_LINGER = 5.0
 DYNAMIC_PORTS = 49152
