@@ -361,7 +361,8 @@ def flow_state(entry: Entry) -> FlowState:
         return detail
     rule_ids, reason, init_roles, resp_roles, connections, packets, nbytes, first_seen, last_seen = detail
     return FlowState(
-        _text(sig[0]), sig[1], _text(sig[2]), None if sig[3] is _ABSENT else _opt_text(sig[3]), _texts(rule_ids),
+        _text(sig[0]), sig[1], _text(sig[2]), None if sig[3] is _ABSENT or sig[3] == "unknown" else _opt_text(sig[3]),
+        _texts(rule_ids),
         _opt_text(reason), _texts(init_roles), _texts(resp_roles), _int(connections), _int(packets),
         _int(nbytes), _opt_text(first_seen), _opt_text(last_seen))
 
