@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from auditor.apps import PROTOCOLS as APP_PROTOCOLS
 from auditor.errors import CatalogError
 from auditor.model import LAYER_DOCUMENT, LAYER_SITE, LAYER_SUPPLEMENT, LAYERS, Citation, FlowRule
 from auditor.yamlsafe import LineMap, YamlError, join_path, load_yaml_text, read_config
@@ -34,7 +35,7 @@ SERVER_RANGE_MAX = 64
 DYNAMIC_RANGE = (49152, 65535)
 EXPORT_FIELDS = ("id", "product", "source", "destination", "protocol", "ports", "type", "description",
                  "bidirectional", "configurable", "one_way", "loopback_only", "hostnames", "note",
-                 "seed_row", "source_file", "layer", "feature", "citation")
+                 "seed_row", "source_file", "layer", "feature", "citation", "apps", "apps_on")
 _FLAGS = ("bidirectional", "configurable", "one_way", "loopback_only")
 
 
@@ -345,6 +346,7 @@ _RULE_FIELDS: dict[str, tuple[Any, bool]] = {
     "bidirectional": (bool, False), "configurable": (bool, False), "one_way": (bool, False),
     "loopback_only": (bool, False), "hostnames": ("strlist", False), "note": (str, False),
     "feature": (str, False), "citation": (dict, False), "uncited": (str, False),
+    "apps": ("strlist", False), "apps_on": ("strlist", False),
 }
 
 
@@ -622,6 +624,8 @@ class _Builder:
         if feature and feature not in vocab.features:
             self.problems.add(src, join_path(path, "feature"), _unknown_feature(feature, vocab))
             ok = False
+        apps, apps_on, apps_ok = self.apps(src, f, path, protocols)
+        ok = ok and apps_ok
         citation = self.citation(src, f, path)
         if src.layer == LAYER_SUPPLEMENT and citation is None and not f.get("uncited", "").strip():
             self.problems.add(src, path, "a supplement rule needs a 'citation' (title, url) or 'uncited' (why none)")
@@ -640,8 +644,44 @@ class _Builder:
             one_way=f.get("one_way", False), loopback_only=f.get("loopback_only", False),
             hostnames=tuple(f.get("hostnames", ())), note=f.get("note", "").strip(),
             seed_row=f.get("seed_row", "").strip(), source_file=where, layer=src.layer, feature=feature,
-            citation=citation, uncited=f.get("uncited", "").strip(),
+            citation=citation, uncited=f.get("uncited", "").strip(), apps=apps, apps_on=apps_on,
         )
+
+    def apps(self, src: _Source, f: Mapping[str, Any], path: str,
+             protocols: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...], bool]:
+        """``apps`` (apps.PROTOCOLS names) and ``apps_on`` (some of the rule's transports), SPEC §6."""
+        ok = True
+        names: list[str] = []
+        for j, name in enumerate(f.get("apps", ())):
+            app = name.strip().lower()
+            if app not in APP_PROTOCOLS:
+                close = difflib.get_close_matches(app, APP_PROTOCOLS, n=1)
+                self.problems.add(src, join_path(join_path(path, "apps"), j),
+                                  f"unknown application protocol {name!r}{did_you_mean(close)} "
+                                  f"(known: {', '.join(APP_PROTOCOLS)})")
+                ok = False
+            elif app not in names:
+                names.append(app)
+        if "apps" in f and not f["apps"]:
+            self.problems.add(src, join_path(path, "apps"), "an empty apps list: leave 'apps' out to refuse nothing")
+            ok = False
+        on: list[str] = []
+        for j, name in enumerate(f.get("apps_on", ())):
+            proto = name.strip().lower()
+            if proto not in protocols or proto == "icmp":
+                self.problems.add(src, join_path(join_path(path, "apps_on"), j),
+                                  f"apps_on {name!r} is not one of the rule's transports "
+                                  f"({', '.join(p for p in protocols if p != 'icmp') or 'none'})")
+                ok = False
+            elif proto not in on:
+                on.append(proto)
+        if f.get("apps_on") and not f.get("apps"):
+            self.problems.add(src, join_path(path, "apps_on"), "apps_on without apps")
+            ok = False
+        if names and protocols == ["icmp"]:
+            self.problems.add(src, join_path(path, "apps"), "apps given for an icmp-only rule")
+            ok = False
+        return tuple(names), tuple(on), ok
 
     def citation(self, src: _Source, f: Mapping[str, Any], path: str) -> Citation | None:
         if "citation" not in f:
@@ -865,7 +905,8 @@ def rule_record(rule: FlowRule) -> dict[str, Any]:
             "description": rule.description, **{k: getattr(rule, k) for k in _FLAGS},
             "hostnames": list(rule.hostnames), "note": rule.note, "seed_row": rule.seed_row,
             "source_file": rule.source_file, "layer": rule.layer, "feature": rule.feature,
-            "citation": citation_record(rule.citation), "uncited": rule.uncited}
+            "citation": citation_record(rule.citation), "uncited": rule.uncited,
+            "apps": list(rule.apps), "apps_on": list(rule.apps_on)}
 
 
 def citation_record(c: Citation | None) -> dict[str, str] | None:
@@ -896,6 +937,7 @@ def export_csv(rules: Iterable[FlowRule]) -> str:
         for proto in r.protocols:
             row = {k: rec.get(k, "") for k in EXPORT_FIELDS}
             row.update(protocol=proto, ports=r.ports_text, hostnames=" ".join(r.hostnames), citation=citation_text(r),
+                       apps=" ".join(r.apps), apps_on=" ".join(r.apps_on),
                        **{k: str(getattr(r, k)).lower() for k in _FLAGS})
             w.writerow(row)
     return buf.getvalue()

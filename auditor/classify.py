@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from auditor.apps import UNKNOWN
 from auditor.catalog import AlternativeGroup
 from auditor.model import Classification, Flow, FlowRule, Outcome, RuleState
 
@@ -20,6 +21,9 @@ REASON_OTHER_PORT = "other-port-or-protocol"
 REASON_NO_RULE = "no-rule-between-roles"
 REASON_PEER_UNMAPPED = "peer-not-in-roles"
 REASON_FEATURE = "feature-not-in-use"
+REASON_MISMATCH = "protocol-mismatch"
+"""The port is documented between these roles, but the payload was recognised as an application
+protocol that every matching rule refuses (SPEC §6)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +69,9 @@ class FlowVerdict:
     the rule's own wording): the report captions the flow by the others."""
     layers: tuple[str, ...] = ()
     """The catalog layers of the matching rules ('document', 'supplement', 'site')."""
+    mismatch_rule_ids: tuple[str, ...] = ()
+    """protocol-mismatch only: the rules that matched the flow's roles and port and refused what its
+    payload carried. The flow does not count as theirs (they are not ``rule_ids``)."""
 
 
 @dataclass(slots=True)
@@ -80,6 +87,9 @@ class RuleResult:
     member reported missing for the whole group."""
     users: set[str] = field(default_factory=set)
     """Hosts that used the rule in a flow that did not fail."""
+    mismatched: int = 0
+    """Flows on the rule's roles and port whose payload it refused (protocol-mismatch): they do not
+    make it observed."""
 
 
 def _is_loopback(addr: str) -> bool:
@@ -181,6 +191,9 @@ class _Judgement:
     reason: str | None = None
     reason_text: str | None = None
     """None where the text names the flow's own addresses (built per flow)."""
+    allowed: frozenset[str] | None = None
+    """Expected only: the application protocols the matching rules allow on the flow's transport, when
+    every one of them names some (SPEC §6); None when one refuses nothing."""
 
 
 def _judge(a: HostView, b: HostView, protocol: str, port: int, loopback: bool, index: RuleIndex) -> _Judgement:
@@ -190,8 +203,9 @@ def _judge(a: HostView, b: HostView, protocol: str, port: int, loopback: bool, i
     if matched:
         fwd = sorted({r.id for r in matched if r in forward})
         rev = sorted({r.id for r in matched} - set(fwd))
+        apps = frozenset(a for r in matched for a in r.apps) if all(r.constrains(protocol) for r in matched) else None
         return _Judgement(Classification.EXPECTED, tuple(fwd + rev), any(r.one_way for r in matched),
-                          tuple(rev), tuple(sorted({r.layer for r in matched})))
+                          tuple(rev), tuple(sorted({r.layer for r in matched})), allowed=apps)
     port_text = f"{protocol}/{port}" if protocol != "icmp" else "icmp"
     loopback_rules = [r for r in forward + backward if r.loopback_only]
     if loopback_rules and a.roles and b.roles:
@@ -262,6 +276,10 @@ def classify_flow(flow: Flow, a: HostView, b: HostView, index: RuleIndex) -> Flo
     if j is None:
         j = index.cache[ckey] = _judge(a, b, k.protocol, k.port, loopback, index)
     if j.classification == Classification.EXPECTED:
+        if j.allowed is not None and flow.apps:
+            refused = sorted(a for a in flow.apps if a != UNKNOWN and a not in j.allowed)
+            if refused:
+                return _mismatch(flow, a, b, j, refused)
         outcome = flow.outcome
         failing = outcome in (Outcome.REJECTED, Outcome.UNANSWERED, Outcome.ONE_WAY)
         if failing and outcome != Outcome.REJECTED and j.one_way and k.protocol != "tcp":
@@ -278,6 +296,20 @@ def classify_flow(flow: Flow, a: HostView, b: HostView, index: RuleIndex) -> Flo
             who = f"broadcast/multicast {who}"
         text = f"{missing_side} {who} holds no role in roles.yaml ({port_text})"
     return FlowVerdict(flow, a, b, Classification.UNEXPECTED, False, (), j.reason, text)
+
+
+def _mismatch(flow: Flow, a: HostView, b: HostView, j: _Judgement, refused: list[str]) -> FlowVerdict:
+    """SPEC §6: the payload was recognised as something every matching rule refuses. One refused
+    protocol among allowed ones is enough (a tunnel beside real sessions is what an auditor looks for)."""
+    k = flow.key
+    apps = flow.apps or {}
+    found = ", ".join(f"{p} ({apps[p]} of {flow.connections} connections)" if apps[p] != flow.connections else p
+                      for p in refused)
+    ids = ", ".join(j.rule_ids[:3]) + (f" and {len(j.rule_ids) - 3} more" if len(j.rule_ids) > 3 else "")
+    rules = f"the rule {ids} allows" if len(j.rule_ids) == 1 else f"the rules {ids} allow"
+    text = f"{found} on {k.protocol}/{k.port}; {rules} {', '.join(sorted(j.allowed or ()))}"
+    return FlowVerdict(flow, a, b, Classification.UNEXPECTED, False, (), REASON_MISMATCH, text,
+                       mismatch_rule_ids=j.rule_ids)
 
 
 def classify_flows(flows: Iterable[Flow], host: Callable[[str], HostView], index: RuleIndex) -> list[FlowVerdict]:
@@ -345,12 +377,15 @@ def _apply_alternatives(results: list[RuleResult], ctx: StatusContext) -> None:
 
 def _rule_states(rules: Sequence[FlowRule], verdicts: Sequence[FlowVerdict], ctx: StatusContext) -> list[RuleResult]:
     matched: dict[str, list[FlowVerdict]] = defaultdict(list)
+    mismatched: dict[str, int] = defaultdict(int)
     for v in verdicts:
         for rid in v.rule_ids:
             matched[rid].append(v)
+        for rid in v.mismatch_rule_ids:
+            mismatched[rid] += 1
     results = []
     for r in rules:
-        res = RuleResult(r, RuleState.NOT_APPLICABLE)
+        res = RuleResult(r, RuleState.NOT_APPLICABLE, mismatched=mismatched.get(r.id, 0))
         hits = matched.get(r.id, [])
         res.flows = len(hits)
         src_hosts = ctx.hosts_by_role.get(r.source, frozenset())

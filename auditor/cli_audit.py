@@ -73,6 +73,9 @@ def _summary_lines(doc: dict[str, Any], written: list[str]) -> list[str]:
         f"capture), {r.get('covered', 0)} covered by an alternative, {r['not-observable']} not observable, "
         f"{r['not-applicable']} not applicable",
     ]
+    if s.get("expected") or s.get("mismatched"):
+        lines.append(f"  protocol evidence: {s.get('verified', 0)} expected flows verified by their payload, "
+                     f"{s.get('unverified', 0)} unverified (port only), {s.get('mismatched', 0)} protocol-mismatch")
     features = doc.get("features", [])
     if features:
         lines.append("  features in use: " + ", ".join(f"{f['id']} ({f['how'].split(':')[0]})" for f in features))
@@ -88,8 +91,12 @@ def _summary_lines(doc: dict[str, Any], written: list[str]) -> list[str]:
             for f in sorted(items, key=lambda f: -f["packets"])[:5]:
                 refused = f.get("refused_by") or []
                 who = f"; {refused[0]['text']}" if refused and f["failing"] else ""
-                lines.append(f"    {f['initiator']} -> {f['responder']} {f['protocol']}/{f['port']} "
-                             f"{f['outcome']} ({', '.join(f['rule_ids']) or f['reason']}){who}")
+                app = f.get("app_protocol") or "unknown"
+                svc = f"{f['protocol']}/{f['port']}" + (f" ({app})" if app != "unknown" else "")
+                why = ", ".join(f["rule_ids"]) or f["reason"]
+                if f["reason"] == "protocol-mismatch" and f.get("reason_text"):
+                    why = f"{why}: {f['reason_text']}"
+                lines.append(f"    {f['initiator']} -> {f['responder']} {svc} {f['outcome']} ({why}){who}")
             if len(items) > 5:
                 lines.append(f"    ... and {len(items) - 5} more in the report")
     na = doc["not_audited"]
@@ -226,7 +233,8 @@ def _write_order(outputs: list[Output]) -> list[Output]:
                    "exactly as one process would read them. The workers must read the same paths (a shared "
                    "filesystem) and have pcap-audit installed (pip install 'pcap-audit[dask]').")
 @click.option("--fail-on", "fail_on", metavar="KINDS",
-              help="Exit 1 when any of these findings occur: unexpected,failing,missing.")
+              help="Exit 1 when any of these findings occur: unexpected,failing,missing,mismatch "
+                   "(mismatch: a flow whose payload its documented port's rules refuse).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 @click.option("--debug", is_flag=True, help="Show a traceback on errors.")
 def audit(captures: tuple[str, ...], roles_path: Path, html_path: str, json_path: str | None,

@@ -38,7 +38,7 @@ def _read(path: Path) -> bytes:
 @click.option("--fail-on", "fail_on", metavar="KINDS",
               help="Exit 1 when any of these is new or worse in NEW: unexpected (a flow unexpected that was "
                    "not), failing (a flow or rule failing that was not), missing (a rule missing that was "
-                   "not).")
+                   "not), mismatch (a flow whose payload its port's rules refuse, that was not).")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on standard output.")
 @click.option("--debug", is_flag=True, help="Show a traceback on errors.")
 def diff(old: Path, new: Path, html_path: Path | None, json_path: Path | None, fail_on: str | None,

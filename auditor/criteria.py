@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-FAIL_ON_KINDS = ("unexpected", "failing", "missing")
-"""What --fail-on can name: unexpected flows; expected flows or rules that failed; rules missing."""
+FAIL_ON_KINDS = ("unexpected", "failing", "missing", "mismatch")
+"""What --fail-on can name: unexpected flows; expected flows or rules that failed; rules missing;
+flows whose payload is a protocol their documented port's rules refuse (protocol-mismatch, SPEC §6:
+they are unexpected flows too)."""
 PASS, FAIL, NO_CRITERIA = "PASS", "FAIL", "no criteria given"
 
 
@@ -27,13 +29,15 @@ def normalise_kinds(kinds: Iterable[str]) -> tuple[str, ...]:
 
 def findings_hit(summary: Mapping[str, Any], kinds: Iterable[str]) -> list[str]:
     """The kinds among ``kinds`` that occurred, in FAIL_ON_KINDS order. ``failing`` counts expected
-    flows that failed and rules whose every matching flow failed."""
+    flows that failed and rules whose every matching flow failed; ``mismatch`` the protocol-mismatch
+    flows (absent from summaries older than schema 2.2: none)."""
     wanted = normalise_kinds(kinds)
     rules = summary["rules"]
     occurred = {
         "unexpected": bool(summary["unexpected"]),
         "failing": bool(summary["expected_failing"] or rules["failing"]),
         "missing": bool(rules["missing"]),
+        "mismatch": bool(summary.get("mismatched", 0)),
     }
     return [k for k in wanted if occurred[k]]
 

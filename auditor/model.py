@@ -547,6 +547,20 @@ class FlowRule:
     """The public Citrix page the rule comes from (supplement rules; optional elsewhere)."""
     uncited: str = ""
     """Why a supplement rule has no citation: what was searched and not found."""
+    apps: tuple[str, ...] = ()
+    """The application protocols its ports may carry (apps.PROTOCOLS), SPEC §6; () refuses nothing."""
+    apps_on: tuple[str, ...] = ()
+    """The transports ``apps`` speaks for (some of ``protocols``); () = every one. HDX on TCP and UDP
+    1494 names what TCP carries (ica, tls) and leaves UDP (EDT, Citrix's own framing) unconstrained."""
+
+    def refuses(self, transport: str, app: str) -> bool:
+        """Does this rule refuse a connection on ``transport`` whose payload was recognised as ``app``?
+        A rule without apps, or whose apps do not speak for that transport, refuses nothing."""
+        return self.constrains(transport) and app not in self.apps
+
+    def constrains(self, transport: str) -> bool:
+        """Does ``apps`` say what this rule's ``transport`` may carry?"""
+        return bool(self.apps) and (not self.apps_on or transport in self.apps_on)
 
     def matches_port(self, port: int) -> bool:
         return any(lo <= port <= hi for lo, hi in self.ports)

@@ -275,6 +275,7 @@ def _from_record(rec: dict[str, object]) -> FlowRule:
         seed_row=str(rec["seed_row"]), source_file=str(rec["source_file"]), layer=str(rec["layer"]),
         feature=str(rec["feature"]), uncited=str(rec.get("uncited", "")),
         citation=Citation(**rec["citation"]) if isinstance(rec.get("citation"), dict) else None,  # type: ignore[arg-type]
+        apps=tuple(rec.get("apps", ())), apps_on=tuple(rec.get("apps_on", ())),  # type: ignore[arg-type]
     )
 
 
@@ -288,7 +289,7 @@ def rules_from_csv(text: str) -> list[FlowRule]:
         ports: list[int | str] = [int(p) if p.isdigit() else p for p in row["ports"].split(",") if p]
         merged[row["id"]] = {
             **row, "protocols": [row["protocol"]], "ports": ports,
-            "hostnames": row["hostnames"].split(),
+            "hostnames": row["hostnames"].split(), "apps": row["apps"].split(), "apps_on": row["apps_on"].split(),
             **{k: row[k] == "true" for k in ("bidirectional", "configurable", "one_way", "loopback_only")},
         }
     # The CSV carries a citation as one line of text (citation_text): compare the rest.

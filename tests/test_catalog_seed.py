@@ -135,7 +135,8 @@ QUIRKS = {
 }
 
 RULE_KEYS = {"id", "source", "destination", "protocols", "ports", "type", "description", "seed_row",
-             "bidirectional", "configurable", "one_way", "loopback_only", "hostnames", "note", "feature"}
+             "bidirectional", "configurable", "one_way", "loopback_only", "hostnames", "note", "feature",
+             "apps", "apps_on"}
 FLAGS = ("bidirectional", "configurable", "one_way", "loopback_only")
 CJK = re.compile(r"[\u2e80-\u2fdf\u3000-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
                  r"\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef]")

@@ -195,7 +195,8 @@ def test_every_change_in_text_json_and_html(baseline: dict[str, Any], baseline_p
         assert len(found) == 1, (prefix, out)
         return found[0]
 
-    assert "disappeared (was expected, established)" in line_of(removed)
+    # The audit records each flow's application protocol (schema 2.2): the line names it.
+    assert re.search(r"disappeared \(was expected, established(, [a-z]+)?\)", line_of(removed))
     assert "appeared: unexpected, established (no-rule-between-roles)" in line_of(added)
     assert "[new or worse: unexpected]" in line_of(added)
     assert "expected -> failing; outcome established -> rejected" in line_of(rejected)
@@ -212,7 +213,7 @@ def test_every_change_in_text_json_and_html(baseline: dict[str, Any], baseline_p
     assert d["old"]["file"] == str(baseline_path) and d["new"]["file"] == str(new)
     assert d["old"]["inputs"][0]["sha256"] == baseline["inputs"][0]["sha256"]
     assert d["old"]["catalog"]["digest"] == baseline["catalog"]["digest"]
-    assert d["summary"]["new_or_worse"] == {"unexpected": 1, "failing": 1, "missing": 1}
+    assert d["summary"]["new_or_worse"] == {"unexpected": 1, "failing": 1, "missing": 1, "mismatch": 0}
     assert d["criteria"] == {"fail_on": [], "result": None, "found": []}
     by_key = {(f["initiator"], f["responder"], f["protocol"], f["port"]): f for f in d["flows"]}
     assert len(by_key) == len(d["flows"]) == 3
@@ -510,6 +511,8 @@ def test_app_protocol_compared_when_both_record_it(baseline: dict[str, Any]) -> 
     assert "protocol http -> tls" in render_text(d)
     # Only one side records it (an older audit): not compared, and said so.
     del_old = copy.deepcopy(baseline)
+    for f in del_old["flows"]:
+        f.pop("app_protocol", None)
     d = diff_audits(del_old, new)
     assert d.identical
     assert any("only NEW records application protocols" in n for n in d.notes)

@@ -15,7 +15,7 @@ from auditor.report.document import SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
 FREE_FORM = {"link_types", "malformed", "unsupported", "other_protocols", "conn_states", "examples", "tunnels",
-             "counts", "summary.rules"}
+             "counts", "summary.rules", "apps", "app_evidence"}
 
 
 def _paths(obj: Any, prefix: str = "") -> set[str]:

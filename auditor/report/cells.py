@@ -22,6 +22,8 @@ DISPLAY_CHARS = 120
 MAX_CHARS = 1024
 """Every string from the document is bounded to this many characters before it reaches the page."""
 NO_ROLE = "(not in roles.yaml)"
+_MISMATCH = "protocol-mismatch"
+"""classify.REASON_MISMATCH: the service cell of such a flow is marked."""
 SEVERITY = {"failing": 0, "unexpected": 1, "expected": 2, "unmapped": 3}
 RULE_SEVERITY = {"failing": 0, "missing": 1, "observed": 2, "covered": 3, "not-observable": 4, "not-applicable": 5}
 _PROTO_ORDER = {"tcp": 0, "udp": 1, "icmp": 2}
@@ -220,7 +222,8 @@ class FlowCells:
         k_v = ("v", v)
         k_init = ("h", r.initiator, r.initiator_names, r.initiator_roles)
         k_resp = ("h", r.responder, r.responder_names, r.responder_roles)
-        k_svc = ("s", r.protocol, r.port)
+        k_svc = ("s", r.protocol, r.port, r.app_protocol, tuple(r.apps.items()), r.unverified,
+                 tuple(r.app_evidence.items()) if r.app_evidence else (), r.reason == _MISMATCH)
         k_out = ("o", r.outcome, r.refused_by)
         k_why = ("w", r.rule_ids, r.reverse_rule_ids, r.reason, r.reason_text)
         k_conns = ("c", r.connections, r.established, r.rejected, r.unanswered, tuple(r.conn_states.items()))
@@ -229,7 +232,7 @@ class FlowCells:
             get(k_v) or intern(k_v, _verdict_cell, v),
             get(k_init) or intern(k_init, self._host, r.initiator, r.initiator_names, r.initiator_roles),
             get(k_resp) or intern(k_resp, self._host, r.responder, r.responder_names, r.responder_roles),
-            get(k_svc) or intern(k_svc, self._svc, r.protocol, r.port),
+            get(k_svc) or intern(k_svc, self._svc, r),
             get(k_out) or intern(k_out, self._outcome, r),
             get(k_why) or intern(k_why, self._why, r),
             get(k_conns) or intern(k_conns, self._conns, r),
@@ -272,9 +275,34 @@ class FlowCells:
         a = self.t64[addr]
         return Cell(short(a), "\n".join(names_t), tuple(sub), "host", a)
 
-    def _svc(self, protocol: str, port: int) -> Cell:
-        p = self.t16[protocol]
-        return Cell(f"{p}/{port}", cls="svc", key=port * 4 + _PROTO_ORDER.get(protocol, 3))
+    def _svc(self, r: FlowRow) -> Cell:
+        """'tcp/1494 · ica' (the protocol beside the port, SPEC §6), 'tcp/443 · unverified' when no
+        payload was recognised; the title holds the evidence: who sent which first bytes, in which frame."""
+        p, port = self.t16[r.protocol], r.port
+        key = port * 4 + _PROTO_ORDER.get(r.protocol, 3)
+        if r.protocol not in ("tcp", "udp"):
+            return Cell(f"{p}/{port}", cls="svc", key=key)
+        names = [self.t16[n] for n in r.apps] if r.apps else []
+        app = self.t16[r.app_protocol] if names else "unverified"
+        others = [n for n in names if n != app]
+        text = f"{p}/{port} \u00b7 {app}" + (f" +{'+'.join(others[:2])}" if others else "") + \
+            (" +\u2026" if len(others) > 2 else "")
+        lines = []
+        for name, n in r.apps.items():
+            ev = r.app_evidence.get(name)
+            line = f"{self.t16[name]}: {n} connection{'s' if n != 1 else ''}"
+            if ev is not None:
+                who = "responder" if ev.direction == "resp" else "initiator"
+                frame = f"input {ev.frame.input} frame {ev.frame.frame}" if len(self.paths) > 1 \
+                    else f"frame {ev.frame.frame}"
+                line += (f"; first bytes from the {who}, {frame}: {safe_text(ev.head, 32)}"
+                         + (f" ({safe_text(ev.detail, 80)})" if ev.detail else ""))
+            lines.append(line)
+        if r.unverified:
+            lines.append(f"unverified: {r.unverified} connection{'s' if r.unverified != 1 else ''} "
+                         "(no payload, or none recognised)")
+        cls = "svc mismatch" if r.reason == _MISMATCH else "svc" if names else "svc unverified"
+        return Cell(short(text), "\n".join(lines), cls=cls, key=key)
 
     def _outcome(self, r: FlowRow) -> Cell:
         o = self.t32[r.outcome]

@@ -24,6 +24,7 @@ from enum import StrEnum
 from typing import Any
 
 from auditor import __version__
+from auditor.classify import REASON_MISMATCH
 from auditor.criteria import FAIL_ON_KINDS
 from auditor.errors import AuditorError
 
@@ -360,7 +361,8 @@ def flow_state(entry: Entry) -> FlowState:
         return detail
     rule_ids, reason, init_roles, resp_roles, connections, packets, nbytes, first_seen, last_seen = detail
     return FlowState(
-        _text(sig[0]), sig[1], _text(sig[2]), None if sig[3] is _ABSENT else _opt_text(sig[3]), _texts(rule_ids),
+        _text(sig[0]), sig[1], _text(sig[2]), None if sig[3] is _ABSENT or sig[3] == "unknown" else _opt_text(sig[3]),
+        _texts(rule_ids),
         _opt_text(reason), _texts(init_roles), _texts(resp_roles), _int(connections), _int(packets),
         _int(nbytes), _opt_text(first_seen), _opt_text(last_seen))
 
@@ -422,14 +424,16 @@ def compare(old: AuditIndex, new: AuditIndex) -> Diff:
             continue
         was, now = flow_state(entry), flow_state(other)
         worse = tuple(k for k, hit in (("unexpected", now.classification == "unexpected" != was.classification),
-                                       ("failing", now.verdict == "failing" != was.verdict)) if hit)
+                                       ("failing", now.verdict == "failing" != was.verdict),
+                                       ("mismatch", now.reason == REASON_MISMATCH != was.reason)) if hit)
         changes.append(FlowChange(Change.CHANGED, *_bounded(key), entry[2] or other[2], was, now, fields, worse))
     old_flows = old.flows
     for key, entry in new_flows.items():
         if key not in old_flows:
             now = flow_state(entry)
             worse = tuple(k for k, hit in (("unexpected", now.classification == "unexpected"),
-                                           ("failing", now.verdict == "failing")) if hit)
+                                           ("failing", now.verdict == "failing"),
+                                           ("mismatch", now.reason == REASON_MISMATCH)) if hit)
             changes.append(FlowChange(Change.APPEARED, *_bounded(key), entry[2], None, now, (), worse,
                                       _aggregate_of(key, entry[2], old.flows)))
     order = {Change.APPEARED: 0, Change.CHANGED: 1, Change.DISAPPEARED: 2}

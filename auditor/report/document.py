@@ -12,13 +12,16 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, overload
 
+from auditor.apps import AppEvidence
 from auditor.capture.decode import CHECKSUM_POLICY
+from auditor.classify import REASON_MISMATCH
 from auditor.criteria import criteria_record
 from auditor.model import Classification, RuleState
 from auditor.refusal import refused_by
 from auditor.report.model import (
     SCHEMA_VERSION,
     Alternative,
+    AppEvidenceRow,
     AuditDocument,
     CatalogInfo,
     Citation,
@@ -142,6 +145,16 @@ class _Shared:
             hit = self.states[key] = dict(key)
         return hit
 
+    def apps(self, apps: Mapping[str, int]) -> Mapping[str, int]:
+        """A flow's protocol counts, most connections first (ties by name): shared by equal tallies."""
+        key = tuple(sorted(apps.items(), key=lambda kv: (-kv[1], kv[0])))
+        hit = self.states.get(key)
+        if hit is None:
+            if len(self.states) > _MEMO_LIMIT:
+                self.states.clear()
+            hit = self.states[key] = dict(key)
+        return hit
+
     def tunnel_list(self, tunnels: frozenset[str]) -> tuple[str, ...]:
         hit = self.tunnels.get(tunnels)
         if hit is None:
@@ -175,7 +188,20 @@ def flow_row(v: FlowVerdict, shared: _Shared) -> FlowRow:
         shared.conn_states(states) if states else _NO_STATES,
         shared.tunnel_list(f.tunnels) if f.tunnels else (),
         f.summarised,
+        f.app_protocol, shared.apps(f.apps) if f.apps else _NO_STATES, f.unverified,
+        _evidence(f.app_evidence) if f.app_evidence else _NO_EVIDENCE,
     )
+
+
+_NO_EVIDENCE: Mapping[str, AppEvidenceRow] = {}
+
+
+def _evidence(evidence: Mapping[str, AppEvidence]) -> Mapping[str, AppEvidenceRow]:
+    """A flow's application-protocol evidence as the document's rows, by protocol name (the bytes'
+    summary bounded: it came from the capture)."""
+    return {name: AppEvidenceRow(e.direction, FrameRef(e.frame[0], e.frame[1]), bounded(e.head, 32),
+                                 bounded(e.detail, 80))
+            for name, e in sorted(evidence.items())}
 
 
 class FlowRows(Sequence[FlowRow]):
@@ -223,7 +249,7 @@ def _rule_row(r: RuleResult) -> RuleRow:
         one_way=rule.one_way, bidirectional=rule.bidirectional, layer=rule.layer, feature=rule.feature or None,
         citation=None if c is None else Citation(c.title, c.section, c.url),
         uncited=rule.uncited or None, group=r.group, status=str(r.state), covered_by=tuple(r.covered_by),
-        flows=r.flows, hosts_lacking=tuple(r.hosts_lacking),
+        flows=r.flows, hosts_lacking=tuple(r.hosts_lacking), apps=tuple(rule.apps), mismatched_flows=r.mismatched,
     )
 
 
@@ -285,6 +311,7 @@ def build_document(*, version: str, started: _dt.datetime, finished: _dt.datetim
     rstats = capture.stats
     cstats = conv.stats
     classes = Counter(str(v.classification) for v in verdicts)
+    verified = sum(1 for v in verdicts if v.classification == Classification.EXPECTED and v.flow.apps)
     rule_counts = Counter(rr.status for rr in rules)
     inputs = tuple(InputInfo(
         info.path, info.sha256, info.size, info.packets, iso(info.first_ts), iso(info.last_ts),
@@ -300,6 +327,9 @@ def build_document(*, version: str, started: _dt.datetime, finished: _dt.datetim
         unexpected=classes.get("unexpected", 0),
         unmapped=classes.get("unmapped", 0),
         rules={s.value: rule_counts.get(s.value, 0) for s in RuleState},
+        verified=verified,
+        unverified=classes.get("expected", 0) - verified,
+        mismatched=sum(1 for v in verdicts if v.reason == REASON_MISMATCH),
     )
     crit = criteria_record(plain(summary), fail_on)
     return AuditDocument(

@@ -19,7 +19,7 @@ from typing import Any, TypeVar, overload
 from auditor.errors import AuditorError
 from auditor.refusal import RefusedBy
 
-SCHEMA_VERSION = "2.1"
+SCHEMA_VERSION = "2.2"
 
 
 class DocumentError(AuditorError, ValueError):
@@ -238,6 +238,20 @@ class HostRow:
 
 
 @dataclass(frozen=True, slots=True)
+class AppEvidenceRow:
+    """Why a flow's connections were identified as one application protocol (auditor/apps.py)."""
+
+    direction: str
+    """orig (the initiator's first payload) | resp (the responder's)."""
+    frame: FrameRef
+    """The packet that carried the bytes (of the protocol's earliest connection)."""
+    head: str
+    """The first bytes (at most 16) in hex."""
+    detail: str
+    """A short printable summary ("SSH-2.0-OpenSSH_9.6"), bounded; hostile."""
+
+
+@dataclass(frozen=True, slots=True)
 class FlowRow:
     """One flows[] entry: the conversations of one (initiator, responder, protocol, port)."""
 
@@ -311,6 +325,15 @@ class FlowRow:
     """Tunnels its packets came through."""
     summarised: bool
     """A flood aggregate beyond the flow bound (initiator "*")."""
+    app_protocol: str = "unknown"
+    """The application protocol its connections carried, most frequent first (SPEC §6); "unknown"
+    when none was recognised."""
+    apps: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    """Recognised application protocol -> connections."""
+    unverified: int = 0
+    """Connections whose payload was absent or not recognised."""
+    app_evidence: Mapping[str, AppEvidenceRow] = dataclasses.field(default_factory=dict)
+    """Recognised application protocol -> the evidence of its earliest connection."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,6 +386,10 @@ class RuleRow:
     """Matching flows."""
     hosts_lacking: tuple[str, ...]
     """Single-host source/destination entries that never used it."""
+    apps: tuple[str, ...] = ()
+    """The application protocols its ports may carry; () refuses nothing (SPEC §6)."""
+    mismatched_flows: int = 0
+    """Flows on its roles and port whose payload it refused (protocol-mismatch): not counted in flows."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,6 +434,12 @@ class Summary:
     """Flows between hosts outside roles.yaml."""
     rules: Mapping[str, int]
     """Rule status -> rules."""
+    verified: int = 0
+    """Expected flows with a connection whose payload was recognised (and allowed: SPEC §6)."""
+    unverified: int = 0
+    """Expected flows none of whose connections' payload was recognised (the port is the only claim)."""
+    mismatched: int = 0
+    """Flows unexpected because their payload is a protocol every rule of their port refuses."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -568,8 +601,15 @@ class FlowJson:
             f'"direction_inferred":{"true" if r.direction_inferred else "false"},'
             f'"conn_states":{self.states[tuple(r.conn_states.items())]},'
             f'"tunnels":{lists[r.tunnels]},'
-            f'"summarised":{"true" if r.summarised else "false"}}}'
+            f'"summarised":{"true" if r.summarised else "false"},'
+            f'"app_protocol":{js[r.app_protocol]},"apps":{self.states[tuple(r.apps.items())]},'
+            f'"unverified":{r.unverified:d},'
+            f'"app_evidence":{_evidence_json(r.app_evidence) if r.app_evidence else "{}"}}}'
         )
+
+
+def _evidence_json(evidence: Mapping[str, AppEvidenceRow]) -> str:
+    return _JSON({k: plain(v) for k, v in evidence.items()})
 
 
 # --- loading a document from JSON data -----------------------------------------------------
@@ -608,6 +648,10 @@ def _load(tp: Any, value: Any, where: str) -> Any:
             ftype = hints[f.name]
             if f.name in value:
                 kwargs[f.name] = _load(ftype, value[f.name], at)
+            elif f.default is not dataclasses.MISSING:
+                kwargs[f.name] = f.default  # a member added in a minor version, absent from older documents
+            elif f.default_factory is not dataclasses.MISSING:
+                kwargs[f.name] = f.default_factory()
             else:
                 kwargs[f.name] = _absent(ftype, at)
         make: Any = tp

@@ -11,7 +11,7 @@ from auditor.errors import AuditorError
 from auditor.report.model import AuditDocument
 
 _INTS = ("port", "connections", "established", "rejected", "unanswered", "packets", "bytes", "orig_packets",
-         "resp_packets", "orig_bytes", "resp_bytes", "first_input", "first_frame")
+         "resp_packets", "orig_bytes", "resp_bytes", "first_input", "first_frame", "unverified")
 
 
 def available() -> bool:
@@ -41,6 +41,8 @@ def render_parquet(doc: AuditDocument) -> bytes:
                 row[col] = f.first_frame.frame
             elif col == "refused_by":
                 row[col] = [r.text for r in f.refused_by]
+            elif col == "apps":
+                row[col] = ";".join(f"{k}:{n}" for k, n in f.apps.items())  # the CSV's text
             else:
                 value = getattr(f, col)
                 row[col] = list(value) if isinstance(value, tuple) else value

@@ -19,10 +19,12 @@ if TYPE_CHECKING:
 # CSV columns, in order: one row per flow (SPEC §5).
 FLOW_COLUMNS = [
     "classification", "failing", "outcome", "refused_by", "initiator", "responder", "protocol", "port",
-    "initiator_roles", "responder_roles", "initiator_names", "responder_names", "rule_ids", "layers", "reason",
+    "app_protocol", "initiator_roles", "responder_roles", "initiator_names", "responder_names", "rule_ids", "layers",
+    "reason",
     "reason_text", "connections", "established", "rejected", "unanswered", "packets", "bytes",
     "orig_packets", "resp_packets", "orig_bytes", "resp_bytes", "first_seen", "last_seen",
     "first_input", "first_frame", "direction_evidence", "direction_inferred", "tunnels", "summarised",
+    "apps", "unverified",
 ]
 
 
@@ -76,7 +78,8 @@ def csv_row(f: FlowRow) -> list[Any]:
     """A flow as the CSV's cells (FLOW_COLUMNS); text from a capture cannot start a formula."""
     return [
         f.classification, f.failing, f.outcome, summary_text(plain(e) for e in f.refused_by),
-        f.initiator, f.responder, f.protocol, f.port, _join(f.initiator_roles), _join(f.responder_roles),
+        f.initiator, f.responder, f.protocol, f.port, f.app_protocol,
+        _join(f.initiator_roles), _join(f.responder_roles),
         _csv_safe(_join(f.initiator_names)), _csv_safe(_join(f.responder_names)), _join(f.rule_ids),
         _join(f.layers), "" if f.reason is None else f.reason,
         "" if f.reason_text is None else _csv_safe(f.reason_text),
@@ -85,6 +88,7 @@ def csv_row(f: FlowRow) -> list[Any]:
         "" if f.first_seen is None else f.first_seen, "" if f.last_seen is None else f.last_seen,
         f.first_frame.input, f.first_frame.frame, f.direction_evidence, f.direction_inferred,
         _csv_safe(_join(f.tunnels)), f.summarised,
+        ";".join(f"{k}:{n}" for k, n in f.apps.items()), f.unverified,
     ]
 
 
