@@ -554,7 +554,7 @@ def _entry_line(e: Entry) -> str:
     reasons = []
     for why, same in list(seen.items())[:EVIDENCE_SHOWN]:
         where = [_frame_text(same[0].frame)] if same[0].frame[0] < 1 << 62 else []
-        if len(same) > 1:
+        if len(same) > 1 and not e.members:  # a group's count is its members
             where.append(f"{len(same)} times")
         reasons.append(f"{why} [{', '.join(where)}]" if where else why)
     if len(seen) > EVIDENCE_SHOWN:
