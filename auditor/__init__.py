@@ -19,12 +19,13 @@ Where things live (one responsibility per module; docs/architecture.md draws the
   classify.py       flows x catalog x roles -> verdicts and rule status (features, alternatives, vantage)
   refusal.py        who refused a failing flow (RST TTLs against the responder's, ICMP senders and codes)
   criteria.py       --fail-on kinds and the PASS/FAIL result the document records
+  suggest.py        flows and names -> a roles.yaml draft with evidence and confidence (roles suggest)
   audit.py          the glue: collect (records -> conversations) and judge (-> verdicts); run_audit
   parallel.py       process helpers: gc settings, cores, the job count (one reading process for now)
   report/           document.py builds the audit document; tabular.py (JSON, CSV), html.py, parquet.py and
                     connlog.py (Zeek conn.log) render it; diff.py / diff_render.py compare two audits
-  cli.py            click group; cli_audit.py, cli_catalog.py and cli_diff.py are its commands: the only modules
-                    that print, exit or write output files (through cli_outputs.py: regular files
+  cli.py            click group; cli_audit.py, cli_catalog.py, cli_diff.py and cli_roles.py are its commands: the
+                    only modules that print, exit or write output files (through cli_outputs.py: regular files
                     only, whole or not at all; cli_signals.py: SIGTERM and SIGHUP stop like Ctrl-C)
 """
 

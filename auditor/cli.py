@@ -1,6 +1,7 @@
 """Command line: the only module that prints, exits or opens output files.
 
-`pcap-audit CAPTURE... --roles roles.yaml` runs an audit; `pcap-audit catalog ...` reads the catalog.
+`pcap-audit CAPTURE... --roles roles.yaml` runs an audit; `pcap-audit catalog ...` reads the catalog;
+`pcap-audit roles suggest CAPTURE...` drafts roles.yaml; `pcap-audit diff OLD NEW` compares audits.
 """
 
 from __future__ import annotations
@@ -45,11 +46,19 @@ def _command_path(ctx: click.Context | None) -> str:
 class AuditGroup(click.Group):
     """A group whose default command is `audit`: `pcap-audit cap.pcapng --roles r.yaml` works.
 
+    A capture file named like a command (`roles`, `diff`, `catalog`) is audited when written as a path
+    (`pcap-audit ./roles`) or after `--` (`pcap-audit -- roles --roles r.yaml`): a leading `--` means
+    "the default command", and what follows are its arguments.
+
     Usage errors of the group and of every command under it leave as UsageLine: one line, status 2
     (a group called without arguments still shows its help)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+        if args and args[0] == "--":
+            rest = args[1:]
+            # A first word that looks like an option stays a capture: everything after -- is one then.
+            args = ["audit", "--", *rest] if rest and rest[0].startswith("-") and rest[0] != "-" else ["audit", *rest]
+        elif args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
             args = ["audit", *args]
         return super().parse_args(ctx, args)
 
@@ -79,6 +88,8 @@ def main() -> None:
     \b
     pcap-audit capture.pcapng --roles roles.yaml      audit (writes report.html)
     pcap-audit catalog list --role "Delivery Controller"
+    pcap-audit roles suggest capture.pcapng -o roles.yaml   draft roles.yaml
+    pcap-audit ./roles --roles roles.yaml             a capture named like a command
     """
 
 
@@ -86,10 +97,12 @@ def _register() -> None:
     from auditor.cli_audit import audit
     from auditor.cli_catalog import catalog
     from auditor.cli_diff import diff
+    from auditor.cli_roles import roles
 
     main.add_command(audit)
     main.add_command(catalog)
     main.add_command(diff)
+    main.add_command(roles)
 
 
 _register()
