@@ -349,47 +349,48 @@ CHUNKED_MIN_BYTES = 64 << 20
 """Inputs of several files at least this large in all are read as chunks on several processes."""
 
 
-def _read(request: AuditRequest, capture: CaptureSet,
-          server_ports: frozenset[tuple[str, int]]) -> tuple[ConversationResult, NameEvidence]:
-    """Read the inputs: as chunks merged in order (auditor/engine.py) on a Dask cluster or on local
-    processes, or by this process."""
+def read_captures(capture: CaptureSet, server_ports: frozenset[tuple[str, int]], *, jobs: int = 0,
+                  scheduler: str | None = None, progress: Progress | None = None,
+                  connection_sink: Callable[[Connection], None] | None = None,
+                  ) -> tuple[ConversationResult, NameEvidence]:
+    """Read the inputs: as chunks merged in order (auditor/engine.py) on a Dask cluster
+    (``scheduler``) or on ``jobs`` local processes (0: automatic), or by this process."""
     from auditor import engine
 
-    if request.scheduler is not None:
+    if scheduler is not None:
         if capture.streams:
             raise AuditorError(f"{min(capture.streams)}: a pipe or standard input cannot be read by a cluster's "
                                "workers: give files they can read")
-        if request.connection_sink is not None:
+        if connection_sink is not None:
             raise AuditorError("--conn-log is written by one process: it cannot be combined with --scheduler")
-    jobs = request.jobs
+    asked = jobs
     if jobs == 0:  # automatic: the cores, for large inputs (a chunk is worth its merge from ~64 MiB)
         jobs = cpus() if capture.total_bytes >= CHUNKED_MIN_BYTES else 1
-    if capture.streams or request.connection_sink is not None or request.engine != "fast":
+    if capture.streams or connection_sink is not None or capture.engine != "fast":
         jobs = 1  # a pipe can be read once; a connection sink sees one process's connections
-    if request.scheduler is not None:  # the cluster's size is its own: cut large files finely
-        chunks = engine.plan(capture.paths, request.jobs or 16)
+    if scheduler is not None:  # the cluster's size is its own: cut large files finely
+        chunks = engine.plan(capture.paths, asked or 16)
     else:
         chunks = engine.plan(capture.paths, jobs) if jobs > 1 else []
-    chunked = request.scheduler is not None or len(chunks) > 1
-    if chunked:
-        if request.scheduler is not None:
-            got, exact = engine.run_dask(chunks, server_ports, request.engine, request.verify_checksums,
-                                         request.scheduler, request.progress)
+    if scheduler is not None or len(chunks) > 1:
+        if scheduler is not None:
+            got, exact = engine.run_dask(chunks, server_ports, capture.engine, capture.verify_checksums,
+                                         scheduler, progress)
         else:
-            got, exact = engine.run_local(chunks, server_ports, request.engine, request.verify_checksums, jobs,
-                                          request.progress)
+            got, exact = engine.run_local(chunks, server_ports, capture.engine, capture.verify_checksums, jobs,
+                                          progress)
         if exact:
             capture.inputs, capture.stats = got.inputs, got.stats
             return got.conv, got.names
         del got  # inputs overlapping in time: one process reads them in order (engine.py)
-        again = CaptureSet(capture.paths, engine=request.engine, verify_checksums=request.verify_checksums)
+        again = CaptureSet(capture.paths, engine=capture.engine, verify_checksums=capture.verify_checksums)
         conv, names = collect(again, server_ports)
         capture.inputs, capture.stats = again.inputs, again.stats
         capture.inputs[0].warnings.append("the inputs overlap in time: read in the order given by one process")
         return conv, names
     # One process reads; a second one decompresses a large compressed input.
-    capture.inflate = auto_jobs(capture, request.engine) > 1 if request.jobs == 0 else jobs > 1
-    return collect(capture, server_ports, connection_sink=request.connection_sink)
+    capture.inflate = auto_jobs(capture, capture.engine) > 1 if asked == 0 else jobs > 1
+    return collect(capture, server_ports, connection_sink=connection_sink)
 
 
 def run_audit(request: AuditRequest) -> AuditOutcome:
@@ -410,7 +411,8 @@ def run_audit(request: AuditRequest) -> AuditOutcome:
                             verify_checksums=request.verify_checksums)
     if request.progress is not None:
         holder.append(capture)
-    conv, names = _read(request, capture, catalog.server_ports())
+    conv, names = read_captures(capture, catalog.server_ports(), jobs=request.jobs, scheduler=request.scheduler,
+                                progress=request.progress, connection_sink=request.connection_sink)
     share_counts(conv.flows.values())  # the flows are final: one copy of each tally
     analysis = judge(conv, names, catalog, roles, vantage=vantage)
     if request.strict_roles and analysis.warnings:

@@ -49,11 +49,11 @@ def suggest(captures: tuple[str, ...], output: str, min_confidence: str, rules_d
     with cli_signals.stopping():
         try:
             from auditor import __version__
-            from auditor.audit import collect
+            from auditor.audit import read_captures
             from auditor.capture import open_captures
             from auditor.catalog import load_catalog
             from auditor.model import share_counts
-            from auditor.parallel import auto_jobs, collect_parallel, tune_gc
+            from auditor.parallel import tune_gc
             from auditor.suggest import Confidence, render
             from auditor.suggest import suggest as draft_roles
 
@@ -72,12 +72,8 @@ def suggest(captures: tuple[str, ...], output: str, min_confidence: str, rules_d
 
             capture_set = open_captures(list(captures), progress=progress if bar else None)
             holder.append(capture_set)
-            jobs = 1 if capture_set.streams else auto_jobs(capture_set, "fast")
             tune_gc()
-            if jobs > 1:
-                conv, names = collect_parallel(capture_set, catalog.server_ports(), jobs, bar)
-            else:
-                conv, names = collect(capture_set, catalog.server_ports())
+            conv, names = read_captures(capture_set, catalog.server_ports(), progress=bar)
             share_counts(conv.flows.values())
             vocab = catalog.vocabulary
             name_roles = [(p, role) for role, patterns in vocab.role_hostnames.items() for p in patterns]
