@@ -68,28 +68,21 @@ class FastLane(Lane):
 
     ``take(proto, src, sport, dst, dport, ts, flags, payload_len, ip_len)`` takes a TCP/UDP packet of
     an already live connection by its fields alone and returns True; it returns False, having
-    changed nothing, when the packet needs ``ConversationBuilder.feed``.
+    changed nothing, when the packet needs ``ConversationBuilder.feed``. It is the only writer of a
+    connection outside ConversationBuilder itself: the capture layer hands values in, never state.
 
     A reader may offer only packets whose record would have no checksum error, no tunnel, no fragment
     flag and no payload that names.py reads (capture/decode.py): ``feed`` of such a record would
     itself go to ``take`` (and to the slow path, which does the same, when ``take`` declines), and
-    names.py would ignore it (tests/test_conversations_lane.py). Every SWEEP_EVERY-th packet is
-    declined, so the amortised sweep stays in ``feed``.
-
-    The fused pcap walk (capture/pcapfile.py) inlines ``take`` on ``table`` with the history bits
-    below, keeping the sweep countdown and its count of taken packets in locals: it calls ``hold()``
-    before and ``release(countdown, taken)`` after every stretch of inlined packets, i.e. around every
-    record it yields and every other call into the core. Keep the two copies in step.
+    names.py would ignore it (tests/test_conversations_lane.py). It declines a direction's first
+    payload (the slow path keeps its first bytes for auditor/apps.py), and every SWEEP_EVERY-th
+    packet, so the amortised sweep stays in ``feed``.
     """
 
-    __slots__ = ("_builder", "ack_bit", "data_bit", "letters", "resp_shift", "table", "take")
+    __slots__ = ("take",)
 
     def __init__(self, builder: ConversationBuilder) -> None:
-        self._builder = builder
-        self.table = builder._table
-        self.letters = _HIST_LETTER
-        self.data_bit, self.ack_bit, self.resp_shift = _D, _A, _RESP
-        get = self.table.get
+        get = builder._table.get
         stats = builder.stats
         letters = _HIST_LETTER
 
@@ -136,15 +129,6 @@ class FastLane(Lane):
 
         self.take = take
 
-    def hold(self) -> int:
-        """The sweep countdown, for a reader that counts it down itself (never below 2)."""
-        return self._builder._countdown
-
-    def release(self, countdown: int, taken: int) -> None:
-        """Hand back the countdown and the number of packets taken since ``hold``."""
-        self._builder._countdown = countdown
-        self._builder.stats.packets += taken
-
 
 class ConversationBuilder:
     """Feed PacketRecords, then ``finish()`` for the flows. Memory follows live connections."""
@@ -152,15 +136,11 @@ class ConversationBuilder:
     def __init__(self, *, server_ports: frozenset[tuple[str, int]] = frozenset(),
                  tcp_idle_timeout: float = 300.0, udp_idle_timeout: float = 60.0,
                  icmp_idle_timeout: float = 60.0, max_live: int = 100_000, max_flows: int = 250_000,
-                 flood_fanin: int = 1_000, share: int = 1,
+                 flood_fanin: int = 1_000,
                  keep_connections: bool = False, join_related: bool = True,
                  connection_sink: Callable[[Connection], None] | None = None, chunk: bool = False) -> None:
-        # share > 1: this builder sees about 1/share of the run's conversations (one worker of
-        # auditor/parallel.py), so its bounds shrink with it and the run's total stays one process's.
-        share = max(1, share)
-        max_live, max_flows, flood_fanin = max_live // share, max_flows // share, flood_fanin // share
-        self._pending_max = max(1, TFTP_PENDING_MAX // share)
-        self._targets_max = max(1, FANIN_TARGETS_MAX // share)
+        self._pending_max = TFTP_PENDING_MAX
+        self._targets_max = FANIN_TARGETS_MAX
         self._server_ports = server_ports
         self._join = join_related
         """Join TFTP transfers and broadcast DHCP replies to their requests (off: plain 5-tuples, as
@@ -175,7 +155,7 @@ class ConversationBuilder:
         self._fanin: dict[tuple[str, str, int], int] = {}
         self._ttls: dict[bytes, int] = {}
         """Responder (packed) -> bit set of its SYN-ACK and FIN TTLs (ConversationResult.host_ttls)."""
-        self._ttls_max = max(1, HOST_TTLS_MAX // share)
+        self._ttls_max = HOST_TTLS_MAX
         """Unanswered-attempt flows per (responder, protocol, port), for flood detection."""
         self._keep = keep_connections
         self._sink = connection_sink
@@ -453,7 +433,6 @@ class ConversationBuilder:
         c.fo = c.fr = c.ff
         c.tunnels = None
         c.timeout = self._timeouts[proto]
-        c.gen = 0
         c.dead = False
         c.chain = None
         if self._chunk:
@@ -509,10 +488,7 @@ class ConversationBuilder:
     # ---- TCP ----------------------------------------------------------------------------------
 
     def _take_over(self, key: tuple[object, ...], ent: tuple[_Conn, bool]) -> None:
-        """Put ``ent`` in the live table under ``key``; a connection that had the key gets a new gen."""
-        old = self._table.get(key)
-        if old is not None:
-            old[0].gen += 1
+        """Put ``ent`` in the live table under ``key`` (a connection that had it loses it)."""
         self._table[key] = ent
 
     # ---- ICMP ---------------------------------------------------------------------------------
@@ -579,7 +555,6 @@ class ConversationBuilder:
             if ent is not None and ent[0] is c:
                 del table[key]
         self._live -= 1
-        c.gen += 1
         history = "".join(c.hist)
         proto = c.proto
         refused = c.refused

@@ -65,8 +65,8 @@ class ConversationResult:
     overflowed: bool = False
     """A bound of the builder was reached: the live table (evicted_live), the flow table or a flood's
     fan-in (summarised flows), or the tables of pending TFTP and DHCP requests and of fan-in targets.
-    The result is then a bounded summary whose details depend on the order packets came in, so a
-    share of a parallel run (auditor/parallel.py) is no longer part of one process's result."""
+    The result is then a bounded summary whose details depend on the order packets came in (and, for
+    chunks merged by auditor/engine.py, on where the chunks were cut; the totals stay exact)."""
 
     def merge(self, other: ConversationResult) -> None:
         """Combine two partial audits (e.g. two captures, or two halves of one) into this one. The

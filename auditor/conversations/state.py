@@ -66,7 +66,7 @@ _REPLAYED_COUNTERS = ("port_reuse", "idle_splits", "icmp_errors_matched", "icmp_
 class _Conn:
     """Live per-connection state: plain fields, read and written on the hot path."""
 
-    __slots__ = ("bad_o", "bad_r", "chain", "data", "dead", "ev", "ff", "first", "fo", "fr", "gen", "hist", "ho", "hr",
+    __slots__ = ("bad_o", "bad_r", "chain", "data", "dead", "ev", "ff", "first", "fo", "fr", "hist", "ho", "hr",
                  "hseen", "isn", "keys",
                  "last", "marks", "oa", "oby", "op", "opk", "oprev", "os", "proto", "ra", "rby", "refused",
                  "rp", "rpk", "rprev", "rs", "rst_ttl", "timeout", "tunnels")
@@ -115,9 +115,6 @@ class _Conn:
     chain: _Chain | None
     """In a chunk that does not start the run (``ConversationBuilder(chunk=True)``): the head chain this
     connection belongs to, whose packets are logged for a merge to replay (see _Chain)."""
-    gen: int
-    """Bumped whenever a table entry of this connection goes or changes (close, flip, a key taken
-    over): a reader that cached an entry (capture/split.py) looks it up again."""
 
 
 class _Run:

@@ -92,7 +92,6 @@ def flip(b: ConversationBuilder, c: _Conn) -> None:
     c.keys = (c.keys[1], c.keys[0])
     b._table[c.keys[1]] = (c, False)
     b._table[c.keys[0]] = (c, True)
-    c.gen += 1
     c.hist.append("^")
 
 
