@@ -26,9 +26,9 @@ from __future__ import annotations
 import importlib
 import multiprocessing as mp
 import os
+import pickle
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,46 +165,67 @@ def _renumber(conv: ConversationResult, names: NameEvidence, stats: ReadStats,
     names.renumber(frame)
 
 
-def _in_order(done: dict[int, Part], n: int, ready: Callable[[], None]) -> Iterator[Part]:
-    """Parts in input order as they come in (``ready`` waits for the next one to finish)."""
-    for i in range(n):
-        while i not in done:
-            ready()
-        yield done.pop(i)
+def _worker(conn: Any, chunk: ranges.Chunk, server_ports: frozenset[tuple[str, int]], engine: str, verify: bool,
+            first: bool) -> None:
+    """A worker process: read one chunk, send its part back (or the error that stopped it)."""
+    try:
+        message: tuple[str, Any] = ("part", read_chunk(chunk, server_ports, engine, verify, first))
+    except BaseException as e:
+        message = ("error", e)
+    try:
+        conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+    finally:
+        conn.close()
 
 
 def run_local(chunks: list[ranges.Chunk], server_ports: frozenset[tuple[str, int]], engine: str, verify: bool,
               jobs: int, progress: Progress | None = None) -> tuple[Collected, bool]:
-    """Read the chunks on ``jobs`` local processes and merge them in order as they come in."""
-    method = "fork" if sys.platform.startswith("linux") else "spawn"
-    pool = ProcessPoolExecutor(max_workers=min(jobs, len(chunks)), mp_context=mp.get_context(method))
+    """Read the chunks on up to ``jobs`` local processes at a time (one per chunk, forked where the
+    platform can) and merge their parts in input order as they come in. A stop (Ctrl-C, SIGTERM) or
+    an error ends the workers at once: no pool, no shared queue whose lock a killed worker could hold."""
+    ctx: Any = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     total = sum(_size(c) for c in chunks)
+    running: dict[int, tuple[Any, Any]] = {}
+    finished = [0, 0]
+
+    def start(i: int) -> None:
+        rconn, wconn = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_worker, name=f"pcap-audit chunk {i}", daemon=True,
+                           args=(wconn, chunks[i], server_ports, engine, verify, i == 0))
+        running[i] = (proc, rconn)
+        proc.start()
+        wconn.close()
+
+    def parts() -> Iterator[Part]:
+        ahead = 0
+        for i in range(len(chunks)):
+            while ahead < len(chunks) and ahead < i + max(1, jobs):
+                start(ahead)
+                ahead += 1
+            proc, rconn = running[i]
+            try:
+                kind, value = pickle.loads(rconn.recv_bytes())
+            except EOFError:
+                proc.join()
+                raise RuntimeError(f"the process reading {chunks[i].path} ended ({proc.exitcode})") from None
+            rconn.close()
+            proc.join()
+            del running[i]
+            if kind == "error":
+                raise value
+            finished[0] += value.size
+            finished[1] += value.stats.frames
+            if progress is not None:
+                progress(finished[0], total, finished[1])
+            yield value
+
     try:
-        futures: dict[Future[Part], int] = {
-            pool.submit(read_chunk, c, server_ports, engine, verify, i == 0): i
-            for i, c in enumerate(chunks)}
-        pending = set(futures)
-        done: dict[int, Part] = {}
-        finished = [0, 0]
-
-        def ready() -> None:
-            nonlocal pending
-            complete, pending = wait(pending, return_when=FIRST_EXCEPTION)
-            failed = sorted(futures[f] for f in complete if f.exception() is not None)
-            if failed:
-                first = next(f for f in complete if futures[f] == failed[0])
-                raise first.exception()  # type: ignore[misc]
-            for f in complete:
-                part = f.result()
-                done[futures[f]] = part
-                finished[0] += part.size
-                finished[1] += part.stats.frames
-                if progress is not None:
-                    progress(finished[0], total, finished[1])
-
-        return merge(_in_order(done, len(chunks), ready))
+        return merge(parts())
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        for proc, rconn in running.values():
+            proc.kill()
+            proc.join()
+            rconn.close()
 
 
 def run_dask(chunks: list[ranges.Chunk], server_ports: frozenset[tuple[str, int]], engine: str, verify: bool,

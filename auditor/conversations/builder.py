@@ -185,7 +185,13 @@ class ConversationBuilder:
         self._anchor: float | None = None
         """Time of the chunk's first connection: 5-tuples first seen within ``_window`` of it start
         head chains (later ones cannot continue a connection of an earlier chunk)."""
-        self._window = max(tcp_idle_timeout, udp_idle_timeout, icmp_idle_timeout) + DISORDER_SLACK
+        longest = max(tcp_idle_timeout, udp_idle_timeout, icmp_idle_timeout)
+        self._windows = {IPPROTO_TCP: tcp_idle_timeout + DISORDER_SLACK, IPPROTO_UDP: udp_idle_timeout + DISORDER_SLACK,
+                         IPPROTO_ICMP: longest + DISORDER_SLACK, IPPROTO_ICMPV6: longest + DISORDER_SLACK}
+        """Per IP protocol, how long after the chunk's first connection a new 5-tuple starts a head chain:
+        one idle timeout (an earlier chunk's connection of that protocol expires after it) and the slack
+        for timestamps out of order; ICMP the longest, as its errors quote TCP and UDP connections."""
+        self._window = max(self._windows.values())
         self._seen: set[tuple[object, ...]] = set()
         """5-tuples (both directions as one, the smaller key) seen within the window."""
         self._chains: dict[tuple[object, ...], _Chain] = {}

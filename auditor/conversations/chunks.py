@@ -196,7 +196,7 @@ def adopt(b: ConversationBuilder, chain: _Chain, right: ConversationBuilder) -> 
         keep = mine
         if ck not in right._chains:
             del b._chains[ck]
-    elif ck in b._seen or chain.first_ts - b._anchor > b._window:  # type: ignore[operator]
+    elif ck in b._seen or chain.first_ts - b._anchor > b._windows[chain.proto]:  # type: ignore[operator]
         fold(b, chain)
         keep = None
     else:
@@ -276,7 +276,7 @@ def chain_for(b: ConversationBuilder, c: _Conn, proto: int, keys: tuple[tuple[ob
     k0, k1 = keys
     ck = k0 if k0 <= k1 else k1
     chain = b._chains.get(ck)
-    inside = ts - b._anchor <= b._window
+    inside = ts - b._anchor <= b._windows[proto]
     if chain is not None:
         if ts - chain.last_ts <= b._timeouts[proto]:
             c.chain = chain
