@@ -288,7 +288,7 @@ def _http_response(p: bytes) -> Hit | None:
     line = _line(p)
     if p[9:12] == b"101":
         lower = p.lower()
-        if b"upgrade:" not in lower or b"upgrade: websocket" in lower:
+        if b"upgrade: h2c" not in lower and b"upgrade: tls" not in lower:
             return "websocket", _printable(line)
     return "http", _printable(line)
 
@@ -348,7 +348,9 @@ def _smb(p: bytes) -> Hit | None:
         return None
     if p[0] == 0x81:
         # NetBIOS SESSION REQUEST (RFC 1002 §4.3.2) on 139: called and calling names, then SMB follows.
-        if p[1] == 0 and (p[2] << 8 | p[3]) == 68 and _nbss_name(p, 4) == 38 and _nbss_name(p, 38) == 72:
+        # The calling name ends past the bytes kept (72 > APP_SNAP): what is visible of it must be encoded.
+        if p[1] == 0 and (p[2] << 8 | p[3]) == 68 and _nbss_name(p, 4) == 38 and p[38:39] == b"\x20" \
+                and all(0x41 <= b <= 0x50 for b in p[39:71]) and p[71:72] in (b"", b"\x00"):
             return "smb", "NetBIOS session request"
         return None
     length = (p[1] << 16) | (p[2] << 8) | p[3]  # 17 bits under NetBIOS, 24 under direct TCP
@@ -562,6 +564,8 @@ def _dns_message(p: bytes, at: int, tcp: bool) -> Hit | None:
             break
         if n > 63:
             return None
+        if i + 1 + n > len(p) and not labels:
+            return None  # cut inside the first label: too little to tell a DNS name from a NetBIOS one
         labels.append(p[i + 1:i + 1 + n])
         i += 1 + n
     if not complete and not labels:
@@ -691,19 +695,19 @@ def _radius(p: bytes) -> Hit | None:
     length = (p[2] << 8) | p[3]
     if length < 20 or length > 4096 or (n < APP_SNAP and length != n) or (n >= APP_SNAP and length < n):
         return None
-    # Attributes (RFC 2865 §5): type 1-255, length >= 2, each inside the packet. A whole datagram's
+    # Attributes (RFC 2865 §5): type 1-255, length >= 3 (no empty values), each inside the packet. A whole datagram's
     # attributes chain exactly to its length; one cut by the snap needs two whole attributes of the
     # assigned ranges (1-127 and the extended 241-246, RFC 6929), or a whole User-Name.
     i, whole, plausible = 20, 0, True
     end = min(n, length)
     while i + 2 <= end:
         kind, a_len = p[i], p[i + 1]
-        if kind == 0 or a_len < 2 or i + a_len > length:
+        if kind == 0 or a_len < 3 or i + a_len > length:
             return None
         if i + a_len > end:
             break
         whole += 1
-        plausible = plausible and a_len >= 3 and (kind < 128 or 241 <= kind <= 246)
+        plausible = plausible and (kind < 128 or 241 <= kind <= 246)
         i += a_len
     if length == n:
         if i != end:
