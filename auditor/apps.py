@@ -261,8 +261,11 @@ def _http_request(p: bytes) -> Hit | None:
     cut = len(line) == len(p)  # no line end in the bytes kept
     end = line.find(b" ", space + 1)
     if end < 0:
-        # The request-target runs past the bytes kept: only a long target that is still a clean token.
-        if not cut or len(p) < APP_SNAP or not _target_ok(line[space + 1:], method):
+        # RFC 1945 §4.1 Simple-Request 'GET SP Request-URI CRLF' (HTTP/0.9), or a request-target that
+        # runs past the bytes kept and is still a clean token.
+        if (cut and len(p) < APP_SNAP) or not _target_ok(line[space + 1:], method):
+            return None
+        if not cut and method != b"GET":
             return None
     else:
         version = line[end + 1:]
@@ -548,12 +551,14 @@ def _dns_message(p: bytes, at: int, tcp: bool) -> Hit | None:
     response = bool(flags & 0x8000)
     opcode = (flags >> 11) & 0xF
     rcode = flags & 0xF
-    if qd != 1 or flags & 0x0040:  # one question (RFC 9619), the Z bit zero
+    if flags & 0x0040 or an > 256 or ns > 256 or ar > 256:  # the Z bit is zero
         return None
-    if an > 256 or ns > 256 or ar > 256:
+    # One question in unicast DNS (RFC 9619); an mDNS query may ask several, and an mDNS announcement
+    # asks none and answers (RFC 6762 §6, §18.6): then the first name is the first record's owner.
+    if not (1 <= qd <= 16 or (qd == 0 and response and an + ns + ar)):
         return None
-    # Walk the question name in the bytes kept: labels of 1..63 octets (no compression pointer can
-    # precede the first name), then QTYPE and QCLASS when they are still inside the bytes kept.
+    # Walk the first name in the bytes kept: labels of 1..63 octets (no compression pointer can
+    # precede the first name), then its TYPE and CLASS when they are still inside the bytes kept.
     i = at + 12
     labels: list[bytes] = []
     complete = False
@@ -564,8 +569,8 @@ def _dns_message(p: bytes, at: int, tcp: bool) -> Hit | None:
             break
         if n > 63:
             return None
-        if i + 1 + n > len(p) and not labels:
-            return None  # cut inside the first label: too little to tell a DNS name from a NetBIOS one
+        if i + 1 + n > len(p) and not labels and n == 32:
+            return None  # cut inside a first label of NetBIOS length: DNS or NetBIOS cannot be told
         labels.append(p[i + 1:i + 1 + n])
         i += 1 + n
     if not complete and not labels:
@@ -575,12 +580,13 @@ def _dns_message(p: bytes, at: int, tcp: bool) -> Hit | None:
     qtype = -1
     if complete and i + 5 <= len(p):
         qtype = (p[i + 1] << 8) | p[i + 2]
-        qclass = ((p[i + 3] << 8) | p[i + 4]) & 0x7FFF  # mDNS: the top bit asks for a unicast answer
+        qclass = ((p[i + 3] << 8) | p[i + 4]) & 0x7FFF  # mDNS: the unicast-response / cache-flush bit
         if qclass not in _DNS_CLASSES or qtype == 0:
             return None
-    # NetBIOS name service: one 32-octet label of 'A'..'P' half-octets.
-    if len(labels) >= 1 and len(labels[0]) == 32 and all(0x41 <= b <= 0x50 for b in labels[0]) and not tcp:
-        if opcode not in _NBNS_OPCODES:
+    # NetBIOS name service: one 32-octet label of 'A'..'P' half-octets. A 32-octet label of capitals
+    # outside that range is a broken NetBIOS name, not a host name: not claimed.
+    if labels and len(labels[0]) == 32 and all(0x40 <= b <= 0x5A for b in labels[0]) and not tcp:
+        if opcode not in _NBNS_OPCODES or not all(0x41 <= b <= 0x50 for b in labels[0]):
             return None
         name = bytes(((labels[0][k] - 0x41) << 4) | (labels[0][k + 1] - 0x41) for k in range(0, 30, 2))
         kind = "response" if response else _NBNS_OPCODES[opcode]
@@ -588,7 +594,7 @@ def _dns_message(p: bytes, at: int, tcp: bool) -> Hit | None:
     if opcode not in _DNS_OPCODES or (not response and rcode):
         return None
     name = b".".join(labels) or b"."
-    kind = "response" if response else _DNS_OPCODES[opcode]
+    kind = ("response" if qd else "announcement") if response else _DNS_OPCODES[opcode]
     qt = f" {_DNS_TYPES.get(qtype, str(qtype))}" if qtype >= 0 else ""
     return "dns", f"DNS {kind}{qt} {_printable(name, 60)}"
 
@@ -636,6 +642,14 @@ def _ntp(p: bytes) -> Hit | None:
         elif n >= APP_SNAP and (count + 12 + 3 + 24 < n or any(b < 0x20 or b >= 0x7F for b in p[12:])):
             return None  # cut by the snap: only a read-variables answer, which is text ('version=...')
         return "ntp", f"NTPv{version} control"
+    if mode == 7:
+        # ntpd's private mode (ntpdc; the 'monlist' of reflection attacks): R/M bits, VN, mode; A bit and
+        # sequence; implementation 0/2/3; request code; error and item count; item size (ntp_request.h).
+        if p[2] not in (0, 2, 3) or p[3] > 45 or p[4] >> 4 > 7 or (p[6] >> 4) or ((p[6] << 8) | p[7]) > 500:
+            return None
+        if p[0] & 0x80 == 0 and (p[4] >> 4 or (n < APP_SNAP and n % 4)):
+            return None  # a request carries no error code and is padded to 4 octets
+        return "ntp", f"NTPv{version} private (mode 7)"
     if mode not in _NTP_MODES or not (n in (48, 52) or n >= APP_SNAP):
         return None
     stratum, poll, precision = p[1], p[2], p[3]
@@ -736,8 +750,9 @@ def _syslog(p: bytes) -> Hit | None:
         form = "RFC 5424"
     elif rest in _MONTHS or (len(rest) == 4 and rest.isdigit() and p[close + 5:close + 6] == b"-"):
         form = "RFC 3164"
-    elif rest[:1].isalpha() and all(0x20 <= b < 0x7F for b in p[close + 1:close + 17]) and len(p) >= close + 9:
-        form = "BSD"
+    elif (rest[:1].isalpha() or (rest[:1] == b"%" and rest[1:2].isalpha())) and len(p) >= close + 9 \
+            and all(0x20 <= b < 0x7F for b in p[close + 1:close + 17]):
+        form = "BSD"  # a tag or host name first; '%FACILITY-SEVERITY-MNEMONIC' on Cisco devices
     else:
         return None
     facility, severity = divmod(int(pri), 8)
@@ -811,7 +826,7 @@ _TCP_TABLE = _table([
 _UDP_TABLE = _table([
     (range(0x14, 0x18), _dtls), (range(0xC0, 0x100), _quic), ((0x01, 0x02), _dhcp),
     ((0x30,), _ber_sequence_udp), (tuple(_KRB_MESSAGES), _kerberos_udp),
-    (tuple(b for b in range(256) if 1 <= (b >> 3) & 7 <= 4 and b & 7 in (1, 2, 3, 4, 5, 6)), _ntp),
+    (tuple(b for b in range(256) if 1 <= (b >> 3) & 7 <= 4 and b & 7), _ntp),
     (tuple(_RADIUS_CODES), _radius), ((ord("<"),), _syslog), ((0x00,), _tftp),
 ], fallback=(_dns_udp,))
 
