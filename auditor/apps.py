@@ -16,6 +16,7 @@ Vocabulary: PROTOCOLS below; ``unknown`` when no payload was seen or none was re
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -54,6 +55,18 @@ Check = Callable[[bytes], Hit | None]
 
 # Printable ASCII stays, everything else (controls, DEL, bytes >= 0x80) becomes '.'.
 _PRINTABLE = bytes(b if 0x20 <= b < 0x7F else 0x2E for b in range(256))
+
+
+# Byte classes, tested with bytes.translate (C speed) rather than a Python loop over the bytes.
+_CONTROL = bytes(range(0x20)) + b"\x7f"
+_NOT_VISIBLE = bytes(range(0x20)) + bytes(range(0x7F, 0x100))
+_NOT_TOKEN = bytes(range(0x21)) + bytes(range(0x7F, 0x100))
+_NOT_NETBIOS = bytes(b for b in range(256) if not 0x41 <= b <= 0x50)
+
+
+def _has(raw: bytes, chars: bytes) -> bool:
+    """Whether any byte of ``raw`` is one of ``chars``."""
+    return len(raw.translate(None, chars)) != len(raw)
 
 
 def _printable(raw: bytes, limit: int = DETAIL_MAX) -> str:
@@ -237,7 +250,7 @@ _HTTP_METHODS = frozenset((b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"CONNEC
 def _target_ok(target: bytes, method: bytes) -> bool:
     if not target:
         return False
-    if any(b <= 0x20 or b >= 0x7F for b in target):
+    if _has(target, _NOT_TOKEN):
         return False
     if target[0] == 0x2F or target == b"*":  # origin-form, asterisk-form
         return True
@@ -343,7 +356,7 @@ def _nbss_name(p: bytes, i: int) -> int:
     half-octets, then the empty root label), or -1."""
     if i + 34 > len(p) or p[i] != 0x20 or p[i + 33] != 0:
         return -1
-    return i + 34 if all(0x41 <= b <= 0x50 for b in p[i + 1:i + 33]) else -1
+    return -1 if _has(p[i + 1:i + 33], _NOT_NETBIOS) else i + 34
 
 
 def _smb(p: bytes) -> Hit | None:
@@ -353,7 +366,7 @@ def _smb(p: bytes) -> Hit | None:
         # NetBIOS SESSION REQUEST (RFC 1002 §4.3.2) on 139: called and calling names, then SMB follows.
         # The calling name ends past the bytes kept (72 > APP_SNAP): what is visible of it must be encoded.
         if p[1] == 0 and (p[2] << 8 | p[3]) == 68 and _nbss_name(p, 4) == 38 and p[38:39] == b"\x20" \
-                and all(0x41 <= b <= 0x50 for b in p[39:71]) and p[71:72] in (b"", b"\x00"):
+                and not _has(p[39:71], _NOT_NETBIOS) and p[71:72] in (b"", b"\x00"):
             return "smb", "NetBIOS session request"
         return None
     length = (p[1] << 16) | (p[2] << 8) | p[3]  # 17 bits under NetBIOS, 24 under direct TCP
@@ -533,6 +546,7 @@ def _kerberos_tcp(p: bytes) -> Hit | None:
 # question; over TCP a 2-byte length first (§4.2.2). NetBIOS name service (RFC 1002 §4.2) shares the
 # format with first-level-encoded 32-byte names (RFC 1001 §14.1).
 
+_DNS_HEADER = struct.Struct(">HHHHH")
 _DNS_OPCODES = {0: "query", 1: "inverse query", 2: "status", 4: "notify", 5: "update"}
 _DNS_TYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA", 33: "SRV",
               35: "NAPTR", 43: "DS", 48: "DNSKEY", 64: "SVCB", 65: "HTTPS", 252: "AXFR", 251: "IXFR", 255: "ANY"}
@@ -541,13 +555,10 @@ _NBNS_OPCODES = {0: "query", 5: "registration", 6: "release", 7: "WACK", 8: "ref
 
 
 def _dns_message(p: bytes, at: int, tcp: bool) -> Hit | None:
-    if len(p) < at + 17:
+    end = len(p)
+    if end < at + 17:
         return None
-    flags = (p[at + 2] << 8) | p[at + 3]
-    qd = (p[at + 4] << 8) | p[at + 5]
-    an = (p[at + 6] << 8) | p[at + 7]
-    ns = (p[at + 8] << 8) | p[at + 9]
-    ar = (p[at + 10] << 8) | p[at + 11]
+    flags, qd, an, ns, ar = _DNS_HEADER.unpack_from(p, at + 2)
     response = bool(flags & 0x8000)
     opcode = (flags >> 11) & 0xF
     rcode = flags & 0xF
@@ -562,23 +573,23 @@ def _dns_message(p: bytes, at: int, tcp: bool) -> Hit | None:
     i = at + 12
     labels: list[bytes] = []
     complete = False
-    while i < len(p):
+    while i < end:
         n = p[i]
         if n == 0:
             complete = True
             break
         if n > 63:
             return None
-        if i + 1 + n > len(p) and not labels and n == 32:
+        if i + 1 + n > end and not labels and n == 32:
             return None  # cut inside a first label of NetBIOS length: DNS or NetBIOS cannot be told
         labels.append(p[i + 1:i + 1 + n])
         i += 1 + n
     if not complete and not labels:
         return None
-    if any(b < 0x20 or b == 0x7F for lab in labels for b in lab):
+    if _has(b"".join(labels), _CONTROL):
         return None  # names are text (UTF-8 in mDNS instance names); control bytes are noise
     qtype = -1
-    if complete and i + 5 <= len(p):
+    if complete and i + 5 <= end:
         qtype = (p[i + 1] << 8) | p[i + 2]
         qclass = ((p[i + 3] << 8) | p[i + 4]) & 0x7FFF  # mDNS: the unicast-response / cache-flush bit
         if qclass not in _DNS_CLASSES or qtype == 0:
@@ -586,7 +597,7 @@ def _dns_message(p: bytes, at: int, tcp: bool) -> Hit | None:
     # NetBIOS name service: one 32-octet label of 'A'..'P' half-octets. A 32-octet label of capitals
     # outside that range is a broken NetBIOS name, not a host name: not claimed.
     if labels and len(labels[0]) == 32 and all(0x40 <= b <= 0x5A for b in labels[0]) and not tcp:
-        if opcode not in _NBNS_OPCODES or not all(0x41 <= b <= 0x50 for b in labels[0]):
+        if opcode not in _NBNS_OPCODES or _has(labels[0], _NOT_NETBIOS):
             return None
         name = bytes(((labels[0][k] - 0x41) << 4) | (labels[0][k + 1] - 0x41) for k in range(0, 30, 2))
         kind = "response" if response else _NBNS_OPCODES[opcode]
@@ -639,7 +650,7 @@ def _ntp(p: bytes) -> Hit | None:
                 return None
         elif n < APP_SNAP and not 12 + count <= n <= 12 + count + 3 + 24:  # data, padding, optional MAC
             return None
-        elif n >= APP_SNAP and (count + 12 + 3 + 24 < n or any(b < 0x20 or b >= 0x7F for b in p[12:])):
+        elif n >= APP_SNAP and (count + 12 + 3 + 24 < n or _has(p[12:], _NOT_VISIBLE)):
             return None  # cut by the snap: only a read-variables answer, which is text ('version=...')
         return "ntp", f"NTPv{version} control"
     if mode == 7:
@@ -727,7 +738,7 @@ def _radius(p: bytes) -> Hit | None:
         if i != end:
             return None
     elif p[0] not in _RADIUS_LONG or not ((whole >= 2 and plausible) or (whole >= 1 and p[20] == 1 and p[21] > 2
-              and all(0x20 <= b < 0x7F for b in p[22:20 + p[21]]))):
+              and not _has(p[22:20 + p[21]], _NOT_VISIBLE))):
         return None
     return "radius", f"RADIUS {_RADIUS_CODES[p[0]]}"
 
@@ -751,7 +762,7 @@ def _syslog(p: bytes) -> Hit | None:
     elif rest in _MONTHS or (len(rest) == 4 and rest.isdigit() and p[close + 5:close + 6] == b"-"):
         form = "RFC 3164"
     elif (rest[:1].isalpha() or (rest[:1] == b"%" and rest[1:2].isalpha())) and len(p) >= close + 9 \
-            and all(0x20 <= b < 0x7F for b in p[close + 1:close + 17]):
+            and not _has(p[close + 1:close + 17], _NOT_VISIBLE):
         form = "BSD"  # a tag or host name first; '%FACILITY-SEVERITY-MNEMONIC' on Cisco devices
     else:
         return None
@@ -778,7 +789,7 @@ def _tftp(p: bytes) -> Hit | None:
         return None
     end = p.find(b"\x00", 2)
     name = p[2:end] if end >= 0 else p[2:]
-    if not name or any(b < 0x20 or b >= 0x7F for b in name):
+    if not name or _has(name, _NOT_VISIBLE):
         return None
     if end < 0:
         if len(p) < APP_SNAP:
@@ -843,10 +854,11 @@ def identify(payload: bytes, proto: int, sport: int, dport: int) -> tuple[str, s
         table = _UDP_TABLE
     else:
         return None
+    # Every detail is built from _printable() pieces and ASCII literals, so it needs no further cleaning.
     for check in table[payload[0]]:
         hit = check(payload)
         if hit is not None:
-            return hit[0], _printable(hit[1].encode("ascii", "replace"))
+            return hit if len(hit[1]) <= DETAIL_MAX else (hit[0], hit[1][:DETAIL_MAX])
     return None
 
 
