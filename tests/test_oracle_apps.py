@@ -159,11 +159,15 @@ def outcomes(name: str, convs: Iterable[Conversation]) -> Iterator[Outcome]:
 
 @dataclass
 class Tally:
-    """Per protocol (tshark's name where it named one of ours, else ours): agree / we-unknown /
-    tshark-unknown / disagree counts, and the disagreements themselves."""
+    """Per protocol (ours where we named one, else tshark's): agree / we-unknown / tshark-unknown /
+    disagree counts, and the outcomes that are not agreements, by kind."""
 
     counts: dict[str, Counter[str]] = field(default_factory=dict)
-    disagreements: list[Outcome] = field(default_factory=list)
+    others: dict[str, list[Outcome]] = field(default_factory=dict)
+
+    @property
+    def disagreements(self) -> list[Outcome]:
+        return self.others.get("disagree", [])
 
     def add(self, o: Outcome) -> None:
         kind = o.kind
@@ -172,8 +176,8 @@ class Tally:
         keys = [o.ours or ""] if kind in ("agree", "tshark-unknown") else sorted(o.theirs)
         for k in keys:
             self.counts.setdefault(k, Counter())[kind] += 1
-        if kind == "disagree":
-            self.disagreements.append(o)
+        if kind != "agree":
+            self.others.setdefault(kind, []).append(o)
 
 
 # --- the test: a fixed subset of the corpus ------------------------------------------------------------
