@@ -29,7 +29,8 @@ HEAD_MAX = 16
 """Payload bytes shown (in hex) in ``AppEvidence.head``."""
 
 PROTOCOLS = ("ica", "cgp", "tls", "dtls", "quic", "http", "websocket", "ssh", "rdp", "smb", "dcerpc", "ldap",
-             "cldap", "kerberos", "dns", "netbios-ns", "ntp", "tds", "radius", "snmp", "syslog", "tftp", "dhcp")
+             "cldap", "kerberos", "dns", "netbios-ns", "netbios-dgm", "ntp", "tds", "radius", "snmp", "syslog",
+             "tftp", "dhcp")
 """Application protocols identification may name (besides UNKNOWN)."""
 
 TCP = 6
@@ -384,6 +385,32 @@ def _smb(p: bytes) -> Hit | None:
     if magic in (b"\xfdSMB", b"\xfcSMB"):
         return ("smb", "SMB3 transform" if magic == b"\xfdSMB" else "SMB3 compressed") if length >= 52 else None
     return None
+
+
+# --- NetBIOS datagram service: RFC 1002 §4.4.1 header (type 0x10-0x12 data, 0x13 error, 0x14-0x16 query;
+# flags with the four high bits zero; id; source IP and port; then, for data, length, offset and the
+# first-level-encoded source name). Windows browser announcements travel this way on udp/138.
+
+_NBDGM_TYPES = {0x10: "direct unique", 0x11: "direct group", 0x12: "broadcast", 0x13: "error", 0x14: "query request",
+                0x15: "positive query response", 0x16: "negative query response"}
+
+
+def _netbios_dgm(p: bytes) -> Hit | None:
+    if len(p) < 11 or p[1] & 0xF0:
+        return None
+    kind = p[0]
+    if kind <= 0x12:
+        if len(p) < 14 + 34 or _nbss_name(p, 14) != 48:
+            return None
+        length = (p[10] << 8) | p[11]
+        if length < 68 or (p[12] << 8 | p[13]) > length:
+            return None
+    elif kind == 0x13:
+        if len(p) != 11 or p[10] not in (0x82, 0x83, 0x84):
+            return None
+    elif len(p) < 10 + 34 or _nbss_name(p, 10) != 44:
+        return None
+    return "netbios-dgm", f"NetBIOS datagram {_NBDGM_TYPES[kind]}"
 
 
 # --- DCE/RPC connection-oriented PDU header (C706 §12.6.3.1; MS-RPCE §2.2.2.13): version 5.0/5.1,
@@ -838,7 +865,7 @@ _UDP_TABLE = _table([
     (range(0x14, 0x18), _dtls), (range(0xC0, 0x100), _quic), ((0x01, 0x02), _dhcp),
     ((0x30,), _ber_sequence_udp), (tuple(_KRB_MESSAGES), _kerberos_udp),
     (tuple(b for b in range(256) if 1 <= (b >> 3) & 7 <= 4 and b & 7), _ntp),
-    (tuple(_RADIUS_CODES), _radius), ((ord("<"),), _syslog), ((0x00,), _tftp),
+    (tuple(_RADIUS_CODES), _radius), ((ord("<"),), _syslog), ((0x00,), _tftp), (tuple(_NBDGM_TYPES), _netbios_dgm),
 ], fallback=(_dns_udp,))
 
 

@@ -246,6 +246,10 @@ POSITIVE: list[tuple[str, int, bytes, str, str]] = [
      b"\x00\x01\x80\x01\x00\x00\x00\x78\x00\x04\x0a\x00\x00\x07", "dns", "DNS announcement A vda.local"),
     ("nbns-query", UDP, NBNS_HEADER + netbios_name("WORKGROUP") + b"\x00\x20\x00\x01",
      "netbios-ns", "NBNS query WORKGROUP"),
+    # RFC 1002 §4.4.2 DIRECT_GROUP datagram: type, flags (first, B node), id, source IP and port, length,
+    # offset, source and destination names, then the SMB mailslot (a browser announcement)
+    ("nbdgm-direct-group", UDP, b"\x11\x02\x81\x09\x0a\x00\x00\x07\x00\x8a\x00\xbb\x00\x00" + netbios_name("VDA01")
+     + netbios_name("CORP") + b"\xffSMB\x25", "netbios-dgm", "NetBIOS datagram direct group"),
     ("ntp-client", UDP, ntp_packet(), "ntp", "NTPv4 client"),
     ("ntp-server", UDP, ntp_packet(0x24, 2, 6, 0xE9), "ntp", "NTPv4 server"),
     ("sntp-zeros", UDP, b"\x1b" + bytes(47), "ntp", "NTPv3 client"),
@@ -324,6 +328,8 @@ NEGATIVE: list[tuple[str, int, bytes]] = [
     ("dns-seventeen-questions", UDP, dns_query()[:4] + b"\x00\x11" + dns_query()[6:]),
     ("dns-query-without-question", UDP, dns_query()[:4] + b"\x00\x00" + dns_query()[6:]),
     ("nbns-broken-name", UDP, NBNS_HEADER + b"\x20" + b"EGFCENEBF@FDD" + b"A" * 19 + b"\x00\x00\x20\x00\x01"),
+    ("nbdgm-bad-flags", UDP, b"\x11\x22\x81\x09\x0a\x00\x00\x07\x00\x8a\x00\xbb\x00\x00" + netbios_name("VDA01")),
+    ("nbdgm-short-length", UDP, b"\x11\x02\x81\x09\x0a\x00\x00\x07\x00\x8a\x00\x10\x00\x00" + netbios_name("VDA01")),
     ("dns-z-bit", UDP, dns_query()[:3] + b"\x40" + dns_query()[4:]),
     ("dns-opcode-3", UDP, dns_query()[:2] + b"\x18\x00" + dns_query()[4:]),
     ("dns-control-label", UDP, dns_query()[:12] + b"\x03a\x01b\x00\x00\x01\x00\x01"),

@@ -28,13 +28,14 @@ TSHARK = shutil.which("tshark")
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
 # tshark protocol names (frame.protocols) -> ours. 'nbss' is the NetBIOS session service that carries SMB
-# on 139 (its SESSION REQUEST is the first payload there); mDNS and LLMNR use the DNS message format.
+# on 139 (its SESSION REQUEST is the first payload there); mDNS and LLMNR use the DNS message format. A
+# NetBIOS datagram (nbdgm) often carries an SMB mailslot too, past the bytes kept: tshark names both.
 TSHARK_TO_OURS = {
     "tls": "tls", "ssl": "tls", "dtls": "dtls", "quic": "quic", "http": "http", "http2": "http",
     "websocket": "websocket", "ssh": "ssh", "rdp": "rdp", "smb": "smb", "smb2": "smb", "nbss": "smb",
     "dcerpc": "dcerpc", "ldap": "ldap", "cldap": "cldap", "kerberos": "kerberos", "dns": "dns", "mdns": "dns",
-    "llmnr": "dns", "nbns": "netbios-ns", "ntp": "ntp", "tds": "tds", "radius": "radius", "snmp": "snmp",
-    "syslog": "syslog", "tftp": "tftp", "dhcp": "dhcp", "bootp": "dhcp",
+    "llmnr": "dns", "nbns": "netbios-ns", "nbdgm": "netbios-dgm", "ntp": "ntp", "tds": "tds", "radius": "radius",
+    "snmp": "snmp", "syslog": "syslog", "tftp": "tftp", "dhcp": "dhcp", "bootp": "dhcp",
 }
 # Two names for one exchange: tshark calls the WebSocket handshake's frames http.
 SAME = {("websocket", "http"), ("http", "websocket")}
@@ -223,8 +224,8 @@ KNOWN_DISAGREEMENTS: dict[tuple[str, int], str] = {
 }
 
 # Protocols the subset must show us agreeing with tshark on: the test fails if identification is broken.
-MUST_AGREE = ("dcerpc", "dhcp", "dns", "dtls", "http", "kerberos", "ldap", "netbios-ns", "ntp", "quic", "radius",
-              "rdp", "smb", "snmp", "ssh", "syslog", "tftp", "tls", "websocket")
+MUST_AGREE = ("dcerpc", "dhcp", "dns", "dtls", "http", "kerberos", "ldap", "netbios-dgm", "netbios-ns", "ntp",
+              "quic", "radius", "rdp", "smb", "snmp", "ssh", "syslog", "tftp", "tls", "websocket")
 
 needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason="public capture corpus not present")
 needs_tshark = pytest.mark.skipif(TSHARK is None and os.environ.get("CI") != "true",
