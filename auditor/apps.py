@@ -893,7 +893,9 @@ def identify(payload: bytes, proto: int, sport: int, dport: int) -> tuple[str, s
 # the connection's. An HTTP request answered '101' became a WebSocket; one asking to upgrade that is
 # answered otherwise stayed HTTP; a CGP tunnel carries ICA.
 _PAIRS = {("http", "websocket"): "websocket", ("websocket", "http"): "http", ("cgp", "ica"): "cgp",
-          ("ica", "cgp"): "cgp", ("ldap", "cldap"): "ldap"}
+          ("ica", "cgp"): "cgp"}
+_NOTE_MAX = 40
+"""Characters of the other direction's detail quoted in a joined detail (the rest is this direction's)."""
 
 
 def identify_connection(proto: int, orig_port: int, resp_port: int,
@@ -918,9 +920,9 @@ def identify_connection(proto: int, orig_port: int, resp_port: int,
         return _evidence(resp, "resp", resp_frame, resp_head)
     joined = _PAIRS.get((orig[0], resp[0]))
     if joined == resp[0]:
-        return _evidence(resp, "resp", resp_frame, resp_head, note=f" (request: {orig[1]})")
+        return _evidence(resp, "resp", resp_frame, resp_head, note=f" (request: {orig[1][:_NOTE_MAX]})")
     if joined is not None:
-        return _evidence(orig, "orig", orig_frame, orig_head, joined, note=f" (answer: {resp[1]})")
+        return _evidence(orig, "orig", orig_frame, orig_head, joined, note=f" (answer: {resp[1][:_NOTE_MAX]})")
     return _evidence(resp, "resp", resp_frame, resp_head, note=f" (initiator sent {orig[0]})")
 
 
