@@ -106,13 +106,15 @@ def _ber_int(p: bytes, i: int, max_len: int = 4) -> tuple[int, int] | None:
 
 
 # --- Citrix: ICA and CGP -----------------------------------------------------------------------------
-# Neither is publicly specified and Wireshark has no dissector. What public descriptions agree on
-# (Citrix CTX104147 on CGP/2598; the "Citrix Internals: ICA Connectivity" BriForum 2014 talk; the
-# open-source nDPI citrix detector): on a plain ICA connection (1494) the server speaks first with the
-# 6-byte detect string 7F 7F 'ICA' 00 (repeated until the client answers, and the client answers with
-# the same string); under Session Reliability the client opens the CGP tunnel (2598) with the
-# 7-byte 1A 'CGP/01' and the server answers with its own CGP/01 header. Either direction's bytes are
-# accepted here as evidence of the protocol.
+# Neither is publicly specified and Wireshark has no dissector. What public descriptions give: Citrix
+# CTX104147 explains CGP (Session Reliability, 2598) as the client tunnelling ICA inside CGP to the XTE
+# service, which relays it to the ICA listener on 1494, but shows no bytes; the open-source nDPI Citrix
+# detector matches, at the start of the first payload after the handshake (either direction), the
+# 6-byte ICA detect string ('ICA' NUL after two marker bytes, 7F 7F as SPEC §6 and Citrix troubleshooting
+# notes give them) and the 7-byte 1A 'CGP/01'. That the ICA server speaks first is SPEC §6's statement;
+# that the client echoes the detect string, or that the CGP server answers with its own CGP/01 header,
+# no public description we found confirms. So either direction's bytes are evidence, and neither
+# signature needs the other direction.
 
 def _ica(p: bytes) -> Hit | None:
     return ("ica", "ICA detect string") if p.startswith(b"\x7f\x7fICA\x00") else None
