@@ -896,8 +896,8 @@ def identify(payload: bytes, proto: int, sport: int, dport: int) -> tuple[str, s
 # answered otherwise stayed HTTP; a CGP tunnel carries ICA.
 _PAIRS = {("http", "websocket"): "websocket", ("websocket", "http"): "http", ("cgp", "ica"): "cgp",
           ("ica", "cgp"): "cgp"}
-_NOTE_MAX = 40
-"""Characters of the other direction's detail quoted in a joined detail (the rest is this direction's)."""
+_OWN_MIN = 40
+"""Characters of a direction's own detail kept when the other direction's is quoted beside it."""
 
 
 def identify_connection(proto: int, orig_port: int, resp_port: int,
@@ -922,13 +922,20 @@ def identify_connection(proto: int, orig_port: int, resp_port: int,
         return _evidence(resp, "resp", resp_frame, resp_head)
     joined = _PAIRS.get((orig[0], resp[0]))
     if joined == resp[0]:
-        return _evidence(resp, "resp", resp_frame, resp_head, note=f" (request: {orig[1][:_NOTE_MAX]})")
+        return _evidence(resp, "resp", resp_frame, resp_head, note=("request:", orig[1]))
     if joined is not None:
-        return _evidence(orig, "orig", orig_frame, orig_head, joined, note=f" (answer: {resp[1][:_NOTE_MAX]})")
-    return _evidence(resp, "resp", resp_frame, resp_head, note=f" (initiator sent {orig[0]})")
+        return _evidence(orig, "orig", orig_frame, orig_head, joined, note=("answer:", resp[1]))
+    return _evidence(resp, "resp", resp_frame, resp_head, note=("initiator sent", orig[0]))
 
 
 def _evidence(hit: Hit, direction: str, frame: tuple[int, int], head: bytes, protocol: str | None = None,
-              note: str = "") -> AppEvidence:
-    detail = hit[1][:max(0, DETAIL_MAX - len(note))] + note if note else hit[1]
+              note: tuple[str, str] | None = None) -> AppEvidence:
+    """The evidence of one direction; ``note`` (label, text) quotes the other direction after this one's
+    own detail, which keeps at least _OWN_MIN characters of the DETAIL_MAX."""
+    detail = hit[1]
+    if note is not None:
+        label, text = note
+        room = DETAIL_MAX - min(len(detail), _OWN_MIN) - len(label) - 4
+        quoted = f" ({label} {text[:max(0, room)]})"
+        detail = detail[:DETAIL_MAX - len(quoted)] + quoted
     return AppEvidence(protocol or hit[0], direction, frame, head[:HEAD_MAX].hex(), detail[:DETAIL_MAX])

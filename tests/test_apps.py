@@ -17,6 +17,7 @@ from auditor.apps import (
     APP_SNAP,
     DETAIL_MAX,
     PROTOCOLS,
+    UNKNOWN,
     AppEvidence,
     identify,
     identify_connection,
@@ -526,3 +527,17 @@ def test_mutated_signatures_never_raise(case: tuple[str, int, bytes, str, str], 
             payload[data.draw(st.integers(0, len(payload) - 1))] = data.draw(st.integers(0, 255))
     hit = identify(bytes(payload), case[1], 1, 2)
     assert hit is None or (hit[0] in PROTOCOLS and len(hit[1]) <= DETAIL_MAX and hit[1].isprintable())
+
+
+def test_joined_detail_keeps_its_own_summary_within_bounds() -> None:
+    request = b"GET /Citrix/StoreWeb/ws/" + b"x" * 60 + b" HTTP/1.1\r\n"
+    found = identify_connection(TCP, 50000, 443, request[:APP_SNAP], (0, 4),
+                                b"HTTP/1.1 101 Switching Protocols\r\n", (0, 6))
+    assert found is not None and found.protocol == "websocket"
+    assert found.detail.startswith("HTTP/1.1 101 Switching Protocols (request: GET /Citrix")
+    assert len(found.detail) <= DETAIL_MAX
+
+
+def test_vocabulary() -> None:
+    assert len(set(PROTOCOLS)) == len(PROTOCOLS)
+    assert UNKNOWN not in PROTOCOLS
