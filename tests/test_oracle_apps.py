@@ -6,8 +6,10 @@ as we see them) and names its protocols in ``frame.protocols``. Where tshark nam
 agree or not claim anything; a disagreement is only allowed in KNOWN_DISAGREEMENTS, by cause
 (docs/oracle.md). The whole corpus, with counts per protocol: ``python bench/bench_oracle.py``.
 
-ICA and CGP have no Wireshark dissector: tests/test_apps.py checks them on bytes written from their
-published framing.
+A second test writes every signature's test payload from tests/test_apps.py into a capture, on the
+protocol's registered port, and asks tshark to name it: the bytes our tests write from the published
+framing are what Wireshark's dissectors take them for too (TDS, CLDAP, Kerberos and DNS over TCP, which the
+corpus lacks, included). ICA and CGP have no Wireshark dissector: tests/test_apps.py alone checks them.
 """
 
 from __future__ import annotations
@@ -255,3 +257,58 @@ def test_identification_agrees_with_tshark_on_the_corpus_subset() -> None:
         total.update(c)
     named = total["agree"] + total["we-unknown"] + total["disagree"]
     assert total["agree"] >= 0.9 * named, dict(total)
+
+
+# --- the signatures' own test payloads, dissected by tshark ----------------------------------------------
+
+# Where each protocol's test payload is sent, so that tshark's port-registered dissectors get their chance.
+STANDARD_PORT = {"ica": 1494, "cgp": 2598, "tls": 443, "dtls": 443, "quic": 443, "http": 80, "websocket": 80,
+                 "ssh": 22, "rdp": 3389, "smb": 445, "dcerpc": 135, "ldap": 389, "cldap": 389, "kerberos": 88,
+                 "dns": 53, "netbios-ns": 137, "netbios-dgm": 138, "ntp": 123, "tds": 1433, "radius": 1812,
+                 "snmp": 161, "syslog": 514, "tftp": 69, "dhcp": 67}
+SPECIAL_PORT = {"nbss-session-request": 139, "mdns-query": 5353, "mdns-announcement": 5353, "dhcp-offer": 68}
+# Test payloads tshark does not name; every other one it must name as we do (among them the protocols the
+# corpus does not carry: TDS, CLDAP, Kerberos and DNS over TCP).
+TSHARK_NAMES_NOTHING = {
+    "ica-detect": "no ICA dissector in Wireshark",
+    "ica-detect-then-more": "no ICA dissector in Wireshark",
+    "cgp-header": "no CGP dissector in Wireshark",
+    "rdp-cr-bare": "an X.224 Connection Request without cookie or RDP negotiation: tshark shows cotp only",
+    "syslog-tcp-octet-counting": "tshark 4.0 registers syslog on udp/514 only",
+}
+
+
+@pytest.mark.tshark
+@needs_tshark
+def test_tshark_names_the_test_payloads_as_we_do(tmp_path: Path) -> None:
+    from tests import capture_factory as cf
+    from tests.test_apps import POSITIVE
+
+    frames: list[bytes] = []
+    expect: dict[int, str] = {}  # frame number (1-based) of each case's payload -> case id
+    for n, (case, transport, payload, protocol, _) in enumerate(POSITIVE):
+        client, server, cport = f"10.1.{n // 200}.{n % 200 + 1}", "10.2.0.1", 40000 + n
+        port = SPECIAL_PORT.get(case, STANDARD_PORT[protocol])
+        if transport == 6:
+            frames += [cf.eth_ipv4_tcp(client, server, cport, port, "S", seq=1000),
+                       cf.eth_ipv4_tcp(server, client, port, cport, "SA", seq=5000, ack=1001),
+                       cf.eth_ipv4_tcp(client, server, cport, port, "A", seq=1001, ack=5001),
+                       cf.eth_ipv4_tcp(client, server, cport, port, "PA", payload, seq=1001, ack=5001)]
+        else:
+            sport = 68 if protocol == "dhcp" and case != "dhcp-offer" else cport
+            frames.append(cf.eth_ipv4_udp(client, server, sport, port, payload))
+        expect[len(frames)] = case
+    path = cf.write_pcap(tmp_path / "signatures.pcap", frames)
+    names = {int(row[0]): names_above_transport(row[1]) for row in tshark_rows(path) if len(row) > 1}
+    cases = {c[0]: c for c in POSITIVE}
+    wrong, unnamed = [], []
+    for frame, case in expect.items():
+        theirs, ours = names.get(frame, frozenset()), cases[case][3]
+        if theirs and ours not in theirs and not any((ours, t) in SAME for t in theirs):
+            wrong.append((case, ours, sorted(theirs)))
+        if case not in TSHARK_NAMES_NOTHING and not theirs:
+            unnamed.append((case, ours))
+        if case in TSHARK_NAMES_NOTHING and theirs:
+            unnamed.append((case, "stale: tshark names", sorted(theirs)))
+    assert not wrong, wrong
+    assert not unnamed, unnamed
