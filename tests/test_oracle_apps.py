@@ -8,8 +8,8 @@ agree or not claim anything; a disagreement is only allowed in KNOWN_DISAGREEMEN
 
 A second test writes every signature's test payload from tests/test_apps.py into a capture, on the
 protocol's registered port, and asks tshark to name it: the bytes our tests write from the published
-framing are what Wireshark's dissectors take them for too (TDS, CLDAP, Kerberos and DNS over TCP, which the
-corpus lacks, included). ICA and CGP have no Wireshark dissector: tests/test_apps.py alone checks them.
+framing are what Wireshark's dissectors take them for too (TDS and CLDAP, which the corpus lacks,
+included). ICA and CGP have no Wireshark dissector: tests/test_apps.py alone checks them.
 """
 
 from __future__ import annotations
@@ -267,8 +267,8 @@ STANDARD_PORT = {"ica": 1494, "cgp": 2598, "tls": 443, "dtls": 443, "quic": 443,
                  "dns": 53, "netbios-ns": 137, "netbios-dgm": 138, "ntp": 123, "tds": 1433, "radius": 1812,
                  "snmp": 161, "syslog": 514, "tftp": 69, "dhcp": 67}
 SPECIAL_PORT = {"nbss-session-request": 139, "mdns-query": 5353, "mdns-announcement": 5353, "dhcp-offer": 68}
-# Test payloads tshark does not name; every other one it must name as we do (among them the protocols the
-# corpus does not carry: TDS, CLDAP, Kerberos and DNS over TCP).
+# Test payloads tshark does not name; every other one it must name as we do (among them TDS and CLDAP,
+# which the corpus does not carry).
 TSHARK_NAMES_NOTHING = {
     "ica-detect": "no ICA dissector in Wireshark",
     "ica-detect-then-more": "no ICA dissector in Wireshark",
