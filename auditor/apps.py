@@ -873,8 +873,9 @@ _UDP_TABLE = _table([
 
 def identify(payload: bytes, proto: int, sport: int, dport: int) -> tuple[str, str] | None:
     """(protocol, detail) of one direction's first payload bytes, or None when not recognised.
-    ``proto`` is the IP protocol (6 TCP, 17 UDP); the ports only break ties between signatures that
-    share their first bytes, never stand in for evidence."""
+    ``proto`` is the IP protocol (6 TCP, 17 UDP). The ports may only break a tie between signatures
+    that share their first bytes, never stand in for evidence; none needs them today (LDAP and SNMP,
+    which both open with a BER SEQUENCE, are told apart by their second element)."""
     if not payload:
         return None
     if proto == TCP:

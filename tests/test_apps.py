@@ -541,3 +541,12 @@ def test_joined_detail_keeps_its_own_summary_within_bounds() -> None:
 def test_vocabulary() -> None:
     assert len(set(PROTOCOLS)) == len(PROTOCOLS)
     assert UNKNOWN not in PROTOCOLS
+
+
+@pytest.mark.parametrize(("transport", "payload", "protocol"), [(p[1], p[2], p[3]) for p in POSITIVE[::7]],
+                         ids=[p[0] for p in POSITIVE[::7]])
+@pytest.mark.parametrize("ports", [(50000, 1494), (1494, 50000), (53, 389), (161, 88), (0, 0)])
+def test_ports_never_change_the_answer(transport: int, payload: bytes, protocol: str, ports: tuple[int, int]) -> None:
+    """Signatures that share first bytes (LDAP and SNMP both open with a BER SEQUENCE) are told apart by
+    their structure, so no port is consulted at all."""
+    assert identify(payload[:APP_SNAP], transport, *ports) == identify(payload[:APP_SNAP], transport, 1, 2)
