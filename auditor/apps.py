@@ -451,8 +451,8 @@ def _ldap_op(p: bytes) -> str | None:
     if seq is None:
         return None
     seq_len, i = seq
-    if seq_len < 5 or (len(p) < APP_SNAP and i + seq_len != len(p) and len(p) < i + seq_len):
-        return None
+    if seq_len < 5 or (len(p) < APP_SNAP and i + seq_len > len(p)):
+        return None  # a first message shorter than the bytes kept arrives whole
     msgid = _ber_int(p, i)
     if msgid is None or msgid[0] < 0:
         return None
