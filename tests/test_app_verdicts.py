@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from auditor.apps import identify
 from auditor.cli_audit import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK
 from auditor.report.model import load_document
 from tests.capture_factory import eth_ipv4_tcp, eth_ipv4_udp, write_pcap
@@ -109,10 +108,8 @@ def test_ica_on_1494_is_expected_and_verified(tmp_path: Path) -> None:
     (2598, SSH_SERVER, SSH_CLIENT, "ssh"),
     (1494, HTTP_OK, HTTP_GET, "http"),
     (2598, b"", HTTP_GET, "http"),
-    pytest.param(1494, b"", RDP_CR, "rdp", marks=pytest.mark.skipif(
-        identify(RDP_CR, 6, 50001, 3389) is None, reason="auditor/apps.py has no RDP signature yet")),
-    pytest.param(2598, b"", RDP_CR, "rdp", marks=pytest.mark.skipif(
-        identify(RDP_CR, 6, 50001, 3389) is None, reason="auditor/apps.py has no RDP signature yet")),
+    (1494, b"", RDP_CR, "rdp"),
+    (2598, b"", RDP_CR, "rdp"),
 ], ids=["ssh-1494", "ssh-2598", "http-1494", "http-2598", "rdp-1494", "rdp-2598"])
 def test_another_protocol_on_an_hdx_port_is_a_mismatch(tmp_path: Path, port: int, server_first: bytes,
                                                       client_first: bytes, found: str) -> None:
@@ -204,6 +201,9 @@ def test_one_matching_rule_without_apps_keeps_the_flow_expected(tmp_path: Path) 
     assert flow(doc, USER, VDA, 1494)["reason"] == "protocol-mismatch"
 
 
+SYSLOG = b"<134>1 2026-12-06T07:00:00Z vda01 app - - - a datagram no rule of this port allows"
+
+
 def test_apps_on_leaves_other_transports_unconstrained(tmp_path: Path) -> None:
     """A site rule that names apps only for TCP refuses nothing on UDP."""
     site = tmp_path / "site.yaml"
@@ -212,13 +212,13 @@ def test_apps_on_leaves_other_transports_unconstrained(tmp_path: Path) -> None:
                     "    type: TCP, UDP\n    description: A site service\n    apps: [tls]\n    apps_on: [tcp]\n",
                     encoding="utf-8")
     frames = [*session(USER, VDA, 50001, 4000, SSH_SERVER, SSH_CLIENT),
-              eth_ipv4_udp(USER, VDA, 50002, 4000, SSH_CLIENT), eth_ipv4_udp(VDA, USER, 4000, 50002, SSH_SERVER)]
+              eth_ipv4_udp(USER, VDA, 50002, 4000, SYSLOG), eth_ipv4_udp(VDA, USER, 4000, 50002, SYSLOG)]
     code, doc, _, _ = audit(tmp_path, frames, "--rules", site)
     assert code == EXIT_OK
     tcp, udp = (f for f in doc["flows"] if f["port"] == 4000 and f["protocol"] in ("tcp", "udp"))
     by_proto = {f["protocol"]: f for f in (tcp, udp)}
     assert by_proto["tcp"]["reason"] == "protocol-mismatch"
-    assert by_proto["udp"]["classification"] == "expected" and by_proto["udp"]["app_protocol"] == "ssh"
+    assert by_proto["udp"]["classification"] == "expected" and by_proto["udp"]["app_protocol"] == "syslog"
 
 
 # --- --fail-on mismatch ----------------------------------------------------------------------------------

@@ -117,11 +117,10 @@ def line_of(text: str, entry: str) -> str:
     return next(line for line in text.splitlines() if line.strip().startswith(f"- {entry} "))
 
 
-def _core_keeps_request_line() -> bool:
-    """Whether the core's identification keeps an HTTP request line when the server answers in HTTP
-    too (the path is what tells a Delivery Controller); until it does, path rules see responses only."""
+def test_identification_keeps_the_http_request_line() -> None:
+    # The path is what tells a Delivery Controller: the evidence of an HTTP exchange is the request.
     ev = identify_connection(6, 50000, 80, REGISTER, (0, 4), OK, (0, 5))
-    return ev is not None and "IRegistrar" in ev.detail
+    assert ev is not None and "IRegistrar" in ev.detail
 
 
 # --- evidence rules on captures --------------------------------------------------------------------------
@@ -147,8 +146,6 @@ def test_dns_server_answering(tmp_path: Path) -> None:
     assert "# high: answered DNS on udp/53" in line_of(text, "10.0.1.6")
 
 
-@pytest.mark.xfail(not _core_keeps_request_line(), strict=True,
-                   reason="the core's identification keeps the server's HTTP answer, not the request line")
 def test_ddc_answering_vda_registration(tmp_path: Path) -> None:
     text, roles = draft_of(tmp_path, estate(tmp_path))
     assert roles["10.0.1.10"] == {DDC}
