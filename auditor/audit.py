@@ -32,7 +32,7 @@ from auditor.conversations import ConversationBuilder, ConversationResult
 from auditor.errors import AuditorError
 from auditor.model import Connection, PacketRecord, share_counts
 from auditor.names import MAX_NAMES, NameEvidence
-from auditor.parallel import auto_jobs, cpus, paused_gc
+from auditor.parallel import auto_jobs, paused_gc
 from auditor.report.document import build_document
 from auditor.report.model import AuditDocument
 from auditor.roles import RoleEntry, RoleMap, VantageEntry, load_roles, name_matches, parse_vantage
@@ -345,10 +345,6 @@ def judge(conv: ConversationResult, names: NameEvidence, catalog: Catalog, roles
                     features_in_use, warnings)
 
 
-CHUNKED_MIN_BYTES = 64 << 20
-"""Inputs of several files at least this large in all are read as chunks on several processes."""
-
-
 def read_captures(capture: CaptureSet, server_ports: frozenset[tuple[str, int]], *, jobs: int = 0,
                   scheduler: str | None = None, progress: Progress | None = None,
                   connection_sink: Callable[[Connection], None] | None = None,
@@ -364,8 +360,12 @@ def read_captures(capture: CaptureSet, server_ports: frozenset[tuple[str, int]],
         if connection_sink is not None:
             raise AuditorError("--conn-log is written by one process: it cannot be combined with --scheduler")
     asked = jobs
-    if jobs == 0:  # automatic: the cores, for large inputs (a chunk is worth its merge from ~64 MiB)
-        jobs = cpus() if capture.total_bytes >= CHUNKED_MIN_BYTES else 1
+    if jobs == 0:
+        # Automatic: one process (and a decompressing one for a large compressed input). Chunks on
+        # several processes are asked for with -j N: on captures as dense as the shared realistic one,
+        # every chunk's first idle timeout is head chains that travel back whole, and two processes
+        # measured slower than one (docs/scale.md).
+        jobs = 1
     if capture.streams or connection_sink is not None or capture.engine != "fast":
         jobs = 1  # a pipe can be read once; a connection sink sees one process's connections
     if scheduler is not None:  # the cluster's size is its own: cut large files finely

@@ -219,10 +219,12 @@ def _write_order(outputs: list[Output]) -> list[Output]:
                    "payloads included; about 25,000 packets/s here (7.8 s for 200,000 packets of the bench "
                    "capture), so 40 s or more per million packets.")
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Processes to use (0: automatic). Accepted for every count, but for now the inputs are "
-                   "always read by one process: with 2 or more (and, automatically, on two or more cores) a "
-                   "compressed file of 16 MB or more is decompressed by a second process while this one "
-                   "reads. Reading byte ranges of large files on several processes is coming.")
+              help="Processes to read with (0: automatic: one, plus a second that decompresses a compressed "
+                   "file of 16 MB or more on two or more cores). With N > 1 the inputs are read as chunks on up "
+                   "to N processes: each file, and uncompressed pcap/pcapng files of 64 MB or more cut in N byte "
+                   "ranges; the chunks' results merge exactly into one process's result (a conversation that "
+                   "spans chunks is one conversation). It pays on archives whose files span many idle "
+                   "timeouts; on one dense file it can be slower than one process (docs/scale.md).")
 @click.option("--no-checksums", is_flag=True,
               help="Do not verify TCP/UDP checksums (by default: every packet of the first 10,000 frames of "
                    "each input, then every TCP SYN, FIN and RST and 1 in 64 of the rest; bad checksums are "

@@ -23,6 +23,7 @@ order, and the result says so (``Collected.reread``).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import multiprocessing as mp
 import os
@@ -223,8 +224,10 @@ def run_local(chunks: list[ranges.Chunk], server_ports: frozenset[tuple[str, int
         return merge(parts())
     finally:
         for proc, rconn in running.values():
-            proc.kill()
-            proc.join()
+            if proc.pid is not None:  # started (a stop may come while it is being forked)
+                with contextlib.suppress(OSError, ValueError):
+                    proc.kill()
+                    proc.join()
             rconn.close()
 
 

@@ -145,6 +145,13 @@ class PacketRecord:
     it (the fast lane's packets never need it): the core compares a RST's with its sender's SYN-ACKs
     and FINs to tell a middlebox's injected RST from the responder's own."""
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled as the constructor's arguments (a chunk's logs travel from a worker process).
+        return PacketRecord, (self.input_index, self.frame, self.ts, self.src, self.dst, self.proto, self.ip_len,
+                              self.sport, self.dport, self.tcp_flags, self.seq, self.ack, self.payload_len,
+                              self.payload, self.icmp_type, self.icmp_code, self.icmp_id, self.quoted,
+                              self.checksum_bad, self.tunnel, self.fragment, self.ttl)
+
 
 class Outcome(enum.StrEnum):
     """How a flow's connections fared (SPEC §3)."""

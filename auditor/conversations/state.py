@@ -116,6 +116,14 @@ class _Conn:
     """In a chunk that does not start the run (``ConversationBuilder(chunk=True)``): the head chain this
     connection belongs to, whose packets are logged for a merge to replay (see _Chain)."""
 
+    def __getstate__(self) -> tuple[Any, ...]:
+        # A chunk's live connections travel from a worker process: values only, in slot order.
+        return tuple(getattr(self, name) for name in _Conn.__slots__)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        for name, value in zip(_Conn.__slots__, state, strict=True):
+            setattr(self, name, value)
+
 
 class _Run:
     """Fast-lane packets of a head chain between two logged records: per table key (one direction
