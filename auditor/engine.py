@@ -35,8 +35,9 @@ from typing import Any
 
 from auditor.capture import CaptureSet, ranges
 from auditor.capture.info import InputInfo, ReadStats
-from auditor.conversations import DISORDER_SLACK, ConversationBuilder, ConversationResult
+from auditor.conversations import DISORDER_SLACK, ConversationBuilder, ConversationResult, chunks
 from auditor.errors import AuditorError
+from auditor.model import PacketRecord
 from auditor.names import NameEvidence
 from auditor.parallel import paused_gc, tune_gc
 
@@ -107,43 +108,70 @@ def read_chunk(chunk: ranges.Chunk, server_ports: frozenset[tuple[str, int]], en
     return Part(chunk, _size(chunk), builder.end_chunk(), names, cs.stats, cs.inputs)
 
 
-def merge(parts: Iterator[Part]) -> tuple[Collected, bool]:
-    """Merge parts given in input order. Returns the result and whether it is exact: False when a
-    part began before the parts ahead of it ended (inputs overlapping in time). The chunks of an input
-    after one whose walk did not end at its boundary are dropped: that walk read on to the input's end
+class Merger:
+    """Parts merged in input order (``add``), then ``result``. The chunks of an input after one whose
+    walk did not end at its boundary are dropped (``wanted``): that walk read on to the input's end
     (ranges.join)."""
-    acc: Part | None = None
-    exact = True
-    infos: dict[int, list[tuple[int, InputInfo]]] = {}
-    ended: set[int] = set()
-    for part in parts:
+
+    def __init__(self) -> None:
+        self.acc: Part | None = None
+        self.exact = True
+        self.infos: dict[int, list[tuple[int, InputInfo]]] = {}
+        self.ended: set[int] = set()
+
+    def wanted(self, chunk: ranges.Chunk) -> bool:
+        return chunk.input_index not in self.ended
+
+    def decide(self, firsts: list[PacketRecord]) -> list[bool]:
+        """Which of the next part's head chains continue something here (conversations/chunks.py)."""
+        return chunks.decide(self.acc.conv, firsts) if self.acc is not None else [False] * len(firsts)
+
+    def add(self, part: Part, decided: tuple[list[PacketRecord], list[bool]] | None = None) -> None:
         i = part.chunk.input_index
-        if i in ended:
-            continue
+        if i in self.ended:
+            return
         (info,) = part.inputs
-        infos.setdefault(i, []).append((_virtual(part.chunk), info))
+        self.infos.setdefault(i, []).append((_virtual(part.chunk), info))
         if part.chunk.end >= 0 and not info.end_verified:
-            ended.add(i)
+            self.ended.add(i)
+        acc = self.acc
         if acc is None:
-            acc = part
-            continue
+            self.acc = part
+            return
         if acc.conv.last_ts > part.conv.first_ts + DISORDER_SLACK:
-            exact = False
-        acc.conv.absorb(part.conv)
+            self.exact = False
+        if decided is None:
+            acc.conv.absorb(part.conv)
+        else:
+            chunks.absorb_decided(acc.conv, part.conv, *decided)
         acc.names.merge(part.names)
         acc.stats.merge(part.stats)
-    assert acc is not None
-    conv = acc.conv.finish()
-    inputs: list[InputInfo] = []
-    where: dict[int, tuple[int, int]] = {}
-    for i in sorted(infos):
-        joined, offsets = ranges.join([info for _, info in infos[i]])
-        joined.path = infos[i][0][1].path
-        inputs.append(joined)
-        for (vi, _), by in zip(infos[i], offsets, strict=False):
-            where[vi] = (i, by)
-    _renumber(conv, acc.names, acc.stats, where)
-    return Collected(conv, acc.names, inputs, acc.stats), exact
+
+    def result(self) -> tuple[Collected, bool]:
+        """The merged result, renumbered; and whether it is exact (False: a part began before the
+        parts ahead of it ended, or a chain settled apart was found continuing something)."""
+        acc = self.acc
+        assert acc is not None
+        exact = self.exact and not acc.conv.merge_misses
+        conv = acc.conv.finish()
+        inputs: list[InputInfo] = []
+        where: dict[int, tuple[int, int]] = {}
+        for i in sorted(self.infos):
+            joined, offsets = ranges.join([info for _, info in self.infos[i]])
+            joined.path = self.infos[i][0][1].path
+            inputs.append(joined)
+            for (vi, _), by in zip(self.infos[i], offsets, strict=False):
+                where[vi] = (i, by)
+        _renumber(conv, acc.names, acc.stats, where)
+        return Collected(conv, acc.names, inputs, acc.stats), exact
+
+
+def merge(parts: Iterator[Part]) -> tuple[Collected, bool]:
+    """Merge parts given in input order: the result, and whether it is exact (Merger.result)."""
+    merger = Merger()
+    for part in parts:
+        merger.add(part)
+    return merger.result()
 
 
 def _renumber(conv: ConversationResult, names: NameEvidence, stats: ReadStats,
@@ -168,67 +196,89 @@ def _renumber(conv: ConversationResult, names: NameEvidence, stats: ReadStats,
 
 def _worker(conn: Any, chunk: ranges.Chunk, server_ports: frozenset[tuple[str, int]], engine: str, verify: bool,
             first: bool) -> None:
-    """A worker process: read one chunk, send its part back (or the error that stopped it)."""
+    """A worker process: read one chunk; send the first packets of its head chains; receive which of
+    them continue something in the chunks before (or None: the chunk is not wanted); fold the others
+    into its flows (chunks.settle) and send the part. An error is sent in place of either message."""
     try:
-        message: tuple[str, Any] = ("part", read_chunk(chunk, server_ports, engine, verify, first))
-    except BaseException as e:
-        message = ("error", e)
-    try:
+        try:
+            part = read_chunk(chunk, server_ports, engine, verify, first)
+            conn.send_bytes(pickle.dumps(("heads", chunks.heads(part.conv)), protocol=pickle.HIGHEST_PROTOCOL))
+            joins = pickle.loads(conn.recv_bytes())
+            if joins is None:
+                return
+            chunks.settle(part.conv, joins)
+            message: tuple[str, Any] = ("part", part)
+        except BaseException as e:
+            message = ("error", e)
         conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+    except (EOFError, OSError):
+        pass  # the parent stopped: nothing to answer
     finally:
         conn.close()
 
 
-def run_local(chunks: list[ranges.Chunk], server_ports: frozenset[tuple[str, int]], engine: str, verify: bool,
+def run_local(chunks_: list[ranges.Chunk], server_ports: frozenset[tuple[str, int]], engine: str, verify: bool,
               jobs: int, progress: Progress | None = None) -> tuple[Collected, bool]:
     """Read the chunks on up to ``jobs`` local processes at a time (one per chunk, forked where the
-    platform can) and merge their parts in input order as they come in. A stop (Ctrl-C, SIGTERM) or
-    an error ends the workers at once: no pool, no shared queue whose lock a killed worker could hold."""
+    platform can) and merge their parts in input order. Before a part travels, this process looks its
+    head chains' first packets up in the merge so far (chunks.decide): the worker folds the chains that
+    continue nothing itself, and only the others' logs come back. A stop (Ctrl-C, SIGTERM) or an error
+    ends the workers at once: no pool, no shared queue whose lock a killed worker could hold."""
     ctx: Any = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    total = sum(_size(c) for c in chunks)
+    total = sum(_size(c) for c in chunks_)
     running: dict[int, tuple[Any, Any]] = {}
-    finished = [0, 0]
+    done_bytes = done_frames = 0
+    merger = Merger()
 
     def start(i: int) -> None:
-        rconn, wconn = ctx.Pipe(duplex=False)
+        here, there = ctx.Pipe(duplex=True)
         proc = ctx.Process(target=_worker, name=f"pcap-audit chunk {i}", daemon=True,
-                           args=(wconn, chunks[i], server_ports, engine, verify, i == 0))
-        running[i] = (proc, rconn)
+                           args=(there, chunks_[i], server_ports, engine, verify, i == 0))
+        running[i] = (proc, here)
         proc.start()
-        wconn.close()
+        there.close()
 
-    def parts() -> Iterator[Part]:
-        ahead = 0
-        for i in range(len(chunks)):
-            while ahead < len(chunks) and ahead < i + max(1, jobs):
-                start(ahead)
-                ahead += 1
-            proc, rconn = running[i]
-            try:
-                kind, value = pickle.loads(rconn.recv_bytes())
-            except EOFError:
-                proc.join()
-                raise RuntimeError(f"the process reading {chunks[i].path} ended ({proc.exitcode})") from None
-            rconn.close()
+    def receive(i: int) -> Any:
+        proc, here = running[i]
+        try:
+            kind, value = pickle.loads(here.recv_bytes())
+        except EOFError:
             proc.join()
-            del running[i]
-            if kind == "error":
-                raise value
-            finished[0] += value.size
-            finished[1] += value.stats.frames
-            if progress is not None:
-                progress(finished[0], total, finished[1])
-            yield value
+            raise RuntimeError(f"the process reading {chunks_[i].path} ended ({proc.exitcode})") from None
+        if kind == "error":
+            raise value
+        return value
 
     try:
-        return merge(parts())
+        ahead = 0
+        for i, chunk in enumerate(chunks_):
+            while ahead < len(chunks_) and ahead < i + max(1, jobs):
+                start(ahead)
+                ahead += 1
+            firsts = receive(i)
+            proc, here = running[i]
+            if not merger.wanted(chunk):
+                here.send_bytes(pickle.dumps(None))
+            else:
+                joins = merger.decide(firsts)
+                here.send_bytes(pickle.dumps(joins, protocol=pickle.HIGHEST_PROTOCOL))
+                part: Part = receive(i)
+                merger.add(part, (firsts, joins))
+                done_bytes += part.size
+                done_frames += part.stats.frames
+                if progress is not None:
+                    progress(done_bytes, total, done_frames)
+            here.close()
+            proc.join()
+            del running[i]
+        return merger.result()
     finally:
-        for proc, rconn in running.values():
+        for proc, here in running.values():
             if proc.pid is not None:  # started (a stop may come while it is being forked)
                 with contextlib.suppress(OSError, ValueError):
                     proc.kill()
                     proc.join()
-            rconn.close()
+            here.close()
 
 
 def run_dask(chunks: list[ranges.Chunk], server_ports: frozenset[tuple[str, int]], engine: str, verify: bool,

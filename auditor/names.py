@@ -14,11 +14,11 @@ Limits, by design:
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from auditor.model import IPPROTO_TCP, IPPROTO_UDP, PacketRecord, addr_str
 
@@ -42,6 +42,10 @@ class NameObservation:
     input_index: int
     frame: int
     """Evidence: where in which input the name was seen."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled as the constructor's arguments (a chunk's names travel from a worker process).
+        return NameObservation, (self.name, self.address, self.source, self.input_index, self.frame)
 
 
 def _ip_literal(text: str) -> bool:
@@ -257,7 +261,7 @@ class NameEvidence:
         """Map every observation's (input_index, frame) (a chunk's frames, auditor/engine.py)."""
         for address, observations in self._by_addr.items():
             self._by_addr[address] = [
-                dataclasses.replace(o, input_index=i, frame=f)
+                NameObservation(o.name, o.address, o.source, i, f)
                 for o in observations for i, f in (frame((o.input_index, o.frame)),)]
 
     # ---- queries ------------------------------------------------------------------------------

@@ -217,3 +217,27 @@ def test_handshake_cut_in_two() -> None:
         assert facts(got) == facts(want), cut
         (conn,) = got.connections
         assert conn.conn_state == "SF" and conn.history == "ShADdFf" and conn.direction_evidence == "syn"
+
+
+@pytest.mark.parametrize("n", [2, 7, 25])
+def test_chunks_settled_in_their_own_process(recs: list[PacketRecord], whole: dict[str, Any], n: int) -> None:
+    # How local processes merge (auditor/engine.py): the merged side looks the next chunk's chain
+    # heads up first; the chunk folds the chains that continue nothing itself and sends only the
+    # others' logs.
+    from auditor.conversations import chunks as merging
+
+    cuts = [len(recs) * k // n for k in range(1, n)]
+    parts = chunks(recs, cuts, first_chunked=False)
+    acc = parts[0]
+    sent = kept = 0
+    for part in parts[1:]:
+        firsts = merging.heads(part)
+        joins = merging.decide(acc, firsts)
+        merging.settle(part, joins)
+        sent += len(firsts)
+        kept += len(part.chains)
+        part = pickle.loads(pickle.dumps(part))
+        merging.absorb_decided(acc, part, firsts, joins)
+    assert acc.merge_misses == 0
+    assert facts(acc.finish()) == whole
+    assert 0 < kept < sent / 4  # most chains continue nothing: their logs never travel

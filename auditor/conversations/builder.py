@@ -198,6 +198,11 @@ class ConversationBuilder:
         """Head chains still taking connections, by 5-tuple."""
         self.chains: list[_Chain] = []
         """Every head chain of this chunk whose results are not yet folded into flows, in order."""
+        self.settled = False
+        """``chunks.settle`` kept only the chains a merge decided continue something."""
+        self.merge_misses = 0
+        """Chains of later chunks settled in their own process (``chunks.settle``) that a merge found
+        continuing something after all: the merge is then not exact (auditor/engine.py reads again)."""
         self.replays: dict[int, int] = {}
         """Chains of later chunks replayed here, by IP protocol of their first packet (what a merge
         found continuing across a chunk boundary)."""

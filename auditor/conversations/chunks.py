@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from auditor.apps import APP_SNAP
 from auditor.conversations import tcp
@@ -50,47 +50,104 @@ def absorb(b: ConversationBuilder, right: ConversationBuilder) -> ConversationBu
 
     The merge is associative: chains this builder would still have to check against an earlier
     chunk stay chains (logs joined), so (a+b)+c and a+(b+c) give the same result."""
+    firsts = heads(right)
+    return absorb_decided(b, right, firsts, decide(b, firsts))
+
+
+def heads(right: ConversationBuilder) -> list[PacketRecord]:
+    """The first packet of each head chain, in order: what a merge looks up (``decide``)."""
+    out = []
+    for chain in right.chains:
+        first = chain.log[0]
+        assert isinstance(first, PacketRecord)  # a chain starts with the record that made it
+        out.append(first)
+    return out
+
+
+def decide(b: ConversationBuilder, firsts: list[PacketRecord]) -> list[bool]:
+    """Which head chains of the next chunk continue something live here, looked up before any is
+    merged (``probe`` without acting). ``absorb_decided`` checks each again at its turn, acting."""
+    return [probe(b, first, act=False) for first in firsts]
+
+
+def settle(right: ConversationBuilder, joins: list[bool]) -> None:
+    """In the next chunk's own process, once this side has ``decide``d: the chains that continue
+    nothing are folded into its flows there (their logs are never sent); the others stay, to be
+    replayed (``absorb_decided`` with all True). Only for a merge into a builder that starts the
+    run (it keeps no chains of its own to extend)."""
+    kept = []
+    for chain, joined in zip(right.chains, joins, strict=True):
+        if joined:
+            kept.append(chain)
+            continue
+        right._chunk = False  # fold: into flows, not into the chain
+        fold(right, chain)
+        right._chunk = True
+        c = chain.conn
+        if c is not None and c.chain is chain:
+            c.chain = None
+        right._chains.pop(chain.ck, None)
+    right.chains = kept
+    right.settled = True
+
+
+def absorb_decided(b: ConversationBuilder, right: ConversationBuilder, firsts: list[PacketRecord],
+                   joins: list[bool]) -> ConversationBuilder:
+    """``absorb`` once ``decide`` has looked the chains' first packets (``firsts``, from ``heads``)
+    up here. ``right`` holds all its chains, or, once ``settle``d in its own process, only those
+    that ``joins`` says continue something here. At its turn each first packet is looked up again,
+    acting as a sequential read would; a chain whose answer changed meanwhile (a chain merged ahead
+    of it changed what is live) is replayed when its log is here, else counted in ``merge_misses``."""
     if right._anchor is None:  # no connection at all: its counters only
         take_counts(b, right, set())
         return b
     if b._anchor is None:
         b._anchor, b._seen = right._anchor, right._seen
     dropped: set[int] = set()
-    for chain in right.chains:
-        first = chain.log[0]
-        assert isinstance(first, PacketRecord)  # a chain starts with the record that made it
-        if probe(b, first):
+    chains = iter(right.chains)
+    for first, joined in zip(firsts, joins, strict=True):
+        chain = next(chains) if joined or not right.settled else None
+        if not joined and probe(b, first):
+            if chain is None:
+                b.merge_misses += 1
+                continue
+            joined = True
+        if joined:
+            assert chain is not None
             replay_instead(b, chain)
             dropped.add(id(chain))
             b.replays[first.proto] = b.replays.get(first.proto, 0) + 1
-        else:
+        elif chain is not None:
             adopt(b, chain, right)
     take_counts(b, right, dropped)
     return b
 
 
-def probe(b: ConversationBuilder, rec: PacketRecord) -> bool:
+def probe(b: ConversationBuilder, rec: PacketRecord, act: bool = True) -> bool:
     """Whether ``rec`` continues something live here (a connection, a pending TFTP or DHCP
-    request, the connection an ICMP error quotes). When it does not, what a sequential read does
-    before making a new connection is done: a stale connection on its 5-tuple is closed (idle
-    split, or port reuse)."""
+    request, the connection an ICMP error quotes). With ``act``, when it does not, what a sequential
+    read does before making a new connection is done: a stale connection on its 5-tuple is closed
+    (idle split, or port reuse), a stale pending request dropped; without, nothing changes."""
     proto = rec.proto
     if proto in (IPPROTO_TCP, IPPROTO_UDP):
         ent = b._table.get((proto, rec.src, rec.sport, rec.dst, rec.dport))
         if ent is not None and rec.ts - ent[0].last > ent[0].timeout:
-            b.stats.idle_splits += 1
-            b._close(ent[0])
+            if act:
+                b.stats.idle_splits += 1
+                b._close(ent[0])
             ent = None
         if ent is not None:
             if proto == IPPROTO_TCP and rec.tcp_flags & SYN and not tcp.syn_joins(ent[0], ent[1], rec):
-                b.stats.port_reuse += 1
-                b._close(ent[0])
+                if act:
+                    b.stats.port_reuse += 1
+                    b._close(ent[0])
                 return False
             return True
         if proto == IPPROTO_UDP and b._join:
-            if b._tftp and b._tftp_pending(rec) is not None:
+            if b._tftp and _pending(b, b._tftp, (rec.src, rec.dst, rec.dport), rec, act):
                 return True
-            if rec.sport == 67 and rec.dport == 68 and b._dhcp and b._dhcp_pending(rec) is not None:
+            if rec.sport == 67 and rec.dport == 68 and b._dhcp and len(rec.payload) >= 8 and rec.payload[0] == 2 \
+                    and _pending(b, b._dhcp, rec.payload[4:8], rec, act):
                 return True
         return False
     if proto not in _ICMP_ECHO:
@@ -101,9 +158,26 @@ def probe(b: ConversationBuilder, rec: PacketRecord) -> bool:
         if ent is not None and rec.ts - ent[0].last <= ent[0].timeout:
             return True
     request, reply = _ICMP_ECHO[proto]
-    if rec.icmp_type in (request, reply):
-        return b._lookup((proto, rec.src, -1, rec.dst, rec.icmp_id), rec.ts) is not None
-    return b._lookup((proto, rec.src, -2, rec.dst, rec.icmp_type), rec.ts) is not None
+    key = (proto, rec.src, -1, rec.dst, rec.icmp_id) if rec.icmp_type in (request, reply) else \
+        (proto, rec.src, -2, rec.dst, rec.icmp_type)
+    if act:
+        return b._lookup(key, rec.ts) is not None
+    ent = b._table.get(key)
+    return ent is not None and rec.ts - ent[0].last <= ent[0].timeout
+
+
+def _pending(b: ConversationBuilder, table: dict[Any, _Conn], key: Any, rec: PacketRecord, act: bool) -> bool:
+    """A TFTP or DHCP request waiting under ``key`` that ``rec`` would answer (a stale one dropped
+    with ``act``), as ConversationBuilder._tftp_pending and _dhcp_pending judge it."""
+    c = table.get(key)
+    if c is None:
+        return False
+    ent = b._table.get(c.keys[0])
+    if ent is None or ent[0] is not c or rec.ts - c.last > c.timeout:
+        if act:
+            del table[key]
+        return False
+    return True
 
 
 def replay_instead(b: ConversationBuilder, chain: _Chain) -> None:
