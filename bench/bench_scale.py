@@ -34,6 +34,7 @@ from auditor import engine
 from auditor.audit import collect
 from auditor.capture import CaptureSet
 from auditor.catalog import load_catalog
+from auditor.conversations import chunks as chunks_mod
 
 
 def split(src: Path, parts: int, out: Path) -> list[Path]:
@@ -62,14 +63,14 @@ def main() -> None:
     ap.add_argument("--parts", type=int, nargs="+", default=[2, 4, 8, 16])
     a = ap.parse_args()
     ports = load_catalog(None, []).server_ports()
-    size = a.capture.stat().st_size
+    size_all = a.capture.stat().st_size
     t = time.process_time()
     cs = CaptureSet([str(a.capture)])
     collect(cs, ports)
     one = time.process_time() - t
     frames = cs.stats.frames
-    print(f"one sequential read: {frames:,} packets, {size / 1e6:.0f} MB, {one:.2f} s CPU "
-          f"({frames / one:,.0f} packets/s, {size / one / 1e6:.1f} MB/s)")
+    print(f"one sequential read: {frames:,} packets, {size_all / 1e6:.0f} MB, {one:.2f} s CPU "
+          f"({frames / one:,.0f} packets/s, {size_all / one / 1e6:.1f} MB/s)")
     with tempfile.TemporaryDirectory() as d:
         for n in a.parts:
             paths = split(a.capture, n, Path(d))
@@ -77,20 +78,36 @@ def main() -> None:
             t = time.process_time()
             parts = [engine.read_chunk(c, ports, "fast", True, i == 0) for i, c in enumerate(chunks)]
             read = time.process_time() - t
+            # As -j N merges them (engine.run_local): heads looked up, chains settled in the part's own
+            # process (here: this one), the part pickled there and unpickled here, merged in order.
+            merger = engine.Merger()
+            merge = pick = 0.0
+            size = heads = kept = 0
+            for part in parts:
+                t = time.process_time()
+                firsts = chunks_mod.heads(part.conv)
+                joins = merger.decide(firsts)
+                merge += time.process_time() - t
+                t = time.process_time()
+                chunks_mod.settle(part.conv, joins)
+                blob = pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL)
+                part = pickle.loads(blob)
+                pick += time.process_time() - t
+                size += len(blob)
+                heads += len(firsts)
+                kept += len(part.conv.chains)
+                t = time.process_time()
+                merger.add(part, (firsts, joins))
+                merge += time.process_time() - t
             t = time.process_time()
-            blobs = [pickle.dumps(p, protocol=pickle.HIGHEST_PROTOCOL) for p in parts]
-            parts = [pickle.loads(b) for b in blobs]
-            pick = time.process_time() - t
-            first = parts[0].conv
-            t = time.process_time()
-            got, exact = engine.merge(iter(parts))
-            merge = time.process_time() - t
+            got, exact = merger.result()
+            merge += time.process_time() - t
             seq = CaptureSet([str(p) for p in paths])  # frames count per file: the same files in one read
             same = flows_of(got.conv) == flows_of(collect(seq, ports)[0])
             print(f"{n:3d} parts: read {read:6.2f} s CPU ({frames / read:,.0f} packets/s, "
-                  f"{size / read / 1e6:.1f} MB/s per worker); pickle {sum(map(len, blobs)) / 1e6:6.1f} MB, "
-                  f"{pick:.2f} s; merge {merge:.2f} s ({merge / max(1, n - 1) * 1000:.0f} ms per part, "
-                  f"{sum(first.replays.values())} chains replayed); exact={exact} same flows={same}")
+                  f"{size_all / read / 1e6:.1f} MB/s per worker); {heads:,} head chains, {kept:,} replayed; "
+                  f"parts {size / 1e6:.1f} MB, settle+pickle+unpickle {pick:.2f} s; merge and finish {merge:.2f} s "
+                  f"({merge / n * 1000:.0f} ms per part); exact={exact} same flows={same}")
             for p in paths:
                 os.unlink(p)
 
