@@ -4,8 +4,10 @@ Renderers return text; the CLI writes it. Zeek's meanings hold where we can (con
 first packet's time, ``duration`` last minus first, ``orig_ip_bytes`` / ``resp_ip_bytes`` the IP bytes
 each side sent, ``conn_state`` and ``history`` as the core computes them. What we do not know is
 Zeek's unset field ``-``: ``orig_bytes`` / ``resp_bytes`` (Zeek's are payload bytes, which the core
-does not count), ``service`` (Zeek's comes from protocol detection), ``missed_bytes``, ``local_orig``
-/ ``local_resp``. ICMP follows Zeek: ``id.orig_p`` is the request's ICMP type, ``id.resp_p`` its code
+does not count), ``missed_bytes``, ``local_orig`` / ``local_resp``. ``service`` is the application
+protocol the connection's first payload bytes showed (auditor/apps.py) under Zeek's name where Zeek
+has one (``ssl`` for TLS, ``krb``, ``dce_rpc``), ours otherwise (``ica``, ``cgp``, ``tds``), unset when
+none was recognised. ICMP follows Zeek: ``id.orig_p`` is the request's ICMP type, ``id.resp_p`` its code
 (0: the core keys echo conversations by type and id, not code).
 
 uids are deterministic for one input: a hash of the connection's first frame and 5-tuple, so two runs
@@ -18,6 +20,7 @@ import datetime as _dt
 import hashlib
 from collections.abc import Iterable
 
+from auditor.apps import UNKNOWN
 from auditor.model import Connection
 
 FIELDS = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "service", "duration",
@@ -57,6 +60,10 @@ def uid(conn: Connection) -> str:
     return "C" + "".join(out)
 
 
+ZEEK_SERVICES = {"tls": "ssl", "kerberos": "krb", "dcerpc": "dce_rpc"}
+"""Our application protocol names where Zeek's conn.log names the service otherwise."""
+
+
 def row(conn: Connection) -> str:
     """One connection as one conn.log line."""
     if conn.protocol == "icmp":
@@ -64,9 +71,11 @@ def row(conn: Connection) -> str:
     else:
         orig_p, resp_p = conn.orig_p, conn.resp_p
     duration = max(0.0, conn.last_seen - conn.first_seen)
+    app = conn.app_protocol
+    service = UNSET if app == UNKNOWN else ZEEK_SERVICES.get(app, app)
     return "\t".join((
         f"{conn.first_seen:.6f}", uid(conn), conn.orig_h, str(orig_p), conn.resp_h, str(resp_p), conn.protocol,
-        UNSET, f"{duration:.6f}", UNSET, UNSET, conn.conn_state, UNSET, UNSET, UNSET, conn.history or UNSET,
+        service, f"{duration:.6f}", UNSET, UNSET, conn.conn_state, UNSET, UNSET, UNSET, conn.history or UNSET,
         str(conn.orig_pkts), str(conn.orig_bytes), str(conn.resp_pkts), str(conn.resp_bytes), UNSET,
     )) + "\n"
 
