@@ -8,7 +8,11 @@ Where things live (one responsibility per module; docs/architecture.md draws the
   catalog.py        rules/ -> Catalog of FlowRule: layers (document, supplement/, site), role vocabulary,
                     feature-implied roles, features, alternative groups, the source document
   capture/          readers: files -> frames -> PacketRecord (our dpkt-free fast path; tshark engine)
-  apps.py           application protocol from a connection's first payload bytes (ICA, CGP, TLS, HTTP...)
+  apps.py           application protocol from a connection's first payload bytes: the vocabulary, AppEvidence,
+                    identify and identify_connection (both directions joined)
+  app_signatures/   the signatures it dispatches to on the first byte: citrix.py (ICA, CGP), web.py (SSH,
+                    TLS, DTLS, QUIC, HTTP), windows.py (RDP, SMB, DCE/RPC, LDAP, Kerberos, TDS),
+                    infrastructure.py (DNS, NTP, SNMP, RADIUS, syslog, TFTP, DHCP), common.py
   conversations/    sans-IO core: PacketRecord stream -> connections and flows (Zeek semantics):
                     builder.py (the table, feeding, closing, flows), tcp.py (history, state machine),
                     chunks.py (a chunk's head chains and the exact merge), state.py, results.py
