@@ -5,8 +5,10 @@ Where things live (one responsibility per module; docs/architecture.md draws the
   errors.py         the error classes the CLI turns into one line and exit status 2
   resources.py      where rules/ and reports/templates/ are (source tree or installed wheel)
   yamlsafe.py       YAML loading with line numbers and duplicate-key rejection
-  catalog.py        rules/ -> Catalog of FlowRule: layers (document, supplement/, site), role vocabulary,
-                    feature-implied roles, features, alternative groups, the source document
+  catalog/          rules/ -> Catalog of FlowRule: layers (document, supplement/, site), role vocabulary,
+                    feature-implied roles, features, alternative groups, the source document:
+                    vocabulary.py (roles, features, Vocabulary), model.py (Catalog and its queries),
+                    fields.py (field validation), load.py (load_catalog, validate_files), export.py
   capture/          readers: files -> frames -> PacketRecord (our dpkt-free fast path; tshark engine)
   apps.py           application protocol from a connection's first payload bytes: the vocabulary, AppEvidence,
                     identify and identify_connection (both directions joined)
