@@ -25,7 +25,9 @@ Where things live (one responsibility per module; docs/architecture.md draws the
   classify.py       flows x catalog x roles -> verdicts and rule status (features, alternatives, vantage)
   refusal.py        who refused a failing flow (RST TTLs against the responder's, ICMP senders and codes)
   criteria.py       --fail-on kinds and the PASS/FAIL result the document records
-  suggest.py        flows and names -> a roles.yaml draft with evidence and confidence (roles suggest)
+  suggest/          flows and names -> a roles.yaml draft with evidence and confidence (roles suggest):
+                    model.py, evidence.py (gathering), grouping.py (CIDRs), draft.py, render.py,
+                    scoring.py (precision and recall, for bench/bench_suggest.py)
   audit.py          the glue: collect (records -> conversations) and judge (-> verdicts); run_audit
   parallel.py       process helpers: gc settings, cores, the job count (one reading process for now)
   report/           document.py builds the audit document; tabular.py (JSON, CSV), html.py, parquet.py and
