@@ -20,7 +20,8 @@ Where things live (one responsibility per module; docs/architecture.md draws the
                     chunks.py (a chunk's head chains and the exact merge), state.py, results.py
   engine.py         the inputs as chunks on local processes or a Dask cluster, merged in order
   names.py          address-to-name evidence (DNS answers, TLS SNI, HTTP Host)
-  roles.py          roles.yaml -> RoleMap: most-specific lookup in O(log n), features, vantage
+  roles/            roles.yaml -> RoleMap: most-specific lookup in O(log n), features, vantage: entries.py
+                    (the entry types, name matching), lookup.py (RoleMap), parse.py (parse_roles, load_roles)
   roles_lint.py     roles.yaml warnings from what the capture showed (--strict-roles makes them errors)
   classify.py       flows x catalog x roles -> verdicts and rule status (features, alternatives, vantage)
   refusal.py        who refused a failing flow (RST TTLs against the responder's, ICMP senders and codes)
