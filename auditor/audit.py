@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from auditor import __version__
+from auditor import __version__, engine
 from auditor.capture import CaptureSet, open_captures
 from auditor.catalog import Catalog, load_catalog
 from auditor.classify import (
@@ -351,8 +351,6 @@ def read_captures(capture: CaptureSet, server_ports: frozenset[tuple[str, int]],
                   ) -> tuple[ConversationResult, NameEvidence]:
     """Read the inputs: as chunks merged in order (auditor/engine.py) on a Dask cluster
     (``scheduler``) or on ``jobs`` local processes (0: automatic), or by this process."""
-    from auditor import engine
-
     if scheduler is not None:
         if capture.streams:
             raise AuditorError(f"{min(capture.streams)}: a pipe or standard input cannot be read by a cluster's "

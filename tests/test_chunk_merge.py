@@ -241,3 +241,37 @@ def test_chunks_settled_in_their_own_process(recs: list[PacketRecord], whole: di
     assert acc.merge_misses == 0
     assert facts(acc.finish()) == whole
     assert 0 < kept < sent / 4  # most chains continue nothing: their logs never travel
+
+
+def test_a_flood_across_chunks_keeps_exact_totals() -> None:
+    # Beyond the bounds (a SYN flood on one service, more 5-tuples than the builders keep chains or
+    # flows for) what is summarised may depend on the cut, but not the totals: packets, connections,
+    # and packets in flows plus summarised ones.
+    rnd = random.Random(11)
+    recs = [tcp(f"10.{rnd.randrange(1, 200)}.{rnd.randrange(256)}.{rnd.randrange(1, 255)}", "10.0.0.5",
+                rnd.randrange(1024, 65535), 443, "S", i * 0.001, seq=rnd.randrange(1 << 32)) for i in range(6000)]
+    recs += [r for k in range(30) for r in handshake("10.7.0.1", "10.0.0.6", 40000 + k, 1494, k * 0.2)]
+    recs = numbered(sorted(recs, key=lambda r: r.ts))
+
+    def build(chunk: bool) -> ConversationBuilder:
+        return ConversationBuilder(server_ports=PORTS, max_flows=400, flood_fanin=50, chunk=chunk)
+
+    one = build(False)
+    one.feed_many(recs)
+    want = one.finish()
+    cuts = [1500, 3100, 4700]
+    parts = []
+    for i, (a, b) in enumerate(itertools.pairwise([0, *cuts, len(recs)])):
+        part = build(i > 0)
+        part.feed_many(recs[a:b])
+        parts.append(part.end_chunk())
+    got = merged(parts, random.Random(3))
+    assert want.overflowed and got.overflowed
+    for res in (want, got):
+        assert res.stats.packets == len(recs)
+        assert sum(f.packets for f in res.flows.values()) == len(recs)
+    assert got.stats.connections == want.stats.connections
+    assert sum(f.connections for f in got.flows.values()) == sum(f.connections for f in want.flows.values())
+    # The real conversations beside the flood keep their own flows.
+    key = next(k for k in want.flows if k.port == 1494)
+    assert dataclasses.asdict(got.flows[key]) == dataclasses.asdict(want.flows[key])

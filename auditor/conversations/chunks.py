@@ -358,6 +358,11 @@ def chain_for(b: ConversationBuilder, c: _Conn, proto: int, keys: tuple[tuple[ob
             return
         del b._chains[ck]  # a full idle timeout since the chain's last packet: it ends
     elif inside and ck not in b._seen:
+        if len(b.chains) >= b._max_flows:
+            # As many chains as flows: a flood or a scan. Later 5-tuples get none (their connections
+            # go to flows at once); the result is a bounded summary, exact in its totals (SPEC §8).
+            b.result.overflowed = True
+            return
         chain = c.chain = _Chain(ck, proto, ts)
         chain.conn = c
         b._chains[ck] = chain
