@@ -189,3 +189,19 @@ def _cli(args: list[str], **env: str) -> subprocess.CompletedProcess[bytes]:
     e = dict(os.environ, PYTHONPATH=str(ROOT), **env)
     return subprocess.run([sys.executable, "-m", "auditor.cli", *args], env=e, capture_output=True, timeout=300,
                           check=False)
+
+
+def test_a_ring_buffer_written_by_editcap(whole: Path, tmp_path: Path) -> None:
+    # `editcap -c N` writes the ring buffer a capture appliance would: its files, read as chunks on
+    # three processes (finishing in whatever order), give the result of one process reading them.
+    subprocess.run(["editcap", "-c", "9000", str(whole), str(tmp_path / "ring.pcap")], check=True,
+                   capture_output=True)
+    files = sorted(str(p) for p in tmp_path.glob("ring_*.pcap"))
+    assert len(files) >= 6
+    cs = CaptureSet(files)
+    conv, names = collect(cs, PORTS)
+    want = _facts(conv, names, cs.inputs, cs.stats)
+    got, exact = engine.run_local(engine.plan(files, 3), PORTS, "fast", True, 3)
+    assert exact
+    assert _got(got) == want
+    assert got.conv.stats.connections == conv.stats.connections
