@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 
 from auditor.apps import APP_SNAP, UNKNOWN, AppEvidence, identify_connection
-from auditor.conversations import chunks, tcp
+from auditor.conversations import chunks, related, tcp
 from auditor.conversations.results import ConversationResult
 from auditor.conversations.state import (
     _A,
@@ -16,7 +16,6 @@ from auditor.conversations.state import (
     _C,
     _D,
     _HIST_LETTER,
-    _ICMP_ECHO,
     _NO_TUNNELS,
     _POW10,
     _RESET_STATES,
@@ -282,7 +281,7 @@ class ConversationBuilder:
         if proto in (IPPROTO_TCP, IPPROTO_UDP):
             self._transport(rec, self._table.get((proto, rec.src, rec.sport, rec.dst, rec.dport)))
         elif proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
-            self._icmp(rec)
+            related.icmp(self, rec)
         else:
             other = self.stats.other_protocols
             name = f"ipproto:{proto}"
@@ -307,9 +306,9 @@ class ConversationBuilder:
             ent = tcp.syn_on_existing(self, ent[0], ent[1], rec)
         if ent is None and proto == IPPROTO_UDP:
             if self._tftp:
-                ent = self._tftp_transfer(rec)
+                ent = related.tftp_transfer(self, rec)
             if ent is None and rec.sport == 67 and rec.dport == 68 and self._dhcp:
-                ent = self._dhcp_reply(rec)
+                ent = related.dhcp_reply(self, rec)
         if ent is None:
             ent = self._new_transport(rec)
         c, is_orig = ent
@@ -340,62 +339,6 @@ class ConversationBuilder:
             return rd < rs, EV_WELLKNOWN
         return True, EV_FIRST
 
-    def _tftp_transfer(self, rec: PacketRecord) -> tuple[_Conn, bool] | None:
-        """A TFTP server answers a read/write request from a new port (RFC 1350 §4): the transfer
-        belongs to the request's udp/69 connection, as Zeek's TFTP analyzer expects it."""
-        c = self._tftp_pending(rec)
-        if c is None:
-            return None
-        del self._tftp[(rec.src, rec.dst, rec.dport)]
-        from_server = (IPPROTO_UDP, rec.src, rec.sport, rec.dst, rec.dport)
-        from_client = (IPPROTO_UDP, rec.dst, rec.dport, rec.src, rec.sport)
-        c.keys = (*c.keys, from_server, from_client)
-        self._take_over(from_server, (c, False))
-        self._take_over(from_client, (c, True))
-        self.stats.tftp_transfers += 1
-        return c, False
-
-    def _tftp_pending(self, rec: PacketRecord) -> _Conn | None:
-        """The live udp/69 request this packet would be the transfer of (an expired one is dropped)."""
-        c = self._tftp.get((rec.src, rec.dst, rec.dport))
-        if c is None:
-            return None
-        ent = self._table.get(c.keys[0])
-        if ent is None or ent[0] is not c or rec.ts - c.last > c.timeout:
-            del self._tftp[(rec.src, rec.dst, rec.dport)]
-            return None
-        return c
-
-    def _dhcp_pending(self, rec: PacketRecord) -> _Conn | None:
-        """The live broadcast request this DHCP reply answers (an expired one is dropped)."""
-        payload = rec.payload
-        if len(payload) < 8 or payload[0] != 2:
-            return None
-        c = self._dhcp.get(payload[4:8])
-        if c is None:
-            return None
-        ent = self._table.get(c.keys[0])
-        if ent is None or ent[0] is not c or rec.ts - c.last > c.timeout:
-            del self._dhcp[payload[4:8]]
-            return None
-        return c
-
-    def _dhcp_reply(self, rec: PacketRecord) -> tuple[_Conn, bool] | None:
-        """A DHCP server answers a broadcast request (from 0.0.0.0 to 255.255.255.255) from its own
-        address: the reply joins the request (same xid, RFC 2131 §4.1) and names the server as the
-        responder, so the flow is client -> DHCP server udp/67, as the catalog documents it."""
-        c = self._dhcp_pending(rec)
-        if c is None:
-            return None
-        if c.ra in _BROADCASTS:
-            c.ra = rec.src
-        from_server = (IPPROTO_UDP, rec.src, rec.sport, rec.dst, rec.dport)
-        to_server = (IPPROTO_UDP, rec.dst, rec.dport, rec.src, rec.sport)
-        c.keys = (*c.keys, from_server, to_server)
-        self._take_over(from_server, (c, False))
-        self._table.setdefault(to_server, (c, True))
-        self.stats.dhcp_replies_joined += 1
-        return c, False
 
     def _new_transport(self, rec: PacketRecord) -> tuple[_Conn, bool]:
         proto = rec.proto
@@ -466,7 +409,7 @@ class ConversationBuilder:
     def _account(self, c: _Conn, is_orig: bool, rec: PacketRecord) -> None:
         ts = rec.ts
         if c.chain is not None:
-            chunks.log(c.chain, rec)
+            c.chain.record(rec)
         if ts > c.last:
             c.last = ts
         elif ts < c.first:
@@ -504,52 +447,6 @@ class ConversationBuilder:
 
     # ---- ICMP ---------------------------------------------------------------------------------
 
-    def _icmp(self, rec: PacketRecord) -> None:
-        proto, itype = rec.proto, rec.icmp_type
-        if rec.quoted is not None:
-            if self._icmp_error(rec):
-                return
-            self.stats.icmp_errors_unmatched += 1
-        request, reply = _ICMP_ECHO[proto]
-        if itype in (request, reply):
-            ent = self._lookup((proto, rec.src, -1, rec.dst, rec.icmp_id), rec.ts)
-            if ent is None:
-                sender_orig = itype == request
-                oa, ra = (rec.src, rec.dst) if sender_orig else (rec.dst, rec.src)
-                keys = ((proto, oa, -1, ra, rec.icmp_id), (proto, ra, -1, oa, rec.icmp_id))
-                conn = self._create(proto, oa, rec.icmp_id, ra, request, keys, EV_PROTOCOL, rec, sender_orig)
-                ent = conn, sender_orig
-        else:
-            ent = self._lookup((proto, rec.src, -2, rec.dst, itype), rec.ts)
-            if ent is None:
-                keys = ((proto, rec.src, -2, rec.dst, itype), (proto, rec.dst, -2, rec.src, itype))
-                ent = self._create(proto, rec.src, 0, rec.dst, itype, keys, EV_FIRST, rec, True), True
-        c, is_orig = ent
-        self._account(c, is_orig, rec)
-        tcp.hist_once(self, c, _D << (0 if is_orig else _RESP))
-
-    def _icmp_error(self, rec: PacketRecord) -> bool:
-        """Attribute an ICMP error to the live connection whose packet it quotes."""
-        q = rec.quoted
-        if q is None or q.proto not in (IPPROTO_TCP, IPPROTO_UDP):
-            return False  # a quoted echo carries no id here: cannot be matched reliably
-        ent = self._table.get((q.proto, q.src, q.sport, q.dst, q.dport))
-        if ent is None or rec.ts - ent[0].last > ent[0].timeout:
-            return False
-        c, quoted_from_orig = ent
-        if c.chain is not None:
-            chunks.log(c.chain, rec)
-        self.stats.icmp_errors_matched += 1
-        # Destination unreachable (ICMPv4 type 3, ICMPv6 type 1), except "fragmentation needed"
-        # (v4 code 4, RFC 1191 path-MTU discovery), which is no refusal. Only a refusal of what
-        # the initiator sent refuses the connection; a responder's bounced reply does not.
-        unreach = (rec.icmp_type == 3 and rec.icmp_code != 4) if rec.proto == IPPROTO_ICMP \
-            else rec.icmp_type == 1
-        if unreach and quoted_from_orig:
-            if c.refused is None:
-                c.refused = (rec.src, rec.icmp_type, rec.icmp_code)
-            self.stats.icmp_refusals += 1
-        return True
 
     # ---- closing, flows, memory -----------------------------------------------------------------
 

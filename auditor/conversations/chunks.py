@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from auditor.apps import APP_SNAP
-from auditor.conversations import tcp
+from auditor.conversations import related, tcp
 from auditor.conversations.state import (
     _HIST_LETTER,
     _ICMP_ECHO,
@@ -144,10 +142,9 @@ def probe(b: ConversationBuilder, rec: PacketRecord, act: bool = True) -> bool:
                 return False
             return True
         if proto == IPPROTO_UDP and b._join:
-            if b._tftp and _pending(b, b._tftp, (rec.src, rec.dst, rec.dport), rec, act):
+            if b._tftp and related.tftp_pending(b, rec, act) is not None:
                 return True
-            if rec.sport == 67 and rec.dport == 68 and b._dhcp and len(rec.payload) >= 8 and rec.payload[0] == 2 \
-                    and _pending(b, b._dhcp, rec.payload[4:8], rec, act):
+            if rec.sport == 67 and rec.dport == 68 and b._dhcp and related.dhcp_pending(b, rec, act) is not None:
                 return True
         return False
     if proto not in _ICMP_ECHO:
@@ -164,20 +161,6 @@ def probe(b: ConversationBuilder, rec: PacketRecord, act: bool = True) -> bool:
         return b._lookup(key, rec.ts) is not None
     ent = b._table.get(key)
     return ent is not None and rec.ts - ent[0].last <= ent[0].timeout
-
-
-def _pending(b: ConversationBuilder, table: dict[Any, _Conn], key: Any, rec: PacketRecord, act: bool) -> bool:
-    """A TFTP or DHCP request waiting under ``key`` that ``rec`` would answer (a stale one dropped
-    with ``act``), as ConversationBuilder._tftp_pending and _dhcp_pending judge it."""
-    c = table.get(key)
-    if c is None:
-        return False
-    ent = b._table.get(c.keys[0])
-    if ent is None or ent[0] is not c or rec.ts - c.last > c.timeout:
-        if act:
-            del table[key]
-        return False
-    return True
 
 
 def replay_instead(b: ConversationBuilder, chain: _Chain) -> None:
@@ -369,13 +352,3 @@ def chain_for(b: ConversationBuilder, c: _Conn, proto: int, keys: tuple[tuple[ob
         b.chains.append(chain)
     if inside:
         b._seen.add(ck)
-
-
-def log(chain: _Chain, rec: PacketRecord) -> None:
-    if len(rec.payload) > APP_SNAP:  # all that a replay reads of it
-        rec = dataclasses.replace(rec, payload=rec.payload[:APP_SNAP])
-    chain.log.append(rec)
-    chain.run = None
-    if rec.ts > chain.last_ts:
-        chain.last_ts = rec.ts
-

@@ -3,9 +3,11 @@ chunk (_Chain, _Run), history bits, endpoint states and the constants they use."
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
+from auditor.apps import APP_SNAP
 from auditor.model import (
     IPPROTO_ICMP,
     IPPROTO_ICMPV6,
@@ -178,6 +180,15 @@ class _Chain:
         """The chain's latest connection (the one live at the chunk's end, if any)."""
         self.ttls: dict[bytes, int] = {}
         """The responders' SYN-ACK and FIN TTLs seen on the chain (ConversationResult.host_ttls)."""
+
+    def record(self, rec: PacketRecord) -> None:
+        """Log a record of the chain (its payload cut to what a replay reads)."""
+        if len(rec.payload) > APP_SNAP:
+            rec = dataclasses.replace(rec, payload=rec.payload[:APP_SNAP])
+        self.log.append(rec)
+        self.run = None
+        if rec.ts > self.last_ts:
+            self.last_ts = rec.ts
 
 
 def _port_rank(port: int) -> int:

@@ -1,0 +1,138 @@
+"""Packets that belong to another connection than their 5-tuple says, in the conversation core: TFTP
+transfers from a server's new port joined to their udp/69 request, DHCP replies from a server joined
+to the broadcast request with the same xid, ICMP echo conversations, and ICMP errors attributed to the
+connection whose packet they quote."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from auditor.conversations import tcp
+from auditor.conversations.state import (
+    _BROADCASTS,
+    _D,
+    _ICMP_ECHO,
+    _RESP,
+    EV_FIRST,
+    EV_PROTOCOL,
+    _Conn,
+)
+from auditor.model import (
+    IPPROTO_ICMP,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    PacketRecord,
+)
+
+if TYPE_CHECKING:
+    from auditor.conversations.builder import ConversationBuilder
+
+
+def tftp_transfer(b: ConversationBuilder, rec: PacketRecord) -> tuple[_Conn, bool] | None:
+    """A TFTP server answers a read/write request from a new port (RFC 1350 §4): the transfer
+    belongs to the request's udp/69 connection, as Zeek's TFTP analyzer expects it."""
+    c = tftp_pending(b, rec)
+    if c is None:
+        return None
+    del b._tftp[(rec.src, rec.dst, rec.dport)]
+    from_server = (IPPROTO_UDP, rec.src, rec.sport, rec.dst, rec.dport)
+    from_client = (IPPROTO_UDP, rec.dst, rec.dport, rec.src, rec.sport)
+    c.keys = (*c.keys, from_server, from_client)
+    b._take_over(from_server, (c, False))
+    b._take_over(from_client, (c, True))
+    b.stats.tftp_transfers += 1
+    return c, False
+
+
+def tftp_pending(b: ConversationBuilder, rec: PacketRecord, act: bool = True) -> _Conn | None:
+    """The live udp/69 request this packet would be the transfer of (an expired one is dropped, with
+    ``act``; without, nothing changes: a merge looking ahead, conversations/chunks.py)."""
+    return _pending(b, b._tftp, (rec.src, rec.dst, rec.dport), rec, act)
+
+
+def dhcp_pending(b: ConversationBuilder, rec: PacketRecord, act: bool = True) -> _Conn | None:
+    """The live broadcast request this DHCP reply answers (an expired one is dropped, with ``act``)."""
+    payload = rec.payload
+    if len(payload) < 8 or payload[0] != 2:
+        return None
+    return _pending(b, b._dhcp, payload[4:8], rec, act)
+
+
+def _pending(b: ConversationBuilder, table: dict[Any, _Conn], key: Any, rec: PacketRecord, act: bool) -> _Conn | None:
+    c = table.get(key)
+    if c is None:
+        return None
+    ent = b._table.get(c.keys[0])
+    if ent is None or ent[0] is not c or rec.ts - c.last > c.timeout:
+        if act:
+            del table[key]
+        return None
+    return c
+
+
+def dhcp_reply(b: ConversationBuilder, rec: PacketRecord) -> tuple[_Conn, bool] | None:
+    """A DHCP server answers a broadcast request (from 0.0.0.0 to 255.255.255.255) from its own
+    address: the reply joins the request (same xid, RFC 2131 §4.1) and names the server as the
+    responder, so the flow is client -> DHCP server udp/67, as the catalog documents it."""
+    c = dhcp_pending(b, rec)
+    if c is None:
+        return None
+    if c.ra in _BROADCASTS:
+        c.ra = rec.src
+    from_server = (IPPROTO_UDP, rec.src, rec.sport, rec.dst, rec.dport)
+    to_server = (IPPROTO_UDP, rec.dst, rec.dport, rec.src, rec.sport)
+    c.keys = (*c.keys, from_server, to_server)
+    b._take_over(from_server, (c, False))
+    b._table.setdefault(to_server, (c, True))
+    b.stats.dhcp_replies_joined += 1
+    return c, False
+
+
+def icmp(b: ConversationBuilder, rec: PacketRecord) -> None:
+    proto, itype = rec.proto, rec.icmp_type
+    if rec.quoted is not None:
+        if icmp_error(b, rec):
+            return
+        b.stats.icmp_errors_unmatched += 1
+    request, reply = _ICMP_ECHO[proto]
+    if itype in (request, reply):
+        ent = b._lookup((proto, rec.src, -1, rec.dst, rec.icmp_id), rec.ts)
+        if ent is None:
+            sender_orig = itype == request
+            oa, ra = (rec.src, rec.dst) if sender_orig else (rec.dst, rec.src)
+            keys = ((proto, oa, -1, ra, rec.icmp_id), (proto, ra, -1, oa, rec.icmp_id))
+            conn = b._create(proto, oa, rec.icmp_id, ra, request, keys, EV_PROTOCOL, rec, sender_orig)
+            ent = conn, sender_orig
+    else:
+        ent = b._lookup((proto, rec.src, -2, rec.dst, itype), rec.ts)
+        if ent is None:
+            keys = ((proto, rec.src, -2, rec.dst, itype), (proto, rec.dst, -2, rec.src, itype))
+            ent = b._create(proto, rec.src, 0, rec.dst, itype, keys, EV_FIRST, rec, True), True
+    c, is_orig = ent
+    b._account(c, is_orig, rec)
+    tcp.hist_once(b, c, _D << (0 if is_orig else _RESP))
+
+
+def icmp_error(b: ConversationBuilder, rec: PacketRecord) -> bool:
+    """Attribute an ICMP error to the live connection whose packet it quotes."""
+    q = rec.quoted
+    if q is None or q.proto not in (IPPROTO_TCP, IPPROTO_UDP):
+        return False  # a quoted echo carries no id here: cannot be matched reliably
+    ent = b._table.get((q.proto, q.src, q.sport, q.dst, q.dport))
+    if ent is None or rec.ts - ent[0].last > ent[0].timeout:
+        return False
+    c, quoted_from_orig = ent
+    if c.chain is not None:
+        c.chain.record(rec)
+    b.stats.icmp_errors_matched += 1
+    # Destination unreachable (ICMPv4 type 3, ICMPv6 type 1), except "fragmentation needed"
+    # (v4 code 4, RFC 1191 path-MTU discovery), which is no refusal. Only a refusal of what
+    # the initiator sent refuses the connection; a responder's bounced reply does not.
+    unreach = (rec.icmp_type == 3 and rec.icmp_code != 4) if rec.proto == IPPROTO_ICMP \
+        else rec.icmp_type == 1
+    if unreach and quoted_from_orig:
+        if c.refused is None:
+            c.refused = (rec.src, rec.icmp_type, rec.icmp_code)
+        b.stats.icmp_refusals += 1
+    return True
+
