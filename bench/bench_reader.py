@@ -4,9 +4,8 @@
 
 Generates (once, cached by size) an Ethernet pcap of mixed TCP/UDP traffic, ~10% IPv6, some
 802.1Q-tagged, payloads of 0..1400 bytes; then times, each in a fresh subprocess so peak RSS is
-per-mode: the bare record walk, full decode to PacketRecord with and without checksum
-verification (and, without, through Decoder.decode once per frame instead of walk_pcap's fused
-Ethernet path), and `tshark -n -q -z conv,tcp -z conv,udp` for the ratio.
+per-mode: the bare record walk, full decode to PacketRecord (capture/kernel.py) with and without
+checksum verification, and `tshark -n -q -z conv,tcp -z conv,udp` for the ratio.
 """
 
 from __future__ import annotations
@@ -71,27 +70,21 @@ def run_mode(mode: str, path: str) -> None:
         from auditor.capture.info import InputInfo, ReadStats
         from auditor.capture.source import CHUNK, Source
 
-        class Count(Decoder):
+        class Count:
+            """A kernel that decodes nothing: the walk alone."""
+
+            laned = 0
+
             def decode(self, buf: bytes, off: int, caplen: int, ts: float, frame: int, lt: int) -> None:
                 return None
 
         src = Source(path)
-        dec = Count(ReadStats(), 0)
-        walk = pcapfile.walk_pcap(src, src.read(CHUNK), InputInfo(path), dec, lambda: None, fused=False)
+        dec = Decoder(ReadStats(), 0)
+        dec.kernel = Count()  # type: ignore[assignment]
+        walk = pcapfile.walk_pcap(src, src.read(CHUNK), InputInfo(path), dec, lambda: None)
         for _rec in walk:
             pass
         n = dec.stats.frames
-    elif mode == "decode unfused":
-        # Decoder.decode once per frame, as for every link type but Ethernet (walk_pcap(fused=False)).
-        from auditor.capture import pcapfile
-        from auditor.capture.decode import Decoder
-        from auditor.capture.info import InputInfo, ReadStats
-        from auditor.capture.source import CHUNK, Source
-
-        src = Source(path)
-        dec = Decoder(ReadStats(), 0, verify_checksums=False)
-        for _rec in pcapfile.walk_pcap(src, src.read(CHUNK), InputInfo(path), dec, lambda: None, fused=False):
-            n += 1
     elif mode == "lane+core":
         # What an audit runs: the reader with the conversation core's fast lane, and the core itself.
         from auditor.audit import collect
@@ -131,7 +124,7 @@ def main() -> None:
     print("times are CPU seconds of the reading process, its read-ahead thread included (this VM's wall "
           "clock is noisy)")
     print(f"{'mode':<18} {'packets/s':>12} {'MB/s':>8} {'seconds':>8} {'peak RSS MiB':>13}")
-    for mode in ("walk", "decode unfused", "decode", "decode+checksum", "lane+core"):
+    for mode in ("walk", "decode", "decode+checksum", "lane+core"):
         out = subprocess.run([sys.executable, __file__, "--file", str(path), "--child", mode],
                              capture_output=True, text=True, check=True).stdout.split()
         n, dt, rss = int(out[0]), float(out[1]), int(out[2])

@@ -1,8 +1,11 @@
-"""The fused pcap walk (walk_pcap's Ethernet fast path) against Decoder.decode, and the TCP payload rule.
+"""The kernel (capture/kernel.py) against the general decoder, the record walk against the kernel frame
+by frame, and the TCP payload rule.
 
-walk_pcap inlines Decoder.decode's Ethernet/IPv4 TCP/UDP fast path for link type 1; these tests read
-varied captures both ways (``fused=False``: one Decoder.decode call per frame) and require identical
-records, counters and input facts.
+The kernel is the only copy of the common path; the general decoder (``Decoder.slow``) reads every
+packet the kernel reads, so it is the kernel's oracle: on varied frames both give the same records,
+but for the kernel's trim of TCP payloads that no name evidence needs (apps.APP_SNAP bytes) and its
+checksum sample (verified on every frame here). The walks (pcap, pcapng) must give what calling
+``Decoder.decode`` on each frame gives.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import pytest
 from auditor.apps import APP_SNAP
 from auditor.audit import collect
 from auditor.capture import decode as decode_mod
+from auditor.capture import kernel as kernel_mod
 from auditor.capture import open_captures, pcapfile, pcapng
 from auditor.capture.decode import Decoder
 from auditor.capture.info import InputInfo, ReadStats
@@ -95,95 +99,146 @@ def _frames(seed: int, n: int) -> list[bytes]:
     return [_frame(rnd) for _ in range(n)]
 
 
-def _walk(path: Path, fused: bool, *, verify: bool = True) -> tuple[list[PacketRecord], ReadStats, InputInfo, int]:
+def _walk(path: Path, *, verify: bool = True) -> tuple[list[PacketRecord], ReadStats, InputInfo, int]:
     src = Source(str(path))
     info = InputInfo(path=str(path))
     dec = Decoder(ReadStats(), 0, verify_checksums=verify)
     ticks = []
     walk = pcapng.walk_pcapng if path.suffix == ".pcapng" else pcapfile.walk_pcap
-    recs = list(walk(src, src.read(CHUNK), info, dec, lambda: ticks.append(1), fused=fused))
+    recs = list(walk(src, src.read(CHUNK), info, dec, lambda: ticks.append(1)))
     src.finish()
     return recs, dec.stats, info, len(ticks)
 
 
-def _same(path: Path, **kw: object) -> list[PacketRecord]:
-    fused = _walk(path, True, **kw)  # type: ignore[arg-type]
-    plain = _walk(path, False, **kw)  # type: ignore[arg-type]
-    assert len(fused[0]) == len(plain[0])
-    for a, b in zip(fused[0], plain[0], strict=True):
-        assert a == b, (a, b)
-    assert fused[1] == plain[1]
-    assert dataclasses.asdict(fused[2]) == dataclasses.asdict(plain[2])
-    assert fused[3] == plain[3]
-    return fused[0]
+def _by_frame(frames: list[tuple[int, bytes]], *, verify: bool = True) -> tuple[list[PacketRecord], ReadStats]:
+    """``Decoder.decode`` on each (link type, frame) in turn: what a walk must give."""
+    dec = Decoder(ReadStats(), 0, verify_checksums=verify)
+    out = []
+    for i, (lt, f) in enumerate(frames, 1):
+        rec = dec.decode(f, 0, len(f), 0.0, i, lt)
+        if rec is not None:
+            out.append(rec)
+    return out, dec.stats
+
+
+def _same(path: Path, frames: list[tuple[int, bytes]], **kw: bool) -> list[PacketRecord]:
+    walked, stats, info, _ = _walk(path, **kw)
+    ref, ref_stats = _by_frame(frames, **kw)
+    assert [dataclasses.replace(r, ts=0.0) for r in walked] == ref
+    assert (stats.malformed, stats.unsupported, stats.tunnels) == (ref_stats.malformed, ref_stats.unsupported,
+                                                                   ref_stats.tunnels)
+    assert stats.records == len(walked) and stats.frames == info.packets == len(frames)
+    return walked
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_fused_walk_equals_decoder(tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Sampled checksums after a few frames, so both the verify-all and the 1-in-16 regimes are compared.
+def test_walk_equals_decoder(tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Sampled checksums after a few frames, so both the verify-all and the sampled regimes are compared.
     monkeypatch.setattr(decode_mod, "VERIFY_ALL_FRAMES", 50)
-    monkeypatch.setattr(pcapfile, "VERIFY_ALL_FRAMES", 50)
     frames = _frames(seed, 600)
     path = write_pcap(tmp_path / "mix.pcap", [(1_700_000_000 + i * 0.001, f) for i, f in enumerate(frames)],
                       nano=bool(seed & 1), byteorder="<" if seed < 3 else ">")
-    recs = _same(path)
+    recs = _same(path, [(1, f) for f in frames])
     assert len(recs) > 300
     assert any(r.checksum_bad for r in recs) and any(r.tunnel for r in recs) and any(r.fragment for r in recs)
-    _same(path, verify=False)
+    _same(path, [(1, f) for f in frames], verify=False)
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_fused_pcapng_walk_equals_decoder(tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    # pcapng takes the same fused loop for Enhanced Packet Blocks on Ethernet interfaces: two Ethernet
-    # interfaces (micro- and nanoseconds) and a raw-IP one, Simple Packet Blocks, both byte orders.
+def test_pcapng_walk_equals_decoder(tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two Ethernet interfaces (micro- and nanoseconds) and a raw-IP one, Simple Packet Blocks, both
+    # byte orders.
     from tests.capture_factory import pcapng_bytes, write_bytes
 
     monkeypatch.setattr(decode_mod, "VERIFY_ALL_FRAMES", 50)
-    monkeypatch.setattr(pcapfile, "VERIFY_ALL_FRAMES", 50)
     frames = _frames(seed, 600)
     packets = [(2 if i % 7 == 0 and f[12:14] == b"\x08\x00" else i % 2, 1_700_000_000 + i * 0.001,
                 f[14:] if i % 7 == 0 and f[12:14] == b"\x08\x00" else f) for i, f in enumerate(frames)]
     bo = "<" if seed < 2 else ">"
     data = pcapng_bytes([1, (1, 9), 101], packets, bo)
+    order = [(101 if ifid == 2 else 1, f) for ifid, _, f in packets]
     if seed & 1:
         data += pcapng_bytes([1], [(0, 0.0, f) for f in frames[:100]], bo, block="spb")
+        order += [(1, f) for f in frames[:100]]
     path = write_bytes(tmp_path / "mix.pcapng", data)
-    recs = _same(path)
+    recs = _same(path, order)
     assert len(recs) > 300 and any(r.checksum_bad for r in recs) and any(r.tunnel for r in recs)
-    _same(path, verify=False)
+    _same(path, order, verify=False)
 
 
 @pytest.mark.parametrize(("chunk", "window"), [(97, 1 << 18), (4000, 50), (3000, 700)])
-def test_fused_walk_across_buffer_refills(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int,
-                                          window: int) -> None:
+def test_walk_across_buffer_refills(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int,
+                                    window: int) -> None:
     # Records straddle reads; with a window smaller than a read, cut records are joined through the
     # window (and records longer than the window in full), then the walk goes on in the read block.
     frames = _frames(99, 300)
     path = write_pcap(tmp_path / "small.pcap", frames)
     ng = write_pcapng(tmp_path / "small.pcapng", [1], frames)
-    whole = _walk(path, True)[0]  # one read holds the whole file
+    whole = _walk(path)[0]  # one read holds the whole file
     whole_ng = list(open_captures([str(ng)]))
     monkeypatch.setattr(pcapfile, "CHUNK", chunk)
     monkeypatch.setattr(pcapfile._Reader, "WINDOW", window)
     monkeypatch.setattr(pcapfile, "PROGRESS_EVERY", 8)
-    assert _same(path) == whole
-    assert _same(ng) == whole_ng
+    assert _same(path, [(1, f) for f in frames]) == whole
+    assert _same(ng, [(1, f) for f in frames]) == whole_ng
     assert list(open_captures([str(ng)])) == whole_ng
     cut = tmp_path / "cut.pcap"
     cut.write_bytes(path.read_bytes()[:-30])  # the file ends inside a record
-    assert _walk(cut, True)[2].truncated
-    assert _same(cut) == whole[:-1]
+    assert _walk(cut)[2].truncated
+    assert _walk(cut)[0] == whole[:-1]
 
 
-def test_fused_records_set_every_field() -> None:
-    # The fused loop fills PacketRecord's slots itself instead of calling its __init__: it must learn of
-    # any new field, and there must be no __post_init__ to skip.
+def _relink(f: bytes, lt: int) -> bytes:
+    """An untagged Ethernet frame's packet on another link layer."""
+    et, ip = f[12:14], f[14:]
+    if lt == 113:
+        return b"\x00\x00\x00\x01\x00\x06" + b"\x00" * 8 + et + ip
+    if lt == 276:
+        return et + b"\x00" * 18 + ip
+    if lt in (0, 108):
+        fam = 2 if et == b"\x08\x00" else 24
+        return (fam.to_bytes(4, "big") if lt == 108 else fam.to_bytes(4, "little")) + ip
+    return ip
+
+
+@pytest.mark.parametrize("lt", [1, 113, 276, 101, 0, 108])
+@pytest.mark.parametrize("seed", range(3))
+def test_kernel_equals_general_decoder(seed: int, lt: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The general decoder reads every packet the kernel reads: the same record, but for the kernel's
+    # payload trim (a TCP segment names.py does not read keeps apps.APP_SNAP bytes) and with every
+    # checksum verified (no sample). Both count the same malformed frames.
+    monkeypatch.setattr(decode_mod, "VERIFY_ALL_FRAMES", 1 << 40)
+    kernel, general = Decoder(ReadStats(), 0), Decoder(ReadStats(), 0)
+    fast = trimmed = 0
+    for i, f in enumerate(_frames(seed + 10, 1500), 1):
+        if lt != 1:
+            if f[12:14] not in (b"\x08\x00", b"\x86\xdd"):
+                continue
+            f = _relink(f, lt)
+        k = kernel.kernel.decode(f, 0, len(f), 1.5, i, lt)
+        g = general.slow(f, 0, len(f), 1.5, i, lt)
+        if k is None or g is None:
+            assert k is g, i
+            continue
+        if k.payload != g.payload:
+            assert len(k.payload) == APP_SNAP and g.payload.startswith(k.payload) and k.proto == 6, i
+            assert k.payload[0] not in kernel_mod.KEEP_FIRST and 53 not in (k.sport, k.dport), i
+            trimmed += 1
+            k = dataclasses.replace(k, payload=g.payload)
+        assert k == g, i
+        fast += not k.tunnel and not k.fragment
+    assert kernel.stats == general.stats
+    assert fast > 400 and trimmed > 20
+
+
+def test_records_are_built_by_position() -> None:
+    # The kernel builds records with positional arguments (no keyword parsing per packet): it must
+    # learn of any new field.
     assert tuple(f.name for f in dataclasses.fields(PacketRecord)) == FIELDS
-    assert not hasattr(PacketRecord, "__post_init__")
 
 
 def _one(tmp_path: Path, frame: bytes) -> PacketRecord:
-    (rec,) = _same(write_pcap(tmp_path / "one.pcap", [frame]))
+    (rec,) = _same(write_pcap(tmp_path / "one.pcap", [frame]), [(1, frame)])
     return rec
 
 
@@ -227,8 +282,7 @@ def test_payload_rule_changes_no_audit_result(monkeypatch: pytest.MonkeyPatch, t
     extra = write_pcap(tmp_path / "x.pcap", frames)
     snapped = _collect_samples(extra)
     everything = frozenset(range(256))
-    monkeypatch.setattr(decode_mod, "_KEEP_FIRST", everything)
-    monkeypatch.setattr(pcapfile, "_KEEP_FIRST", everything)
+    monkeypatch.setattr(kernel_mod, "KEEP_FIRST", everything)
     assert snapped == _collect_samples(extra)
 
 
@@ -239,5 +293,5 @@ def test_nanosecond_and_microsecond_timestamps(tmp_path: Path) -> None:
         raw = bytearray(struct.pack("<IHHiIII", 0xA1B23C4D if nano else 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
         raw += struct.pack("<IIII", 1_700_000_123, 999_999_999 if nano else 999_999, len(f), len(f)) + f
         path.write_bytes(bytes(raw))
-        (rec,) = _same(path)
+        (rec,) = _same(path, [(1, f)])
         assert rec.ts == 1_700_000_123 + (999_999_999 * 1e-9 if nano else 999_999 * 1e-6)

@@ -447,7 +447,7 @@ def test_jobs_2_gives_the_same_audit_as_jobs_1(sample: str, tmp_path: Path) -> N
 
 
 def test_jobs_on_a_larger_pcap_give_the_same_audit(long_run: tuple[Path, Path], tmp_path: Path) -> None:
-    # A pcap takes the fused walk and the fast lane; this process reads share 0, forked workers the rest.
+    # A pcap takes the kernel and the fast lane; this process reads share 0, forked workers the rest.
     cap, roles = long_run
     docs = []
     for jobs in ("1", "2", "3"):

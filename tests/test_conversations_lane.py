@@ -20,7 +20,7 @@ import pytest
 
 from auditor.apps import APP_SNAP
 from auditor.audit import collect
-from auditor.capture import CaptureSet, pcapfile
+from auditor.capture import CaptureSet
 from auditor.capture import decode as decode_mod
 from auditor.conversations import SWEEP_EVERY, ConversationBuilder
 from auditor.model import ACK, PSH, SYN
@@ -117,7 +117,6 @@ def _conversations(rnd: random.Random, n: int) -> list[tuple[float, bytes]]:
 def test_lane_equals_records_on_mixed_conversations(tmp_path: Path, seed: int,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(decode_mod, "VERIFY_ALL_FRAMES", 100)
-    monkeypatch.setattr(pcapfile, "VERIFY_ALL_FRAMES", 100)
     packets = _conversations(random.Random(seed), 4000)
     pcap = write_pcap(tmp_path / "mix.pcap", packets)
     pcapng = write_pcapng(tmp_path / "mix.pcapng", [1], [(0, t, f) for t, f in packets])

@@ -15,9 +15,10 @@ Two engines share this interface: "fast" (our own pcap/pcapng walker and decoder
 
 The modules: source.py (bytes: files, stdin, decompression by magic, SHA-256; Inflater decompresses
 in a second process), pcapfile.py (the record walk, pcap and pcapng) and pcapng.py (pcapng's
-sections, interfaces and other blocks), decode.py (link layers, IP,
-tunnels, TCP/UDP -> PacketRecord or the fast lane), ranges.py (files cut into byte ranges at record
-boundaries, read as chunks), tshark.py (the tshark engine), foreign.py (files in other
+sections, interfaces and other blocks), kernel.py (the common path: Ethernet/cooked/raw/loopback
+IPv4/IPv6 TCP/UDP -> PacketRecord or the fast lane, written once), decode.py (the general decoder:
+IP, fragments, transport, ICMP) with link.py (link layers) and tunnels.py, ranges.py (files cut
+into byte ranges at record boundaries, read as chunks), tshark.py (the tshark engine), foreign.py (files in other
 capture formats: named by Wireshark's captype, read from editcap's pcapng copy or by the tshark
 engine; NetScaler traces converted by a second process into a pipe), nstrace.py (NetScaler traces:
 named and converted to pcap without Wireshark), info.py

@@ -3,13 +3,12 @@
 
 The walkers work on one read block at a time (CHUNK, 8 MiB; a record cut by a read is joined through
 a small window, see _Reader), read record headers with precompiled structs and hand (buffer, offset,
-length) to the decoder: no per-packet objects but the record itself, and none at all for a packet the
-conversation core's fast lane takes (Decoder.lane). For Ethernet (pcap, and pcapng interfaces) the
-walk and the decoder's Ethernet/IPv4/IPv6 fast path run fused in one loop, which offers common
-packets to the lane's ``take``. A record that runs past the end of the
-data ends the walk with ``truncated`` and a warning naming the last frame read; a corrupt record or
-block header does the same (there is no way to resynchronise safely), and so does a run of
-decode.BAD_RUN_MAX malformed frames in a row (junk after a valid header: the rest is not read).
+length) to the decoder's kernel (capture/kernel.py), for every link type: no per-packet objects but
+the record itself, and none at all for a packet the conversation core's fast lane takes
+(Decoder.lane). A record that runs past the end of the data ends the walk with ``truncated`` and a
+warning naming the last frame read; a corrupt record or block header does the same (there is no way
+to resynchronise safely), and so does a run of decode.BAD_RUN_MAX malformed frames in a row (junk
+after a valid header: the rest is not read).
 """
 
 from __future__ import annotations
@@ -18,27 +17,11 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from auditor.apps import APP_SNAP
-from auditor.capture.decode import (
-    _E4L,
-    _E4LV,
-    _I6L,
-    _KEEP_FIRST,
-    _SEQACK,
-    _ULEN_SUM,
-    GENEVE_PORT,
-    VERIFY_ALL_FRAMES,
-    VERIFY_EVERY_MASK,
-    VXLAN_PORT,
-    BadRun,
-    Decoder,
-    bad_run_why,
-    linktype_name,
-)
+from auditor.capture.decode import BadRun, Decoder, bad_run_why, linktype_name
 from auditor.capture.info import InputInfo
 from auditor.capture.source import CHUNK, DECOMPRESS_ERRORS
 from auditor.errors import CaptureError
-from auditor.model import PAYLOAD_SNAP, PacketRecord
+from auditor.model import PacketRecord
 
 if TYPE_CHECKING:
     from auditor.capture.pcapng import Blocks
@@ -204,15 +187,12 @@ class _Reader:
 
 
 def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, tick: Tick, *,
-              fused: bool = True, ng: Blocks | None = None, bounded: Bounded | None = None,
+              ng: Blocks | None = None, bounded: Bounded | None = None,
               base: int = 0) -> Iterator[PacketRecord]:
     """Records of a pcap file, or with ``ng`` of a pcapng file (its section state and its blocks
-    other than whole Enhanced Packet Blocks of a known interface: capture/pcapng.py). For Ethernet
-    (link type 1) the walk and the decoder's fast path run fused in one loop, which offers common
-    TCP/UDP packets to the conversation core's fast lane (``dec.lane.take``) before it builds a
-    record (``fused=False``: one ``Decoder.decode`` call per frame instead; both give the same
-    records and conversations, see tests/test_capture_fastpath.py and
-    tests/test_conversations_lane.py).
+    other than whole Enhanced Packet Blocks of a known interface: capture/pcapng.py). Every frame
+    goes to the decoder's kernel (``dec.kernel.decode``), which offers common TCP/UDP packets to the
+    conversation core's fast lane before it builds a record.
 
     ``bounded``: ``src`` is a chunk's bytes (capture/ranges.py), whose end the walk checks
     (``_Reader.more``); ``base``: the file offset of the byte after ``first``'s file header or
@@ -235,25 +215,14 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
         info.format = "pcapng"
         lt = 0  # each frame's link type is its interface's
         pos = 0
-    decode = dec.decode
+    kernel = dec.kernel
+    decode = kernel.decode
     buf = r.buf
     blen = len(buf)
     frame = records = 0
     lo, hi = float("inf"), float("-inf")
     try:
-        # For Ethernet (``eth``), Decoder.decode's Ethernet/IPv4/IPv6 TCP/UDP fast path is inlined
-        # here: one Python call per frame fewer, and the decoder's attributes bound to locals once.
-        # Keep it in step with Decoder.decode (the equivalence tests compare the two on varied
-        # captures). Other link types (and fused=False) call Decoder.decode for every frame.
-        # A packet that the conversation core's fast lane takes (``take``: a packet of a live
-        # connection that needs nothing but counting) never becomes a record.
-        e4, e4v, seqack, ulensum, keep, new = _E4L, _E4LV, _SEQACK, _ULEN_SUM, _KEEP_FIRST, object.__new__
-        i6 = _I6L
-        ii, verify, lane = dec.ii, dec.verify, dec.lane
-        pmask, verify_all, vmask, snap = PROGRESS_EVERY - 1, VERIFY_ALL_FRAMES, VERIFY_EVERY_MASK, PAYLOAD_SNAP
-        appsnap = APP_SNAP
-        eth = lt == 1 and fused
-        take = lane.take if lane is not None and fused else None
+        pmask = PROGRESS_EVERY - 1
         if ng is not None:
             epbh, ifaces, block = ng.epbh, ng.ifaces, ng.block
             maxblk = _MAX_RECORD + 4096
@@ -309,7 +278,6 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
                     if ifid != cur_if:
                         cur_if, iface = ifid, ifaces[ifid]
                         div, toff, lt = iface.div, iface.offset, iface.lt
-                        eth = lt == 1 and fused
                     start = pos + 28
                     pos += blk
                     frame += 1
@@ -348,115 +316,9 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
                         if ts > hi:
                             hi = ts
                     lt = iface.lt
-                    eth = lt == 1 and fused
                 iface.frames += 1
-                nxt = start + caplen
             if not frame & pmask:
                 tick()
-            if eth and caplen >= 54:
-                if buf[start + 12] == 0x81 and buf[start + 13] == 0:  # 802.1Q: one unpack, not two
-                    et, vihl, tot, frag, proto, s, d, sport, dport, offb, flags = e4v(buf, start)
-                    p = start + 18
-                else:
-                    et, vihl, tot, frag, proto, s, d, sport, dport, offb, flags = e4(buf, start)
-                    p = start + 14
-                fast = False  # a plain IPv4/IPv6 TCP/UDP packet: taken by the lane or built here
-                ihl = 0  # IP header length: 20 for IPv4 without options, 40 for IPv6 without extensions
-                if et == 0x0800:
-                    if vihl == 0x45 and not frag & 0x3FFF:
-                        ihl = 20
-                elif et == 0x86DD and caplen - (p - start) >= 54 and buf[p] >> 4 == 6:
-                    l4len, proto, s, d, sport, dport, offb, flags = i6(buf, p)
-                    tot = 40 + l4len
-                    ihl = 40
-                if ihl:
-                    l4 = p + ihl
-                    if proto == 6 and tot >= ihl + 20 and nxt - l4 >= 20:
-                        doff = (offb >> 4) << 2
-                        plen = tot - ihl - doff
-                        if doff >= 20 and plen >= 0:
-                            ipend = p + tot
-                            quiet = True  # no payload that names.py reads
-                            a = b = 0
-                            if plen:
-                                a = l4 + doff
-                                b = ipend if ipend < nxt else nxt
-                                if a < b and buf[a] not in keep and sport != 53 and dport != 53:
-                                    if b > a + appsnap:
-                                        b = a + appsnap
-                                else:
-                                    quiet = a >= b
-                                    if b > a + snap:
-                                        b = a + snap
-                            bad = False
-                            if verify and ipend <= nxt and (frame <= verify_all or flags & 7 or not frame & vmask):
-                                n = int.from_bytes(buf[l4:ipend], "big")
-                                if tot & 1:
-                                    n <<= 8
-                                bad = (n + int.from_bytes(s, "big") + int.from_bytes(d, "big")
-                                       + 6 + tot - ihl) % 0xFFFF != 0
-                            fast = True
-                            takeable = quiet and not bad
-                    elif proto == 17 and tot >= ihl + 8:
-                        ulen, ucs = ulensum(buf, l4 + 4)
-                        if 8 <= ulen <= tot - ihl and dport != VXLAN_PORT and dport != GENEVE_PORT:
-                            plen = ulen - 8
-                            flags = 0
-                            bad = False
-                            if (ucs and verify and l4 + ulen <= nxt
-                                    and (frame <= verify_all or not frame & vmask)):
-                                n = int.from_bytes(buf[l4:l4 + ulen], "big")
-                                if ulen & 1:
-                                    n <<= 8
-                                bad = (n + int.from_bytes(s, "big") + int.from_bytes(d, "big")
-                                       + 17 + ulen) % 0xFFFF != 0
-                            fast = True
-                            takeable = not bad and sport != 53 and dport != 53
-                if fast:
-                    records += 1
-                    if takeable and take is not None and take(proto, s, sport, d, dport, ts, flags, plen, tot):
-                        continue
-                    # PacketRecord's own __init__ is a Python call through type.__call__
-                    # (~0.2 µs of the ~1 µs per record on 3.11); it has no __post_init__,
-                    # so set every slot here (a test pins the field list).
-                    out = new(PacketRecord)
-                    out.input_index = ii
-                    out.frame = frame
-                    out.ts = ts
-                    out.src = s
-                    out.dst = d
-                    out.ip_len = tot
-                    out.sport = sport
-                    out.dport = dport
-                    out.payload_len = plen
-                    if proto == 6:
-                        out.proto = 6
-                        out.tcp_flags = flags
-                        out.seq, out.ack = seqack(buf, l4 + 4)
-                        out.payload = buf[a:b] if plen else b""
-                    else:
-                        out.proto = 17
-                        out.tcp_flags = out.seq = out.ack = 0
-                        if plen:
-                            a = l4 + 8
-                            b = a + plen
-                            if b > nxt:
-                                b = nxt
-                            if b > a + snap:
-                                b = a + snap
-                            out.payload = buf[a:b]
-                        else:
-                            out.payload = b""
-                    out.icmp_type = -1
-                    out.icmp_code = -1
-                    out.icmp_id = 0
-                    out.quoted = None
-                    out.checksum_bad = bad
-                    out.tunnel = None
-                    out.fragment = False
-                    out.ttl = buf[p + 8] if ihl == 20 else buf[p + 7]  # TTL, IPv6 hop limit
-                    yield out
-                    continue
             rec = decode(buf, start, caplen, ts, frame, lt)
             if rec is not None:
                 records += 1
@@ -479,5 +341,5 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
         if hi >= lo:
             info.first_ts, info.last_ts = lo, hi
         dec.stats.frames += frame
-        dec.stats.records += records + dec.laned
-        dec.laned = 0
+        dec.stats.records += records + kernel.laned
+        kernel.laned = 0

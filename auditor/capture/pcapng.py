@@ -61,9 +61,9 @@ _BOMS = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}
 
 
 def walk_pcapng(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, tick: Tick, *,
-                fused: bool = True, bounded: Bounded | None = None, base: int = 0,
+                bounded: Bounded | None = None, base: int = 0,
                 records_at: int = 0) -> Iterator[PacketRecord]:
-    """Records of a pcapng file: the pcap record walk (pcapfile.walk_pcap, fused for Ethernet) reads
+    """Records of a pcapng file: the pcap record walk (pcapfile.walk_pcap, with the decoder's kernel) reads
     whole, well-formed Enhanced Packet Blocks of known interfaces itself and hands every other block
     to ``Blocks``.
 
@@ -72,7 +72,7 @@ def walk_pcapng(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, 
     file offset ``records_at`` (where the chunk's own blocks start) is one that the file's later
     chunks would not know of."""
     ng = Blocks(dec, records_at if bounded is not None else -1)
-    return walk_pcap(src, first, info, dec, tick, fused=fused, ng=ng, bounded=bounded, base=base)
+    return walk_pcap(src, first, info, dec, tick, ng=ng, bounded=bounded, base=base)
 
 
 class Blocks:

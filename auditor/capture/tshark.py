@@ -18,9 +18,9 @@ import subprocess
 import threading
 from collections.abc import Callable, Iterator
 
-from auditor.capture.decode import _KEEP_FIRST
 from auditor.capture.foreign import describe
 from auditor.capture.info import InputInfo, ReadStats
+from auditor.capture.kernel import KEEP_FIRST
 from auditor.capture.pcapfile import PCAP_MAGICS, PCAPNG_MAGIC
 from auditor.capture.source import CHUNK, DECOMPRESS_ERRORS, Source
 from auditor.errors import CaptureError
@@ -185,16 +185,16 @@ def read_tshark(path: str, index: int, info: InputInfo, stats: ReadStats,
 
 
 def _payload(column: str, length: int, whole: bool, tcp: bool) -> bytes:
-    """The record's payload bytes from tshark's hex of them, as the fast path keeps them
-    (decode.py): at most PAYLOAD_SNAP bytes, and of a TCP segment that is neither DNS (``whole``)
-    nor starts like a TLS handshake or an HTTP request (_KEEP_FIRST), the first byte only. The
+    """The record's payload bytes from tshark's hex of them, as the kernel keeps them
+    (capture/kernel.py): at most PAYLOAD_SNAP bytes, and of a TCP segment that is neither DNS (``whole``)
+    nor starts like a TLS handshake or an HTTP request (kernel.KEEP_FIRST), the first byte only. The
     audited layer is the innermost: its payload, when it has one, is the last occurrence."""
     if length <= 0 or not column:
         return b""
     text = column.rpartition(",")[2]
     if tcp and not whole:
         first = bytes.fromhex(text[:2])
-        if first and first[0] not in _KEEP_FIRST:
+        if first and first[0] not in KEEP_FIRST:
             return first
     return bytes.fromhex(text[:2 * PAYLOAD_SNAP])
 

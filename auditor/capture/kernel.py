@@ -1,0 +1,222 @@
+"""The per-packet kernel: the one hot path from a captured frame to a PacketRecord or the fast lane.
+
+Ethernet (+one 802.1Q tag), Linux cooked (SLL, SLL2), raw IP and BSD loopback, carrying IPv4 without
+options or fragmentation or IPv6 without extension headers, then TCP or plain UDP: decoded with
+precompiled structs on the reader's block buffer, offered to the conversation core's fast lane
+(``take``) when the packet needs nothing but counting, else built into a record. Everything else,
+and any doubt, goes to the general decoder (``slow``: capture/decode.py), which checks every bound
+and counts what it cannot decode. Both the record walk (capture/pcapfile.py, for pcap records and
+pcapng Enhanced Packet Blocks) and ``Decoder.decode`` call ``Kernel.decode``: there is no other copy.
+
+The module is kept to what mypyc compiles well (typed locals, no lambdas, no object.__new__), so that
+an install with a C compiler can build it native (setup.py); the pure-Python module is the reference.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import Final
+
+from auditor.apps import APP_SNAP
+from auditor.model import PAYLOAD_SNAP, PacketRecord
+
+Take = Callable[[int, bytes, int, bytes, int, float, int, int, int], bool]
+"""The conversation core's fast lane (model.Lane.take)."""
+Slow = Callable[[bytes, int, int, float, int, int], PacketRecord | None]
+"""The general decoder: (buf, frame start, frame end, ts, frame number, link type)."""
+
+# Ethernet type, IPv4 (version+IHL, total length, flags+fragment offset, protocol, src, dst) and the
+# TCP ports, data offset and flags (for UDP: its ports and 6 more bytes) in one read, untagged and
+# with one 802.1Q tag; the same from the IPv4 header on (other link layers); IPv6 (payload length,
+# next header, src, dst) and the same transport fields. TCP seq/ack and UDP length/checksum are read
+# apart, only when needed: a packet the lane takes allocates two integers fewer.
+_E4 = struct.Struct("!12xHBxH2xHxB2x4s4sHH8xBB").unpack_from
+_E4V = struct.Struct("!16xHBxH2xHxB2x4s4sHH8xBB").unpack_from
+_I4 = struct.Struct("!BxH2xHxB2x4s4sHH8xBB").unpack_from
+_I6 = struct.Struct("!4xHBx16s16sHH8xBB").unpack_from
+_SEQACK = struct.Struct("!II").unpack_from
+_ULEN_SUM = struct.Struct("!HH").unpack_from
+_U16 = struct.Struct("!H").unpack_from
+_U32 = struct.Struct("!I").unpack_from
+_U32LE = struct.Struct("<I").unpack_from
+
+VXLAN_PORT: Final = 4789
+GENEVE_PORT: Final = 6081
+ETH_IPV4: Final = 0x0800
+ETH_IPV6: Final = 0x86DD
+# BSD loopback address families meaning IPv6 (Linux, NetBSD/OpenBSD, FreeBSD, Darwin).
+AF_INET6: Final = frozenset((10, 24, 28, 30))
+# Link types whose frames are a bare IP packet (RAW, IPV4, IPV6).
+RAW_LINKTYPES: Final = frozenset((101, 12, 14, 228, 229))
+
+# TCP segments keep only the first payload byte when they can carry no name evidence
+# (auditor/names.py: DNS over TCP on port 53, a TLS handshake record 0x16, an HTTP request line),
+# and apps.APP_SNAP bytes for protocol identification (auditor/apps.py); the conversation core reads
+# TCP payload not at all. Letters of either case are kept in full (HTTP methods are upper-case; lower
+# case costs nothing to keep). Read when a Kernel is made (tests replace it).
+KEEP_FIRST = frozenset(b"\x16ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+# Transport checksums cost about a third of decoding. They only tell whether the capture host
+# offloaded checksumming, so after the first VERIFY_ALL_FRAMES frames of an input the kernel verifies
+# every TCP SYN, FIN and RST (so each TCP connection still gets its own verdict, and its 'C' history
+# letter) and one other frame in VERIFY_EVERY (the count stays a count, of a sample; the report says
+# so). Packets on the general path (tunnels, fragments, options) are always verified.
+VERIFY_ALL_FRAMES = 10_000
+VERIFY_EVERY: Final = 64
+VERIFY_EVERY_MASK: Final = VERIFY_EVERY - 1
+CHECKSUM_POLICY = (f"every packet of the first {VERIFY_ALL_FRAMES:,} frames of each input, then every TCP "
+                   f"SYN, FIN and RST and 1 in {VERIFY_EVERY} of the other packets on the common path")
+
+
+def checksum_bad(buf: bytes, a: int, b: int, src: bytes, dst: bytes, proto: int) -> bool:
+    """Internet checksum over pseudo-header + segment buf[a:b].
+
+    Since 2**16 == 1 (mod 0xFFFF), the one's-complement sum of 16-bit words is congruent to the
+    whole big-endian integer mod 0xFFFF: one C-level conversion instead of a Python loop. A correct
+    segment sums to 0xFFFF, i.e. 0 mod 0xFFFF.
+    """
+    n = int.from_bytes(buf[a:b], "big")
+    if (b - a) & 1:
+        n <<= 8
+    return (n + int.from_bytes(src, "big") + int.from_bytes(dst, "big") + proto + b - a) % 0xFFFF != 0
+
+
+class Kernel:
+    """The hot path of one input's decoder (capture/decode.py's Decoder makes it and owns ``slow``)."""
+
+    __slots__ = ("ii", "keep", "laned", "slow", "take", "verify", "verify_all")
+
+    def __init__(self, input_index: int, verify: bool, verify_all: int, slow: Slow) -> None:
+        self.ii = input_index
+        self.verify = verify
+        self.verify_all = verify_all
+        """Frames of the input whose checksums are all verified (then sampled: VERIFY_ALL_FRAMES)."""
+        self.slow = slow
+        self.keep: frozenset[int] = KEEP_FIRST
+        self.take: Take | None = None
+        """The conversation core's fast lane, offered the common packets that need no record."""
+        self.laned = 0
+        """Packets the lane took (records in all but object: the walk counts them as records)."""
+
+    def decode(self, buf: bytes, off: int, caplen: int, ts: float, frame: int, lt: int) -> PacketRecord | None:
+        """The frame buf[off:off+caplen] of link type ``lt``: its record, or None when the lane took
+        it or the general decoder (``slow``) found nothing to record."""
+        end = off + caplen
+        et: int
+        vihl: int = 0x45
+        tot: int = 0
+        frag: int = 0
+        proto: int
+        src: bytes
+        dst: bytes
+        sport: int
+        dport: int
+        offb: int
+        flags: int
+        p: int
+        if lt == 1:
+            if caplen < 54:
+                return self.slow(buf, off, end, ts, frame, lt)
+            if buf[off + 12] == 0x81 and buf[off + 13] == 0:  # one 802.1Q tag
+                et, vihl, tot, frag, proto, src, dst, sport, dport, offb, flags = _E4V(buf, off)
+                p = off + 18
+            else:
+                et, vihl, tot, frag, proto, src, dst, sport, dport, offb, flags = _E4(buf, off)
+                p = off + 14
+        else:
+            # Other link layers: find the IP header and its ethertype (0: the general path's).
+            if lt == 113:  # Linux cooked (SLL)
+                if caplen < 16:
+                    return self.slow(buf, off, end, ts, frame, lt)
+                p, et = off + 16, _U16(buf, off + 14)[0]
+            elif lt == 276:  # Linux cooked v2 (SLL2)
+                if caplen < 20:
+                    return self.slow(buf, off, end, ts, frame, lt)
+                p, et = off + 20, _U16(buf, off)[0]
+            elif lt in RAW_LINKTYPES:
+                v = buf[off] >> 4 if caplen else 0
+                p, et = off, ETH_IPV4 if v == 4 else ETH_IPV6 if v == 6 else 0
+            elif lt == 0 or lt == 108:  # BSD loopback: NULL in host byte order (guessed), LOOP big-endian
+                if caplen < 4:
+                    return self.slow(buf, off, end, ts, frame, lt)
+                big = lt == 108 or (buf[off] == 0 and buf[off + 1] == 0)
+                fam: int = _U32(buf, off)[0] if big else _U32LE(buf, off)[0]
+                p, et = off + 4, ETH_IPV4 if fam == 2 else ETH_IPV6 if fam in AF_INET6 else 0
+            else:
+                return self.slow(buf, off, end, ts, frame, lt)
+            if et == ETH_IPV4:
+                if end - p < 40:
+                    return self.slow(buf, off, end, ts, frame, lt)
+                vihl, tot, frag, proto, src, dst, sport, dport, offb, flags = _I4(buf, p)
+        if et == ETH_IPV4:
+            if vihl != 0x45 or frag & 0x3FFF:
+                return self.slow(buf, off, end, ts, frame, lt)
+            l4 = p + 20
+            l4len = tot - 20
+            ttl = buf[p + 8]
+        elif et == ETH_IPV6 and end - p >= 54 and buf[p] >> 4 == 6:
+            l4len, proto, src, dst, sport, dport, offb, flags = _I6(buf, p)
+            l4 = p + 40
+            tot = 40 + l4len
+            ttl = buf[p + 7]  # the hop limit
+        else:
+            return self.slow(buf, off, end, ts, frame, lt)
+        take = self.take
+        if proto == 6:
+            doff = (offb >> 4) << 2
+            plen = l4len - doff
+            if l4len < 20 or end - l4 < 20 or doff < 20 or plen < 0:
+                return self.slow(buf, off, end, ts, frame, lt)
+            ipend = l4 + l4len
+            quiet = True  # no payload that names.py reads
+            a = b = 0
+            if plen:
+                a = l4 + doff
+                b = ipend if ipend < end else end
+                if a < b and buf[a] not in self.keep and sport != 53 and dport != 53:
+                    if b > a + APP_SNAP:
+                        b = a + APP_SNAP
+                else:
+                    quiet = a >= b
+                    if b > a + PAYLOAD_SNAP:
+                        b = a + PAYLOAD_SNAP
+            bad = False
+            if (self.verify and ipend <= end
+                    and (frame <= self.verify_all or flags & 7 or not frame & VERIFY_EVERY_MASK)):
+                bad = checksum_bad(buf, l4, ipend, src, dst, 6)
+            if quiet and not bad and take is not None and take(6, src, sport, dst, dport, ts, flags, plen, tot):
+                self.laned += 1
+                return None
+            seq: int
+            ack: int
+            seq, ack = _SEQACK(buf, l4 + 4)
+            return PacketRecord(self.ii, frame, ts, src, dst, 6, tot, sport, dport, flags, seq, ack, plen,
+                                buf[a:b] if plen else b"", -1, -1, 0, None, bad, None, False, ttl)
+        if proto == 17 and l4len >= 8 and dport != VXLAN_PORT and dport != GENEVE_PORT:
+            ulen: int
+            ucs: int
+            ulen, ucs = _ULEN_SUM(buf, l4 + 4)
+            if ulen < 8 or ulen > l4len:
+                return self.slow(buf, off, end, ts, frame, lt)
+            plen = ulen - 8
+            bad = False
+            if (ucs and self.verify and l4 + ulen <= end
+                    and (frame <= self.verify_all or not frame & VERIFY_EVERY_MASK)):
+                bad = checksum_bad(buf, l4, l4 + ulen, src, dst, 17)
+            if (not bad and take is not None and sport != 53 and dport != 53
+                    and take(17, src, sport, dst, dport, ts, 0, plen, tot)):
+                self.laned += 1
+                return None
+            payload = b""
+            if plen:
+                a = l4 + 8
+                b = a + plen
+                if b > end:
+                    b = end
+                if b > a + PAYLOAD_SNAP:
+                    b = a + PAYLOAD_SNAP
+                payload = buf[a:b]
+            return PacketRecord(self.ii, frame, ts, src, dst, 17, tot, sport, dport, 0, 0, 0, plen, payload,
+                                -1, -1, 0, None, bad, None, False, ttl)
+        return self.slow(buf, off, end, ts, frame, lt)
