@@ -197,7 +197,7 @@ def test_every_change_in_text_json_and_html(baseline: dict[str, Any], baseline_p
 
     # The audit records each flow's application protocol (schema 2.2): the line names it.
     assert re.search(r"disappeared \(was expected, established(, [a-z]+)?\)", line_of(removed))
-    assert "appeared: unexpected, established (no-rule-between-roles)" in line_of(added)
+    assert "appeared: unexpected, established, tds (no-rule-between-roles)" in line_of(added)
     assert "[new or worse: unexpected]" in line_of(added)
     assert "expected -> failing; outcome established -> rejected" in line_of(rejected)
     assert "[new or worse: failing]" in line_of(rejected)
