@@ -29,6 +29,8 @@ import multiprocessing as mp
 import os
 import pickle
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -198,7 +200,18 @@ def _worker(conn: Any, chunk: ranges.Chunk, server_ports: frozenset[tuple[str, i
             first: bool) -> None:
     """A worker process: read one chunk; send the first packets of its head chains; receive which of
     them continue something in the chunks before (or None: the chunk is not wanted); fold the others
-    into its flows (chunks.settle) and send the part. An error is sent in place of either message."""
+    into its flows (chunks.settle) and send the part. An error is sent in place of either message.
+    A worker whose parent is gone (killed outright: no stop reached it) ends itself: its pipes may be
+    held open by its siblings, so it would otherwise wait for ever."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent watch", daemon=True).start()
     try:
         try:
             part = read_chunk(chunk, server_ports, engine, verify, first)

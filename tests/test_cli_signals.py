@@ -305,3 +305,24 @@ def test_sigterm_to_the_whole_process_group(large: tuple[Path, Path], tmp_path: 
     out = tmp_path / "out"
     status, err, seen = stop_an_audit(large, out, signal.SIGTERM, "reading", group=True)
     assert_stopped_cleanly(out, status, err, seen, signal.SIGTERM)
+
+
+@pytest.mark.skipif(not LINUX, reason="/proc")
+def test_chunk_workers_end_when_the_audit_is_killed_outright(large: tuple[Path, Path], tmp_path: Path) -> None:
+    # SIGKILL reaches no handler: the workers reading chunks notice that their parent is gone.
+    cap, roles = large
+    proc = subprocess.Popen([sys.executable, "-m", "auditor.cli", str(cap), "--roles", str(roles), "-j", "2",
+                             "--no-html", "--json", str(tmp_path / "a.json"), "-q"], env=env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen: dict[int, str] = {}
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and not seen and time.monotonic() < deadline:
+        seen.update(started_by(proc.pid))
+        time.sleep(0.01)
+    assert seen, "the audit started no worker"
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while alive(seen) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert alive(seen) == []
