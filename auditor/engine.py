@@ -310,15 +310,28 @@ def run_dask(chunks: list[ranges.Chunk], server_ports: frozenset[tuple[str, int]
     with client:
         futures = [client.submit(read_chunk, c, server_ports, engine, verify, i == 0, pure=False)
                    for i, c in enumerate(chunks)]
-        finished = [0, 0]
-
-        def parts() -> Iterator[Part]:
-            for f in futures:  # in input order: the merge takes them so
-                part: Part = f.result()
-                finished[0] += part.size
-                finished[1] += part.stats.frames
+        merger = Merger()
+        done_bytes = done_frames = 0
+        for chunk, f in zip(chunks, futures, strict=True):  # in input order: the merge takes them so
+            # The part stays on its worker until the merge has looked its chain heads up; the worker
+            # settles it and only the chains that continue something travel with their logs.
+            firsts: list[PacketRecord] = client.submit(_heads_of, f, pure=False).result()
+            if merger.wanted(chunk):
+                joins = merger.decide(firsts)
+                part: Part = client.submit(_settled, f, joins, pure=False).result()
+                merger.add(part, (firsts, joins))
+                done_bytes += part.size
+                done_frames += part.stats.frames
                 if progress is not None:
-                    progress(finished[0], total, finished[1])
-                yield part
+                    progress(done_bytes, total, done_frames)
+            f.release()
+        return merger.result()
 
-        return merge(parts())
+
+def _heads_of(part: Part) -> list[PacketRecord]:
+    return chunks.heads(part.conv)
+
+
+def _settled(part: Part, joins: list[bool]) -> Part:
+    chunks.settle(part.conv, joins)
+    return part
