@@ -298,6 +298,7 @@ class CaptureSet:
                 src.inflate_apart()
         info.compression = data.compression
         complete = False
+        dec: Decoder | None = None
         try:
             try:
                 first = data.read(CHUNK)
@@ -326,6 +327,8 @@ class CaptureSet:
                 yield from walk_pcap(data, first, info, dec, tick)
             complete = True
         finally:
+            if dec is not None:
+                dec.close()
             if complete:
                 info.sha256 = data.finish()
                 if isinstance(data, ChunkBytes):

@@ -76,6 +76,11 @@ def bad_run_why(e: BadRun, compression: str) -> str:
 
 
 
+def _read(buf: bytes, off: int, end: int, ts: float, frame: int, lt: int) -> PacketRecord | None:
+    """The slow path of a closed decoder: its input is read."""
+    return None
+
+
 class Decoder(Tunnels):
     """Decodes the frames of one input. Counters go to the shared ReadStats."""
 
@@ -101,6 +106,12 @@ class Decoder(Tunnels):
     def lane(self, lane: Lane | None) -> None:
         self._lane = lane
         self.kernel.take = None if lane is None else lane.take
+
+    def close(self) -> None:
+        """The input is read: let go of the kernel's way back into this decoder (a reference cycle the
+        reading would otherwise leave to the cyclic collector, which collect() pauses)."""
+        self.kernel.slow = _read
+        self.kernel.take = None
 
     def decode(self, buf: bytes, off: int, caplen: int, ts: float, frame: int, lt: int) -> PacketRecord | None:
         """Decode the frame buf[off:off+caplen] of link type ``lt``; None if it yields no record
