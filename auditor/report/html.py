@@ -50,7 +50,8 @@ from auditor.report.cells import (
     safe_text,
     short,
 )
-from auditor.report.model import AuditDocument, DocumentError, FlowRow, plain
+from auditor.report.document import FlowRows
+from auditor.report.model import AuditDocument, DocumentError, FlowRow, FlowTotals, plain
 
 __all__ = [
     "DISPLAY_CHARS",
@@ -361,7 +362,9 @@ class _FlowPass:
     def chunks(self) -> Iterator[str]:
         """The records as script-safe JSON array items, a batch per chunk: the flows read again, their
         own cells made again (as the first walk made them) and their interned cells by index."""
-        own, shared, rows = self.cells.own, self.shared, iter(self.source)
+        source = self.source
+        own, shared = self.cells.own, self.shared
+        rows: Iterator[FlowRow | FlowTotals] = iter(source.totals() if isinstance(source, FlowRows) else source)
         start = 0
         while batch := list(islice(rows, _BATCH)):
             # Encoded a few rows at a time: their lists die young, so the collector never promotes

@@ -345,6 +345,16 @@ class FlowRow:
     """Recognised application protocol -> the evidence of its earliest connection."""
 
 
+class FlowTotals(typing.NamedTuple):
+    """The FlowRow fields a flow's own report cells show (cells.FlowCells.own), without the row."""
+
+    packets: int
+    bytes: int
+    first_seen: str | None
+    last_seen: str | None
+    first_frame: FrameRef
+
+
 @dataclass(frozen=True, slots=True)
 class Citation:
     title: str
