@@ -106,19 +106,22 @@ def _iso_dt(d: _dt.datetime) -> str:
     return d.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-HostParts = dict[str, tuple[tuple[str, ...], tuple[str, ...]]]
+HostParts = dict[tuple[frozenset[str], tuple[str, ...]], tuple[tuple[str, ...], tuple[str, ...]]]
 
 
 def _host_parts(h: HostView, cache: HostParts) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(sorted roles, bounded names) of a host: computed once per address, shared by its flows."""
-    hit = cache.get(h.address)
+    """(sorted roles, bounded names) of a host: computed once per distinct (roles, names), shared by
+    every flow of every host that has them (most hosts of a many-host audit have no name and one
+    of a few role sets: one pair for all of them, not one per address)."""
+    key = (h.roles, h.names)
+    hit = cache.get(key)
     if hit is None:
-        hit = cache[h.address] = (tuple(sorted(h.roles)), tuple(bounded(n) for n in h.names[:5]))
+        hit = cache[key] = (tuple(sorted(h.roles)), tuple(bounded(n) for n in h.names[:5]))
     return hit
 
 
 class _Shared:
-    """What the rows of one audit share (rows are read-only): each address's role and name tuples,
+    """What the rows of one audit share (rows are read-only): the hosts' role and name tuples,
     and the bounded text of values that many flows repeat."""
 
     def __init__(self, host_ttls: dict[str, int] | None) -> None:
@@ -172,8 +175,9 @@ def flow_row(v: FlowVerdict, shared: _Shared) -> FlowRow:
     f = v.flow
     k = f.key
     hosts = shared.hosts
-    a_roles, a_names = hosts.get(v.initiator.address) or _host_parts(v.initiator, hosts)
-    b_roles, b_names = hosts.get(v.responder.address) or _host_parts(v.responder, hosts)
+    a, b = v.initiator, v.responder
+    a_roles, a_names = hosts.get((a.roles, a.names)) or _host_parts(a, hosts)
+    b_roles, b_names = hosts.get((b.roles, b.names)) or _host_parts(b, hosts)
     evidence = f.strongest_evidence
     states = f.conn_states
     return FlowRow(
@@ -281,13 +285,17 @@ def build_document(*, version: str, started: _dt.datetime, finished: _dt.datetim
     rules = tuple(_rule_row(r) for r in rule_results)
 
     hosts: dict[str, HostRow] = {}
+    sorted_roles: dict[frozenset[str], tuple[str, ...]] = {}  # one tuple per role set, not per host
     for v in verdicts:
         for hv in (v.initiator, v.responder):
             if hv.address in hosts or hv.address == "*" or not (hv.roles or hv.names):
                 continue
             obs = names.names_for(hv.address)[:10]
+            role_list = sorted_roles.get(hv.roles)
+            if role_list is None:
+                role_list = sorted_roles[hv.roles] = tuple(sorted(hv.roles))
             hosts[hv.address] = HostRow(
-                hv.address, tuple(sorted(hv.roles)),
+                hv.address, role_list,
                 tuple(HostName(bounded(o.name), o.source, o.input_index, o.frame) for o in obs),
             )
 
