@@ -129,6 +129,8 @@ class _Shared:
         self.reason_text: dict[str, str] = {}
         self.states: dict[tuple[tuple[str, int], ...], Mapping[str, int]] = {}
         self.tunnels: dict[frozenset[str], tuple[str, ...]] = {}
+        self.heads: dict[str, str] = {}
+        self.details: dict[str, str] = {}
         self.host_ttls: dict[str, int] = host_ttls or {}
         """The run's responder TTLs (ConversationResult.host_ttls), which refused_by judges RSTs by."""
 
@@ -158,6 +160,26 @@ class _Shared:
                 self.states.clear()
             hit = self.states[key] = dict(key)
         return hit
+
+    def evidence(self, evidence: Mapping[str, AppEvidence]) -> Mapping[str, AppEvidenceRow]:
+        """A flow's application-protocol evidence as the document's rows, by protocol name (the
+        bytes' summary bounded: it came from the capture). The bounded texts are made once each:
+        flows repeat a few first bytes and banners."""
+        heads, details = self.heads, self.details
+        out = {}
+        for name, e in sorted(evidence.items()):
+            head = heads.get(e.head)
+            if head is None:
+                if len(heads) > _MEMO_LIMIT:
+                    heads.clear()
+                head = heads[e.head] = bounded(e.head, 32)
+            detail = details.get(e.detail)
+            if detail is None:
+                if len(details) > _MEMO_LIMIT:
+                    details.clear()
+                detail = details[e.detail] = bounded(e.detail, 80)
+            out[name] = AppEvidenceRow(e.direction, FrameRef(e.frame[0], e.frame[1]), head, detail)
+        return out
 
     def tunnel_list(self, tunnels: frozenset[str]) -> tuple[str, ...]:
         hit = self.tunnels.get(tunnels)
@@ -194,19 +216,13 @@ def flow_row(v: FlowVerdict, shared: _Shared) -> FlowRow:
         shared.tunnel_list(f.tunnels) if f.tunnels else (),
         f.summarised,
         f.app_protocol, shared.apps(f.apps) if f.apps else _NO_STATES, f.unverified,
-        _evidence(f.app_evidence) if f.app_evidence else _NO_EVIDENCE,
+        shared.evidence(f.app_evidence) if f.app_evidence else _NO_EVIDENCE,
     )
 
 
 _NO_EVIDENCE: Mapping[str, AppEvidenceRow] = {}
 
 
-def _evidence(evidence: Mapping[str, AppEvidence]) -> Mapping[str, AppEvidenceRow]:
-    """A flow's application-protocol evidence as the document's rows, by protocol name (the bytes'
-    summary bounded: it came from the capture)."""
-    return {name: AppEvidenceRow(e.direction, FrameRef(e.frame[0], e.frame[1]), bounded(e.head, 32),
-                                 bounded(e.detail, 80))
-            for name, e in sorted(evidence.items())}
 
 
 class FlowRows(Sequence[FlowRow]):
