@@ -198,3 +198,19 @@ def test_table_rows_are_the_plain_filters() -> None:
         assert tables[role_id]["rows"] == [i for i in judged if role in flows[i]["initiator_roles"]]
         dst = role_id[:-4] + "-dst"
         assert tables[dst]["rows"] == [i for i in judged if role in flows[i]["responder_roles"]]
+
+
+def test_totals_are_the_rows_own_fields(sample_doc: AuditDocument) -> None:
+    rows = sample_doc.flows
+    assert isinstance(rows, FlowRows)
+    totals = list(rows.totals())
+    assert len(totals) == len(rows)
+    for row, t in zip(rows, totals, strict=True):
+        assert t == (row.packets, row.bytes, row.first_seen, row.last_seen, row.first_frame)
+
+
+def test_a_loaded_audit_renders_the_same_page(sample_doc: AuditDocument) -> None:
+    # The page of a saved audit reads its rows; the page of a run reads FlowRows.totals.
+    loaded = load_document(json.loads(render_json(sample_doc)))
+    assert not isinstance(loaded.flows, FlowRows)
+    assert "".join(iter_html(loaded)) == "".join(iter_html(sample_doc))
