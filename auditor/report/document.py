@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, overload
 
-from auditor.apps import AppEvidence
+from auditor.apps import UNKNOWN, AppEvidence
 from auditor.capture.decode import CHECKSUM_POLICY
 from auditor.classify import REASON_MISMATCH
 from auditor.criteria import criteria_record
@@ -130,6 +130,8 @@ class _Shared:
         self.states: dict[tuple[tuple[str, int], ...], Mapping[str, int]] = {}
         self.tunnels: dict[frozenset[str], tuple[str, ...]] = {}
         self.heads: dict[str, str] = {}
+        self.raw_states: dict[tuple[tuple[str, int], ...], Mapping[str, int]] = {}
+        self.raw_apps: dict[tuple[tuple[str, int], ...], Mapping[str, int]] = {}
         self.details: dict[str, str] = {}
         self.host_ttls: dict[str, int] = host_ttls or {}
         """The run's responder TTLs (ConversationResult.host_ttls), which refused_by judges RSTs by."""
@@ -143,22 +145,37 @@ class _Shared:
         return hit
 
     def conn_states(self, states: Mapping[str, int]) -> Mapping[str, int]:
-        key = tuple(sorted(states.items()))
-        hit = self.states.get(key)
+        """A flow's conn_state tally, sorted by state: shared by equal tallies (looked up by the
+        tally as it is, sorted only when new)."""
+        raw = tuple(states.items())
+        hit = self.raw_states.get(raw)
         if hit is None:
-            if len(self.states) > _MEMO_LIMIT:
-                self.states.clear()
-            hit = self.states[key] = dict(key)
+            key = tuple(sorted(raw))
+            hit = self.states.get(key)
+            if hit is None:
+                if len(self.states) > _MEMO_LIMIT:
+                    self.states.clear()
+                hit = self.states[key] = dict(key)
+            if len(self.raw_states) > _MEMO_LIMIT:
+                self.raw_states.clear()
+            self.raw_states[raw] = hit
         return hit
 
     def apps(self, apps: Mapping[str, int]) -> Mapping[str, int]:
-        """A flow's protocol counts, most connections first (ties by name): shared by equal tallies."""
-        key = tuple(sorted(apps.items(), key=lambda kv: (-kv[1], kv[0])))
-        hit = self.states.get(key)
+        """A flow's protocol counts, most connections first (ties by name): shared by equal tallies.
+        Its first name is the flow's app_protocol."""
+        raw = tuple(apps.items())
+        hit = self.raw_apps.get(raw)
         if hit is None:
-            if len(self.states) > _MEMO_LIMIT:
-                self.states.clear()
-            hit = self.states[key] = dict(key)
+            key = tuple(sorted(raw, key=lambda kv: (-kv[1], kv[0])))
+            hit = self.states.get(key)
+            if hit is None:
+                if len(self.states) > _MEMO_LIMIT:
+                    self.states.clear()
+                hit = self.states[key] = dict(key)
+            if len(self.raw_apps) > _MEMO_LIMIT:
+                self.raw_apps.clear()
+            self.raw_apps[raw] = hit
         return hit
 
     def evidence(self, evidence: Mapping[str, AppEvidence]) -> Mapping[str, AppEvidenceRow]:
@@ -202,6 +219,7 @@ def flow_row(v: FlowVerdict, shared: _Shared) -> FlowRow:
     b_roles, b_names = hosts.get((b.roles, b.names)) or _host_parts(b, hosts)
     evidence = f.strongest_evidence
     states = f.conn_states
+    apps = shared.apps(f.apps) if f.apps else _NO_STATES
     return FlowRow(
         k.initiator, k.responder, k.protocol, k.port, a_roles, b_roles, a_names, b_names,
         str(v.classification), v.failing, str(f.outcome),
@@ -215,7 +233,7 @@ def flow_row(v: FlowVerdict, shared: _Shared) -> FlowRow:
         shared.conn_states(states) if states else _NO_STATES,
         shared.tunnel_list(f.tunnels) if f.tunnels else (),
         f.summarised,
-        f.app_protocol, shared.apps(f.apps) if f.apps else _NO_STATES, f.unverified,
+        next(iter(apps)) if apps else UNKNOWN, apps, f.unverified,
         shared.evidence(f.app_evidence) if f.app_evidence else _NO_EVIDENCE,
     )
 
