@@ -104,7 +104,9 @@ def iter_html(document: AuditDocument, *, templates_dir: Path | None = None) -> 
     is encoded as it is written: a second walk over the flows encodes and yields a batch at a time, so
     only one batch is held. The first walk (building the view) made every flow's interned cells, so
     what can fail has failed; the second makes the flows' own cells (which only format their typed
-    numbers and strings) and encodes them.
+    numbers and strings) and encodes them. The hosts' cells, likewise only formatting a HostRow's
+    strings, are made as their records are encoded (an audit of many hosts maps hundreds of
+    thousands: held whole, they were the page's peak).
     Everything that can fail runs before this returns: ``ReportDataError`` is raised here, never while
     the chunks are being written.
     """
