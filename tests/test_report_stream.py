@@ -21,6 +21,7 @@ from audit_doc_factory import HOSTILE_NAMES, make_audit_doc
 from auditor.audit import AuditRequest, run_audit
 from auditor.classify import FlowVerdict, HostView
 from auditor.model import Classification, Flow, FlowKey
+from auditor.report.cells import host_cells
 from auditor.report.document import FlowRows
 from auditor.report.html import (
     DATA_MARK,
@@ -128,6 +129,20 @@ def test_data_block_is_the_whole_encoding(flows: int, unmapped: int, inputs: int
     assert len(chunks) > 2
     (block,) = _DATA.findall(html)
     assert str(script_json(json.loads(block))) == block
+
+
+def test_many_hosts_records_are_encoded_in_batches() -> None:
+    """The hosts' records, encoded a batch at a time as the block is written, are every host's cells."""
+    doc = make_audit_doc(flows=10, hostile=True)
+    doc["hosts"] = [{"address": f"10.64.{i // 250}.{i % 250 + 1}", "roles": ["User Device"],
+                     "names": [{"name": f"pc{i}\u202e<x>", "source": "dns", "input": 0, "frame": i + 1}]
+                     if i % 7 == 0 else []} for i in range(4100)]
+    loaded = load_document(doc)
+    (block,) = _DATA.findall("".join(iter_html(loaded)))
+    assert str(script_json(json.loads(block))) == block
+    data = json.loads(block)
+    assert data["host"] == [[c.encode() for c in host_cells(h)] for h in loaded.hosts]
+    assert len(data["tables"]["hosts"]["rows"]) == 4100
 
 
 class _CountedReads(list[FlowRow]):
