@@ -266,18 +266,23 @@ def detect_features(flows: Sequence[Any], catalog: Catalog, roles: RoleMap, name
     """Features not declared that the capture proves (SPEC §4): a flow between two hosts of one
     product that matches one of the feature's ``detected_by`` rules (HA heartbeats between NSIPs)."""
     out: dict[str, str] = {}
+    by_port: dict[tuple[str, int], list[int]] | None = None
     for feature in catalog.features.values():
         if feature.id in in_use or not feature.detected_by:
             continue
+        if by_port is None:  # the flows by (protocol, port) once, not a walk over every flow per feature
+            by_port = defaultdict(list)
+            for i, f in enumerate(flows):
+                if not f.summarised:
+                    by_port[(f.key.protocol, f.key.port)].append(i)
         rules = [r for r in (catalog.by_id(i) for i in feature.detected_by) if r is not None]
         ports = {(p, port) for r in rules for p in r.protocols for lo, hi in (r.ports or ((0, 0),))
                  for port in range(lo, hi + 1)}
         trial = in_use | {feature.id}
         resolver = HostResolver(catalog, roles, names, trial)
         index = _rule_index(catalog, trial, rules)
-        for f in flows:
-            if (f.key.protocol, f.key.port) not in ports or f.summarised:
-                continue
+        for i in sorted(i for key in ports for i in by_port.get(key, ())):
+            f = flows[i]
             v = classify_flows([f], resolver, index)[0]
             if v.rule_ids:
                 out[feature.id] = (f"detected: {f.key.initiator} -> {f.key.responder} "

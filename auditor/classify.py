@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from auditor.apps import UNKNOWN
 from auditor.catalog import AlternativeGroup
-from auditor.model import Classification, Flow, FlowRule, Outcome, RuleState
+from auditor.model import Classification, Flow, FlowRule, Outcome, RuleState, frozen_rows
 
 # Reasons an observed flow is unexpected (SPEC §4), most specific first.
 REASON_REVERSE = "reverse-of-rule"
@@ -54,7 +54,7 @@ def is_wildcard_address(addr: str) -> bool:
     return ip.version == 4 and addr == "255.255.255.255"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_rows
 class FlowVerdict:
     flow: Flow
     initiator: HostView

@@ -21,6 +21,7 @@ from audit_doc_factory import HOSTILE_NAMES, make_audit_doc
 from auditor.audit import AuditRequest, run_audit
 from auditor.classify import FlowVerdict, HostView
 from auditor.model import Classification, Flow, FlowKey
+from auditor.report.cells import host_cells
 from auditor.report.document import FlowRows
 from auditor.report.html import (
     DATA_MARK,
@@ -130,6 +131,20 @@ def test_data_block_is_the_whole_encoding(flows: int, unmapped: int, inputs: int
     assert str(script_json(json.loads(block))) == block
 
 
+def test_many_hosts_records_are_encoded_in_batches() -> None:
+    """The hosts' records, encoded a batch at a time as the block is written, are every host's cells."""
+    doc = make_audit_doc(flows=10, hostile=True)
+    doc["hosts"] = [{"address": f"10.64.{i // 250}.{i % 250 + 1}", "roles": ["User Device"],
+                     "names": [{"name": f"pc{i}\u202e<x>", "source": "dns", "input": 0, "frame": i + 1}]
+                     if i % 7 == 0 else []} for i in range(4100)]
+    loaded = load_document(doc)
+    (block,) = _DATA.findall("".join(iter_html(loaded)))
+    assert str(script_json(json.loads(block))) == block
+    data = json.loads(block)
+    assert data["host"] == [[c.encode() for c in host_cells(h)] for h in loaded.hosts]
+    assert len(data["tables"]["hosts"]["rows"]) == 4100
+
+
 class _CountedReads(list[FlowRow]):
     """Flows that count how often they are read through."""
 
@@ -198,3 +213,19 @@ def test_table_rows_are_the_plain_filters() -> None:
         assert tables[role_id]["rows"] == [i for i in judged if role in flows[i]["initiator_roles"]]
         dst = role_id[:-4] + "-dst"
         assert tables[dst]["rows"] == [i for i in judged if role in flows[i]["responder_roles"]]
+
+
+def test_totals_are_the_rows_own_fields(sample_doc: AuditDocument) -> None:
+    rows = sample_doc.flows
+    assert isinstance(rows, FlowRows)
+    totals = list(rows.totals())
+    assert len(totals) == len(rows)
+    for row, t in zip(rows, totals, strict=True):
+        assert t == (row.packets, row.bytes, row.first_seen, row.last_seen, row.first_frame)
+
+
+def test_a_loaded_audit_renders_the_same_page(sample_doc: AuditDocument) -> None:
+    # The page of a saved audit reads its rows; the page of a run reads FlowRows.totals.
+    loaded = load_document(json.loads(render_json(sample_doc)))
+    assert not isinstance(loaded.flows, FlowRows)
+    assert "".join(iter_html(loaded)) == "".join(iter_html(sample_doc))

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from auditor.report.model import FlowRow, HostRow, RuleRow
+from auditor.report.model import FlowRow, FlowTotals, HostRow, RuleRow
 
 DISPLAY_CHARS = 120
 """Longer strings are cut for display; the cell's title attribute holds the bounded full text."""
@@ -240,9 +240,10 @@ class FlowCells:
             source,
         ]
 
-    def own(self, r: FlowRow, source: int) -> list[Cell]:
+    def own(self, r: FlowRow | FlowTotals, source: int) -> list[Cell]:
         """The flow's own cells (packets, bytes, first, last, frame), made the same way every time:
-        ``source`` is the interned index of its frame's input (the frame cell's title)."""
+        ``source`` is the interned index of its frame's input (the frame cell's title). ``r``: the
+        row, or only those of its fields (FlowRows.totals, which builds no row)."""
         frame = r.first_frame
         return [
             Cell(fmt_num(r.packets), "", (), "n", r.packets),

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, overload
 
-from auditor.apps import AppEvidence
+from auditor.apps import UNKNOWN, AppEvidence
 from auditor.capture.decode import CHECKSUM_POLICY
 from auditor.classify import REASON_MISMATCH
 from auditor.criteria import criteria_record
@@ -28,6 +28,7 @@ from auditor.report.model import (
     Criteria,
     Feature,
     FlowRow,
+    FlowTotals,
     FrameRef,
     HostName,
     HostRow,
@@ -105,19 +106,22 @@ def _iso_dt(d: _dt.datetime) -> str:
     return d.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-HostParts = dict[str, tuple[tuple[str, ...], tuple[str, ...]]]
+HostParts = dict[tuple[frozenset[str], tuple[str, ...]], tuple[tuple[str, ...], tuple[str, ...]]]
 
 
 def _host_parts(h: HostView, cache: HostParts) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(sorted roles, bounded names) of a host: computed once per address, shared by its flows."""
-    hit = cache.get(h.address)
+    """(sorted roles, bounded names) of a host: computed once per distinct (roles, names), shared by
+    every flow of every host that has them (most hosts of a many-host audit have no name and one
+    of a few role sets: one pair for all of them, not one per address)."""
+    key = (h.roles, h.names)
+    hit = cache.get(key)
     if hit is None:
-        hit = cache[h.address] = (tuple(sorted(h.roles)), tuple(bounded(n) for n in h.names[:5]))
+        hit = cache[key] = (tuple(sorted(h.roles)), tuple(bounded(n) for n in h.names[:5]))
     return hit
 
 
 class _Shared:
-    """What the rows of one audit share (rows are read-only): each address's role and name tuples,
+    """What the rows of one audit share (rows are read-only): the hosts' role and name tuples,
     and the bounded text of values that many flows repeat."""
 
     def __init__(self, host_ttls: dict[str, int] | None) -> None:
@@ -125,6 +129,10 @@ class _Shared:
         self.reason_text: dict[str, str] = {}
         self.states: dict[tuple[tuple[str, int], ...], Mapping[str, int]] = {}
         self.tunnels: dict[frozenset[str], tuple[str, ...]] = {}
+        self.heads: dict[str, str] = {}
+        self.raw_states: dict[tuple[tuple[str, int], ...], Mapping[str, int]] = {}
+        self.raw_apps: dict[tuple[tuple[str, int], ...], Mapping[str, int]] = {}
+        self.details: dict[str, str] = {}
         self.host_ttls: dict[str, int] = host_ttls or {}
         """The run's responder TTLs (ConversationResult.host_ttls), which refused_by judges RSTs by."""
 
@@ -137,23 +145,58 @@ class _Shared:
         return hit
 
     def conn_states(self, states: Mapping[str, int]) -> Mapping[str, int]:
-        key = tuple(sorted(states.items()))
-        hit = self.states.get(key)
+        """A flow's conn_state tally, sorted by state: shared by equal tallies (looked up by the
+        tally as it is, sorted only when new)."""
+        raw = tuple(states.items())
+        hit = self.raw_states.get(raw)
         if hit is None:
-            if len(self.states) > _MEMO_LIMIT:
-                self.states.clear()
-            hit = self.states[key] = dict(key)
+            key = tuple(sorted(raw))
+            hit = self.states.get(key)
+            if hit is None:
+                if len(self.states) > _MEMO_LIMIT:
+                    self.states.clear()
+                hit = self.states[key] = dict(key)
+            if len(self.raw_states) > _MEMO_LIMIT:
+                self.raw_states.clear()
+            self.raw_states[raw] = hit
         return hit
 
     def apps(self, apps: Mapping[str, int]) -> Mapping[str, int]:
-        """A flow's protocol counts, most connections first (ties by name): shared by equal tallies."""
-        key = tuple(sorted(apps.items(), key=lambda kv: (-kv[1], kv[0])))
-        hit = self.states.get(key)
+        """A flow's protocol counts, most connections first (ties by name): shared by equal tallies.
+        Its first name is the flow's app_protocol."""
+        raw = tuple(apps.items())
+        hit = self.raw_apps.get(raw)
         if hit is None:
-            if len(self.states) > _MEMO_LIMIT:
-                self.states.clear()
-            hit = self.states[key] = dict(key)
+            key = tuple(sorted(raw, key=lambda kv: (-kv[1], kv[0])))
+            hit = self.states.get(key)
+            if hit is None:
+                if len(self.states) > _MEMO_LIMIT:
+                    self.states.clear()
+                hit = self.states[key] = dict(key)
+            if len(self.raw_apps) > _MEMO_LIMIT:
+                self.raw_apps.clear()
+            self.raw_apps[raw] = hit
         return hit
+
+    def evidence(self, evidence: Mapping[str, AppEvidence]) -> Mapping[str, AppEvidenceRow]:
+        """A flow's application-protocol evidence as the document's rows, by protocol name (the
+        bytes' summary bounded: it came from the capture). The bounded texts are made once each:
+        flows repeat a few first bytes and banners."""
+        heads, details = self.heads, self.details
+        out = {}
+        for name, e in sorted(evidence.items()):
+            head = heads.get(e.head)
+            if head is None:
+                if len(heads) > _MEMO_LIMIT:
+                    heads.clear()
+                head = heads[e.head] = bounded(e.head, 32)
+            detail = details.get(e.detail)
+            if detail is None:
+                if len(details) > _MEMO_LIMIT:
+                    details.clear()
+                detail = details[e.detail] = bounded(e.detail, 80)
+            out[name] = AppEvidenceRow(e.direction, FrameRef(e.frame[0], e.frame[1]), head, detail)
+        return out
 
     def tunnel_list(self, tunnels: frozenset[str]) -> tuple[str, ...]:
         hit = self.tunnels.get(tunnels)
@@ -171,10 +214,12 @@ def flow_row(v: FlowVerdict, shared: _Shared) -> FlowRow:
     f = v.flow
     k = f.key
     hosts = shared.hosts
-    a_roles, a_names = hosts.get(v.initiator.address) or _host_parts(v.initiator, hosts)
-    b_roles, b_names = hosts.get(v.responder.address) or _host_parts(v.responder, hosts)
+    a, b = v.initiator, v.responder
+    a_roles, a_names = hosts.get((a.roles, a.names)) or _host_parts(a, hosts)
+    b_roles, b_names = hosts.get((b.roles, b.names)) or _host_parts(b, hosts)
     evidence = f.strongest_evidence
     states = f.conn_states
+    apps = shared.apps(f.apps) if f.apps else _NO_STATES
     return FlowRow(
         k.initiator, k.responder, k.protocol, k.port, a_roles, b_roles, a_names, b_names,
         str(v.classification), v.failing, str(f.outcome),
@@ -188,20 +233,14 @@ def flow_row(v: FlowVerdict, shared: _Shared) -> FlowRow:
         shared.conn_states(states) if states else _NO_STATES,
         shared.tunnel_list(f.tunnels) if f.tunnels else (),
         f.summarised,
-        f.app_protocol, shared.apps(f.apps) if f.apps else _NO_STATES, f.unverified,
-        _evidence(f.app_evidence) if f.app_evidence else _NO_EVIDENCE,
+        next(iter(apps)) if apps else UNKNOWN, apps, f.unverified,
+        shared.evidence(f.app_evidence) if f.app_evidence else _NO_EVIDENCE,
     )
 
 
 _NO_EVIDENCE: Mapping[str, AppEvidenceRow] = {}
 
 
-def _evidence(evidence: Mapping[str, AppEvidence]) -> Mapping[str, AppEvidenceRow]:
-    """A flow's application-protocol evidence as the document's rows, by protocol name (the bytes'
-    summary bounded: it came from the capture)."""
-    return {name: AppEvidenceRow(e.direction, FrameRef(e.frame[0], e.frame[1]), bounded(e.head, 32),
-                                 bounded(e.detail, 80))
-            for name, e in sorted(evidence.items())}
 
 
 class FlowRows(Sequence[FlowRow]):
@@ -231,6 +270,13 @@ class FlowRows(Sequence[FlowRow]):
     def __iter__(self) -> Iterator[FlowRow]:
         shared = self._shared
         return (flow_row(v, shared) for v in self._verdicts)
+
+    def totals(self) -> Iterator[FlowTotals]:
+        """Each row's packets, bytes, first and last seen and first frame, as ``flow_row`` gives
+        them, without building the rows (the HTML report's second walk needs no more)."""
+        return (FlowTotals(f.packets, f.bytes, iso(f.first_seen),
+                           iso(f.last_seen), FrameRef(f.first_frame[0], f.first_frame[1]))
+                for f in (v.flow for v in self._verdicts))
 
     def findings(self) -> Iterator[FlowRow]:
         """The failing and unexpected flows only (what a summary lists), without building the rows
@@ -273,13 +319,17 @@ def build_document(*, version: str, started: _dt.datetime, finished: _dt.datetim
     rules = tuple(_rule_row(r) for r in rule_results)
 
     hosts: dict[str, HostRow] = {}
+    sorted_roles: dict[frozenset[str], tuple[str, ...]] = {}  # one tuple per role set, not per host
     for v in verdicts:
         for hv in (v.initiator, v.responder):
             if hv.address in hosts or hv.address == "*" or not (hv.roles or hv.names):
                 continue
             obs = names.names_for(hv.address)[:10]
+            role_list = sorted_roles.get(hv.roles)
+            if role_list is None:
+                role_list = sorted_roles[hv.roles] = tuple(sorted(hv.roles))
             hosts[hv.address] = HostRow(
-                hv.address, tuple(sorted(hv.roles)),
+                hv.address, role_list,
                 tuple(HostName(bounded(o.name), o.source, o.input_index, o.frame) for o in obs),
             )
 

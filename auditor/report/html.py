@@ -50,7 +50,8 @@ from auditor.report.cells import (
     safe_text,
     short,
 )
-from auditor.report.model import AuditDocument, DocumentError, FlowRow, plain
+from auditor.report.document import FlowRows
+from auditor.report.model import AuditDocument, DocumentError, FlowRow, FlowTotals, plain
 
 __all__ = [
     "DISPLAY_CHARS",
@@ -103,7 +104,9 @@ def iter_html(document: AuditDocument, *, templates_dir: Path | None = None) -> 
     is encoded as it is written: a second walk over the flows encodes and yields a batch at a time, so
     only one batch is held. The first walk (building the view) made every flow's interned cells, so
     what can fail has failed; the second makes the flows' own cells (which only format their typed
-    numbers and strings) and encodes them.
+    numbers and strings) and encodes them. The hosts' cells, likewise only formatting a HostRow's
+    strings, are made as their records are encoded (an audit of many hosts maps hundreds of
+    thousands: held whole, they were the page's peak).
     Everything that can fail runs before this returns: ``ReportDataError`` is raised here, never while
     the chunks are being written.
     """
@@ -361,7 +364,9 @@ class _FlowPass:
     def chunks(self) -> Iterator[str]:
         """The records as script-safe JSON array items, a batch per chunk: the flows read again, their
         own cells made again (as the first walk made them) and their interned cells by index."""
-        own, shared, rows = self.cells.own, self.shared, iter(self.source)
+        source = self.source
+        own, shared = self.cells.own, self.shared
+        rows: Iterator[FlowRow | FlowTotals] = iter(source.totals() if isinstance(source, FlowRows) else source)
         start = 0
         while batch := list(islice(rows, _BATCH)):
             # Encoded a few rows at a time: their lists die young, so the collector never promotes
@@ -394,7 +399,7 @@ def build_view(doc: AuditDocument) -> View:
     verdicts = walk.verdicts
     lists = walk.lists.items
     rules = [rule_cells(r) for r in doc.rules]
-    hosts = [host_cells(h) for h in doc.hosts]
+    hosts = doc.hosts  # their cells are made as needed: a many-host audit maps hundreds of thousands
     statuses = [r.status for r in doc.rules]
 
     # By severity, then by bytes, largest first; ties keep document order. Two stable sorts with
@@ -422,7 +427,7 @@ def build_view(doc: AuditDocument) -> View:
     for verdict in ("failing", "unexpected", "unmapped"):
         add(_table(verdict, "flow", evidence, runs[verdict], walk.record))
     add(_table("missing", "rule", RULE_COLS, flagged, rules.__getitem__))
-    add(_table("hosts", "host", HOST_COLS, list(range(len(hosts))), hosts.__getitem__))
+    add(_table("hosts", "host", HOST_COLS, list(range(len(hosts))), lambda i: host_cells(hosts[i])))
 
     role_names = [safe_text(entry.role) for entry in doc.roles]
     as_src, as_dst = _role_rows(set(role_names), judged, walk, lists)
@@ -455,11 +460,12 @@ def build_view(doc: AuditDocument) -> View:
     before = {"pageSize": PAGE_SIZE, "cols": {"flow": list(FLOW_COLS), "rule": list(RULE_COLS),
                                                "host": list(HOST_COLS)},
               "classes": {"flow": _CLASSES, "rule": [""] * len(RULE_COLS), "host": [""] * len(HOST_COLS)}}
-    after = {"rule": [[c.encode() for c in r] for r in rules], "host": [[c.encode() for c in h] for h in hosts],
-             "tables": {t.id: {"kind": t.kind, "cols": [c for c, _ in t.columns], "rows": t.rows,
-                               "hide": list(t.hide)} for t in tables.values()}}
+    # After the flows: {"rule", "host", "tables"}, the hosts' records encoded a batch at a time.
+    rule_part = "]," + _script_safe(_DUMP({"rule": [[c.encode() for c in r] for r in rules]})[1:-1]) + ',"host":['
+    tables_part = "]," + _script_safe(_DUMP({"tables": {
+        t.id: {"kind": t.kind, "cols": [c for c, _ in t.columns], "rows": t.rows, "hide": list(t.hide)}
+        for t in tables.values()}})[1:])
     head = _script_safe(_DUMP(before)[:-1]) + ',"cells":['
-    tail = "]," + _script_safe(_DUMP(after)[1:])
     shared = flow_cells.cells  # complete: the first pages were the last to add to it
 
     def chunks() -> Iterator[str]:
@@ -470,7 +476,11 @@ def build_view(doc: AuditDocument) -> View:
             yield text if not i else "," + text
         yield '],"flows":['
         yield from walk.chunks()
-        yield tail
+        yield rule_part
+        for i in range(0, len(hosts), _BATCH):
+            text = _script_safe(_DUMP_RECORDS([[c.encode() for c in host_cells(h)] for h in hosts[i:i + _BATCH]])[1:-1])
+            yield text if not i else "," + text
+        yield tables_part
 
     return View(
         tables=tables, roles=role_views, matrix_roles=matrix_roles, matrix=matrix,
