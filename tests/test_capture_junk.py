@@ -103,3 +103,23 @@ def test_frames_that_still_give_records_are_no_run(tmp_path: Path, monkeypatch: 
     cs = open_captures([str(write_pcap(tmp_path / "orphans.pcap", frags))])
     assert sum(1 for _ in cs) == len(frags)
     assert cs.inputs[0].warnings == [] and cs.stats.malformed == {"fragment-orphan": len(frags)}
+
+
+@pytest.mark.tshark
+def test_the_tshark_engine_gives_up_alike(tmp_path: Path) -> None:
+    # Through tshark the same junk would be ~170,000 empty frames a second to the end of the file:
+    # it gives up after the same run, says so, reads the next input, and the hash is the whole file's.
+    data = _zeros_after(GOOD, 50 << 20)
+    cap = tmp_path / "zeros.pcap"
+    cap.write_bytes(data)
+    after = write_pcap(tmp_path / "after.pcap", web_session())
+    cs = CaptureSet([str(cap), str(after)], engine="tshark")
+    frames = [(r.input_index, r.frame) for r in cs]
+    first, second = cs.inputs
+    run = decode_mod.BAD_RUN_MAX
+    assert first.truncated and first.packets == len(GOOD) + run
+    assert any(w.startswith(f"gave up after {run} records in a row") and w.endswith(f"frame {len(GOOD) + run}")
+               for w in first.warnings), first.warnings
+    assert sum(1 for i, _ in frames if i == 0) == len(GOOD)
+    assert second.packets == len(web_session()) and frames[-1] == (1, len(web_session()))
+    assert first.sha256 == hashlib.sha256(data).hexdigest()

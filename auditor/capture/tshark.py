@@ -18,6 +18,7 @@ import subprocess
 import threading
 from collections.abc import Callable, Iterator
 
+from auditor.capture.decode import BAD_RUN_MAX
 from auditor.capture.foreign import describe
 from auditor.capture.info import InputInfo, ReadStats
 from auditor.capture.kernel import KEEP_FIRST
@@ -127,7 +128,8 @@ def read_tshark(path: str, index: int, info: InputInfo, stats: ReadStats,
     t_in = threading.Thread(target=feed, daemon=True)
     t_err.start()
     t_in.start()
-    frames = records = 0
+    frames = records = run = 0
+    gave_up = False
     frags: dict[tuple[bytes, bytes, int, int], tuple[int, int]] = {}
     complete = False
     try:
@@ -157,7 +159,16 @@ def read_tshark(path: str, index: int, info: InputInfo, stats: ReadStats,
                 report(src.raw.nread)
             if rec is not None:
                 records += 1
+                run = 0
                 yield rec
+            elif len(protos) <= 1:  # nothing past the link layer: junk (zeros after the last record?)
+                run += 1
+                if run >= BAD_RUN_MAX:
+                    gave_up = True
+                    proc.kill()  # the rest is not read (the fast reader gives up alike: decode.BadRun)
+                    break
+            else:
+                run = 0
         proc.wait()
         t_in.join()
         t_err.join()
@@ -174,6 +185,12 @@ def read_tshark(path: str, index: int, info: InputInfo, stats: ReadStats,
             info.size = src.raw.stored if src.once else src.size
         else:
             src.close_quietly()
+    if gave_up:
+        info.truncated = True
+        info.warnings.append(f"gave up after {run} records in a row with nothing past the link layer (junk such "
+                             f"as zeros after the last good record?); the rest is not read: stopped after "
+                             f"frame {frames}")
+        return
     msg = b"".join(stderr_lines).decode("utf-8", "replace").strip().replace("\n", " ")
     msg = " ".join(w for w in msg.split() if w)
     if "appears to have been cut short" in msg:
