@@ -232,11 +232,12 @@ def _worker(conn: Any, chunk: ranges.Chunk, server_ports: frozenset[tuple[str, i
 
 def run_local(chunks_: list[ranges.Chunk], server_ports: frozenset[tuple[str, int]], engine: str, verify: bool,
               jobs: int, progress: Progress | None = None) -> tuple[Collected, bool]:
-    """Read the chunks on up to ``jobs`` local processes at a time (one per chunk, forked where the
-    platform can) and merge their parts in input order. Before a part travels, this process looks its
-    head chains' first packets up in the merge so far (chunks.decide): the worker folds the chains that
-    continue nothing itself, and only the others' logs come back. A stop (Ctrl-C, SIGTERM) or an error
-    ends the workers at once: no pool, no shared queue whose lock a killed worker could hold."""
+    """Read the chunks on up to ``jobs`` local processes at a time (this one, which reads the first,
+    and one per further chunk, forked where the platform can) and merge their parts in input order.
+    Before a part travels, this process looks its head chains' first packets up in the merge so far
+    (chunks.decide): the worker folds the chains that continue nothing itself, and only the others'
+    logs come back. A stop (Ctrl-C, SIGTERM) or an error ends the workers at once: no pool, no
+    shared queue whose lock a killed worker could hold."""
     ctx: Any = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     total = sum(_size(c) for c in chunks_)
     running: dict[int, tuple[Any, Any]] = {}
@@ -263,9 +264,21 @@ def run_local(chunks_: list[ranges.Chunk], server_ports: frozenset[tuple[str, in
         return value
 
     try:
-        ahead = 0
+        # This process reads the first chunk itself while up to jobs - 1 workers read the next ones:
+        # its core is not idle, and the first part (the merge's start) never travels.
+        ahead = 1
+        while ahead < len(chunks_) and ahead < max(2, jobs):
+            start(ahead)
+            ahead += 1
+        first = read_chunk(chunks_[0], server_ports, engine, verify, True)
+        merger.add(first)
+        done_bytes, done_frames = first.size, first.stats.frames
+        if progress is not None:
+            progress(done_bytes, total, done_frames)
         for i, chunk in enumerate(chunks_):
-            while ahead < len(chunks_) and ahead < i + max(1, jobs):
+            if i == 0:
+                continue
+            while ahead < len(chunks_) and ahead < i + max(1, jobs - 1):
                 start(ahead)
                 ahead += 1
             firsts = receive(i)
