@@ -8,7 +8,7 @@ import shlex
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -30,6 +30,33 @@ EXIT_BAD_INPUT = 2
 def fail(message: str) -> NoReturn:
     click.echo(f"pcap-audit: error: {message}", err=True)
     sys.exit(EXIT_BAD_INPUT)
+
+
+@contextlib.contextmanager
+def one_line_errors(debug: bool, bar: ProgressBar | None, stopped: Callable[[], str]) -> Iterator[None]:
+    """A command's body: bad input (AuditorError, OSError) and a bug each end it with one line and
+    exit status 2 (and a traceback with --debug); a stop (Ctrl-C, SIGTERM, SIGHUP) with the line
+    cli_signals.report_stop writes, saying ``stopped()`` of the outputs."""
+    try:
+        yield
+    except AuditorError as e:
+        if bar:
+            bar.close()
+        if debug:
+            traceback.print_exc()
+        fail(str(e))
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM or SIGHUP (cli_signals.Stopped)
+        if bar:
+            bar.close()
+        sys.exit(cli_signals.report_stop(e, stopped()))
+    except OSError as e:
+        if debug:
+            traceback.print_exc()
+        fail(f"{e.filename or ''}: {e.strerror or e}".lstrip(": "))
+    except Exception as e:  # a bug, not bad input: still one line unless --debug
+        if debug:
+            traceback.print_exc()
+        fail(f"internal error: {type(e).__name__}: {e} (run with --debug for a traceback)")
 
 
 class ProgressBar:
@@ -257,68 +284,53 @@ def audit(captures: tuple[str, ...], roles_path: Path, html_path: str, json_path
     bar = ProgressBar() if (not quiet and sys.stderr.isatty()) else None
     progress: Callable[[int, int, int], None] | None = bar
     written = False
-    with cli_signals.stopping():
-        try:
-            from auditor.audit import AuditRequest, run_audit
-            from auditor.parallel import tune_gc
-            from auditor.report.tabular import iter_csv, iter_json
 
-            # Every output is checked before any work: an hour of reading must not end in "is a directory".
-            checked = check_outputs(named, _inputs(captures, roles_path, extra_rules, rules_dir))
-            if parquet_path is not None:
-                from auditor.report import parquet
+    def stopped() -> str:
+        return "the outputs are written" if written else "no output written"
 
-                if not parquet.available():
-                    raise AuditorError("--parquet needs pyarrow: pip install 'pcap-audit[parquet]' "
-                                       "(or pip install pyarrow)")
-            conn_log = _ConnLog() if conn_log_path is not None else None
-            request = AuditRequest(
-                inputs=list(captures), roles_path=roles_path, rules_dir=rules_dir, extra_rules=list(extra_rules),
-                vantage=list(vantage), document_only=catalog_layers == "document", strict_roles=strict_roles,
-                engine=engine, command_line=shlex.join(["pcap-audit", *sys.argv[1:]]),
-                progress=progress, jobs=jobs, verify_checksums=not no_checksums, fail_on=kinds,
-                connection_sink=conn_log.add if conn_log is not None else None, scheduler=scheduler or None,
-            )
-            tune_gc()
-            outcome = run_audit(request)
-            document = outcome.document
-            renderers: dict[str, Producer] = {"--json": lambda: iter_json(document),
-                                              "--csv": lambda: iter_csv(document)}
-            if not no_html:
-                from auditor.report.html import iter_html
+    with cli_signals.stopping(), one_line_errors(debug, bar, stopped):
+        from auditor.audit import AuditRequest, run_audit
+        from auditor.parallel import tune_gc
+        from auditor.report.tabular import iter_csv, iter_json
 
-                renderers["-o"] = lambda: iter_html(document)
-            if conn_log is not None:
-                renderers["--conn-log"] = conn_log.text
-            if parquet_path is not None:
-                from auditor.report.parquet import render_parquet
+        # Every output is checked before any work: an hour of reading must not end in "is a directory".
+        checked = check_outputs(named, _inputs(captures, roles_path, extra_rules, rules_dir))
+        if parquet_path is not None:
+            from auditor.report import parquet
 
-                renderers["--parquet"] = lambda: render_parquet(document)
-            write_atomic([(out, renderers[out.option]) for out in _write_order(checked)])
-            written = True
-            if bar:
-                bar.close()
-            if not quiet:
-                doc = _summary_doc(document)
-                _print_summary(doc, checked)
-        except AuditorError as e:
-            if bar:
-                bar.close()
-            if debug:
-                traceback.print_exc()
-            fail(str(e))
-        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM or SIGHUP (cli_signals.Stopped)
-            if bar:
-                bar.close()
-            sys.exit(cli_signals.report_stop(e, "the outputs are written" if written else "no output written"))
-        except OSError as e:
-            if debug:
-                traceback.print_exc()
-            fail(f"{e.filename or ''}: {e.strerror or e}".lstrip(": "))
-        except Exception as e:  # a bug, not bad input: still one line unless --debug
-            if debug:
-                traceback.print_exc()
-            fail(f"internal error: {type(e).__name__}: {e} (run with --debug for a traceback)")
+            if not parquet.available():
+                raise AuditorError("--parquet needs pyarrow: pip install 'pcap-audit[parquet]' "
+                                   "(or pip install pyarrow)")
+        conn_log = _ConnLog() if conn_log_path is not None else None
+        request = AuditRequest(
+            inputs=list(captures), roles_path=roles_path, rules_dir=rules_dir, extra_rules=list(extra_rules),
+            vantage=list(vantage), document_only=catalog_layers == "document", strict_roles=strict_roles,
+            engine=engine, command_line=shlex.join(["pcap-audit", *sys.argv[1:]]),
+            progress=progress, jobs=jobs, verify_checksums=not no_checksums, fail_on=kinds,
+            connection_sink=conn_log.add if conn_log is not None else None, scheduler=scheduler or None,
+        )
+        tune_gc()
+        outcome = run_audit(request)
+        document = outcome.document
+        renderers: dict[str, Producer] = {"--json": lambda: iter_json(document),
+                                          "--csv": lambda: iter_csv(document)}
+        if not no_html:
+            from auditor.report.html import iter_html
+
+            renderers["-o"] = lambda: iter_html(document)
+        if conn_log is not None:
+            renderers["--conn-log"] = conn_log.text
+        if parquet_path is not None:
+            from auditor.report.parquet import render_parquet
+
+            renderers["--parquet"] = lambda: render_parquet(document)
+        write_atomic([(out, renderers[out.option]) for out in _write_order(checked)])
+        written = True
+        if bar:
+            bar.close()
+        if not quiet:
+            doc = _summary_doc(document)
+            _print_summary(doc, checked)
     hit = list(document.criteria.hits) if document.criteria is not None else []
     if hit:
         if not quiet:

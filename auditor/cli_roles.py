@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import sys
-import traceback
 from pathlib import Path
 
 import click
 
 from auditor import cli_signals
-from auditor.cli_audit import EXIT_OK, ProgressBar, fail
+from auditor.cli_audit import EXIT_OK, ProgressBar, one_line_errors
 from auditor.cli_outputs import STDOUT, Protected, check_outputs, write_atomic
-from auditor.errors import AuditorError
 
 _LEVELS = ("low", "medium", "high")
 
@@ -46,66 +44,47 @@ def suggest(captures: tuple[str, ...], output: str, min_confidence: str, rules_d
     The draft is addresses and CIDRs only (names go into the comments) and audits as it is:
     pcap-audit CAPTURE --roles roles.yaml --strict-roles."""
     bar = ProgressBar() if (not quiet and sys.stderr.isatty()) else None
-    with cli_signals.stopping():
-        try:
-            from auditor import __version__
-            from auditor.audit import read_captures
-            from auditor.capture import open_captures
-            from auditor.catalog import load_catalog
-            from auditor.model import share_counts
-            from auditor.parallel import tune_gc
-            from auditor.suggest import Confidence, render
-            from auditor.suggest import suggest as draft_roles
+    with cli_signals.stopping(), one_line_errors(debug, bar, lambda: "no output written"):
+        from auditor import __version__
+        from auditor.audit import read_captures
+        from auditor.capture import open_captures
+        from auditor.catalog import load_catalog
+        from auditor.model import share_counts
+        from auditor.parallel import tune_gc
+        from auditor.suggest import Confidence, render
+        from auditor.suggest import suggest as draft_roles
 
-            protected = Protected()
-            for capture in captures:
-                if capture != "-":
-                    protected.add("the capture", capture)
-            protected.add_catalog(rules_dir)
-            checked = check_outputs([("-o", output)], protected)
-            catalog = load_catalog(rules_dir, [])
-            holder: list[object] = []
+        protected = Protected()
+        for capture in captures:
+            if capture != "-":
+                protected.add("the capture", capture)
+        protected.add_catalog(rules_dir)
+        checked = check_outputs([("-o", output)], protected)
+        catalog = load_catalog(rules_dir, [])
+        holder: list[object] = []
 
-            def progress(done: int, total: int) -> None:
-                if bar is not None:
-                    bar(done, total, getattr(holder[0], "frames_read", 0) if holder else 0)
+        def progress(done: int, total: int) -> None:
+            if bar is not None:
+                bar(done, total, getattr(holder[0], "frames_read", 0) if holder else 0)
 
-            capture_set = open_captures(list(captures), progress=progress if bar else None)
-            holder.append(capture_set)
-            tune_gc()
-            conv, names = read_captures(capture_set, catalog.server_ports(), progress=bar)
-            share_counts(conv.flows.values())
-            vocab = catalog.vocabulary
-            name_roles = [(p, role) for role, patterns in vocab.role_hostnames.items() for p in patterns]
-            name_roles += [(p, r.destination) for r in catalog.rules for p in r.hostnames]
-            draft = draft_roles(conv.flows.values(), names, vocab, name_roles,
-                                min_confidence=Confidence[min_confidence.upper()])
-            text = render(draft, list(captures), __version__)
-            write_atomic([(checked[0], lambda: text)])
-            if bar:
-                bar.close()
-            if not quiet:
-                hosts = len({e.text for e in draft.entries})
-                click.echo(f"pcap-audit roles suggest: {len(draft.entries)} entries ({hosts} addresses or networks) "
-                           f"under {len({e.role for e in draft.entries})} roles; not found: "
-                           f"{', '.join(r for r, _ in draft.not_found) or 'none'}"
-                           + ("" if checked[0].path is None else f"\n  wrote {checked[0].shown}"), err=True)
-        except AuditorError as e:
-            if bar:
-                bar.close()
-            if debug:
-                traceback.print_exc()
-            fail(str(e))
-        except KeyboardInterrupt as e:
-            if bar:
-                bar.close()
-            sys.exit(cli_signals.report_stop(e, "no output written"))
-        except OSError as e:
-            if debug:
-                traceback.print_exc()
-            fail(f"{e.filename or ''}: {e.strerror or e}".lstrip(": "))
-        except Exception as e:  # a bug, not bad input: still one line unless --debug
-            if debug:
-                traceback.print_exc()
-            fail(f"internal error: {type(e).__name__}: {e} (run with --debug for a traceback)")
+        capture_set = open_captures(list(captures), progress=progress if bar else None)
+        holder.append(capture_set)
+        tune_gc()
+        conv, names = read_captures(capture_set, catalog.server_ports(), progress=bar)
+        share_counts(conv.flows.values())
+        vocab = catalog.vocabulary
+        name_roles = [(p, role) for role, patterns in vocab.role_hostnames.items() for p in patterns]
+        name_roles += [(p, r.destination) for r in catalog.rules for p in r.hostnames]
+        draft = draft_roles(conv.flows.values(), names, vocab, name_roles,
+                            min_confidence=Confidence[min_confidence.upper()])
+        text = render(draft, list(captures), __version__)
+        write_atomic([(checked[0], lambda: text)])
+        if bar:
+            bar.close()
+        if not quiet:
+            hosts = len({e.text for e in draft.entries})
+            click.echo(f"pcap-audit roles suggest: {len(draft.entries)} entries ({hosts} addresses or networks) "
+                       f"under {len({e.role for e in draft.entries})} roles; not found: "
+                       f"{', '.join(r for r, _ in draft.not_found) or 'none'}"
+                       + ("" if checked[0].path is None else f"\n  wrote {checked[0].shown}"), err=True)
     sys.exit(EXIT_OK)
