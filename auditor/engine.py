@@ -115,7 +115,11 @@ class Merger:
     walk did not end at its boundary are dropped (``wanted``): that walk read on to the input's end
     (ranges.join)."""
 
-    def __init__(self) -> None:
+    def __init__(self, progress: Progress | None = None, total: int = 0) -> None:
+        self.progress = progress
+        """Told (bytes, ``total``, frames) of the parts merged so far, after each."""
+        self.total = total
+        self.done_bytes = self.done_frames = 0
         self.acc: Part | None = None
         self.exact = True
         self.infos: dict[int, list[tuple[int, InputInfo]]] = {}
@@ -136,6 +140,10 @@ class Merger:
         self.infos.setdefault(i, []).append((_virtual(part.chunk), info))
         if part.chunk.end >= 0 and not info.end_verified:
             self.ended.add(i)
+        self.done_bytes += part.size
+        self.done_frames += part.stats.frames
+        if self.progress is not None:
+            self.progress(self.done_bytes, self.total, self.done_frames)
         acc = self.acc
         if acc is None:
             self.acc = part
@@ -239,10 +247,8 @@ def run_local(chunks_: list[ranges.Chunk], server_ports: frozenset[tuple[str, in
     logs come back. A stop (Ctrl-C, SIGTERM) or an error ends the workers at once: no pool, no
     shared queue whose lock a killed worker could hold."""
     ctx: Any = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    total = sum(_size(c) for c in chunks_)
     running: dict[int, tuple[Any, Any]] = {}
-    done_bytes = done_frames = 0
-    merger = Merger()
+    merger = Merger(progress, sum(_size(c) for c in chunks_))
 
     def start(i: int) -> None:
         here, there = ctx.Pipe(duplex=True)
@@ -270,11 +276,7 @@ def run_local(chunks_: list[ranges.Chunk], server_ports: frozenset[tuple[str, in
         while ahead < len(chunks_) and ahead < max(2, jobs):
             start(ahead)
             ahead += 1
-        first = read_chunk(chunks_[0], server_ports, engine, verify, True)
-        merger.add(first)
-        done_bytes, done_frames = first.size, first.stats.frames
-        if progress is not None:
-            progress(done_bytes, total, done_frames)
+        merger.add(read_chunk(chunks_[0], server_ports, engine, verify, True))
         for i, chunk in enumerate(chunks_):
             if i == 0:
                 continue
@@ -288,12 +290,7 @@ def run_local(chunks_: list[ranges.Chunk], server_ports: frozenset[tuple[str, in
             else:
                 joins = merger.decide(firsts)
                 here.send_bytes(pickle.dumps(joins, protocol=pickle.HIGHEST_PROTOCOL))
-                part: Part = receive(i)
-                merger.add(part, (firsts, joins))
-                done_bytes += part.size
-                done_frames += part.stats.frames
-                if progress is not None:
-                    progress(done_bytes, total, done_frames)
+                merger.add(receive(i), (firsts, joins))
             here.close()
             proc.join()
             del running[i]
@@ -315,7 +312,6 @@ def run_dask(chunks: list[ranges.Chunk], server_ports: frozenset[tuple[str, int]
         distributed: Any = importlib.import_module("distributed")
     except ImportError as e:  # the optional extra
         raise AuditorError("--scheduler needs Dask's distributed scheduler: pip install 'pcap-audit[dask]'") from e
-    total = sum(_size(c) for c in chunks)
     try:
         client = distributed.Client(address, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as e:
@@ -323,20 +319,14 @@ def run_dask(chunks: list[ranges.Chunk], server_ports: frozenset[tuple[str, int]
     with client:
         futures = [client.submit(read_chunk, c, server_ports, engine, verify, i == 0, pure=False)
                    for i, c in enumerate(chunks)]
-        merger = Merger()
-        done_bytes = done_frames = 0
+        merger = Merger(progress, sum(_size(c) for c in chunks))
         for chunk, f in zip(chunks, futures, strict=True):  # in input order: the merge takes them so
             # The part stays on its worker until the merge has looked its chain heads up; the worker
             # settles it and only the chains that continue something travel with their logs.
             firsts: list[PacketRecord] = client.submit(_heads_of, f, pure=False).result()
             if merger.wanted(chunk):
                 joins = merger.decide(firsts)
-                part: Part = client.submit(_settled, f, joins, pure=False).result()
-                merger.add(part, (firsts, joins))
-                done_bytes += part.size
-                done_frames += part.stats.frames
-                if progress is not None:
-                    progress(done_bytes, total, done_frames)
+                merger.add(client.submit(_settled, f, joins, pure=False).result(), (firsts, joins))
             f.release()
         return merger.result()
 
