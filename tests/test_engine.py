@@ -7,10 +7,12 @@ conversations, handshakes and DNS exchanges run across the files, as in a ring b
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import dpkt
@@ -27,20 +29,12 @@ ROLES = ROOT.parent / "shared" / "bench" / "realistic.roles.yaml"
 PORTS = frozenset({("tcp", 1494), ("tcp", 2598), ("tcp", 443), ("udp", 53)})
 
 
-def _split(src: Path, parts: int, out: Path) -> list[Path]:
-    with src.open("rb") as f:
-        reader = dpkt.pcap.Reader(f)
-        lt = reader.datalink()
-        frames = list(reader)
-    paths = []
-    for k in range(parts):
-        p = out / f"ring{k:02d}.pcap"
-        with p.open("wb") as f:
-            w = dpkt.pcap.Writer(f, linktype=lt)
-            for ts, buf in frames[len(frames) * k // parts:len(frames) * (k + 1) // parts]:
-                w.writepkt(buf, ts)
-        paths.append(p)
-    return paths
+def _bench_scale() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_scale", ROOT / "bench" / "bench_scale.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +43,9 @@ def ring(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     whole = d / "whole.pcap"
     subprocess.run([sys.executable, str(GEN), "--packets", "60000", "--seed", "5", "--out", str(whole)],
                    check=True, capture_output=True)
-    return _split(whole, 5, d)
+    # Cut at record boundaries as a ring buffer writes files: bench/bench_scale.py's split.
+    paths: list[Path] = _bench_scale().split(whole, 5, d)
+    return paths
 
 
 def _facts(conv: Any, names: Any, inputs: Any, stats: Any) -> dict[str, Any]:

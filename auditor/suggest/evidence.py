@@ -1,15 +1,7 @@
-"""Evidence gathering: which roles the flows and names show each host holds (SPEC §7).
-
-Evidence comes from listeners: a host is given a role for what it *answered* as the responder of a
-flow (the ICA banner on 1494, HTTP for /Citrix/CdsController/IRegistrar, FlexLM on 27000...), and for
-a few requests only a role's clients send (a VDA registering). A port is a claim and the payload is
-the evidence (SPEC §6): an answer whose payload the core recognised as the role's protocol is
-``high`` confidence, an answer on the role's port whose payload was not recognised is ``medium``
-(and says so), a hint (a name containing "storefront", a licence console port) is ``low``. A payload
-recognised as another protocol is no evidence at all. A host with no evidence is not listed.
-
-Hosts that only initiate, and talk to VDAs or StoreFront, become User Device; PVS streaming clients
-become Target Device.
+"""Evidence gathering: which roles the flows and names show each host holds (SPEC §7). What counts as
+evidence, and each confidence level, is in the package's docstring (auditor/suggest/__init__.py):
+a role for what a host answered, high where the payload showed the role's protocol, medium on its
+port alone, low for hints; client-only hosts become User Device, PVS streaming clients Target Device.
 """
 
 from __future__ import annotations
