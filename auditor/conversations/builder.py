@@ -394,12 +394,8 @@ class ConversationBuilder:
         # keys[1] first: for a host talking to itself on one port both keys are the same, and the
         # entry must then be the initiator's (finish() closes connections by their orig entry).
         table = self._table
-        if keys[0] in table or keys[1] in table:
-            self._take_over(keys[1], (c, False))
-            self._take_over(keys[0], (c, True))
-        else:  # new keys, the common case: nobody's entry to take over
-            table[keys[1]] = (c, False)
-            table[keys[0]] = (c, True)
+        table[keys[1]] = (c, False)
+        table[keys[0]] = (c, True)
         self._queue.append((rec.ts, c))
         self._live += 1
         if self._live > self.stats.peak_live:
@@ -440,15 +436,6 @@ class ConversationBuilder:
             c.tunnels.add(rec.tunnel)
 
     # ---- TCP ----------------------------------------------------------------------------------
-
-    def _take_over(self, key: tuple[object, ...], ent: tuple[_Conn, bool]) -> None:
-        """Put ``ent`` in the live table under ``key`` (a connection that had it loses it)."""
-        self._table[key] = ent
-
-    # ---- ICMP ---------------------------------------------------------------------------------
-
-
-    # ---- closing, flows, memory -----------------------------------------------------------------
 
     def _close(self, c: _Conn) -> None:
         table = self._table

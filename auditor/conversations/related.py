@@ -38,8 +38,8 @@ def tftp_transfer(b: ConversationBuilder, rec: PacketRecord) -> tuple[_Conn, boo
     from_server = (IPPROTO_UDP, rec.src, rec.sport, rec.dst, rec.dport)
     from_client = (IPPROTO_UDP, rec.dst, rec.dport, rec.src, rec.sport)
     c.keys = (*c.keys, from_server, from_client)
-    b._take_over(from_server, (c, False))
-    b._take_over(from_client, (c, True))
+    b._table[from_server] = (c, False)
+    b._table[from_client] = (c, True)
     b.stats.tftp_transfers += 1
     return c, False
 
@@ -82,7 +82,7 @@ def dhcp_reply(b: ConversationBuilder, rec: PacketRecord) -> tuple[_Conn, bool] 
     from_server = (IPPROTO_UDP, rec.src, rec.sport, rec.dst, rec.dport)
     to_server = (IPPROTO_UDP, rec.dst, rec.dport, rec.src, rec.sport)
     c.keys = (*c.keys, from_server, to_server)
-    b._take_over(from_server, (c, False))
+    b._table[from_server] = (c, False)
     b._table.setdefault(to_server, (c, True))
     b.stats.dhcp_replies_joined += 1
     return c, False
