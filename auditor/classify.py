@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from auditor.apps import UNKNOWN
 from auditor.catalog import AlternativeGroup
-from auditor.model import Classification, Flow, FlowRule, Outcome, RuleState, frozen_rows
+from auditor.catalog.rule import FlowRule
+from auditor.model import Classification, Flow, Outcome, RuleState, frozen_rows
 
 # Reasons an observed flow is unexpected (SPEC §4), most specific first.
 REASON_REVERSE = "reverse-of-rule"

@@ -20,9 +20,9 @@ from auditor.catalog import (
     normalise,
     validate_files,
 )
+from auditor.catalog.rule import FlowRule
 from auditor.cli_outputs import Output, Protected
 from auditor.errors import AuditorError, CatalogError
-from auditor.model import FlowRule
 
 EXIT_USAGE = 2
 

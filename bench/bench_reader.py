@@ -67,8 +67,9 @@ def run_mode(mode: str, path: str) -> None:
     if mode == "walk":
         from auditor.capture import pcapfile
         from auditor.capture.decode import Decoder
+        from auditor.capture.decompress import CHUNK
         from auditor.capture.info import InputInfo, ReadStats
-        from auditor.capture.source import CHUNK, Source
+        from auditor.capture.source import Source
 
         class Count:
             """A kernel that decodes nothing: the walk alone."""

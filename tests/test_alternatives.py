@@ -13,7 +13,8 @@ import yaml
 
 from auditor.audit import analyse
 from auditor.catalog import AlternativeGroup, Catalog, load_catalog
-from auditor.model import FlowRule, RuleState
+from auditor.catalog.rule import FlowRule
+from auditor.model import RuleState
 from auditor.roles import parse_roles
 from tests.test_cases import build_records
 

@@ -164,21 +164,21 @@ def test_a_compressed_trace_without_room_is_one_line(tmp_path: Path, no_wireshar
 def test_the_converting_process_stops_when_reading_stops(tmp_path: Path, no_wireshark: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """A reader that stops early (an error further on, Ctrl-C) leaves no converting process behind."""
-    from auditor.capture import foreign, source
+    from auditor.capture import decompress, foreign, source
 
     started: list[Any] = []
-    real = source.start_child
+    real = decompress.start_child
 
     def spy(*args: Any) -> Any:
         proc, fd = real(*args)
         started.append(proc)
         return proc, fd
 
-    monkeypatch.setattr(source, "start_child", spy)
+    monkeypatch.setattr(decompress, "start_child", spy)
     monkeypatch.setattr(foreign, "start_child", spy, raising=False)
     # More than the pipe and the reader's read-ahead (source.HashingReader: AHEAD chunks of CHUNK)
     # hold together, so that the converter is still writing when reading stops.
-    need = (source.HashingReader.AHEAD + 2) * source.CHUNK
+    need = (source.HashingReader.AHEAD + 2) * decompress.CHUNK
     one = _frames()
     frames = one * (need // sum(len(f[-1]) if isinstance(f, tuple) else len(f) for f in one) + 1)
     trace = write_nstrace(tmp_path / "t.cap", frames, "nstrace35")

@@ -23,8 +23,9 @@ from auditor.capture import decode as decode_mod
 from auditor.capture import kernel as kernel_mod
 from auditor.capture import open_captures, pcapfile, pcapng
 from auditor.capture.decode import Decoder
+from auditor.capture.decompress import CHUNK
 from auditor.capture.info import InputInfo, ReadStats
-from auditor.capture.source import CHUNK, Source
+from auditor.capture.source import Source
 from auditor.model import PAYLOAD_SNAP, PacketRecord
 from tests.capture_factory import (
     eth,

@@ -353,7 +353,7 @@ def test_zstd_frames_followed_to_tell_a_cut_stream() -> None:
     # frame: whole, the stream ends outside a frame; cut anywhere inside one, it does not.
     import zstandard
 
-    from auditor.capture.source import _ZstdFrames
+    from auditor.capture.decompress import ZstdFrames
 
     rnd = random.Random(3)
     payload = rnd.randbytes(300_000) + b"\x00" * 400_000 + b"abc" * 50_000
@@ -368,7 +368,7 @@ def test_zstd_frames_followed_to_tell_a_cut_stream() -> None:
     ends = {sum(len(f) for f in frames[:i]) for i in range(len(frames) + 1)}
 
     def inside(prefix: bytes, piece: int) -> bool:
-        z = _ZstdFrames(io.BytesIO(prefix))
+        z = ZstdFrames(io.BytesIO(prefix))
         while z.read(piece):
             pass
         return z.inside

@@ -18,8 +18,8 @@ from auditor.catalog import (
     load_catalog,
     validate_files,
 )
+from auditor.catalog.rule import Citation, FlowRule
 from auditor.errors import CatalogError
-from auditor.model import Citation, FlowRule
 from auditor.yamlsafe import YamlError, load_yaml, load_yaml_text
 
 Write = Callable[[str, str], Path]

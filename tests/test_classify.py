@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from auditor.catalog.rule import FlowRule
 from auditor.classify import (
     REASON_NO_RULE,
     REASON_OTHER_PORT,
@@ -13,7 +14,7 @@ from auditor.classify import (
     classify_flow,
     rule_status,
 )
-from auditor.model import Classification, Flow, FlowKey, FlowRule, RuleState
+from auditor.model import Classification, Flow, FlowKey, RuleState
 
 DDC, VDA, LIC, SQL = "Delivery Controller", "Virtual Delivery Agent", "Citrix License Server", "SQL Server"
 ADM, NSIP = "NetScaler ADM", "NetScaler NSIP"

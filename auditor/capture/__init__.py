@@ -33,8 +33,9 @@ import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 
-from auditor.capture import foreign, nstrace
+from auditor.capture import foreign, nstrace_format
 from auditor.capture.decode import Decoder
+from auditor.capture.decompress import CHUNK, DECOMPRESS_ERRORS
 from auditor.capture.info import InputInfo, ReadStats
 from auditor.capture.pcapfile import (
     PCAP_MAGICS,
@@ -44,7 +45,7 @@ from auditor.capture.pcapfile import (
 )
 from auditor.capture.pcapng import walk_pcapng
 from auditor.capture.ranges import Chunk, ChunkBytes
-from auditor.capture.source import CHUNK, DECOMPRESS_ERRORS, Source, sniff
+from auditor.capture.source import Source, sniff
 from auditor.errors import CaptureError
 from auditor.model import Lane, PacketRecord
 
@@ -130,7 +131,7 @@ class CaptureSet:
         self._inflatable = False
         self.inflate = False
         """Decompress each compressed file of at least INFLATE_MIN bytes in a second process
-        (source.Inflater). Set before iterating."""
+        (decompress.Inflater). Set before iterating."""
         self.foreign: dict[str, str] = {}
         """Inputs in another format (capture/foreign.py): path -> captype's name of the format. They
         are read as nstrace.py converts them (NetScaler traces), from editcap's pcapng copy, or by
@@ -142,11 +143,11 @@ class CaptureSet:
         for path in self.paths:
             if path in self.streams:
                 continue
-            head, compression = sniff(path, nstrace.HEAD)
+            head, compression = sniff(path, nstrace_format.HEAD)
             if head[:4] not in PCAP_MAGICS and head[:4] != PCAPNG_MAGIC:
                 fmt = None
                 if head:
-                    fmt = nstrace.identify(head) or foreign.identify(path)
+                    fmt = nstrace_format.identify(head) or foreign.identify(path)
                 if fmt is None:
                     raise _magic_error(path, head, compression, hint=foreign.hint(path) if head else "")
                 self.foreign[path] = fmt
@@ -214,13 +215,13 @@ class CaptureSet:
             try:
                 head = src.head(4)
                 if head[:4] not in PCAP_MAGICS and head[:4] != PCAPNG_MAGIC:
-                    head = src.head(nstrace.HEAD)
+                    head = src.head(nstrace_format.HEAD)
             except DECOMPRESS_ERRORS as e:
                 raise CaptureError(f"{path}: {src.compression} data cannot be decompressed: {e}") from e
             except OSError as e:
                 raise CaptureError(f"{path}: cannot read: {e.strerror or e}") from e
             if head[:4] not in PCAP_MAGICS and head[:4] != PCAPNG_MAGIC:
-                fmt = nstrace.identify(head)
+                fmt = nstrace_format.identify(head)
                 if fmt is not None:
                     raise CaptureError(f"{path}: cannot read a {foreign.describe(fmt)} from a pipe (it is "
                                        "converted by seeking in it): give the trace as a file")
@@ -243,7 +244,7 @@ class CaptureSet:
         converted) and described as the original. The tshark engine reads it when it cannot be
         converted (foreign.py says when)."""
         fmt = self.foreign[path]
-        if fmt in nstrace.SIGNATURES:
+        if fmt in nstrace_format.SIGNATURES:
             stream = foreign.stream_nstrace(path)
             if stream is not None:
                 yield from self._read_stream(path, stream, index, info, fmt)

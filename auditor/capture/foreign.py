@@ -38,7 +38,8 @@ import tempfile
 from typing import Any, BinaryIO, NamedTuple
 
 from auditor.capture import nstrace
-from auditor.capture.source import CHUNK, DECOMPRESS_ERRORS, Source, sniff, start_child, stop_child
+from auditor.capture.decompress import CHUNK, DECOMPRESS_ERRORS, start_child, stop_child
+from auditor.capture.source import Source, sniff
 from auditor.errors import CaptureError
 
 NAMES = {

@@ -31,7 +31,8 @@ walk: what was written stays and :class:`NstraceInfo` says where and why. Only
 :class:`~auditor.errors.CaptureError` escapes (a file that cannot be opened or is no NetScaler trace,
 or damage before the first time record, where Wireshark opens nothing).
 
-The file is streamed in 1 MiB reads; the pcap is written in chunks of about 1 MiB.
+The file is streamed in 1 MiB reads; the pcap is written in chunks of about 1 MiB. The signatures,
+page sizes and record tables the walk reads by are in nstrace_format.py.
 """
 
 from __future__ import annotations
@@ -40,72 +41,35 @@ import struct
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from auditor.capture.nstrace_format import (
+    ABSTIME,
+    ABSTIME_V10,
+    HEAD,
+    HR_MASK,
+    HR_MUL,
+    M32,
+    NS,
+    PAGE,
+    PAGE3,
+    RELTIME,
+    RELTIME_V10,
+    U16,
+    U32,
+    U64,
+    V2_TYPES,
+    V10,
+    V10_FULL,
+    V10_PART,
+    V30,
+    V35,
+    identify,
+)
 from auditor.errors import CaptureError
 
-HEAD = 8192
-"""How many first bytes :func:`identify` looks at: Wireshark scans the first 8 KiB page for the
-signature record."""
-
-PAGE = 8192
-PAGE3 = 16384
 CHUNK = 1 << 20  # a multiple of both page sizes
-
-SIGNATURES: dict[str, bytes] = {
-    "nstrace10": b"NetScaler Performance Data",
-    "nstrace20": b"NetScaler V20 Performance Data",
-    "nstrace30": b"Netscaler V30 Performance Data",
-    "nstrace35": b"Netscaler V35 Performance Data",
-}
-"""captype's name of each version -> the start of its signature string (3.x spell "Netscaler")."""
-
-_SIG_V10 = 0x0101
-_SIG_V10_SIZE = 64  # type, size, endian byte, 3 reserved, 56 signature bytes
-_SIG_V20 = 0x01
-_SIG_V20_SIZE = 34  # type, size, endian byte, 31 signature bytes
-_PCAP_MAGICS = {b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d",
-                b"\x0a\x0d\x0d\x0a"}
-
-_ABSTIME, _RELTIME = 0x07, 0x08
-_ABSTIME_V10, _RELTIME_V10 = 0x0107, 0x0108
-
-_NS = 1_000_000_000
-_M32 = 0xFFFFFFFF
-_HR_MASK = 0x3FFFFFFF
-_HR_MUL = (1_000_000_000, 1_000_000, 1_000, 1)  # top two bits: s, ms, us, ns
 
 _PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, 1)
 _REC = struct.Struct("<IIII")
-_U16 = struct.Struct("<H")
-_U32 = struct.Struct("<I")
-_U64 = struct.Struct("<Q")
-_V10 = struct.Struct("<HHxxxxI")  # type, size, relative time (the 12 bytes every v1.0 record needs)
-_V30 = struct.Struct("<4xQ8xH9xBB")  # absolute ns, original size, VM name lengths
-_V35 = struct.Struct("<4xQ8xH4xH")  # absolute ns, original size, header length
-
-
-def _v2_types() -> dict[int, tuple[int, bool, bool, int, int]]:
-    """2.x packet record type -> (header size, partial, absolute time, offset of the original size,
-    offset of the two VM name lengths or 0)."""
-    table: dict[int, tuple[int, bool, bool, int, int]] = {}
-    # (full types, partial types, full header, partial header, absolute, orig offset, vm offsets)
-    for full, part, fh, ph, absolute, orig, vm in (
-            ((0xC0, 0xC1, 0xC2), (0xC4, 0xC5, 0xC6), 8, 12, False, 8, (0, 0)),             # 2.0
-            ((0xD0, 0xD1, 0xD2), (0xD4, 0xD5, 0xD6), 16, 20, False, 8, (0, 0)),            # 2.1
-            ((0xE0, 0xE1, 0xE2), (0xE4, 0xE5, 0xE6), 18, 22, False, 8, (0, 0)),            # 2.2
-            ((0xF0, 0xF1, 0xF2), (0xF4, 0xF5, 0xF6), 24, 28, True, 12, (0, 0)),            # 2.3
-            ((0xF8, 0xF9, 0xFA, 0xFB), (0xFC, 0xFD, 0xFE, 0xFF), 29, 33, True, 12, (0, 0)),  # 2.4
-            ((0xB0, 0xB1, 0xB2, 0xB3), (0xB4, 0xB5, 0xB6, 0xB7), 31, 35, True, 12, (29, 33)),  # 2.5
-            ((0xA0, 0xA1, 0xA2, 0xA3), (0xA4, 0xA5, 0xA6, 0xA7), 48, 52, True, 12, (29, 33))):  # 2.6
-        for t in full:
-            table[t] = (fh, False, absolute, 0, vm[0])
-        for t in part:
-            table[t] = (ph, True, absolute, orig, vm[1])
-    return table
-
-
-_V2_TYPES = _v2_types()
-_V10_FULL = frozenset({0x0310, 0x0311, 0x0312})
-_V10_PART = frozenset({0x0314, 0x0315, 0x0316})
 
 
 @dataclass
@@ -119,37 +83,6 @@ class NstraceInfo:
     packets: int = 0
     skipped: int = 0
     warnings: list[str] = field(default_factory=list)
-
-
-def identify(head: bytes) -> str | None:
-    """The version of a NetScaler trace ("nstrace10", "nstrace20", "nstrace30", "nstrace35", as
-    captype names them) from its first bytes (:data:`HEAD`, 8 KiB, are enough; fewer are scanned as
-    they are), or None. Like Wireshark, a signature record is looked for at any offset of the first
-    page; files starting with a pcap or pcapng magic are never NetScaler traces."""
-    head = bytes(head[:HEAD])
-    if head[:4] in _PCAP_MAGICS:
-        return None
-    n = len(head)
-    best: tuple[int, str] | None = None
-    for name, sig in SIGNATURES.items():
-        back = 8 if name == "nstrace10" else 3  # where the signature string sits in its record
-        i = head.find(sig)
-        while i >= 0:
-            dp = i - back
-            if best is not None and dp >= best[0]:
-                break
-            left = n - dp
-            if dp >= 0 and left > _SIG_V20_SIZE:
-                if name == "nstrace10":
-                    if (left >= _SIG_V10_SIZE and _U16.unpack_from(head, dp)[0] == _SIG_V10
-                            and _SIG_V10_SIZE <= _U16.unpack_from(head, dp + 2)[0] <= left):
-                        best = (dp, name)
-                        break
-                elif head[dp] == _SIG_V20 and _SIG_V20_SIZE <= head[dp + 1] <= left:
-                    best = (dp, name)
-                    break
-            i = head.find(sig, i + 1)
-    return best[1] if best is not None else None
 
 
 class _Damage(Exception):
@@ -207,8 +140,8 @@ class _Walk:
 
     def reltime(self, rel_ms: int) -> None:
         self.msec += rel_ms
-        rsec = ((self.msec - self.lastmsec) & _M32) // 1000
-        self.curtime = (self.curtime + rsec) & _M32
+        rsec = ((self.msec - self.lastmsec) & M32) // 1000
+        self.curtime = (self.curtime + rsec) & M32
         self.lastmsec += rsec * 1000
 
     # -- the first absolute time (versions 1.0, 2.x, 3.0) -------------------------------------------
@@ -218,10 +151,10 @@ class _Walk:
         f, off, before, seen = self.f, 0, 0, 0
         if v10:
             def is_packet(t: int) -> bool:
-                return t in _V10_FULL or t in _V10_PART
+                return t in V10_FULL or t in V10_PART
         elif page == PAGE:
             def is_packet(t: int) -> bool:
-                return t in _V2_TYPES
+                return t in V2_TYPES
         else:
             def is_packet(t: int) -> bool:
                 return 0xA8 <= t <= 0xAF
@@ -241,13 +174,13 @@ class _Walk:
                 else:
                     t, lo = pg[pos], pg[pos + 1]
                     size = (pg[pos + 2] << 7) | (lo & 0x7F) if lo & 0x80 else lo
-                if t == (_ABSTIME_V10 if v10 else _ABSTIME):
+                if t == (ABSTIME_V10 if v10 else ABSTIME):
                     if pos + (12 if v10 else 8) > plen:
                         raise _Damage(off + pos, "time record runs past the page end")
                     if v10:
-                        self.abstime(_U32.unpack_from(pg, pos + 8)[0], _U32.unpack_from(pg, pos + 4)[0])
+                        self.abstime(U32.unpack_from(pg, pos + 8)[0], U32.unpack_from(pg, pos + 4)[0])
                     else:
-                        self.abstime(_U32.unpack_from(pg, pos + 4)[0], _U16.unpack_from(pg, pos + 2)[0])
+                        self.abstime(U32.unpack_from(pg, pos + 4)[0], U16.unpack_from(pg, pos + 2)[0])
                     self.info.skipped += seen + 1
                     if before:
                         self.info.warnings.append(
@@ -269,8 +202,8 @@ class _Walk:
     # -- version 1.0 -------------------------------------------------------------------------------
     def walk_v10(self, start: int, pos0: int) -> None:
         f, rec, append, parts = self.f, _REC.pack, self.parts.append, self.parts
-        v10, u16, u32 = _V10.unpack_from, _U16.unpack_from, _U32.unpack_from
-        hrmul, mask, ns_ = _HR_MUL, _HR_MASK, _NS
+        v10, u16, u32 = V10.unpack_from, U16.unpack_from, U32.unpack_from
+        hrmul, mask, ns_ = HR_MUL, HR_MASK, NS
         f.seek(start)
         self.base = start
         buf = self.read(CHUNK)
@@ -290,8 +223,8 @@ class _Walk:
                     if pos + 12 > plen:
                         raise _Damage(self.base + pos, "record header runs past the page end")
                     t, size, rel = v10(buf, pos)
-                    if t in _V10_FULL or t in _V10_PART:
-                        hdr = 12 if t in _V10_FULL else 16
+                    if t in V10_FULL or t in V10_PART:
+                        hdr = 12 if t in V10_FULL else 16
                         if pos + hdr > plen:
                             raise _Damage(self.base + pos, "record header runs past the page end")
                         if size < hdr:
@@ -304,16 +237,16 @@ class _Walk:
                         q, nsec = divmod(crel, ns_)
                         cap = size - hdr
                         orig = cap if hdr == 12 else max(u16(buf, pos + 12)[0], cap)
-                        append(rec((self.curtime + (q & _M32)) & _M32, nsec, cap, orig))
+                        append(rec((self.curtime + (q & M32)) & M32, nsec, cap, orig))
                         append(buf[pos + hdr:end])
                         n += 1
                         pos = end
                         continue
                     if size == 0:
                         raise _Damage(self.base + pos, "record of size 0")
-                    if t == _ABSTIME_V10:
+                    if t == ABSTIME_V10:
                         self.abstime(u32(buf, pos + 8)[0], u32(buf, pos + 4)[0])
-                    elif t == _RELTIME_V10:
+                    elif t == RELTIME_V10:
                         self.reltime(u32(buf, pos + 4)[0])
                     skipped += 1
                     pos += size
@@ -328,8 +261,8 @@ class _Walk:
     # -- versions 2.0 to 2.6 -------------------------------------------------------------------------
     def walk_v20(self, start: int, pos0: int) -> None:
         f, rec, append, parts = self.f, _REC.pack, self.parts.append, self.parts
-        u16, u32, u64 = _U16.unpack_from, _U32.unpack_from, _U64.unpack_from
-        types, hrmul, mask, ns_, m32 = _V2_TYPES, _HR_MUL, _HR_MASK, _NS, _M32
+        u16, u32, u64 = U16.unpack_from, U32.unpack_from, U64.unpack_from
+        types, hrmul, mask, ns_, m32 = V2_TYPES, HR_MUL, HR_MASK, NS, M32
         f.seek(start)
         self.base = start
         buf = self.read(CHUNK)
@@ -388,9 +321,9 @@ class _Walk:
                     size = (buf[pos + 2] << 7) | (lo & 0x7F) if lo & 0x80 else lo
                     if size == 0:
                         raise _Damage(self.base + pos, "record of size 0")
-                    if t == _ABSTIME:
+                    if t == ABSTIME:
                         self.abstime(u32(buf, pos + 4)[0], u16(buf, pos + 2)[0])
-                    elif t == _RELTIME:
+                    elif t == RELTIME:
                         self.reltime(u16(buf, pos + 2)[0])
                     skipped += 1
                     pos += size
@@ -405,8 +338,8 @@ class _Walk:
     # -- versions 3.0 and 3.5 -------------------------------------------------------------------------
     def walk_v30(self, start: int, pos0: int) -> None:
         f, rec, append, parts = self.f, _REC.pack, self.parts.append, self.parts
-        v30, v35 = _V30.unpack_from, _V35.unpack_from
-        ns_, m32 = _NS, _M32
+        v30, v35 = V30.unpack_from, V35.unpack_from
+        ns_, m32 = NS, M32
         f.seek(start)
         self.base = start
         buf = self.read(CHUNK)
@@ -469,7 +402,7 @@ class _Walk:
                                 ps = 0
                             plen = min(ps + PAGE3, len(buf))
                         continue
-                    if t == _RELTIME and pos + 8 > plen:
+                    if t == RELTIME and pos + 8 > plen:
                         raise _Damage(self.base + pos, "time record runs past the page end",
                                       cut=self.eof and plen < ps + PAGE3)
                     skipped += 1

@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from auditor.capture.decode import BadRun, Decoder, bad_run_why, linktype_name
+from auditor.capture.decompress import CHUNK, DECOMPRESS_ERRORS
 from auditor.capture.info import InputInfo
-from auditor.capture.source import CHUNK, DECOMPRESS_ERRORS
 from auditor.errors import CaptureError
 from auditor.model import PacketRecord
 

@@ -19,11 +19,12 @@ import threading
 from collections.abc import Callable, Iterator
 
 from auditor.capture.decode import BAD_RUN_MAX
+from auditor.capture.decompress import CHUNK, DECOMPRESS_ERRORS
 from auditor.capture.foreign import describe
 from auditor.capture.info import InputInfo, ReadStats
 from auditor.capture.kernel import KEEP_FIRST
 from auditor.capture.pcapfile import PCAP_MAGICS, PCAPNG_MAGIC
-from auditor.capture.source import CHUNK, DECOMPRESS_ERRORS, Source
+from auditor.capture.source import Source
 from auditor.errors import CaptureError
 from auditor.model import PAYLOAD_SNAP, PacketRecord, QuotedPacket, TunnelInfo
 

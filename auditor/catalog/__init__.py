@@ -6,6 +6,7 @@ Site files given with ``--rules`` use the same schema and may add roles of their
 
 Where things live (every public name is importable from ``auditor.catalog``):
   vocabulary.py  roles, features and the Vocabulary (aliases, 'satisfies', feature-implied roles)
+  rule.py        FlowRule, Citation and the layers: the rule vocabulary every layer may import
   model.py       the Catalog object and its queries, product sections, alternative groups, source document
   fields.py      field validation of the YAML mappings, ports, the source document; located problems
   load.py        the loader: files -> Catalog (load_catalog, catalog_files, validate_files)

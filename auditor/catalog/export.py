@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from auditor.model import Citation, FlowRule
+from auditor.catalog.rule import Citation, FlowRule
 
 EXPORT_FIELDS = ("id", "product", "source", "destination", "protocol", "ports", "type", "description",
                  "bidirectional", "configurable", "one_way", "loopback_only", "hostnames", "note",

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from auditor.catalog.model import SourceDocument
+from auditor.catalog.rule import LAYER_DOCUMENT
 from auditor.catalog.vocabulary import Vocabulary, did_you_mean
-from auditor.model import LAYER_DOCUMENT
 from auditor.yamlsafe import LineMap, YamlError, join_path, read_config
 
 

@@ -35,9 +35,9 @@ from auditor.catalog.fields import (
     _unknown_feature,
 )
 from auditor.catalog.model import AlternativeGroup, Catalog, ProductSection, SourceDocument
+from auditor.catalog.rule import LAYER_DOCUMENT, LAYER_SITE, LAYER_SUPPLEMENT, LAYERS, Citation, FlowRule
 from auditor.catalog.vocabulary import Feature, Role, UnknownRoleError, Vocabulary, did_you_mean, normalise
 from auditor.errors import CatalogError
-from auditor.model import LAYER_DOCUMENT, LAYER_SITE, LAYER_SUPPLEMENT, LAYERS, Citation, FlowRule
 from auditor.yamlsafe import YamlError, join_path, load_yaml_text
 
 PROTOCOLS = ("tcp", "udp", "icmp")

@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from auditor.catalog.rule import LAYER_DOCUMENT, LAYERS, FlowRule
 from auditor.catalog.vocabulary import Feature, Vocabulary
-from auditor.model import LAYER_DOCUMENT, LAYERS, FlowRule
 
 # Ranges wider than this are client (ephemeral) ranges, not a server's listening port: no evidence
 # of direction (SPEC §3: the dynamic range 49152-65535 is no evidence).
