@@ -13,21 +13,23 @@ InputInfo.warnings.
 Two engines share this interface: "fast" (our own pcap/pcapng walker and decoder, the default) and
 "tshark" (tshark -T fields, for cross-checking and for whatever our decoder does not know).
 
-The modules: source.py (bytes: files, stdin, decompression by magic, SHA-256; Inflater decompresses
-in a second process), pcapfile.py (the record walk, pcap and pcapng) and pcapng.py (pcapng's
-sections, interfaces and other blocks), kernel.py (the common path: Ethernet/cooked/raw/loopback
+The modules: source.py (bytes: files, stdin, SHA-256) with decompress.py (decompression by magic;
+Inflater decompresses in a second process), pcapfile.py (the record walk, pcap and pcapng) and
+pcapng.py (pcapng's sections, interfaces and other blocks), kernel.py (the common path: Ethernet/cooked/raw/loopback
 IPv4/IPv6 TCP/UDP -> PacketRecord or the fast lane, written once), decode.py (the general decoder:
 IP, fragments, transport, ICMP) with link.py (link layers) and tunnels.py, ranges.py (files cut
-into byte ranges at record boundaries, read as chunks), tshark.py (the tshark engine), foreign.py (files in other
+into byte ranges at record boundaries, read as chunks) with fragments.py (the IP fragments a byte
+range's first fragments began before it), tshark.py (the tshark engine), foreign.py (files in other
 capture formats: named by Wireshark's captype, read from editcap's pcapng copy or by the tshark
 engine; NetScaler traces converted by a second process into a pipe), nstrace.py (NetScaler traces:
-named and converted to pcap without Wireshark), info.py
-(per-input facts and read counters).
+converted to pcap without Wireshark) with nstrace_format.py (their signatures and record tables),
+info.py (per-input facts and read counters).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import stat
 import time
@@ -36,6 +38,7 @@ from collections.abc import Callable, Iterator, Sequence
 from auditor.capture import foreign, nstrace_format
 from auditor.capture.decode import Decoder
 from auditor.capture.decompress import CHUNK, DECOMPRESS_ERRORS
+from auditor.capture.fragments import table_before
 from auditor.capture.info import InputInfo, ReadStats
 from auditor.capture.pcapfile import (
     PCAP_MAGICS,
@@ -308,6 +311,8 @@ class CaptureSet:
             check_magic(path, first, data.compression)
             dec = Decoder(self.stats, index, verify_checksums=self.verify_checksums)
             dec.lane = self.lane
+            if chunk is not None and chunk.start > 0:
+                dec.behind = functools.partial(table_before, chunk)
 
             def tick() -> None:
                 # The walkers tick every PROGRESS_EVERY frames: a running count for rates, with no

@@ -11,6 +11,7 @@ that cannot be decoded is counted by kind in ReadStats and skipped; nothing here
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 from auditor.capture.info import ReadStats
 from auditor.capture.kernel import CHECKSUM_POLICY as CHECKSUM_POLICY
@@ -34,8 +35,24 @@ _FRAG6 = struct.Struct("!BxHI").unpack_from
 
 # Later fragments find their ports here; bounded so a fragment flood cannot grow memory.
 FRAG_TABLE_SIZE = 4096
+FRAG_TIMEOUT = 30.0
+"""Seconds after its first fragment that a later fragment of a datagram still finds its ports (the
+reassembly timeout of the capturing host's kernel: Linux's ipfrag_time, 30 s). Later it is an orphan.
+The bound also lets a byte range of a file find the datagrams begun before it (``Decoder.behind``)."""
+FRAG_SLACK = 5.0
+"""Seconds that timestamps at a byte range's start may run out of order for ``Decoder.behind``: it
+covers the first fragments up to FRAG_TIMEOUT + FRAG_SLACK before the range's first orphan-looking
+fragment."""
 # The fragment table's mark for a tunnel packet audited from its first fragment.
 _TUNNELED = (-1, -1)
+
+FragKey = tuple[bytes, bytes, int, int]
+"""A datagram's fragments: (source, destination, IP identification, protocol)."""
+FragTable = dict[FragKey, tuple[int, int, float]]
+"""Datagram -> (source port, destination port, time of its first fragment), oldest first."""
+Behind = Callable[[float], FragTable]
+"""The fragment table as one read of the input would have it at a byte range's start, covering the
+datagrams whose first fragment came at or after the time given (capture/fragments.py)."""
 # ICMP types that carry an identifier (echo, timestamp, information, address mask) and errors.
 _ICMP4_ID = frozenset((0, 8, 13, 14, 15, 16, 17, 18))
 _ICMP4_ERR = frozenset((3, 4, 5, 11, 12))
@@ -90,7 +107,10 @@ class Decoder(Tunnels):
         self.verify = verify_checksums
         self.kernel = Kernel(input_index, verify_checksums, VERIFY_ALL_FRAMES, self.slow)
         """The hot path (``decode``); it hands this decoder (``slow``) whatever it does not take."""
-        self.frags: dict[tuple[bytes, bytes, int, int], tuple[int, int]] = {}
+        self.frags: FragTable = {}
+        self.behind: Behind | None = None
+        """A byte range that starts inside its file: how to learn the datagrams begun before it,
+        asked once, at its first later fragment whose first fragment it has not seen."""
         self._bad_last = 0
         """The last malformed frame (``bad``), and how many malformed frames in a row end there."""
         self._bad_run = 0
@@ -112,6 +132,7 @@ class Decoder(Tunnels):
         reading would otherwise leave to the cyclic collector, which collect() pauses)."""
         self.kernel.slow = _read
         self.kernel.take = None
+        self.behind = None
 
     def decode(self, buf: bytes, off: int, caplen: int, ts: float, frame: int, lt: int) -> PacketRecord | None:
         """Decode the frame buf[off:off+caplen] of link type ``lt``; None if it yields no record
@@ -252,7 +273,7 @@ class Decoder(Tunnels):
                    fkey: tuple[bytes, bytes, int, int] | None, first: bool, v6: bool) -> PacketRecord | None:
         ii = self.ii
         if fkey is not None and not first:
-            ports = self.frags.get(fkey)
+            ports = self._ports(fkey, ts)
             if ports is None:
                 self.bad("fragment-orphan", frame)
                 ports = (0, 0)
@@ -279,7 +300,7 @@ class Decoder(Tunnels):
             bad = (self.verify and complete and not frag
                    and checksum_bad(buf, q, q + l4len, src, dst, 6))
             if fkey is not None:
-                self._remember(fkey, sport, dport)
+                self._remember(fkey, sport, dport, ts)
             return PacketRecord(ii, frame, ts, src, dst, 6, ip_len, sport, dport, flags, seq, ack, plen,
                                 payload, checksum_bad=bad, tunnel=tunnel, fragment=frag)
         if proto == 17:
@@ -288,13 +309,13 @@ class Decoder(Tunnels):
                 return None
             sport, dport, ulen, ucs = _UDP(buf, q)
             if fkey is not None:
-                self._remember(fkey, sport, dport)
+                self._remember(fkey, sport, dport, ts)
             if dport in (VXLAN_PORT, GENEVE_PORT):
                 # A first fragment holds the inner headers too: audit the inner packet from it.
                 done, rec = self._udp_tunnel(buf, q + 8, ipend, dport, src, dst, ts, frame, tunnel, depth)
                 if done:
                     if fkey is not None and rec is not None:
-                        self._remember(fkey, *_TUNNELED)
+                        self._remember(fkey, *_TUNNELED, ts)
                     return rec
             if ulen >= 8 and (frag or ulen <= l4len):
                 plen = ulen - 8
@@ -348,7 +369,7 @@ class Decoder(Tunnels):
             return PacketRecord(ii, frame, ts, src, dst, proto, ip_len, payload_len=max(l4len, 0),
                                 tunnel=tunnel, fragment=frag)
         if fkey is not None and rec is not None:
-            self._remember(fkey, *_TUNNELED)
+            self._remember(fkey, *_TUNNELED, ts)
         return rec
 
 
@@ -401,11 +422,29 @@ class Decoder(Tunnels):
             o += 2 + buf[o + 1]
         return src
 
-    def _remember(self, key: tuple[bytes, bytes, int, int], sport: int, dport: int) -> None:
+    def _remember(self, key: FragKey, sport: int, dport: int, ts: float) -> None:
         frags = self.frags
         if len(frags) >= FRAG_TABLE_SIZE and key not in frags:
             del frags[next(iter(frags))]
-        frags[key] = (sport, dport)
+        frags[key] = (sport, dport, ts)
+
+    def _ports(self, key: FragKey, ts: float) -> tuple[int, int] | None:
+        """The ports of a later fragment's datagram (from its first fragment), None for an orphan. A
+        byte range that starts inside its file has not seen what came before it: at its first such
+        fragment it takes in the datagrams begun in the FRAG_TIMEOUT before (``behind``), older
+        than its own, so that it finds what one read of the file finds."""
+        ent = self.frags.get(key)
+        if (ent is None or ts - ent[2] > FRAG_TIMEOUT) and self.behind is not None:
+            behind, self.behind = self.behind, None
+            before = {k: v for k, v in behind(ts - FRAG_TIMEOUT - FRAG_SLACK).items() if k not in self.frags}
+            merged = before | self.frags
+            for k in list(merged)[:max(0, len(merged) - FRAG_TABLE_SIZE)]:
+                del merged[k]
+            self.frags = merged
+            ent = merged.get(key)
+        if ent is None or ts - ent[2] > FRAG_TIMEOUT:
+            return None
+        return ent[0], ent[1]
 
     def _quote(self, buf: bytes, p: int, end: int) -> QuotedPacket | None:
         """The original packet an ICMP error quotes: its IP header and first 8 bytes (RFC 792/4443)."""

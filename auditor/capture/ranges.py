@@ -21,9 +21,9 @@ a file is computed by the chunk that starts at offset 0: it reads its range and 
 thread hashes the rest of the file (through memory maps) without decoding it. The other chunks hash
 nothing.
 
-Decoder state does not cross a boundary (known limits): the later fragments of an IP datagram
-whose first fragment is in the chunk before are orphans, and checksums are verified by frame
-numbers within the chunk (decode.VERIFY_ALL_FRAMES, VERIFY_EVERY_MASK).
+The later fragments of an IP datagram whose first fragment is in the chunk before find it as one
+walk does (capture/fragments.py). Checksums are sampled by frame numbers within the chunk
+(kernel.VERIFY_ALL_FRAMES, VERIFY_EVERY_MASK): the same share, other frames (docs/scale.md).
 """
 
 from __future__ import annotations
