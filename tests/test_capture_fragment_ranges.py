@@ -93,9 +93,11 @@ def _boundaries(path: Path) -> list[int]:
 
 
 def _fragment_region(path: Path) -> list[int]:
-    """The record boundaries from just before the first fragment to just after the last."""
+    """The record boundaries from the record before the first fragment to the record after the last."""
     starts = _boundaries(path)
-    return starts[38:59]
+    frags = [i for i, r in enumerate(CaptureSet([str(path)])) if r.fragment]
+    assert len(starts) > frags[-1] + 2
+    return starts[frags[0] - 1:frags[-1] + 3]
 
 
 def _record(r: Any, by: int) -> tuple[Any, ...]:
