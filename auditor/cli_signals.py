@@ -82,7 +82,7 @@ def _restore(st: _State) -> None:
 
 def _after_fork_in_child() -> None:
     # A forked child keeps its parent's handlers. Its owner stops it with SIGTERM (a process pool's
-    # terminate, capture.source.stop_child): that must end it at once, as it did before.
+    # terminate, capture.decompress.stop_child): that must end it at once, as it did before.
     global _state
     st = _state
     if st is not None and st.owner != os.getpid():

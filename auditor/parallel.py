@@ -46,7 +46,7 @@ def cpus() -> int:
 
 def auto_jobs(capture: CaptureSet, engine: str) -> int:
     """Two when there are two cores and a large compressed input that a second process decompresses
-    (source.Inflater) while this one reads; otherwise one."""
+    (capture.decompress.Inflater) while this one reads; otherwise one."""
     if engine != "fast" or cpus() < 2:
         return 1
     return 2 if capture.inflatable() else 1
