@@ -255,7 +255,6 @@ DATA_MARK = "\x00audit-data\x00"
 """Stands for the data block in the rendered page. Nothing from the document can contain it: every
 string passes safe_text, which shows a NUL as \\u0000."""
 _BATCH = 2000
-_ENCODE = 50
 _DUMP = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 _DUMP_RECORDS = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"),
                                  check_circular=False).encode
@@ -279,11 +278,9 @@ class _Lists:
 
 _CLASSES = list(FLOW_CLASSES.values())
 _WIDTH = SHARED_FIRST + 2
-"""What FlowCells.shared gives per flow."""
-
-
-def _encode_row(row: list[int | Cell]) -> list[Any]:
-    return [c if isinstance(c, int) else c.encode(k) for c, k in zip(row, _CLASSES, strict=True)]
+"""What FlowCells.shared gives per flow: _FlowPass.chunks writes a record's indexes out for these."""
+if (SHARED_FIRST, len(FLOW_COLS)) != (7, 13):  # pragma: no cover - a change of columns must change chunks
+    raise ImportError("report.html's records are written for 7 shared columns, 5 own and the last")
 
 
 def _table(tid: str, kind: str, cols: Iterable[str], rows: list[int], cells: Callable[[int], list[Cell]],
@@ -365,20 +362,16 @@ class _FlowPass:
         """The records as script-safe JSON array items, a batch per chunk: the flows read again, their
         own cells made again (as the first walk made them) and their interned cells by index."""
         source = self.source
-        own, shared = self.cells.own, self.shared
+        own, shared = self.cells.own_json, self.shared
         rows: Iterator[FlowRow | FlowTotals] = iter(source.totals() if isinstance(source, FlowRows) else source)
         start = 0
         while batch := list(islice(rows, _BATCH)):
-            # Encoded a few rows at a time: their lists die young, so the collector never promotes
-            # them and does not run full collections over a large heap.
-            parts = []
-            for i in range(0, len(batch), _ENCODE):
-                records = []
-                for k, r in enumerate(batch[i:i + _ENCODE], start + i):
-                    ix = shared[k * _WIDTH:(k + 1) * _WIDTH]
-                    records.append(_encode_row([*ix[:SHARED_FIRST], *own(r, ix[-1]), ix[SHARED_FIRST]]))
-                parts.append(_DUMP_RECORDS(records)[1:-1])
-            text = _script_safe(",".join(parts))
+            records = []
+            for k, r in enumerate(batch, start):
+                ix = shared[k * _WIDTH:(k + 1) * _WIDTH]
+                records.append(f"[{ix[0]},{ix[1]},{ix[2]},{ix[3]},{ix[4]},{ix[5]},{ix[6]},"
+                               f"{own(r, ix[8])},{ix[7]}]")
+            text = _script_safe(",".join(records))
             yield text if not start else "," + text
             start += len(batch)
 

@@ -500,13 +500,20 @@ class AuditDocument:
         return out
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+"""A document class -> its field names, in order (dataclasses.fields once per class, not per value)."""
+
+
 def plain(value: Any) -> Any:
     """A document value as JSON-ready data: dataclasses as dicts (members in field order), tuples as
     lists."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, str | int | float) or value is None:
         return value
+    names = _FIELDS.get(type(value))
+    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _FIELDS[type(value)] = tuple(f.name for f in dataclasses.fields(value))
+    if names is not None:
+        return {name: plain(getattr(value, name)) for name in names}
     if isinstance(value, Mapping):
         return {k: plain(v) for k, v in value.items()}
     if isinstance(value, Sequence):
