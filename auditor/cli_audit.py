@@ -347,7 +347,7 @@ def _summary_doc(document: Any) -> dict[str, Any]:
     the unexpected flows their count and the SUMMARY_FLOWS with the most packets (the rows of no
     other flow are built)."""
     from auditor.report.document import top_findings
-    from auditor.report.model import plain
+    from auditor.report.jsondata import plain
 
     doc = {name: plain(getattr(document, name))
            for name in ("tool", "summary", "features", "warnings", "not_audited", "inputs")}

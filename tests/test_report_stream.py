@@ -1,9 +1,9 @@
 """The streamed renderers write exactly what the plain paths give.
 
-The JSON export writes each flow's text by hand (model.FlowJson) and reads the flows from verdicts as
+The JSON export writes each flow's text by hand (jsondata.FlowJson) and reads the flows from verdicts as
 it goes (document.FlowRows); the HTML report writes its data block a batch at a time (iter_html).
-Each is checked here against the plain path: the typed document as JSON data (model.plain), encoded
-whole; and a saved JSON loaded back (model.load_document) renders the same.
+Each is checked here against the plain path: the typed document as JSON data (jsondata.plain), encoded
+whole; and a saved JSON loaded back (load.load_document) renders the same.
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ from auditor.report.html import (
     render_html,
     script_json,
 )
-from auditor.report.model import AuditDocument, FlowJson, FlowRow, load_document, plain
+from auditor.report.jsondata import FlowJson, plain
+from auditor.report.load import load_document
+from auditor.report.model import AuditDocument, FlowRow
 from auditor.report.tabular import iter_json, render_csv, render_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -190,7 +192,7 @@ def test_json_export_streams_a_batch_at_a_time(sample_doc: AuditDocument) -> Non
 def test_table_rows_are_the_plain_filters() -> None:
     """Tables' rows (computed with two stable sorts, runs of one verdict and one walk for all roles)
     are what sorting by (severity, -bytes) and filtering each table gives."""
-    from auditor.report.html import SEVERITY
+    from auditor.report.cells import SEVERITY
 
     doc = make_audit_doc(flows=400, unmapped=80, hostile=True, seed=11)
     doc["flows"][5]["classification"] = "odd"  # an unknown verdict sorts last and counts as judged

@@ -19,6 +19,7 @@ from auditor.classify import REASON_MISMATCH
 from auditor.criteria import criteria_record
 from auditor.model import Classification, RuleState
 from auditor.refusal import refused_by
+from auditor.report.jsondata import plain
 from auditor.report.model import (
     SCHEMA_VERSION,
     Alternative,
@@ -46,7 +47,6 @@ from auditor.report.model import (
     Summary,
     Tool,
     Vantage,
-    plain,
 )
 
 if TYPE_CHECKING:
