@@ -191,7 +191,8 @@ class FlowCells:
         self.cells: list[Cell] = []
         """The interned cells, by index."""
         self._index: dict[Any, int] = {}
-        self.t16, self.t32, self.t64, self.text = _Texts(16), _Texts(32), _Texts(64), _Texts(MAX_CHARS)
+        self.t16, self.t32, self.t64, self.t80 = _Texts(16), _Texts(32), _Texts(64), _Texts(80)
+        self.text = _Texts(MAX_CHARS)
 
     def cell(self, i: int | Cell) -> Cell:
         return self.cells[i] if isinstance(i, int) else i
@@ -316,8 +317,8 @@ class FlowCells:
                 who = "responder" if ev.direction == "resp" else "initiator"
                 frame = f"input {ev.frame.input} frame {ev.frame.frame}" if len(self.paths) > 1 \
                     else f"frame {ev.frame.frame}"
-                line += (f"; first bytes from the {who}, {frame}: {safe_text(ev.head, 32)}"
-                         + (f" ({safe_text(ev.detail, 80)})" if ev.detail else ""))
+                line += (f"; first bytes from the {who}, {frame}: {self.t32[ev.head]}"
+                         + (f" ({self.t80[ev.detail]})" if ev.detail else ""))
             lines.append(line)
         if r.unverified:
             lines.append(f"unverified: {r.unverified} connection{'s' if r.unverified != 1 else ''} "
