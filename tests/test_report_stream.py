@@ -21,8 +21,8 @@ from audit_doc_factory import HOSTILE_NAMES, make_audit_doc
 from auditor.audit import AuditRequest, run_audit
 from auditor.classify import FlowVerdict, HostView
 from auditor.model import Classification, Flow, FlowKey
-from auditor.report.cells import host_cells
-from auditor.report.document import FlowRows
+from auditor.report.cells import FLOW_CLASSES, SHARED_FIRST, FlowCells, host_cells
+from auditor.report.document import FlowRows, top_findings
 from auditor.report.html import (
     DATA_MARK,
     ReportDataError,
@@ -32,7 +32,7 @@ from auditor.report.html import (
 )
 from auditor.report.jsondata import FlowJson, plain
 from auditor.report.load import load_document
-from auditor.report.model import AuditDocument, FlowRow
+from auditor.report.model import AuditDocument, FlowRow, FrameRef
 from auditor.report.tabular import iter_json, render_csv, render_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -231,3 +231,39 @@ def test_a_loaded_audit_renders_the_same_page(sample_doc: AuditDocument) -> None
     loaded = load_document(json.loads(render_json(sample_doc)))
     assert not isinstance(loaded.flows, FlowRows)
     assert "".join(iter_html(loaded)) == "".join(iter_html(sample_doc))
+
+
+def _general_own(cells: FlowCells, row: FlowRow, source: int) -> str:
+    """A flow's own cells encoded the general way: Cell.encode with each column's class."""
+    classes = list(FLOW_CLASSES.values())[SHARED_FIRST:SHARED_FIRST + 5]
+    return _DUMP([c.encode(k) for c, k in zip(cells.own(row, source), classes, strict=True)])[1:-1]
+
+
+@pytest.mark.parametrize("paths", [["a.pcap"], ["a.pcap", "b <x>.pcap"]])
+def test_own_cells_written_out_are_their_general_encoding(paths: list[str]) -> None:
+    rows = list(FlowRows(EDGE_VERDICTS))
+    base = rows[1]
+    odd = ["", "2026-12-06", "2026-12-06T10:00:00.000001Z\u2028", "<\"2026-12-06T10:00:00.123456Z\">",
+           "2026-12-06T10:00:00Z"]
+    rows += [dataclasses.replace(base, first_seen=t) for t in odd]
+    rows += [dataclasses.replace(base, last_seen=t) for t in odd]
+    rows += [dataclasses.replace(base, bytes=b, packets=b)
+             for b in (0, 1023, 1024, 10**15)]
+    rows += [dataclasses.replace(base, first_frame=FrameRef(1, 7))]
+    cells = FlowCells({}, paths)
+    for row in rows:
+        source = cells.shared(row)[-1]  # the interned title of its frame cell
+        assert cells.own_json(row, source) == _general_own(cells, row, source), row
+
+
+def test_the_summarys_flows_are_the_most_packets_of_each_kind() -> None:
+    verdicts = [_verdict(i, orig_pkts=[5, 9, 9, 1, 9, 0, 7, 9][i % 8]) for i in range(40)]
+    rows = FlowRows(verdicts)
+    for flows in (rows, list(rows)):
+        got = top_findings(flows, 5)
+        for kind, keep in (("failing", lambda r: r.failing),
+                           ("unexpected", lambda r: r.classification == "unexpected")):
+            listed = [r for r in rows if keep(r)]
+            count, top = got[kind]
+            assert count == len(listed) > 5
+            assert top == sorted(listed, key=lambda r: -r.packets)[:5]  # ties in document order
