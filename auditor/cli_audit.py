@@ -88,6 +88,10 @@ class ProgressBar:
             click.echo("\r" + " " * 78 + "\r", nl=False, err=True)
 
 
+SUMMARY_FLOWS = 5
+"""Flows the summary lists of the failing and of the unexpected, those with the most packets."""
+
+
 def _summary_lines(doc: dict[str, Any], written: list[str]) -> list[str]:
     s = doc["summary"]
     r = s["rules"]
@@ -110,12 +114,11 @@ def _summary_lines(doc: dict[str, Any], written: list[str]) -> list[str]:
         lines.append(f"  roles warning: {w['message']}")
     if len(doc.get("warnings", [])) > 10:
         lines.append(f"  ... and {len(doc['warnings']) - 10} more roles warnings in the report")
-    failing = [f for f in doc["flows"] if f["failing"]]
-    unexpected = [f for f in doc["flows"] if f["classification"] == "unexpected"]
-    for title, items in (("failing expected flows", failing), ("unexpected flows", unexpected)):
-        if items:
+    for title, (count, items) in (("failing expected flows", doc["failing"]),
+                                  ("unexpected flows", doc["unexpected"])):
+        if count:
             lines.append(f"  {title}:")
-            for f in sorted(items, key=lambda f: -f["packets"])[:5]:
+            for f in items:
                 refused = f.get("refused_by") or []
                 who = f"; {refused[0]['text']}" if refused and f["failing"] else ""
                 app = f.get("app_protocol") or "unknown"
@@ -124,8 +127,8 @@ def _summary_lines(doc: dict[str, Any], written: list[str]) -> list[str]:
                 if f["reason"] == "protocol-mismatch" and f.get("reason_text"):
                     why = f"{why}: {f['reason_text']}"
                 lines.append(f"    {f['initiator']} -> {f['responder']} {svc} {f['outcome']} ({why}){who}")
-            if len(items) > 5:
-                lines.append(f"    ... and {len(items) - 5} more in the report")
+            if count > SUMMARY_FLOWS:
+                lines.append(f"    ... and {count - SUMMARY_FLOWS} more in the report")
     na = doc["not_audited"]
     skipped = sum(na["malformed"].values()) + sum(na["unsupported"].values())
     if skipped or na["summarised_flows"]:
@@ -340,17 +343,16 @@ def audit(captures: tuple[str, ...], roles_path: Path, html_path: str, json_path
 
 
 def _summary_doc(document: Any) -> dict[str, Any]:
-    """What the text summary reads, as plain data: the document's head and only the flows it lists
-    (failing and unexpected), not every flow of a large audit."""
-    from auditor.report.document import FlowRows
-    from auditor.report.model import plain
+    """What the text summary reads, as plain data: the document's head, and of the failing and of
+    the unexpected flows their count and the SUMMARY_FLOWS with the most packets (the rows of no
+    other flow are built)."""
+    from auditor.report.document import top_findings
+    from auditor.report.jsondata import plain
 
     doc = {name: plain(getattr(document, name))
            for name in ("tool", "summary", "features", "warnings", "not_audited", "inputs")}
-    flows = document.flows
-    listed = flows.findings() if isinstance(flows, FlowRows) else \
-        (f for f in flows if f.failing or f.classification == "unexpected")
-    doc["flows"] = [plain(f) for f in listed]
+    for kind, (count, rows) in top_findings(document.flows, SUMMARY_FLOWS).items():
+        doc[kind] = (count, [plain(f) for f in rows])
     return doc
 
 

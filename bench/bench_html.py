@@ -23,7 +23,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 from audit_doc_factory import make_audit_doc  # noqa: E402
 
 from auditor.report.html import iter_html  # noqa: E402
-from auditor.report.model import load_document  # noqa: E402
+from auditor.report.load import load_document  # noqa: E402
 
 
 def peak_mib() -> float:

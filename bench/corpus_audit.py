@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from auditor.audit import AuditRequest, run_audit
 from auditor.errors import AuditorError
 from auditor.report.html import render_html
-from auditor.report.model import load_document
+from auditor.report.load import load_document
 from auditor.report.tabular import render_csv, render_json
 
 

@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from auditor.criteria import criteria_record
-from auditor.report.model import AuditDocument, load_document
+from auditor.report.load import load_document
+from auditor.report.model import AuditDocument
 
 # Strings an attacker could put in a capture (DNS answers, SNI, HTTP Host). Each must show as text.
 HOSTILE_DNS = "<script>alert(1)</script>.evil.example"

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from auditor.cli_audit import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK
-from auditor.report.model import load_document
+from auditor.report.load import load_document
 from tests.capture_factory import eth_ipv4_tcp, eth_ipv4_udp, write_pcap
 from tests.test_cli_audit import assert_one_error_line, run_cli
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from auditor.cli_audit import EXIT_BAD_INPUT, EXIT_OK
-from auditor.report.model import load_document
+from auditor.report.load import load_document
 from tests.capture_factory import write_pcap
 from tests.test_cli_audit import assert_one_error_line, handshake, run_cli
 

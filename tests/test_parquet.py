@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from auditor.cli import main
 from auditor.errors import AuditorError
-from auditor.report.model import load_document
+from auditor.report.load import load_document
 from auditor.report.parquet import render_parquet
 from auditor.report.tabular import FLOW_COLUMNS
 

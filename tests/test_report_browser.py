@@ -28,7 +28,7 @@ from audit_doc_factory import HOSTILE_DNS, HOSTILE_SNI, make_audit_doc
 from test_report_html import Page, count_text, parse
 
 from auditor.report.html import PAGE_SIZE, PRINT_ROWS, render_html
-from auditor.report.model import load_document
+from auditor.report.load import load_document
 
 pytestmark = pytest.mark.browser
 

@@ -14,7 +14,7 @@ from test_report_html import parse
 
 from auditor.criteria import criteria_record
 from auditor.report.html import PAGE_SIZE, PRINT_ROLE_ROWS, PRINT_ROWS, render_html
-from auditor.report.model import load_document
+from auditor.report.load import load_document
 
 
 @pytest.fixture(scope="module")

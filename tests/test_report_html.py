@@ -29,7 +29,7 @@ from auditor.report.html import (
     safe_text,
     script_json,
 )
-from auditor.report.model import load_document
+from auditor.report.load import load_document
 
 
 class Page(HTMLParser):

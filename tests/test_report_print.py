@@ -25,7 +25,7 @@ from test_report_browser import DevTools, run_chromium
 
 from auditor.cli import main
 from auditor.report.html import render_html
-from auditor.report.model import load_document
+from auditor.report.load import load_document
 
 pytestmark = pytest.mark.browser
 

@@ -1,9 +1,9 @@
 """The streamed renderers write exactly what the plain paths give.
 
-The JSON export writes each flow's text by hand (model.FlowJson) and reads the flows from verdicts as
+The JSON export writes each flow's text by hand (jsondata.FlowJson) and reads the flows from verdicts as
 it goes (document.FlowRows); the HTML report writes its data block a batch at a time (iter_html).
-Each is checked here against the plain path: the typed document as JSON data (model.plain), encoded
-whole; and a saved JSON loaded back (model.load_document) renders the same.
+Each is checked here against the plain path: the typed document as JSON data (jsondata.plain), encoded
+whole; and a saved JSON loaded back (load.load_document) renders the same.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from audit_doc_factory import HOSTILE_NAMES, make_audit_doc
 from auditor.audit import AuditRequest, run_audit
 from auditor.classify import FlowVerdict, HostView
 from auditor.model import Classification, Flow, FlowKey
-from auditor.report.cells import host_cells
-from auditor.report.document import FlowRows
+from auditor.report.cells import FLOW_CLASSES, SHARED_FIRST, FlowCells, host_cells
+from auditor.report.document import FlowRows, top_findings
 from auditor.report.html import (
     DATA_MARK,
     ReportDataError,
@@ -30,7 +30,9 @@ from auditor.report.html import (
     render_html,
     script_json,
 )
-from auditor.report.model import AuditDocument, FlowJson, FlowRow, load_document, plain
+from auditor.report.jsondata import FlowJson, plain
+from auditor.report.load import load_document
+from auditor.report.model import AuditDocument, FlowRow, FrameRef
 from auditor.report.tabular import iter_json, render_csv, render_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -190,7 +192,7 @@ def test_json_export_streams_a_batch_at_a_time(sample_doc: AuditDocument) -> Non
 def test_table_rows_are_the_plain_filters() -> None:
     """Tables' rows (computed with two stable sorts, runs of one verdict and one walk for all roles)
     are what sorting by (severity, -bytes) and filtering each table gives."""
-    from auditor.report.html import SEVERITY
+    from auditor.report.cells import SEVERITY
 
     doc = make_audit_doc(flows=400, unmapped=80, hostile=True, seed=11)
     doc["flows"][5]["classification"] = "odd"  # an unknown verdict sorts last and counts as judged
@@ -229,3 +231,39 @@ def test_a_loaded_audit_renders_the_same_page(sample_doc: AuditDocument) -> None
     loaded = load_document(json.loads(render_json(sample_doc)))
     assert not isinstance(loaded.flows, FlowRows)
     assert "".join(iter_html(loaded)) == "".join(iter_html(sample_doc))
+
+
+def _general_own(cells: FlowCells, row: FlowRow, source: int) -> str:
+    """A flow's own cells encoded the general way: Cell.encode with each column's class."""
+    classes = list(FLOW_CLASSES.values())[SHARED_FIRST:SHARED_FIRST + 5]
+    return _DUMP([c.encode(k) for c, k in zip(cells.own(row, source), classes, strict=True)])[1:-1]
+
+
+@pytest.mark.parametrize("paths", [["a.pcap"], ["a.pcap", "b <x>.pcap"]])
+def test_own_cells_written_out_are_their_general_encoding(paths: list[str]) -> None:
+    rows = list(FlowRows(EDGE_VERDICTS))
+    base = rows[1]
+    odd = ["", "2026-12-06", "2026-12-06T10:00:00.000001Z\u2028", "<\"2026-12-06T10:00:00.123456Z\">",
+           "2026-12-06T10:00:00Z"]
+    rows += [dataclasses.replace(base, first_seen=t) for t in odd]
+    rows += [dataclasses.replace(base, last_seen=t) for t in odd]
+    rows += [dataclasses.replace(base, bytes=b, packets=b)
+             for b in (0, 1023, 1024, 10**15)]
+    rows += [dataclasses.replace(base, first_frame=FrameRef(1, 7))]
+    cells = FlowCells({}, paths)
+    for row in rows:
+        source = cells.shared(row)[-1]  # the interned title of its frame cell
+        assert cells.own_json(row, source) == _general_own(cells, row, source), row
+
+
+def test_the_summarys_flows_are_the_most_packets_of_each_kind() -> None:
+    verdicts = [_verdict(i, orig_pkts=[5, 9, 9, 1, 9, 0, 7, 9][i % 8]) for i in range(40)]
+    rows = FlowRows(verdicts)
+    for flows in (rows, list(rows)):
+        got = top_findings(flows, 5)
+        for kind, keep in (("failing", lambda r: r.failing),
+                           ("unexpected", lambda r: r.classification == "unexpected")):
+            listed = [r for r in rows if keep(r)]
+            count, top = got[kind]
+            assert count == len(listed) > 5
+            assert top == sorted(listed, key=lambda r: -r.packets)[:5]  # ties in document order

@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from auditor.cli import main
-from auditor.report.model import load_document
+from auditor.report.load import load_document
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_pcaps" / "cvad-onprem"

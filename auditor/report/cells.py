@@ -8,6 +8,7 @@ Everything shown passes ``safe_text``: control, format and separator characters 
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import unicodedata
@@ -27,6 +28,9 @@ _MISMATCH = "protocol-mismatch"
 SEVERITY = {"failing": 0, "unexpected": 1, "expected": 2, "unmapped": 3}
 RULE_SEVERITY = {"failing": 0, "missing": 1, "observed": 2, "covered": 3, "not-observable": 4, "not-applicable": 5}
 _PROTO_ORDER = {"tcp": 0, "udp": 1, "icmp": 2}
+_ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+"""A timestamp as document.iso writes it: its cells are written out (FlowCells.own_json)."""
+_DUMP = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"), check_circular=False).encode
 
 FLOW_COLS = {
     "verdict": "Verdict", "init": "Initiator", "resp": "Responder", "svc": "Service",
@@ -41,6 +45,8 @@ are its own (FlowCells.own)."""
 FLOW_CLASSES = {c: "n" if c in ("conns", "packets", "bytes", "frame") else "" for c in FLOW_COLS}
 """Each flow column's class (the page's ``classes.flow``): a record's own cell of its column's class
 leaves the class out (numbers, right-aligned, are most of a large page's cells)."""
+_OWN_CLASSES = list(FLOW_CLASSES.values())[SHARED_FIRST:SHARED_FIRST + 5]
+"""The classes of the columns of a flow's own cells (FlowCells.own)."""
 RULE_COLS = {
     "status": "Status", "rule": "Rule", "pair": "Source \u2192 destination", "rsvc": "Protocol / ports",
     "desc": "Description", "lacking": "Hosts lacking it", "rflows": "Flows",
@@ -185,7 +191,8 @@ class FlowCells:
         self.cells: list[Cell] = []
         """The interned cells, by index."""
         self._index: dict[Any, int] = {}
-        self.t16, self.t32, self.t64, self.text = _Texts(16), _Texts(32), _Texts(64), _Texts(MAX_CHARS)
+        self.t16, self.t32, self.t64, self.t80 = _Texts(16), _Texts(32), _Texts(64), _Texts(80)
+        self.text = _Texts(MAX_CHARS)
 
     def cell(self, i: int | Cell) -> Cell:
         return self.cells[i] if isinstance(i, int) else i
@@ -256,6 +263,20 @@ class FlowCells:
                  self.cells[source].text, (), "n", frame.input * 10**12 + frame.frame, source),
         ]
 
+    def own_json(self, r: FlowRow | FlowTotals, source: int) -> str:
+        """The JSON text of ``own(r, source)`` as a record holds it (each cell encoded with its
+        column's class), comma-separated: written out for the usual row, whose cells are numbers and
+        timestamps in iso()'s shape (nothing to escape); any other goes the general way."""
+        first, last, frame = r.first_seen, r.last_seen, r.first_frame
+        if first is None or last is None or not (_ISO.fullmatch(first) and _ISO.fullmatch(last)):
+            return _DUMP([c.encode(k) for c, k in zip(self.own(r, source), _OWN_CLASSES, strict=True)])[1:-1]
+        p, b = r.packets, r.bytes
+        size = f'["{fmt_bytes(b)}",{b:d},"{b:,d} bytes"]' if b >= 1024 else f'["{b:d} B",{b:d}]'
+        where = f"{frame.input}:#{frame.frame}" if len(self.paths) > 1 else f"#{frame.frame}"
+        return (f'["{p:,d}",{p:d}],{size},'
+                f'["{first[:10]} {first[11:19]}","{first}",true],["{last[:10]} {last[11:19]}","{last}",true],'
+                f'["{where}",{frame.input * 10**12 + frame.frame:d},{source:d}]')
+
     def _conns(self, r: FlowRow) -> Cell:
         states = " ".join(f"{safe_text(k, 8)}:{v}" for k, v in sorted(r.conn_states.items()))
         return Cell(fmt_num(r.connections),
@@ -296,8 +317,8 @@ class FlowCells:
                 who = "responder" if ev.direction == "resp" else "initiator"
                 frame = f"input {ev.frame.input} frame {ev.frame.frame}" if len(self.paths) > 1 \
                     else f"frame {ev.frame.frame}"
-                line += (f"; first bytes from the {who}, {frame}: {safe_text(ev.head, 32)}"
-                         + (f" ({safe_text(ev.detail, 80)})" if ev.detail else ""))
+                line += (f"; first bytes from the {who}, {frame}: {self.t32[ev.head]}"
+                         + (f" ({self.t80[ev.detail]})" if ev.detail else ""))
             lines.append(line)
         if r.unverified:
             lines.append(f"unverified: {r.unverified} connection{'s' if r.unverified != 1 else ''} "

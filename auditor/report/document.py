@@ -6,6 +6,7 @@ The JSON, CSV, Parquet and HTML renderers all take this one document, so they ca
 from __future__ import annotations
 
 import datetime as _dt
+import heapq
 import re
 import unicodedata
 from collections import Counter
@@ -18,6 +19,7 @@ from auditor.classify import REASON_MISMATCH
 from auditor.criteria import criteria_record
 from auditor.model import Classification, RuleState
 from auditor.refusal import refused_by
+from auditor.report.jsondata import plain
 from auditor.report.model import (
     SCHEMA_VERSION,
     Alternative,
@@ -45,7 +47,6 @@ from auditor.report.model import (
     Summary,
     Tool,
     Vantage,
-    plain,
 )
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
     from auditor.roles import RoleMap
     from auditor.roles_lint import RoleWarning
 
-__all__ = ["SCHEMA_VERSION", "FlowRows", "bounded", "build_document", "iso"]
+__all__ = ["SCHEMA_VERSION", "FlowRows", "bounded", "build_document", "iso", "top_findings"]
 
 MAX_TEXT = 253
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -278,12 +279,26 @@ class FlowRows(Sequence[FlowRow]):
                            iso(f.last_seen), FrameRef(f.first_frame[0], f.first_frame[1]))
                 for f in (v.flow for v in self._verdicts))
 
-    def findings(self) -> Iterator[FlowRow]:
-        """The failing and unexpected flows only (what a summary lists), without building the rows
-        of every other flow."""
-        shared = self._shared
-        return (flow_row(v, shared) for v in self._verdicts
-                if v.failing or v.classification == Classification.UNEXPECTED)
+    def facts(self) -> Iterator[tuple[int, bool, bool]]:
+        """Each row's (packets, failing, unexpected), as its row would give them, without the row."""
+        unexpected = Classification.UNEXPECTED
+        return ((v.flow.packets, v.failing, v.classification == unexpected) for v in self._verdicts)
+
+
+def top_findings(flows: Sequence[FlowRow], n: int) -> dict[str, tuple[int, list[FlowRow]]]:
+    """``failing`` and ``unexpected``: how many flows are so, and the ``n`` of them with the most
+    packets (ties in document order), built as rows; no other flow's row is built."""
+    facts = flows.facts() if isinstance(flows, FlowRows) else \
+        ((r.packets, r.failing, r.classification == "unexpected") for r in flows)
+    failing: list[tuple[int, int]] = []
+    unexpected: list[tuple[int, int]] = []
+    for i, (packets, fails, unexp) in enumerate(facts):
+        if fails:
+            failing.append((-packets, i))
+        if unexp:
+            unexpected.append((-packets, i))
+    return {kind: (len(found), [flows[i] for _, i in heapq.nsmallest(n, found)])
+            for kind, found in (("failing", failing), ("unexpected", unexpected))}
 
 
 def _rule_row(r: RuleResult) -> RuleRow:

@@ -15,13 +15,7 @@ the script element.
 from __future__ import annotations
 
 import dataclasses
-import json
-import re
-from array import array
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from itertools import islice
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,27 +25,27 @@ from markupsafe import Markup
 from auditor import resources
 from auditor.report.cells import (
     DISPLAY_CHARS,
-    FLOW_CLASSES,
-    FLOW_COLS,
-    HOST_COLS,
     MAX_CHARS,
     NO_ROLE,
-    RULE_COLS,
-    RULE_SEVERITY,
-    SEVERITY,
-    SHARED_FIRST,
     Cell,
-    FlowCells,
     fmt_bytes,
     fmt_num,
     fmt_ts,
-    host_cells,
-    rule_cells,
     safe_text,
     short,
 )
-from auditor.report.document import FlowRows
-from auditor.report.model import AuditDocument, DocumentError, FlowRow, FlowTotals, plain
+from auditor.report.jsondata import plain
+from auditor.report.model import AuditDocument, DocumentError
+from auditor.report.view import (
+    _DUMP,
+    DATA_MARK,
+    PAGE_SIZE,
+    PRINT_ROLE_ROWS,
+    PRINT_ROWS,
+    _script_safe,
+    build_view,
+    role_slug,
+)
 
 __all__ = [
     "DISPLAY_CHARS",
@@ -73,15 +67,6 @@ __all__ = [
     "short",
 ]
 
-PAGE_SIZE = 50
-"""Rows per table page, both in the server-rendered first page and in the script's pages."""
-TOP_TALKERS = 10
-PRINT_ROWS = 10
-"""Rows a table prints (the evidence pack); a line under it counts the rest, which the JSON holds."""
-PRINT_ROLE_ROWS = 0
-"""Rows each per-role table prints: none, the role prints its counts. Its failing and unexpected flows
-and missing rules are the findings tables' rows, printed above; the rest are expected flows."""
-_EVIDENCE_COLS = ["outcome", "why", "conns", "packets", "bytes", "first", "last", "frame", "dir"]
 
 
 ReportDataError = DocumentError
@@ -159,11 +144,6 @@ def _environment(folder: Path) -> jinja2.Environment:
 # --- text hygiene ------------------------------------------------------------------------
 
 
-def role_slug(role: str) -> str:
-    """The stable element id suffix of a role section: ``id="role-<slug>"``."""
-    return re.sub(r"[^a-z0-9]+", "-", role.lower()).strip("-") or "role"
-
-
 def _clean(value: Any) -> Any:
     """A deep copy of the document with every string passed through ``safe_text``."""
     if isinstance(value, str):
@@ -180,353 +160,3 @@ def script_json(data: Any) -> Markup:
     return Markup(_script_safe(_DUMP(data)))
 
 
-def _script_safe(text: str) -> str:
-    """Escape JSON text for a script element. Per character, so chunks can be escaped one by one."""
-    for raw, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
-                     ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
-        text = text.replace(raw, esc)
-    return text
-
-
-# --- the view: records, tables, first pages --------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Table:
-    """A sortable, filterable table: its columns, row count and server-rendered first page."""
-
-    id: str
-    """Stable key (``data-table``) and JSON key of its rows."""
-    kind: str
-    """Record kind of its rows: flow | rule | host."""
-    columns: list[tuple[str, str]]
-    """(column key, header label)."""
-    rows: list[int]
-    """Record indexes, in default order."""
-    first_page: list[list[Cell]] = field(default_factory=list)
-    """Cells of the first PAGE_SIZE rows."""
-    print_rows: int = PRINT_ROWS
-    """Rows printed (``data-print-rows``); report.js prints the same number of the rows in view."""
-    hide: tuple[str, ...] = ()
-    """Host columns shown without their roles line (the table lists flows of one of those roles)."""
-
-
-@dataclass(frozen=True)
-class RoleView:
-    """One role section."""
-
-    role: str
-    slug: str
-    hosts: list[str]
-    counts: dict[str, int]
-    as_source: Table
-    as_destination: Table
-    missing: Table
-
-
-@dataclass(frozen=True)
-class MatrixCell:
-    expected: int
-    failing: int
-    unexpected: int
-    cls: str
-    title: str
-
-
-@dataclass
-class View:
-    """Everything the template needs besides the cleaned document itself."""
-
-    tables: dict[str, Table]
-    roles: list[RoleView]
-    matrix_roles: list[str]
-    matrix: dict[tuple[str, str], MatrixCell]
-    talkers: list[dict[str, Any]]
-    data: Markup
-    """What the template writes where the data block goes: DATA_MARK, replaced by data_chunks."""
-    page_size: int
-    summarised_flows: int
-    data_chunks: Callable[[], Iterator[str]] = field(default=lambda: iter(()))
-    """The data block's JSON, script-safe, in chunks (a batch of flows each for the flows), encoded
-    as they are read; each call starts again."""
-
-
-DATA_MARK = "\x00audit-data\x00"
-"""Stands for the data block in the rendered page. Nothing from the document can contain it: every
-string passes safe_text, which shows a NUL as \\u0000."""
-_BATCH = 2000
-_ENCODE = 50
-_DUMP = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
-_DUMP_RECORDS = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"),
-                                 check_circular=False).encode
-"""For records, lists this module builds (no cycles to look for): the same text, a little faster."""
-
-
-class _Lists:
-    """Interned, cleaned role lists: 50,000 flows share a few dozen (the role tables and matrix)."""
-
-    def __init__(self) -> None:
-        self.items: list[list[str]] = []
-        self._index: dict[tuple[str, ...], int] = {}
-
-    def __call__(self, raw: tuple[str, ...]) -> int:
-        found = self._index.get(raw)
-        if found is None:
-            found = self._index[raw] = len(self.items)
-            self.items.append([safe_text(x) for x in raw])
-        return found
-
-
-_CLASSES = list(FLOW_CLASSES.values())
-_WIDTH = SHARED_FIRST + 2
-"""What FlowCells.shared gives per flow."""
-
-
-def _encode_row(row: list[int | Cell]) -> list[Any]:
-    return [c if isinstance(c, int) else c.encode(k) for c, k in zip(row, _CLASSES, strict=True)]
-
-
-def _table(tid: str, kind: str, cols: Iterable[str], rows: list[int], cells: Callable[[int], list[Cell]],
-           hide: tuple[str, ...] = (), print_rows: int = PRINT_ROWS) -> Table:
-    labels = FLOW_COLS if kind == "flow" else RULE_COLS if kind == "rule" else HOST_COLS
-    order = list(labels)
-    columns = [(c, labels[c]) for c in cols]
-    page: list[list[Cell]] = []
-    for idx in rows[:PAGE_SIZE]:
-        row = cells(idx)
-        page.append([row[order.index(c)].without_role_line() if c in hide else row[order.index(c)]
-                     for c, _ in columns])
-    return Table(tid, kind, columns, rows, page, print_rows, hide)
-
-
-class _FlowPass:
-    """One walk over the document's flows, keeping per flow only what the view needs afterwards.
-
-    Each flow's interned cells are made here (so a bad flow fails here) and only their indexes are
-    kept (the cells stay interned in ``cells``); its own cells are made only to encode it. What stays
-    per flow: those indexes, its verdict, its roles' list ids and its byte count (for sorting and the
-    role tables); the role matrix, the top talkers and the count of summarised rows are tallied on the
-    way. A table's first page reads its few flows again; ``chunks`` reads them all again to encode
-    the data block a batch at a time."""
-
-    def __init__(self, flows: Sequence[FlowRow], cells: FlowCells) -> None:
-        self.source = flows
-        self.cells = cells
-        self.lists = _Lists()
-        self.verdicts: list[str] = []
-        self.init_roles: list[int] = []
-        self.resp_roles: list[int] = []
-        self.neg_bytes: list[int] = []
-        self.pairs: dict[tuple[int, int], list[int]] = {}
-        """(initiator roles id, responder roles id) -> [expected, failing, unexpected] flows, in order
-        of first appearance."""
-        self.talkers: dict[str, dict[str, Any]] = {}
-        self.summarised = 0
-        self.shared = array("I")
-        """Per flow, _WIDTH indexes: its interned cells' and its frame input's (FlowCells.shared)."""
-        self._cache: dict[int, list[Cell]] = {}
-        rows = iter(flows)
-        while batch := list(islice(rows, _BATCH)):
-            self._take(batch)
-
-    def _take(self, batch: list[FlowRow]) -> None:
-        verdict, lists = self.cells.verdict, self.lists
-        verdicts = [verdict(r) for r in batch]
-        init = [lists(r.initiator_roles) for r in batch]
-        resp = [lists(r.responder_roles) for r in batch]
-        self.verdicts += verdicts
-        self.init_roles += init
-        self.resp_roles += resp
-        self.neg_bytes += [-r.bytes for r in batch]
-        self.summarised += sum(1 for r in batch if r.summarised)
-        slots = {"expected": 0, "failing": 1, "unexpected": 2}
-        for (v, ir, rr), n in Counter(zip(verdicts, init, resp, strict=True)).items():
-            slot = slots.get(v)
-            if slot is not None:
-                counts = self.pairs.get((ir, rr))
-                if counts is None:
-                    counts = self.pairs[(ir, rr)] = [0, 0, 0]
-                counts[slot] += n
-        for r, v in zip(batch, verdicts, strict=True):
-            if v != "unmapped":
-                continue
-            for addr, names in ((r.initiator, r.initiator_names), (r.responder, r.responder_names)):
-                a = safe_text(addr, 64)
-                t = self.talkers.setdefault(a, {"address": a, "names": [safe_text(n) for n in names],
-                                                "bytes": 0, "packets": 0, "flows": 0})
-                t["bytes"] += r.bytes
-                t["packets"] += r.packets
-                t["flows"] += 1
-        indexes, shared = self.cells.shared, self.shared
-        for r in batch:
-            shared.extend(indexes(r))
-
-    def chunks(self) -> Iterator[str]:
-        """The records as script-safe JSON array items, a batch per chunk: the flows read again, their
-        own cells made again (as the first walk made them) and their interned cells by index."""
-        source = self.source
-        own, shared = self.cells.own, self.shared
-        rows: Iterator[FlowRow | FlowTotals] = iter(source.totals() if isinstance(source, FlowRows) else source)
-        start = 0
-        while batch := list(islice(rows, _BATCH)):
-            # Encoded a few rows at a time: their lists die young, so the collector never promotes
-            # them and does not run full collections over a large heap.
-            parts = []
-            for i in range(0, len(batch), _ENCODE):
-                records = []
-                for k, r in enumerate(batch[i:i + _ENCODE], start + i):
-                    ix = shared[k * _WIDTH:(k + 1) * _WIDTH]
-                    records.append(_encode_row([*ix[:SHARED_FIRST], *own(r, ix[-1]), ix[SHARED_FIRST]]))
-                parts.append(_DUMP_RECORDS(records)[1:-1])
-            text = _script_safe(",".join(parts))
-            yield text if not start else "," + text
-            start += len(batch)
-
-    def record(self, i: int) -> list[Cell]:
-        """Flow ``i``'s cells (for the few rows of first pages)."""
-        hit = self._cache.get(i)
-        if hit is None:
-            cell = self.cells.cell
-            hit = self._cache[i] = [cell(c) for c in self.cells.row(self.source[i])]
-        return hit
-
-
-def build_view(doc: AuditDocument) -> View:
-    """Everything derived from the document: every row's cells, tables, the role matrix, top talkers."""
-    paths = [safe_text(i.path) for i in doc.inputs]
-    flow_cells = FlowCells({r.id: r for r in doc.rules}, paths)
-    walk = _FlowPass(doc.flows, flow_cells)
-    verdicts = walk.verdicts
-    lists = walk.lists.items
-    rules = [rule_cells(r) for r in doc.rules]
-    hosts = doc.hosts  # their cells are made as needed: a many-host audit maps hundreds of thousands
-    statuses = [r.status for r in doc.rules]
-
-    # By severity, then by bytes, largest first; ties keep document order. Two stable sorts with
-    # list lookups as keys give the order one sort on (severity, -bytes) gives, without a key per flow.
-    by_severity = sorted(range(len(verdicts)), key=walk.neg_bytes.__getitem__)
-    by_severity.sort(key=[SEVERITY.get(v, 9) for v in verdicts].__getitem__)
-    # So each verdict's flows are one run of by_severity, in SEVERITY order (unknown verdicts last).
-    runs: dict[str, list[int]] = {}
-    start, counts = 0, Counter(verdicts)
-    for verdict in sorted(SEVERITY, key=SEVERITY.__getitem__):
-        runs[verdict] = by_severity[start:start + counts[verdict]]
-        start += counts[verdict]
-    judged = [i for v, run in runs.items() if v != "unmapped" for i in run] + by_severity[start:]
-    rule_order = sorted(range(len(rules)), key=lambda i: (RULE_SEVERITY.get(statuses[i], 9), doc.rules[i].id))
-    # Missing and failing rules, and observed ones that some listed hosts never used.
-    flagged = [i for i in rule_order if statuses[i] in ("missing", "failing")
-               or (statuses[i] == "observed" and doc.rules[i].hosts_lacking)]
-    evidence = ["init", "resp", "svc", *_EVIDENCE_COLS]
-    tables: dict[str, Table] = {}
-
-    def add(t: Table) -> Table:
-        tables[t.id] = t
-        return t
-
-    for verdict in ("failing", "unexpected", "unmapped"):
-        add(_table(verdict, "flow", evidence, runs[verdict], walk.record))
-    add(_table("missing", "rule", RULE_COLS, flagged, rules.__getitem__))
-    add(_table("hosts", "host", HOST_COLS, list(range(len(hosts))), lambda i: host_cells(hosts[i])))
-
-    role_names = [safe_text(entry.role) for entry in doc.roles]
-    as_src, as_dst = _role_rows(set(role_names), judged, walk, lists)
-    role_views: list[RoleView] = []
-    used_slugs: set[str] = set()
-    for role, entry in zip(role_names, doc.roles, strict=True):
-        slug = base = role_slug(role)
-        n = 2
-        while slug in used_slugs:
-            slug, n = f"{base}-{n}", n + 1
-        used_slugs.add(slug)
-        src_id, dst_id, miss_id = f"role-{slug}-src", f"role-{slug}-dst", f"role-{slug}-missing"
-        c = entry.counts
-        role_views.append(RoleView(
-            role, slug, [safe_text(h) for h in entry.hosts],
-            {"expected": c.expected, "failing": c.failing, "unexpected": c.unexpected, "missing": c.missing},
-            add(_table(src_id, "flow", ["verdict", *evidence], as_src[role], walk.record, ("init",),
-                       PRINT_ROLE_ROWS)),
-            add(_table(dst_id, "flow", ["verdict", *evidence], as_dst[role], walk.record, ("resp",),
-                       PRINT_ROLE_ROWS)),
-            add(_table(miss_id, "rule", RULE_COLS,
-                       [i for i in flagged if entry.role in (doc.rules[i].source, doc.rules[i].destination)],
-                       rules.__getitem__, (), PRINT_ROLE_ROWS)),
-        ))
-
-    matrix_roles, matrix = _matrix([r.role for r in role_views], walk.pairs, lists)
-    # The data block, in the key order of one dict {pageSize, cols, classes, cells, flows, rule, host,
-    # tables} encoded whole: compact JSON of a dict is its members' JSON joined by ",", so it can be
-    # cut there.
-    before = {"pageSize": PAGE_SIZE, "cols": {"flow": list(FLOW_COLS), "rule": list(RULE_COLS),
-                                               "host": list(HOST_COLS)},
-              "classes": {"flow": _CLASSES, "rule": [""] * len(RULE_COLS), "host": [""] * len(HOST_COLS)}}
-    # After the flows: {"rule", "host", "tables"}, the hosts' records encoded a batch at a time.
-    rule_part = "]," + _script_safe(_DUMP({"rule": [[c.encode() for c in r] for r in rules]})[1:-1]) + ',"host":['
-    tables_part = "]," + _script_safe(_DUMP({"tables": {
-        t.id: {"kind": t.kind, "cols": [c for c, _ in t.columns], "rows": t.rows, "hide": list(t.hide)}
-        for t in tables.values()}})[1:])
-    head = _script_safe(_DUMP(before)[:-1]) + ',"cells":['
-    shared = flow_cells.cells  # complete: the first pages were the last to add to it
-
-    def chunks() -> Iterator[str]:
-        yield head
-        # The shared cells (a host's each, for many distinct hosts) are encoded a batch at a time too.
-        for i in range(0, len(shared), _BATCH):
-            text = _script_safe(_DUMP_RECORDS([c.encode() for c in shared[i:i + _BATCH]])[1:-1])
-            yield text if not i else "," + text
-        yield '],"flows":['
-        yield from walk.chunks()
-        yield rule_part
-        for i in range(0, len(hosts), _BATCH):
-            text = _script_safe(_DUMP_RECORDS([[c.encode() for c in host_cells(h)] for h in hosts[i:i + _BATCH]])[1:-1])
-            yield text if not i else "," + text
-        yield tables_part
-
-    return View(
-        tables=tables, roles=role_views, matrix_roles=matrix_roles, matrix=matrix,
-        talkers=sorted(walk.talkers.values(), key=lambda t: (-t["bytes"], t["address"]))[:TOP_TALKERS],
-        data=Markup(DATA_MARK), page_size=PAGE_SIZE, summarised_flows=walk.summarised, data_chunks=chunks,
-    )
-
-
-def _role_rows(roles: set[str], judged: list[int], walk: _FlowPass, lists: list[list[str]]
-               ) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
-    """Per role, the flows of ``judged`` (in its order) whose initiator, or responder, holds it.
-    One walk for all roles: a flow is appended to the tables of the roles its hosts hold."""
-    src: dict[str, list[int]] = {r: [] for r in roles}
-    dst: dict[str, list[int]] = {r: [] for r in roles}
-    held = [[r for r in set(items) if r in roles] for items in lists]
-    init, resp = walk.init_roles, walk.resp_roles
-    for i in judged:
-        for r in held[init[i]]:
-            src[r].append(i)
-        for r in held[resp[i]]:
-            dst[r].append(i)
-    return src, dst
-
-
-def _matrix(
-    roles: list[str], pairs: dict[tuple[int, int], list[int]], lists: list[list[str]]
-) -> tuple[list[str], dict[tuple[str, str], MatrixCell]]:
-    # pairs are in order of first appearance, so role pairs are first counted in the order a walk
-    # over the flows themselves would count them (the axis order of roles outside roles.yaml).
-    counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
-    for (ir, rr), tally in pairs.items():
-        for a in lists[ir] or [NO_ROLE]:
-            for b in lists[rr] or [NO_ROLE]:
-                cell = counts[(a, b)]
-                for slot in range(3):
-                    cell[slot] += tally[slot]
-    axis = list(roles)
-    for a, b in counts:
-        for r in (a, b):
-            if r not in axis and r != NO_ROLE:
-                axis.append(r)
-    if any(NO_ROLE in k for k in counts):
-        axis.append(NO_ROLE)
-    cells: dict[tuple[str, str], MatrixCell] = {}
-    for (a, b), (e, f, u) in counts.items():
-        cls = "m-fail" if f else "m-unexp" if u else "m-ok"
-        title = f"{a} \u2192 {b}: {e} expected, {f} expected but failing, {u} unexpected flows"
-        cells[(a, b)] = MatrixCell(e, f, u, cls, title)
-    return axis, cells

@@ -1,20 +1,18 @@
 """The typed audit document (docs/json-schema.md): what every renderer takes.
 
 Frozen dataclasses, one per object of the JSON; a field's name is its JSON member's name and the
-fields are in the JSON's member order, so ``to_json_dict`` is one generic walk and ``load_document``
-its inverse (saved audits, and documents built in memory by tests). The one hand-written piece is
-``flow_json``, the JSON text of a ``FlowRow``: the export writes hundreds of thousands of them.
+fields are in the JSON's member order, so ``to_json_dict`` is one generic walk (report/jsondata.py)
+and ``load_document`` (report/load.py) its inverse (saved audits, and documents built in memory by
+tests).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import types
 import typing
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar
 
 from auditor.errors import AuditorError
 from auditor.model import frozen_rows
@@ -493,221 +491,10 @@ class AuditDocument:
 
     def to_json_dict(self) -> dict[str, Any]:
         """The document as JSON-ready dicts and lists (flows[] built one dict at a time as read)."""
+        from auditor.report.jsondata import JsonFlows, plain
+
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             out[f.name] = JsonFlows(value) if f.name == "flows" else plain(value)
         return out
-
-
-def plain(value: Any) -> Any:
-    """A document value as JSON-ready data: dataclasses as dicts (members in field order), tuples as
-    lists."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, str | int | float) or value is None:
-        return value
-    if isinstance(value, Mapping):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, Sequence):
-        return [plain(v) for v in value]
-    raise TypeError(f"not a document value: {value!r}")
-
-
-class JsonFlows(Sequence[dict[str, Any]]):
-    """flows[] as dicts, made as they are read (an audit holds hundreds of thousands)."""
-
-    def __init__(self, rows: Sequence[FlowRow]) -> None:
-        self.rows = rows
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    @overload
-    def __getitem__(self, i: int) -> dict[str, Any]: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> list[dict[str, Any]]: ...
-
-    def __getitem__(self, i: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
-        if isinstance(i, slice):
-            return [plain(r) for r in self.rows[i]]
-        result: dict[str, Any] = plain(self.rows[i])
-        return result
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        return (plain(r) for r in self.rows)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Sequence) and list(self) == list(other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-
-# --- the JSON text of a flow ---------------------------------------------------------------
-
-_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
-"""The export's encoder settings (compact; only the compact form uses the C encoder)."""
-_MEMO_LIMIT = 1 << 16
-
-
-class _Memo(dict[Any, str]):
-    """value -> its JSON text, computed once: a large audit repeats a few hundred addresses, role and
-    name lists, reasons and state tallies in every flow. Bounded: past _MEMO_LIMIT it starts over.
-    Keys are strings, None and tuples (never bare numbers: as dict keys 1, 1.0 and True are one)."""
-
-    __slots__ = ("_make",)
-
-    def __init__(self, make: Callable[[Any], str]) -> None:
-        super().__init__()
-        self._make = make
-
-    def __missing__(self, key: Any) -> str:
-        if len(self) >= _MEMO_LIMIT:
-            self.clear()
-        text = self[key] = self._make(key)
-        return text
-
-
-def _json_list(items: tuple[str, ...]) -> str:
-    return _JSON(list(items))
-
-
-def _json_states(items: tuple[tuple[str, int], ...]) -> str:
-    return _JSON(dict(items))
-
-
-def _ts_json(text: str | None) -> str:
-    return "null" if text is None else _JSON(text)
-
-
-class FlowJson:
-    """``flow_json(row)``: a FlowRow as JSON text, exactly what encoding ``plain(row)`` with the
-    export's encoder gives (tests/test_report_stream.py checks it on every sample). Written out
-    because encoding a dict per flow was most of the export's time; the memos are per document."""
-
-    def __init__(self) -> None:
-        self.text = _Memo(_JSON)
-        self.lists = _Memo(_json_list)
-        self.states = _Memo(_json_states)
-        self.refused = _Memo(_json_refused)
-
-    def __call__(self, r: FlowRow) -> str:
-        js, lists = self.text, self.lists
-        refused = self.refused[r.refused_by] if r.refused_by else "[]"
-        return (
-            f'{{"initiator":{js[r.initiator]},"responder":{js[r.responder]},"protocol":{js[r.protocol]},'
-            f'"port":{r.port:d},'
-            f'"initiator_roles":{lists[r.initiator_roles]},"responder_roles":{lists[r.responder_roles]},'
-            f'"initiator_names":{lists[r.initiator_names]},"responder_names":{lists[r.responder_names]},'
-            f'"classification":{js[r.classification]},"failing":{"true" if r.failing else "false"},'
-            f'"outcome":{js[r.outcome]},"refused_by":{refused},'
-            f'"rule_ids":{lists[r.rule_ids]},"reverse_rule_ids":{lists[r.reverse_rule_ids]},'
-            f'"layers":{lists[r.layers]},"reason":{js[r.reason]},"reason_text":{js[r.reason_text]},'
-            f'"connections":{r.connections:d},"established":{r.established:d},"rejected":{r.rejected:d},'
-            f'"unanswered":{r.unanswered:d},"packets":{r.packets:d},"bytes":{r.bytes:d},'
-            f'"orig_packets":{r.orig_packets:d},"resp_packets":{r.resp_packets:d},'
-            f'"orig_bytes":{r.orig_bytes:d},"resp_bytes":{r.resp_bytes:d},'
-            f'"first_seen":{_ts_json(r.first_seen)},"last_seen":{_ts_json(r.last_seen)},'
-            f'"first_frame":{{"input":{r.first_frame.input:d},"frame":{r.first_frame.frame:d}}},'
-            f'"direction_evidence":{js[r.direction_evidence]},'
-            f'"direction_inferred":{"true" if r.direction_inferred else "false"},'
-            f'"conn_states":{self.states[tuple(r.conn_states.items())]},'
-            f'"tunnels":{lists[r.tunnels]},'
-            f'"summarised":{"true" if r.summarised else "false"},'
-            f'"app_protocol":{js[r.app_protocol]},"apps":{self.states[tuple(r.apps.items())]},'
-            f'"unverified":{r.unverified:d},'
-            f'"app_evidence":{self._evidence(r.app_evidence) if r.app_evidence else "{}"}}}'
-        )
-
-    def _evidence(self, evidence: Mapping[str, AppEvidenceRow]) -> str:
-        # What _JSON({k: plain(v)}) gives, written out (the generic walk was a third of the export).
-        js = self.text
-        return "{" + ",".join(
-            f'{js[k]}:{{"direction":{js[e.direction]},'
-            f'"frame":{{"input":{e.frame.input:d},"frame":{e.frame.frame:d}}},'
-            f'"head":{js[e.head]},"detail":{js[e.detail]}}}'
-            for k, e in evidence.items()) + "}"
-
-
-def _json_refused(refused: tuple[RefusedBy, ...]) -> str:
-    return _JSON([plain(e) for e in refused])
-
-
-# --- loading a document from JSON data -----------------------------------------------------
-
-_HINTS: dict[type, dict[str, Any]] = {}
-
-
-def load_document(data: Mapping[str, Any]) -> AuditDocument:
-    """An audit document from its JSON data (a saved ``--json`` file, parsed). Members missing from
-    an older document load as None (optional values) or empty (lists and maps); a missing or
-    mistyped scalar raises DocumentError naming it."""
-    doc: AuditDocument = _load(AuditDocument, data, "")
-    return doc
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    hit = _HINTS.get(cls)
-    if hit is None:
-        hit = _HINTS[cls] = typing.get_type_hints(cls)
-    return hit
-
-
-def _load(tp: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return None if value is None else _load(args[0], value, where)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, Mapping):
-            raise DocumentError(f"{where or 'document'}: not an object")
-        hints = _hints(make_type := typing.cast(type, tp))
-        kwargs = {}
-        for f in dataclasses.fields(make_type):
-            at = f"{where}.{f.name}" if where else f.name
-            ftype = hints[f.name]
-            if f.name in value:
-                kwargs[f.name] = _load(ftype, value[f.name], at)
-            elif f.default is not dataclasses.MISSING:
-                kwargs[f.name] = f.default  # a member added in a minor version, absent from older documents
-            elif f.default_factory is not dataclasses.MISSING:
-                kwargs[f.name] = f.default_factory()
-            else:
-                kwargs[f.name] = _absent(ftype, at)
-        make: Any = tp
-        return make(**kwargs)
-    if origin is tuple or origin in (Sequence, typing.Sequence):
-        if not isinstance(value, list | tuple):
-            raise DocumentError(f"{where}: not a list")
-        (item,) = typing.get_args(tp)[:1]
-        return tuple(_load(item, v, f"{where}[{i}]") for i, v in enumerate(value))
-    if origin in (Mapping, typing.Mapping, dict):
-        if not isinstance(value, Mapping):
-            raise DocumentError(f"{where}: not an object")
-        _, item = typing.get_args(tp)
-        return {str(k): _load(item, v, f"{where}.{k}") for k, v in value.items()}
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise DocumentError(f"{where}: not true or false")
-        return value
-    if tp is int:
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise DocumentError(f"{where}: not an integer")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise DocumentError(f"{where}: not a string")
-        return value
-    raise TypeError(f"{where}: no loader for {tp!r}")
-
-
-def _absent(tp: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(tp):
-        return None
-    if origin is tuple or origin in (Sequence, typing.Sequence):
-        return ()
-    if origin in (Mapping, typing.Mapping, dict):
-        return {}
-    raise DocumentError(f"{where}: missing")

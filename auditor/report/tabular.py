@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from auditor.refusal import summary_text
-from auditor.report.model import AuditDocument, FlowJson, FlowRow, plain
+from auditor.report.jsondata import FlowJson, plain
+from auditor.report.model import AuditDocument, FlowRow
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,7 +35,7 @@ _DUMP = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", "
 
 
 def iter_json(doc: AuditDocument) -> Iterator[str]:
-    """The document as JSON text, in chunks: flows[] is written a batch at a time (model.FlowJson),
+    """The document as JSON text, in chunks: flows[] is written a batch at a time (jsondata.FlowJson),
     so a large audit never holds its whole JSON (nor every flow) in memory."""
     sep = "{"
     for f in dataclasses.fields(doc):

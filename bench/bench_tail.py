@@ -1,0 +1,144 @@
+"""The serial tail of an audit: everything after the capture is read, phase by phase.
+
+    python bench/bench_tail.py CAPTURE --roles ROLES [--repeat 3] [--out DIR] [--profile PHASE]
+
+Reads the capture once (audit.collect, one process, as ``-j 1`` does), keeps the conversations and
+names, then runs the tail ``--repeat`` times: ``judge`` (verdicts and rule status),
+``build_document``, the HTML report and the JSON export each streamed into a file as the CLI writes
+them (cli_outputs.write_atomic's _produce), and the text summary. Prints each phase's CPU seconds
+(time.process_time) and wall seconds, per repeat and the best; then the resident memory after the
+capture was read and the process's peak (the tail's share of it is the difference). ``--profile
+PHASE`` runs that phase once more under cProfile and prints its top functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import datetime as dt
+import io
+import os
+import pstats
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from auditor import __version__  # noqa: E402
+from auditor.audit import collect, judge  # noqa: E402
+from auditor.capture import open_captures  # noqa: E402
+from auditor.catalog import load_catalog  # noqa: E402
+from auditor.cli_audit import _summary_doc, _summary_lines  # noqa: E402
+from auditor.cli_outputs import _produce  # noqa: E402
+from auditor.model import share_counts  # noqa: E402
+from auditor.parallel import tune_gc  # noqa: E402
+from auditor.report.document import build_document  # noqa: E402
+from auditor.report.html import iter_html  # noqa: E402
+from auditor.report.tabular import iter_json  # noqa: E402
+from auditor.roles import load_roles  # noqa: E402
+
+PHASES = ("judge", "document", "html", "json", "summary")
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm", "rb") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
+
+
+def peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("capture")
+    ap.add_argument("--roles", required=True, type=Path)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--out", type=Path, help="folder for report.html and audit.json (default: a temporary one)")
+    ap.add_argument("--profile", choices=PHASES, help="run this phase once more under cProfile")
+    args = ap.parse_args()
+
+    tune_gc()
+    catalog = load_catalog(None, [])
+    roles = load_roles(args.roles, catalog.vocabulary)
+    capture = open_captures([args.capture], engine="fast")
+    t0 = time.perf_counter()
+    conv, names = collect(capture, catalog.server_ports())
+    share_counts(conv.flows.values())
+    print(f"read {args.capture}: {len(conv.flows):,} flows in {time.perf_counter() - t0:.1f} s; "
+          f"RSS {rss_mib():.0f} MiB, peak so far {peak_mib():.0f} MiB")
+    base_peak = peak_mib()
+    out = args.out or Path(tempfile.mkdtemp(prefix="bench-tail-"))
+    out.mkdir(parents=True, exist_ok=True)
+    state: dict[str, Any] = {}
+
+    def do_judge() -> None:
+        state["analysis"] = judge(conv, names, catalog, roles)
+
+    def do_document() -> None:
+        a = state["analysis"]
+        started = dt.datetime(2026, 12, 6, tzinfo=dt.UTC)  # fixed: runs of two versions compare byte for byte
+        state["doc"] = build_document(
+            version=__version__, started=started, finished=started, request_command="bench",
+            engine="fast", catalog=catalog, roles=roles, capture=capture, conv=a.conv, names=a.names,
+            verdicts=a.verdicts, rule_results=a.rules, resolver=a.resolver, vantage=a.vantage,
+            vantage_source=a.vantage_source, extra_rules=[], features=a.features, warnings=a.warnings)
+
+    def write(name: str, produce: Callable[[], Any]) -> None:
+        fd = os.open(out / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        _produce(fd, produce)
+
+    def do_html() -> None:
+        write("report.html", lambda: iter_html(state["doc"]))
+
+    def do_json() -> None:
+        write("audit.json", lambda: iter_json(state["doc"]))
+
+    def do_summary() -> None:
+        state["lines"] = _summary_lines(_summary_doc(state["doc"]), ["report.html", "audit.json"])
+        (out / "summary.txt").write_text("\n".join(state["lines"]) + "\n", encoding="utf-8")
+
+    steps = {"judge": do_judge, "document": do_document, "html": do_html, "json": do_json, "summary": do_summary}
+    runs: list[dict[str, tuple[float, float]]] = []
+    peaks: dict[str, float] = {}
+    for _ in range(args.repeat):
+        got: dict[str, tuple[float, float]] = {}
+        for phase in PHASES:
+            c0, w0 = time.process_time(), time.perf_counter()
+            steps[phase]()
+            got[phase] = (time.process_time() - c0, time.perf_counter() - w0)
+            peaks.setdefault(phase, peak_mib())
+        runs.append(got)
+
+    print(f"\nthe tail, {args.repeat} repeat(s): CPU s / wall s (load average {os.getloadavg()[0]:.2f})")
+    print(f"{'phase':<10}" + "".join(f"{'run ' + str(i + 1):>16}" for i in range(len(runs))) + f"{'best':>16}")
+    for phase in (*PHASES, "total"):
+        cells = []
+        for got in runs:
+            cpu = sum(c for c, _ in got.values()) if phase == "total" else got[phase][0]
+            wall = sum(w for _, w in got.values()) if phase == "total" else got[phase][1]
+            cells.append((cpu, wall))
+        best = min(cells)
+        print(f"{phase:<10}" + "".join(f"{c:>8.2f}/{w:<7.2f}" for c, w in cells) + f"{best[0]:>8.2f}/{best[1]:<7.2f}")
+    print(f"\npeak RSS after reading {base_peak:.0f} MiB; after each phase of the first run: "
+          + ", ".join(f"{p} {m:.0f}" for p, m in peaks.items()) + " MiB")
+    sizes = {p.name: p.stat().st_size for p in out.iterdir()}
+    print("outputs: " + ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in sorted(sizes.items())) + f" in {out}")
+    print("summary:\n" + "\n".join(state["lines"][:6]))
+    if args.profile:
+        prof = cProfile.Profile()
+        prof.runcall(steps[args.profile])
+        text = io.StringIO()
+        pstats.Stats(prof, stream=text).sort_stats("cumulative").print_stats(30)
+        print(text.getvalue())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
