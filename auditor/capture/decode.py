@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 
+from auditor.capture import native
 from auditor.capture.info import ReadStats
 from auditor.capture.kernel import CHECKSUM_POLICY as CHECKSUM_POLICY
 from auditor.capture.kernel import ETH_IPV4, ETH_IPV6, GENEVE_PORT, VXLAN_PORT, Kernel, checksum_bad
@@ -88,8 +89,9 @@ class Decoder(Tunnels):
         self.stats = stats
         self.ii = input_index
         self.verify = verify_checksums
-        self.kernel = Kernel(input_index, verify_checksums, VERIFY_ALL_FRAMES, self.slow)
-        """The hot path (``decode``); it hands this decoder (``slow``) whatever it does not take."""
+        self.kernel: Kernel = native.KERNEL.module.Kernel(input_index, verify_checksums, VERIFY_ALL_FRAMES, self.slow)
+        """The hot path (``decode``), compiled or pure Python (capture/native.py); it hands this decoder
+        (``slow``) whatever it does not take."""
         self.frags: dict[tuple[bytes, bytes, int, int], tuple[int, int]] = {}
         self._bad_last = 0
         """The last malformed frame (``bad``), and how many malformed frames in a row end there."""
