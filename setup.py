@@ -86,7 +86,8 @@ class BuildKernel(build_ext):
         self.distribution.ext_modules = []
         # No compiled kernel may stay behind: half-built, or from an earlier build (the wheel takes
         # all of build/lib; an editable install imports from the source tree).
-        for where in (Path(self.build_lib), HERE):
+        places = [Path(self.build_lib)] + ([HERE] if self.inplace or self.editable_mode else [])
+        for where in places:
             for built in (where / NATIVE_SOURCE).parent.glob("_kernel_native*.so"):
                 built.unlink()
         if _flag("PCAP_AUDIT_REQUIRE_COMPILED"):
@@ -121,7 +122,10 @@ class _Skip(Exception):
 
 
 def _why(e: BaseException) -> str:
-    return str(e) if isinstance(e, _Skip) else f"compiling it failed: {type(e).__name__}: {e}"
+    if isinstance(e, _Skip):
+        return str(e)
+    said = " ".join(str(e).split())
+    return f"compiling it failed: {type(e).__name__}: {said[:150]}{'...' if len(said) > 150 else ''}"
 
 
 # A stand-in: BuildKernel puts mypyc's extensions in its place. Declaring one makes build_ext run
