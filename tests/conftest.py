@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -136,3 +138,24 @@ def real_rules() -> Path:
     if not real_catalog_present():
         pytest.skip("the bundled catalog (rules/*.yaml) is not there yet")
     return rules_dir()
+
+
+@pytest.fixture(params=["pure", "compiled"])
+def each_kernel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The test once with each per-packet kernel (auditor/capture/native.py): kernel.py, and its
+    compiled build. Decoders made during the test use it; the value is its module (KEEP_FIRST...).
+    Where no compiled kernel is installed the second run is skipped, except under
+    PCAP_AUDIT_REQUIRE_COMPILED=1 (CI), where it fails."""
+    from auditor.capture import kernel, native
+
+    if request.param == "pure":
+        choice = native.KernelChoice(kernel, False, "pure Python (test)")
+    else:
+        module, why_not = native.load_native()
+        if module is None:
+            if os.environ.get("PCAP_AUDIT_REQUIRE_COMPILED", "") not in ("", "0"):
+                pytest.fail(f"PCAP_AUDIT_REQUIRE_COMPILED=1 but {why_not}")
+            pytest.skip(why_not)
+        choice = native.KernelChoice(module, True, "compiled (test)")
+    monkeypatch.setattr(native, "KERNEL", choice)
+    return choice.module
