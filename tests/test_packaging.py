@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from auditor.capture import native
+
 REPO = Path(__file__).resolve().parent.parent
 SOURCES = ("auditor", "rules", "reports", "setup.py", "pyproject.toml", "README.md")
 
@@ -92,7 +94,7 @@ def test_installed_cli_names_its_kernel(installed: Path, tmp_path: Path) -> None
     capture = Path(out.stdout.strip())
     assert (capture / "kernel.py").is_file()
     compiled = sorted(p.name for p in capture.glob("_kernel_native*"))
-    if os.environ.get("PCAP_AUDIT_REQUIRE_COMPILED", "") not in ("", "0"):
+    if native.env_flag(os.environ, native.REQUIRE_ENV):
         assert compiled, "the wheel has no compiled kernel"
     env = {k: v for k, v in os.environ.items() if k != "PCAP_AUDIT_PURE"}
     for pure, line in (("0", "kernel: compiled (mypyc " if compiled else "kernel: pure Python (no compiled"),

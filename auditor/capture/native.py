@@ -29,6 +29,8 @@ from auditor.capture import kernel as pure
 NATIVE_MODULE = "auditor.capture._kernel_native"
 """The module name setup.py compiles kernel.py to."""
 PURE_ENV = "PCAP_AUDIT_PURE"
+REQUIRE_ENV = "PCAP_AUDIT_REQUIRE_COMPILED"
+"""Set by CI: its install must have compiled the kernel (setup.py and the tests fail otherwise)."""
 
 
 def source_sha256(text: bytes) -> str:
@@ -45,8 +47,13 @@ class KernelChoice:
     """What ``--version`` prints after "kernel: "."""
 
 
+def env_flag(env: Mapping[str, str], name: str) -> bool:
+    """Whether the variable is set to something else than empty or 0 (as setup.py reads it)."""
+    return env.get(name, "").strip() not in ("", "0")
+
+
 def wants_pure(env: Mapping[str, str]) -> bool:
-    return env.get(PURE_ENV, "").strip() not in ("", "0")
+    return env_flag(env, PURE_ENV)
 
 
 def load_native() -> tuple[ModuleType | None, str]:
