@@ -93,7 +93,7 @@ class BuildKernel(build_ext):
         if _flag("PCAP_AUDIT_REQUIRE_COMPILED"):
             raise SystemExit(f"pcap-audit: PCAP_AUDIT_REQUIRE_COMPILED=1 but the kernel is not compiled: {why}")
         print(f"pcap-audit: installing the pure-Python kernel ({why}); audits give the same results, "
-              "10-15 % slower. `pcap-audit --version` names the kernel that runs.", file=sys.stderr)
+              "reading about 10 % slower. `pcap-audit --version` names the kernel that runs.", file=sys.stderr)
 
     def _mypyc_extensions(self) -> list[Extension]:
         try:
