@@ -61,7 +61,9 @@ class BuildKernel(build_ext):
     pure_because = ""
 
     def finalize_options(self) -> None:
-        # mypyc's extensions replace the stand-in before setuptools prepares the list.
+        # mypyc's extensions replace the stand-in before setuptools prepares the list. Without them
+        # the stand-in stays declared (so that run() comes, and says why, and an editable install
+        # clears its old in-place build) but nothing is built.
         if self.distribution.ext_modules == [STAND_IN]:
             try:
                 if _flag("PCAP_AUDIT_PURE"):
@@ -69,8 +71,9 @@ class BuildKernel(build_ext):
                 self.distribution.ext_modules = self._mypyc_extensions()
             except (Exception, SystemExit) as e:  # mypyc reports type errors with SystemExit
                 self.pure_because = _why(e)
-                self.distribution.ext_modules = []
         super().finalize_options()
+        if self.pure_because:
+            self.extensions = []
 
     def run(self) -> None:
         if self.pure_because:
