@@ -15,6 +15,7 @@ from typing import IO, Any
 import click
 
 from auditor import __version__
+from auditor.capture.native import KERNEL
 
 PROG = "pcap-audit"
 
@@ -81,7 +82,8 @@ class AuditGroup(click.Group):
 
 
 @click.group(cls=AuditGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="pcap-audit")
+@click.version_option(__version__, prog_name="pcap-audit",
+                      message=f"%(prog)s, version %(version)s\nkernel: {KERNEL.description}")
 def main() -> None:
     """Audit packet captures against the flows Citrix documents.
 

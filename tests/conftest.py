@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -136,3 +138,36 @@ def real_rules() -> Path:
     if not real_catalog_present():
         pytest.skip("the bundled catalog (rules/*.yaml) is not there yet")
     return rules_dir()
+
+
+def compiled_kernel_or_skip() -> ModuleType:
+    """The compiled kernel; where none is installed the test is skipped, except under
+    PCAP_AUDIT_REQUIRE_COMPILED=1 (CI), where it fails."""
+    from auditor.capture import native
+
+    module, why_not = native.load_native()
+    if module is None:
+        if native.env_flag(os.environ, native.REQUIRE_ENV):
+            pytest.fail(f"{native.REQUIRE_ENV}=1 but {why_not}")
+        pytest.skip(why_not)
+    return module
+
+
+@pytest.fixture
+def compiled_kernel() -> ModuleType:
+    return compiled_kernel_or_skip()
+
+
+@pytest.fixture(params=["pure", "compiled"])
+def each_kernel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The test once with each per-packet kernel (auditor/capture/native.py): kernel.py, and its
+    compiled build (compiled_kernel_or_skip). Decoders made during the test use it; the value is its
+    module (KEEP_FIRST...)."""
+    from auditor.capture import kernel, native
+
+    if request.param == "pure":
+        choice = native.KernelChoice(kernel, False, "pure Python (test)")
+    else:
+        choice = native.KernelChoice(compiled_kernel_or_skip(), True, "compiled (test)")
+    monkeypatch.setattr(native, "KERNEL", choice)
+    return choice.module

@@ -50,6 +50,9 @@ from tests.capture_factory import (
     write_pcap,
 )
 
+# Each test runs with either kernel (conftest.each_kernel).
+pytestmark = pytest.mark.usefixtures("each_kernel")
+
 A, B = "10.0.0.1", "10.0.0.2"
 
 

@@ -14,13 +14,13 @@ import dataclasses
 import random
 import struct
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from auditor.apps import APP_SNAP
 from auditor.audit import collect
 from auditor.capture import decode as decode_mod
-from auditor.capture import kernel as kernel_mod
 from auditor.capture import open_captures, pcapfile, pcapng
 from auditor.capture.decode import Decoder
 from auditor.capture.decompress import CHUNK
@@ -42,6 +42,9 @@ from tests.capture_factory import (
     write_pcap,
     write_pcapng,
 )
+
+# Each test runs with either kernel (conftest.each_kernel).
+pytestmark = pytest.mark.usefixtures("each_kernel")
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_pcaps"
 
@@ -204,7 +207,8 @@ def _relink(f: bytes, lt: int) -> bytes:
 
 @pytest.mark.parametrize("lt", [1, 113, 276, 101, 0, 108])
 @pytest.mark.parametrize("seed", range(3))
-def test_kernel_equals_general_decoder(seed: int, lt: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kernel_equals_general_decoder(seed: int, lt: int, monkeypatch: pytest.MonkeyPatch,
+                                       each_kernel: ModuleType) -> None:
     # The general decoder reads every packet the kernel reads: the same record, but for the kernel's
     # payload trim (a TCP segment names.py does not read keeps apps.APP_SNAP bytes) and with every
     # checksum verified (no sample). Both count the same malformed frames.
@@ -223,7 +227,7 @@ def test_kernel_equals_general_decoder(seed: int, lt: int, monkeypatch: pytest.M
             continue
         if k.payload != g.payload:
             assert len(k.payload) == APP_SNAP and g.payload.startswith(k.payload) and k.proto == 6, i
-            assert k.payload[0] not in kernel_mod.KEEP_FIRST and 53 not in (k.sport, k.dport), i
+            assert k.payload[0] not in each_kernel.KEEP_FIRST and 53 not in (k.sport, k.dport), i
             trimmed += 1
             k = dataclasses.replace(k, payload=g.payload)
         assert k == g, i
@@ -278,12 +282,13 @@ def _collect_samples(extra: Path) -> list[tuple[object, object, object]]:
     return out
 
 
-def test_payload_rule_changes_no_audit_result(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_payload_rule_changes_no_audit_result(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                              each_kernel: ModuleType) -> None:
     frames = [eth_ipv4_tcp("10.0.0.1", "10.0.0.2", 50000, 443, "PA", _payload(random.Random(i))) for i in range(50)]
     extra = write_pcap(tmp_path / "x.pcap", frames)
     snapped = _collect_samples(extra)
     everything = frozenset(range(256))
-    monkeypatch.setattr(kernel_mod, "KEEP_FIRST", everything)
+    monkeypatch.setattr(each_kernel, "KEEP_FIRST", everything)
     assert snapped == _collect_samples(extra)
 
 

@@ -91,4 +91,6 @@ def test_a_group_without_a_command_shows_its_help() -> None:
 
 def test_version() -> None:
     result = CliRunner().invoke(main, ["--version"])
-    assert result.exit_code == 0 and re.fullmatch(r"pcap-audit, version \S+\n", result.stdout)
+    # The second line names the per-packet kernel that runs (tests/test_kernel_native.py).
+    assert result.exit_code == 0 and re.fullmatch(
+        r"pcap-audit, version \S+\nkernel: (compiled \(mypyc \S+\)|pure Python \(.+\))\n", result.stdout)

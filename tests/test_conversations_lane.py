@@ -28,6 +28,9 @@ from tests.capture_factory import eth_ipv4_tcp, eth_ipv4_udp, eth_ipv6_tcp, eth_
 from tests.records import tcp as tcp_rec
 from tests.records import udp as udp_rec
 
+# Each test runs with either kernel (conftest.each_kernel).
+pytestmark = pytest.mark.usefixtures("each_kernel")
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_pcaps"
 PORTS = frozenset({("tcp", 443), ("tcp", 1494), ("udp", 53)})

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from auditor.capture import native
+
 REPO = Path(__file__).resolve().parent.parent
 SOURCES = ("auditor", "rules", "reports", "setup.py", "pyproject.toml", "README.md")
 
@@ -34,7 +36,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in SOURCES:
         path = REPO / name
         if path.is_dir():
-            shutil.copytree(path, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            # Not an in-place build of the kernel (pip install -e): the wheel builds its own.
+            shutil.copytree(path, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.so"))
         elif path.exists():
             shutil.copy2(path, src / name)
     wheels = root / "wheels"
@@ -80,3 +83,23 @@ def test_installed_cli_lists_catalog(installed: Path, tmp_path: Path, fixture_ru
         assert out.returncode == 2 and "roles.yaml" in out.stderr and "Traceback" not in out.stderr
     out = _run([exe, "--version"], tmp_path)
     assert out.returncode == 0 and "pcap-audit" in out.stdout
+
+
+def test_installed_cli_names_its_kernel(installed: Path, tmp_path: Path) -> None:
+    # The wheel compiles the kernel where it can (always in CI: PCAP_AUDIT_REQUIRE_COMPILED=1), and
+    # --version says which kernel runs; kernel.py is installed either way.
+    code = "import auditor.capture.kernel as k, pathlib; print(pathlib.Path(k.__file__).parent)"
+    out = _run([str(installed / "python"), "-c", code], tmp_path)
+    assert out.returncode == 0, out.stderr
+    capture = Path(out.stdout.strip())
+    assert (capture / "kernel.py").is_file()
+    compiled = sorted(p.name for p in capture.glob("_kernel_native*"))
+    if native.env_flag(os.environ, native.REQUIRE_ENV):
+        assert compiled, "the wheel has no compiled kernel"
+    env = {k: v for k, v in os.environ.items() if k != "PCAP_AUDIT_PURE"}
+    for pure, line in (("0", "kernel: compiled (mypyc " if compiled else "kernel: pure Python (no compiled"),
+                       ("1", "kernel: pure Python (PCAP_AUDIT_PURE=1)")):
+        ran = subprocess.run([str(installed / "pcap-audit"), "--version"], cwd=tmp_path, capture_output=True,
+                             text=True, env={**env, "PCAP_AUDIT_PURE": pure}, timeout=60, check=False)
+        assert ran.returncode == 0, ran.stderr
+        assert ran.stdout.splitlines()[1].startswith(line), (ran.stdout, compiled)

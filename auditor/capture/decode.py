@@ -13,6 +13,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
+from auditor.capture import native
 from auditor.capture.info import ReadStats
 from auditor.capture.kernel import CHECKSUM_POLICY as CHECKSUM_POLICY
 from auditor.capture.kernel import ETH_IPV4, ETH_IPV6, GENEVE_PORT, VXLAN_PORT, Kernel, checksum_bad
@@ -105,8 +106,9 @@ class Decoder(Tunnels):
         self.stats = stats
         self.ii = input_index
         self.verify = verify_checksums
-        self.kernel = Kernel(input_index, verify_checksums, VERIFY_ALL_FRAMES, self.slow)
-        """The hot path (``decode``); it hands this decoder (``slow``) whatever it does not take."""
+        self.kernel: Kernel = native.KERNEL.module.Kernel(input_index, verify_checksums, VERIFY_ALL_FRAMES, self.slow)
+        """The hot path (``decode``), compiled or pure Python (capture/native.py); it hands this decoder
+        (``slow``) whatever it does not take."""
         self.frags: FragTable = {}
         self.behind: Behind | None = None
         """A byte range that starts inside its file: how to learn the datagrams begun before it,

@@ -8,8 +8,9 @@ and any doubt, goes to the general decoder (``slow``: capture/decode.py), which 
 and counts what it cannot decode. Both the record walk (capture/pcapfile.py, for pcap records and
 pcapng Enhanced Packet Blocks) and ``Decoder.decode`` call ``Kernel.decode``: there is no other copy.
 
-The module is kept to what mypyc compiles well (typed locals, no lambdas, no object.__new__), so that
-an install with a C compiler can build it native (setup.py); the pure-Python module is the reference.
+The module is kept to what mypyc compiles well (typed locals, no lambdas, no object.__new__): an
+install with a C compiler builds it native (setup.py), and capture/native.py chooses which runs; this
+pure-Python module is the reference, always installed.
 """
 
 from __future__ import annotations
