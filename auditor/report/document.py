@@ -17,7 +17,7 @@ from auditor.apps import UNKNOWN, AppEvidence
 from auditor.capture.decode import CHECKSUM_POLICY
 from auditor.classify import REASON_MISMATCH
 from auditor.criteria import criteria_record
-from auditor.model import Classification, RuleState
+from auditor.model import Classification, Flow, RuleState
 from auditor.refusal import refused_by
 from auditor.report.jsondata import plain
 from auditor.report.model import (
@@ -30,7 +30,6 @@ from auditor.report.model import (
     Criteria,
     Feature,
     FlowRow,
-    FlowTotals,
     FrameRef,
     HostName,
     HostRow,
@@ -210,6 +209,11 @@ _MEMO_LIMIT = 1 << 16
 _NO_STATES: Mapping[str, int] = {}
 
 
+def reason_text(v: FlowVerdict, shared: _Shared) -> str | None:
+    """A verdict's row's reason_text."""
+    return shared.reason(v.reason_text) if v.reason_text else None
+
+
 def flow_row(v: FlowVerdict, shared: _Shared) -> FlowRow:
     """A verdict as its flows[] entry."""
     f = v.flow
@@ -220,13 +224,13 @@ def flow_row(v: FlowVerdict, shared: _Shared) -> FlowRow:
     b_roles, b_names = hosts.get((b.roles, b.names)) or _host_parts(b, hosts)
     evidence = f.strongest_evidence
     states = f.conn_states
-    apps = shared.apps(f.apps) if f.apps else _NO_STATES
+    apps, app_protocol, app_evidence = service_fields(f, shared)
     return FlowRow(
         k.initiator, k.responder, k.protocol, k.port, a_roles, b_roles, a_names, b_names,
         str(v.classification), v.failing, str(f.outcome),
         tuple(refused_by(f, shared.host_ttls)) if f.refusals else (),
         tuple(v.rule_ids), tuple(v.reverse_rule_ids), tuple(v.layers), v.reason,
-        shared.reason(v.reason_text) if v.reason_text else None,
+        reason_text(v, shared),
         f.connections, f.established, f.rejected, f.unanswered, f.packets, f.bytes,
         f.orig_pkts, f.resp_pkts, f.orig_bytes, f.resp_bytes, iso(f.first_seen), iso(f.last_seen),
         FrameRef(f.first_frame[0], f.first_frame[1]),
@@ -234,9 +238,15 @@ def flow_row(v: FlowVerdict, shared: _Shared) -> FlowRow:
         shared.conn_states(states) if states else _NO_STATES,
         shared.tunnel_list(f.tunnels) if f.tunnels else (),
         f.summarised,
-        next(iter(apps)) if apps else UNKNOWN, apps, f.unverified,
-        shared.evidence(f.app_evidence) if f.app_evidence else _NO_EVIDENCE,
+        app_protocol, apps, f.unverified, app_evidence,
     )
+
+
+def service_fields(f: Flow, shared: _Shared) -> tuple[Mapping[str, int], str, Mapping[str, AppEvidenceRow]]:
+    """A flow's row's (apps, app_protocol, app_evidence)."""
+    apps = shared.apps(f.apps) if f.apps else _NO_STATES
+    return (apps, next(iter(apps)) if apps else UNKNOWN,
+            shared.evidence(f.app_evidence) if f.app_evidence else _NO_EVIDENCE)
 
 
 _NO_EVIDENCE: Mapping[str, AppEvidenceRow] = {}
@@ -257,6 +267,30 @@ class FlowRows(Sequence[FlowRow]):
     def __len__(self) -> int:
         return len(self._verdicts)
 
+    @property
+    def verdicts(self) -> Sequence[FlowVerdict]:
+        """What the rows are made from, in order (the HTML report reads its columns from them)."""
+        return self._verdicts
+
+    def row(self, v: FlowVerdict) -> FlowRow:
+        """One verdict's row, as reading the sequence gives it."""
+        return flow_row(v, self._shared)
+
+    def why(self, v: FlowVerdict) -> tuple[tuple[str, ...], tuple[str, ...], str | None, str | None]:
+        """(rule_ids, reverse_rule_ids, reason, reason_text) of a verdict's row."""
+        return tuple(v.rule_ids), tuple(v.reverse_rule_ids), v.reason, reason_text(v, self._shared)
+
+    def service(self, v: FlowVerdict) -> tuple[str, int, Mapping[str, int], str, Mapping[str, AppEvidenceRow],
+                                               int, str | None]:
+        """(protocol, port, apps, app_protocol, app_evidence, unverified, reason) of a verdict's row."""
+        f = v.flow
+        apps, app_protocol, evidence = service_fields(f, self._shared)
+        return f.key.protocol, f.key.port, apps, app_protocol, evidence, f.unverified, v.reason
+
+    def host_parts(self, h: HostView) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(roles, names) of a host as its flows' rows hold them."""
+        return _host_parts(h, self._shared.hosts)
+
     @overload
     def __getitem__(self, i: int) -> FlowRow: ...
 
@@ -271,13 +305,6 @@ class FlowRows(Sequence[FlowRow]):
     def __iter__(self) -> Iterator[FlowRow]:
         shared = self._shared
         return (flow_row(v, shared) for v in self._verdicts)
-
-    def totals(self) -> Iterator[FlowTotals]:
-        """Each row's packets, bytes, first and last seen and first frame, as ``flow_row`` gives
-        them, without building the rows (the HTML report's second walk needs no more)."""
-        return (FlowTotals(f.packets, f.bytes, iso(f.first_seen),
-                           iso(f.last_seen), FrameRef(f.first_frame[0], f.first_frame[1]))
-                for f in (v.flow for v in self._verdicts))
 
     def facts(self) -> Iterator[tuple[int, bool, bool]]:
         """Each row's (packets, failing, unexpected), as its row would give them, without the row."""
