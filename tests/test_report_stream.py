@@ -123,6 +123,9 @@ def test_json_rows_on_edge_values() -> None:
     rows = FlowRows(EDGE_VERDICTS)
     text = FlowJson()
     assert [text(r) for r in rows] == [_DUMP(plain(r)) for r in rows]
+    # The export writes a run's flows from their verdicts (FlowRows.json_texts): the same text.
+    doc = dataclasses.replace(load_document(make_audit_doc(flows=5)), flows=rows)
+    assert render_json(doc) == _whole(doc)
     first = json.loads(text(rows[0]))
     assert first["first_seen"] is None and first["last_seen"] is None and first["reason_text"] is None
 
