@@ -229,15 +229,20 @@ def loaded(report: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[D
     cdp = DevTools(tmp_path_factory.mktemp("cdp"))
     try:
         cdp.open_page(("Runtime", "Log", "Network", "Page"))
-        cdp.send("Page.navigate", {"url": report.as_uri()})
-        cdp.wait_event("Page.loadEventFired", timeout=60)
-        deadline = time.monotonic() + 30
-        while cdp.eval("document.body && document.body.getAttribute('data-ready')") != "1":
-            assert time.monotonic() < deadline, "the report's script never set data-ready"
-            time.sleep(0.1)
+        navigate(cdp, report)
         yield cdp
     finally:
         cdp.close()
+
+
+def navigate(cdp: DevTools, path: Path) -> None:
+    """Open the report and wait until its script has run (data-ready)."""
+    cdp.send("Page.navigate", {"url": path.as_uri()})
+    cdp.wait_event("Page.loadEventFired", timeout=60)
+    deadline = time.monotonic() + 30
+    while cdp.eval("document.body && document.body.getAttribute('data-ready')") != "1":
+        assert time.monotonic() < deadline, "the report's script never set data-ready"
+        time.sleep(0.1)
 
 
 def test_no_console_errors_no_dialogs(loaded: DevTools) -> None:
@@ -372,12 +377,7 @@ def _records_in_chromium(html: str, tmp: Path) -> tuple[list[Any], list[Any]]:
     cdp = DevTools(tmp)
     try:
         cdp.open_page(("Runtime", "Page"))
-        cdp.send("Page.navigate", {"url": path.as_uri()})
-        cdp.wait_event("Page.loadEventFired", timeout=60)
-        deadline = time.monotonic() + 30
-        while cdp.eval("document.body && document.body.getAttribute('data-ready')") != "1":
-            assert time.monotonic() < deadline, "the report's script never set data-ready"
-            time.sleep(0.1)
+        navigate(cdp, path)
         got = json.loads(cdp.eval("JSON.stringify(window.pcapAuditTables.failing.recs)"))
     finally:
         cdp.close()
