@@ -10,6 +10,8 @@ skip (with the reason shown) otherwise.
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import fcntl
 import json
 import os
@@ -25,8 +27,11 @@ from typing import Any
 
 import pytest
 from audit_doc_factory import HOSTILE_DNS, HOSTILE_SNI, make_audit_doc
+from report_data import flow_records
 from test_report_html import Page, count_text, parse
+from test_report_stream import EDGE_VERDICTS
 
+from auditor.report.document import FlowRows
 from auditor.report.html import PAGE_SIZE, PRINT_ROWS, render_html
 from auditor.report.load import load_document
 
@@ -224,15 +229,20 @@ def loaded(report: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[D
     cdp = DevTools(tmp_path_factory.mktemp("cdp"))
     try:
         cdp.open_page(("Runtime", "Log", "Network", "Page"))
-        cdp.send("Page.navigate", {"url": report.as_uri()})
-        cdp.wait_event("Page.loadEventFired", timeout=60)
-        deadline = time.monotonic() + 30
-        while cdp.eval("document.body && document.body.getAttribute('data-ready')") != "1":
-            assert time.monotonic() < deadline, "the report's script never set data-ready"
-            time.sleep(0.1)
+        navigate(cdp, report)
         yield cdp
     finally:
         cdp.close()
+
+
+def navigate(cdp: DevTools, path: Path) -> None:
+    """Open the report and wait until its script has run (data-ready)."""
+    cdp.send("Page.navigate", {"url": path.as_uri()})
+    cdp.wait_event("Page.loadEventFired", timeout=60)
+    deadline = time.monotonic() + 30
+    while cdp.eval("document.body && document.body.getAttribute('data-ready')") != "1":
+        assert time.monotonic() < deadline, "the report's script never set data-ready"
+        time.sleep(0.1)
 
 
 def test_no_console_errors_no_dialogs(loaded: DevTools) -> None:
@@ -358,3 +368,37 @@ def test_print_of_a_filtered_table_says_so(loaded: DevTools) -> None:
         loaded.eval("window.dispatchEvent(new Event('afterprint'))")
         loaded.eval(f"{box}.value = ''; {box}.dispatchEvent(new Event('input'))")
         time.sleep(0.2)
+
+
+def _records_in_chromium(html: str, tmp: Path) -> tuple[list[Any], list[Any]]:
+    """(the flows' records report.js made, those report_data.flow_records makes of the same block)."""
+    path = tmp / "report.html"
+    path.write_text(html, encoding="utf-8")
+    cdp = DevTools(tmp)
+    try:
+        cdp.open_page(("Runtime", "Page"))
+        navigate(cdp, path)
+        got = json.loads(cdp.eval("JSON.stringify(window.pcapAuditTables.failing.recs)"))
+    finally:
+        cdp.close()
+    (block,) = re.findall(r'<script type="application/json" id="audit-data">(.*?)</script>', html, re.S)
+    return got, flow_records(json.loads(block))
+
+
+@pytest.mark.parametrize("inputs", [1, 2])
+def test_script_makes_the_own_cells_of_a_run(inputs: int, tmp_path: Path) -> None:
+    """A run's flows reach the page as columns (microsecond timestamps, numbers): report.js makes
+    every record's own cells as FlowCells.own does (test_report_stream checks the Python reading)."""
+    base = load_document(make_audit_doc(flows=5, inputs=inputs))
+    doc = dataclasses.replace(base, flows=FlowRows(EDGE_VERDICTS))
+    got, want = _records_in_chromium(render_html(doc), tmp_path)
+    assert got == want and len(got) == len(EDGE_VERDICTS)
+
+
+def test_script_makes_the_own_cells_of_a_saved_audit(doc: dict[str, Any], tmp_path: Path) -> None:
+    odd = copy.deepcopy(doc)
+    for i, f in enumerate(odd["flows"][:6]):
+        f["first_seen"] = ["", "2026-12-06", "T1T2", "2026-12-06T10:00:00Z", None, "x" * 30][i]
+        f["bytes"] = [0, 1023, 1024, 1048575, 10**15, 5 * 2**40][i]
+    got, want = _records_in_chromium(render_html(load_document(odd)), tmp_path)
+    assert got == want and len(got) == len(odd["flows"])

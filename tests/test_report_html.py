@@ -18,6 +18,7 @@ from audit_doc_factory import (
     HOSTILE_SNI,
     make_audit_doc,
 )
+from report_data import flow_records
 
 from auditor.report.html import (
     DISPLAY_CHARS,
@@ -137,7 +138,7 @@ def test_tables_hold_the_right_rows(hostile_doc: dict[str, Any], hostile_html: s
     # The data block lists the same rows for the script.
     data = json.loads(dict((a.get("id"), t) for a, t in page.scripts)["audit-data"])
     assert len(data["tables"]["failing"]["rows"]) == failing
-    assert len(data["flows"]) == len(flows)
+    assert len(flow_records(data)) == len(flows)
 
 
 def test_matrix_colours_carry_text_labels(hostile_html: str) -> None:
@@ -175,7 +176,7 @@ def test_json_block_cannot_close_the_script(hostile_html: str) -> None:
         assert ch not in body
     data = json.loads(body)
     # The host cells' titles list the names (the flow records' cells 1 and 2: initiator, responder).
-    names = {n for rec in data["flows"] for k in (1, 2) for n in data["cells"][rec[k]][2].split("\n")}
+    names = {n for rec in flow_records(data) for k in (1, 2) for n in data["cells"][rec[k]][2].split("\n")}
     assert HOSTILE_SCRIPT_CLOSE in names and HOSTILE_SNI in names
     # U+2028 is shown as an escape, not as an invisible line break.
     assert "line\\u2028sep\\u2029para.example" in names
@@ -275,7 +276,7 @@ def test_large_audit_keeps_the_dom_small() -> None:
     assert rows < 2500
     page = parse(html)
     data = json.loads(dict((a.get("id"), t) for a, t in page.scripts)["audit-data"])
-    assert len(data["flows"]) == 7000
+    assert len(flow_records(data)) == 7000
 
 
 def test_empty_audit_renders() -> None:

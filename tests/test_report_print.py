@@ -14,14 +14,13 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from audit_doc_factory import make_audit_doc
 from click.testing import CliRunner
-from test_report_browser import DevTools, run_chromium
+from test_report_browser import DevTools, navigate, run_chromium
 
 from auditor.cli import main
 from auditor.report.html import render_html
@@ -71,12 +70,7 @@ def open_report(cdp: DevTools, path: Path, width: int, height: int) -> None:
     cdp.send("Emulation.setDeviceMetricsOverride",
              {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
     cdp.events.clear()
-    cdp.send("Page.navigate", {"url": path.as_uri()})
-    cdp.wait_event("Page.loadEventFired", timeout=60)
-    deadline = time.monotonic() + 30
-    while cdp.eval("document.body && document.body.getAttribute('data-ready')") != "1":
-        assert time.monotonic() < deadline, "the report's script never set data-ready"
-        time.sleep(0.1)
+    navigate(cdp, path)
 
 
 # Where each piece of evidence is, its text, and whether it lies wholly inside (0, 0, W, H).

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from auditor.report.model import FlowRow, FlowTotals, HostRow, RuleRow
+from auditor.report.model import AppEvidenceRow, FlowRow, HostRow, RuleRow
 
 DISPLAY_CHARS = 120
 """Longer strings are cut for display; the cell's title attribute holds the bounded full text."""
@@ -28,8 +28,6 @@ _MISMATCH = "protocol-mismatch"
 SEVERITY = {"failing": 0, "unexpected": 1, "expected": 2, "unmapped": 3}
 RULE_SEVERITY = {"failing": 0, "missing": 1, "observed": 2, "covered": 3, "not-observable": 4, "not-applicable": 5}
 _PROTO_ORDER = {"tcp": 0, "udp": 1, "icmp": 2}
-_ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
-"""A timestamp as document.iso writes it: its cells are written out (FlowCells.own_json)."""
 _DUMP = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"), check_circular=False).encode
 
 FLOW_COLS = {
@@ -45,8 +43,6 @@ are its own (FlowCells.own)."""
 FLOW_CLASSES = {c: "n" if c in ("conns", "packets", "bytes", "frame") else "" for c in FLOW_COLS}
 """Each flow column's class (the page's ``classes.flow``): a record's own cell of its column's class
 leaves the class out (numbers, right-aligned, are most of a large page's cells)."""
-_OWN_CLASSES = list(FLOW_CLASSES.values())[SHARED_FIRST:SHARED_FIRST + 5]
-"""The classes of the columns of a flow's own cells (FlowCells.own)."""
 RULE_COLS = {
     "status": "Status", "rule": "Rule", "pair": "Source \u2192 destination", "rsvc": "Protocol / ports",
     "desc": "Description", "lacking": "Hosts lacking it", "rflows": "Flows",
@@ -206,6 +202,22 @@ class FlowCells:
             self.cells.append(make(*args))
         return found
 
+    def add(self, cell: Cell) -> int:
+        """A cell of one flow (a service cell whose title names its own frames): not interned."""
+        self.cells.append(cell)
+        return len(self.cells) - 1
+
+    def host(self, addr: str, names: tuple[str, ...], roles: tuple[str, ...]) -> int:
+        """The interned index of a host cell (as ``shared`` makes it)."""
+        key = ("h", addr, names, roles)
+        return self._index.get(key) or self._intern(key, self._host, addr, names, roles)
+
+    def service(self, template: tuple[str, list[str], list[str], str, int]) -> int:
+        """The interned index of a service cell without frames in its title (``svc_template``)."""
+        text, parts, _, cls, key = template
+        k = ("S", text, parts[0], cls, key)
+        return self._index.get(k) or self._intern(k, Cell, text, parts[0], (), cls, key)
+
     def verdict(self, r: FlowRow) -> str:
         return "failing" if r.classification == "expected" and r.failing else self.t32[r.classification]
 
@@ -214,7 +226,7 @@ class FlowCells:
         ix = self.shared(r)
         return [*ix[:SHARED_FIRST], *self.own(r, ix[-1]), ix[SHARED_FIRST]]
 
-    def shared(self, r: FlowRow) -> list[int]:
+    def shared(self, r: FlowRow, svc: bool = True) -> list[int]:
         """The indexes of a flow's interned cells: those of its first SHARED_FIRST columns, of its last
         column, then of its frame's input (the title of its frame cell, for ``own``). Interns what is
         new, so a flow's cells are made here but for its own ones (which cannot fail: they only format
@@ -239,18 +251,18 @@ class FlowCells:
             get(k_v) or intern(k_v, _verdict_cell, v),
             get(k_init) or intern(k_init, self._host, r.initiator, r.initiator_names, r.initiator_roles),
             get(k_resp) or intern(k_resp, self._host, r.responder, r.responder_names, r.responder_roles),
-            get(k_svc) or intern(k_svc, self._svc, r),
+            (get(k_svc) or intern(k_svc, self._svc, r)) if svc else -1,
             get(k_out) or intern(k_out, self._outcome, r),
-            get(k_why) or intern(k_why, self._why, r),
+            get(k_why) or intern(k_why, self._why, r.rule_ids, r.reverse_rule_ids, r.reason, r.reason_text),
             get(k_conns) or intern(k_conns, self._conns, r),
             get(k_dir) or intern(k_dir, _dir_cell, self.t32[r.direction_evidence], r.direction_inferred),
             source,
         ]
 
-    def own(self, r: FlowRow | FlowTotals, source: int) -> list[Cell]:
+    def own(self, r: FlowRow, source: int) -> list[Cell]:
         """The flow's own cells (packets, bytes, first, last, frame), made the same way every time:
-        ``source`` is the interned index of its frame's input (the frame cell's title). ``r``: the
-        row, or only those of its fields (FlowRows.totals, which builds no row)."""
+        ``source`` is the interned index of its frame's input (the frame cell's title). The page's
+        script makes the same cells of the data block's columns (view._FlowPass.own_columns)."""
         frame = r.first_frame
         return [
             Cell(fmt_num(r.packets), "", (), "n", r.packets),
@@ -262,20 +274,6 @@ class FlowCells:
             Cell(f"{frame.input}:#{frame.frame}" if len(self.paths) > 1 else f"#{frame.frame}",
                  self.cells[source].text, (), "n", frame.input * 10**12 + frame.frame, source),
         ]
-
-    def own_json(self, r: FlowRow | FlowTotals, source: int) -> str:
-        """The JSON text of ``own(r, source)`` as a record holds it (each cell encoded with its
-        column's class), comma-separated: written out for the usual row, whose cells are numbers and
-        timestamps in iso()'s shape (nothing to escape); any other goes the general way."""
-        first, last, frame = r.first_seen, r.last_seen, r.first_frame
-        if first is None or last is None or not (_ISO.fullmatch(first) and _ISO.fullmatch(last)):
-            return _DUMP([c.encode(k) for c, k in zip(self.own(r, source), _OWN_CLASSES, strict=True)])[1:-1]
-        p, b = r.packets, r.bytes
-        size = f'["{fmt_bytes(b)}",{b:d},"{b:,d} bytes"]' if b >= 1024 else f'["{b:d} B",{b:d}]'
-        where = f"{frame.input}:#{frame.frame}" if len(self.paths) > 1 else f"#{frame.frame}"
-        return (f'["{p:,d}",{p:d}],{size},'
-                f'["{first[:10]} {first[11:19]}","{first}",true],["{last[:10]} {last[11:19]}","{last}",true],'
-                f'["{where}",{frame.input * 10**12 + frame.frame:d},{source:d}]')
 
     def _conns(self, r: FlowRow) -> Cell:
         states = " ".join(f"{safe_text(k, 8)}:{v}" for k, v in sorted(r.conn_states.items()))
@@ -300,31 +298,56 @@ class FlowCells:
     def _svc(self, r: FlowRow) -> Cell:
         """'tcp/1494 · ica' (the protocol beside the port, SPEC §6), 'tcp/443 · unverified' when no
         payload was recognised; the title holds the evidence: who sent which first bytes, in which frame."""
-        p, port = self.t16[r.protocol], r.port
-        key = port * 4 + _PROTO_ORDER.get(r.protocol, 3)
-        if r.protocol not in ("tcp", "udp"):
-            return Cell(f"{p}/{port}", cls="svc", key=key)
-        names = [self.t16[n] for n in r.apps] if r.apps else []
-        app = self.t16[r.app_protocol] if names else "unverified"
+        text, parts, names, cls, key = self.svc_template(
+            r.protocol, r.port, r.apps, r.app_protocol, r.app_evidence, r.unverified, r.reason)
+        if not names:
+            return Cell(text, parts[0], cls=cls, key=key)
+        frames = [r.app_evidence[n].frame for n in names]
+        return Cell(text, self.svc_title(parts, [(f.input, f.frame) for f in frames]), cls=cls, key=key)
+
+    def svc_title(self, parts: list[str], frames: list[tuple[int, int]]) -> str:
+        """A service cell's title from its template (``svc_template``) and its evidence's frames."""
+        multi = len(self.paths) > 1
+        out = [parts[0]]
+        for (i, n), part in zip(frames, parts[1:], strict=True):
+            out.append(f"input {i} frame {n}" if multi else f"frame {n}")
+            out.append(part)
+        return "".join(out)
+
+    def svc_template(self, protocol: str, port: int, apps: Mapping[str, int], app_protocol: str,
+                     app_evidence: Mapping[str, AppEvidenceRow], unverified: int, reason: str | None
+                     ) -> tuple[str, list[str], list[str], str, int]:
+        """A service cell, from its row's fields, but for the frames of its evidence: (text, the
+        title's parts around the frames, the protocols whose evidence frames go between them in order,
+        class, key). Flows that differ only in those frames share it."""
+        p = self.t16[protocol]
+        key = port * 4 + _PROTO_ORDER.get(protocol, 3)
+        if protocol not in ("tcp", "udp"):
+            return f"{p}/{port}", [""], [], "svc", key
+        names = [self.t16[n] for n in apps] if apps else []
+        app = self.t16[app_protocol] if names else "unverified"
         others = [n for n in names if n != app]
         text = f"{p}/{port} \u00b7 {app}" + (f" +{'+'.join(others[:2])}" if others else "") + \
             (" +\u2026" if len(others) > 2 else "")
-        lines = []
-        for name, n in r.apps.items():
-            ev = r.app_evidence.get(name)
-            line = f"{self.t16[name]}: {n} connection{'s' if n != 1 else ''}"
+        parts, framed, line = [], [], []
+        for name, n in apps.items():
+            ev = app_evidence.get(name)
+            line.append(f"{self.t16[name]}: {n} connection{'s' if n != 1 else ''}")
             if ev is not None:
                 who = "responder" if ev.direction == "resp" else "initiator"
-                frame = f"input {ev.frame.input} frame {ev.frame.frame}" if len(self.paths) > 1 \
-                    else f"frame {ev.frame.frame}"
-                line += (f"; first bytes from the {who}, {frame}: {self.t32[ev.head]}"
-                         + (f" ({self.t80[ev.detail]})" if ev.detail else ""))
-            lines.append(line)
-        if r.unverified:
-            lines.append(f"unverified: {r.unverified} connection{'s' if r.unverified != 1 else ''} "
-                         "(no payload, or none recognised)")
-        cls = "svc mismatch" if r.reason == _MISMATCH else "svc" if names else "svc unverified"
-        return Cell(short(text), "\n".join(lines), cls=cls, key=key)
+                line.append(f"; first bytes from the {who}, ")
+                parts.append("".join(line))
+                framed.append(name)
+                line = [f": {self.t32[ev.head]}" + (f" ({self.t80[ev.detail]})" if ev.detail else "")]
+            line.append("\n")
+        if unverified:
+            line.append(f"unverified: {unverified} connection{'s' if unverified != 1 else ''} "
+                        "(no payload, or none recognised)")
+        elif line and line[-1] == "\n":
+            line.pop()
+        parts.append("".join(line))
+        cls = "svc mismatch" if reason == _MISMATCH else "svc" if names else "svc unverified"
+        return short(text), parts, framed, cls, key
 
     def _outcome(self, r: FlowRow) -> Cell:
         o = self.t32[r.outcome]
@@ -332,20 +355,27 @@ class FlowCells:
                                       for e in r.refused_by)]
         return Cell(o, refused, (short(refused),) if refused else (), "o-" + o, o)
 
-    def _why(self, r: FlowRow) -> Cell:
-        if r.rule_ids:
-            ids = [self.t64[i] for i in r.rule_ids]
-            lines = [rule_caption(i, self.rules, i in r.reverse_rule_ids) for i in r.rule_ids]
+    def why(self, rule_ids: tuple[str, ...], reverse_rule_ids: tuple[str, ...], reason: str | None,
+            reason_text: str | None) -> int:
+        """The interned index of a rule / reason cell, from its row's fields."""
+        key = ("w", rule_ids, reverse_rule_ids, reason, reason_text)
+        return self._index.get(key) or self._intern(key, self._why, rule_ids, reverse_rule_ids, reason, reason_text)
+
+    def _why(self, rule_ids: tuple[str, ...], reverse_rule_ids: tuple[str, ...], reason: str | None,
+             reason_text: str | None) -> Cell:
+        if rule_ids:
+            ids = [self.t64[i] for i in rule_ids]
+            lines = [rule_caption(i, self.rules, i in reverse_rule_ids) for i in rule_ids]
             # Several matching rules often share one note: show it once.
-            notes = list(dict.fromkeys(self.rules[i].note for i in r.rule_ids
+            notes = list(dict.fromkeys(self.rules[i].note for i in rule_ids
                                        if i in self.rules and self.rules[i].note))
             full = safe_text("; ".join(lines))
             notes = [safe_text(n) for n in notes]
             return Cell(short(full), _beyond(short(full), "\n".join([full, *notes])),
                         tuple(short("Note: " + n) for n in notes), key=" ".join(ids))
-        reason = self.t64[r.reason or ""]
-        text = self.text[r.reason_text or ""] or reason
-        return Cell(short(text), _beyond(short(text), text), (reason,) if r.reason_text and reason else (), key=text)
+        code = self.t64[reason or ""]
+        text = self.text[reason_text or ""] or code
+        return Cell(short(text), _beyond(short(text), text), (code,) if reason_text and code else (), key=text)
 
 
 def _verdict_cell(v: str) -> Cell:

@@ -17,9 +17,9 @@ from auditor.apps import UNKNOWN, AppEvidence
 from auditor.capture.decode import CHECKSUM_POLICY
 from auditor.classify import REASON_MISMATCH
 from auditor.criteria import criteria_record
-from auditor.model import Classification, RuleState
+from auditor.model import Classification, Flow, Refusal, RuleState
 from auditor.refusal import refused_by
-from auditor.report.jsondata import plain
+from auditor.report.jsondata import FlowJson, plain
 from auditor.report.model import (
     SCHEMA_VERSION,
     Alternative,
@@ -30,7 +30,6 @@ from auditor.report.model import (
     Criteria,
     Feature,
     FlowRow,
-    FlowTotals,
     FrameRef,
     HostName,
     HostRow,
@@ -210,6 +209,11 @@ _MEMO_LIMIT = 1 << 16
 _NO_STATES: Mapping[str, int] = {}
 
 
+def reason_text(v: FlowVerdict, shared: _Shared) -> str | None:
+    """A verdict's row's reason_text."""
+    return shared.reason(v.reason_text) if v.reason_text else None
+
+
 def flow_row(v: FlowVerdict, shared: _Shared) -> FlowRow:
     """A verdict as its flows[] entry."""
     f = v.flow
@@ -220,13 +224,13 @@ def flow_row(v: FlowVerdict, shared: _Shared) -> FlowRow:
     b_roles, b_names = hosts.get((b.roles, b.names)) or _host_parts(b, hosts)
     evidence = f.strongest_evidence
     states = f.conn_states
-    apps = shared.apps(f.apps) if f.apps else _NO_STATES
+    apps, app_protocol, app_evidence = service_fields(f, shared)
     return FlowRow(
         k.initiator, k.responder, k.protocol, k.port, a_roles, b_roles, a_names, b_names,
         str(v.classification), v.failing, str(f.outcome),
         tuple(refused_by(f, shared.host_ttls)) if f.refusals else (),
         tuple(v.rule_ids), tuple(v.reverse_rule_ids), tuple(v.layers), v.reason,
-        shared.reason(v.reason_text) if v.reason_text else None,
+        reason_text(v, shared),
         f.connections, f.established, f.rejected, f.unanswered, f.packets, f.bytes,
         f.orig_pkts, f.resp_pkts, f.orig_bytes, f.resp_bytes, iso(f.first_seen), iso(f.last_seen),
         FrameRef(f.first_frame[0], f.first_frame[1]),
@@ -234,9 +238,15 @@ def flow_row(v: FlowVerdict, shared: _Shared) -> FlowRow:
         shared.conn_states(states) if states else _NO_STATES,
         shared.tunnel_list(f.tunnels) if f.tunnels else (),
         f.summarised,
-        next(iter(apps)) if apps else UNKNOWN, apps, f.unverified,
-        shared.evidence(f.app_evidence) if f.app_evidence else _NO_EVIDENCE,
+        app_protocol, apps, f.unverified, app_evidence,
     )
+
+
+def service_fields(f: Flow, shared: _Shared) -> tuple[Mapping[str, int], str, Mapping[str, AppEvidenceRow]]:
+    """A flow's row's (apps, app_protocol, app_evidence)."""
+    apps = shared.apps(f.apps) if f.apps else _NO_STATES
+    return (apps, next(iter(apps)) if apps else UNKNOWN,
+            shared.evidence(f.app_evidence) if f.app_evidence else _NO_EVIDENCE)
 
 
 _NO_EVIDENCE: Mapping[str, AppEvidenceRow] = {}
@@ -253,9 +263,34 @@ class FlowRows(Sequence[FlowRow]):
     def __init__(self, verdicts: Sequence[FlowVerdict], host_ttls: dict[str, int] | None = None) -> None:
         self._verdicts = verdicts
         self._shared = _Shared(host_ttls)
+        self._json: _JsonParts | None = None
 
     def __len__(self) -> int:
         return len(self._verdicts)
+
+    @property
+    def verdicts(self) -> Sequence[FlowVerdict]:
+        """What the rows are made from, in order (the HTML report reads its columns from them)."""
+        return self._verdicts
+
+    def row(self, v: FlowVerdict) -> FlowRow:
+        """One verdict's row, as reading the sequence gives it."""
+        return flow_row(v, self._shared)
+
+    def why(self, v: FlowVerdict) -> tuple[tuple[str, ...], tuple[str, ...], str | None, str | None]:
+        """(rule_ids, reverse_rule_ids, reason, reason_text) of a verdict's row."""
+        return tuple(v.rule_ids), tuple(v.reverse_rule_ids), v.reason, reason_text(v, self._shared)
+
+    def service(self, v: FlowVerdict) -> tuple[str, int, Mapping[str, int], str, Mapping[str, AppEvidenceRow],
+                                               int, str | None]:
+        """(protocol, port, apps, app_protocol, app_evidence, unverified, reason) of a verdict's row."""
+        f = v.flow
+        apps, app_protocol, evidence = service_fields(f, self._shared)
+        return f.key.protocol, f.key.port, apps, app_protocol, evidence, f.unverified, v.reason
+
+    def host_parts(self, h: HostView) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(roles, names) of a host as its flows' rows hold them."""
+        return _host_parts(h, self._shared.hosts)
 
     @overload
     def __getitem__(self, i: int) -> FlowRow: ...
@@ -272,17 +307,109 @@ class FlowRows(Sequence[FlowRow]):
         shared = self._shared
         return (flow_row(v, shared) for v in self._verdicts)
 
-    def totals(self) -> Iterator[FlowTotals]:
-        """Each row's packets, bytes, first and last seen and first frame, as ``flow_row`` gives
-        them, without building the rows (the HTML report's second walk needs no more)."""
-        return (FlowTotals(f.packets, f.bytes, iso(f.first_seen),
-                           iso(f.last_seen), FrameRef(f.first_frame[0], f.first_frame[1]))
-                for f in (v.flow for v in self._verdicts))
+    def json_texts(self, text: FlowJson, start: int, end: int) -> list[str]:
+        """Rows start..end as JSON text, exactly what ``text(row)`` gives of each (FlowJson), written
+        from the verdicts without building the rows: each part that many flows repeat (a host's roles
+        and names, the verdict's rules and reason, the tallies) is written once and looked up by what
+        it is made of."""
+        parts = self._json
+        if parts is None:
+            parts = self._json = _JsonParts(self._shared, text)
+        return parts.texts(self._verdicts[start:end])
 
     def facts(self) -> Iterator[tuple[int, bool, bool]]:
         """Each row's (packets, failing, unexpected), as its row would give them, without the row."""
         unexpected = Classification.UNEXPECTED
         return ((v.flow.packets, v.failing, v.classification == unexpected) for v in self._verdicts)
+
+
+class _JsonParts:
+    """FlowRows.json_texts's parts, each looked up by what it is made of (for one FlowJson)."""
+
+    def __init__(self, shared: _Shared, text: FlowJson) -> None:
+        self.shared, self.text = shared, text
+        self.hosts: dict[int, tuple[HostView, str, str]] = {}
+        """id(host view) -> (the view, kept so the id stays its own; its roles' JSON; its names')."""
+        self.kinds: dict[tuple[str, bool], str] = {}
+        self.outcomes: dict[tuple[str, tuple[tuple[Refusal, int], ...] | None], str] = {}
+        self.why: dict[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], str | None, str | None], str] = {}
+        self.tallies: dict[tuple[int, int], tuple[Flow, str]] = {}
+        """(id(direction evidence), id(conn_states)) -> (a flow holding them, so the ids stay theirs; JSON)."""
+        self.tunnels: dict[frozenset[str], str] = {}
+
+    def host(self, h: HostView) -> tuple[HostView, str, str]:
+        hit = self.hosts.get(id(h))
+        if hit is None:
+            roles, names = _host_parts(h, self.shared.hosts)
+            lists = self.text.lists
+            hit = self.hosts[id(h)] = (h, lists[roles], lists[names])
+        return hit
+
+    def texts(self, verdicts: Sequence[FlowVerdict]) -> list[str]:
+        shared, text = self.shared, self.text
+        js, lists = text.text, text.lists
+        hosts, kinds, outcomes, whys, tallies, tunnels = (self.hosts, self.kinds, self.outcomes, self.why,
+                                                          self.tallies, self.tunnels)
+        out = []
+        for v in verdicts:
+            f = v.flow
+            k = f.key
+            a = hosts.get(id(v.initiator)) or self.host(v.initiator)
+            b = hosts.get(id(v.responder)) or self.host(v.responder)
+            kind = kinds.get((v.classification, v.failing))
+            if kind is None:
+                kind = kinds[(v.classification, v.failing)] = (
+                    f'"classification":{js[str(v.classification)]},"failing":{"true" if v.failing else "false"},')
+            refusals = f.refusals
+            k_out = (f.outcome, tuple(refusals.items()) if refusals else None)
+            outcome = outcomes.get(k_out)
+            if outcome is None:
+                refused = tuple(refused_by(f, shared.host_ttls)) if refusals else ()
+                outcome = outcomes[k_out] = (f'"outcome":{js[str(f.outcome)]},'
+                                             f'"refused_by":{text.refused[refused] if refused else "[]"},')
+            k_why = (v.rule_ids, v.reverse_rule_ids, v.layers, v.reason, v.reason_text)
+            why = whys.get(k_why)
+            if why is None:
+                why = whys[k_why] = (
+                    f'"rule_ids":{lists[tuple(v.rule_ids)]},"reverse_rule_ids":{lists[tuple(v.reverse_rule_ids)]},'
+                    f'"layers":{lists[tuple(v.layers)]},"reason":{js[v.reason]},'
+                    f'"reason_text":{js[reason_text(v, shared)]},')
+            ev, states = f.direction_evidence, f.conn_states
+            tally = tallies.get((id(ev), id(states)))
+            if tally is None:
+                strongest = f.strongest_evidence
+                tally = tallies[(id(ev), id(states))] = (f, (
+                    f'"direction_evidence":{js[strongest]},'
+                    f'"direction_inferred":{"false" if strongest in ("syn", "synack") else "true"},'
+                    f'"conn_states":{text.states[tuple(shared.conn_states(states).items())] if states else "{}"},'))
+            tunnel = "[]"
+            if f.tunnels:
+                tunnel = tunnels.get(f.tunnels) or tunnels.setdefault(f.tunnels, lists[shared.tunnel_list(f.tunnels)])
+            if f.apps or f.app_evidence:
+                apps, app_protocol, evidence = service_fields(f, shared)
+                service = (f'"app_protocol":{js[app_protocol]},"apps":{text.states[tuple(apps.items())]},'
+                           f'"unverified":{f.unverified:d},'
+                           f'"app_evidence":{text.evidence(evidence) if evidence else "{}"}}}')
+            else:
+                service = (f'"app_protocol":{js[UNKNOWN]},"apps":{{}},"unverified":{f.connections:d},'
+                           '"app_evidence":{}}')
+            # iso's text needs no escaping (digits, "-", ":", "T", ".", "Z").
+            first, last, frame = iso(f.first_seen), iso(f.last_seen), f.first_frame
+            first = "null" if first is None else '"' + first + '"'
+            last = "null" if last is None else '"' + last + '"'
+            out.append(
+                f'{{"initiator":{js[k.initiator]},"responder":{js[k.responder]},"protocol":{js[k.protocol]},'
+                f'"port":{k.port:d},"initiator_roles":{a[1]},"responder_roles":{b[1]},'
+                f'"initiator_names":{a[2]},"responder_names":{b[2]},{kind}{outcome}{why}'
+                f'"connections":{f.connections:d},"established":{f.established:d},"rejected":{f.rejected:d},'
+                f'"unanswered":{f.unanswered:d},"packets":{f.orig_pkts + f.resp_pkts:d},'
+                f'"bytes":{f.orig_bytes + f.resp_bytes:d},'
+                f'"orig_packets":{f.orig_pkts:d},"resp_packets":{f.resp_pkts:d},'
+                f'"orig_bytes":{f.orig_bytes:d},"resp_bytes":{f.resp_bytes:d},'
+                f'"first_seen":{first},"last_seen":{last},'
+                f'"first_frame":{{"input":{frame[0]:d},"frame":{frame[1]:d}}},{tally[1]}'
+                f'"tunnels":{tunnel},"summarised":{"true" if f.summarised else "false"},{service}')
+        return out
 
 
 def top_findings(flows: Sequence[FlowRow], n: int) -> dict[str, tuple[int, list[FlowRow]]]:

@@ -137,10 +137,10 @@ class FlowJson:
             f'"summarised":{"true" if r.summarised else "false"},'
             f'"app_protocol":{js[r.app_protocol]},"apps":{self.states[tuple(r.apps.items())]},'
             f'"unverified":{r.unverified:d},'
-            f'"app_evidence":{self._evidence(r.app_evidence) if r.app_evidence else "{}"}}}'
+            f'"app_evidence":{self.evidence(r.app_evidence) if r.app_evidence else "{}"}}}'
         )
 
-    def _evidence(self, evidence: Mapping[str, AppEvidenceRow]) -> str:
+    def evidence(self, evidence: Mapping[str, AppEvidenceRow]) -> str:
         # What _JSON({k: plain(v)}) gives, written out (the generic walk was a third of the export).
         js = self.text
         return "{" + ",".join(

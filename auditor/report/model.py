@@ -9,7 +9,6 @@ tests).
 from __future__ import annotations
 
 import dataclasses
-import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -334,16 +333,6 @@ class FlowRow:
     """Connections whose payload was absent or not recognised."""
     app_evidence: Mapping[str, AppEvidenceRow] = dataclasses.field(default_factory=dict)
     """Recognised application protocol -> the evidence of its earliest connection."""
-
-
-class FlowTotals(typing.NamedTuple):
-    """The FlowRow fields a flow's own report cells show (cells.FlowCells.own), without the row."""
-
-    packets: int
-    bytes: int
-    first_seen: str | None
-    last_seen: str | None
-    first_frame: FrameRef
 
 
 @dataclass(frozen=True, slots=True)

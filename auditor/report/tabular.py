@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from auditor.refusal import summary_text
+from auditor.report.document import FlowRows
 from auditor.report.jsondata import FlowJson, plain
 from auditor.report.model import AuditDocument, FlowRow
 
@@ -45,7 +46,10 @@ def iter_json(doc: AuditDocument) -> Iterator[str]:
             yield f'{sep}"flows":['
             rows, text = doc.flows, FlowJson()
             for start in range(0, len(rows), _BATCH):
-                batch = ",".join([text(r) for r in rows[start:start + _BATCH]])
+                if isinstance(rows, FlowRows):
+                    batch = ",".join(rows.json_texts(text, start, start + _BATCH))
+                else:
+                    batch = ",".join([text(r) for r in rows[start:start + _BATCH]])
                 yield batch if start == 0 else "," + batch
             yield "]"
         sep = ","

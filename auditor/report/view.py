@@ -16,10 +16,11 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
 
+from auditor.classify import REASON_MISMATCH
 from auditor.report.cells import (
     FLOW_CLASSES,
     FLOW_COLS,
@@ -35,8 +36,11 @@ from auditor.report.cells import (
     rule_cells,
     safe_text,
 )
-from auditor.report.document import FlowRows
-from auditor.report.model import AuditDocument, FlowRow, FlowTotals
+from auditor.report.document import FlowRows, iso
+from auditor.report.model import AuditDocument, FlowRow
+
+if TYPE_CHECKING:
+    from auditor.classify import FlowVerdict, HostView
 
 PAGE_SIZE = 50
 """Rows per table page, both in the server-rendered first page and in the script's pages."""
@@ -174,11 +178,15 @@ class _FlowPass:
     """One walk over the document's flows, keeping per flow only what the view needs afterwards.
 
     Each flow's interned cells are made here (so a bad flow fails here) and only their indexes are
-    kept (the cells stay interned in ``cells``); its own cells are made only to encode it. What stays
-    per flow: those indexes, its verdict, its roles' list ids and its byte count (for sorting and the
-    role tables); the role matrix, the top talkers and the count of summarised rows are tallied on the
-    way. A table's first page reads its few flows again; ``chunks`` reads them all again to encode
-    the data block a batch at a time."""
+    kept (the cells stay interned in ``cells``). What stays per flow: those indexes, its verdict, its
+    roles' list ids and its byte count (for sorting and the role tables); the role matrix, the top
+    talkers and the count of summarised rows are tallied on the way. A table's first page reads its
+    few flows again; ``chunks`` reads them all again for their own columns (numbers and timestamps)
+    a batch at a time.
+
+    The flows of an audit just run (``FlowRows``) are read from their verdicts, without a row per
+    flow: each column's cell is looked up by what it is made of (a host view, a tally, a verdict's
+    rule ids...), and only a flow with something new has its row built to make the new cells."""
 
     def __init__(self, flows: Sequence[FlowRow], cells: FlowCells) -> None:
         self.source = flows
@@ -196,20 +204,33 @@ class _FlowPass:
         self.shared = array("I")
         """Per flow, _WIDTH indexes: its interned cells' and its frame input's (FlowCells.shared)."""
         self._cache: dict[int, list[Cell]] = {}
-        rows = iter(flows)
-        while batch := list(islice(rows, _BATCH)):
-            self._take(batch)
+        if isinstance(flows, FlowRows):
+            _VerdictWalk(self, flows)
+        else:
+            rows = iter(flows)
+            while batch := list(islice(rows, _BATCH)):
+                self._take(batch)
 
     def _take(self, batch: list[FlowRow]) -> None:
         verdict, lists = self.cells.verdict, self.lists
         verdicts = [verdict(r) for r in batch]
         init = [lists(r.initiator_roles) for r in batch]
         resp = [lists(r.responder_roles) for r in batch]
+        self.neg_bytes += [-r.bytes for r in batch]
+        self.summarised += sum(1 for r in batch if r.summarised)
+        self.tally(verdicts, init, resp)
+        for r, v in zip(batch, verdicts, strict=True):
+            if v == "unmapped":
+                self.talk(r.initiator, r.initiator_names, r.bytes, r.packets)
+                self.talk(r.responder, r.responder_names, r.bytes, r.packets)
+        indexes, shared = self.cells.shared, self.shared
+        for r in batch:
+            shared.extend(indexes(r))
+
+    def tally(self, verdicts: list[str], init: list[int], resp: list[int]) -> None:
         self.verdicts += verdicts
         self.init_roles += init
         self.resp_roles += resp
-        self.neg_bytes += [-r.bytes for r in batch]
-        self.summarised += sum(1 for r in batch if r.summarised)
         slots = {"expected": 0, "failing": 1, "unexpected": 2}
         for (v, ir, rr), n in Counter(zip(verdicts, init, resp, strict=True)).items():
             slot = slots.get(v)
@@ -218,36 +239,59 @@ class _FlowPass:
                 if counts is None:
                     counts = self.pairs[(ir, rr)] = [0, 0, 0]
                 counts[slot] += n
-        for r, v in zip(batch, verdicts, strict=True):
-            if v != "unmapped":
-                continue
-            for addr, names in ((r.initiator, r.initiator_names), (r.responder, r.responder_names)):
-                a = safe_text(addr, 64)
-                t = self.talkers.setdefault(a, {"address": a, "names": [safe_text(n) for n in names],
-                                                "bytes": 0, "packets": 0, "flows": 0})
-                t["bytes"] += r.bytes
-                t["packets"] += r.packets
-                t["flows"] += 1
-        indexes, shared = self.cells.shared, self.shared
-        for r in batch:
-            shared.extend(indexes(r))
+
+    def talk(self, addr: str, names: tuple[str, ...], size: int, packets: int) -> None:
+        """An unmapped flow's host among the top talkers."""
+        a = safe_text(addr, 64)
+        t = self.talkers.get(a)
+        if t is None:
+            t = self.talkers[a] = {"address": a, "names": [safe_text(n) for n in names],
+                                   "bytes": 0, "packets": 0, "flows": 0}
+        t["bytes"] += size
+        t["packets"] += packets
+        t["flows"] += 1
+
+    def own_columns(self, start: int, end: int, rows: Iterator[FlowRow]) -> dict[str, list[Any]]:
+        """The own cells of flows start..end (of the audit's verdicts, or the next of ``rows``) as the
+        data block's columns: packets, bytes, first and last seen (microseconds since the epoch, or
+        the row's text), the first frame's input and number. report.js makes of them the cells
+        FlowCells.own makes."""
+        source = self.source
+        if isinstance(source, FlowRows):
+            fl = [v.flow for v in source.verdicts[start:end]]
+            return {
+                "p": [f.orig_pkts + f.resp_pkts for f in fl],
+                "b": [f.orig_bytes + f.resp_bytes for f in fl],
+                "t0": [round(t * 1e6) if 0.0 <= t < _TS_MAX else iso(t) for t in [f.first_seen for f in fl]],
+                "t1": [round(t * 1e6) if 0.0 <= t < _TS_MAX else iso(t) for t in [f.last_seen for f in fl]],
+                "fi": [f.first_frame[0] for f in fl],
+                "fn": [f.first_frame[1] for f in fl],
+            }
+        batch = list(islice(rows, end - start))
+        return {
+            "p": [r.packets for r in batch], "b": [r.bytes for r in batch],
+            "t0": [r.first_seen for r in batch], "t1": [r.last_seen for r in batch],
+            "fi": [r.first_frame.input for r in batch], "fn": [r.first_frame.frame for r in batch],
+        }
 
     def chunks(self) -> Iterator[str]:
-        """The records as script-safe JSON array items, a batch per chunk: the flows read again, their
-        own cells made again (as the first walk made them) and their interned cells by index."""
-        source = self.source
-        own, shared = self.cells.own_json, self.shared
-        rows: Iterator[FlowRow | FlowTotals] = iter(source.totals() if isinstance(source, FlowRows) else source)
-        start = 0
-        while batch := list(islice(rows, _BATCH)):
-            records = []
-            for k, r in enumerate(batch, start):
-                ix = shared[k * _WIDTH:(k + 1) * _WIDTH]
-                records.append(f"[{ix[0]},{ix[1]},{ix[2]},{ix[3]},{ix[4]},{ix[5]},{ix[6]},"
-                               f"{own(r, ix[8])},{ix[7]}]")
-            text = _script_safe(",".join(records))
+        """The flows as script-safe JSON array items, a batch of columns per chunk: ``ix``, each
+        flow's _WIDTH indexes of interned cells, then its own columns (``own_columns``)."""
+        shared = self.shared
+        rows: Iterator[FlowRow] = iter(()) if isinstance(self.source, FlowRows) else iter(self.source)
+        multi = len(self.cells.paths) > 1
+        for start in range(0, len(self.verdicts), _CHUNK):
+            end = min(start + _CHUNK, len(self.verdicts))
+            ix = shared[start * _WIDTH:end * _WIDTH].tolist()
+            columns = self.own_columns(start, end, rows)
+            fi, fn = columns["fi"], columns["fn"]
+            if fi and (max(fi) >= _FRAME_INPUTS or max(fn) >= 10**12 or min(fi) < 0 or min(fn) < 0):
+                # A frame cell's key, input * 10**12 + frame, would not be exact in a JavaScript
+                # number (a flow never seen has frame (1 << 62, 0)): the batch's frame cells as made.
+                columns["frame"] = [[f"{i}:#{n}" if multi else f"#{n}", i * 10**12 + n, ix[k * _WIDTH + _WIDTH - 1]]
+                                    for k, (i, n) in enumerate(zip(fi, fn, strict=True))]
+            text = _script_safe(_DUMP_RECORDS({"ix": ix, **columns}))
             yield text if not start else "," + text
-            start += len(batch)
 
     def record(self, i: int) -> list[Cell]:
         """Flow ``i``'s cells (for the few rows of first pages)."""
@@ -256,6 +300,105 @@ class _FlowPass:
             cell = self.cells.cell
             hit = self._cache[i] = [cell(c) for c in self.cells.row(self.source[i])]
         return hit
+
+
+_CHUNK = 8192
+"""Flows per chunk of the data block."""
+_TS_MAX = float(1 << 53) / 1e6 - 1
+_FRAME_INPUTS = (1 << 53) // 10**12
+"""Frame cells of inputs below this have keys exact in a JavaScript number."""
+"""Timestamps below this go to the page as whole microseconds (exact in a JavaScript number)."""
+
+
+class _VerdictWalk:
+    """_FlowPass's walk over an audit's verdicts (FlowRows): what _FlowPass._take gives from rows,
+    made from the verdicts, each column's cell found by what it is made of; a flow's row is built
+    only when one of its cells is new (its service cell's template, when that is new)."""
+
+    def __init__(self, walk: _FlowPass, rows: FlowRows) -> None:
+        self.walk, self.rows, self.cells = walk, rows, walk.cells
+        self.hosts: dict[int, tuple[HostView, int, int, tuple[str, ...]]] = {}
+        """id(host view) -> (the view, kept so the id stays its own; its cell; its roles' list id;
+        its names as its rows hold them)."""
+        self.kinds: dict[tuple[str, bool], str] = {}
+        self.verdict_cells: dict[str, int] = {}
+        self.outcome: dict[Any, int] = {}
+        self.why: dict[Any, int] = {}
+        self.conns: dict[Any, int] = {}
+        self.dir: dict[int, int] = {}
+        self.inputs: dict[int, int] = {}
+        self.svc: dict[Any, tuple[str, list[str], list[str], str, int, int]] = {}
+        verdicts = rows.verdicts
+        for start in range(0, len(verdicts), _BATCH):
+            self.take(verdicts[start:start + _BATCH])
+
+    def host(self, h: HostView) -> tuple[HostView, int, int, tuple[str, ...]]:
+        hit = self.hosts.get(id(h))
+        if hit is None:
+            roles, names = self.rows.host_parts(h)
+            hit = self.hosts[id(h)] = (h, self.cells.host(h.address, names, roles), self.walk.lists(roles), names)
+        return hit
+
+    def take(self, batch: Sequence[FlowVerdict]) -> None:
+        walk, cells, rows = self.walk, self.cells, self.rows
+        kinds, hosts, host = self.kinds, self.hosts, self.host
+        verdicts: list[str] = []
+        init: list[int] = []
+        resp: list[int] = []
+        out = walk.shared
+        for v in batch:
+            f = v.flow
+            row: FlowRow | None = None
+            kind = kinds.get((v.classification, v.failing))
+            if kind is None:
+                row = rows.row(v)
+                kind = kinds[(v.classification, v.failing)] = cells.verdict(row)
+            verdicts.append(kind)
+            a = hosts.get(id(v.initiator)) or host(v.initiator)
+            b = hosts.get(id(v.responder)) or host(v.responder)
+            init.append(a[2])
+            resp.append(b[2])
+            if kind == "unmapped":
+                walk.talk(f.key.initiator, a[3], f.bytes, f.packets)
+                walk.talk(f.key.responder, b[3], f.bytes, f.packets)
+            k = f.key
+            apps, evidence = f.apps, f.app_evidence
+            k_svc = (k.protocol, k.port, tuple(apps.items()) if apps else None, f.connections,
+                     tuple((n, e.direction, e.head, e.detail) for n, e in evidence.items()) if evidence else None,
+                     v.reason == REASON_MISMATCH)
+            svc = self.svc.get(k_svc)
+            if svc is None:
+                template = cells.svc_template(*rows.service(v))
+                svc = self.svc[k_svc] = (*template, -1 if template[2] else cells.service(template))
+            if svc[2]:
+                text, parts, names, cls, key, _ = svc
+                title = cells.svc_title(parts, [evidence[n].frame for n in names])  # type: ignore[index]
+                svc_ix = cells.add(Cell(text, title, (), cls, key))
+            else:
+                svc_ix = svc[5]
+            refusals = f.refusals
+            k_out = (f.outcome, tuple(refusals.items()) if refusals else None)
+            k_why = (v.rule_ids, v.reverse_rule_ids, v.reason, v.reason_text)
+            k_conns = (f.connections, f.established, f.rejected, f.unanswered, id(f.conn_states))
+            w = self.why.get(k_why)
+            if w is None:
+                w = self.why[k_why] = cells.why(*rows.why(v))
+            d = self.dir.get(id(f.direction_evidence))
+            o, c, s = self.outcome.get(k_out), self.conns.get(k_conns), self.inputs.get(f.first_frame[0])
+            if o is None or c is None or d is None or s is None:
+                row = row or rows.row(v)
+                ix = cells.shared(row, svc=False)
+                o = self.outcome[k_out] = ix[4]
+                c = self.conns[k_conns] = ix[6]
+                d = self.dir[id(f.direction_evidence)] = ix[7]
+                s = self.inputs[f.first_frame[0]] = ix[8]
+            vi = self.verdict_cells.get(kind)
+            if vi is None:
+                vi = self.verdict_cells[kind] = cells.shared(row or rows.row(v), svc=False)[0]
+            out.extend((vi, a[1], b[1], svc_ix, o, w, c, d, s))
+        walk.neg_bytes += [-(v.flow.orig_bytes + v.flow.resp_bytes) for v in batch]
+        walk.summarised += sum(1 for v in batch if v.flow.summarised)
+        walk.tally(verdicts, init, resp)
 
 
 def build_view(doc: AuditDocument) -> View:
@@ -324,8 +467,8 @@ def build_view(doc: AuditDocument) -> View:
     # The data block, in the key order of one dict {pageSize, cols, classes, cells, flows, rule, host,
     # tables} encoded whole: compact JSON of a dict is its members' JSON joined by ",", so it can be
     # cut there.
-    before = {"pageSize": PAGE_SIZE, "cols": {"flow": list(FLOW_COLS), "rule": list(RULE_COLS),
-                                               "host": list(HOST_COLS)},
+    before = {"pageSize": PAGE_SIZE, "multiInput": len(paths) > 1,
+              "cols": {"flow": list(FLOW_COLS), "rule": list(RULE_COLS), "host": list(HOST_COLS)},
               "classes": {"flow": _CLASSES, "rule": [""] * len(RULE_COLS), "host": [""] * len(HOST_COLS)}}
     # After the flows: {"rule", "host", "tables"}, the hosts' records encoded a batch at a time.
     rule_part = "]," + _script_safe(_DUMP({"rule": [[c.encode() for c in r] for r in rules]})[1:-1]) + ',"host":['

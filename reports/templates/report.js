@@ -1,6 +1,7 @@
 /* pcap-audit report: pages, sorts and filters the tables from the JSON block.
    Every cell arrives made (auditor/report/cells.py: [text, sort key, title, class, sub-lines], or the
-   index of a shared one in data.cells); this script formats nothing, it only shows cells. A null or
+   index of a shared one in data.cells), but for a flow's own cells (numbers and timestamps), which
+   arrive as columns and are made below as cells.py makes them; otherwise this script only shows cells. A null or
    missing key is the text; a title true is the key, a number the text of that shared cell; a record's
    own cell without a class has its column's (data.classes).
    Data is only ever inserted with textContent / setAttribute: never as markup. */
@@ -10,7 +11,40 @@
   var PAGE = data.pageSize, SHARED = data.cells;
   var collator = new Intl.Collator("en", {numeric: true, sensitivity: "base"});
 
-  function num(n) { return String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ","); }  // the pager's counts
+  function num(n) { return String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ","); }  // as cells.fmt_num
+
+  // A flow's own cells (packets, bytes, first and last seen, first frame) arrive as columns of numbers
+  // (auditor/report/view.py, _FlowPass.own_columns); made here as cells.FlowCells.own makes them.
+  function fmtBytes(n) {  // cells.fmt_bytes
+    var value = n, unit = "B", units = ["KiB", "MiB", "GiB", "TiB"];
+    for (var u = 0; u < units.length && value >= 1024; u++) { value = value / 1024; unit = units[u]; }
+    return unit === "B" ? String(n) + " B" : (Math.floor(value * 10 + 0.5) / 10).toFixed(1) + " " + unit;
+  }
+  function pad(n, width) { var s = String(n); while (s.length < width) { s = "0" + s; } return s; }
+  function tsCell(t) {  // microseconds since the epoch, or document.iso's text, or null
+    if (typeof t === "number") {
+      var sec = Math.floor(t / 1e6);
+      t = new Date(sec * 1000).toISOString().slice(0, 19) + "." + pad(t - sec * 1e6, 6) + "Z";
+    }
+    if (!t) { return [""]; }
+    var text = t.slice(0, 19).replace(/T/g, " ");  // cells.fmt_ts
+    return text === t ? [text, null, t] : [text, t, true];
+  }
+  function flowRecords(batches) {
+    var out = [];
+    batches.forEach(function (b) {
+      var ix = b.ix;
+      for (var k = 0, o = 0; k < b.p.length; k++, o += 9) {
+        var p = b.p[k], n = b.b[k], fi = b.fi[k], fn = b.fn[k];
+        out.push([ix[o], ix[o + 1], ix[o + 2], ix[o + 3], ix[o + 4], ix[o + 5], ix[o + 6],
+          [num(p), p], n >= 1024 ? [fmtBytes(n), n, num(n) + " bytes"] : [String(n) + " B", n],
+          tsCell(b.t0[k]), tsCell(b.t1[k]),
+          b.frame ? b.frame[k] : [(data.multiInput ? fi + ":#" : "#") + fn, fi * 1e12 + fn, ix[o + 8]], ix[o + 7]]);
+      }
+    });
+    return out;
+  }
+  data.flows = flowRecords(data.flows);
   function cellOf(c) { return typeof c === "number" ? SHARED[c] : c; }
   function sortKey(c) { return c.length > 1 && c[1] !== null ? c[1] : c[0]; }
   function titleOf(c) {

@@ -1,0 +1,60 @@
+"""The HTML report's data block read as report.js reads it (tests only): its flows' records as the
+script makes them from the block's columns (report.js flowRecords), cells resolved."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+
+def _num(n: int) -> str:
+    return f"{n:,}"
+
+
+def _bytes(n: int) -> str:
+    value, unit = float(n), "B"
+    for nxt in ("KiB", "MiB", "GiB", "TiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, nxt
+    return f"{n} B" if unit == "B" else f"{math.floor(value * 10 + 0.5) / 10:.1f} {unit}"
+
+
+def _ts(t: int | str | None) -> list[Any]:
+    if isinstance(t, int):
+        sec, frac = divmod(t, 1_000_000)
+        t = dt.datetime.fromtimestamp(sec, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:06d}Z"
+    if not t:
+        return [""]
+    text = t[:19].replace("T", " ")
+    return [text, None, t] if text == t else [text, t, True]
+
+
+def flow_records(data: dict[str, Any]) -> list[list[Any]]:
+    """The flows' records, as report.js makes them: shared cells as their index, own cells made."""
+    out = []
+    for b in data["flows"]:
+        ix = b["ix"]
+        for k, (p, n, t0, t1, fi, fn) in enumerate(zip(b["p"], b["b"], b["t0"], b["t1"], b["fi"], b["fn"],
+                                                       strict=True)):
+            o = k * 9
+            size = [_bytes(n), n, _num(n) + " bytes"] if n >= 1024 else [f"{n} B", n]
+            frame = b["frame"][k] if "frame" in b else \
+                [(f"{fi}:#" if data["multiInput"] else "#") + str(fn), fi * 10**12 + fn, ix[o + 8]]
+            out.append([*ix[o:o + 7], [_num(p), p], size, _ts(t0), _ts(t1), frame, ix[o + 7]])
+    return out
+
+
+def resolved(data: dict[str, Any]) -> list[list[Any]]:
+    """The flows' records with every shared cell, and every title a shared cell holds, written out:
+    what the page shows, whatever the cells' indexes."""
+    shared = data["cells"]
+
+    def cell(c: Any) -> Any:
+        c = shared[c] if isinstance(c, int) else list(c)
+        if len(c) > 2 and isinstance(c[2], int) and not isinstance(c[2], bool):
+            c = [*c[:2], shared[c[2]][0], *c[3:]]
+        return c
+
+    return [[cell(c) for c in rec] for rec in flow_records(data)]
