@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import multiprocessing as mp
+import multiprocessing.connection as mpc
 import os
 import pickle
 import sys
@@ -92,9 +93,10 @@ def _size(chunk: ranges.Chunk) -> int:
 
 
 def read_chunk(chunk: ranges.Chunk, server_ports: frozenset[tuple[str, int]], engine: str, verify: bool,
-               first: bool) -> Part:
-    """Read one chunk (``first``: it starts the run, so nothing can continue into it). Its records
-    carry the chunk's virtual input index (``_virtual``)."""
+               first: bool, last: bool = False) -> Part:
+    """Read one chunk (``first``: it starts the run, so nothing can continue into it; ``last``: it
+    ends it, so its connections are closed here, nothing can continue them). Its records carry the
+    chunk's virtual input index (``_virtual``)."""
     tune_gc()
     cs = CaptureSet.from_chunks([chunk._replace(input_index=_virtual(chunk))], engine=engine,
                                 verify_checksums=verify)
@@ -107,7 +109,7 @@ def read_chunk(chunk: ranges.Chunk, server_ports: frozenset[tuple[str, int]], en
             feed(rec)
             if rec.payload:
                 observe(rec)
-    return Part(chunk, _size(chunk), builder.end_chunk(), names, cs.stats, cs.inputs)
+    return Part(chunk, _size(chunk), builder.end_chunk(last), names, cs.stats, cs.inputs)
 
 
 class Merger:
@@ -205,7 +207,7 @@ def _renumber(conv: ConversationResult, names: NameEvidence, stats: ReadStats,
 
 
 def _worker(conn: Any, chunk: ranges.Chunk, server_ports: frozenset[tuple[str, int]], engine: str, verify: bool,
-            first: bool) -> None:
+            first: bool, last: bool) -> None:
     """A worker process: read one chunk; send the first packets of its head chains; receive which of
     them continue something in the chunks before (or None: the chunk is not wanted); fold the others
     into its flows (chunks.settle) and send the part. An error is sent in place of either message.
@@ -222,7 +224,7 @@ def _worker(conn: Any, chunk: ranges.Chunk, server_ports: frozenset[tuple[str, i
     threading.Thread(target=watch, name="parent watch", daemon=True).start()
     try:
         try:
-            part = read_chunk(chunk, server_ports, engine, verify, first)
+            part = read_chunk(chunk, server_ports, engine, verify, first, last)
             conn.send_bytes(pickle.dumps(("heads", chunks.heads(part.conv)), protocol=pickle.HIGHEST_PROTOCOL))
             joins = pickle.loads(conn.recv_bytes())
             if joins is None:
@@ -240,20 +242,32 @@ def _worker(conn: Any, chunk: ranges.Chunk, server_ports: frozenset[tuple[str, i
 
 def run_local(chunks_: list[ranges.Chunk], server_ports: frozenset[tuple[str, int]], engine: str, verify: bool,
               jobs: int, progress: Progress | None = None) -> tuple[Collected, bool]:
-    """Read the chunks on up to ``jobs`` local processes at a time (this one, which reads the first,
-    and one per further chunk, forked where the platform can) and merge their parts in input order.
-    Before a part travels, this process looks its head chains' first packets up in the merge so far
-    (chunks.decide): the worker folds the chains that continue nothing itself, and only the others'
-    logs come back. A stop (Ctrl-C, SIGTERM) or an error ends the workers at once: no pool, no
-    shared queue whose lock a killed worker could hold."""
+    """Read the chunks on ``jobs`` local processes at a time (this one, which reads the first, and
+    one per further chunk, forked where the platform can) and merge their parts in input order.
+
+    The cores stay busy: while this process reads the first chunk, jobs - 1 workers read the next
+    ones; after it, and whenever a worker has finished reading (its head chains' first packets have
+    come), the next chunk's worker starts, so ``jobs`` chunks are being read at any time until all
+    are. A worker that finished reading waits for its turn in the merge. At its turn, this process
+    looks its head chains' first packets up in the merge so far (chunks.decide): the worker folds
+    the chains that continue nothing itself, and only the others' logs come back. A stop (Ctrl-C,
+    SIGTERM) or an error ends the workers at once: no pool, no shared queue whose lock a killed
+    worker could hold."""
     ctx: Any = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     running: dict[int, tuple[Any, Any]] = {}
+    got: dict[int, Any] = {}
+    """Chunk -> the first packets of its head chains, once its worker has sent them."""
     merger = Merger(progress, sum(_size(c) for c in chunks_))
+    last = len(chunks_) - 1
+    upcoming = iter(range(1, len(chunks_)))
 
-    def start(i: int) -> None:
+    def start() -> None:
+        i = next(upcoming, None)
+        if i is None:
+            return
         here, there = ctx.Pipe(duplex=True)
         proc = ctx.Process(target=_worker, name=f"pcap-audit chunk {i}", daemon=True,
-                           args=(there, chunks_[i], server_ports, engine, verify, i == 0))
+                           args=(there, chunks_[i], server_ports, engine, verify, i == 0, i == last))
         running[i] = (proc, here)
         proc.start()
         there.close()
@@ -269,21 +283,26 @@ def run_local(chunks_: list[ranges.Chunk], server_ports: frozenset[tuple[str, in
             raise value
         return value
 
+    def heads_of(i: int) -> Any:
+        """Wait for chunk ``i``'s heads; a worker of a later chunk that finishes reading meanwhile
+        makes room for the next one."""
+        while i not in got:
+            reading = {running[j][1]: j for j in running if j not in got}
+            for here in mpc.wait(list(reading)):
+                j = reading[here]
+                got[j] = receive(j)
+                start()
+        return got.pop(i)
+
     try:
-        # This process reads the first chunk itself while up to jobs - 1 workers read the next ones:
-        # its core is not idle, and the first part (the merge's start) never travels.
-        ahead = 1
-        while ahead < len(chunks_) and ahead < max(2, jobs):
-            start(ahead)
-            ahead += 1
-        merger.add(read_chunk(chunks_[0], server_ports, engine, verify, True))
+        for _ in range(jobs - 1):
+            start()
+        merger.add(read_chunk(chunks_[0], server_ports, engine, verify, True, last == 0))
+        start()  # this process reads no more: its core goes to the next chunk
         for i, chunk in enumerate(chunks_):
             if i == 0:
                 continue
-            while ahead < len(chunks_) and ahead < i + max(1, jobs - 1):
-                start(ahead)
-                ahead += 1
-            firsts = receive(i)
+            firsts = heads_of(i)
             proc, here = running[i]
             if not merger.wanted(chunk):
                 here.send_bytes(pickle.dumps(None))
@@ -317,7 +336,7 @@ def run_dask(chunks: list[ranges.Chunk], server_ports: frozenset[tuple[str, int]
     except (OSError, TimeoutError, ValueError) as e:
         raise AuditorError(f"--scheduler {address}: cannot reach the Dask scheduler ({e})") from e
     with client:
-        futures = [client.submit(read_chunk, c, server_ports, engine, verify, i == 0, pure=False)
+        futures = [client.submit(read_chunk, c, server_ports, engine, verify, i == 0, i == len(chunks) - 1, pure=False)
                    for i, c in enumerate(chunks)]
         merger = Merger(progress, sum(_size(c) for c in chunks))
         for chunk, f in zip(chunks, futures, strict=True):  # in input order: the merge takes them so

@@ -261,10 +261,11 @@ class ConversationBuilder:
 
     # ---- chunks and their merge (SPEC §8) -------------------------------------------------------
 
-    def end_chunk(self) -> ConversationBuilder:
-        """End a chunk: its live connections stay open, for the next chunk's merge (``absorb``) or
-        ``finish``. The builder is then a value (picklable: a worker process sends it back)."""
-        return chunks.end_chunk(self)
+    def end_chunk(self, last: bool = False) -> ConversationBuilder:
+        """End a chunk (``last``: nothing follows it) for the next chunk's merge (``absorb``) or
+        ``finish`` (chunks.end_chunk). The builder is then a value (picklable: a worker process
+        sends it back)."""
+        return chunks.end_chunk(self, last)
 
     def absorb(self, right: ConversationBuilder) -> ConversationBuilder:
         """Merge the chunk that comes next (``right``, ended with ``end_chunk``) into this one, exactly

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from auditor.conversations import related, tcp
 from auditor.conversations.state import (
     _HIST_LETTER,
+    DISORDER_SLACK,
     _ICMP_ECHO,
     _REPLAYED_COUNTERS,
     _RESP,
@@ -24,12 +25,20 @@ from auditor.model import (
 if TYPE_CHECKING:
     from auditor.conversations.builder import ConversationBuilder
 
-def end_chunk(b: ConversationBuilder) -> ConversationBuilder:
+def end_chunk(b: ConversationBuilder, last: bool = False) -> ConversationBuilder:
     """End a chunk: its live connections stay open, for the next chunk's merge (``absorb``) or
-    ``finish``. The builder is then a value (picklable: a worker process sends it back)."""
+    ``finish``, but those no later packet can continue are closed here, in the chunk's own process:
+    all of them when the chunk is the ``last`` of the run, else those idle past their timeout at
+    DISORDER_SLACK before its last packet (a later chunk that starts earlier than that makes the
+    merge inexact: auditor/engine.py reads again). The builder is then a value (picklable: a worker
+    process sends it back)."""
     for c, _ in b._table.values():
         if c.last > b.last_ts:
             b.last_ts = c.last
+    clock = b.last_ts - DISORDER_SLACK
+    for key, (c, is_orig) in list(b._table.items()):
+        if is_orig and c.keys[0] == key and (last or clock - c.last > c.timeout):
+            b._close(c)
     vars(b).pop("_take", None)
     return b
 
@@ -87,6 +96,10 @@ def settle(right: ConversationBuilder, joins: list[bool]) -> None:
         right._chains.pop(chain.ck, None)
     right.chains = kept
     right.settled = True
+    # What only a merge into a chunk reads (adopt), and the sweep's queue (the merge queues the live
+    # connections it takes over afresh): not sent.
+    right._seen, right._chains = set(), {}
+    right._queue.clear()
 
 
 def absorb_decided(b: ConversationBuilder, right: ConversationBuilder, firsts: list[PacketRecord],
