@@ -79,6 +79,25 @@ def plan(paths: Sequence[str], parts: int, *, min_bytes: int = ranges.MIN_BYTES)
     return ranges.plan(paths, parts, min_bytes=min_bytes)
 
 
+def plan_local(paths: Sequence[str], jobs: int, *, min_bytes: int = ranges.MIN_BYTES) -> list[ranges.Chunk]:
+    """The chunks for ``jobs`` local processes: each input cut into its share of ``jobs`` by size
+    (rounded up), so that there are about ``jobs`` chunks of similar size and no more (every chunk
+    adds head chains to merge): four ring files on two processes stay four chunks, one large file
+    is cut into ``jobs``."""
+    sizes = []
+    for path in paths:
+        try:
+            sizes.append(os.path.getsize(path) if path != "-" else 0)
+        except OSError:
+            sizes.append(0)  # the reading says why
+    total = sum(sizes) or 1
+    out: list[ranges.Chunk] = []
+    for index, (path, size) in enumerate(zip(paths, sizes, strict=True)):
+        parts = max(1, -(-jobs * size // total))
+        out.extend(c._replace(input_index=index) for c in ranges.plan([path], parts, min_bytes=min_bytes))
+    return out
+
+
 _PARTS = 1 << 20
 """Virtual input index of chunk ``part`` of input ``i``: ``i * _PARTS + part``."""
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from auditor.apps import identify_connection
 from auditor.conversations import related, tcp
 from auditor.conversations.state import (
     _HIST_LETTER,
-    DISORDER_SLACK,
     _ICMP_ECHO,
     _REPLAYED_COUNTERS,
     _RESP,
+    DISORDER_SLACK,
     _Chain,
     _Conn,
     _Run,
@@ -37,8 +38,14 @@ def end_chunk(b: ConversationBuilder, last: bool = False) -> ConversationBuilder
             b.last_ts = c.last
     clock = b.last_ts - DISORDER_SLACK
     for key, (c, is_orig) in list(b._table.items()):
-        if is_orig and c.keys[0] == key and (last or clock - c.last > c.timeout):
+        if not is_orig or c.keys[0] != key:
+            continue
+        if last or clock - c.last > c.timeout:
             b._close(c)
+        elif c.ho is not None and c.hr is not None and c.proto in (IPPROTO_TCP, IPPROTO_UDP):
+            # Both first payloads are final: what they show is worked out here, not at the close
+            # (in the merging process).
+            c.appc = (identify_connection(c.proto, c.op, c.rp, c.ho, c.fo, c.hr, c.fr),)
     vars(b).pop("_take", None)
     return b
 

@@ -7,10 +7,14 @@ import dataclasses
 import re
 from typing import Any
 
-from auditor.apps import APP_SNAP
+from auditor.apps import APP_SNAP, AppEvidence
 from auditor.model import (
+    ACK,
     IPPROTO_ICMP,
     IPPROTO_ICMPV6,
+    IPPROTO_TCP,
+    PROTO_NAMES,
+    SYN,
     Connection,
     PacketRecord,
     TunnelInfo,
@@ -68,7 +72,7 @@ _REPLAYED_COUNTERS = ("port_reuse", "idle_splits", "icmp_errors_matched", "icmp_
 class _Conn:
     """Live per-connection state: plain fields, read and written on the hot path."""
 
-    __slots__ = ("bad_o", "bad_r", "chain", "data", "dead", "ev", "ff", "first", "fo", "fr", "hist", "ho", "hr",
+    __slots__ = ("appc", "bad_o", "bad_r", "chain", "data", "dead", "ev", "ff", "first", "fo", "fr", "hist", "ho", "hr",
                  "hseen", "isn", "keys",
                  "last", "marks", "oa", "oby", "op", "opk", "oprev", "os", "proto", "ra", "rby", "refused",
                  "rp", "rpk", "rprev", "rs", "rst_ttl", "timeout", "tunnels")
@@ -114,6 +118,9 @@ class _Conn:
     """Table keys of this connection: both directions, plus TFTP transfer aliases."""
     dead: bool
     """Closed (``_close``): the sweep's queue skips it without looking its key up."""
+    appc: tuple[AppEvidence | None] | None
+    """The application protocol its first payloads show (auditor/apps.py), worked out ahead of its
+    close once both are final (``chunks.end_chunk``: in the chunk's own process), or None."""
     chain: _Chain | None
     """In a chunk that does not start the run (``ConversationBuilder(chunk=True)``): the head chain this
     connection belongs to, whose packets are logged for a merge to replay (see _Chain)."""
@@ -189,6 +196,28 @@ class _Chain:
         self.run = None
         if rec.ts > self.last_ts:
             self.last_ts = rec.ts
+
+
+def direction(server_ports: frozenset[tuple[str, int]], rec: PacketRecord) -> tuple[bool, int]:
+    """(is the sender the initiator?, evidence) for a connection's first packet."""
+    proto, sport, dport = rec.proto, rec.sport, rec.dport
+    if proto == IPPROTO_TCP:
+        flags = rec.tcp_flags
+        if flags & SYN:
+            return (False, EV_SYNACK) if flags & ACK else (True, EV_SYN)
+    else:
+        hint = _udp_protocol_hint(sport, dport, rec.payload)
+        if hint is not None:
+            return hint, EV_PROTOCOL
+    pname = PROTO_NAMES[proto]
+    sp = sport < DYNAMIC_PORTS and (pname, sport) in server_ports
+    dp = dport < DYNAMIC_PORTS and (pname, dport) in server_ports
+    if sp != dp:
+        return dp, EV_CATALOG
+    rs, rd = _port_rank(sport), _port_rank(dport)
+    if rs != rd:
+        return rd < rs, EV_WELLKNOWN
+    return True, EV_FIRST
 
 
 def _port_rank(port: int) -> int:
