@@ -259,6 +259,17 @@ def _worker(conn: Any, chunk: ranges.Chunk, server_ports: frozenset[tuple[str, i
         conn.close()
 
 
+def _context() -> Any:
+    """Where the workers come from: on Linux a fork server started from a lean interpreter with the
+    engine imported (a worker forked from this process would share its pages, read and merged parts
+    included, and copy those its reference counts touch), else fresh interpreters."""
+    if not sys.platform.startswith("linux"):
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
+    return ctx
+
+
 def run_local(chunks_: list[ranges.Chunk], server_ports: frozenset[tuple[str, int]], engine: str, verify: bool,
               jobs: int, progress: Progress | None = None) -> tuple[Collected, bool]:
     """Read the chunks on ``jobs`` local processes at a time (this one, which reads the first, and
@@ -272,7 +283,7 @@ def run_local(chunks_: list[ranges.Chunk], server_ports: frozenset[tuple[str, in
     the chains that continue nothing itself, and only the others' logs come back. A stop (Ctrl-C,
     SIGTERM) or an error ends the workers at once: no pool, no shared queue whose lock a killed
     worker could hold."""
-    ctx: Any = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    ctx = _context()
     running: dict[int, tuple[Any, Any]] = {}
     got: dict[int, Any] = {}
     """Chunk -> the first packets of its head chains, once its worker has sent them."""

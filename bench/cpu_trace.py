@@ -5,8 +5,9 @@
 Runs the command and reads /proc (Linux) every ``--every`` seconds: the CPU each process of the run
 (the command and its children: the split's worker, the decompressor, the output writers) used in
 that interval, so that idle cores (reading from disk, a serial tail after the worker has finished)
-show up. Prints one row per sample, then the wall time, the CPU time of each process, and how many
-of the machine's cores were busy on average. Nothing here is a test.
+show up. Prints one row per sample, then the wall time, the CPU time and peak RSS of each process
+(VmHWM as last sampled: a peak in a process's last interval may be missed), and how many of the
+machine's cores were busy on average. Nothing here is a test.
 """
 
 from __future__ import annotations
@@ -48,6 +49,18 @@ def _cpu(pid: int) -> tuple[str, float] | None:
     return name, (int(fields[11]) + int(fields[12])) / HZ
 
 
+def _peak_rss(pid: int) -> int:
+    """Peak resident memory of a live process so far, KiB (0: gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--every", type=float, default=1.0, help="seconds between samples")
@@ -59,6 +72,7 @@ def main() -> None:
     start = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     seen: dict[int, tuple[str, float]] = {}
+    peak: dict[int, int] = {}
     order: list[int] = []
     while proc.poll() is None:
         time.sleep(args.every)
@@ -72,6 +86,7 @@ def main() -> None:
                 order.append(pid)
             before = seen.get(pid, (name, 0.0))[1]
             seen[pid] = (name, cpu)
+            peak[pid] = max(peak.get(pid, 0), _peak_rss(pid))
             row.append(f"{pid}:{cpu - before:4.2f}")
         print(f"{time.perf_counter() - start:6.1f} s  " + "  ".join(row), flush=True)
     wall = time.perf_counter() - start
@@ -81,7 +96,8 @@ def main() -> None:
           f"{cpu / wall:.2f} of {os.cpu_count()} cores busy on average, exit status {proc.returncode}")
     for pid in order:
         name, last = seen[pid]
-        print(f"  {pid} {name}: at least {last:.2f} CPU s (its last sample)")
+        print(f"  {pid} {name}: at least {last:.2f} CPU s, peak RSS at least {peak.get(pid, 0) / 1024:.0f} MiB "
+              "(its last sample)")
     sys.exit(proc.returncode)
 
 
