@@ -175,6 +175,7 @@ class Merger:
             acc.conv.absorb(part.conv)
         else:
             chunks.absorb_decided(acc.conv, part.conv, *decided)
+        chunks.close_idle(acc.conv)  # what the later parts cannot continue: closed as it comes
         acc.names.merge(part.names)
         acc.stats.merge(part.stats)
 

@@ -28,26 +28,31 @@ if TYPE_CHECKING:
 
 def end_chunk(b: ConversationBuilder, last: bool = False) -> ConversationBuilder:
     """End a chunk: its live connections stay open, for the next chunk's merge (``absorb``) or
-    ``finish``, but those no later packet can continue are closed here, in the chunk's own process:
-    all of them when the chunk is the ``last`` of the run, else those idle past their timeout at
-    DISORDER_SLACK before its last packet (a later chunk that starts earlier than that makes the
-    merge inexact: auditor/engine.py reads again). The builder is then a value (picklable: a worker
-    process sends it back)."""
+    ``finish``, but those no later packet can continue are closed here, in the chunk's own process
+    (``close_idle``; all of them when the chunk is the ``last`` of the run). The builder is then a
+    value (picklable: a worker process sends it back)."""
     for c, _ in b._table.values():
         if c.last > b.last_ts:
             b.last_ts = c.last
+    close_idle(b, last)
+    vars(b).pop("_take", None)
+    return b
+
+
+def close_idle(b: ConversationBuilder, everything: bool = False) -> None:
+    """Close the live connections idle past their timeout at DISORDER_SLACK before the last packet
+    so far (``everything``: all of them): no later packet can continue them, as a chunk that starts
+    earlier than that makes the merge inexact (auditor/engine.py then reads again). Of those left
+    open whose first payloads are both in, what they show is worked out now (``_Conn.appc``), so that
+    their close costs less in the merging process."""
     clock = b.last_ts - DISORDER_SLACK
     for key, (c, is_orig) in list(b._table.items()):
         if not is_orig or c.keys[0] != key:
             continue
-        if last or clock - c.last > c.timeout:
+        if everything or clock - c.last > c.timeout:
             b._close(c)
-        elif c.ho is not None and c.hr is not None and c.proto in (IPPROTO_TCP, IPPROTO_UDP):
-            # Both first payloads are final: what they show is worked out here, not at the close
-            # (in the merging process).
+        elif c.appc is None and c.ho is not None and c.hr is not None and c.proto in (IPPROTO_TCP, IPPROTO_UDP):
             c.appc = (identify_connection(c.proto, c.op, c.rp, c.ho, c.fo, c.hr, c.fr),)
-    vars(b).pop("_take", None)
-    return b
 
 
 def absorb(b: ConversationBuilder, right: ConversationBuilder) -> ConversationBuilder:
