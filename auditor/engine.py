@@ -50,15 +50,22 @@ Progress = Callable[[int, int, int], None]
 
 @dataclass
 class Part:
-    """What reading one chunk gave: mergeable with the parts before and after it."""
+    """What reading one chunk (or a run of whole files, one after the other) gave: mergeable with
+    the parts before and after it."""
 
-    chunk: ranges.Chunk
+    chunks: list[ranges.Chunk]
+    """What was read, in order: one chunk, or several whole files (``group``)."""
     size: int
-    """Bytes of the chunk."""
+    """Bytes of the chunks."""
     conv: ConversationBuilder
     names: NameEvidence
     stats: ReadStats
     inputs: list[InputInfo]
+    """One per chunk."""
+
+    @property
+    def chunk(self) -> ranges.Chunk:
+        return self.chunks[0]
 
 
 @dataclass
@@ -111,13 +118,34 @@ def _size(chunk: ranges.Chunk) -> int:
     return max(0, end - chunk.start)
 
 
-def read_chunk(chunk: ranges.Chunk, server_ports: frozenset[tuple[str, int]], engine: str, verify: bool,
-               first: bool, last: bool = False) -> Part:
-    """Read one chunk (``first``: it starts the run, so nothing can continue into it; ``last``: it
-    ends it, so its connections are closed here, nothing can continue them). Its records carry the
-    chunk's virtual input index (``_virtual``)."""
+def group(chunks_: Sequence[ranges.Chunk], jobs: int) -> list[list[ranges.Chunk]]:
+    """The chunks as ``jobs`` runs of about equal size for local processes: consecutive whole files
+    go together (one builder reads them one after the other, as one process would: only the first
+    starts head chains, and one part travels instead of several); a byte range is a run of its own."""
+    sizes = [_size(c) for c in chunks_]
+    total = sum(sizes) or 1
+    out: list[list[ranges.Chunk]] = []
+    before: float | None = None
+    done = 0
+    for c, size in zip(chunks_, sizes, strict=True):
+        share = None if c.start or c.end >= 0 else (done + size / 2) * jobs // total
+        if share is None or share != before or not out:
+            out.append([c])
+        else:
+            out[-1].append(c)
+        before = share
+        done += size
+    return out
+
+
+def read_chunk(chunk: ranges.Chunk | Sequence[ranges.Chunk], server_ports: frozenset[tuple[str, int]], engine: str,
+               verify: bool, first: bool, last: bool = False) -> Part:
+    """Read one chunk, or several whole files one after the other (``first``: it starts the run, so
+    nothing can continue into it; ``last``: it ends it, so its connections are closed here, nothing
+    can continue them). Its records carry their chunk's virtual input index (``_virtual``)."""
     tune_gc()
-    cs = CaptureSet.from_chunks([chunk._replace(input_index=_virtual(chunk))], engine=engine,
+    run = [chunk] if isinstance(chunk, ranges.Chunk) else list(chunk)
+    cs = CaptureSet.from_chunks([c._replace(input_index=_virtual(c)) for c in run], engine=engine,
                                 verify_checksums=verify)
     builder = ConversationBuilder(server_ports=server_ports, chunk=not first)
     names = NameEvidence()
@@ -128,7 +156,7 @@ def read_chunk(chunk: ranges.Chunk, server_ports: frozenset[tuple[str, int]], en
             feed(rec)
             if rec.payload:
                 observe(rec)
-    return Part(chunk, _size(chunk), builder.end_chunk(last), names, cs.stats, cs.inputs)
+    return Part(run, sum(map(_size, run)), builder.end_chunk(last), names, cs.stats, cs.inputs)
 
 
 class Merger:
@@ -154,13 +182,12 @@ class Merger:
         return chunks.decide(self.acc.conv, firsts) if self.acc is not None else [False] * len(firsts)
 
     def add(self, part: Part, decided: tuple[list[PacketRecord], list[bool]] | None = None) -> None:
-        i = part.chunk.input_index
-        if i in self.ended:
+        if not self.wanted(part.chunk):
             return
-        (info,) = part.inputs
-        self.infos.setdefault(i, []).append((_virtual(part.chunk), info))
-        if part.chunk.end >= 0 and not info.end_verified:
-            self.ended.add(i)
+        for chunk, info in zip(part.chunks, part.inputs, strict=True):
+            self.infos.setdefault(chunk.input_index, []).append((_virtual(chunk), info))
+            if chunk.end >= 0 and not info.end_verified:
+                self.ended.add(chunk.input_index)
         self.done_bytes += part.size
         self.done_frames += part.stats.frames
         if self.progress is not None:
@@ -226,7 +253,7 @@ def _renumber(conv: ConversationResult, names: NameEvidence, stats: ReadStats,
     names.renumber(frame)
 
 
-def _worker(conn: Any, chunk: ranges.Chunk, server_ports: frozenset[tuple[str, int]], engine: str, verify: bool,
+def _worker(conn: Any, chunk: list[ranges.Chunk], server_ports: frozenset[tuple[str, int]], engine: str, verify: bool,
             first: bool, last: bool) -> None:
     """A worker process: read one chunk; send the first packets of its head chains; receive which of
     them continue something in the chunks before (or None: the chunk is not wanted); fold the others
@@ -274,7 +301,8 @@ def _context() -> Any:
 def run_local(chunks_: list[ranges.Chunk], server_ports: frozenset[tuple[str, int]], engine: str, verify: bool,
               jobs: int, progress: Progress | None = None) -> tuple[Collected, bool]:
     """Read the chunks on ``jobs`` local processes at a time (this one, which reads the first, and
-    one per further chunk, forked where the platform can) and merge their parts in input order.
+    one per further chunk, from a fork server where the platform has one) and merge their parts in
+    input order. Consecutive whole files are read as ``jobs`` runs (``group``), each by one builder.
 
     The cores stay busy: while this process reads the first chunk, jobs - 1 workers read the next
     ones; after it, and whenever a worker has finished reading (its head chains' first packets have
@@ -289,8 +317,9 @@ def run_local(chunks_: list[ranges.Chunk], server_ports: frozenset[tuple[str, in
     got: dict[int, Any] = {}
     """Chunk -> the first packets of its head chains, once its worker has sent them."""
     merger = Merger(progress, sum(_size(c) for c in chunks_))
-    last = len(chunks_) - 1
-    upcoming = iter(range(1, len(chunks_)))
+    runs = group(chunks_, jobs)
+    last = len(runs) - 1
+    upcoming = iter(range(1, len(runs)))
 
     def start() -> None:
         i = next(upcoming, None)
@@ -298,7 +327,7 @@ def run_local(chunks_: list[ranges.Chunk], server_ports: frozenset[tuple[str, in
             return
         here, there = ctx.Pipe(duplex=True)
         proc = ctx.Process(target=_worker, name=f"pcap-audit chunk {i}", daemon=True,
-                           args=(there, chunks_[i], server_ports, engine, verify, i == 0, i == last))
+                           args=(there, runs[i], server_ports, engine, verify, i == 0, i == last))
         running[i] = (proc, here)
         proc.start()
         there.close()
@@ -309,7 +338,7 @@ def run_local(chunks_: list[ranges.Chunk], server_ports: frozenset[tuple[str, in
             kind, value = pickle.loads(here.recv_bytes())
         except EOFError:
             proc.join()
-            raise RuntimeError(f"the process reading {chunks_[i].path} ended ({proc.exitcode})") from None
+            raise RuntimeError(f"the process reading {runs[i][0].path} ended ({proc.exitcode})") from None
         if kind == "error":
             raise value
         return value
@@ -328,14 +357,14 @@ def run_local(chunks_: list[ranges.Chunk], server_ports: frozenset[tuple[str, in
     try:
         for _ in range(jobs - 1):
             start()
-        merger.add(read_chunk(chunks_[0], server_ports, engine, verify, True, last == 0))
+        merger.add(read_chunk(runs[0], server_ports, engine, verify, True, last == 0))
         start()  # this process reads no more: its core goes to the next chunk
-        for i, chunk in enumerate(chunks_):
+        for i, run in enumerate(runs):
             if i == 0:
                 continue
             firsts = heads_of(i)
             proc, here = running[i]
-            if not merger.wanted(chunk):
+            if not merger.wanted(run[0]):
                 here.send_bytes(pickle.dumps(None))
             else:
                 joins = merger.decide(firsts)

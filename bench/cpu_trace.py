@@ -22,7 +22,7 @@ import time
 HZ = os.sysconf("SC_CLK_TCK")
 
 
-def _family(pid: int) -> list[int]:
+def family(pid: int) -> list[int]:
     """The process and its descendants, parents first."""
     out, todo = [], [pid]
     while todo:
@@ -37,7 +37,7 @@ def _family(pid: int) -> list[int]:
     return out
 
 
-def _cpu(pid: int) -> tuple[str, float] | None:
+def cpu_of(pid: int) -> tuple[str, float] | None:
     """(name, CPU seconds so far: user + system, all threads) of a live process."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
@@ -49,7 +49,7 @@ def _cpu(pid: int) -> tuple[str, float] | None:
     return name, (int(fields[11]) + int(fields[12])) / HZ
 
 
-def _peak_rss(pid: int) -> int:
+def peak_rss(pid: int) -> int:
     """Peak resident memory of a live process so far, KiB (0: gone)."""
     try:
         with open(f"/proc/{pid}/status") as fh:
@@ -77,8 +77,8 @@ def main() -> None:
     while proc.poll() is None:
         time.sleep(args.every)
         row = []
-        for pid in _family(proc.pid):
-            got = _cpu(pid)
+        for pid in family(proc.pid):
+            got = cpu_of(pid)
             if got is None:
                 continue
             name, cpu = got
@@ -86,13 +86,15 @@ def main() -> None:
                 order.append(pid)
             before = seen.get(pid, (name, 0.0))[1]
             seen[pid] = (name, cpu)
-            peak[pid] = max(peak.get(pid, 0), _peak_rss(pid))
+            peak[pid] = max(peak.get(pid, 0), peak_rss(pid))
             row.append(f"{pid}:{cpu - before:4.2f}")
         print(f"{time.perf_counter() - start:6.1f} s  " + "  ".join(row), flush=True)
     wall = time.perf_counter() - start
     total = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = total.ru_utime + total.ru_stime
-    print(f"wall {wall:.2f} s, CPU {cpu:.2f} s (user {total.ru_utime:.2f}, system {total.ru_stime:.2f}), "
+    # Workers forked by a fork server are not this process's descendants once reaped: their CPU
+    # is the sum of the samples (at least), when that is more.
+    cpu = max(total.ru_utime + total.ru_stime, sum(c for _, c in seen.values()))
+    print(f"wall {wall:.2f} s, CPU {cpu:.2f} s (reaped: user {total.ru_utime:.2f}, system {total.ru_stime:.2f}), "
           f"{cpu / wall:.2f} of {os.cpu_count()} cores busy on average, exit status {proc.returncode}")
     for pid in order:
         name, last = seen[pid]

@@ -106,10 +106,9 @@ def test_local_processes_give_one_process_result(ring: list[Path], sequential: d
     assert seen[-1][2] == sequential["read"]["frames"]
 
 
-def test_every_chunk_is_read_while_the_first_parts_merge(ring: list[Path], sequential: dict[str, Any],
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    # Two processes, five files: this process reads the first while a worker reads the second; the
-    # next worker starts when this one has read its chunk, and another each time a worker has read
+def test_every_chunk_is_read_while_the_first_parts_merge(whole: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two processes, five byte ranges of one file: this process reads the first while a worker reads
+    # the second; the next worker starts when this one has read its chunk, and another each time a worker has read
     # its own (its head chains have come), whatever the merge's order: when part k is merged, the
     # workers of chunks k + 1 and k + 2 have started (two chunks read while the parts merge).
     events: list[tuple[str, int]] = []
@@ -131,18 +130,20 @@ def test_every_chunk_is_read_while_the_first_parts_merge(ring: list[Path], seque
             return real.Pipe(duplex=duplex)
 
         def Process(self, **kw: Any) -> Any:
-            return Started(real.Process(**kw), kw["args"][1].input_index)
+            return Started(real.Process(**kw), kw["args"][1][0].part)
 
     add = engine.Merger.add
 
     def merged(self: engine.Merger, part: engine.Part, *a: Any) -> None:
-        events.append(("merge", part.chunk.input_index))
+        events.append(("merge", part.chunk.part))
         add(self, part, *a)
 
     monkeypatch.setattr(engine, "_context", Recording)
     monkeypatch.setattr(engine.Merger, "add", merged)
-    got, exact = engine.run_local(engine.plan([str(p) for p in ring], 1), PORTS, "fast", True, 2)
-    assert exact and _got(got) == sequential
+    cs = CaptureSet([str(whole)])
+    want = _facts(*collect(cs, PORTS), cs.inputs, cs.stats)
+    got, exact = engine.run_local(engine.plan([str(whole)], 5, min_bytes=1), PORTS, "fast", True, 2)
+    assert exact and _got(got) == want
     assert events[0] == ("start", 1) and events[1] == ("merge", 0) and events[2] == ("start", 2)
     assert sorted(i for kind, i in events if kind == "start") == [1, 2, 3, 4]
     for k in (1, 2):
@@ -150,10 +151,15 @@ def test_every_chunk_is_read_while_the_first_parts_merge(ring: list[Path], seque
 
 
 def test_local_chunks_follow_the_inputs_sizes(ring: list[Path], whole: Path) -> None:
-    # As many chunks as processes, of about equal size: files are cut only when there are fewer
-    # than processes (every chunk costs its merge).
+    # As many runs as processes, of about equal size: files are cut only when there are fewer than
+    # processes, and consecutive files are read one after the other by one builder (every part that
+    # travels costs its merge).
     files = [str(p) for p in ring]
     assert engine.plan_local(files, 2, min_bytes=1) == engine.plan(files, 1)
+    runs = [[c.input_index for c in run] for run in engine.group(engine.plan(files, 1), 2)]
+    assert len(runs) == 2 and runs[0] + runs[1] == [0, 1, 2, 3, 4] and {len(r) for r in runs} == {2, 3}
+    ranges_ = engine.plan([str(whole)], 3, min_bytes=1)
+    assert engine.group(ranges_, 2) == [[c] for c in ranges_]  # a byte range is a run of its own
     cut = engine.plan_local([str(whole)], 3, min_bytes=1)
     assert [c.part for c in cut] == [0, 1, 2] and cut[1].start > 0
     mixed = engine.plan_local([str(whole), files[0]], 2, min_bytes=1)  # the large file takes both shares
