@@ -397,6 +397,8 @@ class ConversationBuilder:
                 self._sink(conn)
         if chain is not None:
             chain.closed.append(((orig_h, resp_h, pname, c.rp, c.rpk, state, c.opk), args, conn))
+            if chain.conn is c:
+                chain.conn = None  # closed: nothing to point at a later chain, its memory freed
 
     def _flow_for(self, orig_h: str, resp_h: str, pname: str, resp_p: int, resp_pkts: int, state: str,
                   orig_pkts: int) -> Flow:

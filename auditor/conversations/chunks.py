@@ -15,6 +15,7 @@ from auditor.conversations.state import (
     _Chain,
     _Conn,
     _Run,
+    unpacked,
 )
 from auditor.model import (
     IPPROTO_TCP,
@@ -200,10 +201,12 @@ def replay_instead(b: ConversationBuilder, chain: _Chain) -> None:
     replay(b, chain.log)
 
 
-def replay(b: ConversationBuilder, log: list[PacketRecord | _Run]) -> None:
+def replay(b: ConversationBuilder, log: list[PacketRecord | _Run | bytes]) -> None:
     for item in log:
         if type(item) is _Run:
             apply_run(b, item)
+        elif type(item) is bytes:
+            b._slow(unpacked(item))
         else:
             b._slow(item)  # type: ignore[arg-type]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import struct
 from typing import Any
 
 from auditor.apps import APP_SNAP, AppEvidence
@@ -178,7 +179,7 @@ class _Chain:
         self.ck = ck
         self.proto = proto
         self.first_ts = self.last_ts = ts
-        self.log: list[PacketRecord | _Run] = []
+        self.log: list[PacketRecord | _Run | bytes] = []
         self.run: _Run | None = None
         self.closed: list[tuple[tuple[Any, ...], tuple[Any, ...], Connection | None]] = []
         """Per closed connection: ConversationBuilder._flow_for's and Flow.add's arguments, and the
@@ -189,13 +190,34 @@ class _Chain:
         """The responders' SYN-ACK and FIN TTLs seen on the chain (ConversationResult.host_ttls)."""
 
     def record(self, rec: PacketRecord) -> None:
-        """Log a record of the chain (its payload cut to what a replay reads)."""
+        """Log a record of the chain (its payload cut to what a replay reads): after the first (what a
+        merge looks up: ``chunks.heads``), a plain TCP or UDP one as bytes (``packed``), a third of
+        its size as an object."""
         if len(rec.payload) > APP_SNAP:
             rec = dataclasses.replace(rec, payload=rec.payload[:APP_SNAP])
-        self.log.append(rec)
+        if self.log and rec.quoted is None and rec.tunnel is None:
+            self.log.append(_RECORD.pack(rec.input_index, rec.frame, rec.ts, rec.proto, rec.ip_len, rec.sport,
+                                         rec.dport, rec.tcp_flags, rec.seq, rec.ack, rec.payload_len, rec.icmp_type,
+                                         rec.icmp_code, rec.icmp_id, rec.checksum_bad, rec.fragment, rec.ttl,
+                                         len(rec.src)) + rec.src + rec.dst + rec.payload)
+        else:
+            self.log.append(rec)
         self.run = None
         if rec.ts > self.last_ts:
             self.last_ts = rec.ts
+
+
+_RECORD = struct.Struct("<qqdBIiiHQQIhhq??hB")
+"""A logged record's fields before its addresses and payload (``_Chain.record``, ``unpacked``)."""
+
+
+def unpacked(item: bytes) -> PacketRecord:
+    """The record ``_Chain.record`` logged as bytes."""
+    (ii, frame, ts, proto, ip_len, sport, dport, flags, seq, ack, plen, itype, icode, iid, bad, frag, ttl,
+     alen) = _RECORD.unpack_from(item)
+    at = _RECORD.size
+    return PacketRecord(ii, frame, ts, item[at:at + alen], item[at + alen:at + 2 * alen], proto, ip_len, sport, dport,
+                        flags, seq, ack, plen, item[at + 2 * alen:], itype, icode, iid, None, bad, None, frag, ttl)
 
 
 def direction(server_ports: frozenset[tuple[str, int]], rec: PacketRecord) -> tuple[bool, int]:
