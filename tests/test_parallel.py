@@ -103,15 +103,16 @@ def test_automatic_chunks_for_large_uncompressed_inputs(tmp_path: Path, monkeypa
         return parallel.chunk_jobs(cs)
 
     mib = 1 << 20
-    assert jobs([str(cap)], 100 * mib) == 1  # below two chunks' worth: one process is as fast
-    assert jobs([str(cap)], 128 * mib) == 2  # one process per 64 MiB ...
-    assert jobs([str(cap), str(cap)], 400 * mib) == 4  # ... and per core
+    assert jobs([str(cap)], parallel.AUTO_MIN_BYTES - 1) == 1  # a chunk's fixed cost would not pay
+    assert jobs([str(cap)], parallel.AUTO_MIN_BYTES) == 4  # one process per core ...
+    monkeypatch.setattr(parallel, "AUTO_MIN_BYTES", 0)
+    assert jobs([str(cap)], 128 * mib) == 2  # ... and per 64 MiB
     assert jobs([str(cap)], 400 * mib, engine="tshark") == 1
     monkeypatch.setattr(parallel, "cpus", lambda: 64)
     assert jobs([str(cap)], 100_000 * mib) == parallel.AUTO_JOBS_MAX  # the merge runs in one process
     monkeypatch.setattr(capture, "INFLATE_MIN", 0)
     gz = write_pcap(tmp_path / "short.pcap.gz", _short(300), compression="gzip")
-    assert jobs([str(gz)], 400 * mib) == 1  # compressed: one reader and a decompressing process
+    assert jobs([str(gz)], 4000 * mib) == 1  # compressed: one reader and a decompressing process
 
 
 def test_standard_input_is_read_by_one_process(tmp_path: Path) -> None:
