@@ -86,11 +86,17 @@ def plan(paths: Sequence[str], parts: int, *, min_bytes: int = ranges.MIN_BYTES)
     return ranges.plan(paths, parts, min_bytes=min_bytes)
 
 
+CHUNK_MAX = 1 << 30
+"""Bytes of a byte range that local processes read, at most: a chunk keeps the logs of the head
+chains of conversations that go on through it (long ones: to its end), so its memory grows with it
+(~200 MB per GB on the 10M-packet bench capture)."""
+
+
 def plan_local(paths: Sequence[str], jobs: int, *, min_bytes: int = ranges.MIN_BYTES) -> list[ranges.Chunk]:
     """The chunks for ``jobs`` local processes: each input cut into its share of ``jobs`` by size
     (rounded up), so that there are about ``jobs`` chunks of similar size and no more (every chunk
     adds head chains to merge): four ring files on two processes stay four chunks, one large file
-    is cut into ``jobs``."""
+    is cut into ``jobs``, or more when they would be larger than CHUNK_MAX."""
     sizes = []
     for path in paths:
         try:
@@ -100,7 +106,7 @@ def plan_local(paths: Sequence[str], jobs: int, *, min_bytes: int = ranges.MIN_B
     total = sum(sizes) or 1
     out: list[ranges.Chunk] = []
     for index, (path, size) in enumerate(zip(paths, sizes, strict=True)):
-        parts = max(1, -(-jobs * size // total))
+        parts = max(1, -(-jobs * size // total), -(-size // CHUNK_MAX))
         out.extend(c._replace(input_index=index) for c in ranges.plan([path], parts, min_bytes=min_bytes))
     return out
 
