@@ -32,7 +32,7 @@ from auditor.conversations import ConversationBuilder, ConversationResult
 from auditor.errors import AuditorError
 from auditor.model import Connection, PacketRecord, share_counts
 from auditor.names import MAX_NAMES, NameEvidence
-from auditor.parallel import auto_jobs, paused_gc
+from auditor.parallel import auto_jobs, chunk_jobs, paused_gc
 from auditor.report.document import build_document
 from auditor.report.model import AuditDocument
 from auditor.roles import RoleEntry, RoleMap, VantageEntry, load_roles, name_matches, parse_vantage
@@ -364,17 +364,15 @@ def read_captures(capture: CaptureSet, server_ports: frozenset[tuple[str, int]],
             raise AuditorError("--conn-log is written by one process: it cannot be combined with --scheduler")
     asked = jobs
     if jobs == 0:
-        # Automatic: one process (and a decompressing one for a large compressed input). Chunks on
-        # several processes are asked for with -j N: on captures as dense as the shared realistic one,
-        # every chunk's first idle timeout is head chains that travel back whole, and two processes
-        # measured slower than one (docs/scale.md).
-        jobs = 1
+        # Automatic: chunks on the cores for large uncompressed files (parallel.chunk_jobs), else one
+        # process (and a decompressing one for a large compressed input).
+        jobs = chunk_jobs(capture) if connection_sink is None else 1
     if capture.streams or connection_sink is not None or capture.engine != "fast":
         jobs = 1  # a pipe can be read once; a connection sink sees one process's connections
     if scheduler is not None:  # the cluster's size is its own: cut large files finely
         chunks = engine.plan(capture.paths, asked or 16)
     else:
-        chunks = engine.plan(capture.paths, jobs) if jobs > 1 else []
+        chunks = engine.plan_local(capture.paths, jobs) if jobs > 1 else []
     if scheduler is not None or len(chunks) > 1:
         if scheduler is not None:
             got, exact = engine.run_dask(chunks, server_ports, capture.engine, capture.verify_checksums,

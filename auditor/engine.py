@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import multiprocessing as mp
+import multiprocessing.connection as mpc
 import os
 import pickle
 import sys
@@ -49,15 +50,22 @@ Progress = Callable[[int, int, int], None]
 
 @dataclass
 class Part:
-    """What reading one chunk gave: mergeable with the parts before and after it."""
+    """What reading one chunk (or a run of whole files, one after the other) gave: mergeable with
+    the parts before and after it."""
 
-    chunk: ranges.Chunk
+    chunks: list[ranges.Chunk]
+    """What was read, in order: one chunk, or several whole files (``group``)."""
     size: int
-    """Bytes of the chunk."""
+    """Bytes of the chunks."""
     conv: ConversationBuilder
     names: NameEvidence
     stats: ReadStats
     inputs: list[InputInfo]
+    """One per chunk."""
+
+    @property
+    def chunk(self) -> ranges.Chunk:
+        return self.chunks[0]
 
 
 @dataclass
@@ -78,6 +86,31 @@ def plan(paths: Sequence[str], parts: int, *, min_bytes: int = ranges.MIN_BYTES)
     return ranges.plan(paths, parts, min_bytes=min_bytes)
 
 
+CHUNK_MAX = 1 << 30
+"""Bytes of a byte range that local processes read, at most: a chunk keeps the logs of the head
+chains of conversations that go on through it (long ones: to its end), so its memory grows with it
+(~200 MB per GB on the 10M-packet bench capture)."""
+
+
+def plan_local(paths: Sequence[str], jobs: int, *, min_bytes: int = ranges.MIN_BYTES) -> list[ranges.Chunk]:
+    """The chunks for ``jobs`` local processes: each input cut into its share of ``jobs`` by size
+    (rounded up), so that there are about ``jobs`` chunks of similar size and no more (every chunk
+    adds head chains to merge): four ring files on two processes stay four chunks, one large file
+    is cut into ``jobs``, or more when they would be larger than CHUNK_MAX."""
+    sizes = []
+    for path in paths:
+        try:
+            sizes.append(os.path.getsize(path) if path != "-" else 0)
+        except OSError:
+            sizes.append(0)  # the reading says why
+    total = sum(sizes) or 1
+    out: list[ranges.Chunk] = []
+    for index, (path, size) in enumerate(zip(paths, sizes, strict=True)):
+        parts = max(1, -(-jobs * size // total), -(-size // CHUNK_MAX))
+        out.extend(c._replace(input_index=index) for c in ranges.plan([path], parts, min_bytes=min_bytes))
+    return out
+
+
 _PARTS = 1 << 20
 """Virtual input index of chunk ``part`` of input ``i``: ``i * _PARTS + part``."""
 
@@ -91,12 +124,34 @@ def _size(chunk: ranges.Chunk) -> int:
     return max(0, end - chunk.start)
 
 
-def read_chunk(chunk: ranges.Chunk, server_ports: frozenset[tuple[str, int]], engine: str, verify: bool,
-               first: bool) -> Part:
-    """Read one chunk (``first``: it starts the run, so nothing can continue into it). Its records
-    carry the chunk's virtual input index (``_virtual``)."""
+def group(chunks_: Sequence[ranges.Chunk], jobs: int) -> list[list[ranges.Chunk]]:
+    """The chunks as ``jobs`` runs of about equal size for local processes: consecutive whole files
+    go together (one builder reads them one after the other, as one process would: only the first
+    starts head chains, and one part travels instead of several); a byte range is a run of its own."""
+    sizes = [_size(c) for c in chunks_]
+    total = sum(sizes) or 1
+    out: list[list[ranges.Chunk]] = []
+    before: float | None = None
+    done = 0
+    for c, size in zip(chunks_, sizes, strict=True):
+        share = None if c.start or c.end >= 0 else (done + size / 2) * jobs // total
+        if share is None or share != before or not out:
+            out.append([c])
+        else:
+            out[-1].append(c)
+        before = share
+        done += size
+    return out
+
+
+def read_chunk(chunk: ranges.Chunk | Sequence[ranges.Chunk], server_ports: frozenset[tuple[str, int]], engine: str,
+               verify: bool, first: bool, last: bool = False) -> Part:
+    """Read one chunk, or several whole files one after the other (``first``: it starts the run, so
+    nothing can continue into it; ``last``: it ends it, so its connections are closed here, nothing
+    can continue them). Its records carry their chunk's virtual input index (``_virtual``)."""
     tune_gc()
-    cs = CaptureSet.from_chunks([chunk._replace(input_index=_virtual(chunk))], engine=engine,
+    run = [chunk] if isinstance(chunk, ranges.Chunk) else list(chunk)
+    cs = CaptureSet.from_chunks([c._replace(input_index=_virtual(c)) for c in run], engine=engine,
                                 verify_checksums=verify)
     builder = ConversationBuilder(server_ports=server_ports, chunk=not first)
     names = NameEvidence()
@@ -107,7 +162,7 @@ def read_chunk(chunk: ranges.Chunk, server_ports: frozenset[tuple[str, int]], en
             feed(rec)
             if rec.payload:
                 observe(rec)
-    return Part(chunk, _size(chunk), builder.end_chunk(), names, cs.stats, cs.inputs)
+    return Part(run, sum(map(_size, run)), builder.end_chunk(last), names, cs.stats, cs.inputs)
 
 
 class Merger:
@@ -133,13 +188,12 @@ class Merger:
         return chunks.decide(self.acc.conv, firsts) if self.acc is not None else [False] * len(firsts)
 
     def add(self, part: Part, decided: tuple[list[PacketRecord], list[bool]] | None = None) -> None:
-        i = part.chunk.input_index
-        if i in self.ended:
+        if not self.wanted(part.chunk):
             return
-        (info,) = part.inputs
-        self.infos.setdefault(i, []).append((_virtual(part.chunk), info))
-        if part.chunk.end >= 0 and not info.end_verified:
-            self.ended.add(i)
+        for chunk, info in zip(part.chunks, part.inputs, strict=True):
+            self.infos.setdefault(chunk.input_index, []).append((_virtual(chunk), info))
+            if chunk.end >= 0 and not info.end_verified:
+                self.ended.add(chunk.input_index)
         self.done_bytes += part.size
         self.done_frames += part.stats.frames
         if self.progress is not None:
@@ -154,6 +208,7 @@ class Merger:
             acc.conv.absorb(part.conv)
         else:
             chunks.absorb_decided(acc.conv, part.conv, *decided)
+        chunks.close_idle(acc.conv)  # what the later parts cannot continue: closed as it comes
         acc.names.merge(part.names)
         acc.stats.merge(part.stats)
 
@@ -204,8 +259,8 @@ def _renumber(conv: ConversationResult, names: NameEvidence, stats: ReadStats,
     names.renumber(frame)
 
 
-def _worker(conn: Any, chunk: ranges.Chunk, server_ports: frozenset[tuple[str, int]], engine: str, verify: bool,
-            first: bool) -> None:
+def _worker(conn: Any, chunk: list[ranges.Chunk], server_ports: frozenset[tuple[str, int]], engine: str, verify: bool,
+            first: bool, last: bool) -> None:
     """A worker process: read one chunk; send the first packets of its head chains; receive which of
     them continue something in the chunks before (or None: the chunk is not wanted); fold the others
     into its flows (chunks.settle) and send the part. An error is sent in place of either message.
@@ -222,7 +277,7 @@ def _worker(conn: Any, chunk: ranges.Chunk, server_ports: frozenset[tuple[str, i
     threading.Thread(target=watch, name="parent watch", daemon=True).start()
     try:
         try:
-            part = read_chunk(chunk, server_ports, engine, verify, first)
+            part = read_chunk(chunk, server_ports, engine, verify, first, last)
             conn.send_bytes(pickle.dumps(("heads", chunks.heads(part.conv)), protocol=pickle.HIGHEST_PROTOCOL))
             joins = pickle.loads(conn.recv_bytes())
             if joins is None:
@@ -238,22 +293,47 @@ def _worker(conn: Any, chunk: ranges.Chunk, server_ports: frozenset[tuple[str, i
         conn.close()
 
 
+def _context() -> Any:
+    """Where the workers come from: on Linux a fork server started from a lean interpreter with the
+    engine imported (a worker forked from this process would share its pages, read and merged parts
+    included, and copy those its reference counts touch), else fresh interpreters."""
+    if not sys.platform.startswith("linux"):
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
+    return ctx
+
+
 def run_local(chunks_: list[ranges.Chunk], server_ports: frozenset[tuple[str, int]], engine: str, verify: bool,
               jobs: int, progress: Progress | None = None) -> tuple[Collected, bool]:
-    """Read the chunks on up to ``jobs`` local processes at a time (this one, which reads the first,
-    and one per further chunk, forked where the platform can) and merge their parts in input order.
-    Before a part travels, this process looks its head chains' first packets up in the merge so far
-    (chunks.decide): the worker folds the chains that continue nothing itself, and only the others'
-    logs come back. A stop (Ctrl-C, SIGTERM) or an error ends the workers at once: no pool, no
-    shared queue whose lock a killed worker could hold."""
-    ctx: Any = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    running: dict[int, tuple[Any, Any]] = {}
-    merger = Merger(progress, sum(_size(c) for c in chunks_))
+    """Read the chunks on ``jobs`` local processes at a time (this one, which reads the first, and
+    one per further chunk, from a fork server where the platform has one) and merge their parts in
+    input order. Consecutive whole files are read as ``jobs`` runs (``group``), each by one builder.
 
-    def start(i: int) -> None:
+    The cores stay busy: while this process reads the first chunk, jobs - 1 workers read the next
+    ones; after it, and whenever a worker has finished reading (its head chains' first packets have
+    come), the next chunk's worker starts, so ``jobs`` chunks are being read at any time until all
+    are. A worker that finished reading waits for its turn in the merge. At its turn, this process
+    looks its head chains' first packets up in the merge so far (chunks.decide): the worker folds
+    the chains that continue nothing itself, and only the others' logs come back. A stop (Ctrl-C,
+    SIGTERM) or an error ends the workers at once: no pool, no shared queue whose lock a killed
+    worker could hold."""
+    ctx = _context()
+    running: dict[int, tuple[Any, Any]] = {}
+    got: dict[int, Any] = {}
+    """Chunk -> the first packets of its head chains, once its worker has sent them."""
+    merger = Merger(progress, sum(_size(c) for c in chunks_))
+    runs = group(chunks_, jobs)
+    last = len(runs) - 1
+    upcoming = iter(range(1, len(runs)))
+
+    def start() -> None:
+        i = next(upcoming, None)
+        if i is None:
+            return
         here, there = ctx.Pipe(duplex=True)
         proc = ctx.Process(target=_worker, name=f"pcap-audit chunk {i}", daemon=True,
-                           args=(there, chunks_[i], server_ports, engine, verify, i == 0))
+                           args=(there, runs[i], server_ports, engine, verify, i == 0, i == last))
         running[i] = (proc, here)
         proc.start()
         there.close()
@@ -264,28 +344,33 @@ def run_local(chunks_: list[ranges.Chunk], server_ports: frozenset[tuple[str, in
             kind, value = pickle.loads(here.recv_bytes())
         except EOFError:
             proc.join()
-            raise RuntimeError(f"the process reading {chunks_[i].path} ended ({proc.exitcode})") from None
+            raise RuntimeError(f"the process reading {runs[i][0].path} ended ({proc.exitcode})") from None
         if kind == "error":
             raise value
         return value
 
+    def heads_of(i: int) -> Any:
+        """Wait for chunk ``i``'s heads; a worker of a later chunk that finishes reading meanwhile
+        makes room for the next one."""
+        while i not in got:
+            reading = {running[j][1]: j for j in running if j not in got}
+            for here in mpc.wait(list(reading)):
+                j = reading[here]
+                got[j] = receive(j)
+                start()
+        return got.pop(i)
+
     try:
-        # This process reads the first chunk itself while up to jobs - 1 workers read the next ones:
-        # its core is not idle, and the first part (the merge's start) never travels.
-        ahead = 1
-        while ahead < len(chunks_) and ahead < max(2, jobs):
-            start(ahead)
-            ahead += 1
-        merger.add(read_chunk(chunks_[0], server_ports, engine, verify, True))
-        for i, chunk in enumerate(chunks_):
+        for _ in range(jobs - 1):
+            start()
+        merger.add(read_chunk(runs[0], server_ports, engine, verify, True, last == 0))
+        start()  # this process reads no more: its core goes to the next chunk
+        for i, run in enumerate(runs):
             if i == 0:
                 continue
-            while ahead < len(chunks_) and ahead < i + max(1, jobs - 1):
-                start(ahead)
-                ahead += 1
-            firsts = receive(i)
+            firsts = heads_of(i)
             proc, here = running[i]
-            if not merger.wanted(chunk):
+            if not merger.wanted(run[0]):
                 here.send_bytes(pickle.dumps(None))
             else:
                 joins = merger.decide(firsts)
@@ -317,7 +402,7 @@ def run_dask(chunks: list[ranges.Chunk], server_ports: frozenset[tuple[str, int]
     except (OSError, TimeoutError, ValueError) as e:
         raise AuditorError(f"--scheduler {address}: cannot reach the Dask scheduler ({e})") from e
     with client:
-        futures = [client.submit(read_chunk, c, server_ports, engine, verify, i == 0, pure=False)
+        futures = [client.submit(read_chunk, c, server_ports, engine, verify, i == 0, i == len(chunks) - 1, pure=False)
                    for i, c in enumerate(chunks)]
         merger = Merger(progress, sum(_size(c) for c in chunks))
         for chunk, f in zip(chunks, futures, strict=True):  # in input order: the merge takes them so

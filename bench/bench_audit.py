@@ -25,6 +25,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import cpu_trace  # noqa: E402 (beside this script)
+
 OUT = HERE / "out"
 ROLES = """roles:
   Delivery Controller: [10.0.0.1, 10.0.0.2]
@@ -38,18 +42,41 @@ ROLES = """roles:
 
 def measure(cmd: list[str], *, cores: set[int] | None = None) -> tuple[float, float, int, float]:
     """(wall seconds, peak RSS MiB, exit status, CPU seconds) of one command in a fresh process,
-    on ``cores`` only if given. wait4 reports the process together with the children it reaped (the
-    forked -j workers): CPU is their user + system time, peak RSS the largest of them."""
+    on ``cores`` only if given. The command's processes (the -j workers, which a fork server starts:
+    not its children) are sampled in /proc every 50 ms (bench/cpu_trace.py): CPU is wait4's user +
+    system time of the command and the children it reaped, plus the last sample of each process
+    further down; peak RSS is the largest of any one of them."""
     pin = None if cores is None else (lambda: os.sched_setaffinity(0, cores))
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=pin)
-    _, status, usage = os.wait4(proc.pid, 0)
+    cpu: dict[int, float] = {}
+    rss: dict[int, int] = {}
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        for p in cpu_trace.family(proc.pid)[1:]:
+            got = cpu_trace.cpu_of(p)
+            rss[p] = max(rss.get(p, 0), cpu_trace.peak_rss(p))
+            if got is not None and _parent(p) != proc.pid:  # a direct child is in wait4's figures
+                cpu[p] = got[1]
+        time.sleep(0.05)
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if proc.returncode not in (0, 1):
         print(f"  {' '.join(cmd[:2])} failed ({proc.returncode}): {err.strip()[-300:]}", file=sys.stderr)
-    return wall, usage.ru_maxrss / 1024, proc.returncode, usage.ru_utime + usage.ru_stime
+    own = usage.ru_utime + usage.ru_stime
+    return wall, max(usage.ru_maxrss, *rss.values(), 0) / 1024, proc.returncode, own + sum(cpu.values())
+
+
+def _parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            text = fh.read()
+    except OSError:
+        return 0
+    return int(text[text.rindex(")") + 2:].split()[1])
 
 
 def best_of(cmd: list[str], repeat: int) -> tuple[float, float, int, float, list[float]]:
@@ -77,11 +104,11 @@ def _records(cap: Path) -> tuple[bytes, object]:
 
 
 def derive(cap: Path, form: str) -> list[Path]:
-    """The inputs for --form, written from the pcap once and cached beside it."""
+    """The inputs for --form, written from the pcap once and cached in bench/out/."""
     if form == "pcap":
         return [cap]
     if form == "ring":
-        parts = [cap.with_name(f"{cap.stem}-ring{i}.pcap") for i in range(4)]
+        parts = [OUT / f"{cap.stem}-ring{i}.pcap" for i in range(4)]
         if not all(p.exists() for p in parts):
             header, records = _records(cap)
             per = (cap.stat().st_size + 3) // 4
@@ -97,7 +124,7 @@ def derive(cap: Path, form: str) -> list[Path]:
             for o in outs:
                 o.close()
         return parts
-    out = cap.with_suffix({"pcapng": ".pcapng", "gzip": ".pcap.gz"}[form])
+    out = OUT / (cap.stem + {"pcapng": ".pcapng", "gzip": ".pcap.gz"}[form])
     if not out.exists():
         tmp = out.with_name(out.name + ".part")
         if form == "gzip":
@@ -123,6 +150,10 @@ def main() -> int:
     ap.add_argument("--packets", type=int, nargs="+", default=[1_000_000, 5_000_000])
     ap.add_argument("--conversations", type=int, default=140_000)
     ap.add_argument("--no-tshark", action="store_true")
+    ap.add_argument("--capture", type=Path,
+                    help="an existing pcap (little-endian, microseconds) in place of bench/make_capture.py's, "
+                         "e.g. the shared realistic one; --packets then only labels it")
+    ap.add_argument("--roles", type=Path, help="its roles file (default: the bench capture's)")
     ap.add_argument("--unique-flows", action="store_true", help="worst case: nearly one flow per conversation")
     ap.add_argument("--jobs", type=int, nargs="+", default=[1],
                     help="pcap-audit --jobs values (1: one process), measured alternately")
@@ -139,7 +170,7 @@ def main() -> int:
     roles.write_text(ROLES)
     rows = []
     for n in args.packets:
-        cap = OUT / f"bench-{n}-{args.conversations}{'-unique' if args.unique_flows else ''}.pcap"
+        cap = args.capture or OUT / f"bench-{n}-{args.conversations}{'-unique' if args.unique_flows else ''}.pcap"
         if not cap.exists():
             subprocess.run([sys.executable, str(HERE / "make_capture.py"), str(cap), "--packets", str(n),
                             "--conversations", str(args.conversations),
@@ -153,7 +184,7 @@ def main() -> int:
         for _ in range(args.repeat):
             for j in variants:
                 runs[j].append(measure([sys.executable, "-m", "auditor.cli", *map(str, inputs), "--roles",
-                                        str(roles), "-o", str(OUT / "report.html"), "--json",
+                                        str(args.roles or roles), "-o", str(OUT / "report.html"), "--json",
                                         str(OUT / "audit.json"), "-q", "--engine", args.engine,
                                         "--jobs", str(1 if j < 0 else j)], cores=one if j < 0 else None))
         form = "" if args.form == "pcap" else f", {args.form}"

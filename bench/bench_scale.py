@@ -11,6 +11,10 @@ other, and the parts are merged in order (ConversationBuilder.absorb, then finis
   merge    CPU seconds of merging N parts (and per part), the chains replayed, and how the merged
            flows compare with one sequential read (they must be equal)
 
+With --runs K, the N files are also read as -j K reads them (engine.group: K runs of consecutive
+files, each by one builder) and the last run's costs are printed step by step: read by a plain builder
+and as a chunk, settle, pickle, unpickle, merge, finish (docs/scale.md, "where the time goes").
+
 Times are CPU time of this process (time.process_time), so other load on the machine does not
 inflate them; wall time on an idle machine is about the same for this single-threaded work.
 """
@@ -57,10 +61,53 @@ def flows_of(conv: object) -> list[object]:
     return sorted((k, dataclasses.astuple(f)) for k, f in conv.flows.items())  # type: ignore[attr-defined]
 
 
+def steps(runs: list[list[engine.ranges.Chunk]], ports: frozenset[tuple[str, int]]) -> None:
+    """The last run's costs, step by step, as engine.run_local meets them (CPU s of this process)."""
+    clock = time.process_time
+    t = clock()
+    plain = engine.read_chunk(runs[-1], ports, "fast", True, True)
+    read_plain = clock() - t
+    t = clock()
+    plain.conv.finish()
+    finish_plain = clock() - t
+    del plain
+    merger = engine.Merger()
+    for i, run in enumerate(runs[:-1]):  # the runs before it, merged as they come
+        part = engine.read_chunk(run, ports, "fast", True, i == 0)
+        firsts = chunks_mod.heads(part.conv)
+        merger.add(part, (firsts, merger.decide(firsts)))
+    t = clock()
+    part = engine.read_chunk(runs[-1], ports, "fast", True, False, True)
+    read_chunk = clock() - t
+    firsts = chunks_mod.heads(part.conv)
+    joins = merger.decide(firsts)
+    t = clock()
+    chunks_mod.settle(part.conv, joins)
+    settle = clock() - t
+    t = clock()
+    blob = pickle.dumps(("part", part), protocol=pickle.HIGHEST_PROTOCOL)
+    dump = clock() - t
+    del part
+    t = clock()
+    _, part = pickle.loads(blob)
+    load = clock() - t
+    t = clock()
+    merger.add(part, (firsts, joins))
+    merge = clock() - t
+    t = clock()
+    merger.result()
+    finish = clock() - t
+    print(f"    as {len(runs)} runs, the last ({len(runs[-1])} files): read {read_plain:.2f} s by a plain builder "
+          f"(+{finish_plain:.2f} s to finish), {read_chunk:.2f} s as a chunk ({len(firsts):,} head chains, "
+          f"{sum(joins):,} continue); settle {settle:.2f} s; pickle {dump:.2f} s ({len(blob) / 1e6:.1f} MB); "
+          f"unpickle {load:.2f} s; merge {merge:.2f} s; finish and renumber {finish:.2f} s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("capture", type=Path)
     ap.add_argument("--parts", type=int, nargs="+", default=[2, 4, 8, 16])
+    ap.add_argument("--runs", type=int, default=0, help="also read the files as -j RUNS does, step by step")
     a = ap.parse_args()
     ports = load_catalog(None, []).server_ports()
     size_all = a.capture.stat().st_size
@@ -108,6 +155,8 @@ def main() -> None:
                   f"{size_all / read / 1e6:.1f} MB/s per worker); {heads:,} head chains, {kept:,} replayed; "
                   f"parts {size / 1e6:.1f} MB, settle+pickle+unpickle {pick:.2f} s; merge and finish {merge:.2f} s "
                   f"({merge / n * 1000:.0f} ms per part); exact={exact} same flows={same}")
+            if a.runs > 1:
+                steps(engine.group(chunks, a.runs), ports)
             for p in paths:
                 os.unlink(p)
 

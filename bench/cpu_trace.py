@@ -5,8 +5,9 @@
 Runs the command and reads /proc (Linux) every ``--every`` seconds: the CPU each process of the run
 (the command and its children: the split's worker, the decompressor, the output writers) used in
 that interval, so that idle cores (reading from disk, a serial tail after the worker has finished)
-show up. Prints one row per sample, then the wall time, the CPU time of each process, and how many
-of the machine's cores were busy on average. Nothing here is a test.
+show up. Prints one row per sample, then the wall time, the CPU time and peak RSS of each process
+(VmHWM as last sampled: a peak in a process's last interval may be missed), and how many of the
+machine's cores were busy on average. Nothing here is a test.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import time
 HZ = os.sysconf("SC_CLK_TCK")
 
 
-def _family(pid: int) -> list[int]:
+def family(pid: int) -> list[int]:
     """The process and its descendants, parents first."""
     out, todo = [], [pid]
     while todo:
@@ -36,7 +37,7 @@ def _family(pid: int) -> list[int]:
     return out
 
 
-def _cpu(pid: int) -> tuple[str, float] | None:
+def cpu_of(pid: int) -> tuple[str, float] | None:
     """(name, CPU seconds so far: user + system, all threads) of a live process."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
@@ -46,6 +47,18 @@ def _cpu(pid: int) -> tuple[str, float] | None:
     name = text[text.index("(") + 1:text.rindex(")")]
     fields = text[text.rindex(")") + 2:].split()
     return name, (int(fields[11]) + int(fields[12])) / HZ
+
+
+def peak_rss(pid: int) -> int:
+    """Peak resident memory of a live process so far, KiB (0: gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def main() -> None:
@@ -59,12 +72,13 @@ def main() -> None:
     start = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     seen: dict[int, tuple[str, float]] = {}
+    peak: dict[int, int] = {}
     order: list[int] = []
     while proc.poll() is None:
         time.sleep(args.every)
         row = []
-        for pid in _family(proc.pid):
-            got = _cpu(pid)
+        for pid in family(proc.pid):
+            got = cpu_of(pid)
             if got is None:
                 continue
             name, cpu = got
@@ -72,16 +86,20 @@ def main() -> None:
                 order.append(pid)
             before = seen.get(pid, (name, 0.0))[1]
             seen[pid] = (name, cpu)
+            peak[pid] = max(peak.get(pid, 0), peak_rss(pid))
             row.append(f"{pid}:{cpu - before:4.2f}")
         print(f"{time.perf_counter() - start:6.1f} s  " + "  ".join(row), flush=True)
     wall = time.perf_counter() - start
     total = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = total.ru_utime + total.ru_stime
-    print(f"wall {wall:.2f} s, CPU {cpu:.2f} s (user {total.ru_utime:.2f}, system {total.ru_stime:.2f}), "
+    # Workers forked by a fork server are not this process's descendants once reaped: their CPU
+    # is the sum of the samples (at least), when that is more.
+    cpu = max(total.ru_utime + total.ru_stime, sum(c for _, c in seen.values()))
+    print(f"wall {wall:.2f} s, CPU {cpu:.2f} s (reaped: user {total.ru_utime:.2f}, system {total.ru_stime:.2f}), "
           f"{cpu / wall:.2f} of {os.cpu_count()} cores busy on average, exit status {proc.returncode}")
     for pid in order:
         name, last = seen[pid]
-        print(f"  {pid} {name}: at least {last:.2f} CPU s (its last sample)")
+        print(f"  {pid} {name}: at least {last:.2f} CPU s, peak RSS at least {peak.get(pid, 0) / 1024:.0f} MiB "
+              "(its last sample)")
     sys.exit(proc.returncode)
 
 

@@ -21,7 +21,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from auditor.apps import APP_SNAP
 from auditor.conversations import ConversationBuilder, ConversationResult
+from auditor.conversations.state import _Chain, unpacked
 from auditor.model import PacketRecord
 from tests.records import handshake, icmp_echo, icmp_unreach, numbered, tcp, udp
 from tests.test_invariance import capture
@@ -207,6 +209,24 @@ def test_other_traffic_cut_everywhere_near_handshakes(seed: int) -> None:
 def test_a_chunk_result_travels_between_processes(recs: list[PacketRecord], whole: dict[str, Any]) -> None:
     parts = [pickle.loads(pickle.dumps(p)) for p in chunks(recs, [len(recs) // 2])]
     assert facts(merged(parts)) == whole
+
+
+def test_a_chain_logs_plain_records_as_bytes_that_give_them_back() -> None:
+    # A head chain keeps its first record as it is (a merge looks it up) and the plain TCP/UDP ones
+    # after it packed (a third of the memory): unpacked, each is the record, payload cut to APP_SNAP.
+    query = udp("10.0.0.1", "10.0.0.9", 5353, 53, 3.0, payload=b"\x00\x01\x01\x00")
+    first, *rest = numbered([*handshake("2001:db8::1", "2001:db8::2", 40000, 443, 1.0),
+                             tcp("2001:db8::2", "2001:db8::1", 443, 40000, "PA", 2.0, payload=b"x" * 900, seq=7),
+                             query, icmp_unreach("10.0.0.9", "10.0.0.1", 3.5, quoting=query)])
+    chain = _Chain(("k",), first.proto, first.ts)
+    for rec in (first, *rest):
+        chain.record(rec)
+    assert chain.log[0] is first
+    packed = [item for item in chain.log if isinstance(item, bytes)]
+    assert len(packed) == len(rest) - 1  # all but the ICMP error, which quotes a packet
+    for item, rec in zip(packed, rest, strict=False):
+        assert unpacked(item) == dataclasses.replace(rec, payload=rec.payload[:APP_SNAP])
+    assert len(packed[-2]) < 200  # the 900-byte payload was cut
 
 
 def test_handshake_cut_in_two() -> None:

@@ -21,6 +21,7 @@ import pytest
 from auditor import engine
 from auditor.audit import collect
 from auditor.capture import CaptureSet
+from auditor.conversations import DISORDER_SLACK
 from auditor.engine import Collected
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,6 +104,79 @@ def test_local_processes_give_one_process_result(ring: list[Path], sequential: d
     # Progress counts chunks' bytes and frames across the workers, up to all of them.
     assert seen[-1][0] == seen[-1][1] == sum(p.stat().st_size for p in ring)
     assert seen[-1][2] == sequential["read"]["frames"]
+
+
+def test_every_chunk_is_read_while_the_first_parts_merge(whole: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two processes, five byte ranges of one file: this process reads the first while a worker reads
+    # the second; the next worker starts when this one has read its chunk, and another each time a worker has read
+    # its own (its head chains have come), whatever the merge's order: when part k is merged, the
+    # workers of chunks k + 1 and k + 2 have started (two chunks read while the parts merge).
+    events: list[tuple[str, int]] = []
+    real = engine._context()
+
+    class Started:  # a worker process whose start is recorded
+        def __init__(self, proc: Any, index: int) -> None:
+            self.proc, self.index = proc, index
+
+        def start(self) -> None:
+            events.append(("start", self.index))
+            self.proc.start()
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.proc, name)
+
+    class Recording:
+        def Pipe(self, duplex: bool = True) -> Any:
+            return real.Pipe(duplex=duplex)
+
+        def Process(self, **kw: Any) -> Any:
+            return Started(real.Process(**kw), kw["args"][1][0].part)
+
+    add = engine.Merger.add
+
+    def merged(self: engine.Merger, part: engine.Part, *a: Any) -> None:
+        events.append(("merge", part.chunk.part))
+        add(self, part, *a)
+
+    monkeypatch.setattr(engine, "_context", Recording)
+    monkeypatch.setattr(engine.Merger, "add", merged)
+    cs = CaptureSet([str(whole)])
+    want = _facts(*collect(cs, PORTS), cs.inputs, cs.stats)
+    got, exact = engine.run_local(engine.plan([str(whole)], 5, min_bytes=1), PORTS, "fast", True, 2)
+    assert exact and _got(got) == want
+    assert events[0] == ("start", 1) and events[1] == ("merge", 0) and events[2] == ("start", 2)
+    assert sorted(i for kind, i in events if kind == "start") == [1, 2, 3, 4]
+    for k in (1, 2):
+        assert events.index(("start", k + 2)) < events.index(("merge", k)), events
+
+
+def test_local_chunks_follow_the_inputs_sizes(ring: list[Path], whole: Path) -> None:
+    # As many runs as processes, of about equal size: files are cut only when there are fewer than
+    # processes, and consecutive files are read one after the other by one builder (every part that
+    # travels costs its merge).
+    files = [str(p) for p in ring]
+    assert engine.plan_local(files, 2, min_bytes=1) == engine.plan(files, 1)
+    runs = [[c.input_index for c in run] for run in engine.group(engine.plan(files, 1), 2)]
+    assert len(runs) == 2 and runs[0] + runs[1] == [0, 1, 2, 3, 4] and {len(r) for r in runs} == {2, 3}
+    ranges_ = engine.plan([str(whole)], 3, min_bytes=1)
+    assert engine.group(ranges_, 2) == [[c] for c in ranges_]  # a byte range is a run of its own
+    cut = engine.plan_local([str(whole)], 3, min_bytes=1)
+    assert [c.part for c in cut] == [0, 1, 2] and cut[1].start > 0
+    mixed = engine.plan_local([str(whole), files[0]], 2, min_bytes=1)  # the large file takes both shares
+    assert [(c.input_index, c.part) for c in mixed] == [(0, 0), (0, 1), (1, 0)]
+
+
+def test_the_last_chunk_closes_its_connections_itself(ring: list[Path], sequential: dict[str, Any]) -> None:
+    # Nothing follows the last chunk: its connections are closed in its own process, none travels
+    # open; the others leave open only what a later packet can continue, its app protocol worked out.
+    chunks = engine.plan([str(p) for p in ring], 1)
+    parts = [engine.read_chunk(c, PORTS, "fast", True, i == 0, i == len(chunks) - 1) for i, c in enumerate(chunks)]
+    assert parts[-1].conv.live_connections == 0 and parts[0].conv.live_connections > 0
+    left = [c for c, orig in parts[0].conv._table.values() if orig]
+    assert all(parts[0].conv.last_ts - c.last <= c.timeout + DISORDER_SLACK for c in left)
+    assert any(c.appc is not None for c in left)
+    got, exact = engine.merge(iter(parts))
+    assert exact and _got(got) == sequential
 
 
 def test_merge_continues_conversations_across_files(ring: list[Path]) -> None:

@@ -1,6 +1,6 @@
-"""Process-level helpers (auditor/parallel.py): every job count reads in one process for now (plus a
-decompressing process for a large compressed input), reading creates no cyclic garbage, and flows
-cross processes whole."""
+"""Process-level helpers (auditor/parallel.py): how many processes read when -j is not given (chunks
+for large uncompressed inputs, a decompressing process for a large compressed one, one otherwise),
+reading creates no cyclic garbage, and flows cross processes whole."""
 
 from __future__ import annotations
 
@@ -70,9 +70,9 @@ def _audit(tmp_path: Path, cap: Path, jobs: str) -> dict[str, Any]:
     return strip_run(json.loads(out.read_text()))
 
 
-def test_every_job_count_reads_in_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # For now -j N reads in this process whatever N is (only a large compressed input gets a second,
-    # decompressing process): no worker, the same audit.
+def test_every_job_count_reads_a_small_file_in_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A file smaller than a chunk (ranges.MIN_BYTES) is read by this process whatever -j says: no
+    # worker, the same audit.
     monkeypatch.setattr(parallel, "cpus", lambda: 2)
     cap = write_pcap(tmp_path / "short.pcap", _short(1500, seed=4))
     assert parallel.auto_jobs(CaptureSet([str(cap)]), "fast") == 1
@@ -91,6 +91,28 @@ def test_a_large_compressed_input_gets_a_decompressing_process(tmp_path: Path,
     assert parallel.auto_jobs(CaptureSet([str(gz)]), "tshark") == 1
     monkeypatch.setattr(parallel, "cpus", lambda: 1)
     assert parallel.auto_jobs(CaptureSet([str(gz)]), "fast") == 1
+
+
+def test_automatic_chunks_for_large_uncompressed_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cap = write_pcap(tmp_path / "short.pcap", _short(300))
+    monkeypatch.setattr(parallel, "cpus", lambda: 4)
+
+    def jobs(paths: list[str], size: int, engine: str = "fast") -> int:
+        cs = CaptureSet(paths, engine=engine)
+        cs.total_bytes = size  # as if the files were that large
+        return parallel.chunk_jobs(cs)
+
+    mib = 1 << 20
+    assert jobs([str(cap)], parallel.AUTO_MIN_BYTES - 1) == 1  # a chunk's fixed cost would not pay
+    assert jobs([str(cap)], parallel.AUTO_MIN_BYTES) == 4  # one process per core ...
+    monkeypatch.setattr(parallel, "AUTO_MIN_BYTES", 0)
+    assert jobs([str(cap)], 128 * mib) == 2  # ... and per 64 MiB
+    assert jobs([str(cap)], 400 * mib, engine="tshark") == 1
+    monkeypatch.setattr(parallel, "cpus", lambda: 64)
+    assert jobs([str(cap)], 100_000 * mib) == parallel.AUTO_JOBS_MAX  # the merge runs in one process
+    monkeypatch.setattr(capture, "INFLATE_MIN", 0)
+    gz = write_pcap(tmp_path / "short.pcap.gz", _short(300), compression="gzip")
+    assert jobs([str(gz)], 4000 * mib) == 1  # compressed: one reader and a decompressing process
 
 
 def test_standard_input_is_read_by_one_process(tmp_path: Path) -> None:

@@ -50,7 +50,8 @@ are their own port (an unmatched unreachable is port 3); protocol is "icmp" for 
 
 from __future__ import annotations
 
-from auditor.conversations.builder import ConversationBuilder, FastLane
+from auditor.conversations.builder import ConversationBuilder
+from auditor.conversations.lane import FastLane
 from auditor.conversations.results import ConversationResult, ConversationStats
 from auditor.conversations.state import CLOSE_LINGER, DISORDER_SLACK, HOST_TTLS_MAX, SWEEP_EVERY
 

@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterable
 
 from auditor.apps import APP_SNAP, UNKNOWN, AppEvidence, identify_connection
 from auditor.conversations import chunks, related, tcp
+from auditor.conversations.lane import FastLane
 from auditor.conversations.results import ConversationResult
 from auditor.conversations.state import (
-    _A,
     _ATTEMPT_STATES,
     _BROADCASTS,
     _C,
@@ -22,14 +22,7 @@ from auditor.conversations.state import (
     _RESP,
     CLOSE_LINGER,
     DISORDER_SLACK,
-    DYNAMIC_PORTS,
     ESTABLISHED,
-    EV_CATALOG,
-    EV_FIRST,
-    EV_PROTOCOL,
-    EV_SYN,
-    EV_SYNACK,
-    EV_WELLKNOWN,
     FANIN_TARGETS_MAX,
     HOST_TTLS_MAX,
     INACTIVE,
@@ -38,13 +31,10 @@ from auditor.conversations.state import (
     TFTP_PORT,
     _Chain,
     _Conn,
-    _port_rank,
-    _Run,
     _tunnel_text,
-    _udp_protocol_hint,
+    direction,
 )
 from auditor.model import (
-    ACK,
     DIRECTION_EVIDENCE,
     IPPROTO_ICMP,
     IPPROTO_ICMPV6,
@@ -55,78 +45,10 @@ from auditor.model import (
     Connection,
     Flow,
     FlowKey,
-    Lane,
     PacketRecord,
     Refusal,
     addr_str,
 )
-
-
-class FastLane(Lane):
-    """A capture reader's way into the core for common packets, without a PacketRecord.
-
-    ``take(proto, src, sport, dst, dport, ts, flags, payload_len, ip_len)`` takes a TCP/UDP packet of
-    an already live connection by its fields alone and returns True; it returns False, having
-    changed nothing, when the packet needs ``ConversationBuilder.feed``. It is the only writer of a
-    connection outside ConversationBuilder itself: the capture layer hands values in, never state.
-
-    A reader may offer only packets whose record would have no checksum error, no tunnel, no fragment
-    flag and no payload that names.py reads (capture/decode.py): ``feed`` of such a record would
-    itself go to ``take`` (and to the slow path, which does the same, when ``take`` declines), and
-    names.py would ignore it (tests/test_conversations_lane.py). It declines a direction's first
-    payload (the slow path keeps its first bytes for auditor/apps.py), and every SWEEP_EVERY-th
-    packet, so the amortised sweep stays in ``feed``.
-    """
-
-    __slots__ = ("take",)
-
-    def __init__(self, builder: ConversationBuilder) -> None:
-        get = builder._table.get
-        stats = builder.stats
-        letters = _HIST_LETTER
-
-        def take(proto: int, src: bytes, sport: int, dst: bytes, dport: int, ts: float, flags: int,
-                 plen: int, ip_len: int) -> bool:
-            key = (proto, src, sport, dst, dport)
-            ent = get(key)
-            if ent is None or flags & 7 or builder._countdown == 1:
-                return False
-            c, is_orig = ent
-            if ts - c.last > c.timeout or not (c.os if is_orig else c.rs):
-                return False
-            if plen and (c.ho if is_orig else c.hr) is None:
-                return False  # a direction's first payload: the slow path keeps its first bytes
-            bit = _D if plen or proto == 17 else (_A if flags & ACK else 0)
-            chain = c.chain
-            if chain is not None:  # a head chain of a chunk: logged (_Run) for a merge to replay
-                if ts - c.last > CLOSE_LINGER:
-                    return False  # a record: a run never spans a gap that may end a connection
-                if ts > chain.last_ts:
-                    chain.last_ts = ts
-                run = chain.run
-                if run is None:
-                    run = chain.run = _Run()
-                    chain.log.append(run)
-                run.add(key, ts, ip_len, bit)
-            builder._countdown -= 1
-            stats.packets += 1
-            if ts > c.last:
-                c.last = ts
-            elif ts < c.first:
-                c.first = ts
-            if is_orig:
-                c.opk += 1
-                c.oby += ip_len
-            else:
-                c.rpk += 1
-                c.rby += ip_len
-                bit <<= _RESP
-            if bit and not c.hseen & bit:
-                c.hseen |= bit
-                c.hist.append(letters[bit])
-            return True
-
-        self.take = take
 
 
 class ConversationBuilder:
@@ -261,10 +183,11 @@ class ConversationBuilder:
 
     # ---- chunks and their merge (SPEC §8) -------------------------------------------------------
 
-    def end_chunk(self) -> ConversationBuilder:
-        """End a chunk: its live connections stay open, for the next chunk's merge (``absorb``) or
-        ``finish``. The builder is then a value (picklable: a worker process sends it back)."""
-        return chunks.end_chunk(self)
+    def end_chunk(self, last: bool = False) -> ConversationBuilder:
+        """End a chunk (``last``: nothing follows it) for the next chunk's merge (``absorb``) or
+        ``finish`` (chunks.end_chunk). The builder is then a value (picklable: a worker process
+        sends it back)."""
+        return chunks.end_chunk(self, last)
 
     def absorb(self, right: ConversationBuilder) -> ConversationBuilder:
         """Merge the chunk that comes next (``right``, ended with ``end_chunk``) into this one, exactly
@@ -318,31 +241,9 @@ class ConversationBuilder:
         else:
             tcp.hist_once(self, c, _D << (0 if is_orig else _RESP))
 
-    def _decide(self, rec: PacketRecord) -> tuple[bool, int]:
-        """(is the sender the initiator?, evidence) for a connection's first packet."""
-        proto, sport, dport = rec.proto, rec.sport, rec.dport
-        if proto == IPPROTO_TCP:
-            flags = rec.tcp_flags
-            if flags & SYN:
-                return (False, EV_SYNACK) if flags & ACK else (True, EV_SYN)
-        else:
-            hint = _udp_protocol_hint(sport, dport, rec.payload)
-            if hint is not None:
-                return hint, EV_PROTOCOL
-        pname = PROTO_NAMES[proto]
-        sp = sport < DYNAMIC_PORTS and (pname, sport) in self._server_ports
-        dp = dport < DYNAMIC_PORTS and (pname, dport) in self._server_ports
-        if sp != dp:
-            return dp, EV_CATALOG
-        rs, rd = _port_rank(sport), _port_rank(dport)
-        if rs != rd:
-            return rd < rs, EV_WELLKNOWN
-        return True, EV_FIRST
-
-
     def _new_transport(self, rec: PacketRecord) -> tuple[_Conn, bool]:
         proto = rec.proto
-        sender_orig, ev = self._decide(rec)
+        sender_orig, ev = direction(self._server_ports, rec)
         if sender_orig:
             oa, op, ra, rp = rec.src, rec.sport, rec.dst, rec.dport
         else:
@@ -388,7 +289,7 @@ class ConversationBuilder:
         c.tunnels = None
         c.timeout = self._timeouts[proto]
         c.dead = False
-        c.chain = None
+        c.chain = c.appc = None
         if self._chunk:
             chunks.chain_for(self, c, proto, keys, rec.ts)
         # keys[1] first: for a host talking to itself on one port both keys are the same, and the
@@ -474,7 +375,7 @@ class ConversationBuilder:
             refusal = Refusal("icmp", addr_str(refused[0]), refused[1], refused[2], -1, refused[0] == c.ra)
         app: AppEvidence | None = None
         if (c.ho or c.hr) and proto != IPPROTO_ICMP and proto != IPPROTO_ICMPV6:
-            app = identify_connection(proto, c.op, c.rp, c.ho, c.fo, c.hr, c.fr)
+            app = c.appc[0] if c.appc is not None else identify_connection(proto, c.op, c.rp, c.ho, c.fo, c.hr, c.fr)
         args = (pname, state, history, c.opk, c.oby, c.rpk, c.rby, c.first, c.last, c.ff, evidence,
                 c.bad_o + c.bad_r, refused is not None, tunnels, refusal, app)
         chain = c.chain if self._chunk else None
@@ -496,6 +397,8 @@ class ConversationBuilder:
                 self._sink(conn)
         if chain is not None:
             chain.closed.append(((orig_h, resp_h, pname, c.rp, c.rpk, state, c.opk), args, conn))
+            if chain.conn is c:
+                chain.conn = None  # closed: nothing to point at a later chain, its memory freed
 
     def _flow_for(self, orig_h: str, resp_h: str, pname: str, resp_p: int, resp_pkts: int, state: str,
                   orig_pkts: int) -> Flow:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from auditor.apps import identify_connection
 from auditor.conversations import related, tcp
 from auditor.conversations.state import (
     _HIST_LETTER,
     _ICMP_ECHO,
     _REPLAYED_COUNTERS,
     _RESP,
+    DISORDER_SLACK,
     _Chain,
     _Conn,
     _Run,
+    unpacked,
 )
 from auditor.model import (
     IPPROTO_TCP,
@@ -24,14 +27,33 @@ from auditor.model import (
 if TYPE_CHECKING:
     from auditor.conversations.builder import ConversationBuilder
 
-def end_chunk(b: ConversationBuilder) -> ConversationBuilder:
+def end_chunk(b: ConversationBuilder, last: bool = False) -> ConversationBuilder:
     """End a chunk: its live connections stay open, for the next chunk's merge (``absorb``) or
-    ``finish``. The builder is then a value (picklable: a worker process sends it back)."""
+    ``finish``, but those no later packet can continue are closed here, in the chunk's own process
+    (``close_idle``; all of them when the chunk is the ``last`` of the run). The builder is then a
+    value (picklable: a worker process sends it back)."""
     for c, _ in b._table.values():
         if c.last > b.last_ts:
             b.last_ts = c.last
+    close_idle(b, last)
     vars(b).pop("_take", None)
     return b
+
+
+def close_idle(b: ConversationBuilder, everything: bool = False) -> None:
+    """Close the live connections idle past their timeout at DISORDER_SLACK before the last packet
+    so far (``everything``: all of them): no later packet can continue them, as a chunk that starts
+    earlier than that makes the merge inexact (auditor/engine.py then reads again). Of those left
+    open whose first payloads are both in, what they show is worked out now (``_Conn.appc``), so that
+    their close costs less in the merging process."""
+    clock = b.last_ts - DISORDER_SLACK
+    for key, (c, is_orig) in list(b._table.items()):
+        if not is_orig or c.keys[0] != key:
+            continue
+        if everything or clock - c.last > c.timeout:
+            b._close(c)
+        elif c.appc is None and c.ho is not None and c.hr is not None and c.proto in (IPPROTO_TCP, IPPROTO_UDP):
+            c.appc = (identify_connection(c.proto, c.op, c.rp, c.ho, c.fo, c.hr, c.fr),)
 
 
 def absorb(b: ConversationBuilder, right: ConversationBuilder) -> ConversationBuilder:
@@ -87,6 +109,10 @@ def settle(right: ConversationBuilder, joins: list[bool]) -> None:
         right._chains.pop(chain.ck, None)
     right.chains = kept
     right.settled = True
+    # What only a merge into a chunk reads (adopt), and the sweep's queue (the merge queues the live
+    # connections it takes over afresh): not sent.
+    right._seen, right._chains = set(), {}
+    right._queue.clear()
 
 
 def absorb_decided(b: ConversationBuilder, right: ConversationBuilder, firsts: list[PacketRecord],
@@ -175,10 +201,12 @@ def replay_instead(b: ConversationBuilder, chain: _Chain) -> None:
     replay(b, chain.log)
 
 
-def replay(b: ConversationBuilder, log: list[PacketRecord | _Run]) -> None:
+def replay(b: ConversationBuilder, log: list[PacketRecord | _Run | bytes]) -> None:
     for item in log:
         if type(item) is _Run:
             apply_run(b, item)
+        elif type(item) is bytes:
+            b._slow(unpacked(item))
         else:
             b._slow(item)  # type: ignore[arg-type]
 

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import struct
 from typing import Any
 
-from auditor.apps import APP_SNAP
+from auditor.apps import APP_SNAP, AppEvidence
 from auditor.model import (
+    ACK,
     IPPROTO_ICMP,
     IPPROTO_ICMPV6,
+    IPPROTO_TCP,
+    PROTO_NAMES,
+    SYN,
     Connection,
     PacketRecord,
     TunnelInfo,
@@ -68,7 +73,7 @@ _REPLAYED_COUNTERS = ("port_reuse", "idle_splits", "icmp_errors_matched", "icmp_
 class _Conn:
     """Live per-connection state: plain fields, read and written on the hot path."""
 
-    __slots__ = ("bad_o", "bad_r", "chain", "data", "dead", "ev", "ff", "first", "fo", "fr", "hist", "ho", "hr",
+    __slots__ = ("appc", "bad_o", "bad_r", "chain", "data", "dead", "ev", "ff", "first", "fo", "fr", "hist", "ho", "hr",
                  "hseen", "isn", "keys",
                  "last", "marks", "oa", "oby", "op", "opk", "oprev", "os", "proto", "ra", "rby", "refused",
                  "rp", "rpk", "rprev", "rs", "rst_ttl", "timeout", "tunnels")
@@ -114,6 +119,9 @@ class _Conn:
     """Table keys of this connection: both directions, plus TFTP transfer aliases."""
     dead: bool
     """Closed (``_close``): the sweep's queue skips it without looking its key up."""
+    appc: tuple[AppEvidence | None] | None
+    """The application protocol its first payloads show (auditor/apps.py), worked out ahead of its
+    close once both are final (``chunks.end_chunk``: in the chunk's own process), or None."""
     chain: _Chain | None
     """In a chunk that does not start the run (``ConversationBuilder(chunk=True)``): the head chain this
     connection belongs to, whose packets are logged for a merge to replay (see _Chain)."""
@@ -171,7 +179,7 @@ class _Chain:
         self.ck = ck
         self.proto = proto
         self.first_ts = self.last_ts = ts
-        self.log: list[PacketRecord | _Run] = []
+        self.log: list[PacketRecord | _Run | bytes] = []
         self.run: _Run | None = None
         self.closed: list[tuple[tuple[Any, ...], tuple[Any, ...], Connection | None]] = []
         """Per closed connection: ConversationBuilder._flow_for's and Flow.add's arguments, and the
@@ -182,13 +190,56 @@ class _Chain:
         """The responders' SYN-ACK and FIN TTLs seen on the chain (ConversationResult.host_ttls)."""
 
     def record(self, rec: PacketRecord) -> None:
-        """Log a record of the chain (its payload cut to what a replay reads)."""
+        """Log a record of the chain (its payload cut to what a replay reads): after the first (what a
+        merge looks up: ``chunks.heads``), a plain TCP or UDP one as bytes (``packed``), a third of
+        its size as an object."""
         if len(rec.payload) > APP_SNAP:
             rec = dataclasses.replace(rec, payload=rec.payload[:APP_SNAP])
-        self.log.append(rec)
+        if self.log and rec.quoted is None and rec.tunnel is None:
+            self.log.append(_RECORD.pack(rec.input_index, rec.frame, rec.ts, rec.proto, rec.ip_len, rec.sport,
+                                         rec.dport, rec.tcp_flags, rec.seq, rec.ack, rec.payload_len, rec.icmp_type,
+                                         rec.icmp_code, rec.icmp_id, rec.checksum_bad, rec.fragment, rec.ttl,
+                                         len(rec.src)) + rec.src + rec.dst + rec.payload)
+        else:
+            self.log.append(rec)
         self.run = None
         if rec.ts > self.last_ts:
             self.last_ts = rec.ts
+
+
+_RECORD = struct.Struct("<qqdBIiiHQQIhhq??hB")
+"""A logged record's fields before its addresses and payload (``_Chain.record``, ``unpacked``)."""
+
+
+def unpacked(item: bytes) -> PacketRecord:
+    """The record ``_Chain.record`` logged as bytes."""
+    (ii, frame, ts, proto, ip_len, sport, dport, flags, seq, ack, plen, itype, icode, iid, bad, frag, ttl,
+     alen) = _RECORD.unpack_from(item)
+    at = _RECORD.size
+    return PacketRecord(ii, frame, ts, item[at:at + alen], item[at + alen:at + 2 * alen], proto, ip_len, sport, dport,
+                        flags, seq, ack, plen, item[at + 2 * alen:], itype, icode, iid, None, bad, None, frag, ttl)
+
+
+def direction(server_ports: frozenset[tuple[str, int]], rec: PacketRecord) -> tuple[bool, int]:
+    """(is the sender the initiator?, evidence) for a connection's first packet."""
+    proto, sport, dport = rec.proto, rec.sport, rec.dport
+    if proto == IPPROTO_TCP:
+        flags = rec.tcp_flags
+        if flags & SYN:
+            return (False, EV_SYNACK) if flags & ACK else (True, EV_SYN)
+    else:
+        hint = _udp_protocol_hint(sport, dport, rec.payload)
+        if hint is not None:
+            return hint, EV_PROTOCOL
+    pname = PROTO_NAMES[proto]
+    sp = sport < DYNAMIC_PORTS and (pname, sport) in server_ports
+    dp = dport < DYNAMIC_PORTS and (pname, dport) in server_ports
+    if sp != dp:
+        return dp, EV_CATALOG
+    rs, rd = _port_rank(sport), _port_rank(dport)
+    if rs != rd:
+        return rd < rs, EV_WELLKNOWN
+    return True, EV_FIRST
 
 
 def _port_rank(port: int) -> int:

@@ -85,6 +85,7 @@ def flip(b: ConversationBuilder, c: _Conn) -> None:
     c.os, c.rs, c.oprev, c.rprev = c.rs, c.os, c.rprev, c.oprev
     c.bad_o, c.bad_r = c.bad_r, c.bad_o
     c.ho, c.hr, c.fo, c.fr = c.hr, c.ho, c.fr, c.fo
+    c.appc = None
     low = (1 << _RESP) - 1
     c.hseen = ((c.hseen & low) << _RESP) | (c.hseen >> _RESP)
     if c.marks is not None:

@@ -1,0 +1,79 @@
+"""The conversation core's fast lane: common packets of live connections taken by their fields
+alone, without a PacketRecord (see the package's docstring)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from auditor.conversations.state import _A, _D, _HIST_LETTER, _RESP, CLOSE_LINGER, _Run
+from auditor.model import ACK, Lane
+
+if TYPE_CHECKING:
+    from auditor.conversations.builder import ConversationBuilder
+
+
+class FastLane(Lane):
+    """A capture reader's way into the core for common packets, without a PacketRecord.
+
+    ``take(proto, src, sport, dst, dport, ts, flags, payload_len, ip_len)`` takes a TCP/UDP packet of
+    an already live connection by its fields alone and returns True; it returns False, having
+    changed nothing, when the packet needs ``ConversationBuilder.feed``. It is the only writer of a
+    connection outside ConversationBuilder itself: the capture layer hands values in, never state.
+
+    A reader may offer only packets whose record would have no checksum error, no tunnel, no fragment
+    flag and no payload that names.py reads (capture/decode.py): ``feed`` of such a record would
+    itself go to ``take`` (and to the slow path, which does the same, when ``take`` declines), and
+    names.py would ignore it (tests/test_conversations_lane.py). It declines a direction's first
+    payload (the slow path keeps its first bytes for auditor/apps.py), and every SWEEP_EVERY-th
+    packet, so the amortised sweep stays in ``feed``.
+    """
+
+    __slots__ = ("take",)
+
+    def __init__(self, builder: ConversationBuilder) -> None:
+        get = builder._table.get
+        stats = builder.stats
+        letters = _HIST_LETTER
+
+        def take(proto: int, src: bytes, sport: int, dst: bytes, dport: int, ts: float, flags: int,
+                 plen: int, ip_len: int) -> bool:
+            key = (proto, src, sport, dst, dport)
+            ent = get(key)
+            if ent is None or flags & 7 or builder._countdown == 1:
+                return False
+            c, is_orig = ent
+            if ts - c.last > c.timeout or not (c.os if is_orig else c.rs):
+                return False
+            if plen and (c.ho if is_orig else c.hr) is None:
+                return False  # a direction's first payload: the slow path keeps its first bytes
+            bit = _D if plen or proto == 17 else (_A if flags & ACK else 0)
+            chain = c.chain
+            if chain is not None:  # a head chain of a chunk: logged (_Run) for a merge to replay
+                if ts - c.last > CLOSE_LINGER:
+                    return False  # a record: a run never spans a gap that may end a connection
+                if ts > chain.last_ts:
+                    chain.last_ts = ts
+                run = chain.run
+                if run is None:
+                    run = chain.run = _Run()
+                    chain.log.append(run)
+                run.add(key, ts, ip_len, bit)
+            builder._countdown -= 1
+            stats.packets += 1
+            if ts > c.last:
+                c.last = ts
+            elif ts < c.first:
+                c.first = ts
+            if is_orig:
+                c.opk += 1
+                c.oby += ip_len
+            else:
+                c.rpk += 1
+                c.rby += ip_len
+                bit <<= _RESP
+            if bit and not c.hseen & bit:
+                c.hseen |= bit
+                c.hist.append(letters[bit])
+            return True
+
+        self.take = take
