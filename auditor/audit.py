@@ -60,7 +60,7 @@ class AuditRequest:
     command_line: str = ""
     progress: Progress | None = None
     jobs: int = 0
-    """Processes to read with; 0 = automatic (parallel.auto_jobs: 1)."""
+    """Processes to read with; 0 = automatic (parallel.chunk_jobs, else parallel.auto_jobs)."""
     verify_checksums: bool = True
     connection_sink: Callable[[Connection], None] | None = None
     """Called with every connection as it closes (--conn-log). The conversations are then read by one
