@@ -137,23 +137,23 @@ def _path(root: Path, module: str) -> Path:
     return root.joinpath(*module.split(".")).with_suffix(".py")
 
 
-def compiled_imports(text: str, name: str) -> str:
-    """``text`` (the module ``name``) with its imports of modules of COMPILED turned to their compiled
+def compiled_imports(text: str, name: str, compiled: dict[str, str] = COMPILED) -> str:
+    """``text`` (the module ``name``) with its imports of modules of ``compiled`` turned to their compiled
     builds (``from auditor.a import b`` -> ``from auditor._a_native import b``, ``from auditor import
     a`` -> ``from auditor import _a_native as a``), each on the lines it was on."""
     lines = text.splitlines(keepends=True)
     for node in sorted(ast.walk(ast.parse(text)), key=lambda n: -getattr(n, "lineno", 0)):
         new: ast.stmt | None = None
         if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [ast.alias(COMPILED[f"{node.module}.{a.name}"].rsplit(".", 1)[1], a.asname or a.name)
-                     if f"{node.module}.{a.name}" in COMPILED else a for a in node.names]
-            if node.module in COMPILED or names != node.names:
-                new = ast.ImportFrom(COMPILED.get(node.module, node.module), names, 0)
-        elif isinstance(node, ast.Import) and any(a.name in COMPILED for a in node.names):
-            if any(a.name in COMPILED and not a.asname for a in node.names):
+            names = [ast.alias(compiled[f"{node.module}.{a.name}"].rsplit(".", 1)[1], a.asname or a.name)
+                     if f"{node.module}.{a.name}" in compiled else a for a in node.names]
+            if node.module in compiled or names != node.names:
+                new = ast.ImportFrom(compiled.get(node.module, node.module), names, 0)
+        elif isinstance(node, ast.Import) and any(a.name in compiled for a in node.names):
+            if any(a.name in compiled and not a.asname for a in node.names):
                 raise _Skip(f"{name}: write `import {node.names[0].name} as x` or `from ... import`, "
                             "which setup.py can turn to the compiled module")
-            new = ast.Import([ast.alias(COMPILED.get(a.name, a.name), a.asname) for a in node.names])
+            new = ast.Import([ast.alias(compiled.get(a.name, a.name), a.asname) for a in node.names])
         if new is not None:
             assert node.end_lineno is not None
             span = node.end_lineno - node.lineno + 1
@@ -178,7 +178,8 @@ def _why(e: BaseException) -> str:
 STAND_IN = Extension(GROUP, sources=[])
 
 
-setup(
-    cmdclass={"build_py": BuildWithData, "build_ext": BuildKernel},
-    ext_modules=[STAND_IN],
-)
+if __name__ == "__main__":  # as pip's build backend and ``python setup.py`` run it (tests read it)
+    setup(
+        cmdclass={"build_py": BuildWithData, "build_ext": BuildKernel},
+        ext_modules=[STAND_IN],
+    )
