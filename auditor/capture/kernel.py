@@ -1,14 +1,14 @@
 """The per-packet kernel: the one hot path from capture bytes to a PacketRecord or the fast lane.
 
-Framing (``Kernel.walk``): pcap records and pcapng Enhanced Packet Blocks, read in the reader's block
-buffer (capture/pcapfile.py's window; pcapng's other blocks and section state: capture/pcapng.py).
-Then Ethernet (+one 802.1Q tag), Linux cooked (SLL, SLL2), raw IP and BSD loopback, carrying IPv4 without
-options or fragmentation or IPv6 without extension headers, then TCP or plain UDP: decoded with
-precompiled structs on the reader's block buffer, offered to the conversation core's fast lane
-(``take``) when the packet needs nothing but counting, else built into a record. Everything else,
-and any doubt, goes to the general decoder (``slow``: capture/decode.py), which checks every bound
-and counts what it cannot decode. Both the record walk and ``Decoder.decode`` (the other readers) call
-``Kernel.decode``: there is no other copy.
+Framing (``Kernel.walk``): pcap records and pcapng Enhanced Packet Blocks, read in the reader's
+block buffer (capture/pcapfile.py's window; pcapng's other blocks and section state:
+capture/pcapng.py). Then (``Kernel.decode``) Ethernet (+one 802.1Q tag), Linux cooked (SLL, SLL2),
+raw IP and BSD loopback, carrying IPv4 without options or fragmentation or IPv6 without extension
+headers, then TCP or plain UDP: decoded with precompiled structs on the reader's block buffer,
+offered to the conversation core's fast lane (``take``) when the packet needs nothing but counting,
+else built into a record. Everything else, and any doubt, goes to the general decoder (``slow``:
+capture/decode.py), which checks every bound and counts what it cannot decode. Both the walk and
+``Decoder.decode`` (the other readers) call ``Kernel.decode``: there is no other copy.
 
 The module is kept to what mypyc compiles well (typed locals, no lambdas, no object.__new__): an
 install with a C compiler builds it native (setup.py), and capture/native.py chooses which runs; this

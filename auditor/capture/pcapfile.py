@@ -185,9 +185,9 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
               ng: Blocks | None = None, bounded: Bounded | None = None,
               base: int = 0) -> Iterator[PacketRecord]:
     """Records of a pcap file, or with ``ng`` of a pcapng file (its section state and its blocks
-    other than whole Enhanced Packet Blocks of a known interface: capture/pcapng.py). Every frame
-    goes to the decoder's kernel (``dec.kernel.decode``), which offers common TCP/UDP packets to the
-    conversation core's fast lane before it builds a record.
+    other than whole Enhanced Packet Blocks of a known interface: capture/pcapng.py). The
+    per-record loop is the decoder's kernel's (``dec.kernel.walk``), which decodes every frame and
+    offers common TCP/UDP packets to the conversation core's fast lane before it builds a record.
 
     ``bounded``: ``src`` is a chunk's bytes (capture/ranges.py), whose end the walk checks
     (``_Reader.more``); ``base``: the file offset of the byte after ``first``'s file header or
