@@ -80,13 +80,14 @@ def test_a_saved_audit_loads_into_the_same_document(sample_doc: AuditDocument) -
 
 def _same_page(a: str, b: str) -> None:
     """Two reports show the same: the same page around the data block, the same data but for the
-    order of the shared cells, the same flows' cells once the shared ones are written out."""
+    order of the shared cells and the service cells made by the page, the same flows' cells once
+    those are written out."""
     (block_a,), (block_b,) = _DATA.findall(a), _DATA.findall(b)
     assert a.replace(block_a, "") == b.replace(block_b, "")
     data_a, data_b = json.loads(block_a), json.loads(block_b)
     assert resolved(data_a) == resolved(data_b)
-    assert {k: v for k, v in data_a.items() if k not in ("flows", "cells")} == \
-        {k: v for k, v in data_b.items() if k not in ("flows", "cells")}
+    assert {k: v for k, v in data_a.items() if k not in ("flows", "cells", "svc")} == \
+        {k: v for k, v in data_b.items() if k not in ("flows", "cells", "svc")}
 
 
 def _verdict(i: int, **flow: Any) -> FlowVerdict:
