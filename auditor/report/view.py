@@ -425,8 +425,8 @@ class _VerdictWalk:
         if None in w:
             for i, v in enumerate(batch):
                 if w[i] is None:
-                    w[i] = self.why[(v.rule_ids, v.reverse_rule_ids, v.reason, v.reason_text)] = \
-                        cells.why(*rows.why(v))
+                    key = (v.rule_ids, v.reverse_rule_ids, v.reason, v.reason_text)
+                    w[i] = get_w(key) or self.why.setdefault(key, cells.why(*rows.why(v)))
         k_out = [(f.outcome, tuple(f.refusals.items()) if f.refusals else None) for f in flows]
         k_conns = [(f.connections, f.established, f.rejected, f.unanswered, id(f.conn_states)) for f in flows]
         get_o, get_c, get_d, get_s = self.outcome.get, self.conns.get, self.dir.get, self.inputs.get
