@@ -115,7 +115,7 @@ EDGE_VERDICTS = [
              app_evidence={"tls": AppEvidence("tls", "resp", (0, 7), "16 03 01", "TLS <1.2>\u202e"),
                            "ica": AppEvidence("ica", "orig", (1, 3), "7f 7f", "")}),
     _verdict(6, connections=5, orig_bytes=1024, apps={"tls": 2, "http": 2, "ica": 1},
-             app_evidence={"tls": AppEvidence("tls", "resp", (0, 9), "16 03 01", "TLS <1.2>\u202e"),
+             app_evidence={"tls": AppEvidence("tls", "resp", (0, 9), "16 \u2028<03>\x00", "TLS <1.2>\u202e"),
                            "ica": AppEvidence("ica", "orig", (1, 4), "7f 7f", "")}),
 ]
 
