@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from auditor.report.model import AppEvidenceRow, FlowRow, HostRow, RuleRow
+from auditor.report.model import FlowRow, HostRow, RuleRow
 
 DISPLAY_CHARS = 120
 """Longer strings are cut for display; the cell's title attribute holds the bounded full text."""

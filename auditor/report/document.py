@@ -407,7 +407,8 @@ class _JsonParts:
             if evidence:
                 # What text.evidence gives of service_fields's rows, from the flow's own evidence.
                 items = sorted(evidence.items()) if len(evidence) > 1 else evidence.items()
-                service = (f'{app_json[tuple(f.apps.items())]}{f.unverified:d},"app_evidence":{{' + ",".join([
+                apps = app_json[tuple(f.apps.items()) if f.apps else ()]
+                service = (f'{apps}{f.unverified:d},"app_evidence":{{' + ",".join([
                     f'{ev_head[(name, e.direction)]}{e.frame[0]:d},"frame":{e.frame[1]:d}}},'
                     f'"head":{heads[e.head]},"detail":{details[e.detail]}}}' for name, e in items]) + "}}")
             elif f.apps:

@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from markupsafe import Markup
 
@@ -312,6 +312,7 @@ class _FlowPass:
         return hit
 
 
+_V = TypeVar("_V")
 _CHUNK = 4 * _BATCH
 """Flows per chunk of the data block (whole batches: the evidence of service cells is kept a batch at
 a time)."""
@@ -321,16 +322,16 @@ _FRAME_INPUTS = (1 << 53) // 10**12
 """Timestamps below this go to the page as whole microseconds (exact in a JavaScript number)."""
 
 
-class _Found(dict[Any, int]):
+class _Found(dict[Any, _V]):
     """A column's cells by what they are made of: ``make(key)`` the first time a key is met."""
 
     __slots__ = ("make",)
 
-    def __init__(self, make: Callable[[Any], int]) -> None:
+    def __init__(self, make: Callable[[Any], _V]) -> None:
         super().__init__()
         self.make = make
 
-    def __missing__(self, key: Any) -> int:
+    def __missing__(self, key: Any) -> _V:
         found = self[key] = self.make(key)
         return found
 
@@ -352,8 +353,9 @@ class _VerdictWalk:
         self.hosts: dict[int, tuple[HostView, int, int, tuple[str, ...]]] = {}
         """id(host view) -> (the view, kept so the id stays its own; its cell; its roles' list id;
         its names as its rows hold them)."""
-        self.kinds = _Found(lambda k: "failing" if k[0] == "expected" and k[1] else cells.t32[str(k[0])])  # type: ignore[arg-type]
-        self.verdict_cells = _Found(cells.verdict_cell)  # type: ignore[arg-type]
+        self.kinds: _Found[str] = _Found(
+            lambda k: "failing" if k[0] == "expected" and k[1] else cells.t32[str(k[0])])
+        self.verdict_cells: _Found[int] = _Found(cells.verdict_cell)
         self.why: dict[Any, int] = {}
         self.outcome: dict[Any, int] = {}
         self.conns: dict[Any, int] = {}
@@ -364,9 +366,9 @@ class _VerdictWalk:
         protocols whose evidence its title names, in order)."""
         self.templates: list[list[Any]] = []
         """[text, key, class, title parts] of the service cells made in the page."""
-        self.heads = _Found(lambda raw: cells.t32[bounded(raw, 32)])  # type: ignore[arg-type, return-value]
+        self.heads: _Found[str] = _Found(lambda raw: cells.t32[bounded(raw, 32)])
         self.details: list[str] = []
-        self.detail_ix = _Found(self._detail)  # type: ignore[arg-type]
+        self.detail_ix: _Found[int] = _Found(self._detail)
         self.evidence: list[list[Any]] = []
         """Per batch of _BATCH flows, its framed flows' evidence, flat (4 per framed protocol)."""
         verdicts = rows.verdicts
@@ -401,7 +403,7 @@ class _VerdictWalk:
         verdicts = [kinds[(v.classification, v.failing)] for v in batch]
         a = [hosts.get(id(v.initiator)) or host(v.initiator) for v in batch]
         b = [hosts.get(id(v.responder)) or host(v.responder) for v in batch]
-        for kind, v, f, x, y in zip(verdicts, batch, flows, a, b, strict=True):
+        for kind, f, x, y in zip(verdicts, flows, a, b, strict=True):
             if kind == "unmapped":
                 walk.talk(f.key.initiator, x[3], f.bytes, f.packets)
                 walk.talk(f.key.responder, y[3], f.bytes, f.packets)
@@ -415,11 +417,11 @@ class _VerdictWalk:
         heads, details = self.heads, self.detail_ix
         for (_, names), f in zip(svc, flows, strict=True):
             if names:
+                got = f.app_evidence or {}
                 for n in names:
-                    e = f.app_evidence[n]
+                    e = got[n]
                     ev += (e.frame[0], e.frame[1], heads[e.head], details[e.detail])
         self.evidence.append(ev)
-        whys = self.why
         get_w = self.why.get
         w = [get_w((v.rule_ids, v.reverse_rule_ids, v.reason, v.reason_text)) for v in batch]
         if None in w:
@@ -443,8 +445,8 @@ class _VerdictWalk:
                     d[i] = self.dir[id(f.direction_evidence)] = ix[7]
                     s[i] = self.inputs[f.first_frame[0]] = ix[8]
         vcells = self.verdict_cells
-        columns = ([vcells[k] for k in verdicts], [x[1] for x in a], [y[1] for y in b], [x[0] for x in svc],
-                   o, w, c, d, s)
+        columns: tuple[list[Any], ...] = ([vcells[k] for k in verdicts], [x[1] for x in a], [y[1] for y in b],
+                                          [x[0] for x in svc], o, w, c, d, s)
         out = walk.shared
         at = len(out)
         out.frombytes(bytes(out.itemsize * _WIDTH * len(batch)))
