@@ -1,7 +1,8 @@
 /* pcap-audit report: pages, sorts and filters the tables from the JSON block.
    Every cell arrives made (auditor/report/cells.py: [text, sort key, title, class, sub-lines], or the
-   index of a shared one in data.cells), but for a flow's own cells (numbers and timestamps), which
-   arrive as columns and are made below as cells.py makes them; otherwise this script only shows cells. A null or
+   index of a shared one in data.cells), but for a flow's own cells (numbers and timestamps) and the
+   service cells that name their evidence, which arrive as columns (and templates) and are made below
+   as cells.py makes them; otherwise this script only shows cells. A null or
    missing key is the text; a title true is the key, a number the text of that shared cell; a record's
    own cell without a class has its column's (data.classes).
    Data is only ever inserted with textContent / setAttribute: never as markup. */
