@@ -1,5 +1,5 @@
 """The HTML report's data block read as report.js reads it (tests only): its flows' records as the
-script makes them from the block's columns (report.js flowRecords), cells resolved."""
+script makes them from the block's columns (report.js flowRecords, svcCell), cells resolved."""
 
 from __future__ import annotations
 
@@ -31,18 +31,39 @@ def _ts(t: int | str | None) -> list[Any]:
     return [text, None, t] if text == t else [text, t, True]
 
 
+def _svc_cell(data: dict[str, Any], t: list[Any], e: list[Any], at: int) -> list[Any]:
+    parts = t[3]
+    title = parts[0]
+    for part in parts[1:]:
+        fi, fn, head, detail = e[at:at + 4]
+        detail = data["svc"]["d"][detail]
+        title += (f"input {fi} frame " if data["multiInput"] else "frame ") + f"{fn}: {head}" + \
+            (f" ({detail})" if detail else "") + part
+        at += 4
+    return [t[0], t[1], title, t[2]]
+
+
 def flow_records(data: dict[str, Any]) -> list[list[Any]]:
-    """The flows' records, as report.js makes them: shared cells as their index, own cells made."""
+    """The flows' records, as report.js makes them: shared cells as their index, own cells and
+    service cells with their evidence made."""
     out = []
     for b in data["flows"]:
         ix = b["ix"]
+        e, at = b.get("e", []), 0
         for k, (p, n, t0, t1, fi, fn) in enumerate(zip(b["p"], b["b"], b["t0"], b["t1"], b["fi"], b["fn"],
                                                        strict=True)):
             o = k * 9
             size = [_bytes(n), n, _num(n) + " bytes"] if n >= 1024 else [f"{n} B", n]
             frame = b["frame"][k] if "frame" in b else \
                 [(f"{fi}:#" if data["multiInput"] else "#") + str(fn), fi * 10**12 + fn, ix[o + 8]]
-            out.append([*ix[o:o + 7], [_num(p), p], size, _ts(t0), _ts(t1), frame, ix[o + 7]])
+            svc = ix[o + 3]
+            if svc < 0:
+                t = data["svc"]["t"][-1 - svc]
+                svc = _svc_cell(data, t, e, at)
+                at += 4 * (len(t[3]) - 1)
+            out.append([*ix[o:o + 3], svc, *ix[o + 4:o + 7], [_num(p), p], size, _ts(t0), _ts(t1), frame,
+                        ix[o + 7]])
+        assert at == len(e), "every evidence member is read"
     return out
 
 

@@ -80,13 +80,14 @@ def test_a_saved_audit_loads_into_the_same_document(sample_doc: AuditDocument) -
 
 def _same_page(a: str, b: str) -> None:
     """Two reports show the same: the same page around the data block, the same data but for the
-    order of the shared cells, the same flows' cells once the shared ones are written out."""
+    order of the shared cells and the service cells made by the page, the same flows' cells once
+    those are written out."""
     (block_a,), (block_b,) = _DATA.findall(a), _DATA.findall(b)
     assert a.replace(block_a, "") == b.replace(block_b, "")
     data_a, data_b = json.loads(block_a), json.loads(block_b)
     assert resolved(data_a) == resolved(data_b)
-    assert {k: v for k, v in data_a.items() if k not in ("flows", "cells")} == \
-        {k: v for k, v in data_b.items() if k not in ("flows", "cells")}
+    assert {k: v for k, v in data_a.items() if k not in ("flows", "cells", "svc")} == \
+        {k: v for k, v in data_b.items() if k not in ("flows", "cells", "svc")}
 
 
 def _verdict(i: int, **flow: Any) -> FlowVerdict:
@@ -114,7 +115,7 @@ EDGE_VERDICTS = [
              app_evidence={"tls": AppEvidence("tls", "resp", (0, 7), "16 03 01", "TLS <1.2>\u202e"),
                            "ica": AppEvidence("ica", "orig", (1, 3), "7f 7f", "")}),
     _verdict(6, connections=5, orig_bytes=1024, apps={"tls": 2, "http": 2, "ica": 1},
-             app_evidence={"tls": AppEvidence("tls", "resp", (0, 9), "16 03 01", "TLS <1.2>\u202e"),
+             app_evidence={"tls": AppEvidence("tls", "resp", (0, 9), "16 \u2028<03>\x00", "TLS <1.2>\u202e"),
                            "ica": AppEvidence("ica", "orig", (1, 4), "7f 7f", "")}),
 ]
 

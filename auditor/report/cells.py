@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from auditor.report.model import AppEvidenceRow, FlowRow, HostRow, RuleRow
+from auditor.report.model import FlowRow, HostRow, RuleRow
 
 DISPLAY_CHARS = 120
 """Longer strings are cut for display; the cell's title attribute holds the bounded full text."""
@@ -218,6 +218,11 @@ class FlowCells:
         k = ("S", text, parts[0], cls, key)
         return self._index.get(k) or self._intern(k, Cell, text, parts[0], (), cls, key)
 
+    def verdict_cell(self, verdict: str) -> int:
+        """The interned index of a verdict cell (as ``shared`` makes it)."""
+        key = ("v", verdict)
+        return self._index.get(key) or self._intern(key, _verdict_cell, verdict)
+
     def verdict(self, r: FlowRow) -> str:
         return "failing" if r.classification == "expected" and r.failing else self.t32[r.classification]
 
@@ -302,24 +307,30 @@ class FlowCells:
             r.protocol, r.port, r.apps, r.app_protocol, r.app_evidence, r.unverified, r.reason)
         if not names:
             return Cell(text, parts[0], cls=cls, key=key)
-        frames = [r.app_evidence[n].frame for n in names]
-        return Cell(text, self.svc_title(parts, [(f.input, f.frame) for f in frames]), cls=cls, key=key)
+        evidence = [r.app_evidence[n] for n in names]
+        return Cell(text, self.svc_title(parts, [(e.frame.input, e.frame.frame) for e in evidence],
+                                         [(self.t32[e.head], self.t80[e.detail]) for e in evidence]),
+                    cls=cls, key=key)
 
-    def svc_title(self, parts: list[str], frames: list[tuple[int, int]]) -> str:
-        """A service cell's title from its template (``svc_template``) and its evidence's frames."""
+    def svc_title(self, parts: list[str], frames: list[tuple[int, int]], evidence: list[tuple[str, str]]) -> str:
+        """A service cell's title from its template (``svc_template``), its evidence's frames and their
+        (head, detail) texts (report.js makes the same of the data block's ``svc`` and ``e`` columns)."""
         multi = len(self.paths) > 1
         out = [parts[0]]
-        for (i, n), part in zip(frames, parts[1:], strict=True):
-            out.append(f"input {i} frame {n}" if multi else f"frame {n}")
+        for (i, n), (head, detail), part in zip(frames, evidence, parts[1:], strict=True):
+            out.append(f"input {i} frame {n}: {head}" if multi else f"frame {n}: {head}")
+            if detail:
+                out.append(f" ({detail})")
             out.append(part)
         return "".join(out)
 
     def svc_template(self, protocol: str, port: int, apps: Mapping[str, int], app_protocol: str,
-                     app_evidence: Mapping[str, AppEvidenceRow], unverified: int, reason: str | None
+                     app_evidence: Mapping[str, Any], unverified: int, reason: str | None
                      ) -> tuple[str, list[str], list[str], str, int]:
-        """A service cell, from its row's fields, but for the frames of its evidence: (text, the
-        title's parts around the frames, the protocols whose evidence frames go between them in order,
-        class, key). Flows that differ only in those frames share it."""
+        """A service cell, from its row's fields, but for its evidence's frames and first bytes: (text,
+        the title's parts around each evidence's frame and bytes, the protocols whose evidence goes
+        between them in order, class, key). Flows that differ only in those share it; only the keys of
+        ``app_evidence`` and each one's ``direction`` are read."""
         p = self.t16[protocol]
         key = port * 4 + _PROTO_ORDER.get(protocol, 3)
         if protocol not in ("tcp", "udp"):
@@ -338,7 +349,7 @@ class FlowCells:
                 line.append(f"; first bytes from the {who}, ")
                 parts.append("".join(line))
                 framed.append(name)
-                line = [f": {self.t32[ev.head]}" + (f" ({self.t80[ev.detail]})" if ev.detail else "")]
+                line = []
             line.append("\n")
         if unverified:
             line.append(f"unverified: {unverified} connection{'s' if unverified != 1 else ''} "

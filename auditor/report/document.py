@@ -19,7 +19,7 @@ from auditor.classify import REASON_MISMATCH
 from auditor.criteria import criteria_record
 from auditor.model import Classification, Flow, Refusal, RuleState
 from auditor.refusal import refused_by
-from auditor.report.jsondata import FlowJson, plain
+from auditor.report.jsondata import FlowJson, _Memo, _ts_json, plain
 from auditor.report.model import (
     SCHEMA_VERSION,
     Alternative,
@@ -92,14 +92,21 @@ def iso(ts: float | None) -> str | None:
         return None
     try:
         sec, frac = divmod(round(ts * 1_000_000), 1_000_000)
-        head = _SECOND_TEXT.get(sec)
-        if head is None:
-            if len(_SECOND_TEXT) > 100_000:
-                _SECOND_TEXT.clear()
-            head = _SECOND_TEXT[sec] = _dt.datetime.fromtimestamp(sec, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        return f"{head}.{frac:06d}Z"
+        return f"{_SECOND_TEXT.get(sec) or _second_text(sec)}.{frac:06d}Z"
     except (OverflowError, OSError, ValueError):
         return None
+
+
+def _second_text(sec: int) -> str:
+    """iso's text of a whole second, kept."""
+    if len(_SECOND_TEXT) > 100_000:
+        _SECOND_TEXT.clear()
+    text = _SECOND_TEXT[sec] = _dt.datetime.fromtimestamp(sec, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return text
+
+
+_TS_FAST = 2.5e11
+"""Timestamps from 0 up to this (the year 9892) have iso's text without a failure to catch."""
 
 
 def _iso_dt(d: _dt.datetime) -> str:
@@ -336,6 +343,15 @@ class _JsonParts:
         self.tallies: dict[tuple[int, int], tuple[Flow, str]] = {}
         """(id(direction evidence), id(conn_states)) -> (a flow holding them, so the ids stay theirs; JSON)."""
         self.tunnels: dict[frozenset[str], str] = {}
+        js = text.text
+        self.apps = _Memo(lambda raw: (lambda apps: f'"app_protocol":{js[next(iter(apps)) if apps else UNKNOWN]},'
+                                       f'"apps":{text.states[tuple(apps.items())]},"unverified":')(
+                                           shared.apps(dict(raw)) if raw else _NO_STATES))
+        """A flow's raw protocol counts -> its app_protocol's and apps' JSON (as service_fields gives them)."""
+        self.evidence_head = _Memo(lambda k: f'{js[k[0]]}:{{"direction":{js[k[1]]},"frame":{{"input":')
+        """(protocol, direction) -> the JSON of an evidence member up to its frame's input."""
+        self.heads = _Memo(lambda raw: js[bounded(raw, 32)])
+        self.details = _Memo(lambda raw: js[bounded(raw, 80)])
 
     def host(self, h: HostView) -> tuple[HostView, str, str]:
         hit = self.hosts.get(id(h))
@@ -350,6 +366,8 @@ class _JsonParts:
         js, lists = text.text, text.lists
         hosts, kinds, outcomes, whys, tallies, tunnels = (self.hosts, self.kinds, self.outcomes, self.why,
                                                           self.tallies, self.tunnels)
+        app_json, ev_head, heads, details = self.apps, self.evidence_head, self.heads, self.details
+        seconds = _SECOND_TEXT
         out = []
         for v in verdicts:
             f = v.flow
@@ -385,18 +403,32 @@ class _JsonParts:
             tunnel = "[]"
             if f.tunnels:
                 tunnel = tunnels.get(f.tunnels) or tunnels.setdefault(f.tunnels, lists[shared.tunnel_list(f.tunnels)])
-            if f.apps or f.app_evidence:
-                apps, app_protocol, evidence = service_fields(f, shared)
-                service = (f'"app_protocol":{js[app_protocol]},"apps":{text.states[tuple(apps.items())]},'
-                           f'"unverified":{f.unverified:d},'
-                           f'"app_evidence":{text.evidence(evidence) if evidence else "{}"}}}')
+            evidence = f.app_evidence
+            if evidence:
+                # What text.evidence gives of service_fields's rows, from the flow's own evidence.
+                items = sorted(evidence.items()) if len(evidence) > 1 else evidence.items()
+                apps = app_json[tuple(f.apps.items()) if f.apps else ()]
+                service = (f'{apps}{f.unverified:d},"app_evidence":{{' + ",".join([
+                    f'{ev_head[(name, e.direction)]}{e.frame[0]:d},"frame":{e.frame[1]:d}}},'
+                    f'"head":{heads[e.head]},"detail":{details[e.detail]}}}' for name, e in items]) + "}}")
+            elif f.apps:
+                service = f'{app_json[tuple(f.apps.items())]}{f.unverified:d},"app_evidence":{{}}}}'
             else:
                 service = (f'"app_protocol":{js[UNKNOWN]},"apps":{{}},"unverified":{f.connections:d},'
                            '"app_evidence":{}}')
-            # iso's text needs no escaping (digits, "-", ":", "T", ".", "Z").
-            first, last, frame = iso(f.first_seen), iso(f.last_seen), f.first_frame
-            first = "null" if first is None else '"' + first + '"'
-            last = "null" if last is None else '"' + last + '"'
+            # iso's text needs no escaping (digits, "-", ":", "T", ".", "Z"); the text of each
+            # whole second is iso's.
+            t0, t1, frame = f.first_seen, f.last_seen, f.first_frame
+            if 0.0 <= t0 < _TS_FAST:
+                sec, frac = divmod(round(t0 * 1_000_000), 1_000_000)
+                first = f'"{seconds.get(sec) or _second_text(sec)}.{frac:06d}Z"'
+            else:
+                first = _ts_json(iso(t0))
+            if 0.0 <= t1 < _TS_FAST:
+                sec, frac = divmod(round(t1 * 1_000_000), 1_000_000)
+                last = f'"{seconds.get(sec) or _second_text(sec)}.{frac:06d}Z"'
+            else:
+                last = _ts_json(iso(t1))
             out.append(
                 f'{{"initiator":{js[k.initiator]},"responder":{js[k.responder]},"protocol":{js[k.protocol]},'
                 f'"port":{k.port:d},"initiator_roles":{a[1]},"responder_roles":{b[1]},'

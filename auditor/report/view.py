@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from markupsafe import Markup
 
@@ -36,7 +36,7 @@ from auditor.report.cells import (
     rule_cells,
     safe_text,
 )
-from auditor.report.document import FlowRows, iso
+from auditor.report.document import FlowRows, bounded, iso
 from auditor.report.model import AuditDocument, FlowRow
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ class View:
 DATA_MARK = "\x00audit-data\x00"
 """Stands for the data block in the rendered page. Nothing from the document can contain it: every
 string passes safe_text, which shows a NUL as \\u0000."""
-_BATCH = 2000
+_BATCH = 2048
 _DUMP = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 _DUMP_RECORDS = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"),
                                  check_circular=False).encode
@@ -201,11 +201,18 @@ class _FlowPass:
         of first appearance."""
         self.talkers: dict[str, dict[str, Any]] = {}
         self.summarised = 0
-        self.shared = array("I")
-        """Per flow, _WIDTH indexes: its interned cells' and its frame input's (FlowCells.shared)."""
+        self.shared = array("i")
+        """Per flow, _WIDTH indexes: its interned cells' and its frame input's (FlowCells.shared); a
+        service cell made in the page as ``-1 -`` its template's index (_VerdictWalk)."""
         self._cache: dict[int, list[Cell]] = {}
+        self.templates: list[list[Any]] = []
+        """The service cells made in the page, but for their evidence (_VerdictWalk.templates)."""
+        self.details: list[str] = []
+        self.evidence: list[list[Any]] = []
+        """Per batch of _BATCH flows, the evidence of its service cells made in the page."""
         if isinstance(flows, FlowRows):
-            _VerdictWalk(self, flows)
+            made = _VerdictWalk(self, flows)
+            self.templates, self.details, self.evidence = made.templates, made.details, made.evidence
         else:
             rows = iter(flows)
             while batch := list(islice(rows, _BATCH)):
@@ -290,6 +297,9 @@ class _FlowPass:
                 # number (a flow never seen has frame (1 << 62, 0)): the batch's frame cells as made.
                 columns["frame"] = [[f"{i}:#{n}" if multi else f"#{n}", i * 10**12 + n, ix[k * _WIDTH + _WIDTH - 1]]
                                     for k, (i, n) in enumerate(zip(fi, fn, strict=True))]
+            evidence = [x for batch in self.evidence[start // _BATCH:(end + _BATCH - 1) // _BATCH] for x in batch]
+            if evidence:
+                columns["e"] = evidence
             text = _script_safe(_DUMP_RECORDS({"ix": ix, **columns}))
             yield text if not start else "," + text
 
@@ -302,35 +312,72 @@ class _FlowPass:
         return hit
 
 
-_CHUNK = 8192
-"""Flows per chunk of the data block."""
+_V = TypeVar("_V")
+_CHUNK = 4 * _BATCH
+"""Flows per chunk of the data block (whole batches: the evidence of service cells is kept a batch at
+a time)."""
 _TS_MAX = float(1 << 53) / 1e6 - 1
 _FRAME_INPUTS = (1 << 53) // 10**12
 """Frame cells of inputs below this have keys exact in a JavaScript number."""
 """Timestamps below this go to the page as whole microseconds (exact in a JavaScript number)."""
 
 
+class _Found(dict[Any, _V]):
+    """A column's cells by what they are made of: ``make(key)`` the first time a key is met."""
+
+    __slots__ = ("make",)
+
+    def __init__(self, make: Callable[[Any], _V]) -> None:
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, key: Any) -> _V:
+        found = self[key] = self.make(key)
+        return found
+
+
 class _VerdictWalk:
     """_FlowPass's walk over an audit's verdicts (FlowRows): what _FlowPass._take gives from rows,
-    made from the verdicts, each column's cell found by what it is made of; a flow's row is built
-    only when one of its cells is new (its service cell's template, when that is new)."""
+    made from the verdicts a column at a time, each column's cell found by what it is made of; a
+    flow's row is built only when one of its cells is new.
+
+    A service cell whose title names its evidence's frames and first bytes (one per flow, nearly) is
+    not made here: its column holds ``-1 - t`` for the template ``t`` (``templates``: the cell but for
+    those, FlowCells.svc_template) and the flow's evidence goes to ``evidence``: per framed protocol,
+    the frame's input and number, the first bytes' text and the detail's index in ``details``.
+    report.js makes the cell of them as FlowCells.svc_title does."""
 
     def __init__(self, walk: _FlowPass, rows: FlowRows) -> None:
         self.walk, self.rows, self.cells = walk, rows, walk.cells
+        cells = self.cells
         self.hosts: dict[int, tuple[HostView, int, int, tuple[str, ...]]] = {}
         """id(host view) -> (the view, kept so the id stays its own; its cell; its roles' list id;
         its names as its rows hold them)."""
-        self.kinds: dict[tuple[str, bool], str] = {}
-        self.verdict_cells: dict[str, int] = {}
-        self.outcome: dict[Any, int] = {}
+        self.kinds: _Found[str] = _Found(
+            lambda k: "failing" if k[0] == "expected" and k[1] else cells.t32[str(k[0])])
+        self.verdict_cells: _Found[int] = _Found(cells.verdict_cell)
         self.why: dict[Any, int] = {}
+        self.outcome: dict[Any, int] = {}
         self.conns: dict[Any, int] = {}
         self.dir: dict[int, int] = {}
         self.inputs: dict[int, int] = {}
-        self.svc: dict[Any, tuple[str, list[str], list[str], str, int, int]] = {}
+        self.svc: dict[Any, tuple[int, list[str]]] = {}
+        """A service's template key -> (its interned cell, or -1 - its template's index; the
+        protocols whose evidence its title names, in order)."""
+        self.templates: list[list[Any]] = []
+        """[text, key, class, title parts] of the service cells made in the page."""
+        self.heads: _Found[str] = _Found(lambda raw: cells.t32[bounded(raw, 32)])
+        self.details: list[str] = []
+        self.detail_ix: _Found[int] = _Found(self._detail)
+        self.evidence: list[list[Any]] = []
+        """Per batch of _BATCH flows, its framed flows' evidence, flat (4 per framed protocol)."""
         verdicts = rows.verdicts
         for start in range(0, len(verdicts), _BATCH):
             self.take(verdicts[start:start + _BATCH])
+
+    def _detail(self, raw: str) -> int:
+        self.details.append(self.cells.t80[bounded(raw, 80)])
+        return len(self.details) - 1
 
     def host(self, h: HostView) -> tuple[HostView, int, int, tuple[str, ...]]:
         hit = self.hosts.get(id(h))
@@ -339,66 +386,75 @@ class _VerdictWalk:
             hit = self.hosts[id(h)] = (h, self.cells.host(h.address, names, roles), self.walk.lists(roles), names)
         return hit
 
+    def service(self, v: FlowVerdict, key: Any) -> tuple[int, list[str]]:
+        text, parts, names, cls, skey = self.cells.svc_template(*self.rows.service(v))
+        if not names:
+            found = self.svc[key] = (self.cells.service((text, parts, names, cls, skey)), names)
+        else:
+            self.templates.append([text, skey, cls, parts])
+            found = self.svc[key] = (-len(self.templates), names)
+        return found
+
     def take(self, batch: Sequence[FlowVerdict]) -> None:
         walk, cells, rows = self.walk, self.cells, self.rows
-        kinds, hosts, host = self.kinds, self.hosts, self.host
-        verdicts: list[str] = []
-        init: list[int] = []
-        resp: list[int] = []
-        out = walk.shared
-        for v in batch:
-            f = v.flow
-            row: FlowRow | None = None
-            kind = kinds.get((v.classification, v.failing))
-            if kind is None:
-                row = rows.row(v)
-                kind = kinds[(v.classification, v.failing)] = cells.verdict(row)
-            verdicts.append(kind)
-            a = hosts.get(id(v.initiator)) or host(v.initiator)
-            b = hosts.get(id(v.responder)) or host(v.responder)
-            init.append(a[2])
-            resp.append(b[2])
+        hosts, host = self.hosts, self.host
+        flows = [v.flow for v in batch]
+        kinds = self.kinds
+        verdicts = [kinds[(v.classification, v.failing)] for v in batch]
+        a = [hosts.get(id(v.initiator)) or host(v.initiator) for v in batch]
+        b = [hosts.get(id(v.responder)) or host(v.responder) for v in batch]
+        for kind, f, x, y in zip(verdicts, flows, a, b, strict=True):
             if kind == "unmapped":
-                walk.talk(f.key.initiator, a[3], f.bytes, f.packets)
-                walk.talk(f.key.responder, b[3], f.bytes, f.packets)
-            k = f.key
-            apps, evidence = f.apps, f.app_evidence
-            k_svc = (k.protocol, k.port, tuple(apps.items()) if apps else None, f.connections,
-                     tuple((n, e.direction, e.head, e.detail) for n, e in evidence.items()) if evidence else None,
-                     v.reason == REASON_MISMATCH)
-            svc = self.svc.get(k_svc)
-            if svc is None:
-                template = cells.svc_template(*rows.service(v))
-                svc = self.svc[k_svc] = (*template, -1 if template[2] else cells.service(template))
-            if svc[2]:
-                text, parts, names, cls, key, _ = svc
-                title = cells.svc_title(parts, [evidence[n].frame for n in names])  # type: ignore[index]
-                svc_ix = cells.add(Cell(text, title, (), cls, key))
-            else:
-                svc_ix = svc[5]
-            refusals = f.refusals
-            k_out = (f.outcome, tuple(refusals.items()) if refusals else None)
-            k_why = (v.rule_ids, v.reverse_rule_ids, v.reason, v.reason_text)
-            k_conns = (f.connections, f.established, f.rejected, f.unanswered, id(f.conn_states))
-            w = self.why.get(k_why)
-            if w is None:
-                w = self.why[k_why] = cells.why(*rows.why(v))
-            d = self.dir.get(id(f.direction_evidence))
-            o, c, s = self.outcome.get(k_out), self.conns.get(k_conns), self.inputs.get(f.first_frame[0])
-            if o is None or c is None or d is None or s is None:
-                row = row or rows.row(v)
-                ix = cells.shared(row, svc=False)
-                o = self.outcome[k_out] = ix[4]
-                c = self.conns[k_conns] = ix[6]
-                d = self.dir[id(f.direction_evidence)] = ix[7]
-                s = self.inputs[f.first_frame[0]] = ix[8]
-            vi = self.verdict_cells.get(kind)
-            if vi is None:
-                vi = self.verdict_cells[kind] = cells.shared(row or rows.row(v), svc=False)[0]
-            out.extend((vi, a[1], b[1], svc_ix, o, w, c, d, s))
-        walk.neg_bytes += [-(v.flow.orig_bytes + v.flow.resp_bytes) for v in batch]
-        walk.summarised += sum(1 for v in batch if v.flow.summarised)
-        walk.tally(verdicts, init, resp)
+                walk.talk(f.key.initiator, x[3], f.bytes, f.packets)
+                walk.talk(f.key.responder, y[3], f.bytes, f.packets)
+        # The service's template, by what it is made of but its evidence's frames and first bytes.
+        k_svc = [(f.key.protocol, f.key.port, tuple(f.apps.items()) if f.apps else None, f.unverified,
+                  tuple([(n, e.direction) for n, e in f.app_evidence.items()]) if f.app_evidence else None,
+                  v.reason == REASON_MISMATCH) for v, f in zip(batch, flows, strict=True)]
+        get_svc, service = self.svc.get, self.service
+        svc = [get_svc(k) or service(v, k) for v, k in zip(batch, k_svc, strict=True)]
+        ev: list[Any] = []
+        heads, details = self.heads, self.detail_ix
+        for (_, names), f in zip(svc, flows, strict=True):
+            if names:
+                got = f.app_evidence or {}
+                for n in names:
+                    e = got[n]
+                    ev += (e.frame[0], e.frame[1], heads[e.head], details[e.detail])
+        self.evidence.append(ev)
+        get_w = self.why.get
+        w = [get_w((v.rule_ids, v.reverse_rule_ids, v.reason, v.reason_text)) for v in batch]
+        if None in w:
+            for i, v in enumerate(batch):
+                if w[i] is None:
+                    key = (v.rule_ids, v.reverse_rule_ids, v.reason, v.reason_text)
+                    w[i] = get_w(key) or self.why.setdefault(key, cells.why(*rows.why(v)))
+        k_out = [(f.outcome, tuple(f.refusals.items()) if f.refusals else None) for f in flows]
+        k_conns = [(f.connections, f.established, f.rejected, f.unanswered, id(f.conn_states)) for f in flows]
+        get_o, get_c, get_d, get_s = self.outcome.get, self.conns.get, self.dir.get, self.inputs.get
+        o = [get_o(k) for k in k_out]
+        c = [get_c(k) for k in k_conns]
+        d = [get_d(id(f.direction_evidence)) for f in flows]
+        s = [get_s(f.first_frame[0]) for f in flows]
+        if None in o or None in c or None in d or None in s:
+            for i, f in enumerate(flows):
+                if o[i] is None or c[i] is None or d[i] is None or s[i] is None:
+                    ix = cells.shared(rows.row(batch[i]), svc=False)
+                    o[i] = self.outcome[k_out[i]] = ix[4]
+                    c[i] = self.conns[k_conns[i]] = ix[6]
+                    d[i] = self.dir[id(f.direction_evidence)] = ix[7]
+                    s[i] = self.inputs[f.first_frame[0]] = ix[8]
+        vcells = self.verdict_cells
+        columns: tuple[list[Any], ...] = ([vcells[k] for k in verdicts], [x[1] for x in a], [y[1] for y in b],
+                                          [x[0] for x in svc], o, w, c, d, s)
+        out = walk.shared
+        at = len(out)
+        out.frombytes(bytes(out.itemsize * _WIDTH * len(batch)))
+        for j, column in enumerate(columns):
+            out[at + j::_WIDTH] = array("i", column)
+        walk.neg_bytes += [-(f.orig_bytes + f.resp_bytes) for f in flows]
+        walk.summarised += sum(1 for f in flows if f.summarised)
+        walk.tally(verdicts, [x[2] for x in a], [y[2] for y in b])
 
 
 def build_view(doc: AuditDocument) -> View:
@@ -464,7 +520,8 @@ def build_view(doc: AuditDocument) -> View:
         ))
 
     matrix_roles, matrix = _matrix([r.role for r in role_views], walk.pairs, lists)
-    # The data block, in the key order of one dict {pageSize, cols, classes, cells, flows, rule, host,
+    # The data block, in the key order of one dict {pageSize, cols, classes, cells, svc, flows, rule,
+    # host,
     # tables} encoded whole: compact JSON of a dict is its members' JSON joined by ",", so it can be
     # cut there.
     before = {"pageSize": PAGE_SIZE, "multiInput": len(paths) > 1,
@@ -484,7 +541,7 @@ def build_view(doc: AuditDocument) -> View:
         for i in range(0, len(shared), _BATCH):
             text = _script_safe(_DUMP_RECORDS([c.encode() for c in shared[i:i + _BATCH]])[1:-1])
             yield text if not i else "," + text
-        yield '],"flows":['
+        yield '],"svc":' + _script_safe(_DUMP({"t": walk.templates, "d": walk.details})) + ',"flows":['
         yield from walk.chunks()
         yield rule_part
         for i in range(0, len(hosts), _BATCH):

@@ -1,7 +1,8 @@
 /* pcap-audit report: pages, sorts and filters the tables from the JSON block.
    Every cell arrives made (auditor/report/cells.py: [text, sort key, title, class, sub-lines], or the
-   index of a shared one in data.cells), but for a flow's own cells (numbers and timestamps), which
-   arrive as columns and are made below as cells.py makes them; otherwise this script only shows cells. A null or
+   index of a shared one in data.cells), but for a flow's own cells (numbers and timestamps) and the
+   service cells that name their evidence, which arrive as columns (and templates) and are made below
+   as cells.py makes them; otherwise this script only shows cells. A null or
    missing key is the text; a title true is the key, a number the text of that shared cell; a record's
    own cell without a class has its column's (data.classes).
    Data is only ever inserted with textContent / setAttribute: never as markup. */
@@ -30,13 +31,31 @@
     var text = t.slice(0, 19).replace(/T/g, " ");  // cells.fmt_ts
     return text === t ? [text, null, t] : [text, t, true];
   }
+  // A service cell whose title names its evidence's frames and first bytes arrives as -1 - t for the
+  // template t in data.svc.t ([text, key, class, title parts]) and, in the batch's column e, four
+  // members per part after the first: the frame's input and number, the first bytes, the detail's
+  // index in data.svc.d; made here as cells.FlowCells.svc_title makes its title.
+  function svcCell(t, e, at) {
+    var parts = t[3], title = parts[0];
+    for (var j = 1; j < parts.length; j++, at += 4) {
+      var detail = data.svc.d[e[at + 3]];
+      title += (data.multiInput ? "input " + e[at] + " frame " : "frame ") + e[at + 1] + ": " + e[at + 2] +
+        (detail ? " (" + detail + ")" : "") + parts[j];
+    }
+    return [t[0], t[1], title, t[2]];
+  }
   function flowRecords(batches) {
     var out = [];
     batches.forEach(function (b) {
-      var ix = b.ix;
+      var ix = b.ix, e = b.e, at = 0;
       for (var k = 0, o = 0; k < b.p.length; k++, o += 9) {
-        var p = b.p[k], n = b.b[k], fi = b.fi[k], fn = b.fn[k];
-        out.push([ix[o], ix[o + 1], ix[o + 2], ix[o + 3], ix[o + 4], ix[o + 5], ix[o + 6],
+        var p = b.p[k], n = b.b[k], fi = b.fi[k], fn = b.fn[k], svc = ix[o + 3];
+        if (svc < 0) {
+          var t = data.svc.t[-1 - svc];
+          svc = svcCell(t, e, at);
+          at += 4 * (t[3].length - 1);
+        }
+        out.push([ix[o], ix[o + 1], ix[o + 2], svc, ix[o + 4], ix[o + 5], ix[o + 6],
           [num(p), p], n >= 1024 ? [fmtBytes(n), n, num(n) + " bytes"] : [String(n) + " B", n],
           tsCell(b.t0[k]), tsCell(b.t1[k]),
           b.frame ? b.frame[k] : [(data.multiInput ? fi + ":#" : "#") + fn, fi * 1e12 + fn, ix[o + 8]], ix[o + 7]]);
