@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from auditor.apps import APP_SNAP
 from auditor.conversations import ConversationBuilder, ConversationResult
-from auditor.conversations.state import _Chain, unpacked
+from auditor.conversations.state import _CONN_FIELDS, _Chain, _Conn, unpacked
 from auditor.model import PacketRecord
 from tests.records import handshake, icmp_echo, icmp_unreach, numbered, tcp, udp
 from tests.test_invariance import capture
@@ -209,6 +209,27 @@ def test_other_traffic_cut_everywhere_near_handshakes(seed: int) -> None:
 def test_a_chunk_result_travels_between_processes(recs: list[PacketRecord], whole: dict[str, Any]) -> None:
     parts = [pickle.loads(pickle.dumps(p)) for p in chunks(recs, [len(recs) // 2])]
     assert facts(merged(parts)) == whole
+
+
+def test_a_chain_and_its_connection_travel_whole() -> None:
+    # What a worker sends back holds head chains and their live connections, pointing at each other:
+    # unpickled, every field is there and equal, and the pair points at each other again. _Conn's
+    # state is its fields by name (_CONN_FIELDS: the class compiled with mypyc has no __slots__).
+    fields = getattr(_Conn, "__mypyc_attrs__", None) or _Conn.__annotations__  # compiled, or Python
+    assert sorted(_CONN_FIELDS) == sorted(fields)
+    b = ConversationBuilder(chunk=True)
+    b.feed_many(numbered([*handshake("10.0.0.1", "10.0.0.2", 40000, 1494, 1.0),
+                          tcp("10.0.0.2", "10.0.0.1", 1494, 40000, "PA", 1.5, payload=b"hello", seq=9)]))
+    chain = b.chains[0]
+    assert chain.conn is not None and chain.conn.chain is chain
+    copy = pickle.loads(pickle.dumps(chain))
+    assert copy.conn is not None and copy.conn.chain is copy
+    for name in _CONN_FIELDS:
+        if name != "chain":
+            assert getattr(copy.conn, name) == getattr(chain.conn, name), name
+    for name in ("ck", "proto", "first_ts", "last_ts", "closed", "ttls"):
+        assert getattr(copy, name) == getattr(chain, name), name
+    assert len(copy.log) == len(chain.log) and copy.log[0] == chain.log[0]
 
 
 def test_a_chain_logs_plain_records_as_bytes_that_give_them_back() -> None:
