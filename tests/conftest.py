@@ -140,34 +140,35 @@ def real_rules() -> Path:
     return rules_dir()
 
 
-def compiled_kernel_or_skip() -> ModuleType:
-    """The compiled kernel; where none is installed the test is skipped, except under
-    PCAP_AUDIT_REQUIRE_COMPILED=1 (CI), where it fails."""
+def compiled_kernel_or_skip() -> dict[str, ModuleType]:
+    """The compiled modules (auditor/capture/native.py's COMPILED); where they are not installed the
+    test is skipped, except under PCAP_AUDIT_REQUIRE_COMPILED=1 (CI), where it fails."""
     from auditor.capture import native
 
-    module, why_not = native.load_native()
-    if module is None:
+    modules, why_not = native.load_native()
+    if modules is None:
         if native.env_flag(os.environ, native.REQUIRE_ENV):
             pytest.fail(f"{native.REQUIRE_ENV}=1 but {why_not}")
         pytest.skip(why_not)
-    return module
+    return modules
 
 
 @pytest.fixture
-def compiled_kernel() -> ModuleType:
+def compiled_kernel() -> dict[str, ModuleType]:
     return compiled_kernel_or_skip()
 
 
 @pytest.fixture(params=["pure", "compiled"])
 def each_kernel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """The test once with each per-packet kernel (auditor/capture/native.py): kernel.py, and its
-    compiled build (compiled_kernel_or_skip). Decoders made during the test use it; the value is its
-    module (KEEP_FIRST...)."""
-    from auditor.capture import kernel, native
+    """The test once with each build of the hot path (auditor/capture/native.py): the Python modules
+    (capture/kernel.py, dnswire.py), and their compiled builds (compiled_kernel_or_skip). Decoders and
+    name readers made during the test use it; the value is the kernel's module (KEEP_FIRST...), the
+    others are ``native.KERNEL.of(name)``."""
+    from auditor.capture import native
 
     if request.param == "pure":
-        choice = native.KernelChoice(kernel, False, "pure Python (test)")
+        build = native.Build(native.pure_modules(), False, "pure Python (test)")
     else:
-        choice = native.KernelChoice(compiled_kernel_or_skip(), True, "compiled (test)")
-    monkeypatch.setattr(native, "KERNEL", choice)
-    return choice.module
+        build = native.Build(compiled_kernel_or_skip(), True, "compiled (test)")
+    monkeypatch.setattr(native, "KERNEL", build)
+    return build.module

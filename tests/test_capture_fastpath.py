@@ -172,7 +172,7 @@ def test_pcapng_walk_equals_decoder(tmp_path: Path, seed: int, monkeypatch: pyte
 
 @pytest.mark.parametrize(("chunk", "window"), [(97, 1 << 18), (4000, 50), (3000, 700)])
 def test_walk_across_buffer_refills(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int,
-                                    window: int) -> None:
+                                    window: int, each_kernel: ModuleType) -> None:
     # Records straddle reads; with a window smaller than a read, cut records are joined through the
     # window (and records longer than the window in full), then the walk goes on in the read block.
     frames = _frames(99, 300)
@@ -182,7 +182,7 @@ def test_walk_across_buffer_refills(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     whole_ng = list(open_captures([str(ng)]))
     monkeypatch.setattr(pcapfile, "CHUNK", chunk)
     monkeypatch.setattr(pcapfile._Reader, "WINDOW", window)
-    monkeypatch.setattr(pcapfile, "PROGRESS_EVERY", 8)
+    monkeypatch.setattr(each_kernel, "PROGRESS_EVERY", 8)
     assert _same(path, [(1, f) for f in frames]) == whole
     assert _same(ng, [(1, f) for f in frames]) == whole_ng
     assert list(open_captures([str(ng)])) == whole_ng

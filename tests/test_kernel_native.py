@@ -1,18 +1,21 @@
-"""Which kernel runs (auditor/capture/native.py): the compiled build of kernel.py only when it was built
-from the kernel.py beside it and PCAP_AUDIT_PURE is not set; --version names it. The kernel tests
-themselves run against both kernels (conftest.each_kernel: test_capture_fastpath.py,
-test_capture_decode.py, test_conversations_lane.py)."""
+"""Which build of the hot path runs (auditor/capture/native.py): the compiled modules only when each was
+built from the source beside it and PCAP_AUDIT_PURE is not set, all or none; --version names it. The
+kernel's and the DNS reader's tests themselves run against both builds (conftest.each_kernel:
+test_capture_fastpath.py, test_capture_decode.py, test_conversations_lane.py, test_names_lean.py)."""
 
 from __future__ import annotations
 
 import os
+import runpy
 import subprocess
 import sys
+import textwrap
 import types
 from pathlib import Path
 
 import pytest
 
+from auditor import dnswire
 from auditor.audit import collect
 from auditor.capture import kernel, native, open_captures
 from auditor.capture.decode import Decoder
@@ -21,64 +24,86 @@ from auditor.model import PAYLOAD_SNAP
 from tests.capture_factory import eth_ipv4_tcp
 
 REPO = Path(__file__).resolve().parent.parent
-SOURCE = Path(kernel.__file__).read_bytes()
+PURE = {"auditor.capture.kernel": kernel, "auditor.dnswire": dnswire}
+SOURCES = {name: native.source_path(name).read_bytes() for name in native.COMPILED}
 
 
-def _fake_native(monkeypatch: pytest.MonkeyPatch, built_from: bytes | None) -> types.ModuleType:
-    """Installs a stand-in for the compiled module, built from ``built_from`` (None: not installed)."""
-    fake = types.ModuleType(native.NATIVE_MODULE)
-    fake.SOURCE_SHA256 = native.source_sha256(built_from or b"")  # type: ignore[attr-defined]
-    fake.BUILT_WITH = "mypyc 9.9"  # type: ignore[attr-defined]
+def _fake_native(monkeypatch: pytest.MonkeyPatch, built_from: dict[str, bytes]) -> dict[str, types.ModuleType]:
+    """Installs stand-ins for the compiled modules, each built from ``built_from[name]`` (a module
+    missing there: not installed)."""
+    fakes = {}
+    for name, native_name in native.COMPILED.items():
+        if name in built_from:
+            fake = types.ModuleType(native_name)
+            fake.SOURCE_SHA256 = native.source_sha256(built_from[name])  # type: ignore[attr-defined]
+            fake.BUILT_WITH = "mypyc 9.9"  # type: ignore[attr-defined]
+            fakes[native_name] = fake
     real = native.importlib.import_module
 
     def load(name: str) -> types.ModuleType:
-        if name != native.NATIVE_MODULE:
+        if name not in native.COMPILED.values():
             return real(name)
-        if built_from is None:
+        if name not in fakes:
             raise ImportError(name)
-        return fake
+        return fakes[name]
 
     monkeypatch.setattr(native.importlib, "import_module", load)
-    return fake
+    return {name: fakes[native_name] for name, native_name in native.COMPILED.items() if native_name in fakes}
+
+
+def test_the_python_modules_are_the_ones_compiled() -> None:
+    assert native.pure_modules() == PURE
+    assert all(native.source_path(name) == Path(m.__file__ or "").resolve() for name, m in PURE.items())
 
 
 def test_fresh_build_runs_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = _fake_native(monkeypatch, SOURCE)
-    choice = native.choose({})
-    assert choice.module is fake and choice.compiled and choice.description == "compiled (mypyc 9.9)"
-    assert native.choose({"PCAP_AUDIT_PURE": "0"}).module is fake
+    fakes = _fake_native(monkeypatch, SOURCES)
+    build = native.choose({})
+    assert build.modules == fakes and build.compiled and build.description == "compiled (mypyc 9.9)"
+    assert build.module is fakes["auditor.capture.kernel"] and build.dnswire is fakes["auditor.dnswire"]
+    assert native.choose({"PCAP_AUDIT_PURE": "0"}).modules == fakes
 
 
 def test_pure_env_wins(monkeypatch: pytest.MonkeyPatch) -> None:
-    _fake_native(monkeypatch, SOURCE)
-    choice = native.choose({"PCAP_AUDIT_PURE": "1"})
-    assert choice.module is kernel and not choice.compiled
-    assert choice.description == "pure Python (PCAP_AUDIT_PURE=1)"
+    _fake_native(monkeypatch, SOURCES)
+    build = native.choose({"PCAP_AUDIT_PURE": "1"})
+    assert build.modules == PURE and not build.compiled
+    assert build.description == "pure Python (PCAP_AUDIT_PURE=1)"
 
 
-def test_stale_build_runs_pure_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    # An editable install after an edit to kernel.py: the compiled module is from the old source.
-    _fake_native(monkeypatch, SOURCE + b"# an edit\n")
-    choice = native.choose({})
-    assert choice.module is kernel and not choice.compiled
-    assert "built from another kernel.py" in choice.description and "pip install -e ." in choice.description
+@pytest.mark.parametrize("edited", sorted(native.COMPILED))
+def test_one_stale_module_runs_all_pure_and_says_which(monkeypatch: pytest.MonkeyPatch, edited: str) -> None:
+    # An editable install after an edit to one module: its compiled build is from the old source.
+    _fake_native(monkeypatch, {**SOURCES, edited: SOURCES[edited] + b"# an edit\n"})
+    build = native.choose({})
+    assert build.modules == PURE and not build.compiled
+    assert f"{edited} was compiled from another source" in build.description
+    assert "pip install -e ." in build.description
 
 
 def test_no_build_runs_pure(monkeypatch: pytest.MonkeyPatch) -> None:
-    _fake_native(monkeypatch, None)
-    choice = native.choose({})
-    assert choice.module is kernel and choice.description == "pure Python (no compiled kernel installed)"
+    _fake_native(monkeypatch, {})
+    build = native.choose({})
+    assert build.modules == PURE and build.description == "pure Python (no compiled build installed)"
+    # Half a build (a module added to COMPILED since): pure, naming what is missing.
+    first, *rest = native.COMPILED
+    _fake_native(monkeypatch, {first: SOURCES[first]})
+    build = native.choose({})
+    assert build.modules == PURE and f"no compiled build of {rest[0]} installed" in build.description
 
 
 def test_this_install_runs_what_it_should() -> None:
     compiled, why_not = native.load_native()
     if native.env_flag(os.environ, native.REQUIRE_ENV):  # CI: its install must compile
         assert compiled is not None, why_not
-        assert native.source_sha256(SOURCE) == compiled.SOURCE_SHA256
-        assert type(compiled.Kernel.decode).__name__ != "function"  # native code, not a Python function
+        for name, module in compiled.items():
+            assert native.source_sha256(SOURCES[name]) == module.SOURCE_SHA256
+        # Native code, not Python functions.
+        assert type(compiled["auditor.capture.kernel"].Kernel.walk).__name__ != "function"
+        assert type(compiled["auditor.dnswire"].read_answers).__name__ != "function"
     pure = native.wants_pure(os.environ)
     assert native.KERNEL.compiled == (compiled is not None and not pure)
-    assert native.KERNEL.module is (kernel if pure or compiled is None else compiled)
+    assert native.KERNEL.modules == (PURE if pure or compiled is None else compiled)
 
 
 def test_version_names_the_kernel(tmp_path: Path) -> None:
@@ -104,6 +129,38 @@ def test_decoders_make_the_chosen_kernel(each_kernel: types.ModuleType, monkeypa
     assert rec is not None and len(rec.payload) == PAYLOAD_SNAP
 
 
+def test_setup_turns_imports_among_compiled_modules_to_their_builds() -> None:
+    # In each compiled copy, setup.py turns imports of the other compiled modules to their compiled
+    # builds (compiled code then calls compiled code), keeping every other line where it was.
+    setup = runpy.run_path(str(REPO / "setup.py"), run_name="setup")  # defines, does not build
+    compiled = {"auditor.pkg.a": "auditor.pkg._a_native", "auditor.pkg.b": "auditor.pkg._b_native"}
+    text = textwrap.dedent("""\
+        from auditor.pkg.a import (
+            X,
+            Y as Z,
+        )
+        from auditor.pkg import b, c
+        import auditor.pkg.a as mod_a
+        from auditor.other import a
+
+        def f() -> None:
+            from auditor.pkg.b import g
+        """)
+    assert setup["compiled_imports"](text, "auditor.pkg.c", compiled).splitlines() == [
+        "from auditor.pkg._a_native import X, Y as Z", "", "",
+        "",
+        "from auditor.pkg import _b_native as b, c",
+        "import auditor.pkg._a_native as mod_a",
+        "from auditor.other import a",
+        "",
+        "def f() -> None:",
+        "    from auditor.pkg._b_native import g"]
+    with pytest.raises(Exception, match=r"import auditor\.pkg\.a as"):
+        setup["compiled_imports"]("import auditor.pkg.a\n", "auditor.pkg.c", compiled)
+    # The lists of modules compiled agree.
+    assert setup["COMPILED"] == native.COMPILED
+
+
 def _audit_samples() -> list[object]:
     out = []
     for path in sorted((REPO / "sample_pcaps").glob("*.pcap*")):
@@ -112,9 +169,9 @@ def _audit_samples() -> list[object]:
     return out
 
 
-def test_both_kernels_audit_the_samples_alike(monkeypatch: pytest.MonkeyPatch,
-                                              compiled_kernel: types.ModuleType) -> None:
-    monkeypatch.setattr(native, "KERNEL", native.KernelChoice(kernel, False, "pure"))
+def test_both_builds_audit_the_samples_alike(monkeypatch: pytest.MonkeyPatch,
+                                             compiled_kernel: dict[str, types.ModuleType]) -> None:
+    monkeypatch.setattr(native, "KERNEL", native.Build(PURE, False, "pure"))
     pure = _audit_samples()
-    monkeypatch.setattr(native, "KERNEL", native.KernelChoice(compiled_kernel, True, "compiled"))
+    monkeypatch.setattr(native, "KERNEL", native.Build(compiled_kernel, True, "compiled"))
     assert _audit_samples() == pure

@@ -1,4 +1,6 @@
-"""The lean DNS reader (auditor/names.py) against dpkt, the parser it replaced.
+"""The lean DNS reader (auditor/dnswire.py, as names.py uses it) against dpkt, the parser it replaced.
+The DNS tests run with either build of the reader (conftest.each_kernel: dnswire.py, or its compiled
+build).
 
 Two references live here, both built on dpkt's code:
   * ``Today``: name evidence exactly as it was, dpkt's object model over the whole message.
@@ -29,7 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from auditor import names as names_module
-from auditor.capture import open_captures
+from auditor.capture import native, open_captures
 from auditor.errors import CaptureError
 from auditor.model import PacketRecord, addr_str
 from auditor.names import _MAX_CNAME_DEPTH, NameEvidence
@@ -449,29 +451,37 @@ def messages(draw: st.DrawFn) -> bytes:
 
 # ---- the tests ----------------------------------------------------------------------------------
 
+# Hypothesis runs every example in one call of the test: the build each_kernel chose stays chosen.
+BOTH = pytest.mark.usefixtures("each_kernel")
+ONE_BUILD_PER_CALL = [HealthCheck.function_scoped_fixture]
 
+
+@BOTH
 @pytest.mark.parametrize("case", HAND_BUILT, ids=[c[0] for c in HAND_BUILT])
 def test_hand_built_messages(case: tuple[str, bytes]) -> None:
     compare(response(case[1]))
     compare(tcp(RESOLVER, CLIENT, 53, 50000, "PA", 1.0, payload=len(case[1]).to_bytes(2, "big") + case[1]))
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@BOTH
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow, *ONE_BUILD_PER_CALL])
 @given(messages())
 def test_generated_messages(msg: bytes) -> None:
     compare(response(msg))
 
 
-@settings(max_examples=300, deadline=None)
+@BOTH
+@settings(max_examples=300, deadline=None, suppress_health_check=ONE_BUILD_PER_CALL)
 @given(st.binary(max_size=80))
 def test_random_octets_after_a_response_header(tail: bytes) -> None:
     compare(response(b"\x00\x07\x81\x80" + tail))
 
 
+@BOTH
 def test_the_oracle_catches_a_broken_reader(monkeypatch: pytest.MonkeyPatch) -> None:
-    for constant, value in (("_MAX_NAME_OCTETS", 254), ("_MAX_POINTER_HOPS", 126), ("_CNAME", 39)):
+    for constant, value in (("_MAX_NAME_OCTETS", 254), ("_MAX_POINTER_HOPS", 126), ("CNAME", 39)):
         with monkeypatch.context() as m:
-            m.setattr(names_module, constant, value)
+            m.setattr(native.KERNEL.dnswire, constant, value)
             failed = 0
             for _name, msg in HAND_BUILT:
                 try:
@@ -491,6 +501,7 @@ def run(msg: bytes, ev: NameEvidence | None = None) -> NameEvidence:
     return ev
 
 
+@BOTH
 def test_intended_differences_from_dpkt() -> None:
     cases = dict(HAND_BUILT)
     # Record types dpkt did not know (RRSIG, HTTPS) no longer void the answers beside them.
@@ -513,6 +524,7 @@ def test_intended_differences_from_dpkt() -> None:
     assert tied(run(cases["128 pointer hops"], Today())) == [("deep.example", "dns")]
 
 
+@BOTH
 def test_same_as_dpkt_on_well_formed_messages() -> None:
     ev = run(good_message())
     assert tied(ev) == [("pop7.cdn.example.org", "dns"), ("edge.example.net", "dns-cname"),
@@ -569,6 +581,7 @@ def corpus_responses() -> list[PacketRecord]:
     return records
 
 
+@BOTH
 @pytest.mark.corpus
 def test_corpus_dns_responses() -> None:
     if not CORPUS.is_dir():

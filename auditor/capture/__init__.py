@@ -40,12 +40,8 @@ from auditor.capture.decode import Decoder
 from auditor.capture.decompress import CHUNK, DECOMPRESS_ERRORS
 from auditor.capture.fragments import table_before
 from auditor.capture.info import InputInfo, ReadStats
-from auditor.capture.pcapfile import (
-    PCAP_MAGICS,
-    PCAPNG_MAGIC,
-    PROGRESS_EVERY,
-    walk_pcap,
-)
+from auditor.capture.kernel import PROGRESS_EVERY
+from auditor.capture.pcapfile import PCAP_MAGICS, PCAPNG_MAGIC, walk_pcap
 from auditor.capture.pcapng import walk_pcapng
 from auditor.capture.ranges import Chunk, ChunkBytes
 from auditor.capture.source import Source, sniff

@@ -1,12 +1,14 @@
-"""The per-packet kernel: the one hot path from a captured frame to a PacketRecord or the fast lane.
+"""The per-packet kernel: the one hot path from capture bytes to a PacketRecord or the fast lane.
 
-Ethernet (+one 802.1Q tag), Linux cooked (SLL, SLL2), raw IP and BSD loopback, carrying IPv4 without
-options or fragmentation or IPv6 without extension headers, then TCP or plain UDP: decoded with
-precompiled structs on the reader's block buffer, offered to the conversation core's fast lane
-(``take``) when the packet needs nothing but counting, else built into a record. Everything else,
-and any doubt, goes to the general decoder (``slow``: capture/decode.py), which checks every bound
-and counts what it cannot decode. Both the record walk (capture/pcapfile.py, for pcap records and
-pcapng Enhanced Packet Blocks) and ``Decoder.decode`` call ``Kernel.decode``: there is no other copy.
+Framing (``Kernel.walk``): pcap records and pcapng Enhanced Packet Blocks, read in the reader's
+block buffer (capture/pcapfile.py's window; pcapng's other blocks and section state:
+capture/pcapng.py). Then (``Kernel.decode``) Ethernet (+one 802.1Q tag), Linux cooked (SLL, SLL2),
+raw IP and BSD loopback, carrying IPv4 without options or fragmentation or IPv6 without extension
+headers, then TCP or plain UDP: decoded with precompiled structs on the reader's block buffer,
+offered to the conversation core's fast lane (``take``) when the packet needs nothing but counting,
+else built into a record. Everything else, and any doubt, goes to the general decoder (``slow``:
+capture/decode.py), which checks every bound and counts what it cannot decode. Both the walk and
+``Decoder.decode`` (the other readers) call ``Kernel.decode``: there is no other copy.
 
 The module is kept to what mypyc compiles well (typed locals, no lambdas, no object.__new__): an
 install with a C compiler builds it native (setup.py), and capture/native.py chooses which runs; this
@@ -16,8 +18,8 @@ pure-Python module is the reference, always installed.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
-from typing import Final
+from collections.abc import Callable, Iterator
+from typing import Any, Final, Protocol
 
 from auditor.apps import APP_SNAP
 from auditor.model import PAYLOAD_SNAP, PacketRecord
@@ -26,6 +28,53 @@ Take = Callable[[int, bytes, int, bytes, int, float, int, int, int], bool]
 """The conversation core's fast lane (model.Lane.take)."""
 Slow = Callable[[bytes, int, int, float, int, int], PacketRecord | None]
 """The general decoder: (buf, frame start, frame end, ts, frame number, link type)."""
+Tick = Callable[[], None]
+
+MAX_RECORD: Final = 1 << 24
+"""The largest record or block a walk accepts (a corrupt length must not read gigabytes into memory)."""
+PROGRESS_EVERY = 1 << 15
+"""A walk calls its ``tick`` every this many frames (read when it starts: tests replace it)."""
+NG_MORE: Final = 0
+NG_SKIP: Final = 1
+NG_FRAME: Final = 2
+NG_STOP: Final = 3
+"""What ``Sections.block`` tells the walk to do with a pcapng block (capture/pcapng.py)."""
+
+
+class Window(Protocol):
+    """The read window over the capture bytes (capture/pcapfile.py's _Reader)."""
+
+    buf: bytes
+    pos: int
+    base: int
+    unsafe: bool
+
+    def more(self, pos: int, frame: int = 0) -> bool: ...
+
+    def stop(self, frame: int, why: str) -> None: ...
+
+
+class Sections(Protocol):
+    """A pcapng file's section state and its blocks other than whole Enhanced Packet Blocks of a
+    known interface (capture/pcapng.py's Blocks)."""
+
+    @property
+    def epbh(self) -> Callable[[bytes, int], tuple[Any, ...]]: ...
+
+    @property
+    def ifaces(self) -> list[Any]: ...
+
+    def block(self, r: Window, buf: bytes, pos: int, blen: int, frame: int) -> tuple[Any, ...]: ...
+
+
+class Walked(Protocol):
+    """Where a walk got to, written when it ends (however it ends)."""
+
+    frame: int
+    records: int
+    pos: int
+    lo: float
+    hi: float
 
 # Ethernet type, IPv4 (version+IHL, total length, flags+fragment offset, protocol, src, dst) and the
 # TCP ports, data offset and flags (for UDP: its ports and 6 more bytes) in one read, untagged and
@@ -221,3 +270,136 @@ class Kernel:
             return PacketRecord(self.ii, frame, ts, src, dst, 17, tot, sport, dport, 0, 0, 0, plen, payload,
                                 -1, -1, 0, None, bad, None, False, ttl)
         return self.slow(buf, off, end, ts, frame, lt)
+
+    def walk(self, r: Window, pos: int, w: Walked, tick: Tick, ng: Sections | None,
+             hl: int, lt: int, limit: int, unpack: Callable[[bytes, int], tuple[Any, ...]],
+             scale: float) -> Iterator[PacketRecord]:
+        """The records of the frames in the window ``r`` from ``pos`` on: pcap records (header length
+        ``hl``, link type ``lt``, captured lengths up to ``limit``, ``unpack`` reads a record header,
+        ``scale``: seconds per sub-second unit), or with ``ng`` pcapng blocks. Every frame goes to
+        ``decode``; what it leaves for a record is yielded. The walk ends at the end of the data or
+        at damage (``r.stop``, with why), and writes where it got to into ``w``, however it ends (a
+        decode.BadRun from the general decoder goes through)."""
+        buf = r.buf
+        blen = len(buf)
+        frame = records = 0
+        lo, hi = float("inf"), float("-inf")
+        pmask = PROGRESS_EVERY - 1
+        sec: int
+        frac: int
+        caplen: int
+        start: int
+        nxt: int
+        ts: float
+        btype: int
+        blk: int
+        ifid: int
+        tsh: int
+        tsl: int
+        # pcapng: the interface of the last whole EPB and what the loop needs of it, so that a run
+        # of packets from one interface (the common case) costs no lookups.
+        epbh = ng.epbh if ng is not None else unpack
+        ifaces: list[Any] = ng.ifaces if ng is not None else []
+        nif = len(ifaces)
+        maxblk = MAX_RECORD + 4096
+        cur_if = -1
+        div = 1
+        toff = 0
+        iface: Any = None
+        try:
+            while True:
+                if ng is None:
+                    if blen - pos < hl:
+                        if r.more(pos, frame):
+                            buf = r.buf
+                            blen = len(buf)
+                            pos = r.pos
+                            continue
+                        if blen - pos:
+                            r.stop(frame, f"file ends inside a record header ({blen - pos} bytes)")
+                        break
+                    sec, frac, caplen, _origlen = unpack(buf, pos)
+                    start = pos + hl
+                    nxt = start + caplen
+                    if nxt > blen:
+                        if caplen > limit:
+                            r.stop(frame, f"corrupt record header (captured length {caplen})")
+                            break
+                        if r.more(pos, frame):
+                            buf = r.buf
+                            blen = len(buf)
+                            pos = r.pos
+                            continue
+                        r.stop(frame, f"file ends inside a record ({blen - start} of {caplen} bytes)")
+                        break
+                    if caplen > limit:
+                        r.stop(frame, f"corrupt record header (captured length {caplen})")
+                        break
+                    frame += 1
+                    ts = sec + frac * scale
+                    if ts < lo:
+                        lo = ts
+                    if ts > hi:
+                        hi = ts
+                    pos = nxt
+                else:
+                    # The common block first, with one unpack: a whole, well-formed Enhanced Packet
+                    # Block of a known interface. Anything else is Sections.block's to judge.
+                    whole = False
+                    if blen - pos >= 28:
+                        btype, blk, ifid, tsh, tsl, caplen = epbh(buf, pos)
+                        whole = (btype == 6 and 32 <= blk <= blen - pos and not blk & 3 and blk <= maxblk
+                                 and ifid < nif and caplen <= blk - 32)
+                    if whole:
+                        if ifid != cur_if:
+                            cur_if, iface = ifid, ifaces[ifid]
+                            div, toff, lt = iface.div, iface.offset, iface.lt
+                        start = pos + 28
+                        pos += blk
+                        frame += 1
+                        ts = ((tsh << 32) | tsl) / div + toff
+                        if ts < lo:
+                            lo = ts
+                        if ts > hi:
+                            hi = ts
+                    else:
+                        act = ng.block(r, buf, pos, blen, frame)
+                        epbh, ifaces = ng.epbh, ng.ifaces  # a new section or interface
+                        nif, cur_if = len(ifaces), -1
+                        kind: int = act[0]
+                        if kind == NG_MORE:
+                            if r.more(pos, frame):
+                                buf = r.buf
+                                blen = len(buf)
+                                pos = r.pos
+                                continue
+                            if act[1]:
+                                r.stop(frame, act[1])
+                            break
+                        if kind == NG_SKIP:
+                            pos = act[1]
+                            frame += act[2]
+                            continue
+                        if kind != NG_FRAME:
+                            r.stop(frame, act[1])
+                            break
+                        pos, start, caplen, iface = act[1], act[2], act[3], act[5]
+                        frame += 1
+                        if act[4] is None:
+                            ts = 0.0
+                        else:
+                            ts = act[4]
+                            if ts < lo:
+                                lo = ts
+                            if ts > hi:
+                                hi = ts
+                        lt = iface.lt
+                    iface.frames += 1
+                if not frame & pmask:
+                    tick()
+                rec = self.decode(buf, start, caplen, ts, frame, lt)
+                if rec is not None:
+                    records += 1
+                    yield rec
+        finally:
+            w.frame, w.records, w.pos, w.lo, w.hi = frame, records, pos, lo, hi

@@ -1,17 +1,24 @@
-"""Which per-packet kernel runs: the compiled build of capture/kernel.py, or kernel.py itself.
+"""Which build of the hot path runs: the modules compiled by setup.py, or the Python modules themselves.
 
-An install with a C compiler builds kernel.py native with mypyc (setup.py) as the module
-``auditor.capture._kernel_native``, and embeds the SHA-256 of the kernel.py it was compiled from.
-kernel.py itself is always installed: it is the reference, and it runs
+An install with a C compiler compiles the modules of COMPILED with mypyc (setup.py), as one group,
+each to a module of another name (``auditor.capture.kernel`` -> ``auditor.capture._kernel_native``)
+with the SHA-256 of the source it was compiled from embedded. The Python modules are always
+installed: they are the reference, and they run, all of them,
 
-- when no compiled module was built (no compiler, or ``PCAP_AUDIT_PURE=1`` at install);
+- when no compiled build is installed (no compiler, or ``PCAP_AUDIT_PURE=1`` at install);
 - when ``PCAP_AUDIT_PURE=1`` is set at run time;
-- when the compiled module was built from another kernel.py than the one beside it (an editable
-  install, ``pip install -e .``, after an edit to kernel.py: reinstalling rebuilds it), so that an
-  edit always takes effect and a stale build never runs unnoticed.
+- when any compiled module was built from another source than the module beside it (an editable
+  install, ``pip install -e .``, after an edit: reinstalling rebuilds them), so that an edit always
+  takes effect and a stale build never runs unnoticed.
 
-Both give the same records (tests/test_kernel_native.py runs the kernel tests against both).
-``pcap-audit --version`` names the kernel that runs (``KERNEL.description``).
+All or none: the compiled modules import each other's compiled builds (setup.py rewrites those
+imports) and hand each other their objects, so a mix is not a build anyone tested; and
+``pcap-audit --version`` has one thing to say (``KERNEL.description``, naming the stale module
+when there is one). Both give the same results (the tests run against both: tests/conftest.py's
+each_kernel).
+
+Adding a module: a line in COMPILED here and in setup.py's, and its users reach it through
+``KERNEL.of(name)`` (never by importing it: that is the Python module whichever build runs).
 """
 
 from __future__ import annotations
@@ -23,28 +30,52 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Final
 
-from auditor.capture import kernel as pure
-
-NATIVE_MODULE = "auditor.capture._kernel_native"
-"""The module name setup.py compiles kernel.py to."""
+COMPILED: Final = {
+    # The Python module -> the module setup.py compiles it to (setup.py's COMPILED: the same pairs).
+    "auditor.capture.kernel": "auditor.capture._kernel_native",
+    "auditor.dnswire": "auditor._dnswire_native",
+}
 PURE_ENV = "PCAP_AUDIT_PURE"
 REQUIRE_ENV = "PCAP_AUDIT_REQUIRE_COMPILED"
-"""Set by CI: its install must have compiled the kernel (setup.py and the tests fail otherwise)."""
+"""Set by CI: its install must have compiled the modules (setup.py and the tests fail otherwise)."""
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+"""The folder of the ``auditor`` package: the Python modules' sources are found from it, not imported."""
 
 
 def source_sha256(text: bytes) -> str:
-    """What setup.py embeds in the compiled module as SOURCE_SHA256: the hash of kernel.py's bytes."""
+    """What setup.py embeds in a compiled module as SOURCE_SHA256: the hash of its source's bytes."""
     return hashlib.sha256(text).hexdigest()
 
 
+def source_path(name: str) -> Path:
+    """The source file of the Python module ``name`` (auditor.x.y -> <package>/x/y.py)."""
+    return PACKAGE_ROOT.joinpath(*name.split(".")[1:]).with_suffix(".py")
+
+
 @dataclass(frozen=True)
-class KernelChoice:
-    module: ModuleType
-    """capture/kernel.py, or its compiled build: both define Kernel, KEEP_FIRST, checksum_bad..."""
+class Build:
+    """The modules of COMPILED that run in this process: all compiled, or all the Python ones."""
+
+    modules: Mapping[str, ModuleType]
+    """Each module of COMPILED by its Python name -> the module that runs for it."""
     compiled: bool
     description: str
     """What ``--version`` prints after "kernel: "."""
+
+    def of(self, name: str) -> ModuleType:
+        return self.modules[name]
+
+    @property
+    def module(self) -> ModuleType:
+        """The per-packet kernel (capture/kernel.py, or its compiled build): Kernel, KEEP_FIRST..."""
+        return self.modules["auditor.capture.kernel"]
+
+    @property
+    def dnswire(self) -> ModuleType:
+        """The DNS wire reader (auditor/dnswire.py, or its compiled build): read_answers, MalformedDNS."""
+        return self.modules["auditor.dnswire"]
 
 
 def env_flag(env: Mapping[str, str], name: str) -> bool:
@@ -56,31 +87,39 @@ def wants_pure(env: Mapping[str, str]) -> bool:
     return env_flag(env, PURE_ENV)
 
 
-def load_native() -> tuple[ModuleType | None, str]:
-    """The compiled module if it is installed and was built from the kernel.py beside it; else None
-    and why not."""
-    try:
-        native = importlib.import_module(NATIVE_MODULE)
-    except ImportError:
-        return None, "no compiled kernel installed"
-    try:
-        here = source_sha256(Path(pure.__file__).read_bytes())
-    except OSError:
-        return None, "kernel.py unreadable, so the compiled kernel cannot be checked against it"
-    if getattr(native, "SOURCE_SHA256", None) != here:
-        return None, ("the compiled kernel was built from another kernel.py: reinstall "
-                      "(pip install -e .) to rebuild it")
-    return native, ""
+def pure_modules() -> dict[str, ModuleType]:
+    return {name: importlib.import_module(name) for name in COMPILED}
 
 
-def choose(env: Mapping[str, str]) -> KernelChoice:
+def load_native() -> tuple[dict[str, ModuleType] | None, str]:
+    """The compiled modules if all are installed and each was built from the source beside it; else
+    None and why not."""
+    loaded: dict[str, ModuleType] = {}
+    for name, native_name in COMPILED.items():
+        try:
+            native = importlib.import_module(native_name)
+        except ImportError:
+            return None, "no compiled build installed" if not loaded else f"no compiled build of {name} installed"
+        try:
+            here = source_sha256(source_path(name).read_bytes())
+        except OSError:
+            return None, f"the source of {name} is unreadable, so its compiled build cannot be checked"
+        if getattr(native, "SOURCE_SHA256", None) != here:
+            return None, (f"{name} was compiled from another source: reinstall (pip install -e .) "
+                          "to rebuild")
+        loaded[name] = native
+    return loaded, ""
+
+
+def choose(env: Mapping[str, str]) -> Build:
     if wants_pure(env):
-        return KernelChoice(pure, False, f"pure Python ({PURE_ENV}=1)")
-    native, why_not = load_native()
-    if native is None:
-        return KernelChoice(pure, False, f"pure Python ({why_not})")
-    return KernelChoice(native, True, f"compiled ({getattr(native, 'BUILT_WITH', 'mypyc')})")
+        return Build(pure_modules(), False, f"pure Python ({PURE_ENV}=1)")
+    compiled, why_not = load_native()
+    if compiled is None:
+        return Build(pure_modules(), False, f"pure Python ({why_not})")
+    built_with = {getattr(m, "BUILT_WITH", "mypyc") for m in compiled.values()}
+    return Build(compiled, True, f"compiled ({', '.join(sorted(built_with))})")
 
 
 KERNEL = choose(os.environ)
-"""The kernel this process runs, chosen once at import."""
+"""The build this process runs, chosen once at import."""

@@ -1,9 +1,10 @@
 """The record walk over large blocks of capture bytes: pcap records, and pcapng Enhanced Packet Blocks
 (pcapng's other blocks and its section state: capture/pcapng.py).
 
-The walkers work on one read block at a time (CHUNK, 8 MiB; a record cut by a read is joined through
-a small window, see _Reader), read record headers with precompiled structs and hand (buffer, offset,
-length) to the decoder's kernel (capture/kernel.py), for every link type: no per-packet objects but
+The walk works on one read block at a time (CHUNK, 8 MiB; a record cut by a read is joined through a
+small window, see _Reader); its per-record loop is the kernel's (capture/kernel.py, ``Kernel.walk``),
+which reads record headers with precompiled structs and decodes each frame in the read block, for
+every link type: no per-packet objects but
 the record itself, and none at all for a packet the conversation core's fast lane takes
 (Decoder.lane). A record that runs past the end of the data ends the walk with ``truncated`` and a
 warning naming the last frame read; a corrupt record or block header does the same (there is no way
@@ -14,12 +15,13 @@ after a valid header: the rest is not read).
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from auditor.capture.decode import BadRun, Decoder, bad_run_why, linktype_name
 from auditor.capture.decompress import CHUNK, DECOMPRESS_ERRORS
 from auditor.capture.info import InputInfo
+from auditor.capture.kernel import MAX_RECORD, Tick
 from auditor.errors import CaptureError
 from auditor.model import PacketRecord
 
@@ -38,17 +40,10 @@ PCAP_MAGICS = {
 }
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 
-# Largest record we accept: libpcap's 262144-byte maximum snapshot, or the file's snaplen, within a
-# bound that keeps a corrupt length from making us read gigabytes into memory.
-_MAX_RECORD = 1 << 24
-# Progress callback cadence: every this many frames (and no more often than every 0.1 s).
-PROGRESS_EVERY = 1 << 15
-
-Tick = Callable[[], None]
+# Largest record we accept: libpcap's 262144-byte maximum snapshot, or the file's snaplen, within the
+# kernel's bound (a corrupt length must not make us read gigabytes into memory).
 
 
-NG_MORE, NG_SKIP, NG_FRAME, NG_STOP = range(4)
-"""What pcapng.Blocks.block tells the walk to do with a block (see there)."""
 
 
 class PcapHeader(NamedTuple):
@@ -70,7 +65,7 @@ def pcap_header(head: bytes) -> PcapHeader | None:
         return None
     order, nano, hl = PCAP_MAGICS[head[:4]]
     snaplen, network = struct.unpack_from(order + "16xII", head)
-    return PcapHeader(nano, hl, network & 0xFFFF, min(max(snaplen, 262144), _MAX_RECORD),
+    return PcapHeader(nano, hl, network & 0xFFFF, min(max(snaplen, 262144), MAX_RECORD),
                       struct.Struct(order + "IIII"))
 
 
@@ -190,147 +185,40 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
               ng: Blocks | None = None, bounded: Bounded | None = None,
               base: int = 0) -> Iterator[PacketRecord]:
     """Records of a pcap file, or with ``ng`` of a pcapng file (its section state and its blocks
-    other than whole Enhanced Packet Blocks of a known interface: capture/pcapng.py). Every frame
-    goes to the decoder's kernel (``dec.kernel.decode``), which offers common TCP/UDP packets to the
-    conversation core's fast lane before it builds a record.
+    other than whole Enhanced Packet Blocks of a known interface: capture/pcapng.py). The
+    per-record loop is the decoder's kernel's (``dec.kernel.walk``), which decodes every frame and
+    offers common TCP/UDP packets to the conversation core's fast lane before it builds a record.
 
     ``bounded``: ``src`` is a chunk's bytes (capture/ranges.py), whose end the walk checks
     (``_Reader.more``); ``base``: the file offset of the byte after ``first``'s file header or
     first blocks minus their length (a chunk's range starts after them; only for the offsets in
     warnings)."""
     r = _Reader(src, first, info, dec, bounded, base)
-    if ng is None:
-        while len(r.buf) < 24:
-            if not r.more(0):
-                raise CaptureError(f"{info.path}: truncated pcap file header ({len(r.buf)} bytes)")
-        header = pcap_header(r.buf)
-        assert header is not None  # the caller checked the magic
-        info.format = "pcap"
-        # The record format: read only where ``ng`` is None (pcapng blocks carry their own).
-        hl, lt, limit, record = header.hl, header.lt, header.limit, header.record
-        scale = 1e-9 if header.nano else 1e-6
-        unpack = record.unpack_from
-        pos = 24
-    else:
-        info.format = "pcapng"
-        lt = 0  # each frame's link type is its interface's
-        pos = 0
     kernel = dec.kernel
-    decode = kernel.decode
-    buf = r.buf
-    blen = len(buf)
-    frame = records = 0
-    lo, hi = float("inf"), float("-inf")
+    w = _Walked()
+    lt = 0  # pcap: the file's link type (pcapng: each interface's)
     try:
-        pmask = PROGRESS_EVERY - 1
-        if ng is not None:
-            epbh, ifaces, block = ng.epbh, ng.ifaces, ng.block
-            maxblk = _MAX_RECORD + 4096
-            nif = len(ifaces)
-            # The interface of the last whole EPB and what the loop needs of it, so that a run of
-            # packets from one interface (the common case) costs no lookups.
-            cur_if, div, toff = -1, 1, 0
-            iface: Any = None
-        while True:
-            if ng is None:
-                if blen - pos < hl:
-                    if r.more(pos, frame):
-                        buf = r.buf
-                        blen = len(buf)
-                        pos = r.pos
-                        continue
-                    if blen - pos:
-                        r.stop(frame, f"file ends inside a record header ({blen - pos} bytes)")
-                    break
-                sec, frac, caplen, _origlen = unpack(buf, pos)
-                start = pos + hl
-                nxt = start + caplen
-                if nxt > blen:
-                    if caplen > limit:
-                        r.stop(frame, f"corrupt record header (captured length {caplen})")
-                        break
-                    if r.more(pos, frame):
-                        buf = r.buf
-                        blen = len(buf)
-                        pos = r.pos
-                        continue
-                    r.stop(frame, f"file ends inside a record ({blen - start} of {caplen} bytes)")
-                    break
-                if caplen > limit:
-                    r.stop(frame, f"corrupt record header (captured length {caplen})")
-                    break
-                frame += 1
-                ts = sec + frac * scale
-                if ts < lo:
-                    lo = ts
-                if ts > hi:
-                    hi = ts
-                pos = nxt
-            else:
-                # The common block first, with one unpack: a whole, well-formed Enhanced Packet
-                # Block of a known interface. Anything else is Blocks.block's to judge.
-                whole = False
-                if blen - pos >= 28:
-                    btype, blk, ifid, tsh, tsl, caplen = epbh(buf, pos)
-                    whole = (btype == 6 and 32 <= blk <= blen - pos and not blk & 3 and blk <= maxblk
-                             and ifid < nif and caplen <= blk - 32)
-                if whole:
-                    if ifid != cur_if:
-                        cur_if, iface = ifid, ifaces[ifid]
-                        div, toff, lt = iface.div, iface.offset, iface.lt
-                    start = pos + 28
-                    pos += blk
-                    frame += 1
-                    ts = ((tsh << 32) | tsl) / div + toff
-                    if ts < lo:
-                        lo = ts
-                    if ts > hi:
-                        hi = ts
-                else:
-                    act = block(r, buf, pos, blen, frame)
-                    epbh, ifaces = ng.epbh, ng.ifaces  # a new section or interface
-                    nif, cur_if = len(ifaces), -1
-                    kind = act[0]
-                    if kind == NG_MORE:
-                        if r.more(pos, frame):
-                            buf = r.buf
-                            blen = len(buf)
-                            pos = r.pos
-                            continue
-                        if act[1]:
-                            r.stop(frame, act[1])
-                        break
-                    if kind == NG_SKIP:
-                        pos = act[1]
-                        frame += act[2]
-                        continue
-                    if kind != NG_FRAME:
-                        r.stop(frame, act[1])
-                        break
-                    _, pos, start, caplen, stamp, iface = act
-                    ts = 0.0 if stamp is None else stamp
-                    frame += 1
-                    if stamp is not None:
-                        if ts < lo:
-                            lo = ts
-                        if ts > hi:
-                            hi = ts
-                    lt = iface.lt
-                iface.frames += 1
-            if not frame & pmask:
-                tick()
-            rec = decode(buf, start, caplen, ts, frame, lt)
-            if rec is not None:
-                records += 1
-                yield rec
+        if ng is None:
+            while len(r.buf) < 24:
+                if not r.more(0):
+                    raise CaptureError(f"{info.path}: truncated pcap file header ({len(r.buf)} bytes)")
+            header = pcap_header(r.buf)
+            assert header is not None  # the caller checked the magic
+            info.format = "pcap"
+            lt = header.lt
+            yield from kernel.walk(r, 24, w, tick, None, header.hl, lt, header.limit,
+                                   header.record.unpack_from, 1e-9 if header.nano else 1e-6)
+        else:
+            info.format = "pcapng"
+            yield from kernel.walk(r, 0, w, tick, ng, 0, 0, 0, ng.epbh, 0.0)
     except BadRun as e:
         # The decoder (or Blocks.block, for a packet block it cannot place) counted the frame that
-        # made the run; ``pos`` is past its record (a block's start, from Blocks.block).
-        frame = max(frame, e.frame)
-        e.offset = r.base + pos
-        r.give_up(frame, e)
+        # made the run; ``w.pos`` is past its record (a block's start, from Blocks.block).
+        w.frame = max(w.frame, e.frame)
+        e.offset = r.base + w.pos
+        r.give_up(w.frame, e)
     finally:
-        info.packets = frame
+        frame = info.packets = w.frame
         if ng is None:
             if frame:
                 info.link_types[linktype_name(lt)] = frame
@@ -338,8 +226,18 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
             for iface in ng.every:
                 if iface.frames:
                     info.link_types[iface.name] = info.link_types.get(iface.name, 0) + iface.frames
-        if hi >= lo:
-            info.first_ts, info.last_ts = lo, hi
+        if w.hi >= w.lo:
+            info.first_ts, info.last_ts = w.lo, w.hi
         dec.stats.frames += frame
-        dec.stats.records += records + kernel.laned
+        dec.stats.records += w.records + kernel.laned
         kernel.laned = 0
+
+
+class _Walked:
+    """Where a walk got to (kernel.Walked)."""
+
+    __slots__ = ("frame", "hi", "lo", "pos", "records")
+
+    def __init__(self) -> None:
+        self.frame = self.records = self.pos = 0
+        self.lo, self.hi = float("inf"), float("-inf")

@@ -11,18 +11,8 @@ from typing import Any
 
 from auditor.capture.decode import Decoder, linktype_name
 from auditor.capture.info import InputInfo
-from auditor.capture.pcapfile import (
-    _MAX_RECORD,
-    NG_FRAME,
-    NG_MORE,
-    NG_SKIP,
-    NG_STOP,
-    Bounded,
-    CaptureBytes,
-    Tick,
-    _Reader,
-    walk_pcap,
-)
+from auditor.capture.kernel import MAX_RECORD, NG_FRAME, NG_MORE, NG_SKIP, NG_STOP, Tick, Window
+from auditor.capture.pcapfile import Bounded, CaptureBytes, walk_pcap
 from auditor.model import PacketRecord
 
 
@@ -101,7 +91,7 @@ class Blocks:
         self.epbh = struct.Struct(order + "IIIIII").unpack_from
         """Block type and length, then an EPB's interface, timestamp and captured length."""
 
-    def block(self, r: _Reader, buf: bytes, pos: int, blen: int, frame: int) -> tuple[Any, ...]:
+    def block(self, r: Window, buf: bytes, pos: int, blen: int, frame: int) -> tuple[Any, ...]:
         """What the walk does with the block at ``pos`` (``frame`` frames so far):
         (NG_MORE, why): it needs more bytes; ``why`` says why it stops if there are none ("" at a
         clean end). (NG_SKIP, next, frames): nothing to audit, or a damaged packet (counted here,
@@ -111,7 +101,7 @@ class Blocks:
             return NG_MORE, f"file ends inside a block header ({blen - pos} bytes)" if blen - pos else ""
         bad = self._bad
         btype, blk = self.hdr(buf, pos)
-        maxblk = _MAX_RECORD + 4096
+        maxblk = MAX_RECORD + 4096
         if (btype == 0x0A0D0D0A or btype == 1) and 0 <= self.records_at <= r.base + pos:
             r.unsafe = True  # the file's later chunks would not know of this section or interface
         if btype == 0x0A0D0D0A:  # Section Header Block (the same in either byte order)

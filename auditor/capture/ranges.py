@@ -36,7 +36,8 @@ from collections.abc import Sequence
 from typing import BinaryIO, NamedTuple
 
 from auditor.capture.info import InputInfo
-from auditor.capture.pcapfile import _MAX_RECORD, PCAP_MAGICS, PCAPNG_MAGIC, pcap_header
+from auditor.capture.kernel import MAX_RECORD
+from auditor.capture.pcapfile import PCAP_MAGICS, PCAPNG_MAGIC, pcap_header
 from auditor.capture.source import Source
 from auditor.errors import CaptureError
 
@@ -334,7 +335,7 @@ def find_block_boundary(path: str, target: int, *, chain: int = 32, window: int 
         return None
     hdr = struct.Struct(order + "II").unpack_from
     u32 = struct.Struct(order + "I").unpack_from
-    maxblk = _MAX_RECORD + 4096
+    maxblk = MAX_RECORD + 4096
 
     def plausible(p: int) -> bool:
         for n in range(chain):
