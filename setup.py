@@ -40,6 +40,9 @@ COMPILED = {
     # The Python module -> the module it is compiled to (auditor/capture/native.py's COMPILED).
     "auditor.capture.kernel": "auditor.capture._kernel_native",  # framing and the per-packet path
     "auditor.dnswire": "auditor._dnswire_native",  # the DNS answer reader (name evidence)
+    # The conversation core (auditor/conversations/__init__.py hands out the build that runs).
+    **{f"auditor.conversations.{m}": f"auditor.conversations._{m}_native"
+       for m in ("state", "tcp", "related", "results", "lane", "chunks", "builder")},
 }
 GROUP = "auditor._native"
 """mypyc's one shared library for all of them (auditor/_native__mypyc.*.so)."""
