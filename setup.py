@@ -108,7 +108,7 @@ class BuildKernel(build_ext):
         if _flag("PCAP_AUDIT_REQUIRE_COMPILED"):
             raise SystemExit(f"pcap-audit: PCAP_AUDIT_REQUIRE_COMPILED=1 but the hot path is not compiled: {why}")
         print(f"pcap-audit: installing the pure-Python kernel ({why}); audits give the same results, "
-              "reading takes about a quarter more CPU. `pcap-audit --version` names the kernel that runs.", file=sys.stderr)
+              "reading takes about two thirds more CPU. `pcap-audit --version` names the kernel that runs.", file=sys.stderr)
 
     def _mypyc_extensions(self) -> list[Extension]:
         try:
