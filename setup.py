@@ -40,6 +40,9 @@ COMPILED = {
     # The Python module -> the module it is compiled to (auditor/capture/native.py's COMPILED).
     "auditor.capture.kernel": "auditor.capture._kernel_native",  # framing and the per-packet path
     "auditor.dnswire": "auditor._dnswire_native",  # the DNS answer reader (name evidence)
+    # The conversation core (auditor/conversations/__init__.py hands out the build that runs).
+    **{f"auditor.conversations.{m}": f"auditor.conversations._{m}_native"
+       for m in ("state", "tcp", "related", "results", "lane", "chunks", "builder")},
 }
 GROUP = "auditor._native"
 """mypyc's one shared library for all of them (auditor/_native__mypyc.*.so)."""
@@ -105,7 +108,7 @@ class BuildKernel(build_ext):
         if _flag("PCAP_AUDIT_REQUIRE_COMPILED"):
             raise SystemExit(f"pcap-audit: PCAP_AUDIT_REQUIRE_COMPILED=1 but the hot path is not compiled: {why}")
         print(f"pcap-audit: installing the pure-Python kernel ({why}); audits give the same results, "
-              "reading takes about a quarter more CPU. `pcap-audit --version` names the kernel that runs.", file=sys.stderr)
+              "reading takes about two thirds more CPU. `pcap-audit --version` names the kernel that runs.", file=sys.stderr)
 
     def _mypyc_extensions(self) -> list[Extension]:
         try:

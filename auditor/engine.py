@@ -38,7 +38,8 @@ from typing import Any
 
 from auditor.capture import CaptureSet, ranges
 from auditor.capture.info import InputInfo, ReadStats
-from auditor.conversations import DISORDER_SLACK, ConversationBuilder, ConversationResult, chunks
+from auditor.conversations import DISORDER_SLACK, ConversationBuilder, ConversationResult
+from auditor.conversations import merging as chunks  # the merge of chunks, of the build that runs
 from auditor.errors import AuditorError
 from auditor.model import PacketRecord
 from auditor.names import NameEvidence

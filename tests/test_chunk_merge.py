@@ -21,12 +21,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from auditor import conversations
 from auditor.apps import APP_SNAP
+from auditor.capture import native
 from auditor.conversations import ConversationBuilder, ConversationResult
-from auditor.conversations.state import _Chain, unpacked
 from auditor.model import PacketRecord
 from tests.records import handshake, icmp_echo, icmp_unreach, numbered, tcp, udp
 from tests.test_invariance import capture
+
+# Each test runs with each build of the core (conftest.each_kernel): the Python modules, and their
+# compiled builds; the core is reached through its package, which hands out the build that runs.
+pytestmark = pytest.mark.usefixtures("each_kernel")
 
 PORTS = frozenset({("tcp", 1494), ("tcp", 2598), ("tcp", 443)})
 NOT_EXACT = ("idle_splits", "peak_live")
@@ -112,7 +117,7 @@ def traffic(seed: int) -> list[PacketRecord]:
 
 
 def _builder(chunk: bool) -> ConversationBuilder:
-    return ConversationBuilder(server_ports=PORTS, keep_connections=True, chunk=chunk)
+    return conversations.ConversationBuilder(server_ports=PORTS, keep_connections=True, chunk=chunk)
 
 
 def sequential(recs: list[PacketRecord]) -> ConversationResult:
@@ -211,6 +216,29 @@ def test_a_chunk_result_travels_between_processes(recs: list[PacketRecord], whol
     assert facts(merged(parts)) == whole
 
 
+def test_a_chain_and_its_connection_travel_whole() -> None:
+    # What a worker sends back holds head chains and their live connections, pointing at each other:
+    # unpickled, every field is there and equal, and the pair points at each other again. _Conn's
+    # state is its fields by name (_CONN_FIELDS: the class compiled with mypyc has no __slots__).
+    state = native.KERNEL.of("auditor.conversations.state")
+    _CONN_FIELDS, _Conn = state._CONN_FIELDS, state._Conn
+    fields = getattr(_Conn, "__mypyc_attrs__", None) or _Conn.__annotations__  # compiled, or Python
+    assert sorted(_CONN_FIELDS) == sorted(fields)
+    b = conversations.ConversationBuilder(chunk=True)
+    b.feed_many(numbered([*handshake("10.0.0.1", "10.0.0.2", 40000, 1494, 1.0),
+                          tcp("10.0.0.2", "10.0.0.1", 1494, 40000, "PA", 1.5, payload=b"hello", seq=9)]))
+    chain = b.chains[0]
+    assert chain.conn is not None and chain.conn.chain is chain
+    copy = pickle.loads(pickle.dumps(chain))
+    assert copy.conn is not None and copy.conn.chain is copy
+    for name in _CONN_FIELDS:
+        if name != "chain":
+            assert getattr(copy.conn, name) == getattr(chain.conn, name), name
+    for name in ("ck", "proto", "first_ts", "last_ts", "closed", "ttls"):
+        assert getattr(copy, name) == getattr(chain, name), name
+    assert len(copy.log) == len(chain.log) and copy.log[0] == chain.log[0]
+
+
 def test_a_chain_logs_plain_records_as_bytes_that_give_them_back() -> None:
     # A head chain keeps its first record as it is (a merge looks it up) and the plain TCP/UDP ones
     # after it packed (a third of the memory): unpacked, each is the record, payload cut to APP_SNAP.
@@ -218,14 +246,15 @@ def test_a_chain_logs_plain_records_as_bytes_that_give_them_back() -> None:
     first, *rest = numbered([*handshake("2001:db8::1", "2001:db8::2", 40000, 443, 1.0),
                              tcp("2001:db8::2", "2001:db8::1", 443, 40000, "PA", 2.0, payload=b"x" * 900, seq=7),
                              query, icmp_unreach("10.0.0.9", "10.0.0.1", 3.5, quoting=query)])
-    chain = _Chain(("k",), first.proto, first.ts)
+    state = native.KERNEL.of("auditor.conversations.state")
+    chain = state._Chain(("k",), first.proto, first.ts)
     for rec in (first, *rest):
         chain.record(rec)
     assert chain.log[0] is first
     packed = [item for item in chain.log if isinstance(item, bytes)]
     assert len(packed) == len(rest) - 1  # all but the ICMP error, which quotes a packet
     for item, rec in zip(packed, rest, strict=False):
-        assert unpacked(item) == dataclasses.replace(rec, payload=rec.payload[:APP_SNAP])
+        assert state.unpacked(item) == dataclasses.replace(rec, payload=rec.payload[:APP_SNAP])
     assert len(packed[-2]) < 200  # the 900-byte payload was cut
 
 
@@ -244,8 +273,7 @@ def test_chunks_settled_in_their_own_process(recs: list[PacketRecord], whole: di
     # How local processes merge (auditor/engine.py): the merged side looks the next chunk's chain
     # heads up first; the chunk folds the chains that continue nothing itself and sends only the
     # others' logs.
-    from auditor.conversations import chunks as merging
-
+    merging = conversations.merging
     cuts = [len(recs) * k // n for k in range(1, n)]
     parts = chunks(recs, cuts, first_chunked=False)
     acc = parts[0]
@@ -274,7 +302,7 @@ def test_a_flood_across_chunks_keeps_exact_totals() -> None:
     recs = numbered(sorted(recs, key=lambda r: r.ts))
 
     def build(chunk: bool) -> ConversationBuilder:
-        return ConversationBuilder(server_ports=PORTS, max_flows=400, flood_fanin=50, chunk=chunk)
+        return conversations.ConversationBuilder(server_ports=PORTS, max_flows=400, flood_fanin=50, chunk=chunk)
 
     one = build(False)
     one.feed_many(recs)

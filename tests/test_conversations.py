@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from auditor.conversations import SWEEP_EVERY, ConversationBuilder, ConversationResult
+from auditor import conversations
+from auditor.conversations import SWEEP_EVERY, ConversationResult
 from auditor.model import Connection, Flow, FlowKey, Outcome, PacketRecord, SharedCounts, share_counts
 from tests.records import (
     handshake,
@@ -17,11 +18,15 @@ from tests.records import (
     udp,
 )
 
+# Each test runs with each build of the core (conftest.each_kernel): the Python modules, and their
+# compiled builds; the core is reached through its package, which hands out the build that runs.
+pytestmark = pytest.mark.usefixtures("each_kernel")
+
 C, S = "10.0.0.1", "10.0.0.2"
 
 
 def run(recs: list[PacketRecord], **kw: object) -> ConversationResult:
-    b = ConversationBuilder(keep_connections=True, **kw)  # type: ignore[arg-type]
+    b = conversations.ConversationBuilder(keep_connections=True, **kw)  # type: ignore[arg-type]
     b.feed_many(numbered(recs))
     return b.finish()
 
@@ -194,7 +199,7 @@ def test_idle_timeout_starts_new_connection() -> None:
 
 
 def test_sweep_closes_idle_connections_and_memory_follows_live() -> None:
-    b = ConversationBuilder()
+    b = conversations.ConversationBuilder()
     for i in range(20_000):
         b.feed(udp(C, S, 1024 + i % 60000, 514, float(i)))
     # One packet a second and a 60 s UDP timeout: live = 60 + what arrived since the last sweep.
@@ -207,7 +212,7 @@ def test_sweep_closes_idle_connections_and_memory_follows_live() -> None:
 def test_closed_connections_leave_the_table_after_their_linger() -> None:
     # Each connection ends with FIN both ways, so it lingers CLOSE_LINGER (5 s), not its 300 s TCP
     # timeout: at one connection a second, about 5 (plus a sweep's worth) stay live.
-    b = ConversationBuilder()
+    b = conversations.ConversationBuilder()
     for i in range(3 * SWEEP_EVERY):
         sp, ts = 1024 + i % 60000, float(i)
         for rec in (tcp(C, S, sp, 443, "S", ts), tcp(S, C, 443, sp, "SA", ts + 0.01),
@@ -218,7 +223,7 @@ def test_closed_connections_leave_the_table_after_their_linger() -> None:
 
 
 def test_eviction_closes_the_idlest_connection() -> None:
-    b = ConversationBuilder(max_live=3, keep_connections=True)
+    b = conversations.ConversationBuilder(max_live=3, keep_connections=True)
     for port, ts in ((1001, 1.0), (1002, 2.0), (1003, 3.0)):
         b.feed(udp(C, S, port, 514, ts))
     b.feed(udp(C, S, 1001, 514, 4.0))  # 1001 is busy again: 1002 is now the idlest
@@ -246,7 +251,7 @@ def test_host_talking_to_itself_on_one_port_is_kept() -> None:
     c = one(recs)
     assert (c.orig_h, c.orig_p, c.resp_h, c.resp_p) == ("127.0.0.1", 500, "127.0.0.1", 500)
     assert (c.orig_pkts, c.resp_pkts) == (2, 0)
-    b = ConversationBuilder(keep_connections=True)
+    b = conversations.ConversationBuilder(keep_connections=True)
     for r in numbered(recs):
         b.feed(r)
     assert [(x.orig_pkts, x.resp_pkts) for x in b.finish().connections] == [(2, 0)]
@@ -338,7 +343,7 @@ def test_midstream_session_reset_by_server_is_established() -> None:
 
 
 def test_syn_flood_is_bounded_and_summarised() -> None:
-    b = ConversationBuilder(max_flows=1000, max_live=5000)
+    b = conversations.ConversationBuilder(max_flows=1000, max_live=5000)
     for i in range(50_000):
         src = f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
         b.feed(tcp(src, S, 1024 + i % 50000, 80, "S", 1.0 + i * 1e-5, frame=i + 1))
@@ -364,7 +369,7 @@ def test_merge_combines_flows_and_stats() -> None:
 
 def test_tftp_transfer_from_new_server_port_joins_its_request() -> None:
     """RFC 1350: the server answers a read request from a fresh port; the transfer is the request's."""
-    b = ConversationBuilder(keep_connections=True)
+    b = conversations.ConversationBuilder(keep_connections=True)
     rrq = b"\x00\x01ardbp32.bin\x00octet\x00"
     b.feed(udp("10.30.0.50", "10.30.0.5", 49200, 69, 1.0, 1, rrq))
     for i in range(3):
@@ -377,7 +382,7 @@ def test_tftp_transfer_from_new_server_port_joins_its_request() -> None:
     assert (flow.orig_pkts, flow.resp_pkts) == (4, 3)
     assert res.stats.tftp_transfers == 1
     # An unrelated datagram from the server to another client port is its own conversation.
-    b2 = ConversationBuilder()
+    b2 = conversations.ConversationBuilder()
     b2.feed(udp("10.30.0.50", "10.30.0.5", 49200, 69, 1.0, 1, rrq))
     b2.feed(udp("10.30.0.5", "10.30.0.50", 51000, 49999, 1.1, 2, b"x"))
     assert len(b2.finish().flows) == 2
@@ -390,7 +395,7 @@ def test_broadcast_dhcp_replies_join_their_request_and_name_the_server() -> None
     req = b"\x01\x01\x06\x00" + xid + bytes(232)
     rep = b"\x02\x01\x06\x00" + xid + bytes(232)
     other = b"\x02\x01\x06\x00" + b"\x00\x00\x00\x01" + bytes(232)
-    b = ConversationBuilder()
+    b = conversations.ConversationBuilder()
     b.feed(udp("0.0.0.0", "255.255.255.255", 68, 67, 1.0, 1, req))
     b.feed(udp("10.30.0.5", "255.255.255.255", 67, 68, 1.1, 2, rep))
     b.feed(udp("0.0.0.0", "255.255.255.255", 68, 67, 1.2, 3, req))
@@ -404,7 +409,7 @@ def test_broadcast_dhcp_replies_join_their_request_and_name_the_server() -> None
 
 
 def test_a_flood_of_attempts_on_one_service_is_summarised_past_its_fan_in() -> None:
-    b = ConversationBuilder(max_flows=100, flood_fanin=10)
+    b = conversations.ConversationBuilder(max_flows=100, flood_fanin=10)
     for i in range(30):  # a flood of unanswered SYNs from spoofed sources
         b.feed(tcp(f"198.51.100.{i + 1}", S, 40000 + i, 443, "S", 1.0 + i * 0.01, frame=i + 1))
     for i in range(20):  # then real clients that complete handshakes

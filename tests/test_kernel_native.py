@@ -1,7 +1,8 @@
 """Which build of the hot path runs (auditor/capture/native.py): the compiled modules only when each was
 built from the source beside it and PCAP_AUDIT_PURE is not set, all or none; --version names it. The
 kernel's and the DNS reader's tests themselves run against both builds (conftest.each_kernel:
-test_capture_fastpath.py, test_capture_decode.py, test_conversations_lane.py, test_names_lean.py)."""
+test_capture_fastpath.py, test_capture_decode.py, test_conversations_lane.py, test_names_lean.py, and the
+conversation core's: test_conversations.py, test_chunk_merge.py, test_refusal.py, test_invariance.py)."""
 
 from __future__ import annotations
 
@@ -20,11 +21,14 @@ from auditor.audit import collect
 from auditor.capture import kernel, native, open_captures
 from auditor.capture.decode import Decoder
 from auditor.capture.info import ReadStats
+from auditor.conversations import builder, chunks, lane, related, results, state
+from auditor.conversations import tcp as conversation_tcp
 from auditor.model import PAYLOAD_SNAP
 from tests.capture_factory import eth_ipv4_tcp
 
 REPO = Path(__file__).resolve().parent.parent
-PURE = {"auditor.capture.kernel": kernel, "auditor.dnswire": dnswire}
+PURE = {"auditor.capture.kernel": kernel, "auditor.dnswire": dnswire,
+        **{m.__name__: m for m in (state, conversation_tcp, related, results, lane, chunks, builder)}}
 SOURCES = {name: native.source_path(name).read_bytes() for name in native.COMPILED}
 
 
@@ -101,6 +105,7 @@ def test_this_install_runs_what_it_should() -> None:
         # Native code, not Python functions.
         assert type(compiled["auditor.capture.kernel"].Kernel.walk).__name__ != "function"
         assert type(compiled["auditor.dnswire"].read_answers).__name__ != "function"
+        assert type(compiled["auditor.conversations.builder"].ConversationBuilder.feed).__name__ != "function"
     pure = native.wants_pure(os.environ)
     assert native.KERNEL.compiled == (compiled is not None and not pure)
     assert native.KERNEL.modules == (PURE if pure or compiled is None else compiled)
@@ -115,6 +120,28 @@ def test_version_names_the_kernel(tmp_path: Path) -> None:
     env["PCAP_AUDIT_PURE"] = "1"
     out = subprocess.run(run, cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout
     assert out.splitlines()[1] == "kernel: pure Python (PCAP_AUDIT_PURE=1)"
+
+
+def test_the_conversation_core_comes_from_the_build_that_runs(each_kernel: types.ModuleType, tmp_path: Path) -> None:
+    from auditor import conversations
+
+    assert conversations.ConversationBuilder is native.KERNEL.of("auditor.conversations.builder").ConversationBuilder
+    assert conversations.ConversationResult is native.KERNEL.of("auditor.conversations.results").ConversationResult
+    assert conversations.merging is native.KERNEL.of("auditor.conversations.chunks")
+    # A process chooses once, from its environment: what the audit and the engine took at import.
+    show = ("import auditor.audit, auditor.engine; "
+            "print(auditor.audit.ConversationBuilder.__module__, auditor.engine.chunks.__name__)")
+    env = {k: v for k, v in os.environ.items() if k != "PCAP_AUDIT_PURE"}
+    env["PYTHONPATH"] = str(REPO)
+    for pure in (False, True):
+        if pure:
+            env["PCAP_AUDIT_PURE"] = "1"
+        out = subprocess.run([sys.executable, "-c", show], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             check=True).stdout
+        built = native.choose(env).compiled
+        assert out.split() == (["auditor.conversations._builder_native", "auditor.conversations._chunks_native"]
+                               if built else ["auditor.conversations.builder", "auditor.conversations.chunks"])
+        assert built == (not pure and native.load_native()[0] is not None)
 
 
 def test_decoders_make_the_chosen_kernel(each_kernel: types.ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:

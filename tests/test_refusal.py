@@ -8,7 +8,8 @@ import random
 
 import pytest
 
-from auditor.conversations import ConversationBuilder, ConversationResult
+from auditor import conversations
+from auditor.conversations import ConversationResult
 from auditor.model import REFUSAL_OTHER, REFUSALS_MAX, Flow, FlowKey, PacketRecord, QuotedPacket, Refusal
 from auditor.refusal import (
     PARTY_MIDDLEBOX,
@@ -22,11 +23,15 @@ from auditor.refusal import (
 )
 from tests.records import icmp, icmp_unreach, numbered, tcp, udp
 
+# Each test runs with each build of the core (conftest.each_kernel): the Python modules, and their
+# compiled builds; the core is reached through its package, which hands out the build that runs.
+pytestmark = pytest.mark.usefixtures("each_kernel")
+
 C, C2, S, FW = "10.0.0.1", "10.0.0.4", "10.0.0.2", "10.9.9.9"
 
 
 def run(recs: list[PacketRecord]) -> ConversationResult:
-    b = ConversationBuilder(keep_connections=True)
+    b = conversations.ConversationBuilder(keep_connections=True)
     b.feed_many(numbered(recs))
     return b.finish()
 
@@ -239,7 +244,7 @@ def test_flow_refusals_merge_exactly_and_associatively(seed: int) -> None:
 
 
 def _part(recs: list[PacketRecord]) -> ConversationResult:
-    b = ConversationBuilder()
+    b = conversations.ConversationBuilder()
     b.feed_many(recs)
     return b.finish()
 
@@ -263,9 +268,9 @@ def test_results_merge_associatively() -> None:
 
 
 def test_the_hosts_table_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    from auditor.conversations import builder
+    from auditor.capture import native
 
-    monkeypatch.setattr(builder, "HOST_TTLS_MAX", 2)
+    monkeypatch.setattr(native.KERNEL.of("auditor.conversations.builder"), "HOST_TTLS_MAX", 2)
     recs = [p for i in range(4) for p in accepted(f"10.0.1.{i}", 443, 1.0 + i, 120)]
     res = run(recs)
     assert len(res.host_ttls) == 2 and res.overflowed

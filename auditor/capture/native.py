@@ -36,6 +36,9 @@ COMPILED: Final = {
     # The Python module -> the module setup.py compiles it to (setup.py's COMPILED: the same pairs).
     "auditor.capture.kernel": "auditor.capture._kernel_native",
     "auditor.dnswire": "auditor._dnswire_native",
+    # The conversation core: its package (auditor/conversations/__init__.py) hands out the build that runs.
+    **{f"auditor.conversations.{m}": f"auditor.conversations._{m}_native"
+       for m in ("state", "tcp", "related", "results", "lane", "chunks", "builder")},
 }
 PURE_ENV = "PCAP_AUDIT_PURE"
 REQUIRE_ENV = "PCAP_AUDIT_REQUIRE_COMPILED"

@@ -2,6 +2,11 @@
 
 Nothing here opens a file or prints: tests feed records built in memory (h11's idea).
 
+Its modules are compiled with mypyc where the install can (setup.py; auditor/capture/native.py chooses,
+all compiled or all Python): reach the core through this package (``ConversationBuilder``,
+``ConversationResult``, ``merging``...), which hands out the build that runs; importing its modules
+directly gets the Python ones whichever runs.
+
 Design, for speed (the audit targets >= 300k packets/s in one process):
   * The live table is a plain dict holding every connection under BOTH directions of its key,
     ``(proto, src, sport, dst, dport) -> (conn, is_orig)``, so a packet costs one tuple and one
@@ -50,10 +55,33 @@ are their own port (an unmatched unreachable is port 3); protocol is "icmp" for 
 
 from __future__ import annotations
 
-from auditor.conversations.builder import ConversationBuilder
-from auditor.conversations.lane import FastLane
-from auditor.conversations.results import ConversationResult, ConversationStats
+from typing import TYPE_CHECKING, Any
+
 from auditor.conversations.state import CLOSE_LINGER, DISORDER_SLACK, HOST_TTLS_MAX, SWEEP_EVERY
 
+if TYPE_CHECKING:
+    from auditor.conversations import chunks as merging
+    from auditor.conversations.builder import ConversationBuilder
+    from auditor.conversations.lane import FastLane
+    from auditor.conversations.results import ConversationResult, ConversationStats
+
 __all__ = ["CLOSE_LINGER", "DISORDER_SLACK", "HOST_TTLS_MAX", "SWEEP_EVERY", "ConversationBuilder",
-           "ConversationResult", "ConversationStats", "FastLane"]
+           "ConversationResult", "ConversationStats", "FastLane", "merging"]
+
+_FROM = {"ConversationBuilder": "auditor.conversations.builder", "FastLane": "auditor.conversations.lane",
+         "ConversationResult": "auditor.conversations.results", "ConversationStats": "auditor.conversations.results",
+         "merging": "auditor.conversations.chunks"}
+"""What the package hands out, from which module: of the build that runs (auditor/capture/native.py:
+these modules, or their compiled builds). ``merging`` is chunks.py itself (the merge of chunks)."""
+
+
+def __getattr__(name: str) -> Any:
+    # Looked up at each use (not bound at import): the build is chosen by native.py, whose choice
+    # imports these modules; a test may choose another (tests/conftest.py's each_kernel).
+    module = _FROM.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from auditor.capture import native
+
+    chosen = native.KERNEL.of(module)
+    return chosen if name == "merging" else getattr(chosen, name)

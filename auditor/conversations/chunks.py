@@ -36,7 +36,7 @@ def end_chunk(b: ConversationBuilder, last: bool = False) -> ConversationBuilder
         if c.last > b.last_ts:
             b.last_ts = c.last
     close_idle(b, last)
-    vars(b).pop("_take", None)
+    b._take = None  # the lane's closure: it holds the builder and cannot be pickled
     return b
 
 

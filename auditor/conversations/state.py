@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import struct
-from typing import Any
+from typing import Any, Final
 
 from auditor.apps import APP_SNAP, AppEvidence
 from auditor.model import (
@@ -70,13 +70,17 @@ _REPLAYED_COUNTERS = ("port_reuse", "idle_splits", "icmp_errors_matched", "icmp_
 
 
 
+_CONN_FIELDS: Final = ("appc", "bad_o", "bad_r", "chain", "data", "dead", "ev", "ff", "first", "fo", "fr", "hist", "ho",
+                       "hr", "hseen", "isn", "keys", "last", "marks", "oa", "oby", "op", "opk", "oprev", "os", "proto",
+                       "ra", "rby", "refused", "rp", "rpk", "rprev", "rs", "rst_ttl", "timeout", "tunnels")
+"""_Conn's fields: its __slots__ in Python, what its pickled state holds in either build (a class compiled
+with mypyc has no __slots__ to read them from)."""
+
+
 class _Conn:
     """Live per-connection state: plain fields, read and written on the hot path."""
 
-    __slots__ = ("appc", "bad_o", "bad_r", "chain", "data", "dead", "ev", "ff", "first", "fo", "fr", "hist", "ho", "hr",
-                 "hseen", "isn", "keys",
-                 "last", "marks", "oa", "oby", "op", "opk", "oprev", "os", "proto", "ra", "rby", "refused",
-                 "rp", "rpk", "rprev", "rs", "rst_ttl", "timeout", "tunnels")
+    __slots__ = _CONN_FIELDS
     proto: int
     oa: bytes
     op: int
@@ -128,10 +132,10 @@ class _Conn:
 
     def __getstate__(self) -> tuple[Any, ...]:
         # A chunk's live connections travel from a worker process: values only, in slot order.
-        return tuple(getattr(self, name) for name in _Conn.__slots__)
+        return tuple([getattr(self, name) for name in _CONN_FIELDS])
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        for name, value in zip(_Conn.__slots__, state, strict=True):
+        for name, value in zip(_CONN_FIELDS, state, strict=True):
             setattr(self, name, value)
 
 
@@ -188,6 +192,15 @@ class _Chain:
         """The chain's latest connection (the one live at the chunk's end, if any)."""
         self.ttls: dict[bytes, int] = {}
         """The responders' SYN-ACK and FIN TTLs seen on the chain (ConversationResult.host_ttls)."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A chunk's chains travel from a worker process. Compiled with mypyc, the class would be
+        # rebuilt by calling it without arguments: made from its first three fields here instead.
+        return (_Chain, (self.ck, self.proto, self.first_ts),
+                (self.last_ts, self.log, self.run, self.closed, self.conn, self.ttls))
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.last_ts, self.log, self.run, self.closed, self.conn, self.ttls = state
 
     def record(self, rec: PacketRecord) -> None:
         """Log a record of the chain (its payload cut to what a replay reads): after the first (what a
