@@ -191,6 +191,11 @@ class Merger:
     def add(self, part: Part, decided: tuple[list[PacketRecord], list[bool]] | None = None) -> None:
         if not self.wanted(part.chunk):
             return
+        built = type(part.conv).__module__
+        if built != ConversationBuilder.__module__:  # a Dask worker with another install
+            raise AuditorError(f"{part.chunk.path}: read by a process that runs another build of pcap-audit "
+                               f"({built}, here {ConversationBuilder.__module__}): install the same pcap-audit, "
+                               "compiled or pure alike (pcap-audit --version), on every worker")
         for chunk, info in zip(part.chunks, part.inputs, strict=True):
             self.infos.setdefault(chunk.input_index, []).append((_virtual(chunk), info))
             if chunk.end >= 0 and not info.end_verified:

@@ -38,7 +38,7 @@ from auditor import engine
 from auditor.audit import collect
 from auditor.capture import CaptureSet
 from auditor.catalog import load_catalog
-from auditor.conversations import chunks as chunks_mod
+from auditor.conversations import merging as chunks_mod  # the build that runs (compiled or not)
 
 
 def split(src: Path, parts: int, out: Path) -> list[Path]:

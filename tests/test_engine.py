@@ -23,6 +23,7 @@ from auditor.audit import collect
 from auditor.capture import CaptureSet
 from auditor.conversations import DISORDER_SLACK
 from auditor.engine import Collected
+from auditor.errors import AuditorError
 
 ROOT = Path(__file__).resolve().parent.parent
 GEN = ROOT.parent / "shared" / "bench" / "gen_realistic_pcap.py"
@@ -275,3 +276,22 @@ def test_a_ring_buffer_written_by_editcap(whole: Path, tmp_path: Path) -> None:
     assert exact
     assert _got(got) == want
     assert got.conv.stats.connections == conv.stats.connections
+
+
+def test_a_part_of_another_build_is_refused_in_one_line(ring: list[Path]) -> None:
+    """A Dask worker with another install (compiled where this one is pure, or the reverse) sends
+    objects of other classes: the merge names the chunk and says what to do, instead of merging
+    them or failing somewhere inside."""
+    from auditor.conversations.builder import ConversationBuilder as Python
+
+    class Elsewhere(Python):
+        pass
+
+    chunks = engine.plan([str(p) for p in ring], 1)
+    first = engine.read_chunk(chunks[0], PORTS, "fast", True, True)
+    second = engine.read_chunk(chunks[1], PORTS, "fast", True, False)
+    merger = engine.Merger()
+    merger.add(first)
+    second.conv = Elsewhere(server_ports=PORTS, chunk=True).end_chunk(False)
+    with pytest.raises(AuditorError, match=r"ring.*another build of pcap-audit.*on every worker"):
+        merger.add(second)
