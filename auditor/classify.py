@@ -314,7 +314,15 @@ def _mismatch(flow: Flow, a: HostView, b: HostView, j: _Judgement, refused: list
 
 
 def classify_flows(flows: Iterable[Flow], host: Callable[[str], HostView], index: RuleIndex) -> list[FlowVerdict]:
-    return [classify_flow(f, host(f.key.initiator), host(f.key.responder), index) for f in flows]
+    views: dict[str, HostView] = {}
+    get = views.get
+
+    def view(addr: str) -> HostView:
+        found = views[addr] = host(addr)
+        return found
+
+    return [classify_flow(f, get(k.initiator) or view(k.initiator), get(k.responder) or view(k.responder), index)
+            for f, k in [(f, f.key) for f in flows]]
 
 
 @dataclass(frozen=True, slots=True)
