@@ -10,6 +10,7 @@ import ipaddress
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from auditor.apps import UNKNOWN
 from auditor.catalog import AlternativeGroup
@@ -276,6 +277,12 @@ def classify_flow(flow: Flow, a: HostView, b: HostView, index: RuleIndex) -> Flo
     j = index.cache.get(ckey)
     if j is None:
         j = index.cache[ckey] = _judge(a, b, k.protocol, k.port, loopback, index)
+    return _verdict(flow, a, b, j)
+
+
+def _verdict(flow: Flow, a: HostView, b: HostView, j: _Judgement) -> FlowVerdict:
+    """A flow's verdict of its hosts' judgement (a: the initiator as classify_flow sees it)."""
+    k = flow.key
     if j.classification == Classification.EXPECTED:
         if j.allowed is not None and flow.apps:
             refused = sorted(a for a in flow.apps if a != UNKNOWN and a not in j.allowed)
@@ -313,16 +320,50 @@ def _mismatch(flow: Flow, a: HostView, b: HostView, j: _Judgement, refused: list
                        mismatch_rule_ids=j.rule_ids)
 
 
-def classify_flows(flows: Iterable[Flow], host: Callable[[str], HostView], index: RuleIndex) -> list[FlowVerdict]:
-    views: dict[str, HostView] = {}
-    get = views.get
+_UNMAPPED = _Judgement(Classification.UNMAPPED)
+"""classify_flows's judgement of flows between two hosts without roles."""
 
-    def view(addr: str) -> HostView:
-        found = views[addr] = host(addr)
+
+def classify_flows(flows: Iterable[Flow], host: Callable[[str], HostView], index: RuleIndex) -> list[FlowVerdict]:
+    """classify_flow of each flow, the judgement looked up by what it depends on: each host's part of
+    classify_flow's key, numbered once per address (as initiator, as responder), protocol and port."""
+    views: dict[str, tuple[HostView, int, HostView, int]] = {}
+    """address -> (its view as initiator, that view's part's number, as responder, its number)."""
+    parts: dict[tuple[Any, ...], int] = {}
+    judged: dict[tuple[int, int, str, int], _Judgement] = {}
+    """(initiator's part, responder's part, protocol, port) -> its judgement (_UNMAPPED: no roles)."""
+
+    def view(addr: str) -> tuple[HostView, int, HostView, int]:
+        h = a = host(addr)
+        if a.wildcard and not _unspecified(addr):
+            a = HostView(a.address, a.roles, a.effective, a.names, wildcard=False)
+        loop = _is_loopback(addr)
+        pa = (a.roles, a.effective, a.wildcard, a.address if a.wildcard and not a.roles else "", loop)
+        pb = (h.roles, h.effective, h.wildcard, h.address if h.wildcard and not h.roles else "", loop)
+        found = views[addr] = (a, parts.setdefault(pa, len(parts)), h, parts.setdefault(pb, len(parts)))
         return found
 
-    return [classify_flow(f, get(k.initiator) or view(k.initiator), get(k.responder) or view(k.responder), index)
-            for f, k in [(f, f.key) for f in flows]]
+    get, known = views.get, judged.get
+    out = []
+    for f in flows:
+        k = f.key
+        a, pa, _, _ = get(k.initiator) or view(k.initiator)
+        _, _, b, pb = get(k.responder) or view(k.responder)
+        jkey = (pa, pb, k.protocol, k.port)
+        j = known(jkey)
+        if j is None:  # the first flow of its kind: judged as classify_flow judges it
+            v = classify_flow(f, a, b, index)
+            loopback = _is_loopback(k.initiator) and _is_loopback(k.responder)
+            judged[jkey] = _UNMAPPED if v.classification == Classification.UNMAPPED else index.cache[(
+                a.roles, a.effective, a.wildcard, b.roles, b.effective, b.wildcard, k.protocol, k.port,
+                loopback, a.address if a.wildcard and not a.roles else "",
+                b.address if b.wildcard and not b.roles else "")]
+            out.append(v)
+        elif j is _UNMAPPED:
+            out.append(FlowVerdict(f, a, b, Classification.UNMAPPED, False, (), None, None))
+        else:
+            out.append(_verdict(f, a, b, j))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
