@@ -307,9 +307,9 @@ def judge(conv: ConversationResult, names: NameEvidence, catalog: Catalog, roles
     resolver = HostResolver(catalog, roles, names, features)
     verdicts = classify_flows(flows, resolver, _rule_index(catalog, features))
 
-    keys = [f.key for f in flows]
-    seen = {k.initiator for k in keys}
-    seen.update([k.responder for k in keys])
+    flow_keys = [f.key for f in flows]
+    seen = {k.initiator for k in flow_keys}
+    seen.update([k.responder for k in flow_keys])
     seen.discard("*")
     hosts_by_role: dict[str, set[str]] = defaultdict(set)
     for addr in seen:

@@ -434,7 +434,7 @@ class _VerdictWalk:
                  f.resp_pkts == 0 and f.key.protocol == "udp", tuple(f.refusals.items()) if f.refusals else None)
                 for f in flows]
         get_oc, get_d, get_s = self.outcome_conns.get, self.dir.get, self.inputs.get
-        oc = [get_oc(k) for k in k_oc]
+        oc: list[Any] = [get_oc(k) for k in k_oc]
         d = [get_d(id(f.direction_evidence)) for f in flows]
         s = [get_s(f.first_frame[0]) for f in flows]
         if None in oc or None in d or None in s:
