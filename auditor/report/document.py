@@ -396,20 +396,23 @@ class _JsonParts:
         found = self.tunnels[tunnels] = self.text.lists[self.shared.tunnel_list(tunnels)]
         return found
 
-    def service(self, f: Flow) -> tuple[str, int, str]:
-        """A flow's app_protocol, apps and unverified members' JSON, but the number; the number; its
-        app_evidence member's JSON (what text.evidence gives of service_fields's rows, from the flow's
-        own evidence)."""
-        evidence = f.app_evidence
-        if evidence:
-            items = sorted(evidence.items()) if len(evidence) > 1 else evidence.items()
-            ev_head, heads, details = self.evidence_head, self.heads, self.details
-            return (self.apps[tuple(f.apps.items()) if f.apps else ()], f.unverified, ',"app_evidence":{' + ",".join([
-                f'{ev_head[(name, e.direction)]}{e.frame[0]:d},"frame":{e.frame[1]:d}}},'
-                f'"head":{heads[e.head]},"detail":{details[e.detail]}}}' for name, e in items]) + "}}")
-        if f.apps:
-            return self.apps[tuple(f.apps.items())], f.unverified, _NO_APP_EVIDENCE
-        return _NO_APPS, f.connections, _NO_APP_EVIDENCE
+    def evidence(self, flows: list[Flow]) -> list[str]:
+        """Each flow's app_evidence member's JSON, its comma before it and the flow's closing brace
+        after it: what text.evidence gives of service_fields's rows, from the flows' own evidence."""
+        ev_head, heads, details, out = self.evidence_head, self.heads, self.details, []
+        for evidence in [f.app_evidence for f in flows]:
+            if not evidence:
+                out.append(_NO_APP_EVIDENCE)
+            elif len(evidence) == 1:
+                for name, e in evidence.items():
+                    out.append(_ONE_APP_EVIDENCE % (ev_head[(name, e.direction)], e.frame[0], e.frame[1],
+                                                    heads[e.head], details[e.detail]))
+            else:
+                out.append(',"app_evidence":{' + ",".join([
+                    f'{ev_head[(name, e.direction)]}{e.frame[0]:d},"frame":{e.frame[1]:d}}},'
+                    f'"head":{heads[e.head]},"detail":{details[e.detail]}}}'
+                    for name, e in sorted(evidence.items())]) + "}}")
+        return out
 
     def texts(self, verdicts: Sequence[FlowVerdict]) -> list[str]:
         """Each verdict's flow as JSON text: a column of each member's text (or number) at a time,
@@ -425,8 +428,7 @@ class _JsonParts:
         k_out = [(f.outcome, tuple(f.refusals.items()) if f.refusals else None) for f in fl]
         k_why = [(v.rule_ids, v.reverse_rule_ids, v.layers, v.reason, v.reason_text) for v in verdicts]
         tally = [tallies.get((id(f.direction_evidence), id(f.conn_states))) for f in fl]
-        svc = [(_NO_APPS, f.connections, _NO_APP_EVIDENCE) if not f.apps and not f.app_evidence
-               else self.service(f) for f in fl]
+        apps = self.apps
         return list(map(_FLOW_TEXT.__mod__, zip(
             [js[k.initiator] for k in ks], [js[k.responder] for k in ks], [js[k.protocol] for k in ks],
             [k.port for k in ks], [x[1] for x in a], [y[1] for y in b], [x[2] for x in a], [y[2] for y in b],
@@ -442,11 +444,14 @@ class _JsonParts:
             [t[1] if t is not None else self.tally(f) for f, t in zip(fl, tally, strict=True)],
             [(tunnels.get(f.tunnels) or self.tunnel(f.tunnels)) if f.tunnels else "[]" for f in fl],
             ["true" if f.summarised else "false" for f in fl],
-            [x[0] for x in svc], [x[1] for x in svc], [x[2] for x in svc], strict=True)))
+            [apps[tuple(f.apps.items())] if f.apps else apps[()] if f.app_evidence else _NO_APPS for f in fl],
+            [f.connections - sum(f.apps.values()) if f.apps else f.connections for f in fl],  # Flow.unverified
+            self.evidence(fl), strict=True)))
 
 
 _NO_APPS = f'"app_protocol":{_JSON(UNKNOWN)},"apps":{{}},"unverified":'
 _NO_APP_EVIDENCE = ',"app_evidence":{}}'
+_ONE_APP_EVIDENCE = ',"app_evidence":{%s%d,"frame":%d},"head":%s,"detail":%s}}}'
 _FLOW_TEXT = (
     '{"initiator":%s,"responder":%s,"protocol":%s,"port":%d,"initiator_roles":%s,"responder_roles":%s,'
     '"initiator_names":%s,"responder_names":%s,%s%s%s'
