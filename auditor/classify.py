@@ -330,8 +330,9 @@ def classify_flows(flows: Iterable[Flow], host: Callable[[str], HostView], index
     views: dict[str, tuple[HostView, int, HostView, int]] = {}
     """address -> (its view as initiator, that view's part's number, as responder, its number)."""
     parts: dict[tuple[Any, ...], int] = {}
-    judged: dict[tuple[int, int, str, int], _Judgement] = {}
-    """(initiator's part, responder's part, protocol, port) -> its judgement (_UNMAPPED: no roles)."""
+    judged: dict[tuple[int, int, str, int], tuple[_Judgement, tuple[bool, str, str] | None]] = {}
+    """(initiator's part, responder's part, protocol, port) -> its judgement (_UNMAPPED: no roles) and,
+    when the reason's text names the flow's address, (the initiator's?, the text before it, after it)."""
 
     def view(addr: str) -> tuple[HostView, int, HostView, int]:
         h = a = host(addr)
@@ -350,15 +351,30 @@ def classify_flows(flows: Iterable[Flow], host: Callable[[str], HostView], index
         a, pa, _, _ = get(k.initiator) or view(k.initiator)
         _, _, b, pb = get(k.responder) or view(k.responder)
         jkey = (pa, pb, k.protocol, k.port)
-        j = known(jkey)
-        if j is None:  # the first flow of its kind: judged as classify_flow judges it
+        hit = known(jkey)
+        if hit is None:  # the first flow of its kind: judged as classify_flow judges it
             v = classify_flow(f, a, b, index)
             loopback = _is_loopback(k.initiator) and _is_loopback(k.responder)
-            judged[jkey] = _UNMAPPED if v.classification == Classification.UNMAPPED else index.cache[(
+            j = _UNMAPPED if v.classification == Classification.UNMAPPED else index.cache[(
                 a.roles, a.effective, a.wildcard, b.roles, b.effective, b.wildcard, k.protocol, k.port,
                 loopback, a.address if a.wildcard and not a.roles else "",
                 b.address if b.wildcard and not b.roles else "")]
+            named = None
+            if j is not _UNMAPPED and j.classification != Classification.EXPECTED and j.reason_text is None:
+                # _verdict's text, but for the address (all else is in the key).
+                wild = (a.wildcard and not a.roles) or (b.wildcard and not b.roles)
+                named = (not a.roles, ("initiator " if not a.roles else "responder ")
+                         + ("broadcast/multicast " if wild else ""),
+                         f" holds no role in roles.yaml ({k.protocol}/{k.port})" if k.protocol != "icmp"
+                         else " holds no role in roles.yaml (icmp)")
+            judged[jkey] = (j, named)
             out.append(v)
+            continue
+        j, named = hit
+        if named is not None:
+            addr = k.initiator if named[0] else k.responder
+            out.append(FlowVerdict(f, a, b, Classification.UNEXPECTED, False, (), j.reason,
+                                   named[1] + ("a summarised set of sources" if addr == "*" else addr) + named[2]))
         elif j is _UNMAPPED:
             out.append(FlowVerdict(f, a, b, Classification.UNMAPPED, False, (), None, None))
         else:
