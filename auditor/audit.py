@@ -266,18 +266,22 @@ def detect_features(flows: Sequence[Any], catalog: Catalog, roles: RoleMap, name
     """Features not declared that the capture proves (SPEC §4): a flow between two hosts of one
     product that matches one of the feature's ``detected_by`` rules (HA heartbeats between NSIPs)."""
     out: dict[str, str] = {}
-    by_port: dict[tuple[str, int], list[int]] | None = None
+    plans = []
     for feature in catalog.features.values():
         if feature.id in in_use or not feature.detected_by:
             continue
-        if by_port is None:  # the flows by (protocol, port) once, not a walk over every flow per feature
-            by_port = defaultdict(list)
-            for i, f in enumerate(flows):
-                if not f.summarised:
-                    by_port[(f.key.protocol, f.key.port)].append(i)
         rules = [r for r in (catalog.by_id(i) for i in feature.detected_by) if r is not None]
         ports = {(p, port) for r in rules for p in r.protocols for lo, hi in (r.ports or ((0, 0),))
                  for port in range(lo, hi + 1)}
+        plans.append((feature, rules, ports))
+    # The flows on those ports by (protocol, port), in one walk over the flows for all features.
+    wanted = {port for _, _, ports in plans for _, port in ports}
+    by_port: dict[tuple[str, int], list[int]] = defaultdict(list)
+    for i in [i for i, f in enumerate(flows) if f.key.port in wanted] if wanted else ():
+        f = flows[i]
+        if not f.summarised:
+            by_port[(f.key.protocol, f.key.port)].append(i)
+    for feature, rules, ports in plans:
         trial = in_use | {feature.id}
         resolver = HostResolver(catalog, roles, names, trial)
         index = _rule_index(catalog, trial, rules)
@@ -303,10 +307,9 @@ def judge(conv: ConversationResult, names: NameEvidence, catalog: Catalog, roles
     resolver = HostResolver(catalog, roles, names, features)
     verdicts = classify_flows(flows, resolver, _rule_index(catalog, features))
 
-    seen: set[str] = set()
-    for f in flows:
-        seen.add(f.key.initiator)
-        seen.add(f.key.responder)
+    flow_keys = [f.key for f in flows]
+    seen = {k.initiator for k in flow_keys}
+    seen.update([k.responder for k in flow_keys])
     seen.discard("*")
     hosts_by_role: dict[str, set[str]] = defaultdict(set)
     for addr in seen:

@@ -10,6 +10,7 @@ import ipaddress
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from auditor.apps import UNKNOWN
 from auditor.catalog import AlternativeGroup
@@ -276,6 +277,12 @@ def classify_flow(flow: Flow, a: HostView, b: HostView, index: RuleIndex) -> Flo
     j = index.cache.get(ckey)
     if j is None:
         j = index.cache[ckey] = _judge(a, b, k.protocol, k.port, loopback, index)
+    return _verdict(flow, a, b, j)
+
+
+def _verdict(flow: Flow, a: HostView, b: HostView, j: _Judgement) -> FlowVerdict:
+    """A flow's verdict of its hosts' judgement (a: the initiator as classify_flow sees it)."""
+    k = flow.key
     if j.classification == Classification.EXPECTED:
         if j.allowed is not None and flow.apps:
             refused = sorted(a for a in flow.apps if a != UNKNOWN and a not in j.allowed)
@@ -313,8 +320,66 @@ def _mismatch(flow: Flow, a: HostView, b: HostView, j: _Judgement, refused: list
                        mismatch_rule_ids=j.rule_ids)
 
 
+_UNMAPPED = _Judgement(Classification.UNMAPPED)
+"""classify_flows's judgement of flows between two hosts without roles."""
+
+
 def classify_flows(flows: Iterable[Flow], host: Callable[[str], HostView], index: RuleIndex) -> list[FlowVerdict]:
-    return [classify_flow(f, host(f.key.initiator), host(f.key.responder), index) for f in flows]
+    """classify_flow of each flow, the judgement looked up by what it depends on: each host's part of
+    classify_flow's key, numbered once per address (as initiator, as responder), protocol and port."""
+    views: dict[str, tuple[HostView, int, HostView, int]] = {}
+    """address -> (its view as initiator, that view's part's number, as responder, its number)."""
+    parts: dict[tuple[Any, ...], int] = {}
+    judged: dict[tuple[int, int, str, int], tuple[_Judgement, tuple[bool, str, str] | None]] = {}
+    """(initiator's part, responder's part, protocol, port) -> its judgement (_UNMAPPED: no roles) and,
+    when the reason's text names the flow's address, (the initiator's?, the text before it, after it)."""
+
+    def view(addr: str) -> tuple[HostView, int, HostView, int]:
+        h = a = host(addr)
+        if a.wildcard and not _unspecified(addr):
+            a = HostView(a.address, a.roles, a.effective, a.names, wildcard=False)
+        loop = _is_loopback(addr)
+        pa = (a.roles, a.effective, a.wildcard, a.address if a.wildcard and not a.roles else "", loop)
+        pb = (h.roles, h.effective, h.wildcard, h.address if h.wildcard and not h.roles else "", loop)
+        found = views[addr] = (a, parts.setdefault(pa, len(parts)), h, parts.setdefault(pb, len(parts)))
+        return found
+
+    get, known = views.get, judged.get
+    out = []
+    for f in flows:
+        k = f.key
+        a, pa, _, _ = get(k.initiator) or view(k.initiator)
+        _, _, b, pb = get(k.responder) or view(k.responder)
+        jkey = (pa, pb, k.protocol, k.port)
+        hit = known(jkey)
+        if hit is None:  # the first flow of its kind: judged as classify_flow judges it
+            v = classify_flow(f, a, b, index)
+            loopback = _is_loopback(k.initiator) and _is_loopback(k.responder)
+            j = _UNMAPPED if v.classification == Classification.UNMAPPED else index.cache[(
+                a.roles, a.effective, a.wildcard, b.roles, b.effective, b.wildcard, k.protocol, k.port,
+                loopback, a.address if a.wildcard and not a.roles else "",
+                b.address if b.wildcard and not b.roles else "")]
+            named = None
+            if j is not _UNMAPPED and j.classification != Classification.EXPECTED and j.reason_text is None:
+                # _verdict's text, but for the address (all else is in the key).
+                wild = (a.wildcard and not a.roles) or (b.wildcard and not b.roles)
+                named = (not a.roles, ("initiator " if not a.roles else "responder ")
+                         + ("broadcast/multicast " if wild else ""),
+                         f" holds no role in roles.yaml ({k.protocol}/{k.port})" if k.protocol != "icmp"
+                         else " holds no role in roles.yaml (icmp)")
+            judged[jkey] = (j, named)
+            out.append(v)
+            continue
+        j, named = hit
+        if named is not None:
+            addr = k.initiator if named[0] else k.responder
+            out.append(FlowVerdict(f, a, b, Classification.UNEXPECTED, False, (), j.reason,
+                                   named[1] + ("a summarised set of sources" if addr == "*" else addr) + named[2]))
+        elif j is _UNMAPPED:
+            out.append(FlowVerdict(f, a, b, Classification.UNMAPPED, False, (), None, None))
+        else:
+            out.append(_verdict(f, a, b, j))
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from auditor.classify import (
     RuleIndex,
     StatusContext,
     classify_flow,
+    classify_flows,
     rule_status,
 )
 from auditor.model import Classification, Flow, FlowKey, RuleState
@@ -114,6 +115,45 @@ def test_broadcast_side_stands_for_the_role_the_rule_needs() -> None:
     both = classify_flow(flow("0.0.0.0", "255.255.255.255", "udp", 67, est=1),
                          HostView("0.0.0.0", frozenset(), frozenset(), wildcard=True), bcast, rules)
     assert both.classification == Classification.UNMAPPED
+
+
+def test_classify_flows_gives_each_flow_what_classify_flow_gives() -> None:
+    """Flows whose judgement is looked up (the same roles, protocol and port as an earlier flow) have
+    the verdict classify_flow gives them: their own addresses in the reason's text."""
+    hosts = {
+        "10.0.0.1": host("10.0.0.1", DDC), "10.0.0.2": host("10.0.0.2", DDC), "10.0.0.9": host("10.0.0.9", SQL),
+        "10.0.0.5": host("10.0.0.5", LIC), "10.9.0.1": host("10.9.0.1"), "10.9.0.2": host("10.9.0.2"),
+        "127.0.0.1": host("127.0.0.1", VDA), "127.0.0.2": host("127.0.0.2", VDA),
+        "10.0.20.5": host("10.0.20.5", VDA), "10.0.20.6": host("10.0.20.6", VDA), "*": host("*"),
+        "255.255.255.255": HostView("255.255.255.255", frozenset(), frozenset(), wildcard=True),
+        "239.1.1.1": HostView("239.1.1.1", frozenset(), frozenset(), wildcard=True),
+        "0.0.0.0": HostView("0.0.0.0", frozenset(), frozenset(), wildcard=True),
+    }
+    flows = [
+        flow("10.0.0.1", "10.0.0.9", "tcp", 1433, est=1), flow("10.0.0.2", "10.0.0.9", "tcp", 1433, rej=1),
+        flow("10.9.0.1", "10.0.0.9", "tcp", 1433, est=1), flow("10.9.0.2", "10.0.0.9", "tcp", 1433, est=1),
+        flow("10.0.0.9", "10.9.0.1", "tcp", 1433, est=1), flow("10.0.0.9", "10.9.0.2", "tcp", 1433, est=1),
+        flow("*", "10.0.0.9", "tcp", 1433, est=1), flow("10.0.0.1", "10.0.0.5", "tcp", 5, est=1),
+        flow("10.0.0.2", "10.0.0.5", "tcp", 5, est=1), flow("10.9.0.1", "10.9.0.2", "tcp", 5, est=1),
+        flow("10.9.0.2", "10.9.0.1", "tcp", 5, est=1), flow("10.0.0.1", "255.255.255.255", "udp", 137, est=1),
+        flow("10.0.0.2", "239.1.1.1", "udp", 137, est=1), flow("10.0.0.1", "239.1.1.1", "udp", 137, est=1),
+        flow("255.255.255.255", "10.0.0.1", "udp", 137, est=1),
+        flow("239.1.1.1", "10.0.0.2", "udp", 137, est=1), flow("0.0.0.0", "10.0.0.5", "udp", 137, est=1),
+        flow("127.0.0.1", "127.0.0.2", "tcp", 9001, est=1), flow("10.0.20.5", "10.0.20.6", "tcp", 9001, est=1),
+        flow("127.0.0.2", "127.0.0.1", "tcp", 9001, est=1), flow("10.0.20.6", "10.0.20.5", "tcp", 9001, est=1),
+        flow("10.0.0.1", "10.0.0.9", "icmp", 0, est=1), flow("10.9.0.1", "10.0.0.9", "icmp", 0, est=1),
+        flow("10.9.0.2", "10.0.0.9", "icmp", 0, est=1),
+    ]
+    batch = classify_flows(flows, hosts.__getitem__, RuleIndex(RULES))
+    one = [classify_flow(f, hosts[f.key.initiator], hosts[f.key.responder], RuleIndex(RULES)) for f in flows]
+    assert batch == one
+    assert {v.reason_text for v in batch} >= {
+        "initiator 10.9.0.2 holds no role in roles.yaml (tcp/1433)",
+        "responder 10.9.0.2 holds no role in roles.yaml (tcp/1433)",
+        "initiator a summarised set of sources holds no role in roles.yaml (tcp/1433)",
+        "responder broadcast/multicast 239.1.1.1 holds no role in roles.yaml (udp/137)",
+        "initiator 10.9.0.2 holds no role in roles.yaml (icmp)",
+    }
 
 
 def test_loopback_only_rule_needs_loopback_addresses() -> None:

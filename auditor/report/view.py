@@ -357,8 +357,7 @@ class _VerdictWalk:
             lambda k: "failing" if k[0] == "expected" and k[1] else cells.t32[str(k[0])])
         self.verdict_cells: _Found[int] = _Found(cells.verdict_cell)
         self.why: dict[Any, int] = {}
-        self.outcome: dict[Any, int] = {}
-        self.conns: dict[Any, int] = {}
+        self.outcome_conns: dict[Any, tuple[int, int]] = {}
         self.dir: dict[int, int] = {}
         self.inputs: dict[int, int] = {}
         self.svc: dict[Any, tuple[int, list[str]]] = {}
@@ -429,21 +428,24 @@ class _VerdictWalk:
                 if w[i] is None:
                     key = (v.rule_ids, v.reverse_rule_ids, v.reason, v.reason_text)
                     w[i] = get_w(key) or self.why.setdefault(key, cells.why(*rows.why(v)))
-        k_out = [(f.outcome, tuple(f.refusals.items()) if f.refusals else None) for f in flows]
-        k_conns = [(f.connections, f.established, f.rejected, f.unanswered, id(f.conn_states)) for f in flows]
-        get_o, get_c, get_d, get_s = self.outcome.get, self.conns.get, self.dir.get, self.inputs.get
-        o = [get_o(k) for k in k_out]
-        c = [get_c(k) for k in k_conns]
+        # The outcome and connections cells, by one key: the counts and tallies they are made of
+        # (Flow.outcome's inputs among them) and the refusals.
+        k_oc = [(f.connections, f.established, f.rejected, f.unanswered, id(f.conn_states),
+                 f.resp_pkts == 0 and f.key.protocol == "udp", tuple(f.refusals.items()) if f.refusals else None)
+                for f in flows]
+        get_oc, get_d, get_s = self.outcome_conns.get, self.dir.get, self.inputs.get
+        oc: list[Any] = [get_oc(k) for k in k_oc]
         d = [get_d(id(f.direction_evidence)) for f in flows]
         s = [get_s(f.first_frame[0]) for f in flows]
-        if None in o or None in c or None in d or None in s:
+        if None in oc or None in d or None in s:
             for i, f in enumerate(flows):
-                if o[i] is None or c[i] is None or d[i] is None or s[i] is None:
+                if oc[i] is None or d[i] is None or s[i] is None:
                     ix = cells.shared(rows.row(batch[i]), svc=False)
-                    o[i] = self.outcome[k_out[i]] = ix[4]
-                    c[i] = self.conns[k_conns[i]] = ix[6]
+                    oc[i] = self.outcome_conns[k_oc[i]] = (ix[4], ix[6])
                     d[i] = self.dir[id(f.direction_evidence)] = ix[7]
                     s[i] = self.inputs[f.first_frame[0]] = ix[8]
+        o = [x[0] for x in oc]
+        c = [x[1] for x in oc]
         vcells = self.verdict_cells
         columns: tuple[list[Any], ...] = ([vcells[k] for k in verdicts], [x[1] for x in a], [y[1] for y in b],
                                           [x[0] for x in svc], o, w, c, d, s)
