@@ -32,7 +32,7 @@ from auditor.conversations import ConversationBuilder, ConversationResult
 from auditor.errors import AuditorError
 from auditor.model import Connection, PacketRecord, share_counts
 from auditor.names import MAX_NAMES, NameEvidence
-from auditor.parallel import auto_jobs, chunk_jobs, paused_gc
+from auditor.parallel import auto_jobs, paused_gc
 from auditor.report.document import build_document
 from auditor.report.model import AuditDocument
 from auditor.roles import RoleEntry, RoleMap, VantageEntry, load_roles, name_matches, parse_vantage
@@ -60,7 +60,7 @@ class AuditRequest:
     command_line: str = ""
     progress: Progress | None = None
     jobs: int = 0
-    """Processes to read with; 0 = automatic (parallel.chunk_jobs, else parallel.auto_jobs)."""
+    """Processes to read with; 0 = automatic (one, plus parallel.auto_jobs's decompressing process)."""
     verify_checksums: bool = True
     connection_sink: Callable[[Connection], None] | None = None
     """Called with every connection as it closes (--conn-log). The conversations are then read by one
@@ -367,9 +367,10 @@ def read_captures(capture: CaptureSet, server_ports: frozenset[tuple[str, int]],
             raise AuditorError("--conn-log is written by one process: it cannot be combined with --scheduler")
     asked = jobs
     if jobs == 0:
-        # Automatic: chunks on the cores for large uncompressed files (parallel.chunk_jobs), else one
-        # process (and a decompressing one for a large compressed input).
-        jobs = chunk_jobs(capture) if connection_sink is None else 1
+        # Automatic: one process (and a decompressing one for a large compressed input). Chunks are
+        # asked for with -j N: on one machine they measured slower than one process, on the dense
+        # realistic capture and on the 10M-packet one of long conversations alike (docs/scale.md).
+        jobs = 1
     if capture.streams or connection_sink is not None or capture.engine != "fast":
         jobs = 1  # a pipe can be read once; a connection sink sees one process's connections
     if scheduler is not None:  # the cluster's size is its own: cut large files finely

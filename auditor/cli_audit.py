@@ -249,8 +249,7 @@ def _write_order(outputs: list[Output]) -> list[Output]:
                    "payloads included; about 25,000 packets/s here (7.8 s for 200,000 packets of the bench "
                    "capture), so 40 s or more per million packets.")
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Processes to read with (0: automatic: chunks on the cores when the uncompressed pcap/pcapng "
-                   "inputs add up to 1 GiB or more; else one, plus a second that decompresses a compressed "
+              help="Processes to read with (0: automatic: one, plus a second that decompresses a compressed "
                    "file of 16 MB or more on two or more cores). With N > 1 the inputs are read as chunks on up "
                    "to N processes: each file, and uncompressed pcap/pcapng files of 64 MB or more cut in N byte "
                    "ranges; the chunks' results merge exactly into one process's result (a conversation that "

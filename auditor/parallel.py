@@ -1,5 +1,5 @@
 """Process-level helpers for a run: garbage collector settings, the number of usable cores, and how
-many processes a run uses when ``-j`` is not given (``chunk_jobs``, ``auto_jobs``).
+many processes a run uses when ``-j`` is not given (``auto_jobs``).
 """
 
 from __future__ import annotations
@@ -10,15 +10,6 @@ import os
 from collections.abc import Iterator
 
 from auditor.capture import CaptureSet
-from auditor.capture.ranges import MIN_BYTES
-
-AUTO_JOBS_MAX = 8
-"""Processes the automatic choice reads chunks with, at most: the merge runs in one process."""
-AUTO_MIN_BYTES = 1 << 30
-"""Inputs the automatic choice reads as chunks, at least. A chunk that travels costs ~1-3 s of CPU
-(its head chains, moving its part, the merge: docs/scale.md), whatever its size: on the shared
-realistic capture (412 MB, dense) two processes took as long as one, on the 5.8 GB bench capture
-they pay."""
 
 
 def tune_gc() -> None:
@@ -55,14 +46,3 @@ def auto_jobs(capture: CaptureSet, engine: str) -> int:
     if engine != "fast" or cpus() < 2:
         return 1
     return 2 if capture.inflatable() else 1
-
-
-def chunk_jobs(capture: CaptureSet) -> int:
-    """How many processes read the inputs as chunks (auditor/engine.py) when ``-j`` is not given:
-    one per core, at most AUTO_JOBS_MAX and one per MIN_BYTES (64 MiB) of input, when the fast engine
-    reads regular uncompressed files (pcap, pcapng) of AUTO_MIN_BYTES or more in all; otherwise one
-    (then ``auto_jobs`` may add a decompressing process)."""
-    if capture.engine != "fast" or capture.streams or capture.foreign or capture.inflatable() \
-            or capture.total_bytes < AUTO_MIN_BYTES:
-        return 1
-    return max(1, min(cpus(), AUTO_JOBS_MAX, capture.total_bytes // MIN_BYTES))

@@ -93,28 +93,6 @@ def test_a_large_compressed_input_gets_a_decompressing_process(tmp_path: Path,
     assert parallel.auto_jobs(CaptureSet([str(gz)]), "fast") == 1
 
 
-def test_automatic_chunks_for_large_uncompressed_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cap = write_pcap(tmp_path / "short.pcap", _short(300))
-    monkeypatch.setattr(parallel, "cpus", lambda: 4)
-
-    def jobs(paths: list[str], size: int, engine: str = "fast") -> int:
-        cs = CaptureSet(paths, engine=engine)
-        cs.total_bytes = size  # as if the files were that large
-        return parallel.chunk_jobs(cs)
-
-    mib = 1 << 20
-    assert jobs([str(cap)], parallel.AUTO_MIN_BYTES - 1) == 1  # a chunk's fixed cost would not pay
-    assert jobs([str(cap)], parallel.AUTO_MIN_BYTES) == 4  # one process per core ...
-    monkeypatch.setattr(parallel, "AUTO_MIN_BYTES", 0)
-    assert jobs([str(cap)], 128 * mib) == 2  # ... and per 64 MiB
-    assert jobs([str(cap)], 400 * mib, engine="tshark") == 1
-    monkeypatch.setattr(parallel, "cpus", lambda: 64)
-    assert jobs([str(cap)], 100_000 * mib) == parallel.AUTO_JOBS_MAX  # the merge runs in one process
-    monkeypatch.setattr(capture, "INFLATE_MIN", 0)
-    gz = write_pcap(tmp_path / "short.pcap.gz", _short(300), compression="gzip")
-    assert jobs([str(gz)], 4000 * mib) == 1  # compressed: one reader and a decompressing process
-
-
 def test_standard_input_is_read_by_one_process(tmp_path: Path) -> None:
     cap = write_pcap(tmp_path / "short.pcap", _short(300))
     (tmp_path / "roles.yaml").write_text(ROLES)
@@ -157,3 +135,24 @@ def test_a_flow_crosses_processes_whole() -> None:
     for protocol in range(2, pickle.HIGHEST_PROTOCOL + 1):
         again = pickle.loads(pickle.dumps(flow, protocol=protocol))
         assert again == flow and again is not flow
+
+
+def test_automatic_choice_reads_a_large_file_in_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without -j the inputs are read by this process whatever their size: chunks measured slower than
+    one process on one machine (docs/scale.md); -j N asks for them."""
+    from auditor import audit, engine
+
+    cap = write_pcap(tmp_path / "short.pcap", _short(300))
+    monkeypatch.setattr(parallel, "cpus", lambda: 8)
+    asked: list[int] = []
+    monkeypatch.setattr(engine, "run_local", lambda chunks, *a, **k: asked.append(len(chunks)) or 1 / 0)
+    cs = CaptureSet([str(cap)])
+    cs.total_bytes = 100 << 30  # as if the file were 100 GiB
+    conv, _ = audit.read_captures(cs, frozenset())
+    assert asked == [] and conv.flows
+    two = [str(cap), str(write_pcap(tmp_path / "more.pcap", _short(300, seed=2)))]
+    conv, _ = audit.read_captures(CaptureSet(two), frozenset())
+    assert asked == [] and conv.flows
+    with pytest.raises(ZeroDivisionError):  # -j 2 does go to the engine's chunks
+        audit.read_captures(CaptureSet(two), frozenset(), jobs=2)
+    assert asked == [2]
