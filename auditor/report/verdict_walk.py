@@ -1,0 +1,155 @@
+"""The HTML view's walk over an audit's verdicts (``_VerdictWalk``): each flow's interned cells made a
+column at a time from the verdicts, without a row per flow, for view.py's ``_FlowPass``."""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from auditor.classify import REASON_MISMATCH
+from auditor.report.document import FlowRows, bounded
+from auditor.report.view import _BATCH, _WIDTH
+
+if TYPE_CHECKING:
+    from auditor.classify import FlowVerdict, HostView
+    from auditor.report.view import _FlowPass
+
+_V = TypeVar("_V")
+
+
+class _Found(dict[Any, _V]):
+    """A column's cells by what they are made of: ``make(key)`` the first time a key is met."""
+
+    __slots__ = ("make",)
+
+    def __init__(self, make: Callable[[Any], _V]) -> None:
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, key: Any) -> _V:
+        found = self[key] = self.make(key)
+        return found
+
+
+class _VerdictWalk:
+    """_FlowPass's walk over an audit's verdicts (FlowRows): what _FlowPass._take gives from rows,
+    made from the verdicts a column at a time, each column's cell found by what it is made of; a
+    flow's row is built only when one of its cells is new.
+
+    A service cell whose title names its evidence's frames and first bytes (one per flow, nearly) is
+    not made here: its column holds ``-1 - t`` for the template ``t`` (``templates``: the cell but for
+    those, FlowCells.svc_template) and the flow's evidence goes to ``evidence``: per framed protocol,
+    the frame's input and number, the first bytes' text and the detail's index in ``details``.
+    report.js makes the cell of them as FlowCells.svc_title does."""
+
+    def __init__(self, walk: _FlowPass, rows: FlowRows) -> None:
+        self.walk, self.rows, self.cells = walk, rows, walk.cells
+        cells = self.cells
+        self.hosts: dict[int, tuple[HostView, int, int, tuple[str, ...]]] = {}
+        """id(host view) -> (the view, kept so the id stays its own; its cell; its roles' list id;
+        its names as its rows hold them)."""
+        self.kinds: _Found[str] = _Found(
+            lambda k: "failing" if k[0] == "expected" and k[1] else cells.t32[str(k[0])])
+        self.verdict_cells: _Found[int] = _Found(cells.verdict_cell)
+        self.why: dict[Any, int] = {}
+        self.outcome_conns: dict[Any, tuple[int, int]] = {}
+        self.dir: dict[int, int] = {}
+        self.inputs: dict[int, int] = {}
+        self.svc: dict[Any, tuple[int, list[str]]] = {}
+        """A service's template key -> (its interned cell, or -1 - its template's index; the
+        protocols whose evidence its title names, in order)."""
+        self.templates: list[list[Any]] = []
+        """[text, key, class, title parts] of the service cells made in the page."""
+        self.heads: _Found[str] = _Found(lambda raw: cells.t32[bounded(raw, 32)])
+        self.details: list[str] = []
+        self.detail_ix: _Found[int] = _Found(self._detail)
+        self.evidence: list[list[Any]] = []
+        """Per batch of _BATCH flows, its framed flows' evidence, flat (4 per framed protocol)."""
+        verdicts = rows.verdicts
+        for start in range(0, len(verdicts), _BATCH):
+            self.take(verdicts[start:start + _BATCH])
+
+    def _detail(self, raw: str) -> int:
+        self.details.append(self.cells.t80[bounded(raw, 80)])
+        return len(self.details) - 1
+
+    def host(self, h: HostView) -> tuple[HostView, int, int, tuple[str, ...]]:
+        hit = self.hosts.get(id(h))
+        if hit is None:
+            roles, names = self.rows.host_parts(h)
+            hit = self.hosts[id(h)] = (h, self.cells.host(h.address, names, roles), self.walk.lists(roles), names)
+        return hit
+
+    def service(self, v: FlowVerdict, key: Any) -> tuple[int, list[str]]:
+        text, parts, names, cls, skey = self.cells.svc_template(*self.rows.service(v))
+        if not names:
+            found = self.svc[key] = (self.cells.service((text, parts, names, cls, skey)), names)
+        else:
+            self.templates.append([text, skey, cls, parts])
+            found = self.svc[key] = (-len(self.templates), names)
+        return found
+
+    def take(self, batch: Sequence[FlowVerdict]) -> None:
+        walk, cells, rows = self.walk, self.cells, self.rows
+        hosts, host = self.hosts, self.host
+        flows = [v.flow for v in batch]
+        kinds = self.kinds
+        verdicts = [kinds[(v.classification, v.failing)] for v in batch]
+        a = [hosts.get(id(v.initiator)) or host(v.initiator) for v in batch]
+        b = [hosts.get(id(v.responder)) or host(v.responder) for v in batch]
+        for kind, f, x, y in zip(verdicts, flows, a, b, strict=True):
+            if kind == "unmapped":
+                walk.talk(f.key.initiator, x[3], f.bytes, f.packets)
+                walk.talk(f.key.responder, y[3], f.bytes, f.packets)
+        # The service's template, by what it is made of but its evidence's frames and first bytes.
+        k_svc = [(f.key.protocol, f.key.port, tuple(f.apps.items()) if f.apps else None, f.unverified,
+                  tuple([(n, e.direction) for n, e in f.app_evidence.items()]) if f.app_evidence else None,
+                  v.reason == REASON_MISMATCH) for v, f in zip(batch, flows, strict=True)]
+        get_svc, service = self.svc.get, self.service
+        svc = [get_svc(k) or service(v, k) for v, k in zip(batch, k_svc, strict=True)]
+        ev: list[Any] = []
+        heads, details = self.heads, self.detail_ix
+        for (_, names), f in zip(svc, flows, strict=True):
+            if names:
+                got = f.app_evidence or {}
+                for n in names:
+                    e = got[n]
+                    ev += (e.frame[0], e.frame[1], heads[e.head], details[e.detail])
+        self.evidence.append(ev)
+        get_w = self.why.get
+        w = [get_w((v.rule_ids, v.reverse_rule_ids, v.reason, v.reason_text)) for v in batch]
+        if None in w:
+            for i, v in enumerate(batch):
+                if w[i] is None:
+                    key = (v.rule_ids, v.reverse_rule_ids, v.reason, v.reason_text)
+                    w[i] = get_w(key) or self.why.setdefault(key, cells.why(*rows.why(v)))
+        # The outcome and connections cells, by one key: the counts and tallies they are made of
+        # (Flow.outcome's inputs among them) and the refusals.
+        k_oc = [(f.connections, f.established, f.rejected, f.unanswered, id(f.conn_states),
+                 f.resp_pkts == 0 and f.key.protocol == "udp", tuple(f.refusals.items()) if f.refusals else None)
+                for f in flows]
+        get_oc, get_d, get_s = self.outcome_conns.get, self.dir.get, self.inputs.get
+        oc: list[Any] = [get_oc(k) for k in k_oc]
+        d = [get_d(id(f.direction_evidence)) for f in flows]
+        s = [get_s(f.first_frame[0]) for f in flows]
+        if None in oc or None in d or None in s:
+            for i, f in enumerate(flows):
+                if oc[i] is None or d[i] is None or s[i] is None:
+                    ix = cells.shared(rows.row(batch[i]), svc=False)
+                    oc[i] = self.outcome_conns[k_oc[i]] = (ix[4], ix[6])
+                    d[i] = self.dir[id(f.direction_evidence)] = ix[7]
+                    s[i] = self.inputs[f.first_frame[0]] = ix[8]
+        o = [x[0] for x in oc]
+        c = [x[1] for x in oc]
+        vcells = self.verdict_cells
+        columns: tuple[list[Any], ...] = ([vcells[k] for k in verdicts], [x[1] for x in a], [y[1] for y in b],
+                                          [x[0] for x in svc], o, w, c, d, s)
+        out = walk.shared
+        at = len(out)
+        out.frombytes(bytes(out.itemsize * _WIDTH * len(batch)))
+        for j, column in enumerate(columns):
+            out[at + j::_WIDTH] = array("i", column)
+        walk.neg_bytes += [-(f.orig_bytes + f.resp_bytes) for f in flows]
+        walk.summarised += sum(1 for f in flows if f.summarised)
+        walk.tally(verdicts, [x[2] for x in a], [y[2] for y in b])
