@@ -25,49 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from auditor.capture import open_captures
 from auditor.errors import CaptureError
-from auditor.model import IPPROTO_UDP, PacketRecord, addr_str
-from auditor.names import _MAX_CNAME_DEPTH, NameEvidence
-
-
-class DpktNames(NameEvidence):
-    """names.py's DNS path before the lean reader: dpkt.dns.DNS over the whole message."""
-
-    def _dns(self, message: bytes, rec: PacketRecord) -> None:
-        try:
-            dns = dpkt.dns.DNS(message)
-            if dns.qr != dpkt.dns.DNS_R:
-                return
-            answers = [(rr.type, str(rr.name), rr) for rr in dns.an]
-            aliases: dict[str, list[str]] = {}
-            for rtype, owner, rr in answers:
-                if rtype == dpkt.dns.DNS_CNAME:
-                    aliases.setdefault(str(rr.cname).lower().rstrip("."), []).append(owner)
-            tied: list[tuple[str, str]] = []
-            short = False
-            for rtype, owner, rr in answers:
-                if rtype == dpkt.dns.DNS_A or rtype == dpkt.dns.DNS_AAAA:
-                    raw = rr.ip if rtype == dpkt.dns.DNS_A else rr.ip6
-                    if len(raw) == (4 if rtype == dpkt.dns.DNS_A else 16):
-                        tied.append((owner, addr_str(raw)))
-                    else:
-                        short = True
-        except Exception:
-            self.stats["parse_errors"] += 1
-            return
-        self.stats["dns_responses"] += 1
-        if short:
-            self.stats["parse_errors"] += 1
-        for owner, address in tied:
-            self._tie(owner, address, "dns", rec)
-            todo, seen = [owner.lower().rstrip(".")], set[str]()
-            while todo and len(seen) < _MAX_CNAME_DEPTH:
-                target = todo.pop()
-                if target in seen:
-                    continue
-                seen.add(target)
-                for alias in aliases.get(target, ()):
-                    self._tie(alias, address, "dns-cname", rec)
-                    todo.append(alias.lower().rstrip("."))
+from auditor.model import IPPROTO_UDP, PacketRecord
+from auditor.names import NameEvidence
+from tests.dns_reference import Today as DpktNames  # names.py's DNS path before the lean reader
 
 
 def capture_responses(path: str) -> list[PacketRecord]:

@@ -33,8 +33,9 @@ from hypothesis import strategies as st
 from auditor import names as names_module
 from auditor.capture import native, open_captures
 from auditor.errors import CaptureError
-from auditor.model import PacketRecord, addr_str
-from auditor.names import _MAX_CNAME_DEPTH, NameEvidence
+from auditor.model import PacketRecord
+from auditor.names import NameEvidence
+from tests.dns_reference import Today, tie_like_today
 from tests.records import tcp, udp
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
@@ -43,51 +44,6 @@ A, NS, CNAME, SOA, PTR, MX, TXT, AAAA, SRV, OPT, RRSIG, HTTPS = 1, 2, 5, 6, 12, 
 
 
 # ---- the references ---------------------------------------------------------------------------
-
-
-def tie_like_today(ev: NameEvidence, answers: list[tuple[int, str, Any]], short: bool, rec: PacketRecord) -> None:
-    """What names.py did with dpkt's answers (copied from it), after a successful parse."""
-    aliases: dict[str, list[str]] = {}
-    for rtype, owner, rr in answers:
-        if rtype == dpkt.dns.DNS_CNAME:
-            aliases.setdefault(str(rr.cname).lower().rstrip("."), []).append(owner)
-    tied: list[tuple[str, str]] = []
-    for rtype, owner, rr in answers:
-        if rtype == dpkt.dns.DNS_A or rtype == dpkt.dns.DNS_AAAA:
-            raw = rr.ip if rtype == dpkt.dns.DNS_A else rr.ip6
-            if len(raw) == (4 if rtype == dpkt.dns.DNS_A else 16):
-                tied.append((owner, addr_str(raw)))
-            else:
-                short = True
-    ev.stats["dns_responses"] += 1
-    if short:
-        ev.stats["parse_errors"] += 1
-    for owner, address in tied:
-        ev._tie(owner, address, "dns", rec)
-        todo, seen = [owner.lower().rstrip(".")], set[str]()
-        while todo and len(seen) < _MAX_CNAME_DEPTH:
-            target = todo.pop()
-            if target in seen:
-                continue
-            seen.add(target)
-            for alias in aliases.get(target, ()):
-                ev._tie(alias, address, "dns-cname", rec)
-                todo.append(alias.lower().rstrip("."))
-
-
-class Today(NameEvidence):
-    """Name evidence as it was: dpkt parses the whole message; any exception is a parse error."""
-
-    def _dns(self, message: bytes, rec: PacketRecord) -> None:
-        try:
-            dns = dpkt.dns.DNS(message)
-            if dns.qr != dpkt.dns.DNS_R:
-                return
-            answers = [(rr.type, str(rr.name), rr) for rr in dns.an]
-        except Exception:
-            self.stats["parse_errors"] += 1
-            return
-        tie_like_today(self, answers, False, rec)
 
 
 class RefError(Exception):
