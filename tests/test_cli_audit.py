@@ -9,7 +9,6 @@ real exit codes, the terminal and stdin go through `python -m auditor.cli` in a 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import pty
@@ -31,6 +30,7 @@ from click.testing import CliRunner, Result
 from auditor.cli import main
 from auditor.cli_audit import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK
 from tests.capture_factory import eth_ipv4_tcp, eth_ipv4_udp, write_pcap, write_pcapng
+from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_pcaps"
@@ -538,11 +538,7 @@ BAR = re.compile(r"\r\[[# ]{30}\]\s+(\d+)% ([\d,]+)/([\d,]+) MB\s+([\d,]+) packe
 
 
 def _load_make_capture() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_capture", ROOT / "bench" / "make_capture.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "bench" / "make_capture.py")
 
 
 @pytest.fixture(scope="module")

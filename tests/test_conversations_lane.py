@@ -9,7 +9,6 @@ conversation counters, read counters and name evidence.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import random
 import struct
 from pathlib import Path
@@ -27,6 +26,7 @@ from auditor.model import ACK, PSH, SYN
 from tests.capture_factory import eth_ipv4_tcp, eth_ipv4_udp, eth_ipv6_tcp, eth_ipv6_udp, write_pcap, write_pcapng
 from tests.records import tcp as tcp_rec
 from tests.records import udp as udp_rec
+from tests.scripts import load_script
 
 # Each test runs with either kernel (conftest.each_kernel).
 pytestmark = pytest.mark.usefixtures("each_kernel")
@@ -37,11 +37,7 @@ PORTS = frozenset({("tcp", 443), ("tcp", 1494), ("udp", 53)})
 
 
 def _make_capture() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_capture", ROOT / "bench" / "make_capture.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(ROOT / "bench" / "make_capture.py")
 
 
 FED: list[int] = [0]

@@ -7,7 +7,6 @@ conversations, handshakes and DNS exchanges run across the files, as in a ring b
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import os
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from auditor.capture import CaptureSet
 from auditor.conversations import DISORDER_SLACK
 from auditor.engine import Collected
 from auditor.errors import AuditorError
+from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 GEN = ROOT.parent / "shared" / "bench" / "gen_realistic_pcap.py"
@@ -32,11 +32,7 @@ PORTS = frozenset({("tcp", 1494), ("tcp", 2598), ("tcp", 443), ("udp", 53)})
 
 
 def _bench_scale() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_scale", ROOT / "bench" / "bench_scale.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(ROOT / "bench" / "bench_scale.py")
 
 
 @pytest.fixture(scope="module")

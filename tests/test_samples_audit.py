@@ -19,7 +19,6 @@ purpose, until the product is fixed and the expectation is written down.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections import Counter
 from pathlib import Path
@@ -31,6 +30,7 @@ import yaml
 from click.testing import CliRunner
 
 from auditor.cli import main
+from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES_DIR = ROOT / "sample_pcaps"
@@ -44,11 +44,7 @@ Key = tuple[str, str, str, int | None]
 
 
 def _load_make_golden() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_golden", SAMPLES_DIR / "make_golden.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SAMPLES_DIR / "make_golden.py")
 
 
 make_golden = _load_make_golden()

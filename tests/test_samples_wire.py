@@ -11,16 +11,16 @@ The tshark tests are skipped (with a visible reason) when tshark is absent, exce
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from tests.scripts import load_script
 
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "sample_pcaps"
 NAMES = ["cvad-onprem", "daas-cloud", "gateway-dmz", "netscaler-ha", "pvs-boot"]
@@ -38,12 +38,7 @@ ALLOWED_WARNINGS = {"Connection reset (RST)"}
 
 
 def _load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("sample_pcaps_generate", SAMPLES_DIR / "generate.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(SAMPLES_DIR / "generate.py")
 
 
 @pytest.fixture(scope="module")
