@@ -223,6 +223,8 @@ class ConversationBuilder:
     def _transport(self, rec: PacketRecord, ent: tuple[_Conn, bool] | None) -> None:
         """A TCP/UDP packet off the fast path; ``ent`` is the live table's entry for its key."""
         proto = rec.proto
+        if ent is not None and ent[0].chain is not None:
+            ent[0].chain.seal()  # the lane's open run ends before anything here changes the connection
         if ent is not None and rec.ts - ent[0].last > ent[0].timeout:
             self.stats.idle_splits += 1
             self._close(ent[0])
@@ -400,6 +402,7 @@ class ConversationBuilder:
         if chain is not None:
             chain.closed.append(((orig_h, resp_h, pname, c.rp, c.rpk, state, c.opk), args, conn))
             if chain.conn is c:
+                chain.seal()
                 chain.conn = None  # closed: nothing to point at a later chain, its memory freed
 
     def _flow_for(self, orig_h: str, resp_h: str, pname: str, resp_p: int, resp_pkts: int, state: str,

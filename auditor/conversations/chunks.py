@@ -35,6 +35,8 @@ def end_chunk(b: ConversationBuilder, last: bool = False) -> ConversationBuilder
     for c, _ in b._table.values():
         if c.last > b.last_ts:
             b.last_ts = c.last
+    for chain in b.chains:
+        chain.seal()
     close_idle(b, last)
     b._take = None  # the lane's closure: it holds the builder and cannot be pickled
     return b
@@ -363,6 +365,7 @@ def chain_for(b: ConversationBuilder, c: _Conn, proto: int, keys: tuple[tuple[ob
     chain = b._chains.get(ck)
     inside = ts - b._anchor <= b._windows[proto]
     if chain is not None:
+        chain.seal()
         if ts - chain.last_ts <= b._timeouts[proto]:
             c.chain = chain
             chain.conn = c

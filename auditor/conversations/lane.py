@@ -48,16 +48,19 @@ class FastLane(Lane):
                 return False  # a direction's first payload: the slow path keeps its first bytes
             bit = _D if plen or proto == 17 else (_A if flags & ACK else 0)
             chain = c.chain
-            if chain is not None:  # a head chain of a chunk: logged (_Run) for a merge to replay
-                if ts - c.last > CLOSE_LINGER:
+            run: _Run | None = None
+            if chain is not None:  # a head chain of a chunk: a run (_Run) for a merge to replay
+                if ts - c.last > CLOSE_LINGER or len(c.keys) != 2:
                     return False  # a record: a run never spans a gap that may end a connection
-                if ts > chain.last_ts:
-                    chain.last_ts = ts
                 run = chain.run
                 if run is None:
                     run = chain.run = _Run()
+                    run.start(c, ts)
                     chain.log.append(run)
-                run.add(key, ts, ip_len, bit)
+                elif ts > run.last:
+                    run.last = ts
+                elif ts < run.first:
+                    run.first = ts
             builder._countdown -= 1
             stats.packets += 1
             if ts > c.last:
@@ -67,13 +70,18 @@ class FastLane(Lane):
             if is_orig:
                 c.opk += 1
                 c.oby += ip_len
+                mask = bit
             else:
                 c.rpk += 1
                 c.rby += ip_len
-                bit <<= _RESP
-            if bit and not c.hseen & bit:
-                c.hseen |= bit
-                c.hist.append(letters[bit])
+                mask = bit << _RESP
+            if mask:
+                if not c.hseen & mask:
+                    c.hseen |= mask
+                    c.hist.append(letters[mask])
+                if run is not None and not run.seen & mask:
+                    run.seen |= mask
+                    run.letters.append((key, bit))
             return True
 
         self.take = take

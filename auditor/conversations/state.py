@@ -140,32 +140,47 @@ class _Conn:
 
 
 class _Run:
-    """Fast-lane packets of a head chain between two logged records: per table key (one direction
-    of a connection, or of a TFTP transfer or DHCP reply joined to it) the packets, IP bytes, first
-    and last time and the history letters (D, A) in the order they first appeared. Their effect on
-    any connection state is the same (see ConversationBuilder._apply_run): the lane takes only plain
-    packets of active senders, at most CLOSE_LINGER after the connection's last one."""
+    """Fast-lane packets of a head chain's connection between two logged records: per table key (one
+    direction of the connection) the packets, IP bytes, first and last time, and the history letters
+    (D, A) in the order they first appeared in the run. Their effect on any connection state is the
+    same (see chunks.apply_run): the lane takes only plain packets of active senders, at most
+    CLOSE_LINGER after the connection's last one.
 
-    __slots__ = ("entries", "letters")
+    While it is open (``start``) the lane keeps only its times and letters: the packets and bytes are
+    the connection's own counters since the run began, taken as differences when it is sealed
+    (``seal``: before the slow path touches the connection, when it closes, at the chunk's end). A
+    chunk's head chains then cost the lane a few comparisons per packet, not a table update."""
+
+    __slots__ = ("base", "conn", "entries", "first", "last", "letters", "seen")
 
     def __init__(self) -> None:
         self.entries: dict[tuple[object, ...], list[Any]] = {}
-        """Table key -> [packets, IP bytes, letter bits seen, first time, last time]."""
+        """Table key -> [packets, IP bytes, 0, first time, last time]."""
         self.letters: list[tuple[tuple[object, ...], int]] = []
+        self.seen = 0
+        """History bits (the initiator's, the responder's shifted by _RESP) already in ``letters``."""
+        self.first = self.last = 0.0
+        """The run's first and last packet times (the lane keeps them while the run is open)."""
+        self.conn: _Conn | None = None
+        """The connection while the run is open."""
+        self.base: tuple[int, int, int, int] = (0, 0, 0, 0)
+        """Its packets and bytes each way when the run began."""
 
-    def add(self, key: tuple[object, ...], ts: float, ip_len: int, bit: int) -> None:
-        e = self.entries.get(key)
-        if e is None:
-            e = self.entries[key] = [0, 0, 0, ts, ts]
-        e[0] += 1
-        e[1] += ip_len
-        if bit and not e[2] & bit:
-            e[2] |= bit
-            self.letters.append((key, bit))
-        if ts > e[4]:
-            e[4] = ts
-        elif ts < e[3]:
-            e[3] = ts
+    def start(self, c: _Conn, ts: float) -> None:
+        self.conn = c
+        self.base = (c.opk, c.oby, c.rpk, c.rby)
+        self.first = self.last = ts
+
+    def seal(self) -> None:
+        c = self.conn
+        if c is None:
+            return
+        self.conn = None
+        opk, oby, rpk, rby = self.base
+        if c.opk > opk:
+            self.entries[c.keys[0]] = [c.opk - opk, c.oby - oby, 0, self.first, self.last]
+        if c.rpk > rpk:
+            self.entries[c.keys[1]] = [c.rpk - rpk, c.rby - rby, 0, self.first, self.last]
 
 
 class _Chain:
@@ -202,10 +217,20 @@ class _Chain:
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         self.last_ts, self.log, self.run, self.closed, self.conn, self.ttls = state
 
+    def seal(self) -> None:
+        """Close the open run (_Run.seal), if any; ``last_ts`` then counts its packets."""
+        run = self.run
+        if run is not None:
+            if run.conn is not None and run.last > self.last_ts:
+                self.last_ts = run.last
+            run.seal()
+            self.run = None
+
     def record(self, rec: PacketRecord) -> None:
         """Log a record of the chain (its payload cut to what a replay reads): after the first (what a
         merge looks up: ``chunks.heads``), a plain TCP or UDP one as bytes (``packed``), a third of
         its size as an object."""
+        self.seal()
         if len(rec.payload) > APP_SNAP:
             rec = dataclasses.replace(rec, payload=rec.payload[:APP_SNAP])
         if self.log and rec.quoted is None and rec.tunnel is None:
@@ -215,7 +240,6 @@ class _Chain:
                                          len(rec.src)) + rec.src + rec.dst + rec.payload)
         else:
             self.log.append(rec)
-        self.run = None
         if rec.ts > self.last_ts:
             self.last_ts = rec.ts
 
