@@ -231,15 +231,16 @@ class _Chain:
         merge looks up: ``chunks.heads``), a plain TCP or UDP one as bytes (``packed``), a third of
         its size as an object."""
         self.seal()
-        if len(rec.payload) > APP_SNAP:
-            rec = dataclasses.replace(rec, payload=rec.payload[:APP_SNAP])
+        payload = rec.payload
+        if len(payload) > APP_SNAP:
+            payload = payload[:APP_SNAP]
         if self.log and rec.quoted is None and rec.tunnel is None:
             self.log.append(_RECORD.pack(rec.input_index, rec.frame, rec.ts, rec.proto, rec.ip_len, rec.sport,
                                          rec.dport, rec.tcp_flags, rec.seq, rec.ack, rec.payload_len, rec.icmp_type,
                                          rec.icmp_code, rec.icmp_id, rec.checksum_bad, rec.fragment, rec.ttl,
-                                         len(rec.src)) + rec.src + rec.dst + rec.payload)
+                                         len(rec.src)) + rec.src + rec.dst + payload)
         else:
-            self.log.append(rec)
+            self.log.append(rec if payload is rec.payload else dataclasses.replace(rec, payload=payload))
         if rec.ts > self.last_ts:
             self.last_ts = rec.ts
 
