@@ -223,7 +223,7 @@ class ConversationBuilder:
     def _transport(self, rec: PacketRecord, ent: tuple[_Conn, bool] | None) -> None:
         """A TCP/UDP packet off the fast path; ``ent`` is the live table's entry for its key."""
         proto = rec.proto
-        if ent is not None and ent[0].chain is not None:
+        if ent is not None and ent[0].chain is not None and ent[0].chain.run is not None:
             ent[0].chain.seal()  # the lane's open run ends before anything here changes the connection
         if ent is not None and rec.ts - ent[0].last > ent[0].timeout:
             self.stats.idle_splits += 1

@@ -230,7 +230,8 @@ class _Chain:
         """Log a record of the chain (its payload cut to what a replay reads): after the first (what a
         merge looks up: ``chunks.heads``), a plain TCP or UDP one as bytes (``packed``), a third of
         its size as an object."""
-        self.seal()
+        if self.run is not None:
+            self.seal()
         payload = rec.payload
         if len(payload) > APP_SNAP:
             payload = payload[:APP_SNAP]
