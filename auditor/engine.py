@@ -90,7 +90,7 @@ def plan(paths: Sequence[str], parts: int, *, min_bytes: int = ranges.MIN_BYTES)
 CHUNK_MAX = 1 << 30
 """Bytes of a byte range that local processes read, at most: a chunk keeps the logs of the head
 chains of conversations that go on through it (long ones: to its end), so its memory grows with it
-(~200 MB per GB on the 10M-packet bench capture)."""
+(~100 MB per GB on the 10M-packet bench capture: docs/scale.md)."""
 
 
 def plan_local(paths: Sequence[str], jobs: int, *, min_bytes: int = ranges.MIN_BYTES) -> list[ranges.Chunk]:
