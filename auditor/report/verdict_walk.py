@@ -162,11 +162,15 @@ class _VerdictWalk:
         oc: list[Any] = [get_oc(k) for k in k_oc]
         d = [get_d(id(f.direction_evidence)) for f in flows]
         s = [get_s(f.first_frame[0]) for f in flows]
-        if None in oc or None in d or None in s:
+        if None in oc:
+            for i, v in enumerate(batch):
+                if oc[i] is None:
+                    oc[i] = self.outcome_conns.get(k_oc[i]) or self.outcome_conns.setdefault(
+                        k_oc[i], cells.outcome_conns(rows.outcome_parts(v)))
+        if None in d or None in s:
             for i, f in enumerate(flows):
-                if oc[i] is None or d[i] is None or s[i] is None:
+                if d[i] is None or s[i] is None:
                     ix = cells.shared(rows.row(batch[i]), svc=False)
-                    oc[i] = self.outcome_conns[k_oc[i]] = (ix[4], ix[6])
                     d[i] = self.dir[id(f.direction_evidence)] = ix[7]
                     s[i] = self.inputs[f.first_frame[0]] = ix[8]
         o = [x[0] for x in oc]
