@@ -19,7 +19,7 @@ from auditor.capture.decode import CHECKSUM_POLICY
 from auditor.classify import REASON_MISMATCH
 from auditor.criteria import criteria_record
 from auditor.model import Classification, Flow, RuleState
-from auditor.refusal import refused_by
+from auditor.refusal import RefusedBy, refused_by
 from auditor.report.jsondata import FlowJson, plain
 from auditor.report.model import (
     SCHEMA_VERSION,
@@ -37,7 +37,6 @@ from auditor.report.model import (
     InputInfo,
     NotAudited,
     ProductLink,
-    RefusedBy,
     RoleCounts,
     RoleRow,
     RolesFile,
