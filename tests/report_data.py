@@ -1,5 +1,5 @@
 """The HTML report's data block read as report.js reads it (tests only): its flows' records as the
-script makes them from the block's columns (report.js flowRecords, svcCell), cells resolved."""
+script makes them from the block's columns (report.js flowRecords, svcCell, whyCell), cells resolved."""
 
 from __future__ import annotations
 
@@ -43,9 +43,14 @@ def _svc_cell(data: dict[str, Any], t: list[Any], e: list[Any], at: int) -> list
     return [t[0], t[1], title, t[2]]
 
 
+def _why_cell(data: dict[str, Any], t: list[Any], host: int) -> list[Any]:
+    h = data["cells"][host]
+    return [t[1] + (h[1] if len(h) > 1 and h[1] is not None else h[0]) + t[2], None, "", "", [t[3]]]
+
+
 def flow_records(data: dict[str, Any]) -> list[list[Any]]:
-    """The flows' records, as report.js makes them: shared cells as their index, own cells and
-    service cells with their evidence made."""
+    """The flows' records, as report.js makes them: shared cells as their index, own cells, service
+    cells with their evidence and reason cells with their host's address made."""
     out = []
     for b in data["flows"]:
         ix = b["ix"]
@@ -61,7 +66,11 @@ def flow_records(data: dict[str, Any]) -> list[list[Any]]:
                 t = data["svc"]["t"][-1 - svc]
                 svc = _svc_cell(data, t, e, at)
                 at += 4 * (len(t[3]) - 1)
-            out.append([*ix[o:o + 3], svc, *ix[o + 4:o + 7], [_num(p), p], size, _ts(t0), _ts(t1), frame,
+            why = ix[o + 5]
+            if why < 0:
+                w = data["why"][-1 - why]
+                why = _why_cell(data, w, ix[o + w[0]])
+            out.append([*ix[o:o + 3], svc, ix[o + 4], why, ix[o + 6], [_num(p), p], size, _ts(t0), _ts(t1), frame,
                         ix[o + 7]])
         assert at == len(e), "every evidence member is read"
     return out

@@ -86,8 +86,8 @@ def _same_page(a: str, b: str) -> None:
     assert a.replace(block_a, "") == b.replace(block_b, "")
     data_a, data_b = json.loads(block_a), json.loads(block_b)
     assert resolved(data_a) == resolved(data_b)
-    assert {k: v for k, v in data_a.items() if k not in ("flows", "cells", "svc")} == \
-        {k: v for k, v in data_b.items() if k not in ("flows", "cells", "svc")}
+    assert {k: v for k, v in data_a.items() if k not in ("flows", "cells", "svc", "why")} == \
+        {k: v for k, v in data_b.items() if k not in ("flows", "cells", "svc", "why")}
 
 
 def _verdict(i: int, **flow: Any) -> FlowVerdict:
@@ -117,6 +117,13 @@ EDGE_VERDICTS = [
     _verdict(6, connections=5, orig_bytes=1024, apps={"tls": 2, "http": 2, "ica": 1},
              app_evidence={"tls": AppEvidence("tls", "resp", (0, 9), "16 \u2028<03>\x00", "TLS <1.2>\u202e"),
                            "ica": AppEvidence("ica", "orig", (1, 4), "7f 7f", "")}),
+    # Reasons naming a host's address: report.js makes their cells of a template and the host cell.
+    dataclasses.replace(_verdict(7), rule_ids=(), reason="peer-not-in-roles",
+                        reason_text="responder 10.9.9.9 holds no role in roles.yaml (udp/450)"),
+    dataclasses.replace(_verdict(10), rule_ids=(), reason="peer-not-in-roles",
+                        reason_text="initiator broadcast/multicast 10.0.0.10 holds no role (tcp/453)"),
+    dataclasses.replace(_verdict(13), rule_ids=(), reason="peer-not-in-roles",
+                        reason_text="responder 10.9.9.9 holds no role in roles.yaml (udp/456)"),
 ]
 
 
@@ -133,7 +140,12 @@ def test_json_rows_on_edge_values() -> None:
 
 def test_html_rows_on_edge_values() -> None:
     doc = dataclasses.replace(load_document(make_audit_doc(flows=5)), flows=FlowRows(EDGE_VERDICTS))
-    _same_page(render_html(doc), render_html(load_document(json.loads(render_json(doc)))))
+    page = render_html(doc)
+    _same_page(page, render_html(load_document(json.loads(render_json(doc)))))
+    # The reasons naming a host are made by the page, of a template each; the others are cells.
+    (block,) = _DATA.findall(page)
+    assert [t[:2] for t in json.loads(block)["why"]] == [[2, "responder "], [1, "initiator broadcast/multicast "],
+                                                         [2, "responder "]]
 
 
 def test_the_data_placeholder_cannot_be_planted() -> None:

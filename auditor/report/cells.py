@@ -218,6 +218,14 @@ class FlowCells:
         k = ("S", text, parts[0], cls, key)
         return self._index.get(k) or self._intern(k, Cell, text, parts[0], (), cls, key)
 
+    def outcome_conns(self, r: Any) -> tuple[int, int]:
+        """The interned indexes of a flow's outcome and connections cells (as ``shared`` makes them) of
+        what they are made of: a row, or its parts (document.OutcomeParts)."""
+        k_out = ("o", r.outcome, r.refused_by)
+        k_conns = ("c", r.connections, r.established, r.rejected, r.unanswered, tuple(r.conn_states.items()))
+        return (self._index.get(k_out) or self._intern(k_out, self._outcome, r),
+                self._index.get(k_conns) or self._intern(k_conns, self._conns, r))
+
     def verdict_cell(self, verdict: str) -> int:
         """The interned index of a verdict cell (as ``shared`` makes it)."""
         key = ("v", verdict)

@@ -12,14 +12,14 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, overload
+from typing import TYPE_CHECKING, NamedTuple, overload
 
 from auditor.apps import UNKNOWN, AppEvidence
 from auditor.capture.decode import CHECKSUM_POLICY
 from auditor.classify import REASON_MISMATCH
 from auditor.criteria import criteria_record
 from auditor.model import Classification, Flow, RuleState
-from auditor.refusal import refused_by
+from auditor.refusal import RefusedBy, refused_by
 from auditor.report.jsondata import FlowJson, plain
 from auditor.report.model import (
     SCHEMA_VERSION,
@@ -228,23 +228,43 @@ def flow_row(v: FlowVerdict, shared: _Shared) -> FlowRow:
     a_roles, a_names = hosts.get((a.roles, a.names)) or _host_parts(a, hosts)
     b_roles, b_names = hosts.get((b.roles, b.names)) or _host_parts(b, hosts)
     evidence = f.strongest_evidence
-    states = f.conn_states
     apps, app_protocol, app_evidence = service_fields(f, shared)
     return FlowRow(
         k.initiator, k.responder, k.protocol, k.port, a_roles, b_roles, a_names, b_names,
-        str(v.classification), v.failing, str(f.outcome),
-        tuple(refused_by(f, shared.host_ttls)) if f.refusals else (),
+        str(v.classification), v.failing, str(f.outcome), flow_refusals(f, shared),
         tuple(v.rule_ids), tuple(v.reverse_rule_ids), tuple(v.layers), v.reason,
         reason_text(v, shared),
         f.connections, f.established, f.rejected, f.unanswered, f.packets, f.bytes,
         f.orig_pkts, f.resp_pkts, f.orig_bytes, f.resp_bytes, iso(f.first_seen), iso(f.last_seen),
         FrameRef(f.first_frame[0], f.first_frame[1]),
         evidence, evidence not in ("syn", "synack"),
-        shared.conn_states(states) if states else _NO_STATES,
+        flow_states(f, shared),
         shared.tunnel_list(f.tunnels) if f.tunnels else (),
         f.summarised,
         app_protocol, apps, f.unverified, app_evidence,
     )
+
+
+def flow_refusals(f: Flow, shared: _Shared) -> tuple[RefusedBy, ...]:
+    """A flow's row's refused_by."""
+    return tuple(refused_by(f, shared.host_ttls)) if f.refusals else ()
+
+
+def flow_states(f: Flow, shared: _Shared) -> Mapping[str, int]:
+    """A flow's row's conn_states."""
+    return shared.conn_states(f.conn_states) if f.conn_states else _NO_STATES
+
+
+class OutcomeParts(NamedTuple):
+    """What a flow's outcome and connections cells are made of, as its row holds them."""
+
+    outcome: str
+    refused_by: tuple[RefusedBy, ...]
+    connections: int
+    established: int
+    rejected: int
+    unanswered: int
+    conn_states: Mapping[str, int]
 
 
 def service_fields(f: Flow, shared: _Shared) -> tuple[Mapping[str, int], str, Mapping[str, AppEvidenceRow]]:
@@ -290,6 +310,12 @@ class FlowRows(Sequence[FlowRow]):
         f = v.flow
         apps, app_protocol, evidence = service_fields(f, self._shared)
         return f.key.protocol, f.key.port, apps, app_protocol, evidence, f.unverified, v.reason
+
+    def outcome_parts(self, v: FlowVerdict) -> OutcomeParts:
+        """What a verdict's row's outcome and connections cells are made of, without the row."""
+        f = v.flow
+        return OutcomeParts(str(f.outcome), flow_refusals(f, self._shared), f.connections, f.established,
+                            f.rejected, f.unanswered, flow_states(f, self._shared))
 
     def host_parts(self, h: HostView) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(roles, names) of a host as its flows' rows hold them."""

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 from auditor.apps import UNKNOWN
 from auditor.model import Flow, Refusal
-from auditor.refusal import refused_by
 from auditor.report.document import (
     _NO_STATES,
     _SECOND_TEXT,
@@ -16,6 +15,7 @@ from auditor.report.document import (
     _second_text,
     _Shared,
     bounded,
+    flow_refusals,
     iso,
     reason_text,
 )
@@ -66,7 +66,7 @@ class _JsonParts:
         return found
 
     def outcome(self, f: Flow, key: tuple[str, tuple[tuple[Refusal, int], ...] | None]) -> str:
-        refused = tuple(refused_by(f, self.shared.host_ttls)) if f.refusals else ()
+        refused = flow_refusals(f, self.shared)
         found = self.outcomes[key] = (f'"outcome":{self.text.text[str(f.outcome)]},'
                                       f'"refused_by":{self.text.refused[refused] if refused else "[]"},')
         return found

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from auditor.classify import REASON_MISMATCH
+from auditor.report.cells import DISPLAY_CHARS
 from auditor.report.document import FlowRows, bounded
 from auditor.report.view import _BATCH, _WIDTH
 
@@ -41,7 +42,14 @@ class _VerdictWalk:
     not made here: its column holds ``-1 - t`` for the template ``t`` (``templates``: the cell but for
     those, FlowCells.svc_template) and the flow's evidence goes to ``evidence``: per framed protocol,
     the frame's input and number, the first bytes' text and the detail's index in ``details``.
-    report.js makes the cell of them as FlowCells.svc_title does."""
+    report.js makes the cell of them as FlowCells.svc_title does.
+
+    Likewise a rule / reason cell whose text names one of the flow's hosts (one per address, nearly:
+    "initiator 10.1.2.3 holds no role...") is made in the page when its text is what the cell shows
+    as it is (printable ASCII, not cut): its column holds ``-1 - t`` for the template ``t`` of
+    ``why_templates`` ([the side whose host cell's key is the address: 1 initiator, 2 responder, the
+    text before the address, after it, the reason's code]); report.js makes the cell as
+    FlowCells.why does."""
 
     def __init__(self, walk: _FlowPass, rows: FlowRows) -> None:
         self.walk, self.rows, self.cells = walk, rows, walk.cells
@@ -66,6 +74,8 @@ class _VerdictWalk:
         self.detail_ix: _Found[int] = _Found(self._detail)
         self.evidence: list[list[Any]] = []
         """Per batch of _BATCH flows, its framed flows' evidence, flat (4 per framed protocol)."""
+        self.why_templates: list[list[Any]] = []
+        self.why_ix: dict[tuple[int, str, str, str], int] = {}
         verdicts = rows.verdicts
         for start in range(0, len(verdicts), _BATCH):
             self.take(verdicts[start:start + _BATCH])
@@ -89,6 +99,25 @@ class _VerdictWalk:
             self.templates.append([text, skey, cls, parts])
             found = self.svc[key] = (-len(self.templates), names)
         return found
+
+    def why_cell(self, v: FlowVerdict, init_cell: int, resp_cell: int) -> int:
+        """The rule / reason cell of a verdict: its interned index, or ``-1 -`` its template's index
+        (see the class)."""
+        rule_ids, reverse, reason, text = self.rows.why(v)
+        cells = self.cells
+        if not rule_ids and text and len(text) <= DISPLAY_CHARS and text.isascii() and text.isprintable():
+            code = cells.t64[reason or ""]
+            k = v.flow.key
+            for side, addr, cell in ((1, k.initiator, init_cell), (2, k.responder, resp_cell)):
+                at = text.find(addr) if addr else -1
+                if at >= 0 and code and cells.cells[cell].key == addr:
+                    t = (side, text[:at], text[at + len(addr):], code)
+                    found = self.why_ix.get(t)
+                    if found is None:
+                        self.why_templates.append(list(t))
+                        found = self.why_ix[t] = -len(self.why_templates)
+                    return found
+        return cells.why(rule_ids, reverse, reason, text)
 
     def take(self, batch: Sequence[FlowVerdict]) -> None:
         walk, cells, rows = self.walk, self.cells, self.rows
@@ -123,7 +152,7 @@ class _VerdictWalk:
             for i, v in enumerate(batch):
                 if w[i] is None:
                     key = (v.rule_ids, v.reverse_rule_ids, v.reason, v.reason_text)
-                    w[i] = get_w(key) or self.why.setdefault(key, cells.why(*rows.why(v)))
+                    w[i] = get_w(key) or self.why.setdefault(key, self.why_cell(v, a[i][1], b[i][1]))
         # The outcome and connections cells, by one key: the counts and tallies they are made of
         # (Flow.outcome's inputs among them) and the refusals.
         k_oc = [(f.connections, f.established, f.rejected, f.unanswered, id(f.conn_states),
@@ -133,11 +162,15 @@ class _VerdictWalk:
         oc: list[Any] = [get_oc(k) for k in k_oc]
         d = [get_d(id(f.direction_evidence)) for f in flows]
         s = [get_s(f.first_frame[0]) for f in flows]
-        if None in oc or None in d or None in s:
+        if None in oc:
+            for i, v in enumerate(batch):
+                if oc[i] is None:
+                    oc[i] = self.outcome_conns.get(k_oc[i]) or self.outcome_conns.setdefault(
+                        k_oc[i], cells.outcome_conns(rows.outcome_parts(v)))
+        if None in d or None in s:
             for i, f in enumerate(flows):
-                if oc[i] is None or d[i] is None or s[i] is None:
+                if d[i] is None or s[i] is None:
                     ix = cells.shared(rows.row(batch[i]), svc=False)
-                    oc[i] = self.outcome_conns[k_oc[i]] = (ix[4], ix[6])
                     d[i] = self.dir[id(f.direction_evidence)] = ix[7]
                     s[i] = self.inputs[f.first_frame[0]] = ix[8]
         o = [x[0] for x in oc]

@@ -204,6 +204,8 @@ class _FlowPass:
         self.templates: list[list[Any]] = []
         """The service cells made in the page, but for their evidence (_VerdictWalk.templates)."""
         self.details: list[str] = []
+        self.why_templates: list[list[Any]] = []
+        """The rule / reason cells made in the page, but for their host's address (_VerdictWalk)."""
         self.evidence: list[list[Any]] = []
         """Per batch of _BATCH flows, the evidence of its service cells made in the page."""
         if isinstance(flows, FlowRows):
@@ -211,6 +213,7 @@ class _FlowPass:
 
             made = _VerdictWalk(self, flows)
             self.templates, self.details, self.evidence = made.templates, made.details, made.evidence
+            self.why_templates = made.why_templates
         else:
             rows = iter(flows)
             while batch := list(islice(rows, _BATCH)):
@@ -382,7 +385,7 @@ def build_view(doc: AuditDocument) -> View:
         ))
 
     matrix_roles, matrix = _matrix([r.role for r in role_views], walk.pairs, lists)
-    # The data block, in the key order of one dict {pageSize, cols, classes, cells, svc, flows, rule,
+    # The data block, in the key order of one dict {pageSize, cols, classes, cells, svc, why, flows, rule,
     # host,
     # tables} encoded whole: compact JSON of a dict is its members' JSON joined by ",", so it can be
     # cut there.
@@ -403,7 +406,8 @@ def build_view(doc: AuditDocument) -> View:
         for i in range(0, len(shared), _BATCH):
             text = _script_safe(_DUMP_RECORDS([c.encode() for c in shared[i:i + _BATCH]])[1:-1])
             yield text if not i else "," + text
-        yield '],"svc":' + _script_safe(_DUMP({"t": walk.templates, "d": walk.details})) + ',"flows":['
+        yield '],"svc":' + _script_safe(_DUMP({"t": walk.templates, "d": walk.details})) + ',"why":' + \
+            _script_safe(_DUMP(walk.why_templates)) + ',"flows":['
         yield from walk.chunks()
         yield rule_part
         for i in range(0, len(hosts), _BATCH):

@@ -1,7 +1,8 @@
 /* pcap-audit report: pages, sorts and filters the tables from the JSON block.
    Every cell arrives made (auditor/report/cells.py: [text, sort key, title, class, sub-lines], or the
-   index of a shared one in data.cells), but for a flow's own cells (numbers and timestamps) and the
-   service cells that name their evidence, which arrive as columns (and templates) and are made below
+   index of a shared one in data.cells), but for a flow's own cells (numbers and timestamps), the
+   service cells that name their evidence and the reason cells that name a host, which arrive as
+   columns (and templates) and are made below
    as cells.py makes them; otherwise this script only shows cells. A null or
    missing key is the text; a title true is the key, a number the text of that shared cell; a record's
    own cell without a class has its column's (data.classes).
@@ -44,18 +45,30 @@
     }
     return [t[0], t[1], title, t[2]];
   }
+  // A rule / reason cell whose text names one of the flow's hosts arrives as -1 - t for the template t
+  // in data.why ([side, text before the address, after it, the reason's code]): the address is the
+  // sort key of the flow's host cell on that side (1: initiator, 2: responder); made here as
+  // cells.FlowCells.why makes the cell of such a text.
+  function whyCell(t, host) {
+    var h = SHARED[host];
+    return [t[1] + (h.length > 1 && h[1] !== null ? h[1] : h[0]) + t[2], null, "", "", [t[3]]];
+  }
   function flowRecords(batches) {
     var out = [];
     batches.forEach(function (b) {
       var ix = b.ix, e = b.e, at = 0;
       for (var k = 0, o = 0; k < b.p.length; k++, o += 9) {
-        var p = b.p[k], n = b.b[k], fi = b.fi[k], fn = b.fn[k], svc = ix[o + 3];
+        var p = b.p[k], n = b.b[k], fi = b.fi[k], fn = b.fn[k], svc = ix[o + 3], why = ix[o + 5];
         if (svc < 0) {
           var t = data.svc.t[-1 - svc];
           svc = svcCell(t, e, at);
           at += 4 * (t[3].length - 1);
         }
-        out.push([ix[o], ix[o + 1], ix[o + 2], svc, ix[o + 4], ix[o + 5], ix[o + 6],
+        if (why < 0) {
+          var w = data.why[-1 - why];
+          why = whyCell(w, ix[o + w[0]]);
+        }
+        out.push([ix[o], ix[o + 1], ix[o + 2], svc, ix[o + 4], why, ix[o + 6],
           [num(p), p], n >= 1024 ? [fmtBytes(n), n, num(n) + " bytes"] : [String(n) + " B", n],
           tsCell(b.t0[k]), tsCell(b.t1[k]),
           b.frame ? b.frame[k] : [(data.multiInput ? fi + ":#" : "#") + fn, fi * 1e12 + fn, ix[o + 8]], ix[o + 7]]);
