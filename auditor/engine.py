@@ -40,8 +40,8 @@ from auditor.capture import CaptureSet, ranges
 from auditor.capture.info import InputInfo, ReadStats
 from auditor.conversations import DISORDER_SLACK, ConversationBuilder, ConversationResult
 from auditor.conversations import merging as chunks  # the merge of chunks, of the build that runs
+from auditor.conversations.state import Head
 from auditor.errors import AuditorError
-from auditor.model import PacketRecord
 from auditor.names import NameEvidence
 from auditor.parallel import paused_gc, tune_gc
 
@@ -184,11 +184,11 @@ class Merger:
     def wanted(self, chunk: ranges.Chunk) -> bool:
         return chunk.input_index not in self.ended
 
-    def decide(self, firsts: list[PacketRecord]) -> list[bool]:
+    def decide(self, firsts: list[Head]) -> list[bool]:
         """Which of the next part's head chains continue something here (conversations/chunks.py)."""
         return chunks.decide(self.acc.conv, firsts) if self.acc is not None else [False] * len(firsts)
 
-    def add(self, part: Part, decided: tuple[list[PacketRecord], list[bool]] | None = None) -> None:
+    def add(self, part: Part, decided: tuple[list[Head], list[bool]] | None = None) -> None:
         if not self.wanted(part.chunk):
             return
         built = type(part.conv).__module__
@@ -414,7 +414,7 @@ def run_dask(chunks: list[ranges.Chunk], server_ports: frozenset[tuple[str, int]
         for chunk, f in zip(chunks, futures, strict=True):  # in input order: the merge takes them so
             # The part stays on its worker until the merge has looked its chain heads up; the worker
             # settles it and only the chains that continue something travel with their logs.
-            firsts: list[PacketRecord] = client.submit(_heads_of, f, pure=False).result()
+            firsts: list[Head] = client.submit(_heads_of, f, pure=False).result()
             if merger.wanted(chunk):
                 joins = merger.decide(firsts)
                 merger.add(client.submit(_settled, f, joins, pure=False).result(), (firsts, joins))
@@ -422,7 +422,7 @@ def run_dask(chunks: list[ranges.Chunk], server_ports: frozenset[tuple[str, int]
         return merger.result()
 
 
-def _heads_of(part: Part) -> list[PacketRecord]:
+def _heads_of(part: Part) -> list[Head]:
     return chunks.heads(part.conv)
 
 

@@ -291,6 +291,39 @@ def test_chunks_settled_in_their_own_process(recs: list[PacketRecord], whole: di
     assert 0 < kept < sent / 4  # most chains continue nothing: their logs never travel
 
 
+def _dhcp(xid: int, ts: float, server: str | None = None) -> PacketRecord:
+    """A DHCP request (broadcast from 0.0.0.0) or, from ``server``, its reply."""
+    body = xid.to_bytes(4, "big") + bytes(40)
+    if server is None:
+        return udp("0.0.0.0", "255.255.255.255", 68, 67, ts, payload=b"\x01\x01\x06\x00" + body)
+    return udp(server, "255.255.255.255", 67, 68, ts, payload=b"\x02\x01\x06\x00" + body)
+
+
+@pytest.mark.parametrize("settled", [False, True])
+def test_a_reply_joined_in_a_later_chunk_finds_the_connection_an_earlier_one_made(settled: bool) -> None:
+    # The request's 5-tuple stays live (requests 10 s apart), so only the first request waits for its
+    # reply; the second server's replies make a connection of their own, which the third reply
+    # continues. Cut so that the second reply ends the middle chunk and the third request and reply
+    # open the last; merged as a + (b + c): the last chunk's request continues the first chunk's
+    # connection, and its chain's log holds the reply it joined there, which belongs to the
+    # connection the middle chunk made.
+    recs = numbered([_dhcp(1, 0.0), _dhcp(1, 3.0, "10.9.2.1"), _dhcp(2, 10.0), _dhcp(2, 13.0, "10.9.2.2"),
+                     _dhcp(3, 20.0), _dhcp(3, 23.0, "10.9.2.2")])
+    want = sequential(recs)
+    assert sorted((c.orig_h, c.resp_h, c.orig_pkts + c.resp_pkts) for c in want.connections) == [
+        ("0.0.0.0", "10.9.2.1", 4), ("255.255.255.255", "10.9.2.2", 2)]
+    a, b, c = chunks(recs, [3, 4])
+    merging = conversations.merging
+    if settled:  # as local processes merge (auditor/engine.py)
+        firsts = merging.heads(c)
+        joins = merging.decide(b, firsts)
+        merging.settle(c, joins)
+        bc = merging.absorb_decided(b, c, firsts, joins)
+    else:
+        bc = b.absorb(c)
+    assert facts(a.absorb(bc).finish()) == facts(want)
+
+
 def test_a_flood_across_chunks_keeps_exact_totals() -> None:
     # Beyond the bounds (a SYN flood on one service, more 5-tuples than the builders keep chains or
     # flows for) what is summarised may depend on the cut, but not the totals: packets, connections,

@@ -236,6 +236,8 @@ class ConversationBuilder:
                 ent = related.tftp_transfer(self, rec)
             if ent is None and rec.sport == 67 and rec.dport == 68 and self._dhcp:
                 ent = related.dhcp_reply(self, rec)
+            if ent is not None and ent[0].chain is not None:
+                chunks.joined_aside(self, ent[0].chain, rec)
         if ent is None:
             ent = self._new_transport(rec)
         c, is_orig = ent

@@ -12,6 +12,7 @@ from auditor.conversations.state import (
     _REPLAYED_COUNTERS,
     _RESP,
     DISORDER_SLACK,
+    Head,
     _Chain,
     _Conn,
     _Run,
@@ -76,20 +77,43 @@ def absorb(b: ConversationBuilder, right: ConversationBuilder) -> ConversationBu
     return absorb_decided(b, right, firsts, decide(b, firsts))
 
 
-def heads(right: ConversationBuilder) -> list[PacketRecord]:
-    """The first packet of each head chain, in order: what a merge looks up (``decide``)."""
+def heads(right: ConversationBuilder) -> list[Head]:
+    """What a merge looks up of each head chain, in order (``decide``): its first packet, and the
+    packets of other 5-tuples its connections took as joined to a request (``_Chain.aside``)."""
     out = []
     for chain in right.chains:
         first = chain.log[0]
         assert isinstance(first, PacketRecord)  # a chain starts with the record that made it
-        out.append(first)
+        out.append((first, tuple(chain.aside)))
     return out
 
 
-def decide(b: ConversationBuilder, firsts: list[PacketRecord]) -> list[bool]:
+def decide(b: ConversationBuilder, firsts: list[Head]) -> list[bool]:
     """Which head chains of the next chunk continue something live here, looked up before any is
     merged (``probe`` without acting). ``absorb_decided`` checks each again at its turn, acting."""
-    return [probe(b, first, act=False) for first in firsts]
+    return [probe(b, first, act=False) or live_aside(b, aside) for first, aside in firsts]
+
+
+def live_aside(b: ConversationBuilder, aside: tuple[tuple[tuple[object, ...], float], ...]) -> bool:
+    """Whether a packet a head chain took as joined to a request (``_Chain.aside``) would have gone to
+    a connection live here on its 5-tuple: then the chain is replayed here, as a sequential read."""
+    for key, ts in aside:
+        ent = b._table.get(key)
+        if ent is not None and ts - ent[0].last <= ent[0].timeout:
+            return True
+    return False
+
+
+def joined_aside(b: ConversationBuilder, chain: _Chain, rec: PacketRecord) -> None:
+    """A chunk's connection with a head chain took ``rec`` (of another 5-tuple) as a DHCP reply or TFTP
+    transfer joined to its request: when that 5-tuple is first seen within the head window, whether
+    a connection of the chunk before was live on it decides where a sequential read puts it."""
+    key = (rec.proto, rec.src, rec.sport, rec.dst, rec.dport)
+    back = (rec.proto, rec.dst, rec.dport, rec.src, rec.sport)
+    ck = key if key <= back else back
+    if ck not in b._seen and b._anchor is not None and rec.ts - b._anchor <= b._windows[rec.proto]:
+        chain.aside.append((key, rec.ts))
+        b._seen.add(ck)
 
 
 def settle(right: ConversationBuilder, joins: list[bool]) -> None:
@@ -117,7 +141,7 @@ def settle(right: ConversationBuilder, joins: list[bool]) -> None:
     right._queue.clear()
 
 
-def absorb_decided(b: ConversationBuilder, right: ConversationBuilder, firsts: list[PacketRecord],
+def absorb_decided(b: ConversationBuilder, right: ConversationBuilder, firsts: list[Head],
                    joins: list[bool]) -> ConversationBuilder:
     """``absorb`` once ``decide`` has looked the chains' first packets (``firsts``, from ``heads``)
     up here. ``right`` holds all its chains, or, once ``settle``d in its own process, only those
@@ -131,9 +155,9 @@ def absorb_decided(b: ConversationBuilder, right: ConversationBuilder, firsts: l
         b._anchor, b._seen = right._anchor, right._seen
     dropped: set[int] = set()
     chains = iter(right.chains)
-    for first, joined in zip(firsts, joins, strict=True):
+    for (first, aside), joined in zip(firsts, joins, strict=True):
         chain = next(chains) if joined or not right.settled else None
-        if not joined and probe(b, first):
+        if not joined and (probe(b, first) or live_aside(b, aside)):
             if chain is None:
                 b.merge_misses += 1
                 continue
@@ -275,6 +299,7 @@ def adopt(b: ConversationBuilder, chain: _Chain, right: ConversationBuilder) -> 
         keep: _Chain | None = None
     elif mine is not None:  # this builder's chain goes on: one log, one set of results
         mine.log.extend(chain.log)
+        mine.aside.extend(chain.aside)
         mine.closed.extend(chain.closed)
         for addr, bits in chain.ttls.items():
             mine.ttls[addr] = mine.ttls.get(addr, 0) | bits

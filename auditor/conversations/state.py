@@ -192,7 +192,7 @@ class _Chain:
     had no such connection), and the log of the chain's packets (records, and _Run aggregates of the
     fast lane's) to replay on the previous chunk's connection when it had one (SPEC §8)."""
 
-    __slots__ = ("ck", "closed", "conn", "first_ts", "last_ts", "log", "proto", "run", "ttls")
+    __slots__ = ("aside", "ck", "closed", "conn", "first_ts", "last_ts", "log", "proto", "run", "ttls")
 
     def __init__(self, ck: tuple[object, ...], proto: int, ts: float) -> None:
         self.ck = ck
@@ -207,15 +207,20 @@ class _Chain:
         """The chain's latest connection (the one live at the chunk's end, if any)."""
         self.ttls: dict[bytes, int] = {}
         """The responders' SYN-ACK and FIN TTLs seen on the chain (ConversationResult.host_ttls)."""
+        self.aside: list[tuple[tuple[object, ...], float]] = []
+        """(table key, time) of the packets of other 5-tuples, first seen within the chunk's head window,
+        that the chain's connections took as DHCP replies or TFTP transfers joined to their requests:
+        a sequential read would have given such a packet to a connection of the chunk before that was
+        live on its 5-tuple (chunks.decide looks them up too)."""
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A chunk's chains travel from a worker process. Compiled with mypyc, the class would be
         # rebuilt by calling it without arguments: made from its first three fields here instead.
         return (_Chain, (self.ck, self.proto, self.first_ts),
-                (self.last_ts, self.log, self.run, self.closed, self.conn, self.ttls))
+                (self.last_ts, self.log, self.run, self.closed, self.conn, self.ttls, self.aside))
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.last_ts, self.log, self.run, self.closed, self.conn, self.ttls = state
+        self.last_ts, self.log, self.run, self.closed, self.conn, self.ttls, self.aside = state
 
     def seal(self) -> None:
         """Close the open run (_Run.seal), if any; ``last_ts`` then counts its packets."""
@@ -245,6 +250,9 @@ class _Chain:
         if rec.ts > self.last_ts:
             self.last_ts = rec.ts
 
+
+Head = tuple[PacketRecord, tuple[tuple[tuple[object, ...], float], ...]]
+"""What a merge looks up of a head chain (chunks.heads): its first packet, and its ``aside`` packets."""
 
 _RECORD = struct.Struct("<qqdBIiiHQQIhhq??hB")
 """A logged record's fields before its addresses and payload (``_Chain.record``, ``unpacked``)."""
