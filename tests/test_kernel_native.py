@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from auditor import dnswire
+from auditor import apps, dnswire
+from auditor.app_signatures import citrix, common, dispatch, infrastructure, web, windows
 from auditor.audit import collect
 from auditor.capture import kernel, native, open_captures
 from auditor.capture.decode import Decoder
@@ -28,7 +29,8 @@ from tests.capture_factory import eth_ipv4_tcp
 
 REPO = Path(__file__).resolve().parent.parent
 PURE = {"auditor.capture.kernel": kernel, "auditor.dnswire": dnswire,
-        **{m.__name__: m for m in (state, conversation_tcp, related, results, lane, chunks, builder)}}
+        **{m.__name__: m for m in (state, conversation_tcp, related, results, lane, chunks, builder, apps, common,
+                                   citrix, web, windows, infrastructure, dispatch)}}
 SOURCES = {name: native.source_path(name).read_bytes() for name in native.COMPILED}
 
 
