@@ -7,8 +7,11 @@ evaluated, and ``detail`` is bounded and printable (the renderers still escape i
 
 Each signature (auditor/app_signatures/: Citrix, web and TLS, Windows and directory, infrastructure)
 claims a payload only when the published framing of its protocol checks out on the bytes we have; the
-ports never stand in for evidence. This module is the interface: the vocabulary, the evidence type,
-one direction's identification and the joining of both directions.
+ports never stand in for evidence. This module is the interface: the vocabulary, one direction's
+identification and the joining of both directions; the evidence type, AppEvidence, is model.py's (one
+class for both builds: this module and the signatures are compiled with the hot path when the install
+can, setup.py, and auditor/capture/native.py chooses which build runs; the builder asks the build it
+was compiled with).
 
 Vocabulary: PROTOCOLS below; ``unknown`` when no payload was seen or none was recognised.
 """

@@ -2,7 +2,9 @@
 built from the source beside it and PCAP_AUDIT_PURE is not set, all or none; --version names it. The
 kernel's and the DNS reader's tests themselves run against both builds (conftest.each_kernel:
 test_capture_fastpath.py, test_capture_decode.py, test_conversations_lane.py, test_names_lean.py, and the
-conversation core's: test_conversations.py, test_chunk_merge.py, test_refusal.py, test_invariance.py)."""
+conversation core's: test_conversations.py, test_chunk_merge.py, test_refusal.py, test_invariance.py);
+application identification's compiled build names every test payload, its cuts and mutations and
+random bytes as apps.py does (test_apps.py::test_both_builds_identify_alike)."""
 
 from __future__ import annotations
 
