@@ -40,6 +40,10 @@ COMPILED = {
     # The Python module -> the module it is compiled to (auditor/capture/native.py's COMPILED).
     "auditor.capture.kernel": "auditor.capture._kernel_native",  # framing and the per-packet path
     "auditor.dnswire": "auditor._dnswire_native",  # the DNS answer reader (name evidence)
+    # Application identification (a connection's first bytes, when it closes) and its signatures.
+    "auditor.apps": "auditor._apps_native",
+    **{f"auditor.app_signatures.{m}": f"auditor.app_signatures._{m}_native"
+       for m in ("common", "citrix", "web", "windows", "infrastructure", "dispatch")},
     # The conversation core (auditor/conversations/__init__.py hands out the build that runs).
     **{f"auditor.conversations.{m}": f"auditor.conversations._{m}_native"
        for m in ("state", "tcp", "related", "results", "lane", "chunks", "builder")},

@@ -10,11 +10,12 @@ Where things live (one responsibility per module; docs/architecture.md draws the
                     vocabulary.py (roles, features, Vocabulary), model.py (Catalog and its queries),
                     fields.py (field validation), load.py (load_catalog, validate_files), export.py
   capture/          readers: files -> frames -> PacketRecord (our dpkt-free fast path; tshark engine)
-  apps.py           application protocol from a connection's first payload bytes: the vocabulary, AppEvidence,
-                    identify and identify_connection (both directions joined)
+  apps.py           application protocol from a connection's first payload bytes: the vocabulary,
+                    identify and identify_connection (both directions joined; AppEvidence is model.py's)
   app_signatures/   the signatures it dispatches to on the first byte: citrix.py (ICA, CGP), web.py (SSH,
                     TLS, DTLS, QUIC, HTTP), windows.py (RDP, SMB, DCE/RPC, LDAP, Kerberos, TDS),
-                    infrastructure.py (DNS, NTP, SNMP, RADIUS, syslog, TFTP, DHCP), common.py
+                    infrastructure.py (DNS, NTP, SNMP, RADIUS, syslog, TFTP, DHCP), common.py,
+                    dispatch.py (the tables by first byte)
   conversations/    sans-IO core: PacketRecord stream -> connections and flows (Zeek semantics):
                     builder.py (the table, feeding, closing, flows), tcp.py (history, state machine),
                     chunks.py (a chunk's head chains and the exact merge), state.py, results.py

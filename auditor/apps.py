@@ -7,23 +7,24 @@ evaluated, and ``detail`` is bounded and printable (the renderers still escape i
 
 Each signature (auditor/app_signatures/: Citrix, web and TLS, Windows and directory, infrastructure)
 claims a payload only when the published framing of its protocol checks out on the bytes we have; the
-ports never stand in for evidence. This module is the interface: the vocabulary, the evidence type,
-one direction's identification and the joining of both directions.
+ports never stand in for evidence. This module is the interface: the vocabulary, one direction's
+identification and the joining of both directions; the evidence type, AppEvidence, is model.py's (one
+class for both builds: this module and the signatures are compiled with the hot path when the install
+can, setup.py, and auditor/capture/native.py chooses which build runs; the builder asks the build it
+was compiled with).
 
 Vocabulary: PROTOCOLS below; ``unknown`` when no payload was seen or none was recognised.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
-from auditor.app_signatures import TCP_TABLE, UDP_TABLE
 from auditor.app_signatures.common import APP_SNAP, DETAIL_MAX, Hit
+from auditor.app_signatures.dispatch import TCP_TABLE, UDP_TABLE
+from auditor.model import UNKNOWN, AppEvidence
 
 __all__ = ["APP_SNAP", "DETAIL_MAX", "HEAD_MAX", "PROTOCOLS", "UNKNOWN", "AppEvidence", "identify",
            "identify_connection"]
 
-UNKNOWN = "unknown"
 HEAD_MAX = 16
 """Payload bytes shown (in hex) in ``AppEvidence.head``."""
 
@@ -35,19 +36,6 @@ PROTOCOLS = ("ica", "cgp", "tls", "dtls", "quic", "http", "websocket", "ssh", "r
 TCP = 6
 UDP = 17
 
-
-class AppEvidence(NamedTuple):
-    """Why a connection was identified as ``protocol``: which bytes, which direction, which frame."""
-
-    protocol: str
-    direction: str
-    """'orig' (the initiator's first payload) or 'resp' (the responder's)."""
-    frame: tuple[int, int]
-    """(input_index, frame) of the packet that carried the bytes."""
-    head: str
-    """The first bytes (at most 16) in hex."""
-    detail: str = ""
-    """A short printable summary: 'SSH-2.0-OpenSSH_9.6', 'POST /Citrix/CdsController/IRegistrar'."""
 
 def identify(payload: bytes, proto: int, sport: int, dport: int) -> tuple[str, str] | None:
     """(protocol, detail) of one direction's first payload bytes, or None when not recognised.

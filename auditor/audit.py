@@ -218,7 +218,7 @@ def collect(records: Iterable[PacketRecord], server_ports: frozenset[tuple[str, 
         records.lane = builder.lane()
     stream = iter(records)
     try:
-        with paused_gc():
+        with paused_gc(keep=True):
             for rec in stream:
                 feed(rec)
                 if rec.payload:

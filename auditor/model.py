@@ -13,7 +13,25 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, TypeVar, dataclass_transform
 
-from auditor.apps import UNKNOWN, AppEvidence
+UNKNOWN = "unknown"
+"""The application protocol of a connection or flow whose payload was absent or not recognised (apps.py)."""
+
+
+class AppEvidence(NamedTuple):
+    """Why a connection was identified as ``protocol`` (apps.identify_connection): which bytes, which
+    direction, which frame. Here, not in apps.py, so that one class serves both builds of apps.py
+    (auditor/capture/native.py compiles it)."""
+
+    protocol: str
+    direction: str
+    """'orig' (the initiator's first payload) or 'resp' (the responder's)."""
+    frame: tuple[int, int]
+    """(input_index, frame) of the packet that carried the bytes."""
+    head: str
+    """The first bytes (at most 16) in hex."""
+    detail: str = ""
+    """A short printable summary: 'SSH-2.0-OpenSSH_9.6', 'POST /Citrix/CdsController/IRegistrar'."""
+
 
 # IP protocol numbers the core understands.
 IPPROTO_ICMP = 1
@@ -407,7 +425,11 @@ class Flow:
         ``app`` is its application-protocol evidence, if any."""
         self.connections += 1
         if app is not None:
-            self._apps({app.protocol: 1}, {app.protocol: app})
+            apps = self.apps
+            if apps is None:
+                apps = self.apps = {}
+            apps[app.protocol] = apps.get(app.protocol, 0) + 1
+            self._app_evidence(app.protocol, app)
         if protocol == "tcp":
             # Data both ways ('D' and 'd' in the Zeek history) is an established conversation even when
             # the handshake was not seen: a session captured mid-way and ended by the server's RST is
@@ -486,13 +508,20 @@ class Flow:
             apps = self.apps = {}
         for name, n in counts.items():
             apps[name] = apps.get(name, 0) + n
+        if self.app_evidence is None:
+            self.app_evidence = {}
+        for name, ev in evidence.items():
+            self._app_evidence(name, ev)
+
+    def _app_evidence(self, name: str, ev: AppEvidence) -> None:
+        """Keep ``ev`` as the evidence of ``name`` if it came first."""
         mine = self.app_evidence
         if mine is None:
-            mine = self.app_evidence = {}
-        for name, ev in evidence.items():
-            kept = mine.get(name)
-            if kept is None or ev.frame < kept.frame:
-                mine[name] = ev
+            self.app_evidence = {name: ev}
+            return
+        kept = mine.get(name)
+        if kept is None or ev.frame < kept.frame:
+            mine[name] = ev
 
     def _refused(self, counts: dict[Refusal, int]) -> None:
         """Add refusal counts, keeping the REFUSALS_MAX smallest refusals: a refusal beyond them was

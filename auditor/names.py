@@ -114,8 +114,8 @@ class NameEvidence:
                         if (old.name, old.source) == (obs.name, obs.source) and \
                                 (obs.input_index, obs.frame) < (old.input_index, old.frame):
                             mine[i] = obs
-                else:
-                    self._add(obs)
+                elif self._admit((obs.address, obs.name, obs.source)):
+                    self._store(obs)
                     mine = self._by_addr.get(address, [])
         # First-seen order across the merged parts, as one pass over the capture would have it.
         for address in touched:
@@ -152,33 +152,43 @@ class NameEvidence:
 
     # ---- parsers ------------------------------------------------------------------------------
 
-    def _clean(self, raw: str) -> str | None:
-        """Lowercased without the trailing dot; None (counted) for an empty or too long name, or one
-        with control characters or lone surrogates (octets of a DNS label that are not UTF-8)."""
+    def _admit(self, key: tuple[str, str, str]) -> bool:
+        """Whether the (address, name, source) not seen yet is kept (counted, and remembered as seen)
+        or dropped (counted): the table holds at most max_names."""
+        stats = self.stats
+        if stats["names_kept"] >= self._max_names:
+            stats["names_dropped"] += 1
+            return False
+        self._seen.add(key)
+        stats["names_kept"] += 1
+        return True
+
+    def _store(self, obs: NameObservation) -> None:
+        """An observation _admit kept."""
+        by_addr = self._by_addr.get(obs.address)
+        if by_addr is None:
+            self._by_addr[obs.address] = [obs]
+        else:
+            by_addr.append(obs)
+        by_name = self._by_name.get(obs.name)
+        if by_name is None:
+            self._by_name[obs.name] = {obs.address}
+        else:
+            by_name.add(obs.address)
+
+    def _tie(self, raw: str, address: str, source: str, rec: PacketRecord) -> None:
+        """Tie the name ``raw`` to ``address``: lowercased without the trailing dot; refused (counted)
+        when empty or too long, or with control characters or lone surrogates (octets of a DNS label
+        that are not UTF-8). Once per (address, name, source), the first frame kept."""
         name = raw.rstrip(".").lower()
         if not name or len(name) > self._max_len or (
                 not (name.isascii() and name.isprintable())  # the common case needs no loop
                 and any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 or 0xD800 <= ord(ch) < 0xE000 for ch in name)):
             self.stats["names_refused"] += 1
-            return None
-        return name
-
-    def _add(self, obs: NameObservation) -> None:
-        key = (obs.address, obs.name, obs.source)
-        if key in self._seen:
             return
-        if self.stats["names_kept"] >= self._max_names:
-            self.stats["names_dropped"] += 1
-            return
-        self._seen.add(key)
-        self.stats["names_kept"] += 1
-        self._by_addr.setdefault(obs.address, []).append(obs)
-        self._by_name.setdefault(obs.name, set()).add(obs.address)
-
-    def _tie(self, raw: str, address: str, source: str, rec: PacketRecord) -> None:
-        name = self._clean(raw)
-        if name is not None and (address, name, source) not in self._seen:  # most are: no object then
-            self._add(NameObservation(name, address, source, rec.input_index, rec.frame))
+        key = (address, name, source)
+        if key not in self._seen and self._admit(key):  # most are seen: no object then
+            self._store(NameObservation(name, address, source, rec.input_index, rec.frame))
 
     def _dns(self, message: bytes, rec: PacketRecord) -> None:
         """A and AAAA answers, and the CNAME chains that lead to them, from one DNS response.
@@ -205,16 +215,19 @@ class NameEvidence:
         self.stats["dns_responses"] += 1
         if short:
             self.stats["parse_errors"] += 1
+        tie = self._tie
         aliases: dict[str, list[str]] = {}  # CNAME target -> names that point at it
         for rtype, owner, value in answers:
             if rtype == CNAME:
                 aliases.setdefault(value.lower().rstrip("."), []).append(owner)
+        if not aliases:  # the common answer: A or AAAA records only
+            for _rtype, owner, value in answers:
+                tie(owner, value, "dns", rec)
+            return
         for rtype, owner, value in answers:
             if rtype == CNAME:
                 continue
-            self._tie(owner, value, "dns", rec)
-            if not aliases:
-                continue
+            tie(owner, value, "dns", rec)
             # Walk the CNAME chain backwards so that the query name gets the address too.
             todo, seen = [owner.lower().rstrip(".")], set[str]()
             while todo and len(seen) < _MAX_CNAME_DEPTH:
@@ -223,7 +236,7 @@ class NameEvidence:
                     continue
                 seen.add(target)
                 for alias in aliases.get(target, ()):
-                    self._tie(alias, value, "dns-cname", rec)
+                    tie(alias, value, "dns-cname", rec)
                     todo.append(alias.lower().rstrip("."))
 
     def _sni(self, p: bytes, rec: PacketRecord) -> None:

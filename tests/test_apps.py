@@ -550,3 +550,36 @@ def test_ports_never_change_the_answer(transport: int, payload: bytes, protocol:
     """Signatures that share first bytes (LDAP and SNMP both open with a BER SEQUENCE) are told apart by
     their structure, so no port is consulted at all."""
     assert identify(payload[:APP_SNAP], transport, *ports) == identify(payload[:APP_SNAP], transport, 1, 2)
+
+
+# --- the compiled build (auditor/capture/native.py) names everything as this module does -------------
+
+def _mutations(payload: bytes, rng: random.Random) -> list[bytes]:
+    """Every cut of ``payload`` and a few copies with bytes changed: near-valid input that reaches the
+    deepest checks of each signature."""
+    out = [payload[:n] for n in range(min(len(payload), APP_SNAP) + 1)]
+    for _ in range(40):
+        changed = bytearray(payload[:APP_SNAP])
+        for _ in range(rng.randint(1, 4)):
+            if changed:
+                changed[rng.randrange(len(changed))] = rng.randrange(256)
+        out.append(bytes(changed))
+    return out
+
+
+def test_both_builds_identify_alike(each_kernel: object) -> None:
+    from auditor.capture import native
+
+    built = native.KERNEL.of("auditor.apps")
+    rng = random.Random(20261206)
+    cases = [(p[1], p[2]) for p in POSITIVE] + [(n[1], n[2]) for n in NEGATIVE] + HOSTILE
+    heads = [(t, m) for t, p in cases for m in _mutations(p, rng)]
+    heads += [(t, rng.randbytes(rng.randint(0, APP_SNAP))) for _ in range(5000) for t in (TCP, UDP)]
+    tried = 0
+    for (transport, head), (_, other) in zip(heads, heads[1:] + heads[:1], strict=True):
+        assert built.identify(head, transport, 50000, 443) == identify(head, transport, 50000, 443), head
+        for pair in ((head, other), (head, None), (None, head), (head, head)):
+            assert built.identify_connection(transport, 50000, 443, pair[0], (0, 2), pair[1], (1, 1)) == \
+                identify_connection(transport, 50000, 443, pair[0], (0, 2), pair[1], (1, 1)), pair
+        tried += 1
+    assert tried > 10_000 and built.AppEvidence is AppEvidence

@@ -2,7 +2,9 @@
 built from the source beside it and PCAP_AUDIT_PURE is not set, all or none; --version names it. The
 kernel's and the DNS reader's tests themselves run against both builds (conftest.each_kernel:
 test_capture_fastpath.py, test_capture_decode.py, test_conversations_lane.py, test_names_lean.py, and the
-conversation core's: test_conversations.py, test_chunk_merge.py, test_refusal.py, test_invariance.py)."""
+conversation core's: test_conversations.py, test_chunk_merge.py, test_refusal.py, test_invariance.py);
+application identification's compiled build names every test payload, its cuts and mutations and
+random bytes as apps.py does (test_apps.py::test_both_builds_identify_alike)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from auditor import dnswire
+from auditor import apps, dnswire
+from auditor.app_signatures import citrix, common, dispatch, infrastructure, web, windows
 from auditor.audit import collect
 from auditor.capture import kernel, native, open_captures
 from auditor.capture.decode import Decoder
@@ -28,7 +31,8 @@ from tests.capture_factory import eth_ipv4_tcp
 
 REPO = Path(__file__).resolve().parent.parent
 PURE = {"auditor.capture.kernel": kernel, "auditor.dnswire": dnswire,
-        **{m.__name__: m for m in (state, conversation_tcp, related, results, lane, chunks, builder)}}
+        **{m.__name__: m for m in (state, conversation_tcp, related, results, lane, chunks, builder, apps, common,
+                                   citrix, web, windows, infrastructure, dispatch)}}
 SOURCES = {name: native.source_path(name).read_bytes() for name in native.COMPILED}
 
 

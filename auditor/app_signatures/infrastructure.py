@@ -97,7 +97,8 @@ def _dns_message(p: bytes, at: int, tcp: bool) -> Hit | None:
         i += 1 + n
     if not complete and not labels:
         return None
-    if _has(b"".join(labels), _CONTROL):
+    joined = b".".join(labels)  # the dots are no control bytes: one join serves the check and the name
+    if _has(joined, _CONTROL):
         return None  # names are text (UTF-8 in mDNS instance names); control bytes are noise
     qtype = -1
     if complete and i + 5 <= end:
@@ -115,10 +116,9 @@ def _dns_message(p: bytes, at: int, tcp: bool) -> Hit | None:
         return "netbios-ns", f"NBNS {kind} {_printable(name.rstrip(b' '), 40)}"
     if opcode not in _DNS_OPCODES or (not response and rcode):
         return None
-    name = b".".join(labels) or b"."
     kind = ("response" if qd else "announcement") if response else _DNS_OPCODES[opcode]
-    qt = f" {_DNS_TYPES.get(qtype, str(qtype))}" if qtype >= 0 else ""
-    return "dns", f"DNS {kind}{qt} {_printable(name, 60)}"
+    qt = f" {_DNS_TYPES.get(qtype) or qtype}" if qtype >= 0 else ""
+    return "dns", f"DNS {kind}{qt} {_printable(joined or b'.', 60)}"
 
 
 def _dns_udp(p: bytes) -> Hit | None:

@@ -123,13 +123,14 @@ def checksum_bad(buf: bytes, a: int, b: int, src: bytes, dst: bytes, proto: int)
     """Internet checksum over pseudo-header + segment buf[a:b].
 
     Since 2**16 == 1 (mod 0xFFFF), the one's-complement sum of 16-bit words is congruent to the
-    whole big-endian integer mod 0xFFFF: one C-level conversion instead of a Python loop. A correct
-    segment sums to 0xFFFF, i.e. 0 mod 0xFFFF.
+    whole big-endian integer mod 0xFFFF: one C-level conversion instead of a Python loop (and the
+    two addresses, of an even number of bytes each, as one). A correct segment sums to 0xFFFF, i.e.
+    0 mod 0xFFFF.
     """
     n = int.from_bytes(buf[a:b], "big")
     if (b - a) & 1:
         n <<= 8
-    return (n + int.from_bytes(src, "big") + int.from_bytes(dst, "big") + proto + b - a) % 0xFFFF != 0
+    return (n + int.from_bytes(src + dst, "big") + proto + b - a) % 0xFFFF != 0
 
 
 class Kernel:

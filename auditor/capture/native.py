@@ -36,6 +36,10 @@ COMPILED: Final = {
     # The Python module -> the module setup.py compiles it to (setup.py's COMPILED: the same pairs).
     "auditor.capture.kernel": "auditor.capture._kernel_native",
     "auditor.dnswire": "auditor._dnswire_native",
+    # Application identification: apps.py (the builder asks it when a connection closes) and its signatures.
+    "auditor.apps": "auditor._apps_native",
+    **{f"auditor.app_signatures.{m}": f"auditor.app_signatures._{m}_native"
+       for m in ("common", "citrix", "web", "windows", "infrastructure", "dispatch")},
     # The conversation core: its package (auditor/conversations/__init__.py) hands out the build that runs.
     **{f"auditor.conversations.{m}": f"auditor.conversations._{m}_native"
        for m in ("state", "tcp", "related", "results", "lane", "chunks", "builder")},

@@ -1,0 +1,73 @@
+"""The capture phase alone: CPU seconds of ``audit.collect`` (conversations and name evidence), in a
+fresh process per run, with the compiled build and the pure-Python one.
+
+    python bench/bench_collect.py CAPTURE [--runs 3] [--before /path/to/old/checkout]
+
+Each run reads CAPTURE once (``open_captures`` with the fast engine, the bundled catalog's server
+ports, as the audit command's ``-j 1`` does) and prints collect's CPU seconds (time.process_time,
+which includes the first garbage collection after the reading when collect leaves it to its
+caller). ``--before``: the same in an older checkout (built in place: ``python setup.py build_ext
+--inplace``), alternating with this one, run by run. Each process says which build it ran
+(``PCAP_AUDIT_PURE=1`` for the second of each pair); the best of the runs is the figure to quote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent.parent
+
+ONE_RUN = """
+import sys, time
+from auditor.audit import collect
+from auditor.capture import native, open_captures
+from auditor.catalog import load_catalog
+ports = load_catalog(None, []).server_ports()
+capture = open_captures([sys.argv[1]], engine="fast")
+t = time.process_time()
+conv, names = collect(capture, ports)
+print(f"{time.process_time() - t:.2f}", len(conv.flows), names.stats["names_kept"], native.KERNEL.compiled)
+"""
+
+
+def one_run(tree: Path, capture: str, pure: bool) -> tuple[float, str]:
+    env = {**os.environ, "PYTHONPATH": str(tree), "PCAP_AUDIT_PURE": "1" if pure else "0"}
+    out = subprocess.run([sys.executable, "-c", ONE_RUN, capture], cwd=tree, env=env, check=True,
+                         capture_output=True, text=True).stdout.split()
+    cpu, flows, names, compiled = out
+    if compiled != str(not pure):
+        raise SystemExit(f"bench_collect: {tree} ran the {'compiled' if compiled == 'True' else 'pure'} build: "
+                         "build it in place (python setup.py build_ext --inplace)")
+    return float(cpu), f"{int(flows):,} flows, {int(names):,} names"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("capture")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--before", type=Path, help="an older checkout to alternate with")
+    args = ap.parse_args()
+    if not os.path.isfile(args.capture):
+        print(f"bench_collect: no such capture: {args.capture}", file=sys.stderr)
+        return 2
+    trees = [("before", args.before.resolve()), ("now", HERE)] if args.before else [("now", HERE)]
+    times: dict[tuple[str, str], list[float]] = {}
+    for run in range(args.runs):
+        for label, tree in trees:
+            for build, pure in (("compiled", False), ("pure", True)):
+                cpu, what = one_run(tree, args.capture, pure)
+                times.setdefault((label, build), []).append(cpu)
+                print(f"run {run + 1} {label:<6} {build:<8} collect {cpu:.2f} CPU s ({what}; load average "
+                      f"{os.getloadavg()[0]:.2f})", flush=True)
+    print("\nbest of the runs (all of them):")
+    for (label, build), got in times.items():
+        print(f"  {label:<6} {build:<8} {min(got):.2f} CPU s ({' '.join(f'{t:.2f}' for t in got)})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
