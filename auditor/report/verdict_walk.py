@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from auditor.classify import REASON_MISMATCH
 from auditor.report.cells import DISPLAY_CHARS
 from auditor.report.document import FlowRows, bounded
+from auditor.report.flowscan import Own, scan
 from auditor.report.view import _BATCH, _WIDTH
 
 if TYPE_CHECKING:
@@ -76,6 +77,7 @@ class _VerdictWalk:
         """Per batch of _BATCH flows, its framed flows' evidence, flat (4 per framed protocol)."""
         self.why_templates: list[list[Any]] = []
         self.why_ix: dict[tuple[int, str, str, str], int] = {}
+        walk.own = Own()
         verdicts = rows.verdicts
         for start in range(0, len(verdicts), _BATCH):
             self.take(verdicts[start:start + _BATCH])
@@ -100,6 +102,20 @@ class _VerdictWalk:
             found = self.svc[key] = (-len(self.templates), names)
         return found
 
+    def outcome(self, v: FlowVerdict, key: Any) -> tuple[int, int]:
+        """A new outcome / connections cell pair (for flowscan.scan), by its key."""
+        found = self.outcome_conns[key] = self.cells.outcome_conns(self.rows.outcome_parts(v))
+        return found
+
+    def dir_input(self, v: FlowVerdict) -> tuple[int, int]:
+        """The direction and first frame's input cells of a flow one of which is new (for
+        flowscan.scan)."""
+        ix = self.cells.shared(self.rows.row(v), svc=False)
+        f = v.flow
+        d = self.dir[id(f.direction_evidence)] = ix[7]
+        s = self.inputs[f.first_frame[0]] = ix[8]
+        return d, s
+
     def why_cell(self, v: FlowVerdict, init_cell: int, resp_cell: int) -> int:
         """The rule / reason cell of a verdict: its interned index, or ``-1 -`` its template's index
         (see the class)."""
@@ -120,7 +136,7 @@ class _VerdictWalk:
         return cells.why(rule_ids, reverse, reason, text)
 
     def take(self, batch: Sequence[FlowVerdict]) -> None:
-        walk, cells, rows = self.walk, self.cells, self.rows
+        walk = self.walk
         hosts, host = self.hosts, self.host
         flows = [v.flow for v in batch]
         kinds = self.kinds
@@ -131,21 +147,10 @@ class _VerdictWalk:
             if kind == "unmapped":
                 walk.talk(f.key.initiator, x[3], f.bytes, f.packets)
                 walk.talk(f.key.responder, y[3], f.bytes, f.packets)
-        # The service's template, by what it is made of but its evidence's frames and first bytes.
-        k_svc = [(f.key.protocol, f.key.port, tuple(f.apps.items()) if f.apps else None, f.unverified,
-                  tuple([(n, e.direction) for n, e in f.app_evidence.items()]) if f.app_evidence else None,
-                  v.reason == REASON_MISMATCH) for v, f in zip(batch, flows, strict=True)]
-        get_svc, service = self.svc.get, self.service
-        svc = [get_svc(k) or service(v, k) for v, k in zip(batch, k_svc, strict=True)]
-        ev: list[Any] = []
-        heads, details = self.heads, self.detail_ix
-        for (_, names), f in zip(svc, flows, strict=True):
-            if names:
-                got = f.app_evidence or {}
-                for n in names:
-                    e = got[n]
-                    ev += (e.frame[0], e.frame[1], heads[e.head], details[e.detail])
-        self.evidence.append(ev)
+        got = scan(batch, REASON_MISMATCH, self.svc, self.outcome_conns, self.dir, self.inputs, self.heads,
+                   self.detail_ix, self, walk.own)
+        svc = got.svc
+        self.evidence.append(got.evidence)
         get_w = self.why.get
         w = [get_w((v.rule_ids, v.reverse_rule_ids, v.reason, v.reason_text)) for v in batch]
         if None in w:
@@ -153,26 +158,7 @@ class _VerdictWalk:
                 if w[i] is None:
                     key = (v.rule_ids, v.reverse_rule_ids, v.reason, v.reason_text)
                     w[i] = get_w(key) or self.why.setdefault(key, self.why_cell(v, a[i][1], b[i][1]))
-        # The outcome and connections cells, by one key: the counts and tallies they are made of
-        # (Flow.outcome's inputs among them) and the refusals.
-        k_oc = [(f.connections, f.established, f.rejected, f.unanswered, id(f.conn_states),
-                 f.resp_pkts == 0 and f.key.protocol == "udp", tuple(f.refusals.items()) if f.refusals else None)
-                for f in flows]
-        get_oc, get_d, get_s = self.outcome_conns.get, self.dir.get, self.inputs.get
-        oc: list[Any] = [get_oc(k) for k in k_oc]
-        d = [get_d(id(f.direction_evidence)) for f in flows]
-        s = [get_s(f.first_frame[0]) for f in flows]
-        if None in oc:
-            for i, v in enumerate(batch):
-                if oc[i] is None:
-                    oc[i] = self.outcome_conns.get(k_oc[i]) or self.outcome_conns.setdefault(
-                        k_oc[i], cells.outcome_conns(rows.outcome_parts(v)))
-        if None in d or None in s:
-            for i, f in enumerate(flows):
-                if d[i] is None or s[i] is None:
-                    ix = cells.shared(rows.row(batch[i]), svc=False)
-                    d[i] = self.dir[id(f.direction_evidence)] = ix[7]
-                    s[i] = self.inputs[f.first_frame[0]] = ix[8]
+        oc, d, s = got.oc, got.d, got.s
         o = [x[0] for x in oc]
         c = [x[1] for x in oc]
         vcells = self.verdict_cells
@@ -183,6 +169,6 @@ class _VerdictWalk:
         out.frombytes(bytes(out.itemsize * _WIDTH * len(batch)))
         for j, column in enumerate(columns):
             out[at + j::_WIDTH] = array("i", column)
-        walk.neg_bytes += [-(f.orig_bytes + f.resp_bytes) for f in flows]
-        walk.summarised += sum(1 for f in flows if f.summarised)
+        walk.neg_bytes += got.neg_bytes
+        walk.summarised += got.summarised
         walk.tally(verdicts, [x[2] for x in a], [y[2] for y in b])

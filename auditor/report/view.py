@@ -208,6 +208,8 @@ class _FlowPass:
         """The rule / reason cells made in the page, but for their host's address (_VerdictWalk)."""
         self.evidence: list[list[Any]] = []
         """Per batch of _BATCH flows, the evidence of its service cells made in the page."""
+        self.own: Any = None
+        """The own columns of the flows of an audit just run (flowscan.Own, filled by _VerdictWalk)."""
         if isinstance(flows, FlowRows):
             from auditor.report.verdict_walk import _VerdictWalk  # it imports this module
 
@@ -265,15 +267,15 @@ class _FlowPass:
         the row's text), the first frame's input and number. report.js makes of them the cells
         FlowCells.own makes."""
         source = self.source
-        if isinstance(source, FlowRows):
-            fl = [v.flow for v in source.verdicts[start:end]]
+        own = self.own
+        if isinstance(source, FlowRows) and own is not None:
             return {
-                "p": [f.orig_pkts + f.resp_pkts for f in fl],
-                "b": [f.orig_bytes + f.resp_bytes for f in fl],
-                "t0": [round(t * 1e6) if 0.0 <= t < _TS_MAX else iso(t) for t in [f.first_seen for f in fl]],
-                "t1": [round(t * 1e6) if 0.0 <= t < _TS_MAX else iso(t) for t in [f.last_seen for f in fl]],
-                "fi": [f.first_frame[0] for f in fl],
-                "fn": [f.first_frame[1] for f in fl],
+                "p": own.p[start:end].tolist(),
+                "b": own.b[start:end].tolist(),
+                "t0": [round(t * 1e6) if 0.0 <= t < _TS_MAX else iso(t) for t in own.t0[start:end].tolist()],
+                "t1": [round(t * 1e6) if 0.0 <= t < _TS_MAX else iso(t) for t in own.t1[start:end].tolist()],
+                "fi": own.fi[start:end].tolist(),
+                "fn": own.fn[start:end].tolist(),
             }
         batch = list(islice(rows, end - start))
         return {

@@ -1,0 +1,126 @@
+"""The HTML view's one pass over a batch of an audit's flows (``scan``).
+
+Everything the page's walk (report/verdict_walk.py) reads of a flow is read here in one loop, flow
+by flow: the keys its service and outcome / connections cells are found by, and the cells found;
+its direction and first frame's input cells; its service evidence; its byte count; and its own
+columns (packets, bytes, first and last seen, first frame), kept in arrays for the data block, so
+that writing the data block reads no flow again. A flow's fields (its key, tallies, numbers) sit
+wherever the capture left them in memory: reading them is most of the walk's cost, and one pass
+reads them once rather than once per column. The cells not met before are made by the ``Misses``
+given (the walk).
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Sequence
+from typing import Any, Final, Protocol
+
+from auditor.classify import FlowVerdict
+from auditor.model import Flow
+
+
+class Misses(Protocol):
+    """What ``scan`` asks of the walk for what it has not met: each call also records its answer
+    in the dict ``scan`` looks in next."""
+
+    def service(self, v: FlowVerdict, key: Any) -> tuple[int, list[str]]: ...
+    def outcome(self, v: FlowVerdict, key: Any) -> tuple[int, int]: ...
+    def dir_input(self, v: FlowVerdict) -> tuple[int, int]: ...
+
+
+class Own:
+    """Every flow's own columns, in the walk's order: packets, bytes, first and last seen, the
+    first frame's input and number (the data block's p, b, t0, t1, fi, fn)."""
+
+    def __init__(self) -> None:
+        self.p: Final = array("q")
+        self.b: Final = array("q")
+        self.t0: Final = array("d")
+        self.t1: Final = array("d")
+        self.fi: Final = array("q")
+        self.fn: Final = array("q")
+
+
+class Scanned:
+    """One batch's columns as ``scan`` found them."""
+
+    def __init__(self) -> None:
+        self.svc: list[tuple[int, list[str]]] = []
+        self.oc: list[tuple[int, int]] = []
+        self.d: list[int] = []
+        self.s: list[int] = []
+        self.neg_bytes: list[int] = []
+        self.evidence: list[Any] = []
+        self.summarised = 0
+
+
+def scan(batch: Sequence[FlowVerdict], mismatch: str, svc: dict[Any, tuple[int, list[str]]],
+         oc: dict[Any, tuple[int, int]], dirs: dict[int, int], inputs: dict[int, int],
+         heads: dict[str, str], details: dict[str, int], misses: Misses, own: Own) -> Scanned:
+    """The batch's service, outcome / connections, direction and input cells (looked up by what they
+    are made of, as _VerdictWalk did a column at a time), its evidence and byte counts, and its own
+    columns appended to ``own``. ``heads`` and ``details`` make what they lack (their __missing__)."""
+    out = Scanned()
+    svcs, ocs, ds, ss, neg, ev = out.svc, out.oc, out.d, out.s, out.neg_bytes, out.evidence
+    p, b, t0, t1, fi, fn = own.p, own.b, own.t0, own.t1, own.fi, own.fn
+    summarised = 0
+    for v in batch:
+        f: Flow = v.flow
+        k = f.key
+        protocol = k.protocol
+        apps = f.apps
+        app_evidence = f.app_evidence
+        connections = f.connections
+        resp_pkts = f.resp_pkts
+        # The service's template, by what it is made of but its evidence's frames and first bytes.
+        if apps:
+            apps_key: Any = tuple(apps.items())
+            unverified = connections - sum(apps.values())
+        else:
+            apps_key = None
+            unverified = connections
+        if app_evidence:
+            ev_key: Any = tuple([(n, e.direction) for n, e in app_evidence.items()])
+        else:
+            ev_key = None
+        key = (protocol, k.port, apps_key, unverified, ev_key, v.reason == mismatch)
+        cell = svc.get(key)
+        if cell is None:
+            cell = misses.service(v, key)
+        svcs.append(cell)
+        names = cell[1]
+        if names:
+            got = app_evidence or {}
+            for n in names:
+                e = got[n]
+                frame = e.frame
+                ev += (frame[0], frame[1], heads[e.head], details[e.detail])
+        # The outcome and connections cells, by one key: the counts and tallies they are made of
+        # (Flow.outcome's inputs among them) and the refusals.
+        refusals = f.refusals
+        oc_key = (connections, f.established, f.rejected, f.unanswered, id(f.conn_states),
+                  resp_pkts == 0 and protocol == "udp", tuple(refusals.items()) if refusals else None)
+        found = oc.get(oc_key)
+        if found is None:
+            found = misses.outcome(v, oc_key)
+        ocs.append(found)
+        first = f.first_frame
+        d = dirs.get(id(f.direction_evidence))
+        s = inputs.get(first[0])
+        if d is None or s is None:
+            d, s = misses.dir_input(v)
+        ds.append(d)
+        ss.append(s)
+        size = f.orig_bytes + f.resp_bytes
+        neg.append(-size)
+        if f.summarised:
+            summarised += 1
+        p.append(f.orig_pkts + resp_pkts)
+        b.append(size)
+        t0.append(f.first_seen)
+        t1.append(f.last_seen)
+        fi.append(first[0])
+        fn.append(first[1])
+    out.summarised = summarised
+    return out
