@@ -74,6 +74,40 @@ class NameEvidence:
             "dns_responses": 0, "sni": 0, "http_host": 0,
         }
 
+    def __getstate__(self) -> tuple[Any, ...]:
+        # A chunk's names travel from a worker process: the observations as columns, each name once
+        # (a few names resolve to many addresses), without the two indexes made from them.
+        canon: dict[str, str] = {}
+        names, addresses, sources, inputs, frames = [], [], [], [], []
+        for address, observations in self._by_addr.items():
+            for o in observations:
+                names.append(canon.setdefault(o.name, o.name))
+                addresses.append(address)
+                sources.append(o.source)
+                inputs.append(o.input_index)
+                frames.append(o.frame)
+        return self._max_names, self._max_len, self.stats, names, addresses, sources, inputs, frames
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self._max_names, self._max_len, self.stats, names, addresses, sources, inputs, frames = state
+        by_addr: dict[str, list[NameObservation]] = {}
+        by_name: dict[str, set[str]] = {}
+        seen: set[tuple[str, str, str]] = set()
+        for name, address, source, index, frame in zip(names, addresses, sources, inputs, frames, strict=True):
+            obs = NameObservation(name, address, source, index, frame)
+            kept = by_addr.get(address)
+            if kept is None:
+                by_addr[address] = [obs]
+            else:
+                kept.append(obs)
+            tied = by_name.get(name)
+            if tied is None:
+                by_name[name] = {address}
+            else:
+                tied.add(address)
+            seen.add((address, name, source))
+        self._by_addr, self._by_name, self._seen = by_addr, by_name, seen
+
     # ---- input --------------------------------------------------------------------------------
 
     def observe(self, rec: PacketRecord) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import socket
 
 import dpkt
@@ -140,3 +141,26 @@ def test_bounded_store_and_merge() -> None:
     big.merge(other)
     assert names(big, "192.0.2.0") == [("h0.example", "dns"), ("h0.example", "sni")]
     assert big.stats["names_kept"] == 4 and big.stats["names_dropped"] == 2
+
+
+def test_travels_between_processes_whole() -> None:
+    # A chunk's names are pickled in a worker (as columns) and merged in the audit's process: after
+    # the trip they answer every query alike, and merge and keep counting as before.
+    ev = NameEvidence(max_names=5)
+    ev.observe(udp(RESOLVER, CLIENT, 53, 50000, 1.0, frame=3, payload=dns_response("Login.Example.COM", [
+        ("login.example.com", "CNAME", "edge.example.net"), ("edge.example.net", "A", "198.51.100.7"),
+        ("edge.example.net", "A", "198.51.100.8")])))
+    ev.observe(tcp(CLIENT, "198.51.100.7", 50001, 443, "PA", 2.0, frame=9, payload=client_hello(b"sf.example.com")))
+    ev.observe(tcp(CLIENT, "198.51.100.9", 50002, 443, "PA", 3.0, frame=11, payload=client_hello(b"x.example.com")))
+    back = pickle.loads(pickle.dumps(ev))
+    for address in ("198.51.100.7", "198.51.100.8", "198.51.100.9"):
+        assert back.names_for(address) == ev.names_for(address)
+    for pattern in ("*.example.com", "edge.example.net", "sf.example.com", "*.example.net"):
+        assert back.addresses_matching(pattern) == ev.addresses_matching(pattern)
+    assert back.stats == ev.stats and back.stats["names_kept"] == 5 and back.stats["names_dropped"] == 1
+    # Still bounded, and still one observation per (address, name, source).
+    late = dns_response("y.example", [("y.example", "A", "192.0.2.9")])
+    back.observe(udp(RESOLVER, CLIENT, 53, 50000, 4.0, payload=late))
+    back.observe(tcp(CLIENT, "198.51.100.7", 50003, 443, "PA", 5.0, payload=client_hello(b"sf.example.com")))
+    assert back.stats["names_kept"] == 5 and back.stats["names_dropped"] == 2
+    assert names(back, "198.51.100.7").count(("sf.example.com", "sni")) == 1
