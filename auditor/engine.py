@@ -145,11 +145,18 @@ def group(chunks_: Sequence[ranges.Chunk], jobs: int) -> list[list[ranges.Chunk]
     return out
 
 
+TICK_RECORDS = 4096
+"""``read_chunk`` with a ``tick`` looks at the clock every this many records."""
+
+
 def read_chunk(chunk: ranges.Chunk | Sequence[ranges.Chunk], server_ports: frozenset[tuple[str, int]], engine: str,
-               verify: bool, first: bool, last: bool = False) -> Part:
+               verify: bool, first: bool, last: bool = False, tick: Callable[[], None] | None = None,
+               every: float = 0.05) -> Part:
     """Read one chunk, or several whole files one after the other (``first``: it starts the run, so
     nothing can continue into it; ``last``: it ends it, so its connections are closed here, nothing
-    can continue them). Its records carry their chunk's virtual input index (``_virtual``)."""
+    can continue them). Its records carry their chunk's virtual input index (``_virtual``). ``tick``
+    is called about every ``every`` seconds while reading (``run_local``: the workers that finished
+    reading make room for the next ones meanwhile)."""
     tune_gc()
     run = [chunk] if isinstance(chunk, ranges.Chunk) else list(chunk)
     cs = CaptureSet.from_chunks([c._replace(input_index=_virtual(c)) for c in run], engine=engine,
@@ -159,10 +166,23 @@ def read_chunk(chunk: ranges.Chunk | Sequence[ranges.Chunk], server_ports: froze
     feed, observe = builder.feed, names.observe
     cs.lane = builder.lane()
     with paused_gc():
-        for rec in cs:
-            feed(rec)
-            if rec.payload:
-                observe(rec)
+        if tick is None:
+            for rec in cs:
+                feed(rec)
+                if rec.payload:
+                    observe(rec)
+        else:
+            countdown, due = TICK_RECORDS, time.monotonic() + every
+            for rec in cs:
+                feed(rec)
+                if rec.payload:
+                    observe(rec)
+                countdown -= 1
+                if not countdown:
+                    countdown = TICK_RECORDS
+                    if time.monotonic() >= due:
+                        tick()
+                        due = time.monotonic() + every
     return Part(run, sum(map(_size, run)), builder.end_chunk(last), names, cs.stats, cs.inputs)
 
 
@@ -355,21 +375,28 @@ def run_local(chunks_: list[ranges.Chunk], server_ports: frozenset[tuple[str, in
             raise value
         return value
 
+    def poll(timeout: float | None = 0.0) -> None:
+        """The workers that have finished reading (their heads have come) make room for the next
+        ones (``timeout`` None: wait for one)."""
+        reading = {running[j][1]: j for j in running if j not in got}
+        for here in mpc.wait(list(reading), timeout):
+            j = reading[here]
+            got[j] = receive(j)
+            start()
+
     def heads_of(i: int) -> Any:
         """Wait for chunk ``i``'s heads; a worker of a later chunk that finishes reading meanwhile
         makes room for the next one."""
         while i not in got:
-            reading = {running[j][1]: j for j in running if j not in got}
-            for here in mpc.wait(list(reading)):
-                j = reading[here]
-                got[j] = receive(j)
-                start()
+            poll(None)
         return got.pop(i)
 
     try:
         for _ in range(jobs - 1):
             start()
-        merger.add(read_chunk(runs[0], server_ports, engine, verify, True, last == 0))
+        # While this process reads the first run (longer when it also hashes a large first file),
+        # a worker that has read its run is replaced at once, not when this one is done.
+        merger.add(read_chunk(runs[0], server_ports, engine, verify, True, last == 0, tick=poll))
         start()  # this process reads no more: its core goes to the next chunk
         for i, run in enumerate(runs):
             if i == 0:
