@@ -11,6 +11,10 @@ other, and the parts are merged in order (ConversationBuilder.absorb, then finis
   merge    CPU seconds of merging N parts (and per part), the chains replayed, and how the merged
            flows compare with one sequential read (they must be equal)
 
+With --range K N (no splitting into files, no sequential read), byte range K of the capture cut into N
+ranges is read in a fresh process twice, as a chunk (head chains) and as a plain builder: CPU seconds,
+head chains and their log items, and the process's peak RSS (what engine.CHUNK_MAX bounds).
+
 With --runs K, the N files are also read as -j K reads them (engine.group: K runs of consecutive
 files, each by one builder) and the last run's costs are printed step by step: read by a plain builder
 and as a chunk, settle, pickle, unpickle, merge, finish (docs/scale.md, "where the time goes").
@@ -25,6 +29,7 @@ import argparse
 import dataclasses
 import os
 import pickle
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from auditor import engine
 from auditor.audit import collect
-from auditor.capture import CaptureSet
+from auditor.capture import CaptureSet, ranges
 from auditor.catalog import load_catalog
 from auditor.conversations import merging as chunks_mod  # the build that runs (compiled or not)
 
@@ -103,12 +108,40 @@ def steps(runs: list[list[engine.ranges.Chunk]], ports: frozenset[tuple[str, int
           f"unpickle {load:.2f} s; merge {merge:.2f} s; finish and renumber {finish:.2f} s")
 
 
+def one_range(capture: Path, k: int, n: int, as_chunk: bool) -> None:
+    """Read byte range ``k`` of ``n`` in this (fresh) process and print what it cost."""
+    import resource
+
+    ports = load_catalog(None, []).server_ports()
+    chunk = ranges.plan([str(capture)], n, min_bytes=1)[k]
+    t = time.process_time()
+    part = engine.read_chunk(chunk, ports, "fast", True, not as_chunk)
+    cpu = time.process_time() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    logged = sum(len(c.log) for c in part.conv.chains)
+    print(f"  range {k} of {n} ({engine._size(chunk) / 1e9:.2f} GB, {part.stats.frames:,} packets) "
+          f"{'as a chunk' if as_chunk else 'plainly':>10}: {cpu:.2f} s CPU, {len(part.conv.chains):,} head chains "
+          f"({logged:,} log items), peak RSS {peak:.0f} MiB", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("capture", type=Path)
     ap.add_argument("--parts", type=int, nargs="+", default=[2, 4, 8, 16])
     ap.add_argument("--runs", type=int, default=0, help="also read the files as -j RUNS does, step by step")
+    ap.add_argument("--range", type=int, nargs=2, metavar=("K", "N"),
+                    help="read byte range K of N as a chunk and plainly, each in a fresh process")
+    ap.add_argument("--as", dest="as_", choices=("chunk", "plain"), help=argparse.SUPPRESS)  # the fresh process
     a = ap.parse_args()
+    if a.range:
+        k, n = a.range
+        if a.as_:
+            one_range(a.capture, k, n, a.as_ == "chunk")
+            return
+        for how in ("chunk", "plain"):
+            subprocess.run([sys.executable, __file__, str(a.capture), "--range", str(k), str(n), "--as", how],
+                           check=True)
+        return
     ports = load_catalog(None, []).server_ports()
     size_all = a.capture.stat().st_size
     t = time.process_time()
