@@ -165,7 +165,7 @@ def read_chunk(chunk: ranges.Chunk | Sequence[ranges.Chunk], server_ports: froze
     names = NameEvidence()
     feed, observe = builder.feed, names.observe
     cs.lane = builder.lane()
-    with paused_gc():
+    with paused_gc(keep=True):  # what is made here lives on, as a part: frozen (parallel.paused_gc)
         if tick is None:
             for rec in cs:
                 feed(rec)
@@ -183,7 +183,8 @@ def read_chunk(chunk: ranges.Chunk | Sequence[ranges.Chunk], server_ports: froze
                     if time.monotonic() >= due:
                         tick()
                         due = time.monotonic() + every
-    return Part(run, sum(map(_size, run)), builder.end_chunk(last), names, cs.stats, cs.inputs)
+        part = Part(run, sum(map(_size, run)), builder.end_chunk(last), names, cs.stats, cs.inputs)
+    return part
 
 
 class Merger:
@@ -398,21 +399,22 @@ def run_local(chunks_: list[ranges.Chunk], server_ports: frozenset[tuple[str, in
         # a worker that has read its run is replaced at once, not when this one is done.
         merger.add(read_chunk(runs[0], server_ports, engine, verify, True, last == 0, tick=poll))
         start()  # this process reads no more: its core goes to the next chunk
-        for i, run in enumerate(runs):
-            if i == 0:
-                continue
-            firsts = heads_of(i)
-            proc, here = running[i]
-            if not merger.wanted(run[0]):
-                here.send_bytes(pickle.dumps(None))
-            else:
-                joins = merger.decide(firsts)
-                here.send_bytes(pickle.dumps(joins, protocol=pickle.HIGHEST_PROTOCOL))
-                merger.add(receive(i), (firsts, joins))
-            here.close()
-            proc.join()
-            del running[i]
-        return merger.result()
+        with paused_gc(keep=True):  # the parts received and merged live on, as the result
+            for i, run in enumerate(runs):
+                if i == 0:
+                    continue
+                firsts = heads_of(i)
+                proc, here = running[i]
+                if not merger.wanted(run[0]):
+                    here.send_bytes(pickle.dumps(None))
+                else:
+                    joins = merger.decide(firsts)
+                    here.send_bytes(pickle.dumps(joins, protocol=pickle.HIGHEST_PROTOCOL))
+                    merger.add(receive(i), (firsts, joins))
+                here.close()
+                proc.join()
+                del running[i]
+            return merger.result()
     finally:
         for proc, here in running.values():
             if proc.pid is not None:  # started (a stop may come while it is being forked)
