@@ -151,12 +151,14 @@ TICK_RECORDS = 4096
 
 def read_chunk(chunk: ranges.Chunk | Sequence[ranges.Chunk], server_ports: frozenset[tuple[str, int]], engine: str,
                verify: bool, first: bool, last: bool = False, tick: Callable[[], None] | None = None,
-               every: float = 0.05) -> Part:
+               every: float = 0.05, freeze: bool = False) -> Part:
     """Read one chunk, or several whole files one after the other (``first``: it starts the run, so
     nothing can continue into it; ``last``: it ends it, so its connections are closed here, nothing
     can continue them). Its records carry their chunk's virtual input index (``_virtual``). ``tick``
     is called about every ``every`` seconds while reading (``run_local``: the workers that finished
-    reading make room for the next ones meanwhile)."""
+    reading make room for the next ones meanwhile). ``freeze``: what the reading made is frozen for
+    the garbage collector (parallel.paused_gc), in this process's own workers and the audit's process,
+    not in a long-lived Dask worker, whose later garbage it would keep."""
     tune_gc()
     run = [chunk] if isinstance(chunk, ranges.Chunk) else list(chunk)
     cs = CaptureSet.from_chunks([c._replace(input_index=_virtual(c)) for c in run], engine=engine,
@@ -165,7 +167,7 @@ def read_chunk(chunk: ranges.Chunk | Sequence[ranges.Chunk], server_ports: froze
     names = NameEvidence()
     feed, observe = builder.feed, names.observe
     cs.lane = builder.lane()
-    with paused_gc(keep=True):  # what is made here lives on, as a part: frozen (parallel.paused_gc)
+    with paused_gc(keep=freeze):
         if tick is None:
             for rec in cs:
                 feed(rec)
@@ -304,7 +306,7 @@ def _worker(conn: Any, chunk: list[ranges.Chunk], server_ports: frozenset[tuple[
     threading.Thread(target=watch, name="parent watch", daemon=True).start()
     try:
         try:
-            part = read_chunk(chunk, server_ports, engine, verify, first, last)
+            part = read_chunk(chunk, server_ports, engine, verify, first, last, freeze=True)
             conn.send_bytes(pickle.dumps(("heads", chunks.heads(part.conv)), protocol=pickle.HIGHEST_PROTOCOL))
             joins = pickle.loads(conn.recv_bytes())
             if joins is None:
@@ -397,7 +399,7 @@ def run_local(chunks_: list[ranges.Chunk], server_ports: frozenset[tuple[str, in
             start()
         # While this process reads the first run (longer when it also hashes a large first file),
         # a worker that has read its run is replaced at once, not when this one is done.
-        merger.add(read_chunk(runs[0], server_ports, engine, verify, True, last == 0, tick=poll))
+        merger.add(read_chunk(runs[0], server_ports, engine, verify, True, last == 0, tick=poll, freeze=True))
         start()  # this process reads no more: its core goes to the next chunk
         with paused_gc(keep=True):  # the parts received and merged live on, as the result
             for i, run in enumerate(runs):
