@@ -324,6 +324,30 @@ def test_a_reply_joined_in_a_later_chunk_finds_the_connection_an_earlier_one_mad
     assert facts(a.absorb(bc).finish()) == facts(want)
 
 
+@pytest.mark.parametrize("settled", [False, True])
+def test_an_icmp_error_in_a_later_chunk_finds_the_connection_it_quotes(settled: bool) -> None:
+    # A router's port-unreachables to one host: the first quotes nothing live, so it makes an ICMP
+    # connection of its own; the second quotes a UDP conversation live in the chunk before, which a
+    # sequential read refuses with it. In the later chunk alone that conversation is not live, so the
+    # second error joins the first's ICMP connection: the merge must look its quote up too.
+    recs = numbered([udp("10.1.1.5", "10.1.2.9", 5000, 1604, 0.0, payload=b"q"),
+                     udp("10.1.2.9", "10.1.1.5", 1604, 5000, 1.0, payload=b"r"),
+                     icmp_unreach("10.1.9.1", "10.1.1.5", 10.0, quoting=udp("10.1.1.5", "10.1.2.8", 6000, 1604, 9.9)),
+                     icmp_unreach("10.1.9.1", "10.1.1.5", 12.0, quoting=udp("10.1.1.5", "10.1.2.9", 5000, 1604, 11.9))])
+    want = sequential(recs)
+    assert want.stats.icmp_errors_matched == 1 and want.stats.icmp_refusals == 1
+    a, c = chunks(recs, [2])
+    merging = conversations.merging
+    if settled:
+        firsts = merging.heads(c)
+        joins = merging.decide(a, firsts)
+        merging.settle(c, joins)
+        merged = merging.absorb_decided(a, c, firsts, joins)
+    else:
+        merged = a.absorb(c)
+    assert facts(merged.finish()) == facts(want)
+
+
 def test_a_flood_across_chunks_keeps_exact_totals() -> None:
     # Beyond the bounds (a SYN flood on one service, more 5-tuples than the builders keep chains or
     # flows for) what is summarised may depend on the cut, but not the totals: packets, connections,

@@ -237,7 +237,7 @@ class ConversationBuilder:
             if ent is None and rec.sport == 67 and rec.dport == 68 and self._dhcp:
                 ent = related.dhcp_reply(self, rec)
             if ent is not None and ent[0].chain is not None:
-                chunks.joined_aside(self, ent[0].chain, rec)
+                related.note_aside(self, ent[0].chain, proto, rec.src, rec.sport, rec.dst, rec.dport, rec.ts)
         if ent is None:
             ent = self._new_transport(rec)
         c, is_orig = ent

@@ -104,18 +104,6 @@ def live_aside(b: ConversationBuilder, aside: tuple[tuple[tuple[object, ...], fl
     return False
 
 
-def joined_aside(b: ConversationBuilder, chain: _Chain, rec: PacketRecord) -> None:
-    """A chunk's connection with a head chain took ``rec`` (of another 5-tuple) as a DHCP reply or TFTP
-    transfer joined to its request: when that 5-tuple is first seen within the head window, whether
-    a connection of the chunk before was live on it decides where a sequential read puts it."""
-    key = (rec.proto, rec.src, rec.sport, rec.dst, rec.dport)
-    back = (rec.proto, rec.dst, rec.dport, rec.src, rec.sport)
-    ck = key if key <= back else back
-    if ck not in b._seen and b._anchor is not None and rec.ts - b._anchor <= b._windows[rec.proto]:
-        chain.aside.append((key, rec.ts))
-        b._seen.add(ck)
-
-
 def settle(right: ConversationBuilder, joins: list[bool]) -> None:
     """In the next chunk's own process, once this side has ``decide``d: the chains that continue
     nothing are folded into its flows there (their logs are never sent); the others stay, to be

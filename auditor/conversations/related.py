@@ -15,6 +15,7 @@ from auditor.conversations.state import (
     _RESP,
     EV_FIRST,
     EV_PROTOCOL,
+    _Chain,
     _Conn,
 )
 from auditor.model import (
@@ -109,8 +110,26 @@ def icmp(b: ConversationBuilder, rec: PacketRecord) -> None:
             keys = ((proto, rec.src, -2, rec.dst, itype), (proto, rec.dst, -2, rec.src, itype))
             ent = b._create(proto, rec.src, 0, rec.dst, itype, keys, EV_FIRST, rec, True), True
     c, is_orig = ent
+    q = rec.quoted
+    if q is not None and c.chain is not None and q.proto in (IPPROTO_TCP, IPPROTO_UDP):
+        note_aside(b, c.chain, q.proto, q.src, q.sport, q.dst, q.dport, rec.ts)
     b._account(c, is_orig, rec)
     tcp.hist_once(b, c, _D << (0 if is_orig else _RESP))
+
+
+def note_aside(b: ConversationBuilder, chain: _Chain, proto: int, src: bytes, sport: int, dst: bytes, dport: int,
+               ts: float) -> None:
+    """In a chunk, a connection with a head chain took a packet whose place depends on another
+    5-tuple (``proto``, ``src``... as a table key) not being live: a DHCP reply or TFTP transfer joined to a
+    request, an ICMP error whose quoted connection is not live here. When that 5-tuple is first seen
+    within the head window, a connection of the chunk before may have been live on it, and a
+    sequential read would have given the packet to that connection: the merge looks it up too
+    (``_Chain.aside``, chunks.live_aside) and replays the chain when it is."""
+    key = (proto, src, sport, dst, dport)
+    back = (proto, dst, dport, src, sport)
+    if (key if key <= back else back) not in b._seen and b._anchor is not None \
+            and ts - b._anchor <= b._windows[proto]:
+        chain.aside.append((key, ts))
 
 
 def icmp_error(b: ConversationBuilder, rec: PacketRecord) -> bool:

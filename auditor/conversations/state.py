@@ -208,10 +208,11 @@ class _Chain:
         self.ttls: dict[bytes, int] = {}
         """The responders' SYN-ACK and FIN TTLs seen on the chain (ConversationResult.host_ttls)."""
         self.aside: list[tuple[tuple[object, ...], float]] = []
-        """(table key, time) of the packets of other 5-tuples, first seen within the chunk's head window,
-        that the chain's connections took as DHCP replies or TFTP transfers joined to their requests:
-        a sequential read would have given such a packet to a connection of the chunk before that was
-        live on its 5-tuple (chunks.decide looks them up too)."""
+        """(table key, time) of 5-tuples first seen within the chunk's head window on which the place
+        of a packet the chain's connections took depends: a DHCP reply or TFTP transfer joined to its
+        request, an ICMP error whose quoted connection was not live. A sequential read would have
+        given such a packet to a connection of the chunk before live on that 5-tuple (related.note_aside;
+        chunks.decide looks them up too)."""
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A chunk's chains travel from a worker process. Compiled with mypyc, the class would be
