@@ -51,7 +51,9 @@ class FastLane(Lane):
             run: _Run | None = None
             if chain is not None:  # a head chain of a chunk: a run (_Run) for a merge to replay
                 if ts - c.last > CLOSE_LINGER or len(c.keys) != 2:
-                    return False  # a record: a run never spans a gap that may end a connection
+                    # A record: a run never spans a gap that may end a connection, and its counts are
+                    # per direction of the connection's own 5-tuple (not of a joined TFTP transfer).
+                    return False
                 run = chain.run
                 if run is None:
                     run = chain.run = _Run()
