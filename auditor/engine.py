@@ -167,24 +167,18 @@ def read_chunk(chunk: ranges.Chunk | Sequence[ranges.Chunk], server_ports: froze
     names = NameEvidence()
     feed, observe = builder.feed, names.observe
     cs.lane = builder.lane()
+    countdown, due = TICK_RECORDS, time.monotonic() + every
     with paused_gc(keep=freeze):
-        if tick is None:
-            for rec in cs:
-                feed(rec)
-                if rec.payload:
-                    observe(rec)
-        else:
-            countdown, due = TICK_RECORDS, time.monotonic() + every
-            for rec in cs:
-                feed(rec)
-                if rec.payload:
-                    observe(rec)
-                countdown -= 1
-                if not countdown:
-                    countdown = TICK_RECORDS
-                    if time.monotonic() >= due:
-                        tick()
-                        due = time.monotonic() + every
+        for rec in cs:
+            feed(rec)
+            if rec.payload:
+                observe(rec)
+            countdown -= 1
+            if not countdown:
+                countdown = TICK_RECORDS
+                if tick is not None and time.monotonic() >= due:
+                    tick()
+                    due = time.monotonic() + every
         part = Part(run, sum(map(_size, run)), builder.end_chunk(last), names, cs.stats, cs.inputs)
     return part
 

@@ -291,6 +291,18 @@ def test_chunks_settled_in_their_own_process(recs: list[PacketRecord], whole: di
     assert 0 < kept < sent / 4  # most chains continue nothing: their logs never travel
 
 
+def _absorbed(left: ConversationBuilder, right: ConversationBuilder, settled: bool) -> ConversationBuilder:
+    """``right`` merged into ``left``: directly (``absorb``), or ``settled`` as local processes merge
+    (auditor/engine.py: heads looked up first, the chains that continue nothing folded on their side)."""
+    if not settled:
+        return left.absorb(right)
+    merging = conversations.merging
+    firsts = merging.heads(right)
+    joins = merging.decide(left, firsts)
+    merging.settle(right, joins)
+    return merging.absorb_decided(left, right, firsts, joins)
+
+
 def _dhcp(xid: int, ts: float, server: str | None = None) -> PacketRecord:
     """A DHCP request (broadcast from 0.0.0.0) or, from ``server``, its reply."""
     body = xid.to_bytes(4, "big") + bytes(40)
@@ -313,15 +325,7 @@ def test_a_reply_joined_in_a_later_chunk_finds_the_connection_an_earlier_one_mad
     assert sorted((c.orig_h, c.resp_h, c.orig_pkts + c.resp_pkts) for c in want.connections) == [
         ("0.0.0.0", "10.9.2.1", 4), ("255.255.255.255", "10.9.2.2", 2)]
     a, b, c = chunks(recs, [3, 4])
-    merging = conversations.merging
-    if settled:  # as local processes merge (auditor/engine.py)
-        firsts = merging.heads(c)
-        joins = merging.decide(b, firsts)
-        merging.settle(c, joins)
-        bc = merging.absorb_decided(b, c, firsts, joins)
-    else:
-        bc = b.absorb(c)
-    assert facts(a.absorb(bc).finish()) == facts(want)
+    assert facts(a.absorb(_absorbed(b, c, settled)).finish()) == facts(want)
 
 
 @pytest.mark.parametrize("settled", [False, True])
@@ -337,15 +341,7 @@ def test_an_icmp_error_in_a_later_chunk_finds_the_connection_it_quotes(settled: 
     want = sequential(recs)
     assert want.stats.icmp_errors_matched == 1 and want.stats.icmp_refusals == 1
     a, c = chunks(recs, [2])
-    merging = conversations.merging
-    if settled:
-        firsts = merging.heads(c)
-        joins = merging.decide(a, firsts)
-        merging.settle(c, joins)
-        merged = merging.absorb_decided(a, c, firsts, joins)
-    else:
-        merged = a.absorb(c)
-    assert facts(merged.finish()) == facts(want)
+    assert facts(_absorbed(a, c, settled).finish()) == facts(want)
 
 
 def test_a_flood_across_chunks_keeps_exact_totals() -> None:

@@ -97,11 +97,14 @@ def decide(b: ConversationBuilder, firsts: list[Head]) -> list[bool]:
 def live_aside(b: ConversationBuilder, aside: tuple[tuple[tuple[object, ...], float], ...]) -> bool:
     """Whether a packet a head chain took as joined to a request (``_Chain.aside``) would have gone to
     a connection live here on its 5-tuple: then the chain is replayed here, as a sequential read."""
-    for key, ts in aside:
-        ent = b._table.get(key)
-        if ent is not None and ts - ent[0].last <= ent[0].timeout:
-            return True
-    return False
+    return any(live(b, key, ts) for key, ts in aside)
+
+
+def live(b: ConversationBuilder, key: tuple[object, ...], ts: float) -> bool:
+    """Whether a connection is live here on table key ``key`` at time ``ts`` (not idle past its
+    timeout), looked up without acting."""
+    ent = b._table.get(key)
+    return ent is not None and ts - ent[0].last <= ent[0].timeout
 
 
 def settle(right: ConversationBuilder, joins: list[bool]) -> None:
@@ -190,17 +193,15 @@ def probe(b: ConversationBuilder, rec: PacketRecord, act: bool = True) -> bool:
     if proto not in _ICMP_ECHO:
         return False
     q = rec.quoted
-    if q is not None and q.proto in (IPPROTO_TCP, IPPROTO_UDP):
-        ent = b._table.get((q.proto, q.src, q.sport, q.dst, q.dport))
-        if ent is not None and rec.ts - ent[0].last <= ent[0].timeout:
-            return True
+    if (q is not None and q.proto in (IPPROTO_TCP, IPPROTO_UDP)
+            and live(b, (q.proto, q.src, q.sport, q.dst, q.dport), rec.ts)):
+        return True
     request, reply = _ICMP_ECHO[proto]
     key = (proto, rec.src, -1, rec.dst, rec.icmp_id) if rec.icmp_type in (request, reply) else \
         (proto, rec.src, -2, rec.dst, rec.icmp_type)
     if act:
         return b._lookup(key, rec.ts) is not None
-    ent = b._table.get(key)
-    return ent is not None and rec.ts - ent[0].last <= ent[0].timeout
+    return live(b, key, rec.ts)
 
 
 def replay_instead(b: ConversationBuilder, chain: _Chain) -> None:
