@@ -245,7 +245,7 @@ class ConversationBuilder:
         if proto == IPPROTO_TCP:
             tcp.packet(self, c, is_orig, rec)
         else:
-            tcp.hist_once(self, c, _D << (0 if is_orig else _RESP))
+            c.mark(_D << (0 if is_orig else _RESP))
 
     def _new_transport(self, rec: PacketRecord) -> tuple[_Conn, bool]:
         proto = rec.proto
@@ -313,19 +313,12 @@ class ConversationBuilder:
         ts = rec.ts
         if c.chain is not None:
             c.chain.record(rec)
-        if ts > c.last:
-            c.last = ts
-        elif ts < c.first:
-            c.first = ts
-        if is_orig:
-            c.opk += 1
-            c.oby += rec.ip_len
-            if rec.payload_len and c.ho is None:
-                c.ho, c.fo = rec.payload[:APP_SNAP], (rec.input_index, rec.frame)
-        else:
-            c.rpk += 1
-            c.rby += rec.ip_len
-            if rec.payload_len and c.hr is None:
+        c.add(is_orig, 1, rec.ip_len, ts, ts)
+        if rec.payload_len:
+            if is_orig:
+                if c.ho is None:
+                    c.ho, c.fo = rec.payload[:APP_SNAP], (rec.input_index, rec.frame)
+            elif c.hr is None:
                 c.hr, c.fr = rec.payload[:APP_SNAP], (rec.input_index, rec.frame)
         if rec.checksum_bad:
             if is_orig:

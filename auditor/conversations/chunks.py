@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 from auditor.apps import identify_connection
 from auditor.conversations import related, tcp
 from auditor.conversations.state import (
-    _HIST_LETTER,
     _ICMP_ECHO,
     _REPLAYED_COUNTERS,
     _RESP,
@@ -241,16 +240,7 @@ def apply_run(b: ConversationBuilder, run: _Run) -> None:
             b.result.overflowed = True
             continue
         c, is_orig = ent
-        if is_orig:
-            c.opk += e[0]
-            c.oby += e[1]
-        else:
-            c.rpk += e[0]
-            c.rby += e[1]
-        if e[3] < c.first:
-            c.first = e[3]
-        if e[4] > c.last:
-            c.last = e[4]
+        c.add(is_orig, e[0], e[1], e[3], e[4])
         chain = c.chain if b._chunk else None
         if chain is not None:
             part = parts.get(id(chain))
@@ -264,10 +254,7 @@ def apply_run(b: ConversationBuilder, run: _Run) -> None:
         if ent is None:
             continue
         c, is_orig = ent
-        mask = bit if is_orig else bit << _RESP
-        if not c.hseen & mask:
-            c.hseen |= mask
-            c.hist.append(_HIST_LETTER[mask])
+        c.mark(bit if is_orig else bit << _RESP)
         if c.chain is not None and id(c.chain) in parts:
             parts[id(c.chain)][1].letters.append((key, bit))
     for chain, sub in parts.values():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from auditor.conversations.state import _A, _D, _HIST_LETTER, _RESP, CLOSE_LINGER, _Run
+from auditor.conversations.state import _A, _D, _RESP, CLOSE_LINGER, _Run
 from auditor.model import ACK, Lane
 
 if TYPE_CHECKING:
@@ -17,8 +17,9 @@ class FastLane(Lane):
 
     ``take(proto, src, sport, dst, dport, ts, flags, payload_len, ip_len)`` takes a TCP/UDP packet of
     an already live connection by its fields alone and returns True; it returns False, having
-    changed nothing, when the packet needs ``ConversationBuilder.feed``. It is the only writer of a
-    connection outside ConversationBuilder itself: the capture layer hands values in, never state.
+    changed nothing, when the packet needs ``ConversationBuilder.feed``. Its counters and history
+    letters are written as the slow path writes them (``_Conn.add``, ``_Conn.mark``): the capture
+    layer hands values in, never state.
 
     A reader may offer only packets whose record would have no checksum error, no tunnel, no fragment
     flag and no payload that names.py reads (capture/decode.py): ``feed`` of such a record would
@@ -33,7 +34,6 @@ class FastLane(Lane):
     def __init__(self, builder: ConversationBuilder) -> None:
         get = builder._table.get
         stats = builder.stats
-        letters = _HIST_LETTER
 
         def take(proto: int, src: bytes, sport: int, dst: bytes, dport: int, ts: float, flags: int,
                  plen: int, ip_len: int) -> bool:
@@ -65,22 +65,10 @@ class FastLane(Lane):
                     run.first = ts
             builder._countdown -= 1
             stats.packets += 1
-            if ts > c.last:
-                c.last = ts
-            elif ts < c.first:
-                c.first = ts
-            if is_orig:
-                c.opk += 1
-                c.oby += ip_len
-                mask = bit
-            else:
-                c.rpk += 1
-                c.rby += ip_len
-                mask = bit << _RESP
-            if mask:
-                if not c.hseen & mask:
-                    c.hseen |= mask
-                    c.hist.append(letters[mask])
+            c.add(is_orig, 1, ip_len, ts, ts)
+            if bit:
+                mask = bit if is_orig else bit << _RESP
+                c.mark(mask)
                 if run is not None and not run.seen & mask:
                     run.seen |= mask
                     run.letters.append((key, bit))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from auditor.conversations import tcp
 from auditor.conversations.state import (
     _BROADCASTS,
     _D,
@@ -114,7 +113,7 @@ def icmp(b: ConversationBuilder, rec: PacketRecord) -> None:
     if q is not None and c.chain is not None and q.proto in (IPPROTO_TCP, IPPROTO_UDP):
         note_aside(b, c.chain, q.proto, q.src, q.sport, q.dst, q.dport, rec.ts)
     b._account(c, is_orig, rec)
-    tcp.hist_once(b, c, _D << (0 if is_orig else _RESP))
+    c.mark(_D << (0 if is_orig else _RESP))
 
 
 def note_aside(b: ConversationBuilder, chain: _Chain, proto: int, src: bytes, sport: int, dst: bytes, dport: int,

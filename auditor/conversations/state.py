@@ -130,6 +130,30 @@ class _Conn:
     """In a chunk that does not start the run (``ConversationBuilder(chunk=True)``): the head chain this
     connection belongs to, whose packets are logged for a merge to replay (see _Chain)."""
 
+    def add(self, is_orig: bool, packets: int, nbytes: int, first: float, last: float) -> None:
+        """Packets and IP bytes sent one way, and the times they span: the one writer of the
+        connection's counters and times (the slow path's ``_account``, the fast lane, a merge's
+        replay of a lane run)."""
+        if last > self.last:
+            self.last = last
+        if first < self.first:
+            self.first = first
+        if is_orig:
+            self.opk += packets
+            self.oby += nbytes
+        else:
+            self.rpk += packets
+            self.rby += nbytes
+
+    def mark(self, mask: int) -> None:
+        """The history letter of ``mask`` (one "seen" bit: the initiator's, or the responder's shifted
+        by _RESP), the first time it is seen: the one writer of letters recorded once (D, A, I, Q). The
+        TCP machine's S, F and R (again at a new sequence number), a checksum's C (at 1, 10, 100...)
+        and a flip's ^ follow their own rules (tcp.py, ConversationBuilder._account)."""
+        if not self.hseen & mask:
+            self.hseen |= mask
+            self.hist.append(_HIST_LETTER[mask])
+
     def __getstate__(self) -> tuple[Any, ...]:
         # A chunk's live connections travel from a worker process: values only, in slot order.
         return tuple([getattr(self, name) for name in _CONN_FIELDS])

@@ -10,7 +10,6 @@ from auditor.conversations.state import (
     _D,
     _D_BOTH,
     _F,
-    _HIST_LETTER,
     _I,
     _NOT_HANDSHAKE,
     _O_INACTIVE,
@@ -96,12 +95,6 @@ def flip(b: ConversationBuilder, c: _Conn) -> None:
     c.hist.append("^")
 
 
-def hist_once(b: ConversationBuilder, c: _Conn, bit: int) -> None:
-    if not c.hseen & bit:
-        c.hseen |= bit
-        c.hist.append(_HIST_LETTER[bit])
-
-
 def packet(b: ConversationBuilder, c: _Conn, is_orig: bool, rec: PacketRecord) -> None:
     flags, plen = rec.tcp_flags, rec.payload_len
     syn, fin, rst, ack = flags & SYN, flags & FIN, flags & RST, flags & ACK
@@ -129,11 +122,11 @@ def packet(b: ConversationBuilder, c: _Conn, is_orig: bool, rec: PacketRecord) -
             c.hist.append(letter)
         marks[slot] = value
     elif nflags:
-        hist_once(b, c, (_I if fin and rst else _Q) << shift)
+        c.mark((_I if fin and rst else _Q) << shift)
     elif plen:
-        hist_once(b, c, _D << shift)
+        c.mark(_D << shift)
     elif ack:
-        hist_once(b, c, _A << shift)
+        c.mark(_A << shift)
     if plen and not rst:
         c.data = True
     if syn and not ack and is_orig and c.isn < 0:
