@@ -206,31 +206,13 @@ class Analysis:
 
 def collect(records: Iterable[PacketRecord], server_ports: frozenset[tuple[str, int]], *,
             connection_sink: Callable[[Connection], None] | None = None) -> tuple[ConversationResult, NameEvidence]:
-    """Packet records -> conversations and name evidence (both mergeable across partial runs).
-
-    From a CaptureSet, most packets never become records: the builder's fast lane takes them from
-    the decoder by their fields (ConversationBuilder.lane), in order with the records around them.
-    """
+    """Packet records -> conversations and name evidence (both mergeable across partial runs), read
+    as one chunk that starts and ends the run (engine.read_records)."""
     builder = ConversationBuilder(server_ports=server_ports, connection_sink=connection_sink)
     names = NameEvidence(max_names=MAX_NAMES)
-    feed, observe = builder.feed, names.observe
-    if isinstance(records, CaptureSet):
-        records.lane = builder.lane()
-    stream = iter(records)
-    try:
-        with paused_gc(keep=True):
-            for rec in stream:
-                feed(rec)
-                if rec.payload:
-                    observe(rec)
-            return builder.finish(), names
-    finally:
-        # A stop (Ctrl-C, SIGTERM) or an error leaves the reader suspended: close it now, so that its
-        # clean-up runs (temporary copies of other formats, converting processes) before the process
-        # exits, not whenever the traceback that holds it is released.
-        close = getattr(stream, "close", None)
-        if close is not None:
-            close()
+    with paused_gc(keep=True):
+        engine.read_records(records, builder, names)
+        return builder.finish(), names
 
 
 def analyse(records: Iterable[PacketRecord], catalog: Catalog, roles: RoleMap, *,

@@ -32,7 +32,7 @@ import pickle
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +42,7 @@ from auditor.conversations import DISORDER_SLACK, ConversationBuilder, Conversat
 from auditor.conversations import merging as chunks  # the merge of chunks, of the build that runs
 from auditor.conversations.state import Head
 from auditor.errors import AuditorError
+from auditor.model import PacketRecord
 from auditor.names import NameEvidence
 from auditor.parallel import paused_gc, tune_gc
 
@@ -149,6 +150,38 @@ TICK_RECORDS = 4096
 """``read_chunk`` with a ``tick`` looks at the clock every this many records."""
 
 
+def read_records(records: Iterable[PacketRecord], builder: ConversationBuilder, names: NameEvidence,
+                 tick: Callable[[], None] | None = None, every: float = 0.05) -> None:
+    """Every record into the conversation core and the name evidence: the one reading loop, of a
+    sequential read (audit.collect) and of a chunk (read_chunk). From a CaptureSet, most packets never
+    become records: the builder's fast lane takes them from the decoder by their fields
+    (ConversationBuilder.lane), in order with the records around them. ``tick`` is called about
+    every ``every`` seconds."""
+    if isinstance(records, CaptureSet):
+        records.lane = builder.lane()
+    feed, observe = builder.feed, names.observe
+    countdown, due = TICK_RECORDS, time.monotonic() + every
+    stream = iter(records)
+    try:
+        for rec in stream:
+            feed(rec)
+            if rec.payload:
+                observe(rec)
+            countdown -= 1
+            if not countdown:
+                countdown = TICK_RECORDS
+                if tick is not None and time.monotonic() >= due:
+                    tick()
+                    due = time.monotonic() + every
+    finally:
+        # A stop (Ctrl-C, SIGTERM) or an error leaves the reader suspended: close it now, so that its
+        # clean-up runs (temporary copies of other formats, converting processes) before the process
+        # exits, not whenever the traceback that holds it is released.
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+
+
 def read_chunk(chunk: ranges.Chunk | Sequence[ranges.Chunk], server_ports: frozenset[tuple[str, int]], engine: str,
                verify: bool, first: bool, last: bool = False, tick: Callable[[], None] | None = None,
                every: float = 0.05, freeze: bool = False) -> Part:
@@ -165,20 +198,8 @@ def read_chunk(chunk: ranges.Chunk | Sequence[ranges.Chunk], server_ports: froze
                                 verify_checksums=verify)
     builder = ConversationBuilder(server_ports=server_ports, chunk=not first)
     names = NameEvidence()
-    feed, observe = builder.feed, names.observe
-    cs.lane = builder.lane()
-    countdown, due = TICK_RECORDS, time.monotonic() + every
     with paused_gc(keep=freeze):
-        for rec in cs:
-            feed(rec)
-            if rec.payload:
-                observe(rec)
-            countdown -= 1
-            if not countdown:
-                countdown = TICK_RECORDS
-                if tick is not None and time.monotonic() >= due:
-                    tick()
-                    due = time.monotonic() + every
+        read_records(cs, builder, names, tick, every)
         part = Part(run, sum(map(_size, run)), builder.end_chunk(last), names, cs.stats, cs.inputs)
     return part
 

@@ -105,9 +105,10 @@ def test_local_processes_give_one_process_result(ring: list[Path], sequential: d
 
 def test_every_chunk_is_read_while_the_first_parts_merge(whole: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Two processes, five byte ranges of one file: this process reads the first while a worker reads
-    # the second; the next worker starts when this one has read its chunk, and another each time a worker has read
-    # its own (its head chains have come), whatever the merge's order: when part k is merged, the
-    # workers of chunks k + 1 and k + 2 have started (two chunks read while the parts merge).
+    # the second; the next worker starts when one of the two has read its chunk (whichever is first:
+    # this process looks while it reads), and another each time a worker has read its own (its head
+    # chains have come), whatever the merge's order: when part k is merged, the workers of chunks
+    # k + 1 and k + 2 have started (two chunks read while the parts merge).
     events: list[tuple[str, int]] = []
     real = engine._context()
 
@@ -141,7 +142,8 @@ def test_every_chunk_is_read_while_the_first_parts_merge(whole: Path, monkeypatc
     want = _facts(*collect(cs, PORTS), cs.inputs, cs.stats)
     got, exact = engine.run_local(engine.plan([str(whole)], 5, min_bytes=1), PORTS, "fast", True, 2)
     assert exact and _got(got) == want
-    assert events[0] == ("start", 1) and events[1] == ("merge", 0) and events[2] == ("start", 2)
+    assert events[0] == ("start", 1)
+    assert events.index(("start", 2)) < events.index(("merge", 1)), events
     assert sorted(i for kind, i in events if kind == "start") == [1, 2, 3, 4]
     for k in (1, 2):
         assert events.index(("start", k + 2)) < events.index(("merge", k)), events
