@@ -210,6 +210,13 @@ def ipv4_fragments(src: str, dst: str, proto: int, l4: bytes, size: int = 16, id
     return out
 
 
+def ipv6_fragments(src: str, dst: str, nh: int, l4: bytes, size: int = 16, ident: int = 77) -> list[bytes]:
+    """Split a transport segment into IPv6 fragments (a fragment header each) of ``size`` bytes (a
+    multiple of 8)."""
+    return [ipv6(src, dst, nh, l4[off:off + size], ext=[ext_header(44, off // 8, off + size < len(l4), ident)])
+            for off in range(0, len(l4), size)]
+
+
 # -- tunnels ----------------------------------------------------------------------------------------
 
 def vxlan(outer_src: str, outer_dst: str, inner_frame: bytes, vni: int = 42, sport: int = 49152) -> bytes:

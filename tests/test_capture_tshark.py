@@ -29,7 +29,9 @@ from tests.capture_factory import (
     ipv4,
     ipv4_fragments,
     ipv4_udp,
+    ipv6_fragments,
     sll2,
+    tcp,
     udp,
     vxlan,
     write_pcap,
@@ -40,6 +42,7 @@ pytestmark = [pytest.mark.tshark,
               pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")]
 
 A, B = "10.0.0.1", "10.0.0.2"
+T0 = 1_700_000_000.0
 INNER = eth_ipv4_tcp("192.168.1.10", "192.168.1.20", 51000, 2598, "S")
 
 
@@ -64,6 +67,18 @@ CAPTURES = {
              eth_ip(ipv4(B, A, 1, icmp(3, 3, data=ipv4_udp(A, B, 40000, 161, b"x")[:28])))],
     "vxlan": [vxlan("172.16.0.1", "172.16.0.2", INNER, vni=4242)],
     "fragments": [eth_ip(f) for f in ipv4_fragments(A, B, 17, udp(A, B, 5000, 514, b"y" * 40))],
+    # A TCP segment's first fragment: its payload bytes counted as the fast engine counts them.
+    "fragments-tcp": [eth_ip(f) for f in ipv4_fragments(A, B, 6, tcp(A, B, 40000, 443, "PA", b"t" * 40), size=24)],
+    # A fragment more than the reassembly timeout (30 s) after its datagram's first is an orphan in
+    # both engines, and so is one whose first fragment was never captured.
+    "fragments-late": [(T0 + t, eth_ip(f)) for t, f in
+                       zip((0.0, 1.0, 31.5), ipv4_fragments(A, B, 17, udp(A, B, 5000, 514, b"y" * 40)), strict=True)]
+    + [(T0 + 32.0, eth_ip(ipv4_fragments(A, B, 17, udp(A, B, 5001, 514, b"w" * 40), ident=7)[1]))],
+    # IPv6 fragments: the transport after the fragment header, the later ones placed by the first.
+    "fragments-ipv6": [eth_ip(f) for f in ipv6_fragments("fd00::1", "fd00::2", 17,
+                                                         udp("fd00::1", "fd00::2", 5000, 514, b"z" * 40))]
+    + [eth_ip(f) for f in ipv6_fragments("fd00::1", "fd00::2", 6,
+                                         tcp("fd00::1", "fd00::2", 40000, 443, "PA", b"t" * 40), size=24, ident=8)],
 }
 
 
@@ -73,6 +88,17 @@ def test_engines_agree_pcap(tmp_path: Path, name: str) -> None:
     fast = comparable(p, "fast")
     assert len(fast) == len(CAPTURES[name])
     assert comparable(p, "tshark") == fast
+
+
+def test_engines_count_fragment_orphans_alike(tmp_path: Path) -> None:
+    p = write_pcap(tmp_path / "late.pcap", CAPTURES["fragments-late"])
+    counts = []
+    for engine in ("fast", "tshark"):
+        cs = open_captures([str(p)], engine=engine)
+        recs = list(cs)
+        counts.append((cs.stats.malformed.get("fragment-orphan"), [(r.sport, r.dport) for r in recs if r.fragment]))
+    # The third fragment came 31.5 s after the first; the fourth's datagram began unseen.
+    assert counts[0] == counts[1] == (2, [(5000, 514), (5000, 514), (0, 0), (0, 0)])
 
 
 def test_engines_agree_pcapng_multi_interface_gzip(tmp_path: Path) -> None:

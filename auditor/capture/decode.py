@@ -54,6 +54,25 @@ FragTable = dict[FragKey, tuple[int, int, float]]
 Behind = Callable[[float], FragTable]
 """The fragment table as one read of the input would have it at a byte range's start, covering the
 datagrams whose first fragment came at or after the time given (capture/fragments.py)."""
+
+
+def remember_fragment(frags: FragTable, key: FragKey, sport: int, dport: int, ts: float) -> None:
+    """A datagram's first fragment: its ports, for its later fragments (``fragment_ports``). The
+    oldest datagram makes room past FRAG_TABLE_SIZE. Both engines keep their tables so."""
+    if len(frags) >= FRAG_TABLE_SIZE and key not in frags:
+        del frags[next(iter(frags))]
+    frags[key] = (sport, dport, ts)
+
+
+def fragment_ports(frags: FragTable, key: FragKey, ts: float) -> tuple[int, int] | None:
+    """The ports of a later fragment's datagram, or None for an orphan: its first fragment was not
+    seen, or came more than FRAG_TIMEOUT before."""
+    ent = frags.get(key)
+    if ent is None or ts - ent[2] > FRAG_TIMEOUT:
+        return None
+    return ent[0], ent[1]
+
+
 # ICMP types that carry an identifier (echo, timestamp, information, address mask) and errors.
 _ICMP4_ID = frozenset((0, 8, 13, 14, 15, 16, 17, 18))
 _ICMP4_ERR = frozenset((3, 4, 5, 11, 12))
@@ -425,28 +444,23 @@ class Decoder(Tunnels):
         return src
 
     def _remember(self, key: FragKey, sport: int, dport: int, ts: float) -> None:
-        frags = self.frags
-        if len(frags) >= FRAG_TABLE_SIZE and key not in frags:
-            del frags[next(iter(frags))]
-        frags[key] = (sport, dport, ts)
+        remember_fragment(self.frags, key, sport, dport, ts)
 
     def _ports(self, key: FragKey, ts: float) -> tuple[int, int] | None:
         """The ports of a later fragment's datagram (from its first fragment), None for an orphan. A
         byte range that starts inside its file has not seen what came before it: at its first such
         fragment it takes in the datagrams begun in the FRAG_TIMEOUT before (``behind``), older
         than its own, so that it finds what one read of the file finds."""
-        ent = self.frags.get(key)
-        if (ent is None or ts - ent[2] > FRAG_TIMEOUT) and self.behind is not None:
+        found = fragment_ports(self.frags, key, ts)
+        if found is None and self.behind is not None:
             behind, self.behind = self.behind, None
             before = {k: v for k, v in behind(ts - FRAG_TIMEOUT - FRAG_SLACK).items() if k not in self.frags}
             merged = before | self.frags
             for k in list(merged)[:max(0, len(merged) - FRAG_TABLE_SIZE)]:
                 del merged[k]
             self.frags = merged
-            ent = merged.get(key)
-        if ent is None or ts - ent[2] > FRAG_TIMEOUT:
-            return None
-        return ent[0], ent[1]
+            found = fragment_ports(merged, key, ts)
+        return found
 
     def _quote(self, buf: bytes, p: int, end: int) -> QuotedPacket | None:
         """The original packet an ICMP error quotes: its IP header and first 8 bytes (RFC 792/4443)."""

@@ -7,7 +7,10 @@ Layers: with every occurrence of a field requested, the frame's protocol path (f
 says which ip/ipv6 occurrence belongs to which layer; the audited packet is the innermost one, or
 the one before the packet an ICMP error quotes. Payload bytes come from tcp.payload and udp.payload,
 kept as the fast path keeps them (``_payload``), so names from DNS, SNI and Host and the direction
-evidence of DNS, NTP and DHCP payloads are the fast path's.
+evidence of DNS, NTP and DHCP payloads are the fast path's. A later IP fragment (IPv4, or IPv6 after
+its fragment header) takes its ports from its datagram's first fragment in a table kept as the fast
+engine keeps its own (decode.remember_fragment, fragment_ports: bounded, 30 s), and an orphan is
+counted alike.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import subprocess
 import threading
 from collections.abc import Callable, Iterator
 
-from auditor.capture.decode import BAD_RUN_MAX
+from auditor.capture.decode import BAD_RUN_MAX, FragTable, fragment_ports, remember_fragment
 from auditor.capture.decompress import CHUNK, DECOMPRESS_ERRORS
 from auditor.capture.foreign import describe
 from auditor.capture.info import InputInfo, ReadStats
@@ -32,8 +35,8 @@ FIELDS = (
     "frame.number", "frame.time_epoch", "frame.protocols",
     "ip.src", "ip.dst", "ip.proto", "ip.len", "ip.hdr_len", "ip.id", "ip.flags.mf", "ip.frag_offset", "ip.ttl",
     "ipv6.src", "ipv6.dst", "ipv6.nxt", "ipv6.plen", "ipv6.hlim", "ipv6.fraghdr.offset", "ipv6.fraghdr.more",
-    "ipv6.fraghdr.ident", "ipv6.fraghdr.nxt",
-    "tcp.srcport", "tcp.dstport", "tcp.flags", "tcp.seq_raw", "tcp.ack_raw", "tcp.len", "tcp.checksum.status",
+    "ipv6.fraghdr.ident", "ipv6.fraghdr.nxt", "data.len",
+    "tcp.srcport", "tcp.dstport", "tcp.flags", "tcp.seq_raw", "tcp.ack_raw", "tcp.len", "tcp.hdr_len", "tcp.checksum.status",
     "udp.srcport", "udp.dstport", "udp.length", "udp.checksum.status",
     "icmp.type", "icmp.code", "icmp.ident", "icmpv6.type", "icmpv6.code", "icmpv6.echo.identifier",
     "vxlan.vni", "geneve.vni", "gre.key", "erspan.spanid",
@@ -131,7 +134,7 @@ def read_tshark(path: str, index: int, info: InputInfo, stats: ReadStats,
     t_in.start()
     frames = records = run = 0
     gave_up = False
-    frags: dict[tuple[bytes, bytes, int, int], tuple[int, int]] = {}
+    frags: FragTable = {}
     complete = False
     try:
         for raw in proc.stdout:
@@ -218,7 +221,7 @@ def _payload(column: str, length: int, whole: bool, tcp: bool) -> bytes:
 
 
 def _record(cols: list[str], protos: list[str], ii: int, frame: int, ts: float, stats: ReadStats,
-            frags: dict[tuple[bytes, bytes, int, int], tuple[int, int]]) -> PacketRecord | None:
+            frags: FragTable) -> PacketRecord | None:
     def col(name: str) -> list[str]:
         v = cols[_IX[name]]
         return v.split(",") if v else []
@@ -269,20 +272,53 @@ def _record(cols: list[str], protos: list[str], ii: int, frame: int, ts: float, 
         tunnel = TunnelInfo(kind, _ip_bytes(o["src"]), _ip_bytes(o["dst"]), vals[0] if vals else 0)
     fragment = False
     fkey = None
-    if not v6p and (d.get("flags.mf") in ("1", "True") or d.get("frag_offset") not in ("", "0")):
+    later = False
+    if v6p:
+        # The audited layer's fragment header, if it has one: the n-th of the frame's, as many come
+        # before it in the protocol path (its fields hold one value per fragment header).
+        end = next((i for i in range(pos + 1, len(protos)) if protos[i] in ("ip", "ipv6")), len(protos))
+        if "ipv6.fraghdr" in protos[pos + 1:end]:
+            n = protos[:end].count("ipv6.fraghdr") - 1
+            offs, more = col("ipv6.fraghdr.offset"), col("ipv6.fraghdr.more")
+            idents, nxts = col("ipv6.fraghdr.ident"), col("ipv6.fraghdr.nxt")
+            if n < len(offs) and n < len(idents) and n < len(nxts):
+                later = offs[n] not in ("", "0")
+                fragment = later or (n < len(more) and more[n] in ("1", "True"))
+                follows = int(nxts[n] or 0)
+                if fragment:
+                    fkey = (src, dst, int(idents[n] or "0", 0), follows)
+                if later:
+                    proto = follows  # what follows the fragment header (not dissected past it)
+    elif d.get("flags.mf") in ("1", "True") or d.get("frag_offset") not in ("", "0"):
         fragment = True
         fkey = (src, dst, int(d["id"] or "0", 0), proto)
-        if d.get("frag_offset") not in ("", "0"):
-            sport, dport = frags.get(fkey, (0, 0))
-            return PacketRecord(ii, frame, ts, src, dst, proto, ip_len, sport, dport,
-                                payload_len=max(ip_len - int(d["hdr_len"] or 20), 0), fragment=True,
-                                tunnel=tunnel, ttl=ttl)
+        later = d.get("frag_offset") not in ("", "0")
+    if later and fkey is not None:
+        # A later fragment: the ports of its datagram's first fragment, as the fast engine finds them.
+        ports = fragment_ports(frags, fkey, ts)
+        if ports is None:
+            kind = "fragment-orphan"
+            stats.malformed[kind] = stats.malformed.get(kind, 0) + 1
+            stats.examples.setdefault(kind, (ii, frame))
+            ports = (0, 0)
+        size = (_ints(cols[_IX["data.len"]]) or [0])[-1] if v6p else ip_len - int(d["hdr_len"] or 20)
+        return PacketRecord(ii, frame, ts, src, dst, proto, ip_len, ports[0], ports[1],
+                            payload_len=max(size, 0), fragment=True, tunnel=tunnel, ttl=ttl)
     if proto_name == "tcp":
         sport, dport = _ints(cols[_IX["tcp.srcport"]])[-1], _ints(cols[_IX["tcp.dstport"]])[-1]
-        plen = (_ints(cols[_IX["tcp.len"]]) or [0])[-1]
+        lens = _ints(cols[_IX["tcp.len"]])
+        if lens:
+            plen = lens[-1]
+        elif fragment:
+            # A datagram's first fragment: tshark leaves tcp.len out; the fast engine counts the bytes
+            # after the TCP header in this fragment, by the IP lengths (an IPv6 fragment header only).
+            below = int(d["hdr_len"] or 20) if not v6p else 48
+            plen = max(ip_len - below - (_ints(cols[_IX["tcp.hdr_len"]]) or [20])[-1], 0)
+        else:
+            plen = 0
         bad = (_ints(cols[_IX["tcp.checksum.status"]]) or [2])[-1] == 0
         if fkey is not None:
-            frags[fkey] = (sport, dport)
+            remember_fragment(frags, fkey, sport, dport, ts)
         return PacketRecord(ii, frame, ts, src, dst, 6, ip_len, sport, dport,
                             (_ints(cols[_IX["tcp.flags"]]) or [0])[-1] & 0xFF,
                             (_ints(cols[_IX["tcp.seq_raw"]]) or [0])[-1],
@@ -294,7 +330,7 @@ def _record(cols: list[str], protos: list[str], ii: int, frame: int, ts: float, 
         ulen = (_ints(cols[_IX["udp.length"]]) or [8])[-1]
         bad = (_ints(cols[_IX["udp.checksum.status"]]) or [2])[-1] == 0
         if fkey is not None:
-            frags[fkey] = (sport, dport)
+            remember_fragment(frags, fkey, sport, dport, ts)
         return PacketRecord(ii, frame, ts, src, dst, 17, ip_len, sport, dport, payload_len=max(ulen - 8, 0),
                             payload=_payload(cols[_IX["udp.payload"]], ulen - 8, True, False),
                             checksum_bad=bad, tunnel=tunnel, fragment=fragment, ttl=ttl)
