@@ -83,7 +83,7 @@ class FastLane(Lane):
                     c.hist.append(letters[mask])
                 if run is not None and not run.seen & mask:
                     run.seen |= mask
-                    run.letters.append((key, bit))
+                    run.letters.append(mask)
             return True
 
         self.take = take
