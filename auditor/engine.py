@@ -322,7 +322,7 @@ def _worker(conn: Any, chunk: list[ranges.Chunk], server_ports: frozenset[tuple[
     try:
         try:
             part = read_chunk(chunk, server_ports, engine, verify, first, last, freeze=True)
-            conn.send_bytes(pickle.dumps(("heads", chunks.heads(part.conv)), protocol=pickle.HIGHEST_PROTOCOL))
+            _send(conn, ("heads", chunks.heads(part.conv)))
             joins = pickle.loads(conn.recv_bytes())
             if joins is None:
                 return
@@ -330,11 +330,64 @@ def _worker(conn: Any, chunk: list[ranges.Chunk], server_ports: frozenset[tuple[
             message: tuple[str, Any] = ("part", part)
         except BaseException as e:
             message = ("error", e)
-        conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+        _send(conn, message)
     except (EOFError, OSError):
         pass  # the parent stopped: nothing to answer
     finally:
         conn.close()
+
+
+def _send(conn: Any, message: tuple[str, Any]) -> None:
+    """A worker's message, pickled as a stream of frames, each its own message on ``conn`` (``_Stream``
+    reads them): neither process holds the whole pickle beside the objects."""
+    pickle.Pickler(_Frames(conn), protocol=pickle.HIGHEST_PROTOCOL).dump(message)
+    conn.send_bytes(b"")  # the end
+
+
+class _Frames:
+    """What the pickler writes, sent as it comes."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def write(self, data: bytes) -> int:
+        if data:
+            self.conn.send_bytes(data)
+        return len(data)
+
+
+class _Stream:
+    """The frames ``_send`` sent, read as one file by the unpickler (to the end marker)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.buf = memoryview(b"")
+
+    def read(self, n: int = -1) -> bytes:
+        got = []
+        while n:
+            if not self.buf:
+                self.buf = memoryview(self.conn.recv_bytes())
+                if not self.buf:
+                    break
+            piece = self.buf[:n] if n > 0 else self.buf
+            self.buf = self.buf[len(piece):]
+            got.append(piece)
+            n -= len(piece)
+        return b"".join(got)
+
+    def readinto(self, into: Any) -> int:
+        data = self.read(len(into))
+        into[:len(data)] = data
+        return len(data)
+
+    def readline(self) -> bytes:  # not used by the binary protocols, but the unpickler asks for it
+        raise pickle.UnpicklingError("a worker's message has no lines")
+
+    def end(self) -> None:
+        """Read to the end marker (the unpickler stops at the pickle's last frame)."""
+        while self.read(1 << 16):
+            pass
 
 
 def _context() -> Any:
@@ -385,7 +438,9 @@ def run_local(chunks_: list[ranges.Chunk], server_ports: frozenset[tuple[str, in
     def receive(i: int) -> Any:
         proc, here = running[i]
         try:
-            kind, value = pickle.loads(here.recv_bytes())
+            stream = _Stream(here)
+            kind, value = pickle.load(stream)
+            stream.end()
         except EOFError:
             proc.join()
             raise RuntimeError(f"the process reading {runs[i][0].path} ended ({proc.exitcode})") from None

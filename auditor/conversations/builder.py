@@ -395,7 +395,7 @@ class ConversationBuilder:
             if self._sink is not None:
                 self._sink(conn)
         if chain is not None:
-            chain.closed.append(((orig_h, resp_h, pname, c.rp, c.rpk, state, c.opk), args, conn))
+            chain.closed.append((*args, orig_h, resp_h, c.rp, conn))
             if chain.conn is c:
                 chain.seal()
                 chain.conn = None  # closed: nothing to point at a later chain, its memory freed

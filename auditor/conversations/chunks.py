@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from typing import TYPE_CHECKING
 
 from auditor.apps import identify_connection
@@ -15,6 +16,7 @@ from auditor.conversations.state import (
     _Chain,
     _Conn,
     _Run,
+    packed,
     unpacked,
 )
 from auditor.model import (
@@ -22,6 +24,7 @@ from auditor.model import (
     IPPROTO_UDP,
     SYN,
     PacketRecord,
+    share_counts,
 )
 
 if TYPE_CHECKING:
@@ -38,6 +41,9 @@ def end_chunk(b: ConversationBuilder, last: bool = False) -> ConversationBuilder
     for chain in b.chains:
         chain.seal()
     close_idle(b, last)
+    # The sweep's queue still holds the connections closed since they were queued (each with its
+    # history and first payloads): the part keeps only live ones.
+    b._queue = deque(e for e in b._queue if not e[1].dead)
     b._take = None  # the lane's closure: it holds the builder and cannot be pickled
     return b
 
@@ -79,18 +85,27 @@ def absorb(b: ConversationBuilder, right: ConversationBuilder) -> ConversationBu
 def heads(right: ConversationBuilder) -> list[Head]:
     """What a merge looks up of each head chain, in order (``decide``): its first packet, and the
     packets of other 5-tuples its connections took as joined to a request (``_Chain.aside``)."""
-    out = []
+    out: list[Head] = []
     for chain in right.chains:
         first = chain.log[0]
         assert isinstance(first, PacketRecord)  # a chain starts with the record that made it
-        out.append((first, tuple(chain.aside)))
+        aside = tuple(chain.aside) if chain.aside else ()
+        if first.quoted is None and first.tunnel is None:
+            out.append((packed(first, first.payload), aside))
+        else:
+            out.append((first, aside))
     return out
 
 
 def decide(b: ConversationBuilder, firsts: list[Head]) -> list[bool]:
     """Which head chains of the next chunk continue something live here, looked up before any is
     merged (``probe`` without acting). ``absorb_decided`` checks each again at its turn, acting."""
-    return [probe(b, first, act=False) or live_aside(b, aside) for first, aside in firsts]
+    return [probe(b, record(first), act=False) or live_aside(b, aside) for first, aside in firsts]
+
+
+def record(first: PacketRecord | bytes) -> PacketRecord:
+    """A head chain's first packet, as ``heads`` gave it (``packed`` or not)."""
+    return unpacked(first) if isinstance(first, bytes) else first
 
 
 def live_aside(b: ConversationBuilder, aside: tuple[tuple[tuple[object, ...], float], ...]) -> bool:
@@ -125,6 +140,9 @@ def settle(right: ConversationBuilder, joins: list[bool]) -> None:
         right._chains.pop(chain.ck, None)
     right.chains = kept
     right.settled = True
+    # The flows travel with their tallies shared (one copy of each distinct one: a part's flows are
+    # many, their tallies a few dozen); Flow.add and Flow.merge copy a shared one before changing it.
+    share_counts(right.result.flows.values())
     # What only a merge into a chunk reads (adopt), and the sweep's queue (the merge queues the live
     # connections it takes over afresh): not sent.
     right._seen, right._chains = set(), {}
@@ -145,7 +163,8 @@ def absorb_decided(b: ConversationBuilder, right: ConversationBuilder, firsts: l
         b._anchor, b._seen = right._anchor, right._seen
     dropped: set[int] = set()
     chains = iter(right.chains)
-    for (first, aside), joined in zip(firsts, joins, strict=True):
+    for (head, aside), joined in zip(firsts, joins, strict=True):
+        first = record(head)
         chain = next(chains) if joined or not right.settled else None
         if not joined and (probe(b, first) or live_aside(b, aside)):
             if chain is None:
@@ -234,29 +253,38 @@ def apply_run(b: ConversationBuilder, run: _Run) -> None:
     Chains of this builder log the part of the run that went to their connections."""
     table = b._table
     parts: dict[int, tuple[_Chain, _Run]] = {}
-    for key, e in run.entries.items():
+    first, last = run.first, run.last
+    for way, key, n, v in ((0, run.k0, run.n0, run.v0), (1, run.k1, run.n1, run.v1)):
+        if n <= 0:
+            continue
         ent = table.get(key)
         if ent is None:  # only when a bound evicted the connection in between
             b.result.overflowed = True
             continue
         c, is_orig = ent
-        c.add(is_orig, e[0], e[1], e[3], e[4])
+        c.add(is_orig, n, v, first, last)
         chain = c.chain if b._chunk else None
         if chain is not None:
             part = parts.get(id(chain))
             if part is None:
-                part = parts[id(chain)] = (chain, _Run())
-            part[1].entries[key] = e
-            if e[4] > chain.last_ts:
-                chain.last_ts = e[4]
-    for key, bit in run.letters:
-        ent = table.get(key)
+                part = parts[id(chain)] = (chain, _Run(run.k0, run.k1))
+                part[1].first, part[1].last = first, last
+            if way:
+                part[1].n1, part[1].v1 = n, v
+            else:
+                part[1].n0, part[1].v0 = n, v
+            if last > chain.last_ts:
+                chain.last_ts = last
+    for letter in run.letters:
+        responder = letter >= 1 << _RESP  # a letter of k1's sender
+        ent = table.get(run.k1 if responder else run.k0)
         if ent is None:
             continue
         c, is_orig = ent
+        bit = letter >> _RESP if responder else letter
         c.mark(bit if is_orig else bit << _RESP)
         if c.chain is not None and id(c.chain) in parts:
-            parts[id(c.chain)][1].letters.append((key, bit))
+            parts[id(c.chain)][1].letters.append(letter)
     for chain, sub in parts.values():
         chain.log.append(sub)
         chain.run = None
@@ -275,10 +303,13 @@ def adopt(b: ConversationBuilder, chain: _Chain, right: ConversationBuilder) -> 
         keep: _Chain | None = None
     elif mine is not None:  # this builder's chain goes on: one log, one set of results
         mine.log.extend(chain.log)
-        mine.aside.extend(chain.aside)
+        if chain.aside:
+            mine.aside = (mine.aside or []) + chain.aside
         mine.closed.extend(chain.closed)
-        for addr, bits in chain.ttls.items():
-            mine.ttls[addr] = mine.ttls.get(addr, 0) | bits
+        if chain.ttls:
+            ttls = mine.ttls = mine.ttls or {}
+            for addr, bits in chain.ttls.items():
+                ttls[addr] = ttls.get(addr, 0) | bits
         mine.last_ts = max(mine.last_ts, chain.last_ts)
         mine.run = None
         keep = mine
@@ -301,15 +332,17 @@ def adopt(b: ConversationBuilder, chain: _Chain, right: ConversationBuilder) -> 
 
 def fold(b: ConversationBuilder, chain: _Chain) -> None:
     """A chain's results into the flows: nothing before it continues it."""
-    for flow_args, args, conn in chain.closed:
-        b._flow_for(*flow_args).add(*args)
+    for e in chain.closed:  # (Flow.add's arguments..., initiator, responder, its port, Connection)
+        b._flow_for(e[16], e[17], e[0], e[18], e[5], e[1], e[3]).add(*e[:16])
+        conn = e[19]
         if conn is not None and b._keep:
             b.result.connections.append(conn)
-    for addr, bits in chain.ttls.items():
-        for ttl in range(bits.bit_length()):
-            if bits >> ttl & 1:
-                tcp.ttl_seen(b, addr, ttl)
-    chain.closed, chain.ttls = [], {}
+    if chain.ttls:
+        for addr, bits in chain.ttls.items():
+            for ttl in range(bits.bit_length()):
+                if bits >> ttl & 1:
+                    tcp.ttl_seen(b, addr, ttl)
+    chain.closed, chain.ttls = [], None
 
 
 def take_counts(b: ConversationBuilder, right: ConversationBuilder, dropped: set[int]) -> None:

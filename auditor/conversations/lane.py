@@ -71,7 +71,7 @@ class FastLane(Lane):
                 c.mark(mask)
                 if run is not None and not run.seen & mask:
                     run.seen |= mask
-                    run.letters.append((key, bit))
+                    run.letters.append(mask)
             return True
 
         self.take = take

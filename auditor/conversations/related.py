@@ -128,6 +128,8 @@ def note_aside(b: ConversationBuilder, chain: _Chain, proto: int, src: bytes, sp
     back = (proto, dst, dport, src, sport)
     if (key if key <= back else back) not in b._seen and b._anchor is not None \
             and ts - b._anchor <= b._windows[proto]:
+        if chain.aside is None:
+            chain.aside = []
         chain.aside.append((key, ts))
 
 

@@ -16,7 +16,6 @@ from auditor.model import (
     IPPROTO_TCP,
     PROTO_NAMES,
     SYN,
-    Connection,
     PacketRecord,
     TunnelInfo,
     addr_str,
@@ -165,24 +164,31 @@ class _Conn:
 
 class _Run:
     """Fast-lane packets of a head chain's connection between two logged records: per table key (one
-    direction of the connection) the packets, IP bytes, first and last time, and the history letters
-    (D, A) in the order they first appeared in the run. Their effect on any connection state is the
-    same (see chunks.apply_run): the lane takes only plain packets of active senders, at most
-    CLOSE_LINGER after the connection's last one.
+    direction of the connection: ``k0``, ``k1``) the packets and IP bytes, the run's first and last
+    time, and the history letters (D, A) in the order they first appeared in the run. Their effect on
+    any connection state is the same (see chunks.apply_run): the lane takes only plain packets of
+    active senders, at most CLOSE_LINGER after the connection's last one.
 
     While it is open (``start``) the lane keeps only its times and letters: the packets and bytes are
     the connection's own counters since the run began, taken as differences when it is sealed
     (``seal``: before the slow path touches the connection, when it closes, at the chunk's end). A
-    chunk's head chains then cost the lane a few comparisons per packet, not a table update."""
+    chunk's head chains then cost the lane a few comparisons per packet, not a table update. Sealed,
+    a run is plain fields (a chunk keeps tens of thousands until the merge: no dict, no list per
+    direction, its letters as bits)."""
 
-    __slots__ = ("base", "conn", "entries", "first", "last", "letters", "seen")
+    __slots__ = ("base", "conn", "first", "k0", "k1", "last", "letters", "n0", "n1", "seen", "v0", "v1")
 
-    def __init__(self) -> None:
-        self.entries: dict[tuple[object, ...], list[Any]] = {}
-        """Table key -> [packets, IP bytes, 0, first time, last time]."""
-        self.letters: list[tuple[tuple[object, ...], int]] = []
+    def __init__(self, k0: tuple[object, ...] = (), k1: tuple[object, ...] = ()) -> None:
+        self.k0 = k0
+        self.k1 = k1
+        """The table keys of the connection's two directions (its own ``keys``, in their order)."""
+        self.n0 = self.v0 = self.n1 = self.v1 = 0
+        """Packets and IP bytes sent on ``k0`` and on ``k1`` (no packets: the run has none that way)."""
+        self.letters: list[int] = []
+        """History bits in the order they first appeared: a bit of ``k0``'s sender, or one shifted by
+        _RESP: of ``k1``'s."""
         self.seen = 0
-        """History bits (the initiator's, the responder's shifted by _RESP) already in ``letters``."""
+        """The bits already in ``letters``."""
         self.first = self.last = 0.0
         """The run's first and last packet times (the lane keeps them while the run is open)."""
         self.conn: _Conn | None = None
@@ -192,6 +198,7 @@ class _Run:
 
     def start(self, c: _Conn, ts: float) -> None:
         self.conn = c
+        self.k0, self.k1 = c.keys[0], c.keys[1]
         self.base = (c.opk, c.oby, c.rpk, c.rby)
         self.first = self.last = ts
 
@@ -201,10 +208,7 @@ class _Run:
             return
         self.conn = None
         opk, oby, rpk, rby = self.base
-        if c.opk > opk:
-            self.entries[c.keys[0]] = [c.opk - opk, c.oby - oby, 0, self.first, self.last]
-        if c.rpk > rpk:
-            self.entries[c.keys[1]] = [c.rpk - rpk, c.rby - rby, 0, self.first, self.last]
+        self.n0, self.v0, self.n1, self.v1 = c.opk - opk, c.oby - oby, c.rpk - rpk, c.rby - rby
 
 
 class _Chain:
@@ -224,19 +228,21 @@ class _Chain:
         self.first_ts = self.last_ts = ts
         self.log: list[PacketRecord | _Run | bytes] = []
         self.run: _Run | None = None
-        self.closed: list[tuple[tuple[Any, ...], tuple[Any, ...], Connection | None]] = []
-        """Per closed connection: ConversationBuilder._flow_for's and Flow.add's arguments, and the
-        Connection when connections are kept."""
+        self.closed: list[tuple[Any, ...]] = []
+        """Per closed connection, one tuple: Flow.add's arguments, then the initiator, the responder and
+        its port (with Flow.add's protocol, state and packets: ConversationBuilder._flow_for's), and the
+        Connection when connections are kept (else None)."""
         self.conn: _Conn | None = None
         """The chain's latest connection (the one live at the chunk's end, if any)."""
-        self.ttls: dict[bytes, int] = {}
-        """The responders' SYN-ACK and FIN TTLs seen on the chain (ConversationResult.host_ttls)."""
-        self.aside: list[tuple[tuple[object, ...], float]] = []
+        self.ttls: dict[bytes, int] | None = None
+        """The responders' SYN-ACK and FIN TTLs seen on the chain (ConversationResult.host_ttls); None:
+        none (most chains: made when one comes)."""
+        self.aside: list[tuple[tuple[object, ...], float]] | None = None
         """(table key, time) of 5-tuples first seen within the chunk's head window on which the place
         of a packet the chain's connections took depends: a DHCP reply or TFTP transfer joined to its
         request, an ICMP error whose quoted connection was not live. A sequential read would have
         given such a packet to a connection of the chunk before live on that 5-tuple (related.note_aside;
-        chunks.decide looks them up too)."""
+        chunks.decide looks them up too). None: none (made when one comes)."""
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A chunk's chains travel from a worker process. Compiled with mypyc, the class would be
@@ -266,25 +272,31 @@ class _Chain:
         if len(payload) > APP_SNAP:
             payload = payload[:APP_SNAP]
         if self.log and rec.quoted is None and rec.tunnel is None:
-            self.log.append(_RECORD.pack(rec.input_index, rec.frame, rec.ts, rec.proto, rec.ip_len, rec.sport,
-                                         rec.dport, rec.tcp_flags, rec.seq, rec.ack, rec.payload_len, rec.icmp_type,
-                                         rec.icmp_code, rec.icmp_id, rec.checksum_bad, rec.fragment, rec.ttl,
-                                         len(rec.src)) + rec.src + rec.dst + payload)
+            self.log.append(packed(rec, payload))
         else:
             self.log.append(rec if payload is rec.payload else dataclasses.replace(rec, payload=payload))
         if rec.ts > self.last_ts:
             self.last_ts = rec.ts
 
 
-Head = tuple[PacketRecord, tuple[tuple[tuple[object, ...], float], ...]]
-"""What a merge looks up of a head chain (chunks.heads): its first packet, and its ``aside`` packets."""
+Head = tuple[PacketRecord | bytes, tuple[tuple[tuple[object, ...], float], ...]]
+"""What a merge looks up of a head chain (chunks.heads): its first packet (``packed`` when it can be: a
+part's heads travel, and wait in the merging process for their turn), and its ``aside`` packets."""
 
 _RECORD = struct.Struct("<qqdBIiiHQQIhhq??hB")
 """A logged record's fields before its addresses and payload (``_Chain.record``, ``unpacked``)."""
 
 
+def packed(rec: PacketRecord, payload: bytes) -> bytes:
+    """A record without ``quoted`` and ``tunnel`` as bytes (``unpacked`` gives it back), with
+    ``payload`` in place of its own (cut to what a replay reads)."""
+    return _RECORD.pack(rec.input_index, rec.frame, rec.ts, rec.proto, rec.ip_len, rec.sport, rec.dport, rec.tcp_flags,
+                        rec.seq, rec.ack, rec.payload_len, rec.icmp_type, rec.icmp_code, rec.icmp_id, rec.checksum_bad,
+                        rec.fragment, rec.ttl, len(rec.src)) + rec.src + rec.dst + payload
+
+
 def unpacked(item: bytes) -> PacketRecord:
-    """The record ``_Chain.record`` logged as bytes."""
+    """The record ``packed`` made bytes."""
     (ii, frame, ts, proto, ip_len, sport, dport, flags, seq, ack, plen, itype, icode, iid, bad, frag, ttl,
      alen) = _RECORD.unpack_from(item)
     at = _RECORD.size

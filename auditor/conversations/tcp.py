@@ -140,6 +140,8 @@ def packet(b: ConversationBuilder, c: _Conn, is_orig: bool, rec: PacketRecord) -
         elif syn or fin:
             if c.chain is not None:
                 ttls = c.chain.ttls
+                if ttls is None:
+                    ttls = c.chain.ttls = {}
                 ttls[rec.src] = ttls.get(rec.src, 0) | 1 << rec.ttl
             else:
                 ttl_seen(b, rec.src, rec.ttl)
