@@ -109,15 +109,16 @@ KEEP_FIRST = frozenset(b"\x16ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxy
 
 # Transport checksums cost about a third of decoding. They only tell whether the capture host
 # offloaded checksumming, so the kernel verifies every packet whose frame starts in the first
-# VERIFY_ALL_BYTES of an input, and after that every TCP SYN, FIN and RST (so each TCP connection
-# still gets its own verdict, and its 'C' history letter) and the other packets whose timestamp, in
-# microseconds, is a multiple of VERIFY_EVERY (the count stays a count, of a sample; the report says
-# so). Both are the packet's own: a byte range of a file (capture/ranges.py) knows where its frames
-# are in the file and their timestamps, so it verifies exactly the packets one read of the file
-# does (a count of frames would differ). The timestamp's microsecond is as good as random in real
-# traffic; a prime spreads coarse clocks (milliseconds, whole seconds) over the sample as well, and a
-# checksum field or payload would not do (offloaded checksums can be the same in every packet of a
-# connection). Packets on the general path (tunnels, fragments, options) are always verified.
+# VERIFY_ALL_BYTES of an input (of its decompressed data, for a compressed one), and after that
+# every TCP SYN, FIN and RST (so each TCP connection still gets its own verdict, and its 'C' history
+# letter) and the other packets whose timestamp, in microseconds, is a multiple of VERIFY_EVERY (the
+# count stays a count, of a sample; the report says so). Both are the packet's own: a byte range of
+# a file (capture/ranges.py) knows where its frames are in the file and their timestamps, so it
+# verifies exactly the packets one read of the file does (a count of frames would differ). The
+# timestamp's microsecond is as good as random in real traffic; a prime spreads coarse clocks
+# (milliseconds, whole seconds) over the sample as well, and a checksum field or payload would not
+# do (offloaded checksums can be the same in every packet of a connection). Packets on the general
+# path (tunnels, fragments, options) are always verified.
 VERIFY_ALL_BYTES = 4 << 20
 VERIFY_EVERY: Final = 61
 CHECKSUM_POLICY = (f"every packet in the first {VERIFY_ALL_BYTES >> 20} MiB of each input, then every TCP "
