@@ -256,9 +256,9 @@ def _write_order(outputs: list[Output]) -> list[Output]:
                    "spans chunks is one conversation). It pays on archives whose files span many idle "
                    "timeouts; on one dense file it can be slower than one process (docs/scale.md).")
 @click.option("--no-checksums", is_flag=True,
-              help="Do not verify TCP/UDP checksums (by default: every packet of the first 10,000 frames of "
-                   "each input, then every TCP SYN, FIN and RST and 1 in 64 of the rest; bad checksums are "
-                   "counted, never dropped).")
+              help="Do not verify TCP/UDP checksums (by default: every packet in the first 4 MiB of each "
+                   "input, then every TCP SYN, FIN and RST and the packets whose timestamp in microseconds is a "
+                   "multiple of 61, 1 in 61 of the rest; bad checksums are counted, never dropped).")
 @click.option("--scheduler", metavar="ADDRESS", envvar="DASK_SCHEDULER_ADDRESS",
               help="Read the inputs on an existing Dask distributed cluster (tcp://host:8786; also from "
                    "DASK_SCHEDULER_ADDRESS): each file is a chunk a worker reads, the results are merged here "

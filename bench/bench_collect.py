@@ -1,7 +1,7 @@
 """The capture phase alone: CPU seconds of ``audit.collect`` (conversations and name evidence), in a
 fresh process per run, with the compiled build and the pure-Python one.
 
-    python bench/bench_collect.py CAPTURE [--runs 3] [--before /path/to/old/checkout]
+    python bench/bench_collect.py CAPTURE [--runs 3] [--before /path/to/old/checkout] [--sample PARTS]
 
 Each run reads CAPTURE once (``open_captures`` with the fast engine, the bundled catalog's server
 ports, as the audit command's ``-j 1`` does) and prints collect's CPU seconds (time.process_time,
@@ -9,6 +9,13 @@ which includes the first garbage collection after the reading when collect leave
 caller). ``--before``: the same in an older checkout (built in place: ``python setup.py build_ext
 --inplace``), alternating with this one, run by run. Each process says which build it ran
 (``PCAP_AUDIT_PURE=1`` for the second of each pair); the best of the runs is the figure to quote.
+
+``--sample PARTS``: instead, the checksum sample (capture/kernel.py's CHECKSUM_POLICY): how many
+packets the kernel verifies the transport checksum of, in one read of CAPTURE and in PARTS byte
+ranges of it each read by itself (capture/ranges.py), with the pure-Python kernel (its checksum
+function can be counted; the compiled build applies the same rule). The general decoder, which
+verifies every packet it decodes, is not counted. The byte ranges' verifications add up to one
+read's when the sample does not depend on where a range starts.
 """
 
 from __future__ import annotations
@@ -33,6 +40,26 @@ conv, names = collect(capture, ports)
 print(f"{time.process_time() - t:.2f}", len(conv.flows), names.stats["names_kept"], native.KERNEL.compiled)
 """
 
+SAMPLE = """
+import sys
+from auditor.capture import CaptureSet, kernel, ranges
+counted = [0]
+verify = kernel.checksum_bad
+def checksum_bad(*args):
+    counted[0] += 1
+    return verify(*args)
+kernel.checksum_bad = checksum_bad
+path, parts = sys.argv[1], int(sys.argv[2])
+chunks = ranges.plan([path], parts, min_bytes=1)
+sets = [CaptureSet([path])] if parts == 1 else [CaptureSet.from_chunks([c]) for c in chunks]
+frames = bad = 0
+for cs in sets:
+    for rec in cs:
+        bad += rec.checksum_bad
+    frames += cs.stats.frames
+print(frames, counted[0], bad, len(sets))
+"""
+
 
 def one_run(tree: Path, capture: str, pure: bool) -> tuple[float, str]:
     env = {**os.environ, "PYTHONPATH": str(tree), "PCAP_AUDIT_PURE": "1" if pure else "0"}
@@ -45,16 +72,32 @@ def one_run(tree: Path, capture: str, pure: bool) -> tuple[float, str]:
     return float(cpu), f"{int(flows):,} flows, {int(names):,} names"
 
 
+def sampled(tree: Path, capture: str, parts: int) -> str:
+    env = {**os.environ, "PYTHONPATH": str(tree), "PCAP_AUDIT_PURE": "1"}
+    out = subprocess.run([sys.executable, "-c", SAMPLE, capture, str(parts)], cwd=tree, env=env, check=True,
+                         capture_output=True, text=True).stdout.split()
+    frames, verified, bad, sets = map(int, out)
+    how = "one read" if parts == 1 else f"{sets} byte ranges"
+    return (f"{how:<14} {frames:,} frames, the kernel verified {verified:,} ({100 * verified / max(frames, 1):.2f} %), "
+            f"{bad:,} bad")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("capture")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--before", type=Path, help="an older checkout to alternate with")
+    ap.add_argument("--sample", type=int, metavar="PARTS", help="count the checksum sample instead")
     args = ap.parse_args()
     if not os.path.isfile(args.capture):
         print(f"bench_collect: no such capture: {args.capture}", file=sys.stderr)
         return 2
     trees = [("before", args.before.resolve()), ("now", HERE)] if args.before else [("now", HERE)]
+    if args.sample:
+        for label, tree in trees:
+            for parts in sorted({1, args.sample}):
+                print(f"{label:<6} {sampled(tree, args.capture, parts)}", flush=True)
+        return 0
     times: dict[tuple[str, str], list[float]] = {}
     for run in range(args.runs):
         for label, tree in trees:

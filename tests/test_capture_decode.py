@@ -353,18 +353,28 @@ def test_first_fragment_of_a_tunnel_packet_is_decapsulated(tmp_path: Path) -> No
 
 
 def test_checksums_are_verified_on_every_early_frame_then_sampled() -> None:
-    from auditor.capture.decode import VERIFY_ALL_FRAMES, VERIFY_EVERY, Decoder
+    from auditor.capture.decode import VERIFY_EVERY, Decoder
 
     frame = eth_ipv4_udp(A, B, 5000, 514, b"<13>syslog message from a host", bad_checksum=True)
     dec = Decoder(ReadStats(), 0)
-    early = dec.decode(frame, 0, len(frame), 0.0, VERIFY_ALL_FRAMES, 1)
+    at = 1_700_000_000.123457  # a timestamp whose microsecond is not a multiple of VERIFY_EVERY
+    assert round(at * 1e6) % VERIFY_EVERY
+    early = dec.decode(frame, 0, len(frame), at, 1, 1)
     assert early is not None and early.checksum_bad
-    late = [dec.decode(frame, 0, len(frame), 0.0, VERIFY_ALL_FRAMES + i, 1) for i in range(1, 4 * VERIFY_EVERY + 1)]
-    assert sum(1 for r in late if r is not None and r.checksum_bad) == 4
+    # Past the first VERIFY_ALL_BYTES of the input (the walk says when): the packets whose timestamp
+    # in microseconds is a multiple of VERIFY_EVERY, whatever their frame number.
+    dec.kernel.verify_all = False
+    late = [dec.decode(frame, 0, len(frame), 1_700_000_000 + us / 1e6, 7, 1) for us in range(4 * VERIFY_EVERY)]
+    sampled = [us for us in range(4 * VERIFY_EVERY) if (1_700_000_000_000_000 + us) % VERIFY_EVERY == 0]
+    assert len(sampled) == 4
+    assert [us for us, r in enumerate(late) if r is not None and r.checksum_bad] == sampled
+    assert all(r is not None for r in late)
+    skipped = dec.decode(frame, 0, len(frame), at, 1, 1)
+    assert skipped is not None and not skipped.checksum_bad
     off = Decoder(ReadStats(), 0, verify_checksums=False).decode(frame, 0, len(frame), 0.0, 1, 1)
     assert off is not None and not off.checksum_bad
     # TCP SYN, FIN and RST are always verified: every TCP connection gets its own verdict.
     for flags, verified in (("S", True), ("FA", True), ("R", True), ("PA", False), ("A", False)):
         seg = eth_ipv4_tcp(A, B, 40000, 443, flags, b"x" * 10, bad_checksum=True)
-        rec = dec.decode(seg, 0, len(seg), 0.0, VERIFY_ALL_FRAMES + 1, 1)
+        rec = dec.decode(seg, 0, len(seg), at, 1, 1)
         assert rec is not None and rec.checksum_bad == verified, flags

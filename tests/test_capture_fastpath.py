@@ -4,7 +4,8 @@ by frame, and the TCP payload rule.
 The kernel is the only copy of the common path; the general decoder (``Decoder.slow``) reads every
 packet the kernel reads, so it is the kernel's oracle: on varied frames both give the same records,
 but for the kernel's trim of TCP payloads that no name evidence needs (apps.APP_SNAP bytes) and its
-checksum sample (verified on every frame here). The walks (pcap, pcapng) must give what calling
+checksum sample (a decoder verifies every checksum until a walk passes the first
+kernel.VERIFY_ALL_BYTES of its input). The walks (pcap, pcapng) must give what calling
 ``Decoder.decode`` on each frame gives.
 """
 
@@ -114,34 +115,64 @@ def _walk(path: Path, *, verify: bool = True) -> tuple[list[PacketRecord], ReadS
     return recs, dec.stats, info, len(ticks)
 
 
-def _by_frame(frames: list[tuple[int, bytes]], *, verify: bool = True) -> tuple[list[PacketRecord], ReadStats]:
-    """``Decoder.decode`` on each (link type, frame) in turn: what a walk must give."""
+def _starts(path: Path) -> list[int]:
+    """File offset of each frame of a pcap or pcapng file (pcapng: Enhanced and Simple Packet Blocks)."""
+    data, out = path.read_bytes(), []
+    if path.suffix == ".pcap":
+        order = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+        pos = 24
+        while pos + 16 <= len(data):
+            out.append(pos + 16)
+            pos += 16 + struct.unpack_from(order + "I", data, pos + 8)[0]
+        return out
+    pos, order = 0, "<"
+    while pos + 12 <= len(data):
+        if data[pos:pos + 4] == b"\x0a\x0d\x0d\x0a":
+            order = "<" if data[pos + 8:pos + 12] == b"\x4d\x3c\x2b\x1a" else ">"
+        btype, blen = struct.unpack_from(order + "II", data, pos)
+        if btype in (3, 6):
+            out.append(pos + (28 if btype == 6 else 12))
+        pos += blen
+    return out
+
+
+def _by_frame(frames: list[tuple[int, bytes]], ts: dict[int, float], starts: list[int],
+              verify: bool) -> tuple[list[PacketRecord], ReadStats]:
+    """``Decoder.decode`` on each (link type, frame) in turn, with its timestamp (``ts``, by frame
+    number) and, from its offset in the file (``starts``), every checksum verified or the sample:
+    what a walk must give."""
     dec = Decoder(ReadStats(), 0, verify_checksums=verify)
     out = []
     for i, (lt, f) in enumerate(frames, 1):
-        rec = dec.decode(f, 0, len(f), 0.0, i, lt)
+        dec.kernel.verify_all = starts[i - 1] < decode_mod.VERIFY_ALL_BYTES
+        rec = dec.decode(f, 0, len(f), ts.get(i, 0.0), i, lt)
         if rec is not None:
             out.append(rec)
     return out, dec.stats
 
 
-def _same(path: Path, frames: list[tuple[int, bytes]], **kw: bool) -> list[PacketRecord]:
-    walked, stats, info, _ = _walk(path, **kw)
-    ref, ref_stats = _by_frame(frames, **kw)
-    assert [dataclasses.replace(r, ts=0.0) for r in walked] == ref
+def _same(path: Path, frames: list[tuple[int, bytes]], verify: bool = True) -> list[PacketRecord]:
+    walked, stats, info, _ = _walk(path, verify=verify)
+    ref, ref_stats = _by_frame(frames, {r.frame: r.ts for r in walked}, _starts(path), verify)
+    assert walked == ref
     assert (stats.malformed, stats.unsupported, stats.tunnels) == (ref_stats.malformed, ref_stats.unsupported,
                                                                    ref_stats.tunnels)
     assert stats.records == len(walked) and stats.frames == info.packets == len(frames)
     return walked
 
 
+def _both_regimes(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every checksum verified in the first quarter of the file, then the sample."""
+    starts = _starts(path)
+    monkeypatch.setattr(decode_mod, "VERIFY_ALL_BYTES", starts[len(starts) // 4])
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_walk_equals_decoder(tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Sampled checksums after a few frames, so both the verify-all and the sampled regimes are compared.
-    monkeypatch.setattr(decode_mod, "VERIFY_ALL_FRAMES", 50)
     frames = _frames(seed, 600)
     path = write_pcap(tmp_path / "mix.pcap", [(1_700_000_000 + i * 0.001, f) for i, f in enumerate(frames)],
                       nano=bool(seed & 1), byteorder="<" if seed < 3 else ">")
+    _both_regimes(path, monkeypatch)
     recs = _same(path, [(1, f) for f in frames])
     assert len(recs) > 300
     assert any(r.checksum_bad for r in recs) and any(r.tunnel for r in recs) and any(r.fragment for r in recs)
@@ -154,7 +185,6 @@ def test_pcapng_walk_equals_decoder(tmp_path: Path, seed: int, monkeypatch: pyte
     # byte orders.
     from tests.capture_factory import pcapng_bytes, write_bytes
 
-    monkeypatch.setattr(decode_mod, "VERIFY_ALL_FRAMES", 50)
     frames = _frames(seed, 600)
     packets = [(2 if i % 7 == 0 and f[12:14] == b"\x08\x00" else i % 2, 1_700_000_000 + i * 0.001,
                 f[14:] if i % 7 == 0 and f[12:14] == b"\x08\x00" else f) for i, f in enumerate(frames)]
@@ -165,6 +195,7 @@ def test_pcapng_walk_equals_decoder(tmp_path: Path, seed: int, monkeypatch: pyte
         data += pcapng_bytes([1], [(0, 0.0, f) for f in frames[:100]], bo, block="spb")
         order += [(1, f) for f in frames[:100]]
     path = write_bytes(tmp_path / "mix.pcapng", data)
+    _both_regimes(path, monkeypatch)
     recs = _same(path, order)
     assert len(recs) > 300 and any(r.checksum_bad for r in recs) and any(r.tunnel for r in recs)
     _same(path, order, verify=False)
@@ -207,12 +238,10 @@ def _relink(f: bytes, lt: int) -> bytes:
 
 @pytest.mark.parametrize("lt", [1, 113, 276, 101, 0, 108])
 @pytest.mark.parametrize("seed", range(3))
-def test_kernel_equals_general_decoder(seed: int, lt: int, monkeypatch: pytest.MonkeyPatch,
-                                       each_kernel: ModuleType) -> None:
+def test_kernel_equals_general_decoder(seed: int, lt: int, each_kernel: ModuleType) -> None:
     # The general decoder reads every packet the kernel reads: the same record, but for the kernel's
     # payload trim (a TCP segment names.py does not read keeps apps.APP_SNAP bytes) and with every
     # checksum verified (no sample). Both count the same malformed frames.
-    monkeypatch.setattr(decode_mod, "VERIFY_ALL_FRAMES", 1 << 40)
     kernel, general = Decoder(ReadStats(), 0), Decoder(ReadStats(), 0)
     fast = trimmed = 0
     for i, f in enumerate(_frames(seed + 10, 1500), 1):

@@ -19,24 +19,28 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from auditor.capture import CaptureSet, Chunk, ranges
+from auditor.capture import CaptureSet, Chunk, kernel, ranges
 from auditor.capture import decode as decode_mod
 from auditor.capture.info import InputInfo, ReadStats
 from auditor.errors import CaptureError
 from auditor.model import PacketRecord
+from tests import broken_checksums
 from tests.capture_factory import _block, pcapng_bytes, sll, write_pcap
 from tests.test_conversations_lane import _conversations
 
 IFACES: list[int | tuple[int, int]] = [1, (101, 9), 113]
 
 
+ALL_BELOW = 64_000
+"""kernel.VERIFY_ALL_BYTES for these small captures: every checksum verified in about their first
+fifth, then the sample, so that ranges start on both sides of it (test_a_byte_range_verifies_the_
+checksums_one_read_verifies: the real one)."""
+
+
 @pytest.fixture(scope="module", autouse=True)
-def _verify_every_frame() -> Iterator[None]:
-    # Checksums are verified by frame number (the first VERIFY_ALL_FRAMES, then a sample), which a
-    # chunk counts from its own start: verify all of them, so that chunked and sequential reads
-    # flag the same (a known limit: ranges.py).
+def _small_verify_all_region() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(decode_mod, "VERIFY_ALL_FRAMES", 1 << 40)
+        mp.setattr(decode_mod, "VERIFY_ALL_BYTES", ALL_BELOW)
         yield
 
 
@@ -223,6 +227,36 @@ def test_a_damaged_record_ends_the_reading_there(captures: dict[str, Capture]) -
     _, joined, *_ = _chunked(_chunks(cap.path, [cap.records[n // 4], cap.records[n * 3 // 4]]))
     assert joined.stopped is not None and joined.stopped[0] == n // 2
     assert f"stopped after frame {n // 2}" in joined.warnings[0]
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[broken_checksums.Frame]]:
+    path = tmp_path_factory.mktemp("broken") / "broken.pcap"
+    return path, broken_checksums.write(path)
+
+
+def test_a_byte_range_verifies_the_checksums_one_read_verifies(
+        broken: tuple[Path, list[broken_checksums.Frame]], monkeypatch: pytest.MonkeyPatch) -> None:
+    # The real verify-all region and sample, on a capture larger than the region with wrong checksums
+    # all along: a range that starts inside the region and two that start past it verify exactly the
+    # packets one read verifies (a chunk that counted its own frames would verify others).
+    monkeypatch.setattr(decode_mod, "VERIFY_ALL_BYTES", kernel.VERIFY_ALL_BYTES)
+    path, frames = broken
+    n = len(frames)
+    past = next(i for i, f in enumerate(frames) if f.offset >= kernel.VERIFY_ALL_BYTES)
+    assert n // 8 < past < n // 2
+    cuts = [frames[i].offset - 16 for i in (n // 8, past + 10, n * 3 // 4)]
+    infos = _same(path, cuts)
+    assert all(i.end_verified for i in infos[:-1])
+    recs = _sequential(path)[0]
+    verified = broken_checksums.verified(frames, kernel.VERIFY_ALL_BYTES, kernel.VERIFY_EVERY)
+    assert [r.frame for r in recs if r.checksum_bad] == [i for i, (f, v) in enumerate(zip(frames, verified,
+                                                                                            strict=True), 1)
+                                                         if f.bad and v]
+    # Past the region: wrong checksums the sample verifies (not only SYN/FIN/RST) and others it does not.
+    late = [(f, v) for f, v in zip(frames, verified, strict=True) if f.offset >= cuts[1]]
+    assert sum(f.bad and v and not f.flags & 7 for f, v in late) >= 5
+    assert sum(f.bad and not v for f, v in late) >= 500
 
 
 RUN = 300

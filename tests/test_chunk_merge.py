@@ -7,6 +7,10 @@ FIN and its ACK apart, long sessions whose fast-lane packets run through several
 shorter and longer than the timeouts and the close linger, port reuse, mid-stream starts, SYN
 retransmissions, TFTP transfers and DHCP replies joined to requests of an earlier chunk, ICMP errors
 quoting connections of an earlier chunk.
+
+The records of byte ranges of a capture file (capture/ranges.py) merge the same way: read with the
+kernel's real checksum sample, a capture with wrong checksums all along gives, cut anywhere, the bad
+checksum counts and 'C'/'c' history letters of one read.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import dataclasses
 import itertools
 import pickle
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,9 +28,10 @@ from hypothesis import strategies as st
 
 from auditor import conversations
 from auditor.apps import APP_SNAP
-from auditor.capture import native
+from auditor.capture import CaptureSet, Chunk, kernel, native, ranges
 from auditor.conversations import ConversationBuilder, ConversationResult
 from auditor.model import PacketRecord
+from tests import broken_checksums
 from tests.records import handshake, icmp_echo, icmp_unreach, numbered, tcp, udp
 from tests.test_invariance import capture
 
@@ -199,6 +205,66 @@ def test_any_cut_any_grouping(recs: list[PacketRecord], whole: dict[str, Any], c
                               grouping: int) -> None:
     cuts = [c % len(recs) or 1 for c in cuts]
     assert facts(merged(chunks(recs, cuts), random.Random(grouping))) == whole
+
+
+class Broken:
+    """tests/broken_checksums.py's capture, and one read of it by each build of the kernel."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.frames = broken_checksums.write(path)
+        self.size = path.stat().st_size
+        self._whole: dict[bool, dict[str, Any]] = {}
+
+    def whole(self) -> dict[str, Any]:
+        compiled = native.KERNEL.compiled
+        if compiled not in self._whole:
+            self._whole[compiled] = facts(sequential(list(CaptureSet([str(self.path)]))))
+        return self._whole[compiled]
+
+    def ranges(self, cuts: list[int]) -> list[list[PacketRecord]]:
+        """The records of each byte range, read by itself, numbered from the file's start (ranges.join;
+        the ranges after one that could not end at its cut are dropped)."""
+        edges = [0, *cuts, -1]
+        sets = [CaptureSet.from_chunks([Chunk(str(self.path), 0, edges[k], edges[k + 1], k)])
+                for k in range(len(edges) - 1)]
+        read = [list(cs) for cs in sets]
+        _, offsets = ranges.join([cs.inputs[0] for cs in sets])
+        return [[dataclasses.replace(r, frame=r.frame + by) for r in recs]
+                for recs, by in zip(read, offsets, strict=False)]
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory: pytest.TempPathFactory) -> Broken:
+    return Broken(tmp_path_factory.mktemp("broken") / "broken.pcap")
+
+
+def test_the_broken_capture_has_verified_and_unverified_bad_checksums(broken: Broken) -> None:
+    verified = broken_checksums.verified(broken.frames, kernel.VERIFY_ALL_BYTES, kernel.VERIFY_EVERY)
+    pairs = list(zip(broken.frames, verified, strict=True))
+    late = [(f, v) for f, v in pairs if f.offset >= kernel.VERIFY_ALL_BYTES]
+    assert sum(f.bad and v and not f.flags & 7 for f, v in late) >= 10  # sampled, not SYN/FIN/RST
+    assert sum(f.bad and not v for f, v in late) >= 500
+    res = sequential(list(CaptureSet([str(broken.path)])))
+    assert res.stats.bad_checksums == sum(f.bad and v for f, v in pairs)
+    histories = [c.history for c in res.connections]
+    assert any("C" in h for h in histories) and any("c" in h for h in histories)
+    assert facts(res) == broken.whole()
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), grouping=st.integers(0, 1 << 30))
+def test_byte_ranges_with_the_checksum_sample_any_cut_any_grouping(broken: Broken, data: st.DataObject,
+                                                                    grouping: int) -> None:
+    records = [f.offset - 16 for f in broken.frames]
+    at = st.one_of(st.sampled_from(records), st.integers(records[0], broken.size - 1))
+    cuts = data.draw(st.lists(at, min_size=1, max_size=6, unique=True).map(sorted))
+    parts = []
+    for i, recs in enumerate(broken.ranges(cuts)):
+        builder = _builder(i > 0)
+        builder.feed_many(recs)
+        parts.append(builder.end_chunk())
+    assert facts(merged(parts, random.Random(grouping))) == broken.whole()
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

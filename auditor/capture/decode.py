@@ -17,7 +17,7 @@ from auditor.capture import native
 from auditor.capture.info import ReadStats
 from auditor.capture.kernel import CHECKSUM_POLICY as CHECKSUM_POLICY
 from auditor.capture.kernel import ETH_IPV4, ETH_IPV6, GENEVE_PORT, VXLAN_PORT, Kernel, checksum_bad
-from auditor.capture.kernel import VERIFY_ALL_FRAMES as VERIFY_ALL_FRAMES
+from auditor.capture.kernel import VERIFY_ALL_BYTES as VERIFY_ALL_BYTES
 from auditor.capture.kernel import VERIFY_EVERY as VERIFY_EVERY
 from auditor.capture.link import linktype_name as linktype_name
 from auditor.capture.tunnels import Tunnels
@@ -125,9 +125,10 @@ class Decoder(Tunnels):
         self.stats = stats
         self.ii = input_index
         self.verify = verify_checksums
-        self.kernel: Kernel = native.KERNEL.module.Kernel(input_index, verify_checksums, VERIFY_ALL_FRAMES, self.slow)
+        self.kernel: Kernel = native.KERNEL.module.Kernel(input_index, verify_checksums, VERIFY_ALL_BYTES, self.slow)
         """The hot path (``decode``), compiled or pure Python (capture/native.py); it hands this decoder
-        (``slow``) whatever it does not take."""
+        (``slow``) whatever it does not take. It verifies every checksum (``kernel.verify_all``) until
+        a walk reads a frame past the first VERIFY_ALL_BYTES of the input, then a sample."""
         self.frags: FragTable = {}
         self.behind: Behind | None = None
         """A byte range that starts inside its file: how to learn the datagrams begun before it,

@@ -108,15 +108,22 @@ RAW_LINKTYPES: Final = frozenset((101, 12, 14, 228, 229))
 KEEP_FIRST = frozenset(b"\x16ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 # Transport checksums cost about a third of decoding. They only tell whether the capture host
-# offloaded checksumming, so after the first VERIFY_ALL_FRAMES frames of an input the kernel verifies
+# offloaded checksumming, so the kernel verifies every packet whose frame starts in the first
+# VERIFY_ALL_BYTES of an input (of its decompressed data, for a compressed one), and after that
 # every TCP SYN, FIN and RST (so each TCP connection still gets its own verdict, and its 'C' history
-# letter) and one other frame in VERIFY_EVERY (the count stays a count, of a sample; the report says
-# so). Packets on the general path (tunnels, fragments, options) are always verified.
-VERIFY_ALL_FRAMES = 10_000
-VERIFY_EVERY: Final = 64
-VERIFY_EVERY_MASK: Final = VERIFY_EVERY - 1
-CHECKSUM_POLICY = (f"every packet of the first {VERIFY_ALL_FRAMES:,} frames of each input, then every TCP "
-                   f"SYN, FIN and RST and 1 in {VERIFY_EVERY} of the other packets on the common path")
+# letter) and the other packets whose timestamp, in microseconds, is a multiple of VERIFY_EVERY (the
+# count stays a count, of a sample; the report says so). Both are the packet's own: a byte range of
+# a file (capture/ranges.py) knows where its frames are in the file and their timestamps, so it
+# verifies exactly the packets one read of the file does (a count of frames would differ). The
+# timestamp's microsecond is as good as random in real traffic; a prime spreads coarse clocks
+# (milliseconds, whole seconds) over the sample as well, and a checksum field or payload would not
+# do (offloaded checksums can be the same in every packet of a connection). Packets on the general
+# path (tunnels, fragments, options) are always verified.
+VERIFY_ALL_BYTES = 4 << 20
+VERIFY_EVERY: Final = 61
+CHECKSUM_POLICY = (f"every packet in the first {VERIFY_ALL_BYTES >> 20} MiB of each input, then every TCP "
+                   f"SYN, FIN and RST and, of the other packets on the common path, those whose timestamp "
+                   f"in microseconds is a multiple of {VERIFY_EVERY} (1 in {VERIFY_EVERY})")
 
 
 def checksum_bad(buf: bytes, a: int, b: int, src: bytes, dst: bytes, proto: int) -> bool:
@@ -136,13 +143,15 @@ def checksum_bad(buf: bytes, a: int, b: int, src: bytes, dst: bytes, proto: int)
 class Kernel:
     """The hot path of one input's decoder (capture/decode.py's Decoder makes it and owns ``slow``)."""
 
-    __slots__ = ("ii", "keep", "laned", "slow", "take", "verify", "verify_all")
+    __slots__ = ("all_below", "ii", "keep", "laned", "slow", "take", "verify", "verify_all")
 
-    def __init__(self, input_index: int, verify: bool, verify_all: int, slow: Slow) -> None:
+    def __init__(self, input_index: int, verify: bool, all_below: int, slow: Slow) -> None:
         self.ii = input_index
         self.verify = verify
-        self.verify_all = verify_all
-        """Frames of the input whose checksums are all verified (then sampled: VERIFY_ALL_FRAMES)."""
+        self.all_below = all_below
+        """The offset in the input before which a frame has its checksums verified (VERIFY_ALL_BYTES)."""
+        self.verify_all = True
+        """Verify every checksum, not the sample: until the walk meets a frame at ``all_below`` or past it."""
         self.slow = slow
         self.keep: frozenset[int] = KEEP_FIRST
         self.take: Take | None = None
@@ -234,7 +243,7 @@ class Kernel:
                         b = a + PAYLOAD_SNAP
             bad = False
             if (self.verify and ipend <= end
-                    and (frame <= self.verify_all or flags & 7 or not frame & VERIFY_EVERY_MASK)):
+                    and (self.verify_all or flags & 7 or not int(ts * 1e6 + 0.5) % VERIFY_EVERY)):
                 bad = checksum_bad(buf, l4, ipend, src, dst, 6)
             if quiet and not bad and take is not None and take(6, src, sport, dst, dport, ts, flags, plen, tot):
                 self.laned += 1
@@ -253,7 +262,7 @@ class Kernel:
             plen = ulen - 8
             bad = False
             if (ucs and self.verify and l4 + ulen <= end
-                    and (frame <= self.verify_all or not frame & VERIFY_EVERY_MASK)):
+                    and (self.verify_all or not int(ts * 1e6 + 0.5) % VERIFY_EVERY)):
                 bad = checksum_bad(buf, l4, l4 + ulen, src, dst, 17)
             if (not bad and take is not None and sport != 53 and dport != 53
                     and take(17, src, sport, dst, dport, ts, 0, plen, tot)):
@@ -307,6 +316,10 @@ class Kernel:
         div = 1
         toff = 0
         iface: Any = None
+        # Every checksum verified while the frames start before ``all_below`` in the input (r.base:
+        # the input's offset of buf[0]); then the sample.
+        below = self.all_below
+        everything = self.verify_all = True
         try:
             while True:
                 if ng is None:
@@ -396,6 +409,8 @@ class Kernel:
                                 hi = ts
                         lt = iface.lt
                     iface.frames += 1
+                if everything and r.base + start >= below:
+                    everything = self.verify_all = False
                 if not frame & pmask:
                     tick()
                 rec = self.decode(buf, start, caplen, ts, frame, lt)

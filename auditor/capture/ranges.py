@@ -22,8 +22,9 @@ thread hashes the rest of the file (through memory maps) without decoding it. Th
 nothing.
 
 The later fragments of an IP datagram whose first fragment is in the chunk before find it as one
-walk does (capture/fragments.py). Checksums are sampled by frame numbers within the chunk
-(kernel.VERIFY_ALL_FRAMES, VERIFY_EVERY_MASK): the same share, other frames (docs/scale.md).
+walk does (capture/fragments.py). The checksum sample is chosen by what a chunk knows of each packet
+as one walk does, its offset in the file and its timestamp (kernel.VERIFY_ALL_BYTES, VERIFY_EVERY):
+a chunk verifies the checksums of exactly the packets one walk verifies.
 """
 
 from __future__ import annotations
