@@ -52,20 +52,19 @@ def _glibc() -> ctypes.CDLL | None:
     """The process's C library when it is glibc (its mallopt and malloc_trim), else None."""
     try:
         libc = ctypes.CDLL(None)
-        libc.gnu_get_libc_version  # noqa: B018 (glibc's own: mallopt's parameters are glibc's)
-    except (OSError, AttributeError, TypeError):  # not glibc (musl, macOS, Windows)
+    except (OSError, TypeError):  # no C library to load by that name (Windows)
         return None
-    return libc
+    return libc if hasattr(libc, "gnu_get_libc_version") else None  # musl, macOS: not glibc's mallopt
 
 
 def lean_heap() -> None:
     """The C heap of a process that reads a chunk beside others (engine.run_local, ``-j N``): blocks
-    of LARGE_BLOCK bytes or more (the reader's read-ahead buffers, the tables of large dicts and
-    sets) get pages of their own, given back when freed. By default glibc raises that threshold to
-    the size of the largest block freed, up to 32 MiB: the 1 MiB read-ahead buffers then come from
-    the heap, between small blocks that outlive them, and the heap keeps their pages (20-40 MiB of
-    the shared realistic capture's worker; bench/README.md). Costs ~0.1 s of system time per GB
-    read. Only where the C library is glibc; elsewhere nothing."""
+    of LARGE_BLOCK bytes or more (the tables of large dicts and sets, the reader's read-ahead
+    buffers) get pages of their own, given back when freed. By default glibc raises that threshold
+    to the size of the largest block freed so far (up to 32 MiB): a large table, outgrown and freed,
+    then leaves its pages in the heap between smaller blocks that outlive it. A worker reading half
+    of the shared realistic capture ends its reading 10-20 MiB lower, for ~0.1 s more system time
+    (bench/README.md). Only where the C library is glibc; elsewhere nothing."""
     libc = _glibc()
     if libc is not None:
         libc.mallopt(_M_MMAP_THRESHOLD, LARGE_BLOCK)
