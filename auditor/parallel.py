@@ -5,10 +5,10 @@ cores, and how many processes a run uses when ``-j`` is not given (``auto_jobs``
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 import os
 from collections.abc import Iterator
+from typing import Any
 
 from auditor.capture import CaptureSet
 
@@ -44,12 +44,15 @@ def paused_gc(*, keep: bool = False) -> Iterator[None]:
 _M_MMAP_THRESHOLD = -3
 """glibc's mallopt parameter (malloc.h)."""
 
-LARGE_BLOCK = 256 << 10
-"""``lean_heap``: C blocks of this many bytes or more get pages of their own."""
+LARGE_BLOCK = 2 << 20
+"""``lean_heap``: C blocks of this many bytes or more get pages of their own (the read-ahead
+buffers, 1 MiB, stay in the heap, which reuses their pages)."""
 
 
-def _glibc() -> ctypes.CDLL | None:
+def _glibc() -> Any:
     """The process's C library when it is glibc (its mallopt and malloc_trim), else None."""
+    import ctypes  # only where it is used: a run in one process never loads it
+
     try:
         libc = ctypes.CDLL(None)
     except (OSError, TypeError):  # no C library to load by that name (Windows)
@@ -59,12 +62,12 @@ def _glibc() -> ctypes.CDLL | None:
 
 def lean_heap() -> None:
     """The C heap of a process that reads a chunk beside others (engine.run_local, ``-j N``): blocks
-    of LARGE_BLOCK bytes or more (the tables of large dicts and sets, the reader's read-ahead
-    buffers) get pages of their own, given back when freed. By default glibc raises that threshold
-    to the size of the largest block freed so far (up to 32 MiB): a large table, outgrown and freed,
-    then leaves its pages in the heap between smaller blocks that outlive it. A worker reading half
-    of the shared realistic capture ends its reading 10-20 MiB lower, for ~0.1 s more system time
-    (bench/README.md). Only where the C library is glibc; elsewhere nothing."""
+    of LARGE_BLOCK bytes or more (the tables of the largest dicts and sets) get pages of their own,
+    given back when freed. By default glibc raises that threshold to the size of the largest block
+    freed so far (up to 32 MiB): an outgrown table of 8-16 MiB, once freed, then leaves its pages in
+    the heap, between blocks that outlive it. Reading half of the shared realistic capture peaks
+    10-22 MiB lower so, for 0.07-0.12 s more system time (fresh pages for each new large table;
+    bench/README.md). Only where the C library is glibc; elsewhere nothing."""
     libc = _glibc()
     if libc is not None:
         libc.mallopt(_M_MMAP_THRESHOLD, LARGE_BLOCK)
