@@ -66,7 +66,7 @@ def lean_heap() -> None:
     given back when freed. By default glibc raises that threshold to the size of the largest block
     freed so far (up to 32 MiB): an outgrown table of 8-16 MiB, once freed, then leaves its pages in
     the heap, between blocks that outlive it. Reading half of the shared realistic capture peaks
-    10-22 MiB lower so, for 0.07-0.12 s more system time (fresh pages for each new large table;
+    10-22 MiB lower so, for up to 0.12 s more system time (fresh pages for each new large table;
     bench/README.md). Only where the C library is glibc; elsewhere nothing."""
     libc = _glibc()
     if libc is not None:
