@@ -24,6 +24,7 @@ order, and the result says so (``Collected.reread``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import multiprocessing as mp
 import multiprocessing.connection as mpc
@@ -44,7 +45,7 @@ from auditor.conversations.state import Head
 from auditor.errors import AuditorError
 from auditor.model import PacketRecord
 from auditor.names import NameEvidence
-from auditor.parallel import paused_gc, tune_gc
+from auditor.parallel import lean_heap, paused_gc, trim_heap, tune_gc
 
 Progress = Callable[[int, int, int], None]
 """(bytes done, bytes in all, frames read)."""
@@ -226,7 +227,11 @@ class Merger:
         """Which of the next part's head chains continue something here (conversations/chunks.py)."""
         return chunks.decide(self.acc.conv, firsts) if self.acc is not None else [False] * len(firsts)
 
-    def add(self, part: Part, decided: tuple[list[Head], list[bool]] | None = None) -> None:
+    def add(self, part: Part, decided: tuple[list[Head], list[bool]] | None = None, rest: _Rest | None = None) -> None:
+        """Merge the next part. ``decided``: its chains' first packets and which continue something
+        here (``decide``; the part was ``settle``d with them). ``rest``: its flows and names, to come in
+        pieces after it (a worker's, ``_send_part``): each piece is merged and let go as it comes,
+        where the whole part's would have been."""
         if not self.wanted(part.chunk):
             return
         built = type(part.conv).__module__
@@ -245,15 +250,25 @@ class Merger:
         acc = self.acc
         if acc is None:
             self.acc = part
+            if rest is not None:
+                part.conv.result.take(f for piece in rest.take("flows") for f in piece)
+                for names in rest.take("names"):
+                    part.names.merge(names)
+                rest.end()
             return
         if acc.conv.last_ts > part.conv.first_ts + DISORDER_SLACK:
             self.exact = False
         if decided is None:
+            assert rest is None  # only a settled part travels in pieces
             acc.conv.absorb(part.conv)
         else:
-            chunks.absorb_decided(acc.conv, part.conv, *decided)
+            chunks.absorb_decided(acc.conv, part.conv, *decided, more=rest.take("flows") if rest is not None else ())
         chunks.close_idle(acc.conv)  # what the later parts cannot continue: closed as it comes
         acc.names.merge(part.names)
+        if rest is not None:
+            for names in rest.take("names"):
+                acc.names.merge(names)
+            rest.end()
         acc.stats.merge(part.stats)
 
     def result(self) -> tuple[Collected, bool]:
@@ -319,6 +334,7 @@ def _worker(conn: Any, chunk: list[ranges.Chunk], server_ports: frozenset[tuple[
                 os._exit(1)
 
     threading.Thread(target=watch, name="parent watch", daemon=True).start()
+    lean_heap()
     try:
         try:
             part = read_chunk(chunk, server_ports, engine, verify, first, last, freeze=True)
@@ -327,10 +343,10 @@ def _worker(conn: Any, chunk: list[ranges.Chunk], server_ports: frozenset[tuple[
             if joins is None:
                 return
             chunks.settle(part.conv, joins)
-            message: tuple[str, Any] = ("part", part)
         except BaseException as e:
-            message = ("error", e)
-        _send(conn, message)
+            _send(conn, ("error", e))
+            return
+        _send_part(conn, part)
     except (EOFError, OSError):
         pass  # the parent stopped: nothing to answer
     finally:
@@ -342,6 +358,53 @@ def _send(conn: Any, message: tuple[str, Any]) -> None:
     reads them): neither process holds the whole pickle beside the objects."""
     pickle.Pickler(_Frames(conn), protocol=pickle.HIGHEST_PROTOCOL).dump(message)
     conn.send_bytes(b"")  # the end
+
+
+PIECE = 4096
+"""Flows, or addresses of name evidence, per piece of a worker's part (``_send_part``)."""
+
+
+def _send_part(conn: Any, part: Part, piece: int = PIECE) -> None:
+    """A worker's settled part: the part without its flows and name observations, then those in
+    pieces of ``piece`` (each a message of its own, with its own memo: the pickler's memo of a whole
+    part held an entry per object), then the end. Each piece is let go once sent; the merge takes
+    them in order where the part's own would have been merged (``_Rest``, Merger.add)."""
+    result = part.conv.result
+    flows = list(result.flows.values())
+    result.flows = {}
+    names = part.names.split(piece)
+    _send(conn, ("part", part))
+    flows.reverse()  # taken from the end
+    while flows:
+        _send(conn, ("flows", [flows.pop() for _ in range(min(piece, len(flows)))]))
+    for lot in names:
+        _send(conn, ("names", lot))
+    _send(conn, ("end", None))
+
+
+class _Rest:
+    """What follows a worker's part on its pipe (``_send_part``): its flows, then its names, in
+    pieces, each unpickled when the merge comes to it (``take``), then the end."""
+
+    def __init__(self, receive: Callable[[], tuple[str, Any]]) -> None:
+        self.receive = receive
+        self.ahead: tuple[str, Any] | None = None
+
+    def take(self, kind: str) -> Iterator[Any]:
+        """The pieces of this kind that come next."""
+        while True:
+            if self.ahead is None:
+                self.ahead = self.receive()
+            if self.ahead[0] != kind:
+                return
+            value, self.ahead = self.ahead[1], None
+            yield value
+
+    def end(self) -> None:
+        """Check that all was taken."""
+        if (self.ahead or self.receive())[0] != "end":
+            raise RuntimeError("a worker's part was merged without all of its pieces")
+        self.ahead = None
 
 
 class _Frames:
@@ -415,6 +478,7 @@ def run_local(chunks_: list[ranges.Chunk], server_ports: frozenset[tuple[str, in
     the chains that continue nothing itself, and only the others' logs come back. A stop (Ctrl-C,
     SIGTERM) or an error ends the workers at once: no pool, no shared queue whose lock a killed
     worker could hold."""
+    lean_heap()
     ctx = _context()
     running: dict[int, tuple[Any, Any]] = {}
     got: dict[int, Any] = {}
@@ -435,7 +499,7 @@ def run_local(chunks_: list[ranges.Chunk], server_ports: frozenset[tuple[str, in
         proc.start()
         there.close()
 
-    def receive(i: int) -> Any:
+    def message(i: int) -> tuple[str, Any]:
         proc, here = running[i]
         try:
             stream = _Stream(here)
@@ -446,7 +510,10 @@ def run_local(chunks_: list[ranges.Chunk], server_ports: frozenset[tuple[str, in
             raise RuntimeError(f"the process reading {runs[i][0].path} ended ({proc.exitcode})") from None
         if kind == "error":
             raise value
-        return value
+        return kind, value
+
+    def receive(i: int) -> Any:
+        return message(i)[1]
 
     def poll(timeout: float | None = 0.0) -> None:
         """The workers that have finished reading (their heads have come) make room for the next
@@ -482,7 +549,9 @@ def run_local(chunks_: list[ranges.Chunk], server_ports: frozenset[tuple[str, in
                 else:
                     joins = merger.decide(firsts)
                     here.send_bytes(pickle.dumps(joins, protocol=pickle.HIGHEST_PROTOCOL))
-                    merger.add(receive(i), (firsts, joins))
+                    merger.add(receive(i), (firsts, joins), _Rest(functools.partial(message, i)))
+                    del firsts
+                    trim_heap()  # the part's pieces, unpickled and let go
                 here.close()
                 proc.join()
                 del running[i]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,6 +157,24 @@ class NameEvidence:
                 self._by_addr[address].sort(key=lambda o: (o.input_index, o.frame))
         for key in ("names_dropped", "names_refused", "parse_errors", "dns_responses", "sni", "http_host"):
             self.stats[key] += other.stats[key]
+
+    def split(self, size: int) -> Iterator[NameEvidence]:
+        """Move the observations out of this evidence, ``size`` addresses at a time, each lot as an
+        evidence of its own without counters (a chunk's names travel from a worker process in
+        pieces: auditor/engine.py). Merging this (its counters only, now) and then the pieces in
+        order gives what merging it whole gave: ``merge`` takes one address after the other."""
+        items = list(self._by_addr.items())
+        self._by_addr, self._by_name, self._seen = {}, {}, set()
+        return self._pieces(items, size)
+
+    def _pieces(self, items: list[tuple[str, list[NameObservation]]], size: int) -> Iterator[NameEvidence]:
+        items.reverse()  # taken from the end: each lot is freed once it has gone
+        while items:
+            piece = NameEvidence(max_names=self._max_names, max_name_len=self._max_len)
+            for _ in range(min(size, len(items))):
+                address, observations = items.pop()
+                piece._by_addr[address] = observations
+            yield piece
 
     def renumber(self, frame: Callable[[tuple[int, int]], tuple[int, int]]) -> None:
         """Map every observation's (input_index, frame) (a chunk's frames, auditor/engine.py)."""

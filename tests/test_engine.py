@@ -7,9 +7,12 @@ conversations, handshakes and DNS exchanges run across the files, as in a ring b
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import os
+import pickle
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -20,7 +23,7 @@ import pytest
 from auditor import engine
 from auditor.audit import collect
 from auditor.capture import CaptureSet
-from auditor.conversations import DISORDER_SLACK
+from auditor.conversations import DISORDER_SLACK, merging
 from auditor.engine import Collected
 from auditor.errors import AuditorError
 from tests.scripts import load_script
@@ -101,6 +104,46 @@ def test_local_processes_give_one_process_result(ring: list[Path], sequential: d
     # Progress counts chunks' bytes and frames across the workers, up to all of them.
     assert seen[-1][0] == seen[-1][1] == sum(p.stat().st_size for p in ring)
     assert seen[-1][2] == sequential["read"]["frames"]
+
+
+def test_a_workers_part_merged_piece_by_piece(ring: list[Path], sequential: dict[str, Any]) -> None:
+    # How a worker sends its settled part (engine._send_part), here through a pipe from a thread: the
+    # part without its flows and names, then those in pieces, each merged as it comes where the whole
+    # part's would have been (Merger.add with engine._Rest): one process's result.
+    runs = engine.group(engine.plan([str(p) for p in ring], 1), 2)
+    merger = engine.Merger()
+    merger.add(engine.read_chunk(runs[0], PORTS, "fast", True, True))
+    part = engine.read_chunk(runs[1], PORTS, "fast", True, False, True)
+    firsts = merging.heads(part.conv)
+    joins = merger.decide(firsts)
+    merging.settle(part.conv, joins)
+    flows, addresses = len(part.conv.result.flows), len(part.names._by_addr)
+    assert flows > 1000 and addresses > 1000
+    here, there = multiprocessing.Pipe()
+    sender = threading.Thread(target=engine._send_part, args=(there, part, 97))
+    sender.start()
+    kinds: list[str] = []
+
+    def message() -> tuple[str, Any]:
+        stream = engine._Stream(here)
+        kind, value = pickle.load(stream)
+        stream.end()
+        kinds.append(kind)
+        return kind, value
+
+    kind, got = message()
+    assert kind == "part" and not got.conv.result.flows and not got.names._by_addr
+    merger.add(got, (firsts, joins), engine._Rest(message))
+    sender.join()
+    assert kinds == ["part"] + ["flows"] * -(-flows // 97) + ["names"] * -(-addresses // 97) + ["end"]
+    collected, exact = merger.result()
+    assert exact and _got(collected) == sequential
+
+
+def test_a_part_merged_without_all_its_pieces_is_an_error() -> None:
+    sent = iter([("flows", []), ("end", None)])
+    with pytest.raises(RuntimeError, match="without all of its pieces"):
+        engine._Rest(lambda: next(sent)).end()
 
 
 def test_every_chunk_is_read_while_the_first_parts_merge(whole: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -164,3 +164,39 @@ def test_travels_between_processes_whole() -> None:
     back.observe(tcp(CLIENT, "198.51.100.7", 50003, 443, "PA", 5.0, payload=client_hello(b"sf.example.com")))
     assert back.stats["names_kept"] == 5 and back.stats["names_dropped"] == 2
     assert names(back, "198.51.100.7").count(("sf.example.com", "sni")) == 1
+
+
+def _evidence(max_names: int, lots: list[tuple[float, int, str, str]]) -> NameEvidence:
+    """(ts, frame, name, address) each as a DNS answer, in order."""
+    ev = NameEvidence(max_names=max_names)
+    for ts, frame, name, address in lots:
+        ev.observe(udp(RESOLVER, CLIENT, 53, 50000, ts, frame=frame,
+                       payload=dns_response(name, [(name, "A", address)])))
+    return ev
+
+
+def _state(ev: NameEvidence) -> tuple[object, ...]:
+    return ({a: ev.names_for(a) for a in ev._by_addr}, ev.stats, ev._by_name, ev._seen)
+
+
+def test_merged_in_pieces_as_whole() -> None:
+    # A worker sends its names in pieces of a few addresses (auditor/engine.py): merging its
+    # counters, then the pieces in order, gives what merging it whole gave, up to the bound.
+    mine = [(1.0, 2, "a.example", "192.0.2.1"), (1.5, 4, "b.example", "192.0.2.2")]
+    theirs = [(2.0, 1, "b.example", "192.0.2.2"), (2.1, 2, "c.example", "192.0.2.1")] + [
+        (2.0 + i / 10, 3 + i, f"h{i}.example", f"192.0.2.{10 + i % 4}") for i in range(9)]
+    for bound in (4, 100):
+        want = _evidence(bound, mine)
+        want.merge(_evidence(100, theirs))
+        for size in (1, 2, 100):
+            got, part = _evidence(bound, mine), _evidence(100, theirs)
+            pieces = part.split(size)
+            assert not part._by_addr and not part.names_for("192.0.2.1")  # moved out at once
+            got.merge(pickle.loads(pickle.dumps(part)))
+            lots = [pickle.loads(pickle.dumps(p)) for p in pieces]
+            assert len(lots) == -(-6 // size)  # 6 addresses
+            for lot in lots:
+                assert sum(lot.stats.values()) == 0  # the counters travel once, with the part
+                got.merge(lot)
+            assert _state(got) == _state(want)
+        assert (want.stats["names_dropped"] > 0) == (bound == 4)

@@ -8,6 +8,7 @@ import dataclasses
 import gc
 import json
 import pickle
+import platform
 import random
 from pathlib import Path
 from typing import Any
@@ -158,3 +159,12 @@ def test_automatic_choice_reads_a_large_file_in_one_process(tmp_path: Path, monk
     with pytest.raises(ZeroDivisionError):  # -j 2 does go to the engine's chunks
         audit.read_captures(CaptureSet(two), frozenset(), jobs=2)
     assert asked == [2]
+
+
+def test_the_heap_settings_act_only_on_glibc() -> None:
+    # lean_heap and trim_heap call glibc's mallopt and malloc_trim, whose parameters are glibc's:
+    # found where the C library is glibc, never elsewhere (musl, macOS, Windows: nothing is done).
+    is_glibc = platform.libc_ver()[0] == "glibc"
+    assert (parallel._glibc() is not None) == is_glibc
+    parallel.lean_heap()  # and harmless where it is
+    parallel.trim_heap()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from auditor.apps import identify_connection
@@ -23,6 +24,7 @@ from auditor.model import (
     IPPROTO_TCP,
     IPPROTO_UDP,
     SYN,
+    Flow,
     PacketRecord,
     share_counts,
 )
@@ -150,14 +152,16 @@ def settle(right: ConversationBuilder, joins: list[bool]) -> None:
 
 
 def absorb_decided(b: ConversationBuilder, right: ConversationBuilder, firsts: list[Head],
-                   joins: list[bool]) -> ConversationBuilder:
+                   joins: list[bool], more: Iterable[list[Flow]] = ()) -> ConversationBuilder:
     """``absorb`` once ``decide`` has looked the chains' first packets (``firsts``, from ``heads``)
     up here. ``right`` holds all its chains, or, once ``settle``d in its own process, only those
     that ``joins`` says continue something here. At its turn each first packet is looked up again,
     acting as a sequential read would; a chain whose answer changed meanwhile (a chain merged ahead
-    of it changed what is live) is replayed when its log is here, else counted in ``merge_misses``."""
+    of it changed what is live) is replayed when its log is here, else counted in ``merge_misses``.
+    ``more``: flows of ``right`` that come after it (a worker sends them in pieces), taken over
+    after its own, where one builder of the whole would have them."""
     if right._anchor is None:  # no connection at all: its counters only
-        take_counts(b, right, set())
+        take_counts(b, right, set(), more)
         return b
     if b._anchor is None:
         b._anchor, b._seen = right._anchor, right._seen
@@ -178,7 +182,7 @@ def absorb_decided(b: ConversationBuilder, right: ConversationBuilder, firsts: l
             b.replays[first.proto] = b.replays.get(first.proto, 0) + 1
         elif chain is not None:
             adopt(b, chain, right)
-    take_counts(b, right, dropped)
+    take_counts(b, right, dropped, more)
     return b
 
 
@@ -345,12 +349,15 @@ def fold(b: ConversationBuilder, chain: _Chain) -> None:
     chain.closed, chain.ttls = [], None
 
 
-def take_counts(b: ConversationBuilder, right: ConversationBuilder, dropped: set[int]) -> None:
-    """Take over the next chunk's flows, counters and live connections (but those of dropped
-    chains, replayed here instead)."""
+def take_counts(b: ConversationBuilder, right: ConversationBuilder, dropped: set[int],
+                more: Iterable[list[Flow]] = ()) -> None:
+    """Take over the next chunk's flows (then ``more`` of them, piece by piece), counters and live
+    connections (but those of dropped chains, replayed here instead)."""
     result = b.result
     right.result.host_ttls = {}
     result.merge(right.result)
+    for piece in more:
+        result.take(piece)
     for addr, bits in right._ttls.items():
         for ttl in range(bits.bit_length()):
             if bits >> ttl & 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from auditor.model import (
@@ -73,16 +74,21 @@ class ConversationResult:
         other's flows are taken over, not copied (the shares of a parallel run mostly hold different
         flows): it is not to be used afterwards."""
         self.overflowed = self.overflowed or other.overflowed
-        flows = self.flows
-        for key, flow in other.flows.items():
-            mine = flows.get(key)
-            if mine is None:
-                flows[key] = flow
-            else:
-                mine.merge(flow)
+        self.take(other.flows.values())
         self.connections.extend(other.connections)
         self.stats.merge(other.stats)
         ttls = self.host_ttls
         for addr, seen in other.host_ttls.items():
             ttls[addr] = ttls.get(addr, 0) | seen
 
+    def take(self, flows: Iterable[Flow]) -> None:
+        """Take these flows over (those of a key already here are merged into its flow), in order:
+        ``merge``'s, or the flows of a part that come in pieces after it (auditor/engine.py)."""
+        mine = self.flows
+        for flow in flows:
+            key = flow.key
+            old = mine.get(key)
+            if old is None:
+                mine[key] = flow
+            else:
+                old.merge(flow)
