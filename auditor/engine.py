@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from auditor import pipe
 from auditor.capture import CaptureSet, ranges
 from auditor.capture.info import InputInfo, ReadStats
 from auditor.conversations import DISORDER_SLACK, ConversationBuilder, ConversationResult
@@ -227,10 +228,11 @@ class Merger:
         """Which of the next part's head chains continue something here (conversations/chunks.py)."""
         return chunks.decide(self.acc.conv, firsts) if self.acc is not None else [False] * len(firsts)
 
-    def add(self, part: Part, decided: tuple[list[Head], list[bool]] | None = None, rest: _Rest | None = None) -> None:
+    def add(self, part: Part, decided: tuple[list[Head], list[bool]] | None = None,
+            rest: pipe.Rest | None = None) -> None:
         """Merge the next part. ``decided``: its chains' first packets and which continue something
         here (``decide``; the part was ``settle``d with them). ``rest``: its flows and names, to come in
-        pieces after it (a worker's, ``_send_part``): each piece is merged and let go as it comes,
+        pieces after it (a worker's, ``pipe.send_part``): each piece is merged and let go as it comes,
         where the whole part's would have been."""
         if not self.wanted(part.chunk):
             return
@@ -338,119 +340,19 @@ def _worker(conn: Any, chunk: list[ranges.Chunk], server_ports: frozenset[tuple[
     try:
         try:
             part = read_chunk(chunk, server_ports, engine, verify, first, last, freeze=True)
-            _send(conn, ("heads", chunks.heads(part.conv)))
+            pipe.send(conn, ("heads", chunks.heads(part.conv)))
             joins = pickle.loads(conn.recv_bytes())
             if joins is None:
                 return
             chunks.settle(part.conv, joins)
         except BaseException as e:
-            _send(conn, ("error", e))
+            pipe.send(conn, ("error", e))
             return
-        _send_part(conn, part)
+        pipe.send_part(conn, part)
     except (EOFError, OSError):
         pass  # the parent stopped: nothing to answer
     finally:
         conn.close()
-
-
-def _send(conn: Any, message: tuple[str, Any]) -> None:
-    """A worker's message, pickled as a stream of frames, each its own message on ``conn`` (``_Stream``
-    reads them): neither process holds the whole pickle beside the objects."""
-    pickle.Pickler(_Frames(conn), protocol=pickle.HIGHEST_PROTOCOL).dump(message)
-    conn.send_bytes(b"")  # the end
-
-
-PIECE = 4096
-"""Flows, or addresses of name evidence, per piece of a worker's part (``_send_part``)."""
-
-
-def _send_part(conn: Any, part: Part, piece: int = PIECE) -> None:
-    """A worker's settled part: the part without its flows and name observations, then those in
-    pieces of ``piece`` (each a message of its own, with its own memo: the pickler's memo of a whole
-    part held an entry per object), then the end. Each piece is let go once sent; the merge takes
-    them in order where the part's own would have been merged (``_Rest``, Merger.add)."""
-    result = part.conv.result
-    flows = list(result.flows.values())
-    result.flows = {}
-    names = part.names.split(piece)
-    _send(conn, ("part", part))
-    flows.reverse()  # taken from the end
-    while flows:
-        _send(conn, ("flows", [flows.pop() for _ in range(min(piece, len(flows)))]))
-    for lot in names:
-        _send(conn, ("names", lot))
-    _send(conn, ("end", None))
-
-
-class _Rest:
-    """What follows a worker's part on its pipe (``_send_part``): its flows, then its names, in
-    pieces, each unpickled when the merge comes to it (``take``), then the end."""
-
-    def __init__(self, receive: Callable[[], tuple[str, Any]]) -> None:
-        self.receive = receive
-        self.ahead: tuple[str, Any] | None = None
-
-    def take(self, kind: str) -> Iterator[Any]:
-        """The pieces of this kind that come next."""
-        while True:
-            if self.ahead is None:
-                self.ahead = self.receive()
-            if self.ahead[0] != kind:
-                return
-            value, self.ahead = self.ahead[1], None
-            yield value
-
-    def end(self) -> None:
-        """Check that all was taken."""
-        if (self.ahead or self.receive())[0] != "end":
-            raise RuntimeError("a worker's part was merged without all of its pieces")
-        self.ahead = None
-
-
-class _Frames:
-    """What the pickler writes, sent as it comes."""
-
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-
-    def write(self, data: bytes) -> int:
-        if data:
-            self.conn.send_bytes(data)
-        return len(data)
-
-
-class _Stream:
-    """The frames ``_send`` sent, read as one file by the unpickler (to the end marker)."""
-
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-        self.buf = memoryview(b"")
-
-    def read(self, n: int = -1) -> bytes:
-        got = []
-        while n:
-            if not self.buf:
-                self.buf = memoryview(self.conn.recv_bytes())
-                if not self.buf:
-                    break
-            piece = self.buf[:n] if n > 0 else self.buf
-            self.buf = self.buf[len(piece):]
-            got.append(piece)
-            n -= len(piece)
-        return b"".join(got)
-
-    def readinto(self, into: Any) -> int:
-        data = self.read(len(into))
-        into[:len(data)] = data
-        return len(data)
-
-    def readline(self) -> bytes:  # not used by the binary protocols, but the unpickler asks for it
-        raise pickle.UnpicklingError("a worker's message has no lines")
-
-    def end(self) -> None:
-        """Read to the end marker (the unpickler stops at the pickle's last frame)."""
-        while self.read(1 << 16):
-            pass
 
 
 def _context() -> Any:
@@ -502,7 +404,7 @@ def run_local(chunks_: list[ranges.Chunk], server_ports: frozenset[tuple[str, in
     def message(i: int) -> tuple[str, Any]:
         proc, here = running[i]
         try:
-            stream = _Stream(here)
+            stream = pipe.Stream(here)
             kind, value = pickle.load(stream)
             stream.end()
         except EOFError:
@@ -549,7 +451,7 @@ def run_local(chunks_: list[ranges.Chunk], server_ports: frozenset[tuple[str, in
                 else:
                     joins = merger.decide(firsts)
                     here.send_bytes(pickle.dumps(joins, protocol=pickle.HIGHEST_PROTOCOL))
-                    merger.add(receive(i), (firsts, joins), _Rest(functools.partial(message, i)))
+                    merger.add(receive(i), (firsts, joins), pipe.Rest(functools.partial(message, i)))
                     del firsts
                     trim_heap()  # the part's pieces, unpickled and let go
                 here.close()

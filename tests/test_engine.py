@@ -20,7 +20,7 @@ from typing import Any
 import dpkt
 import pytest
 
-from auditor import engine
+from auditor import engine, pipe
 from auditor.audit import collect
 from auditor.capture import CaptureSet
 from auditor.conversations import DISORDER_SLACK, merging
@@ -107,9 +107,9 @@ def test_local_processes_give_one_process_result(ring: list[Path], sequential: d
 
 
 def test_a_workers_part_merged_piece_by_piece(ring: list[Path], sequential: dict[str, Any]) -> None:
-    # How a worker sends its settled part (engine._send_part), here through a pipe from a thread: the
+    # How a worker sends its settled part (pipe.send_part), here through a pipe from a thread: the
     # part without its flows and names, then those in pieces, each merged as it comes where the whole
-    # part's would have been (Merger.add with engine._Rest): one process's result.
+    # part's would have been (Merger.add with pipe.Rest): one process's result.
     runs = engine.group(engine.plan([str(p) for p in ring], 1), 2)
     merger = engine.Merger()
     merger.add(engine.read_chunk(runs[0], PORTS, "fast", True, True))
@@ -120,12 +120,12 @@ def test_a_workers_part_merged_piece_by_piece(ring: list[Path], sequential: dict
     flows, addresses = len(part.conv.result.flows), len(part.names._by_addr)
     assert flows > 1000 and addresses > 1000
     here, there = multiprocessing.Pipe()
-    sender = threading.Thread(target=engine._send_part, args=(there, part, 97))
+    sender = threading.Thread(target=pipe.send_part, args=(there, part, 97))
     sender.start()
     kinds: list[str] = []
 
     def message() -> tuple[str, Any]:
-        stream = engine._Stream(here)
+        stream = pipe.Stream(here)
         kind, value = pickle.load(stream)
         stream.end()
         kinds.append(kind)
@@ -133,7 +133,7 @@ def test_a_workers_part_merged_piece_by_piece(ring: list[Path], sequential: dict
 
     kind, got = message()
     assert kind == "part" and not got.conv.result.flows and not got.names._by_addr
-    merger.add(got, (firsts, joins), engine._Rest(message))
+    merger.add(got, (firsts, joins), pipe.Rest(message))
     sender.join()
     assert kinds == ["part"] + ["flows"] * -(-flows // 97) + ["names"] * -(-addresses // 97) + ["end"]
     collected, exact = merger.result()
@@ -143,7 +143,7 @@ def test_a_workers_part_merged_piece_by_piece(ring: list[Path], sequential: dict
 def test_a_part_merged_without_all_its_pieces_is_an_error() -> None:
     sent = iter([("flows", []), ("end", None)])
     with pytest.raises(RuntimeError, match="without all of its pieces"):
-        engine._Rest(lambda: next(sent)).end()
+        pipe.Rest(lambda: next(sent)).end()
 
 
 def test_every_chunk_is_read_while_the_first_parts_merge(whole: Path, monkeypatch: pytest.MonkeyPatch) -> None:
