@@ -176,6 +176,16 @@ def rule_caption(rule_id: str, rules: Mapping[str, RuleRow], reverse: bool) -> s
     return f"{rule_id}{layer} \u2014 {rule.description if rule is not None else ''}"
 
 
+def _outcome_key(r: Any) -> tuple[Any, ...]:
+    """The interning key of an outcome cell: what it is made of (a row, or document.OutcomeParts)."""
+    return ("o", r.outcome, r.refused_by)
+
+
+def _conns_key(r: Any) -> tuple[Any, ...]:
+    """The interning key of a connections cell, alike."""
+    return ("c", r.connections, r.established, r.rejected, r.unanswered, tuple(r.conn_states.items()))
+
+
 class FlowCells:
     """Builds flows' cells for one report. Cells that many flows share (verdict, hosts, service,
     outcome, rule or reason, direction) are made once and interned: the page holds them once, in
@@ -221,8 +231,7 @@ class FlowCells:
     def outcome_conns(self, r: Any) -> tuple[int, int]:
         """The interned indexes of a flow's outcome and connections cells (as ``shared`` makes them) of
         what they are made of: a row, or its parts (document.OutcomeParts)."""
-        k_out = ("o", r.outcome, r.refused_by)
-        k_conns = ("c", r.connections, r.established, r.rejected, r.unanswered, tuple(r.conn_states.items()))
+        k_out, k_conns = _outcome_key(r), _conns_key(r)
         return (self._index.get(k_out) or self._intern(k_out, self._outcome, r),
                 self._index.get(k_conns) or self._intern(k_conns, self._conns, r))
 
@@ -256,9 +265,9 @@ class FlowCells:
         k_resp = ("h", r.responder, r.responder_names, r.responder_roles)
         k_svc = ("s", r.protocol, r.port, r.app_protocol, tuple(r.apps.items()), r.unverified,
                  tuple(r.app_evidence.items()) if r.app_evidence else (), r.reason == _MISMATCH)
-        k_out = ("o", r.outcome, r.refused_by)
+        k_out = _outcome_key(r)
         k_why = ("w", r.rule_ids, r.reverse_rule_ids, r.reason, r.reason_text)
-        k_conns = ("c", r.connections, r.established, r.rejected, r.unanswered, tuple(r.conn_states.items()))
+        k_conns = _conns_key(r)
         k_dir = ("d", r.direction_evidence, r.direction_inferred)
         return [
             get(k_v) or intern(k_v, _verdict_cell, v),
