@@ -90,23 +90,11 @@ class NameEvidence:
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         self._max_names, self._max_len, self.stats, names, addresses, sources, inputs, frames = state
-        by_addr: dict[str, list[NameObservation]] = {}
-        by_name: dict[str, set[str]] = {}
-        seen: set[tuple[str, str, str]] = set()
+        self._by_addr, self._by_name, self._seen = {}, {}, set()
+        store, seen = self._store, self._seen
         for name, address, source, index, frame in zip(names, addresses, sources, inputs, frames, strict=True):
-            obs = NameObservation(name, address, source, index, frame)
-            kept = by_addr.get(address)
-            if kept is None:
-                by_addr[address] = [obs]
-            else:
-                kept.append(obs)
-            tied = by_name.get(name)
-            if tied is None:
-                by_name[name] = {address}
-            else:
-                tied.add(address)
+            store(NameObservation(name, address, source, index, frame))
             seen.add((address, name, source))
-        self._by_addr, self._by_name, self._seen = by_addr, by_name, seen
 
     # ---- input --------------------------------------------------------------------------------
 
