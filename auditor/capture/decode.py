@@ -165,9 +165,7 @@ class Decoder(Tunnels):
     # -- counting ---------------------------------------------------------------------------------
 
     def bad(self, kind: str, frame: int) -> None:
-        m = self.stats.malformed
-        m[kind] = m.get(kind, 0) + 1
-        self.stats.examples.setdefault(kind, (self.ii, frame))
+        self.stats.count_malformed(kind, self.ii, frame)
         # Runs are counted here, on malformed frames only, so good frames cost nothing; frame numbers
         # say whether two are consecutive (a frame may be counted more than once: tunnels).
         if frame != self._bad_last and kind not in _EMITTED:

@@ -88,6 +88,12 @@ class ReadStats:
     examples: dict[str, tuple[int, int]] = field(default_factory=dict)
     """kind -> (input_index, frame) of its first occurrence (malformed and unsupported kinds)."""
 
+    def count_malformed(self, kind: str, input_index: int, frame: int) -> None:
+        """One malformed frame of ``kind``; the first is its example."""
+        m = self.malformed
+        m[kind] = m.get(kind, 0) + 1
+        self.examples.setdefault(kind, (input_index, frame))
+
     def merge(self, other: ReadStats) -> None:
         self.frames += other.frames
         self.records += other.records

@@ -156,9 +156,7 @@ def read_tshark(path: str, index: int, info: InputInfo, stats: ReadStats,
             except (ValueError, IndexError, KeyError):
                 # tshark printed fields we cannot read as a packet (odd dissections of malformed
                 # frames): counted like any malformed packet, never fatal.
-                kind = "tshark-unreadable-fields"
-                stats.malformed[kind] = stats.malformed.get(kind, 0) + 1
-                stats.examples.setdefault(kind, (index, frames))
+                stats.count_malformed("tshark-unreadable-fields", index, frames)
                 rec = None
             if frames % 4096 == 0:
                 report(src.raw.nread)
@@ -298,9 +296,7 @@ def _record(cols: list[str], protos: list[str], ii: int, frame: int, ts: float, 
         # A later fragment: the ports of its datagram's first fragment, as the fast engine finds them.
         ports = fragment_ports(frags, fkey, ts)
         if ports is None:
-            kind = "fragment-orphan"
-            stats.malformed[kind] = stats.malformed.get(kind, 0) + 1
-            stats.examples.setdefault(kind, (ii, frame))
+            stats.count_malformed("fragment-orphan", ii, frame)
             ports = (0, 0)
         size = (_ints(cols[_IX["data.len"]]) or [0])[-1] if v6p else ip_len - int(d["hdr_len"] or 20)
         return PacketRecord(ii, frame, ts, src, dst, proto, ip_len, ports[0], ports[1],
