@@ -251,27 +251,25 @@ class Merger:
             self.progress(self.done_bytes, self.total, self.done_frames)
         acc = self.acc
         if acc is None:
-            self.acc = part
+            self.acc = acc = part
             if rest is not None:
                 part.conv.result.take(f for piece in rest.take("flows") for f in piece)
-                for names in rest.take("names"):
-                    part.names.merge(names)
-                rest.end()
-            return
-        if acc.conv.last_ts > part.conv.first_ts + DISORDER_SLACK:
-            self.exact = False
-        if decided is None:
-            assert rest is None  # only a settled part travels in pieces
-            acc.conv.absorb(part.conv)
         else:
-            chunks.absorb_decided(acc.conv, part.conv, *decided, more=rest.take("flows") if rest is not None else ())
-        chunks.close_idle(acc.conv)  # what the later parts cannot continue: closed as it comes
-        acc.names.merge(part.names)
-        if rest is not None:
+            if acc.conv.last_ts > part.conv.first_ts + DISORDER_SLACK:
+                self.exact = False
+            if decided is None:
+                assert rest is None  # only a settled part travels in pieces
+                acc.conv.absorb(part.conv)
+            else:
+                chunks.absorb_decided(acc.conv, part.conv, *decided,
+                                      more=rest.take("flows") if rest is not None else ())
+            chunks.close_idle(acc.conv)  # what the later parts cannot continue: closed as it comes
+            acc.names.merge(part.names)
+            acc.stats.merge(part.stats)
+        if rest is not None:  # the part's names, after its flows
             for names in rest.take("names"):
                 acc.names.merge(names)
             rest.end()
-        acc.stats.merge(part.stats)
 
     def result(self) -> tuple[Collected, bool]:
         """The merged result, renumbered; and whether it is exact (False: a part began before the

@@ -5,6 +5,7 @@ cores, and how many processes a run uses when ``-j`` is not given (``auto_jobs``
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import os
 from collections.abc import Iterator
@@ -49,6 +50,7 @@ LARGE_BLOCK = 2 << 20
 buffers, 1 MiB, stay in the heap, which reuses their pages)."""
 
 
+@functools.cache
 def _glibc() -> Any:
     """The process's C library when it is glibc (its mallopt and malloc_trim), else None."""
     import ctypes  # only where it is used: a run in one process never loads it

@@ -102,7 +102,14 @@ def heads(right: ConversationBuilder) -> list[Head]:
 def decide(b: ConversationBuilder, firsts: list[Head]) -> list[bool]:
     """Which head chains of the next chunk continue something live here, looked up before any is
     merged (``probe`` without acting). ``absorb_decided`` checks each again at its turn, acting."""
-    return [probe(b, record(first), act=False) or live_aside(b, aside) for first, aside in firsts]
+    return [continues(b, record(first), aside, act=False) for first, aside in firsts]
+
+
+def continues(b: ConversationBuilder, first: PacketRecord, aside: tuple[tuple[tuple[object, ...], float], ...],
+              act: bool = True) -> bool:
+    """Whether a head chain continues something live here: its first packet (``probe``), or one of the
+    packets it took as joined to a request (``live_aside``)."""
+    return probe(b, first, act) or live_aside(b, aside)
 
 
 def record(first: PacketRecord | bytes) -> PacketRecord:
@@ -170,7 +177,7 @@ def absorb_decided(b: ConversationBuilder, right: ConversationBuilder, firsts: l
     for (head, aside), joined in zip(firsts, joins, strict=True):
         first = record(head)
         chain = next(chains) if joined or not right.settled else None
-        if not joined and (probe(b, first) or live_aside(b, aside)):
+        if not joined and continues(b, first, aside):
             if chain is None:
                 b.merge_misses += 1
                 continue
