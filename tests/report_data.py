@@ -3,8 +3,11 @@ script makes them from the block's columns (report.js flowRecords, svcCell, whyC
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import math
+import sys
+from array import array
 from typing import Any
 
 
@@ -48,15 +51,35 @@ def _why_cell(data: dict[str, Any], t: list[Any], host: int) -> list[Any]:
     return [t[1] + (h[1] if len(h) > 1 and h[1] is not None else h[0]) + t[2], None, "", "", [t[3]]]
 
 
+def column(text: str, kind: str) -> list[Any]:
+    """A column of numbers as the data block packs it (its typecode, ":", the base64 of its numbers'
+    little-endian bytes); ``kind``: "int" or "float", what the column must hold."""
+    typecode, _, packed = text.partition(":")
+    assert typecode in ("bhiq" if kind == "int" else "d"), text[:20]
+    values = array(typecode, base64.b64decode(packed, validate=True))
+    if sys.byteorder != "little":
+        values.byteswap()
+    return values.tolist()
+
+
+def micros(seconds: list[float], odd: dict[str, Any] | None) -> list[int | str | None]:
+    """A time column as report.js reads it: whole microseconds (Python's round), or a time's text."""
+    odd = odd or {}
+    return [odd[str(k)] if str(k) in odd else round(t * 1e6) for k, t in enumerate(seconds)]
+
+
 def flow_records(data: dict[str, Any]) -> list[list[Any]]:
     """The flows' records, as report.js makes them: shared cells as their index, own cells, service
     cells with their evidence and reason cells with their host's address made."""
     out = []
     for b in data["flows"]:
-        ix = b["ix"]
+        ix = column(b["ix"], "int")
         e, at = b.get("e", []), 0
-        for k, (p, n, t0, t1, fi, fn) in enumerate(zip(b["p"], b["b"], b["t0"], b["t1"], b["fi"], b["fn"],
-                                                       strict=True)):
+        columns = [column(b[name], "int") for name in ("p", "b")] + \
+            [micros(column(b[name], "float"), b.get(name + "x")) for name in ("t0", "t1")] + \
+            [column(b[name], "int") for name in ("fi", "fn")]
+        assert all(len(c) == b["n"] for c in columns) and len(ix) == 9 * b["n"]
+        for k, (p, n, t0, t1, fi, fn) in enumerate(zip(*columns, strict=True)):
             o = k * 9
             size = [_bytes(n), n, _num(n) + " bytes"] if n >= 1024 else [f"{n} B", n]
             frame = b["frame"][k] if "frame" in b else \

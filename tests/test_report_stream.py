@@ -11,13 +11,15 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import random
 import re
+from array import array
 from pathlib import Path
 from typing import Any
 
 import pytest
 from audit_doc_factory import HOSTILE_NAMES, make_audit_doc
-from report_data import flow_records, resolved
+from report_data import column, flow_records, resolved
 
 from auditor.apps import AppEvidence
 from auditor.audit import AuditRequest, run_audit
@@ -36,6 +38,7 @@ from auditor.report.jsondata import FlowJson, plain
 from auditor.report.load import load_document
 from auditor.report.model import AuditDocument, FlowRow, FrameRef
 from auditor.report.tabular import iter_json, render_csv, render_json
+from auditor.report.view import _packed
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ["cvad-onprem", "daas-cloud", "gateway-dmz", "netscaler-ha", "pvs-boot"]
@@ -114,6 +117,8 @@ EDGE_VERDICTS = [
              apps={"tls": 2, "http": 2, "ica": 1},
              app_evidence={"tls": AppEvidence("tls", "resp", (0, 7), "16 03 01", "TLS <1.2>\u202e"),
                            "ica": AppEvidence("ica", "orig", (1, 3), "7f 7f", "")}),
+    # Times whose microseconds are a tie: rounded half to even, up from an odd one, down from an even.
+    _verdict(5, first_seen=1.5e9 + 0.0000015, last_seen=1.5e9 + 0.0000025),
     _verdict(6, connections=5, orig_bytes=1024, apps={"tls": 2, "http": 2, "ica": 1},
              app_evidence={"tls": AppEvidence("tls", "resp", (0, 9), "16 \u2028<03>\x00", "TLS <1.2>\u202e"),
                            "ica": AppEvidence("ica", "orig", (1, 4), "7f 7f", "")}),
@@ -306,3 +311,22 @@ def test_the_summarys_flows_are_the_most_packets_of_each_kind() -> None:
             count, top = got[kind]
             assert count == len(listed) > 5
             assert top == sorted(listed, key=lambda r: -r.packets)[:5]  # ties in document order
+
+
+@pytest.mark.parametrize(("lo", "hi", "code"), [(0, 0, "b"), (-128, 127, "b"), (-129, 5, "h"), (0, 128, "h"),
+                                                (-32768, 32767, "h"), (0, 32768, "i"), (-2**31, 2**31 - 1, "i"),
+                                                (0, 2**31, "q"), (-2**63, 2**63 - 1, "q"), (5, 4, "q")])
+def test_a_packed_column_is_its_numbers_in_the_narrowest_type(lo: int, hi: int, code: str) -> None:
+    """The data block's integer columns: the narrowest typecode that holds the bounds given (none when
+    they are not known), and the same numbers read back, from an int32 or an int64 array."""
+    rng = random.Random(lo ^ hi)
+    values = [lo, hi, *(rng.randint(min(lo, hi), max(lo, hi)) for _ in range(50))]
+    for typecode in ("i", "q"):
+        if typecode == "i" and not -2**31 <= min(values) <= max(values) < 2**31:
+            continue
+        text = _packed(array(typecode, values), lo, hi)
+        want = code if lo <= hi else typecode
+        assert text.partition(":")[0] == want
+        assert column(text, "int") == values
+    floats = [0.0, -1.5, 1.5e9 + 0.0000015, float("inf")]
+    assert _packed(array("d", floats)).startswith("d:") and column(_packed(array("d", floats)), "float") == floats

@@ -9,13 +9,15 @@ report/verdict_walk.py); the data block's flow records are written on a second w
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import sys
 from array import array
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import chain, islice
 from typing import Any
 
 from markupsafe import Markup
@@ -261,49 +263,58 @@ class _FlowPass:
         t["packets"] += packets
         t["flows"] += 1
 
-    def own_columns(self, start: int, end: int, rows: Iterator[FlowRow]) -> dict[str, list[Any]]:
+    def own_columns(self, start: int, end: int, rows: Iterator[FlowRow]) -> dict[str, Any]:
         """The own cells of flows start..end (of the audit's verdicts, or the next of ``rows``) as the
-        data block's columns: packets, bytes, first and last seen (microseconds since the epoch, or
-        the row's text), the first frame's input and number. report.js makes of them the cells
-        FlowCells.own makes."""
-        source = self.source
+        data block's columns: packets, bytes, the first frame's input and number (integers); first
+        and last seen (64-bit floats, seconds since the epoch: report.js rounds them to
+        microseconds as Python's round does), a time that is not one (out of range, or a row's text)
+        also in ``t0x`` / ``t1x`` by its place in the batch, as its text. Arrays here; ``chunks``
+        packs them (``_packed``). report.js makes of them the cells FlowCells.own makes."""
         own = self.own
-        if isinstance(source, FlowRows) and own is not None:
-            return {
-                "p": own.p[start:end].tolist(),
-                "b": own.b[start:end].tolist(),
-                "t0": [round(t * 1e6) if 0.0 <= t < _TS_MAX else iso(t) for t in own.t0[start:end].tolist()],
-                "t1": [round(t * 1e6) if 0.0 <= t < _TS_MAX else iso(t) for t in own.t1[start:end].tolist()],
-                "fi": own.fi[start:end].tolist(),
-                "fn": own.fn[start:end].tolist(),
-            }
+        if isinstance(self.source, FlowRows) and own is not None:
+            t0, t1 = own.t0[start:end], own.t1[start:end]
+            return {"p": own.p[start:end], "b": own.b[start:end], "t0": t0, "t1": t1,
+                    "fi": own.fi[start:end], "fn": own.fn[start:end], "t0x": _odd_times(t0), "t1x": _odd_times(t1)}
         batch = list(islice(rows, end - start))
-        return {
-            "p": [r.packets for r in batch], "b": [r.bytes for r in batch],
-            "t0": [r.first_seen for r in batch], "t1": [r.last_seen for r in batch],
-            "fi": [r.first_frame.input for r in batch], "fn": [r.first_frame.frame for r in batch],
-        }
+        blank = array("d", bytes(8 * len(batch)))  # a row's times are texts (document.iso): all odd
+        return {"p": array("q", [r.packets for r in batch]), "b": array("q", [r.bytes for r in batch]),
+                "t0": blank, "t1": blank,
+                "fi": array("q", [r.first_frame.input for r in batch]),
+                "fn": array("q", [r.first_frame.frame for r in batch]),
+                "t0x": dict(enumerate(r.first_seen for r in batch)),
+                "t1x": dict(enumerate(r.last_seen for r in batch))}
 
     def chunks(self) -> Iterator[str]:
-        """The flows as script-safe JSON array items, a batch of columns per chunk: ``ix``, each
-        flow's _WIDTH indexes of interned cells, then its own columns (``own_columns``)."""
+        """The flows as script-safe JSON array items, a batch per chunk: ``n`` flows, ``ix``, each
+        flow's _WIDTH indexes of interned cells, then its own columns (``own_columns``); each column
+        of numbers packed (``_packed``)."""
         shared = self.shared
         rows: Iterator[FlowRow] = iter(()) if isinstance(self.source, FlowRows) else iter(self.source)
         multi = len(self.cells.paths) > 1
+        # Every index is a cell's, or -1 - a template's (_VerdictWalk).
+        lowest = -max(len(self.templates), len(self.why_templates), 1)
         for start in range(0, len(self.verdicts), _CHUNK):
             end = min(start + _CHUNK, len(self.verdicts))
-            ix = shared[start * _WIDTH:end * _WIDTH].tolist()
+            ix = shared[start * _WIDTH:end * _WIDTH]
             columns = self.own_columns(start, end, rows)
+            record: dict[str, Any] = {"n": end - start, "ix": _packed(ix, lowest, len(self.cells.cells))}
             fi, fn = columns["fi"], columns["fn"]
-            if fi and (max(fi) >= _FRAME_INPUTS or max(fn) >= 10**12 or min(fi) < 0 or min(fn) < 0):
+            bounds = (min(fi), max(fi), min(fn), max(fn)) if fi else (0, 0, 0, 0)
+            for name in ("p", "b", "t0", "t1"):
+                record[name] = _packed(columns[name])
+            record["fi"], record["fn"] = _packed(fi, *bounds[:2]), _packed(fn, *bounds[2:])
+            for name in ("t0x", "t1x"):
+                if columns[name]:
+                    record[name] = {str(k): t for k, t in columns[name].items()}
+            if bounds[1] >= _FRAME_INPUTS or bounds[3] >= 10**12 or bounds[0] < 0 or bounds[2] < 0:
                 # A frame cell's key, input * 10**12 + frame, would not be exact in a JavaScript
                 # number (a flow never seen has frame (1 << 62, 0)): the batch's frame cells as made.
-                columns["frame"] = [[f"{i}:#{n}" if multi else f"#{n}", i * 10**12 + n, ix[k * _WIDTH + _WIDTH - 1]]
-                                    for k, (i, n) in enumerate(zip(fi, fn, strict=True))]
-            evidence = [x for batch in self.evidence[start // _BATCH:(end + _BATCH - 1) // _BATCH] for x in batch]
+                record["frame"] = [[f"{i}:#{n}" if multi else f"#{n}", i * 10**12 + n, ix[k * _WIDTH + _WIDTH - 1]]
+                                   for k, (i, n) in enumerate(zip(fi, fn, strict=True))]
+            evidence = list(chain.from_iterable(self.evidence[start // _BATCH:(end + _BATCH - 1) // _BATCH]))
             if evidence:
-                columns["e"] = evidence
-            text = _script_safe(_DUMP_RECORDS({"ix": ix, **columns}))
+                record["e"] = evidence
+            text = _script_safe(_DUMP_RECORDS(record))
             yield text if not start else "," + text
 
     def record(self, i: int) -> list[Cell]:
@@ -322,6 +333,53 @@ _TS_MAX = float(1 << 53) / 1e6 - 1
 """Timestamps below this go to the page as whole microseconds (exact in a JavaScript number)."""
 _FRAME_INPUTS = (1 << 53) // 10**12
 """Frame cells of inputs below this have keys exact in a JavaScript number."""
+
+
+_NARROW = (("b", 1 << 7), ("h", 1 << 15), ("i", 1 << 31))
+"""The integer typecodes a column of integers is packed in when its numbers fit (else "q")."""
+
+
+def _packed(values: array[Any], lo: int = 0, hi: int = -1) -> str:
+    """A column of numbers as the data block carries it: its typecode, ":", and the base64 of the
+    numbers' little-endian bytes in it; integers known to lie in lo..hi (hi < lo: not known) in the
+    narrowest of b, h, i that holds them (their bounds are known without a pass over them: it cost
+    more than the rest). report.js reads them back (``column``). Encoding the numbers as JSON text
+    took a fifth of writing a large report."""
+    code: str = values.typecode
+    if code not in ("b", "h", "i", "q", "d"):
+        raise TypeError(f"a column of typecode {code!r}: report.js reads b, h, i, q and d")
+    if code != "d" and lo <= hi:
+        narrowest = next((c for c, bound in _NARROW if -bound <= lo and hi < bound), "q")
+        if array(narrowest).itemsize < values.itemsize:
+            code = narrowest
+    if sys.byteorder != "little":  # pragma: no cover - the machines we run on are little-endian
+        values = array(code, values)
+        values.byteswap()
+        raw = values.tobytes()
+    elif code != values.typecode:
+        # Each number's low bytes, which are its narrower two's complement: sliced out in C, where
+        # array(code, values) made an object of each number.
+        wide, narrow = values.itemsize, array(code).itemsize
+        whole = values.tobytes()
+        cut = bytearray(len(values) * narrow)
+        for j in range(narrow):
+            cut[j::narrow] = whole[j::wide]
+        raw = bytes(cut)
+    else:
+        raw = values.tobytes()
+    return code + ":" + base64.b64encode(raw).decode("ascii")
+
+
+def _odd_times(times: array[float]) -> dict[int, str | None]:
+    """The times of a column that are not seconds report.js can make a cell of (before 1970, too
+    large for whole microseconds to be exact in a JavaScript number, not a number): their texts
+    (document.iso) by their place in the column. Checked whole first: one pass in C, nearly always."""
+    if not times:
+        return {}
+    total = sum(times)
+    if min(times) >= 0.0 and max(times) < _TS_MAX and total == total:
+        return {}
+    return {k: iso(t) for k, t in enumerate(times) if not 0.0 <= t < _TS_MAX}
 
 
 def build_view(doc: AuditDocument) -> View:

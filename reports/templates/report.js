@@ -16,7 +16,7 @@
   function num(n) { return String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ","); }  // as cells.fmt_num
 
   // A flow's own cells (packets, bytes, first and last seen, first frame) arrive as columns of numbers
-  // (auditor/report/view.py, _FlowPass.own_columns); made here as cells.FlowCells.own makes them.
+  // (auditor/report/view.py, _FlowPass.own_columns and chunks); made here as cells.FlowCells.own makes them.
   function fmtBytes(n) {  // cells.fmt_bytes
     var value = n, unit = "B", units = ["KiB", "MiB", "GiB", "TiB"];
     for (var u = 0; u < units.length && value >= 1024; u++) { value = value / 1024; unit = units[u]; }
@@ -53,12 +53,36 @@
     var h = SHARED[host];
     return [t[1] + (h.length > 1 && h[1] !== null ? h[1] : h[0]) + t[2], null, "", "", [t[3]]];
   }
+  // A column of numbers arrives as its typecode, ":" and the base64 of the numbers' little-endian
+  // bytes in it (view.py, _packed).
+  var READ = {
+    b: [1, function (v, at) { return v.getInt8(at); }],
+    h: [2, function (v, at) { return v.getInt16(at, true); }],
+    i: [4, function (v, at) { return v.getInt32(at, true); }],
+    q: [8, function (v, at) { return v.getInt32(at + 4, true) * 4294967296 + v.getUint32(at, true); }],
+    d: [8, function (v, at) { return v.getFloat64(at, true); }]
+  };
+  function column(text) {
+    var how = READ[text.charAt(0)], width = how[0], read = how[1], bin = atob(text.slice(2));
+    var bytes = new Uint8Array(bin.length), out = new Array(bin.length / width);
+    for (var i = 0; i < bin.length; i++) { bytes[i] = bin.charCodeAt(i); }
+    var view = new DataView(bytes.buffer);
+    for (var k = 0; k < out.length; k++) { out[k] = read(view, k * width); }
+    return out;
+  }
+  // Seconds to whole microseconds as Python's round does (half to even), or the time's text.
+  function micros(t, odd, k) {
+    if (odd && Object.prototype.hasOwnProperty.call(odd, k)) { return odd[k]; }
+    var x = t * 1e6, f = Math.floor(x), d = x - f;
+    return d > 0.5 || (d === 0.5 && f % 2 !== 0) ? f + 1 : f;
+  }
   function flowRecords(batches) {
     var out = [];
     batches.forEach(function (b) {
-      var ix = b.ix, e = b.e, at = 0;
-      for (var k = 0, o = 0; k < b.p.length; k++, o += 9) {
-        var p = b.p[k], n = b.b[k], fi = b.fi[k], fn = b.fn[k], svc = ix[o + 3], why = ix[o + 5];
+      var ix = column(b.ix), e = b.e, at = 0, ps = column(b.p), bs = column(b.b), fis = column(b.fi),
+        fns = column(b.fn), t0 = column(b.t0), t1 = column(b.t1);
+      for (var k = 0, o = 0; k < b.n; k++, o += 9) {
+        var p = ps[k], n = bs[k], fi = fis[k], fn = fns[k], svc = ix[o + 3], why = ix[o + 5];
         if (svc < 0) {
           var t = data.svc.t[-1 - svc];
           svc = svcCell(t, e, at);
@@ -70,7 +94,7 @@
         }
         out.push([ix[o], ix[o + 1], ix[o + 2], svc, ix[o + 4], why, ix[o + 6],
           [num(p), p], n >= 1024 ? [fmtBytes(n), n, num(n) + " bytes"] : [String(n) + " B", n],
-          tsCell(b.t0[k]), tsCell(b.t1[k]),
+          tsCell(micros(t0[k], b.t0x, k)), tsCell(micros(t1[k], b.t1x, k)),
           b.frame ? b.frame[k] : [(data.multiInput ? fi + ":#" : "#") + fn, fi * 1e12 + fn, ix[o + 8]], ix[o + 7]]);
       }
     });
