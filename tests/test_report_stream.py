@@ -26,7 +26,7 @@ from auditor.audit import AuditRequest, run_audit
 from auditor.classify import FlowVerdict, HostView
 from auditor.model import Classification, Flow, FlowKey
 from auditor.report.cells import FLOW_CLASSES, SHARED_FIRST, Cell, FlowCells, host_cells
-from auditor.report.document import FlowRows, top_findings
+from auditor.report.document import HEAD_CHARS, HEAD_KEY, FlowRows, bounded, top_findings
 from auditor.report.html import (
     DATA_MARK,
     ReportDataError,
@@ -330,3 +330,14 @@ def test_a_packed_column_is_its_numbers_in_the_narrowest_type(lo: int, hi: int, 
         assert column(text, "int") == values
     floats = [0.0, -1.5, 1.5e9 + 0.0000015, float("inf")]
     assert _packed(array("d", floats)).startswith("d:") and column(_packed(array("d", floats)), "float") == floats
+
+
+def test_a_head_is_bounded_alike_by_its_first_head_key_characters() -> None:
+    """The first bytes' texts are made and looked up by their first HEAD_KEY characters: the same
+    text as the whole head's, whatever it holds (controls, hidden and wide characters, any length)."""
+    rng = random.Random(7)
+    alphabet = "0123456789abcdef \x00\x1f\x7f\x85\u2028\u202e\ufeff\u00e9\U0001f600<&"
+    heads = ["", "16 03 01", "x" * HEAD_CHARS, "x" * HEAD_KEY, "x" * (HEAD_KEY + 1), "\u202e" * 40]
+    heads += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60))) for _ in range(3000)]
+    for head in heads:
+        assert bounded(head[:HEAD_KEY], HEAD_CHARS) == bounded(head, HEAD_CHARS), head

@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     from auditor.roles import RoleMap
     from auditor.roles_lint import RoleWarning
 
-__all__ = ["SCHEMA_VERSION", "FlowRows", "bounded", "build_document", "iso", "top_findings"]
+__all__ = ["HEAD_CHARS", "HEAD_KEY", "SCHEMA_VERSION", "FlowRows", "bounded", "build_document", "iso", "top_findings"]
 
 MAX_TEXT = 253
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -72,6 +72,15 @@ show as nothing dependable."""
 
 def _show_hidden(ch: str) -> str:
     return f"\\u{ord(ch):04x}" if unicodedata.category(ch) in _HIDDEN else ch
+
+
+HEAD_CHARS = 32
+"""An application's evidence shows its first bytes' text bounded to this many characters."""
+HEAD_KEY = HEAD_CHARS + 1
+"""The first bytes' texts are made, and looked up, by their first HEAD_KEY characters:
+``bounded(head[:HEAD_KEY], HEAD_CHARS)`` is ``bounded(head, HEAD_CHARS)`` (cleaning a text never
+shortens it and cleans a prefix into a prefix), and flows that share their first dozen bytes (a TLS
+ClientHello's header, nearly all of a capture's) share one text, where their whole heads differ."""
 
 
 def bounded(text: str, limit: int = MAX_TEXT) -> str:
@@ -190,11 +199,12 @@ class _Shared:
         heads, details = self.heads, self.details
         out = {}
         for name, e in sorted(evidence.items()):
-            head = heads.get(e.head)
+            key = e.head[:HEAD_KEY]
+            head = heads.get(key)
             if head is None:
                 if len(heads) > _MEMO_LIMIT:
                     heads.clear()
-                head = heads[e.head] = bounded(e.head, 32)
+                head = heads[key] = bounded(key, HEAD_CHARS)
             detail = details.get(e.detail)
             if detail is None:
                 if len(details) > _MEMO_LIMIT:

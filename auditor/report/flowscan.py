@@ -18,6 +18,7 @@ from typing import Any, Final, Protocol
 
 from auditor.classify import FlowVerdict
 from auditor.model import Flow
+from auditor.report.document import HEAD_KEY
 
 
 class Misses(Protocol):
@@ -95,7 +96,7 @@ def scan(batch: Sequence[FlowVerdict], mismatch: str, svc: dict[Any, tuple[int, 
             for n in names:
                 e = got[n]
                 frame = e.frame
-                ev += (frame[0], frame[1], heads[e.head], details[e.detail])
+                ev += (frame[0], frame[1], heads[e.head[:HEAD_KEY]], details[e.detail])
         # The outcome and connections cells, by one key: the counts and tallies they are made of
         # (Flow.outcome's inputs among them) and the refusals.
         refusals = f.refusals

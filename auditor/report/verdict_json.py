@@ -11,6 +11,8 @@ from auditor.model import Flow, Refusal
 from auditor.report.document import (
     _NO_STATES,
     _SECOND_TEXT,
+    HEAD_CHARS,
+    HEAD_KEY,
     _host_parts,
     _second_text,
     _Shared,
@@ -48,7 +50,7 @@ class _JsonParts:
         """A flow's raw protocol counts -> its app_protocol's and apps' JSON (as service_fields gives them)."""
         self.evidence_head = _Memo(lambda k: f'{js[k[0]]}:{{"direction":{js[k[1]]},"frame":{{"input":')
         """(protocol, direction) -> the JSON of an evidence member up to its frame's input."""
-        self.heads = _Memo(lambda raw: js[bounded(raw, 32)])
+        self.heads = _Memo(lambda key: js[bounded(key, HEAD_CHARS)])  # by HEAD_KEY characters
         self.details = _Memo(lambda raw: js[bounded(raw, 80)])
 
     def host(self, h: HostView) -> tuple[HostView, str, str]:
@@ -104,11 +106,11 @@ class _JsonParts:
             elif len(evidence) == 1:
                 for name, e in evidence.items():
                     out.append(_ONE_APP_EVIDENCE % (ev_head[(name, e.direction)], e.frame[0], e.frame[1],
-                                                    heads[e.head], details[e.detail]))
+                                                    heads[e.head[:HEAD_KEY]], details[e.detail]))
             else:
                 out.append(',"app_evidence":{' + ",".join([
                     f'{ev_head[(name, e.direction)]}{e.frame[0]:d},"frame":{e.frame[1]:d}}},'
-                    f'"head":{heads[e.head]},"detail":{details[e.detail]}}}'
+                    f'"head":{heads[e.head[:HEAD_KEY]]},"detail":{details[e.detail]}}}'
                     for name, e in sorted(evidence.items())]) + "}}")
         return out
 

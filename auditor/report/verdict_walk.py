@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from auditor.classify import REASON_MISMATCH
 from auditor.report.cells import DISPLAY_CHARS
-from auditor.report.document import FlowRows, bounded
+from auditor.report.document import HEAD_CHARS, FlowRows, bounded
 from auditor.report.flowscan import Own, scan
 from auditor.report.view import _BATCH, _WIDTH
 
@@ -70,7 +70,7 @@ class _VerdictWalk:
         protocols whose evidence its title names, in order)."""
         self.templates: list[list[Any]] = []
         """[text, key, class, title parts] of the service cells made in the page."""
-        self.heads: _Found[str] = _Found(lambda raw: cells.t32[bounded(raw, 32)])
+        self.heads: _Found[str] = _Found(lambda key: cells.t32[bounded(key, HEAD_CHARS)])  # by HEAD_KEY characters
         self.details: list[str] = []
         self.detail_ix: _Found[int] = _Found(self._detail)
         self.evidence: list[list[Any]] = []
