@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from auditor.apps import APP_SNAP, UNKNOWN, AppEvidence, identify_connection
 from auditor.conversations import chunks, related, tcp
@@ -405,10 +406,12 @@ class ConversationBuilder:
         """The flow a closing connection belongs to (made if new), or the flood summary it goes to."""
         stats = self.stats
         stats.connections += 1
-        flows = self.result.flows
-        key = FlowKey(orig_h, resp_h, pname, resp_p)
-        flow = flows.get(key)
+        # FlowKey is a NamedTuple: the plain tuple finds its entry, and the key is made only for a
+        # new flow (most connections close into a flow that exists).
+        flows: dict[Any, Flow] = self.result.flows
+        flow = flows.get((orig_h, resp_h, pname, resp_p))
         if flow is None:
+            key = FlowKey(orig_h, resp_h, pname, resp_p)
             # A flood is millions of unanswered attempts from different sources to one service: once
             # a service has had flood_fanin of them, further ones are summarised, while answered
             # conversations (and the few failing attempts of a real deployment) keep their own flows.
