@@ -84,7 +84,7 @@ class ConversationBuilder:
         """Called with every connection as it closes (a Zeek conn.log streams them: memory stays that
         of the live connections)."""
         self._table: dict[tuple[object, ...], tuple[_Conn, bool]] = {}
-        self._queue: deque[tuple[float, _Conn]] = deque()
+        self._queue: deque[_Conn] = deque()
         self._tftp: dict[tuple[bytes, bytes, int], _Conn] = {}
         self._dhcp: dict[bytes, _Conn] = {}
         """Pending broadcast DHCP requests: xid -> the connection."""
@@ -304,7 +304,8 @@ class ConversationBuilder:
         table = self._table
         table[keys[1]] = (c, False)
         table[keys[0]] = (c, True)
-        self._queue.append((rec.ts, c))
+        c.queued = rec.ts
+        self._queue.append(c)
         self._live += 1
         if self._live > self.stats.peak_live:
             self.stats.peak_live = self._live
@@ -450,30 +451,32 @@ class ConversationBuilder:
         looked at about once per CLOSE_LINGER seconds of capture time."""
         queue = self._queue
         limit = clock - self._min_timeout
-        while queue and queue[0][0] < limit:
-            _, c = queue.popleft()
+        while queue and queue[0].queued < limit:
+            c = queue.popleft()
             if c.dead:
                 continue  # closed since it was queued
             if clock - c.last > c.timeout:
                 self._close(c)
             else:
-                queue.append((clock, c))
+                c.queued = clock
+                queue.append(c)
         if len(queue) > 4 * self._live + 1024:
-            self._queue = deque(e for e in queue if not e[1].dead)
+            self._queue = deque(c for c in queue if not c.dead)
 
     def _evict(self, clock: float) -> None:
         """The live table is full: close one of the idlest connections (second-chance order)."""
         queue = self._queue
         chances = 16
         while self._live >= self._max_live and queue:
-            queued_at, c = queue.popleft()
+            c = queue.popleft()
             if c.dead:
                 continue
             if clock - c.last > c.timeout:
                 self._close(c)
-            elif c.last > queued_at and chances:
+            elif c.last > c.queued and chances:
                 chances -= 1
-                queue.append((c.last, c))
+                c.queued = c.last
+                queue.append(c)
             else:
                 self.result.overflowed = True
                 self.stats.evicted_live += 1

@@ -45,7 +45,7 @@ def end_chunk(b: ConversationBuilder, last: bool = False) -> ConversationBuilder
     close_idle(b, last)
     # The sweep's queue still holds the connections closed since they were queued (each with its
     # history and first payloads): the part keeps only live ones.
-    b._queue = deque(e for e in b._queue if not e[1].dead)
+    b._queue = deque(c for c in b._queue if not c.dead)
     b._take = None  # the lane's closure: it holds the builder and cannot be pickled
     return b
 
@@ -390,7 +390,8 @@ def take_counts(b: ConversationBuilder, right: ConversationBuilder, dropped: set
         if id(c) not in moved:
             moved.add(id(c))
             b._live += 1
-            b._queue.append((c.last, c))
+            c.queued = c.last
+            b._queue.append(c)
     for xid, c in right._dhcp.items():
         if id(c) in moved:
             b._dhcp[xid] = c
