@@ -81,8 +81,8 @@ HEAD_CHARS = 32
 HEAD_KEY = HEAD_CHARS + 1
 """The first bytes' texts are made, and looked up, by their first HEAD_KEY characters:
 ``bounded(head[:HEAD_KEY], HEAD_CHARS)`` is ``bounded(head, HEAD_CHARS)`` (cleaning a text never
-shortens it and cleans a prefix into a prefix), and flows that share their first dozen bytes (a TLS
-ClientHello's header, nearly all of a capture's) share one text, where their whole heads differ."""
+shortens it and cleans a prefix into a prefix), so flows whose first ten or so bytes are alike (the
+record and handshake headers of TLS ClientHellos) share one text where their whole heads differ."""
 
 
 def bounded(text: str, limit: int = MAX_TEXT) -> str:
