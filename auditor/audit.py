@@ -12,8 +12,6 @@ import ipaddress
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import compress, count
-from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -245,11 +243,6 @@ def _rule_index(catalog: Catalog, features: frozenset[str], rules: Sequence[Any]
     return RuleIndex(catalog.rules if rules is None else rules, features, role_features, titles)
 
 
-_PORT = attrgetter("key.port")
-_INITIATOR, _RESPONDER = itemgetter(0), itemgetter(1)
-"""Of a FlowKey."""
-
-
 def detect_features(flows: Sequence[Any], catalog: Catalog, roles: RoleMap, names: NameEvidence,
                     in_use: frozenset[str]) -> dict[str, str]:
     """Features not declared that the capture proves (SPEC §4): a flow between two hosts of one
@@ -266,7 +259,7 @@ def detect_features(flows: Sequence[Any], catalog: Catalog, roles: RoleMap, name
     # The flows on those ports by (protocol, port), in one walk over the flows for all features.
     wanted = {port for _, _, ports in plans for _, port in ports}
     by_port: dict[tuple[str, int], list[int]] = defaultdict(list)
-    for i in compress(count(), map(wanted.__contains__, map(_PORT, flows))) if wanted else ():
+    for i in [i for i, f in enumerate(flows) if f.key.port in wanted] if wanted else ():
         f = flows[i]
         if not f.summarised:
             by_port[(f.key.protocol, f.key.port)].append(i)
@@ -290,15 +283,15 @@ def judge(conv: ConversationResult, names: NameEvidence, catalog: Catalog, roles
 
     ``vantage``: where the capture was taken, besides roles.yaml's own ``vantage:`` list."""
     flow_keys = sorted(conv.flows)
-    flows = list(map(conv.flows.__getitem__, flow_keys))
+    flows = [conv.flows[k] for k in flow_keys]
     features_in_use = declared_features(catalog, roles)
     features_in_use.update(detect_features(flows, catalog, roles, names, frozenset(features_in_use)))
     features = frozenset(features_in_use)
     resolver = HostResolver(catalog, roles, names, features)
     verdicts = classify_flows(flows, resolver, _rule_index(catalog, features))
 
-    seen = set(map(_INITIATOR, flow_keys))
-    seen.update(map(_RESPONDER, flow_keys))
+    seen = {k.initiator for k in flow_keys}
+    seen.update([k.responder for k in flow_keys])
     seen.discard("*")
     hosts_by_role: dict[str, set[str]] = defaultdict(set)
     for addr in seen:

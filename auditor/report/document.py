@@ -12,8 +12,6 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from itertools import chain
-from operator import attrgetter
 from typing import TYPE_CHECKING, NamedTuple, overload
 
 from auditor.apps import UNKNOWN, AppEvidence
@@ -403,14 +401,6 @@ def source_info(s: SourceDocument | None) -> SourceInfo | None:
     return SourceInfo(s.title, s.publisher, s.url or None, s.revision, s.reviewed)
 
 
-_INITIATOR, _RESPONDER, _FLOW = attrgetter("initiator"), attrgetter("responder"), attrgetter("flow")
-_CLASSIFICATION, _FAILING, _REASON = attrgetter("classification"), attrgetter("failing"), attrgetter("reason")
-_CONNECTIONS, _ROLES, _ADDRESS = attrgetter("flow.connections"), attrgetter("roles"), attrgetter("address")
-_KIND = {(Classification.UNEXPECTED, False): "unexpected", (Classification.UNEXPECTED, True): "unexpected",
-         (Classification.EXPECTED, True): "failing", (Classification.EXPECTED, False): "expected"}
-"""A verdict's (classification, failing) -> its kind in a role's counts (none: unmapped)."""
-
-
 def build_document(*, version: str, started: _dt.datetime, finished: _dt.datetime, request_command: str,
                    engine: str, catalog: Catalog, roles: RoleMap, capture: CaptureSet,
                    conv: ConversationResult, names: NameEvidence, verdicts: Sequence[FlowVerdict],
@@ -422,36 +412,29 @@ def build_document(*, version: str, started: _dt.datetime, finished: _dt.datetim
     flows = FlowRows(verdicts, conv.host_ttls)
     rules = tuple(_rule_row(r) for r in rule_results)
 
-    # Each pass over the verdicts below is made of C loops (attrgetter, map, zip, Counter): an audit
-    # holds tens of thousands of them, and the document needs a few numbers of each.
-    initiators, responders = list(map(_INITIATOR, verdicts)), list(map(_RESPONDER, verdicts))
-    # Each address once, in the order the verdicts first name it (as initiator or responder), with a
-    # view of it: its views as initiator and as responder hold the same roles and names.
-    views = list(chain.from_iterable(zip(initiators, responders, strict=True)))
-    by_address: dict[str, HostView] = dict(zip(map(_ADDRESS, views), views, strict=True))
     hosts: dict[str, HostRow] = {}
     sorted_roles: dict[frozenset[str], tuple[str, ...]] = {}  # one tuple per role set, not per host
-    for address, hv in by_address.items():
-        if address == "*" or not (hv.roles or hv.names):
-            continue
-        obs = names.names_for(address)[:10]
-        role_list = sorted_roles.get(hv.roles)
-        if role_list is None:
-            role_list = sorted_roles[hv.roles] = tuple(sorted(hv.roles))
-        hosts[address] = HostRow(
-            address, role_list,
-            tuple(HostName(bounded(o.name), o.source, o.input_index, o.frame) for o in obs),
-        )
+    for v in verdicts:
+        for hv in (v.initiator, v.responder):
+            if hv.address in hosts or hv.address == "*" or not (hv.roles or hv.names):
+                continue
+            obs = names.names_for(hv.address)[:10]
+            role_list = sorted_roles.get(hv.roles)
+            if role_list is None:
+                role_list = sorted_roles[hv.roles] = tuple(sorted(hv.roles))
+            hosts[hv.address] = HostRow(
+                hv.address, role_list,
+                tuple(HostName(bounded(o.name), o.source, o.input_index, o.frame) for o in obs),
+            )
 
-    classifications = list(map(_CLASSIFICATION, verdicts))
-    failings = list(map(_FAILING, verdicts))
     counts_by_role: dict[str, Counter[str]] = {role: Counter() for role in roles.roles}
     # Flows tallied by (initiator roles, responder roles, kind) first: a few hundred distinct keys.
-    by_roles = Counter(zip(map(_ROLES, initiators), map(_ROLES, responders),
-                           map(_KIND.get, zip(classifications, failings, strict=True)), strict=True))
+    by_roles: Counter[tuple[frozenset[str], frozenset[str], str]] = Counter(
+        (v.initiator.roles, v.responder.roles,
+         "unexpected" if v.classification == Classification.UNEXPECTED else
+         "failing" if v.failing else "expected")
+        for v in verdicts if v.classification != Classification.UNMAPPED)
     for (a_roles, b_roles, kind), n in by_roles.items():
-        if kind is None:  # unmapped
-            continue
         for role in a_roles | b_roles:
             c = counts_by_role.get(role)
             if c is not None:
@@ -471,9 +454,8 @@ def build_document(*, version: str, started: _dt.datetime, finished: _dt.datetim
 
     rstats = capture.stats
     cstats = conv.stats
-    classes = {str(c): n for c, n in Counter(classifications).items()}
-    verified = sum(1 for c, f in zip(classifications, map(_FLOW, verdicts), strict=True)
-                   if c == Classification.EXPECTED and f.apps) if classes.get("expected") else 0
+    classes = Counter(str(v.classification) for v in verdicts)
+    verified = sum(1 for v in verdicts if v.classification == Classification.EXPECTED and v.flow.apps)
     rule_counts = Counter(rr.status for rr in rules)
     inputs = tuple(InputInfo(
         info.path, info.sha256, info.size, info.packets, iso(info.first_ts), iso(info.last_ts),
@@ -482,16 +464,16 @@ def build_document(*, version: str, started: _dt.datetime, finished: _dt.datetim
     ) for info in capture.inputs)
     summary = Summary(
         packets=cstats.packets,
-        connections=sum(map(_CONNECTIONS, verdicts)),
+        connections=sum(v.flow.connections for v in verdicts),
         flows=len(flows),
         expected=classes.get("expected", 0),
-        expected_failing=sum(failings),
+        expected_failing=sum(1 for v in verdicts if v.failing),
         unexpected=classes.get("unexpected", 0),
         unmapped=classes.get("unmapped", 0),
         rules={s.value: rule_counts.get(s.value, 0) for s in RuleState},
         verified=verified,
         unverified=classes.get("expected", 0) - verified,
-        mismatched=Counter(map(_REASON, verdicts)).get(REASON_MISMATCH, 0),
+        mismatched=sum(1 for v in verdicts if v.reason == REASON_MISMATCH),
     )
     crit = criteria_record(plain(summary), fail_on)
     return AuditDocument(
