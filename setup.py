@@ -40,6 +40,7 @@ COMPILED = {
     # The Python module -> the module it is compiled to (auditor/capture/native.py's COMPILED).
     "auditor.capture.kernel": "auditor.capture._kernel_native",  # framing and the per-packet path
     "auditor.dnswire": "auditor._dnswire_native",  # the DNS answer reader (name evidence)
+    "auditor.nametable": "auditor._nametable_native",  # name evidence, per record with a payload
     # Application identification (a connection's first bytes, when it closes) and its signatures.
     "auditor.apps": "auditor._apps_native",
     **{f"auditor.app_signatures.{m}": f"auditor.app_signatures._{m}_native"

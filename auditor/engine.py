@@ -161,7 +161,7 @@ def read_records(records: Iterable[PacketRecord], builder: ConversationBuilder, 
     every ``every`` seconds."""
     if isinstance(records, CaptureSet):
         records.lane = builder.lane()
-    feed, observe = builder.feed, names.observe
+    feed, observe = builder.feed, names.observer()
     countdown, due = TICK_RECORDS, time.monotonic() + every
     stream = iter(records)
     try:

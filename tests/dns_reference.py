@@ -10,10 +10,11 @@ from typing import Any
 import dpkt
 
 from auditor.model import PacketRecord, addr_str
-from auditor.names import _MAX_CNAME_DEPTH, NameEvidence
+from auditor.names import NameEvidence
+from auditor.nametable import MAX_CNAME_DEPTH, NameTable
 
 
-def tie_like_today(ev: NameEvidence, answers: list[tuple[int, str, Any]], short: bool, rec: PacketRecord) -> None:
+def tie_like_today(ev: NameTable, answers: list[tuple[int, str, Any]], short: bool, rec: PacketRecord) -> None:
     """What names.py did with dpkt's answers (copied from it), after a successful parse."""
     aliases: dict[str, list[str]] = {}
     for rtype, owner, rr in answers:
@@ -31,22 +32,22 @@ def tie_like_today(ev: NameEvidence, answers: list[tuple[int, str, Any]], short:
     if short:
         ev.stats["parse_errors"] += 1
     for owner, address in tied:
-        ev._tie(owner, address, "dns", rec)
+        ev.tie(owner, address, "dns", rec)
         todo, seen = [owner.lower().rstrip(".")], set[str]()
-        while todo and len(seen) < _MAX_CNAME_DEPTH:
+        while todo and len(seen) < MAX_CNAME_DEPTH:
             target = todo.pop()
             if target in seen:
                 continue
             seen.add(target)
             for alias in aliases.get(target, ()):
-                ev._tie(alias, address, "dns-cname", rec)
+                ev.tie(alias, address, "dns-cname", rec)
                 todo.append(alias.lower().rstrip("."))
 
 
-class Today(NameEvidence):
+class TodayTable(NameTable):
     """Name evidence as it was: dpkt parses the whole message; any exception is a parse error."""
 
-    def _dns(self, message: bytes, rec: PacketRecord) -> None:
+    def dns(self, message: bytes, rec: PacketRecord) -> None:
         try:
             dns = dpkt.dns.DNS(message)
             if dns.qr != dpkt.dns.DNS_R:
@@ -56,3 +57,11 @@ class Today(NameEvidence):
             self.stats["parse_errors"] += 1
             return
         tie_like_today(self, answers, False, rec)
+
+
+class Today(NameEvidence):
+    """NameEvidence over TodayTable (the Python table, whichever build runs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._t = TodayTable(self._t.max_names, self._t.max_len)

@@ -36,6 +36,7 @@ COMPILED: Final = {
     # The Python module -> the module setup.py compiles it to (setup.py's COMPILED: the same pairs).
     "auditor.capture.kernel": "auditor.capture._kernel_native",
     "auditor.dnswire": "auditor._dnswire_native",
+    "auditor.nametable": "auditor._nametable_native",  # name evidence, per record with a payload
     # Application identification: apps.py (the builder asks it when a connection closes) and its signatures.
     "auditor.apps": "auditor._apps_native",
     **{f"auditor.app_signatures.{m}": f"auditor.app_signatures._{m}_native"
