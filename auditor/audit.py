@@ -12,6 +12,7 @@ import ipaddress
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +31,17 @@ from auditor.classify import (
 )
 from auditor.conversations import ConversationBuilder, ConversationResult
 from auditor.errors import AuditorError
-from auditor.model import Connection, PacketRecord, share_counts
+from auditor.model import Connection, FlowKey, PacketRecord, share_counts
 from auditor.names import MAX_NAMES, NameEvidence
 from auditor.parallel import auto_jobs, paused_gc
 from auditor.report.document import build_document
 from auditor.report.model import AuditDocument
 from auditor.roles import RoleEntry, RoleMap, VantageEntry, load_roles, name_matches, parse_vantage
 from auditor.roles_lint import RoleWarning, lint_roles
+
+_FLOW_KEY = attrgetter("key")
+_INITIATOR, _RESPONDER, _PORT = itemgetter(0), itemgetter(1), itemgetter(3)
+"""A FlowKey's initiator, responder and port (a tuple's items, read in C)."""
 
 Progress = Callable[[int, int, int], None]
 """(bytes read, total bytes, packets read so far)."""
@@ -243,10 +248,11 @@ def _rule_index(catalog: Catalog, features: frozenset[str], rules: Sequence[Any]
     return RuleIndex(catalog.rules if rules is None else rules, features, role_features, titles)
 
 
-def detect_features(flows: Sequence[Any], catalog: Catalog, roles: RoleMap, names: NameEvidence,
-                    in_use: frozenset[str]) -> dict[str, str]:
+def detect_features(flows: Sequence[Any], keys: Sequence[FlowKey], catalog: Catalog, roles: RoleMap,
+                    names: NameEvidence, in_use: frozenset[str]) -> dict[str, str]:
     """Features not declared that the capture proves (SPEC §4): a flow between two hosts of one
-    product that matches one of the feature's ``detected_by`` rules (HA heartbeats between NSIPs)."""
+    product that matches one of the feature's ``detected_by`` rules (HA heartbeats between NSIPs).
+    ``keys``: the flows' keys, in the same order."""
     out: dict[str, str] = {}
     plans = []
     for feature in catalog.features.values():
@@ -259,7 +265,7 @@ def detect_features(flows: Sequence[Any], catalog: Catalog, roles: RoleMap, name
     # The flows on those ports by (protocol, port), in one walk over the flows for all features.
     wanted = {port for _, _, ports in plans for _, port in ports}
     by_port: dict[tuple[str, int], list[int]] = defaultdict(list)
-    for i in [i for i, f in enumerate(flows) if f.key.port in wanted] if wanted else ():
+    for i in [i for i, port in enumerate(map(_PORT, keys)) if port in wanted] if wanted else ():
         f = flows[i]
         if not f.summarised:
             by_port[(f.key.protocol, f.key.port)].append(i)
@@ -282,16 +288,16 @@ def judge(conv: ConversationResult, names: NameEvidence, catalog: Catalog, roles
     """Conversations and names -> verdicts and rule status.
 
     ``vantage``: where the capture was taken, besides roles.yaml's own ``vantage:`` list."""
-    flow_keys = sorted(conv.flows)
-    flows = [conv.flows[k] for k in flow_keys]
+    flows = sorted(conv.flows.values(), key=_FLOW_KEY)  # keys are unique: no two flows compare equal
+    flow_keys = [f.key for f in flows]
     features_in_use = declared_features(catalog, roles)
-    features_in_use.update(detect_features(flows, catalog, roles, names, frozenset(features_in_use)))
+    features_in_use.update(detect_features(flows, flow_keys, catalog, roles, names, frozenset(features_in_use)))
     features = frozenset(features_in_use)
     resolver = HostResolver(catalog, roles, names, features)
     verdicts = classify_flows(flows, resolver, _rule_index(catalog, features))
 
-    seen = {k.initiator for k in flow_keys}
-    seen.update([k.responder for k in flow_keys])
+    seen = set(map(_INITIATOR, flow_keys))
+    seen.update(map(_RESPONDER, flow_keys))
     seen.discard("*")
     hosts_by_role: dict[str, set[str]] = defaultdict(set)
     for addr in seen:

@@ -358,24 +358,30 @@ class FlowRows(Sequence[FlowRow]):
             parts = self._json = _JsonParts(self._shared, text)
         return parts.texts(self._verdicts[start:end])
 
-    def facts(self) -> Iterator[tuple[int, bool, bool]]:
-        """Each row's (packets, failing, unexpected), as its row would give them, without the row."""
+    def findings(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """The failing rows and the unexpected rows, each as (-its packets, its index), as the rows
+        would give them, without the rows."""
         unexpected = Classification.UNEXPECTED
-        return ((v.flow.packets, v.failing, v.classification == unexpected) for v in self._verdicts)
+        failing_at: list[tuple[int, int]] = []
+        unexpected_at: list[tuple[int, int]] = []
+        for i, v in enumerate(self._verdicts):
+            if v.failing:
+                f = v.flow
+                failing_at.append((-f.orig_pkts - f.resp_pkts, i))
+            if v.classification == unexpected:
+                f = v.flow
+                unexpected_at.append((-f.orig_pkts - f.resp_pkts, i))
+        return failing_at, unexpected_at
 
 
 def top_findings(flows: Sequence[FlowRow], n: int) -> dict[str, tuple[int, list[FlowRow]]]:
     """``failing`` and ``unexpected``: how many flows are so, and the ``n`` of them with the most
     packets (ties in document order), built as rows; no other flow's row is built."""
-    facts = flows.facts() if isinstance(flows, FlowRows) else \
-        ((r.packets, r.failing, r.classification == "unexpected") for r in flows)
-    failing: list[tuple[int, int]] = []
-    unexpected: list[tuple[int, int]] = []
-    for i, (packets, fails, unexp) in enumerate(facts):
-        if fails:
-            failing.append((-packets, i))
-        if unexp:
-            unexpected.append((-packets, i))
+    if isinstance(flows, FlowRows):
+        failing, unexpected = flows.findings()
+    else:
+        failing = [(-r.packets, i) for i, r in enumerate(flows) if r.failing]
+        unexpected = [(-r.packets, i) for i, r in enumerate(flows) if r.classification == "unexpected"]
     return {kind: (len(found), [flows[i] for _, i in heapq.nsmallest(n, found)])
             for kind, found in (("failing", failing), ("unexpected", unexpected))}
 
