@@ -18,6 +18,8 @@ Vocabulary: PROTOCOLS below; ``unknown`` when no payload was seen or none was re
 
 from __future__ import annotations
 
+from typing import Final
+
 from auditor.app_signatures.common import APP_SNAP, DETAIL_MAX, Hit
 from auditor.app_signatures.dispatch import TCP_TABLE, UDP_TABLE
 from auditor.model import UNKNOWN, AppEvidence
@@ -33,8 +35,8 @@ PROTOCOLS = ("ica", "cgp", "tls", "dtls", "quic", "http", "websocket", "ssh", "r
              "tftp", "dhcp")
 """Application protocols identification may name (besides UNKNOWN)."""
 
-TCP = 6
-UDP = 17
+TCP: Final = 6
+UDP: Final = 17
 
 
 def identify(payload: bytes, proto: int, sport: int, dport: int) -> tuple[str, str] | None:
@@ -61,7 +63,7 @@ def identify(payload: bytes, proto: int, sport: int, dport: int) -> tuple[str, s
 # Pairs of different answers that are one protocol seen from both sides: (initiator's, responder's) ->
 # the connection's. An HTTP request answered '101' became a WebSocket; one asking to upgrade that is
 # answered otherwise stayed HTTP; a CGP tunnel carries ICA.
-_PAIRS = {("http", "websocket"): "websocket", ("websocket", "http"): "http", ("cgp", "ica"): "cgp",
+_PAIRS: Final = {("http", "websocket"): "websocket", ("websocket", "http"): "http", ("cgp", "ica"): "cgp",
           ("ica", "cgp"): "cgp"}
 _OWN_MIN = 40
 """Characters of a direction's own detail kept when the other direction's is quoted beside it."""

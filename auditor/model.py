@@ -11,9 +11,9 @@ import enum
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol, TypeVar, dataclass_transform
+from typing import Any, Final, NamedTuple, Protocol, TypeVar, dataclass_transform
 
-UNKNOWN = "unknown"
+UNKNOWN: Final = "unknown"
 """The application protocol of a connection or flow whose payload was absent or not recognised (apps.py)."""
 
 
@@ -50,18 +50,25 @@ class AppEvidence(NamedTuple):
 
 
 # IP protocol numbers the core understands.
-IPPROTO_ICMP = 1
-IPPROTO_TCP = 6
-IPPROTO_UDP = 17
-IPPROTO_ICMPV6 = 58
+# Constants are Final: the compiled modules (auditor/capture/native.py) then read them as C constants
+# or statics, not by a look-up in a module's dict each time.
+IPPROTO_ICMP: Final = 1
+IPPROTO_TCP: Final = 6
+IPPROTO_UDP: Final = 17
+IPPROTO_ICMPV6: Final = 58
 
-PROTO_NAMES = {IPPROTO_TCP: "tcp", IPPROTO_UDP: "udp", IPPROTO_ICMP: "icmp", IPPROTO_ICMPV6: "icmp"}
+PROTO_NAMES: Final = {IPPROTO_TCP: "tcp", IPPROTO_UDP: "udp", IPPROTO_ICMP: "icmp", IPPROTO_ICMPV6: "icmp"}
 
 # TCP flag bits.
-FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+FIN: Final = 0x01
+SYN: Final = 0x02
+RST: Final = 0x04
+PSH: Final = 0x08
+ACK: Final = 0x10
+URG: Final = 0x20
 
 # How many bytes of transport payload a record carries (names and protocol evidence need no more).
-PAYLOAD_SNAP = 2048
+PAYLOAD_SNAP: Final = 2048
 
 
 _T = TypeVar("_T")
@@ -226,7 +233,7 @@ class RuleState(enum.StrEnum):
 
 
 # Strength order of direction evidence (strongest first), SPEC §3.
-DIRECTION_EVIDENCE = ("syn", "synack", "protocol", "catalog_port", "wellknown_port", "first_packet")
+DIRECTION_EVIDENCE: Final = ("syn", "synack", "protocol", "catalog_port", "wellknown_port", "first_packet")
 
 
 class Refusal(NamedTuple):

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import re
 import socket
+from typing import Final
 
 from auditor.dnswire import CNAME, MalformedDNS, read_answers
 from auditor.model import IPPROTO_TCP, IPPROTO_UDP, NameObservation, PacketRecord, addr_str
 
-_HTTP_METHODS = (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"OPTIONS ", b"PATCH ")
-_HTTP_FIRST = frozenset(m[0] for m in _HTTP_METHODS)
-_HOST_HEADER = re.compile(rb"\r\nhost:", re.IGNORECASE)
-MAX_CNAME_DEPTH = 16
+_HTTP_METHODS: Final = (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"OPTIONS ", b"PATCH ")
+_HTTP_FIRST: Final = frozenset(m[0] for m in _HTTP_METHODS)
+_HOST_HEADER: Final = re.compile(rb"\r\nhost:", re.IGNORECASE)
+MAX_CNAME_DEPTH: Final = 16
 """CNAME links followed back from an address's owner."""
 
 

@@ -8,10 +8,11 @@ from ``_printable`` pieces and ASCII literals only, so they need no further clea
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
-APP_SNAP = 64
+APP_SNAP: Final = 64
 """Payload bytes kept per direction of a connection for identification."""
-DETAIL_MAX = 80
+DETAIL_MAX: Final = 80
 """Characters of ``AppEvidence.detail`` at most."""
 
 Hit = tuple[str, str]
@@ -22,10 +23,10 @@ _PRINTABLE = bytes(b if 0x20 <= b < 0x7F else 0x2E for b in range(256))
 
 
 # Byte classes, tested with bytes.translate (C speed) rather than a Python loop over the bytes.
-_CONTROL = bytes(range(0x20)) + b"\x7f"
+_CONTROL: Final = bytes(range(0x20)) + b"\x7f"
 _NOT_VISIBLE = bytes(range(0x20)) + bytes(range(0x7F, 0x100))
 _NOT_TOKEN = bytes(range(0x21)) + bytes(range(0x7F, 0x100))
-_NOT_NETBIOS = bytes(b for b in range(256) if not 0x41 <= b <= 0x50)
+_NOT_NETBIOS: Final = bytes(b for b in range(256) if not 0x41 <= b <= 0x50)
 
 
 def _has(raw: bytes, chars: bytes) -> bool:

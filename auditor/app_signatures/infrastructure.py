@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from typing import Final
 
 from auditor.app_signatures.common import (
     _CONTROL,
@@ -57,12 +58,12 @@ def _snmp(p: bytes) -> Hit | None:
 # question; over TCP a 2-byte length first (§4.2.2). NetBIOS name service (RFC 1002 §4.2) shares the
 # format with first-level-encoded 32-byte names (RFC 1001 §14.1).
 
-_DNS_HEADER = struct.Struct(">HHHHH")
-_DNS_OPCODES = {0: "query", 1: "inverse query", 2: "status", 4: "notify", 5: "update"}
-_DNS_TYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA", 33: "SRV",
+_DNS_HEADER: Final = struct.Struct(">HHHHH")
+_DNS_OPCODES: Final = {0: "query", 1: "inverse query", 2: "status", 4: "notify", 5: "update"}
+_DNS_TYPES: Final = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA", 33: "SRV",
               35: "NAPTR", 43: "DS", 48: "DNSKEY", 64: "SVCB", 65: "HTTPS", 252: "AXFR", 251: "IXFR", 255: "ANY"}
-_DNS_CLASSES = (1, 3, 4, 254, 255)
-_NBNS_OPCODES = {0: "query", 5: "registration", 6: "release", 7: "WACK", 8: "refresh", 9: "refresh"}
+_DNS_CLASSES: Final = (1, 3, 4, 254, 255)
+_NBNS_OPCODES: Final = {0: "query", 5: "registration", 6: "release", 7: "WACK", 8: "refresh", 9: "refresh"}
 
 
 def _dns_message(p: bytes, at: int, tcp: bool) -> Hit | None:

@@ -81,15 +81,15 @@ class Walked(Protocol):
 # with one 802.1Q tag; the same from the IPv4 header on (other link layers); IPv6 (payload length,
 # next header, src, dst) and the same transport fields. TCP seq/ack and UDP length/checksum are read
 # apart, only when needed: a packet the lane takes allocates two integers fewer.
-_E4 = struct.Struct("!12xHBxH2xHxB2x4s4sHH8xBB").unpack_from
-_E4V = struct.Struct("!16xHBxH2xHxB2x4s4sHH8xBB").unpack_from
-_I4 = struct.Struct("!BxH2xHxB2x4s4sHH8xBB").unpack_from
-_I6 = struct.Struct("!4xHBx16s16sHH8xBB").unpack_from
-_SEQACK = struct.Struct("!II").unpack_from
-_ULEN_SUM = struct.Struct("!HH").unpack_from
-_U16 = struct.Struct("!H").unpack_from
-_U32 = struct.Struct("!I").unpack_from
-_U32LE = struct.Struct("<I").unpack_from
+_E4: Final = struct.Struct("!12xHBxH2xHxB2x4s4sHH8xBB").unpack_from
+_E4V: Final = struct.Struct("!16xHBxH2xHxB2x4s4sHH8xBB").unpack_from
+_I4: Final = struct.Struct("!BxH2xHxB2x4s4sHH8xBB").unpack_from
+_I6: Final = struct.Struct("!4xHBx16s16sHH8xBB").unpack_from
+_SEQACK: Final = struct.Struct("!II").unpack_from
+_ULEN_SUM: Final = struct.Struct("!HH").unpack_from
+_U16: Final = struct.Struct("!H").unpack_from
+_U32: Final = struct.Struct("!I").unpack_from
+_U32LE: Final = struct.Struct("<I").unpack_from
 
 VXLAN_PORT: Final = 4789
 GENEVE_PORT: Final = 6081

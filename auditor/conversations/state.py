@@ -22,47 +22,67 @@ from auditor.model import (
 )
 
 # Endpoint states, as Zeek's TCP_ENDPOINT_* (zeek/analyzer/protocol/tcp/TCP_Endpoint.h).
-INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
-_CLOSING = (CLOSED, RESET)
-_O_INACTIVE = (INACTIVE, PARTIAL)
+# Constants are Final (as model.py's): the compiled core reads them as C constants or statics, not by
+# a look-up in the module's dict each time. HOST_TTLS_MAX is not: a test lowers it.
+INACTIVE: Final = 0
+SYN_SENT: Final = 1
+SYN_ACK_SENT: Final = 2
+PARTIAL: Final = 3
+ESTABLISHED: Final = 4
+CLOSED: Final = 5
+RESET: Final = 6
+_CLOSING: Final = (CLOSED, RESET)
+_O_INACTIVE: Final = (INACTIVE, PARTIAL)
 
 # Direction evidence, as indexes into model.DIRECTION_EVIDENCE (lower = stronger).
-EV_SYN, EV_SYNACK, EV_PROTOCOL, EV_CATALOG, EV_WELLKNOWN, EV_FIRST = range(6)
+EV_SYN: Final = 0
+EV_SYNACK: Final = 1
+EV_PROTOCOL: Final = 2
+EV_CATALOG: Final = 3
+EV_WELLKNOWN: Final = 4
+EV_FIRST: Final = 5
 
 # History "seen" bits: originator in the low half, responder shifted by _RESP.
-_S, _A, _D, _F, _R, _C, _I, _Q = (1 << i for i in range(8))
-_RESP = 16
-_HIST_LETTER = {}
+_S: Final = 1 << 0
+_A: Final = 1 << 1
+_D: Final = 1 << 2
+_F: Final = 1 << 3
+_R: Final = 1 << 4
+_C: Final = 1 << 5
+_I: Final = 1 << 6
+_Q: Final = 1 << 7
+_RESP: Final = 16
+_HIST_LETTER: Final[dict[int, str]] = {}
 for _i, _ch in enumerate("SADFRCIQ"):
     _HIST_LETTER[1 << _i] = _ch
     _HIST_LETTER[1 << (_i + _RESP)] = _ch.lower()
-_D_BOTH = _D | (_D << _RESP)
+_D_BOTH: Final = _D | (_D << _RESP)
 # Any of these means the connection is past its handshake: a later initial SYN is a new one.
-_NOT_HANDSHAKE = (_D | _F | _R | _I | _Q) * (1 | (1 << _RESP))
+_NOT_HANDSHAKE: Final = (_D | _F | _R | _I | _Q) * (1 | (1 << _RESP))
 # Zeek's conn.zeek: RSTOS0 only when the history is a SYN followed by the originator's RST.
-_RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R.*")
-_SYN_LETTERS = {True: ("S", "H"), False: ("s", "h")}
+_RSTOS0: Final = re.compile(r"\^?S[^HAFGIQ]*R.*")
+_SYN_LETTERS: Final = {True: ("S", "H"), False: ("s", "h")}
 """History letter of a SYN (without, with ACK) by whether the originator sent it."""
-_POW10 = frozenset(10**i for i in range(19))
+_POW10: Final = frozenset(10**i for i in range(19))
 
-DISORDER_SLACK = 60.0
+DISORDER_SLACK: Final = 60.0
 """Seconds a chunk may begin before the chunks ahead of it end (timestamps a little out of order)
 and still be merged exactly: its head chains cover one idle timeout and this much more."""
-SWEEP_EVERY = 8192
-CLOSE_LINGER = 5.0
-DYNAMIC_PORTS = 49152
-TFTP_PORT = 69
-TFTP_PENDING_MAX = 4096
-FANIN_TARGETS_MAX = 100_000
+SWEEP_EVERY: Final = 8192
+CLOSE_LINGER: Final = 5.0
+DYNAMIC_PORTS: Final = 49152
+TFTP_PORT: Final = 69
+TFTP_PENDING_MAX: Final = 4096
+FANIN_TARGETS_MAX: Final = 100_000
 HOST_TTLS_MAX = 65_536
 """Responders whose TTLs the core keeps (ConversationResult.host_ttls)."""
-_ATTEMPT_STATES = frozenset(("REJ", "RSTOS0", "RSTRH", "SH", "SHR"))
-_RESET_STATES = ("REJ", "RSTRH")
+_ATTEMPT_STATES: Final = frozenset(("REJ", "RSTOS0", "RSTRH", "SH", "SHR"))
+_RESET_STATES: Final = ("REJ", "RSTRH")
 """TCP states of a connection the responder's RST refused (when Flow.add counts it rejected)."""
-_BROADCASTS = (b"\xff\xff\xff\xff",)
-_DNS_PORTS = (53,)
-_ICMP_ECHO = {IPPROTO_ICMP: (8, 0), IPPROTO_ICMPV6: (128, 129)}
-_NO_TUNNELS: frozenset[str] = frozenset()
+_BROADCASTS: Final = (b"\xff\xff\xff\xff",)
+_DNS_PORTS: Final = (53,)
+_ICMP_ECHO: Final = {IPPROTO_ICMP: (8, 0), IPPROTO_ICMPV6: (128, 129)}
+_NO_TUNNELS: Final[frozenset[str]] = frozenset()
 _REPLAYED_COUNTERS = ("port_reuse", "idle_splits", "icmp_errors_matched", "icmp_refusals", "icmp_errors_unmatched",
                       "tftp_transfers", "dhcp_replies_joined", "bad_checksums")
 """What the slow path counts: a chain replayed in a merge takes back what its own chunk counted."""
@@ -288,7 +308,7 @@ Head = tuple[PacketRecord | bytes, tuple[tuple[tuple[object, ...], float], ...]]
 """What a merge looks up of a head chain (chunks.heads): its first packet (``packed`` when it can be: a
 part's heads travel, and wait in the merging process for their turn), and its ``aside`` packets."""
 
-_RECORD = struct.Struct("<qqdBIiiHQQIhhq??hB")
+_RECORD: Final = struct.Struct("<qqdBIiiHQQIhhq??hB")
 """A logged record's fields before its addresses and payload (``_Chain.record``, ``unpacked``)."""
 
 
