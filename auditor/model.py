@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import enum
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final, NamedTuple, Protocol, TypeVar, dataclass_transform
+from typing import Any, Final, NamedTuple, TypeVar, dataclass_transform
 
 UNKNOWN: Final = "unknown"
 """The application protocol of a connection or flow whose payload was absent or not recognised (apps.py)."""
@@ -98,19 +98,6 @@ def addr_str(packed: bytes) -> str:
             _ADDR_CACHE.clear()
         _ADDR_CACHE[packed] = text
     return text
-
-
-class Lane(Protocol):
-    """The conversation core's fast lane (conversations.FastLane), as a capture reader sees it.
-
-    ``take(proto, src, sport, dst, dport, ts, tcp_flags, payload_len, ip_len)`` takes a common TCP/UDP
-    packet of a live connection by its fields (True) or declines it (False: send a PacketRecord).
-    UDP packets are offered with ``tcp_flags`` 0.
-    """
-
-    __slots__ = ()
-
-    take: Callable[[int, bytes, int, bytes, int, float, int, int, int], bool]
 
 
 @dataclass(slots=True, frozen=True)

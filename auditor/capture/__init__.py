@@ -34,6 +34,7 @@ import os
 import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from auditor.capture import foreign, nstrace_format
 from auditor.capture.decode import Decoder
@@ -46,7 +47,10 @@ from auditor.capture.pcapng import walk_pcapng
 from auditor.capture.ranges import Chunk, ChunkBytes
 from auditor.capture.source import Source, sniff
 from auditor.errors import CaptureError
-from auditor.model import Lane, PacketRecord
+from auditor.model import PacketRecord
+
+if TYPE_CHECKING:
+    from auditor.conversations.lane import FastLane
 
 __all__ = ["ENGINES", "CaptureSet", "Chunk", "InputInfo", "ReadStats", "open_captures"]
 
@@ -116,7 +120,7 @@ class CaptureSet:
         self.verify_checksums = verify_checksums
         self.chunks = [Chunk(path, index, 0, -1, 0) for index, path in enumerate(self.paths)]
         """What is read, in order: each input whole, or (``from_chunks``) byte ranges of inputs."""
-        self.lane: Lane | None = None
+        self.lane: FastLane | None = None
         """The conversation core's fast lane (ConversationBuilder.lane), set by the consumer before
         iterating: common TCP/UDP packets of live connections go to it, not out as records."""
         self.inputs: list[InputInfo] = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from auditor.capture import native
 from auditor.capture.info import ReadStats
@@ -21,7 +22,10 @@ from auditor.capture.kernel import VERIFY_ALL_BYTES as VERIFY_ALL_BYTES
 from auditor.capture.kernel import VERIFY_EVERY as VERIFY_EVERY
 from auditor.capture.link import linktype_name as linktype_name
 from auditor.capture.tunnels import Tunnels
-from auditor.model import PAYLOAD_SNAP, Lane, PacketRecord, QuotedPacket, TunnelInfo
+from auditor.model import PAYLOAD_SNAP, PacketRecord, QuotedPacket, TunnelInfo
+
+if TYPE_CHECKING:
+    from auditor.conversations.lane import FastLane
 
 _U16 = struct.Struct("!H").unpack_from
 _U32 = struct.Struct("!I").unpack_from
@@ -136,24 +140,22 @@ class Decoder(Tunnels):
         self._bad_last = 0
         """The last malformed frame (``bad``), and how many malformed frames in a row end there."""
         self._bad_run = 0
-        self._lane: Lane | None = None
 
     @property
-    def lane(self) -> Lane | None:
+    def lane(self) -> FastLane | None:
         """The conversation core's fast lane (ConversationBuilder.lane), offered the common TCP/UDP
-        packets that need no record (the kernel's ``take``)."""
-        return self._lane
+        packets that need no record (by the kernel)."""
+        return self.kernel.lane
 
     @lane.setter
-    def lane(self, lane: Lane | None) -> None:
-        self._lane = lane
-        self.kernel.take = None if lane is None else lane.take
+    def lane(self, lane: FastLane | None) -> None:
+        self.kernel.lane = lane
 
     def close(self) -> None:
         """The input is read: let go of the kernel's way back into this decoder (a reference cycle the
         reading would otherwise leave to the cyclic collector, which collect() pauses)."""
         self.kernel.slow = _read
-        self.kernel.take = None
+        self.kernel.lane = None
         self.behind = None
 
     def decode(self, buf: bytes, off: int, caplen: int, ts: float, frame: int, lt: int) -> PacketRecord | None:

@@ -17,6 +17,7 @@ only chunks that meet such a fragment pay it.
 
 from __future__ import annotations
 
+from auditor.capture import native
 from auditor.capture.decode import Decoder, FragTable
 from auditor.capture.info import InputInfo, ReadStats
 from auditor.capture.pcapfile import PCAPNG_MAGIC, walk_pcap
@@ -34,11 +35,6 @@ class _Stretch(ChunkBytes):
 
     def read_on(self) -> None:
         pass
-
-
-def _drop(proto: int, src: bytes, sport: int, dst: bytes, dport: int, ts: float, flags: int, plen: int,
-          ip_len: int) -> bool:
-    return True
 
 
 def table_before(chunk: Chunk, since: float) -> FragTable:
@@ -82,7 +78,7 @@ def _walk(stretch: Chunk) -> tuple[FragTable, float | None, bool]:
         return {}, None, False
     info = InputInfo(path=stretch.path)
     dec = Decoder(ReadStats(), stretch.input_index, verify_checksums=False)
-    dec.kernel.take = _drop
+    dec.lane = native.KERNEL.of("auditor.conversations.lane").DropLane()  # no records but fragments'
     complete = False
     try:
         first = data.read(1 << 20)

@@ -5,7 +5,7 @@ block buffer (capture/pcapfile.py's window; pcapng's other blocks and section st
 capture/pcapng.py). Then (``Kernel.decode``) Ethernet (+one 802.1Q tag), Linux cooked (SLL, SLL2),
 raw IP and BSD loopback, carrying IPv4 without options or fragmentation or IPv6 without extension
 headers, then TCP or plain UDP: decoded with precompiled structs on the reader's block buffer,
-offered to the conversation core's fast lane (``take``) when the packet needs nothing but counting,
+offered to the conversation core's fast lane (``FastLane.take``) when the packet needs nothing but counting,
 else built into a record. Everything else, and any doubt, goes to the general decoder (``slow``:
 capture/decode.py), which checks every bound and counts what it cannot decode. Both the walk and
 ``Decoder.decode`` (the other readers) call ``Kernel.decode``: there is no other copy.
@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterator
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from auditor.apps import APP_SNAP
 from auditor.model import PAYLOAD_SNAP, PacketRecord
 
-Take = Callable[[int, bytes, int, bytes, int, float, int, int, int], bool]
-"""The conversation core's fast lane (model.Lane.take)."""
+if TYPE_CHECKING:
+    # Only its type: the kernel calls the lane's take through its class (in the compiled build a C
+    # call, the numbers unboxed), and is handed the lane by its reader (capture/decode.py).
+    from auditor.conversations.lane import FastLane
 Slow = Callable[[bytes, int, int, float, int, int], PacketRecord | None]
 """The general decoder: (buf, frame start, frame end, ts, frame number, link type)."""
 Tick = Callable[[], None]
@@ -143,7 +145,7 @@ def checksum_bad(buf: bytes, a: int, b: int, src: bytes, dst: bytes, proto: int)
 class Kernel:
     """The hot path of one input's decoder (capture/decode.py's Decoder makes it and owns ``slow``)."""
 
-    __slots__ = ("all_below", "ii", "keep", "laned", "slow", "take", "verify", "verify_all")
+    __slots__ = ("all_below", "ii", "keep", "lane", "laned", "slow", "verify", "verify_all")
 
     def __init__(self, input_index: int, verify: bool, all_below: int, slow: Slow) -> None:
         self.ii = input_index
@@ -154,7 +156,7 @@ class Kernel:
         """Verify every checksum, not the sample: until the walk meets a frame at ``all_below`` or past it."""
         self.slow = slow
         self.keep: frozenset[int] = KEEP_FIRST
-        self.take: Take | None = None
+        self.lane: FastLane | None = None
         """The conversation core's fast lane, offered the common packets that need no record."""
         self.laned = 0
         """Packets the lane took (records in all but object: the walk counts them as records)."""
@@ -222,7 +224,7 @@ class Kernel:
             ttl = buf[p + 7]  # the hop limit
         else:
             return self.slow(buf, off, end, ts, frame, lt)
-        take = self.take
+        lane = self.lane
         if proto == 6:
             doff = (offb >> 4) << 2
             plen = l4len - doff
@@ -245,7 +247,7 @@ class Kernel:
             if (self.verify and ipend <= end
                     and (self.verify_all or flags & 7 or not int(ts * 1e6 + 0.5) % VERIFY_EVERY)):
                 bad = checksum_bad(buf, l4, ipend, src, dst, 6)
-            if quiet and not bad and take is not None and take(6, src, sport, dst, dport, ts, flags, plen, tot):
+            if quiet and not bad and lane is not None and lane.take(6, src, sport, dst, dport, ts, flags, plen, tot):
                 self.laned += 1
                 return None
             seq: int
@@ -264,8 +266,8 @@ class Kernel:
             if (ucs and self.verify and l4 + ulen <= end
                     and (self.verify_all or not int(ts * 1e6 + 0.5) % VERIFY_EVERY)):
                 bad = checksum_bad(buf, l4, l4 + ulen, src, dst, 17)
-            if (not bad and take is not None and sport != 53 and dport != 53
-                    and take(17, src, sport, dst, dport, ts, 0, plen, tot)):
+            if (not bad and lane is not None and sport != 53 and dport != 53
+                    and lane.take(17, src, sport, dst, dport, ts, 0, plen, tot)):
                 self.laned += 1
                 return None
             payload = b""

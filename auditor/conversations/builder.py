@@ -95,9 +95,9 @@ class ConversationBuilder:
         self._summaries = 0
         self.result = ConversationResult()
         self.stats = self.result.stats
-        self._take: Callable[[int, bytes, int, bytes, int, float, int, int, int], bool] | None = FastLane(self).take
+        self._lane: FastLane | None = FastLane(self)
         """The fast lane, for records too (``feed``); None once the builder has ended (``finish``,
-        ``end_chunk``): the lane's closure holds the builder, and cannot be pickled."""
+        ``end_chunk``): the lane holds the builder, and cannot be pickled."""
         self._params = dict(server_ports=server_ports, tcp_idle_timeout=tcp_idle_timeout,
                             udp_idle_timeout=udp_idle_timeout, icmp_idle_timeout=icmp_idle_timeout,
                             max_live=max_live, max_flows=max_flows, flood_fanin=flood_fanin,
@@ -143,11 +143,11 @@ class ConversationBuilder:
         """One record. Established TCP and known UDP packets take the fast lane (``FastLane.take``:
         one dict lookup and a few integer updates); everything else goes to the slow path."""
         proto = rec.proto
-        take = self._take
+        lane = self._lane
         # SYN, FIN and RST never take the lane (FastLane.take declines them): straight to the slow path.
         if (proto == 6 or proto == 17) and not rec.tcp_flags & 7 and not rec.checksum_bad and rec.tunnel is None \
-                and take is not None and take(proto, rec.src, rec.sport, rec.dst, rec.dport, rec.ts, rec.tcp_flags,
-                                              rec.payload_len, rec.ip_len):
+                and lane is not None and lane.take(proto, rec.src, rec.sport, rec.dst, rec.dport, rec.ts, rec.tcp_flags,
+                                                   rec.payload_len, rec.ip_len):
             return
         self.stats.packets += 1
         self._countdown -= 1
@@ -181,7 +181,7 @@ class ConversationBuilder:
         if self._keep:
             self.result.connections.sort(key=lambda x: (x.first_seen, x.first_frame))
         # The lane's closure holds this builder: no cycle left (audit.collect pauses the collector).
-        self._take = None
+        self._lane = None
         return self.result
 
     # ---- chunks and their merge (SPEC §8) -------------------------------------------------------

@@ -46,7 +46,7 @@ def end_chunk(b: ConversationBuilder, last: bool = False) -> ConversationBuilder
     # The sweep's queue still holds the connections closed since they were queued (each with its
     # history and first payloads): the part keeps only live ones.
     b._queue = deque(c for c in b._queue if not c.dead)
-    b._take = None  # the lane's closure: it holds the builder and cannot be pickled
+    b._lane = None  # the lane holds the builder and cannot be pickled
     return b
 
 

@@ -6,20 +6,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from auditor.conversations.state import _A, _D, _RESP, CLOSE_LINGER, _Run
-from auditor.model import ACK, Lane
+from auditor.model import ACK
 
 if TYPE_CHECKING:
     from auditor.conversations.builder import ConversationBuilder
 
 
-class FastLane(Lane):
+class FastLane:
     """A capture reader's way into the core for common packets, without a PacketRecord.
 
     ``take(proto, src, sport, dst, dport, ts, flags, payload_len, ip_len)`` takes a TCP/UDP packet of
     an already live connection by its fields alone and returns True; it returns False, having
     changed nothing, when the packet needs ``ConversationBuilder.feed``. Its counters and history
     letters are written as the slow path writes them (``_Conn.add``, ``_Conn.mark``): the capture
-    layer hands values in, never state.
+    layer hands values in, never state. UDP packets are offered with ``flags`` 0.
 
     A reader may offer only packets whose record would have no checksum error, no tunnel, no fragment
     flag and no payload that names.py reads (capture/decode.py): ``feed`` of such a record would
@@ -29,49 +29,61 @@ class FastLane(Lane):
     packet, so the amortised sweep stays in ``feed``.
     """
 
-    __slots__ = ("take",)
-
     def __init__(self, builder: ConversationBuilder) -> None:
-        get = builder._table.get
-        stats = builder.stats
+        self.builder = builder
+        self.table = builder._table
+        self.stats = builder.stats
 
-        def take(proto: int, src: bytes, sport: int, dst: bytes, dport: int, ts: float, flags: int,
-                 plen: int, ip_len: int) -> bool:
-            key = (proto, src, sport, dst, dport)
-            ent = get(key)
-            if ent is None or flags & 7 or builder._countdown == 1:
+    def take(self, proto: int, src: bytes, sport: int, dst: bytes, dport: int, ts: float, flags: int,
+             plen: int, ip_len: int) -> bool:
+        # The kernel (capture/kernel.py) and the builder call this through its class: in the compiled
+        # build a C call with the numbers unboxed, not a call of a Python callable.
+        key = (proto, src, sport, dst, dport)
+        ent = self.table.get(key)
+        builder = self.builder
+        if ent is None or flags & 7 or builder._countdown == 1:
+            return False
+        c, is_orig = ent
+        if ts - c.last > c.timeout or not (c.os if is_orig else c.rs):
+            return False
+        if plen and (c.ho if is_orig else c.hr) is None:
+            return False  # a direction's first payload: the slow path keeps its first bytes
+        bit = _D if plen or proto == 17 else (_A if flags & ACK else 0)
+        chain = c.chain
+        run: _Run | None = None
+        if chain is not None:  # a head chain of a chunk: a run (_Run) for a merge to replay
+            if ts - c.last > CLOSE_LINGER or len(c.keys) != 2:
+                # A record: a run never spans a gap that may end a connection, and its counts are
+                # per direction of the connection's own 5-tuple (not of a joined TFTP transfer).
                 return False
-            c, is_orig = ent
-            if ts - c.last > c.timeout or not (c.os if is_orig else c.rs):
-                return False
-            if plen and (c.ho if is_orig else c.hr) is None:
-                return False  # a direction's first payload: the slow path keeps its first bytes
-            bit = _D if plen or proto == 17 else (_A if flags & ACK else 0)
-            chain = c.chain
-            run: _Run | None = None
-            if chain is not None:  # a head chain of a chunk: a run (_Run) for a merge to replay
-                if ts - c.last > CLOSE_LINGER or len(c.keys) != 2:
-                    # A record: a run never spans a gap that may end a connection, and its counts are
-                    # per direction of the connection's own 5-tuple (not of a joined TFTP transfer).
-                    return False
-                run = chain.run
-                if run is None:
-                    run = chain.run = _Run()
-                    run.start(c, ts)
-                    chain.log.append(run)
-                elif ts > run.last:
-                    run.last = ts
-                elif ts < run.first:
-                    run.first = ts
-            builder._countdown -= 1
-            stats.packets += 1
-            c.add(is_orig, 1, ip_len, ts, ts)
-            if bit:
-                mask = bit if is_orig else bit << _RESP
-                c.mark(mask)
-                if run is not None and not run.seen & mask:
-                    run.seen |= mask
-                    run.letters.append(mask)
-            return True
+            run = chain.run
+            if run is None:
+                run = chain.run = _Run()
+                run.start(c, ts)
+                chain.log.append(run)
+            elif ts > run.last:
+                run.last = ts
+            elif ts < run.first:
+                run.first = ts
+        builder._countdown -= 1
+        self.stats.packets += 1
+        c.add(is_orig, 1, ip_len, ts, ts)
+        if bit:
+            mask = bit if is_orig else bit << _RESP
+            c.mark(mask)
+            if run is not None and not run.seen & mask:
+                run.seen |= mask
+                run.letters.append(mask)
+        return True
 
-        self.take = take
+
+class DropLane(FastLane):
+    """A lane that takes every packet offered and keeps nothing: for a walk that wants only the
+    frames the kernel never offers a lane (capture/fragments.py: IP fragments)."""
+
+    def __init__(self) -> None:
+        pass
+
+    def take(self, proto: int, src: bytes, sport: int, dst: bytes, dport: int, ts: float, flags: int,
+             plen: int, ip_len: int) -> bool:
+        return True
