@@ -14,9 +14,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from auditor import __version__, engine
+from auditor import (
+    __version__,
+    conversations,  # its builder looked up at each use: of the build that runs
+    engine,
+)
 from auditor.capture import CaptureSet, open_captures
 from auditor.catalog import Catalog, load_catalog
 from auditor.classify import (
@@ -29,7 +33,6 @@ from auditor.classify import (
     is_wildcard_address,
     rule_status,
 )
-from auditor.conversations import ConversationBuilder, ConversationResult
 from auditor.errors import AuditorError
 from auditor.model import Connection, FlowKey, PacketRecord, share_counts
 from auditor.names import MAX_NAMES, NameEvidence
@@ -38,6 +41,9 @@ from auditor.report.document import build_document
 from auditor.report.model import AuditDocument
 from auditor.roles import RoleEntry, RoleMap, VantageEntry, load_roles, name_matches, parse_vantage
 from auditor.roles_lint import RoleWarning, lint_roles
+
+if TYPE_CHECKING:
+    from auditor.conversations import ConversationResult
 
 _FLOW_KEY = attrgetter("key")
 _INITIATOR, _RESPONDER, _PORT = itemgetter(0), itemgetter(1), itemgetter(3)
@@ -213,7 +219,7 @@ def collect(records: Iterable[PacketRecord], server_ports: frozenset[tuple[str, 
             connection_sink: Callable[[Connection], None] | None = None) -> tuple[ConversationResult, NameEvidence]:
     """Packet records -> conversations and name evidence (both mergeable across partial runs), read
     as one chunk that starts and ends the run (engine.read_records)."""
-    builder = ConversationBuilder(server_ports=server_ports, connection_sink=connection_sink)
+    builder = conversations.ConversationBuilder(server_ports=server_ports, connection_sink=connection_sink)
     names = NameEvidence(max_names=MAX_NAMES)
     with paused_gc(keep=True):
         engine.read_records(records, builder, names)

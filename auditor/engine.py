@@ -35,18 +35,22 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from auditor import pipe
+# The conversation core's builder and merge are looked up at each use (conversations.ConversationBuilder,
+# conversations.merging): of the build that runs (auditor/capture/native.py), as its kernel is.
+from auditor import conversations, pipe
 from auditor.capture import CaptureSet, ranges
 from auditor.capture.info import InputInfo, ReadStats
-from auditor.conversations import DISORDER_SLACK, ConversationBuilder, ConversationResult
-from auditor.conversations import merging as chunks  # the merge of chunks, of the build that runs
+from auditor.conversations import DISORDER_SLACK
 from auditor.conversations.state import Head
 from auditor.errors import AuditorError
 from auditor.model import PacketRecord
 from auditor.names import NameEvidence
 from auditor.parallel import lean_heap, paused_gc, trim_heap, tune_gc
+
+if TYPE_CHECKING:
+    from auditor.conversations import ConversationBuilder, ConversationResult
 
 Progress = Callable[[int, int, int], None]
 """(bytes done, bytes in all, frames read)."""
@@ -198,7 +202,7 @@ def read_chunk(chunk: ranges.Chunk | Sequence[ranges.Chunk], server_ports: froze
     run = [chunk] if isinstance(chunk, ranges.Chunk) else list(chunk)
     cs = CaptureSet.from_chunks([c._replace(input_index=_virtual(c)) for c in run], engine=engine,
                                 verify_checksums=verify)
-    builder = ConversationBuilder(server_ports=server_ports, chunk=not first)
+    builder = conversations.ConversationBuilder(server_ports=server_ports, chunk=not first)
     names = NameEvidence()
     with paused_gc(keep=freeze):
         read_records(cs, builder, names, tick, every)
@@ -226,7 +230,7 @@ class Merger:
 
     def decide(self, firsts: list[Head]) -> list[bool]:
         """Which of the next part's head chains continue something here (conversations/chunks.py)."""
-        return chunks.decide(self.acc.conv, firsts) if self.acc is not None else [False] * len(firsts)
+        return conversations.merging.decide(self.acc.conv, firsts) if self.acc is not None else [False] * len(firsts)
 
     def add(self, part: Part, decided: tuple[list[Head], list[bool]] | None = None,
             rest: pipe.Rest | None = None) -> None:
@@ -237,9 +241,10 @@ class Merger:
         if not self.wanted(part.chunk):
             return
         built = type(part.conv).__module__
-        if built != ConversationBuilder.__module__:  # a Dask worker with another install
+        here = conversations.ConversationBuilder.__module__
+        if built != here:  # a Dask worker with another install
             raise AuditorError(f"{part.chunk.path}: read by a process that runs another build of pcap-audit "
-                               f"({built}, here {ConversationBuilder.__module__}): install the same pcap-audit, "
+                               f"({built}, here {here}): install the same pcap-audit, "
                                "compiled or pure alike (pcap-audit --version), on every worker")
         for chunk, info in zip(part.chunks, part.inputs, strict=True):
             self.infos.setdefault(chunk.input_index, []).append((_virtual(chunk), info))
@@ -261,9 +266,9 @@ class Merger:
                 assert rest is None  # only a settled part travels in pieces
                 acc.conv.absorb(part.conv)
             else:
-                chunks.absorb_decided(acc.conv, part.conv, *decided,
+                conversations.merging.absorb_decided(acc.conv, part.conv, *decided,
                                       more=rest.take("flows") if rest is not None else ())
-            chunks.close_idle(acc.conv)  # what the later parts cannot continue: closed as it comes
+            conversations.merging.close_idle(acc.conv)  # what the later parts cannot continue: closed as it comes
             acc.names.merge(part.names)
             acc.stats.merge(part.stats)
         if rest is not None:  # the part's names, after its flows
@@ -338,11 +343,11 @@ def _worker(conn: Any, chunk: list[ranges.Chunk], server_ports: frozenset[tuple[
     try:
         try:
             part = read_chunk(chunk, server_ports, engine, verify, first, last, freeze=True)
-            pipe.send(conn, ("heads", chunks.heads(part.conv)))
+            pipe.send(conn, ("heads", conversations.merging.heads(part.conv)))
             joins = pickle.loads(conn.recv_bytes())
             if joins is None:
                 return
-            chunks.settle(part.conv, joins)
+            conversations.merging.settle(part.conv, joins)
         except BaseException as e:
             pipe.send(conn, ("error", e))
             return
@@ -493,9 +498,9 @@ def run_dask(chunks: list[ranges.Chunk], server_ports: frozenset[tuple[str, int]
 
 
 def _heads_of(part: Part) -> list[Head]:
-    return chunks.heads(part.conv)
+    return conversations.merging.heads(part.conv)
 
 
 def _settled(part: Part, joins: list[bool]) -> Part:
-    chunks.settle(part.conv, joins)
+    conversations.merging.settle(part.conv, joins)
     return part

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from auditor import conversations
 from auditor.apps import APP_SNAP
 from auditor.audit import collect
 from auditor.capture import CaptureSet
@@ -42,19 +43,20 @@ def _make_capture() -> ModuleType:
 
 FED: list[int] = [0]
 LANE_TAKEN: list[int] = [0]
-REAL_FEED = ConversationBuilder.feed
-
-
-def _counting_feed(self: ConversationBuilder, rec: Any) -> None:
-    FED[0] += 1
-    REAL_FEED(self, rec)
 
 
 def _run(paths: list[Path], lane: bool) -> tuple[Any, ...]:
     cs = CaptureSet([str(p) for p in paths])
     FED[0] = 0
+    builder = conversations.ConversationBuilder  # the build each_kernel chose, as collect() finds it
+    real_feed = builder.feed
+
+    def counting_feed(self: ConversationBuilder, rec: Any) -> None:
+        FED[0] += 1
+        real_feed(self, rec)
+
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ConversationBuilder, "feed", _counting_feed)
+        mp.setattr(builder, "feed", counting_feed)
         conv, names = collect(cs if lane else iter(cs), PORTS)
     taken = conv.stats.packets - FED[0]
     # The lane is really used, or not at all.

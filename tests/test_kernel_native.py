@@ -8,6 +8,7 @@ random bytes as apps.py does (test_apps.py::test_both_builds_identify_alike)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import runpy
 import subprocess
@@ -132,9 +133,9 @@ def test_the_conversation_core_comes_from_the_build_that_runs(each_kernel: types
     assert conversations.ConversationBuilder is native.KERNEL.of("auditor.conversations.builder").ConversationBuilder
     assert conversations.ConversationResult is native.KERNEL.of("auditor.conversations.results").ConversationResult
     assert conversations.merging is native.KERNEL.of("auditor.conversations.chunks")
-    # A process chooses once, from its environment: what the audit and the engine took at import.
-    show = ("import auditor.audit, auditor.engine; "
-            "print(auditor.audit.ConversationBuilder.__module__, auditor.engine.chunks.__name__)")
+    # A process chooses once, from its environment: what the audit and the engine find in the package.
+    show = ("import auditor.audit, auditor.engine, auditor.conversations as c; "
+            "print(c.ConversationBuilder.__module__, c.merging.__name__)")
     env = {k: v for k, v in os.environ.items() if k != "PCAP_AUDIT_PURE"}
     env["PYTHONPATH"] = str(REPO)
     for pure in (False, True):
@@ -196,7 +197,7 @@ def _audit_samples() -> list[object]:
     out = []
     for path in sorted((REPO / "sample_pcaps").glob("*.pcap*")):
         conv, names = collect(open_captures([str(path)]), frozenset())
-        out.append((path.name, sorted(conv.flows.items()), conv.stats, names.stats))
+        out.append((path.name, sorted(conv.flows.items()), dataclasses.asdict(conv.stats), names.stats))
     return out
 
 

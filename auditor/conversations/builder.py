@@ -180,7 +180,7 @@ class ConversationBuilder:
         self.result.host_ttls = {addr_str(a): seen for a, seen in self._ttls.items()}
         if self._keep:
             self.result.connections.sort(key=lambda x: (x.first_seen, x.first_frame))
-        # The lane's closure holds this builder: no cycle left (audit.collect pauses the collector).
+        # The lane holds this builder: no cycle left (audit.collect pauses the collector).
         self._lane = None
         return self.result
 
