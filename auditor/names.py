@@ -1,6 +1,8 @@
 """Address-to-name evidence from the capture itself: DNS answers, TLS SNI, HTTP Host (SPEC §2).
 
-Sans-IO: fed PacketRecords, never opens or prints anything. Every name is hostile input: names with
+Sans-IO: fed PacketRecords, never opens or prints anything. Reading a record is the table's
+(auditor/nametable.py, compiled with the kernel where the install can); this module holds it, merges
+partial evidence, splits it for travel and answers queries. Every name is hostile input: names with
 control characters or longer than a DNS name can be are refused (and counted), the rest are kept
 lowercased and bounded for the renderers to escape; nothing is ever evaluated.
 
