@@ -27,7 +27,7 @@ from auditor.model import UNKNOWN, AppEvidence
 __all__ = ["APP_SNAP", "DETAIL_MAX", "HEAD_MAX", "PROTOCOLS", "UNKNOWN", "AppEvidence", "identify",
            "identify_connection"]
 
-HEAD_MAX = 16
+HEAD_MAX: Final = 16
 """Payload bytes shown (in hex) in ``AppEvidence.head``."""
 
 PROTOCOLS = ("ica", "cgp", "tls", "dtls", "quic", "http", "websocket", "ssh", "rdp", "smb", "dcerpc", "ldap",
@@ -65,7 +65,7 @@ def identify(payload: bytes, proto: int, sport: int, dport: int) -> tuple[str, s
 # answered otherwise stayed HTTP; a CGP tunnel carries ICA.
 _PAIRS: Final = {("http", "websocket"): "websocket", ("websocket", "http"): "http", ("cgp", "ica"): "cgp",
           ("ica", "cgp"): "cgp"}
-_OWN_MIN = 40
+_OWN_MIN: Final = 40
 """Characters of a direction's own detail kept when the other direction's is quoted beside it."""
 
 

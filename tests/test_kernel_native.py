@@ -8,6 +8,7 @@ random bytes as apps.py does (test_apps.py::test_both_builds_identify_alike)."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import os
 import runpy
@@ -159,6 +160,41 @@ def test_decoders_make_the_chosen_kernel(each_kernel: types.ModuleType, monkeypa
     monkeypatch.setattr(each_kernel, "KEEP_FIRST", frozenset(range(256)))
     rec = Decoder(ReadStats(), 0).kernel.decode(frame, 0, len(frame), 1.0, 1, 1)
     assert rec is not None and len(rec.payload) == PAYLOAD_SNAP
+
+
+NOT_FINAL = {
+    # Read when used, on purpose: tests change them (dnswire.py says so; PROGRESS_EVERY, KEEP_FIRST).
+    "auditor.dnswire": {"A", "AAAA", "CNAME", "_MAX_NAME_OCTETS", "_MAX_POINTER_HOPS"},
+    "auditor.capture.kernel": {"KEEP_FIRST", "PROGRESS_EVERY"},
+}
+"""Module-level values that compiled functions read and that are not Final (type aliases aside)."""
+
+
+def _type_alias(value: ast.expr) -> bool:
+    """``Slow = Callable[...]``, ``X = A | None``: a type, not a value compiled code reads."""
+    return isinstance(value, ast.Subscript) or (isinstance(value, ast.BinOp) and isinstance(value.op, ast.BitOr))
+
+
+def test_compiled_modules_read_their_constants_as_finals() -> None:
+    # mypyc looks a module-level name that is not Final up in the module's dict at every use; a Final
+    # one is a C constant or a C static. A constant a compiled function reads must be Final, or
+    # listed in NOT_FINAL with why.
+    found = {}
+    for name in native.COMPILED:
+        tree = ast.parse(native.source_path(name).read_text(encoding="utf-8"))
+        values = set()
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and not _type_alias(node.value):
+                values.update(n.id for t in node.targets for n in ast.walk(t) if isinstance(n, ast.Name))
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None \
+                    and not ast.unparse(node.annotation).startswith("Final"):
+                values.add(node.target.id)
+        read = {n.id for node in tree.body if isinstance(node, ast.FunctionDef | ast.ClassDef)
+                for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+        not_final = (values & read) - NOT_FINAL.get(name, set())
+        if not_final:
+            found[name] = sorted(not_final)
+    assert found == {}
 
 
 def test_setup_turns_imports_among_compiled_modules_to_their_builds() -> None:

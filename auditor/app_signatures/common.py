@@ -19,7 +19,7 @@ Hit = tuple[str, str]
 Check = Callable[[bytes], Hit | None]
 
 # Printable ASCII stays, everything else (controls, DEL, bytes >= 0x80) becomes '.'.
-_PRINTABLE = bytes(b if 0x20 <= b < 0x7F else 0x2E for b in range(256))
+_PRINTABLE: Final = bytes(b if 0x20 <= b < 0x7F else 0x2E for b in range(256))
 
 
 # Byte classes, tested with bytes.translate (C speed) rather than a Python loop over the bytes.

@@ -21,8 +21,8 @@ from auditor.app_signatures.common import (
 # PDU [0..8] }; RFC 3412 §6 (v3): SEQUENCE { msgVersion 3, msgGlobalData SEQUENCE { msgID, ...} }.
 # The community is a password: it never goes into the detail.
 
-_SNMP_PDUS = ("GetRequest", "GetNextRequest", "Response", "SetRequest", "Trap", "GetBulkRequest",
-              "InformRequest", "SNMPv2-Trap", "Report")
+_SNMP_PDUS: Final = ("GetRequest", "GetNextRequest", "Response", "SetRequest", "Trap", "GetBulkRequest",
+                     "InformRequest", "SNMPv2-Trap", "Report")
 
 
 def _snmp(p: bytes) -> Hit | None:
@@ -138,7 +138,7 @@ def _dns_tcp(p: bytes) -> Hit | None:
 # --- NTP: RFC 5905 §7.3 (48-byte header: LI, VN, mode; stratum, poll, precision; root delay and
 # dispersion as NTP short format), §7.5 extension fields / MAC; RFC 9327 mode 6 control messages. ----
 
-_NTP_MODES = {1: "symmetric active", 2: "symmetric passive", 3: "client", 4: "server", 5: "broadcast"}
+_NTP_MODES: Final = {1: "symmetric active", 2: "symmetric passive", 3: "client", 4: "server", 5: "broadcast"}
 
 
 def _ntp(p: bytes) -> Hit | None:
@@ -184,11 +184,11 @@ def _ntp(p: bytes) -> Hit | None:
 # --- RADIUS: RFC 2865 §3 (code, identifier, length 20..4096, authenticator, attributes), RFC 2866
 # accounting, RFC 5176 dynamic authorization, RFC 5997 Status-Server. -----------------------------
 
-_RADIUS_CODES = {1: "Access-Request", 2: "Access-Accept", 3: "Access-Reject", 4: "Accounting-Request",
-                 5: "Accounting-Response", 11: "Access-Challenge", 12: "Status-Server", 13: "Status-Client",
-                 40: "Disconnect-Request", 41: "Disconnect-ACK", 42: "Disconnect-NAK", 43: "CoA-Request",
-                 44: "CoA-ACK", 45: "CoA-NAK"}
-_RADIUS_LONG = frozenset((1, 2, 3, 4, 11, 40, 43))
+_RADIUS_CODES: Final = {1: "Access-Request", 2: "Access-Accept", 3: "Access-Reject", 4: "Accounting-Request",
+                        5: "Accounting-Response", 11: "Access-Challenge", 12: "Status-Server", 13: "Status-Client",
+                        40: "Disconnect-Request", 41: "Disconnect-ACK", 42: "Disconnect-NAK", 43: "CoA-Request",
+                        44: "CoA-ACK", 45: "CoA-NAK"}
+_RADIUS_LONG: Final = frozenset((1, 2, 3, 4, 11, 40, 43))
 """Codes whose packets commonly exceed the bytes kept (requests, and answers that carry attributes)."""
 
 
@@ -225,7 +225,8 @@ def _radius(p: bytes) -> Hit | None:
 # --- syslog: RFC 5424 §6.2 '<PRI>VERSION SP', RFC 3164 §4.1 '<PRI>TIMESTAMP' ('Mmm dd hh:mm:ss') or a
 # tag; over TCP optionally RFC 6587 §3.4.1 octet counting 'LEN SP <PRI>'. PRI is 0..191. ------------
 
-_MONTHS = (b"Jan ", b"Feb ", b"Mar ", b"Apr ", b"May ", b"Jun ", b"Jul ", b"Aug ", b"Sep ", b"Oct ", b"Nov ", b"Dec ")
+_MONTHS: Final = (b"Jan ", b"Feb ", b"Mar ", b"Apr ", b"May ", b"Jun ",
+                  b"Jul ", b"Aug ", b"Sep ", b"Oct ", b"Nov ", b"Dec ")
 
 
 def _syslog(p: bytes) -> Hit | None:
@@ -260,7 +261,7 @@ def _syslog_tcp(p: bytes) -> Hit | None:
 
 # --- TFTP: RFC 1350 §5 RRQ/WRQ 'opcode filename 0 mode 0' (mode netascii/octet/mail), RFC 2347 options.
 
-_TFTP_MODES = (b"netascii", b"octet", b"mail")
+_TFTP_MODES: Final = (b"netascii", b"octet", b"mail")
 
 
 def _tftp(p: bytes) -> Hit | None:

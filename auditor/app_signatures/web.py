@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from auditor.app_signatures.common import _NOT_TOKEN, APP_SNAP, Hit, _has, _line, _printable
 
 # --- SSH: RFC 4253 §4.2 identification string 'SSH-protoversion-softwareversion SP comments CR LF' ----
@@ -14,12 +16,13 @@ def _ssh(p: bytes) -> Hit | None:
 
 # --- TLS: RFC 8446 §5.1 / RFC 5246 §6.2.1 record header: type, legacy version, length ----------------
 
-_TLS_RECORD = {0x14: "ChangeCipherSpec", 0x15: "alert", 0x16: "handshake", 0x17: "application data"}
-_TLS_VERSION = {0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2", 0x0304: "TLS 1.3"}
+_TLS_RECORD: Final = {0x14: "ChangeCipherSpec", 0x15: "alert", 0x16: "handshake", 0x17: "application data"}
+_TLS_VERSION: Final = {0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2", 0x0304: "TLS 1.3"}
 # RFC 8446 §4: handshake types a connection's first record may carry.
-_TLS_HANDSHAKE = {0: "HelloRequest", 1: "ClientHello", 2: "ServerHello", 11: "Certificate", 12: "ServerKeyExchange",
-                  13: "CertificateRequest", 14: "ServerHelloDone", 16: "ClientKeyExchange", 20: "Finished"}
-_TLS_MAX_RECORD = 2**14 + 2048  # RFC 5246 §6.2.3: TLSCiphertext.length
+_TLS_HANDSHAKE: Final = {0: "HelloRequest", 1: "ClientHello", 2: "ServerHello", 11: "Certificate",
+                         12: "ServerKeyExchange", 13: "CertificateRequest", 14: "ServerHelloDone",
+                         16: "ClientKeyExchange", 20: "Finished"}
+_TLS_MAX_RECORD: Final = 2**14 + 2048  # RFC 5246 §6.2.3: TLSCiphertext.length
 
 
 def _tls(p: bytes) -> Hit | None:
@@ -72,8 +75,8 @@ def _sslv2(p: bytes) -> Hit | None:
 
 # --- DTLS: RFC 6347 §4.1 / RFC 9147 §4: type, version, epoch, 48-bit sequence, length ---------------
 
-_DTLS_VERSION = {0xFEFF: "DTLS 1.0", 0xFEFD: "DTLS 1.2", 0xFEFC: "DTLS 1.3"}
-_DTLS_HANDSHAKE = {1: "ClientHello", 2: "ServerHello", 3: "HelloVerifyRequest", 11: "Certificate"}
+_DTLS_VERSION: Final = {0xFEFF: "DTLS 1.0", 0xFEFD: "DTLS 1.2", 0xFEFC: "DTLS 1.3"}
+_DTLS_HANDSHAKE: Final = {1: "ClientHello", 2: "ServerHello", 3: "HelloVerifyRequest", 11: "Certificate"}
 
 
 def _dtls(p: bytes) -> Hit | None:
@@ -124,10 +127,11 @@ def _quic(p: bytes) -> Hit | None:
 
 # --- HTTP: RFC 9112 §3 request-line 'method SP request-target SP HTTP-version', §4 status-line --------
 
-_HTTP_METHODS = frozenset((b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"CONNECT", b"OPTIONS", b"TRACE", b"PATCH",
-                           # WebDAV (RFC 4918, 3253, 5323) and RPC over HTTP (MS-RPCH §2.1.2.1)
-                           b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK", b"REPORT",
-                           b"SEARCH", b"RPC_IN_DATA", b"RPC_OUT_DATA"))
+_HTTP_METHODS: Final = frozenset((b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"CONNECT", b"OPTIONS", b"TRACE",
+                                  b"PATCH",
+                                  # WebDAV (RFC 4918, 3253, 5323) and RPC over HTTP (MS-RPCH §2.1.2.1)
+                                  b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK",
+                                  b"REPORT", b"SEARCH", b"RPC_IN_DATA", b"RPC_OUT_DATA"))
 
 
 def _target_ok(target: bytes, method: bytes) -> bool:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from auditor.app_signatures.common import _NOT_NETBIOS, APP_SNAP, Hit, _ber_int, _ber_length, _has, _line, _printable
 
 # --- RDP: TPKT (RFC 1006 §6) + X.224 Connection Request/Confirm (ITU-T X.224 §13.3/13.4), MS-RDPBCGR
 # §2.2.1.1/2.2.1.2: the variable part is empty, a 'Cookie: mstshash=' / routing token, or an RDP
 # negotiation structure. An ISO transport over TCP with TSAP parameters (S7, MMS) is not RDP.
 
-_RDP_NEG = {0xE0: (0x01,), 0xD0: (0x02, 0x03)}
+_RDP_NEG: Final = {0xE0: (0x01,), 0xD0: (0x02, 0x03)}
 
 
 def _rdp(p: bytes) -> Hit | None:
@@ -32,13 +34,13 @@ def _rdp(p: bytes) -> Hit | None:
 # --- SMB: NetBIOS session message (RFC 1002 §4.3.1) or SMB2 direct TCP (MS-SMB2 §2.1), then the
 # SMB1 (MS-CIFS §2.2.3.1), SMB2 (MS-SMB2 §2.2.1), transform (§2.2.41) or compression (§2.2.42) header.
 
-_SMB2_COMMANDS = ("NEGOTIATE", "SESSION_SETUP", "LOGOFF", "TREE_CONNECT", "TREE_DISCONNECT", "CREATE", "CLOSE",
-                  "FLUSH", "READ", "WRITE", "LOCK", "IOCTL", "CANCEL", "ECHO", "QUERY_DIRECTORY", "CHANGE_NOTIFY",
-                  "QUERY_INFO", "SET_INFO", "OPLOCK_BREAK")
+_SMB2_COMMANDS: Final = ("NEGOTIATE", "SESSION_SETUP", "LOGOFF", "TREE_CONNECT", "TREE_DISCONNECT", "CREATE",
+                         "CLOSE", "FLUSH", "READ", "WRITE", "LOCK", "IOCTL", "CANCEL", "ECHO", "QUERY_DIRECTORY",
+                         "CHANGE_NOTIFY", "QUERY_INFO", "SET_INFO", "OPLOCK_BREAK")
 
 
-_SMB1_COMMANDS = {0x72: "Negotiate", 0x73: "Session Setup AndX", 0x75: "Tree Connect AndX", 0x25: "Trans",
-                  0x32: "Trans2", 0xA2: "NT Create AndX", 0x2E: "Read AndX", 0x2F: "Write AndX"}
+_SMB1_COMMANDS: Final = {0x72: "Negotiate", 0x73: "Session Setup AndX", 0x75: "Tree Connect AndX", 0x25: "Trans",
+                         0x32: "Trans2", 0xA2: "NT Create AndX", 0x2E: "Read AndX", 0x2F: "Write AndX"}
 
 
 def _nbss_name(p: bytes, i: int) -> int:
@@ -80,8 +82,8 @@ def _smb(p: bytes) -> Hit | None:
 # flags with the four high bits zero; id; source IP and port; then, for data, length, offset and the
 # first-level-encoded source name). Windows browser announcements travel this way on udp/138.
 
-_NBDGM_TYPES = {0x10: "direct unique", 0x11: "direct group", 0x12: "broadcast", 0x13: "error", 0x14: "query request",
-                0x15: "positive query response", 0x16: "negative query response"}
+_NBDGM_TYPES: Final = {0x10: "direct unique", 0x11: "direct group", 0x12: "broadcast", 0x13: "error",
+                       0x14: "query request", 0x15: "positive query response", 0x16: "negative query response"}
 
 
 def _netbios_dgm(p: bytes) -> Hit | None:
@@ -105,8 +107,8 @@ def _netbios_dgm(p: bytes) -> Hit | None:
 # --- DCE/RPC connection-oriented PDU header (C706 §12.6.3.1; MS-RPCE §2.2.2.13): version 5.0/5.1,
 # PDU type, flags, data representation, frag_length >= 16 -----------------------------------------
 
-_DCERPC_TYPES = {0: "request", 2: "response", 3: "fault", 11: "bind", 12: "bind_ack", 13: "bind_nak",
-                 14: "alter_context", 15: "alter_context_resp", 16: "auth3"}
+_DCERPC_TYPES: Final = {0: "request", 2: "response", 3: "fault", 11: "bind", 12: "bind_ack", 13: "bind_nak",
+                        14: "alter_context", 15: "alter_context_resp", 16: "auth3"}
 
 
 def _dcerpc(p: bytes) -> Hit | None:
@@ -125,12 +127,12 @@ def _dcerpc(p: bytes) -> Hit | None:
 # --- LDAP: RFC 4511 §4.1.1 LDAPMessage ::= SEQUENCE { messageID INTEGER, protocolOp [APPLICATION n] ... }
 # CLDAP is the same message over UDP (RFC 1798 as Active Directory uses it, MS-ADTS §6.3.3).
 
-_LDAP_OPS = {0x60: "bindRequest", 0x61: "bindResponse", 0x42: "unbindRequest", 0x63: "searchRequest",
-             0x64: "searchResEntry", 0x65: "searchResDone", 0x66: "modifyRequest", 0x67: "modifyResponse",
-             0x68: "addRequest", 0x69: "addResponse", 0x4A: "delRequest", 0x6B: "delResponse",
-             0x6C: "modDNRequest", 0x6D: "modDNResponse", 0x6E: "compareRequest", 0x6F: "compareResponse",
-             0x50: "abandonRequest", 0x73: "searchResRef", 0x77: "extendedReq", 0x78: "extendedResp",
-             0x79: "intermediateResponse"}
+_LDAP_OPS: Final = {0x60: "bindRequest", 0x61: "bindResponse", 0x42: "unbindRequest", 0x63: "searchRequest",
+                    0x64: "searchResEntry", 0x65: "searchResDone", 0x66: "modifyRequest", 0x67: "modifyResponse",
+                    0x68: "addRequest", 0x69: "addResponse", 0x4A: "delRequest", 0x6B: "delResponse",
+                    0x6C: "modDNRequest", 0x6D: "modDNResponse", 0x6E: "compareRequest", 0x6F: "compareResponse",
+                    0x50: "abandonRequest", 0x73: "searchResRef", 0x77: "extendedReq", 0x78: "extendedResp",
+                    0x79: "intermediateResponse"}
 
 
 def _ldap_op(p: bytes) -> str | None:
@@ -167,8 +169,8 @@ def _cldap(p: bytes) -> Hit | None:
 # --- Kerberos: RFC 4120 §5.4.1 KDC-REQ (pvno [1], msg-type [2]), §5.4.2 KDC-REP and §5.9.1 KRB-ERROR
 # (pvno [0], msg-type [1]); over TCP each message follows a 4-byte length (§7.2.2), over UDP it is bare.
 
-_KRB_MESSAGES = {0x6A: "AS-REQ", 0x6B: "AS-REP", 0x6C: "TGS-REQ", 0x6D: "TGS-REP", 0x6E: "AP-REQ", 0x6F: "AP-REP",
-                 0x7E: "KRB-ERROR"}
+_KRB_MESSAGES: Final = {0x6A: "AS-REQ", 0x6B: "AS-REP", 0x6C: "TGS-REQ", 0x6D: "TGS-REP", 0x6E: "AP-REQ",
+                        0x6F: "AP-REP", 0x7E: "KRB-ERROR"}
 
 
 def _krb_message(p: bytes, i: int) -> tuple[str, int] | None:
@@ -212,8 +214,9 @@ def _kerberos_tcp(p: bytes) -> Hit | None:
 # tabular response to either. ---------------------------------------------------------------------
 
 _TDS_TYPES = {0x12: "PRELOGIN", 0x10: "LOGIN7", 0x04: "response"}
-_TDS_STATUS = frozenset((0x00, 0x01, 0x02, 0x03, 0x08, 0x09, 0x10, 0x11))
-_TDS_TOKENS = frozenset((0x00, 0x79, 0x81, 0xA9, 0xAA, 0xAB, 0xAC, 0xAD, 0xAE, 0xD1, 0xE3, 0xED, 0xFD, 0xFE, 0xFF))
+_TDS_STATUS: Final = frozenset((0x00, 0x01, 0x02, 0x03, 0x08, 0x09, 0x10, 0x11))
+_TDS_TOKENS: Final = frozenset((0x00, 0x79, 0x81, 0xA9, 0xAA, 0xAB, 0xAC, 0xAD, 0xAE, 0xD1, 0xE3, 0xED, 0xFD, 0xFE,
+                                0xFF))
 
 
 def _tds(p: bytes) -> Hit | None:
