@@ -64,7 +64,7 @@ def identify(payload: bytes, proto: int, sport: int, dport: int) -> tuple[str, s
 # the connection's. An HTTP request answered '101' became a WebSocket; one asking to upgrade that is
 # answered otherwise stayed HTTP; a CGP tunnel carries ICA.
 _PAIRS: Final = {("http", "websocket"): "websocket", ("websocket", "http"): "http", ("cgp", "ica"): "cgp",
-          ("ica", "cgp"): "cgp"}
+                 ("ica", "cgp"): "cgp"}
 _OWN_MIN: Final = 40
 """Characters of a direction's own detail kept when the other direction's is quoted beside it."""
 

@@ -267,7 +267,7 @@ class Merger:
                 acc.conv.absorb(part.conv)
             else:
                 conversations.merging.absorb_decided(acc.conv, part.conv, *decided,
-                                      more=rest.take("flows") if rest is not None else ())
+                                                     more=rest.take("flows") if rest is not None else ())
             conversations.merging.close_idle(acc.conv)  # what the later parts cannot continue: closed as it comes
             acc.names.merge(part.names)
             acc.stats.merge(part.stats)

@@ -30,6 +30,12 @@ MAX_NAMES = 100_000
 __all__ = ["MAX_NAMES", "SOURCES", "NameEvidence", "NameObservation"]
 
 
+def _table(max_names: int, max_len: int) -> NameTable:
+    """An empty table of the build that runs (auditor/capture/native.py)."""
+    table: NameTable = native.KERNEL.of("auditor.nametable").NameTable(max_names, max_len)
+    return table
+
+
 class NameEvidence:
     """Collects names per address, bounded in memory. ``stats`` says what was refused or dropped.
 
@@ -37,7 +43,7 @@ class NameEvidence:
     (auditor/nametable.py, compiled where the install can); this class merges, splits and answers."""
 
     def __init__(self, *, max_names: int = MAX_NAMES, max_name_len: int = 253) -> None:
-        self._t: NameTable = native.KERNEL.of("auditor.nametable").NameTable(max_names, max_name_len)
+        self._t = _table(max_names, max_name_len)
 
     # The table's parts, as this class and the tests reach them.
     @property
@@ -73,7 +79,7 @@ class NameEvidence:
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         max_names, max_len, stats, names, addresses, sources, inputs, frames = state
-        t = self._t = native.KERNEL.of("auditor.nametable").NameTable(max_names, max_len)
+        t = self._t = _table(max_names, max_len)
         t.stats = stats
         store, seen = t.store, t.seen
         for name, address, source, index, frame in zip(names, addresses, sources, inputs, frames, strict=True):
@@ -89,14 +95,6 @@ class NameEvidence:
     def observer(self) -> Callable[[PacketRecord], None]:
         """``observe`` for a reading loop: the table's own, without this class's call around it."""
         return self._t.observe
-
-    def _dns(self, message: bytes, rec: PacketRecord) -> None:
-        """The names of one DNS response (NameTable.dns)."""
-        self._t.dns(message, rec)
-
-    def _tie(self, raw: str, address: str, source: str, rec: PacketRecord) -> None:
-        """Tie the name ``raw`` to ``address`` (NameTable.tie)."""
-        self._t.tie(raw, address, source, rec)
 
     def merge(self, other: NameEvidence) -> None:
         t = self._t

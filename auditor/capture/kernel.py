@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     # Only its type: the kernel calls the lane's take through its class (in the compiled build a C
     # call, the numbers unboxed), and is handed the lane by its reader (capture/decode.py).
     from auditor.conversations.lane import FastLane
+
 Slow = Callable[[bytes, int, int, float, int, int], PacketRecord | None]
 """The general decoder: (buf, frame start, frame end, ts, frame number, link type)."""
 Tick = Callable[[], None]
