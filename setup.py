@@ -6,7 +6,8 @@ wheel finds them through importlib.resources at auditor/_data/{rules,templates} 
 The compiled hot path: build_ext compiles the modules of COMPILED with mypyc, as one group (one shared
 library, GROUP), each to the module named beside it, with the SHA-256 of the source it was built from
 embedded (SOURCE_SHA256). In each compiled copy, imports of the other modules of COMPILED are turned
-to their compiled builds, so that compiled code calls compiled code. The Python modules themselves
+to their compiled builds, so that compiled code calls compiled code, and header reads through a
+struct are turned to reads of the bytes by index (``unrolled_reads``). The Python modules themselves
 are always installed and are what runs without the compiled ones (auditor/capture/native.py chooses
 at run time, all or none). Compiling more: a line in COMPILED, and the same in native.py's.
 
@@ -131,7 +132,7 @@ class BuildKernel(build_ext):
                          f'SOURCE_SHA256 = "{hashlib.sha256(text).hexdigest()}"\n'
                          f'BUILT_WITH = "mypyc {mypy.version.__version__}"\n')
                 copy = _path(HERE, native)
-                copy.write_text(compiled_imports(text.decode(), name) + stamp, encoding="utf-8")
+                copy.write_text(unrolled_reads(compiled_imports(text.decode(), name)) + stamp, encoding="utf-8")
                 copies.append(copy)
             exts: list[Extension] = mypycify([str(c) for c in copies], opt_level="3", verbose=False,
                                              group_name=GROUP, target_dir=str(HERE / "build" / "mypyc"))
@@ -167,6 +168,100 @@ def compiled_imports(text: str, name: str, compiled: dict[str, str] = COMPILED) 
             span = node.end_lineno - node.lineno + 1
             stmt = " " * node.col_offset + ast.unparse(new) + "\n" * span
             lines[node.lineno - 1:node.end_lineno] = [stmt]
+    return "".join(lines)
+
+
+_ORDERS = {"!": True, ">": True, "<": False}
+"""struct byte-order prefixes unrolled_reads understands -> big-endian (native order is not unrolled)."""
+_SIZES = {"B": 1, "H": 2, "I": 4, "Q": 8}
+
+
+def struct_fields(fmt: str) -> list[tuple[int, int, str]] | None:
+    """The fields of a struct format as (offset, size, kind): kind "u" an unsigned big-endian integer,
+    "l" a little-endian one, "s" bytes. None when the format has anything else (native order or
+    alignment, signed or floating-point fields)."""
+    if not fmt or fmt[0] not in _ORDERS:
+        return None
+    big = _ORDERS[fmt[0]]
+    out: list[tuple[int, int, str]] = []
+    at = 0
+    count = ""
+    for ch in fmt[1:]:
+        if ch.isdigit():
+            count += ch
+            continue
+        n = int(count) if count else 1
+        count = ""
+        if ch == "x":
+            at += n
+        elif ch == "s":
+            out.append((at, n, "s"))
+            at += n
+        elif ch in _SIZES:
+            for _ in range(n):
+                out.append((at, _SIZES[ch], "u" if big else "l"))
+                at += _SIZES[ch]
+        else:
+            return None
+    return out
+
+
+def _field_text(buf: str, base: str, shift: int, size: int, kind: str) -> str:
+    def at(i: int) -> str:
+        k = shift + i
+        return f"{buf}[{base} + {k}]" if k else f"{buf}[{base}]"
+    if kind == "s":
+        return f"{buf}[{base} + {shift}:{base} + {shift + size}]" if shift else f"{buf}[{base}:{base} + {size}]"
+    if size == 1:
+        return at(0)
+    order = range(size) if kind == "u" else range(size - 1, -1, -1)
+    parts = [at(i) + (f" << {8 * (size - 1 - j)}" if j < size - 1 else "") for j, i in enumerate(order)]
+    return " | ".join(parts)
+
+
+def unrolled_reads(text: str) -> str:
+    """``text`` with each statement ``a, b, ... = NAME(buf, offset)``, where NAME is a module-level
+    ``struct.Struct("<format>").unpack_from`` of a format struct_fields reads, turned to reads of
+    the bytes by index (``a = buf[offset + 12] << 8 | buf[offset + 13]; ...``), on the lines it was
+    on. Compiled by mypyc these make no tuple and no integer objects (a struct call makes both);
+    interpreted they are slower than the struct call, so only the compiled copy has them, and the
+    Python module keeps the one description of each header, its format. Targets named ``_...`` are
+    not read. Left as it is: a statement whose buffer or offset is not a plain name (or name plus a
+    number), or whose targets are read by its arguments."""
+    tree = ast.parse(text)
+    formats: dict[str, list[tuple[int, int, str]]] = {}
+    for node in tree.body:
+        target = node.target if isinstance(node, ast.AnnAssign) else (
+            node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None)
+        value = getattr(node, "value", None)
+        if (isinstance(target, ast.Name) and isinstance(value, ast.Attribute) and value.attr == "unpack_from"
+                and isinstance(value.value, ast.Call) and ast.unparse(value.value.func) == "struct.Struct"
+                and len(value.value.args) == 1 and isinstance(value.value.args[0], ast.Constant)
+                and isinstance(value.value.args[0].value, str)):
+            fields = struct_fields(value.value.args[0].value)
+            if fields is not None:
+                formats[target.id] = fields
+    lines = text.splitlines(keepends=True)
+    for node in sorted(ast.walk(tree), key=lambda n: -getattr(n, "lineno", 0)):
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Tuple)
+                and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name)
+                and node.value.func.id in formats and len(node.value.args) == 2 and not node.value.keywords):
+            continue
+        names = [t.id if isinstance(t, ast.Name) else None for t in node.targets[0].elts]
+        fields = formats[node.value.func.id]
+        buf, off = node.value.args
+        base, shift = off, 0
+        if isinstance(off, ast.BinOp) and isinstance(off.op, ast.Add) and isinstance(off.right, ast.Constant) \
+                and isinstance(off.right.value, int):
+            base, shift = off.left, off.right.value
+        if (None in names or len(names) != len(fields) or not isinstance(buf, ast.Name)
+                or not isinstance(base, ast.Name) or {buf.id, base.id} & set(names)):
+            continue
+        reads = [f"{n} = {_field_text(buf.id, base.id, shift + at, size, kind)}"
+                 for n, (at, size, kind) in zip(names, fields, strict=True) if n and not n.startswith("_")]
+        assert node.end_lineno is not None
+        lines[node.lineno - 1:node.end_lineno] = [" " * node.col_offset + "; ".join(reads)
+                                                  + "\n" * (node.end_lineno - node.lineno + 1)]
     return "".join(lines)
 
 

@@ -62,7 +62,7 @@ class Sections(Protocol):
     known interface (capture/pcapng.py's Blocks)."""
 
     @property
-    def epbh(self) -> Callable[[bytes, int], tuple[Any, ...]]: ...
+    def big(self) -> bool: ...
 
     @property
     def ifaces(self) -> list[Any]: ...
@@ -83,7 +83,9 @@ class Walked(Protocol):
 # TCP ports, data offset and flags (for UDP: its ports and 6 more bytes) in one read, untagged and
 # with one 802.1Q tag; the same from the IPv4 header on (other link layers); IPv6 (payload length,
 # next header, src, dst) and the same transport fields. TCP seq/ack and UDP length/checksum are read
-# apart, only when needed: a packet the lane takes allocates two integers fewer.
+# apart, only when needed: a packet the lane takes allocates two integers fewer. These formats are
+# the one description of the headers: in the compiled build each ``a, b, ... = _X(buf, off)`` below is
+# a read of the bytes by index (setup.py's unrolled_reads), which makes no tuple and no integer.
 _E4: Final = struct.Struct("!12xHBxH2xHxB2x4s4sHH8xBB").unpack_from
 _E4V: Final = struct.Struct("!16xHBxH2xHxB2x4s4sHH8xBB").unpack_from
 _I4: Final = struct.Struct("!BxH2xHxB2x4s4sHH8xBB").unpack_from
@@ -93,6 +95,13 @@ _ULEN_SUM: Final = struct.Struct("!HH").unpack_from
 _U16: Final = struct.Struct("!H").unpack_from
 _U32: Final = struct.Struct("!I").unpack_from
 _U32LE: Final = struct.Struct("<I").unpack_from
+# A pcap record header (seconds, sub-second, captured and original length) and the head of a pcapng
+# Enhanced Packet Block (type, length, interface, timestamp high and low, captured length), in
+# each byte order.
+_REC_BE: Final = struct.Struct(">IIII").unpack_from
+_REC_LE: Final = struct.Struct("<IIII").unpack_from
+_EPB_BE: Final = struct.Struct(">IIIIII").unpack_from
+_EPB_LE: Final = struct.Struct("<IIIIII").unpack_from
 
 VXLAN_PORT: Final = 4789
 GENEVE_PORT: Final = 6081
@@ -285,11 +294,10 @@ class Kernel:
         return self.slow(buf, off, end, ts, frame, lt)
 
     def walk(self, r: Window, pos: int, w: Walked, tick: Tick, ng: Sections | None,
-             hl: int, lt: int, limit: int, unpack: Callable[[bytes, int], tuple[Any, ...]],
-             scale: float) -> Iterator[PacketRecord]:
+             hl: int, lt: int, limit: int, big: bool, scale: float) -> Iterator[PacketRecord]:
         """The records of the frames in the window ``r`` from ``pos`` on: pcap records (header length
-        ``hl``, link type ``lt``, captured lengths up to ``limit``, ``unpack`` reads a record header,
-        ``scale``: seconds per sub-second unit), or with ``ng`` pcapng blocks. Every frame goes to
+        ``hl``, link type ``lt``, captured lengths up to ``limit``, ``big``: big-endian record
+        headers, ``scale``: seconds per sub-second unit), or with ``ng`` pcapng blocks. Every frame goes to
         ``decode``; what it leaves for a record is yielded. The walk ends at the end of the data or
         at damage (``r.stop``, with why), and writes where it got to into ``w``, however it ends (a
         decode.BadRun from the general decoder goes through)."""
@@ -311,7 +319,8 @@ class Kernel:
         tsl: int
         # pcapng: the interface of the last whole EPB and what the loop needs of it, so that a run
         # of packets from one interface (the common case) costs no lookups.
-        epbh = ng.epbh if ng is not None else unpack
+        if ng is not None:
+            big = ng.big
         ifaces: list[Any] = ng.ifaces if ng is not None else []
         nif = len(ifaces)
         maxblk = MAX_RECORD + 4096
@@ -335,7 +344,10 @@ class Kernel:
                         if blen - pos:
                             r.stop(frame, f"file ends inside a record header ({blen - pos} bytes)")
                         break
-                    sec, frac, caplen, _origlen = unpack(buf, pos)
+                    if big:
+                        sec, frac, caplen, _origlen = _REC_BE(buf, pos)
+                    else:
+                        sec, frac, caplen, _origlen = _REC_LE(buf, pos)
                     start = pos + hl
                     nxt = start + caplen
                     if nxt > blen:
@@ -364,7 +376,10 @@ class Kernel:
                     # Block of a known interface. Anything else is Sections.block's to judge.
                     whole = False
                     if blen - pos >= 28:
-                        btype, blk, ifid, tsh, tsl, caplen = epbh(buf, pos)
+                        if big:
+                            btype, blk, ifid, tsh, tsl, caplen = _EPB_BE(buf, pos)
+                        else:
+                            btype, blk, ifid, tsh, tsl, caplen = _EPB_LE(buf, pos)
                         whole = (btype == 6 and 32 <= blk <= blen - pos and not blk & 3 and blk <= maxblk
                                  and ifid < nif and caplen <= blk - 32)
                     if whole:
@@ -381,7 +396,7 @@ class Kernel:
                             hi = ts
                     else:
                         act = ng.block(r, buf, pos, blen, frame)
-                        epbh, ifaces = ng.epbh, ng.ifaces  # a new section or interface
+                        big, ifaces = ng.big, ng.ifaces  # a new section or interface
                         nif, cur_if = len(ifaces), -1
                         kind: int = act[0]
                         if kind == NG_MORE:

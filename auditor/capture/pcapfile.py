@@ -57,6 +57,8 @@ class PcapHeader(NamedTuple):
     """The largest captured length a record may have (larger: a corrupt header)."""
     record: struct.Struct
     """The record header: seconds, sub-second, captured length, original length."""
+    big: bool
+    """Big-endian headers."""
 
 
 def pcap_header(head: bytes) -> PcapHeader | None:
@@ -66,7 +68,7 @@ def pcap_header(head: bytes) -> PcapHeader | None:
     order, nano, hl = PCAP_MAGICS[head[:4]]
     snaplen, network = struct.unpack_from(order + "16xII", head)
     return PcapHeader(nano, hl, network & 0xFFFF, min(max(snaplen, 262144), MAX_RECORD),
-                      struct.Struct(order + "IIII"))
+                      struct.Struct(order + "IIII"), order == ">")
 
 
 class CaptureBytes(Protocol):
@@ -207,10 +209,10 @@ def walk_pcap(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, ti
             info.format = "pcap"
             lt = header.lt
             yield from kernel.walk(r, 24, w, tick, None, header.hl, lt, header.limit,
-                                   header.record.unpack_from, 1e-9 if header.nano else 1e-6)
+                                   header.big, 1e-9 if header.nano else 1e-6)
         else:
             info.format = "pcapng"
-            yield from kernel.walk(r, 0, w, tick, ng, 0, 0, 0, ng.epbh, 0.0)
+            yield from kernel.walk(r, 0, w, tick, ng, 0, 0, 0, False, 0.0)
     except BadRun as e:
         # The decoder (or Blocks.block, for a packet block it cannot place) counted the frame that
         # made the run; ``w.pos`` is past its record (a block's start, from Blocks.block).

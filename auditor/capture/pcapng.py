@@ -88,8 +88,8 @@ class Blocks:
         self.epb = struct.Struct(order + "IIIII").unpack_from
         self.opb = struct.Struct(order + "HHIIII").unpack_from
         self.u32 = struct.Struct(order + "I").unpack_from
-        self.epbh = struct.Struct(order + "IIIIII").unpack_from
-        """Block type and length, then an EPB's interface, timestamp and captured length."""
+        self.big = order == ">"
+        """The section's byte order (the walk reads whole Enhanced Packet Blocks itself)."""
 
     def block(self, r: Window, buf: bytes, pos: int, blen: int, frame: int) -> tuple[Any, ...]:
         """What the walk does with the block at ``pos`` (``frame`` frames so far):
