@@ -222,6 +222,20 @@ def test_closed_connections_leave_the_table_after_their_linger() -> None:
     assert b.finish().stats.connections == 3 * SWEEP_EVERY
 
 
+def test_a_closed_connection_leaves_within_its_linger_though_its_timeout_was_long() -> None:
+    # A new TCP connection waits for the sweep in the long queue (it cannot expire for 300 s); once
+    # it is closed its timeout is CLOSE_LINGER, and it moves to the short queue: the sweep that the
+    # last packet below runs (every SWEEP_EVERY records) leaves only the last ~5 s of connections.
+    b = conversations.ConversationBuilder()
+    for i in range(SWEEP_EVERY // 4):
+        sp, ts = 1024 + i, float(i)
+        for rec in (tcp(C, S, sp, 443, "S", ts), tcp(S, C, 443, sp, "SA", ts + 0.01),
+                    tcp(C, S, sp, 443, "FA", ts + 0.02), tcp(S, C, 443, sp, "FA", ts + 0.03)):
+            b.feed(rec)
+    assert b.live_connections <= 7
+    assert b.finish().stats.connections == SWEEP_EVERY // 4
+
+
 def test_eviction_closes_the_idlest_connection() -> None:
     b = conversations.ConversationBuilder(max_live=3, keep_connections=True)
     for port, ts in ((1001, 1.0), (1002, 2.0), (1003, 3.0)):

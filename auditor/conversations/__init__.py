@@ -16,9 +16,13 @@ Design, for speed (the audit targets >= 300k packets/s in one process):
     known connection take the fast lane (``FastLane.take``: from ``feed``, or straight from the
     capture decoder without a record); everything else goes to ``_slow``.
   * Expiry is decided per packet (``ts - last > timeout``), so results do not depend on when the
-    amortised sweeps run; sweeps (every ``SWEEP_EVERY`` packets) only reclaim memory. A deque of
-    (queued_at, conn) gives O(1) expiry and second-chance ("clock") eviction when the table
-    holds ``max_live`` connections: an approximation of "close the idlest" without a heap.
+    amortised sweeps run; sweeps (every ``SWEEP_EVERY`` packets) only reclaim memory. Two FIFO
+    queues of connections give O(1) expiry: a connection that cannot expire within the shortest idle
+    timeout waits in the long one (looked at once a minute, by default), the others, and every
+    closed TCP connection (its CLOSE_LINGER), in the short one (every CLOSE_LINGER seconds); so a
+    connection is looked at about once before it expires, not every few seconds of its life. The
+    short queue, then the long one, give second-chance ("clock") eviction when the table holds
+    ``max_live`` connections: an approximation of "close the idlest" without a heap.
 
 Deviations from Zeek (documented because analysts cross-check with it):
   * Bad-checksum packets are processed like any other and add Zeek's 'C'/'c' (logarithmic: at 1,

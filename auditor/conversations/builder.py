@@ -70,6 +70,8 @@ class ConversationBuilder:
         self._timeouts = {IPPROTO_TCP: tcp_idle_timeout, IPPROTO_UDP: udp_idle_timeout,
                           IPPROTO_ICMP: icmp_idle_timeout, IPPROTO_ICMPV6: icmp_idle_timeout}
         self._min_timeout = min(CLOSE_LINGER, tcp_idle_timeout, udp_idle_timeout, icmp_idle_timeout)
+        self._late = max(self._min_timeout, min(tcp_idle_timeout, udp_idle_timeout, icmp_idle_timeout))
+        """A connection that cannot expire within this many seconds waits in the long queue."""
         self._max_live = max(1, max_live)
         self._max_flows = max(1, max_flows)
         self._max_summaries = max(16, max_flows // 16)
@@ -85,6 +87,9 @@ class ConversationBuilder:
         of the live connections)."""
         self._table: dict[tuple[object, ...], tuple[_Conn, bool]] = {}
         self._queue: deque[_Conn] = deque()
+        """The sweep's short queue: connections it looks at again after ``_min_timeout`` seconds."""
+        self._later: deque[_Conn] = deque()
+        """The sweep's long queue: connections it looks at again after ``_late`` seconds."""
         self._tftp: dict[tuple[bytes, bytes, int], _Conn] = {}
         self._dhcp: dict[bytes, _Conn] = {}
         """Pending broadcast DHCP requests: xid -> the connection."""
@@ -177,6 +182,7 @@ class ConversationBuilder:
             if is_orig and c.keys[0] == key:
                 self._close(c)
         self._queue.clear()
+        self._later.clear()
         self.result.host_ttls = {addr_str(a): seen for a, seen in self._ttls.items()}
         if self._keep:
             self.result.connections.sort(key=lambda x: (x.first_seen, x.first_frame))
@@ -304,8 +310,7 @@ class ConversationBuilder:
         table = self._table
         table[keys[1]] = (c, False)
         table[keys[0]] = (c, True)
-        c.queued = rec.ts
-        self._queue.append(c)
+        self.enqueue(c, rec.ts)
         self._live += 1
         if self._live > self.stats.peak_live:
             self.stats.peak_live = self._live
@@ -446,30 +451,64 @@ class ConversationBuilder:
                 stats.summarised_packets += orig_pkts + resp_pkts
         return flow
 
+    def enqueue(self, c: _Conn, clock: float) -> None:
+        """Queue a live connection for the sweep's next look at it: in the long queue when it cannot
+        expire within ``_late`` seconds of ``clock`` (a fresh DNS exchange, a busy TCP session), else
+        in the short one, whose looks come every ``_min_timeout`` seconds."""
+        c.queued = clock
+        if c.last + c.timeout - clock >= self._late:
+            c.later = True
+            self._later.append(c)
+        else:
+            c.later = False
+            self._queue.append(c)
+
+    def soon(self, c: _Conn, clock: float) -> None:
+        """A live connection's timeout shrank (a TCP close or reset: CLOSE_LINGER): when it waits in
+        the long queue, it moves to the short one (its entry there is skipped)."""
+        if c.later:
+            c.later = False
+            c.queued = clock
+            self._queue.append(c)
+
     def _sweep(self, clock: float) -> None:
-        """Close connections idle past their timeout. Amortised O(1): each live connection is
-        looked at about once per CLOSE_LINGER seconds of capture time."""
+        """Close connections idle past their timeout, within ``_min_timeout`` seconds of capture time
+        of their expiry. Amortised O(1): a connection is looked at once a ``_late`` seconds while it
+        cannot expire sooner, then every ``_min_timeout`` seconds (connections are looked at about
+        once, where a single short queue looked at each every few seconds of its life)."""
         queue = self._queue
         limit = clock - self._min_timeout
         while queue and queue[0].queued < limit:
             c = queue.popleft()
-            if c.dead:
-                continue  # closed since it was queued
+            if c.dead or c.later:
+                continue  # closed since it was queued (or, never met: its place is in the long queue)
             if clock - c.last > c.timeout:
                 self._close(c)
             else:
-                c.queued = clock
-                queue.append(c)
-        if len(queue) > 4 * self._live + 1024:
-            self._queue = deque(c for c in queue if not c.dead)
+                self.enqueue(c, clock)
+        later = self._later
+        limit = clock - self._late
+        while later and later[0].queued < limit:
+            c = later.popleft()
+            if c.dead or not c.later:
+                continue  # closed, or moved to the short queue (``soon``)
+            if clock - c.last > c.timeout:
+                self._close(c)
+            else:
+                self.enqueue(c, clock)
+        if len(queue) + len(later) > 4 * self._live + 1024:
+            self._queue = deque(c for c in queue if not c.dead and not c.later)
+            self._later = deque(c for c in later if not c.dead and c.later)
 
     def _evict(self, clock: float) -> None:
-        """The live table is full: close one of the idlest connections (second-chance order)."""
-        queue = self._queue
+        """The live table is full: close one of the idlest connections (second-chance order), from
+        the short queue first (those nearest to their expiry)."""
         chances = 16
-        while self._live >= self._max_live and queue:
+        while self._live >= self._max_live and (self._queue or self._later):
+            long = not self._queue
+            queue = self._later if long else self._queue
             c = queue.popleft()
-            if c.dead:
+            if c.dead or c.later != long:
                 continue
             if clock - c.last > c.timeout:
                 self._close(c)

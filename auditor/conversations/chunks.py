@@ -43,9 +43,10 @@ def end_chunk(b: ConversationBuilder, last: bool = False) -> ConversationBuilder
     for chain in b.chains:
         chain.seal()
     close_idle(b, last)
-    # The sweep's queue still holds the connections closed since they were queued (each with its
+    # The sweep's queues still hold the connections closed since they were queued (each with its
     # history and first payloads): the part keeps only live ones.
-    b._queue = deque(c for c in b._queue if not c.dead)
+    b._queue = deque(c for c in b._queue if not c.dead and not c.later)
+    b._later = deque(c for c in b._later if not c.dead and c.later)
     b._lane = None  # the lane holds the builder and cannot be pickled
     return b
 
@@ -152,10 +153,11 @@ def settle(right: ConversationBuilder, joins: list[bool]) -> None:
     # The flows travel with their tallies shared (one copy of each distinct one: a part's flows are
     # many, their tallies a few dozen); Flow.add and Flow.merge copy a shared one before changing it.
     share_counts(right.result.flows.values())
-    # What only a merge into a chunk reads (adopt), and the sweep's queue (the merge queues the live
+    # What only a merge into a chunk reads (adopt), and the sweep's queues (the merge queues the live
     # connections it takes over afresh): not sent.
     right._seen, right._chains = set(), {}
     right._queue.clear()
+    right._later.clear()
 
 
 def absorb_decided(b: ConversationBuilder, right: ConversationBuilder, firsts: list[Head],
@@ -390,8 +392,7 @@ def take_counts(b: ConversationBuilder, right: ConversationBuilder, dropped: set
         if id(c) not in moved:
             moved.add(id(c))
             b._live += 1
-            c.queued = c.last
-            b._queue.append(c)
+            b.enqueue(c, c.last)
     for xid, c in right._dhcp.items():
         if id(c) in moved:
             b._dhcp[xid] = c

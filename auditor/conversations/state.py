@@ -90,8 +90,9 @@ _REPLAYED_COUNTERS = ("port_reuse", "idle_splits", "icmp_errors_matched", "icmp_
 
 
 _CONN_FIELDS: Final = ("appc", "bad_o", "bad_r", "chain", "data", "dead", "ev", "ff", "first", "fo", "fr", "hist", "ho",
-                       "hr", "hseen", "isn", "keys", "last", "marks", "oa", "oby", "op", "opk", "oprev", "os", "proto",
-                       "queued", "ra", "rby", "refused", "rp", "rpk", "rprev", "rs", "rst_ttl", "timeout", "tunnels")
+                       "hr", "hseen", "isn", "keys", "last", "later", "marks", "oa", "oby", "op", "opk", "oprev", "os",
+                       "proto", "queued", "ra", "rby", "refused", "rp", "rpk", "rprev", "rs", "rst_ttl", "timeout",
+                       "tunnels")
 """_Conn's fields: its __slots__ in Python, what its pickled state holds in either build (a class compiled
 with mypyc has no __slots__ to read them from)."""
 
@@ -143,10 +144,13 @@ class _Conn:
     dead: bool
     """Closed (``_close``): the sweep's queue skips it without looking its key up."""
     queued: float
-    """When the sweep's queue (ConversationBuilder._queue) last took it in: the queue holds each live
-    connection once, in this order. Kept here rather than beside it in the queue: the sweep takes
-    each connection in again every few seconds of capture time, a million times in a
-    million-packet capture, and a pair made for each took a tenth of reading it."""
+    """When one of the sweep's two queues (ConversationBuilder._queue, ``_later``) last took it in:
+    each queue holds its live connections in this order. Kept here rather than beside it in the
+    queue: the sweep takes each connection in again until it expires, and a pair made for each took
+    a tenth of reading a capture when the sweep looked at every connection every few seconds."""
+    later: bool
+    """Its place in the sweep is in the long queue (``_later``): an entry of the long queue whose
+    connection says False is one left behind when its timeout shrank (``ConversationBuilder.soon``)."""
     appc: tuple[AppEvidence | None] | None
     """The application protocol its first payloads show (auditor/apps.py), worked out ahead of its
     close once both are final (``chunks.end_chunk``: in the chunk's own process), or None."""

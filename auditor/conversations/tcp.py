@@ -194,8 +194,9 @@ def packet(b: ConversationBuilder, c: _Conn, is_orig: bool, rec: PacketRecord) -
         c.os, c.oprev, c.rs, c.rprev = es, ep, ps, pp
     else:
         c.rs, c.rprev, c.os, c.oprev = es, ep, ps, pp
-    if c.os == RESET or c.rs == RESET or (c.os == CLOSED and c.rs == CLOSED):
-        c.timeout = min(c.timeout, CLOSE_LINGER)
+    if (c.os == RESET or c.rs == RESET or (c.os == CLOSED and c.rs == CLOSED)) and c.timeout > CLOSE_LINGER:
+        c.timeout = CLOSE_LINGER
+        b.soon(c, rec.ts)
 
 
 def ttl_seen(b: ConversationBuilder, addr: bytes, ttl: int) -> None:
