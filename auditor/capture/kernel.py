@@ -328,6 +328,7 @@ class Kernel:
         div = 1
         toff = 0
         iface: Any = None
+        counted = 0  # the frames of ``iface`` (the interface of the last whole EPB) not yet added to it
         # Every checksum verified while the frames start before ``all_below`` in the input (r.base:
         # the input's offset of buf[0]); then the sample.
         below = self.all_below
@@ -384,8 +385,11 @@ class Kernel:
                                  and ifid < nif and caplen <= blk - 32)
                     if whole:
                         if ifid != cur_if:
-                            cur_if, iface = ifid, ifaces[ifid]
+                            if iface is not None:
+                                iface.frames += counted
+                            cur_if, iface, counted = ifid, ifaces[ifid], 0
                             div, toff, lt = iface.div, iface.offset, iface.lt
+                        counted += 1
                         start = pos + 28
                         pos += blk
                         frame += 1
@@ -415,7 +419,8 @@ class Kernel:
                         if kind != NG_FRAME:
                             r.stop(frame, act[1])
                             break
-                        pos, start, caplen, iface = act[1], act[2], act[3], act[5]
+                        pos, start, caplen, other = act[1], act[2], act[3], act[5]
+                        other.frames += 1
                         frame += 1
                         if act[4] is None:
                             ts = 0.0
@@ -425,8 +430,7 @@ class Kernel:
                                 lo = ts
                             if ts > hi:
                                 hi = ts
-                        lt = iface.lt
-                    iface.frames += 1
+                        lt = other.lt
                 if everything and r.base + start >= below:
                     everything = self.verify_all = False
                 if not frame & pmask:
@@ -436,4 +440,6 @@ class Kernel:
                     records += 1
                     yield rec
         finally:
+            if iface is not None:
+                iface.frames += counted
             w.frame, w.records, w.pos, w.lo, w.hi = frame, records, pos, lo, hi
