@@ -236,6 +236,33 @@ def test_a_closed_connection_leaves_within_its_linger_though_its_timeout_was_lon
     assert b.finish().stats.connections == SWEEP_EVERY // 4
 
 
+def test_a_connection_moved_out_of_the_long_queue_holds_no_other_past_its_expiry() -> None:
+    # A busy TCP connection waits in the sweep's long queue; when it closes it moves to the short
+    # one, and the entry it leaves in the long queue must not hold the connections queued behind it.
+    b = conversations.ConversationBuilder()
+    other_host = "10.0.0.9"
+
+    def sweep_at(ts: float) -> None:  # SWEEP_EVERY packets of one UDP conversation: one sweep at ts
+        for _ in range(SWEEP_EVERY):
+            b.feed(udp(other_host, S, 5000, 514, ts))
+
+    b.feed(udp(other_host, S, 5000, 514, 0.0))
+    for rec in (tcp(C, S, 40000, 443, "S", 0.0), tcp(S, C, 443, 40000, "SA", 0.01), tcp(C, S, 40000, 443, "A", 0.02)):
+        b.feed(rec)
+    for i in range(1, 8):
+        b.feed(udp(C, S, 1000 + i, 53, float(i)))
+    b.feed(tcp(C, S, 40000, 443, "PA", 7.5, payload=b"x"))
+    sweep_at(8.0)  # the TCP connection, busy, goes to the long queue, behind the first seven
+    for i in range(9, 21):
+        b.feed(udp(C, S, 1000 + i, 53, float(i)))  # the next twelve, behind it
+    b.feed(tcp(C, S, 40000, 443, "FA", 30.0))
+    b.feed(tcp(S, C, 443, 40000, "FA", 30.01))
+    sweep_at(40.0)  # closed at 30: gone at its linger
+    sweep_at(85.0)  # all nineteen expired by 80
+    assert b.live_connections == 1  # the sweeping conversation's own
+    assert b.finish().stats.connections == 1 + 1 + 19
+
+
 def test_eviction_closes_the_idlest_connection() -> None:
     b = conversations.ConversationBuilder(max_live=3, keep_connections=True)
     for port, ts in ((1001, 1.0), (1002, 2.0), (1003, 3.0)):

@@ -71,7 +71,7 @@ class ConversationBuilder:
                           IPPROTO_ICMP: icmp_idle_timeout, IPPROTO_ICMPV6: icmp_idle_timeout}
         self._min_timeout = min(CLOSE_LINGER, tcp_idle_timeout, udp_idle_timeout, icmp_idle_timeout)
         self._late = max(self._min_timeout, min(tcp_idle_timeout, udp_idle_timeout, icmp_idle_timeout))
-        """A connection that cannot expire within this many seconds waits in the long queue."""
+        """How long a connection waits in the sweep's long queue (see ``enqueue``)."""
         self._max_live = max(1, max_live)
         self._max_flows = max(1, max_flows)
         self._max_summaries = max(16, max_flows // 16)
@@ -90,6 +90,10 @@ class ConversationBuilder:
         """The sweep's short queue: connections it looks at again after ``_min_timeout`` seconds."""
         self._later: deque[_Conn] = deque()
         """The sweep's long queue: connections it looks at again after ``_late`` seconds."""
+        self._now = float("-inf")
+        """The latest time a connection was queued at: the queues' clock, which never goes back (a
+        packet of a capture's disorder, earlier than some before it, would put its connection behind
+        later ones, and so hold them past their turn)."""
         self._tftp: dict[tuple[bytes, bytes, int], _Conn] = {}
         self._dhcp: dict[bytes, _Conn] = {}
         """Pending broadcast DHCP requests: xid -> the connection."""
@@ -310,7 +314,17 @@ class ConversationBuilder:
         table = self._table
         table[keys[1]] = (c, False)
         table[keys[0]] = (c, True)
-        self.enqueue(c, rec.ts)
+        now = self._now
+        if rec.ts > now:
+            now = self._now = rec.ts
+        if proto == IPPROTO_TCP:
+            # A new TCP connection waits in the short queue: most end within its few seconds, and
+            # then never stand in the long one (where the entry left behind would keep them in
+            # memory until its turn).
+            c.queued, c.later = now, False
+            self._queue.append(c)
+        else:
+            self.enqueue(c, now)
         self._live += 1
         if self._live > self.stats.peak_live:
             self.stats.peak_live = self._live
@@ -451,12 +465,14 @@ class ConversationBuilder:
                 stats.summarised_packets += orig_pkts + resp_pkts
         return flow
 
-    def enqueue(self, c: _Conn, clock: float) -> None:
-        """Queue a live connection for the sweep's next look at it: in the long queue when it cannot
-        expire within ``_late`` seconds of ``clock`` (a fresh DNS exchange, a busy TCP session), else
-        in the short one, whose looks come every ``_min_timeout`` seconds."""
-        c.queued = clock
-        if c.last + c.timeout - clock >= self._late:
+    def enqueue(self, c: _Conn, now: float) -> None:
+        """Queue a live connection for the sweep's next look at it: in the long queue (looked at
+        after ``_late`` seconds) when it cannot expire within ``_late - _min_timeout`` seconds of
+        ``now`` (a DNS exchange waiting out its idle timeout, a busy TCP session), else in the short
+        one (every ``_min_timeout`` seconds). Either way the look comes within ``_min_timeout``
+        seconds of its expiry, at the latest. ``now``: the queues' clock (``_now``)."""
+        c.queued = now
+        if c.last + c.timeout - now >= self._late - self._min_timeout:
             c.later = True
             self._later.append(c)
         else:
@@ -468,7 +484,7 @@ class ConversationBuilder:
         the long queue, it moves to the short one (its entry there is skipped)."""
         if c.later:
             c.later = False
-            c.queued = clock
+            c.queued = clock if clock > self._now else self._now
             self._queue.append(c)
 
     def _sweep(self, clock: float) -> None:
@@ -476,26 +492,37 @@ class ConversationBuilder:
         of their expiry. Amortised O(1): a connection is looked at once a ``_late`` seconds while it
         cannot expire sooner, then every ``_min_timeout`` seconds (connections are looked at about
         once, where a single short queue looked at each every few seconds of its life)."""
+        now = self._now
+        if clock > now:
+            now = self._now = clock
+        # An entry of a connection closed since (or, in the long queue, moved to the short one by
+        # ``soon``, which set its ``queued`` anew) goes whatever its time: it must not hold the others.
         queue = self._queue
-        limit = clock - self._min_timeout
-        while queue and queue[0].queued < limit:
-            c = queue.popleft()
+        limit = now - self._min_timeout
+        while queue:
+            c = queue[0]
+            if not (c.dead or c.later) and c.queued >= limit:
+                break
+            queue.popleft()
             if c.dead or c.later:
-                continue  # closed since it was queued (or, never met: its place is in the long queue)
+                continue
             if clock - c.last > c.timeout:
                 self._close(c)
             else:
-                self.enqueue(c, clock)
+                self.enqueue(c, now)
         later = self._later
-        limit = clock - self._late
-        while later and later[0].queued < limit:
-            c = later.popleft()
+        limit = now - self._late
+        while later:
+            c = later[0]
+            if c.later and not c.dead and c.queued >= limit:
+                break
+            later.popleft()
             if c.dead or not c.later:
-                continue  # closed, or moved to the short queue (``soon``)
+                continue
             if clock - c.last > c.timeout:
                 self._close(c)
             else:
-                self.enqueue(c, clock)
+                self.enqueue(c, now)
         if len(queue) + len(later) > 4 * self._live + 1024:
             self._queue = deque(c for c in queue if not c.dead and not c.later)
             self._later = deque(c for c in later if not c.dead and c.later)
