@@ -248,6 +248,26 @@ def test_read_ahead_thread_ends_when_the_reader_stops_early(tmp_path: Path) -> N
         assert not thread.is_alive()
 
 
+def test_read_ahead_shortens_the_switch_interval_while_it_runs(tmp_path: Path) -> None:
+    # The decoding thread would otherwise keep the GIL for whole intervals while the read-ahead
+    # thread waits to hand a chunk over (source.READ_AHEAD_SWITCH); the interval comes back after.
+    from auditor.capture import source
+
+    p = tmp_path / "big.bin"
+    p.write_bytes(b"\x00" * (40 << 20))
+    before = sys.getswitchinterval()
+    with p.open("rb") as fh, p.open("rb") as fh2:
+        reader, second = HashingReader(fh), HashingReader(fh2)
+        reader.peek_start(4)
+        second.peek_start(4)
+        assert reader.read(1024) and second.read(1024)  # both threads run (the queue fills up)
+        assert sys.getswitchinterval() == pytest.approx(min(before, source.READ_AHEAD_SWITCH))
+        reader.close()
+        assert sys.getswitchinterval() == pytest.approx(min(before, source.READ_AHEAD_SWITCH))
+        second.close()
+    assert sys.getswitchinterval() == before
+
+
 
 def _big_frames(n: int) -> list[bytes]:
     rnd = random.Random(5)

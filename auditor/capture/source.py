@@ -20,7 +20,7 @@ import stat
 import sys
 import threading
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import BinaryIO, Final
 
 from auditor.capture.decompress import (
     CHUNK,
@@ -35,6 +35,32 @@ from auditor.errors import CaptureError
 
 MAP_WINDOW = 16 << 20
 """Window of the memory map that hashes what the reader skips (HashingReader.hash_rest)."""
+
+
+READ_AHEAD_SWITCH: Final = 0.0005
+"""The interpreter's switch interval, in seconds, while a read-ahead thread runs (Python's default is
+0.005). The decoding thread holds the GIL all the time it decodes; the read-ahead thread needs it
+back after each read and each hash of a chunk, and waited up to an interval each time: on a capture
+of long conversations, which decodes fast, reading and hashing then ran at a third of their speed
+and set the pace (bench/README.md)."""
+_switching = threading.Lock()
+_switch_users = [0, 0.0]
+"""How many read-ahead threads run, and the switch interval before the first of them."""
+
+
+def _switch_faster() -> None:
+    with _switching:
+        if not _switch_users[0]:
+            _switch_users[1] = sys.getswitchinterval()
+            sys.setswitchinterval(min(_switch_users[1], READ_AHEAD_SWITCH))
+        _switch_users[0] += 1
+
+
+def _switch_back() -> None:
+    with _switching:
+        _switch_users[0] -= 1
+        if not _switch_users[0]:
+            sys.setswitchinterval(_switch_users[1])
 
 
 class HashingReader:
@@ -73,6 +99,13 @@ class HashingReader:
         """Read in this thread, as much as is there (``Source.head``): no read-ahead yet."""
 
     def _run(self) -> None:
+        _switch_faster()
+        try:
+            self._read_ahead()
+        finally:
+            _switch_back()
+
+    def _read_ahead(self) -> None:
         q, stop, fh, h, digest = self._queue, self._stop, self._fh, self._hash, self._digest
         while not stop.is_set():
             item: bytes | BaseException
