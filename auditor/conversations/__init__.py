@@ -17,13 +17,13 @@ Design, for speed (the audit targets >= 300k packets/s in one process):
     capture decoder without a record); everything else goes to ``_slow``.
   * Expiry is decided per packet (``ts - last > timeout``), so results do not depend on when the
     amortised sweeps run; sweeps (every ``SWEEP_EVERY`` packets) only reclaim memory. Two FIFO
-    queues of connections give O(1) expiry: a new connection waits in the short one (looked at every
-    CLOSE_LINGER seconds), and from its first look on, one that cannot expire for about the shortest
-    idle timeout waits in the long one (looked at once a minute, by default), the others, and every
-    closed TCP connection (its CLOSE_LINGER), in the short one; so a connection is looked at a few
-    times before it expires, not every few seconds of its life. The
-    short queue, then the long one, give second-chance ("clock") eviction when the table holds
-    ``max_live`` connections: an approximation of "close the idlest" without a heap.
+    queues of connections give O(1) expiry. A connection that cannot expire for about the shortest
+    idle timeout waits in the long one, looked at once a minute by default (a new UDP or ICMP
+    connection at once, a TCP one from its first look on); the others, new TCP connections and every
+    closed TCP connection (its CLOSE_LINGER) wait in the short one, looked at every CLOSE_LINGER
+    seconds: a connection is looked at a few times before it expires, not every few seconds of its
+    life. The short queue, then the long one, give second-chance ("clock") eviction when the table
+    holds ``max_live`` connections: an approximation of "close the idlest" without a heap.
 
 Deviations from Zeek (documented because analysts cross-check with it):
   * Bad-checksum packets are processed like any other and add Zeek's 'C'/'c' (logarithmic: at 1,

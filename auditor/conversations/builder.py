@@ -489,43 +489,36 @@ class ConversationBuilder:
 
     def _sweep(self, clock: float) -> None:
         """Close connections idle past their timeout, within ``_min_timeout`` seconds of capture time
-        of their expiry. Amortised O(1): a connection is looked at once a ``_late`` seconds while it
-        cannot expire sooner, then every ``_min_timeout`` seconds (connections are looked at about
-        once, where a single short queue looked at each every few seconds of its life)."""
+        of their expiry. Amortised O(1): a connection is looked at every ``_late`` seconds while it
+        cannot expire sooner, else every ``_min_timeout`` seconds; a few looks in its life, where
+        one queue of every connection looked at each every few seconds."""
         now = self._now
         if clock > now:
             now = self._now = clock
-        # An entry of a connection closed since (or, in the long queue, moved to the short one by
-        # ``soon``, which set its ``queued`` anew) goes whatever its time: it must not hold the others.
-        queue = self._queue
-        limit = now - self._min_timeout
-        while queue:
-            c = queue[0]
-            if not (c.dead or c.later) and c.queued >= limit:
-                break
-            queue.popleft()
-            if c.dead or c.later:
-                continue
-            if clock - c.last > c.timeout:
-                self._close(c)
-            else:
-                self.enqueue(c, now)
-        later = self._later
-        limit = now - self._late
-        while later:
-            c = later[0]
-            if c.later and not c.dead and c.queued >= limit:
-                break
-            later.popleft()
-            if c.dead or not c.later:
-                continue
-            if clock - c.last > c.timeout:
-                self._close(c)
-            else:
-                self.enqueue(c, now)
+        self._look(self._queue, False, now - self._min_timeout, clock, now)
+        self._look(self._later, True, now - self._late, clock, now)
+        queue, later = self._queue, self._later
         if len(queue) + len(later) > 4 * self._live + 1024:
             self._queue = deque(c for c in queue if not c.dead and not c.later)
             self._later = deque(c for c in later if not c.dead and c.later)
+
+    def _look(self, queue: deque[_Conn], long: bool, limit: float, clock: float, now: float) -> None:
+        """The sweep's looks at the connections of one queue (``long``: the long one) queued before
+        ``limit``: each expired at ``clock`` is closed, the others queued again. An entry of a
+        connection closed since, or moved to the other queue (``soon`` sets ``queued`` anew), goes
+        whatever its time: it must not hold the others."""
+        while queue:
+            c = queue[0]
+            stale = c.dead or c.later != long
+            if not stale and c.queued >= limit:
+                break
+            queue.popleft()
+            if stale:
+                continue
+            if clock - c.last > c.timeout:
+                self._close(c)
+            else:
+                self.enqueue(c, now)
 
     def _evict(self, clock: float) -> None:
         """The live table is full: close one of the idlest connections (second-chance order), from

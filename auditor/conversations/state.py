@@ -142,7 +142,7 @@ class _Conn:
     keys: tuple[tuple[object, ...], ...]
     """Table keys of this connection: both directions, plus TFTP transfer aliases."""
     dead: bool
-    """Closed (``_close``): the sweep's queue skips it without looking its key up."""
+    """Closed (``_close``): the sweep's queues skip it without looking its key up."""
     queued: float
     """When one of the sweep's two queues (ConversationBuilder._queue, ``_later``) last took it in:
     each queue holds its live connections in this order. Kept here rather than beside it in the
