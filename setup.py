@@ -164,11 +164,15 @@ def compiled_imports(text: str, name: str, compiled: dict[str, str] = COMPILED) 
                             "which setup.py can turn to the compiled module")
             new = ast.Import([ast.alias(compiled.get(a.name, a.name), a.asname) for a in node.names])
         if new is not None:
-            assert node.end_lineno is not None
-            span = node.end_lineno - node.lineno + 1
-            stmt = " " * node.col_offset + ast.unparse(new) + "\n" * span
-            lines[node.lineno - 1:node.end_lineno] = [stmt]
+            _put(lines, node, ast.unparse(new))
     return "".join(lines)
+
+
+def _put(lines: list[str], node: ast.stmt, text: str) -> None:
+    """Put ``text`` (one line) in the place of the statement ``node`` in ``lines`` (the source's lines),
+    followed by as many line ends as the statement spanned: every other line stays where it was."""
+    assert node.end_lineno is not None
+    lines[node.lineno - 1:node.end_lineno] = [" " * node.col_offset + text + "\n" * (node.end_lineno - node.lineno + 1)]
 
 
 _ORDERS = {"!": True, ">": True, "<": False}
@@ -229,18 +233,8 @@ def unrolled_reads(text: str) -> str:
     not read. Left as it is: a statement whose buffer or offset is not a plain name (or name plus a
     number), or whose targets are read by its arguments."""
     tree = ast.parse(text)
-    formats: dict[str, list[tuple[int, int, str]]] = {}
-    for node in tree.body:
-        target = node.target if isinstance(node, ast.AnnAssign) else (
-            node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None)
-        value = getattr(node, "value", None)
-        if (isinstance(target, ast.Name) and isinstance(value, ast.Attribute) and value.attr == "unpack_from"
-                and isinstance(value.value, ast.Call) and ast.unparse(value.value.func) == "struct.Struct"
-                and len(value.value.args) == 1 and isinstance(value.value.args[0], ast.Constant)
-                and isinstance(value.value.args[0].value, str)):
-            fields = struct_fields(value.value.args[0].value)
-            if fields is not None:
-                formats[target.id] = fields
+    formats = {name: fields for name, fmt in struct_formats(tree).items()
+               if (fields := struct_fields(fmt)) is not None}
     lines = text.splitlines(keepends=True)
     for node in sorted(ast.walk(tree), key=lambda n: -getattr(n, "lineno", 0)):
         if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Tuple)
@@ -259,10 +253,23 @@ def unrolled_reads(text: str) -> str:
             continue
         reads = [f"{n} = {_field_text(buf.id, base.id, shift + at, size, kind)}"
                  for n, (at, size, kind) in zip(names, fields, strict=True) if n and not n.startswith("_")]
-        assert node.end_lineno is not None
-        lines[node.lineno - 1:node.end_lineno] = [" " * node.col_offset + "; ".join(reads)
-                                                  + "\n" * (node.end_lineno - node.lineno + 1)]
+        _put(lines, node, "; ".join(reads))
     return "".join(lines)
+
+
+def struct_formats(tree: ast.Module) -> dict[str, str]:
+    """A module's ``NAME = struct.Struct("<format>").unpack_from`` (annotated or not): name -> format."""
+    out = {}
+    for node in tree.body:
+        target = node.target if isinstance(node, ast.AnnAssign) else (
+            node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None)
+        value = getattr(node, "value", None)
+        if (isinstance(target, ast.Name) and isinstance(value, ast.Attribute) and value.attr == "unpack_from"
+                and isinstance(value.value, ast.Call) and ast.unparse(value.value.func) == "struct.Struct"
+                and len(value.value.args) == 1 and isinstance(value.value.args[0], ast.Constant)
+                and isinstance(value.value.args[0].value, str)):
+            out[target.id] = value.value.args[0].value
+    return out
 
 
 class _Skip(Exception):

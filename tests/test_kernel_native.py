@@ -229,30 +229,20 @@ def test_setup_turns_imports_among_compiled_modules_to_their_builds() -> None:
     assert setup["COMPILED"] == native.COMPILED
 
 
-def _struct_formats(text: str) -> dict[str, str]:
-    """The module-level ``NAME = struct.Struct("<format>").unpack_from`` of a module's source."""
-    out = {}
-    for node in ast.parse(text).body:
-        value = getattr(node, "value", None)
-        target = node.target if isinstance(node, ast.AnnAssign) else (
-            node.targets[0] if isinstance(node, ast.Assign) else None)
-        if (isinstance(target, ast.Name) and isinstance(value, ast.Attribute) and value.attr == "unpack_from"
-                and isinstance(value.value, ast.Call) and isinstance(value.value.args[0], ast.Constant)):
-            out[target.id] = value.value.args[0].value
-    return out
-
-
+SETUP = runpy.run_path(str(REPO / "setup.py"), run_name="setup")  # defines, does not build
 KERNEL_TEXT = (REPO / "auditor" / "capture" / "kernel.py").read_text(encoding="utf-8")
+KERNEL_FORMATS: dict[str, str] = SETUP["struct_formats"](ast.parse(KERNEL_TEXT))
+"""The kernel's module-level struct readers, name -> format (setup.py's struct_formats)."""
 
 
-@pytest.mark.parametrize("fmt", sorted(set(_struct_formats(KERNEL_TEXT).values())))
+@pytest.mark.parametrize("fmt", sorted(set(KERNEL_FORMATS.values())))
 def test_setup_unrolls_struct_reads_to_the_same_values(fmt: str) -> None:
     # The compiled copy of the kernel reads its headers byte by byte where the Python module calls a
     # struct (setup.py's unrolled_reads): the same fields, at any offset, in both byte orders.
     import random
     import struct
 
-    setup = runpy.run_path(str(REPO / "setup.py"), run_name="setup")
+    setup = SETUP
     assert setup["struct_fields"](fmt) is not None  # every format of the kernel is one it unrolls
     n = len(struct.unpack_from(fmt, bytes(struct.calcsize(fmt))))
     names = ", ".join(f"v{i}" for i in range(n)) + ("," if n == 1 else "")  # "v0, = ..." for one field
@@ -282,7 +272,7 @@ def test_setup_unrolls_struct_reads_to_the_same_values(fmt: str) -> None:
 
 
 def test_setup_unrolls_the_kernels_header_reads_and_leaves_what_it_cannot() -> None:
-    setup = runpy.run_path(str(REPO / "setup.py"), run_name="setup")
+    setup = SETUP
     unrolled = setup["unrolled_reads"](KERNEL_TEXT)
     assert len(unrolled.splitlines()) == len(KERNEL_TEXT.splitlines())  # tracebacks name the same lines
     called = {n.func.id for n in ast.walk(ast.parse(unrolled))
@@ -290,7 +280,7 @@ def test_setup_unrolls_the_kernels_header_reads_and_leaves_what_it_cannot() -> N
     # Every per-packet header read: the pcap record and pcapng packet block headers, Ethernet, VLAN,
     # IPv4, IPv6, TCP and UDP fields.
     for name in ("_REC_BE", "_REC_LE", "_EPB_BE", "_EPB_LE", "_E4", "_E4V", "_I4", "_I6", "_SEQACK", "_ULEN_SUM"):
-        assert name in _struct_formats(KERNEL_TEXT) and name not in called, name
+        assert name in KERNEL_FORMATS and name not in called, name
     # Left as they are: native byte order, signed fields, targets the arguments read, an offset
     # that is not a name plus a number.
     text = textwrap.dedent("""\

@@ -57,8 +57,11 @@ class PcapHeader(NamedTuple):
     """The largest captured length a record may have (larger: a corrupt header)."""
     record: struct.Struct
     """The record header: seconds, sub-second, captured length, original length."""
-    big: bool
-    """Big-endian headers."""
+
+    @property
+    def big(self) -> bool:
+        """Big-endian headers."""
+        return self.record.format[0] == ">"
 
 
 def pcap_header(head: bytes) -> PcapHeader | None:
@@ -68,7 +71,7 @@ def pcap_header(head: bytes) -> PcapHeader | None:
     order, nano, hl = PCAP_MAGICS[head[:4]]
     snaplen, network = struct.unpack_from(order + "16xII", head)
     return PcapHeader(nano, hl, network & 0xFFFF, min(max(snaplen, 262144), MAX_RECORD),
-                      struct.Struct(order + "IIII"), order == ">")
+                      struct.Struct(order + "IIII"))
 
 
 class CaptureBytes(Protocol):

@@ -314,17 +314,13 @@ class ConversationBuilder:
         table = self._table
         table[keys[1]] = (c, False)
         table[keys[0]] = (c, True)
-        now = self._now
-        if rec.ts > now:
-            now = self._now = rec.ts
         if proto == IPPROTO_TCP:
             # A new TCP connection waits in the short queue: most end within its few seconds, and
             # then never stand in the long one (where the entry left behind would keep them in
             # memory until its turn).
-            c.queued, c.later = now, False
-            self._queue.append(c)
+            self._short(c, self.clock(rec.ts))
         else:
-            self.enqueue(c, now)
+            self.enqueue(c, self.clock(rec.ts))
         self._live += 1
         if self._live > self.stats.peak_live:
             self.stats.peak_live = self._live
@@ -471,30 +467,35 @@ class ConversationBuilder:
         ``now`` (a DNS exchange waiting out its idle timeout, a busy TCP session), else in the short
         one (every ``_min_timeout`` seconds). Either way the look comes within ``_min_timeout``
         seconds of its expiry, at the latest. ``now``: the queues' clock (``_now``)."""
-        c.queued = now
         if c.last + c.timeout - now >= self._late - self._min_timeout:
-            c.later = True
+            c.queued, c.later = now, True
             self._later.append(c)
         else:
-            c.later = False
-            self._queue.append(c)
+            self._short(c, now)
 
-    def soon(self, c: _Conn, clock: float) -> None:
+    def _short(self, c: _Conn, now: float) -> None:
+        c.queued, c.later = now, False
+        self._queue.append(c)
+
+    def clock(self, ts: float) -> float:
+        """The queues' clock (``_now``) moved on to ``ts`` if that is later; its time."""
+        now = self._now
+        if ts > now:
+            now = self._now = ts
+        return now
+
+    def soon(self, c: _Conn, ts: float) -> None:
         """A live connection's timeout shrank (a TCP close or reset: CLOSE_LINGER): when it waits in
         the long queue, it moves to the short one (its entry there is skipped)."""
         if c.later:
-            c.later = False
-            c.queued = clock if clock > self._now else self._now
-            self._queue.append(c)
+            self._short(c, self.clock(ts))
 
     def _sweep(self, clock: float) -> None:
         """Close connections idle past their timeout, within ``_min_timeout`` seconds of capture time
         of their expiry. Amortised O(1): a connection is looked at every ``_late`` seconds while it
         cannot expire sooner, else every ``_min_timeout`` seconds; a few looks in its life, where
         one queue of every connection looked at each every few seconds."""
-        now = self._now
-        if clock > now:
-            now = self._now = clock
+        now = self.clock(clock)
         self._look(self._queue, False, now - self._min_timeout, clock, now)
         self._look(self._later, True, now - self._late, clock, now)
         queue, later = self._queue, self._later

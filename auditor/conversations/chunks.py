@@ -392,7 +392,7 @@ def take_counts(b: ConversationBuilder, right: ConversationBuilder, dropped: set
         if id(c) not in moved:
             moved.add(id(c))
             b._live += 1
-            b.enqueue(c, c.last if c.last > b._now else b._now)
+            b.enqueue(c, b.clock(c.last))
     for xid, c in right._dhcp.items():
         if id(c) in moved:
             b._dhcp[xid] = c
