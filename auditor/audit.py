@@ -381,11 +381,12 @@ def read_captures(capture: CaptureSet, server_ports: frozenset[tuple[str, int]],
         if exact:
             capture.inputs, capture.stats = got.inputs, got.stats
             return got.conv, got.names
-        del got  # inputs overlapping in time: one process reads them in order (engine.py)
+        why = got.inexact
+        del got  # not one sequential read's result: one process reads the inputs in order (engine.py)
         again = CaptureSet(capture.paths, engine=capture.engine, verify_checksums=capture.verify_checksums)
         conv, names = collect(again, server_ports)
         capture.inputs, capture.stats = again.inputs, again.stats
-        capture.inputs[0].warnings.append("the inputs overlap in time: read in the order given by one process")
+        capture.inputs[0].warnings.append(f"{why}: read in the order given by one process")
         return conv, names
     # One process reads; a second one decompresses a large compressed input.
     capture.inflate = auto_jobs(capture, capture.engine) > 1 if asked == 0 else jobs > 1

@@ -17,8 +17,11 @@ renumbered once at the end, when the frames of every chunk are known (capture/ra
 
 One condition: a chunk's head chains cover the 5-tuples first seen within one idle timeout of its
 first packet, which holds when the inputs follow each other in time (a ring buffer, an archive).
-Inputs that overlap in time (two interfaces captured at once) are read again by one process, in
-order, and the result says so (``Collected.reread``).
+When it does not hold (inputs that overlap in time: two interfaces captured at once), or when a merge
+finds a packet it cannot place as one read would (a chain settled apart that continues something, a
+DHCP or TFTP packet that belongs to a connection of an earlier chunk: conversations/chunks.py), the
+result is not exact and says why (``Collected.inexact``): the audit reads the inputs again in one
+process, in order.
 """
 
 from __future__ import annotations
@@ -84,8 +87,8 @@ class Collected:
     names: NameEvidence
     inputs: list[InputInfo] = field(default_factory=list)
     stats: ReadStats = field(default_factory=ReadStats)
-    reread: bool = False
-    """The inputs overlapped in time: read again by one process (see the module's docstring)."""
+    inexact: str = ""
+    """Why the merge is not that of one sequential read ("": it is; see the module's docstring)."""
 
 
 def plan(paths: Sequence[str], parts: int, *, min_bytes: int = ranges.MIN_BYTES) -> list[ranges.Chunk]:
@@ -278,10 +281,14 @@ class Merger:
 
     def result(self) -> tuple[Collected, bool]:
         """The merged result, renumbered; and whether it is exact (False: a part began before the
-        parts ahead of it ended, or a chain settled apart was found continuing something)."""
+        parts ahead of it ended, or the merge found packets it could not place as one read would;
+        ``Collected.inexact`` says which)."""
         acc = self.acc
         assert acc is not None
-        exact = self.exact and not acc.conv.merge_misses
+        inexact = "" if self.exact else "the inputs overlap in time"
+        if acc.conv.merge_misses and not inexact:
+            inexact = (f"{acc.conv.merge_misses} packet(s) belong to conversations that cross the parts' "
+                       "boundaries in a way the merge cannot place")
         conv = acc.conv.finish()
         inputs: list[InputInfo] = []
         where: dict[int, tuple[int, int]] = {}
@@ -292,7 +299,7 @@ class Merger:
             for (vi, _), by in zip(self.infos[i], offsets, strict=False):
                 where[vi] = (i, by)
         _renumber(conv, acc.names, acc.stats, where)
-        return Collected(conv, acc.names, inputs, acc.stats), exact
+        return Collected(conv, acc.names, inputs, acc.stats, inexact), not inexact
 
 
 def merge(parts: Iterator[Part]) -> tuple[Collected, bool]:

@@ -394,6 +394,45 @@ def test_a_reply_joined_in_a_later_chunk_finds_the_connection_an_earlier_one_mad
     assert facts(a.absorb(_absorbed(b, c, settled)).finish()) == facts(want)
 
 
+def retrying_dhcp_client() -> list[PacketRecord]:
+    """A DHCP client retrying with new xids: the server answers its first request (the connection
+    now holds the server's reply 5-tuple), then no request but the last; each request keeps the
+    connection live, so a sequential read gives the last reply (on the reply 5-tuple, not by its xid,
+    which no pending request holds) to it. Cut after the first reply, the later chunk sees that reply
+    past its head window, with no connection of its own to give it to."""
+    return numbered([_dhcp(1, 0.0), _dhcp(1, 3.0, "10.9.2.1"), _dhcp(2, 50.0), _dhcp(3, 100.0), _dhcp(4, 150.0),
+                     _dhcp(4, 200.0, "10.9.2.1")])
+
+
+@pytest.mark.parametrize("settled", [False, True])
+def test_a_reply_a_later_chunk_cannot_place_makes_the_merge_inexact(settled: bool) -> None:
+    recs = retrying_dhcp_client()
+    want = sequential(recs)
+    assert [(c.orig_h, c.resp_h, c.orig_pkts, c.resp_pkts) for c in want.connections] == [
+        ("0.0.0.0", "10.9.2.1", 4, 2)]
+    a, b = chunks(recs, [2])
+    assert b._unjoined  # the last reply, noted for the merge
+    merged = _absorbed(a, b, settled)
+    assert merged.merge_misses == 1  # the engine reads again (tests/test_engine.py)
+    assert facts(merged.finish()) != facts(want)  # what the merge would have given instead
+    # A reply the client's connection could not have taken (its requests stopped long before) is no
+    # miss: the merge stays exact.
+    recs = numbered([*recs[:3], _dhcp(4, 200.0, "10.9.2.1")])
+    a, b = chunks(recs, [2])
+    assert b._unjoined
+    merged = _absorbed(a, b, settled)
+    assert merged.merge_misses == 0 and facts(merged.finish()) == facts(sequential(recs))
+
+
+def test_an_unplaced_reply_is_looked_up_again_by_each_merge() -> None:
+    # Three chunks merged as a + (b + c): b alone does not hold the client's connection, a does.
+    recs = retrying_dhcp_client()
+    a, b, c = chunks(recs, [2, 4])
+    bc = b.absorb(c)
+    assert bc.merge_misses == 0 and bc._unjoined
+    assert a.absorb(bc).merge_misses == 1
+
+
 @pytest.mark.parametrize("settled", [False, True])
 def test_an_icmp_error_in_a_later_chunk_finds_the_connection_it_quotes(settled: bool) -> None:
     # A router's port-unreachables to one host: the first quotes nothing live, so it makes an ICMP

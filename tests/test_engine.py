@@ -7,6 +7,7 @@ conversations, handshakes and DNS exchanges run across the files, as in a ring b
 from __future__ import annotations
 
 import dataclasses
+import json
 import multiprocessing
 import os
 import pickle
@@ -26,6 +27,7 @@ from auditor.capture import CaptureSet
 from auditor.conversations import DISORDER_SLACK, merging
 from auditor.engine import Collected
 from auditor.errors import AuditorError
+from tests.capture_factory import eth_ipv4_udp
 from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -275,6 +277,40 @@ def test_inputs_overlapping_in_time_are_read_again(ring: list[Path], tmp_path: P
     p = _cli(["-j", "2", *paths, "--roles", str(ROLES), "--no-html", "--json", str(out), "-q"])
     assert p.returncode in (0, 1), p.stderr
     assert "overlap in time" in out.read_text()
+
+
+def test_a_packet_the_merge_cannot_place_makes_the_audit_read_again(tmp_path: Path) -> None:
+    # A DHCP client retrying across two ring files (tests/test_chunk_merge.py retrying_dhcp_client):
+    # the second file's last reply belongs to the first file's connection, which only its requests in
+    # the second file keep live. The merge finds it cannot place it; the audit reads again, in order.
+    def dhcp(xid: int, server: str | None = None) -> bytes:
+        body = xid.to_bytes(4, "big") + bytes(40)
+        if server is None:
+            return eth_ipv4_udp("0.0.0.0", "255.255.255.255", 68, 67, b"\x01\x01\x06\x00" + body)
+        return eth_ipv4_udp(server, "255.255.255.255", 67, 68, b"\x02\x01\x06\x00" + body)
+
+    files = {"a.pcap": [(0.0, dhcp(1)), (3.0, dhcp(1, "10.9.2.1"))],
+             "b.pcap": [(50.0, dhcp(2)), (100.0, dhcp(3)), (150.0, dhcp(4)), (200.0, dhcp(4, "10.9.2.1"))]}
+    paths = []
+    for name, packets in files.items():
+        path = tmp_path / name
+        with path.open("wb") as f:
+            w = dpkt.pcap.Writer(f)
+            for ts, frame in packets:
+                w.writepkt(frame, 1_700_000_000 + ts)
+        paths.append(str(path))
+    got, exact = engine.run_local(engine.plan(paths, 1), PORTS, "fast", True, 2)
+    assert not exact and "cross the parts' boundaries" in got.inexact
+    docs = []
+    for jobs in ("1", "2"):
+        out = tmp_path / f"j{jobs}.json"
+        p = _cli(["-j", jobs, *paths, "--roles", str(ROLES), "--no-html", "--json", str(out), "-q"])
+        assert p.returncode in (0, 1), p.stderr
+        docs.append(json.loads(out.read_text()))
+    assert "cross the parts' boundaries" in json.dumps(docs[1]) and "boundaries" not in json.dumps(docs[0])
+    flows = [[(f["initiator"], f["responder"], f["orig_packets"], f["resp_packets"]) for f in d["flows"]]
+             for d in docs]
+    assert flows[0] == flows[1] == [("0.0.0.0", "10.9.2.1", 4, 2)]
 
 
 def test_cli_chunked_audit_equals_one_process(ring: list[Path], tmp_path: Path) -> None:

@@ -95,9 +95,9 @@ class ConversationBuilder:
         packet of a capture's disorder, earlier than some before it, would put its connection behind
         later ones, and so hold them past their turn)."""
         self._tftp: dict[tuple[bytes, bytes, int], _Conn] = {}
+        """Pending TFTP requests: (server, client, client port) -> the udp/69 connection."""
         self._dhcp: dict[bytes, _Conn] = {}
         """Pending broadcast DHCP requests: xid -> the connection."""
-        """Pending TFTP requests: (server, client, client port) -> the udp/69 connection."""
         self._live = 0
         self._countdown = SWEEP_EVERY
         self._normal_flows = 0
@@ -133,8 +133,14 @@ class ConversationBuilder:
         self.settled = False
         """``chunks.settle`` kept only the chains a merge decided continue something."""
         self.merge_misses = 0
-        """Chains of later chunks settled in their own process (``chunks.settle``) that a merge found
-        continuing something after all: the merge is then not exact (auditor/engine.py reads again)."""
+        """Packets of later chunks a merge could not place as a sequential read would: chains settled
+        in their own process (``chunks.settle``) found continuing something after all, packets noted in
+        ``_unjoined`` found belonging to a connection here. The merge is then not exact
+        (auditor/engine.py reads again)."""
+        self._unjoined: list[tuple[tuple[object, ...], float]] = []
+        """(table key, time) of UDP packets this chunk found no connection for past its head window, on
+        5-tuples a connection of an earlier chunk may hold by a DHCP or TFTP join (chunks.note_unjoined):
+        the merge looks them up once the chains are replayed."""
         self.replays: dict[int, int] = {}
         """Chains of later chunks replayed here, by IP protocol of their first packet (what a merge
         found continuing across a chunk boundary)."""
@@ -251,6 +257,8 @@ class ConversationBuilder:
                 related.note_aside(self, ent[0].chain, proto, rec.src, rec.sport, rec.dst, rec.dport, rec.ts)
         if ent is None:
             ent = self._new_transport(rec)
+            if self._chunk and ent[0].chain is None and proto == IPPROTO_UDP and self._join:
+                related.note_unjoined(self, rec.src, rec.sport, rec.dst, rec.dport, rec.ts)
         c, is_orig = ent
         self._account(c, is_orig, rec)
         if proto == IPPROTO_TCP:

@@ -191,6 +191,11 @@ def absorb_decided(b: ConversationBuilder, right: ConversationBuilder, firsts: l
             b.replays[first.proto] = b.replays.get(first.proto, 0) + 1
         elif chain is not None:
             adopt(b, chain, right)
+    # A packet the next chunk gave a connection of its own past its head window may belong to one
+    # of this builder's that the chains just replayed kept live (related.note_unjoined): a sequential
+    # read would have given it there. Rare (a DHCP client retrying across the boundary): the merge is
+    # then not exact, and the engine reads again.
+    b.merge_misses += sum(1 for key, ts in right._unjoined if live(b, key, ts))
     take_counts(b, right, dropped, more)
     return b
 
@@ -371,6 +376,9 @@ def take_counts(b: ConversationBuilder, right: ConversationBuilder, dropped: set
         for ttl in range(bits.bit_length()):
             if bits >> ttl & 1:
                 tcp.ttl_seen(b, addr, ttl)
+    b.merge_misses += right.merge_misses
+    if b._chunk:  # a merge into a chunk before this one looks them up again
+        b._unjoined += right._unjoined
     b._normal_flows += right._normal_flows
     b._summaries += right._summaries
     for target, n in right._fanin.items():

@@ -89,11 +89,13 @@ def dhcp_reply(b: ConversationBuilder, rec: PacketRecord) -> tuple[_Conn, bool] 
 
 
 def icmp(b: ConversationBuilder, rec: PacketRecord) -> None:
-    proto, itype = rec.proto, rec.icmp_type
-    if rec.quoted is not None:
+    proto, itype, q = rec.proto, rec.icmp_type, rec.quoted
+    if q is not None:
         if icmp_error(b, rec):
             return
         b.stats.icmp_errors_unmatched += 1
+        if b._chunk and q.proto == IPPROTO_UDP and b._join:
+            note_unjoined(b, q.src, q.sport, q.dst, q.dport, rec.ts)
     request, reply = _ICMP_ECHO[proto]
     if itype in (request, reply):
         ent = b._lookup((proto, rec.src, -1, rec.dst, rec.icmp_id), rec.ts)
@@ -109,7 +111,6 @@ def icmp(b: ConversationBuilder, rec: PacketRecord) -> None:
             keys = ((proto, rec.src, -2, rec.dst, itype), (proto, rec.dst, -2, rec.src, itype))
             ent = b._create(proto, rec.src, 0, rec.dst, itype, keys, EV_FIRST, rec, True), True
     c, is_orig = ent
-    q = rec.quoted
     if q is not None and c.chain is not None and q.proto in (IPPROTO_TCP, IPPROTO_UDP):
         note_aside(b, c.chain, q.proto, q.src, q.sport, q.dst, q.dport, rec.ts)
     b._account(c, is_orig, rec)
@@ -131,6 +132,25 @@ def note_aside(b: ConversationBuilder, chain: _Chain, proto: int, src: bytes, sp
         if chain.aside is None:
             chain.aside = []
         chain.aside.append((key, ts))
+
+
+def note_unjoined(b: ConversationBuilder, src: bytes, sport: int, dst: bytes, dport: int, ts: float) -> None:
+    """In a chunk, a UDP packet found no connection and no head chain takes it (a new connection past
+    the head window, or after its 5-tuple's chain ended; an ICMP error quoting it matched none). A
+    connection of an earlier chunk that a head chain continues here may hold this 5-tuple by a join
+    the chunk never saw (a DHCP server's reply 5-tuple, a TFTP transfer's), and be live on it at
+    ``ts`` in a sequential read, which would then have given it the packet: such 5-tuples are noted
+    (``_unjoined``), and the merge looks them up once the chains are replayed (chunks.absorb_decided;
+    a live one makes the merge inexact, and the engine reads again)."""
+    if not ({sport, dport} == {67, 68} or _tftp_chained(b, dst, dport, src) or _tftp_chained(b, src, sport, dst)):
+        return
+    b._unjoined.append(((IPPROTO_UDP, src, sport, dst, dport), ts))
+
+
+def _tftp_chained(b: ConversationBuilder, client: bytes, cport: int, server: bytes) -> bool:
+    """Whether a udp/69 request connection from ``client`` to ``server`` is live here on a head chain."""
+    ent = b._table.get((IPPROTO_UDP, client, cport, server, 69))
+    return ent is not None and ent[0].chain is not None
 
 
 def icmp_error(b: ConversationBuilder, rec: PacketRecord) -> bool:
