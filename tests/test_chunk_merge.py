@@ -379,13 +379,13 @@ def _dhcp(xid: int, ts: float, server: str | None = None) -> PacketRecord:
 
 @pytest.mark.parametrize("settled", [False, True])
 def test_a_reply_joined_in_a_later_chunk_finds_the_connection_an_earlier_one_made(settled: bool) -> None:
-    # The request's 5-tuple stays live (requests 10 s apart), so only the first request waits for its
-    # reply; the second server's replies make a connection of their own, which the third reply
-    # continues. Cut so that the second reply ends the middle chunk and the third request and reply
-    # open the last; merged as a + (b + c): the last chunk's request continues the first chunk's
-    # connection, and its chain's log holds the reply it joined there, which belongs to the
-    # connection the middle chunk made.
-    recs = numbered([_dhcp(1, 0.0), _dhcp(1, 3.0, "10.9.2.1"), _dhcp(2, 10.0), _dhcp(2, 13.0, "10.9.2.2"),
+    # The request's 5-tuple stays live (requests 10 s apart); the second server's first reply answers
+    # no request (xid 9), so its replies make a connection of their own, which the third reply
+    # continues (found by its 5-tuple before its xid is looked up). Cut so that the second reply ends
+    # the middle chunk and the third request and reply open the last; merged as a + (b + c): the last
+    # chunk's request continues the first chunk's connection, and its chain's log holds the reply it
+    # joined there, which belongs to the connection the middle chunk made.
+    recs = numbered([_dhcp(1, 0.0), _dhcp(1, 3.0, "10.9.2.1"), _dhcp(2, 10.0), _dhcp(9, 13.0, "10.9.2.2"),
                      _dhcp(3, 20.0), _dhcp(3, 23.0, "10.9.2.2")])
     want = sequential(recs)
     assert sorted((c.orig_h, c.resp_h, c.orig_pkts + c.resp_pkts) for c in want.connections) == [
@@ -396,12 +396,12 @@ def test_a_reply_joined_in_a_later_chunk_finds_the_connection_an_earlier_one_mad
 
 def retrying_dhcp_client() -> list[PacketRecord]:
     """A DHCP client retrying with new xids: the server answers its first request (the connection
-    now holds the server's reply 5-tuple), then no request but the last; each request keeps the
-    connection live, so a sequential read gives the last reply (on the reply 5-tuple, not by its xid,
-    which no pending request holds) to it. Cut after the first reply, the later chunk sees that reply
-    past its head window, with no connection of its own to give it to."""
+    now holds the server's reply 5-tuple), then none of the retries, but repeats its first answer
+    late; each request keeps the connection live, so a sequential read gives that reply (on the
+    reply 5-tuple) to it. Cut after the first reply, the later chunk sees the repeated reply past
+    its head window, answering no request of its own, with no connection to give it to."""
     return numbered([_dhcp(1, 0.0), _dhcp(1, 3.0, "10.9.2.1"), _dhcp(2, 50.0), _dhcp(3, 100.0), _dhcp(4, 150.0),
-                     _dhcp(4, 200.0, "10.9.2.1")])
+                     _dhcp(1, 200.0, "10.9.2.1")])
 
 
 @pytest.mark.parametrize("settled", [False, True])
@@ -417,7 +417,7 @@ def test_a_reply_a_later_chunk_cannot_place_makes_the_merge_inexact(settled: boo
     assert facts(merged.finish()) != facts(want)  # what the merge would have given instead
     # A reply the client's connection could not have taken (its requests stopped long before) is no
     # miss: the merge stays exact.
-    recs = numbered([*recs[:3], _dhcp(4, 200.0, "10.9.2.1")])
+    recs = numbered([*recs[:3], _dhcp(1, 200.0, "10.9.2.1")])
     a, b = chunks(recs, [2])
     assert b._unjoined
     merged = _absorbed(a, b, settled)

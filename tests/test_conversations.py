@@ -449,6 +449,28 @@ def test_broadcast_dhcp_replies_join_their_request_and_name_the_server() -> None
     assert len(res.flows) == 2
 
 
+def test_a_dhcp_client_retrying_with_a_new_xid_is_answered_on_its_connection() -> None:
+    """A DISCOVER left unanswered, retried with a new xid, and the server answers the retries: one
+    conversation, client -> server udp/67, established; not an unanswered broadcast beside a reply
+    from nowhere. The retries are offered to the fast lane first (``feed``), which declines a DHCP
+    client's broadcasts, so that each one's xid is kept."""
+    def dhcp(xid: int, ts: float, frame: int, server: str | None = None) -> PacketRecord:
+        body = xid.to_bytes(4, "big") + bytes(232)
+        if server is None:
+            return udp("0.0.0.0", "255.255.255.255", 68, 67, ts, frame, b"\x01\x01\x06\x00" + body)
+        return udp(server, "255.255.255.255", 67, 68, ts, frame, b"\x02\x01\x06\x00" + body)
+
+    b = conversations.ConversationBuilder()
+    recs = [dhcp(7, 1.0, 1), dhcp(7, 5.0, 2), dhcp(8, 13.0, 3), dhcp(8, 13.1, 4, "10.30.0.5"), dhcp(8, 13.2, 5),
+            dhcp(8, 13.3, 6, "10.30.0.5"), dhcp(9, 20.0, 7), dhcp(9, 20.1, 8, "10.30.0.5")]
+    b.feed_many(recs)
+    res = b.finish()
+    assert list(res.flows) == [FlowKey("0.0.0.0", "10.30.0.5", "udp", 67)]
+    flow = res.flows[FlowKey("0.0.0.0", "10.30.0.5", "udp", 67)]
+    assert (flow.orig_pkts, flow.resp_pkts, flow.outcome) == (5, 3, Outcome.ESTABLISHED)
+    assert res.stats.dhcp_replies_joined == 1  # the first reply; the later ones come on its 5-tuple
+
+
 def test_a_flood_of_attempts_on_one_service_is_summarised_past_its_fan_in() -> None:
     b = conversations.ConversationBuilder(max_flows=100, flood_fanin=10)
     for i in range(30):  # a flood of unanswered SYNs from spoofed sources

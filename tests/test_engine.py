@@ -290,7 +290,7 @@ def test_a_packet_the_merge_cannot_place_makes_the_audit_read_again(tmp_path: Pa
         return eth_ipv4_udp(server, "255.255.255.255", 67, 68, b"\x02\x01\x06\x00" + body)
 
     files = {"a.pcap": [(0.0, dhcp(1)), (3.0, dhcp(1, "10.9.2.1"))],
-             "b.pcap": [(50.0, dhcp(2)), (100.0, dhcp(3)), (150.0, dhcp(4)), (200.0, dhcp(4, "10.9.2.1"))]}
+             "b.pcap": [(50.0, dhcp(2)), (100.0, dhcp(3)), (150.0, dhcp(4)), (200.0, dhcp(1, "10.9.2.1"))]}
     paths = []
     for name, packets in files.items():
         path = tmp_path / name

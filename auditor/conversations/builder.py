@@ -265,6 +265,8 @@ class ConversationBuilder:
             tcp.packet(self, c, is_orig, rec)
         else:
             c.mark(_D << (0 if is_orig else _RESP))
+            if is_orig and not c.os and self._join:  # a DHCP client's later broadcast (_new_transport)
+                related.dhcp_request(self, c, rec)
 
     def _new_transport(self, rec: PacketRecord) -> tuple[_Conn, bool]:
         proto = rec.proto
@@ -282,12 +284,12 @@ class ConversationBuilder:
                 self.result.overflowed = True
                 del self._tftp[next(iter(self._tftp))]
             self._tftp[(ra, oa, op)] = c
-        elif (rp == 67 and sender_orig and ra in _BROADCASTS
-              and len(rec.payload) >= 8 and rec.payload[0] == 1):
-            if len(self._dhcp) >= self._pending_max:
-                self.result.overflowed = True
-                del self._dhcp[next(iter(self._dhcp))]
-            self._dhcp[rec.payload[4:8]] = c
+        elif rp == 67 and sender_orig and ra in _BROADCASTS:
+            # A DHCP client's broadcasts: each request waits for its replies (related.dhcp_request),
+            # the later ones too, which the fast lane therefore declines (it takes no packet from a
+            # side whose state is INACTIVE; a UDP connection's state is read by nothing else).
+            c.os = INACTIVE
+            related.dhcp_request(self, c, rec)
         if proto == IPPROTO_TCP:
             c.os = c.rs = c.oprev = c.rprev = INACTIVE
         return c, sender_orig

@@ -334,6 +334,11 @@ def adopt(b: ConversationBuilder, chain: _Chain, right: ConversationBuilder) -> 
         if ck not in right._chains:
             del b._chains[ck]
     elif ck in b._seen or chain.first_ts - b._anchor > b._windows[chain.proto]:  # type: ignore[operator]
+        first = chain.log[0]
+        if chain.proto == IPPROTO_UDP and b._join and isinstance(first, PacketRecord) and first.quoted is None:
+            # Past this builder's head window, but a connection of a chunk before it may hold the
+            # 5-tuple by a join and be kept live by this builder's chains: looked up by that merge.
+            related.note_unjoined(b, first.src, first.sport, first.dst, first.dport, first.ts)
         fold(b, chain)
         keep = None
     else:

@@ -70,6 +70,19 @@ def _pending(b: ConversationBuilder, table: dict[Any, _Conn], key: Any, rec: Pac
     return c
 
 
+def dhcp_request(b: ConversationBuilder, c: _Conn, rec: PacketRecord) -> None:
+    """A DHCP client's broadcast request (BOOTREQUEST) on connection ``c``: its replies, found by its
+    xid, join ``c`` (``dhcp_reply``). Every request, not only the connection's first: a client that
+    retries with a new xid (RFC 2131 §4.1) is answered on the xid the server chose to answer."""
+    payload = rec.payload
+    if len(payload) < 8 or payload[0] != 1:
+        return
+    if len(b._dhcp) >= b._pending_max:
+        b.result.overflowed = True
+        del b._dhcp[next(iter(b._dhcp))]
+    b._dhcp[payload[4:8]] = c
+
+
 def dhcp_reply(b: ConversationBuilder, rec: PacketRecord) -> tuple[_Conn, bool] | None:
     """A DHCP server answers a broadcast request (from 0.0.0.0 to 255.255.255.255) from its own
     address: the reply joins the request (same xid, RFC 2131 §4.1) and names the server as the
