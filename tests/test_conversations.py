@@ -471,6 +471,29 @@ def test_a_dhcp_client_retrying_with_a_new_xid_is_answered_on_its_connection() -
     assert res.stats.dhcp_replies_joined == 1  # the first reply; the later ones come on its 5-tuple
 
 
+def test_dhcpv6_answers_join_the_request_to_all_servers_and_name_the_server() -> None:
+    """RFC 8415: Solicit from the client's link-local address to ff02::1:2, Advertise from a server to
+    the client, matched by transaction id (3 bytes); then Request and Reply: one conversation, client
+    -> server udp/547. A Solicit nobody answers stays a one-way flow of its own (to a group)."""
+    def msg(kind: int, xid: int) -> bytes:
+        return bytes([kind]) + xid.to_bytes(3, "big") + b"\x00\x01\x00\x0e" + bytes(14)
+
+    client, server, group = "fe80::200:1ff:fe01:0", "fe80::40d3:61ff:fe62:3810", "ff02::1:2"
+    recs = [udp(client, group, 546, 547, 1.0, 1, msg(1, 0xABCDEF)),
+            udp(server, client, 547, 546, 1.1, 2, msg(2, 0xABCDEF)),
+            udp(client, group, 546, 547, 1.2, 3, msg(3, 0x123456)),
+            udp(server, client, 547, 546, 1.3, 4, msg(7, 0x123456)),
+            udp("fe80::9", group, 546, 547, 2.0, 5, msg(1, 0x777777))]
+    res = run(recs)
+    assert sorted((k.initiator, k.responder, f.orig_pkts, f.resp_pkts, f.outcome) for k, f in res.flows.items()) == [
+        (client, server, 2, 2, Outcome.ESTABLISHED), ("fe80::9", group, 1, 0, Outcome.ONE_WAY)]
+    assert res.stats.dhcp_replies_joined == 1
+    # A DHCPv4 message on the DHCPv6 ports is not taken for one (and the other way round).
+    v4_like = b"\x01\x01\x06\x00" + (0xABCDEF).to_bytes(4, "big") + bytes(40)
+    res = run([udp(client, group, 546, 547, 1.0, 1, v4_like), udp(server, client, 547, 546, 1.1, 2, msg(2, 0x06ABCD))])
+    assert res.stats.dhcp_replies_joined == 0
+
+
 def test_a_flood_of_attempts_on_one_service_is_summarised_past_its_fan_in() -> None:
     b = conversations.ConversationBuilder(max_flows=100, flood_fanin=10)
     for i in range(30):  # a flood of unanswered SYNs from spoofed sources

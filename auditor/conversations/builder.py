@@ -13,9 +13,10 @@ from auditor.conversations.lane import FastLane
 from auditor.conversations.results import ConversationResult
 from auditor.conversations.state import (
     _ATTEMPT_STATES,
-    _BROADCASTS,
     _C,
     _D,
+    _DHCP_GROUPS,
+    _DHCP_PORTS,
     _HIST_LETTER,
     _NO_TUNNELS,
     _POW10,
@@ -251,7 +252,7 @@ class ConversationBuilder:
         if ent is None and proto == IPPROTO_UDP:
             if self._tftp:
                 ent = related.tftp_transfer(self, rec)
-            if ent is None and rec.sport == 67 and rec.dport == 68 and self._dhcp:
+            if ent is None and self._dhcp and _DHCP_PORTS.get(rec.sport) == rec.dport:
                 ent = related.dhcp_reply(self, rec)
             if ent is not None and ent[0].chain is not None:
                 related.note_aside(self, ent[0].chain, proto, rec.src, rec.sport, rec.dst, rec.dport, rec.ts)
@@ -284,8 +285,8 @@ class ConversationBuilder:
                 self.result.overflowed = True
                 del self._tftp[next(iter(self._tftp))]
             self._tftp[(ra, oa, op)] = c
-        elif rp == 67 and sender_orig and ra in _BROADCASTS:
-            # A DHCP client's broadcasts: each request waits for its replies (related.dhcp_request),
+        elif rp in _DHCP_PORTS and sender_orig and ra in _DHCP_GROUPS:
+            # A DHCP client's requests to all servers: each waits for its answers (related.dhcp_request),
             # the later ones too, which the fast lane therefore declines (it takes no packet from a
             # side whose state is INACTIVE; a UDP connection's state is read by nothing else).
             c.os = INACTIVE

@@ -5,11 +5,12 @@ connection whose packet they quote."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from auditor.conversations.state import (
-    _BROADCASTS,
     _D,
+    _DHCP_GROUPS,
+    _DHCP_PORTS,
     _ICMP_ECHO,
     _RESP,
     EV_FIRST,
@@ -50,12 +51,33 @@ def tftp_pending(b: ConversationBuilder, rec: PacketRecord, act: bool = True) ->
     return _pending(b, b._tftp, (rec.src, rec.dst, rec.dport), rec, act)
 
 
-def dhcp_pending(b: ConversationBuilder, rec: PacketRecord, act: bool = True) -> _Conn | None:
-    """The live broadcast request this DHCP reply answers (an expired one is dropped, with ``act``)."""
-    payload = rec.payload
-    if len(payload) < 8 or payload[0] != 2:
+_V6_REQUESTS: Final = frozenset({1, 3, 4, 5, 6, 8, 9, 11})
+"""DHCPv6 messages a client sends (RFC 8415 §7.3): Solicit, Request, Confirm, Renew, Rebind, Release,
+Decline, Information-request."""
+_V6_ANSWERS: Final = frozenset({2, 7})
+"""DHCPv6 messages a server answers them with: Advertise, Reply."""
+
+
+def dhcp_xid(payload: bytes, v6: bool, request: bool) -> bytes | None:
+    """The transaction id of a client's DHCP request (``request``) or of a server's answer: DHCPv4's
+    BOOTREQUEST / BOOTREPLY xid (4 bytes, RFC 2131 §2), DHCPv6's transaction-id (3 bytes, RFC 8415
+    §8); None for another message or too short a payload."""
+    if v6:
+        if len(payload) >= 4 and payload[0] in (_V6_REQUESTS if request else _V6_ANSWERS):
+            return payload[1:4]
         return None
-    return _pending(b, b._dhcp, payload[4:8], rec, act)
+    if len(payload) >= 8 and payload[0] == (1 if request else 2):
+        return payload[4:8]
+    return None
+
+
+def dhcp_pending(b: ConversationBuilder, rec: PacketRecord, act: bool = True) -> _Conn | None:
+    """The live request this DHCP answer (from a server's port to a client's) answers (an expired one
+    is dropped, with ``act``)."""
+    xid = dhcp_xid(rec.payload, rec.sport == 547, False)
+    if xid is None:
+        return None
+    return _pending(b, b._dhcp, xid, rec, act)
 
 
 def _pending(b: ConversationBuilder, table: dict[Any, _Conn], key: Any, rec: PacketRecord, act: bool) -> _Conn | None:
@@ -71,26 +93,28 @@ def _pending(b: ConversationBuilder, table: dict[Any, _Conn], key: Any, rec: Pac
 
 
 def dhcp_request(b: ConversationBuilder, c: _Conn, rec: PacketRecord) -> None:
-    """A DHCP client's broadcast request (BOOTREQUEST) on connection ``c``: its replies, found by its
-    xid, join ``c`` (``dhcp_reply``). Every request, not only the connection's first: a client that
-    retries with a new xid (RFC 2131 §4.1) is answered on the xid the server chose to answer."""
-    payload = rec.payload
-    if len(payload) < 8 or payload[0] != 1:
+    """A DHCP client's request to all servers (``_DHCP_GROUPS``) on connection ``c``: the answers,
+    found by its transaction id, join ``c`` (``dhcp_reply``). Every request, not only the
+    connection's first: a client that retries with a new xid (RFC 2131 §4.1) is answered on the xid
+    the server chose to answer."""
+    xid = dhcp_xid(rec.payload, rec.dport == 547, True)
+    if xid is None:
         return
     if len(b._dhcp) >= b._pending_max:
         b.result.overflowed = True
         del b._dhcp[next(iter(b._dhcp))]
-    b._dhcp[payload[4:8]] = c
+    b._dhcp[xid] = c
 
 
 def dhcp_reply(b: ConversationBuilder, rec: PacketRecord) -> tuple[_Conn, bool] | None:
-    """A DHCP server answers a broadcast request (from 0.0.0.0 to 255.255.255.255) from its own
-    address: the reply joins the request (same xid, RFC 2131 §4.1) and names the server as the
-    responder, so the flow is client -> DHCP server udp/67, as the catalog documents it."""
+    """A DHCP server answers a request to all servers (DHCPv4: from 0.0.0.0 to 255.255.255.255; DHCPv6:
+    from the client's link-local address to ff02::1:2) from its own address: the answer joins the
+    request (same transaction id, RFC 2131 §4.1, RFC 8415 §8) and names the server as the responder,
+    so the flow is client -> DHCP server udp/67 (udp/547), as the catalog documents it."""
     c = dhcp_pending(b, rec)
     if c is None:
         return None
-    if c.ra in _BROADCASTS:
+    if c.ra in _DHCP_GROUPS:
         c.ra = rec.src
     from_server = (IPPROTO_UDP, rec.src, rec.sport, rec.dst, rec.dport)
     to_server = (IPPROTO_UDP, rec.dst, rec.dport, rec.src, rec.sport)
@@ -155,7 +179,8 @@ def note_unjoined(b: ConversationBuilder, src: bytes, sport: int, dst: bytes, dp
     ``ts`` in a sequential read, which would then have given it the packet: such 5-tuples are noted
     (``_unjoined``), and the merge looks them up once the chains are replayed (chunks.absorb_decided;
     a live one makes the merge inexact, and the engine reads again)."""
-    if not ({sport, dport} == {67, 68} or _tftp_chained(b, dst, dport, src) or _tftp_chained(b, src, sport, dst)):
+    dhcp = _DHCP_PORTS.get(sport) == dport or _DHCP_PORTS.get(dport) == sport
+    if not (dhcp or _tftp_chained(b, dst, dport, src) or _tftp_chained(b, src, sport, dst)):
         return
     b._unjoined.append(((IPPROTO_UDP, src, sport, dst, dport), ts))
 

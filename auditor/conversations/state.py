@@ -79,7 +79,11 @@ HOST_TTLS_MAX = 65_536
 _ATTEMPT_STATES: Final = frozenset(("REJ", "RSTOS0", "RSTRH", "SH", "SHR"))
 _RESET_STATES: Final = ("REJ", "RSTRH")
 """TCP states of a connection the responder's RST refused (when Flow.add counts it rejected)."""
-_BROADCASTS: Final = (b"\xff\xff\xff\xff",)
+_DHCP_GROUPS: Final = (b"\xff\xff\xff\xff", b"\xff\x02" + bytes(11) + b"\x01\x00\x02")
+"""Where a DHCP client sends its requests before it knows a server: IPv4's limited broadcast
+(RFC 2131 §4.1), IPv6's All_DHCP_Relay_Agents_and_Servers, ff02::1:2 (RFC 8415 §7.1)."""
+_DHCP_PORTS: Final = {67: 68, 547: 546}
+"""A DHCP server's port -> its clients' (DHCPv4, DHCPv6)."""
 _DNS_PORTS: Final = (53,)
 _ICMP_ECHO: Final = {IPPROTO_ICMP: (8, 0), IPPROTO_ICMPV6: (128, 129)}
 _NO_TUNNELS: Final[frozenset[str]] = frozenset()
