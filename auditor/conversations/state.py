@@ -120,6 +120,10 @@ class _Conn:
     hseen: int
     hist: list[str]
     os: int
+    """The initiator's TCP endpoint state (tcp.py). A UDP or ICMP connection's sides are ESTABLISHED
+    (the fast lane takes their packets), but the initiator of a DHCP client's requests to all servers,
+    INACTIVE: each of its requests goes to the slow path, which keeps its transaction id
+    (related.dhcp_request)."""
     rs: int
     oprev: int
     rprev: int
