@@ -313,7 +313,7 @@ def test_a_chain_logs_plain_records_as_bytes_that_give_them_back() -> None:
                              tcp("2001:db8::2", "2001:db8::1", 443, 40000, "PA", 2.0, payload=b"x" * 900, seq=7),
                              query, icmp_unreach("10.0.0.9", "10.0.0.1", 3.5, quoting=query)])
     state = native.KERNEL.of("auditor.conversations.state")
-    chain = state._Chain(("k",), first.proto, first.ts)
+    chain = state._Chain(b"k", first.proto, first.ts)
     for rec in (first, *rest):
         chain.record(rec)
     assert chain.log[0] is first

@@ -320,7 +320,7 @@ class Decoder(Tunnels):
             a = q + doff
             payload = buf[a:min(a + PAYLOAD_SNAP, ipend)] if plen and a < ipend else b""
             bad = (self.verify and complete and not frag
-                   and checksum_bad(buf, q, q + l4len, src, dst, 6))
+                   and checksum_bad(buf, q, q + l4len, src + dst, 6))
             if fkey is not None:
                 self._remember(fkey, sport, dport, ts)
             return PacketRecord(ii, frame, ts, src, dst, 6, ip_len, sport, dport, flags, seq, ack, plen,
@@ -347,7 +347,7 @@ class Decoder(Tunnels):
             a = q + 8
             payload = buf[a:min(a + plen, a + PAYLOAD_SNAP, ipend)] if plen else b""
             bad = bool(ucs and self.verify and complete and not frag and 8 <= ulen <= l4len
-                       and checksum_bad(buf, q, q + ulen, src, dst, 17))
+                       and checksum_bad(buf, q, q + ulen, src + dst, 17))
             return PacketRecord(ii, frame, ts, src, dst, 17, ip_len, sport, dport, 0, 0, 0, plen, payload,
                                 checksum_bad=bad, tunnel=tunnel, fragment=frag)
         if (proto == 1 and not v6) or (proto == 58 and v6):

@@ -33,6 +33,10 @@ Slow = Callable[[bytes, int, int, float, int, int], PacketRecord | None]
 """The general decoder: (buf, frame start, frame end, ts, frame number, link type)."""
 Tick = Callable[[], None]
 
+UDP_KEY: Final = b"\x11"
+"""What a UDP packet's table key starts with, before the addresses and ports the kernel slices from
+the packet (auditor/conversations/state.py's conn_key and UDP_KEY, which
+tests/test_conversations_lane.py holds it to; the kernel does not import the core)."""
 MAX_RECORD: Final = 1 << 24
 """The largest record or block a walk accepts (a corrupt length must not read gigabytes into memory)."""
 PROGRESS_EVERY = 1 << 15
@@ -79,17 +83,18 @@ class Walked(Protocol):
     lo: float
     hi: float
 
-# Ethernet type, IPv4 (version+IHL, total length, flags+fragment offset, protocol, src, dst) and the
-# TCP ports, data offset and flags (for UDP: its ports and 6 more bytes) in one read, untagged and
-# with one 802.1Q tag; the same from the IPv4 header on (other link layers); IPv6 (payload length,
-# next header, src, dst) and the same transport fields. TCP seq/ack and UDP length/checksum are read
-# apart, only when needed: a packet the lane takes allocates two integers fewer. These formats are
+# Ethernet type, IPv4 (version+IHL, total length, flags+fragment offset, protocol) and the TCP
+# ports, data offset and flags (for UDP: its ports and 6 more bytes) in one read, untagged and with
+# one 802.1Q tag; the same from the IPv4 header on (other link layers); IPv6 (payload length, next
+# header) and the same transport fields. The addresses, TCP seq/ack and UDP length/checksum are read
+# apart, only when needed: a packet the lane takes makes one object, its table key (the addresses
+# and ports, one slice), where it made the two addresses, two integers and a tuple. These formats are
 # the one description of the headers: in the compiled build each ``a, b, ... = _X(buf, off)`` below is
 # a read of the bytes by index (setup.py's unrolled_reads), which makes no tuple and no integer.
-_E4: Final = struct.Struct("!12xHBxH2xHxB2x4s4sHH8xBB").unpack_from
-_E4V: Final = struct.Struct("!16xHBxH2xHxB2x4s4sHH8xBB").unpack_from
-_I4: Final = struct.Struct("!BxH2xHxB2x4s4sHH8xBB").unpack_from
-_I6: Final = struct.Struct("!4xHBx16s16sHH8xBB").unpack_from
+_E4: Final = struct.Struct("!12xHBxH2xHxB10xHH8xBB").unpack_from
+_E4V: Final = struct.Struct("!16xHBxH2xHxB10xHH8xBB").unpack_from
+_I4: Final = struct.Struct("!BxH2xHxB10xHH8xBB").unpack_from
+_I6: Final = struct.Struct("!4xHBx32xHH8xBB").unpack_from
 _SEQACK: Final = struct.Struct("!II").unpack_from
 _ULEN_SUM: Final = struct.Struct("!HH").unpack_from
 _U16: Final = struct.Struct("!H").unpack_from
@@ -138,8 +143,9 @@ CHECKSUM_POLICY = (f"every packet in the first {VERIFY_ALL_BYTES >> 20} MiB of e
                    f"in microseconds is a multiple of {VERIFY_EVERY} (1 in {VERIFY_EVERY})")
 
 
-def checksum_bad(buf: bytes, a: int, b: int, src: bytes, dst: bytes, proto: int) -> bool:
-    """Internet checksum over pseudo-header + segment buf[a:b].
+def checksum_bad(buf: bytes, a: int, b: int, addrs: bytes, proto: int) -> bool:
+    """Internet checksum over pseudo-header (``addrs``: the source address, then the destination) +
+    segment buf[a:b].
 
     Since 2**16 == 1 (mod 0xFFFF), the one's-complement sum of 16-bit words is congruent to the
     whole big-endian integer mod 0xFFFF: one C-level conversion instead of a Python loop (and the
@@ -149,7 +155,7 @@ def checksum_bad(buf: bytes, a: int, b: int, src: bytes, dst: bytes, proto: int)
     n = int.from_bytes(buf[a:b], "big")
     if (b - a) & 1:
         n <<= 8
-    return (n + int.from_bytes(src + dst, "big") + proto + b - a) % 0xFFFF != 0
+    return (n + int.from_bytes(addrs, "big") + proto + b - a) % 0xFFFF != 0
 
 
 class Kernel:
@@ -180,8 +186,6 @@ class Kernel:
         tot: int = 0
         frag: int = 0
         proto: int
-        src: bytes
-        dst: bytes
         sport: int
         dport: int
         offb: int
@@ -191,10 +195,10 @@ class Kernel:
             if caplen < 54:
                 return self.slow(buf, off, end, ts, frame, lt)
             if buf[off + 12] == 0x81 and buf[off + 13] == 0:  # one 802.1Q tag
-                et, vihl, tot, frag, proto, src, dst, sport, dport, offb, flags = _E4V(buf, off)
+                et, vihl, tot, frag, proto, sport, dport, offb, flags = _E4V(buf, off)
                 p = off + 18
             else:
-                et, vihl, tot, frag, proto, src, dst, sport, dport, offb, flags = _E4(buf, off)
+                et, vihl, tot, frag, proto, sport, dport, offb, flags = _E4(buf, off)
                 p = off + 14
         else:
             # Other link layers: find the IP header and its ethertype (0: the general path's).
@@ -220,16 +224,18 @@ class Kernel:
             if et == ETH_IPV4:
                 if end - p < 40:
                     return self.slow(buf, off, end, ts, frame, lt)
-                vihl, tot, frag, proto, src, dst, sport, dport, offb, flags = _I4(buf, p)
+                vihl, tot, frag, proto, sport, dport, offb, flags = _I4(buf, p)
         if et == ETH_IPV4:
             if vihl != 0x45 or frag & 0x3FFF:
                 return self.slow(buf, off, end, ts, frame, lt)
             l4 = p + 20
+            ka = p + 12  # the addresses, then the ports: the 5-tuple's table key (conversations/state.conn_key)
             l4len = tot - 20
             ttl = buf[p + 8]
         elif et == ETH_IPV6 and end - p >= 54 and buf[p] >> 4 == 6:
-            l4len, proto, src, dst, sport, dport, offb, flags = _I6(buf, p)
+            l4len, proto, sport, dport, offb, flags = _I6(buf, p)
             l4 = p + 40
+            ka = p + 8
             tot = 40 + l4len
             ttl = buf[p + 7]  # the hop limit
         else:
@@ -256,15 +262,17 @@ class Kernel:
             bad = False
             if (self.verify and ipend <= end
                     and (self.verify_all or flags & 7 or not int(ts * 1e6 + 0.5) % VERIFY_EVERY)):
-                bad = checksum_bad(buf, l4, ipend, src, dst, 6)
-            if quiet and not bad and lane is not None and lane.take(6, src, sport, dst, dport, ts, flags, plen, tot):
+                bad = checksum_bad(buf, l4, ipend, buf[ka:l4], 6)
+            if quiet and not bad and lane is not None and lane.take(6, buf[ka:l4 + 4], ts, flags, plen, tot):
                 self.laned += 1
                 return None
             seq: int
             ack: int
             seq, ack = _SEQACK(buf, l4 + 4)
-            return PacketRecord(self.ii, frame, ts, src, dst, 6, tot, sport, dport, flags, seq, ack, plen,
-                                buf[a:b] if plen else b"", -1, -1, 0, None, bad, None, False, ttl)
+            half = (l4 - ka) >> 1  # an address's length: 4 or 16
+            return PacketRecord(self.ii, frame, ts, buf[ka:ka + half], buf[ka + half:l4], 6, tot, sport, dport,
+                                flags, seq, ack, plen, buf[a:b] if plen else b"", -1, -1, 0, None, bad, None, False,
+                                ttl)
         if proto == 17 and l4len >= 8 and dport != VXLAN_PORT and dport != GENEVE_PORT:
             ulen: int
             ucs: int
@@ -275,9 +283,9 @@ class Kernel:
             bad = False
             if (ucs and self.verify and l4 + ulen <= end
                     and (self.verify_all or not int(ts * 1e6 + 0.5) % VERIFY_EVERY)):
-                bad = checksum_bad(buf, l4, l4 + ulen, src, dst, 17)
+                bad = checksum_bad(buf, l4, l4 + ulen, buf[ka:l4], 17)
             if (not bad and lane is not None and sport != 53 and dport != 53
-                    and lane.take(17, src, sport, dst, dport, ts, 0, plen, tot)):
+                    and lane.take(17, UDP_KEY + buf[ka:l4 + 4], ts, 0, plen, tot)):
                 self.laned += 1
                 return None
             payload = b""
@@ -289,7 +297,9 @@ class Kernel:
                 if b > a + PAYLOAD_SNAP:
                     b = a + PAYLOAD_SNAP
                 payload = buf[a:b]
-            return PacketRecord(self.ii, frame, ts, src, dst, 17, tot, sport, dport, 0, 0, 0, plen, payload,
+            half = (l4 - ka) >> 1
+            return PacketRecord(self.ii, frame, ts, buf[ka:ka + half], buf[ka + half:l4], 17, tot, sport, dport,
+                                0, 0, 0, plen, payload,
                                 -1, -1, 0, None, bad, None, False, ttl)
         return self.slow(buf, off, end, ts, frame, lt)
 

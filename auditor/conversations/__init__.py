@@ -9,9 +9,10 @@ directly gets the Python ones whichever runs.
 
 Design, for speed (the audit targets >= 300k packets/s in one process):
   * The live table is a plain dict holding every connection under BOTH directions of its key,
-    ``(proto, src, sport, dst, dport) -> (conn, is_orig)``, so a packet costs one tuple and one
-    lookup and its direction comes with the hit. ICMP keys have the same shape with a negative
-    marker in the third slot (-1 echo by id, -2 other by type), so they never meet TCP/UDP keys.
+    ``key -> (conn, is_orig)``, so a packet costs one lookup and its direction comes with the hit.
+    A key is one bytes object (state.conn_key): the addresses and ports as they sit in the packet,
+    which the capture kernel takes as one slice of it (a UDP key after a byte that TCP's lack); ICMP
+    keys (state.icmp_key) have lengths of their own, so no two kinds meet.
   * An established TCP packet (no SYN/FIN/RST, its sender already active) and any UDP packet of a
     known connection take the fast lane (``FastLane.take``: from ``feed``, or straight from the
     capture decoder without a record); everything else goes to ``_slow``.
@@ -69,13 +70,14 @@ if TYPE_CHECKING:
     from auditor.conversations.builder import ConversationBuilder
     from auditor.conversations.lane import FastLane
     from auditor.conversations.results import ConversationResult, ConversationStats
+    from auditor.conversations.state import conn_key
 
 __all__ = ["CLOSE_LINGER", "DISORDER_SLACK", "HOST_TTLS_MAX", "SWEEP_EVERY", "ConversationBuilder",
-           "ConversationResult", "ConversationStats", "FastLane", "merging"]
+           "ConversationResult", "ConversationStats", "FastLane", "conn_key", "merging"]
 
 _FROM = {"ConversationBuilder": "auditor.conversations.builder", "FastLane": "auditor.conversations.lane",
          "ConversationResult": "auditor.conversations.results", "ConversationStats": "auditor.conversations.results",
-         "merging": "auditor.conversations.chunks"}
+         "merging": "auditor.conversations.chunks", "conn_key": "auditor.conversations.state"}
 """What the package hands out, from which module: of the build that runs (auditor/capture/native.py:
 these modules, or their compiled builds). ``merging`` is chunks.py itself (the merge of chunks)."""
 

@@ -34,6 +34,7 @@ from auditor.conversations.state import (
     _Chain,
     _Conn,
     _tunnel_text,
+    conn_key,
     direction,
 )
 from auditor.model import (
@@ -86,7 +87,7 @@ class ConversationBuilder:
         self._sink = connection_sink
         """Called with every connection as it closes (a Zeek conn.log streams them: memory stays that
         of the live connections)."""
-        self._table: dict[tuple[object, ...], tuple[_Conn, bool]] = {}
+        self._table: dict[bytes, tuple[_Conn, bool]] = {}
         self._queue: deque[_Conn] = deque()
         """The sweep's short queue: connections it looks at again after ``_min_timeout`` seconds."""
         self._later: deque[_Conn] = deque()
@@ -125,9 +126,9 @@ class ConversationBuilder:
         one idle timeout (an earlier chunk's connection of that protocol expires after it) and the slack
         for timestamps out of order; ICMP the longest, as its errors quote TCP and UDP connections."""
         self._window = max(self._windows.values())
-        self._seen: set[tuple[object, ...]] = set()
+        self._seen: set[bytes] = set()
         """5-tuples (both directions as one, the smaller key) seen within the window."""
-        self._chains: dict[tuple[object, ...], _Chain] = {}
+        self._chains: dict[bytes, _Chain] = {}
         """Head chains still taking connections, by 5-tuple."""
         self.chains: list[_Chain] = []
         """Every head chain of this chunk whose results are not yet folded into flows, in order."""
@@ -138,7 +139,7 @@ class ConversationBuilder:
         in their own process (``chunks.settle``) found continuing something after all, packets noted in
         ``_unjoined`` found belonging to a connection here. The merge is then not exact
         (auditor/engine.py reads again)."""
-        self._unjoined: list[tuple[tuple[object, ...], float]] = []
+        self._unjoined: list[tuple[bytes, float]] = []
         """(table key, time) of UDP packets this chunk found no connection for past its head window, on
         5-tuples a connection of an earlier chunk may hold by a DHCP or TFTP join (chunks.note_unjoined):
         the merge looks them up once the chains are replayed."""
@@ -162,7 +163,8 @@ class ConversationBuilder:
         lane = self._lane
         # SYN, FIN and RST never take the lane (FastLane.take declines them): straight to the slow path.
         if (proto == 6 or proto == 17) and not rec.tcp_flags & 7 and not rec.checksum_bad and rec.tunnel is None \
-                and lane is not None and lane.take(proto, rec.src, rec.sport, rec.dst, rec.dport, rec.ts, rec.tcp_flags,
+                and lane is not None and lane.take(proto, conn_key(proto, rec.src, rec.sport, rec.dst, rec.dport),
+                                                   rec.ts, rec.tcp_flags,
                                                    rec.payload_len, rec.ip_len):
             return
         self.stats.packets += 1
@@ -222,7 +224,7 @@ class ConversationBuilder:
         if rec.checksum_bad:
             self.stats.bad_checksums += 1
         if proto in (IPPROTO_TCP, IPPROTO_UDP):
-            self._transport(rec, self._table.get((proto, rec.src, rec.sport, rec.dst, rec.dport)))
+            self._transport(rec, self._table.get(conn_key(proto, rec.src, rec.sport, rec.dst, rec.dport)))
         elif proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
             related.icmp(self, rec)
         else:
@@ -230,7 +232,7 @@ class ConversationBuilder:
             name = f"ipproto:{proto}"
             other[name] = other.get(name, 0) + 1
 
-    def _lookup(self, key: tuple[object, ...], ts: float) -> tuple[_Conn, bool] | None:
+    def _lookup(self, key: bytes, ts: float) -> tuple[_Conn, bool] | None:
         ent = self._table.get(key)
         if ent is not None and ts - ent[0].last > ent[0].timeout:
             self.stats.idle_splits += 1
@@ -276,7 +278,7 @@ class ConversationBuilder:
             oa, op, ra, rp = rec.src, rec.sport, rec.dst, rec.dport
         else:
             oa, op, ra, rp = rec.dst, rec.dport, rec.src, rec.sport
-        keys = ((proto, oa, op, ra, rp), (proto, ra, rp, oa, op))
+        keys = (conn_key(proto, oa, op, ra, rp), conn_key(proto, ra, rp, oa, op))
         c = self._create(proto, oa, op, ra, rp, keys, ev, rec, sender_orig)
         if not self._join or proto != IPPROTO_UDP:
             pass
@@ -296,7 +298,7 @@ class ConversationBuilder:
         return c, sender_orig
 
     def _create(self, proto: int, oa: bytes, op: int, ra: bytes, rp: int,
-                keys: tuple[tuple[object, ...], tuple[object, ...]], ev: int, rec: PacketRecord,
+                keys: tuple[bytes, bytes], ev: int, rec: PacketRecord,
                 sender_orig: bool) -> _Conn:
         if self._live >= self._max_live:
             self._evict(rec.ts)

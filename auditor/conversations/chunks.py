@@ -18,6 +18,8 @@ from auditor.conversations.state import (
     _Chain,
     _Conn,
     _Run,
+    conn_key,
+    icmp_key,
     packed,
     unpacked,
 )
@@ -107,7 +109,7 @@ def decide(b: ConversationBuilder, firsts: list[Head]) -> list[bool]:
     return [continues(b, record(first), aside, act=False) for first, aside in firsts]
 
 
-def continues(b: ConversationBuilder, first: PacketRecord, aside: tuple[tuple[tuple[object, ...], float], ...],
+def continues(b: ConversationBuilder, first: PacketRecord, aside: tuple[tuple[bytes, float], ...],
               act: bool = True) -> bool:
     """Whether a head chain continues something live here: its first packet (``probe``), or one of the
     packets it took as joined to a request (``live_aside``)."""
@@ -119,13 +121,13 @@ def record(first: PacketRecord | bytes) -> PacketRecord:
     return unpacked(first) if isinstance(first, bytes) else first
 
 
-def live_aside(b: ConversationBuilder, aside: tuple[tuple[tuple[object, ...], float], ...]) -> bool:
+def live_aside(b: ConversationBuilder, aside: tuple[tuple[bytes, float], ...]) -> bool:
     """Whether a packet a head chain took as joined to a request (``_Chain.aside``) would have gone to
     a connection live here on its 5-tuple: then the chain is replayed here, as a sequential read."""
     return any(live(b, key, ts) for key, ts in aside)
 
 
-def live(b: ConversationBuilder, key: tuple[object, ...], ts: float) -> bool:
+def live(b: ConversationBuilder, key: bytes, ts: float) -> bool:
     """Whether a connection is live here on table key ``key`` at time ``ts`` (not idle past its
     timeout), looked up without acting."""
     ent = b._table.get(key)
@@ -208,7 +210,7 @@ def probe(b: ConversationBuilder, rec: PacketRecord, act: bool = True) -> bool:
     (idle split, or port reuse), a stale pending request dropped; without, nothing changes."""
     proto = rec.proto
     if proto in (IPPROTO_TCP, IPPROTO_UDP):
-        ent = b._table.get((proto, rec.src, rec.sport, rec.dst, rec.dport))
+        ent = b._table.get(conn_key(proto, rec.src, rec.sport, rec.dst, rec.dport))
         if ent is not None and rec.ts - ent[0].last > ent[0].timeout:
             if act:
                 b.stats.idle_splits += 1
@@ -231,11 +233,11 @@ def probe(b: ConversationBuilder, rec: PacketRecord, act: bool = True) -> bool:
         return False
     q = rec.quoted
     if (q is not None and q.proto in (IPPROTO_TCP, IPPROTO_UDP)
-            and live(b, (q.proto, q.src, q.sport, q.dst, q.dport), rec.ts)):
+            and live(b, conn_key(q.proto, q.src, q.sport, q.dst, q.dport), rec.ts)):
         return True
     request, reply = _ICMP_ECHO[proto]
-    key = (proto, rec.src, -1, rec.dst, rec.icmp_id) if rec.icmp_type in (request, reply) else \
-        (proto, rec.src, -2, rec.dst, rec.icmp_type)
+    echo = rec.icmp_type in (request, reply)
+    key = icmp_key(proto, echo, rec.src, rec.dst, rec.icmp_id if echo else rec.icmp_type)
     if act:
         return b._lookup(key, rec.ts) is not None
     return live(b, key, rec.ts)
@@ -417,7 +419,7 @@ def take_counts(b: ConversationBuilder, right: ConversationBuilder, dropped: set
         b.stats.peak_live = b._live
 
 
-def chain_for(b: ConversationBuilder, c: _Conn, proto: int, keys: tuple[tuple[object, ...], tuple[object, ...]],
+def chain_for(b: ConversationBuilder, c: _Conn, proto: int, keys: tuple[bytes, bytes],
                ts: float) -> None:
     """A new connection in a chunk: part of its 5-tuple's head chain, if it has one."""
     if ts < b.first_ts:

@@ -15,8 +15,8 @@ if TYPE_CHECKING:
 class FastLane:
     """A capture reader's way into the core for common packets, without a PacketRecord.
 
-    ``take(proto, src, sport, dst, dport, ts, flags, payload_len, ip_len)`` takes a TCP/UDP packet of
-    an already live connection by its fields alone and returns True; it returns False, having
+    ``take(proto, key, ts, flags, payload_len, ip_len)`` takes a TCP/UDP packet of an already live
+    connection by its fields alone (``key``: its 5-tuple's, state.conn_key) and returns True; it returns False, having
     changed nothing, when the packet needs ``ConversationBuilder.feed``. Its counters and history
     letters are written as the slow path writes them (``_Conn.add``, ``_Conn.mark``): the capture
     layer hands values in, never state. UDP packets are offered with ``flags`` 0.
@@ -34,11 +34,9 @@ class FastLane:
         self.table = builder._table
         self.stats = builder.stats
 
-    def take(self, proto: int, src: bytes, sport: int, dst: bytes, dport: int, ts: float, flags: int,
-             plen: int, ip_len: int) -> bool:
+    def take(self, proto: int, key: bytes, ts: float, flags: int, plen: int, ip_len: int) -> bool:
         # The kernel (capture/kernel.py) and the builder call this through its class: in the compiled
         # build a C call with the numbers unboxed, not a call of a Python callable.
-        key = (proto, src, sport, dst, dport)
         ent = self.table.get(key)
         builder = self.builder
         if ent is None or flags & 7 or builder._countdown == 1:
@@ -84,6 +82,5 @@ class DropLane(FastLane):
     def __init__(self) -> None:
         pass
 
-    def take(self, proto: int, src: bytes, sport: int, dst: bytes, dport: int, ts: float, flags: int,
-             plen: int, ip_len: int) -> bool:
+    def take(self, proto: int, key: bytes, ts: float, flags: int, plen: int, ip_len: int) -> bool:
         return True

@@ -17,6 +17,8 @@ from auditor.conversations.state import (
     EV_PROTOCOL,
     _Chain,
     _Conn,
+    conn_key,
+    icmp_key,
 )
 from auditor.model import (
     IPPROTO_ICMP,
@@ -36,8 +38,8 @@ def tftp_transfer(b: ConversationBuilder, rec: PacketRecord) -> tuple[_Conn, boo
     if c is None:
         return None
     del b._tftp[(rec.src, rec.dst, rec.dport)]
-    from_server = (IPPROTO_UDP, rec.src, rec.sport, rec.dst, rec.dport)
-    from_client = (IPPROTO_UDP, rec.dst, rec.dport, rec.src, rec.sport)
+    from_server = conn_key(IPPROTO_UDP, rec.src, rec.sport, rec.dst, rec.dport)
+    from_client = conn_key(IPPROTO_UDP, rec.dst, rec.dport, rec.src, rec.sport)
     c.keys = (*c.keys, from_server, from_client)
     b._table[from_server] = (c, False)
     b._table[from_client] = (c, True)
@@ -116,8 +118,8 @@ def dhcp_reply(b: ConversationBuilder, rec: PacketRecord) -> tuple[_Conn, bool] 
         return None
     if c.ra in _DHCP_GROUPS:
         c.ra = rec.src
-    from_server = (IPPROTO_UDP, rec.src, rec.sport, rec.dst, rec.dport)
-    to_server = (IPPROTO_UDP, rec.dst, rec.dport, rec.src, rec.sport)
+    from_server = conn_key(IPPROTO_UDP, rec.src, rec.sport, rec.dst, rec.dport)
+    to_server = conn_key(IPPROTO_UDP, rec.dst, rec.dport, rec.src, rec.sport)
     c.keys = (*c.keys, from_server, to_server)
     b._table[from_server] = (c, False)
     b._table.setdefault(to_server, (c, True))
@@ -135,17 +137,17 @@ def icmp(b: ConversationBuilder, rec: PacketRecord) -> None:
             note_unjoined(b, q.src, q.sport, q.dst, q.dport, rec.ts)
     request, reply = _ICMP_ECHO[proto]
     if itype in (request, reply):
-        ent = b._lookup((proto, rec.src, -1, rec.dst, rec.icmp_id), rec.ts)
+        ent = b._lookup(icmp_key(proto, True, rec.src, rec.dst, rec.icmp_id), rec.ts)
         if ent is None:
             sender_orig = itype == request
             oa, ra = (rec.src, rec.dst) if sender_orig else (rec.dst, rec.src)
-            keys = ((proto, oa, -1, ra, rec.icmp_id), (proto, ra, -1, oa, rec.icmp_id))
+            keys = (icmp_key(proto, True, oa, ra, rec.icmp_id), icmp_key(proto, True, ra, oa, rec.icmp_id))
             conn = b._create(proto, oa, rec.icmp_id, ra, request, keys, EV_PROTOCOL, rec, sender_orig)
             ent = conn, sender_orig
     else:
-        ent = b._lookup((proto, rec.src, -2, rec.dst, itype), rec.ts)
+        ent = b._lookup(icmp_key(proto, False, rec.src, rec.dst, itype), rec.ts)
         if ent is None:
-            keys = ((proto, rec.src, -2, rec.dst, itype), (proto, rec.dst, -2, rec.src, itype))
+            keys = (icmp_key(proto, False, rec.src, rec.dst, itype), icmp_key(proto, False, rec.dst, rec.src, itype))
             ent = b._create(proto, rec.src, 0, rec.dst, itype, keys, EV_FIRST, rec, True), True
     c, is_orig = ent
     if q is not None and c.chain is not None and q.proto in (IPPROTO_TCP, IPPROTO_UDP):
@@ -162,8 +164,8 @@ def note_aside(b: ConversationBuilder, chain: _Chain, proto: int, src: bytes, sp
     within the head window, a connection of the chunk before may have been live on it, and a
     sequential read would have given the packet to that connection: the merge looks it up too
     (``_Chain.aside``, chunks.live_aside) and replays the chain when it is."""
-    key = (proto, src, sport, dst, dport)
-    back = (proto, dst, dport, src, sport)
+    key = conn_key(proto, src, sport, dst, dport)
+    back = conn_key(proto, dst, dport, src, sport)
     if (key if key <= back else back) not in b._seen and b._anchor is not None \
             and ts - b._anchor <= b._windows[proto]:
         if chain.aside is None:
@@ -182,12 +184,12 @@ def note_unjoined(b: ConversationBuilder, src: bytes, sport: int, dst: bytes, dp
     dhcp = _DHCP_PORTS.get(sport) == dport or _DHCP_PORTS.get(dport) == sport
     if not (dhcp or _tftp_chained(b, dst, dport, src) or _tftp_chained(b, src, sport, dst)):
         return
-    b._unjoined.append(((IPPROTO_UDP, src, sport, dst, dport), ts))
+    b._unjoined.append((conn_key(IPPROTO_UDP, src, sport, dst, dport), ts))
 
 
 def _tftp_chained(b: ConversationBuilder, client: bytes, cport: int, server: bytes) -> bool:
     """Whether a udp/69 request connection from ``client`` to ``server`` is live here on a head chain."""
-    ent = b._table.get((IPPROTO_UDP, client, cport, server, 69))
+    ent = b._table.get(conn_key(IPPROTO_UDP, client, cport, server, 69))
     return ent is not None and ent[0].chain is not None
 
 
@@ -196,7 +198,7 @@ def icmp_error(b: ConversationBuilder, rec: PacketRecord) -> bool:
     q = rec.quoted
     if q is None or q.proto not in (IPPROTO_TCP, IPPROTO_UDP):
         return False  # a quoted echo carries no id here: cannot be matched reliably
-    ent = b._table.get((q.proto, q.src, q.sport, q.dst, q.dport))
+    ent = b._table.get(conn_key(q.proto, q.src, q.sport, q.dst, q.dport))
     if ent is None or rec.ts - ent[0].last > ent[0].timeout:
         return False
     c, quoted_from_orig = ent

@@ -86,6 +86,33 @@ _DHCP_PORTS: Final = {67: 68, 547: 546}
 """A DHCP server's port -> its clients' (DHCPv4, DHCPv6)."""
 _DNS_PORTS: Final = (53,)
 _ICMP_ECHO: Final = {IPPROTO_ICMP: (8, 0), IPPROTO_ICMPV6: (128, 129)}
+_PORTS: Final = struct.Struct("!HH").pack
+_WIDE: Final = struct.Struct("!qq").pack
+_IDENT: Final = struct.Struct("!q").pack
+UDP_KEY: Final = b"\x11"
+"""What a UDP 5-tuple's table key starts with (``conn_key``)."""
+
+
+def conn_key(proto: int, src: bytes, sport: int, dst: bytes, dport: int) -> bytes:
+    """The live table's key of a TCP or UDP 5-tuple, one direction: the source and destination
+    addresses, then the source and destination ports, as they follow each other in a packet of an
+    IPv4 header without options (or an IPv6 header without extensions) and its transport header, so
+    that the capture kernel takes a packet's key as one slice of it; a UDP key after the byte
+    ``UDP_KEY``. Keys of TCP are 12 bytes (IPv6: 36), of UDP 13 (37), of ICMP 18 (42, ``icmp_key``),
+    with ports out of range 24 or 25 (48 or 49): no two kinds share a length. One bytes object,
+    compared with one memcmp, where a tuple of five was compared field by field, each address a
+    separate object (bench/README.md)."""
+    # Ports out of range (an engine's "unknown"): a key no packet's can equal.
+    ports = _PORTS(sport, dport) if 0 <= sport <= 0xFFFF and 0 <= dport <= 0xFFFF else _WIDE(sport, dport)
+    if proto == 6:
+        return src + dst + ports
+    return UDP_KEY + src + dst + ports
+
+
+def icmp_key(proto: int, echo: bool, src: bytes, dst: bytes, ident: int) -> bytes:
+    """The live table's key of an ICMP or ICMPv6 conversation, one direction: an echo's by its
+    identifier, any other message's by its type (``ident``; -1 when the message was cut before it)."""
+    return bytes((proto, 1 if echo else 2)) + src + dst + _IDENT(ident)
 _NO_TUNNELS: Final[frozenset[str]] = frozenset()
 _REPLAYED_COUNTERS = ("port_reuse", "idle_splits", "icmp_errors_matched", "icmp_refusals", "icmp_errors_unmatched",
                       "tftp_transfers", "dhcp_replies_joined", "bad_checksums")
@@ -147,7 +174,7 @@ class _Conn:
     """TTL of the responder's first RST (-1: none, or unknown)."""
     tunnels: set[TunnelInfo] | None
     timeout: float
-    keys: tuple[tuple[object, ...], ...]
+    keys: tuple[bytes, ...]
     """Table keys of this connection: both directions, plus TFTP transfer aliases."""
     dead: bool
     """Closed (``_close``): the sweep's queues skip it without looking its key up."""
@@ -215,7 +242,7 @@ class _Run:
 
     __slots__ = ("base", "conn", "first", "k0", "k1", "last", "letters", "n0", "n1", "seen", "v0", "v1")
 
-    def __init__(self, k0: tuple[object, ...] = (), k1: tuple[object, ...] = ()) -> None:
+    def __init__(self, k0: bytes = b"", k1: bytes = b"") -> None:
         self.k0 = k0
         self.k1 = k1
         """The table keys of the connection's two directions (its own ``keys``, in their order)."""
@@ -259,7 +286,7 @@ class _Chain:
 
     __slots__ = ("aside", "ck", "closed", "conn", "first_ts", "last_ts", "log", "proto", "run", "ttls")
 
-    def __init__(self, ck: tuple[object, ...], proto: int, ts: float) -> None:
+    def __init__(self, ck: bytes, proto: int, ts: float) -> None:
         self.ck = ck
         self.proto = proto
         self.first_ts = self.last_ts = ts
@@ -274,7 +301,7 @@ class _Chain:
         self.ttls: dict[bytes, int] | None = None
         """The responders' SYN-ACK and FIN TTLs seen on the chain (ConversationResult.host_ttls); None:
         none (most chains: made when one comes)."""
-        self.aside: list[tuple[tuple[object, ...], float]] | None = None
+        self.aside: list[tuple[bytes, float]] | None = None
         """(table key, time) of 5-tuples first seen within the chunk's head window on which the place
         of a packet the chain's connections took depends: a DHCP reply or TFTP transfer joined to its
         request, an ICMP error whose quoted connection was not live. A sequential read would have
@@ -316,7 +343,7 @@ class _Chain:
             self.last_ts = rec.ts
 
 
-Head = tuple[PacketRecord | bytes, tuple[tuple[tuple[object, ...], float], ...]]
+Head = tuple[PacketRecord | bytes, tuple[tuple[bytes, float], ...]]
 """What a merge looks up of a head chain (chunks.heads): its first packet (``packed`` when it can be: a
 part's heads travel, and wait in the merging process for their turn), and its ``aside`` packets."""
 
