@@ -161,18 +161,19 @@ class ConversationBuilder:
         one dict lookup and a few integer updates); everything else goes to the slow path."""
         proto = rec.proto
         lane = self._lane
+        key = b""
         # SYN, FIN and RST never take the lane (FastLane.take declines them): straight to the slow path.
         if (proto == 6 or proto == 17) and not rec.tcp_flags & 7 and not rec.checksum_bad and rec.tunnel is None \
-                and lane is not None and lane.take(proto, conn_key(proto, rec.src, rec.sport, rec.dst, rec.dport),
-                                                   rec.ts, rec.tcp_flags,
-                                                   rec.payload_len, rec.ip_len):
-            return
+                and lane is not None:
+            key = conn_key(proto, rec.src, rec.sport, rec.dst, rec.dport)
+            if lane.take(proto, key, rec.ts, rec.tcp_flags, rec.payload_len, rec.ip_len):
+                return
         self.stats.packets += 1
         self._countdown -= 1
         if not self._countdown:
             self._countdown = SWEEP_EVERY
             self._sweep(rec.ts)
-        self._slow(rec)
+        self._slow(rec, key)
 
     def lane(self) -> FastLane:
         """The fast lane for a capture reader (see FastLane)."""
@@ -219,12 +220,13 @@ class ConversationBuilder:
 
     # ---- slow path ----------------------------------------------------------------------------
 
-    def _slow(self, rec: PacketRecord) -> None:
+    def _slow(self, rec: PacketRecord, key: bytes = b"") -> None:
+        """A record off the fast lane (``key``: its table key, when ``feed`` made it already)."""
         proto = rec.proto
         if rec.checksum_bad:
             self.stats.bad_checksums += 1
         if proto in (IPPROTO_TCP, IPPROTO_UDP):
-            self._transport(rec, self._table.get(conn_key(proto, rec.src, rec.sport, rec.dst, rec.dport)))
+            self._transport(rec, self._table.get(key or conn_key(proto, rec.src, rec.sport, rec.dst, rec.dport)))
         elif proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
             related.icmp(self, rec)
         else:

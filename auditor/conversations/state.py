@@ -102,8 +102,10 @@ def conn_key(proto: int, src: bytes, sport: int, dst: bytes, dport: int) -> byte
     with ports out of range 24 or 25 (48 or 49): no two kinds share a length. One bytes object,
     compared with one memcmp, where a tuple of five was compared field by field, each address a
     separate object (bench/README.md)."""
-    # Ports out of range (an engine's "unknown"): a key no packet's can equal.
-    ports = _PORTS(sport, dport) if 0 <= sport <= 0xFFFF and 0 <= dport <= 0xFFFF else _WIDE(sport, dport)
+    try:
+        ports = _PORTS(sport, dport)
+    except struct.error:  # ports out of range (an engine's "unknown"): a key no packet's can equal
+        ports = _WIDE(sport, dport)
     if proto == 6:
         return src + dst + ports
     return UDP_KEY + src + dst + ports
