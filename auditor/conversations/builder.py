@@ -99,7 +99,7 @@ class ConversationBuilder:
         self._tftp: dict[tuple[bytes, bytes, int], _Conn] = {}
         """Pending TFTP requests: (server, client, client port) -> the udp/69 connection."""
         self._dhcp: dict[bytes, _Conn] = {}
-        """Pending broadcast DHCP requests: xid -> the connection."""
+        """Pending DHCP requests to all servers (related.dhcp_request): transaction id -> the connection."""
         self._live = 0
         self._countdown = SWEEP_EVERY
         self._normal_flows = 0
@@ -141,7 +141,7 @@ class ConversationBuilder:
         (auditor/engine.py reads again)."""
         self._unjoined: list[tuple[bytes, float]] = []
         """(table key, time) of UDP packets this chunk found no connection for past its head window, on
-        5-tuples a connection of an earlier chunk may hold by a DHCP or TFTP join (chunks.note_unjoined):
+        5-tuples a connection of an earlier chunk may hold by a DHCP or TFTP join (related.note_unjoined):
         the merge looks them up once the chains are replayed."""
         self.replays: dict[int, int] = {}
         """Chains of later chunks replayed here, by IP protocol of their first packet (what a merge
