@@ -299,8 +299,7 @@ class Kernel:
                 payload = buf[a:b]
             half = (l4 - ka) >> 1
             return PacketRecord(self.ii, frame, ts, buf[ka:ka + half], buf[ka + half:l4], 17, tot, sport, dport,
-                                0, 0, 0, plen, payload,
-                                -1, -1, 0, None, bad, None, False, ttl)
+                                0, 0, 0, plen, payload, -1, -1, 0, None, bad, None, False, ttl)
         return self.slow(buf, off, end, ts, frame, lt)
 
     def walk(self, r: Window, pos: int, w: Walked, tick: Tick, ng: Sections | None,

@@ -256,7 +256,7 @@ class ConversationBuilder:
         if ent is None and proto == IPPROTO_UDP:
             if self._tftp:
                 ent = related.tftp_transfer(self, rec)
-            if ent is None and self._dhcp and _DHCP_PORTS.get(rec.sport) == rec.dport:
+            if ent is None and self._dhcp and related.dhcp_answer_ports(rec.sport, rec.dport):
                 ent = related.dhcp_reply(self, rec)
             if ent is not None and ent[0].chain is not None:
                 related.note_aside(self, ent[0].chain, proto, rec.src, rec.sport, rec.dst, rec.dport, rec.ts)
@@ -285,10 +285,7 @@ class ConversationBuilder:
         if not self._join or proto != IPPROTO_UDP:
             pass
         elif rp == TFTP_PORT and sender_orig:
-            if len(self._tftp) >= self._pending_max:
-                self.result.overflowed = True
-                del self._tftp[next(iter(self._tftp))]
-            self._tftp[(ra, oa, op)] = c
+            related.pend(self, self._tftp, (ra, oa, op), c)
         elif rp in _DHCP_PORTS and sender_orig and ra in _DHCP_GROUPS:
             # A DHCP client's requests to all servers: each waits for its answers (related.dhcp_request),
             # the later ones too, which the fast lane therefore declines (it takes no packet from a

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 from auditor.apps import identify_connection
 from auditor.conversations import related, tcp
 from auditor.conversations.state import (
-    _DHCP_PORTS,
     _ICMP_ECHO,
     _REPLAYED_COUNTERS,
     _RESP,
@@ -226,7 +225,8 @@ def probe(b: ConversationBuilder, rec: PacketRecord, act: bool = True) -> bool:
         if proto == IPPROTO_UDP and b._join:
             if b._tftp and related.tftp_pending(b, rec, act) is not None:
                 return True
-            if b._dhcp and _DHCP_PORTS.get(rec.sport) == rec.dport and related.dhcp_pending(b, rec, act) is not None:
+            if b._dhcp and related.dhcp_answer_ports(rec.sport, rec.dport) \
+                    and related.dhcp_pending(b, rec, act) is not None:
                 return True
         return False
     if proto not in _ICMP_ECHO:

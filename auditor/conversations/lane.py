@@ -16,8 +16,8 @@ class FastLane:
     """A capture reader's way into the core for common packets, without a PacketRecord.
 
     ``take(proto, key, ts, flags, payload_len, ip_len)`` takes a TCP/UDP packet of an already live
-    connection by its fields alone (``key``: its 5-tuple's, state.conn_key) and returns True; it returns False, having
-    changed nothing, when the packet needs ``ConversationBuilder.feed``. Its counters and history
+    connection by its fields alone (``key``: its 5-tuple's, state.conn_key) and returns True; it
+    returns False, having changed nothing, when the packet needs ``ConversationBuilder.feed``. Its counters and history
     letters are written as the slow path writes them (``_Conn.add``, ``_Conn.mark``): the capture
     layer hands values in, never state. UDP packets are offered with ``flags`` 0.
 

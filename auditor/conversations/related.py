@@ -73,6 +73,11 @@ def dhcp_xid(payload: bytes, v6: bool, request: bool) -> bytes | None:
     return None
 
 
+def dhcp_answer_ports(sport: int, dport: int) -> bool:
+    """Whether a UDP packet goes from a DHCP server's port to its clients' (DHCPv4 or DHCPv6)."""
+    return _DHCP_PORTS.get(sport) == dport
+
+
 def dhcp_pending(b: ConversationBuilder, rec: PacketRecord, act: bool = True) -> _Conn | None:
     """The live request this DHCP answer (from a server's port to a client's) answers (an expired one
     is dropped, with ``act``)."""
@@ -100,12 +105,17 @@ def dhcp_request(b: ConversationBuilder, c: _Conn, rec: PacketRecord) -> None:
     connection's first: a client that retries with a new xid (RFC 2131 §4.1) is answered on the xid
     the server chose to answer."""
     xid = dhcp_xid(rec.payload, rec.dport == 547, True)
-    if xid is None:
-        return
-    if len(b._dhcp) >= b._pending_max:
+    if xid is not None:
+        pend(b, b._dhcp, xid, c)
+
+
+def pend(b: ConversationBuilder, table: dict[Any, _Conn], key: Any, c: _Conn) -> None:
+    """Hold connection ``c`` as a request waiting for its answer under ``key`` in ``table`` (``b._tftp``,
+    ``b._dhcp``); a full table (``_pending_max``) lets its oldest go, and the result says it overflowed."""
+    if len(table) >= b._pending_max:
         b.result.overflowed = True
-        del b._dhcp[next(iter(b._dhcp))]
-    b._dhcp[xid] = c
+        del table[next(iter(table))]
+    table[key] = c
 
 
 def dhcp_reply(b: ConversationBuilder, rec: PacketRecord) -> tuple[_Conn, bool] | None:
@@ -181,7 +191,7 @@ def note_unjoined(b: ConversationBuilder, src: bytes, sport: int, dst: bytes, dp
     ``ts`` in a sequential read, which would then have given it the packet: such 5-tuples are noted
     (``_unjoined``), and the merge looks them up once the chains are replayed (chunks.absorb_decided;
     a live one makes the merge inexact, and the engine reads again)."""
-    dhcp = _DHCP_PORTS.get(sport) == dport or _DHCP_PORTS.get(dport) == sport
+    dhcp = dhcp_answer_ports(sport, dport) or dhcp_answer_ports(dport, sport)
     if not (dhcp or _tftp_chained(b, dst, dport, src) or _tftp_chained(b, src, sport, dst)):
         return
     b._unjoined.append((conn_key(IPPROTO_UDP, src, sport, dst, dport), ts))

@@ -91,6 +91,10 @@ _WIDE: Final = struct.Struct("!qq").pack
 _IDENT: Final = struct.Struct("!q").pack
 UDP_KEY: Final = b"\x11"
 """What a UDP 5-tuple's table key starts with (``conn_key``)."""
+_NO_TUNNELS: Final[frozenset[str]] = frozenset()
+_REPLAYED_COUNTERS = ("port_reuse", "idle_splits", "icmp_errors_matched", "icmp_refusals", "icmp_errors_unmatched",
+                      "tftp_transfers", "dhcp_replies_joined", "bad_checksums")
+"""What the slow path counts: a chain replayed in a merge takes back what its own chunk counted."""
 
 
 def conn_key(proto: int, src: bytes, sport: int, dst: bytes, dport: int) -> bytes:
@@ -115,11 +119,6 @@ def icmp_key(proto: int, echo: bool, src: bytes, dst: bytes, ident: int) -> byte
     """The live table's key of an ICMP or ICMPv6 conversation, one direction: an echo's by its
     identifier, any other message's by its type (``ident``; -1 when the message was cut before it)."""
     return bytes((proto, 1 if echo else 2)) + src + dst + _IDENT(ident)
-_NO_TUNNELS: Final[frozenset[str]] = frozenset()
-_REPLAYED_COUNTERS = ("port_reuse", "idle_splits", "icmp_errors_matched", "icmp_refusals", "icmp_errors_unmatched",
-                      "tftp_transfers", "dhcp_replies_joined", "bad_checksums")
-"""What the slow path counts: a chain replayed in a merge takes back what its own chunk counted."""
-
 
 
 _CONN_FIELDS: Final = ("appc", "bad_o", "bad_r", "chain", "data", "dead", "ev", "ff", "first", "fo", "fr", "hist", "ho",
