@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import multiprocessing
 import os
 import sys
@@ -44,6 +45,11 @@ def _command_path(ctx: click.Context | None) -> str:
     return " ".join([PROG, *reversed(names)])
 
 
+COMMANDS = {"audit": "auditor.cli_audit", "catalog": "auditor.cli_catalog", "diff": "auditor.cli_diff",
+            "roles": "auditor.cli_roles"}
+"""Each command (a click command of that name in that module), imported when it is asked for."""
+
+
 class AuditGroup(click.Group):
     """A group whose default command is `audit`: `pcap-audit cap.pcapng --roles r.yaml` works.
 
@@ -59,9 +65,22 @@ class AuditGroup(click.Group):
             rest = args[1:]
             # A first word that looks like an option stays a capture: everything after -- is one then.
             args = ["audit", "--", *rest] if rest and rest[0].startswith("-") and rest[0] != "-" else ["audit", *rest]
-        elif args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+        elif args and args[0] not in COMMANDS and args[0] not in ("--help", "-h", "--version"):
             args = ["audit", *args]
         return super().parse_args(ctx, args)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """A command's module is imported when the command is asked for (the others' imports took
+        ~0.03 s of every audit)."""
+        where = COMMANDS.get(cmd_name)
+        if where is None:
+            return None
+        command = getattr(importlib.import_module(where), cmd_name)
+        assert isinstance(command, click.Command)
+        return command
 
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
                      **extra: Any) -> click.Context:
@@ -95,19 +114,6 @@ def main() -> None:
     """
 
 
-def _register() -> None:
-    from auditor.cli_audit import audit
-    from auditor.cli_catalog import catalog
-    from auditor.cli_diff import diff
-    from auditor.cli_roles import roles
-
-    main.add_command(audit)
-    main.add_command(catalog)
-    main.add_command(diff)
-    main.add_command(roles)
-
-
-_register()
 
 
 _ENDED: list[SystemExit] = []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -122,6 +124,23 @@ def fixture_rules(tmp_path: Path) -> Path:
                        ("netscaler.yaml", FIXTURE_NETSCALER), ("app-layering.yaml", FIXTURE_LINK)):
         (d / name).write_text(text, encoding="utf-8")
     return d
+
+
+_CACHE: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """What runs prepare for later runs (auditor/cache.py) goes to a folder of this test session's
+    own, from before the test modules are imported (some load the catalog then) to the end; the
+    commands the tests start inherit it."""
+    where = tempfile.mkdtemp(prefix="pcap-audit-test-cache-")
+    _CACHE.append(where)
+    os.environ["PCAP_AUDIT_CACHE"] = where
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for where in _CACHE:
+        shutil.rmtree(where, ignore_errors=True)
 
 
 def real_catalog_present() -> bool:

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import pickle
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from auditor import cache
 from auditor.apps import PROTOCOLS as APP_PROTOCOLS
 from auditor.catalog.fields import (
     _ALTERNATIVE_FIELDS,
@@ -323,7 +327,8 @@ def _build(core: Sequence[Path], extra: Sequence[Path], base_dir: Path | None,
     """Load core files (a rules dir's) then site files; raise one CatalogError listing everything.
 
     ``document_only``: leave the supplement's rules out (its roles stay in the vocabulary, so a
-    roles.yaml that names them still reads)."""
+    roles.yaml that names them still reads). A catalog built before from the same files by the same
+    code is taken from the cache (auditor/cache.py); only a catalog without problems is kept there."""
     raw_problems: list[str] = []
     sources: list[_Source] = []
     for path, is_extra in [*((p, False) for p in core), *((p, True) for p in extra)]:
@@ -333,6 +338,32 @@ def _build(core: Sequence[Path], extra: Sequence[Path], base_dir: Path | None,
         src.is_extra = is_extra
         src.layer = _layer(path, is_extra)
         sources.append(src)
+    name = None
+    if not raw_problems:
+        # The same files, bytes and code as a run before: its catalog (auditor/cache.py).
+        name = cache.key("catalog", yaml.__version__, str(document_only), str(base_dir),
+                         *(x for s in sources for x in (str(s.path), s.name, str(s.is_extra), s.raw)))
+        kept = _cached(name)
+        if kept is not None:
+            return kept
+    catalog = _parse(sources, raw_problems, document_only)
+    if name is not None:
+        cache.store(name, pickle.dumps(catalog, protocol=pickle.HIGHEST_PROTOCOL))
+    return catalog
+
+
+def _cached(name: str) -> Catalog | None:
+    data = cache.load(name)
+    if data is None:
+        return None
+    try:
+        catalog = pickle.loads(data)
+    except Exception:  # damaged: built again (and stored again) instead
+        return None
+    return catalog if isinstance(catalog, Catalog) else None
+
+
+def _parse(sources: list[_Source], raw_problems: list[str], document_only: bool) -> Catalog:
     b = _Builder()
     b.problems.items.extend(raw_problems)
     parsed: list[_Source] = []

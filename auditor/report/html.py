@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.bccache
 from markupsafe import Markup
 
-from auditor import resources
+from auditor import cache, resources
 from auditor.report.cells import (
     DISPLAY_CHARS,
     MAX_CHARS,
@@ -115,9 +116,32 @@ def _stitch(parts: list[str], data: Callable[[], Iterator[str]]) -> Iterator[str
         yield part
 
 
+class _CompiledTemplates(jinja2.BytecodeCache):
+    """The templates as an earlier run compiled them (auditor/cache.py): the entry is named by this
+    code, jinja2's version, the template's name, path and source, so the compiled code is only
+    ever of the same source by the same environment. Jinja2 checks the entry's header and checksum
+    again as it reads it; an entry it cannot read is compiled and stored again."""
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        data = cache.load(self._name(bucket))
+        if data is not None:
+            try:
+                bucket.bytecode_from_string(data)
+            except Exception:  # damaged: compiled again
+                bucket.reset()
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        cache.store(self._name(bucket), bucket.bytecode_to_string())
+
+    @staticmethod
+    def _name(bucket: jinja2.bccache.Bucket) -> str:
+        return cache.key("template", jinja2.__version__, bucket.key, bucket.checksum)
+
+
 def _environment(folder: Path) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(folder)),
+        bytecode_cache=_CompiledTemplates(),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
