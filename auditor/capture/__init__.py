@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from auditor.capture import foreign, nstrace_format
+from auditor.capture import nstrace_format
 from auditor.capture.decode import Decoder
 from auditor.capture.decompress import CHUNK, DECOMPRESS_ERRORS
 from auditor.capture.fragments import table_before
@@ -50,6 +50,7 @@ from auditor.errors import CaptureError
 from auditor.model import PacketRecord
 
 if TYPE_CHECKING:
+    from auditor.capture import foreign
     from auditor.conversations.lane import FastLane
 
 __all__ = ["ENGINES", "CaptureSet", "Chunk", "InputInfo", "ReadStats", "open_captures"]
@@ -58,6 +59,7 @@ ENGINES = ("fast", "tshark")
 INFLATE_MIN = 16 << 20
 """Compressed files smaller than this are not worth a decompressing process."""
 Progress = Callable[[int, int], None]
+
 
 
 def _magic_error(path: str, head: bytes, compression: str, *, hint: str = "") -> CaptureError:
@@ -148,6 +150,8 @@ class CaptureSet:
                 continue
             head, compression = sniff(path, nstrace_format.HEAD)
             if head[:4] not in PCAP_MAGICS and head[:4] != PCAPNG_MAGIC:
+                from auditor.capture import foreign  # other formats only: imported when one comes (~0.01 s)
+
                 fmt = None
                 if head:
                     fmt = nstrace_format.identify(head) or foreign.identify(path)
@@ -226,6 +230,8 @@ class CaptureSet:
             if head[:4] not in PCAP_MAGICS and head[:4] != PCAPNG_MAGIC:
                 fmt = nstrace_format.identify(head)
                 if fmt is not None:
+                    from auditor.capture import foreign
+
                     raise CaptureError(f"{path}: cannot read a {foreign.describe(fmt)} from a pipe (it is "
                                        "converted by seeking in it): give the trace as a file")
                 hint = "; from a pipe only pcap and pcapng are read: give other formats as a file" if head else ""
@@ -246,6 +252,8 @@ class CaptureSet:
         of it; read by the fast reader (which hashes neither: the stored file is hashed as it is
         converted) and described as the original. The tshark engine reads it when it cannot be
         converted (foreign.py says when)."""
+        from auditor.capture import foreign
+
         fmt = self.foreign[path]
         if fmt in nstrace_format.SIGNATURES:
             stream = foreign.stream_nstrace(path)
@@ -284,6 +292,8 @@ class CaptureSet:
     def _describe(path: str, info: InputInfo, fmt: str, converted: foreign.Copy) -> None:
         info.sha256, info.size = converted.sha256, os.path.getsize(path)
         info.format, info.compression = fmt, converted.compression
+        from auditor.capture import foreign
+
         info.warnings[:0] = [f"{foreign.describe(fmt)} capture: {converted.how}, frame for frame",
                              *converted.warnings]
 
