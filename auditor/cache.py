@@ -30,6 +30,7 @@ import os
 import stat
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ENV = "PCAP_AUDIT_CACHE"
@@ -127,12 +128,19 @@ def store(name: str, data: bytes) -> None:
 
 
 def _prune(where: Path, kind: str) -> None:
-    """Remove the oldest entries of ``kind`` past KEEP."""
+    """Remove the oldest entries of ``kind`` past KEEP, and temporary files a run that was killed
+    while storing left behind (an hour old)."""
     entries = []
     for path in where.glob(f"{kind}-*"):
         with contextlib.suppress(OSError):
             entries.append((path.stat().st_mtime_ns, path))
     entries.sort(reverse=True)
-    for _, path in entries[KEEP:]:
+    gone = [path for _, path in entries[KEEP:]]
+    stale = time.time_ns() - 3600 * 10**9
+    for path in where.glob(".tmp-*"):
+        with contextlib.suppress(OSError):
+            if path.stat().st_mtime_ns < stale:
+                gone.append(path)
+    for path in gone:
         with contextlib.suppress(OSError):
             path.unlink()

@@ -102,6 +102,17 @@ def test_entries_are_kept_whole_and_pruned(folder: Path) -> None:
     assert not list(folder.glob(".tmp-*"))
 
 
+def test_what_a_killed_run_left_is_removed_in_time(folder: Path) -> None:
+    cache.store(cache.key("catalog", "a"), b"a")
+    old, new = folder / ".tmp-old", folder / ".tmp-new"
+    for path in (old, new):
+        path.write_bytes(b"half")
+    os.utime(old, ns=(0, 0))
+    cache.store(cache.key("catalog", "b"), b"b")
+    assert not old.exists() and new.exists()  # another run may be writing that one
+    assert cache.load(cache.key("catalog", "a")) == b"a"
+
+
 def test_keys_depend_on_every_part_and_on_their_bounds() -> None:
     assert cache.key("catalog", "ab", "c") != cache.key("catalog", "a", "bc")
     assert cache.key("catalog", b"a") == cache.key("catalog", "a")
