@@ -61,7 +61,6 @@ INFLATE_MIN = 16 << 20
 Progress = Callable[[int, int], None]
 
 
-
 def _magic_error(path: str, head: bytes, compression: str, *, hint: str = "") -> CaptureError:
     if not head:
         what = "empty file" if compression == "none" else f"empty after {compression} decompression"
@@ -290,10 +289,10 @@ class CaptureSet:
 
     @staticmethod
     def _describe(path: str, info: InputInfo, fmt: str, converted: foreign.Copy) -> None:
-        info.sha256, info.size = converted.sha256, os.path.getsize(path)
-        info.format, info.compression = fmt, converted.compression
         from auditor.capture import foreign
 
+        info.sha256, info.size = converted.sha256, os.path.getsize(path)
+        info.format, info.compression = fmt, converted.compression
         info.warnings[:0] = [f"{foreign.describe(fmt)} capture: {converted.how}, frame for frame",
                              *converted.warnings]
 
