@@ -424,6 +424,29 @@ def test_a_reply_a_later_chunk_cannot_place_makes_the_merge_inexact(settled: boo
     assert merged.merge_misses == 0 and facts(merged.finish()) == facts(sequential(recs))
 
 
+@pytest.mark.parametrize("settled", [False, True])
+def test_replies_of_two_servers_split_from_their_requests_make_the_merge_inexact(settled: bool) -> None:
+    # Two broadcast requests within the 5-tuple's timeout: one connection in a sequential read, whose
+    # responder is the server that answers first (10.9.2.2, to the first request). Cut after the first
+    # request, the later chunk holds the second request (its chain, with the reply it joined there,
+    # from 10.9.2.1) and, on a chain of its own, the first request's reply: each chain continues the
+    # first chunk's connection, and replayed one after the other their replies come in another order
+    # than the capture's. The merge cannot give what one read gives: it says so.
+    recs = numbered([_dhcp(1, 0.0), _dhcp(2, 2.7), _dhcp(1, 3.0, "10.9.2.2"), _dhcp(2, 5.7, "10.9.2.1")])
+    want = sequential(recs)
+    assert [(c.orig_h, c.resp_h, c.orig_pkts, c.resp_pkts) for c in want.connections] == [
+        ("0.0.0.0", "10.9.2.2", 2, 2)]
+    a, b = chunks(recs, [1])
+    merged = _absorbed(a, b, settled)
+    assert merged.merge_misses == 1  # the engine reads again
+    assert facts(merged.finish()) != facts(want)  # the other server named: what the merge would give
+    # The replies in the order of the chains (the first request's answered first): exact, no miss.
+    recs = numbered([_dhcp(1, 0.0), _dhcp(2, 2.7), _dhcp(2, 3.0, "10.9.2.1"), _dhcp(1, 5.7, "10.9.2.2")])
+    a, b = chunks(recs, [1])
+    merged = _absorbed(a, b, settled)
+    assert merged.merge_misses == 0 and facts(merged.finish()) == facts(sequential(recs))
+
+
 def test_an_unplaced_reply_is_looked_up_again_by_each_merge() -> None:
     # Three chunks merged as a + (b + c): b alone does not hold the client's connection, a does.
     recs = retrying_dhcp_client()

@@ -177,6 +177,8 @@ def absorb_decided(b: ConversationBuilder, right: ConversationBuilder, firsts: l
     if b._anchor is None:
         b._anchor, b._seen = right._anchor, right._seen
     dropped: set[int] = set()
+    landed: dict[int, tuple[_Conn, float]] = {}
+    """A connection here that replayed chains went on to -> (it, the latest of their packets)."""
     chains = iter(right.chains)
     for (head, aside), joined in zip(firsts, joins, strict=True):
         first = record(head)
@@ -191,6 +193,17 @@ def absorb_decided(b: ConversationBuilder, right: ConversationBuilder, firsts: l
             replay_instead(b, chain)
             dropped.add(id(chain))
             b.replays[first.proto] = b.replays.get(first.proto, 0) + 1
+            ent = b._table.get(chain.ck)
+            if ent is not None:
+                c = ent[0]
+                met = landed.get(id(c))
+                if met is not None and chain.first_ts < met[1]:
+                    # Two chains of the next chunk went on to one connection here (a DHCP reply and
+                    # a retried request joined by their transaction ids) with their packets
+                    # interleaved in time: replayed a chain after the other, not in the order a
+                    # sequential read meets them (which server answered first names the responder).
+                    b.merge_misses += 1
+                landed[id(c)] = (c, max(met[1], chain.last_ts) if met is not None else chain.last_ts)
         elif chain is not None:
             adopt(b, chain, right)
     # A packet the next chunk gave a connection of its own past its head window may belong to one
