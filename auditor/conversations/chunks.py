@@ -168,7 +168,8 @@ def absorb_decided(b: ConversationBuilder, right: ConversationBuilder, firsts: l
     up here. ``right`` holds all its chains, or, once ``settle``d in its own process, only those
     that ``joins`` says continue something here. At its turn each first packet is looked up again,
     acting as a sequential read would; a chain whose answer changed meanwhile (a chain merged ahead
-    of it changed what is live) is replayed when its log is here, else counted in ``merge_misses``.
+    of it changed what is live) is replayed when its log is here, else counted in ``merge_misses``,
+    as are two chains replayed onto one connection with their packets interleaved in time.
     ``more``: flows of ``right`` that come after it (a worker sends them in pieces), taken over
     after its own, where one builder of the whole would have them."""
     if right._anchor is None:  # no connection at all: its counters only
