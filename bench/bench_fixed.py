@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_audit import CHILD_ENV  # beside this script: bytecode written and used, as installed
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SAMPLES = ROOT / "sample_pcaps"
@@ -38,7 +40,7 @@ def main() -> int:
         print("tshark is not installed", file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="bench-fixed-"))
-    base = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    base = CHILD_ENV
     ours = [sys.executable, "-m", "auditor.cli"]
     ways: dict[str, tuple[Path, dict[str, str]]] = {
         "pcap-audit, cache warm": (ROOT, {**base, "PCAP_AUDIT_CACHE": str(work / "cache")}),

@@ -55,7 +55,7 @@ def test_the_folder_is_made_private(folder: Path) -> None:
 
 
 @pytest.mark.parametrize("off", ["0", "off", "OFF", "no", "false"])
-def test_turned_off(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, off: str) -> None:
+def test_turned_off(monkeypatch: pytest.MonkeyPatch, off: str) -> None:
     monkeypatch.setenv(cache.ENV, off)
     assert cache.folder() is None
     cache.store("catalog-x", b"data")
