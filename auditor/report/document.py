@@ -297,6 +297,8 @@ class FlowRows(Sequence[FlowRow]):
         self._verdicts = verdicts
         self._shared = _Shared(host_ttls)
         self._json: _JsonParts | None = None
+        self._findings: tuple[list[tuple[int, int]], list[tuple[int, int]]] | None = None
+        """``findings``, when build_document's one pass over the verdicts already found them."""
 
     def __len__(self) -> int:
         return len(self._verdicts)
@@ -361,6 +363,8 @@ class FlowRows(Sequence[FlowRow]):
     def findings(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """The failing rows and the unexpected rows, each as (-its packets, its index), as the rows
         would give them, without the rows."""
+        if self._findings is not None:
+            return self._findings
         unexpected = Classification.UNEXPECTED
         failing_at: list[tuple[int, int]] = []
         unexpected_at: list[tuple[int, int]] = []
@@ -407,6 +411,52 @@ def source_info(s: SourceDocument | None) -> SourceInfo | None:
     return SourceInfo(s.title, s.publisher, s.url or None, s.revision, s.reviewed)
 
 
+
+class _Tally:
+    """What the document counts of the verdicts, in one pass over them (each flow is read once: an
+    audit's flows lie scattered in memory, and a pass over them costs more than its arithmetic)."""
+
+    def __init__(self, verdicts: Sequence[FlowVerdict]) -> None:
+        expected, unexpected = Classification.EXPECTED, Classification.UNEXPECTED
+        views: dict[int, HostView] = {}
+        """Each host view once (flows share them), in the order the verdicts first show them."""
+        by_roles: dict[tuple[frozenset[str], frozenset[str], str], int] = {}
+        """Flows by (initiator roles, responder roles, kind) of the judged ones: a few hundred keys."""
+        failing_at: list[tuple[int, int]] = []
+        unexpected_at: list[tuple[int, int]] = []
+        """FlowRows.findings: (-its packets, its index)."""
+        connections = n_expected = verified = mismatched = 0
+        for i, v in enumerate(verdicts):
+            f = v.flow
+            a, b = v.initiator, v.responder
+            views.setdefault(id(a), a)
+            views.setdefault(id(b), b)
+            connections += f.connections
+            c = v.classification
+            if c == expected:
+                n_expected += 1
+                if f.apps:
+                    verified += 1
+                if v.failing:
+                    failing_at.append((-f.orig_pkts - f.resp_pkts, i))
+                    kind = "failing"
+                else:
+                    kind = "expected"
+            elif c == unexpected:
+                unexpected_at.append((-f.orig_pkts - f.resp_pkts, i))
+                if v.reason == REASON_MISMATCH:
+                    mismatched += 1
+                kind = "unexpected"
+            else:
+                continue
+            key = (a.roles, b.roles, kind)
+            by_roles[key] = by_roles.get(key, 0) + 1
+        self.views = list(views.values())
+        self.by_roles = by_roles
+        self.failing_at, self.unexpected_at = failing_at, unexpected_at
+        self.connections, self.expected, self.verified, self.mismatched = connections, n_expected, verified, mismatched
+
+
 def build_document(*, version: str, started: _dt.datetime, finished: _dt.datetime, request_command: str,
                    engine: str, catalog: Catalog, roles: RoleMap, capture: CaptureSet,
                    conv: ConversationResult, names: NameEvidence, verdicts: Sequence[FlowVerdict],
@@ -417,30 +467,25 @@ def build_document(*, version: str, started: _dt.datetime, finished: _dt.datetim
     """The audit document. ``fail_on``: the --fail-on kinds, judged into ``criteria``."""
     flows = FlowRows(verdicts, conv.host_ttls)
     rules = tuple(_rule_row(r) for r in rule_results)
+    tally = _Tally(verdicts)
+    flows._findings = tally.failing_at, tally.unexpected_at
 
     hosts: dict[str, HostRow] = {}
     sorted_roles: dict[frozenset[str], tuple[str, ...]] = {}  # one tuple per role set, not per host
-    for v in verdicts:
-        for hv in (v.initiator, v.responder):
-            if hv.address in hosts or hv.address == "*" or not (hv.roles or hv.names):
-                continue
-            obs = names.names_for(hv.address)[:10]
-            role_list = sorted_roles.get(hv.roles)
-            if role_list is None:
-                role_list = sorted_roles[hv.roles] = tuple(sorted(hv.roles))
-            hosts[hv.address] = HostRow(
-                hv.address, role_list,
-                tuple(HostName(bounded(o.name), o.source, o.input_index, o.frame) for o in obs),
-            )
+    for hv in tally.views:
+        if hv.address in hosts or hv.address == "*" or not (hv.roles or hv.names):
+            continue
+        obs = names.names_for(hv.address)[:10]
+        role_list = sorted_roles.get(hv.roles)
+        if role_list is None:
+            role_list = sorted_roles[hv.roles] = tuple(sorted(hv.roles))
+        hosts[hv.address] = HostRow(
+            hv.address, role_list,
+            tuple(HostName(bounded(o.name), o.source, o.input_index, o.frame) for o in obs),
+        )
 
     counts_by_role: dict[str, Counter[str]] = {role: Counter() for role in roles.roles}
-    # Flows tallied by (initiator roles, responder roles, kind) first: a few hundred distinct keys.
-    by_roles: Counter[tuple[frozenset[str], frozenset[str], str]] = Counter(
-        (v.initiator.roles, v.responder.roles,
-         "unexpected" if v.classification == Classification.UNEXPECTED else
-         "failing" if v.failing else "expected")
-        for v in verdicts if v.classification != Classification.UNMAPPED)
-    for (a_roles, b_roles, kind), n in by_roles.items():
+    for (a_roles, b_roles, kind), n in tally.by_roles.items():
         for role in a_roles | b_roles:
             c = counts_by_role.get(role)
             if c is not None:
@@ -460,8 +505,6 @@ def build_document(*, version: str, started: _dt.datetime, finished: _dt.datetim
 
     rstats = capture.stats
     cstats = conv.stats
-    classes = Counter(str(v.classification) for v in verdicts)
-    verified = sum(1 for v in verdicts if v.classification == Classification.EXPECTED and v.flow.apps)
     rule_counts = Counter(rr.status for rr in rules)
     inputs = tuple(InputInfo(
         info.path, info.sha256, info.size, info.packets, iso(info.first_ts), iso(info.last_ts),
@@ -470,16 +513,16 @@ def build_document(*, version: str, started: _dt.datetime, finished: _dt.datetim
     ) for info in capture.inputs)
     summary = Summary(
         packets=cstats.packets,
-        connections=sum(v.flow.connections for v in verdicts),
+        connections=tally.connections,
         flows=len(flows),
-        expected=classes.get("expected", 0),
-        expected_failing=sum(1 for v in verdicts if v.failing),
-        unexpected=classes.get("unexpected", 0),
-        unmapped=classes.get("unmapped", 0),
+        expected=tally.expected,
+        expected_failing=len(tally.failing_at),
+        unexpected=len(tally.unexpected_at),
+        unmapped=len(verdicts) - tally.expected - len(tally.unexpected_at),
         rules={s.value: rule_counts.get(s.value, 0) for s in RuleState},
-        verified=verified,
-        unverified=classes.get("expected", 0) - verified,
-        mismatched=sum(1 for v in verdicts if v.reason == REASON_MISMATCH),
+        verified=tally.verified,
+        unverified=tally.expected - tally.verified,
+        mismatched=tally.mismatched,
     )
     crit = criteria_record(plain(summary), fail_on)
     return AuditDocument(
