@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
+import itertools
+
 from auditor.catalog.rule import FlowRule
 from auditor.classify import (
     REASON_NO_RULE,
@@ -13,6 +16,7 @@ from auditor.classify import (
     StatusContext,
     classify_flow,
     classify_flows,
+    is_wildcard_address,
     rule_status,
 )
 from auditor.model import Classification, Flow, FlowKey, RuleState
@@ -207,3 +211,23 @@ def test_vantage_limits_observability() -> None:
     res = {r.rule.id: r for r in rule_status(RULES, [], c)}
     assert res["cvad-001"].state == RuleState.MISSING
     assert res["lic-001"].state == RuleState.NOT_OBSERVABLE
+
+
+def _wildcard_by_ipaddress(addr: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    return ip.is_multicast or ip.is_unspecified or (ip.version == 4 and addr == "255.255.255.255")
+
+
+def test_wildcard_addresses_are_what_ipaddress_says() -> None:
+    # is_wildcard_address decides most IPv4 texts without parsing them: never otherwise than parsing.
+    cases = ["0.0.0.0", "255.255.255.255", "224.0.0.1", "239.255.255.250", "240.0.0.1", "223.255.255.255",
+             "0.0.0.1", "255.255.255.254", "::", "ff02::1", "ff::1", "::ffff:224.0.0.1", "*", "", "1.2.3",
+             "1.2.3.4\n", "256.1.1.1", "224.999.1.1", "01.2.3.4", "00.0.0.0", "0224.0.0.1"]
+    octets = ["0", "00", "1", "01", "127", "223", "224", "239", "240", "255", "256", "999"]
+    cases += [".".join(p) for p in itertools.product(octets, repeat=4)]
+    wrong = [a for a in cases if is_wildcard_address(a) != _wildcard_by_ipaddress(a)]
+    assert not wrong
+    assert sum(map(is_wildcard_address, cases)) > 100  # both answers are met
