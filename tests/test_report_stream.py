@@ -13,6 +13,7 @@ import dataclasses
 import json
 import random
 import re
+import unicodedata
 from array import array
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,8 @@ from auditor.apps import AppEvidence
 from auditor.audit import AuditRequest, run_audit
 from auditor.classify import FlowVerdict, HostView
 from auditor.model import Classification, Flow, FlowKey
-from auditor.report.cells import FLOW_CLASSES, SHARED_FIRST, Cell, FlowCells, host_cells
-from auditor.report.document import HEAD_CHARS, HEAD_KEY, FlowRows, bounded, top_findings
+from auditor.report.cells import FLOW_CLASSES, SHARED_FIRST, Cell, FlowCells, host_cells, safe_text
+from auditor.report.document import _CONTROL, HEAD_CHARS, HEAD_KEY, FlowRows, _show_hidden, bounded, top_findings
 from auditor.report.html import (
     DATA_MARK,
     ReportDataError,
@@ -341,3 +342,31 @@ def test_a_head_is_bounded_alike_by_its_first_head_key_characters() -> None:
     heads += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60))) for _ in range(3000)]
     for head in heads:
         assert bounded(head[:HEAD_KEY], HEAD_CHARS) == bounded(head, HEAD_CHARS), head
+
+
+def _bounded_by_pattern(text: str, limit: int) -> str:
+    """bounded without its shortcut for printable ASCII."""
+    text = _CONTROL.sub("\ufffd", text)
+    if not text.isascii():
+        text = "".join(ch if ch < "\xa0" else _show_hidden(ch) for ch in text)
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _safe_text_by_pattern(text: str, limit: int) -> str:
+    """safe_text without its shortcut for printable ASCII."""
+    if re.search(r"[^\x20-\x7e]", text):
+        text = "".join(f"\\u{ord(ch):04x}" if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn")
+                       else ch for ch in text)
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def test_texts_are_cleaned_alike_with_or_without_the_ascii_shortcut() -> None:
+    # bounded and safe_text pass printable ASCII through without their patterns: never otherwise.
+    rng = random.Random(11)
+    alphabet = "az09 ~!\x00\x09\x1f\x7f\x80\x85\x9f\xa0\u00e9\u2028\u2029\u202e\u200b\ufeff\ud800\ue000\U0001f600<&"
+    texts = ["", " ", "~", "\x7f", "\x1f", "a" * 300, "é", "abc\n"] + [chr(c) for c in range(0x200)]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(5000)]
+    for text in texts:
+        for limit in (1, 5, 32, 253):
+            assert bounded(text, limit) == _bounded_by_pattern(text, limit), (text, limit)
+            assert safe_text(text, limit) == _safe_text_by_pattern(text, limit), (text, limit)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -52,13 +51,12 @@ HOST_COLS = {"addr": "Address", "roles": "Roles", "names": "Names (evidence)"}
 # C0/C1 controls, bidi and other format characters, line/paragraph separators, surrogates,
 # private use and unassigned code points are shown escaped: they can hide or reorder text.
 _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
-_MAYBE_UNSAFE = re.compile(r"[^\x20-\x7e]")
 
 
 def safe_text(value: object, limit: int = MAX_CHARS) -> str:
     """Any value -> printable text without hidden characters, at most ``limit`` characters."""
     text = "" if value is None else str(value)
-    if _MAYBE_UNSAFE.search(text):
+    if not (text.isascii() and text.isprintable()):  # printable ASCII, U+0020-U+007E, is shown as it is
         text = "".join(
             f"\\u{ord(ch):04x}" if unicodedata.category(ch) in _UNSAFE_CATEGORIES else ch for ch in text
         )

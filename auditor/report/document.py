@@ -86,6 +86,8 @@ record and handshake headers of TLS ClientHellos) share one text where their who
 def bounded(text: str, limit: int = MAX_TEXT) -> str:
     """Capture-derived text: control characters as U+FFFD, characters that hide or reorder text as
     ``\\u202e``-style escapes (what the HTML report shows too), at most `limit` characters."""
+    if text.isascii() and text.isprintable():  # most texts: nothing to clean (two checks in C)
+        return text if len(text) <= limit else text[: limit - 1] + "\u2026"
     text = _CONTROL.sub("\ufffd", text)
     if not text.isascii():
         text = "".join(ch if ch < "\xa0" else _show_hidden(ch) for ch in text)
