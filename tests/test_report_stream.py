@@ -15,6 +15,7 @@ import random
 import re
 import unicodedata
 from array import array
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,16 @@ from auditor.audit import AuditRequest, run_audit
 from auditor.classify import FlowVerdict, HostView
 from auditor.model import Classification, Flow, FlowKey
 from auditor.report.cells import FLOW_CLASSES, SHARED_FIRST, Cell, FlowCells, host_cells, safe_text
-from auditor.report.document import _CONTROL, HEAD_CHARS, HEAD_KEY, FlowRows, _show_hidden, bounded, top_findings
+from auditor.report.document import (
+    _CONTROL,
+    HEAD_CHARS,
+    HEAD_KEY,
+    FlowRows,
+    _show_hidden,
+    _Tally,
+    bounded,
+    top_findings,
+)
 from auditor.report.html import (
     DATA_MARK,
     ReportDataError,
@@ -370,3 +380,30 @@ def test_texts_are_cleaned_alike_with_or_without_the_ascii_shortcut() -> None:
         for limit in (1, 5, 32, 253):
             assert bounded(text, limit) == _bounded_by_pattern(text, limit), (text, limit)
             assert safe_text(text, limit) == _safe_text_by_pattern(text, limit), (text, limit)
+
+
+def test_the_documents_counts_are_those_of_each_verdict_counted_alone() -> None:
+    # build_document counts the verdicts in one pass (_Tally): what counting each number alone gives.
+    verdicts = [_verdict(i, connections=i % 5, orig_pkts=i % 7, resp_pkts=i % 3,
+                         apps={"tls": 1} if i % 6 == 0 else None) for i in range(60)]
+    verdicts += [dataclasses.replace(v, reason="protocol-mismatch") for v in verdicts[:7]]
+    tally = _Tally(verdicts)
+    assert tally.connections == sum(v.flow.connections for v in verdicts)
+    assert tally.expected == sum(1 for v in verdicts if v.classification == "expected") > 0
+    assert tally.verified == sum(1 for v in verdicts if v.classification == "expected" and v.flow.apps) > 0
+    assert tally.mismatched == 7
+    assert tally.failing_at == [(-v.flow.packets, i) for i, v in enumerate(verdicts) if v.failing]
+    assert tally.unexpected_at == [(-v.flow.packets, i) for i, v in enumerate(verdicts)
+                                   if v.classification == "unexpected"]
+    kinds = Counter((v.initiator.roles, v.responder.roles,
+                     "unexpected" if v.classification == "unexpected" else "failing" if v.failing else "expected")
+                    for v in verdicts if v.classification != "unmapped")
+    assert tally.by_roles == dict(kinds)
+    firsts: dict[str, HostView] = {}
+    for v in verdicts:
+        for h in (v.initiator, v.responder):
+            firsts.setdefault(h.address, h)
+    by_views: dict[str, HostView] = {}
+    for h in tally.views:
+        by_views.setdefault(h.address, h)
+    assert list(by_views) == list(firsts) and all(by_views[a] is firsts[a] for a in firsts)

@@ -295,12 +295,13 @@ class FlowRows(Sequence[FlowRow]):
     An audit can hold hundreds of thousands of flows; as rows they would cost several times the
     memory of the verdicts they are made from, and renderers only ever read them in order."""
 
-    def __init__(self, verdicts: Sequence[FlowVerdict], host_ttls: dict[str, int] | None = None) -> None:
+    def __init__(self, verdicts: Sequence[FlowVerdict], host_ttls: dict[str, int] | None = None,
+                 findings: tuple[list[tuple[int, int]], list[tuple[int, int]]] | None = None) -> None:
+        """``findings``: what ``findings`` gives, when the caller has counted the verdicts (_Tally)."""
         self._verdicts = verdicts
         self._shared = _Shared(host_ttls)
         self._json: _JsonParts | None = None
-        self._findings: tuple[list[tuple[int, int]], list[tuple[int, int]]] | None = None
-        """``findings``, when build_document's one pass over the verdicts already found them."""
+        self._findings = findings
 
     def __len__(self) -> int:
         return len(self._verdicts)
@@ -365,19 +366,10 @@ class FlowRows(Sequence[FlowRow]):
     def findings(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """The failing rows and the unexpected rows, each as (-its packets, its index), as the rows
         would give them, without the rows."""
-        if self._findings is not None:
-            return self._findings
-        unexpected = Classification.UNEXPECTED
-        failing_at: list[tuple[int, int]] = []
-        unexpected_at: list[tuple[int, int]] = []
-        for i, v in enumerate(self._verdicts):
-            if v.failing:
-                f = v.flow
-                failing_at.append((-f.orig_pkts - f.resp_pkts, i))
-            if v.classification == unexpected:
-                f = v.flow
-                unexpected_at.append((-f.orig_pkts - f.resp_pkts, i))
-        return failing_at, unexpected_at
+        if self._findings is None:
+            tally = _Tally(self._verdicts)
+            self._findings = tally.failing_at, tally.unexpected_at
+        return self._findings
 
 
 def top_findings(flows: Sequence[FlowRow], n: int) -> dict[str, tuple[int, list[FlowRow]]]:
@@ -413,7 +405,6 @@ def source_info(s: SourceDocument | None) -> SourceInfo | None:
     return SourceInfo(s.title, s.publisher, s.url or None, s.revision, s.reviewed)
 
 
-
 class _Tally:
     """What the document counts of the verdicts, in one pass over them (each flow is read once: an
     audit's flows lie scattered in memory, and a pass over them costs more than its arithmetic)."""
@@ -434,20 +425,18 @@ class _Tally:
             views.setdefault(id(a), a)
             views.setdefault(id(b), b)
             connections += f.connections
+            if v.failing:
+                failing_at.append((-f.orig_pkts - f.resp_pkts, i))
+            if v.reason == REASON_MISMATCH:
+                mismatched += 1
             c = v.classification
             if c == expected:
                 n_expected += 1
                 if f.apps:
                     verified += 1
-                if v.failing:
-                    failing_at.append((-f.orig_pkts - f.resp_pkts, i))
-                    kind = "failing"
-                else:
-                    kind = "expected"
+                kind = "failing" if v.failing else "expected"
             elif c == unexpected:
                 unexpected_at.append((-f.orig_pkts - f.resp_pkts, i))
-                if v.reason == REASON_MISMATCH:
-                    mismatched += 1
                 kind = "unexpected"
             else:
                 continue
@@ -467,10 +456,9 @@ def build_document(*, version: str, started: _dt.datetime, finished: _dt.datetim
                    features: Mapping[str, str] | None = None,
                    warnings: Sequence[RoleWarning] = (), fail_on: Iterable[str] = ()) -> AuditDocument:
     """The audit document. ``fail_on``: the --fail-on kinds, judged into ``criteria``."""
-    flows = FlowRows(verdicts, conv.host_ttls)
-    rules = tuple(_rule_row(r) for r in rule_results)
     tally = _Tally(verdicts)
-    flows._findings = tally.failing_at, tally.unexpected_at
+    flows = FlowRows(verdicts, conv.host_ttls, (tally.failing_at, tally.unexpected_at))
+    rules = tuple(_rule_row(r) for r in rule_results)
 
     hosts: dict[str, HostRow] = {}
     sorted_roles: dict[frozenset[str], tuple[str, ...]] = {}  # one tuple per role set, not per host
