@@ -42,6 +42,8 @@ COMPILED = {
     "auditor.capture.kernel": "auditor.capture._kernel_native",  # framing and the per-packet path
     "auditor.dnswire": "auditor._dnswire_native",  # the DNS answer reader (name evidence)
     "auditor.nametable": "auditor._nametable_native",  # name evidence, per record with a payload
+    "auditor.flow": "auditor._flow_native",  # a flow's accounting of each closed connection
+    "auditor.report.flowscan": "auditor.report._flowscan_native",  # the page's pass over the flows
     # Application identification (a connection's first bytes, when it closes) and its signatures.
     "auditor.apps": "auditor._apps_native",
     **{f"auditor.app_signatures.{m}": f"auditor.app_signatures._{m}_native"

@@ -34,7 +34,7 @@ from auditor.classify import (
     rule_status,
 )
 from auditor.errors import AuditorError
-from auditor.model import Connection, FlowKey, PacketRecord, share_counts
+from auditor.model import Connection, FlowKey, PacketRecord
 from auditor.names import MAX_NAMES, NameEvidence
 from auditor.parallel import auto_jobs, paused_gc
 from auditor.report.document import build_document
@@ -413,7 +413,7 @@ def run_audit(request: AuditRequest) -> AuditOutcome:
         holder.append(capture)
     conv, names = read_captures(capture, catalog.server_ports(), jobs=request.jobs, scheduler=request.scheduler,
                                 progress=request.progress, connection_sink=request.connection_sink)
-    share_counts(conv.flows.values())  # the flows are final: one copy of each tally
+    conversations.share_counts(conv.flows.values())  # the flows are final: one copy of each tally
     analysis = judge(conv, names, catalog, roles, vantage=vantage)
     if request.strict_roles and analysis.warnings:
         w = analysis.warnings[0]

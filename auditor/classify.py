@@ -16,7 +16,8 @@ from typing import Any
 from auditor.apps import UNKNOWN
 from auditor.catalog import AlternativeGroup
 from auditor.catalog.rule import FlowRule
-from auditor.model import Classification, Flow, Outcome, RuleState, frozen_rows
+from auditor.flow import Flow
+from auditor.model import Classification, Outcome, RuleState, frozen_rows
 
 # Reasons an observed flow is unexpected (SPEC §4), most specific first.
 REASON_REVERSE = "reverse-of-rule"

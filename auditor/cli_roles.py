@@ -45,11 +45,10 @@ def suggest(captures: tuple[str, ...], output: str, min_confidence: str, rules_d
     pcap-audit CAPTURE --roles roles.yaml --strict-roles."""
     bar = ProgressBar() if (not quiet and sys.stderr.isatty()) else None
     with cli_signals.stopping(), one_line_errors(debug, bar, lambda: "no output written"):
-        from auditor import __version__
+        from auditor import __version__, conversations
         from auditor.audit import read_captures
         from auditor.capture import open_captures
         from auditor.catalog import load_catalog
-        from auditor.model import share_counts
         from auditor.parallel import tune_gc
         from auditor.suggest import Confidence, render
         from auditor.suggest import suggest as draft_roles
@@ -71,7 +70,7 @@ def suggest(captures: tuple[str, ...], output: str, min_confidence: str, rules_d
         holder.append(capture_set)
         tune_gc()
         conv, names = read_captures(capture_set, catalog.server_ports(), progress=bar)
-        share_counts(conv.flows.values())
+        conversations.share_counts(conv.flows.values())
         vocab = catalog.vocabulary
         name_roles = [(p, role) for role, patterns in vocab.role_hostnames.items() for p in patterns]
         name_roles += [(p, r.destination) for r in catalog.rules for p in r.hostnames]

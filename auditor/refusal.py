@@ -24,7 +24,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from auditor.model import REFUSAL_OTHER, Flow, Refusal
+from auditor.flow import Flow
+from auditor.model import REFUSAL_OTHER, Refusal
 
 TTL_TOLERANCE = 1
 """A RST whose TTL differs from every TTL of its sender's other packets by more than this counts."""

@@ -26,11 +26,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from auditor import conversations  # noqa: E402
 from auditor.audit import HostResolver, _rule_index, collect, declared_features  # noqa: E402
 from auditor.capture import open_captures  # noqa: E402
 from auditor.catalog import load_catalog  # noqa: E402
 from auditor.classify import classify_flows  # noqa: E402
-from auditor.model import share_counts  # noqa: E402
 from auditor.parallel import tune_gc  # noqa: E402
 from auditor.roles import load_roles  # noqa: E402
 
@@ -49,7 +49,7 @@ def main() -> int:
     catalog = load_catalog(None, [])
     roles = load_roles(args.roles, catalog.vocabulary)
     conv, names = collect(open_captures([args.capture], engine="fast"), catalog.server_ports())
-    share_counts(conv.flows.values())
+    conversations.share_counts(conv.flows.values())
     created = list(conv.flows.values())
     by_key = [conv.flows[k] for k in sorted(conv.flows)]
     order = sorted(range(len(created)), key=[f.key for f in created].__getitem__)

@@ -30,13 +30,12 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from auditor import __version__  # noqa: E402
+from auditor import __version__, conversations  # noqa: E402
 from auditor.audit import collect, judge  # noqa: E402
 from auditor.capture import open_captures  # noqa: E402
 from auditor.catalog import load_catalog  # noqa: E402
 from auditor.cli_audit import _summary_doc, _summary_lines  # noqa: E402
 from auditor.cli_outputs import _produce  # noqa: E402
-from auditor.model import share_counts  # noqa: E402
 from auditor.parallel import tune_gc  # noqa: E402
 from auditor.report.document import build_document  # noqa: E402
 from auditor.report.html import iter_html  # noqa: E402
@@ -70,7 +69,7 @@ def main() -> int:
     capture = open_captures([args.capture], engine="fast")
     t0 = time.perf_counter()
     conv, names = collect(capture, catalog.server_ports())
-    share_counts(conv.flows.values())
+    conversations.share_counts(conv.flows.values())
     print(f"read {args.capture}: {len(conv.flows):,} flows in {time.perf_counter() - t0:.1f} s; "
           f"RSS {rss_mib():.0f} MiB, peak so far {peak_mib():.0f} MiB")
     base_peak = peak_mib()

@@ -19,7 +19,8 @@ from auditor.classify import (
     is_wildcard_address,
     rule_status,
 )
-from auditor.model import Classification, Flow, FlowKey, RuleState
+from auditor.flow import Flow
+from auditor.model import Classification, FlowKey, RuleState
 
 DDC, VDA, LIC, SQL = "Delivery Controller", "Virtual Delivery Agent", "Citrix License Server", "SQL Server"
 ADM, NSIP = "NetScaler ADM", "NetScaler NSIP"

@@ -13,7 +13,8 @@ import pytest
 from auditor.audit import collect
 from auditor.capture import open_captures
 from auditor.catalog import load_catalog
-from auditor.model import Connection, Flow, FlowKey
+from auditor.flow import Flow
+from auditor.model import Connection, FlowKey
 from auditor.report import connlog
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_pcaps"

@@ -6,7 +6,8 @@ import pytest
 
 from auditor import conversations
 from auditor.conversations import SWEEP_EVERY, ConversationResult
-from auditor.model import Connection, Flow, FlowKey, Outcome, PacketRecord, SharedCounts, share_counts
+from auditor.flow import Flow, share_counts
+from auditor.model import Connection, FlowKey, Outcome, PacketRecord, SharedCounts
 from tests.records import (
     handshake,
     icmp,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from auditor import apps, dnswire, nametable
+from auditor import apps, dnswire, flow, nametable
 from auditor.app_signatures import citrix, common, dispatch, infrastructure, web, windows
 from auditor.audit import collect
 from auditor.capture import kernel, native, open_captures
@@ -29,12 +29,13 @@ from auditor.capture.info import ReadStats
 from auditor.conversations import builder, chunks, lane, related, results, state
 from auditor.conversations import tcp as conversation_tcp
 from auditor.model import PAYLOAD_SNAP
+from auditor.report import flowscan
 from tests.capture_factory import eth_ipv4_tcp
 
 REPO = Path(__file__).resolve().parent.parent
 PURE = {"auditor.capture.kernel": kernel, "auditor.dnswire": dnswire, "auditor.nametable": nametable,
-        **{m.__name__: m for m in (state, conversation_tcp, related, results, lane, chunks, builder, apps, common,
-                                   citrix, web, windows, infrastructure, dispatch)}}
+        **{m.__name__: m for m in (flow, flowscan, state, conversation_tcp, related, results, lane, chunks, builder,
+                                   apps, common, citrix, web, windows, infrastructure, dispatch)}}
 SOURCES = {name: native.source_path(name).read_bytes() for name in native.COMPILED}
 
 
@@ -305,7 +306,9 @@ def _audit_samples() -> list[object]:
     out = []
     for path in sorted((REPO / "sample_pcaps").glob("*.pcap*")):
         conv, names = collect(open_captures([str(path)]), frozenset())
-        out.append((path.name, sorted(conv.flows.items()), dataclasses.asdict(conv.stats), names.stats))
+        # Each build's Flow is a class of its own (auditor/flow.py): the flows compare as their fields.
+        flows = sorted((k, f.__reduce__()[1]) for k, f in conv.flows.items())
+        out.append((path.name, flows, dataclasses.asdict(conv.stats), names.stats))
     return out
 
 

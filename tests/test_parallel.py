@@ -20,7 +20,8 @@ from auditor import capture, parallel
 from auditor.audit import collect
 from auditor.capture import CaptureSet
 from auditor.cli import main
-from auditor.model import Flow, FlowKey
+from auditor.flow import Flow
+from auditor.model import FlowKey
 from tests.capture_factory import eth_ipv4_tcp, eth_ipv4_udp, write_pcap
 from tests.test_cli_audit import run_cli, strip_run
 

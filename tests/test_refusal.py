@@ -10,7 +10,8 @@ import pytest
 
 from auditor import conversations
 from auditor.conversations import ConversationResult
-from auditor.model import REFUSAL_OTHER, REFUSALS_MAX, Flow, FlowKey, PacketRecord, QuotedPacket, Refusal
+from auditor.flow import Flow
+from auditor.model import REFUSAL_OTHER, REFUSALS_MAX, FlowKey, PacketRecord, QuotedPacket, Refusal
 from auditor.refusal import (
     PARTY_MIDDLEBOX,
     PARTY_OTHER,

@@ -18,7 +18,8 @@ from click.testing import CliRunner
 from auditor.apps import AppEvidence, identify_connection
 from auditor.catalog import load_catalog
 from auditor.cli import main
-from auditor.model import Flow, FlowKey
+from auditor.flow import Flow
+from auditor.model import FlowKey
 from auditor.roles import parse_roles
 from auditor.suggest import (
     CLOUD,

@@ -71,13 +71,15 @@ if TYPE_CHECKING:
     from auditor.conversations.lane import FastLane
     from auditor.conversations.results import ConversationResult, ConversationStats
     from auditor.conversations.state import conn_key
+    from auditor.flow import Flow, share_counts
 
 __all__ = ["CLOSE_LINGER", "DISORDER_SLACK", "HOST_TTLS_MAX", "SWEEP_EVERY", "ConversationBuilder",
-           "ConversationResult", "ConversationStats", "FastLane", "conn_key", "merging"]
+           "ConversationResult", "ConversationStats", "FastLane", "Flow", "conn_key", "merging", "share_counts"]
 
 _FROM = {"ConversationBuilder": "auditor.conversations.builder", "FastLane": "auditor.conversations.lane",
          "ConversationResult": "auditor.conversations.results", "ConversationStats": "auditor.conversations.results",
-         "merging": "auditor.conversations.chunks", "conn_key": "auditor.conversations.state"}
+         "merging": "auditor.conversations.chunks", "conn_key": "auditor.conversations.state",
+         "Flow": "auditor.flow", "share_counts": "auditor.flow"}
 """What the package hands out, from which module: of the build that runs (auditor/capture/native.py:
 these modules, or their compiled builds). ``merging`` is chunks.py itself (the merge of chunks)."""
 

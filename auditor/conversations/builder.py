@@ -37,6 +37,7 @@ from auditor.conversations.state import (
     conn_key,
     direction,
 )
+from auditor.flow import Flow
 from auditor.model import (
     DIRECTION_EVIDENCE,
     IPPROTO_ICMP,
@@ -46,7 +47,6 @@ from auditor.model import (
     PROTO_NAMES,
     SYN,
     Connection,
-    Flow,
     FlowKey,
     PacketRecord,
     Refusal,
@@ -404,13 +404,13 @@ class ConversationBuilder:
         app: AppEvidence | None = None
         if (c.ho or c.hr) and proto != IPPROTO_ICMP and proto != IPPROTO_ICMPV6:
             app = c.appc[0] if c.appc is not None else identify_connection(proto, c.op, c.rp, c.ho, c.fo, c.hr, c.fr)
-        args = (pname, state, history, c.opk, c.oby, c.rpk, c.rby, c.first, c.last, c.ff, evidence,
-                c.bad_o + c.bad_r, refused is not None, tunnels, refusal, app)
         chain = c.chain if self._chunk else None
         if chain is None:
             # Straight into the flow: a Connection object is built only when connections are kept
             # (it cost ~8 % of the per-connection work).
-            self._flow_for(orig_h, resp_h, pname, c.rp, c.rpk, state, c.opk).add(*args)
+            self._flow_for(orig_h, resp_h, pname, c.rp, c.rpk, state, c.opk).add(
+                pname, state, history, c.opk, c.oby, c.rpk, c.rby, c.first, c.last, c.ff, evidence,
+                c.bad_o + c.bad_r, refused is not None, tunnels, refusal, app)
         conn = None
         if self._keep or self._sink is not None:
             conn = Connection(
@@ -424,7 +424,9 @@ class ConversationBuilder:
             if self._sink is not None:
                 self._sink(conn)
         if chain is not None:
-            chain.closed.append((*args, orig_h, resp_h, c.rp, conn))
+            chain.closed.append((pname, state, history, c.opk, c.oby, c.rpk, c.rby, c.first, c.last, c.ff, evidence,
+                                 c.bad_o + c.bad_r, refused is not None, tunnels, refusal, app,
+                                 orig_h, resp_h, c.rp, conn))
             if chain.conn is c:
                 chain.seal()
                 chain.conn = None  # closed: nothing to point at a later chain, its memory freed

@@ -22,13 +22,12 @@ from auditor.conversations.state import (
     packed,
     unpacked,
 )
+from auditor.flow import Flow, share_counts
 from auditor.model import (
     IPPROTO_TCP,
     IPPROTO_UDP,
     SYN,
-    Flow,
     PacketRecord,
-    share_counts,
 )
 
 if TYPE_CHECKING:

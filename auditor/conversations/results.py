@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from auditor.flow import Flow
 from auditor.model import (
     Connection,
-    Flow,
     FlowKey,
 )
 

@@ -18,7 +18,8 @@ from auditor.apps import UNKNOWN, AppEvidence
 from auditor.capture.decode import CHECKSUM_POLICY
 from auditor.classify import REASON_MISMATCH
 from auditor.criteria import criteria_record
-from auditor.model import Classification, Flow, RuleState
+from auditor.flow import Flow
+from auditor.model import HEAD_CHARS, HEAD_KEY, Classification, RuleState
 from auditor.refusal import RefusedBy, refused_by
 from auditor.report.jsondata import FlowJson, plain
 from auditor.report.model import (
@@ -72,15 +73,6 @@ show as nothing dependable."""
 
 def _show_hidden(ch: str) -> str:
     return f"\\u{ord(ch):04x}" if unicodedata.category(ch) in _HIDDEN else ch
-
-
-HEAD_CHARS = 32
-"""An application's evidence shows its first bytes' text bounded to this many characters."""
-HEAD_KEY = HEAD_CHARS + 1
-"""The first bytes' texts are made, and looked up, by their first HEAD_KEY characters:
-``bounded(head[:HEAD_KEY], HEAD_CHARS)`` is ``bounded(head, HEAD_CHARS)`` (cleaning a text never
-shortens it and cleans a prefix into a prefix), so flows whose first ten or so bytes are alike (the
-record and handshake headers of TLS ClientHellos) share one text where their whole heads differ."""
 
 
 def bounded(text: str, limit: int = MAX_TEXT) -> str:

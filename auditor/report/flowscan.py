@@ -8,17 +8,23 @@ that writing the data block reads no flow again. A flow's fields (its key, talli
 wherever the capture left them in memory: reading them is most of the walk's cost, and one pass
 reads them once rather than once per column. The cells not met before are made by the ``Misses``
 given (the walk).
+
+Compiled where a compiler exists (auditor/capture/native.py's COMPILED), with auditor/flow.py: the
+flows of the build that runs are then read as C structs. The walk takes the build's module
+(``native.KERNEL.of``).
 """
 
 from __future__ import annotations
 
 from array import array
 from collections.abc import Sequence
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
-from auditor.classify import FlowVerdict
-from auditor.model import Flow
-from auditor.report.document import HEAD_KEY
+from auditor.flow import Flow
+from auditor.model import HEAD_KEY
+
+if TYPE_CHECKING:
+    from auditor.classify import FlowVerdict
 
 
 class Misses(Protocol):
@@ -67,7 +73,8 @@ def scan(batch: Sequence[FlowVerdict], mismatch: str, svc: dict[Any, tuple[int, 
     p, b, t0, t1, fi, fn = own.p, own.b, own.t0, own.t1, own.fi, own.fn
     summarised = 0
     for v in batch:
-        f: Flow = v.flow
+        # The build's Flow (checked where this module is compiled, its fields then read in C).
+        f: Flow = cast(Any, v.flow)
         k = f.key
         protocol = k.protocol
         apps = f.apps

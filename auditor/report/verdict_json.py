@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from auditor.apps import UNKNOWN
-from auditor.model import Flow, Refusal
+from auditor.flow import Flow
+from auditor.model import Refusal
 from auditor.report.document import (
     _NO_STATES,
     _SECOND_TEXT,

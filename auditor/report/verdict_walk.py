@@ -7,10 +7,10 @@ from array import array
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from auditor.capture import native
 from auditor.classify import REASON_MISMATCH
 from auditor.report.cells import DISPLAY_CHARS
 from auditor.report.document import HEAD_CHARS, FlowRows, bounded
-from auditor.report.flowscan import Own, scan
 from auditor.report.view import _BATCH, _WIDTH
 
 if TYPE_CHECKING:
@@ -77,7 +77,8 @@ class _VerdictWalk:
         """Per batch of _BATCH flows, its framed flows' evidence, flat (4 per framed protocol)."""
         self.why_templates: list[list[Any]] = []
         self.why_ix: dict[tuple[int, str, str, str], int] = {}
-        walk.own = Own()
+        self.flowscan = native.KERNEL.of("auditor.report.flowscan")  # of the build that runs
+        walk.own = self.flowscan.Own()
         verdicts = rows.verdicts
         for start in range(0, len(verdicts), _BATCH):
             self.take(verdicts[start:start + _BATCH])
@@ -147,8 +148,8 @@ class _VerdictWalk:
             if kind == "unmapped":
                 walk.talk(f.key.initiator, x[3], f.bytes, f.packets)
                 walk.talk(f.key.responder, y[3], f.bytes, f.packets)
-        got = scan(batch, REASON_MISMATCH, self.svc, self.outcome_conns, self.dir, self.inputs, self.heads,
-                   self.detail_ix, self, walk.own)
+        got = self.flowscan.scan(batch, REASON_MISMATCH, self.svc, self.outcome_conns, self.dir, self.inputs,
+                                 self.heads, self.detail_ix, self, walk.own)
         svc = got.svc
         self.evidence.append(got.evidence)
         get_w = self.why.get

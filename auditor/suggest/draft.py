@@ -7,7 +7,7 @@ import ipaddress
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from auditor.model import Flow
+from auditor.flow import Flow
 from auditor.suggest.evidence import collect_evidence
 from auditor.suggest.grouping import group_hosts
 from auditor.suggest.model import (

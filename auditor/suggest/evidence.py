@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from auditor.model import Flow
+from auditor.flow import Flow
 from auditor.roles import RoleEntry, name_matches, name_specificity
 from auditor.suggest.model import (
     CLOUD,

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from auditor.model import Flow
+from auditor.flow import Flow
 from auditor.roles import name_matches
 from auditor.suggest.evidence import _usable
 from auditor.suggest.model import NameSource, Vocabulary
