@@ -18,22 +18,29 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Final, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 from auditor.flow import Flow
 from auditor.model import HEAD_KEY
 
-if TYPE_CHECKING:
-    from auditor.classify import FlowVerdict
+
+class Verdict(Protocol):
+    """What ``scan`` reads of a verdict (classify.FlowVerdict, not imported: this module is compiled,
+    and the type checker that compiles it would follow classify's imports to the catalog's YAML)."""
+
+    @property
+    def flow(self) -> Flow: ...
+    @property
+    def reason(self) -> str | None: ...
 
 
 class Misses(Protocol):
     """What ``scan`` asks of the walk for what it has not met: each call also records its answer
     in the dict ``scan`` looks in next."""
 
-    def service(self, v: FlowVerdict, key: Any) -> tuple[int, list[str]]: ...
-    def outcome(self, v: FlowVerdict, key: Any) -> tuple[int, int]: ...
-    def dir_input(self, v: FlowVerdict) -> tuple[int, int]: ...
+    def service(self, v: Verdict, key: Any) -> tuple[int, list[str]]: ...
+    def outcome(self, v: Verdict, key: Any) -> tuple[int, int]: ...
+    def dir_input(self, v: Verdict) -> tuple[int, int]: ...
 
 
 class Own:
@@ -62,7 +69,7 @@ class Scanned:
         self.summarised = 0
 
 
-def scan(batch: Sequence[FlowVerdict], mismatch: str, svc: dict[Any, tuple[int, list[str]]],
+def scan(batch: Sequence[Verdict], mismatch: str, svc: dict[Any, tuple[int, list[str]]],
          oc: dict[Any, tuple[int, int]], dirs: dict[int, int], inputs: dict[int, int],
          heads: dict[str, str], details: dict[str, int], misses: Misses, own: Own) -> Scanned:
     """The batch's service, outcome / connections, direction and input cells (looked up by what they
