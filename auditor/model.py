@@ -312,8 +312,6 @@ class FlowKey(NamedTuple):
     port: int
 
 
-
-
 class SharedCounts(dict[str, int]):
     """A tally of Flow.direction_evidence or Flow.conn_states that flows with the same tally share
     once they are final (``share_counts``). Read as any dict; Flow.add and Flow.merge give their flow

@@ -27,12 +27,10 @@ from auditor import conversations
 from auditor.apps import AppEvidence
 from auditor.audit import AuditRequest, run_audit
 from auditor.classify import FlowVerdict, HostView
-from auditor.model import Classification, FlowKey
+from auditor.model import HEAD_CHARS, HEAD_KEY, Classification, FlowKey
 from auditor.report.cells import FLOW_CLASSES, SHARED_FIRST, Cell, FlowCells, host_cells, safe_text
 from auditor.report.document import (
     _CONTROL,
-    HEAD_CHARS,
-    HEAD_KEY,
     FlowRows,
     _show_hidden,
     _Tally,

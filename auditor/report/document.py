@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from auditor.roles import RoleMap
     from auditor.roles_lint import RoleWarning
 
-__all__ = ["HEAD_CHARS", "HEAD_KEY", "SCHEMA_VERSION", "FlowRows", "bounded", "build_document", "iso", "top_findings"]
+__all__ = ["SCHEMA_VERSION", "FlowRows", "bounded", "build_document", "iso", "top_findings"]
 
 MAX_TEXT = 253
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -78,11 +78,10 @@ def _show_hidden(ch: str) -> str:
 def bounded(text: str, limit: int = MAX_TEXT) -> str:
     """Capture-derived text: control characters as U+FFFD, characters that hide or reorder text as
     ``\\u202e``-style escapes (what the HTML report shows too), at most `limit` characters."""
-    if text.isascii() and text.isprintable():  # most texts: nothing to clean (two checks in C)
-        return text if len(text) <= limit else text[: limit - 1] + "\u2026"
-    text = _CONTROL.sub("\ufffd", text)
-    if not text.isascii():
-        text = "".join(ch if ch < "\xa0" else _show_hidden(ch) for ch in text)
+    if not (text.isascii() and text.isprintable()):  # most texts: nothing to clean (two checks in C)
+        text = _CONTROL.sub("\ufffd", text)
+        if not text.isascii():
+            text = "".join(ch if ch < "\xa0" else _show_hidden(ch) for ch in text)
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 

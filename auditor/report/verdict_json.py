@@ -8,12 +8,10 @@ from typing import TYPE_CHECKING
 
 from auditor.apps import UNKNOWN
 from auditor.flow import Flow
-from auditor.model import Refusal
+from auditor.model import HEAD_CHARS, HEAD_KEY, Refusal
 from auditor.report.document import (
     _NO_STATES,
     _SECOND_TEXT,
-    HEAD_CHARS,
-    HEAD_KEY,
     _host_parts,
     _second_text,
     _Shared,

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from auditor.capture import native
 from auditor.classify import REASON_MISMATCH
+from auditor.model import HEAD_CHARS
 from auditor.report.cells import DISPLAY_CHARS
-from auditor.report.document import HEAD_CHARS, FlowRows, bounded
+from auditor.report.document import FlowRows, bounded
 from auditor.report.view import _BATCH, _WIDTH
 
 if TYPE_CHECKING:
