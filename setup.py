@@ -44,6 +44,7 @@ COMPILED = {
     "auditor.nametable": "auditor._nametable_native",  # name evidence, per record with a payload
     "auditor.flow": "auditor._flow_native",  # a flow's accounting of each closed connection
     "auditor.report.flowscan": "auditor.report._flowscan_native",  # the page's pass over the flows
+    "auditor.report.jsonscan": "auditor.report._jsonscan_native",  # the JSON export's pass over the flows
     # Application identification (a connection's first bytes, when it closes) and its signatures.
     "auditor.apps": "auditor._apps_native",
     **{f"auditor.app_signatures.{m}": f"auditor.app_signatures._{m}_native"

@@ -30,13 +30,13 @@ from auditor.capture.info import ReadStats
 from auditor.conversations import builder, chunks, lane, related, results, state
 from auditor.conversations import tcp as conversation_tcp
 from auditor.model import PAYLOAD_SNAP
-from auditor.report import flowscan
+from auditor.report import flowscan, jsonscan
 from tests.capture_factory import eth_ipv4_tcp
 
 REPO = Path(__file__).resolve().parent.parent
 PURE = {"auditor.capture.kernel": kernel, "auditor.dnswire": dnswire, "auditor.nametable": nametable,
-        **{m.__name__: m for m in (flow, flowscan, state, conversation_tcp, related, results, lane, chunks, builder,
-                                   apps, common, citrix, web, windows, infrastructure, dispatch)}}
+        **{m.__name__: m for m in (flow, flowscan, jsonscan, state, conversation_tcp, related, results, lane, chunks,
+                                   builder, apps, common, citrix, web, windows, infrastructure, dispatch)}}
 SOURCES = {name: native.source_path(name).read_bytes() for name in native.COMPILED}
 
 
