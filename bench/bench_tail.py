@@ -4,11 +4,14 @@
 
 Reads the capture once (audit.collect, one process, as ``-j 1`` does), keeps the conversations and
 names, then runs the tail ``--repeat`` times: ``judge`` (verdicts and rule status),
-``build_document``, the HTML report and the JSON export each streamed into a file as the CLI writes
-them (cli_outputs.write_atomic's _produce), and the text summary. Prints each phase's CPU seconds
-(time.process_time) and wall seconds, per repeat and the best; then the resident memory after the
-capture was read and the process's peak (the tail's share of it is the difference). ``--profile
-PHASE`` runs that phase once more under cProfile and prints its top functions.
+``build_document``, the HTML report and the JSON export each streamed into a file alone
+(cli_outputs.write_atomic's _produce), both as the product command writes them (``outputs``:
+cli_outputs.write_atomic, the JSON by a forked process beside the page when this process is under
+cli_outputs.FORK_RSS_MAX), and the text summary. Prints each phase's CPU seconds of this process
+(time.process_time) and wall seconds, per repeat and the best, and the product's tail (judge,
+document, outputs and summary); then the resident memory after the capture was read and the
+process's peak (the tail's share of it is the difference). ``--profile PHASE`` runs that phase once
+more under cProfile and prints its top functions.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import datetime as dt
+import gc
 import io
 import os
 import pstats
@@ -35,14 +39,16 @@ from auditor.audit import collect, judge  # noqa: E402
 from auditor.capture import open_captures  # noqa: E402
 from auditor.catalog import load_catalog  # noqa: E402
 from auditor.cli_audit import _summary_doc, _summary_lines  # noqa: E402
-from auditor.cli_outputs import _produce  # noqa: E402
-from auditor.parallel import tune_gc  # noqa: E402
+from auditor.cli_outputs import FORK_RSS_MAX, Output, _produce, _resident_bytes, write_atomic  # noqa: E402
+from auditor.parallel import trim_heap, tune_gc  # noqa: E402
 from auditor.report.document import build_document  # noqa: E402
 from auditor.report.html import iter_html  # noqa: E402
 from auditor.report.tabular import iter_json  # noqa: E402
 from auditor.roles import load_roles  # noqa: E402
 
-PHASES = ("judge", "document", "html", "json", "summary")
+PHASES = ("judge", "document", "outputs", "html", "json", "summary")
+PRODUCT = ("judge", "document", "outputs", "summary")
+"""The phases of the product command's tail."""
 
 
 def rss_mib() -> float:
@@ -99,14 +105,25 @@ def main() -> int:
     def do_json() -> None:
         write("audit.json", lambda: iter_json(state["doc"]))
 
+    def do_outputs() -> None:
+        doc = state["doc"]
+        forked.append(_resident_bytes() < FORK_RSS_MAX)
+        write_atomic([(Output("--json", "audit.json", out / "product-audit.json"), lambda: iter_json(doc)),
+                      (Output("-o", "report.html", out / "product-report.html"), lambda: iter_html(doc))])
+
     def do_summary() -> None:
         state["lines"] = _summary_lines(_summary_doc(state["doc"]), ["report.html", "audit.json"])
         (out / "summary.txt").write_text("\n".join(state["lines"]) + "\n", encoding="utf-8")
 
-    steps = {"judge": do_judge, "document": do_document, "html": do_html, "json": do_json, "summary": do_summary}
+    forked: list[bool] = []
+    steps = {"judge": do_judge, "document": do_document, "html": do_html, "json": do_json, "outputs": do_outputs,
+             "summary": do_summary}
     runs: list[dict[str, tuple[float, float]]] = []
     peaks: dict[str, float] = {}
     for _ in range(args.repeat):
+        state.clear()
+        gc.collect()
+        trim_heap()  # each repeat's outputs from the resident size the product's would start from
         got: dict[str, tuple[float, float]] = {}
         for phase in PHASES:
             c0, w0 = time.process_time(), time.perf_counter()
@@ -117,14 +134,16 @@ def main() -> int:
 
     print(f"\nthe tail, {args.repeat} repeat(s): CPU s / wall s (load average {os.getloadavg()[0]:.2f})")
     print(f"{'phase':<10}" + "".join(f"{'run ' + str(i + 1):>16}" for i in range(len(runs))) + f"{'best':>16}")
-    for phase in (*PHASES, "total"):
+    for phase in (*PHASES, "tail"):
         cells = []
         for got in runs:
-            cpu = sum(c for c, _ in got.values()) if phase == "total" else got[phase][0]
-            wall = sum(w for _, w in got.values()) if phase == "total" else got[phase][1]
+            cpu = sum(got[p][0] for p in PRODUCT) if phase == "tail" else got[phase][0]
+            wall = sum(got[p][1] for p in PRODUCT) if phase == "tail" else got[phase][1]
             cells.append((cpu, wall))
         best = min(cells)
         print(f"{phase:<10}" + "".join(f"{c:>8.2f}/{w:<7.2f}" for c, w in cells) + f"{best[0]:>8.2f}/{best[1]:<7.2f}")
+    print("tail: " + " + ".join(PRODUCT) + f", as the product command runs them (outputs: the JSON by a forked "
+          f"process in {sum(forked)} of {len(forked)} runs)")
     print(f"\npeak RSS after reading {base_peak:.0f} MiB; after each phase of the first run: "
           + ", ".join(f"{p} {m:.0f}" for p, m in peaks.items()) + " MiB")
     sizes = {p.name: p.stat().st_size for p in out.iterdir()}
