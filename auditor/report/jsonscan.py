@@ -3,7 +3,7 @@
 What report/verdict_json.py's ``_JsonParts`` writes of a verdict, made here in one loop, flow by
 flow: a flow's fields are read once, each part that many flows repeat (a host's roles and names, the
 verdict's rules and reason, the outcome and refusals, the tallies, the tunnels) looked up by what it
-is made of in the dicts given, and made by the ``Misses`` given (the parts) when not met before.
+is made of in the parts' dicts, and made by the parts when not met before.
 
 Compiled where a compiler exists (auditor/capture/native.py's COMPILED), with auditor/flow.py: the
 flows of the build that runs are then read as C structs. ``_JsonParts`` takes the build's module
@@ -19,7 +19,7 @@ from auditor.flow import Flow
 from auditor.model import HEAD_KEY
 
 TS_FAST: Final = 2.5e11
-"""Timestamps from 0 up to this (the year 9892) are written here; the others by ``Misses.ts``."""
+"""Timestamps from 0 up to this (the year 9892) are written here; the others by the parts' ``ts``."""
 
 NO_APP_EVIDENCE: Final = ',"app_evidence":{}}'
 
@@ -49,64 +49,71 @@ class Verdict(Protocol):
     def reason_text(self) -> str | None: ...
 
 
-class Misses(Protocol):
-    """What ``texts`` asks of the parts for what it has not met: each call also records its answer
-    in the dict ``texts`` looks in next."""
+class Parts(Protocol):
+    """What ``texts`` asks of the parts (report/verdict_json.py's ``_JsonParts``): the dicts it looks
+    them up in (read once per batch), and the makers of those it has not met, each of which also
+    records its answer in the dict looked in next."""
 
+    @property
+    def js(self) -> dict[Any, str]:
+        """Any text -> its JSON (its __missing__ encodes)."""
+    @property
+    def hosts(self) -> dict[int, tuple[Any, str, str]]: ...
+    @property
+    def kinds(self) -> dict[Any, str]: ...
+    @property
+    def outcomes(self) -> dict[Any, str]: ...
+    @property
+    def why(self) -> dict[Any, str]: ...
+    @property
+    def tallies(self) -> dict[tuple[int, int], tuple[Any, str]]: ...
+    @property
+    def tunnels(self) -> dict[frozenset[str], str]: ...
+    @property
+    def apps(self) -> dict[Any, str]:
+        """A flow's protocol counts as items -> its app_protocol's and apps' JSON up to "unverified":."""
+    @property
+    def evidence_head(self) -> dict[Any, str]:
+        """(protocol, direction) -> the JSON of an evidence member up to its frame's input."""
+    @property
+    def heads(self) -> dict[str, str]: ...
+    @property
+    def details(self) -> dict[str, str]: ...
+    @property
+    def seconds(self) -> dict[int, str]:
+        """A whole second -> iso's text of it (what is kept of them; ``second`` adds)."""
+    @property
+    def no_apps(self) -> str:
+        """The app members of a flow without application evidence."""
+
+    # Given what ``texts`` was given: the verdicts (Any here, the parts' own type there) and flows.
     def host(self, h: Any) -> tuple[Any, str, str]: ...
-    def kind(self, v: Verdict) -> str: ...
+    def kind(self, v: Any) -> str: ...
     def outcome(self, f: Flow, key: Any) -> str: ...
-    def reason(self, v: Verdict, key: Any) -> str: ...
+    def reason(self, v: Any, key: Any) -> str: ...
     def tally(self, f: Flow) -> str: ...
     def tunnel(self, tunnels: frozenset[str]) -> str: ...
     def second(self, sec: int) -> str: ...
     def ts(self, t: float) -> str: ...
 
 
-class Parts:
-    """The dicts ``texts`` looks parts up in (each filled by ``Misses``, or by its own __missing__)."""
-
-    def __init__(self, js: dict[Any, str], hosts: dict[int, tuple[Any, str, str]], kinds: dict[Any, str],
-                 outcomes: dict[Any, str], whys: dict[Any, str], tallies: dict[tuple[int, int], tuple[Any, str]],
-                 tunnels: dict[frozenset[str], str], apps: dict[Any, str], ev_head: dict[Any, str],
-                 heads: dict[str, str], details: dict[str, str], seconds: dict[int, str], no_apps: str) -> None:
-        self.js: Final = js
-        """Any text -> its JSON (its __missing__ encodes)."""
-        self.hosts: Final = hosts
-        self.kinds: Final = kinds
-        self.outcomes: Final = outcomes
-        self.whys: Final = whys
-        self.tallies: Final = tallies
-        self.tunnels: Final = tunnels
-        self.apps: Final = apps
-        """A flow's protocol counts as items -> its app_protocol's and apps' JSON up to "unverified":."""
-        self.ev_head: Final = ev_head
-        """(protocol, direction) -> the JSON of an evidence member up to its frame's input."""
-        self.heads: Final = heads
-        self.details: Final = details
-        self.seconds: Final = seconds
-        """A whole second -> iso's text of it (what is kept of them; ``Misses.second`` adds)."""
-        self.no_apps: Final = no_apps
-        """The app members of a flow without application evidence."""
-
-
-def _ts(t: float, seconds: dict[int, str], misses: Misses) -> str:
+def _ts(t: float, seconds: dict[int, str], parts: Parts) -> str:
     if 0.0 <= t < TS_FAST:
         us = round(t * 1_000_000)
         sec = us // 1_000_000
         text = seconds.get(sec)
         if text is None:
-            text = misses.second(sec)
+            text = parts.second(sec)
         digits = str(us - sec * 1_000_000 + 1_000_000)  # "1" and the microseconds' six digits
         return f'"{text}.{digits[1:]}Z"'
-    return misses.ts(t)
+    return parts.ts(t)
 
 
-def _evidence(evidence: dict[str, Any] | None, parts: Parts) -> str:
+def _evidence(evidence: dict[str, Any] | None, ev_head: dict[Any, str], heads: dict[str, str],
+              details: dict[str, str]) -> str:
     """A flow's app_evidence member's JSON, its comma before it and the flow's closing brace after it."""
     if not evidence:
         return NO_APP_EVIDENCE
-    ev_head, heads, details = parts.ev_head, parts.heads, parts.details
     if len(evidence) == 1:
         for name, e in evidence.items():
             frame = e.frame
@@ -120,10 +127,11 @@ def _evidence(evidence: dict[str, Any] | None, parts: Parts) -> str:
     return ',"app_evidence":{' + ",".join(members) + "}}"
 
 
-def texts(verdicts: Sequence[Verdict], parts: Parts, misses: Misses) -> list[str]:
+def texts(verdicts: Sequence[Verdict], parts: Parts) -> list[str]:
     """Each verdict's flow as JSON text, in order."""
-    js, hosts, kinds, outcomes, whys = parts.js, parts.hosts, parts.kinds, parts.outcomes, parts.whys
+    js, hosts, kinds, outcomes, whys = parts.js, parts.hosts, parts.kinds, parts.outcomes, parts.why
     tallies, tunnel_texts, apps_texts, seconds = parts.tallies, parts.tunnels, parts.apps, parts.seconds
+    ev_head, heads, details, no_apps = parts.evidence_head, parts.heads, parts.details, parts.no_apps
     out: list[str] = []
     for v in verdicts:
         # The build's Flow where this module is compiled (its fields then read in C).
@@ -132,31 +140,31 @@ def texts(verdicts: Sequence[Verdict], parts: Parts, misses: Misses) -> list[str
         h = v.initiator
         a = hosts.get(id(h))
         if a is None:
-            a = misses.host(h)
+            a = parts.host(h)
         h = v.responder
         b = hosts.get(id(h))
         if b is None:
-            b = misses.host(h)
+            b = parts.host(h)
         kind = kinds.get((v.classification, v.failing))
         if kind is None:
-            kind = misses.kind(v)
+            kind = parts.kind(v)
         refusals = f.refusals
         okey = (f.outcome, tuple(refusals.items()) if refusals else None)
         outcome = outcomes.get(okey)
         if outcome is None:
-            outcome = misses.outcome(f, okey)
+            outcome = parts.outcome(f, okey)
         wkey = (v.rule_ids, v.reverse_rule_ids, v.layers, v.reason, v.reason_text)
         why = whys.get(wkey)
         if why is None:
-            why = misses.reason(v, wkey)
+            why = parts.reason(v, wkey)
         states = f.conn_states
         tally = tallies.get((id(f.direction_evidence), id(states)))
-        tally_text = tally[1] if tally is not None else misses.tally(f)
+        tally_text = tally[1] if tally is not None else parts.tally(f)
         tunnels = f.tunnels
         if tunnels:
             tunnel_text = tunnel_texts.get(tunnels)
             if tunnel_text is None:
-                tunnel_text = misses.tunnel(tunnels)
+                tunnel_text = parts.tunnel(tunnels)
         else:
             tunnel_text = "[]"
         connections = f.connections
@@ -166,12 +174,12 @@ def texts(verdicts: Sequence[Verdict], parts: Parts, misses: Misses) -> list[str
             apps_text = apps_texts[tuple(apps.items())]
             unverified = connections - sum(apps.values())
         else:
-            apps_text = apps_texts[()] if evidence else parts.no_apps
+            apps_text = apps_texts[()] if evidence else no_apps
             unverified = connections
         orig_pkts, resp_pkts, orig_bytes, resp_bytes = f.orig_pkts, f.resp_pkts, f.orig_bytes, f.resp_bytes
         first = f.first_frame
         packets, size = orig_pkts + resp_pkts, orig_bytes + resp_bytes
-        first_seen, last_seen = _ts(f.first_seen, seconds, misses), _ts(f.last_seen, seconds, misses)
+        first_seen, last_seen = _ts(f.first_seen, seconds, parts), _ts(f.last_seen, seconds, parts)
         summarised = "true" if f.summarised else "false"
         # FlowJson's members in its order (an f-string: its parts joined in one step, where a format
         # string would be parsed again for every flow).
@@ -183,5 +191,5 @@ def texts(verdicts: Sequence[Verdict], parts: Parts, misses: Misses) -> list[str
             f'"orig_packets":{orig_pkts},"resp_packets":{resp_pkts},"orig_bytes":{orig_bytes},'
             f'"resp_bytes":{resp_bytes},"first_seen":{first_seen},"last_seen":{last_seen},'
             f'"first_frame":{{"input":{first[0]},"frame":{first[1]}}},{tally_text}"tunnels":{tunnel_text},'
-            f'"summarised":{summarised},{apps_text}{unverified}{_evidence(evidence, parts)}')
+            f'"summarised":{summarised},{apps_text}{unverified}{_evidence(evidence, ev_head, heads, details)}')
     return out

@@ -5,8 +5,7 @@ repeat here, the pass over the flows in report/jsonscan.py."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from auditor.apps import UNKNOWN
 from auditor.capture import native
@@ -29,8 +28,10 @@ from auditor.report.jsondata import FlowJson, _Memo, _ts_json
 if TYPE_CHECKING:
     from auditor.classify import FlowVerdict, HostView
 
+
 class _JsonParts:
-    """FlowRows.json_texts's parts, each looked up by what it is made of (for one FlowJson)."""
+    """FlowRows.json_texts's parts, each looked up by what it is made of (for one FlowJson): what
+    jsonscan.texts reads (its Parts)."""
 
     def __init__(self, shared: _Shared, text: FlowJson) -> None:
         self.shared, self.text = shared, text
@@ -51,13 +52,9 @@ class _JsonParts:
         """(protocol, direction) -> the JSON of an evidence member up to its frame's input."""
         self.heads = _Memo(lambda key: js[bounded(key, HEAD_CHARS)])  # by HEAD_KEY characters
         self.details = _Memo(lambda raw: js[bounded(raw, 80)])
+        self.js, self.seconds = js, _SECOND_TEXT
+        self.no_apps = f'"app_protocol":{js[UNKNOWN]},"apps":{{}},"unverified":'
         self.scan = native.KERNEL.of("auditor.report.jsonscan")  # of the build that runs
-        self.parts: dict[ModuleType, Any] = {
-            scan: scan.Parts(js, self.hosts, self.kinds, self.outcomes, self.why, self.tallies, self.tunnels,
-                             self.apps, self.evidence_head, self.heads, self.details, _SECOND_TEXT,
-                             f'"app_protocol":{js[UNKNOWN]},"apps":{{}},"unverified":')
-            for scan in {self.scan, jsonscan}}
-        """jsonscan's module (the build's, the Python one) -> its Parts of these dicts."""
 
     def host(self, h: HostView) -> tuple[HostView, str, str]:
         hit = self.hosts.get(id(h))
@@ -111,6 +108,7 @@ class _JsonParts:
     def texts(self, verdicts: Sequence[FlowVerdict]) -> list[str]:
         """Each verdict's flow as JSON text (jsonscan.texts: of the build that runs for the build's
         flows, else as Python)."""
+        parts: jsonscan.Parts = self  # what the type checker holds this class to
         scan = self.scan if verdicts and type(verdicts[0].flow) is self.scan.Flow else jsonscan
-        texts: list[str] = scan.texts(verdicts, self.parts[scan], self)
+        texts: list[str] = scan.texts(verdicts, parts)
         return texts
