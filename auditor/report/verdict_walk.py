@@ -16,6 +16,7 @@ from auditor.report.view import _BATCH, _WIDTH
 
 if TYPE_CHECKING:
     from auditor.classify import FlowVerdict, HostView
+    from auditor.report import flowscan
     from auditor.report.view import _FlowPass
 
 _V = TypeVar("_V")
@@ -149,8 +150,9 @@ class _VerdictWalk:
             if kind == "unmapped":
                 walk.talk(f.key.initiator, x[3], f.bytes, f.packets)
                 walk.talk(f.key.responder, y[3], f.bytes, f.packets)
+        misses: flowscan.Misses = self  # what the type checker holds this class to
         got = self.flowscan.scan(batch, REASON_MISMATCH, self.svc, self.outcome_conns, self.dir, self.inputs,
-                                 self.heads, self.detail_ix, self, walk.own)
+                                 self.heads, self.detail_ix, misses, walk.own)
         svc = got.svc
         self.evidence.append(got.evidence)
         get_w = self.why.get
