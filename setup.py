@@ -43,6 +43,7 @@ COMPILED = {
     "auditor.dnswire": "auditor._dnswire_native",  # the DNS answer reader (name evidence)
     "auditor.nametable": "auditor._nametable_native",  # name evidence, per record with a payload
     "auditor.flow": "auditor._flow_native",  # a flow's accounting of each closed connection
+    "auditor.record": "auditor._record_native",  # the packet record the kernel makes and the core reads
     "auditor.report.flowscan": "auditor.report._flowscan_native",  # the page's pass over the flows
     "auditor.report.jsonscan": "auditor.report._jsonscan_native",  # the JSON export's pass over the flows
     # Application identification (a connection's first bytes, when it closes) and its signatures.

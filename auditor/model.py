@@ -10,7 +10,10 @@ from __future__ import annotations
 import enum
 import socket
 from dataclasses import dataclass, field
-from typing import Any, Final, NamedTuple, TypeVar, dataclass_transform
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar, dataclass_transform
+
+if TYPE_CHECKING:
+    from auditor.record import PacketRecord as PacketRecord  # at run time: __getattr__ below
 
 UNKNOWN: Final = "unknown"
 """The application protocol of a connection or flow whose payload was absent or not recognised (apps.py)."""
@@ -139,69 +142,6 @@ class TunnelInfo:
     """VXLAN/Geneve VNI, GRE key or ERSPAN session id (0 if none)."""
 
 
-@dataclass(slots=True)
-class PacketRecord:
-    """One decoded IP packet: the unit the conversation core consumes.
-
-    Built by capture/ (or by tests, in memory). Addresses are packed bytes so that the hot path
-    never formats text; the core converts them once per connection.
-    """
-
-    input_index: int
-    """Which input of the run (0-based, in the order given)."""
-    frame: int
-    """1-based frame number inside that input, as tshark and Wireshark number them."""
-    ts: float
-    """Capture timestamp, seconds since the epoch."""
-    src: bytes
-    """Packed source address (4 bytes IPv4, 16 bytes IPv6)."""
-    dst: bytes
-    """Packed destination address."""
-    proto: int
-    """IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6, anything else is counted by the core)."""
-    ip_len: int
-    """Bytes of the IP packet as on the wire (IPv4 total length; IPv6 40 + payload length)."""
-    sport: int = 0
-    """TCP/UDP source port (0 for ICMP and others)."""
-    dport: int = 0
-    """TCP/UDP destination port."""
-    tcp_flags: int = 0
-    """TCP flag byte (FIN 0x01 SYN 0x02 RST 0x04 PSH 0x08 ACK 0x10)."""
-    seq: int = 0
-    """TCP sequence number."""
-    ack: int = 0
-    """TCP acknowledgement number."""
-    payload_len: int = 0
-    """Transport payload length in bytes (as on the wire, not as captured)."""
-    payload: bytes = b""
-    """The first captured bytes of the transport payload, at most PAYLOAD_SNAP."""
-    icmp_type: int = -1
-    """ICMP/ICMPv6 type, -1 when not ICMP."""
-    icmp_code: int = -1
-    """ICMP/ICMPv6 code, -1 when not ICMP."""
-    icmp_id: int = 0
-    """ICMP echo identifier (echo request/reply only)."""
-    quoted: QuotedPacket | None = None
-    """For ICMP errors (unreachable, time exceeded...): the packet quoted in the error."""
-    checksum_bad: bool = False
-    """A transport checksum was verified and found wrong (counted, never dropped: offload)."""
-    tunnel: TunnelInfo | None = None
-    """The encapsulation this packet was found inside, if any."""
-    fragment: bool = False
-    """The packet is an IP fragment (ports come from the first fragment where it was seen)."""
-    ttl: int = -1
-    """The audited IP header's TTL (IPv6: hop limit) as captured, -1 when unknown. Only records carry
-    it (the fast lane's packets never need it): the core compares a RST's with its sender's SYN-ACKs
-    and FINs to tell a middlebox's injected RST from the responder's own."""
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Pickled as the constructor's arguments (a chunk's logs travel from a worker process).
-        return PacketRecord, (self.input_index, self.frame, self.ts, self.src, self.dst, self.proto, self.ip_len,
-                              self.sport, self.dport, self.tcp_flags, self.seq, self.ack, self.payload_len,
-                              self.payload, self.icmp_type, self.icmp_code, self.icmp_id, self.quoted,
-                              self.checksum_bad, self.tunnel, self.fragment, self.ttl)
-
-
 class Outcome(enum.StrEnum):
     """How a flow's connections fared (SPEC §3)."""
 
@@ -318,3 +258,23 @@ class SharedCounts(dict[str, int]):
     a copy of its own before they change it."""
 
     __slots__ = ()
+
+
+def __getattr__(name: str) -> Any:
+    # PacketRecord lives in auditor/record.py, compiled with the conversation core: this name gives
+    # the class of the build that runs (its compiled build, or the Python module), looked up when it
+    # is used (not at import: choosing the build imports the compiled modules, which import this one).
+    if name == "PacketRecord":
+        from auditor.capture import native
+
+        return native.KERNEL.of("auditor.record").PacketRecord
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def make_record(*args: Any, **kwargs: Any) -> PacketRecord:
+    """A record of the build that runs now (PacketRecord's arguments), for the decoders outside the
+    kernel and for tests: the compiled core takes records of its own build only."""
+    from auditor.capture import native
+
+    record: PacketRecord = native.KERNEL.of("auditor.record").PacketRecord(*args, **kwargs)
+    return record

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import re
 import socket
-from typing import Final
+from typing import Any, Final
 
 from auditor.dnswire import CNAME, MalformedDNS, read_answers
-from auditor.model import IPPROTO_TCP, IPPROTO_UDP, NameObservation, PacketRecord, addr_str
+from auditor.model import IPPROTO_TCP, IPPROTO_UDP, NameObservation, addr_str
+from auditor.record import PacketRecord, as_record
 
 _HTTP_METHODS: Final = (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"OPTIONS ", b"PATCH ")
 _HTTP_FIRST: Final = frozenset(m[0] for m in _HTTP_METHODS)
@@ -63,9 +64,10 @@ class NameTable:
             "dns_responses": 0, "sni": 0, "http_host": 0,
         }
 
-    def observe(self, rec: PacketRecord) -> None:
+    def observe(self, record: Any) -> None:
         """One record. Cheap rejects first: most packets are neither DNS responses nor first request
         bytes."""
+        rec = record if type(record) is PacketRecord else as_record(record)
         payload = rec.payload
         if not payload:
             return

@@ -23,6 +23,7 @@ from auditor.model import (
     PacketRecord,
     QuotedPacket,
     TunnelInfo,
+    make_record,
 )
 
 _FLAG_LETTERS = {"S": SYN, "A": ACK, "F": FIN, "R": RST, "P": PSH, "U": URG}
@@ -53,7 +54,7 @@ def tcp(src: str, dst: str, sport: int, dport: int, flags: str | int, ts: float,
         input_index: int = 0, ip_len: int | None = None, checksum_bad: bool = False,
         tunnel: TunnelInfo | None = None, ttl: int = -1) -> PacketRecord:
     plen = len(payload) if payload_len is None else payload_len
-    return PacketRecord(
+    return make_record(
         input_index=input_index, frame=frame, ts=ts, src=pack(src), dst=pack(dst), proto=IPPROTO_TCP,
         ip_len=ip_len if ip_len is not None else _ip_header(src) + 20 + plen, sport=sport, dport=dport,
         tcp_flags=flags_of(flags), seq=seq, ack=ack, payload_len=plen, payload=payload[:2048],
@@ -64,7 +65,7 @@ def udp(src: str, dst: str, sport: int, dport: int, ts: float, frame: int = 1, p
         payload_len: int | None = None, input_index: int = 0, ip_len: int | None = None,
         checksum_bad: bool = False, tunnel: TunnelInfo | None = None) -> PacketRecord:
     plen = len(payload) if payload_len is None else payload_len
-    return PacketRecord(
+    return make_record(
         input_index=input_index, frame=frame, ts=ts, src=pack(src), dst=pack(dst), proto=IPPROTO_UDP,
         ip_len=ip_len if ip_len is not None else _ip_header(src) + 8 + plen, sport=sport, dport=dport,
         payload_len=plen, payload=payload[:2048], checksum_bad=checksum_bad, tunnel=tunnel)
@@ -74,7 +75,7 @@ def icmp_echo(src: str, dst: str, ts: float, frame: int = 1, *, reply: bool = Fa
               input_index: int = 0) -> PacketRecord:
     v6 = ":" in src
     itype = (129 if reply else 128) if v6 else (0 if reply else 8)
-    return PacketRecord(
+    return make_record(
         input_index=input_index, frame=frame, ts=ts, src=pack(src), dst=pack(dst),
         proto=IPPROTO_ICMPV6 if v6 else IPPROTO_ICMP, ip_len=_ip_header(src) + 8 + 56,
         icmp_type=itype, icmp_code=0, icmp_id=ident, payload_len=56)
@@ -83,7 +84,7 @@ def icmp_echo(src: str, dst: str, ts: float, frame: int = 1, *, reply: bool = Fa
 def icmp(src: str, dst: str, itype: int, ts: float, frame: int = 1, *, code: int = 0,
          input_index: int = 0, quoted: QuotedPacket | None = None) -> PacketRecord:
     v6 = ":" in src
-    return PacketRecord(
+    return make_record(
         input_index=input_index, frame=frame, ts=ts, src=pack(src), dst=pack(dst),
         proto=IPPROTO_ICMPV6 if v6 else IPPROTO_ICMP, ip_len=_ip_header(src) + 8 + 28,
         icmp_type=itype, icmp_code=code, quoted=quoted)
@@ -100,7 +101,7 @@ def icmp_unreach(src: str, dst: str, ts: float, frame: int = 1, *, quoting: Pack
 
 
 def other(src: str, dst: str, proto: int, ts: float, frame: int = 1) -> PacketRecord:
-    return PacketRecord(input_index=0, frame=frame, ts=ts, src=pack(src), dst=pack(dst), proto=proto,
+    return make_record(input_index=0, frame=frame, ts=ts, src=pack(src), dst=pack(dst), proto=proto,
                         ip_len=_ip_header(src) + 40)
 
 

@@ -149,7 +149,7 @@ def _chunked(chunks: Sequence[Chunk]) -> tuple[list[PacketRecord], InputInfo, Re
     recs: list[PacketRecord] = []
     stats = ReadStats()
     for (rs, _, part_stats), off in zip(parts, offsets, strict=False):
-        recs += [dataclasses.replace(r, frame=r.frame + off) for r in rs]
+        recs += [r.replace(frame=r.frame + off) for r in rs]
         part_stats.renumber(0, off)
         stats.merge(part_stats)
     return recs, info, stats, [p[1] for p in parts]

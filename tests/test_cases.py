@@ -32,7 +32,7 @@ import yaml
 
 from auditor.audit import analyse
 from auditor.catalog import Catalog, load_catalog
-from auditor.model import ACK, FIN, RST, SYN, PacketRecord, QuotedPacket
+from auditor.model import ACK, FIN, RST, SYN, PacketRecord, QuotedPacket, make_record
 from auditor.roles import parse_roles
 
 CASES_DIR = Path(__file__).parent / "cases"
@@ -58,7 +58,7 @@ def build_records(traffic: list[dict[str, Any]]) -> list[PacketRecord]:
             frame += 1
             ts += 0.01
             l4 = 20 if ipproto == 6 else 8
-            recs.append(PacketRecord(0, frame, ts, src, dst, ipproto, hdr + l4 + plen, sp, dp, flags,
+            recs.append(make_record(0, frame, ts, src, dst, ipproto, hdr + l4 + plen, sp, dp, flags,
                                      payload_len=plen, payload=payload, **kw))
 
         if proto == "tcp":

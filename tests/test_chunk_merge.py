@@ -230,7 +230,7 @@ class Broken:
                 for k in range(len(edges) - 1)]
         read = [list(cs) for cs in sets]
         _, offsets = ranges.join([cs.inputs[0] for cs in sets])
-        return [[dataclasses.replace(r, frame=r.frame + by) for r in recs]
+        return [[r.replace(frame=r.frame + by) for r in recs]
                 for recs, by in zip(read, offsets, strict=False)]
 
 
@@ -320,7 +320,7 @@ def test_a_chain_logs_plain_records_as_bytes_that_give_them_back() -> None:
     packed = [item for item in chain.log if isinstance(item, bytes)]
     assert len(packed) == len(rest) - 1  # all but the ICMP error, which quotes a packet
     for item, rec in zip(packed, rest, strict=False):
-        assert state.unpacked(item) == dataclasses.replace(rec, payload=rec.payload[:APP_SNAP])
+        assert state.unpacked(item) == rec.replace(payload=rec.payload[:APP_SNAP])
     assert len(packed[-2]) < 200  # the 900-byte payload was cut
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from auditor import apps, dnswire, flow, nametable
+from auditor import apps, dnswire, flow, nametable, record
 from auditor.app_signatures import citrix, common, dispatch, infrastructure, web, windows
 from auditor.audit import collect
 from auditor.capture import kernel, native, open_captures
@@ -35,8 +35,8 @@ from tests.capture_factory import eth_ipv4_tcp
 
 REPO = Path(__file__).resolve().parent.parent
 PURE = {"auditor.capture.kernel": kernel, "auditor.dnswire": dnswire, "auditor.nametable": nametable,
-        **{m.__name__: m for m in (flow, flowscan, jsonscan, state, conversation_tcp, related, results, lane, chunks,
-                                   builder, apps, common, citrix, web, windows, infrastructure, dispatch)}}
+        **{m.__name__: m for m in (flow, record, flowscan, jsonscan, state, conversation_tcp, related, results, lane,
+                                   chunks, builder, apps, common, citrix, web, windows, infrastructure, dispatch)}}
 SOURCES = {name: native.source_path(name).read_bytes() for name in native.COMPILED}
 
 

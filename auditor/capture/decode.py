@@ -22,7 +22,7 @@ from auditor.capture.kernel import VERIFY_ALL_BYTES as VERIFY_ALL_BYTES
 from auditor.capture.kernel import VERIFY_EVERY as VERIFY_EVERY
 from auditor.capture.link import linktype_name as linktype_name
 from auditor.capture.tunnels import Tunnels
-from auditor.model import PAYLOAD_SNAP, PacketRecord, QuotedPacket, TunnelInfo
+from auditor.model import PAYLOAD_SNAP, PacketRecord, QuotedPacket, TunnelInfo, make_record
 
 if TYPE_CHECKING:
     from auditor.conversations.lane import FastLane
@@ -303,7 +303,7 @@ class Decoder(Tunnels):
                 # The rest of a tunnel packet whose inner packet was audited from its first fragment.
                 self.unsup("tunnel-fragment", frame)
                 return None
-            return PacketRecord(ii, frame, ts, src, dst, proto, ip_len, ports[0], ports[1],
+            return make_record(ii, frame, ts, src, dst, proto, ip_len, ports[0], ports[1],
                                 payload_len=max(l4len, 0), tunnel=tunnel, fragment=True)
         frag = fkey is not None
         avail = ipend - q
@@ -323,7 +323,7 @@ class Decoder(Tunnels):
                    and checksum_bad(buf, q, q + l4len, src + dst, 6))
             if fkey is not None:
                 self._remember(fkey, sport, dport, ts)
-            return PacketRecord(ii, frame, ts, src, dst, 6, ip_len, sport, dport, flags, seq, ack, plen,
+            return make_record(ii, frame, ts, src, dst, 6, ip_len, sport, dport, flags, seq, ack, plen,
                                 payload, checksum_bad=bad, tunnel=tunnel, fragment=frag)
         if proto == 17:
             if avail < 8:
@@ -348,7 +348,7 @@ class Decoder(Tunnels):
             payload = buf[a:min(a + plen, a + PAYLOAD_SNAP, ipend)] if plen else b""
             bad = bool(ucs and self.verify and complete and not frag and 8 <= ulen <= l4len
                        and checksum_bad(buf, q, q + ulen, src + dst, 17))
-            return PacketRecord(ii, frame, ts, src, dst, 17, ip_len, sport, dport, 0, 0, 0, plen, payload,
+            return make_record(ii, frame, ts, src, dst, 17, ip_len, sport, dport, 0, 0, 0, plen, payload,
                                 checksum_bad=bad, tunnel=tunnel, fragment=frag)
         if (proto == 1 and not v6) or (proto == 58 and v6):
             if frag and not first:
@@ -364,7 +364,7 @@ class Decoder(Tunnels):
                     icmp_id = _U16(buf, q + 4)[0]
             elif (t in _ICMP6_ERR) if v6 else (t in _ICMP4_ERR):
                 quoted = self._quote(buf, q + 8, ipend)
-            return PacketRecord(ii, frame, ts, src, dst, proto, ip_len, 0, 0, 0, 0, 0, max(l4len - 8, 0),
+            return make_record(ii, frame, ts, src, dst, proto, ip_len, 0, 0, 0, 0, 0, max(l4len - 8, 0),
                                 b"", t, c, icmp_id, quoted, tunnel=tunnel, fragment=frag)
         # Tunnels and IPsec wrappers. A first fragment holds the inner headers too, so the inner
         # packet is audited from it; its later fragments are then counted as "tunnel-fragment".
@@ -388,7 +388,7 @@ class Decoder(Tunnels):
         elif proto == 108 and not frag and avail >= 4:
             return self._ipcomp(buf, q, ipend, src, dst, ip_len, ts, frame, tunnel, depth, v6)
         else:
-            return PacketRecord(ii, frame, ts, src, dst, proto, ip_len, payload_len=max(l4len, 0),
+            return make_record(ii, frame, ts, src, dst, proto, ip_len, payload_len=max(l4len, 0),
                                 tunnel=tunnel, fragment=frag)
         if fkey is not None and rec is not None:
             self._remember(fkey, *_TUNNELED, ts)

@@ -22,7 +22,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from auditor.apps import APP_SNAP
-from auditor.model import PAYLOAD_SNAP, PacketRecord
+from auditor.model import PAYLOAD_SNAP
+from auditor.record import PacketRecord
 
 if TYPE_CHECKING:
     # Only its type: the kernel calls the lane's take through its class (in the compiled build a C

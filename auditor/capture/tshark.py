@@ -29,7 +29,7 @@ from auditor.capture.kernel import KEEP_FIRST
 from auditor.capture.pcapfile import PCAP_MAGICS, PCAPNG_MAGIC
 from auditor.capture.source import Source
 from auditor.errors import CaptureError
-from auditor.model import PAYLOAD_SNAP, PacketRecord, QuotedPacket, TunnelInfo
+from auditor.model import PAYLOAD_SNAP, PacketRecord, QuotedPacket, TunnelInfo, make_record
 
 FIELDS = (
     "frame.number", "frame.time_epoch", "frame.protocols",
@@ -299,7 +299,7 @@ def _record(cols: list[str], protos: list[str], ii: int, frame: int, ts: float, 
             stats.count_malformed("fragment-orphan", ii, frame)
             ports = (0, 0)
         size = (_ints(cols[_IX["data.len"]]) or [0])[-1] if v6p else ip_len - int(d["hdr_len"] or 20)
-        return PacketRecord(ii, frame, ts, src, dst, proto, ip_len, ports[0], ports[1],
+        return make_record(ii, frame, ts, src, dst, proto, ip_len, ports[0], ports[1],
                             payload_len=max(size, 0), fragment=True, tunnel=tunnel, ttl=ttl)
     if proto_name == "tcp":
         sport, dport = _ints(cols[_IX["tcp.srcport"]])[-1], _ints(cols[_IX["tcp.dstport"]])[-1]
@@ -316,7 +316,7 @@ def _record(cols: list[str], protos: list[str], ii: int, frame: int, ts: float, 
         bad = (_ints(cols[_IX["tcp.checksum.status"]]) or [2])[-1] == 0
         if fkey is not None:
             remember_fragment(frags, fkey, sport, dport, ts)
-        return PacketRecord(ii, frame, ts, src, dst, 6, ip_len, sport, dport,
+        return make_record(ii, frame, ts, src, dst, 6, ip_len, sport, dport,
                             (_ints(cols[_IX["tcp.flags"]]) or [0])[-1] & 0xFF,
                             (_ints(cols[_IX["tcp.seq_raw"]]) or [0])[-1],
                             (_ints(cols[_IX["tcp.ack_raw"]]) or [0])[-1],
@@ -328,7 +328,7 @@ def _record(cols: list[str], protos: list[str], ii: int, frame: int, ts: float, 
         bad = (_ints(cols[_IX["udp.checksum.status"]]) or [2])[-1] == 0
         if fkey is not None:
             remember_fragment(frags, fkey, sport, dport, ts)
-        return PacketRecord(ii, frame, ts, src, dst, 17, ip_len, sport, dport, payload_len=max(ulen - 8, 0),
+        return make_record(ii, frame, ts, src, dst, 17, ip_len, sport, dport, payload_len=max(ulen - 8, 0),
                             payload=_payload(cols[_IX["udp.payload"]], ulen - 8, True, False),
                             checksum_bad=bad, tunnel=tunnel, fragment=fragment, ttl=ttl)
     if proto_name in ("icmp", "icmpv6"):
@@ -348,7 +348,7 @@ def _record(cols: list[str], protos: list[str], ii: int, frame: int, ts: float, 
                 quoted = QuotedPacket(_ip_bytes(q["src"]), _ip_bytes(q["dst"]), qproto, qs, qd)
             ident = 0
         hdr = 40 if v6p else int(d.get("hdr_len") or 20)
-        return PacketRecord(ii, frame, ts, src, dst, proto, ip_len, payload_len=max(ip_len - hdr - 8, 0),
+        return make_record(ii, frame, ts, src, dst, proto, ip_len, payload_len=max(ip_len - hdr - 8, 0),
                             icmp_type=t, icmp_code=c, icmp_id=ident, quoted=quoted, tunnel=tunnel,
                             fragment=fragment, ttl=ttl)
-    return PacketRecord(ii, frame, ts, src, dst, proto, ip_len, tunnel=tunnel, fragment=fragment, ttl=ttl)
+    return make_record(ii, frame, ts, src, dst, proto, ip_len, tunnel=tunnel, fragment=fragment, ttl=ttl)

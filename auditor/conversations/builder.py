@@ -48,10 +48,10 @@ from auditor.model import (
     SYN,
     Connection,
     FlowKey,
-    PacketRecord,
     Refusal,
     addr_str,
 )
+from auditor.record import PacketRecord, as_record
 
 
 class ConversationBuilder:
@@ -156,9 +156,10 @@ class ConversationBuilder:
 
     # ---- feeding ------------------------------------------------------------------------------
 
-    def feed(self, rec: PacketRecord) -> None:
+    def feed(self, record: Any) -> None:
         """One record. Established TCP and known UDP packets take the fast lane (``FastLane.take``:
         one dict lookup and a few integer updates); everything else goes to the slow path."""
+        rec = record if type(record) is PacketRecord else as_record(record)
         proto = rec.proto
         lane = self._lane
         key = b""
@@ -179,8 +180,8 @@ class ConversationBuilder:
         """The fast lane for a capture reader (see FastLane)."""
         return FastLane(self)
 
-    def feed_many(self, recs: Iterable[PacketRecord]) -> None:
-        """Several records, in order: the same as feeding them one at a time."""
+    def feed_many(self, recs: Iterable[Any]) -> None:
+        """Several records (of either build: ``feed``), in order: the same as feeding them one at a time."""
         feed = self.feed
         for rec in recs:
             feed(rec)

@@ -27,8 +27,8 @@ from auditor.model import (
     IPPROTO_TCP,
     IPPROTO_UDP,
     SYN,
-    PacketRecord,
 )
+from auditor.record import PacketRecord
 
 if TYPE_CHECKING:
     from auditor.conversations.builder import ConversationBuilder
@@ -92,7 +92,7 @@ def heads(right: ConversationBuilder) -> list[Head]:
     out: list[Head] = []
     for chain in right.chains:
         first = chain.log[0]
-        assert isinstance(first, PacketRecord)  # a chain starts with the record that made it
+        assert not isinstance(first, (bytes, _Run))  # a chain starts with the record that made it
         aside = tuple(chain.aside) if chain.aside else ()
         if first.quoted is None and first.tunnel is None:
             out.append((packed(first, first.payload), aside))
@@ -351,7 +351,7 @@ def adopt(b: ConversationBuilder, chain: _Chain, right: ConversationBuilder) -> 
             del b._chains[ck]
     elif ck in b._seen or chain.first_ts - b._anchor > b._windows[chain.proto]:  # type: ignore[operator]
         first = chain.log[0]
-        if chain.proto == IPPROTO_UDP and b._join and isinstance(first, PacketRecord) and first.quoted is None:
+        if chain.proto == IPPROTO_UDP and b._join and not isinstance(first, (bytes, _Run)) and first.quoted is None:
             # Past this builder's head window, but a connection of a chunk before it may hold the
             # 5-tuple by a join and be kept live by this builder's chains: looked up by that merge.
             related.note_unjoined(b, first.src, first.sport, first.dst, first.dport, first.ts)

@@ -24,8 +24,8 @@ from auditor.model import (
     IPPROTO_ICMP,
     IPPROTO_TCP,
     IPPROTO_UDP,
-    PacketRecord,
 )
+from auditor.record import PacketRecord
 
 if TYPE_CHECKING:
     from auditor.conversations.builder import ConversationBuilder

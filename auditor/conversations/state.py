@@ -3,7 +3,6 @@ chunk (_Chain, _Run), history bits, endpoint states and the constants they use."
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import struct
 from typing import Any, Final
@@ -16,10 +15,10 @@ from auditor.model import (
     IPPROTO_TCP,
     PROTO_NAMES,
     SYN,
-    PacketRecord,
     TunnelInfo,
     addr_str,
 )
+from auditor.record import PacketRecord
 
 # Endpoint states, as Zeek's TCP_ENDPOINT_* (zeek/analyzer/protocol/tcp/TCP_Endpoint.h).
 # Constants are Final (as model.py's): the compiled core reads them as C constants or statics, not by
@@ -339,7 +338,7 @@ class _Chain:
         if self.log and rec.quoted is None and rec.tunnel is None:
             self.log.append(packed(rec, payload))
         else:
-            self.log.append(rec if payload is rec.payload else dataclasses.replace(rec, payload=payload))
+            self.log.append(rec if payload is rec.payload else rec.replace(payload=payload))
         if rec.ts > self.last_ts:
             self.last_ts = rec.ts
 

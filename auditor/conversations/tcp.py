@@ -36,8 +36,8 @@ from auditor.model import (
     FIN,
     RST,
     SYN,
-    PacketRecord,
 )
+from auditor.record import PacketRecord
 
 if TYPE_CHECKING:
     from auditor.conversations.builder import ConversationBuilder
