@@ -5,8 +5,9 @@ the kernel makes a record of every packet the fast lane does not take (about hal
 of short conversations) and the core reads some twenty fields of each; as a class compiled with them
 it is made and read in C, where a Python dataclass is made by its interpreted ``__init__`` and read
 through Python's attribute look-up. A plain class, not a ``@dataclass``: mypyc's dataclass constructor
-is slower than Python's (bench/README.md, round 25). Everyone takes the class of the build that runs
-(``auditor.model.PacketRecord`` is it), so records of one run are of one class. No I/O here.
+is slower than Python's (bench/README.md, round 25). Records are made of the class of the build that
+runs (``auditor.model.PacketRecord`` and ``make_record`` give it); the core's entries take a record of
+either build (``as_record``: tests run both builds in one process). No I/O here.
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ class PacketRecord:
     """One decoded IP packet. Addresses are packed bytes so that the hot path never formats text;
     the core converts them once per connection. Compares equal to a record of the same fields;
     unhashable (as the dataclass it was)."""
+
+    __slots__ = ("input_index", "frame", "ts", "src", "dst", "proto", "ip_len", "sport", "dport",  # noqa: RUF023
+                 "tcp_flags", "seq", "ack", "payload_len", "payload", "icmp_type", "icmp_code", "icmp_id", "quoted",
+                 "checksum_bad", "tunnel", "fragment", "ttl")
+    """``FIELDS``: as Python runs it, no dict per record."""
 
     def __init__(self, input_index: int, frame: int, ts: float, src: bytes, dst: bytes, proto: int,
                  ip_len: int, sport: int = 0, dport: int = 0, tcp_flags: int = 0, seq: int = 0, ack: int = 0,

@@ -269,7 +269,8 @@ def test_kernel_equals_general_decoder(seed: int, lt: int, each_kernel: ModuleTy
 def test_records_are_built_by_position() -> None:
     # The kernel builds records with positional arguments (no keyword parsing per packet): it must
     # learn of any new field.
-    assert tuple(inspect.signature(record.PacketRecord).parameters) == FIELDS == record.FIELDS
+    assert tuple(inspect.signature(record.PacketRecord).parameters) == FIELDS == record.FIELDS \
+        == record.PacketRecord.__slots__
 
 
 def _one(tmp_path: Path, frame: bytes) -> PacketRecord:

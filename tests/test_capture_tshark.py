@@ -5,7 +5,6 @@ first byte)."""
 from __future__ import annotations
 
 import csv
-import dataclasses
 import hashlib
 import os
 import shutil
@@ -17,6 +16,7 @@ import pytest
 from auditor.capture import open_captures
 from auditor.conversations import ConversationBuilder
 from auditor.errors import CaptureError
+from auditor.record import FIELDS
 from tests.capture_factory import (
     eth_ip,
     eth_ipv4_tcp,
@@ -49,7 +49,7 @@ INNER = eth_ipv4_tcp("192.168.1.10", "192.168.1.20", 51000, 2598, "S")
 def comparable(path: Path, engine: str) -> list[tuple[object, ...]]:
     out = []
     for r in open_captures([str(path)], engine=engine):
-        d = dataclasses.asdict(r)
+        d = {name: getattr(r, name) for name in FIELDS}
         d["ts"] = round(r.ts, 6)
         out.append(tuple(d.values()))
     return out
