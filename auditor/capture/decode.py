@@ -304,7 +304,7 @@ class Decoder(Tunnels):
                 self.unsup("tunnel-fragment", frame)
                 return None
             return make_record(ii, frame, ts, src, dst, proto, ip_len, ports[0], ports[1],
-                                payload_len=max(l4len, 0), tunnel=tunnel, fragment=True)
+                               payload_len=max(l4len, 0), tunnel=tunnel, fragment=True)
         frag = fkey is not None
         avail = ipend - q
         if proto == 6:
@@ -324,7 +324,7 @@ class Decoder(Tunnels):
             if fkey is not None:
                 self._remember(fkey, sport, dport, ts)
             return make_record(ii, frame, ts, src, dst, 6, ip_len, sport, dport, flags, seq, ack, plen,
-                                payload, checksum_bad=bad, tunnel=tunnel, fragment=frag)
+                               payload, checksum_bad=bad, tunnel=tunnel, fragment=frag)
         if proto == 17:
             if avail < 8:
                 self.bad("udp-short", frame)
@@ -349,7 +349,7 @@ class Decoder(Tunnels):
             bad = bool(ucs and self.verify and complete and not frag and 8 <= ulen <= l4len
                        and checksum_bad(buf, q, q + ulen, src + dst, 17))
             return make_record(ii, frame, ts, src, dst, 17, ip_len, sport, dport, 0, 0, 0, plen, payload,
-                                checksum_bad=bad, tunnel=tunnel, fragment=frag)
+                               checksum_bad=bad, tunnel=tunnel, fragment=frag)
         if (proto == 1 and not v6) or (proto == 58 and v6):
             if frag and not first:
                 return None  # unreachable: handled above
@@ -365,7 +365,7 @@ class Decoder(Tunnels):
             elif (t in _ICMP6_ERR) if v6 else (t in _ICMP4_ERR):
                 quoted = self._quote(buf, q + 8, ipend)
             return make_record(ii, frame, ts, src, dst, proto, ip_len, 0, 0, 0, 0, 0, max(l4len - 8, 0),
-                                b"", t, c, icmp_id, quoted, tunnel=tunnel, fragment=frag)
+                               b"", t, c, icmp_id, quoted, tunnel=tunnel, fragment=frag)
         # Tunnels and IPsec wrappers. A first fragment holds the inner headers too, so the inner
         # packet is audited from it; its later fragments are then counted as "tunnel-fragment".
         if proto == 47:
@@ -389,7 +389,7 @@ class Decoder(Tunnels):
             return self._ipcomp(buf, q, ipend, src, dst, ip_len, ts, frame, tunnel, depth, v6)
         else:
             return make_record(ii, frame, ts, src, dst, proto, ip_len, payload_len=max(l4len, 0),
-                                tunnel=tunnel, fragment=frag)
+                               tunnel=tunnel, fragment=frag)
         if fkey is not None and rec is not None:
             self._remember(fkey, *_TUNNELED, ts)
         return rec

@@ -300,7 +300,7 @@ def _record(cols: list[str], protos: list[str], ii: int, frame: int, ts: float, 
             ports = (0, 0)
         size = (_ints(cols[_IX["data.len"]]) or [0])[-1] if v6p else ip_len - int(d["hdr_len"] or 20)
         return make_record(ii, frame, ts, src, dst, proto, ip_len, ports[0], ports[1],
-                            payload_len=max(size, 0), fragment=True, tunnel=tunnel, ttl=ttl)
+                           payload_len=max(size, 0), fragment=True, tunnel=tunnel, ttl=ttl)
     if proto_name == "tcp":
         sport, dport = _ints(cols[_IX["tcp.srcport"]])[-1], _ints(cols[_IX["tcp.dstport"]])[-1]
         lens = _ints(cols[_IX["tcp.len"]])
@@ -317,11 +317,11 @@ def _record(cols: list[str], protos: list[str], ii: int, frame: int, ts: float, 
         if fkey is not None:
             remember_fragment(frags, fkey, sport, dport, ts)
         return make_record(ii, frame, ts, src, dst, 6, ip_len, sport, dport,
-                            (_ints(cols[_IX["tcp.flags"]]) or [0])[-1] & 0xFF,
-                            (_ints(cols[_IX["tcp.seq_raw"]]) or [0])[-1],
-                            (_ints(cols[_IX["tcp.ack_raw"]]) or [0])[-1],
-                            plen, _payload(cols[_IX["tcp.payload"]], plen, 53 in (sport, dport), True),
-                            checksum_bad=bad, tunnel=tunnel, fragment=fragment, ttl=ttl)
+                           (_ints(cols[_IX["tcp.flags"]]) or [0])[-1] & 0xFF,
+                           (_ints(cols[_IX["tcp.seq_raw"]]) or [0])[-1],
+                           (_ints(cols[_IX["tcp.ack_raw"]]) or [0])[-1],
+                           plen, _payload(cols[_IX["tcp.payload"]], plen, 53 in (sport, dport), True),
+                           checksum_bad=bad, tunnel=tunnel, fragment=fragment, ttl=ttl)
     if proto_name == "udp":
         sport, dport = _ints(cols[_IX["udp.srcport"]])[-1], _ints(cols[_IX["udp.dstport"]])[-1]
         ulen = (_ints(cols[_IX["udp.length"]]) or [8])[-1]
@@ -329,8 +329,8 @@ def _record(cols: list[str], protos: list[str], ii: int, frame: int, ts: float, 
         if fkey is not None:
             remember_fragment(frags, fkey, sport, dport, ts)
         return make_record(ii, frame, ts, src, dst, 17, ip_len, sport, dport, payload_len=max(ulen - 8, 0),
-                            payload=_payload(cols[_IX["udp.payload"]], ulen - 8, True, False),
-                            checksum_bad=bad, tunnel=tunnel, fragment=fragment, ttl=ttl)
+                           payload=_payload(cols[_IX["udp.payload"]], ulen - 8, True, False),
+                           checksum_bad=bad, tunnel=tunnel, fragment=fragment, ttl=ttl)
     if proto_name in ("icmp", "icmpv6"):
         pre = "icmpv6" if proto_name == "icmpv6" else "icmp"
         t = (_ints(cols[_IX[f"{pre}.type"]]) or [-1])[0]
@@ -349,6 +349,6 @@ def _record(cols: list[str], protos: list[str], ii: int, frame: int, ts: float, 
             ident = 0
         hdr = 40 if v6p else int(d.get("hdr_len") or 20)
         return make_record(ii, frame, ts, src, dst, proto, ip_len, payload_len=max(ip_len - hdr - 8, 0),
-                            icmp_type=t, icmp_code=c, icmp_id=ident, quoted=quoted, tunnel=tunnel,
-                            fragment=fragment, ttl=ttl)
+                           icmp_type=t, icmp_code=c, icmp_id=ident, quoted=quoted, tunnel=tunnel,
+                           fragment=fragment, ttl=ttl)
     return make_record(ii, frame, ts, src, dst, proto, ip_len, tunnel=tunnel, fragment=fragment, ttl=ttl)
