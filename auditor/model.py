@@ -265,16 +265,18 @@ def __getattr__(name: str) -> Any:
     # the class of the build that runs (its compiled build, or the Python module), looked up when it
     # is used (not at import: choosing the build imports the compiled modules, which import this one).
     if name == "PacketRecord":
-        from auditor.capture import native
-
-        return native.KERNEL.of("auditor.record").PacketRecord
+        return _record_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _record_class() -> Any:
+    from auditor.capture import native
+
+    return native.KERNEL.of("auditor.record").PacketRecord
 
 
 def make_record(*args: Any, **kwargs: Any) -> PacketRecord:
     """A record of the build that runs now (PacketRecord's arguments), for the decoders outside the
     kernel and for tests: the compiled core takes records of its own build only."""
-    from auditor.capture import native
-
-    record: PacketRecord = native.KERNEL.of("auditor.record").PacketRecord(*args, **kwargs)
+    record: PacketRecord = _record_class()(*args, **kwargs)
     return record
