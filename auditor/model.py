@@ -58,6 +58,9 @@ HEAD_KEY = HEAD_CHARS + 1
 ``bounded(head[:HEAD_KEY], HEAD_CHARS)`` is ``bounded(head, HEAD_CHARS)`` (cleaning a text never
 shortens it and cleans a prefix into a prefix), so flows whose first ten or so bytes are alike (the
 record and handshake headers of TLS ClientHellos) share one text where their whole heads differ."""
+REASON_CHARS = 400
+"""A reason's text is bounded to this many characters in the report and the export."""
+
 
 
 # IP protocol numbers the core understands.

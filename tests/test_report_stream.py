@@ -134,6 +134,14 @@ EDGE_VERDICTS = [
     _verdict(6, connections=5, orig_bytes=1024, apps={"tls": 2, "http": 2, "ica": 1},
              app_evidence={"tls": AppEvidence("tls", "resp", (0, 9), "16 \u2028<03>\x00", "TLS <1.2>\u202e"),
                            "ica": AppEvidence("ica", "orig", (1, 4), "7f 7f", "")}),
+    # Texts written as they are where they are printable ASCII (JSON escapes quotes and backslashes;
+    # first bytes are cut to HEAD_CHARS).
+    dataclasses.replace(_verdict(8, apps={"tls": 1, "http": 1}, app_evidence={
+        "tls": AppEvidence("tls", "orig", (0, 5), "16030100" * 9, "TLS"),
+        "http": AppEvidence("http", "orig", (0, 6), "GET \\x", "HTTP")}), reason_text='a "quoted" reason'),
+    dataclasses.replace(_verdict(9, apps={"http": 1}, app_evidence={
+        "http": AppEvidence("http", "orig", (0, 7), 'GET "/x" HTTP/1.1', "HTTP")}), reason_text="a \\ backslash"),
+    dataclasses.replace(_verdict(11), reason_text="x" * 400),
     # Reasons naming a host's address: report.js makes their cells of a template and the host cell.
     dataclasses.replace(_verdict(7), rule_ids=(), reason="peer-not-in-roles",
                         reason_text="responder 10.9.9.9 holds no role in roles.yaml (udp/450)"),

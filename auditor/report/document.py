@@ -19,7 +19,7 @@ from auditor.capture.decode import CHECKSUM_POLICY
 from auditor.classify import REASON_MISMATCH
 from auditor.criteria import criteria_record
 from auditor.flow import Flow
-from auditor.model import HEAD_CHARS, HEAD_KEY, Classification, RuleState
+from auditor.model import HEAD_CHARS, HEAD_KEY, REASON_CHARS, Classification, RuleState
 from auditor.refusal import RefusedBy, refused_by
 from auditor.report.jsondata import FlowJson, plain
 from auditor.report.model import (
@@ -148,7 +148,7 @@ class _Shared:
         if hit is None:
             if len(self.reason_text) > _MEMO_LIMIT:
                 self.reason_text.clear()
-            hit = self.reason_text[text] = bounded(text, 400)
+            hit = self.reason_text[text] = bounded(text, REASON_CHARS)
         return hit
 
     def conn_states(self, states: Mapping[str, int]) -> Mapping[str, int]:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any, Final, Protocol, cast
 
 from auditor.flow import Flow
-from auditor.model import HEAD_KEY
+from auditor.model import HEAD_CHARS, HEAD_KEY
 
 
 class Verdict(Protocol):
@@ -111,7 +111,11 @@ def scan(batch: Sequence[Verdict], mismatch: str, svc: dict[Any, tuple[int, list
             for n in names:
                 e = got[n]
                 frame = e.frame
-                ev += (frame[0], frame[1], heads[e.head[:HEAD_KEY]], details[e.detail])
+                hk = e.head[:HEAD_KEY]
+                head = heads.get(hk)
+                if head is None:  # a text shown as it is (the hex of most heads) needs no cleaning
+                    head = hk if len(hk) <= HEAD_CHARS and hk.isascii() and hk.isprintable() else heads[hk]
+                ev += (frame[0], frame[1], head, details[e.detail])
         # The outcome and connections cells, by one key: the counts and tallies they are made of
         # (Flow.outcome's inputs among them) and the refusals.
         refusals = f.refusals

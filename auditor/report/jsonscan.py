@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any, Final, Protocol, cast
 
 from auditor.flow import Flow
-from auditor.model import HEAD_KEY
+from auditor.model import HEAD_CHARS, HEAD_KEY, REASON_CHARS
 
 TS_FAST: Final = 2.5e11
 """Timestamps from 0 up to this (the year 9892) are written here; the others by the parts' ``ts``."""
@@ -91,6 +91,7 @@ class Parts(Protocol):
     def kind(self, v: Any) -> str: ...
     def outcome(self, f: Flow, key: Any) -> str: ...
     def reason(self, v: Any, key: Any) -> str: ...
+    def reason_text(self, text: str) -> str: ...
     def tally(self, f: Flow) -> str: ...
     def tunnel(self, tunnels: frozenset[str]) -> str: ...
     def second(self, sec: int) -> str: ...
@@ -109,6 +110,20 @@ def _ts(t: float, seconds: dict[int, str], parts: Parts) -> str:
     return parts.ts(t)
 
 
+def plain(text: str, limit: int) -> bool:
+    """Whether ``text`` is its own bounded, cleaned text and JSON string body: printable ASCII (shown as
+    it is), at most ``limit`` characters, without quotes or backslashes (escaped in JSON)."""
+    return len(text) <= limit and text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
+
+
+def _head(head: str, heads: dict[str, str]) -> str:
+    """The JSON of a first bytes' text (most are hex: written as they are, not looked up)."""
+    key = head[:HEAD_KEY]
+    if plain(key, HEAD_CHARS):
+        return f'"{key}"'
+    return heads[key]
+
+
 def _evidence(evidence: dict[str, Any] | None, ev_head: dict[Any, str], heads: dict[str, str],
               details: dict[str, str]) -> str:
     """A flow's app_evidence member's JSON, its comma before it and the flow's closing brace after it."""
@@ -118,12 +133,12 @@ def _evidence(evidence: dict[str, Any] | None, ev_head: dict[Any, str], heads: d
         for name, e in evidence.items():
             frame = e.frame
             return (f',"app_evidence":{{{ev_head[(name, e.direction)]}{frame[0]},"frame":{frame[1]}}},'
-                    f'"head":{heads[e.head[:HEAD_KEY]]},"detail":{details[e.detail]}}}}}}}')
+                    f'"head":{_head(e.head, heads)},"detail":{details[e.detail]}}}}}}}')
     members = []
     for name, e in sorted(evidence.items()):
         frame = e.frame
         members.append(f'{ev_head[(name, e.direction)]}{frame[0]},"frame":{frame[1]}}},'
-                       f'"head":{heads[e.head[:HEAD_KEY]]},"detail":{details[e.detail]}}}')
+                       f'"head":{_head(e.head, heads)},"detail":{details[e.detail]}}}')
     return ',"app_evidence":{' + ",".join(members) + "}}"
 
 
@@ -153,10 +168,18 @@ def texts(verdicts: Sequence[Verdict], parts: Parts) -> list[str]:
         outcome = outcomes.get(okey)
         if outcome is None:
             outcome = parts.outcome(f, okey)
-        wkey = (v.rule_ids, v.reverse_rule_ids, v.layers, v.reason, v.reason_text)
+        wkey = (v.rule_ids, v.reverse_rule_ids, v.layers, v.reason)
         why = whys.get(wkey)
         if why is None:
             why = parts.reason(v, wkey)
+        # The reason's text apart: many name a host ("initiator 10.1.2.3 holds no role ...").
+        text = v.reason_text
+        if not text:
+            why_text = "null"
+        elif plain(text, REASON_CHARS):
+            why_text = f'"{text}"'
+        else:
+            why_text = parts.reason_text(text)
         states = f.conn_states
         tally = tallies.get((id(f.direction_evidence), id(states)))
         tally_text = tally[1] if tally is not None else parts.tally(f)
@@ -186,7 +209,7 @@ def texts(verdicts: Sequence[Verdict], parts: Parts) -> list[str]:
         out.append(
             f'{{"initiator":{js[k[0]]},"responder":{js[k[1]]},"protocol":{js[k[2]]},"port":{k[3]},'
             f'"initiator_roles":{a[1]},"responder_roles":{b[1]},"initiator_names":{a[2]},"responder_names":{b[2]},'
-            f'{kind}{outcome}{why}"connections":{connections},"established":{f.established},'
+            f'{kind}{outcome}{why}{why_text},"connections":{connections},"established":{f.established},'
             f'"rejected":{f.rejected},"unanswered":{f.unanswered},"packets":{packets},"bytes":{size},'
             f'"orig_packets":{orig_pkts},"resp_packets":{resp_pkts},"orig_bytes":{orig_bytes},'
             f'"resp_bytes":{resp_bytes},"first_seen":{first_seen},"last_seen":{last_seen},'

@@ -21,7 +21,6 @@ from auditor.report.document import (
     bounded,
     flow_refusals,
     iso,
-    reason_text,
 )
 from auditor.report.jsondata import FlowJson, _Memo, _ts_json
 
@@ -39,7 +38,7 @@ class _JsonParts:
         """id(host view) -> (the view, kept so the id stays its own; its roles' JSON; its names')."""
         self.kinds: dict[tuple[str, bool], str] = {}
         self.outcomes: dict[tuple[str, tuple[tuple[Refusal, int], ...] | None], str] = {}
-        self.why: dict[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], str | None, str | None], str] = {}
+        self.why: dict[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], str | None], str] = {}
         self.tallies: dict[tuple[int, int], tuple[Flow, str]] = {}
         """(id(direction evidence), id(conn_states)) -> (a flow holding them, so the ids stay theirs; JSON)."""
         self.tunnels: dict[frozenset[str], str] = {}
@@ -76,14 +75,17 @@ class _JsonParts:
                                       f'"refused_by":{self.text.refused[refused] if refused else "[]"},')
         return found
 
-    def reason(self, v: FlowVerdict, key: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], str | None,
-                                                 str | None]) -> str:
+    def reason(self, v: FlowVerdict, key: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], str | None]) -> str:
+        """The rule and reason members, up to the reason's text (jsonscan writes it)."""
         js, lists = self.text.text, self.text.lists
         found = self.why[key] = (
             f'"rule_ids":{lists[tuple(v.rule_ids)]},"reverse_rule_ids":{lists[tuple(v.reverse_rule_ids)]},'
-            f'"layers":{lists[tuple(v.layers)]},"reason":{js[v.reason]},'
-            f'"reason_text":{js[reason_text(v, self.shared)]},')
+            f'"layers":{lists[tuple(v.layers)]},"reason":{js[v.reason]},"reason_text":')
         return found
+
+    def reason_text(self, text: str) -> str:
+        """The JSON of a reason's text (bounded and cleaned as the row's)."""
+        return self.text.text[self.shared.reason(text)]
 
     def tally(self, f: Flow) -> str:
         js, states = self.text.text, f.conn_states
