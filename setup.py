@@ -40,6 +40,7 @@ DATA = {"rules": HERE / "rules", "templates": HERE / "reports" / "templates"}
 COMPILED = {
     # The Python module -> the module it is compiled to (auditor/capture/native.py's COMPILED).
     "auditor.capture.kernel": "auditor.capture._kernel_native",  # framing and the per-packet path
+    "auditor.addrtext": "auditor._addrtext_native",  # packed addresses as text
     "auditor.dnswire": "auditor._dnswire_native",  # the DNS answer reader (name evidence)
     "auditor.nametable": "auditor._nametable_native",  # name evidence, per record with a payload
     "auditor.flow": "auditor._flow_native",  # a flow's accounting of each closed connection

@@ -13,7 +13,7 @@ them on purpose).
 
 from __future__ import annotations
 
-from auditor.model import addr_str
+from auditor.addrtext import addr_str
 
 A, CNAME, AAAA = 1, 5, 28
 """The record types read."""

@@ -8,9 +8,10 @@ No I/O here.
 from __future__ import annotations
 
 import enum
-import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar, dataclass_transform
+
+from auditor.addrtext import addr_str as addr_str  # the Python modules' way to it
 
 if TYPE_CHECKING:
     from auditor.record import PacketRecord as PacketRecord  # at run time: __getattr__ below
@@ -96,22 +97,6 @@ def frozen_rows(cls: type[_T]) -> type[_T]:
     building a row costs, and every renderer builds every row. Neither is ever hashed (they hold
     dicts and flows)."""
     return dataclass(slots=True)(cls)
-
-
-_ADDR_CACHE: dict[bytes, str] = {}
-_ADDR_CACHE_MAX = 1 << 16
-
-
-def addr_str(packed: bytes) -> str:
-    """Packed 4- or 16-byte address -> canonical text (IPv6 compressed). Cached: the same hosts
-    close thousands of connections."""
-    text = _ADDR_CACHE.get(packed)
-    if text is None:
-        text = socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
-        if len(_ADDR_CACHE) >= _ADDR_CACHE_MAX:
-            _ADDR_CACHE.clear()
-        _ADDR_CACHE[packed] = text
-    return text
 
 
 @dataclass(slots=True, frozen=True)

@@ -16,8 +16,9 @@ import re
 import socket
 from typing import Any, Final
 
+from auditor.addrtext import addr_str
 from auditor.dnswire import CNAME, MalformedDNS, read_answers
-from auditor.model import IPPROTO_TCP, IPPROTO_UDP, NameObservation, addr_str
+from auditor.model import IPPROTO_TCP, IPPROTO_UDP, NameObservation
 from auditor.record import PacketRecord, as_record
 
 _HTTP_METHODS: Final = (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"OPTIONS ", b"PATCH ")

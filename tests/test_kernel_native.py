@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from auditor import apps, dnswire, flow, nametable, record
+from auditor import addrtext, apps, dnswire, flow, nametable, record
 from auditor.app_signatures import citrix, common, dispatch, infrastructure, web, windows
 from auditor.audit import collect
 from auditor.capture import kernel, native, open_captures
@@ -35,8 +35,9 @@ from tests.capture_factory import eth_ipv4_tcp
 
 REPO = Path(__file__).resolve().parent.parent
 PURE = {"auditor.capture.kernel": kernel, "auditor.dnswire": dnswire, "auditor.nametable": nametable,
-        **{m.__name__: m for m in (flow, record, flowscan, jsonscan, state, conversation_tcp, related, results, lane,
-                                   chunks, builder, apps, common, citrix, web, windows, infrastructure, dispatch)}}
+        **{m.__name__: m for m in (addrtext, flow, record, flowscan, jsonscan, state, conversation_tcp, related,
+                                   results, lane, chunks, builder, apps, common, citrix, web, windows, infrastructure,
+                                   dispatch)}}
 SOURCES = {name: native.source_path(name).read_bytes() for name in native.COMPILED}
 
 
@@ -360,3 +361,22 @@ def test_the_compiled_modules_type_check_without_the_dependencies_stubs() -> Non
                 outside.add((name, m))
     assert "auditor.flow" in seen and "auditor.model" in seen
     assert not outside
+
+
+def test_addresses_read_alike_in_either_build() -> None:
+    import random
+    import socket
+
+    rng = random.Random(7)
+    v4 = [bytes(4), b"\xff" * 4, bytes([10, 0, 0, 1]), bytes([192, 168, 100, 255]),
+          *(rng.randbytes(4) for _ in range(2000))]
+    v6 = [bytes(16), bytes(15) + b"\x01", b"\xfe\x80" + bytes(13) + b"\x01",
+          bytes(10) + b"\xff\xff" + bytes([10, 1, 2, 3]),
+          *(rng.randbytes(16) for _ in range(500))]
+    for module in {native.KERNEL.of("auditor.addrtext"), addrtext}:
+        assert [module.addr_str(p) for p in v4] == [socket.inet_ntop(socket.AF_INET, p) for p in v4]
+        assert [module.addr_str(p) for p in v6] == [socket.inet_ntop(socket.AF_INET6, p) for p in v6]
+        assert module.addr_str(v4[5]) is module.addr_str(v4[5])  # cached
+        for bad in (b"", bytes(3), bytes(5), bytes(17)):
+            with pytest.raises(ValueError):
+                module.addr_str(bad)

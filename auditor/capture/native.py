@@ -35,6 +35,7 @@ from typing import Final
 COMPILED: Final = {
     # The Python module -> the module setup.py compiles it to (setup.py's COMPILED: the same pairs).
     "auditor.capture.kernel": "auditor.capture._kernel_native",
+    "auditor.addrtext": "auditor._addrtext_native",  # packed addresses as text
     "auditor.dnswire": "auditor._dnswire_native",
     "auditor.nametable": "auditor._nametable_native",  # name evidence, per record with a payload
     "auditor.flow": "auditor._flow_native",  # a flow's accounting of each closed connection

@@ -7,6 +7,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from auditor.addrtext import addr_str
 from auditor.apps import APP_SNAP, UNKNOWN, AppEvidence, identify_connection
 from auditor.conversations import chunks, related, tcp
 from auditor.conversations.lane import FastLane
@@ -49,7 +50,6 @@ from auditor.model import (
     Connection,
     FlowKey,
     Refusal,
-    addr_str,
 )
 from auditor.record import PacketRecord, as_record
 

@@ -7,6 +7,7 @@ import re
 import struct
 from typing import Any, Final
 
+from auditor.addrtext import addr_str
 from auditor.apps import APP_SNAP, AppEvidence
 from auditor.model import (
     ACK,
@@ -16,7 +17,6 @@ from auditor.model import (
     PROTO_NAMES,
     SYN,
     TunnelInfo,
-    addr_str,
 )
 from auditor.record import PacketRecord
 
