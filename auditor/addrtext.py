@@ -17,6 +17,13 @@ _CACHE: Final[dict[bytes, str]] = {}
 _OCTETS: Final = [str(i) for i in range(256)]
 
 
+def ipv4_at(buf: bytes, off: int) -> str:
+    """The IPv4 address at buf[off:off + 4] as text, not cached: a DNS answer's addresses are seldom
+    met again, and would push the hosts of the capture's conversations out of the cache."""
+    o = _OCTETS
+    return f"{o[buf[off]]}.{o[buf[off + 1]]}.{o[buf[off + 2]]}.{o[buf[off + 3]]}"
+
+
 def addr_str(packed: bytes) -> str:
     """Packed 4- or 16-byte address -> canonical text (IPv6 compressed). Cached: the same hosts close
     thousands of connections. Another length raises ValueError (socket.inet_ntop's)."""

@@ -13,7 +13,7 @@ them on purpose).
 
 from __future__ import annotations
 
-from auditor.addrtext import addr_str
+from auditor.addrtext import addr_str, ipv4_at
 
 A, CNAME, AAAA = 1, 5, 28
 """The record types read."""
@@ -137,7 +137,7 @@ def read_answers(msg: bytes) -> tuple[list[tuple[int, str, str]], bool]:
         if rtype in (A, AAAA):
             want = 4 if rtype == A else 16
             if rdlength == want and off + want <= size:
-                answers.append((rtype, owner, addr_str(msg[off:off + want])))
+                answers.append((rtype, owner, ipv4_at(msg, off) if want == 4 else addr_str(msg[off:off + want])))
             else:
                 short = True
         elif rtype == CNAME:

@@ -377,6 +377,7 @@ def test_addresses_read_alike_in_either_build() -> None:
         assert [module.addr_str(p) for p in v4] == [socket.inet_ntop(socket.AF_INET, p) for p in v4]
         assert [module.addr_str(p) for p in v6] == [socket.inet_ntop(socket.AF_INET6, p) for p in v6]
         assert module.addr_str(v4[5]) is module.addr_str(v4[5])  # cached
+        assert [module.ipv4_at(b"\x00" + p + b"\x00", 1) for p in v4] == [module.addr_str(p) for p in v4]
         for bad in (b"", bytes(3), bytes(5), bytes(17)):
             with pytest.raises(ValueError):
                 module.addr_str(bad)
