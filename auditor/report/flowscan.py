@@ -1,13 +1,13 @@
 """The HTML view's one pass over a batch of an audit's flows (``scan``).
 
-Everything the page's walk (report/verdict_walk.py) reads of a flow is read here in one loop, flow
-by flow: the keys its service and outcome / connections cells are found by, and the cells found;
-its direction and first frame's input cells; its service evidence; its byte count; and its own
-columns (packets, bytes, first and last seen, first frame), kept in arrays for the data block, so
-that writing the data block reads no flow again. A flow's fields (its key, tallies, numbers) sit
-wherever the capture left them in memory: reading them is most of the walk's cost, and one pass
-reads them once rather than once per column. The cells not met before are made by the ``Misses``
-given (the walk).
+Everything the page's walk (report/verdict_walk.py) reads of a verdict and its flow is read here in
+one loop, flow by flow: the keys its cells are found by (verdict, hosts, service, outcome /
+connections, rule / reason, direction, first frame's input), and the cells found; its service
+evidence; its byte count; and its own columns (packets, bytes, first and last seen, first frame),
+kept in arrays for the data block, so that writing the data block reads no flow again. A flow's
+fields (its key, tallies, numbers) sit wherever the capture left them in memory: reading them is
+most of the walk's cost, and one pass reads them once rather than once per column. The cells not met
+before are made by the ``Misses`` given (the walk).
 
 Compiled where a compiler exists (auditor/capture/native.py's COMPILED), with auditor/flow.py: the
 flows of the build that runs are then read as C structs. The walk takes the build's module
@@ -31,7 +31,21 @@ class Verdict(Protocol):
     @property
     def flow(self) -> Flow: ...
     @property
+    def initiator(self) -> Any: ...
+    @property
+    def responder(self) -> Any: ...
+    @property
+    def classification(self) -> str: ...
+    @property
+    def failing(self) -> bool: ...
+    @property
+    def rule_ids(self) -> tuple[str, ...]: ...
+    @property
+    def reverse_rule_ids(self) -> tuple[str, ...]: ...
+    @property
     def reason(self) -> str | None: ...
+    @property
+    def reason_text(self) -> str | None: ...
 
 
 class Misses(Protocol):
@@ -42,6 +56,10 @@ class Misses(Protocol):
     def service(self, v: Any, key: Any) -> tuple[int, list[str]]: ...
     def outcome(self, v: Any, key: Any) -> tuple[int, int]: ...
     def dir_input(self, v: Any) -> tuple[int, int]: ...
+    def host(self, h: Any) -> tuple[Any, int, int, tuple[str, ...]]:
+        """A host view's (the view, its cell, its roles' list id, its names), by its id."""
+    def why(self, v: Any, key: Any, init_cell: int, resp_cell: int) -> int:
+        """A verdict's rule / reason cell (or ``-1 -`` its template's index), by ``key``."""
 
 
 class Own:
@@ -61,10 +79,14 @@ class Scanned:
     """One batch's columns as ``scan`` found them."""
 
     def __init__(self) -> None:
-        self.svc: list[tuple[int, list[str]]] = []
-        self.oc: list[tuple[int, int]] = []
-        self.d: list[int] = []
-        self.s: list[int] = []
+        self.ix: list[int] = []
+        """Per flow, the _WIDTH indexes of its cells (report/view.py's _FlowPass.shared)."""
+        self.kinds: list[str] = []
+        """Per flow, its verdict as the page shows it ("failing" for a failing expected flow)."""
+        self.init_roles: list[int] = []
+        self.resp_roles: list[int] = []
+        self.unmapped: list[int] = []
+        """The places in the batch of the unmapped flows (the top talkers')."""
         self.neg_bytes: list[int] = []
         self.evidence: list[Any] = []
         self.summarised = 0
@@ -72,17 +94,34 @@ class Scanned:
 
 def scan(batch: Sequence[Verdict], mismatch: str, svc: dict[Any, tuple[int, list[str]]],
          oc: dict[Any, tuple[int, int]], dirs: dict[int, int], inputs: dict[int, int],
-         heads: dict[str, str], details: dict[str, int], misses: Misses, own: Own) -> Scanned:
-    """The batch's service, outcome / connections, direction and input cells (looked up by what they
-    are made of, as _VerdictWalk did a column at a time), its evidence and byte counts, and its own
-    columns appended to ``own``. ``heads`` and ``details`` make what they lack (their __missing__)."""
+         heads: dict[str, str], details: dict[str, int], misses: Misses, own: Own,
+         hosts: dict[int, tuple[Any, int, int, tuple[str, ...]]], kinds: dict[tuple[str, bool], str],
+         verdict_cells: dict[str, int], whys: dict[Any, int]) -> Scanned:
+    """The batch's cells (looked up by what they are made of, as _VerdictWalk did a column at a time),
+    its evidence and byte counts, and its own columns appended to ``own``. ``heads``, ``details``,
+    ``kinds`` and ``verdict_cells`` make what they lack (their __missing__)."""
     out = Scanned()
-    svcs, ocs, ds, ss, neg, ev = out.svc, out.oc, out.d, out.s, out.neg_bytes, out.evidence
+    ix, kind_list, ia, ib, unmapped = out.ix, out.kinds, out.init_roles, out.resp_roles, out.unmapped
+    neg, ev = out.neg_bytes, out.evidence
     p, b, t0, t1, fi, fn = own.p, own.b, own.t0, own.t1, own.fi, own.fn
     summarised = 0
-    for v in batch:
+    for i, v in enumerate(batch):
         # The build's Flow (checked where this module is compiled, its fields then read in C).
         f: Flow = cast(Any, v.flow)
+        kind = kinds[(v.classification, v.failing)]
+        kind_list.append(kind)
+        if kind == "unmapped":
+            unmapped.append(i)
+        h = v.initiator
+        x = hosts.get(id(h))
+        if x is None:
+            x = misses.host(h)
+        h = v.responder
+        y = hosts.get(id(h))
+        if y is None:
+            y = misses.host(h)
+        ia.append(x[2])
+        ib.append(y[2])
         k = f.key
         protocol = k.protocol
         apps = f.apps
@@ -100,11 +139,11 @@ def scan(batch: Sequence[Verdict], mismatch: str, svc: dict[Any, tuple[int, list
             ev_key: Any = tuple([(n, e.direction) for n, e in app_evidence.items()])
         else:
             ev_key = None
-        key = (protocol, k.port, apps_key, unverified, ev_key, v.reason == mismatch)
+        reason = v.reason
+        key = (protocol, k.port, apps_key, unverified, ev_key, reason == mismatch)
         cell = svc.get(key)
         if cell is None:
             cell = misses.service(v, key)
-        svcs.append(cell)
         names = cell[1]
         if names:
             got = app_evidence or {}
@@ -124,14 +163,16 @@ def scan(batch: Sequence[Verdict], mismatch: str, svc: dict[Any, tuple[int, list
         found = oc.get(oc_key)
         if found is None:
             found = misses.outcome(v, oc_key)
-        ocs.append(found)
+        wkey = (v.rule_ids, v.reverse_rule_ids, reason, v.reason_text)
+        w = whys.get(wkey)
+        if w is None:
+            w = misses.why(v, wkey, x[1], y[1])
         first = f.first_frame
         d = dirs.get(id(f.direction_evidence))
         s = inputs.get(first[0])
         if d is None or s is None:
             d, s = misses.dir_input(v)
-        ds.append(d)
-        ss.append(s)
+        ix += (verdict_cells[kind], x[1], y[1], cell[0], found[0], w, found[1], d, s)
         size = f.orig_bytes + f.resp_bytes
         neg.append(-size)
         if f.summarised:

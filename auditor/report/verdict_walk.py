@@ -1,9 +1,9 @@
-"""The HTML view's walk over an audit's verdicts (``_VerdictWalk``): each flow's interned cells made a
-column at a time from the verdicts, without a row per flow, for view.py's ``_FlowPass``."""
+"""The HTML view's walk over an audit's verdicts (``_VerdictWalk``): each flow's interned cells found
+from the verdicts (report/flowscan.py's pass) and made when new, without a row per flow, for
+view.py's ``_FlowPass``."""
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -12,7 +12,7 @@ from auditor.classify import REASON_MISMATCH
 from auditor.model import HEAD_CHARS
 from auditor.report.cells import DISPLAY_CHARS
 from auditor.report.document import FlowRows, bounded
-from auditor.report.view import _BATCH, _WIDTH
+from auditor.report.view import _BATCH
 
 if TYPE_CHECKING:
     from auditor.classify import FlowVerdict, HostView
@@ -38,8 +38,9 @@ class _Found(dict[Any, _V]):
 
 class _VerdictWalk:
     """_FlowPass's walk over an audit's verdicts (FlowRows): what _FlowPass._take gives from rows,
-    made from the verdicts a column at a time, each column's cell found by what it is made of; a
-    flow's row is built only when one of its cells is new.
+    made from the verdicts a batch at a time (flowscan.scan, one loop over the batch), each cell found
+    by what it is made of; a flow's row is built only when one of its cells is new (this class's
+    methods, which scan calls: its ``Misses``).
 
     A service cell whose title names its evidence's frames and first bytes (one per flow, nearly) is
     not made here: its column holds ``-1 - t`` for the template ``t`` (``templates``: the cell but for
@@ -63,7 +64,7 @@ class _VerdictWalk:
         self.kinds: _Found[str] = _Found(
             lambda k: "failing" if k[0] == "expected" and k[1] else cells.t32[str(k[0])])
         self.verdict_cells: _Found[int] = _Found(cells.verdict_cell)
-        self.why: dict[Any, int] = {}
+        self.whys: dict[Any, int] = {}
         self.outcome_conns: dict[Any, tuple[int, int]] = {}
         self.dir: dict[int, int] = {}
         self.inputs: dict[int, int] = {}
@@ -138,41 +139,25 @@ class _VerdictWalk:
                     return found
         return cells.why(rule_ids, reverse, reason, text)
 
+    def why(self, v: FlowVerdict, key: Any, init_cell: int, resp_cell: int) -> int:
+        """A new rule / reason cell (for flowscan.scan), by its key."""
+        found = self.whys[key] = self.why_cell(v, init_cell, resp_cell)
+        return found
+
     def take(self, batch: Sequence[FlowVerdict]) -> None:
         walk = self.walk
-        hosts, host = self.hosts, self.host
-        flows = [v.flow for v in batch]
-        kinds = self.kinds
-        verdicts = [kinds[(v.classification, v.failing)] for v in batch]
-        a = [hosts.get(id(v.initiator)) or host(v.initiator) for v in batch]
-        b = [hosts.get(id(v.responder)) or host(v.responder) for v in batch]
-        for kind, f, x, y in zip(verdicts, flows, a, b, strict=True):
-            if kind == "unmapped":
-                walk.talk(f.key.initiator, x[3], f.bytes, f.packets)
-                walk.talk(f.key.responder, y[3], f.bytes, f.packets)
         misses: flowscan.Misses = self  # what the type checker holds this class to
         got = self.flowscan.scan(batch, REASON_MISMATCH, self.svc, self.outcome_conns, self.dir, self.inputs,
-                                 self.heads, self.detail_ix, misses, walk.own)
-        svc = got.svc
+                                 self.heads, self.detail_ix, misses, walk.own, self.hosts, self.kinds,
+                                 self.verdict_cells, self.whys)
+        hosts = self.hosts
+        for i in got.unmapped:
+            v = batch[i]
+            f = v.flow
+            walk.talk(f.key.initiator, hosts[id(v.initiator)][3], f.bytes, f.packets)
+            walk.talk(f.key.responder, hosts[id(v.responder)][3], f.bytes, f.packets)
         self.evidence.append(got.evidence)
-        get_w = self.why.get
-        w = [get_w((v.rule_ids, v.reverse_rule_ids, v.reason, v.reason_text)) for v in batch]
-        if None in w:
-            for i, v in enumerate(batch):
-                if w[i] is None:
-                    key = (v.rule_ids, v.reverse_rule_ids, v.reason, v.reason_text)
-                    w[i] = get_w(key) or self.why.setdefault(key, self.why_cell(v, a[i][1], b[i][1]))
-        oc, d, s = got.oc, got.d, got.s
-        o = [x[0] for x in oc]
-        c = [x[1] for x in oc]
-        vcells = self.verdict_cells
-        columns: tuple[list[Any], ...] = ([vcells[k] for k in verdicts], [x[1] for x in a], [y[1] for y in b],
-                                          [x[0] for x in svc], o, w, c, d, s)
-        out = walk.shared
-        at = len(out)
-        out.frombytes(bytes(out.itemsize * _WIDTH * len(batch)))
-        for j, column in enumerate(columns):
-            out[at + j::_WIDTH] = array("i", column)
+        walk.shared.extend(got.ix)
         walk.neg_bytes += got.neg_bytes
         walk.summarised += got.summarised
-        walk.tally(verdicts, [x[2] for x in a], [y[2] for y in b])
+        walk.tally(got.kinds, got.init_roles, got.resp_roles)
