@@ -23,6 +23,10 @@ from typing import Any, Final, Protocol, cast
 from auditor.flow import Flow
 from auditor.model import HEAD_CHARS, HEAD_KEY
 
+Cell = Any
+"""A cell's index (an int) where this module reads it from the walk's dicts and hands it on as it is:
+typed int, the compiled build would take each out of its object and make a new object of it again."""
+
 
 class Verdict(Protocol):
     """What ``scan`` reads of a verdict (classify.FlowVerdict, not imported: this module is compiled,
@@ -53,12 +57,12 @@ class Misses(Protocol):
     in the dict ``scan`` looks in next."""
 
     # Given the verdicts ``scan`` was given (Any here, the walk's own type there).
-    def service(self, v: Any, key: Any) -> tuple[int, list[str]]: ...
-    def outcome(self, v: Any, key: Any) -> tuple[int, int]: ...
-    def dir_input(self, v: Any) -> tuple[int, int]: ...
-    def host(self, h: Any) -> tuple[Any, int, int, tuple[str, ...]]:
+    def service(self, v: Any, key: Any) -> tuple[Cell, list[str]]: ...
+    def outcome(self, v: Any, key: Any) -> tuple[Cell, Cell]: ...
+    def dir_input(self, v: Any) -> tuple[Cell, Cell]: ...
+    def host(self, h: Any) -> tuple[Any, Cell, Cell, tuple[str, ...]]:
         """A host view's (the view, its cell, its roles' list id, its names), by its id."""
-    def why(self, v: Any, key: Any, init_cell: int, resp_cell: int) -> int:
+    def why(self, v: Any, key: Any, init_cell: Cell, resp_cell: Cell) -> Cell:
         """A verdict's rule / reason cell (or ``-1 -`` its template's index), by ``key``."""
 
 
@@ -79,12 +83,12 @@ class Scanned:
     """One batch's columns as ``scan`` found them."""
 
     def __init__(self) -> None:
-        self.ix: list[int] = []
+        self.ix: list[Cell] = []
         """Per flow, the _WIDTH indexes of its cells (report/view.py's _FlowPass.shared)."""
         self.kinds: list[str] = []
         """Per flow, its verdict as the page shows it ("failing" for a failing expected flow)."""
-        self.init_roles: list[int] = []
-        self.resp_roles: list[int] = []
+        self.init_roles: list[Cell] = []
+        self.resp_roles: list[Cell] = []
         self.unmapped: list[int] = []
         """The places in the batch of the unmapped flows (the top talkers')."""
         self.neg_bytes: list[int] = []
@@ -92,11 +96,11 @@ class Scanned:
         self.summarised = 0
 
 
-def scan(batch: Sequence[Verdict], mismatch: str, svc: dict[Any, tuple[int, list[str]]],
-         oc: dict[Any, tuple[int, int]], dirs: dict[int, int], inputs: dict[int, int],
-         heads: dict[str, str], details: dict[str, int], misses: Misses, own: Own,
-         hosts: dict[int, tuple[Any, int, int, tuple[str, ...]]], kinds: dict[tuple[str, bool], str],
-         verdict_cells: dict[str, int], whys: dict[Any, int]) -> Scanned:
+def scan(batch: Sequence[Verdict], mismatch: str, svc: dict[Any, tuple[Cell, list[str]]],
+         oc: dict[Any, tuple[Cell, Cell]], dirs: dict[int, Cell], inputs: dict[int, Cell],
+         heads: dict[str, str], details: dict[str, Cell], misses: Misses, own: Own,
+         hosts: dict[int, tuple[Any, Cell, Cell, tuple[str, ...]]], kinds: dict[tuple[str, bool], str],
+         verdict_cells: dict[str, Cell], whys: dict[Any, Cell]) -> Scanned:
     """The batch's cells (looked up by what they are made of, as _VerdictWalk did a column at a time),
     its evidence and byte counts, and its own columns appended to ``own``. ``heads``, ``details``,
     ``kinds`` and ``verdict_cells`` make what they lack (their __missing__)."""
