@@ -190,7 +190,7 @@ def test_compiled_modules_read_their_constants_as_finals() -> None:
             if isinstance(node, ast.Assign) and not _type_alias(node.value):
                 values.update(n.id for t in node.targets for n in ast.walk(t) if isinstance(n, ast.Name))
             elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None \
-                    and not ast.unparse(node.annotation).startswith("Final"):
+                    and not ast.unparse(node.annotation).startswith(("Final", "TypeAlias")):
                 values.add(node.target.id)
         read = {n.id for node in tree.body if isinstance(node, ast.FunctionDef | ast.ClassDef)
                 for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Sequence
-from typing import Any, Final, Protocol, cast
+from typing import Any, Final, Protocol, TypeAlias, cast
 
 from auditor.flow import Flow
 from auditor.model import HEAD_CHARS, HEAD_KEY
 
-Cell = Any
+Cell: TypeAlias = Any
 """A cell's index (an int) where this module reads it from the walk's dicts and hands it on as it is:
 typed int, the compiled build would take each out of its object and make a new object of it again."""
 
