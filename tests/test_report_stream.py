@@ -426,3 +426,9 @@ def test_the_documents_counts_are_those_of_each_verdict_counted_alone() -> None:
     for h in tally.views:
         by_views.setdefault(h.address, h)
     assert list(by_views) == list(firsts) and all(by_views[a] is firsts[a] for a in firsts)
+
+
+def test_the_pages_pass_cuts_reasons_where_the_cells_do() -> None:
+    from auditor.report import cells, flowscan
+
+    assert flowscan.DISPLAY_CHARS == cells.DISPLAY_CHARS

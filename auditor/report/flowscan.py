@@ -23,6 +23,9 @@ from typing import Any, Final, Protocol, TypeAlias, cast
 from auditor.flow import Flow
 from auditor.model import HEAD_CHARS, HEAD_KEY
 
+DISPLAY_CHARS: Final = 120
+"""report/cells.py's DISPLAY_CHARS (not imported: it is not compiled; a test holds them equal)."""
+
 Cell: TypeAlias = Any
 """A cell's index (an int) where this module reads it from the walk's dicts and hands it on as it is:
 typed int, the compiled build would take each out of its object and make a new object of it again."""
@@ -60,10 +63,14 @@ class Misses(Protocol):
     def service(self, v: Any, key: Any) -> tuple[Cell, list[str]]: ...
     def outcome(self, v: Any, key: Any) -> tuple[Cell, Cell]: ...
     def dir_input(self, v: Any) -> tuple[Cell, Cell]: ...
-    def host(self, h: Any) -> tuple[Any, Cell, Cell, tuple[str, ...]]:
-        """A host view's (the view, its cell, its roles' list id, its names), by its id."""
+    def host(self, h: Any) -> tuple[Any, Cell, Cell, tuple[str, ...], Any]:
+        """A host view's (the view, its cell, its roles' list id, its names, its cell's key), by its id."""
     def why(self, v: Any, key: Any, init_cell: Cell, resp_cell: Cell) -> Cell:
         """A verdict's rule / reason cell (or ``-1 -`` its template's index), by ``key``."""
+    def template(self, t: tuple[int, str, str, str]) -> Cell:
+        """A new template of a rule / reason cell whose text names one of its flow's hosts (``-1 -`` its
+        index): (the side, 1 initiator or 2 responder; the text before the address; after it; the
+        reason's code)."""
 
 
 class Own:
@@ -96,14 +103,40 @@ class Scanned:
         self.summarised = 0
 
 
+def _template(rule_ids: tuple[str, ...], reason: str | None, text: str | None, k: Any,
+              x: tuple[Any, Cell, Cell, tuple[str, ...], Any], y: tuple[Any, Cell, Cell, tuple[str, ...], Any],
+              templates: dict[tuple[int, str, str, str], Cell], codes: dict[str, str], misses: Misses) -> Cell:
+    """The template of a rule / reason cell whose text names the flow's initiator (x) or responder (y),
+    shown as it is (printable ASCII, not cut: so its row's text), as _VerdictWalk.why_cell finds it;
+    None for any other."""
+    if rule_ids or not text or len(text) > DISPLAY_CHARS or not (text.isascii() and text.isprintable()):
+        return None
+    code = codes[reason or ""]
+    if not code:
+        return None
+    side = 1
+    for addr, host_key in ((k.initiator, x[4]), (k.responder, y[4])):
+        at = text.find(addr) if addr else -1
+        if at >= 0 and host_key == addr:
+            t = (side, text[:at], text[at + len(addr):], code)
+            found = templates.get(t)
+            if found is None:
+                found = misses.template(t)
+            return found
+        side = 2
+    return None
+
+
 def scan(batch: Sequence[Verdict], mismatch: str, svc: dict[Any, tuple[Cell, list[str]]],
          oc: dict[Any, tuple[Cell, Cell]], dirs: dict[int, Cell], inputs: dict[int, Cell],
          heads: dict[str, str], details: dict[str, Cell], misses: Misses, own: Own,
-         hosts: dict[int, tuple[Any, Cell, Cell, tuple[str, ...]]], kinds: dict[tuple[str, bool], str],
-         verdict_cells: dict[str, Cell], whys: dict[Any, Cell]) -> Scanned:
-    """The batch's cells (looked up by what they are made of, as _VerdictWalk did a column at a time),
-    its evidence and byte counts, and its own columns appended to ``own``. ``heads``, ``details``,
-    ``kinds`` and ``verdict_cells`` make what they lack (their __missing__)."""
+         hosts: dict[int, tuple[Any, Cell, Cell, tuple[str, ...], Any]], kinds: dict[tuple[str, bool], str],
+         verdict_cells: dict[str, Cell], whys: dict[Any, Cell], templates: dict[tuple[int, str, str, str], Cell],
+         codes: dict[str, str]) -> Scanned:
+    """The batch's cells (looked up by what they are made of), its evidence and byte counts, and its
+    own columns appended to ``own``. ``heads``, ``details``, ``kinds``, ``verdict_cells`` and ``codes``
+    (a reason's code as the page shows it) make what they lack (their __missing__). A reason whose text
+    names one of the flow's hosts is looked up as its template (``templates``; see _VerdictWalk)."""
     out = Scanned()
     ix, kind_list, ia, ib, unmapped = out.ix, out.kinds, out.init_roles, out.resp_roles, out.unmapped
     neg, ev = out.neg_bytes, out.evidence
@@ -167,10 +200,15 @@ def scan(batch: Sequence[Verdict], mismatch: str, svc: dict[Any, tuple[Cell, lis
         found = oc.get(oc_key)
         if found is None:
             found = misses.outcome(v, oc_key)
-        wkey = (v.rule_ids, v.reverse_rule_ids, reason, v.reason_text)
+        rule_ids, text = v.rule_ids, v.reason_text
+        wkey = (rule_ids, v.reverse_rule_ids, reason, text)
         w = whys.get(wkey)
         if w is None:
-            w = misses.why(v, wkey, x[1], y[1])
+            w = _template(rule_ids, reason, text, k, x, y, templates, codes, misses)
+            if w is None:
+                w = misses.why(v, wkey, x[1], y[1])
+            else:
+                whys[wkey] = w
         first = f.first_frame
         d = dirs.get(id(f.direction_evidence))
         s = inputs.get(first[0])

@@ -58,9 +58,9 @@ class _VerdictWalk:
     def __init__(self, walk: _FlowPass, rows: FlowRows) -> None:
         self.walk, self.rows, self.cells = walk, rows, walk.cells
         cells = self.cells
-        self.hosts: dict[int, tuple[HostView, int, int, tuple[str, ...]]] = {}
+        self.hosts: dict[int, tuple[HostView, int, int, tuple[str, ...], Any]] = {}
         """id(host view) -> (the view, kept so the id stays its own; its cell; its roles' list id;
-        its names as its rows hold them)."""
+        its names as its rows hold them; its cell's key)."""
         self.kinds: _Found[str] = _Found(
             lambda k: "failing" if k[0] == "expected" and k[1] else cells.t32[str(k[0])])
         self.verdict_cells: _Found[int] = _Found(cells.verdict_cell)
@@ -90,11 +90,12 @@ class _VerdictWalk:
         self.details.append(self.cells.t80[bounded(raw, 80)])
         return len(self.details) - 1
 
-    def host(self, h: HostView) -> tuple[HostView, int, int, tuple[str, ...]]:
+    def host(self, h: HostView) -> tuple[HostView, int, int, tuple[str, ...], Any]:
         hit = self.hosts.get(id(h))
         if hit is None:
             roles, names = self.rows.host_parts(h)
-            hit = self.hosts[id(h)] = (h, self.cells.host(h.address, names, roles), self.walk.lists(roles), names)
+            cell = self.cells.host(h.address, names, roles)
+            hit = self.hosts[id(h)] = (h, cell, self.walk.lists(roles), names, self.cells.cells[cell].key)
         return hit
 
     def service(self, v: FlowVerdict, key: Any) -> tuple[int, list[str]]:
@@ -122,7 +123,7 @@ class _VerdictWalk:
 
     def why_cell(self, v: FlowVerdict, init_cell: int, resp_cell: int) -> int:
         """The rule / reason cell of a verdict: its interned index, or ``-1 -`` its template's index
-        (see the class)."""
+        (see the class; flowscan.scan finds most templates itself, ``template``)."""
         rule_ids, reverse, reason, text = self.rows.why(v)
         cells = self.cells
         if not rule_ids and text and len(text) <= DISPLAY_CHARS and text.isascii() and text.isprintable():
@@ -131,13 +132,16 @@ class _VerdictWalk:
             for side, addr, cell in ((1, k.initiator, init_cell), (2, k.responder, resp_cell)):
                 at = text.find(addr) if addr else -1
                 if at >= 0 and code and cells.cells[cell].key == addr:
-                    t = (side, text[:at], text[at + len(addr):], code)
-                    found = self.why_ix.get(t)
-                    if found is None:
-                        self.why_templates.append(list(t))
-                        found = self.why_ix[t] = -len(self.why_templates)
-                    return found
+                    return self.template((side, text[:at], text[at + len(addr):], code))
         return cells.why(rule_ids, reverse, reason, text)
+
+    def template(self, t: tuple[int, str, str, str]) -> int:
+        """The index of a rule / reason cell's template, ``-1 -`` its place in ``why_templates``."""
+        found = self.why_ix.get(t)
+        if found is None:
+            self.why_templates.append(list(t))
+            found = self.why_ix[t] = -len(self.why_templates)
+        return found
 
     def why(self, v: FlowVerdict, key: Any, init_cell: int, resp_cell: int) -> int:
         """A new rule / reason cell (for flowscan.scan), by its key."""
@@ -149,7 +153,7 @@ class _VerdictWalk:
         misses: flowscan.Misses = self  # what the type checker holds this class to
         got = self.flowscan.scan(batch, REASON_MISMATCH, self.svc, self.outcome_conns, self.dir, self.inputs,
                                  self.heads, self.detail_ix, misses, walk.own, self.hosts, self.kinds,
-                                 self.verdict_cells, self.whys)
+                                 self.verdict_cells, self.whys, self.why_ix, self.cells.t64)
         hosts = self.hosts
         for i in got.unmapped:
             v = batch[i]
