@@ -91,11 +91,12 @@ _T = TypeVar("_T")
 
 @dataclass_transform(frozen_default=True, field_specifiers=(field,))
 def frozen_rows(cls: type[_T]) -> type[_T]:
-    """For the records made once per flow (classify.FlowVerdict, report.model.FlowRow): frozen to the
-    type checker, a plain slotted dataclass at run time. A frozen dataclass's ``__init__`` sets each
-    field through ``object.__setattr__``, about 0.1 µs a field: for FlowRow's 41 fields, half of what
-    building a row costs, and every renderer builds every row. Neither is ever hashed (they hold
-    dicts and flows)."""
+    """For the records made once per flow or per distinct table cell (classify.FlowVerdict,
+    report.model.FlowRow, report.cells.Cell): frozen to the type checker, a plain slotted dataclass at
+    run time. A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``, about
+    0.1 µs a field: for FlowRow's 41 fields, half of what building a row costs, and every renderer
+    builds every row. None of them is ever hashed (unhashable at run time: a dataclass with ``eq``
+    and not frozen)."""
     return dataclass(slots=True)(cls)
 
 

@@ -12,9 +12,9 @@ import json
 import math
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from auditor.model import frozen_rows
 from auditor.report.model import FlowRow, HostRow, RuleRow
 
 DISPLAY_CHARS = 120
@@ -95,7 +95,7 @@ def fmt_ts(ts: str | None) -> str:
     return "" if not ts else ts[:19].replace("T", " ")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_rows
 class Cell:
     """One table cell, as the first page renders it and the page's script shows it."""
 
