@@ -46,6 +46,7 @@ from auditor import conversations, pipe
 from auditor.capture import CaptureSet, ranges
 from auditor.capture.info import InputInfo, ReadStats
 from auditor.conversations import DISORDER_SLACK
+from auditor.conversations.lane import TICK_RECORDS
 from auditor.conversations.state import Head
 from auditor.errors import AuditorError
 from auditor.model import PacketRecord
@@ -155,21 +156,28 @@ def group(chunks_: Sequence[ranges.Chunk], jobs: int) -> list[list[ranges.Chunk]
     return out
 
 
-TICK_RECORDS = 4096
-"""``read_chunk`` with a ``tick`` looks at the clock every this many records."""
-
-
 def read_records(records: Iterable[PacketRecord], builder: ConversationBuilder, names: NameEvidence,
                  tick: Callable[[], None] | None = None, every: float = 0.05) -> None:
     """Every record into the conversation core and the name evidence: the one reading loop, of a
     sequential read (audit.collect) and of a chunk (read_chunk). From a CaptureSet, most packets never
     become records: the builder's fast lane takes them from the decoder by their fields
-    (ConversationBuilder.lane), in order with the records around them. ``tick`` is called about
-    every ``every`` seconds."""
-    if isinstance(records, CaptureSet):
-        records.lane = builder.lane()
-    feed, observe = builder.feed, names.observer()
+    (ConversationBuilder.lane), in order with the records around them; and the records the kernel's
+    walk makes go to the lane too (FastLane.put: in the compiled build a C call where the record is
+    made), so that this loop takes only those of the other readers. ``tick`` is called about every
+    ``every`` seconds."""
     countdown, due = TICK_RECORDS, time.monotonic() + every
+
+    def timely() -> None:
+        nonlocal due
+        if tick is not None and time.monotonic() >= due:
+            tick()
+            due = time.monotonic() + every
+
+    if isinstance(records, CaptureSet):
+        # The kernel's walks hand their records to the lane (FastLane.put), which feeds them as this
+        # loop would: this loop then takes only those of the other readers (tshark, converted inputs).
+        records.lane = builder.lane(names.table, timely if tick is not None else None)
+    feed, observe = builder.feed, names.observer()
     stream = iter(records)
     try:
         for rec in stream:
@@ -179,9 +187,7 @@ def read_records(records: Iterable[PacketRecord], builder: ConversationBuilder, 
             countdown -= 1
             if not countdown:
                 countdown = TICK_RECORDS
-                if tick is not None and time.monotonic() >= due:
-                    tick()
-                    due = time.monotonic() + every
+                timely()
     finally:
         # A stop (Ctrl-C, SIGTERM) or an error leaves the reader suspended: close it now, so that its
         # clean-up runs (temporary copies of other formats, converting processes) before the process

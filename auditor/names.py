@@ -96,6 +96,12 @@ class NameEvidence:
         """``observe`` for a reading loop: the table's own, without this class's call around it."""
         return self._t.observe
 
+    @property
+    def table(self) -> Any:
+        """The name table itself (auditor/nametable.py's, of the build that runs): for the core's fast
+        lane, which hands it the records it takes (FastLane.put)."""
+        return self._t
+
     def merge(self, other: NameEvidence) -> None:
         t = self._t
         by_addr, seen = t.by_addr, t.seen

@@ -343,6 +343,8 @@ class Kernel:
         # the input's offset of buf[0]); then the sample.
         below = self.all_below
         everything = self.verify_all = True
+        # A lane with a name table takes the records too (FastLane.put): the walk then yields none.
+        sink = self.lane if self.lane is not None and self.lane.names is not None else None
         try:
             while True:
                 if ng is None:
@@ -448,7 +450,10 @@ class Kernel:
                 rec = self.decode(buf, start, caplen, ts, frame, lt)
                 if rec is not None:
                     records += 1
-                    yield rec
+                    if sink is None:
+                        yield rec
+                    else:
+                        sink.put(rec)
         finally:
             if iface is not None:
                 iface.frames += counted

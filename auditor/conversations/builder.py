@@ -51,6 +51,7 @@ from auditor.model import (
     FlowKey,
     Refusal,
 )
+from auditor.nametable import NameTable
 from auditor.record import PacketRecord, as_record
 
 
@@ -176,9 +177,11 @@ class ConversationBuilder:
             self._sweep(rec.ts)
         self._slow(rec, key)
 
-    def lane(self) -> FastLane:
-        """The fast lane for a capture reader (see FastLane)."""
-        return FastLane(self)
+    def lane(self, names: NameTable | None = None, tick: Callable[[], None] | None = None) -> FastLane:
+        """The fast lane for a capture reader (see FastLane); with ``names``, it takes the reader's
+        records too, into this builder and that name table (FastLane.put), calling ``tick`` every
+        lane.TICK_RECORDS of them."""
+        return FastLane(self, names, tick)
 
     def feed_many(self, recs: Iterable[Any]) -> None:
         """Several records (of either build: ``feed``), in order: the same as feeding them one at a time."""

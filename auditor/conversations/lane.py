@@ -3,10 +3,16 @@ alone, without a PacketRecord (see the package's docstring)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
 
 from auditor.conversations.state import _A, _D, _RESP, CLOSE_LINGER, _Run
 from auditor.model import ACK
+from auditor.nametable import NameTable
+from auditor.record import PacketRecord
+
+TICK_RECORDS: Final = 4096
+"""A reading loop's ``tick`` is looked at every this many records (engine.read_records)."""
 
 if TYPE_CHECKING:
     from auditor.conversations.builder import ConversationBuilder
@@ -29,10 +35,33 @@ class FastLane:
     packet, so the amortised sweep stays in ``feed``.
     """
 
-    def __init__(self, builder: ConversationBuilder) -> None:
+    def __init__(self, builder: ConversationBuilder, names: NameTable | None = None,
+                 tick: Callable[[], None] | None = None) -> None:
         self.builder = builder
         self.table = builder._table
         self.stats = builder.stats
+        self.names = names
+        """With a name table, the lane takes the reader's records too (``put``): the kernel's walk hands
+        each to the core and the table where it makes it, in order with the packets the lane takes,
+        rather than yield it up through the readers' generators to a reading loop."""
+        self.tick = tick
+        """Called every TICK_RECORDS records ``put`` takes (a reading loop's own ``tick``)."""
+        self.countdown = TICK_RECORDS
+        self.records = 0
+        """The records ``put`` took."""
+
+    def put(self, rec: PacketRecord) -> None:
+        """A record of the kernel's walk, as the reading loop takes it (engine.read_records): to the
+        core, and to the name table when it has a payload."""
+        self.builder.feed(rec)
+        self.records += 1
+        if rec.payload and self.names is not None:
+            self.names.observe(rec)
+        self.countdown -= 1
+        if not self.countdown:
+            self.countdown = TICK_RECORDS
+            if self.tick is not None:
+                self.tick()
 
     def take(self, proto: int, key: bytes, ts: float, flags: int, plen: int, ip_len: int) -> bool:
         # The kernel (capture/kernel.py) and the builder call this through its class: in the compiled
@@ -80,7 +109,7 @@ class DropLane(FastLane):
     frames the kernel never offers a lane (capture/fragments.py: IP fragments)."""
 
     def __init__(self) -> None:
-        pass
+        self.names = None
 
     def take(self, proto: int, key: bytes, ts: float, flags: int, plen: int, ip_len: int) -> bool:
         return True
