@@ -176,7 +176,7 @@ def read_records(records: Iterable[PacketRecord], builder: ConversationBuilder, 
     if isinstance(records, CaptureSet):
         # The kernel's walks hand their records to the lane (FastLane.put), which feeds them as this
         # loop would: this loop then takes only those of the other readers (tshark, converted inputs).
-        records.lane = builder.lane(names.table, timely if tick is not None else None)
+        records.lane = builder.lane(names.lane_table(), timely if tick is not None else None)
     feed, observe = builder.feed, names.observer()
     stream = iter(records)
     try:

@@ -96,11 +96,12 @@ class NameEvidence:
         """``observe`` for a reading loop: the table's own, without this class's call around it."""
         return self._t.observe
 
-    @property
-    def table(self) -> Any:
-        """The name table itself (auditor/nametable.py's, of the build that runs): for the core's fast
-        lane, which hands it the records it takes (FastLane.put)."""
-        return self._t
+    def lane_table(self) -> Any:
+        """The name table itself, for the core's fast lane, which hands it the records it takes
+        (FastLane.put, whose compiled build takes the compiled table only): None where it is not of
+        the build that runs (a table a caller made of its own)."""
+        t = self._t
+        return t if type(t) is native.KERNEL.of("auditor.nametable").NameTable else None
 
     def merge(self, other: NameEvidence) -> None:
         t = self._t
