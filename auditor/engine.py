@@ -324,16 +324,22 @@ def _renumber(conv: ConversationResult, names: NameEvidence, stats: ReadStats,
         i, by = where.get(at[0], (at[0] // _PARTS, 0))
         return i, at[1] + by
 
+    # The first input's first chunk is numbered as its input already (virtual index 0, from frame 0):
+    # its flows and names (half of them, of two processes) are left as they are.
+    same = {vi for vi, (i, by) in where.items() if vi == i and by == 0}
+    if 0 not in where:
+        same.add(0)  # frame() maps it to itself too
     for f in conv.flows.values():
-        f.first_frame = frame(f.first_frame)
-        if f.app_evidence:
+        if f.first_frame[0] not in same:
+            f.first_frame = frame(f.first_frame)
+        if f.app_evidence and any(ev.frame[0] not in same for ev in f.app_evidence.values()):
             f.app_evidence = {k: ev._replace(frame=frame(ev.frame)) for k, ev in f.app_evidence.items()}
     for c in conv.connections:
         c.first_frame = frame(c.first_frame)
         if c.app_evidence is not None:
             c.app_evidence = c.app_evidence._replace(frame=frame(c.app_evidence.frame))
     stats.examples = {k: frame(v) for k, v in stats.examples.items()}
-    names.renumber(frame)
+    names.renumber(frame, same)
 
 
 def _worker(conn: Any, chunk: list[ranges.Chunk], server_ports: frozenset[tuple[str, int]], engine: str, verify: bool,

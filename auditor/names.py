@@ -16,7 +16,7 @@ Limits, by design:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 from auditor.capture import native
@@ -146,13 +146,20 @@ class NameEvidence:
                 piece._by_addr[address] = observations
             yield piece
 
-    def renumber(self, frame: Callable[[tuple[int, int]], tuple[int, int]]) -> None:
-        """Map every observation's (input_index, frame) (a chunk's frames, auditor/engine.py)."""
+    def renumber(self, frame: Callable[[tuple[int, int]], tuple[int, int]], same: Collection[int] = ()) -> None:
+        """Map every observation's (input_index, frame) (a chunk's frames, auditor/engine.py), but those
+        of the input indexes in ``same``, which ``frame`` would leave as they are."""
         by_addr = self._t.by_addr
         for address, observations in by_addr.items():
-            by_addr[address] = [
-                NameObservation(o.name, o.address, o.source, i, f)
-                for o in observations for i, f in (frame((o.input_index, o.frame)),)]
+            if all(o.input_index in same for o in observations):
+                continue
+            mapped = []
+            for o in observations:
+                if o.input_index not in same:
+                    i, f = frame((o.input_index, o.frame))
+                    o = NameObservation(o.name, o.address, o.source, i, f)
+                mapped.append(o)
+            by_addr[address] = mapped
 
     # ---- queries ------------------------------------------------------------------------------
 
