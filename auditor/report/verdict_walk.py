@@ -4,6 +4,7 @@ view.py's ``_FlowPass``."""
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -161,7 +162,8 @@ class _VerdictWalk:
             walk.talk(f.key.initiator, hosts[id(v.initiator)][3], f.bytes, f.packets)
             walk.talk(f.key.responder, hosts[id(v.responder)][3], f.bytes, f.packets)
         self.evidence.append(got.evidence)
-        walk.shared.extend(got.ix)
+        ix = got.ix  # packed in one step: array.extend converts a list's numbers one call at a time
+        walk.shared.frombytes(struct.pack(f"{len(ix)}i", *ix))
         walk.neg_bytes += got.neg_bytes
         walk.summarised += got.summarised
         walk.tally(got.kinds, got.init_roles, got.resp_roles)
