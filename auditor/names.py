@@ -30,6 +30,10 @@ MAX_NAMES = 100_000
 __all__ = ["MAX_NAMES", "SOURCES", "NameEvidence", "NameObservation"]
 
 
+def _first_seen(o: NameObservation) -> tuple[int, int]:
+    return o.input_index, o.frame
+
+
 def _table(max_names: int, max_len: int) -> NameTable:
     """An empty table of the build that runs (auditor/capture/native.py)."""
     table: NameTable = native.KERNEL.of("auditor.nametable").NameTable(max_names, max_len)
@@ -106,10 +110,11 @@ class NameEvidence:
     def merge(self, other: NameEvidence) -> None:
         t = self._t
         by_addr, seen = t.by_addr, t.seen
-        touched = set()
+        touched = set()  # the addresses both parts tied names to (the others' are in first-seen order)
         for address, observations in other._by_addr.items():
-            touched.add(address)
             mine = by_addr.get(address, [])
+            if mine:
+                touched.add(address)
             for obs in observations:
                 if (obs.address, obs.name, obs.source) in seen:
                     # Seen by both parts: keep the earlier frame, as one pass would.
@@ -122,8 +127,7 @@ class NameEvidence:
                     mine = by_addr.get(address, [])
         # First-seen order across the merged parts, as one pass over the capture would have it.
         for address in touched:
-            if address in by_addr:
-                by_addr[address].sort(key=lambda o: (o.input_index, o.frame))
+            by_addr[address].sort(key=_first_seen)
         for key in ("names_dropped", "names_refused", "parse_errors", "dns_responses", "sni", "http_host"):
             t.stats[key] += other.stats[key]
 
