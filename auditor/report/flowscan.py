@@ -32,8 +32,9 @@ typed int, the compiled build would take each out of its object and make a new o
 
 
 class Verdict(Protocol):
-    """What ``scan`` reads of a verdict (classify.FlowVerdict, not imported: this module is compiled,
-    and the type checker that compiles it would follow classify's imports to the catalog's YAML)."""
+    """What the passes over the flows (``scan`` here, report/jsonscan.py's ``texts``) read of a verdict
+    (classify.FlowVerdict, not imported: these modules are compiled, and the type checker that
+    compiles them would follow classify's imports to the catalog's YAML)."""
 
     @property
     def flow(self) -> Flow: ...
@@ -49,6 +50,8 @@ class Verdict(Protocol):
     def rule_ids(self) -> tuple[str, ...]: ...
     @property
     def reverse_rule_ids(self) -> tuple[str, ...]: ...
+    @property
+    def layers(self) -> tuple[str, ...]: ...
     @property
     def reason(self) -> str | None: ...
     @property

@@ -17,36 +17,12 @@ from typing import Any, Final, Protocol, cast
 
 from auditor.flow import Flow
 from auditor.model import HEAD_CHARS, HEAD_KEY, REASON_CHARS
+from auditor.report.flowscan import Verdict
 
 TS_FAST: Final = 2.5e11
 """Timestamps from 0 up to this (the year 9892) are written here; the others by the parts' ``ts``."""
 
 NO_APP_EVIDENCE: Final = ',"app_evidence":{}}'
-
-
-class Verdict(Protocol):
-    """What ``texts`` reads of a verdict (classify.FlowVerdict, not imported: see flowscan.py)."""
-
-    @property
-    def flow(self) -> Flow: ...
-    @property
-    def initiator(self) -> Any: ...
-    @property
-    def responder(self) -> Any: ...
-    @property
-    def classification(self) -> str: ...
-    @property
-    def failing(self) -> bool: ...
-    @property
-    def rule_ids(self) -> tuple[str, ...]: ...
-    @property
-    def reverse_rule_ids(self) -> tuple[str, ...]: ...
-    @property
-    def layers(self) -> tuple[str, ...]: ...
-    @property
-    def reason(self) -> str | None: ...
-    @property
-    def reason_text(self) -> str | None: ...
 
 
 class Parts(Protocol):
