@@ -52,16 +52,18 @@ class AppEvidence(NamedTuple):
     """A short printable summary: 'SSH-2.0-OpenSSH_9.6', 'POST /Citrix/CdsController/IRegistrar'."""
 
 
-HEAD_CHARS = 32
+DISPLAY_CHARS: Final = 120
+"""The report cuts longer strings for display (report/cells.py); a cell's title holds the bounded full
+text."""
+HEAD_CHARS: Final = 32
 """An application's evidence shows its first bytes' text bounded to this many characters."""
-HEAD_KEY = HEAD_CHARS + 1
+HEAD_KEY: Final = HEAD_CHARS + 1
 """The first bytes' texts are made, and looked up, by their first HEAD_KEY characters:
 ``bounded(head[:HEAD_KEY], HEAD_CHARS)`` is ``bounded(head, HEAD_CHARS)`` (cleaning a text never
 shortens it and cleans a prefix into a prefix), so flows whose first ten or so bytes are alike (the
 record and handshake headers of TLS ClientHellos) share one text where their whole heads differ."""
-REASON_CHARS = 400
+REASON_CHARS: Final = 400
 """A reason's text is bounded to this many characters in the report and the export."""
-
 
 
 # IP protocol numbers the core understands.

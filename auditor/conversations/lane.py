@@ -46,7 +46,6 @@ class FastLane:
         rather than yield it up through the readers' generators to a reading loop."""
         self.tick = tick
         """Called every TICK_RECORDS records ``put`` takes (a reading loop's own ``tick``)."""
-        self.countdown = TICK_RECORDS
         self.records = 0
         """The records ``put`` took."""
 
@@ -57,11 +56,8 @@ class FastLane:
         self.records += 1
         if rec.payload and self.names is not None:
             self.names.observe(rec)
-        self.countdown -= 1
-        if not self.countdown:
-            self.countdown = TICK_RECORDS
-            if self.tick is not None:
-                self.tick()
+        if not self.records % TICK_RECORDS and self.tick is not None:
+            self.tick()
 
     def take(self, proto: int, key: bytes, ts: float, flags: int, plen: int, ip_len: int) -> bool:
         # The kernel (capture/kernel.py) and the builder call this through its class: in the compiled

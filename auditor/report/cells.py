@@ -14,11 +14,9 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-from auditor.model import frozen_rows
+from auditor.model import DISPLAY_CHARS, frozen_rows
 from auditor.report.model import FlowRow, HostRow, RuleRow
 
-DISPLAY_CHARS = 120
-"""Longer strings are cut for display; the cell's title attribute holds the bounded full text."""
 MAX_CHARS = 1024
 """Every string from the document is bounded to this many characters before it reaches the page."""
 NO_ROLE = "(not in roles.yaml)"

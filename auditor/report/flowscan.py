@@ -21,10 +21,7 @@ from collections.abc import Sequence
 from typing import Any, Final, Protocol, TypeAlias, cast
 
 from auditor.flow import Flow
-from auditor.model import HEAD_CHARS, HEAD_KEY
-
-DISPLAY_CHARS: Final = 120
-"""report/cells.py's DISPLAY_CHARS (not imported: it is not compiled; a test holds them equal)."""
+from auditor.model import DISPLAY_CHARS, HEAD_CHARS, HEAD_KEY
 
 Cell: TypeAlias = Any
 """A cell's index (an int) where this module reads it from the walk's dicts and hands it on as it is:
@@ -68,8 +65,8 @@ class Misses(Protocol):
     def dir_input(self, v: Any) -> tuple[Cell, Cell]: ...
     def host(self, h: Any) -> tuple[Any, Cell, Cell, tuple[str, ...], Any]:
         """A host view's (the view, its cell, its roles' list id, its names, its cell's key), by its id."""
-    def why(self, v: Any, key: Any, init_cell: Cell, resp_cell: Cell) -> Cell:
-        """A verdict's rule / reason cell (or ``-1 -`` its template's index), by ``key``."""
+    def why(self, v: Any, key: Any) -> Cell:
+        """A verdict's rule / reason cell whose text names none of its hosts (``_template``), by ``key``."""
     def template(self, t: tuple[int, str, str, str]) -> Cell:
         """A new template of a rule / reason cell whose text names one of its flow's hosts (``-1 -`` its
         index): (the side, 1 initiator or 2 responder; the text before the address; after it; the
@@ -110,8 +107,8 @@ def _template(rule_ids: tuple[str, ...], reason: str | None, text: str | None, k
               x: tuple[Any, Cell, Cell, tuple[str, ...], Any], y: tuple[Any, Cell, Cell, tuple[str, ...], Any],
               templates: dict[tuple[int, str, str, str], Cell], codes: dict[str, str], misses: Misses) -> Cell:
     """The template of a rule / reason cell whose text names the flow's initiator (x) or responder (y),
-    shown as it is (printable ASCII, not cut: so its row's text), as _VerdictWalk.why_cell finds it;
-    None for any other."""
+    shown as it is (printable ASCII, not cut: so its row's text); None for any other, whose cell the
+    walk makes (``misses.why``)."""
     if rule_ids or not text or len(text) > DISPLAY_CHARS or not (text.isascii() and text.isprintable()):
         return None
     code = codes[reason or ""]
@@ -209,7 +206,7 @@ def scan(batch: Sequence[Verdict], mismatch: str, svc: dict[Any, tuple[Cell, lis
         if w is None:
             w = _template(rule_ids, reason, text, k, x, y, templates, codes, misses)
             if w is None:
-                w = misses.why(v, wkey, x[1], y[1])
+                w = misses.why(v, wkey)
             else:
                 whys[wkey] = w
         first = f.first_frame

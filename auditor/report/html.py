@@ -24,8 +24,8 @@ import jinja2.bccache
 from markupsafe import Markup
 
 from auditor import cache, resources
+from auditor.model import DISPLAY_CHARS
 from auditor.report.cells import (
-    DISPLAY_CHARS,
     MAX_CHARS,
     NO_ROLE,
     Cell,

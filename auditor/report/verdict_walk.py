@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from auditor.capture import native
 from auditor.classify import REASON_MISMATCH
 from auditor.model import HEAD_CHARS
-from auditor.report.cells import DISPLAY_CHARS
 from auditor.report.document import FlowRows, bounded
 from auditor.report.view import _BATCH
 
@@ -122,20 +121,6 @@ class _VerdictWalk:
         s = self.inputs[f.first_frame[0]] = ix[8]
         return d, s
 
-    def why_cell(self, v: FlowVerdict, init_cell: int, resp_cell: int) -> int:
-        """The rule / reason cell of a verdict: its interned index, or ``-1 -`` its template's index
-        (see the class; flowscan.scan finds most templates itself, ``template``)."""
-        rule_ids, reverse, reason, text = self.rows.why(v)
-        cells = self.cells
-        if not rule_ids and text and len(text) <= DISPLAY_CHARS and text.isascii() and text.isprintable():
-            code = cells.t64[reason or ""]
-            k = v.flow.key
-            for side, addr, cell in ((1, k.initiator, init_cell), (2, k.responder, resp_cell)):
-                at = text.find(addr) if addr else -1
-                if at >= 0 and code and cells.cells[cell].key == addr:
-                    return self.template((side, text[:at], text[at + len(addr):], code))
-        return cells.why(rule_ids, reverse, reason, text)
-
     def template(self, t: tuple[int, str, str, str]) -> int:
         """The index of a rule / reason cell's template, ``-1 -`` its place in ``why_templates``."""
         found = self.why_ix.get(t)
@@ -144,9 +129,10 @@ class _VerdictWalk:
             found = self.why_ix[t] = -len(self.why_templates)
         return found
 
-    def why(self, v: FlowVerdict, key: Any, init_cell: int, resp_cell: int) -> int:
-        """A new rule / reason cell (for flowscan.scan), by its key."""
-        found = self.whys[key] = self.why_cell(v, init_cell, resp_cell)
+    def why(self, v: FlowVerdict, key: Any) -> int:
+        """A new rule / reason cell (for flowscan.scan, which finds the templates of the reasons that
+        name a host itself), by its key."""
+        found = self.whys[key] = self.cells.why(*self.rows.why(v))
         return found
 
     def take(self, batch: Sequence[FlowVerdict]) -> None:
