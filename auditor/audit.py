@@ -20,6 +20,7 @@ from auditor import (
     __version__,
     conversations,  # its builder looked up at each use: of the build that runs
     engine,
+    names_apart,
 )
 from auditor.capture import CaptureSet, open_captures
 from auditor.catalog import Catalog, load_catalog
@@ -388,9 +389,26 @@ def read_captures(capture: CaptureSet, server_ports: frozenset[tuple[str, int]],
         capture.inputs, capture.stats = again.inputs, again.stats
         capture.inputs[0].warnings.append(f"{why}: read in the order given by one process")
         return conv, names
-    # One process reads; a second one decompresses a large compressed input.
+    # One process reads; a second one decompresses a large compressed input, or reads the names of
+    # large uncompressed ones.
     capture.inflate = auto_jobs(capture, capture.engine) > 1 if asked == 0 else jobs > 1
+    if asked == 0 and names_apart.worth(capture):
+        return _collect_apart(capture, server_ports, connection_sink)
     return collect(capture, server_ports, connection_sink=connection_sink)
+
+
+def _collect_apart(capture: CaptureSet, server_ports: frozenset[tuple[str, int]],
+                   connection_sink: Callable[[Connection], None] | None) -> tuple[ConversationResult, NameEvidence]:
+    """``collect``, the name evidence read by a second process meanwhile (auditor/names_apart.py)."""
+    apart = names_apart.NamesApart(capture)
+    try:
+        builder = conversations.ConversationBuilder(server_ports=server_ports, connection_sink=connection_sink)
+        with paused_gc(keep=True):
+            engine.read_records(capture, builder, None)
+            conv = builder.finish()
+        return conv, apart.result(names_apart.addresses(conv))
+    finally:
+        apart.stop()
 
 
 def run_audit(request: AuditRequest) -> AuditOutcome:

@@ -156,7 +156,7 @@ def group(chunks_: Sequence[ranges.Chunk], jobs: int) -> list[list[ranges.Chunk]
     return out
 
 
-def read_records(records: Iterable[PacketRecord], builder: ConversationBuilder, names: NameEvidence,
+def read_records(records: Iterable[PacketRecord], builder: ConversationBuilder, names: NameEvidence | None,
                  tick: Callable[[], None] | None = None, every: float = 0.05) -> None:
     """Every record into the conversation core and the name evidence: the one reading loop, of a
     sequential read (audit.collect) and of a chunk (read_chunk). From a CaptureSet, most packets never
@@ -164,7 +164,8 @@ def read_records(records: Iterable[PacketRecord], builder: ConversationBuilder, 
     (ConversationBuilder.lane), in order with the records around them; and the records the kernel's
     walk makes go to the lane too (FastLane.put: in the compiled build a C call where the record is
     made), so that this loop takes only those of the other readers. ``tick`` is called about every
-    ``every`` seconds."""
+    ``every`` seconds. ``names`` None: the records go to the core alone (the name evidence is read
+    apart: auditor/names_apart.py)."""
     countdown, due = TICK_RECORDS, time.monotonic() + every
 
     def timely() -> None:
@@ -176,13 +177,16 @@ def read_records(records: Iterable[PacketRecord], builder: ConversationBuilder, 
     if isinstance(records, CaptureSet):
         # The kernel's walks hand their records to the lane (FastLane.put), which feeds them as this
         # loop would: this loop then takes only those of the other readers (tshark, converted inputs).
-        records.lane = builder.lane(names.lane_table(), timely if tick is not None else None)
-    feed, observe = builder.feed, names.observer()
+        table = names.lane_table() if names is not None else None
+        records.lane = builder.lane(table, timely if tick is not None else None,
+                                    puts=table is not None or names is None)
+    feed = builder.feed
+    observe = names.observer() if names is not None else None
     stream = iter(records)
     try:
         for rec in stream:
             feed(rec)
-            if rec.payload:
+            if rec.payload and observe is not None:
                 observe(rec)
             countdown -= 1
             if not countdown:

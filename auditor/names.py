@@ -150,6 +150,23 @@ class NameEvidence:
                 piece._by_addr[address] = observations
             yield piece
 
+    def only(self, addresses: Collection[str]) -> NameEvidence:
+        """The evidence about these addresses alone, in the same order, with every counter: what a
+        reader that holds the whole evidence in another process sends the one that asks only about
+        the addresses its conversations name (auditor/names_apart.py). A final answer, not a part
+        to merge: the counters are the whole evidence's."""
+        t = self._t
+        out = NameEvidence(max_names=t.max_names, max_name_len=t.max_len)
+        mine = out._t
+        mine.stats = dict(t.stats)
+        store, seen = mine.store, mine.seen
+        for address, observations in t.by_addr.items():
+            if address in addresses:
+                for o in observations:
+                    store(o)
+                    seen.add((address, o.name, o.source))
+        return out
+
     def renumber(self, frame: Callable[[tuple[int, int]], tuple[int, int]], same: Collection[int] = ()) -> None:
         """Map every observation's (input_index, frame) (a chunk's frames, auditor/engine.py), but those
         of the input indexes in ``same``, which ``frame`` would leave as they are."""

@@ -132,6 +132,9 @@ class CaptureSet:
         self.total_bytes = 0
         self.frames_read = 0
         """Frames read so far, to within PROGRESS_EVERY (for progress rates)."""
+        self.digest = True
+        """Hash each input (SHA-256, InputInfo.sha256) as it is read; off for a second reading of
+        inputs another reader hashes (auditor/names_apart.py)."""
         self._inflatable = False
         self.inflate = False
         """Decompress each compressed file of at least INFLATE_MIN bytes in a second process
@@ -140,6 +143,8 @@ class CaptureSet:
         """Inputs in another format (capture/foreign.py): path -> captype's name of the format. They
         are read as nstrace.py converts them (NetScaler traces), from editcap's pcapng copy, or by
         the tshark engine."""
+        self.compressed: set[str] = set()
+        """Regular files stored compressed (decompressed as they are read)."""
         self.streams = frozenset(p for p in self.paths if _streamed(p))
         _once_each([p for p in self.paths if p in self.streams])
         # Refuse a bad file before an hour of reading the good ones before it. (Not a stream: it
@@ -159,6 +164,8 @@ class CaptureSet:
                 self.foreign[path] = fmt
             size = os.path.getsize(path)
             self.total_bytes += size
+            if compression != "none":
+                self.compressed.add(path)
             if compression != "none" and size >= INFLATE_MIN and path not in self.foreign:
                 self._inflatable = True
 
@@ -305,7 +312,7 @@ class CaptureSet:
             info.first_frame_unknown = chunk.start > 0
         else:
             if src is None:
-                src = Source(path, digest=digest)
+                src = Source(path, digest=digest and self.digest)
             data = src
             if self.inflate and src.size >= INFLATE_MIN:
                 src.inflate_apart()

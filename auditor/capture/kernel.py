@@ -343,8 +343,8 @@ class Kernel:
         # the input's offset of buf[0]); then the sample.
         below = self.all_below
         everything = self.verify_all = True
-        # A lane with a name table takes the records too (FastLane.put): the walk then yields none.
-        sink = self.lane if self.lane is not None and self.lane.names is not None else None
+        # A lane that takes the records too (FastLane.put): the walk then yields none.
+        sink = self.lane if self.lane is not None and self.lane.puts else None
         try:
             while True:
                 if ng is None:

@@ -177,11 +177,12 @@ class ConversationBuilder:
             self._sweep(rec.ts)
         self._slow(rec, key)
 
-    def lane(self, names: NameTable | None = None, tick: Callable[[], None] | None = None) -> FastLane:
-        """The fast lane for a capture reader (see FastLane); with ``names``, it takes the reader's
-        records too, into this builder and that name table (FastLane.put), calling ``tick`` every
-        lane.TICK_RECORDS of them."""
-        return FastLane(self, names, tick)
+    def lane(self, names: NameTable | None = None, tick: Callable[[], None] | None = None, *,
+             puts: bool | None = None) -> FastLane:
+        """The fast lane for a capture reader (see FastLane); with ``names`` (or ``puts``), it takes the
+        reader's records too, into this builder and that name table (FastLane.put), calling ``tick``
+        every lane.TICK_RECORDS of them."""
+        return FastLane(self, names, tick, puts=puts)
 
     def feed_many(self, recs: Iterable[Any]) -> None:
         """Several records (of either build: ``feed``), in order: the same as feeding them one at a time."""

@@ -36,7 +36,7 @@ class FastLane:
     """
 
     def __init__(self, builder: ConversationBuilder, names: NameTable | None = None,
-                 tick: Callable[[], None] | None = None) -> None:
+                 tick: Callable[[], None] | None = None, *, puts: bool | None = None) -> None:
         self.builder = builder
         self.table = builder._table
         self.stats = builder.stats
@@ -44,6 +44,10 @@ class FastLane:
         """With a name table, the lane takes the reader's records too (``put``): the kernel's walk hands
         each to the core and the table where it makes it, in order with the packets the lane takes,
         rather than yield it up through the readers' generators to a reading loop."""
+        self.puts = names is not None if puts is None else puts
+        """Whether the kernel's walk hands its records to ``put`` rather than yield them: by default
+        with a name table; without one, records go to the core alone (the name evidence is read
+        apart: auditor/names_apart.py)."""
         self.tick = tick
         """Called every TICK_RECORDS records ``put`` takes (a reading loop's own ``tick``)."""
         self.records = 0
@@ -106,6 +110,28 @@ class DropLane(FastLane):
 
     def __init__(self) -> None:
         self.names = None
+        self.puts = False
+
+    def take(self, proto: int, key: bytes, ts: float, flags: int, plen: int, ip_len: int) -> bool:
+        return True
+
+
+class NamesLane(FastLane):
+    """A lane for a walk that reads name evidence alone (auditor/names_apart.py): it takes every
+    packet offered and keeps nothing, and gives the walk's records to the name table. The packets a
+    kernel offers a lane carry nothing the name table reads (FastLane's contract), so the table sees
+    every record it would see beside a conversation core, in the same order."""
+
+    def __init__(self, names: NameTable) -> None:
+        self.names = self.into = names
+        self.puts = True
+        self.tick = None
+        self.records = 0
+
+    def put(self, rec: PacketRecord) -> None:
+        self.records += 1
+        if rec.payload:
+            self.into.observe(rec)
 
     def take(self, proto: int, key: bytes, ts: float, flags: int, plen: int, ip_len: int) -> bool:
         return True
