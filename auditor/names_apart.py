@@ -32,9 +32,9 @@ if TYPE_CHECKING:
     from auditor.conversations import ConversationResult
 
 APART_MIN: Final = 64 << 20
-"""Inputs of fewer bytes in all are read by one process: the second costs ~0.02 s to start and to
-answer, and saves about 0.5 s per million packets of the shared realistic capture
-(bench/README.md)."""
+"""Inputs of fewer bytes in all are read by one process. On the shared realistic traffic the second
+process gains nothing at 62 MB (150,000 packets), ~0.1 s at 124 MB and ~0.5 s at 412 MB (1M
+packets; bench/README.md)."""
 
 
 def worth(capture: CaptureSet) -> bool:

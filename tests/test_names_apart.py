@@ -78,10 +78,11 @@ def _hard_capture(path: Path) -> None:
     for piece in ipv4_fragments("10.0.0.53", "10.0.0.1", 17, answer, size=24):
         t += 0.001
         frames.append((t, eth_ip(piece)))
-    inner = eth_ipv4_udp("10.1.0.53", "10.1.0.2", 53, 40001, _dns_answer(2, "tunnelled.example.net", bytes([10, 9, 9, 2])))
+    inner = eth_ipv4_udp("10.1.0.53", "10.1.0.2", 53, 40001,
+                         _dns_answer(2, "tunnelled.example.net", bytes([10, 9, 9, 2])))
     frames.append((t + 0.01, vxlan("192.0.2.1", "192.0.2.2", inner)))
-    frames.append((t + 0.02, eth_ipv4_udp("10.0.0.53", "10.0.0.3", 53, 40002,
-                                          _dns_answer(3, "badsum.example.net", bytes([10, 9, 9, 3])), bad_checksum=True)))
+    badsum = _dns_answer(3, "badsum.example.net", bytes([10, 9, 9, 3]))
+    frames.append((t + 0.02, eth_ipv4_udp("10.0.0.53", "10.0.0.3", 53, 40002, badsum, bad_checksum=True)))
     frames.append((t + 0.03, eth(ipv4("10.0.0.53", "10.0.0.4", 17, udp("10.0.0.53", "10.0.0.4", 53, 40003, _dns_answer(
         4, "tagged.example.net", bytes([10, 9, 9, 4])))), vlan=12)))
     frames.append((t + 0.04, eth_ipv6_udp("2001:db8::53", "2001:db8::5", 53, 40004,
