@@ -21,8 +21,9 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import struct
 import sys
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 from auditor.names import MAX_NAMES, NameEvidence
@@ -37,26 +38,113 @@ process gains nothing at 62 MB (150,000 packets), ~0.1 s at 124 MB and ~0.5 s at
 packets; bench/README.md)."""
 
 
+NICE: Final = 10
+"""How much less this process's time counts than the reader's and its hashing thread's: where the
+second core is short (long conversations: hashing 5.8 GB takes 3 s of it), they go first."""
+
+
+SAMPLE_BYTES: Final = 1 << 20
+"""The bytes of the largest input whose frames ``worth`` looks at (a few thousand frames, ~5 ms)."""
+APART_SHARE: Final = 0.02
+"""The share of a sample's records the name table must read (DNS answers, TLS ClientHellos, HTTP
+requests) for a second process to pay. It costs the reader ~0.1 us a packet while it runs (the
+second core is shared with the inputs' hashing), and saves ~5 us a record the table reads: on the
+shared realistic capture (1 in 10 records) it saves ~0.5 s of 4; on the 10M-packet one of long
+conversations (none) it cost ~1 s of 8 (bench/README.md)."""
+
+
 def worth(capture: CaptureSet) -> bool:
     """Whether the names of these inputs are worth a second process: two cores or more, regular
     uncompressed pcap or pcapng files read whole by the fast engine, APART_MIN bytes or more, on a
-    platform that forks."""
+    platform that forks, and at least APART_SHARE of the records of the largest input's first
+    SAMPLE_BYTES for the name table."""
     from auditor.parallel import cpus
 
-    return (capture.engine == "fast" and not capture.streams and not capture.foreign and not capture.compressed
+    if not (capture.engine == "fast" and not capture.streams and not capture.foreign and not capture.compressed
             and all(c.whole for c in capture.chunks) and capture.total_bytes >= APART_MIN
-            and sys.platform.startswith("linux") and cpus() > 1)
+            and sys.platform.startswith("linux") and cpus() > 1):
+        return False
+    largest = max(capture.paths, key=os.path.getsize)
+    return name_share(largest) >= APART_SHARE
 
 
-def read_names(paths: list[str], verify_checksums: bool) -> NameEvidence:
+def name_share(path: str) -> float:
+    """The share of the records of the frames in the first SAMPLE_BYTES of this pcap or pcapng file
+    that the name table reads (0.0 when none can be read: the reading says why)."""
+    from auditor.capture.decode import Decoder
+    from auditor.capture.info import ReadStats
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(SAMPLE_BYTES)
+    except OSError:
+        return 0.0
+    dec = Decoder(ReadStats(), 0, verify_checksums=False)
+    names = NameEvidence()
+    records = 0
+    try:
+        for frame, (off, caplen, lt) in enumerate(_frames(head), 1):
+            rec = dec.decode(head, off, caplen, 0.0, frame, lt)
+            if rec is not None:
+                records += 1
+                if rec.payload:
+                    names.observe(rec)
+    except Exception:  # a sample that cannot be read is no reason to stop: the read says why
+        return 0.0
+    finally:
+        dec.close()
+    s = names.stats
+    return (s["dns_responses"] + s["sni"] + s["http_host"] + s["parse_errors"]) / records if records else 0.0
+
+
+def _frames(buf: bytes) -> Iterator[tuple[int, int, int]]:
+    """(offset, captured length, link type) of the whole frames in the first bytes of a pcap or pcapng
+    file, as far as they read plainly (a sample: anything unusual ends it)."""
+    magic = buf[:4]
+    if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
+        order = "<" if magic[0] in (0xD4, 0x4D) else ">"
+        if len(buf) < 24:
+            return
+        lt = struct.unpack_from(order + "I", buf, 20)[0] & 0xFFFF
+        off = 24
+        while off + 16 <= len(buf):
+            caplen = struct.unpack_from(order + "I", buf, off + 8)[0]
+            if off + 16 + caplen > len(buf):
+                return
+            yield off + 16, caplen, lt
+            off += 16 + caplen
+        return
+    if magic != b"\x0a\x0d\x0d\x0a" or len(buf) < 12:
+        return
+    order = "<" if buf[8:12] == b"\x4d\x3c\x2b\x1a" else ">"
+    links: list[int] = []
+    off = 0
+    while off + 12 <= len(buf):
+        kind, size = struct.unpack_from(order + "II", buf, off)
+        if size < 12 or size % 4 or off + size > len(buf):
+            return
+        if kind == 1 and size >= 20:  # an Interface Description Block
+            links.append(struct.unpack_from(order + "H", buf, off + 8)[0])
+        elif kind == 6 and size >= 32:  # an Enhanced Packet Block
+            ifid, caplen = struct.unpack_from(order + "I12xI", buf, off + 8)
+            if ifid >= len(links) or 28 + caplen > size:
+                return
+            yield off + 28, caplen, links[ifid]
+        elif kind == 0x0A0D0D0A and off:  # a second section: its interfaces are new
+            return
+        off += size
+
+
+def read_names(paths: list[str]) -> NameEvidence:
     """The name evidence of these inputs (regular files the fast engine reads), read alone: every
     packet the kernel offers a lane is taken and dropped, every record it makes goes to the name
-    table; the inputs are not hashed (their reader hashes them)."""
+    table. Checksums are not verified (the name table reads a record whatever its checksum), nor the
+    inputs hashed (their reader does both)."""
     from auditor.capture import CaptureSet, native
     from auditor.parallel import paused_gc
 
     names = NameEvidence(max_names=MAX_NAMES)
-    cs = CaptureSet(paths, engine="fast", verify_checksums=verify_checksums)
+    cs = CaptureSet(paths, engine="fast", verify_checksums=False)
     cs.digest = False
     cs.lane = native.KERNEL.of("auditor.conversations.lane").NamesLane(names.lane_table())
     observe = names.observer()
@@ -83,11 +171,10 @@ class NamesApart:
         from auditor.capture.decompress import start_child
 
         self.paths = list(capture.paths)
-        self.verify = capture.verify_checksums
         ask_r, ask_w = os.pipe()
         try:
             self._proc: Any = None
-            self._proc, self._answers = start_child(_child, "pcap-audit-names", self.paths, self.verify, ask_r, ask_w)
+            self._proc, self._answers = start_child(_child, "pcap-audit-names", self.paths, ask_r, ask_w)
         finally:
             os.close(ask_r)
         self._ask = ask_w
@@ -103,7 +190,7 @@ class NamesApart:
                 got = pickle.load(answers)
         if isinstance(got, NameEvidence):
             return got
-        return read_names(self.paths, self.verify).only(wanted)
+        return read_names(self.paths).only(wanted)
 
     def stop(self) -> None:
         """End the second process (done or not), reap it and close the pipes."""
@@ -117,7 +204,7 @@ class NamesApart:
                     os.close(fd)
 
 
-def _child(paths: list[str], verify: bool, ask_r: int, ask_w: int, wfd: int, rfd: int) -> None:
+def _child(paths: list[str], ask_r: int, ask_w: int, wfd: int, rfd: int) -> None:
     """The second process: read the names, wait for the addresses wanted, answer with their evidence
     (or with None: it failed; the reading process then reads the names itself)."""
     import signal
@@ -125,12 +212,14 @@ def _child(paths: list[str], verify: bool, ask_r: int, ask_w: int, wfd: int, rfd
     os.close(rfd)
     os.close(ask_w)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the reading process's to handle
+    with contextlib.suppress(OSError):
+        os.nice(NICE)
     answer: NameEvidence | None = None
     try:
         from auditor.parallel import tune_gc
 
         tune_gc()
-        names = read_names(paths, verify)
+        names = read_names(paths)
         with os.fdopen(ask_r, "rb", closefd=False) as ask:
             wanted = pickle.load(ask)
         answer = names.only(wanted)

@@ -53,7 +53,7 @@ def _evidence(names: NameEvidence) -> tuple[Any, ...]:
 
 
 def _alone(path: Path) -> NameEvidence:
-    return names_apart.read_names([str(path)], True)
+    return names_apart.read_names([str(path)])
 
 
 def _beside(path: Path) -> NameEvidence:
@@ -175,6 +175,7 @@ def _read(path: Path, jobs: int) -> tuple[Any, ...]:
 def apart(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Every input worth a second process; the processes started, counted."""
     monkeypatch.setattr(names_apart, "APART_MIN", 0)
+    monkeypatch.setattr(names_apart, "APART_SHARE", 0.0)
     monkeypatch.setattr("auditor.parallel.cpus", lambda: 2)
     started: list[int] = []
     real = names_apart.NamesApart.__init__
@@ -217,10 +218,10 @@ def test_a_failed_second_process_changes_nothing_but_the_time(tmp_path: Path, ap
     else:  # its reading fails: it answers None
         real = names_apart.read_names
 
-        def failing(paths: list[str], verify: bool) -> NameEvidence:
+        def failing(paths: list[str]) -> NameEvidence:
             if os.getpid() != parent:
                 raise MemoryError
-            return real(paths, verify)
+            return real(paths)
 
         monkeypatch.setattr(names_apart, "read_names", failing)
     assert _read(path, 0) == one
@@ -246,10 +247,46 @@ def test_which_inputs_are_worth_a_second_process(tmp_path: Path, monkeypatch: py
     shutil.copy(SAMPLES / "cvad-onprem.pcapng", plain)
     packed = tmp_path / "packed.pcapng.gz"
     packed.write_bytes(gzip.compress(plain.read_bytes()))
+    long_talks = tmp_path / "long.pcap"  # long TCP conversations: nothing for the name table
+    write_pcap(long_talks, [(1.0 + i / 100, eth_ipv4_tcp("10.0.0.1" if i % 2 else "10.0.0.2", "10.0.0.2" if i % 2
+                                                         else "10.0.0.1", 40000 + i % 7, 1494, "A", b"\x7f" * 200))
+                            for i in range(3000)])
     assert not names_apart.worth(open_captures([str(plain)]))  # small: one process
     monkeypatch.setattr(names_apart, "APART_MIN", 0)
     assert names_apart.worth(open_captures([str(plain)])) == sys.platform.startswith("linux")
+    assert not names_apart.worth(open_captures([str(long_talks)]))  # no names to read apart
     assert not names_apart.worth(open_captures([str(plain), str(packed)]))  # decompressed: one process
     assert not names_apart.worth(open_captures([str(plain)], engine="tshark"))
     monkeypatch.setattr("auditor.parallel.cpus", lambda: 1)
     assert not names_apart.worth(open_captures([str(plain)]))
+
+
+def _share_of_whole(path: Path) -> float:
+    names, records = NameEvidence(), 0
+    for rec in open_captures([str(path)]):
+        records += 1
+        if rec.payload:
+            names.observe(rec)
+    s = names.stats
+    return (s["dns_responses"] + s["sni"] + s["http_host"] + s["parse_errors"]) / records
+
+
+def test_the_sample_reads_the_frames_of_small_files_whole(tmp_path: Path) -> None:
+    """A file shorter than the sample is sampled whole: its share is that of the whole read, pcapng
+    (the samples: several interfaces, options) and pcap alike; damage ends the sample, never the run."""
+    hard = tmp_path / "hard.pcap"
+    _hard_capture(hard)
+    files = [hard, *sorted(SAMPLES.glob("*.pcapng"))]
+    assert all(p.stat().st_size < names_apart.SAMPLE_BYTES for p in files)
+    for path in files:
+        assert names_apart.name_share(str(path)) == pytest.approx(_share_of_whole(path)), path.name
+    assert names_apart.name_share(str(hard)) > 0.1
+    cut = tmp_path / "cut.pcapng"
+    data = (SAMPLES / "daas-cloud.pcapng").read_bytes()
+    cut.write_bytes(data[: len(data) // 2] + b"\xff" * 40)
+    assert 0 < names_apart.name_share(str(cut)) <= 1
+    for junk in (b"", b"\x0a\x0d\x0d\x0a" + b"\xff" * 100, b"\xd4\xc3\xb2\xa1" + b"\x00" * 30, b"GIF89a"):
+        odd = tmp_path / "odd.bin"
+        odd.write_bytes(junk)
+        assert names_apart.name_share(str(odd)) == 0.0
+    assert names_apart.name_share(str(tmp_path / "missing.pcap")) == 0.0
