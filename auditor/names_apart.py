@@ -148,7 +148,7 @@ def read_names(paths: list[str]) -> NameEvidence:
     cs.digest = False
     cs.lane = native.KERNEL.of("auditor.conversations.lane").NamesLane(names.lane_table())
     observe = names.observer()
-    with paused_gc():
+    with paused_gc(keep=True):  # the names live on (as collect's do)
         for rec in cs:  # the kernel's walks hand theirs to the lane: any others are read here
             if rec.payload:
                 observe(rec)
@@ -165,16 +165,20 @@ def addresses(conv: ConversationResult) -> set[str]:
 
 
 class NamesApart:
-    """The second process: ``start`` it before this one reads, ``result`` after, ``stop`` always."""
+    """The second process, started when this is made (before this process reads): ``result`` once the
+    conversations are read, ``stop`` always."""
 
     def __init__(self, capture: CaptureSet) -> None:
         from auditor.capture.decompress import start_child
 
         self.paths = list(capture.paths)
         ask_r, ask_w = os.pipe()
+        self._proc: Any = None
         try:
-            self._proc: Any = None
             self._proc, self._answers = start_child(_child, "pcap-audit-names", self.paths, ask_r, ask_w)
+        except BaseException:
+            os.close(ask_w)
+            raise
         finally:
             os.close(ask_r)
         self._ask = ask_w
