@@ -26,6 +26,17 @@ from auditor.model import (
 )
 
 _TCP_ESTABLISHED: Final = frozenset(("SF", "S1", "S2", "S3", "RSTO", "RSTR"))
+_ONE_EVIDENCE: Final[dict[str, SharedCounts]] = {}
+_ONE_STATE: Final[dict[str, SharedCounts]] = {}
+"""Tallies of one connection (of its direction evidence, of its conn_state), each shared by every
+flow of one connection with that tally (``_one``)."""
+
+
+def _one(tallies: dict[str, SharedCounts], kind: str) -> SharedCounts:
+    one = tallies.get(kind)
+    if one is None:
+        one = tallies[kind] = SharedCounts({kind: 1})
+    return one
 
 
 @dataclass(slots=True)
@@ -170,13 +181,19 @@ class Flow:
         if first_frame < self.first_frame:
             self.first_frame = first_frame
         ev = self.direction_evidence
-        if type(ev) is not dict:
-            ev = self.direction_evidence = dict(ev)  # shared (share_counts): a copy of its own
-        ev[direction_evidence] = ev.get(direction_evidence, 0) + 1
         states = self.conn_states
-        if type(states) is not dict:
-            states = self.conn_states = dict(states)
-        states[conn_state] = states.get(conn_state, 0) + 1
+        if self.connections == 1 and not ev and not states:
+            # A flow's first connection: the tallies of one connection, shared (most flows have one:
+            # two dicts fewer each, and share_counts has nothing left to do for them).
+            self.direction_evidence = _one(_ONE_EVIDENCE, direction_evidence)
+            self.conn_states = _one(_ONE_STATE, conn_state)
+        else:
+            if type(ev) is not dict:
+                ev = self.direction_evidence = dict(ev)  # shared (share_counts): a copy of its own
+            ev[direction_evidence] = ev.get(direction_evidence, 0) + 1
+            if type(states) is not dict:
+                states = self.conn_states = dict(states)
+            states[conn_state] = states.get(conn_state, 0) + 1
         self.bad_checksums += bad_checksums
         if tunnels:
             self.tunnels = self.tunnels | tunnels
@@ -248,6 +265,8 @@ def share_counts(flows: Iterable[Flow]) -> None:
     seen: dict[tuple[tuple[str, int], ...], SharedCounts] = {}
     for f in flows:
         ev, states = f.direction_evidence, f.conn_states
+        if type(ev) is not dict and type(states) is not dict:
+            continue  # shared already (a flow of one connection: Flow.add)
         key = tuple(ev.items())
         one = seen.get(key)
         if one is None:

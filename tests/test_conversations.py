@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from auditor import conversations
+from auditor.capture import native
 from auditor.conversations import SWEEP_EVERY, ConversationResult
-from auditor.flow import Flow, share_counts
 from auditor.model import Connection, FlowKey, Outcome, PacketRecord, SharedCounts
 from tests.records import (
     handshake,
@@ -513,17 +513,22 @@ def test_a_flood_of_attempts_on_one_service_is_summarised_past_its_fan_in() -> N
 
 
 def test_shared_counts_are_copied_before_a_flow_changes_them() -> None:
-    """share_counts makes final flows with equal tallies share one dict; a later add or merge gives
-    the flow its own copy and leaves the others alone."""
-    flows = [Flow(FlowKey(f"10.0.0.{i}", "10.0.1.1", "tcp", 443)) for i in range(3)]
+    """Flows of one connection share their tallies from the first add, and share_counts makes final
+    flows with equal tallies share one dict; a later add or merge gives the flow its own copy and
+    leaves the others alone. (The flow of the build that runs: the core's.)"""
+    build = native.KERNEL.of("auditor.flow")
+    flow, share_counts = build.Flow, build.share_counts
+    flows = [flow(FlowKey(f"10.0.0.{i}", "10.0.1.1", "tcp", 443)) for i in range(3)]
     for f in flows:
         f.add("tcp", "SF", "ShADadFf", 5, 300, 4, 900, 1.0, 2.0, (0, 1), "syn", 0, False, frozenset())
+    assert flows[0].conn_states is flows[1].conn_states and flows[0].direction_evidence is flows[1].direction_evidence
+    assert flows[0].conn_states == {"SF": 1} and flows[0].direction_evidence == {"syn": 1}
     share_counts(flows)
     assert flows[0].conn_states is flows[1].conn_states is flows[2].conn_states
     assert flows[0].direction_evidence is flows[2].direction_evidence
     assert isinstance(flows[0].conn_states, SharedCounts)
     flows[0].add("tcp", "REJ", "Sr", 1, 40, 1, 40, 3.0, 3.0, (0, 9), "syn", 0, False, frozenset())
-    other = Flow(flows[1].key)
+    other = flow(flows[1].key)
     other.add("udp", "S0", "D", 1, 60, 0, 0, 4.0, 4.0, (0, 12), "first_packet", 0, False, frozenset())
     flows[1].merge(other)
     assert flows[0].conn_states == {"SF": 1, "REJ": 1}
@@ -531,3 +536,9 @@ def test_shared_counts_are_copied_before_a_flow_changes_them() -> None:
     assert flows[1].direction_evidence == {"syn": 1, "first_packet": 1}
     assert flows[2].conn_states == {"SF": 1} and flows[2].direction_evidence == {"syn": 1}
     assert type(flows[0].conn_states) is dict
+    later = flow(FlowKey("10.0.0.9", "10.0.1.1", "tcp", 443))
+    later.add("tcp", "SF", "ShADadFf", 5, 300, 4, 900, 5.0, 6.0, (0, 20), "syn", 0, False, frozenset())
+    assert later.conn_states == {"SF": 1} and later.direction_evidence == {"syn": 1}
+    merged = flow(later.key, direction_evidence={"synack": 2}, conn_states={"S1": 2}, connections=0)
+    merged.add("tcp", "SF", "ShADadFf", 5, 300, 4, 900, 5.0, 6.0, (0, 21), "syn", 0, False, frozenset())
+    assert merged.conn_states == {"S1": 2, "SF": 1} and merged.direction_evidence == {"synack": 2, "syn": 1}
