@@ -38,11 +38,6 @@ process gains nothing at 62 MB (150,000 packets), ~0.1 s at 124 MB and ~0.5 s at
 packets; bench/README.md)."""
 
 
-NICE: Final = 10
-"""How much less this process's time counts than the reader's and its hashing thread's: where the
-second core is short (long conversations: hashing 5.8 GB takes 3 s of it), they go first."""
-
-
 SAMPLE_BYTES: Final = 1 << 20
 """The bytes of the largest input whose frames ``worth`` looks at (a few thousand frames, ~5 ms)."""
 APART_SHARE: Final = 0.02
@@ -216,8 +211,6 @@ def _child(paths: list[str], ask_r: int, ask_w: int, wfd: int, rfd: int) -> None
     os.close(rfd)
     os.close(ask_w)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the reading process's to handle
-    with contextlib.suppress(OSError):
-        os.nice(NICE)
     answer: NameEvidence | None = None
     try:
         from auditor.parallel import tune_gc

@@ -1,7 +1,7 @@
 """The capture phase alone: CPU seconds of ``audit.collect`` (conversations and name evidence), in a
 fresh process per run, with the compiled build and the pure-Python one.
 
-    python bench/bench_collect.py CAPTURE [--runs 3] [--before /path/to/old/checkout] [--sample PARTS]
+    python bench/bench_collect.py CAPTURE [--runs 3] [--before /path/to/old/checkout] [--apart] [--sample PARTS]
 
 Each run reads CAPTURE once (``open_captures`` with the fast engine, the bundled catalog's server
 ports, as the audit command's ``-j 1`` does) and prints collect's CPU seconds (time.process_time,
@@ -9,6 +9,11 @@ which includes the first garbage collection after the reading when collect leave
 caller). ``--before``: the same in an older checkout (built in place: ``python setup.py build_ext
 --inplace``), alternating with this one, run by run. Each process says which build it ran
 (``PCAP_AUDIT_PURE=1`` for the second of each pair); the best of the runs is the figure to quote.
+
+``--apart``: instead, the two halves of a read whose name evidence is read by a second process
+(auditor/names_apart.py), compiled, each in a fresh process and alternating with ``collect``: the
+reading process's (conversations alone, the input hashed on its thread as always) and the names
+process's (names alone, no checksums, no hashing). The reader's saving is collect's CPU less its own.
 
 ``--sample PARTS``: instead, the checksum sample (capture/kernel.py's CHECKSUM_POLICY): how many
 packets the kernel verifies the transport checksum of, in one read of CAPTURE and in PARTS byte
@@ -38,6 +43,26 @@ capture = open_captures([sys.argv[1]], engine="fast")
 t = time.process_time()
 conv, names = collect(capture, ports)
 print(f"{time.process_time() - t:.2f}", len(conv.flows), names.stats["names_kept"], native.KERNEL.compiled)
+"""
+
+APART_RUN = """
+import sys, time
+from auditor import conversations, engine, names_apart
+from auditor.capture import native, open_captures
+from auditor.catalog import load_catalog
+from auditor.parallel import paused_gc, tune_gc
+tune_gc()
+ports = load_catalog(None, []).server_ports()
+capture = open_captures([sys.argv[1]], engine="fast")
+t = time.process_time()
+if sys.argv[2] == "reader":
+    builder = conversations.ConversationBuilder(server_ports=ports)
+    with paused_gc(keep=True):
+        engine.read_records(capture, builder, None)
+        got = len(builder.finish().flows)
+else:
+    got = names_apart.read_names([sys.argv[1]]).stats["names_kept"]
+print(f"{time.process_time() - t:.2f}", got, native.KERNEL.compiled)
 """
 
 SAMPLE = """
@@ -72,6 +97,15 @@ def one_run(tree: Path, capture: str, pure: bool) -> tuple[float, str]:
     return float(cpu), f"{int(flows):,} flows, {int(names):,} names"
 
 
+def apart_run(capture: str, half: str) -> float:
+    env = {**os.environ, "PYTHONPATH": str(HERE), "PCAP_AUDIT_PURE": "0"}
+    cpu, _, compiled = subprocess.run([sys.executable, "-c", APART_RUN, capture, half], cwd=HERE, env=env,
+                                      check=True, capture_output=True, text=True).stdout.split()
+    if compiled != "True":
+        raise SystemExit("bench_collect: the pure build ran: build in place (python setup.py build_ext --inplace)")
+    return float(cpu)
+
+
 def sampled(tree: Path, capture: str, parts: int) -> str:
     env = {**os.environ, "PYTHONPATH": str(tree), "PCAP_AUDIT_PURE": "1"}
     out = subprocess.run([sys.executable, "-c", SAMPLE, capture, str(parts)], cwd=tree, env=env, check=True,
@@ -87,6 +121,7 @@ def main() -> int:
     ap.add_argument("capture")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--before", type=Path, help="an older checkout to alternate with")
+    ap.add_argument("--apart", action="store_true", help="the reader's and the names process's halves instead")
     ap.add_argument("--sample", type=int, metavar="PARTS", help="count the checksum sample instead")
     args = ap.parse_args()
     if not os.path.isfile(args.capture):
@@ -99,7 +134,15 @@ def main() -> int:
                 print(f"{label:<6} {sampled(tree, args.capture, parts)}", flush=True)
         return 0
     times: dict[tuple[str, str], list[float]] = {}
-    for run in range(args.runs):
+    if args.apart:
+        for run in range(args.runs):
+            whole, _ = one_run(HERE, args.capture, False)
+            reader, names = apart_run(args.capture, "reader"), apart_run(args.capture, "names")
+            for label, cpu in (("collect", whole), ("reader", reader), ("names", names)):
+                times.setdefault((label, "compiled"), []).append(cpu)
+            print(f"run {run + 1} collect {whole:.2f}, the reader's half {reader:.2f}, the names process's {names:.2f} "
+                  f"CPU s (load average {os.getloadavg()[0]:.2f})", flush=True)
+    for run in range(0 if args.apart else args.runs):
         for label, tree in trees:
             for build, pure in (("compiled", False), ("pure", True)):
                 cpu, what = one_run(tree, args.capture, pure)
