@@ -41,9 +41,10 @@ class FastLane:
         self.table = builder._table
         self.stats = builder.stats
         self.names = names
-        """With a name table, the lane takes the reader's records too (``put``): the kernel's walk hands
-        each to the core and the table where it makes it, in order with the packets the lane takes,
-        rather than yield it up through the readers' generators to a reading loop."""
+        """The name table ``put`` gives the records with a payload to (None: none). With one, the lane
+        takes the reader's records too (``puts``): the kernel's walk hands each to the core and the
+        table where it makes it, in order with the packets the lane takes, rather than yield it up
+        through the readers' generators to a reading loop."""
         self.puts = names is not None if puts is None else puts
         """Whether the kernel's walk hands its records to ``put`` rather than yield them: by default
         with a name table; without one, records go to the core alone (the name evidence is read
