@@ -406,7 +406,7 @@ def _collect_apart(capture: CaptureSet, server_ports: frozenset[tuple[str, int]]
         with paused_gc(keep=True):
             engine.read_records(capture, builder, None)
             conv = builder.finish()
-        return conv, apart.result(names_apart.addresses(conv))
+        return conv, apart.result(names_apart.addresses(conv), tuple(info.packets for info in capture.inputs))
     finally:
         apart.stop()
 

@@ -130,11 +130,11 @@ def _frames(buf: bytes) -> Iterator[tuple[int, int, int]]:
         off += size
 
 
-def read_names(paths: list[str]) -> NameEvidence:
-    """The name evidence of these inputs (regular files the fast engine reads), read alone: every
-    packet the kernel offers a lane is taken and dropped, every record it makes goes to the name
-    table. Checksums are not verified (the name table reads a record whatever its checksum), nor the
-    inputs hashed (their reader does both)."""
+def read_names(paths: list[str]) -> tuple[NameEvidence, tuple[int, ...]]:
+    """The name evidence of these inputs (regular files the fast engine reads), read alone, and the
+    frames read of each: every packet the kernel offers a lane is taken and dropped, every record it
+    makes goes to the name table. Checksums are not verified (the name table reads a record whatever
+    its checksum), nor the inputs hashed (their reader does both)."""
     from auditor.capture import CaptureSet, native
     from auditor.parallel import paused_gc
 
@@ -147,7 +147,7 @@ def read_names(paths: list[str]) -> NameEvidence:
         for rec in cs:  # the kernel's walks hand theirs to the lane: any others are read here
             if rec.payload:
                 observe(rec)
-    return names
+    return names, tuple(info.packets for info in cs.inputs)
 
 
 def addresses(conv: ConversationResult) -> set[str]:
@@ -178,18 +178,19 @@ class NamesApart:
             os.close(ask_r)
         self._ask = ask_w
 
-    def result(self, wanted: Collection[str]) -> NameEvidence:
+    def result(self, wanted: Collection[str], frames: tuple[int, ...]) -> NameEvidence:
         """The evidence about the addresses ``wanted``, with every counter: the second process's
-        answer, or (it failed) this process's own reading of the names."""
+        answer, or this process's own reading of the names where it failed or read other frames than
+        ``frames`` (each input's, as this process read them: a file that grew meanwhile)."""
         got: Any = None
         with contextlib.suppress(OSError, EOFError, pickle.UnpicklingError, ValueError):
             with os.fdopen(self._ask, "wb", closefd=False) as ask:
                 pickle.dump(frozenset(wanted), ask, protocol=pickle.HIGHEST_PROTOCOL)
             with os.fdopen(self._answers, "rb", closefd=False) as answers:
                 got = pickle.load(answers)
-        if isinstance(got, NameEvidence):
-            return got
-        return read_names(self.paths).only(wanted)
+        if isinstance(got, tuple) and len(got) == 2 and isinstance(got[0], NameEvidence) and got[1] == frames:
+            return got[0]
+        return read_names(self.paths)[0].only(wanted)
 
     def stop(self) -> None:
         """End the second process (done or not), reap it and close the pipes."""
@@ -205,21 +206,22 @@ class NamesApart:
 
 def _child(paths: list[str], ask_r: int, ask_w: int, wfd: int, rfd: int) -> None:
     """The second process: read the names, wait for the addresses wanted, answer with their evidence
-    (or with None: it failed; the reading process then reads the names itself)."""
+    and the frames read of each input (or with None: it failed; the reading process then reads the
+    names itself)."""
     import signal
 
     os.close(rfd)
     os.close(ask_w)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the reading process's to handle
-    answer: NameEvidence | None = None
+    answer: tuple[NameEvidence, tuple[int, ...]] | None = None
     try:
         from auditor.parallel import tune_gc
 
         tune_gc()
-        names = read_names(paths)
+        names, frames = read_names(paths)
         with os.fdopen(ask_r, "rb", closefd=False) as ask:
             wanted = pickle.load(ask)
-        answer = names.only(wanted)
+        answer = names.only(wanted), frames
     except BaseException:  # any failure is answered with None: the reader reads the names itself
         answer = None
     with contextlib.suppress(OSError), os.fdopen(wfd, "wb", closefd=False) as out:

@@ -53,11 +53,17 @@ def _evidence(names: NameEvidence) -> tuple[Any, ...]:
 
 
 def _alone(path: Path) -> NameEvidence:
-    return names_apart.read_names([str(path)])
+    return names_apart.read_names([str(path)])[0]
 
 
 def _beside(path: Path) -> NameEvidence:
     return collect(open_captures([str(path)]), PORTS)[1]
+
+
+def _frames(path: Path) -> tuple[int, ...]:
+    capture = open_captures([str(path)])
+    collect(capture, PORTS)
+    return tuple(info.packets for info in capture.inputs)
 
 
 def _dns_answer(qid: int, name: str, address: bytes) -> bytes:
@@ -115,8 +121,9 @@ def test_names_read_alone_are_those_read_beside_the_conversations(tmp_path: Path
     paths = [hard, realistic, *sorted(SAMPLES.glob("*.pcap*"))]
     kept = {}
     for path in paths:
-        alone = _alone(path)
+        alone, frames = names_apart.read_names([str(path)])
         assert _evidence(alone) == _evidence(_beside(path)), path.name
+        assert frames == _frames(path), path.name
         kept[path.name] = alone.stats["names_kept"]
     assert all(kept.values()), kept
     hard_names = {o.name for obs in _alone(hard)._by_addr.values() for o in obs}
@@ -207,7 +214,7 @@ def test_the_read_is_the_same_with_the_names_read_apart(tmp_path: Path, apart: l
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the second process is forked on Linux only")
-@pytest.mark.parametrize("how", ["dies", "fails"])
+@pytest.mark.parametrize("how", ["dies", "fails", "grew"])
 def test_a_failed_second_process_changes_nothing_but_the_time(tmp_path: Path, apart: list[int], how: str,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     path = SAMPLES / "gateway-dmz.pcapng"
@@ -215,16 +222,24 @@ def test_a_failed_second_process_changes_nothing_but_the_time(tmp_path: Path, ap
     parent = os.getpid()
     if how == "dies":  # ends without a word (killed, out of memory)
         monkeypatch.setattr(names_apart, "_child", lambda *args: os._exit(9))
-    else:  # its reading fails: it answers None
+    else:
         real = names_apart.read_names
+        read_here: list[int] = []
 
-        def failing(paths: list[str]) -> NameEvidence:
-            if os.getpid() != parent:
+        def other(paths: list[str]) -> tuple[NameEvidence, tuple[int, ...]]:
+            if os.getpid() == parent:
+                read_here.append(1)
+                return real(paths)
+            if how == "fails":  # its reading fails: it answers None
                 raise MemoryError
-            return real(paths)
+            names, frames = real(paths)  # it read another file than the reader did (one that grew)
+            names._by_addr.clear()
+            return names, tuple(n + 1 for n in frames)
 
-        monkeypatch.setattr(names_apart, "read_names", failing)
+        monkeypatch.setattr(names_apart, "read_names", other)
     assert _read(path, 0) == one
+    if how != "dies":
+        assert read_here == [1]  # the reader read the names itself
     assert len(apart) == 1 and _gone(apart[0])
 
 
