@@ -305,3 +305,45 @@ def test_the_sample_reads_the_frames_of_small_files_whole(tmp_path: Path) -> Non
         odd.write_bytes(junk)
         assert names_apart.name_share(str(odd)) == 0.0
     assert names_apart.name_share(str(tmp_path / "missing.pcap")) == 0.0
+
+
+CLI_SPY = """
+import sys
+from auditor import names_apart
+real = names_apart.NamesApart.__init__
+def spy(self, capture):
+    real(self, capture)
+    print("names read apart", file=sys.stderr)
+names_apart.NamesApart.__init__ = spy
+from auditor.cli import run
+sys.argv = ["pcap-audit", *sys.argv[1:]]
+run()
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the second process is forked on Linux only")
+def test_the_command_reads_names_apart_by_default_and_writes_what_one_process_writes(tmp_path: Path) -> None:
+    """The product command on a capture above APART_MIN, with the thresholds as shipped: the default
+    reads the names in a second process (where there are two cores), and its audit.json is that of
+    ``-j 1`` but for the run's own members."""
+    import json
+
+    from auditor.parallel import cpus
+
+    capture = tmp_path / "big.pcap"
+    subprocess.run([sys.executable, str(REALISTIC), "--packets", "165000", "--seed", "7", "--out", str(capture)],
+                   check=True, capture_output=True)
+    assert capture.stat().st_size >= names_apart.APART_MIN
+    roles = ROOT.parent / "shared" / "bench" / "realistic.roles.yaml"
+    docs = {}
+    for jobs in ("0", "1"):
+        out = tmp_path / f"j{jobs}.json"
+        done = subprocess.run([sys.executable, "-c", CLI_SPY, str(capture), "--roles", str(roles), "-j", jobs,
+                               "--no-html", "--json", str(out), "-q"], cwd=ROOT, capture_output=True, text=True)
+        assert done.returncode in (0, 1), done.stderr
+        assert ("names read apart" in done.stderr) == (jobs == "0" and cpus() > 1), done.stderr
+        doc = json.loads(out.read_text())
+        del doc["run"]
+        docs[jobs] = doc
+    assert docs["0"] == docs["1"]
+    assert sum(bool(h["names"]) for h in docs["0"]["hosts"]) > 10
