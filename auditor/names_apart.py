@@ -59,7 +59,10 @@ def worth(capture: CaptureSet) -> bool:
             and all(c.whole for c in capture.chunks) and capture.total_bytes >= APART_MIN
             and sys.platform.startswith("linux") and cpus() > 1):
         return False
-    largest = max(capture.paths, key=os.path.getsize)
+    try:
+        largest = max(capture.paths, key=os.path.getsize)
+    except OSError:  # gone since it was opened: the read says so
+        return False
     return name_share(largest) >= APART_SHARE
 
 
