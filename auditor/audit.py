@@ -362,7 +362,8 @@ def read_captures(capture: CaptureSet, server_ports: frozenset[tuple[str, int]],
             raise AuditorError("--conn-log is written by one process: it cannot be combined with --scheduler")
     asked = jobs
     if jobs == 0:
-        # Automatic: one process (and a decompressing one for a large compressed input). Chunks are
+        # Automatic: one process reads (and a second decompresses a large compressed input, or reads
+        # the names of large uncompressed ones: below). Chunks are
         # asked for with -j N: on one machine they measured slower than one process, on the dense
         # realistic capture and on the 10M-packet one of long conversations alike (docs/scale.md).
         jobs = 1
