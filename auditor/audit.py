@@ -220,11 +220,18 @@ def collect(records: Iterable[PacketRecord], server_ports: frozenset[tuple[str, 
             connection_sink: Callable[[Connection], None] | None = None) -> tuple[ConversationResult, NameEvidence]:
     """Packet records -> conversations and name evidence (both mergeable across partial runs), read
     as one chunk that starts and ends the run (engine.read_records)."""
-    builder = conversations.ConversationBuilder(server_ports=server_ports, connection_sink=connection_sink)
     names = NameEvidence(max_names=MAX_NAMES)
+    return _conversations(records, server_ports, connection_sink, names), names
+
+
+def _conversations(records: Iterable[PacketRecord], server_ports: frozenset[tuple[str, int]],
+                   connection_sink: Callable[[Connection], None] | None, names: NameEvidence | None,
+                   ) -> ConversationResult:
+    """The records' conversations, and their names into ``names`` (None: read apart)."""
+    builder = conversations.ConversationBuilder(server_ports=server_ports, connection_sink=connection_sink)
     with paused_gc(keep=True):
         engine.read_records(records, builder, names)
-        return builder.finish(), names
+        return builder.finish()
 
 
 def analyse(records: Iterable[PacketRecord], catalog: Catalog, roles: RoleMap, *,
@@ -403,10 +410,7 @@ def _collect_apart(capture: CaptureSet, server_ports: frozenset[tuple[str, int]]
     """``collect``, the name evidence read by a second process meanwhile (auditor/names_apart.py)."""
     apart = names_apart.NamesApart(capture)
     try:
-        builder = conversations.ConversationBuilder(server_ports=server_ports, connection_sink=connection_sink)
-        with paused_gc(keep=True):
-            engine.read_records(capture, builder, None)
-            conv = builder.finish()
+        conv = _conversations(capture, server_ports, connection_sink, None)
         return conv, apart.result(names_apart.addresses(conv), tuple(info.packets for info in capture.inputs))
     finally:
         apart.stop()

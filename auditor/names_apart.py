@@ -26,10 +26,14 @@ import sys
 from collections.abc import Collection, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
+from auditor.capture import CaptureSet, native
+from auditor.capture.decode import Decoder
+from auditor.capture.decompress import start_child, stop_child
+from auditor.capture.info import ReadStats
 from auditor.names import MAX_NAMES, NameEvidence
+from auditor.parallel import cpus, paused_gc, tune_gc
 
 if TYPE_CHECKING:
-    from auditor.capture import CaptureSet
     from auditor.conversations import ConversationResult
 
 APART_MIN: Final = 64 << 20
@@ -53,8 +57,6 @@ def worth(capture: CaptureSet) -> bool:
     uncompressed pcap or pcapng files read whole by the fast engine, APART_MIN bytes or more, on a
     platform that forks, and at least APART_SHARE of the records of the largest input's first
     SAMPLE_BYTES for the name table."""
-    from auditor.parallel import cpus
-
     if not (capture.engine == "fast" and not capture.streams and not capture.foreign and not capture.compressed
             and all(c.whole for c in capture.chunks) and capture.total_bytes >= APART_MIN
             and sys.platform.startswith("linux") and cpus() > 1):
@@ -69,9 +71,6 @@ def worth(capture: CaptureSet) -> bool:
 def name_share(path: str) -> float:
     """The share of the records of the frames in the first SAMPLE_BYTES of this pcap or pcapng file
     that the name table reads (0.0 when none can be read: the reading says why)."""
-    from auditor.capture.decode import Decoder
-    from auditor.capture.info import ReadStats
-
     try:
         with open(path, "rb") as fh:
             head = fh.read(SAMPLE_BYTES)
@@ -138,9 +137,6 @@ def read_names(paths: list[str]) -> tuple[NameEvidence, tuple[int, ...]]:
     frames read of each: every packet the kernel offers a lane is taken and dropped, every record it
     makes goes to the name table. Checksums are not verified (the name table reads a record whatever
     its checksum), nor the inputs hashed (their reader does both)."""
-    from auditor.capture import CaptureSet, native
-    from auditor.parallel import paused_gc
-
     names = NameEvidence(max_names=MAX_NAMES)
     cs = CaptureSet(paths, engine="fast", verify_checksums=False)
     cs.digest = False
@@ -167,8 +163,6 @@ class NamesApart:
     conversations are read, ``stop`` always."""
 
     def __init__(self, capture: CaptureSet) -> None:
-        from auditor.capture.decompress import start_child
-
         self.paths = list(capture.paths)
         ask_r, ask_w = os.pipe()
         self._proc: Any = None
@@ -188,7 +182,7 @@ class NamesApart:
         got: Any = None
         with contextlib.suppress(OSError, EOFError, pickle.UnpicklingError, ValueError):
             with os.fdopen(self._ask, "wb", closefd=False) as ask:
-                pickle.dump(frozenset(wanted), ask, protocol=pickle.HIGHEST_PROTOCOL)
+                pickle.dump(wanted, ask, protocol=pickle.HIGHEST_PROTOCOL)
             with os.fdopen(self._answers, "rb", closefd=False) as answers:
                 got = pickle.load(answers)
         if isinstance(got, tuple) and len(got) == 2 and isinstance(got[0], NameEvidence) and got[1] == frames:
@@ -197,8 +191,6 @@ class NamesApart:
 
     def stop(self) -> None:
         """End the second process (done or not), reap it and close the pipes."""
-        from auditor.capture.decompress import stop_child
-
         if self._proc is not None:
             stop_child(self._proc)
             self._proc = None
@@ -218,8 +210,6 @@ def _child(paths: list[str], ask_r: int, ask_w: int, wfd: int, rfd: int) -> None
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the reading process's to handle
     answer: tuple[NameEvidence, tuple[int, ...]] | None = None
     try:
-        from auditor.parallel import tune_gc
-
         tune_gc()
         names, frames = read_names(paths)
         with os.fdopen(ask_r, "rb", closefd=False) as ask:

@@ -183,7 +183,7 @@ def apart(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Every input worth a second process; the processes started, counted."""
     monkeypatch.setattr(names_apart, "APART_MIN", 0)
     monkeypatch.setattr(names_apart, "APART_SHARE", 0.0)
-    monkeypatch.setattr("auditor.parallel.cpus", lambda: 2)
+    monkeypatch.setattr(names_apart, "cpus", lambda: 2)
     started: list[int] = []
     real = names_apart.NamesApart.__init__
 
@@ -257,7 +257,7 @@ def test_an_error_while_reading_stops_the_second_process(tmp_path: Path, apart: 
 
 
 def test_which_inputs_are_worth_a_second_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("auditor.parallel.cpus", lambda: 2)
+    monkeypatch.setattr(names_apart, "cpus", lambda: 2)
     plain = tmp_path / "plain.pcapng"
     shutil.copy(SAMPLES / "cvad-onprem.pcapng", plain)
     packed = tmp_path / "packed.pcapng.gz"
@@ -272,7 +272,7 @@ def test_which_inputs_are_worth_a_second_process(tmp_path: Path, monkeypatch: py
     assert not names_apart.worth(open_captures([str(long_talks)]))  # no names to read apart
     assert not names_apart.worth(open_captures([str(plain), str(packed)]))  # decompressed: one process
     assert not names_apart.worth(open_captures([str(plain)], engine="tshark"))
-    monkeypatch.setattr("auditor.parallel.cpus", lambda: 1)
+    monkeypatch.setattr(names_apart, "cpus", lambda: 1)
     assert not names_apart.worth(open_captures([str(plain)]))
 
 

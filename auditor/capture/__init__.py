@@ -166,8 +166,8 @@ class CaptureSet:
             self.total_bytes += size
             if compression != "none":
                 self.compressed.add(path)
-            if compression != "none" and size >= INFLATE_MIN and path not in self.foreign:
-                self._inflatable = True
+                if size >= INFLATE_MIN and path not in self.foreign:
+                    self._inflatable = True
 
     @classmethod
     def from_chunks(cls, chunks: Sequence[Chunk], *, engine: str = "fast", progress: Progress | None = None,
