@@ -17,6 +17,7 @@ import unicodedata
 from array import array
 from collections import Counter
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -26,9 +27,11 @@ from report_data import column, flow_records, resolved
 from auditor import conversations
 from auditor.apps import AppEvidence
 from auditor.audit import AuditRequest, run_audit
+from auditor.capture import native
 from auditor.classify import FlowVerdict, HostView
 from auditor.flow import Flow as PythonFlow
 from auditor.model import HEAD_CHARS, HEAD_KEY, Classification, FlowKey
+from auditor.report import document
 from auditor.report.cells import FLOW_CLASSES, SHARED_FIRST, Cell, FlowCells, host_cells, safe_text
 from auditor.report.document import (
     _CONTROL,
@@ -36,6 +39,7 @@ from auditor.report.document import (
     _show_hidden,
     _Tally,
     bounded,
+    iso,
     top_findings,
 )
 from auditor.report.html import (
@@ -45,7 +49,7 @@ from auditor.report.html import (
     render_html,
     script_json,
 )
-from auditor.report.jsondata import FlowJson, plain
+from auditor.report.jsondata import FlowJson, _ts_json, plain
 from auditor.report.load import load_document
 from auditor.report.model import AuditDocument, FlowRow, FrameRef
 from auditor.report.tabular import iter_json, render_csv, render_json
@@ -432,3 +436,30 @@ def test_the_pages_pass_cuts_reasons_where_the_cells_do() -> None:
     from auditor.report import cells, flowscan
 
     assert flowscan.DISPLAY_CHARS == cells.DISPLAY_CHARS
+
+
+class _Seconds:
+    """What jsonscan._ts asks of the export's parts: a whole second's text, a timestamp it does not
+    write itself."""
+
+    second = staticmethod(document._second_text)
+
+    @staticmethod
+    def ts(t: float) -> str:
+        return _ts_json(iso(t))
+
+
+_EDGE_TIMES = [0.0, 4e-7, 5e-7, 0.9999994, 0.9999995, 1.000001, 59.01, 1710234205.103408, 1710234205.0000004,
+               1710234205.9999996, 1710234205.0999995, 2_147_483_647.999999, 4_294_967_296.5, 2.5e11 - 1,
+               2.5e11, 1e13, -0.5, -1e-7, float("inf"), float("-inf"), float("nan")]
+
+
+def test_flow_timestamps_are_iso_of_them(each_kernel: ModuleType) -> None:
+    # The export writes a flow's timestamps itself (its microseconds as machine integers where compiled):
+    # exactly the JSON of iso's text, on both builds, at the edges of a second and of a machine word.
+    scan = native.KERNEL.of("auditor.report.jsonscan")
+    rng = random.Random(7)
+    times = _EDGE_TIMES + [rng.uniform(0, 2.5e11) for _ in range(20_000)] + \
+        [1.7e9 + rng.randrange(10**6) / 1e6 for _ in range(20_000)]
+    seconds: dict[int, str] = {}
+    assert [scan._ts(t, seconds, _Seconds()) for t in times] == [_ts_json(iso(t)) for t in times]

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any, Final, Protocol, cast
 
 from auditor.flow import Flow
-from auditor.model import HEAD_CHARS, HEAD_KEY, REASON_CHARS
+from auditor.model import HEAD_CHARS, HEAD_KEY, REASON_CHARS, AppEvidence
 from auditor.report.flowscan import Verdict
 
 TS_FAST: Final = 2.5e11
@@ -74,6 +74,12 @@ class Parts(Protocol):
     def ts(self, t: float) -> str: ...
 
 
+_DIGITS: Final[list[str]] = [f"{i:03d}" for i in range(1000)]
+"""0..999 as three digits: a timestamp's microseconds are two of them. Every operand below stays a
+machine integer where compiled (``sec * 1_000_000`` would not: past 2**31 a product is computed as a
+Python int), and no digit string is made per timestamp."""
+
+
 def _ts(t: float, seconds: dict[int, str], parts: Parts) -> str:
     if 0.0 <= t < TS_FAST:
         us = round(t * 1_000_000)
@@ -81,8 +87,8 @@ def _ts(t: float, seconds: dict[int, str], parts: Parts) -> str:
         text = seconds.get(sec)
         if text is None:
             text = parts.second(sec)
-        digits = str(us - sec * 1_000_000 + 1_000_000)  # "1" and the microseconds' six digits
-        return f'"{text}.{digits[1:]}Z"'
+        frac = us % 1_000_000
+        return f'"{text}.{_DIGITS[frac // 1000]}{_DIGITS[frac % 1000]}Z"'
     return parts.ts(t)
 
 
@@ -100,9 +106,11 @@ def _head(head: str, heads: dict[str, str]) -> str:
     return heads[key]
 
 
-def _evidence(evidence: dict[str, Any] | None, ev_head: dict[Any, str], heads: dict[str, str],
+def _evidence(evidence: dict[str, AppEvidence] | None, ev_head: dict[Any, str], heads: dict[str, str],
               details: dict[str, str]) -> str:
-    """A flow's app_evidence member's JSON, its comma before it and the flow's closing brace after it."""
+    """A flow's app_evidence member's JSON, its comma before it and the flow's closing brace after it.
+    (The evidence typed: a named tuple's fields are then read by index where compiled, not looked up
+    through its class.)"""
     if not evidence:
         return NO_APP_EVIDENCE
     if len(evidence) == 1:
