@@ -11,7 +11,11 @@ cli_outputs.FORK_RSS_MAX), and the text summary. Prints each phase's CPU seconds
 (time.process_time) and wall seconds, per repeat and the best, and the product's tail (judge,
 document, outputs and summary); then the resident memory after the capture was read and the
 process's peak (the tail's share of it is the difference). ``--profile PHASE`` runs that phase once
-more under cProfile and prints its top functions.
+more under cProfile and prints its top functions. ``--warm N``: then the two passes over the flows,
+the export's (``FlowRows.json_texts``) and the page's (``flowscan.scan``, on the dicts of a page just
+walked), in microseconds a flow: over every flow once, and over the first N again and again (the
+same objects, in cache): what a pass costs for its instructions, and what for reading flows
+scattered in memory.
 """
 
 from __future__ import annotations
@@ -60,6 +64,65 @@ def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _per_flow(run: Callable[[int, int], object], total: int, n: int, rounds: int = 5) -> tuple[float, float]:
+    """(µs a flow over all ``total`` once, over the first ``n`` repeated), the best of ``rounds`` each."""
+    once, again = [], []
+    reps = max(1, total // n)
+    for _ in range(rounds):
+        t = time.perf_counter()
+        for start in range(0, total, n):
+            run(start, min(total, start + n))
+        once.append((time.perf_counter() - t) / total * 1e6)
+        t = time.perf_counter()
+        for _ in range(reps):
+            run(0, n)
+        again.append((time.perf_counter() - t) / (reps * n) * 1e6)
+    return min(once), min(again)
+
+
+def warm(doc: Any, n: int) -> None:
+    """--warm: the export's and the page's passes over the flows, cold and warm (see the module's doc)."""
+    from auditor.report import verdict_walk
+    from auditor.report.document import FlowRows
+    from auditor.report.jsondata import FlowJson
+    from auditor.report.view import build_view
+
+    rows = doc.flows
+    if not isinstance(rows, FlowRows):
+        print("--warm: the document's flows are rows, not an audit's verdicts")
+        return
+    total, n = len(rows), max(1, min(n, len(rows)))
+    text = FlowJson()
+    rows.json_texts(text, 0, total)  # its look-up dicts filled, as after one export
+    json_once, json_again = _per_flow(lambda a, b: rows.json_texts(text, a, b), total, n)
+    walks: list[Any] = []
+    take = verdict_walk._VerdictWalk.take
+
+    def keep(self: Any, batch: Any) -> None:
+        if not walks:
+            walks.append(self)
+        take(self, batch)
+
+    verdict_walk._VerdictWalk.take = keep  # type: ignore[method-assign]
+    try:
+        build_view(doc)  # its dicts filled, as after one page
+    finally:
+        verdict_walk._VerdictWalk.take = take  # type: ignore[method-assign]
+    w = walks[0]
+    verdicts = rows.verdicts
+
+    def scan(a: int, b: int) -> None:
+        w.walk.own = w.flowscan.Own()  # the columns a pass appends to, dropped
+        w.flowscan.scan(verdicts[a:b], verdict_walk.REASON_MISMATCH, w.svc, w.outcome_conns, w.dir, w.inputs,
+                        w.heads, w.detail_ix, w, w.walk.own, w.hosts, w.kinds, w.verdict_cells, w.whys,
+                        w.why_ix, w.cells.t64)
+
+    page_once, page_again = _per_flow(scan, total, n)
+    print(f"\nper flow, µs (best of 5): every flow once / the first {n:,} repeated")
+    print(f"  the export's pass (FlowRows.json_texts)  {json_once:6.2f} / {json_again:6.2f}")
+    print(f"  the page's pass (flowscan.scan)          {page_once:6.2f} / {page_again:6.2f}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("capture")
@@ -67,6 +130,8 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--out", type=Path, help="folder for report.html and audit.json (default: a temporary one)")
     ap.add_argument("--profile", choices=PHASES, help="run this phase once more under cProfile")
+    ap.add_argument("--warm", type=int, default=0, metavar="N",
+                    help="then time the passes over the flows over all once and over the first N repeated")
     args = ap.parse_args()
 
     tune_gc()
@@ -149,6 +214,8 @@ def main() -> int:
     sizes = {p.name: p.stat().st_size for p in out.iterdir()}
     print("outputs: " + ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in sorted(sizes.items())) + f" in {out}")
     print("summary:\n" + "\n".join(state["lines"][:6]))
+    if args.warm:
+        warm(state["doc"], args.warm)
     if args.profile:
         prof = cProfile.Profile()
         prof.runcall(steps[args.profile])
