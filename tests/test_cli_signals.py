@@ -31,10 +31,20 @@ LINUX = sys.platform.startswith("linux") and os.path.isdir("/proc")
 # --- the mechanism, in this process ---------------------------------------------------------------
 
 
+def default_stop_signals() -> None:
+    """SIGTERM and SIGHUP as a shell leaves them: the tests start from there even when the suite
+    itself runs where they are ignored (``nohup pytest``; an ignored signal stays ignored across
+    fork and exec, and an audit keeps it so, test_an_ignored_signal_stays_ignored)."""
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(s) == signal.SIG_IGN:
+            signal.signal(s, signal.SIG_DFL)
+
+
 @pytest.fixture
 def handlers() -> Iterator[None]:
     """This process's handlers for the stop signals, put back after the test whatever it did."""
     saved = {s: signal.getsignal(s) for s in cli_signals.STOP_SIGNALS}
+    default_stop_signals()
     try:
         yield
     finally:
@@ -242,7 +252,8 @@ def stop_an_audit(large: tuple[Path, Path], out: Path, signum: int, phase: str, 
         (out / name).write_bytes(data)
     proc = subprocess.Popen([sys.executable, "-m", "auditor.cli", str(cap), "--roles", str(roles), "-j", jobs,
                              "-o", str(out / "r.html"), "--json", str(out / "a.json"), "--csv", str(out / "a.csv")],
-                            env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=group)
+                            env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=group,
+                            preexec_fn=default_stop_signals)
     try:
         seen: dict[int, str] = {}
         deadline = time.monotonic() + 120
