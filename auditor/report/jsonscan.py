@@ -76,7 +76,7 @@ class Parts(Protocol):
 
 _DIGITS: Final[list[str]] = [f"{i:03d}" for i in range(1000)]
 """0..999 as three digits: a timestamp's microseconds are two of them. Every operand below stays a
-machine integer where compiled (``sec * 1_000_000`` would not: past 2**31 a product is computed as a
+machine integer where compiled (``sec * 1_000_000`` would not: from 2**30 on, a product is computed as a
 Python int), and no digit string is made per timestamp."""
 
 
