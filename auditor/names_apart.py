@@ -30,6 +30,7 @@ from auditor.capture import CaptureSet, native
 from auditor.capture.decode import Decoder
 from auditor.capture.decompress import start_child, stop_child
 from auditor.capture.info import ReadStats
+from auditor.capture.pcapfile import PCAPNG_BYTE_ORDERS, PCAPNG_MAGIC, pcap_header
 from auditor.names import MAX_NAMES, NameEvidence
 from auditor.parallel import cpus, paused_gc, tune_gc
 
@@ -97,23 +98,19 @@ def name_share(path: str) -> float:
 def _frames(buf: bytes) -> Iterator[tuple[int, int, int]]:
     """(offset, captured length, link type) of the whole frames in the first bytes of a pcap or pcapng
     file, as far as they read plainly (a sample: anything unusual ends it)."""
-    magic = buf[:4]
-    if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
-        order = "<" if magic[0] in (0xD4, 0x4D) else ">"
-        if len(buf) < 24:
-            return
-        lt = struct.unpack_from(order + "I", buf, 20)[0] & 0xFFFF
+    pcap = pcap_header(buf)
+    if pcap is not None:
         off = 24
-        while off + 16 <= len(buf):
-            caplen = struct.unpack_from(order + "I", buf, off + 8)[0]
-            if off + 16 + caplen > len(buf):
+        while off + pcap.hl <= len(buf):
+            caplen = pcap.record.unpack_from(buf, off)[2]
+            if off + pcap.hl + caplen > len(buf):
                 return
-            yield off + 16, caplen, lt
-            off += 16 + caplen
+            yield off + pcap.hl, caplen, pcap.lt
+            off += pcap.hl + caplen
         return
-    if magic != b"\x0a\x0d\x0d\x0a" or len(buf) < 12:
+    order = PCAPNG_BYTE_ORDERS.get(buf[8:12])
+    if buf[:4] != PCAPNG_MAGIC or order is None:
         return
-    order = "<" if buf[8:12] == b"\x4d\x3c\x2b\x1a" else ">"
     links: list[int] = []
     off = 0
     while off + 12 <= len(buf):

@@ -39,6 +39,8 @@ PCAP_MAGICS = {
     b"\xa1\xb2\xcd\x34": (">", False, 24),
 }
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+PCAPNG_BYTE_ORDERS = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}
+"""A pcapng section header's byte-order magic as stored -> the struct byte order of its section."""
 
 # Largest record we accept: libpcap's 262144-byte maximum snapshot, or the file's snaplen, within the
 # kernel's bound (a corrupt length must not make us read gigabytes into memory).

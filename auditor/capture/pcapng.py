@@ -12,7 +12,7 @@ from typing import Any
 from auditor.capture.decode import Decoder, linktype_name
 from auditor.capture.info import InputInfo
 from auditor.capture.kernel import MAX_RECORD, NG_FRAME, NG_MORE, NG_SKIP, NG_STOP, Tick, Window
-from auditor.capture.pcapfile import Bounded, CaptureBytes, walk_pcap
+from auditor.capture.pcapfile import PCAPNG_BYTE_ORDERS, Bounded, CaptureBytes, walk_pcap
 from auditor.model import PacketRecord
 
 
@@ -46,8 +46,6 @@ def _idb(buf: bytes, body: int, bend: int, order: str) -> _Iface:
         p += (olen + 3) & ~3
     return _Iface(lt & 0xFFFF, snaplen, div, offset)
 
-
-_BOMS = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}
 
 
 def walk_pcapng(src: CaptureBytes, first: bytes, info: InputInfo, dec: Decoder, tick: Tick, *,
@@ -105,7 +103,7 @@ class Blocks:
         if (btype == 0x0A0D0D0A or btype == 1) and 0 <= self.records_at <= r.base + pos:
             r.unsafe = True  # the file's later chunks would not know of this section or interface
         if btype == 0x0A0D0D0A:  # Section Header Block (the same in either byte order)
-            bom = _BOMS.get(buf[pos + 8:pos + 12])
+            bom = PCAPNG_BYTE_ORDERS.get(buf[pos + 8:pos + 12])
             if bom is None:
                 bad("pcapng-bad-block", frame + 1)
                 return NG_STOP, "section header with a bad byte-order magic"

@@ -38,7 +38,7 @@ from typing import BinaryIO, NamedTuple
 
 from auditor.capture.info import InputInfo
 from auditor.capture.kernel import MAX_RECORD
-from auditor.capture.pcapfile import PCAP_MAGICS, PCAPNG_MAGIC, pcap_header
+from auditor.capture.pcapfile import PCAP_MAGICS, PCAPNG_BYTE_ORDERS, PCAPNG_MAGIC, pcap_header
 from auditor.capture.source import Source
 from auditor.errors import CaptureError
 
@@ -47,7 +47,6 @@ MIN_BYTES = 64 << 20
 PRELUDE_MAX = 1 << 20
 """The blocks before a pcapng file's first packet that a chunk reads first, at most (more: the file is
 one chunk)."""
-_BOMS = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}
 
 
 class Chunk(NamedTuple):
@@ -303,7 +302,7 @@ def first_packet_offset(path: str) -> int | None:
     PRELUDE_MAX bytes of blocks before a packet."""
     with open(path, "rb") as fh:
         data = fh.read(4096)  # a file's first blocks are small: more only where they are not
-        order = _BOMS.get(data[8:12])
+        order = PCAPNG_BYTE_ORDERS.get(data[8:12])
         if data[:4] != b"\x0a\x0d\x0d\x0a" or order is None:
             return None
         hdr = struct.Struct(order + "II").unpack_from
@@ -331,7 +330,7 @@ def find_block_boundary(path: str, target: int, *, chain: int = 32, window: int 
         head = fh.read(12)
         fh.seek(target)
         win = fh.read(window)
-    order = _BOMS.get(head[8:12])
+    order = PCAPNG_BYTE_ORDERS.get(head[8:12])
     if order is None:
         return None
     hdr = struct.Struct(order + "II").unpack_from
