@@ -47,21 +47,19 @@ print(f"{time.process_time() - t:.2f}", len(conv.flows), names.stats["names_kept
 
 APART_RUN = """
 import sys, time
-from auditor import conversations, engine, names_apart
+from auditor import names_apart
+from auditor.audit import _conversations
 from auditor.capture import native, open_captures
 from auditor.catalog import load_catalog
-from auditor.parallel import paused_gc, tune_gc
+from auditor.parallel import tune_gc
 tune_gc()
 ports = load_catalog(None, []).server_ports()
 capture = open_captures([sys.argv[1]], engine="fast")
 t = time.process_time()
-if sys.argv[2] == "reader":
-    builder = conversations.ConversationBuilder(server_ports=ports)
-    with paused_gc(keep=True):
-        engine.read_records(capture, builder, None)
-        got = len(builder.finish().flows)
+if sys.argv[2] == "reader":  # the reading process's half, as audit._collect_apart reads it
+    got = len(_conversations(capture, ports, None, None).flows)
 else:
-    got = names_apart.read_names([sys.argv[1]]).stats["names_kept"]
+    got = names_apart.read_names([sys.argv[1]])[0].stats["names_kept"]
 print(f"{time.process_time() - t:.2f}", got, native.KERNEL.compiled)
 """
 
