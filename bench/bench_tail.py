@@ -113,9 +113,7 @@ def warm(doc: Any, n: int) -> None:
 
     def scan(a: int, b: int) -> None:
         w.walk.own = w.flowscan.Own()  # the columns a pass appends to, dropped
-        w.flowscan.scan(verdicts[a:b], verdict_walk.REASON_MISMATCH, w.svc, w.outcome_conns, w.dir, w.inputs,
-                        w.heads, w.detail_ix, w, w.walk.own, w.hosts, w.kinds, w.verdict_cells, w.whys,
-                        w.why_ix, w.cells.t64)
+        w.scan(verdicts[a:b])
 
     page_once, page_again = _per_flow(scan, total, n)
     print(f"\nper flow, µs (best of 5): every flow once / the first {n:,} repeated")

@@ -135,12 +135,18 @@ class _VerdictWalk:
         found = self.whys[key] = self.cells.why(*self.rows.why(v))
         return found
 
+    def scan(self, batch: Sequence[FlowVerdict]) -> flowscan.Scanned:
+        """The batch's cells as flowscan.scan finds them (of the build that runs), its own columns
+        appended to the walk's."""
+        misses: flowscan.Misses = self  # what the type checker holds this class to
+        found: flowscan.Scanned = self.flowscan.scan(
+            batch, REASON_MISMATCH, self.svc, self.outcome_conns, self.dir, self.inputs, self.heads, self.detail_ix,
+            misses, self.walk.own, self.hosts, self.kinds, self.verdict_cells, self.whys, self.why_ix, self.cells.t64)
+        return found
+
     def take(self, batch: Sequence[FlowVerdict]) -> None:
         walk = self.walk
-        misses: flowscan.Misses = self  # what the type checker holds this class to
-        got = self.flowscan.scan(batch, REASON_MISMATCH, self.svc, self.outcome_conns, self.dir, self.inputs,
-                                 self.heads, self.detail_ix, misses, walk.own, self.hosts, self.kinds,
-                                 self.verdict_cells, self.whys, self.why_ix, self.cells.t64)
+        got = self.scan(batch)
         hosts = self.hosts
         for i in got.unmapped:
             v = batch[i]
